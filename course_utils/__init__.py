@@ -1,0 +1,18 @@
+"""course_utils: the small shared package behind the LLM course notebooks.
+
+Each module implements one concept that a chapter teaches inline first; later chapters import it from here.
+Importing the package changes no global state (no seeding, no thread settings, no downloads).
+
+Shape notation used in every module and notebook
+------------------------------------------------
+B  batch size                      T  sequence length (time), T <= block_size
+C  embedding width (n_embd)        V  vocabulary size (vocab_size)
+H  number of attention heads       D  head size (head_size = n_embd // n_head)
+So ``# (B, T, C)`` is a batch of hidden states, ``# (B, H, T, D)`` per-head queries/keys/values and
+``# (B, T, T)`` or ``# (T, T)`` an attention mask or weight matrix.
+
+Glossary of names: vocab_size, block_size, n_layer, n_head, n_embd, head_size, idx (token ids), logits,
+targets, loss.
+"""
+
+__version__ = "0.1.0"

