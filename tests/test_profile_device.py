@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from course_utils.device import make_generator, pick_device, seed_everything
+from course_utils.profile import PROFILES, by_profile, get_profile
+
+
+def test_profile_from_argument_and_environment(monkeypatch):
+    assert get_profile("smoke") == "smoke"
+    assert get_profile(" CPU ") == "cpu"
+    monkeypatch.setenv("COURSE_PROFILE", "gpu")
+    assert get_profile() == "gpu"
+    monkeypatch.delenv("COURSE_PROFILE")
+    assert get_profile() == ("gpu" if torch.cuda.is_available() else "cpu")
+    assert get_profile("auto") == get_profile("")
+
+
+def test_unknown_profile_names_the_allowed_ones(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="smoke, cpu, gpu"):
+        get_profile()
+    with pytest.raises(TypeError):
+        get_profile(3)
+
+
+def test_by_profile_requires_every_profile():
+    assert by_profile({"smoke": 1, "cpu": 2, "gpu": 3}, "cpu") == 2
+    with pytest.raises(ValueError, match="missing"):
+        by_profile({"smoke": 1, "cpu": 2}, "cpu")
+    with pytest.raises(ValueError, match="unknown"):
+        by_profile({p: 0 for p in PROFILES} | {"tpu": 1}, "cpu")
+
+
+def test_pick_device_and_errors():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device().type in ("cuda", "mps", "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")
+
+
+def test_seeding_is_reproducible_and_validated():
+    a = torch.randn(3, generator=seed_everything(5))
+    b = torch.randn(3, generator=seed_everything(5))
+    assert torch.equal(a, b)
+    assert not torch.equal(torch.randn(3, generator=make_generator(1)), torch.randn(3, generator=make_generator(2)))
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError):
+            seed_everything(bad)

@@ -1,0 +1,64 @@
+import math
+
+import pytest
+import torch
+
+from course_utils.batches import make_batch_fn
+from course_utils.model import GPT, GPTConfig
+from course_utils.train import TrainConfig, lr_at, make_optimizer, train
+
+
+def run(seed=0, steps=60):
+    torch.manual_seed(seed)
+    data = torch.tensor([i % 7 for i in range(500)])  # a perfectly periodic sequence: learnable
+    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    config = TrainConfig(max_steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=5, eval_interval=20, eval_batches=2,
+                         progress=False)
+    return train(model, make_batch_fn(data, data, 8, 8), config, torch.Generator().manual_seed(seed))
+
+
+def test_loss_falls_and_history_is_complete():
+    history = run()
+    assert history.eval_steps == [20, 40, 60]
+    assert len(history.train_loss) == 60 and history.tokens_seen == 60 * 8 * 8
+    assert history.eval_val_loss[-1] < 0.5 * math.log(7)
+
+
+def test_same_seed_same_losses():
+    assert run(seed=3).train_loss == run(seed=3).train_loss
+    assert run(seed=3).train_loss != run(seed=4).train_loss
+
+
+def test_lr_schedule_warmup_then_cosine():
+    config = TrainConfig(max_steps=110, lr=1e-3, min_lr=1e-4, warmup_steps=10)
+    assert lr_at(0, config) == pytest.approx(1e-4)
+    assert lr_at(9, config) == pytest.approx(1e-3)
+    assert lr_at(60, config) == pytest.approx(0.5 * (1e-3 + 1e-4))  # half-way through the cosine
+    assert lr_at(110, config) == pytest.approx(1e-4)
+    values = [lr_at(s, config) for s in range(10, 110)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_weight_decay_only_on_matrices():
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8))
+    decay, no_decay = make_optimizer(model, TrainConfig()).param_groups
+    assert all(p.dim() >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert all(p.dim() < 2 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("kwargs", [{"max_steps": 0}, {"lr": 0}, {"min_lr": 1.0}, {"warmup_steps": -1},
+                                    {"beta2": 1.0}, {"grad_clip": -1}, {"eval_interval": 0}])
+def test_train_config_validation(kwargs):
+    with pytest.raises(ValueError):
+        TrainConfig(**kwargs)
+
+
+def test_divergence_is_reported():
+    torch.manual_seed(0)
+    data = torch.tensor([i % 7 for i in range(100)])
+    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    with torch.no_grad():
+        model.tok_emb.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        train(model, make_batch_fn(data, data, 2, 8), TrainConfig(max_steps=3, warmup_steps=1, progress=False),
+              torch.Generator().manual_seed(0))
