@@ -1,0 +1,27 @@
+"""The word-level BPE toy (Sennrich et al., 2016) against merges worked out by hand."""
+
+import pytest
+
+from course_utils.bpe_toy import TOY_CORPUS, learn_toy_bpe, split_words, toy_merge, toy_pair_counts
+
+
+def test_ten_merges_of_the_classic_corpus():
+    steps = learn_toy_bpe(TOY_CORPUS, 10)
+    assert [s.pair for s in steps] == [("e", "s"), ("es", "t"), ("est", "</w>"), ("l", "o"), ("lo", "w"),
+                                       ("n", "e"), ("ne", "w"), ("new", "est</w>"), ("low", "</w>"), ("w", "i")]
+    assert [s.count for s in steps] == [9, 9, 9, 7, 7, 6, 6, 6, 5, 3]
+    assert steps[-1].words == {"low</w>": 5, "low e r </w>": 2, "newest</w>": 6, "wi d est</w>": 3}
+
+
+def test_pair_counts_by_hand():
+    counts = toy_pair_counts(split_words({"low": 5, "lower": 2}))
+    assert counts[("l", "o")] == 7 and counts[("w", "</w>")] == 5 and counts[("e", "r")] == 2
+    assert toy_merge({("a", "a", "a"): 1}, ("a", "a")) == {("aa", "a"): 1}
+
+
+def test_stops_when_every_word_is_one_symbol_and_validates():
+    assert len(learn_toy_bpe({"ab": 1}, 10)) == 2
+    with pytest.raises(ValueError, match="positive"):
+        learn_toy_bpe({"ab": 0})
+    with pytest.raises(ValueError, match="n_merges"):
+        learn_toy_bpe(TOY_CORPUS, -1)
