@@ -48,3 +48,17 @@ def check_true(name: str, condition: bool, hint: str = "") -> None:
     if not condition:
         raise AssertionError(f"{name}: not satisfied. {hint}")
     passed(name)
+
+
+def exercise(name: str, learner: Any, reference: Any, check) -> None:
+    """Run ``check(answer)`` on the learner's answer; if it is still the ``NotImplementedError`` stub, say so and
+    verify the reference solution instead (so the notebook runs top to bottom before anyone solves anything).
+
+    A wrong answer fails loudly with the check's hint.
+    """
+    try:
+        check(learner)
+        print(f"[pass] exercise {name}: your answer is correct")
+    except NotImplementedError:
+        print(f"[todo] exercise {name}: not attempted yet; checking the reference solution instead")
+        check(reference)

@@ -122,13 +122,16 @@ def train(
     generator: torch.Generator,
     eval_generator_seed: int = 1234,
     callback: Callable[[int, History], bool] | None = None,
+    eval_get_batch: BatchFn | None = None,
 ) -> History:
     """Train ``model`` for ``config.max_steps`` steps and return its :class:`History`.
 
     Evaluation batches are drawn from a generator re-seeded with ``eval_generator_seed`` at each evaluation, so
     every evaluation sees the same batches and the curve is not noisy from resampling. ``callback(step, history)``
-    runs after each evaluation; returning True stops training early.
+    runs after each evaluation; returning True stops training early. ``eval_get_batch`` (default ``get_batch``)
+    draws the evaluation batches, so runs with different training batch sizes can share one evaluation set.
     """
+    eval_get_batch = eval_get_batch or get_batch
     optimizer = make_optimizer(model, config)
     history = History()
     model.train()
@@ -154,8 +157,8 @@ def train(
         last = step == config.max_steps - 1
         if (step + 1) % config.eval_interval == 0 or last:
             eval_gen = torch.Generator().manual_seed(eval_generator_seed)
-            history.eval_train_loss.append(estimate_loss(model, get_batch, config.eval_batches, eval_gen, "train"))
-            history.eval_val_loss.append(estimate_loss(model, get_batch, config.eval_batches, eval_gen, "val"))
+            history.eval_train_loss.append(estimate_loss(model, eval_get_batch, config.eval_batches, eval_gen, "train"))
+            history.eval_val_loss.append(estimate_loss(model, eval_get_batch, config.eval_batches, eval_gen, "val"))
             history.eval_steps.append(step + 1)
             history.eval_seconds.append(time.perf_counter() - start)
             bar.set_postfix(train=f"{history.eval_train_loss[-1]:.3f}", val=f"{history.eval_val_loss[-1]:.3f}")

@@ -1,0 +1,84 @@
+"""Repository hygiene for the notebooks. (Executing them is the `--nbval-lax` part of the test command.)"""
+
+import json
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CHAPTERS = {"01": "language_modelling", "02": "attention_masks", "03": "bpe", "04": "scaling_laws", "05": "rlhf",
+            "06": "lora", "07": "sampling", "08": "hallucination_rag"}
+HUB = re.compile(r"hf_hub_download|snapshot_download|load_dataset\(|from_pretrained\(\s*[\"'][\w.-]+/[\w.-]+[\"']")
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_there_are_notebooks_and_they_are_numbered_in_course_order():
+    assert NOTEBOOKS, "no notebooks found"
+    names = [p.name for p in NOTEBOOKS]
+    for name in names:
+        match = re.fullmatch(r"(\d\d)_([a-z0-9_]+)\.ipynb", name)
+        assert match, f"{name}: notebooks are named NN_slug.ipynb"
+        assert CHAPTERS.get(match[1]) == match[2], f"{name}: chapter {match[1]} is {CHAPTERS.get(match[1])!r}"
+    numbers = [n[:2] for n in names]
+    assert numbers == sorted(set(numbers)), "chapter numbers must be unique"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_clean(path):
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs"), f"{path.name} cell {i} has outputs: clear them before committing"
+            assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+    assert "widgets" not in nb.get("metadata", {}), f"{path.name} stores widget state"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_follows_the_chapter_anatomy(path):
+    all_cells = cells(path)
+    code = [source(c) for c in all_cells if c["cell_type"] == "code"]
+    text = "\n".join(source(c) for c in all_cells)
+    assert "ensure_assets()" in code[0], "the first code cell is the Colab/fresh-runtime set-up cell"
+    assert sum("by_profile(" in c for c in code) == 1, "sizes come from exactly one by_profile cell"
+    assert "get_profile()" in text and "seed_everything(" in text
+    assert "ipywidgets" in text, "at least one interactive widget"
+    assert text.count("checks.exercise(") >= 3, "at least three exercises with automatic checks"
+    assert "## What we measured" in text and "## References" in text and "## Pitfalls" in text
+    assert not HUB.search(text), "notebooks must not download from a model hub"
+    assert '"cuda"' not in text and "'cuda'" not in text, "use pick_device(), never hard-code cuda"
+
+
+def test_network_guard_blocks_remote_and_allows_loopback(monkeypatch):
+    import course_netguard as guard  # installed by conftest.py
+
+    attempts = []
+    monkeypatch.setattr(guard, "_real_connect", lambda sock, address: attempts.append(address))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        with pytest.raises(guard.NetworkBlockedError, match="offline"):
+            sock.connect(("192.0.2.1", 443))  # TEST-NET-1; never reached: the guard refuses before connecting
+        with pytest.raises(guard.NetworkBlockedError):
+            sock.connect(("huggingface.co", 443))
+        sock.connect(("127.0.0.1", 9))
+    finally:
+        sock.close()
+    assert attempts == [("127.0.0.1", 9)]
+
+
+def test_processes_started_by_the_tests_inherit_the_guard():
+    code = "import socket; print(socket.socket.connect.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    assert out.stdout.strip() == "_guarded_connect", out.stderr
