@@ -1,0 +1,83 @@
+"""Beam search: keep the ``num_beams`` most probable partial continuations instead of one (greedy) or a sample.
+
+At every step each beam is extended by every token; of the ``num_beams x V`` candidates we keep the best
+``num_beams`` by total log-probability. A candidate ending in ``eos_token_id`` leaves the beam and becomes a finished
+hypothesis scored by ``sum log p / length ** length_penalty`` (length = generated tokens, EOS included), so longer
+answers are not punished merely for having more factors below one. The search stops after ``max_new_tokens`` or once
+``num_beams`` hypotheses are finished and the best running beam can no longer beat the worst of them at its current
+length (the "heuristic" stopping rule of ``transformers``' default ``early_stopping=False``).
+
+References: the classic algorithm as used in neural MT (I. Sutskever, O. Vinyals, Q. V. Le, "Sequence to Sequence
+Learning with Neural Networks", 2014; Y. Wu et al., "Google's Neural Machine Translation System", 2016, for length
+normalisation); C. Meister, R. Cotterell, T. Vieira, "If Beam Search is the Answer, What was the Question?", 2020.
+
+The model is any ``logits_fn(ids (K, T)) -> next-token logits (K, V)``; we recompute the whole prefix each step
+(clear, not fast). Left out: a KV cache reordered by beam, batches of prompts, diverse/constrained beam search,
+sampling inside beams, n-gram blocking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class BeamResult:
+    ids: torch.Tensor  # (T_prompt + n,) best sequence, prompt included
+    score: float  # its length-normalised log-probability
+    hypotheses: list[tuple[float, torch.Tensor]] = field(default_factory=list)  # all candidates, best first
+
+
+@torch.no_grad()
+def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch.Tensor, num_beams: int,
+                max_new_tokens: int, eos_token_id: int | None = None, length_penalty: float = 1.0) -> BeamResult:
+    """Best continuation of ``prompt`` (T,) under ``logits_fn`` found with ``num_beams`` beams."""
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 1 or prompt.numel() == 0:
+        raise ValueError("prompt must be a non-empty 1-D tensor of token ids (one sequence, no batch dimension)")
+    for name, value in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    prompt_length = prompt.numel()
+    beams = prompt[None, :]  # (K, T), one beam to start with
+    scores = torch.zeros(1, dtype=torch.float64, device=prompt.device)  # (K,) summed log-probabilities
+    finished: list[tuple[float, torch.Tensor]] = []
+    for step in range(1, max_new_tokens + 1):
+        logprobs = torch.log_softmax(logits_fn(beams).double(), dim=-1)  # (K, V)
+        vocab_size = logprobs.shape[-1]
+        candidates = (scores[:, None] + logprobs).view(-1)  # (K * V,)
+        top_scores, top_flat = torch.topk(candidates, min(2 * num_beams, candidates.numel()))
+        next_beams, next_scores = [], []
+        for rank, (score, flat) in enumerate(zip(top_scores.tolist(), top_flat.tolist())):
+            beam, token = divmod(flat, vocab_size)
+            sequence = torch.cat([beams[beam], beams.new_tensor([token])])
+            if eos_token_id is not None and token == eos_token_id:
+                if rank < num_beams:  # only EOS candidates that would have made the beam are kept
+                    finished.append((score / step ** length_penalty, sequence))
+                continue
+            next_beams.append(sequence)
+            next_scores.append(score)
+            if len(next_beams) == num_beams:
+                break
+        beams = torch.stack(next_beams)  # (K, T + step)
+        scores = torch.tensor(next_scores, dtype=torch.float64, device=prompt.device)
+        finished.sort(key=lambda item: item[0], reverse=True)
+        finished = finished[:num_beams]
+        if len(finished) == num_beams and scores[0].item() / step ** length_penalty <= finished[-1][0]:
+            break
+    n_generated = beams.shape[1] - prompt_length
+    pool = finished + [(s / n_generated ** length_penalty, b) for s, b in zip(scores.tolist(), beams)]
+    pool.sort(key=lambda item: item[0], reverse=True)
+    return BeamResult(pool[0][1], pool[0][0], pool)
+
+
+def hf_logits_fn(model) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap a Hugging Face causal LM as ``ids (K, T) -> last-position logits (K, V)``."""
+    return lambda ids: model(input_ids=ids, logits_to_keep=1).logits[:, -1, :]
+
+
+def gpt_logits_fn(model) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap a course GPT (:class:`course_utils.model.GPT`) the same way."""
+    return lambda ids: model(ids)[0][:, -1, :]

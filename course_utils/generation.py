@@ -1,0 +1,93 @@
+"""Our own decoding loop for a Hugging Face causal LM (e.g. SmolLM2), using our processors and its KV cache.
+
+The loop is what ``model.generate`` does for greedy and multinomial sampling, written out: one *prefill* forward
+over the prompt that fills a ``transformers.DynamicCache`` and returns only the last position's logits
+(``logits_to_keep=1``), then one forward per new token that feeds just that token and reuses the cache
+(``past_key_values``). Each step's logits go through :func:`course_utils.sampling.next_token`. A finished row
+(one that produced ``eos_token_id``) keeps receiving ``pad_token_id``, and the loop stops when every row is
+finished, as in ``generate``. With the same seed (our explicit generator vs. the global one ``generate`` uses) the
+two draw the same tokens on CPU.
+
+Also here: :func:`continuation_nll`, the mean negative log-likelihood of generated tokens under a fixed judge
+model, our quality measure for samples. Reference: T. Wolf et al., "Transformers: State-of-the-Art Natural Language
+Processing", 2020 (the ``generate`` API). Left out: padded batches of prompts of different lengths (every row here
+has the same prompt length, so no attention mask or position ids are needed), stopping strings, streaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .sampling import SamplingConfig, next_token
+
+
+@dataclass
+class Generated:
+    ids: torch.Tensor  # (B, T_prompt + n_new) prompt and continuation, pad after EOS
+    prompt_length: int
+    steps: int  # forward passes after the prefill
+
+    @property
+    def new_ids(self) -> torch.Tensor:
+        return self.ids[:, self.prompt_length:]  # (B, n_new)
+
+
+def _check_prompt(input_ids: torch.Tensor, max_new_tokens: int) -> None:
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] < 1:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise ValueError(f"input_ids must be a non-empty (B, T) tensor of token ids, got {shape}")
+    if input_ids.dtype != torch.long:
+        raise TypeError(f"input_ids must be torch.long token ids, got {input_ids.dtype}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+
+
+@torch.no_grad()
+def generate(model, input_ids: torch.Tensor, max_new_tokens: int, config: SamplingConfig,
+             generator: torch.Generator | None = None, eos_token_id: int | None = None,
+             pad_token_id: int | None = None) -> Generated:
+    """Decode up to ``max_new_tokens`` tokens after ``input_ids`` (B, T) with our processors and the model's cache."""
+    from transformers import DynamicCache
+
+    _check_prompt(input_ids, max_new_tokens)
+    if eos_token_id is not None and pad_token_id is None:
+        pad_token_id = eos_token_id
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)  # prefill
+    ids = input_ids
+    unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
+    steps = 0
+    while True:
+        logits = out.logits[:, -1, :].float()  # (B, V)
+        new = next_token(logits, ids, config, generator)  # (B,)
+        if eos_token_id is not None:
+            new = torch.where(unfinished, new, torch.full_like(new, pad_token_id))
+            unfinished = unfinished & (new != eos_token_id)
+        ids = torch.cat([ids, new[:, None]], dim=1)  # (B, T + 1)
+        if ids.shape[1] - input_ids.shape[1] >= max_new_tokens or not unfinished.any():
+            break
+        out = model(input_ids=new[:, None], past_key_values=cache, use_cache=True)  # only the new token
+        steps += 1
+    return Generated(ids, input_ids.shape[1], steps)
+
+
+@torch.no_grad()
+def continuation_nll(model, ids: torch.Tensor, prompt_length: int, pad_token_id: int | None = None) -> torch.Tensor:
+    """Mean negative log-likelihood (nats/token) of ``ids[:, prompt_length:]`` under ``model``, per row: (B,).
+
+    Positions equal to ``pad_token_id`` after the first one in the continuation (i.e. padding after EOS) are skipped.
+    ``exp`` of the result is the perplexity of the sample under this judge.
+    """
+    if ids.dim() != 2 or not 0 < prompt_length < ids.shape[1]:
+        raise ValueError(f"need ids (B, T) and 0 < prompt_length < T, got {tuple(ids.shape)} and {prompt_length}")
+    logits = model(input_ids=ids).logits[:, prompt_length - 1:-1, :].float()  # (B, N, V) predicts ids[:, P:]
+    targets = ids[:, prompt_length:]  # (B, N)
+    nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, N)
+    keep = torch.ones_like(targets, dtype=torch.bool)
+    if pad_token_id is not None:  # keep the first pad/EOS, drop the padding that follows it
+        is_pad = targets == pad_token_id
+        keep = ~(is_pad & (is_pad.long().cumsum(dim=1) > 1))
+    return (nll * keep).sum(dim=1) / keep.sum(dim=1)

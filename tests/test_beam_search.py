@@ -1,0 +1,70 @@
+"""Tests for course_utils.beam_search: a hand-made example where beam search beats greedy, and agreement with
+transformers' beam search on a tiny random Llama."""
+
+import math
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from course_utils.beam_search import beam_search, gpt_logits_fn, hf_logits_fn
+from course_utils.model import GPT, GPTConfig
+
+
+def table_model(table):
+    """logits_fn from a dict: last token -> next-token probabilities over vocabulary {0: EOS, 1, 2, 3}."""
+    def logits_fn(ids):
+        return torch.stack([torch.tensor(table[int(row[-1])]).log() for row in ids])
+    return logits_fn
+
+
+TABLE = {  # greedy takes 1 (0.5) then 1 -> 0.4 max; beam finds 2 (0.4) then 3 (0.9): 0.36 > 0.2
+    9: [1e-9, 0.5, 0.4, 0.1],
+    1: [0.2, 0.4, 0.3, 0.1],
+    2: [0.05, 0.03, 0.02, 0.9],
+    3: [0.9, 0.04, 0.03, 0.03],
+}
+
+
+def test_beam_beats_greedy_by_hand():
+    fn = table_model(TABLE)
+    greedy = beam_search(fn, torch.tensor([9]), num_beams=1, max_new_tokens=2)
+    beam = beam_search(fn, torch.tensor([9]), num_beams=2, max_new_tokens=2)
+    assert greedy.ids.tolist() == [9, 1, 1]
+    assert beam.ids.tolist() == [9, 2, 3]
+    assert beam.score == pytest.approx(math.log(0.4 * 0.9) / 2)
+
+
+def test_eos_finishes_hypotheses_with_length_normalisation():
+    fn = table_model(TABLE)
+    out = beam_search(fn, torch.tensor([9]), num_beams=2, max_new_tokens=5, eos_token_id=0)
+    assert out.ids.tolist() == [9, 2, 3, 0]  # 0.4 * 0.9 * 0.9, normalised by 3 tokens
+    assert out.score == pytest.approx(math.log(0.4 * 0.9 * 0.9) / 3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_matches_transformers_beam_search(seed):
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    tiny = LlamaForCausalLM(config).eval()
+    prompt = torch.randint(0, 64, (6,), generator=torch.Generator().manual_seed(seed))
+    theirs = tiny.generate(prompt[None], attention_mask=torch.ones(1, 6, dtype=torch.long), max_new_tokens=8,
+                           num_beams=3, do_sample=False)
+    assert torch.equal(beam_search(hf_logits_fn(tiny), prompt, 3, 8).ids, theirs[0])
+
+
+def test_one_beam_is_greedy_on_course_gpt():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    prompt = torch.tensor([1, 2, 3])
+    assert torch.equal(beam_search(gpt_logits_fn(model), prompt, 1, 10).ids, model.generate(prompt[None], 10,
+                                                                                            greedy=True)[0])
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="num_beams"):
+        beam_search(table_model(TABLE), torch.tensor([9]), 0, 2)
+    with pytest.raises(ValueError, match="1-D"):
+        beam_search(table_model(TABLE), torch.tensor([[9]]), 2, 2)

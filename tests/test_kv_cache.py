@@ -1,0 +1,79 @@
+"""Tests for course_utils.kv_cache: cached and uncached forward/generation agree, the memory formula by hand."""
+
+import pytest
+import torch
+
+from course_utils.kv_cache import KVCache, cached_forward, generate_cached, generate_uncached, kv_cache_bytes
+from course_utils.model import GPT, GPTConfig
+from course_utils.sampling import SamplingConfig
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=37, block_size=48, n_layer=2, n_head=2, n_embd=32)).eval()
+
+
+def prompt(B=2, T=5, seed=0, V=37):
+    return torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+def test_cached_forward_matches_full_forward_in_any_chunking(model):
+    idx = prompt(T=30)
+    full = model(idx)[0]  # (B, T, V)
+    cache = KVCache.empty(model, batch_size=2)
+    pieces = [cached_forward(model, idx[:, :7], cache), cached_forward(model, idx[:, 7:19], cache)]
+    pieces += [cached_forward(model, idx[:, t:t + 1], cache) for t in range(19, 30)]
+    assert cache.length == 30
+    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
+
+
+def test_cache_holds_the_models_own_keys(model):
+    idx = prompt(B=1, T=6)
+    cache = KVCache.empty(model, batch_size=1)
+    cached_forward(model, idx, cache)
+    x = model.tok_emb(idx) + model.pos_emb(torch.arange(6))
+    k = model.blocks[0].attn.qkv(model.blocks[0].ln_1(x)).split(32, dim=2)[1]  # (1, T, C)
+    assert torch.allclose(cache.k[0, 0, :, :6], k.view(1, 6, 2, 16).transpose(1, 2)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("config", [SamplingConfig(greedy=True),
+                                    SamplingConfig(temperature=0.9, top_k=10, top_p=0.9, repetition_penalty=1.2)])
+def test_cached_and_uncached_generation_identical(model, config):
+    idx = prompt()
+    a = generate_cached(model, idx, 40, config, torch.Generator().manual_seed(3))
+    b = generate_uncached(model, idx, 40, config, torch.Generator().manual_seed(3))
+    assert a.shape == (2, 45)
+    assert torch.equal(a, b)
+
+
+def test_matches_models_own_generate(model):
+    idx = prompt(seed=4)
+    assert torch.equal(generate_cached(model, idx, 25, SamplingConfig(greedy=True)),
+                       model.generate(idx, 25, greedy=True))
+    assert torch.equal(generate_cached(model, idx, 25, SamplingConfig(), torch.Generator().manual_seed(9)),
+                       model.generate(idx, 25, generator=torch.Generator().manual_seed(9)))
+
+
+def test_memory_formula_by_hand(model):
+    assert kv_cache_bytes(n_layer=2, n_kv_head=3, head_size=4, n_tokens=5, bytes_per_value=2) == 2 * 2 * 3 * 4 * 5 * 2
+    # Llama-2-7B (Touvron et al., 2023): 32 layers, 32 heads of 128, 4096 tokens, fp16 -> 2 GiB per sequence
+    assert kv_cache_bytes(32, 32, 128, 4096, 2) == 2 * 1024**3
+    cache = KVCache.empty(model, batch_size=1)
+    cached_forward(model, prompt(B=1, T=10), cache)
+    assert cache.nbytes() == kv_cache_bytes(2, 2, 16, 10, 4)
+    assert cache.nbytes(filled_only=False) == kv_cache_bytes(2, 2, 16, 48, 4)
+
+
+def test_errors(model):
+    with pytest.raises(ValueError, match="block_size"):
+        generate_cached(model, prompt(T=40), 20, SamplingConfig(greedy=True))
+    cache = KVCache.empty(model, batch_size=2, max_len=8)
+    with pytest.raises(ValueError, match="overflow"):
+        cached_forward(model, prompt(T=9), cache)
+    with pytest.raises(ValueError, match="batch size"):
+        cached_forward(model, prompt(B=3), cache)
+    with pytest.raises(ValueError, match="n_tokens"):
+        kv_cache_bytes(1, 1, 1, -1)
+    with pytest.raises(TypeError, match="GPT"):
+        generate_cached(torch.nn.Linear(2, 2), prompt(), 1, SamplingConfig(greedy=True))

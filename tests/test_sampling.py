@@ -1,0 +1,215 @@
+"""Tests for course_utils.sampling and course_utils.diversity: hand-computed values, edge cases, errors, and
+agreement with transformers' logits processors on random logits."""
+
+import math
+
+import pytest
+import torch
+from transformers.generation import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                                     TopKLogitsWarper, TopPLogitsWarper)
+
+from course_utils.diversity import distinct_n, ngrams, repeated_ngram_fraction
+from course_utils.sampling import (SamplingConfig, apply_frequency_presence, apply_repetition_penalty,
+                                   apply_temperature, constrain, greedy, min_p_filter, next_token, process_logits,
+                                   sample, top_k_filter, top_p_filter)
+
+INF = math.inf
+
+
+def random_logits(seed, B=4, V=50, scale=3.0):
+    return torch.randn(B, V, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+# ---------- exact small values ----------
+
+def test_greedy_and_temperature_by_hand():
+    logits = torch.tensor([[1.0, 3.0, 2.0], [0.0, -1.0, 5.0]])
+    assert greedy(logits).tolist() == [1, 2]
+    assert torch.equal(apply_temperature(logits, 2.0), torch.tensor([[0.5, 1.5, 1.0], [0.0, -0.5, 2.5]]))
+
+
+def test_temperature_limits():
+    logits = torch.tensor([[1.0, 3.0, 2.0]])
+    cold = apply_temperature(logits, 1e-3).softmax(-1)
+    hot = apply_temperature(logits, 1e4).softmax(-1)
+    assert torch.allclose(cold, torch.tensor([[0.0, 1.0, 0.0]]), atol=1e-6)  # T -> 0: greedy
+    assert torch.allclose(hot, torch.full((1, 3), 1 / 3), atol=1e-3)  # T -> inf: uniform
+
+
+def test_top_k_by_hand_keeps_ties():
+    logits = torch.tensor([[1.0, 4.0, 3.0, 2.0], [5.0, 5.0, 5.0, 0.0]])
+    assert top_k_filter(logits, 2).tolist() == [[-INF, 4.0, 3.0, -INF], [5.0, 5.0, 5.0, -INF]]
+    assert torch.equal(top_k_filter(logits, 10), logits)  # k >= V keeps everything
+
+
+def test_top_p_by_hand():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert top_p_filter(logits, 0.5).isfinite().tolist() == [[True, False, False, False]]
+    assert top_p_filter(logits, 0.6).isfinite().tolist() == [[True, True, False, False]]
+    assert top_p_filter(logits, 0.9).isfinite().tolist() == [[True, True, True, False]]
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
+
+
+def test_top_p_on_the_float_boundary():
+    logits = random_logits(0, B=1, V=20)
+    cumulative = torch.sort(logits, descending=True, stable=True).values.softmax(-1).cumsum(-1)[0]
+    boundary = cumulative[2].item()  # mass of the top three tokens, exactly as the filter computes it
+    assert top_p_filter(logits, boundary).isfinite().sum().item() == 3  # mass reached: stop at three
+    # the filter compares in float32, so step to the next float32 above the boundary
+    just_above = torch.nextafter(torch.tensor(boundary), torch.tensor(2.0)).item()
+    assert top_p_filter(logits, just_above).isfinite().sum().item() == 4
+
+
+def test_min_p_by_hand():
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.07, 0.03]]))
+    assert min_p_filter(logits, 0.1).isfinite().tolist() == [[True, True, True, False]]  # threshold 0.06
+    assert min_p_filter(logits, 0.4).isfinite().tolist() == [[True, True, False, False]]  # threshold 0.24
+    assert torch.equal(min_p_filter(logits, 0.0), logits)
+
+
+def test_repetition_penalty_by_hand():
+    logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
+    prev = torch.tensor([[0, 1, 0]])
+    assert apply_repetition_penalty(logits, prev, 2.0).tolist() == [[1.0, -4.0, 1.0, 0.5]]
+
+
+def test_frequency_presence_by_hand():
+    logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
+    prev = torch.tensor([[0, 1, 0, 0]])  # counts 3, 1, 0, 0
+    out = apply_frequency_presence(logits, prev, frequency_penalty=0.5, presence_penalty=1.0)
+    assert torch.allclose(out, torch.tensor([[2.0 - 1.5 - 1.0, -2.0 - 0.5 - 1.0, 1.0, 0.5]]))
+
+
+def test_constrain_and_sample():
+    logits = torch.zeros(2, 5)
+    allowed = torch.tensor([False, True, False, True, False])
+    out = constrain(logits, allowed)
+    draws = torch.stack([sample(out, torch.Generator().manual_seed(s)) for s in range(50)])
+    assert set(draws.unique().tolist()) <= {1, 3}
+    with pytest.raises(ValueError):
+        constrain(logits, torch.zeros(5, dtype=torch.bool))
+
+
+# ---------- edge cases ----------
+
+def test_all_equal_logits():
+    logits = torch.zeros(1, 10)
+    assert top_k_filter(logits, 3).isfinite().sum() == 10  # every token ties with the 3rd
+    assert top_p_filter(logits, 0.5).isfinite().sum() == 5
+    assert min_p_filter(logits, 0.9).isfinite().sum() == 10
+    counts = torch.bincount(torch.stack([sample(logits, torch.Generator().manual_seed(s)) for s in range(2000)])
+                            .view(-1), minlength=10)
+    assert counts.min() > 120  # roughly uniform: expected 200 each
+
+
+def test_one_huge_logit():
+    logits = torch.tensor([[0.0, 1e30, -5.0, 2.0]])
+    for filtered in (top_k_filter(logits, 1), top_p_filter(logits, 0.9), min_p_filter(logits, 0.5)):
+        assert filtered.isfinite().tolist() == [[False, True, False, False]]
+    assert sample(top_p_filter(logits, 0.99), torch.Generator().manual_seed(0)).item() == 1
+
+
+# ---------- errors ----------
+
+@pytest.mark.parametrize("bad", [0.0, -1.0])
+def test_temperature_errors(bad):
+    with pytest.raises(ValueError, match="temperature"):
+        apply_temperature(torch.zeros(1, 3), bad)
+    with pytest.raises(ValueError, match="greedy=True"):
+        SamplingConfig(temperature=bad)
+    SamplingConfig(greedy=True, temperature=bad)  # explicit greedy mode is allowed
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.0001, 2.0])
+def test_top_p_errors(bad):
+    with pytest.raises(ValueError, match="top_p"):
+        top_p_filter(torch.zeros(1, 3), bad)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingConfig(top_p=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5])
+def test_top_k_errors(bad):
+    with pytest.raises(ValueError, match="top_k"):
+        top_k_filter(torch.zeros(1, 3), bad)
+    with pytest.raises(ValueError, match="top_k"):
+        SamplingConfig(top_k=bad)
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.01, 1.5])
+def test_min_p_errors(bad):
+    with pytest.raises(ValueError, match="min_p"):
+        min_p_filter(torch.zeros(1, 3), bad)
+    with pytest.raises(ValueError, match="min_p"):
+        SamplingConfig(min_p=bad)
+
+
+def test_nan_and_shape_errors():
+    with pytest.raises(ValueError, match="NaN"):
+        greedy(torch.tensor([[0.0, math.nan]]))
+    with pytest.raises(ValueError, match="NaN"):
+        next_token(torch.tensor([[0.0, math.nan]]), None, SamplingConfig(), torch.Generator())
+    with pytest.raises(ValueError, match=r"\(B, V\)"):
+        top_k_filter(torch.zeros(1, 2, 3), 1)
+    with pytest.raises(ValueError, match="-inf"):
+        sample(torch.full((1, 3), -INF), torch.Generator())
+    with pytest.raises(ValueError, match="penalty"):
+        apply_repetition_penalty(torch.zeros(1, 3), torch.zeros(1, 1, dtype=torch.long), 0.0)
+    with pytest.raises(ValueError, match="prev_ids"):
+        apply_repetition_penalty(torch.zeros(1, 3), torch.tensor([[7]]), 1.2)
+    with pytest.raises(ValueError, match="Generator"):
+        next_token(torch.zeros(1, 3), None, SamplingConfig())
+
+
+# ---------- agreement with transformers ----------
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matches_transformers_processors(seed):
+    logits = random_logits(seed)
+    ids = torch.randint(0, 50, (4, 12), generator=torch.Generator().manual_seed(100 + seed))
+    pairs = [
+        (apply_temperature(logits, 0.7), TemperatureLogitsWarper(0.7)(ids, logits.clone())),
+        (top_k_filter(logits, 7), TopKLogitsWarper(7)(ids, logits.clone())),
+        (top_p_filter(logits, 0.8), TopPLogitsWarper(0.8)(ids, logits.clone())),
+        (top_p_filter(logits, 0.3), TopPLogitsWarper(0.3)(ids, logits.clone())),
+        (min_p_filter(logits, 0.1), MinPLogitsWarper(0.1)(ids, logits.clone())),
+        (apply_repetition_penalty(logits, ids, 1.3), RepetitionPenaltyLogitsProcessor(1.3)(ids, logits.clone())),
+    ]
+    for ours, theirs in pairs:
+        assert torch.equal(ours.isfinite(), theirs.isfinite())
+        assert torch.allclose(ours.softmax(-1), theirs.softmax(-1), atol=1e-7)
+
+
+def test_pipeline_matches_transformers_chain():
+    logits = random_logits(7)
+    ids = torch.randint(0, 50, (4, 12), generator=torch.Generator().manual_seed(1))
+    config = SamplingConfig(temperature=0.8, top_k=20, top_p=0.9, min_p=0.05, repetition_penalty=1.2)
+    theirs = logits.clone()
+    for proc in (RepetitionPenaltyLogitsProcessor(1.2), TemperatureLogitsWarper(0.8), TopKLogitsWarper(20),
+                 TopPLogitsWarper(0.9), MinPLogitsWarper(0.05)):
+        theirs = proc(ids, theirs)
+    ours = process_logits(logits, ids, config)
+    assert torch.allclose(ours.softmax(-1), theirs.softmax(-1), atol=1e-7)
+
+
+def test_sampling_frequencies_follow_filtered_distribution():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    gen = torch.Generator().manual_seed(0)
+    config = SamplingConfig(top_p=0.9)
+    draws = torch.cat([next_token(logits.expand(500, 4), None, config, gen) for _ in range(4)])
+    freq = torch.bincount(draws, minlength=4).float() / draws.numel()
+    expected = torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95
+    assert (freq - expected).abs().max() < 0.03
+    assert freq[3] == 0
+
+
+# ---------- diversity ----------
+
+def test_diversity_by_hand():
+    assert ngrams([1, 2, 3], 2) == [(1, 2), (2, 3)]
+    assert distinct_n([[1, 2, 1, 2], [1, 2, 3]], 2) == pytest.approx(3 / 5)  # (1,2) x3, (2,1), (2,3)
+    assert distinct_n(torch.tensor([[1, 2, 3]]), 1) == 1.0
+    assert repeated_ngram_fraction([1, 2, 1, 2, 1, 2], 2) == pytest.approx(3 / 5)
+    assert repeated_ngram_fraction([1, 2, 3, 4], 2) == 0.0
+    with pytest.raises(ValueError):
+        distinct_n([[1, 2]], 0)
