@@ -1,0 +1,99 @@
+"""BERT masking: determinism under a generator, 15% and 80/10/10 proportions, targets, validation, the wrapper."""
+
+import pytest
+import torch
+
+from course_utils import mlm
+from course_utils.model import GPT, GPTConfig
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_deterministic_under_a_generator_and_different_across_seeds():
+    idx = torch.randint(0, 50, (8, 40), generator=gen(1))
+    a = mlm.mask_tokens(idx, mask_id=50, vocab_size=50, generator=gen(7))
+    b = mlm.mask_tokens(idx, mask_id=50, vocab_size=50, generator=gen(7))
+    c = mlm.mask_tokens(idx, mask_id=50, vocab_size=50, generator=gen(8))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+
+
+def test_exactly_fifteen_percent_per_row_and_80_10_10_split():
+    B, T = 400, 100
+    plan = mlm.mlm_plan((B, T), gen(2))
+    chosen = plan != mlm.NOT_CHOSEN
+    assert (chosen.sum(1) == 15).all()  # round(0.15 * 100) in every row
+    n = chosen.sum().item()  # 6000 chosen positions; binomial std of each fraction is about 0.005
+    fractions = [(plan == code).sum().item() / n for code in (mlm.MASKED, mlm.RANDOM, mlm.KEPT)]
+    assert abs(fractions[0] - 0.8) < 0.025 and abs(fractions[1] - 0.1) < 0.02 and abs(fractions[2] - 0.1) < 0.02
+    # chosen positions are spread over the whole row, not bunched at the start
+    per_position = chosen.float().mean(0)
+    assert per_position.min() > 0.05 and per_position.max() < 0.25
+
+
+def test_inputs_and_targets_follow_the_plan():
+    idx = torch.randint(0, 1000, (64, 50), generator=gen(3))
+    inputs, targets = mlm.mask_tokens(idx, mask_id=1000, vocab_size=1000, generator=gen(4))
+    plan = mlm.mlm_plan((64, 50), gen(4))  # same generator state => same plan
+    chosen = plan != mlm.NOT_CHOSEN
+    assert torch.equal(targets[chosen], idx[chosen]) and (targets[~chosen] == -100).all()
+    assert torch.equal(inputs[~chosen], idx[~chosen])
+    assert (inputs[plan == mlm.MASKED] == 1000).all()
+    assert torch.equal(inputs[plan == mlm.KEPT], idx[plan == mlm.KEPT])
+    random = inputs[plan == mlm.RANDOM]
+    assert ((random >= 0) & (random < 1000)).all()  # never the [MASK] id
+    assert (random != idx[plan == mlm.RANDOM]).float().mean() > 0.95  # 1/1000 chance to draw the same id
+
+
+def test_hand_checked_small_case_and_maskable():
+    idx = torch.arange(10).view(1, 10)
+    maskable = torch.zeros(1, 10, dtype=torch.bool)
+    maskable[0, 6] = True
+    inputs, targets = mlm.mask_tokens(idx, mask_id=99, vocab_size=10, generator=gen(5), maskable=maskable,
+                                      mask_frac=1.0, random_frac=0.0)
+    assert inputs.tolist() == [[0, 1, 2, 3, 4, 5, 99, 7, 8, 9]]  # at least one position; only the maskable one
+    assert targets.tolist() == [[-100] * 6 + [6] + [-100] * 3]
+    none = torch.zeros(1, 10, dtype=torch.bool)
+    assert (mlm.mlm_plan((1, 10), gen(5), maskable=none) == mlm.NOT_CHOSEN).all()
+
+
+def test_gpt_loss_ignores_unchosen_positions():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=12, block_size=16, n_layer=1, n_head=2, n_embd=16)).eval()
+    idx = torch.randint(0, 11, (4, 16), generator=gen(6))
+    inputs, targets = mlm.mask_tokens(idx, mask_id=11, vocab_size=11, generator=gen(7))
+    wrapped = mlm.BidirectionalLM(model)
+    logits, loss = wrapped(inputs, targets)
+    chosen = targets != -100
+    expected = torch.nn.functional.cross_entropy(logits[chosen], targets[chosen])
+    assert torch.allclose(loss, expected)
+    full = torch.ones(16, 16, dtype=torch.bool)
+    assert torch.allclose(logits, model(inputs, attn_mask=full)[0])
+    assert not torch.allclose(logits, model(inputs)[0])  # the causal default would differ
+
+
+def test_batch_fn_is_deterministic_and_shaped():
+    data = torch.randint(0, 20, (500,), generator=gen(8))
+    get_batch = mlm.make_mlm_batch_fn(data, data, batch_size=3, block_size=12, mask_id=20, vocab_size=20)
+    x1, y1 = get_batch("train", gen(9))
+    x2, y2 = get_batch("train", gen(9))
+    assert x1.shape == y1.shape == (3, 12) and torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert ((y1 != -100).sum(1) == 2).all()  # round(0.15 * 12) = 2
+    with pytest.raises(ValueError, match="split"):
+        get_batch("test", gen(0))
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"mask_prob": 1.5}, ValueError, "mask_prob"),
+    ({"mask_frac": 0.8, "random_frac": 0.3}, ValueError, "<= 1"),
+    ({"vocab_size": 0}, ValueError, "vocab_size"),
+    ({"mask_id": -1}, ValueError, "mask_id"),
+    ({"maskable": torch.ones(2, 3)}, TypeError, "maskable"),
+])
+def test_validation(kwargs, error, match):
+    args = dict(idx=torch.zeros(2, 5, dtype=torch.long), mask_id=9, vocab_size=9, generator=gen(0))
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        mlm.mask_tokens(**args)
