@@ -55,3 +55,19 @@ def test_sliding_window_scores_every_token_once_and_matches_full_context():
         score_ids(gpt_logits_fn(model), ids, window=8, stride=9)
     with pytest.raises(ValueError, match="at least 2"):
         score_ids(gpt_logits_fn(model), ids[:1], window=8)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_vectorised_counts_match_a_plain_python_count(n):
+    from collections import Counter
+
+    gen = torch.Generator().manual_seed(n)
+    ids = torch.randint(0, 6, (400,), generator=gen).tolist()
+    model = NGramModel(n=n, vocab_size=6, k=0.5).fit(ids)
+    joint = Counter(tuple(ids[t - n + 1:t + 1]) for t in range(n - 1, len(ids)))
+    context = Counter(tuple(ids[t - n + 1:t]) for t in range(n - 1, len(ids)))
+    for window in list(joint)[:30] + [(5,) * n]:
+        expected = (joint[window] + 0.5) / (context[window[:-1]] + 0.5 * 6)
+        assert model.prob(list(window[:-1]), window[-1]) == pytest.approx(expected)
+    expected_nll = -sum(math.log(model.prob(ids[t - n + 1:t], ids[t])) for t in range(n - 1, len(ids)))
+    assert model.total_nats(ids)[0] == pytest.approx(expected_nll)
