@@ -1,0 +1,78 @@
+"""KV cache vs. recomputation: generate 512 new tokens with the course's tiny GPT, with and without the cache.
+
+Both arms use the same randomly initialised GPT (timing does not depend on the weights), the same 16-token prompt,
+greedy decoding, and must produce identical tokens (checked). Printed: seconds, tokens/s, the speed-up ratio,
+per-token latency at a few sequence lengths, and peak memory (RSS) of the process.
+
+    .venv/bin/python benchmarks/bench_kv_cache.py                # the benchmark (about half a minute on 2 cores)
+    .venv/bin/python benchmarks/bench_kv_cache.py --new-tokens 64   # quick look, not a result
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from course_utils.kv_cache import KVCache, cached_forward, generate_cached, generate_uncached, kv_cache_bytes
+from course_utils.model import GPT, GPTConfig
+from course_utils.sampling import SamplingConfig
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--new-tokens", type=int, default=512)
+    parser.add_argument("--prompt", type=int, default=16)
+    parser.add_argument("--n-layer", type=int, default=4)
+    parser.add_argument("--n-embd", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=65, block_size=args.prompt + args.new_tokens, n_layer=args.n_layer, n_head=4,
+                       n_embd=args.n_embd)
+    model = GPT(config).eval()
+    idx = torch.randint(0, 65, (1, args.prompt), generator=torch.Generator().manual_seed(1))
+    greedy = SamplingConfig(greedy=True)
+    print(f"tiny GPT {model.num_parameters():,} parameters, {config.n_layer} layers x {config.n_head} heads x "
+          f"{config.head_size} dims, block_size {config.block_size}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    generate_cached(model, idx, 8, greedy)  # warm-up
+    cached, t_cached = timed(lambda: generate_cached(model, idx, args.new_tokens, greedy))
+    uncached, t_uncached = timed(lambda: generate_uncached(model, idx, args.new_tokens, greedy))
+    assert torch.equal(cached, uncached), "cached and uncached generations differ"
+    n = args.new_tokens
+    print(f"no cache : {t_uncached:8.2f} s  {n / t_uncached:8.1f} tokens/s")
+    print(f"KV cache : {t_cached:8.2f} s  {n / t_cached:8.1f} tokens/s")
+    print(f"speed-up (no cache / cache): {t_uncached / t_cached:.1f}x  (target >= 5x); outputs identical")
+
+    print("per-token latency (ms) at sequence length T:")
+    seq = cached[:, : config.block_size]
+    for T in (32, 128, 256, config.block_size - 1):
+        T = min(T, seq.shape[1] - 1)
+        with torch.no_grad():
+            _, full = timed(lambda: model(seq[:, : T + 1]))
+            cache = KVCache.empty(model, 1)
+            cached_forward(model, seq[:, :T], cache)
+            _, step = timed(lambda: cached_forward(model, seq[:, T : T + 1], cache))
+        print(f"  T={T:4d}: recompute {full * 1e3:7.2f} ms | cached step {step * 1e3:6.2f} ms")
+    size = kv_cache_bytes(config.n_layer, config.n_head, config.head_size, config.block_size, 4)
+    print(f"KV cache for {config.block_size} tokens in float32: {size / 2**20:.2f} MiB")
+    print(f"peak RSS: {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
