@@ -57,7 +57,8 @@ def gpt2_str_to_bytes(text: str) -> bytes:
     try:
         return bytes(inverse[c] for c in text)
     except KeyError as err:
-        raise ValueError(f"{text!r} contains {err.args[0]!r}, which is not one of GPT-2's 256 byte characters") from None
+        raise ValueError(f"{text!r} contains {err.args[0]!r}, which is not one of GPT-2's 256 byte "
+                         "characters") from None
 
 
 def _byte_level_pre_tokenizer(pattern: str):
