@@ -14,7 +14,8 @@ def plot_history(history: History, ax=None, title: str = "Training curve", unit:
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     ax.plot(history.steps, history.train_loss, color="tab:blue", alpha=0.25, lw=0.8, label="train (per batch)")
-    ax.plot(history.eval_steps, history.eval_train_loss, "o-", color="tab:blue", label="train (evaluated)")
+    if history.eval_train_loss:
+        ax.plot(history.eval_steps, history.eval_train_loss, "o-", color="tab:blue", label="train (evaluated)")
     ax.plot(history.eval_steps, history.eval_val_loss, "s-", color="tab:orange", label="validation (held-out plays)")
     ax.set_xlabel("optimisation step")
     ax.set_ylabel(f"cross-entropy ({unit})")

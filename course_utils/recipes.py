@@ -4,9 +4,11 @@ The baseline is the small CPU configuration popularised by nanoGPT's Shakespeare
 2022): 4 layers, 4 heads, 128 dimensions, context 64, batch 12, 2000 steps of AdamW at 1e-3 (betas 0.9/0.99,
 weight decay 0.1), 100 warm-up steps then cosine to 1e-4, gradient clipping at 1.0, no dropout.
 
-The course's recipe keeps the model identical and changes only how it is optimised; ``benchmarks/
-bench_char_training.py`` measures how much sooner it reaches the baseline's final validation loss. The changes and
-why they help are explained in chapter 01.
+The course's recipe keeps the model identical and changes only how it is optimised: a six times larger peak
+learning rate with half the warm-up (a 0.8M-parameter model tolerates far more than 1e-3), twice the batch (more
+characters per second on a CPU, and a less noisy gradient at that learning rate), a fused AdamW kernel, and a
+validation-only evaluation every 100 steps. ``benchmarks/bench_char_training.py`` measures how much sooner it
+reaches the baseline's final validation loss.
 """
 
 from __future__ import annotations
@@ -34,9 +36,6 @@ def baseline_char_recipe(vocab_size: int) -> CharRecipe:
 
 def course_char_recipe(vocab_size: int) -> CharRecipe:
     base = baseline_char_recipe(vocab_size)
-    train = replace(base.train, max_steps=COURSE_STEPS, lr=COURSE_LR, min_lr=COURSE_LR / 10,
-                    warmup_steps=COURSE_WARMUP, eval_interval=50)
-    return CharRecipe("course recipe", base.model, train, batch_size=COURSE_BATCH)
-
-
-COURSE_STEPS, COURSE_LR, COURSE_WARMUP, COURSE_BATCH = 600, 3e-3, 30, 24
+    train = replace(base.train, max_steps=700, lr=6e-3, min_lr=6e-4, warmup_steps=50, eval_interval=100,
+                    eval_train_split=False, fused_optimizer=True)
+    return CharRecipe("course recipe", base.model, train, batch_size=24)

@@ -35,6 +35,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_interval: int = 250
     eval_batches: int = 20
+    eval_train_split: bool = True  # also evaluate on training batches (for the train/val gap); val is always done
+    fused_optimizer: bool = False  # one fused AdamW kernel for all parameters instead of a loop of small ops
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -97,7 +99,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2),
+                             fused=config.fused_optimizer or None)
 
 
 @torch.no_grad()
@@ -157,11 +160,13 @@ def train(
         last = step == config.max_steps - 1
         if (step + 1) % config.eval_interval == 0 or last:
             eval_gen = torch.Generator().manual_seed(eval_generator_seed)
-            history.eval_train_loss.append(estimate_loss(model, eval_get_batch, config.eval_batches, eval_gen, "train"))
+            if config.eval_train_split:
+                history.eval_train_loss.append(
+                    estimate_loss(model, eval_get_batch, config.eval_batches, eval_gen, "train"))
             history.eval_val_loss.append(estimate_loss(model, eval_get_batch, config.eval_batches, eval_gen, "val"))
             history.eval_steps.append(step + 1)
             history.eval_seconds.append(time.perf_counter() - start)
-            bar.set_postfix(train=f"{history.eval_train_loss[-1]:.3f}", val=f"{history.eval_val_loss[-1]:.3f}")
+            bar.set_postfix(val=f"{history.eval_val_loss[-1]:.3f}")
             if callback is not None and callback(step + 1, history):
                 break
     history.seconds = time.perf_counter() - start

@@ -62,3 +62,29 @@ def test_divergence_is_reported():
     with pytest.raises(FloatingPointError, match="lower lr"):
         train(model, make_batch_fn(data, data, 2, 8), TrainConfig(max_steps=3, warmup_steps=1, progress=False),
               torch.Generator().manual_seed(0))
+
+
+def test_fused_optimizer_matches_the_loop_and_val_only_evaluation():
+    def go(fused):
+        torch.manual_seed(0)
+        data = torch.tensor([i % 7 for i in range(300)])
+        model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8))
+        config = TrainConfig(max_steps=10, warmup_steps=2, eval_interval=5, eval_batches=1, progress=False,
+                             fused_optimizer=fused, eval_train_split=False)
+        return train(model, make_batch_fn(data, data, 4, 8), config, torch.Generator().manual_seed(0))
+
+    loop, fused = go(False), go(True)
+    assert fused.eval_train_loss == [] and len(fused.eval_val_loss) == 2
+    assert loop.train_loss == pytest.approx(fused.train_loss, rel=1e-4)
+
+
+def test_baseline_recipe_is_the_published_small_cpu_recipe():
+    from course_utils.recipes import baseline_char_recipe, course_char_recipe
+
+    base = baseline_char_recipe(65)
+    assert (base.model.n_layer, base.model.n_head, base.model.n_embd, base.model.block_size) == (4, 4, 128, 64)
+    assert (base.batch_size, base.train.max_steps, base.train.lr, base.train.min_lr) == (12, 2000, 1e-3, 1e-4)
+    assert (base.train.warmup_steps, base.train.beta2, base.train.weight_decay, base.train.grad_clip) == (100, 0.99, 0.1,
+                                                                                                         1.0)
+    assert base.model.dropout == 0.0 and base.train.eval_interval == 250
+    assert course_char_recipe(65).model == base.model  # same model; only the optimisation differs
