@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .masks import check_mask
+
 
 @dataclass
 class GPTConfig:
@@ -54,13 +56,7 @@ class GPTConfig:
 
 def check_attn_mask(attn_mask: torch.Tensor, B: int, T: int) -> None:
     """Raise a clear error unless ``attn_mask`` is a boolean (T, T), (B, T, T) or (B, 1, T, T) "may attend" mask."""
-    if not isinstance(attn_mask, torch.Tensor):
-        raise TypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
-    if attn_mask.dtype != torch.bool:
-        raise TypeError(
-            f"attn_mask must be boolean (True = may attend), got dtype {attn_mask.dtype}; "
-            "convert an additive float mask with `mask == 0`"
-        )
+    check_mask(attn_mask, "attn_mask")  # a boolean tensor ending in a square block (chapter 02's masks module)
     allowed = {(T, T), (B, T, T), (B, 1, T, T), (1, 1, T, T)}
     if tuple(attn_mask.shape) not in allowed:
         raise ValueError(
