@@ -27,3 +27,9 @@ def left_padding_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T) position ids for a left-padded batch: each row's first real token gets 0, padding gets 1."""
     positions = attention_mask.long().cumsum(dim=1) - 1  # (B, T)
     return positions.masked_fill(attention_mask == 0, 1)
+
+
+def mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` (B, T, V) over the chosen positions only (targets != -100)."""
+    chosen = targets != -100  # (B, T)
+    return torch.nn.functional.cross_entropy(logits[chosen], targets[chosen])
