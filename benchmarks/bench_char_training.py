@@ -37,7 +37,7 @@ def run_arm(recipe, train_ids, val_ids, seed, target=None):
     model = GPT(recipe.model)
     get_batch = make_batch_fn(train_ids, val_ids, recipe.batch_size, recipe.model.block_size)
     eval_batch = make_batch_fn(train_ids, val_ids, EVAL_BATCH, recipe.model.block_size)
-    config = dataclasses.replace(recipe.train, eval_batches=EVAL_BATCHES)
+    config = dataclasses.replace(recipe.train, eval_batches=EVAL_BATCHES, progress=False)
     stop = None if target is None else (lambda step, h: h.eval_val_loss[-1] <= target)
     history = train(model, get_batch, config, torch.Generator().manual_seed(seed), callback=stop,
                     eval_get_batch=eval_batch)
