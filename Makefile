@@ -8,7 +8,7 @@ PROFILE ?= smoke
 # Run the notebooks with the network cut where the kernel allows it (unshare); tests also block sockets themselves.
 OFFLINE := $(shell unshare -rn true 2>/dev/null && command -v ip >/dev/null && echo yes)
 
-.PHONY: setup lab test test-unit executed clean-venv
+.PHONY: setup lab test test-inner test-unit executed clean-venv
 
 setup: $(STAMP)
 
