@@ -159,11 +159,13 @@ def train(
         history.tokens_seen += targets.numel()
         last = step == config.max_steps - 1
         if (step + 1) % config.eval_interval == 0 or last:
-            eval_gen = torch.Generator().manual_seed(eval_generator_seed)
+            # one generator per split, so the validation batches are the same whether or not train is evaluated
             if config.eval_train_split:
+                train_gen = torch.Generator().manual_seed(eval_generator_seed)
                 history.eval_train_loss.append(
-                    estimate_loss(model, eval_get_batch, config.eval_batches, eval_gen, "train"))
-            history.eval_val_loss.append(estimate_loss(model, eval_get_batch, config.eval_batches, eval_gen, "val"))
+                    estimate_loss(model, eval_get_batch, config.eval_batches, train_gen, "train"))
+            val_gen = torch.Generator().manual_seed(eval_generator_seed + 1)
+            history.eval_val_loss.append(estimate_loss(model, eval_get_batch, config.eval_batches, val_gen, "val"))
             history.eval_steps.append(step + 1)
             history.eval_seconds.append(time.perf_counter() - start)
             bar.set_postfix(val=f"{history.eval_val_loss[-1]:.3f}")

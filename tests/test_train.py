@@ -88,3 +88,16 @@ def test_baseline_recipe_is_the_published_small_cpu_recipe():
                                                                                                          1.0)
     assert base.model.dropout == 0.0 and base.train.eval_interval == 250
     assert course_char_recipe(65).model == base.model  # same model; only the optimisation differs
+
+
+def test_validation_batches_do_not_depend_on_evaluating_the_train_split():
+    def go(eval_train):
+        torch.manual_seed(0)
+        data = torch.arange(300) % 7
+        model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8))
+        config = TrainConfig(max_steps=4, warmup_steps=1, eval_interval=4, eval_batches=2, progress=False,
+                             eval_train_split=eval_train)
+        return train(model, make_batch_fn(data, torch.randint(0, 7, (300,), generator=torch.Generator().manual_seed(9)),
+                                          4, 8), config, torch.Generator().manual_seed(0))
+
+    assert go(True).eval_val_loss == go(False).eval_val_loss
