@@ -29,7 +29,7 @@ import tracemalloc
 
 
 def load_text(mb: float) -> tuple[str, str]:
-    from course_utils.corpus import load_shakespeare
+    from course_utils.text.corpus import load_shakespeare
 
     n = int(mb * 1_000_000)
     split = load_shakespeare()
@@ -38,8 +38,8 @@ def load_text(mb: float) -> tuple[str, str]:
 
 
 def job(name: str, mb: float, vocab: int, repeats: int) -> dict:
-    from course_utils.bpe import BPETokenizer, to_hf_tokenizer, train_hf_bpe
-    from course_utils.bpe_train import train_fast, train_naive
+    from course_utils.text.bpe.interop import BPETokenizer, to_hf_tokenizer, train_hf_bpe
+    from course_utils.text.bpe.train import train_fast, train_naive
 
     text, _ = load_text(mb)
     result: dict = {"job": name}

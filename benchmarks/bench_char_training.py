@@ -18,12 +18,12 @@ import time
 
 import torch
 
-from course_utils.batches import make_batch_fn
-from course_utils.codecs import CharCodec
-from course_utils.corpus import load_shakespeare
-from course_utils.model import GPT
-from course_utils.recipes import baseline_char_recipe, course_char_recipe
-from course_utils.train import train
+from course_utils.train.batches import make_batch_fn
+from course_utils.text.codecs import CharCodec
+from course_utils.text.corpus import load_shakespeare
+from course_utils.model.gpt import GPT
+from course_utils.train.recipes import baseline_char_recipe, course_char_recipe
+from course_utils.train.loop import train
 
 EVAL_BATCH, EVAL_BATCHES = 64, 16  # fixed evaluation set: 1024 windows of 64 characters per split
 

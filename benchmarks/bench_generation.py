@@ -1,4 +1,4 @@
-"""Our SmolLM2 decoding loop (course_utils.generation) vs. transformers' model.generate, same settings and seed.
+"""Our SmolLM2 decoding loop (course_utils.generate.loop) vs. transformers' model.generate, same settings and seed.
 
 Settings: SmolLM2-135M-Instruct in float32 on CPU, a short prompt, 128 new tokens, sampling with temperature 0.8,
 top-k 50, top-p 0.9 (and, separately, greedy). Each arm runs ``--repeats`` times, alternating, and we report the
@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from course_utils.generation import generate
-from course_utils.pretrained import load_smollm2
-from course_utils.sampling import SamplingConfig
+from course_utils.generate.loop import generate
+from course_utils.model.pretrained import load_smollm2
+from course_utils.generate.sampling import SamplingConfig
 
 PROMPT = "Once upon a time, in a small village by the sea, there lived"
 

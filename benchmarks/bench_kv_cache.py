@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from course_utils.kv_cache import KVCache, cached_forward, generate_cached, generate_uncached, kv_cache_bytes
-from course_utils.model import GPT, GPTConfig
-from course_utils.sampling import SamplingConfig
+from course_utils.generate.kv_cache import KVCache, cached_forward, generate_cached, generate_uncached, kv_cache_bytes
+from course_utils.model.gpt import GPT, GPTConfig
+from course_utils.generate.sampling import SamplingConfig
 
 
 def peak_rss_mb() -> float:

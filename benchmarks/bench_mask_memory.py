@@ -5,7 +5,7 @@ width 64):
   * flag:     attn_mask=None, is_causal=True (the kernel computes the mask from indices, FlashAttention-style);
   * bool:     a materialised boolean (T, T) mask tensor;
   * additive: a materialised float32 (T, T) mask with 0 / -inf;
-  * scratch:  course_utils.attention (materialises the (B, H, T, T) scores and weights).
+  * scratch:  course_utils.model.attention (materialises the (B, H, T, T) scores and weights).
 It prints best-of-N times, the ratios to the flag in the same run, the bytes of each mask, and the peak extra memory
 of one call (CUDA: torch.cuda.max_memory_allocated; CPU, Linux only: peak RSS growth over the call, in a fresh subprocess per case).
 
@@ -23,8 +23,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from course_utils import masks
-from course_utils.attention import scaled_dot_product_attention
+from course_utils.model import masks
+from course_utils.model.attention import scaled_dot_product_attention
 from course_utils.device import pick_device
 
 KINDS = ("flag", "bool", "additive", "scratch")

@@ -19,7 +19,7 @@ import torch
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["COURSE_CACHE_DIR"] = tmp
-        from course_utils.pretrained import load_smollm2
+        from course_utils.model.pretrained import load_smollm2
 
         cold = load_smollm2(verbose=False)
         cached = load_smollm2(verbose=False)

@@ -3,6 +3,19 @@
 Each module implements one concept that a chapter teaches inline first; later chapters import it from here.
 Importing the package changes no global state (no seeding, no thread settings, no downloads).
 
+Layout and dependency graph (an arrow means "may import"; nothing imports upward, checked by
+``tests/test_package_layout.py``)::
+
+    solutions ──> evaluate ──> generate ──> train ──> model ──> text ──> infrastructure
+    (exercise     (metrics,    (sampling,   (batches, (masks,    (corpus,   (device, profile,
+     answers)      scoring,     loop, beam,  loop,     attention, codecs,    cache, assets,
+                   diversity)   kv_cache)    recipes,  gpt, ngram, bpe/)     checks, plotting)
+                                             mlm,      logits_fns,
+                                             checkpoint) pretrained)
+
+Each layer may import any layer to its right. Infrastructure modules import nothing from the package except other
+infrastructure modules.
+
 Shape notation used in every module and notebook
 ------------------------------------------------
 B  batch size                      T  sequence length (time), T <= block_size

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
-from .train import History
 
+def plot_history(history, ax=None, title: str = "Training curve", unit: str = "nats/token"):
+    """Per-step training loss (faint), evaluated train/validation loss (markers) against optimisation steps.
 
-def plot_history(history: History, ax=None, title: str = "Training curve", unit: str = "nats/token"):
-    """Per-step training loss (faint), evaluated train/validation loss (markers) against optimisation steps."""
+    ``history`` is a :class:`course_utils.train.loop.History` (read by attribute, so this module imports nothing
+    from the training code).
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:

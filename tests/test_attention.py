@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils import masks
-from course_utils.attention import attention_weights, scaled_dot_product_attention
+from course_utils.model import masks
+from course_utils.model.attention import attention_weights, scaled_dot_product_attention
 
 T = 7
 

@@ -1,4 +1,4 @@
-"""Tests for course_utils.beam_search: a hand-made example where beam search beats greedy, and agreement with
+"""Tests for course_utils.generate.beam_search: a hand-made example where beam search beats greedy, and agreement with
 transformers' beam search on a tiny random Llama."""
 
 import math
@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_utils.beam_search import beam_search, gpt_logits_fn, hf_logits_fn
-from course_utils.model import GPT, GPTConfig
+from course_utils.generate.beam_search import beam_search, gpt_next_logits_fn, hf_next_logits_fn
+from course_utils.model.gpt import GPT, GPTConfig
 
 
 def table_model(table):
@@ -52,14 +52,14 @@ def test_matches_transformers_beam_search(seed):
     prompt = torch.randint(0, 64, (6,), generator=torch.Generator().manual_seed(seed))
     theirs = tiny.generate(prompt[None], attention_mask=torch.ones(1, 6, dtype=torch.long), max_new_tokens=8,
                            num_beams=3, do_sample=False)
-    assert torch.equal(beam_search(hf_logits_fn(tiny), prompt, 3, 8).ids, theirs[0])
+    assert torch.equal(beam_search(hf_next_logits_fn(tiny), prompt, 3, 8).ids, theirs[0])
 
 
 def test_one_beam_is_greedy_on_course_gpt():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=20, block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()
     prompt = torch.tensor([1, 2, 3])
-    assert torch.equal(beam_search(gpt_logits_fn(model), prompt, 1, 10).ids, model.generate(prompt[None], 10,
+    assert torch.equal(beam_search(gpt_next_logits_fn(model), prompt, 1, 10).ids, model.generate(prompt[None], 10,
                                                                                             greedy=True)[0])
 
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_utils.bpe import (BPETokenizer, gpt2_byte_to_unicode, hf_merges_as_bytes, merges_as_bytes,
+from course_utils.text.bpe.interop import (BPETokenizer, gpt2_byte_to_unicode, hf_merges_as_bytes, merges_as_bytes,
                               to_hf_tokenizer, train_hf_bpe, train_tokenizer)
-from course_utils.bpe_train import (GPT2_PATTERN, Merge, initial_words, merge_pair, pretokenize,
+from course_utils.text.bpe.train import (GPT2_PATTERN, Merge, initial_words, merge_pair, pretokenize,
                                     split_on_specials, train_fast, train_naive)
 
 WIKI = "aaabdaaabac"  # the Wikipedia BPE example: one pre-token, so merges are easy to work out by hand
@@ -17,7 +17,7 @@ WIKI = "aaabdaaabac"  # the Wikipedia BPE example: one pre-token, so merges are 
 
 @pytest.fixture(scope="module")
 def shakespeare_slice():
-    from course_utils.corpus import load_shakespeare
+    from course_utils.text.corpus import load_shakespeare
 
     split = load_shakespeare(max_train_chars=40_000, max_val_chars=10_000)
     return split.train_text, split.val_text

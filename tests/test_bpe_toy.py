@@ -2,7 +2,7 @@
 
 import pytest
 
-from course_utils.bpe_toy import TOY_CORPUS, learn_toy_bpe, split_words, toy_merge, toy_pair_counts
+from course_utils.text.bpe.toy import TOY_CORPUS, learn_toy_bpe, split_words, toy_merge, toy_pair_counts
 
 
 def test_ten_merges_of_the_classic_corpus():

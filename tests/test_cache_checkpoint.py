@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from course_utils.cache import atomic_dir, atomic_torch_save, cache_dir, is_complete_dir
-from course_utils.checkpoint import CorruptCheckpointError, load_checkpoint, load_or_train, save_checkpoint
-from course_utils.model import GPT, GPTConfig
+from course_utils.train.checkpoint import CorruptCheckpointError, load_checkpoint, load_or_train, save_checkpoint
+from course_utils.model.gpt import GPT, GPTConfig
 
 CONFIG = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8)
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from course_utils import assets
-from course_utils.batches import make_batch_fn, sample_batch
-from course_utils.codecs import ByteCodec, CharCodec
-from course_utils.corpus import DEFAULT_VAL_WORKS, list_works, load_shakespeare, load_work
+from course_utils.train.batches import make_batch_fn, sample_batch
+from course_utils.text.codecs import ByteCodec, CharCodec
+from course_utils.text.corpus import DEFAULT_VAL_WORKS, list_works, load_shakespeare, load_work
 
 
 def test_corpus_has_42_works_and_splits_by_whole_plays():

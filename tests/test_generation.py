@@ -1,4 +1,4 @@
-"""Tests for course_utils.generation: our decoding loop reproduces transformers' generate token for token
+"""Tests for course_utils.generate.loop: our decoding loop reproduces transformers' generate token for token
 (greedy and seeded sampling) on a tiny random Llama, and continuation_nll against a hand computation."""
 
 import pytest
@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_utils.generation import continuation_nll, generate
-from course_utils.sampling import SamplingConfig
+from course_utils.generate.loop import continuation_nll, generate
+from course_utils.generate.sampling import SamplingConfig
 
 EOS = 3
 

@@ -1,11 +1,11 @@
-"""Tests for course_utils.kv_cache: cached and uncached forward/generation agree, the memory formula by hand."""
+"""Tests for course_utils.generate.kv_cache: cached and uncached forward/generation agree, the memory formula by hand."""
 
 import pytest
 import torch
 
-from course_utils.kv_cache import KVCache, cached_forward, generate_cached, generate_uncached, kv_cache_bytes
-from course_utils.model import GPT, GPTConfig
-from course_utils.sampling import SamplingConfig
+from course_utils.generate.kv_cache import KVCache, cached_forward, generate_cached, generate_uncached, kv_cache_bytes
+from course_utils.model.gpt import GPT, GPTConfig
+from course_utils.generate.sampling import SamplingConfig
 
 
 @pytest.fixture(scope="module")

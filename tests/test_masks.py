@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from course_utils import masks
+from course_utils.model import masks
 
 T_, F_ = True, False
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from course_utils import mlm
-from course_utils.model import GPT, GPTConfig
+from course_utils.train import mlm
+from course_utils.model.gpt import GPT, GPTConfig
 
 
 def gen(seed=0):

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from course_utils.evaluation import gpt_logits_fn, score_ids
-from course_utils.metrics import bits_per_unit, nats_to_bits, perplexity
-from course_utils.model import GPT, GPTConfig
-from course_utils.ngram import NGramModel
+from course_utils.evaluate.scoring import gpt_logits_fn, score_ids
+from course_utils.evaluate.metrics import bits_per_unit, nats_to_bits, perplexity
+from course_utils.model.gpt import GPT, GPTConfig
+from course_utils.model.ngram import NGramModel
 
 
 def test_bigram_probabilities_by_hand():

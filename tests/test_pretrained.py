@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from course_utils import pretrained
+from course_utils.model import pretrained
 from course_utils.assets import asset_path
 from course_utils.cache import is_complete_dir
 

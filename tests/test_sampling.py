@@ -1,4 +1,4 @@
-"""Tests for course_utils.sampling and course_utils.diversity: hand-computed values, edge cases, errors, and
+"""Tests for course_utils.generate.sampling and course_utils.evaluate.diversity: hand-computed values, edge cases, errors, and
 agreement with transformers' logits processors on random logits."""
 
 import math
@@ -8,8 +8,8 @@ import torch
 from transformers.generation import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
                                      TopKLogitsWarper, TopPLogitsWarper)
 
-from course_utils.diversity import distinct_n, ngrams, repeated_ngram_fraction
-from course_utils.sampling import (SamplingConfig, apply_frequency_presence, apply_repetition_penalty,
+from course_utils.evaluate.diversity import distinct_n, ngrams, repeated_ngram_fraction
+from course_utils.generate.sampling import (SamplingConfig, apply_frequency_presence, apply_repetition_penalty,
                                    apply_temperature, constrain, greedy, min_p_filter, next_token, process_logits,
                                    sample, top_k_filter, top_p_filter)
 

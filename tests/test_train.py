@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from course_utils.batches import make_batch_fn
-from course_utils.model import GPT, GPTConfig
-from course_utils.train import TrainConfig, lr_at, make_optimizer, train
+from course_utils.train.batches import make_batch_fn
+from course_utils.model.gpt import GPT, GPTConfig
+from course_utils.train.loop import TrainConfig, lr_at, make_optimizer, train
 
 
 def run(seed=0, steps=60):
@@ -79,7 +79,7 @@ def test_fused_optimizer_matches_the_loop_and_val_only_evaluation():
 
 
 def test_baseline_recipe_is_the_published_small_cpu_recipe():
-    from course_utils.recipes import baseline_char_recipe, course_char_recipe
+    from course_utils.train.recipes import baseline_char_recipe, course_char_recipe
 
     base = baseline_char_recipe(65)
     assert (base.model.n_layer, base.model.n_head, base.model.n_embd, base.model.block_size) == (4, 4, 128, 64)

@@ -10,7 +10,7 @@ its ``n`` maskable positions, so no batch is ever without a target; the 80/10/10
 chosen position. Every random draw comes from the ``torch.Generator`` passed in, so a seed fixes the corruption.
 
 Targets are the original ids at chosen positions and ``-100`` elsewhere, the ``ignore_index`` that
-:class:`course_utils.model.GPT`'s cross-entropy (and Hugging Face's) already skips.
+:class:`course_utils.model.gpt.GPT`'s cross-entropy (and Hugging Face's) already skips.
 
 Left out: whole-word masking, span masking (SpanBERT, T5), next-sentence prediction, dynamic masking schedules.
 """
@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .batches import sample_batch
-from .masks import bidirectional_mask
+from course_utils.train.batches import sample_batch
+from course_utils.model.masks import bidirectional_mask
 
 IGNORE_INDEX = -100
 NOT_CHOSEN, MASKED, RANDOM, KEPT = 0, 1, 2, 3  # the codes returned by mlm_plan
@@ -92,7 +92,7 @@ def mask_tokens(idx: torch.Tensor, mask_id: int, vocab_size: int, generator: tor
 
 
 class BidirectionalLM(nn.Module):
-    """Runs a :class:`course_utils.model.GPT` with the all-True mask, so ``train()`` can train it as an encoder.
+    """Runs a :class:`course_utils.model.gpt.GPT` with the all-True mask, so ``train()`` can train it as an encoder.
 
     ``forward(idx, targets)`` has the GPT's signature; the parameters are the wrapped model's.
     """
@@ -109,7 +109,7 @@ class BidirectionalLM(nn.Module):
 def make_mlm_batch_fn(train_ids: torch.Tensor, val_ids: torch.Tensor, batch_size: int, block_size: int,
                       mask_id: int, vocab_size: int, device: torch.device | str = "cpu",
                       mask_prob: float = 0.15) -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
-    """``get_batch(split, generator)`` for :func:`course_utils.train.train` yielding MLM ``(inputs, targets)``.
+    """``get_batch(split, generator)`` for :func:`course_utils.train.loop.train` yielding MLM ``(inputs, targets)``.
 
     Windows are drawn as for next-token training, then corrupted with :func:`mask_tokens` (the same generator
     drives both, so a seed fixes the whole batch).

@@ -6,7 +6,7 @@ Follows Vaswani et al., 2017, "Attention Is All You Need", equation (1):
 
 where the additive mask ``M`` is 0 where a query may attend to a key and ``-inf`` where it may not. Because
 ``exp(-inf) = 0``, blocked keys receive exactly zero weight and the remaining weights still sum to one. We take the
-mask in boolean form (True = may attend; see :mod:`course_utils.masks`) and apply it with ``masked_fill`` before the
+mask in boolean form (True = may attend; see :mod:`course_utils.model.masks`) and apply it with ``masked_fill`` before the
 softmax, which is the same computation.
 
 A query row whose keys are all blocked (a left-padding position under a causal mask) has no defined softmax:
@@ -73,7 +73,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     """``softmax(q k^T / sqrt(D), masked) v``: ``(..., T_q, D_v)``, plus the weights if ``return_weights``.
 
     Same arguments and result as ``torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)``
-    with a boolean mask (tested against it for every mask kind in :mod:`course_utils.masks`).
+    with a boolean mask (tested against it for every mask kind in :mod:`course_utils.model.masks`).
     """
     _check_qkv(q, k, v)
     weights = attention_weights(q, k, mask, scale)  # (..., T_q, T_k)

@@ -3,7 +3,7 @@
 The loop is what ``model.generate`` does for greedy and multinomial sampling, written out: one *prefill* forward
 over the prompt that fills a ``transformers.DynamicCache`` and returns only the last position's logits
 (``logits_to_keep=1``), then one forward per new token that feeds just that token and reuses the cache
-(``past_key_values``). Each step's logits go through :func:`course_utils.sampling.next_token`. A finished row
+(``past_key_values``). Each step's logits go through :func:`course_utils.generate.sampling.next_token`. A finished row
 (one that produced ``eos_token_id``) keeps receiving ``pad_token_id``, and the loop stops when every row is
 finished, as in ``generate``. With the same seed (our explicit generator vs. the global one ``generate`` uses) the
 two draw the same tokens on CPU.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .sampling import SamplingConfig, next_token
+from course_utils.generate.sampling import SamplingConfig, next_token
 
 
 @dataclass

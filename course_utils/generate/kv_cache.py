@@ -1,8 +1,8 @@
-"""A key-value (KV) cache for the course's tiny GPT, without touching :mod:`course_utils.model`.
+"""A key-value (KV) cache for the course's tiny GPT, without touching :mod:`course_utils.model.gpt`.
 
 During generation the keys and values of earlier positions never change (attention is causal), so recomputing
 them for the whole sequence at every step is wasted work. :func:`cached_forward` runs the *same* weights as a
-:class:`course_utils.model.GPT` (it walks ``model.blocks`` and calls their submodules) but feeds only the new
+:class:`course_utils.model.gpt.GPT` (it walks ``model.blocks`` and calls their submodules) but feeds only the new
 tokens, writes their keys and values into a preallocated :class:`KVCache` and lets the new queries attend to all
 cached keys. Cost per new token: O(T) attention instead of a full O(T) * (everything) forward.
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .model import GPT
-from .sampling import SamplingConfig, next_token
+from course_utils.model.gpt import GPT
+from course_utils.generate.sampling import SamplingConfig, next_token
 
 
 def kv_cache_bytes(n_layer: int, n_kv_head: int, head_size: int, n_tokens: int, bytes_per_value: int = 4,
@@ -113,7 +113,7 @@ def cached_forward(model: GPT, idx: torch.Tensor, cache: KVCache) -> torch.Tenso
 
 def _check_generation(model: GPT, idx: torch.Tensor, max_new_tokens: int) -> None:
     if not isinstance(model, GPT):
-        raise TypeError(f"model must be a course_utils.model.GPT, got {type(model).__name__}")
+        raise TypeError(f"model must be a course_utils.model.gpt.GPT, got {type(model).__name__}")
     if idx.dim() != 2 or idx.shape[1] < 1:
         raise ValueError(f"idx must be a non-empty (B, T) prompt, got {tuple(idx.shape)}")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .masks import check_mask
+from course_utils.model.masks import check_mask
 
 
 @dataclass

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # (B, T) ids -> (B, T, V) logits
+from course_utils.model.logits_fns import LogitsFn, gpt_logits_fn, hf_logits_fn  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -65,16 +63,6 @@ def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int |
         count += len(targets)
         scored_up_to = end
     return TextScore(total, count)
-
-
-def gpt_logits_fn(model: torch.nn.Module) -> LogitsFn:
-    """``logits_fn`` for the course's GPT (its forward returns ``(logits, loss)``)."""
-    return lambda idx: model(idx)[0]
-
-
-def hf_logits_fn(model: torch.nn.Module) -> LogitsFn:
-    """``logits_fn`` for a Hugging Face causal LM (its forward returns an object with ``.logits``)."""
-    return lambda idx: model(input_ids=idx).logits
 
 
 def hf_bits_per_byte(model: torch.nn.Module, tokenizer, text: str, window: int = 512, stride: int | None = None,

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .bpe_train import (GPT2_PATTERN, N_BYTES, check_special_tokens, compile_pattern, merge_pair,
+from course_utils.text.bpe.train import (GPT2_PATTERN, N_BYTES, check_special_tokens, compile_pattern, merge_pair,
                         split_on_specials, to_bytes)
 
 FORMAT = "course-utils-bpe"

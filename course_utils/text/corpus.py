@@ -15,7 +15,7 @@ import configparser
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .assets import asset_path
+from course_utils.assets import asset_path
 
 #: Held out by default: four plays (about 10% of the corpus) of different kinds, a tragedy, a comedy, a history
 #: and a romance.

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .model import GPTConfig
-from .train import TrainConfig
+from course_utils.model.gpt import GPTConfig
+from course_utils.train.loop import TrainConfig
 
 
 @dataclass(frozen=True)

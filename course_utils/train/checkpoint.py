@@ -13,8 +13,8 @@ from typing import Callable
 
 import torch
 
-from .cache import atomic_torch_save
-from .model import GPT, GPTConfig
+from course_utils.cache import atomic_torch_save
+from course_utils.model.gpt import GPT, GPTConfig
 
 FORMAT = "course-gpt-v1"
 

@@ -1,7 +1,7 @@
 """Byte-level BPE, the front door: train a :class:`BPETokenizer`, and talk to Hugging Face ``tokenizers``.
 
-The trainers live in :mod:`course_utils.bpe_train` (naive and fast, same merges) and the tokenizer in
-:mod:`course_utils.bpe_tokenizer`. This module adds what chapter 03 needs to compare with production code:
+The trainers live in :mod:`course_utils.text.bpe.train` (naive and fast, same merges) and the tokenizer in
+:mod:`course_utils.text.bpe.tokenizer`. This module adds what chapter 03 needs to compare with production code:
 
 * :func:`gpt2_byte_to_unicode`: GPT-2's reversible map from the 256 bytes to printable characters, which
   ``tokenizers`` uses to store byte-level vocabularies as strings (Radford et al., 2019, GPT-2 ``encoder.py``).
@@ -17,8 +17,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from .bpe_tokenizer import BPETokenizer
-from .bpe_train import GPT2_PATTERN, N_BYTES, Merge, train_fast, train_naive
+from course_utils.text.bpe.tokenizer import BPETokenizer
+from course_utils.text.bpe.train import GPT2_PATTERN, N_BYTES, Merge, train_fast, train_naive
 
 TRAINERS = {"fast": train_fast, "naive": train_naive}
 

@@ -29,7 +29,7 @@ def sample_batch(data: torch.Tensor, batch_size: int, block_size: int, generator
 
 def make_batch_fn(train_ids: torch.Tensor, val_ids: torch.Tensor, batch_size: int, block_size: int,
                   device: torch.device | str = "cpu") -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
-    """A ``get_batch(split, generator)`` for :func:`course_utils.train.train` over train and validation ids."""
+    """A ``get_batch(split, generator)`` for :func:`course_utils.train.loop.train` over train and validation ids."""
     splits = {"train": train_ids, "val": val_ids}
 
     def get_batch(split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,7 @@ The marker lets a merge tell "est" at the end of a word ("newest") from "est" in
 pairs with equal counts go to the pair seen first when the words are scanned in corpus order, which is what the
 paper's reference code does (Python's ``max`` returns the first maximal key of an insertion-ordered dict).
 
-Left out: bytes (see :mod:`course_utils.bpe_train`), pre-tokenization, encoding new text.
+Left out: bytes (see :mod:`course_utils.text.bpe.train`), pre-tokenization, encoding new text.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from typing import Callable
 
 import torch
 
+from course_utils.model.logits_fns import gpt_next_logits_fn, hf_next_logits_fn  # noqa: F401  (re-exported)
+
 
 @dataclass
 class BeamResult:
@@ -72,12 +74,3 @@ def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch
     pool.sort(key=lambda item: item[0], reverse=True)
     return BeamResult(pool[0][1], pool[0][0], pool)
 
-
-def hf_logits_fn(model) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Wrap a Hugging Face causal LM as ``ids (K, T) -> last-position logits (K, V)``."""
-    return lambda ids: model(input_ids=ids, logits_to_keep=1).logits[:, -1, :]
-
-
-def gpt_logits_fn(model) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Wrap a course GPT (:class:`course_utils.model.GPT`) the same way."""
-    return lambda ids: model(ids)[0][:, -1, :]

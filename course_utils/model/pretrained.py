@@ -22,8 +22,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .assets import asset_path
-from .cache import atomic_dir, cache_dir, is_complete_dir
+from course_utils.assets import asset_path
+from course_utils.cache import atomic_dir, cache_dir, is_complete_dir
 
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct-f32"
 

@@ -1,0 +1,4 @@
+"""Evaluation: units of quality (perplexity, bits per byte), strided scoring of long texts, diversity of samples.
+
+Modules: ``metrics``, ``scoring``, ``diversity``. May import anything below it.
+"""

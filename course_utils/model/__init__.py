@@ -1,0 +1,7 @@
+"""Models: attention and its masks, the course GPT, the n-gram baseline, and loaders for real pretrained models.
+
+Modules: ``masks`` (one function per mask kind), ``attention`` (scaled dot-product attention from scratch), ``gpt``
+(the tiny decoder-only transformer), ``logits_fns`` (one calling convention for our GPT and Hugging Face models),
+``ngram`` (count-based n-gram LM), ``pretrained`` (SmolLM2 and MiniLM from offline packages).
+Imports only :mod:`course_utils.text` and the infrastructure modules.
+"""

@@ -1,0 +1,58 @@
+"""The package is layered: a module may import its own layer or layers below it, never one above."""
+
+import ast
+import pathlib
+
+import course_utils
+
+PACKAGE = pathlib.Path(course_utils.__file__).parent
+INFRA = {"assets", "cache", "checks", "device", "plotting", "profile"}
+# Lowest first; a module may import from its own layer or any earlier one.
+LAYERS = ["infrastructure", "text", "model", "train", "generate", "evaluate", "solutions"]
+
+
+def layer_of(dotted: str) -> str:
+    parts = dotted.split(".")
+    assert parts[0] == "course_utils", dotted
+    if len(parts) == 1 or parts[1] in INFRA:
+        return "infrastructure"
+    assert parts[1] in LAYERS, f"{dotted} is in no layer; add its subpackage to LAYERS and to the package docstring"
+    return parts[1]
+
+
+def package_imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: use absolute imports (from course_utils.x import ...)"
+            if node.module and node.module.startswith("course_utils"):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("course_utils")}
+    return found
+
+
+def test_no_module_imports_upward():
+    violations = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = "course_utils." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        module = module.removesuffix(".__init__")
+        own = LAYERS.index(layer_of(module))
+        for imported in package_imports(path):
+            if LAYERS.index(layer_of(imported)) > own:
+                violations.append(f"{module} imports {imported}")
+    assert not violations, "upward imports:\n" + "\n".join(violations)
+
+
+def test_every_module_is_small_and_documented():
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert ast.get_docstring(ast.parse(text)), f"{path} has no module docstring"
+        assert len(text.splitlines()) <= 320, f"{path} is {len(text.splitlines())} lines; split it by concept"
+
+
+def test_layer_check_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from course_utils.generate.sampling import greedy\n")
+    assert LAYERS.index(layer_of(next(iter(package_imports(bad))))) > LAYERS.index("model")
