@@ -1,8 +1,14 @@
-"""Device selection and explicit seeding.
+"""Device selection, explicit seeding, and the rule that a random draw's generator lives on the tensor's device.
 
-One helper picks the accelerator (CUDA, then Apple MPS, then CPU); nothing in the course hard-codes ``"cuda"``.
+The device rule (one place, used by every notebook): the ``cpu`` and ``smoke`` profiles always run on the CPU, even
+on a machine with a GPU or Apple MPS, so their numbers are comparable everywhere; the ``gpu`` profile takes the best
+accelerator present (CUDA, then MPS) and falls back to the CPU. Nothing in the course hard-codes ``"cuda"``.
+
 Seeding returns a ``torch.Generator`` that callers pass on explicitly, instead of relying on hidden global state;
 :func:`seed_everything` additionally seeds the global generators for code we do not control (weight init).
+A generator can only draw numbers on its own device: ``torch.multinomial(cuda_probs, 1, generator=cpu_generator)``
+raises on CUDA, and a CPU-only run never sees it. So every public function that draws with a generator calls
+:func:`check_generator` first, and :func:`make_generator` takes the device explicitly.
 """
 
 from __future__ import annotations
@@ -12,11 +18,17 @@ import random
 import numpy as np
 import torch
 
+from course_utils.profile import get_profile
+
 DEVICE_KINDS = ("cuda", "mps", "cpu")
 
 
-def pick_device(preferred: str | None = None) -> torch.device:
-    """Return ``preferred`` if given and available, else the best available of cuda, mps, cpu."""
+def pick_device(preferred: str | None = None, profile: str | None = None) -> torch.device:
+    """The device to run on: ``preferred`` if given (and available), else the profile's rule.
+
+    ``profile`` defaults to the active one (:func:`course_utils.profile.get_profile`): ``smoke`` and ``cpu`` give the
+    CPU; ``gpu`` gives CUDA if available, else MPS if available, else the CPU.
+    """
     if preferred is not None:
         kind = str(preferred).split(":")[0]
         if kind not in DEVICE_KINDS:
@@ -26,6 +38,8 @@ def pick_device(preferred: str | None = None) -> torch.device:
         if kind == "mps" and not _mps_available():
             raise ValueError(f"device {preferred!r} requested but MPS is not available; use pick_device() for auto")
         return torch.device(preferred)
+    if get_profile(profile) != "gpu":
+        return torch.device("cpu")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if _mps_available():
@@ -49,11 +63,11 @@ def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return make_generator(seed)
+    return make_generator(seed, "cpu")
 
 
-def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A fresh ``torch.Generator`` on ``device`` seeded with ``seed``."""
+def make_generator(seed: int, device: str | torch.device) -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``device`` (required: the device of the tensors it will draw for)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     gen = torch.Generator(device=device)
@@ -66,3 +80,18 @@ def describe_runtime(device: torch.device | None = None) -> str:
     device = device or pick_device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     return f"torch {torch.__version__} | device {name} | {torch.get_num_threads()} CPU threads"
+
+
+def check_generator(generator: torch.Generator | None, tensor: torch.Tensor, what: str = "tensor") -> None:
+    """Raise a clear error unless ``generator`` is None or can draw for ``tensor`` (same device type and index)."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    g, d = generator.device, tensor.device
+    same_index = g.index is None or d.index is None or g.index == d.index
+    if g.type != d.type or not same_index:
+        raise ValueError(
+            f"the generator is on {g} but the {what} is on {d}: a generator can only draw on its own device; "
+            f"make it with make_generator(seed, {what}.device)"
+        )

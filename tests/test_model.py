@@ -49,7 +49,9 @@ def test_weight_tying_and_parameter_count():
     assert tied.lm_head.weight is tied.tok_emb.weight
     assert untied.num_parameters(non_embedding=False) - tied.num_parameters(non_embedding=False) == 11 * 16
     per_block = 12 * 16 * 16 + 13 * 16  # 4 C^2 attention + 8 C^2 MLP weights, plus biases and LayerNorms
-    assert tied.num_parameters() == 2 * per_block + 2 * 16 + 11 * 16
+    assert tied.num_parameters() == 2 * per_block + 2 * 16  # blocks + final LayerNorm; the tied matrix is out
+    assert tied.num_parameters(non_embedding=False) == tied.num_parameters() + 11 * 16 + 8 * 16  # + tok + pos once
+    assert untied.num_parameters() == tied.num_parameters() + 11 * 16  # the untied output head stays counted
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -45,7 +45,7 @@ def test_seeding_is_reproducible_and_validated():
     a = torch.randn(3, generator=seed_everything(5))
     b = torch.randn(3, generator=seed_everything(5))
     assert torch.equal(a, b)
-    assert not torch.equal(torch.randn(3, generator=make_generator(1)), torch.randn(3, generator=make_generator(2)))
+    assert not torch.equal(torch.randn(3, generator=make_generator(1, "cpu")), torch.randn(3, generator=make_generator(2, "cpu")))
     for bad in (-1, 1.5, True, "3"):
         with pytest.raises(ValueError):
             seed_everything(bad)

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from course_utils.device import check_generator
 from course_utils.model.masks import check_mask
 
 
@@ -154,12 +155,15 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
-        """Parameter count; by default without position embeddings (and without token embeddings if untied)."""
+        """Parameter count; by default the *non-embedding* count N of Kaplan et al. (2020).
+
+        ``non_embedding=True`` leaves out the token-embedding matrix and the position embeddings. With tied weights
+        the token embedding is also the output head, one tensor counted once in the total (``parameters()`` yields a
+        shared tensor once) and so subtracted once; an untied output head is a separate matrix and stays counted.
+        """
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.pos_emb.weight.numel()
-            if not self.config.tie_weights:
-                n -= self.tok_emb.weight.numel()
+            n -= self.pos_emb.weight.numel() + self.tok_emb.weight.numel()
         return n
 
     def forward(
@@ -204,6 +208,7 @@ class GPT(nn.Module):
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         if not greedy and not temperature > 0:
             raise ValueError(f"temperature must be > 0 (use greedy=True for argmax decoding), got {temperature}")
+        check_generator(generator, idx, "idx")
         was_training = self.training
         self.eval()
         for _ in range(max_new_tokens):
@@ -214,7 +219,7 @@ class GPT(nn.Module):
                 next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
             else:
                 probs = F.softmax(logits / temperature, dim=-1)  # (B, V)
-                next_id = torch.multinomial(probs.cpu(), 1, generator=generator).to(idx.device)  # (B, 1)
+                next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1), drawn on idx's device
             idx = torch.cat([idx, next_id], dim=1)
         self.train(was_training)
         return idx

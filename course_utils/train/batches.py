@@ -20,8 +20,12 @@ def sample_batch(data: torch.Tensor, batch_size: int, block_size: int, generator
         raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size} and {block_size}")
     if len(data) < block_size + 1:
         raise ValueError(f"data has {len(data)} ids; need at least block_size + 1 = {block_size + 1}")
-    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
-    offsets = torch.arange(block_size + 1)  # (T + 1,)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    # Positions are drawn where the generator lives (any device works), then moved to where the data is.
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator, device=generator.device)
+    starts = starts.to(data.device)  # (B,)
+    offsets = torch.arange(block_size + 1, device=data.device)  # (T + 1,)
     windows = data[starts[:, None] + offsets[None, :]].long()  # (B, T + 1)
     idx, targets = windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
     return idx.to(device), targets.to(device)

@@ -1,0 +1,125 @@
+"""Device rules a CPU-only CI cannot see by running on the CPU: generators on the wrong device, the profile's device.
+
+A ``torch.Generator`` draws only on its own device: on CUDA, ``torch.multinomial(cuda_probs, 1, generator=cpu_gen)``
+raises, and on the CPU the same call works, so a CPU run never sees the bug. These tests put the data on the
+``meta`` device (shapes without storage; it exists on every machine) while the generator stays on the CPU, which is
+the Colab situation with a CPU generator, and run the code under :class:`GeneratorDeviceGuard`, a
+``TorchFunctionMode`` that fails any random draw whose generator is on another device than the tensor it draws for.
+Every public function that draws with a generator must refuse the mismatch with a clear ``ValueError`` before any
+draw (or draw where the generator is, on purpose, and move the result).
+"""
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from course_utils.device import check_generator, make_generator, pick_device, seed_everything
+from course_utils.generate.kv_cache import generate_cached, generate_uncached
+from course_utils.generate.sampling import SamplingConfig, next_token, sample
+from course_utils.model.gpt import GPT, GPTConfig
+from course_utils.train.batches import sample_batch
+from course_utils.train.mlm import mask_tokens
+
+META = torch.device("meta")
+# random functions that take a generator, and how to find the device of what they draw for
+INPUT_DRAWS = {torch.multinomial, torch.bernoulli, torch.normal, torch.poisson, torch.Tensor.random_,
+               torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.bernoulli_, torch.Tensor.exponential_,
+               torch.Tensor.geometric_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.nn.functional.dropout}
+FACTORY_DRAWS = {torch.rand, torch.randn, torch.randint, torch.randperm, torch.rand_like, torch.randn_like,
+                 torch.randint_like}
+
+
+class GeneratorDeviceGuard(TorchFunctionMode):
+    """Fail every random draw whose generator is not on the device of the tensor it draws for."""
+
+    def __init__(self):
+        super().__init__()
+        self.draws = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        generator = kwargs.get("generator")
+        if generator is not None and (func in INPUT_DRAWS or func in FACTORY_DRAWS):
+            self.draws += 1
+            if func in INPUT_DRAWS or func.__name__.endswith("_like"):
+                target = args[0].device
+            else:
+                target = torch.device(kwargs.get("device") or "cpu")
+            if generator.device.type != target.type:
+                raise AssertionError(f"{func.__name__} draws on {target} with a generator on {generator.device}")
+        return func(*args, **kwargs)
+
+
+def tiny_gpt(device):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=17, block_size=16, n_layer=1, n_head=2, n_embd=8)).to(device).eval()
+
+
+def test_guard_catches_a_mismatched_draw():
+    with GeneratorDeviceGuard(), pytest.raises(AssertionError, match="generator on cpu"):
+        torch.multinomial(torch.ones(2, 5, device=META), 1, generator=make_generator(0, "cpu"))
+    with GeneratorDeviceGuard(), pytest.raises(AssertionError, match="generator on cpu"):
+        torch.randn(3, generator=make_generator(0, "cpu"), device=META)
+    with GeneratorDeviceGuard() as guard:
+        torch.multinomial(torch.ones(2, 5), 1, generator=make_generator(0, "cpu"))
+    assert guard.draws == 1
+
+
+def test_check_generator_names_both_devices_and_the_fix():
+    check_generator(None, torch.zeros(1, device=META))
+    check_generator(make_generator(0, "cpu"), torch.zeros(1))
+    with pytest.raises(ValueError, match=r"generator is on cpu but the logits is on meta.*make_generator"):
+        check_generator(make_generator(0, "cpu"), torch.zeros(1, device=META), "logits")
+    with pytest.raises(TypeError, match="torch.Generator"):
+        check_generator(0, torch.zeros(1))
+
+
+def test_make_generator_requires_the_device():
+    with pytest.raises(TypeError):
+        make_generator(0)  # the device must be stated at every call site
+
+
+@pytest.mark.parametrize("call", [
+    pytest.param(lambda g: sample(torch.zeros(2, 7, device=META), g), marks=pytest.mark.xfail(strict=True, reason="issue 10: validates by scanning logits (.item()) before checking the generator"), id="sample"),
+    pytest.param(lambda g: next_token(torch.zeros(2, 7, device=META), None, SamplingConfig(top_k=3), g),
+                 marks=pytest.mark.xfail(strict=True, reason="issue 10: validates by scanning logits (.item()) before checking the generator"), id="next_token"),
+    pytest.param(lambda g: tiny_gpt(META).generate(torch.zeros(1, 3, dtype=torch.long, device=META), 2, g),
+                 id="GPT.generate"),
+    pytest.param(lambda g: generate_cached(tiny_gpt(META), torch.zeros(1, 3, dtype=torch.long, device=META), 2,
+                                           SamplingConfig(), g), marks=pytest.mark.xfail(strict=True, reason="issue 10: validates by scanning logits (.item()) before checking the generator"), id="generate_cached"),
+    pytest.param(lambda g: generate_uncached(tiny_gpt(META), torch.zeros(1, 3, dtype=torch.long, device=META), 2,
+                                             SamplingConfig(), g), marks=pytest.mark.xfail(strict=True, reason="issue 10: validates by scanning logits (.item()) before checking the generator"), id="generate_uncached"),
+])
+def test_sampling_apis_refuse_a_generator_on_another_device(call):
+    with GeneratorDeviceGuard(), pytest.raises(ValueError, match="generator is on cpu"):
+        call(make_generator(0, "cpu"))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: mlm draws on the CPU whatever the generator")
+def test_position_and_mask_draws_happen_where_the_generator_is():
+    # Batches and MLM plans draw on the generator's device on purpose and move the result to the data.
+    data = torch.arange(100)
+    with GeneratorDeviceGuard() as guard:
+        idx, targets = sample_batch(data, 4, 8, make_generator(0, "cpu"), device=META)
+        assert idx.device == META and targets.shape == (4, 8)
+        inputs, labels = mask_tokens(torch.zeros(2, 8, dtype=torch.long, device=META), mask_id=1, vocab_size=17,
+                                     generator=make_generator(0, "cpu"))
+        assert inputs.device == META and labels.device == META
+    assert guard.draws >= 3
+
+
+def test_cpu_and_smoke_profiles_mean_cpu_even_with_an_accelerator(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device(profile="cpu") == torch.device("cpu")
+    assert pick_device(profile="smoke") == torch.device("cpu")
+    assert pick_device(profile="gpu") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device(profile="cpu") == torch.device("cpu")
+    assert pick_device(profile="gpu") == torch.device("mps")
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
+    assert pick_device() == torch.device("cpu")
+
+
+def test_seed_everything_returns_a_cpu_generator():
+    assert seed_everything(3).device == torch.device("cpu")
