@@ -6,14 +6,21 @@ Importing the package changes no global state (no seeding, no thread settings, n
 Layout and dependency graph (an arrow means "may import"; nothing imports upward, checked by
 ``tests/test_package_layout.py``)::
 
-    solutions ──> evaluate ──> generate ──> train ──> model ──> text ──> infrastructure
-    (exercise     (metrics,    (sampling,   (batches, (masks,    (corpus,   (device, profile,
-     answers)      scoring,     loop, beam,  loop,     attention, codecs,    cache, assets,
-                   diversity)   kv_cache)    recipes,  gpt, ngram, bpe/)     checks, plotting)
-                                             mlm,      logits_fns,
-                                             checkpoint) pretrained)
+    solutions, exercises   answers and checks for the notebooks' exercises
+          |
+       evaluate            metrics, scoring (strided NLL), diversity
+          |
+       generate            sampling, loop (HF decoding), kv_cache, beam_search
+          |
+        train              batches, loop (trainer), recipes, mlm, checkpoint
+          |
+        model              masks, attention, gpt, logits_fns, ngram, pretrained
+          |
+        text               corpus, codecs, bpe/ (toy, train, tokenizer, interop)
+          |
+    infrastructure         device, profile, cache, assets, checks, plotting (top-level modules)
 
-Each layer may import any layer to its right. Infrastructure modules import nothing from the package except other
+Each layer may import itself and any layer below it. Infrastructure modules import nothing from the package except other
 infrastructure modules.
 
 Shape notation used in every module and notebook

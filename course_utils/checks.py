@@ -2,6 +2,11 @@
 
 Exercises call these with the learner's answer; the notebooks' CI run calls them with the reference solutions
 from :mod:`course_utils.solutions`, so a broken check or solution fails the build.
+
+A failure message says what the learner's answer got wrong (its type, its shape, how far off it is) and gives the
+hint, but **never the expected value**: the answer must not be visible before the learner has found it. Answers are
+accepted in every reasonable form (a list, a tuple, a tensor of any integer or float dtype, on any device).
+Each chapter's exercise checks live in :mod:`course_utils.exercises`, where ``tests/`` feed them wrong answers.
 """
 
 from __future__ import annotations
@@ -20,27 +25,47 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
                 hint: str = "") -> None:
     """Numbers or tensors equal within tolerance."""
     if isinstance(expected, torch.Tensor) or isinstance(actual, torch.Tensor):
-        actual_t = torch.as_tensor(actual, dtype=torch.float64)
-        expected_t = torch.as_tensor(expected, dtype=torch.float64)
+        actual_t = as_float_tensor(name, actual, hint)
+        expected_t = torch.as_tensor(expected, dtype=torch.float64).cpu()
         if actual_t.shape != expected_t.shape:
             raise AssertionError(f"{name}: shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)}. {hint}")
         if not torch.allclose(actual_t, expected_t, atol=atol, rtol=rtol, equal_nan=False):
-            worst = (actual_t - expected_t).abs().max().item()
-            raise AssertionError(f"{name}: values differ (max abs difference {worst:.3g}). {hint}")
+            wrong = (~torch.isclose(actual_t, expected_t, atol=atol, rtol=rtol)).sum().item()
+            raise AssertionError(f"{name}: {wrong} of {actual_t.numel()} values are wrong. {hint}")
     else:
-        if actual is None or not math.isclose(float(actual), float(expected), abs_tol=atol, rel_tol=rtol):
-            raise AssertionError(f"{name}: got {actual!r}, expected about {expected!r}. {hint}")
+        try:
+            value = float(actual)
+        except (TypeError, ValueError):
+            raise AssertionError(f"{name}: expected a number, got {type(actual).__name__}. {hint}") from None
+        if not math.isclose(value, float(expected), abs_tol=atol, rel_tol=rtol):
+            side = "too large" if value > float(expected) else "too small"
+            raise AssertionError(f"{name}: got {value:.6g}, which is {side}. {hint}")
     passed(name)
 
 
+def as_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
+    """The learner's answer (tensor on any device, list, tuple, number) as a float64 CPU tensor, or a clear failure."""
+    try:
+        if isinstance(actual, torch.Tensor):
+            return actual.detach().to("cpu", torch.float64)
+        return torch.as_tensor(actual, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise AssertionError(f"{name}: expected a tensor or a list of numbers, got {type(actual).__name__}. {hint}") \
+            from None
+
+
 def check_equal(name: str, actual: Any, expected: Any, hint: str = "") -> None:
-    """Exact equality (tensors with ``torch.equal``)."""
+    """Exact equality. A tensor ``expected`` accepts a tensor (any dtype or device), list or tuple with equal values."""
     if isinstance(expected, torch.Tensor):
-        ok = isinstance(actual, torch.Tensor) and actual.shape == expected.shape and torch.equal(actual, expected)
-    else:
-        ok = actual == expected
-    if not ok:
-        raise AssertionError(f"{name}: got {actual!r}, expected {expected!r}. {hint}")
+        actual_t = as_float_tensor(name, actual, hint)
+        expected_t = expected.detach().to("cpu", torch.float64)
+        if actual_t.shape != expected_t.shape:
+            raise AssertionError(f"{name}: shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)}. {hint}")
+        wrong = (actual_t != expected_t).sum().item()
+        if wrong:
+            raise AssertionError(f"{name}: {wrong} of {actual_t.numel()} entries are wrong. {hint}")
+    elif actual != expected:
+        raise AssertionError(f"{name}: got {actual!r}, which is not right. {hint}")
     passed(name)
 
 
