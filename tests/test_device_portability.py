@@ -95,7 +95,6 @@ def test_sampling_apis_refuse_a_generator_on_another_device(call):
         call(make_generator(0, "cpu"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: mlm draws on the CPU whatever the generator")
 def test_position_and_mask_draws_happen_where_the_generator_is():
     # Batches and MLM plans draw on the generator's device on purpose and move the result to the data.
     data = torch.arange(100)

@@ -33,6 +33,33 @@ def test_exactly_fifteen_percent_per_row_and_80_10_10_split():
     assert per_position.min() > 0.05 and per_position.max() < 0.25
 
 
+def test_choice_equals_the_rank_trick_and_the_docstring_example():
+    # the plan chooses the n smallest scores per row; the classic "argsort of argsort" (rank) form must agree
+    B, T = 50, 37
+    maskable = torch.rand(B, T, generator=gen(10)) > 0.3
+    plan = mlm.mlm_plan((B, T), gen(11), maskable=maskable)
+    scores = torch.rand(B, T, generator=gen(11)).masked_fill(~maskable, 2.0)  # the same first draw
+    n = torch.where(maskable.sum(1) > 0, (0.15 * maskable.sum(1)).round().long().clamp(min=1), 0)
+    rank = scores.argsort(dim=1).argsort(dim=1)  # rank of each position's score within its row
+    assert torch.equal(plan != mlm.NOT_CHOSEN, rank < n[:, None])
+    assert not (plan[~maskable] != mlm.NOT_CHOSEN).any()
+    # the docstring's example: scores [0.7, 0.1, 0.9, 0.4], n = 2 -> positions 1 and 3
+    order = torch.tensor([[0.7, 0.1, 0.9, 0.4]]).argsort(dim=1)
+    chosen = torch.zeros(1, 4, dtype=torch.bool).scatter(1, order, torch.tensor([[True, True, False, False]]))
+    assert chosen.tolist() == [[False, True, False, True]]
+
+
+def test_draws_happen_on_the_generator_device_and_results_land_on_the_data_device():
+    idx = torch.randint(0, 30, (3, 20), generator=gen(12))
+    plan = mlm.mlm_plan((3, 20), gen(13))
+    assert plan.device == torch.device("cpu")  # a CPU generator draws (and returns) on the CPU
+    inputs, targets = mlm.mask_tokens(idx.to("meta"), mask_id=30, vocab_size=30, generator=gen(13))
+    assert inputs.device == targets.device == torch.device("meta") and inputs.dtype == torch.long
+    a = mlm.mask_tokens(idx, mask_id=30, vocab_size=30, generator=gen(13))
+    b = mlm.mask_tokens(idx.int(), mask_id=30, vocab_size=30, generator=gen(13))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and b[0].dtype == torch.long
+
+
 def test_inputs_and_targets_follow_the_plan():
     idx = torch.randint(0, 1000, (64, 50), generator=gen(3))
     inputs, targets = mlm.mask_tokens(idx, mask_id=1000, vocab_size=1000, generator=gen(4))
@@ -91,6 +118,7 @@ def test_batch_fn_is_deterministic_and_shaped():
     ({"vocab_size": 0}, ValueError, "vocab_size"),
     ({"mask_id": -1}, ValueError, "mask_id"),
     ({"maskable": torch.ones(2, 3)}, TypeError, "maskable"),
+    ({"generator": 0}, TypeError, "torch.Generator"),
 ])
 def test_validation(kwargs, error, match):
     args = dict(idx=torch.zeros(2, 5, dtype=torch.long), mask_id=9, vocab_size=9, generator=gen(0))

@@ -7,7 +7,8 @@ learning that "only ``[MASK]`` positions matter", since at fine-tuning time no `
 
 As in BERT's original data pipeline, each row gets exactly ``round(0.15 * n)`` chosen positions (at least one) among
 its ``n`` maskable positions, so no batch is ever without a target; the 80/10/10 split is drawn independently per
-chosen position. Every random draw comes from the ``torch.Generator`` passed in, so a seed fixes the corruption.
+chosen position. Every random draw comes from the ``torch.Generator`` passed in, so a seed fixes the corruption, and
+happens on that generator's device; results are then moved to the data's device (the course's device rule).
 
 Targets are the original ids at chosen positions and ``-100`` elsewhere, the ``ignore_index`` that
 :class:`course_utils.model.gpt.GPT`'s cross-entropy (and Hugging Face's) already skips.
@@ -39,6 +40,14 @@ def mlm_plan(shape: tuple[int, int], generator: torch.Generator, mask_prob: floa
     """``(B, T)`` int8 codes saying what happens at each position: NOT_CHOSEN, MASKED, RANDOM or KEPT.
 
     ``maskable`` (B, T) bool marks positions that may be chosen (exclude padding and special tokens); default all.
+    The plan is drawn and returned **on the generator's device** (``generator.device``), whatever device
+    ``maskable`` is on: a generator can only draw on its own device. :func:`mask_tokens` moves it to the data.
+
+    Choosing exactly ``n`` positions per row: give every position a uniform random score (unmaskable ones get 2.0,
+    above any score), sort each row, and choose the positions of its ``n`` smallest scores. For one row with
+    scores ``[0.7, 0.1, 0.9, 0.4]`` and ``n = 2``: ``argsort`` gives the positions in score order ``[1, 3, 0, 2]``;
+    scattering ``[True, True, False, False]`` (the first ``n`` ranks) back to those positions gives
+    ``chosen = [False, True, False, True]``. Every set of ``n`` maskable positions is equally likely.
     """
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape must be (B, T) with B, T >= 1, got {shape}")
@@ -46,33 +55,40 @@ def mlm_plan(shape: tuple[int, int], generator: torch.Generator, mask_prob: floa
         _check_prob(name, value)
     if mask_frac + random_frac > 1.0 + 1e-9:
         raise ValueError(f"mask_frac + random_frac must be <= 1 (the rest is kept), got {mask_frac + random_frac}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     B, T = shape
+    where = generator.device  # every draw happens here (a CPU generator draws on the CPU, a CUDA one on CUDA)
     if maskable is None:
-        maskable = torch.ones(B, T, dtype=torch.bool)
+        maskable = torch.ones(B, T, dtype=torch.bool, device=where)
     if not isinstance(maskable, torch.Tensor) or maskable.dtype != torch.bool or tuple(maskable.shape) != (B, T):
         raise TypeError(f"maskable must be a boolean tensor of shape {(B, T)}")
-    maskable = maskable.cpu()
+    maskable = maskable.to(where)
     n_maskable = maskable.sum(dim=1)  # (B,)
     n_chosen = torch.where(n_maskable > 0, (mask_prob * n_maskable).round().long().clamp(min=1), 0)  # (B,)
-    scores = torch.rand(B, T, generator=generator).masked_fill(~maskable, 2.0)  # (B, T); unmaskable sort last
-    rank = scores.argsort(dim=1).argsort(dim=1)  # (B, T) rank of each position's score within its row
-    chosen = rank < n_chosen[:, None]  # (B, T)
-    u = torch.rand(B, T, generator=generator)  # (B, T) one uniform draw decides MASK / RANDOM / KEPT
-    plan = torch.full((B, T), NOT_CHOSEN, dtype=torch.int8)
-    plan[chosen & (u < mask_frac)] = MASKED
-    plan[chosen & (u >= mask_frac) & (u < mask_frac + random_frac)] = RANDOM
-    plan[chosen & (u >= mask_frac + random_frac)] = KEPT
-    return plan
+    scores = torch.rand(B, T, generator=generator, device=where).masked_fill(~maskable, 2.0)  # (B, T)
+    order = scores.argsort(dim=1)  # (B, T) positions of each row, smallest score first
+    first_n = torch.arange(T, device=where)[None, :] < n_chosen[:, None]  # (B, T) True for the first n ranks
+    chosen = torch.zeros(B, T, dtype=torch.bool, device=where).scatter(1, order, first_n)  # (B, T) back to positions
+    u = torch.rand(B, T, generator=generator, device=where)  # (B, T) one uniform draw decides MASK / RANDOM / KEPT
+    plan = torch.full((B, T), NOT_CHOSEN, dtype=torch.int8, device=where)
+    plan = plan.masked_fill(chosen & (u < mask_frac), MASKED)
+    plan = plan.masked_fill(chosen & (u >= mask_frac) & (u < mask_frac + random_frac), RANDOM)
+    return plan.masked_fill(chosen & (u >= mask_frac + random_frac), KEPT)  # (B, T)
 
 
 def mask_tokens(idx: torch.Tensor, mask_id: int, vocab_size: int, generator: torch.Generator,
                 mask_prob: float = 0.15, mask_frac: float = 0.8, random_frac: float = 0.1,
                 maskable: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corrupt ``idx`` (B, T) the BERT way; return ``(inputs, targets)``, each (B, T) int64.
+    """Corrupt ``idx`` (B, T) the BERT way; return ``(inputs, targets)``, each (B, T) int64 on ``idx``'s device.
 
     Random replacements are drawn uniformly from ``[0, vocab_size)``: pass the number of ordinary tokens, so
     ``[MASK]`` (and other special ids placed after them) is never drawn. ``targets`` holds the original id at the
     chosen positions and ``-100`` elsewhere.
+
+    Device rule: the plan and the random ids are drawn where the generator is (``generator.device``) and then moved
+    to ``idx.device`` on purpose, so a CPU generator works for CUDA data and a CUDA generator for CPU data, and a
+    seed gives the same corruption whichever device the data is on (for a generator of the same device type).
     """
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.is_floating_point():
         raise ValueError(f"idx must be a (B, T) integer tensor, got {getattr(idx, 'shape', type(idx).__name__)}")
@@ -81,12 +97,14 @@ def mask_tokens(idx: torch.Tensor, mask_id: int, vocab_size: int, generator: tor
                          f"got {vocab_size!r}")
     if not isinstance(mask_id, int) or mask_id < 0:
         raise ValueError(f"mask_id must be a non-negative int, got {mask_id!r}")
-    plan = mlm_plan(tuple(idx.shape), generator, mask_prob, mask_frac, random_frac,
-                    None if maskable is None else maskable.cpu()).to(idx.device)  # (B, T)
-    random_ids = torch.randint(vocab_size, tuple(idx.shape), generator=generator).to(idx.device)  # (B, T)
-    inputs = idx.long().clone()
-    inputs[plan == MASKED] = mask_id
-    inputs[plan == RANDOM] = random_ids[plan == RANDOM]
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    shape = tuple(idx.shape)
+    plan = mlm_plan(shape, generator, mask_prob, mask_frac, random_frac, maskable)  # (B, T) on generator.device
+    random_ids = torch.randint(vocab_size, shape, generator=generator, device=generator.device)  # (B, T)
+    plan, random_ids = plan.to(idx.device), random_ids.to(idx.device)  # deliberate move to the data's device
+    inputs = torch.where(plan == MASKED, mask_id, idx.long())  # (B, T); torch.where, no data-dependent indexing
+    inputs = torch.where(plan == RANDOM, random_ids, inputs)  # (B, T)
     targets = torch.where(plan != NOT_CHOSEN, idx.long(), IGNORE_INDEX)  # (B, T)
     return inputs, targets
 
