@@ -71,3 +71,34 @@ def test_vectorised_counts_match_a_plain_python_count(n):
         assert model.prob(list(window[:-1]), window[-1]) == pytest.approx(expected)
     expected_nll = -sum(math.log(model.prob(ids[t - n + 1:t], ids[t])) for t in range(n - 1, len(ids)))
     assert model.total_nats(ids)[0] == pytest.approx(expected_nll)
+
+
+def test_packing_worked_example_from_the_docstring():
+    import numpy as np
+
+    from course_utils.model.ngram import _pack
+
+    assert _pack(np.array([20, 1, 7]), 3, 65).tolist() == [(20 * 65 + 1) * 65 + 7] == [84572]
+    assert _pack(np.array([2, 1, 7, 3]), 3, 10).tolist() == [217, 173]  # base 10: windows read as numbers
+
+
+def test_score_ids_windows_on_a_hand_checked_case():
+    # The docstring's picture: ids a..j = 0..9, window 4, stride 2. A fake model puts probability c / (c + 1) on
+    # "next id = this id + 1", where c is how many ids the window shows up to and including this position, and
+    # spreads the rest evenly. Contexts per scored id (from the picture): b 1; c, d, f, h 2; e, g, i, j 3.
+    seen = []
+
+    def logits_fn(chunk):  # (1, T) -> (1, T, 10)
+        seen.append(chunk[0].tolist())
+        T = chunk.shape[1]
+        probs = torch.empty(1, T, 10, dtype=torch.float64)
+        for p in range(T):
+            right = (p + 1) / (p + 2)
+            probs[0, p] = (1 - right) / 9
+            probs[0, p, (chunk[0, p] + 1) % 10] = right
+        return probs.log()
+
+    score = score_ids(logits_fn, torch.arange(10), window=4, stride=2, progress=False)
+    assert seen == [[0, 1, 2], [1, 2, 3, 4], [3, 4, 5, 6], [5, 6, 7, 8], [6, 7, 8, 9]]
+    assert score.n_tokens == 9
+    assert score.total_nats == pytest.approx(math.log(2) + 4 * math.log(3 / 2) + 4 * math.log(4 / 3), rel=1e-6)

@@ -39,7 +39,24 @@ class TextScore:
 @torch.no_grad()
 def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int | None = None,
               device: torch.device | str = "cpu", progress: bool = True) -> TextScore:
-    """Sum of -log p(ids[t] | ids[<t]) over t >= 1, computed in windows of ``window`` ids moved by ``stride``."""
+    """Sum of -log p(ids[t] | ids[<t]) over t >= 1, computed in windows of at most ``window`` ids.
+
+    Each window scores the next ``n_new = min(stride, window - 1)`` ids not scored yet and fills the rest of the
+    window with the ids just before them as context. With 10 ids a..j, ``window=4`` and ``stride=2``::
+
+        ids        a  b  c  d  e  f  g  h  i  j
+        window 1  [a  b  c]                       scores b, c   (a has no context and is never scored)
+        window 2     [b  c  d  e]                 scores d, e   with context b c, then b c d
+        window 3           [d  e  f  g]           scores f, g
+        window 4                 [f  g  h  i]     scores h, i
+        window 5                    [g  h  i  j]  scores j      (the last window ends at the text's end)
+
+    In window [start, end) the model's output at position p predicts ids[start + p + 1], so the predictions of the
+    new ids ids[first_new:end] are the outputs at positions first_new - start - 1 ... end - start - 2. Every id
+    after the first is scored exactly once, and (after the first window) with at least ``window - n_new`` ids of
+    context. ``tests/test_ngram_metrics_evaluation.py`` checks this picture on a model whose confidence depends
+    on how much context it sees.
+    """
     if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
         raise ValueError("ids must be a 1-D tensor of token ids")
     if len(ids) < 2:
@@ -49,19 +66,20 @@ def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int |
     stride = window if stride is None else stride
     if not 1 <= stride <= window:
         raise ValueError(f"stride must be in [1, window={window}], got {stride}")
-    new_per_window = min(stride, window - 1)  # a window of W ids holds W - 1 predictions
+    n_new = min(stride, window - 1)  # ids scored per window: a window of W ids holds only W - 1 predictions
     total, count = 0.0, 0
-    scored_up_to = 1  # ids[0] is never scored: it has no context
-    n_windows = math.ceil((len(ids) - 1) / new_per_window)
+    first_new = 1  # index of the first id not scored yet; ids[0] is never scored (it has no context)
+    n_windows = math.ceil((len(ids) - 1) / n_new)
     for _ in tqdm(range(n_windows), desc="scoring", disable=not progress, leave=False):
-        end = min(scored_up_to + new_per_window, len(ids))
-        start = max(0, end - window)
-        chunk = ids[start:end].to(device).long().unsqueeze(0)  # (1, T)
-        logits = logits_fn(chunk)[0, scored_up_to - 1 - start:-1].float()  # (n_new, V): predictions of new ids
-        targets = chunk[0, scored_up_to - start:]  # (n_new,)
+        end = min(first_new + n_new, len(ids))  # this window scores ids[first_new:end]
+        start = max(0, end - window)  # and sees ids[start:end]
+        n_context = first_new - start  # ids before the first new one inside the window (>= 1)
+        chunk = ids[start:end].to(device).long().unsqueeze(0)  # (1, end - start)
+        logits = logits_fn(chunk)[0, n_context - 1:-1].float()  # (end - first_new, V): predictions of new ids
+        targets = chunk[0, n_context:]  # (end - first_new,): the new ids themselves
         total += F.cross_entropy(logits, targets, reduction="sum").item()
         count += len(targets)
-        scored_up_to = end
+        first_new = end
     return TextScore(total, count)
 
 

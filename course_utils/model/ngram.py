@@ -4,9 +4,17 @@ P(x_t | x_{t-n+1..t-1}) = (count(context, x_t) + k) / (count(context) + k V), "a
 1999, "An empirical study of smoothing techniques for language modeling"). With n = 1 it is a unigram model; with
 n = 2 the bigram model of chapter 01.
 
-Counting is vectorised: each (context, next id) window is packed into one integer in base V, and ``numpy.unique``
-counts them, so fitting millions of characters takes about a second for any order. Only contexts that occur are
-stored (there are V^(n-1) possible ones).
+Counting is vectorised: each window of n ids is packed into one integer (below), ``numpy.unique`` counts the
+integers, so fitting millions of characters takes about a second for any order. Only contexts that occur are
+stored (there are V^(n-1) possible ones). ``tests/test_ngram_metrics_evaluation.py`` checks the counts against a
+plain ``collections.Counter`` over tuples.
+
+How the packing works: read a window of ids as the digits of a number in base V. In base 10 the digits (2, 1, 7)
+are the number 217 = (2 * 10 + 1) * 10 + 7; with V = 65 characters the window (20, 1, 7) becomes
+(20 * 65 + 1) * 65 + 7 = 84572. Each digit is < V, so different windows give different numbers (84572 // 65**2
+= 20, (84572 // 65) % 65 = 1, 84572 % 65 = 7 recover the digits), and one number per window can be counted by
+``numpy.unique`` as fast as any integer array. Appending one more id to a packed context is one more step of the
+same rule: ``code(context + [b]) = code(context) * V + b``, which is how a (context, next id) pair is looked up.
 
 Left out: backoff and interpolation (Kneser-Ney); the point here is a transparent baseline.
 """
@@ -20,14 +28,20 @@ import numpy as np
 
 
 def _pack(ids: np.ndarray, width: int, base: int) -> np.ndarray:
-    """Integer code of every window of ``width`` consecutive ids: sum_j ids[t + j] * base^(width - 1 - j)."""
-    codes = np.zeros(len(ids) - width + 1, dtype=np.int64)
+    """Base-``base`` code of every window of ``width`` consecutive ids (see the module docstring).
+
+    codes[t] = ids[t] * base^(width-1) + ids[t+1] * base^(width-2) + ... + ids[t+width-1], computed for all t at
+    once: start from 0 and, for each digit position j, multiply by the base and add the j-th id of every window.
+    """
+    n_windows = len(ids) - width + 1
+    codes = np.zeros(n_windows, dtype=np.int64)  # (n_windows,)
     for j in range(width):
-        codes = codes * base + ids[j:len(ids) - width + 1 + j]
+        codes = codes * base + ids[j:j + n_windows]  # ids[j:j + n_windows][t] is the j-th id of window t
     return codes
 
 
 def _count(sorted_keys: np.ndarray, counts: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """How often each query code occurred: binary search in the sorted codes from ``numpy.unique``; 0 if absent."""
     pos = np.searchsorted(sorted_keys, queries)
     pos = np.minimum(pos, len(sorted_keys) - 1)
     return np.where(sorted_keys[pos] == queries, counts[pos], 0) if len(sorted_keys) else np.zeros_like(queries)
