@@ -35,6 +35,40 @@ def test_beam_beats_greedy_by_hand():
     assert beam.score == pytest.approx(math.log(0.4 * 0.9) / 2)
 
 
+def tree_model(tree, vocab_size=10):
+    """logits_fn from a dict: generated prefix (tuple) -> {token: probability}; missing tokens get ~0."""
+    def logits_fn(ids):
+        rows = []
+        for row in ids:
+            probs = torch.full((vocab_size,), 1e-12, dtype=torch.float64)
+            for token, p in tree[tuple(row[1:].tolist())].items():
+                probs[token] = p
+            rows.append(probs.log())
+        return torch.stack(rows)
+    return logits_fn
+
+
+UNIFORM = {t: 0.1 for t in range(10)}
+PRUNING_TREE = {  # greedy's prefix (1, x) scores 0.04 < 0.175 of both (2, 4) and (2, 5), so 2 beams prune it
+    (): {1: 0.4, 2: 0.35, 3: 0.25},
+    (1,): UNIFORM, (2,): {4: 0.5, 5: 0.5}, (3,): UNIFORM,
+    **{(1, t): {6: 1.0} for t in range(10)}, (2, 4): UNIFORM, (2, 5): UNIFORM,
+}
+
+
+def test_beam_search_can_lose_to_greedy():
+    # Not a theorem that beam search beats greedy: here greedy's path is pruned at step 2 and the beams that
+    # pruned it collapse at step 3. Greedy: 0.4 * 0.1 * 1.0 = 0.04; two beams: 0.35 * 0.5 * 0.1 = 0.0175.
+    fn = tree_model(PRUNING_TREE)
+    greedy = beam_search(fn, torch.tensor([9]), num_beams=1, max_new_tokens=3)
+    beam = beam_search(fn, torch.tensor([9]), num_beams=2, max_new_tokens=3)
+    assert greedy.ids[:2].tolist() == [9, 1] and greedy.ids[3] == 6  # any of the tied second tokens
+    assert beam.ids[:2].tolist() == [9, 2]
+    assert greedy.score * 3 == pytest.approx(math.log(0.04))
+    assert beam.score * 3 == pytest.approx(math.log(0.0175))
+    assert beam.score < greedy.score
+
+
 def test_eos_finishes_hypotheses_with_length_normalisation():
     fn = table_model(TABLE)
     out = beam_search(fn, torch.tensor([9]), num_beams=2, max_new_tokens=5, eos_token_id=0)

@@ -69,6 +69,46 @@ def test_eos_then_padding():
     assert out.new_ids.tolist() == [[EOS, 0, 0, 0], [6, 6, 6, 6]]
 
 
+class Favourite(torch.nn.Module):
+    """A fake causal LM whose logits never change: token 5 scores 2.0, token 6 scores 1.5, the rest 0."""
+    config = LlamaConfig(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=1)
+
+    def forward(self, input_ids, past_key_values=None, use_cache=True, logits_to_keep=0):
+        logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], 8)
+        logits[:, :, 5], logits[:, :, 6] = 2.0, 1.5
+        return type("Out", (), {"logits": logits})()
+
+
+def test_presence_penalty_counts_generated_tokens_only():
+    # OpenAI semantics: the prompt's 5s do not count, so greedy first picks 5 (2.0); then 5 is at 2.0 - 1.0 < 1.5,
+    # so 6; then both have been generated once: 5 (1.0) beats 6 (0.5) again. Counting the prompt would start with 6.
+    out = generate(Favourite(), torch.tensor([[5, 5, 5]]), 3, SamplingConfig(greedy=True, presence_penalty=1.0))
+    assert out.new_ids.tolist() == [[5, 6, 5]]
+    # frequency 0.3: 5 (2.0) -> 5 (1.7) -> 6 (1.5 vs 1.4) -> 5 (1.4 vs 1.2)
+    out = generate(Favourite(), torch.tensor([[5, 5, 5]]), 4, SamplingConfig(greedy=True, frequency_penalty=0.3))
+    assert out.new_ids.tolist() == [[5, 5, 6, 5]]
+
+
+def test_inputs_are_validated_once_not_per_token(monkeypatch):
+    import course_utils.generate.sampling as sampling
+
+    calls = []
+    for name in ("check_logits", "check_finite"):
+        monkeypatch.setattr(sampling, name, lambda *args: calls.append(1))
+    generate(Favourite(), torch.tensor([[1, 2]]), 12, SamplingConfig(top_k=3, top_p=0.9), torch.Generator())
+    assert calls == []
+
+
+def test_refuses_a_generator_on_another_device_before_any_work():
+    class Untouchable(Favourite):
+        def forward(self, *args, **kwargs):
+            raise AssertionError("the model must not run")
+
+    with pytest.raises(ValueError, match="generator is on cpu"):
+        generate(Untouchable(), torch.zeros(1, 3, dtype=torch.long, device="meta"), 2, SamplingConfig(),
+                 torch.Generator())
+
+
 def test_continuation_nll_by_hand(tiny):
     ids = prompt(B=1, T=8)
     logp = F.log_softmax(tiny(input_ids=ids).logits[0], dim=-1)  # (T, V)
@@ -83,3 +123,7 @@ def test_errors(tiny):
         generate(tiny, prompt()[0], 3, SamplingConfig(greedy=True))
     with pytest.raises(ValueError, match="Generator"):
         generate(tiny, prompt(), 3, SamplingConfig())
+    with pytest.raises(ValueError, match="vocabulary"):
+        generate(tiny, prompt() + 100, 3, SamplingConfig(greedy=True))
+    with pytest.raises(TypeError, match="SamplingConfig"):
+        generate(tiny, prompt(), 3, dict(greedy=True))

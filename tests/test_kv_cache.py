@@ -47,6 +47,21 @@ def test_cached_and_uncached_generation_identical(model, config):
     assert torch.equal(a, b)
 
 
+def test_frequency_presence_see_only_generated_tokens(model):
+    idx = prompt(B=1, seed=6)
+    config = SamplingConfig(greedy=True, frequency_penalty=0.7, presence_penalty=0.4)
+    expected = idx
+    with torch.no_grad():
+        for _ in range(12):  # by hand: penalise the counts of the generated part only
+            logits = model(expected)[0][:, -1, :]
+            generated = expected[:, idx.shape[1]:]
+            counts = torch.zeros_like(logits).scatter_add_(1, generated, torch.ones_like(generated, dtype=logits.dtype))
+            logits = logits - 0.7 * counts - 0.4 * (counts > 0).float()
+            expected = torch.cat([expected, logits.argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(generate_cached(model, idx, 12, config), expected)
+    assert torch.equal(generate_uncached(model, idx, 12, config), expected)
+
+
 def test_matches_models_own_generate(model):
     idx = prompt(seed=4)
     assert torch.equal(generate_cached(model, idx, 25, SamplingConfig(greedy=True)),
@@ -77,3 +92,5 @@ def test_errors(model):
         kv_cache_bytes(1, 1, 1, -1)
     with pytest.raises(TypeError, match="GPT"):
         generate_cached(torch.nn.Linear(2, 2), prompt(), 1, SamplingConfig(greedy=True))
+    with pytest.raises(ValueError, match="Generator"):
+        generate_uncached(model, prompt(), 1, SamplingConfig())

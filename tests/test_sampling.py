@@ -10,8 +10,9 @@ from transformers.generation import (MinPLogitsWarper, RepetitionPenaltyLogitsPr
 
 from course_utils.evaluate.diversity import distinct_n, ngrams, repeated_ngram_fraction
 from course_utils.generate.sampling import (SamplingConfig, apply_frequency_presence, apply_repetition_penalty,
-                                   apply_temperature, constrain, greedy, min_p_filter, next_token, process_logits,
-                                   sample, top_k_filter, top_p_filter)
+                                            apply_temperature, constrain, decoded_token_mask, greedy, is_ascii_digits,
+                                            min_p_filter, next_token, process_logits, sample, top_k_filter,
+                                            top_p_filter)
 
 INF = math.inf
 
@@ -71,6 +72,30 @@ def test_repetition_penalty_by_hand():
     logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
     prev = torch.tensor([[0, 1, 0]])
     assert apply_repetition_penalty(logits, prev, 2.0).tolist() == [[1.0, -4.0, 1.0, 0.5]]
+
+
+def test_frequency_presence_count_only_generated_tokens():
+    # OpenAI: logit[j] -= c[j] * frequency + (c[j] > 0) * presence, c[j] = count of j among the SAMPLED tokens
+    logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
+    context = torch.tensor([[1, 1, 1, 2, 2, 0]])  # prompt (3 tokens: 1, 1, 1), then generated 2, 2, 0
+    config = SamplingConfig(greedy=True, frequency_penalty=0.5, presence_penalty=1.0)
+    out = process_logits(logits, context, config, prompt_length=3)
+    # c = [1, 0, 2, 0]: token 1 appears only in the prompt, so it is not penalised
+    expected = torch.tensor([[2.0 - 0.5 - 1.0, -2.0, 1.0 - 1.0 - 1.0, 0.5]])
+    assert torch.allclose(out, expected)
+    assert torch.equal(process_logits(logits, context[:, :3], config, prompt_length=3), logits)  # nothing sampled
+    # the CTRL penalty, as in transformers, counts the whole context, prompt included
+    ctrl = process_logits(logits, context, SamplingConfig(greedy=True, repetition_penalty=2.0), prompt_length=3)
+    assert ctrl.tolist() == [[1.0, -4.0, 0.5, 0.5]]
+
+
+def test_ctrl_sign_rule_lowers_every_seen_logit():
+    logits = torch.tensor([[3.0, -3.0, 0.5, -0.5]])
+    seen = torch.tensor([[0, 1, 2, 3]])
+    out = apply_repetition_penalty(logits, seen, 1.5)
+    assert (out < logits).all()  # both signs move down
+    naive = logits / 1.5  # dividing every logit: a negative one moves UP, towards 0
+    assert naive[0, 1] > logits[0, 1]
 
 
 def test_frequency_presence_by_hand():
@@ -148,17 +173,42 @@ def test_nan_and_shape_errors():
     with pytest.raises(ValueError, match="NaN"):
         greedy(torch.tensor([[0.0, math.nan]]))
     with pytest.raises(ValueError, match="NaN"):
-        next_token(torch.tensor([[0.0, math.nan]]), None, SamplingConfig(), torch.Generator())
+        process_logits(torch.tensor([[0.0, math.nan]]), None, SamplingConfig())
     with pytest.raises(ValueError, match=r"\(B, V\)"):
         top_k_filter(torch.zeros(1, 2, 3), 1)
+    with pytest.raises(ValueError, match=r"\(B, V\)"):
+        next_token(torch.zeros(3), None, SamplingConfig(), torch.Generator())
     with pytest.raises(ValueError, match="-inf"):
-        sample(torch.full((1, 3), -INF), torch.Generator())
+        constrain(torch.zeros(1, 3), torch.zeros(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="penalty"):
         apply_repetition_penalty(torch.zeros(1, 3), torch.zeros(1, 1, dtype=torch.long), 0.0)
     with pytest.raises(ValueError, match="prev_ids"):
         apply_repetition_penalty(torch.zeros(1, 3), torch.tensor([[7]]), 1.2)
     with pytest.raises(ValueError, match="Generator"):
         next_token(torch.zeros(1, 3), None, SamplingConfig())
+    with pytest.raises(TypeError, match="SamplingConfig"):
+        next_token(torch.zeros(1, 3), None, dict(greedy=True))
+    with pytest.raises(ValueError, match="min_tokens_to_keep"):
+        SamplingConfig(min_tokens_to_keep=0)
+    with pytest.raises(ValueError, match="min_tokens_to_keep"):
+        top_p_filter(torch.zeros(1, 3), 0.5, min_tokens_to_keep=0)
+    with pytest.raises(ValueError, match="frequency_penalty"):
+        SamplingConfig(frequency_penalty=math.inf)
+
+
+def test_per_step_primitives_never_scan_the_values(monkeypatch):
+    # next_token and sample are called once per generated token: shape/config checks only, no NaN scan (a device
+    # sync per token); the scan belongs to the one-shot entry points.
+    import course_utils.generate.sampling as sampling
+
+    calls = []
+    monkeypatch.setattr(sampling, "check_finite", lambda logits: calls.append(1))
+    logits = random_logits(0)
+    next_token(logits, None, SamplingConfig(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05), torch.Generator())
+    sample(logits, torch.Generator())
+    assert calls == []
+    process_logits(logits, None, SamplingConfig())
+    assert calls == [1]
 
 
 # ---------- agreement with transformers ----------
@@ -201,6 +251,75 @@ def test_sampling_frequencies_follow_filtered_distribution():
     expected = torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95
     assert (freq - expected).abs().max() < 0.03
     assert freq[3] == 0
+
+
+# ---------- min_tokens_to_keep and the order of temperature ----------
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("keep", [1, 2, 5, 60])
+def test_min_tokens_to_keep_matches_transformers(seed, keep):
+    logits = random_logits(seed) * 2  # peaked rows, so the filters alone would keep very few tokens
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    pairs = [
+        (top_k_filter(logits, 1, keep), TopKLogitsWarper(1, min_tokens_to_keep=keep)(ids, logits.clone())),
+        (top_k_filter(logits, 3, keep), TopKLogitsWarper(3, min_tokens_to_keep=keep)(ids, logits.clone())),
+        (top_p_filter(logits, 0.1, keep), TopPLogitsWarper(0.1, min_tokens_to_keep=keep)(ids, logits.clone())),
+        (top_p_filter(logits, 0.7, keep), TopPLogitsWarper(0.7, min_tokens_to_keep=keep)(ids, logits.clone())),
+        (min_p_filter(logits, 0.5, keep), MinPLogitsWarper(0.5, min_tokens_to_keep=keep)(ids, logits.clone())),
+        (min_p_filter(logits, 0.9, keep), MinPLogitsWarper(0.9, min_tokens_to_keep=keep)(ids, logits.clone())),
+    ]
+    for ours, theirs in pairs:
+        assert torch.equal(ours.isfinite(), theirs.isfinite())
+        assert ours.isfinite().sum(-1).min() >= min(keep, logits.shape[-1])
+
+
+def test_min_tokens_to_keep_by_hand():
+    logits = torch.log(torch.tensor([[0.9, 0.05, 0.03, 0.02]]))
+    assert top_p_filter(logits, 0.5).isfinite().sum() == 1
+    assert top_p_filter(logits, 0.5, min_tokens_to_keep=3).isfinite().tolist() == [[True, True, True, False]]
+    assert min_p_filter(logits, 0.5, min_tokens_to_keep=2).isfinite().tolist() == [[True, True, False, False]]
+    assert top_k_filter(logits, 1, min_tokens_to_keep=4).isfinite().all()
+    config = SamplingConfig(top_p=0.5, min_tokens_to_keep=2)
+    assert process_logits(logits, None, config).isfinite().sum() == 2
+
+
+def test_temperature_first_and_last_match_the_two_library_orders():
+    logits = random_logits(3, V=200)
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    hf_order = TemperatureLogitsWarper(3.0)(ids, logits.clone())  # transformers: temperature, then min-p
+    hf_order = MinPLogitsWarper(0.1)(ids, hf_order)
+    last = MinPLogitsWarper(0.1)(ids, logits.clone()) / 3.0  # llama.cpp default chain: min-p, then temperature
+    first = process_logits(logits, None, SamplingConfig(temperature=3.0, min_p=0.1))
+    after = process_logits(logits, None, SamplingConfig(temperature=3.0, min_p=0.1, temperature_last=True))
+    assert torch.allclose(first.softmax(-1), hf_order.softmax(-1), atol=1e-7)
+    assert torch.allclose(after.softmax(-1), last.softmax(-1), atol=1e-7)
+    # at T = 3 the filter after temperature sees a flatter distribution and keeps more tokens
+    assert (first.isfinite().sum(-1) > after.isfinite().sum(-1)).all()
+    # at T = 1 the order does not matter
+    same = [process_logits(logits, None, SamplingConfig(min_p=0.1, temperature_last=flag)) for flag in (False, True)]
+    assert torch.equal(same[0], same[1])
+
+
+# ---------- constraints by decoded text ----------
+
+def test_digit_constraint_decides_by_decoded_text():
+    texts = ["1", "²", "٣", "12", " 3", "", "a1", "0", "\ufffd", "¹⁰"]
+    mask = decoded_token_mask(lambda i: texts[i], len(texts), is_ascii_digits)
+    assert mask.tolist() == [True, False, False, True, False, False, False, True, False, False]
+    assert "²".isdigit() and "٣".isdigit()  # why str.isdigit is the wrong test
+    logits = torch.zeros(1, len(texts))
+    logits[0, 1] = 5.0  # the look-alike '²' is the model's favourite
+    assert greedy(constrain(logits, mask)).item() in (0, 3, 7)
+
+
+def test_digit_constraint_with_a_byte_level_tokenizer():
+    # GPT-2-style byte-level BPE stores raw byte 0xB2 as the stand-in character '²' (a token string that
+    # str.isdigit accepts), but that token decodes to an invalid byte, not to a digit.
+    byte_to_char = {0xB2: "²", 0x31: "1"}
+    stored = [byte_to_char[0xB2], byte_to_char[0x31]]
+    decoded = [bytes([0xB2]).decode("utf-8", errors="replace"), "1"]
+    assert stored[0].isdigit()
+    assert decoded_token_mask(lambda i: decoded[i], 2, is_ascii_digits).tolist() == [False, True]
 
 
 # ---------- diversity ----------

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.model.gpt import GPT
-from course_utils.generate.sampling import SamplingConfig, next_token
+from course_utils.device import check_generator
+from course_utils.generate.sampling import SamplingConfig, choose_next
 
 
 def kv_cache_bytes(n_layer: int, n_kv_head: int, head_size: int, n_tokens: int, bytes_per_value: int = 4,
@@ -111,7 +112,17 @@ def cached_forward(model: GPT, idx: torch.Tensor, cache: KVCache) -> torch.Tenso
     return model.lm_head(model.ln_f(x))  # (B, T, V)
 
 
-def _check_generation(model: GPT, idx: torch.Tensor, max_new_tokens: int) -> None:
+def _check_generation(model: GPT, idx: torch.Tensor, max_new_tokens: int, config: SamplingConfig,
+                      generator: torch.Generator | None) -> None:
+    """Validate once, before any work: the generator's device first, then model, prompt, length and config."""
+    if isinstance(idx, torch.Tensor):
+        check_generator(generator, idx, "idx")
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"idx must be a (B, T) tensor of token ids, got {type(idx).__name__}")
+    if not isinstance(config, SamplingConfig):
+        raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
+    if not config.greedy and generator is None:
+        raise ValueError("sampling needs an explicit torch.Generator (or SamplingConfig(greedy=True))")
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a course_utils.model.gpt.GPT, got {type(model).__name__}")
     if idx.dim() != 2 or idx.shape[1] < 1:
@@ -128,13 +139,13 @@ def _check_generation(model: GPT, idx: torch.Tensor, max_new_tokens: int) -> Non
 def generate_cached(model: GPT, idx: torch.Tensor, max_new_tokens: int, config: SamplingConfig,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Prefill the prompt once, then feed one token per step through the cache. Returns (B, T + max_new_tokens)."""
-    _check_generation(model, idx, max_new_tokens)
-    was_training = model.training
+    _check_generation(model, idx, max_new_tokens, config, generator)
+    was_training, prompt_length = model.training, idx.shape[1]
     model.eval()
     cache = KVCache.empty(model, idx.shape[0], idx.shape[1] + max_new_tokens)
     logits = cached_forward(model, idx, cache)[:, -1, :]  # (B, V)
     for step in range(max_new_tokens):
-        new = next_token(logits, idx, config, generator)  # (B,)
+        new = choose_next(logits, idx, config, generator, prompt_length)  # (B,)
         idx = torch.cat([idx, new[:, None]], dim=1)  # (B, T + step + 1)
         if step + 1 < max_new_tokens:
             logits = cached_forward(model, new[:, None], cache)[:, -1, :]  # (B, V)
@@ -146,12 +157,12 @@ def generate_cached(model: GPT, idx: torch.Tensor, max_new_tokens: int, config: 
 def generate_uncached(model: GPT, idx: torch.Tensor, max_new_tokens: int, config: SamplingConfig,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """The baseline: run the full forward over the whole sequence at every step, same processors and sampling."""
-    _check_generation(model, idx, max_new_tokens)
-    was_training = model.training
+    _check_generation(model, idx, max_new_tokens, config, generator)
+    was_training, prompt_length = model.training, idx.shape[1]
     model.eval()
     for _ in range(max_new_tokens):
         logits = model(idx)[0][:, -1, :]  # (B, V): recomputes every key and value of every earlier position
-        new = next_token(logits, idx, config, generator)  # (B,)
+        new = choose_next(logits, idx, config, generator, prompt_length)  # (B,)
         idx = torch.cat([idx, new[:, None]], dim=1)
     model.train(was_training)
     return idx

@@ -3,10 +3,12 @@
 The loop is what ``model.generate`` does for greedy and multinomial sampling, written out: one *prefill* forward
 over the prompt that fills a ``transformers.DynamicCache`` and returns only the last position's logits
 (``logits_to_keep=1``), then one forward per new token that feeds just that token and reuses the cache
-(``past_key_values``). Each step's logits go through :func:`course_utils.generate.sampling.next_token`. A finished row
+(``past_key_values``). Each step's logits go through :func:`course_utils.generate.sampling.choose_next`; the inputs
+(prompt, config, generator device) are validated once at entry, not on every token. A finished row
 (one that produced ``eos_token_id``) keeps receiving ``pad_token_id``, and the loop stops when every row is
 finished, as in ``generate``. With the same seed (our explicit generator vs. the global one ``generate`` uses) the
-two draw the same tokens on CPU.
+two draw the same tokens on CPU. Frequency/presence penalties see only the generated tokens (the loop passes the
+prompt length), the CTRL penalty the whole context, as in ``transformers``.
 
 Also here: :func:`continuation_nll`, the mean negative log-likelihood of generated tokens under a fixed judge
 model, our quality measure for samples. Reference: T. Wolf et al., "Transformers: State-of-the-Art Natural Language
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from course_utils.generate.sampling import SamplingConfig, next_token
+from course_utils.device import check_generator
+from course_utils.generate.sampling import SamplingConfig, choose_next
 
 
 @dataclass
@@ -35,7 +38,11 @@ class Generated:
         return self.ids[:, self.prompt_length:]  # (B, n_new)
 
 
-def _check_prompt(input_ids: torch.Tensor, max_new_tokens: int) -> None:
+def check_generation_inputs(input_ids: torch.Tensor, max_new_tokens: int, config: SamplingConfig,
+                            generator: torch.Generator | None, vocab_size: int | None = None) -> None:
+    """Validate a decoding loop's inputs once: generator device, prompt shape/dtype/range, length, config."""
+    if isinstance(input_ids, torch.Tensor):
+        check_generator(generator, input_ids, "input_ids")
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] < 1:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"input_ids must be a non-empty (B, T) tensor of token ids, got {shape}")
@@ -43,6 +50,13 @@ def _check_prompt(input_ids: torch.Tensor, max_new_tokens: int) -> None:
         raise TypeError(f"input_ids must be torch.long token ids, got {input_ids.dtype}")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if not isinstance(config, SamplingConfig):
+        raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
+    if not config.greedy and generator is None:
+        raise ValueError("sampling needs an explicit torch.Generator (or SamplingConfig(greedy=True))")
+    if vocab_size is not None and input_ids.device.type != "meta" and (
+            input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise ValueError(f"input_ids must lie in [0, {vocab_size}), the model's vocabulary")
 
 
 @torch.no_grad()
@@ -52,17 +66,17 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, config: Sampli
     """Decode up to ``max_new_tokens`` tokens after ``input_ids`` (B, T) with our processors and the model's cache."""
     from transformers import DynamicCache
 
-    _check_prompt(input_ids, max_new_tokens)
+    check_generation_inputs(input_ids, max_new_tokens, config, generator, getattr(model.config, "vocab_size", None))
     if eos_token_id is not None and pad_token_id is None:
         pad_token_id = eos_token_id
     cache = DynamicCache(config=model.config)
     out = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)  # prefill
-    ids = input_ids
+    ids, prompt_length = input_ids, input_ids.shape[1]
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
     steps = 0
     while True:
         logits = out.logits[:, -1, :].float()  # (B, V)
-        new = next_token(logits, ids, config, generator)  # (B,)
+        new = choose_next(logits, ids, config, generator, prompt_length)  # (B,)
         if eos_token_id is not None:
             new = torch.where(unfinished, new, torch.full_like(new, pad_token_id))
             unfinished = unfinished & (new != eos_token_id)

@@ -1,22 +1,30 @@
-"""From logits to a next token: greedy, temperature, top-k, top-p, min-p and the repetition penalties.
+"""From logits to a next token: greedy, temperature, top-k, top-p, min-p, penalties and constraints.
 
 Every function works on a batch of next-token ``logits`` of shape (B, V) and returns new logits of the same shape
-(filters set removed tokens to ``-inf``), so processors compose in any order; :func:`process_logits` applies them in
-the order ``transformers`` uses (penalties, temperature, top-k, top-p, min-p). Randomness only enters in
-:func:`sample`, which takes an explicit ``torch.Generator``.
+(filters set removed tokens to ``-inf``), so processors compose in any order. :func:`process_logits` applies them in
+the order ``transformers`` uses (penalties, temperature, top-k, top-p, min-p); ``SamplingConfig(temperature_last=
+True)`` moves temperature after the filters instead, as llama.cpp's default sampler chain and the original min-p
+implementation do. Randomness only enters in :func:`sample`, which takes an explicit ``torch.Generator`` that must
+live on the device of the logits (:func:`course_utils.device.check_generator`).
+
+Validation happens once, at the public entry: the standalone processors and :func:`process_logits` check their
+arguments and scan the logits for NaN; :func:`next_token` and :func:`sample` check shapes, config and generator but
+never scan values (a device sync per token); the loops validate once, then call :func:`choose_next` (no checks).
 
 References
 * Temperature and top-k: A. Fan, M. Lewis, Y. Dauphin, "Hierarchical Neural Story Generation", 2018.
 * Top-p (nucleus): A. Holtzman et al., "The Curious Case of Neural Text Degeneration", 2019/2020.
 * Min-p: M. Nguyen et al., "Turning Up the Heat: Min-p Sampling for Creative and Coherent LLM Outputs", 2024.
+* ``min_tokens_to_keep``: as ``transformers``' TopK/TopP/MinPLogitsWarper (never keep fewer tokens than that).
 * Repetition penalty: N. S. Keskar et al., "CTRL: A Conditional Transformer Language Model for Controllable
-  Generation", 2019 (divide a positive logit by the penalty, multiply a negative one, as ``transformers`` does).
-* Frequency and presence penalties: the OpenAI API reference ("parameter details"): subtract
-  ``count * frequency_penalty + [count > 0] * presence_penalty`` from each logit.
+  Generation", 2019 (divide a positive logit by the penalty, multiply a negative one, as ``transformers`` does; it
+  counts every token of the context, prompt included).
+* Frequency and presence penalties: the OpenAI API reference ("parameter details"):
+  ``logit[j] -= c[j] * frequency_penalty + (c[j] > 0) * presence_penalty`` with ``c[j]`` the number of times token j
+  was *sampled* so far (the prompt does not count).
 
-Conventions: top-k keeps every token tied with the k-th largest logit (as ``transformers`` does); top-p keeps the
-shortest prefix of the tokens sorted by probability whose mass reaches ``top_p`` (a token is kept when the mass of
-the tokens strictly before it in that order is below ``top_p``; ties are broken by a stable sort). Left out:
+Conventions: top-k keeps every token tied with the k-th largest logit (as ``transformers``); top-p keeps a token when
+the mass of the tokens strictly before it (sorted by probability, stable sort) is below ``top_p``. Left out:
 typical, epsilon and eta sampling, contrastive search, per-row (batched) settings.
 """
 
@@ -24,127 +32,184 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from course_utils.device import check_generator
+
 
 def check_logits(logits: torch.Tensor) -> None:
-    """Raise a clear error unless ``logits`` is a floating (B, V) tensor without NaN and with a finite entry per row."""
+    """Shape and dtype only (no scan of the values): ``logits`` must be a floating (B, V) tensor."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}; take logits[:, -1, :] first")
     if not logits.is_floating_point():
         raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+
+
+def check_finite(logits: torch.Tensor) -> None:
+    """:func:`check_logits`, then a scan of the values: no NaN, and at least one finite entry per row."""
+    check_logits(logits)
     if torch.isnan(logits).any():
         raise ValueError("logits contain NaN; check the model's forward pass (overflow in half precision?)")
     if not (logits > -math.inf).any(dim=-1).all():
         raise ValueError("a row of logits is entirely -inf: every token was filtered out, nothing can be sampled")
 
 
-def _check_ids(prev_ids: torch.Tensor, logits: torch.Tensor) -> None:
+def _check_ids(prev_ids: torch.Tensor, logits: torch.Tensor, scan: bool = True) -> None:
     if not isinstance(prev_ids, torch.Tensor) or prev_ids.dim() != 2 or prev_ids.shape[0] != logits.shape[0]:
-        shape = tuple(prev_ids.shape) if isinstance(prev_ids, torch.Tensor) else type(prev_ids).__name__
+        shape = getattr(prev_ids, "shape", type(prev_ids).__name__)
         raise ValueError(f"prev_ids must be a (B, T) tensor of token ids with B={logits.shape[0]}, got {shape}")
-    if prev_ids.numel() and (prev_ids.min() < 0 or prev_ids.max() >= logits.shape[1]):
+    if scan and prev_ids.numel() and (prev_ids.min() < 0 or prev_ids.max() >= logits.shape[1]):
         raise ValueError(f"prev_ids must lie in [0, {logits.shape[1]}), the vocabulary of the logits")
 
 
-def greedy(logits: torch.Tensor) -> torch.Tensor:
-    """The most likely token of each row: (B, V) -> (B,)."""
-    check_logits(logits)
-    return logits.argmax(dim=-1)
+def _number(name: str, value, ok: Callable[[float], bool], allowed: str, kind=(int, float)) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
-def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Divide logits by ``temperature`` > 0: below 1 sharpens, above 1 flattens; T -> 0 is greedy, T -> inf uniform."""
-    check_logits(logits)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(
-            f"temperature must be a number > 0, got {temperature!r}; for argmax decoding use greedy=True instead of 0"
-        )
-    return logits / temperature
+def _check_keep(min_tokens_to_keep: int) -> None:
+    _number("min_tokens_to_keep", min_tokens_to_keep, lambda n: n >= 1, "an int >= 1", int)
 
 
-def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
-    """Keep the ``top_k`` largest logits of each row (and anything tied with the k-th); the rest become -inf."""
-    check_logits(logits)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be an int >= 1, got {top_k!r} (leave it None to disable)")
-    k = min(top_k, logits.shape[-1])
+# ---------- the processors without checks (what a decoding loop calls every step) ----------
+
+def _top_k(logits: torch.Tensor, top_k: int, keep: int = 1) -> torch.Tensor:
+    k = min(max(top_k, keep), logits.shape[-1])
     kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # (B, 1)
     return logits.masked_fill(logits < kth, -math.inf)
 
 
-def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Nucleus filter: keep the most likely tokens until their probability mass reaches ``top_p`` in (0, 1]."""
-    check_logits(logits)
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r} (1 keeps every token)")
-    if top_p == 1.0:
-        return logits.clone()
+def _top_p(logits: torch.Tensor, top_p: float, keep: int = 1) -> torch.Tensor:
+    if top_p >= 1.0:
+        return logits
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True, stable=True)  # (B, V)
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (B, V) mass up to and including each token
     mass_before = F.pad(cumulative[:, :-1], (1, 0))  # (B, V) mass strictly before each token; 0 for the first
-    remove_sorted = mass_before >= top_p  # the first token is always kept since top_p > 0
+    remove_sorted = mass_before >= top_p
+    remove_sorted[:, :keep] = False  # never fewer than `keep` tokens
     remove = remove_sorted.scatter(-1, order, remove_sorted)  # back to vocabulary order
     return logits.masked_fill(remove, -math.inf)
 
 
-def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
-    """Keep tokens whose probability is at least ``min_p`` (in [0, 1)) times the top token's probability."""
-    check_logits(logits)
-    if isinstance(min_p, bool) or not isinstance(min_p, (int, float)) or not 0.0 <= min_p < 1.0:
-        raise ValueError(f"min_p must be in [0, 1), got {min_p!r} (0 keeps every token)")
+def _min_p(logits: torch.Tensor, min_p: float, keep: int = 1) -> torch.Tensor:
     probs = logits.softmax(dim=-1)  # (B, V)
-    threshold = min_p * probs.amax(dim=-1, keepdim=True)  # (B, 1)
-    return logits.masked_fill(probs < threshold, -math.inf)
+    remove = probs < min_p * probs.amax(dim=-1, keepdim=True)  # (B, V)
+    top = torch.topk(probs, min(keep, probs.shape[-1]), dim=-1).indices  # (B, keep) never removed
+    return logits.masked_fill(remove.scatter(-1, top, False), -math.inf)
 
 
-def apply_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float) -> torch.Tensor:
-    """CTRL penalty: for every token already in ``prev_ids`` (B, T), divide a positive logit by ``penalty``, multiply
-    a negative one. ``penalty`` > 1 discourages repeats, 1 does nothing, < 1 encourages them."""
-    check_logits(logits)
-    _check_ids(prev_ids, logits)
-    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not penalty > 0:
-        raise ValueError(f"repetition penalty must be > 0 (1 = off, > 1 discourages repeats), got {penalty!r}")
+def _repetition(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float) -> torch.Tensor:
     seen = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, prev_ids, True)  # (B, V)
     penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
     return torch.where(seen, penalised, logits)
 
 
-def token_counts(prev_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """How often each token occurs in each row of ``prev_ids`` (B, T) -> (B, V) float counts."""
-    counts = torch.zeros(prev_ids.shape[0], vocab_size, device=prev_ids.device)
-    return counts.scatter_add_(1, prev_ids, torch.ones_like(prev_ids, dtype=counts.dtype))
+def _frequency_presence(logits: torch.Tensor, generated: torch.Tensor, frequency: float, presence: float):
+    counts = torch.zeros_like(logits).scatter_add_(1, generated, torch.ones_like(generated, dtype=logits.dtype))
+    return logits - counts * frequency - (counts > 0).to(logits.dtype) * presence
 
 
-def apply_frequency_presence(logits: torch.Tensor, prev_ids: torch.Tensor, frequency_penalty: float = 0.0,
-                             presence_penalty: float = 0.0) -> torch.Tensor:
-    """OpenAI form: ``logit - count * frequency_penalty - [count > 0] * presence_penalty`` (additive, unlike CTRL)."""
-    check_logits(logits)
+# ---------- the public processors: validate, then call the unchecked version ----------
+
+def greedy(logits: torch.Tensor) -> torch.Tensor:
+    """The most likely token of each row: (B, V) -> (B,)."""
+    check_finite(logits)
+    return logits.argmax(dim=-1)
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Divide logits by ``temperature`` > 0: below 1 sharpens, above 1 flattens; T -> 0 is greedy, T -> inf uniform."""
+    check_finite(logits)
+    _number("temperature", temperature, lambda t: t > 0,
+            "a number > 0; for argmax decoding use greedy=True instead of 0")
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, top_k: int, min_tokens_to_keep: int = 1) -> torch.Tensor:
+    """Keep the ``max(top_k, min_tokens_to_keep)`` largest logits of each row (and ties with the last); rest -inf."""
+    check_finite(logits)
+    _number("top_k", top_k, lambda k: k >= 1, "an int >= 1 (leave it None to disable)", int)
+    _check_keep(min_tokens_to_keep)
+    return _top_k(logits, top_k, min_tokens_to_keep)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
+    """Nucleus filter: keep the most likely tokens until their mass reaches ``top_p`` in (0, 1], and at least
+    ``min_tokens_to_keep`` of them."""
+    check_finite(logits)
+    _number("top_p", top_p, lambda p: 0.0 < p <= 1.0, "in (0, 1] (1 keeps every token)")
+    _check_keep(min_tokens_to_keep)
+    return _top_p(logits, top_p, min_tokens_to_keep).clone()
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
+    """Keep tokens whose probability is at least ``min_p`` (in [0, 1)) times the top token's probability, and the
+    ``min_tokens_to_keep`` most likely ones whatever their probability."""
+    check_finite(logits)
+    _number("min_p", min_p, lambda m: 0.0 <= m < 1.0, "in [0, 1) (0 keeps every token)")
+    _check_keep(min_tokens_to_keep)
+    return _min_p(logits, min_p, min_tokens_to_keep)
+
+
+def apply_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL penalty: for every token already in ``prev_ids`` (B, T), divide a positive logit by ``penalty``, multiply
+    a negative one. ``penalty`` > 1 discourages repeats, 1 does nothing, < 1 encourages them. (Dividing a negative
+    logit by a penalty > 1 would move it towards 0, i.e. make the token *more* likely: hence the sign rule.)"""
+    check_finite(logits)
     _check_ids(prev_ids, logits)
+    _number("repetition penalty", penalty, lambda p: p > 0, "> 0 (1 = off, > 1 discourages repeats)")
+    return _repetition(logits, prev_ids, penalty)
+
+
+def apply_frequency_presence(logits: torch.Tensor, generated_ids: torch.Tensor, frequency_penalty: float = 0.0,
+                             presence_penalty: float = 0.0) -> torch.Tensor:
+    """OpenAI form: ``logit[j] - c[j] * frequency_penalty - [c[j] > 0] * presence_penalty``, where ``c[j]`` counts
+    token j in ``generated_ids`` (B, N): the tokens *sampled so far*, without the prompt."""
+    check_finite(logits)
+    _check_ids(generated_ids, logits)
     for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number (OpenAI allows -2 to 2), got {value!r}")
-    counts = token_counts(prev_ids, logits.shape[-1]).to(logits.dtype)  # (B, V)
-    return logits - counts * frequency_penalty - (counts > 0).to(logits.dtype) * presence_penalty
+        _number(name, value, math.isfinite, "a finite number (OpenAI allows -2 to 2)")
+    return _frequency_presence(logits, generated_ids, frequency_penalty, presence_penalty)
 
 
 def constrain(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """Structured output: keep only tokens where ``allowed`` (V,) or (B, V) is True (e.g. digits, valid JSON)."""
-    check_logits(logits)
+    check_finite(logits)
     if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool or allowed.shape[-1] != logits.shape[-1]:
         raise ValueError(f"allowed must be a boolean tensor of shape (V,) or (B, V) with V={logits.shape[-1]}")
     out = logits.masked_fill(~allowed.expand_as(logits), -math.inf)
-    check_logits(out)  # fails clearly if no allowed token is left
+    check_finite(out)  # fails clearly if no allowed token is left
     return out
+
+
+def is_ascii_digits(text: str) -> bool:
+    """True when ``text`` is non-empty and every character is one of '0'-'9' (not '²', '٣' or other Unicode digits,
+    for which ``str.isdigit`` is also True)."""
+    return bool(text) and all("0" <= ch <= "9" for ch in text)
+
+
+def decoded_token_mask(decode: Callable[[int], str], vocab_size: int, keep: Callable[[str], bool]) -> torch.Tensor:
+    """(V,) bool: True where ``keep(decode(id))``. Decide by the *decoded text* of a token, never by its stored
+    string: byte-level BPE stores raw bytes as stand-in characters (byte 0xB2 is stored as '²', which decodes to
+    an invalid byte, not to a digit). Example: ``decoded_token_mask(lambda i: tok.decode([i]), V, is_ascii_digits)``."""
+    _number("vocab_size", vocab_size, lambda v: v >= 1, "an int >= 1", int)
+    return torch.tensor([keep(decode(i)) for i in range(vocab_size)], dtype=torch.bool)
 
 
 @dataclass
 class SamplingConfig:
-    """Decoding settings. ``None`` (or 1.0 for top_p / repetition_penalty, 0 for the additive penalties) = off."""
+    """Decoding settings. ``None`` (or 1.0 for top_p / repetition_penalty, 0 for the additive penalties) = off.
+
+    ``temperature_last``: False (default) divides by the temperature before top-k/top-p/min-p, as ``transformers``
+    and vLLM do; True applies the filters to the T=1 distribution and the temperature afterwards, as llama.cpp's
+    default sampler chain and the original min-p implementation do. ``min_tokens_to_keep``: the filters never keep
+    fewer tokens than this (``transformers``' semantics).
+    """
 
     greedy: bool = False
     temperature: float = 1.0
@@ -154,59 +219,98 @@ class SamplingConfig:
     repetition_penalty: float = 1.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    temperature_last: bool = False
+    min_tokens_to_keep: int = 1
 
     def __post_init__(self) -> None:
-        if not self.greedy and (isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float))
-                                or not self.temperature > 0):
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}; use greedy=True for argmax decoding")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
-                                       or self.top_k < 1):
-            raise ValueError(f"top_k must be an int >= 1 or None, got {self.top_k!r}")
-        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
-            raise ValueError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
-        if self.min_p is not None and not (isinstance(self.min_p, (int, float)) and 0.0 <= self.min_p < 1.0):
-            raise ValueError(f"min_p must be in [0, 1) or None, got {self.min_p!r}")
-        if not (isinstance(self.repetition_penalty, (int, float)) and self.repetition_penalty > 0):
-            raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty!r}")
+        if not self.greedy:
+            _number("temperature", self.temperature, lambda t: t > 0, "> 0; use greedy=True for argmax decoding")
+        if self.top_k is not None:
+            _number("top_k", self.top_k, lambda k: k >= 1, "an int >= 1 or None", int)
+        if self.top_p is not None:
+            _number("top_p", self.top_p, lambda p: 0.0 < p <= 1.0, "in (0, 1] or None")
+        if self.min_p is not None:
+            _number("min_p", self.min_p, lambda m: 0.0 <= m < 1.0, "in [0, 1) or None")
+        _number("repetition_penalty", self.repetition_penalty, lambda p: p > 0, "> 0 (1 = off)")
+        for name in ("frequency_penalty", "presence_penalty"):
+            _number(name, getattr(self, name), math.isfinite, "a finite number (OpenAI allows -2 to 2)")
+        if not isinstance(self.greedy, bool) or not isinstance(self.temperature_last, bool):
+            raise TypeError("greedy and temperature_last must be True or False")
+        _check_keep(self.min_tokens_to_keep)
 
 
-def process_logits(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig) -> torch.Tensor:
-    """Apply the penalties, then (unless greedy) temperature, top-k, top-p and min-p: (B, V) -> (B, V)."""
-    check_logits(logits)
+def _process(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig,
+             prompt_length: int) -> torch.Tensor:
     logits = logits.float()
     if prev_ids is not None and prev_ids.numel():
-        if config.repetition_penalty != 1.0:
-            logits = apply_repetition_penalty(logits, prev_ids, config.repetition_penalty)
-        if config.frequency_penalty or config.presence_penalty:
-            logits = apply_frequency_presence(logits, prev_ids, config.frequency_penalty, config.presence_penalty)
+        if config.repetition_penalty != 1.0:  # CTRL / transformers: every token of the context counts
+            logits = _repetition(logits, prev_ids, config.repetition_penalty)
+        if (config.frequency_penalty or config.presence_penalty) and prev_ids.shape[1] > prompt_length:
+            logits = _frequency_presence(logits, prev_ids[:, prompt_length:],  # OpenAI: sampled tokens only
+                                         config.frequency_penalty, config.presence_penalty)
     if config.greedy:
         return logits
-    if config.temperature != 1.0:
-        logits = apply_temperature(logits, config.temperature)
+    if config.temperature != 1.0 and not config.temperature_last:
+        logits = logits / config.temperature
+    keep = config.min_tokens_to_keep
     if config.top_k is not None:
-        logits = top_k_filter(logits, config.top_k)
+        logits = _top_k(logits, config.top_k, keep)
     if config.top_p is not None:
-        logits = top_p_filter(logits, config.top_p)
+        logits = _top_p(logits, config.top_p, keep)
     if config.min_p is not None:
-        logits = min_p_filter(logits, config.min_p)
+        logits = _min_p(logits, config.min_p, keep)
+    if config.temperature != 1.0 and config.temperature_last:
+        logits = logits / config.temperature
     return logits
 
 
-def sample(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Draw one token per row from softmax(logits) with an explicit ``generator``: (B, V) -> (B,)."""
+def _check_call(logits, prev_ids, config, prompt_length) -> None:
     check_logits(logits)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    probs = logits.softmax(dim=-1)  # (B, V)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # (B,)
+    if not isinstance(config, SamplingConfig):
+        raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
+    if prev_ids is not None:
+        _check_ids(prev_ids, logits, scan=False)
+    _number("prompt_length", prompt_length, lambda n: n >= 0, "an int >= 0", int)
+
+
+def process_logits(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig,
+                   prompt_length: int = 0) -> torch.Tensor:
+    """Penalties, then (unless greedy) temperature and top-k, top-p, min-p in ``config``'s order: (B, V) -> (B, V).
+
+    ``prev_ids`` (B, T) is the whole context; its first ``prompt_length`` columns are the prompt, which the CTRL
+    penalty counts and the frequency/presence penalties do not.
+    """
+    _check_call(logits, prev_ids, config, prompt_length)
+    check_finite(logits)
+    if prev_ids is not None:
+        _check_ids(prev_ids, logits)
+    return _process(logits, prev_ids, config, prompt_length)
+
+
+def choose_next(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig,
+                generator: torch.Generator | None, prompt_length: int = 0) -> torch.Tensor:
+    """The per-step decision without any checks (the caller validated once): (B, V) -> (B,)."""
+    processed = _process(logits, prev_ids, config, prompt_length)
+    if config.greedy:
+        return processed.argmax(dim=-1)
+    return torch.multinomial(processed.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)  # (B,)
+
+
+def sample(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Draw one token per row from softmax(logits) with ``generator`` (on the logits' device): (B, V) -> (B,)."""
+    check_generator(generator, logits, "logits")
+    check_logits(logits)
+    return torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)  # (B,)
 
 
 def next_token(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Processors then greedy or sampling: the single decision a decoding loop makes each step. (B, V) -> (B,)."""
-    processed = process_logits(logits, prev_ids, config)
-    if config.greedy:
-        return processed.argmax(dim=-1)
-    if generator is None:
+               generator: torch.Generator | None = None, prompt_length: int = 0) -> torch.Tensor:
+    """Processors then greedy or sampling: the single decision a decoding loop makes each step. (B, V) -> (B,).
+
+    Checks shapes, the config and the generator's device, but does not scan the values (see the module docstring).
+    """
+    check_generator(generator, logits, "logits")
+    _check_call(logits, prev_ids, config, prompt_length)
+    if not config.greedy and generator is None:
         raise ValueError("sampling needs an explicit torch.Generator (or SamplingConfig(greedy=True))")
-    return sample(processed, generator)
+    return choose_next(logits, prev_ids, config, generator, prompt_length)
