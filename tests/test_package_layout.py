@@ -56,3 +56,12 @@ def test_layer_check_catches_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from course_utils.generate.sampling import greedy\n")
     assert LAYERS.index(layer_of(next(iter(package_imports(bad))))) > LAYERS.index("model")
+
+
+def test_every_subpackage_is_a_package_that_setuptools_finds():
+    # pyproject.toml discovers packages (include = ["course_utils*"]); a folder without __init__.py would be left
+    # out of a wheel even though an editable install can still import it.
+    for folder in {p.parent for p in PACKAGE.rglob("*.py")}:
+        assert (folder / "__init__.py").exists(), f"{folder} has modules but no __init__.py"
+    text = (PACKAGE.parent / "pyproject.toml").read_text()
+    assert 'include = ["course_utils*"]' in text, "pyproject.toml must find every course_utils subpackage"
