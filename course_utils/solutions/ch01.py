@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Sequence
 
 import torch
@@ -20,10 +21,19 @@ def bits_per_byte(mean_nats_per_token: float, n_tokens: int, n_bytes: int) -> fl
 
 def bigram_counts(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """(V, V) matrix whose entry [a, b] counts how often id b follows id a."""
-    pairs = ids[:-1].long() * vocab_size + ids[1:].long()  # (N-1,) flat index of each (a, b) pair
+    ids = torch.as_tensor(ids).long()
+    pairs = ids[:-1] * vocab_size + ids[1:]  # (N-1,) flat index a * V + b of each (a, b) pair
     return torch.bincount(pairs, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
 
 
-def causal_loss_positions(n_tokens: int) -> list[int]:
-    """Positions (0-based, as targets) at which a causal LM is trained on a sequence of n_tokens: all but the first."""
-    return list(range(1, n_tokens))
+def most_frequent_follower(text: str, char: str) -> str:
+    """The character that most often follows ``char`` in ``text``."""
+    return Counter(text[i + 1] for i in range(len(text) - 1) if text[i] == char).most_common(1)[0][0]
+
+
+def bits_excluding_targets(table: torch.Tensor, ids: torch.Tensor, excluded_ids: Sequence[int]) -> float:
+    """Mean bits per prediction of a bigram ``table`` over ``ids``, leaving out predictions of ``excluded_ids``."""
+    ids = torch.as_tensor(ids).long()
+    targets = ids[1:]  # (N-1,)
+    keep = ~torch.isin(targets, torch.as_tensor(list(excluded_ids), dtype=torch.long))  # (N-1,)
+    return (-table[ids[:-1], targets][keep].log2()).mean().item()

@@ -1,0 +1,97 @@
+"""Checks for chapter 01's exercises (language modelling): perplexity, bits per byte, bigram counts, and where a
+bigram's loss comes from.
+
+Each check takes the learner's function (or answer) plus the notebook data it needs, computes the expected value
+itself with plain Python (never by calling the package function the exercise asks for), and fails through
+:mod:`course_utils.checks`, whose messages never show the expected value. ``tests/test_exercises_ch01.py`` feeds
+every check the reference solution, a correct answer in another form, and the likely wrong answers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+import torch
+
+from course_utils import checks
+
+
+def _as_int_list(ids: Any) -> list[int]:
+    return ids.tolist() if isinstance(ids, torch.Tensor) else [int(i) for i in ids]
+
+
+def check_perplexity(fn: Callable[[Sequence[float]], Any], probs: Sequence[float]) -> None:
+    """``fn(probs)`` must be exp(mean(-ln p)). ``probs``: the probabilities a model gave each actual next token."""
+    hint = "perplexity is the exponential of the *mean* negative log-probability"
+    checks.check_close("uniform probabilities over 4 choices", fn([0.25] * 10), 4.0, hint=hint)
+    checks.check_close("two unequal probabilities", fn([0.5, 0.125]), 4.0, hint=hint)
+    probs = [float(p) for p in probs]
+    expected = math.exp(-math.fsum(math.log(p) for p in probs) / len(probs))
+    checks.check_close("the bigram on the evaluation text", fn(probs), expected, rtol=1e-9, hint=hint)
+
+
+def check_bits_per_byte(fn: Callable[[float, int, int], Any], nats_per_token: float, n_tokens: int,
+                        n_bytes: int, reported_bits_per_byte: float) -> None:
+    """``fn(nats, n_tokens, n_bytes)``: a mean loss in nats per token over n_tokens tokens -> bits per byte.
+
+    ``reported_bits_per_byte`` is what the notebook printed for the same text; the answer must reproduce it.
+    """
+    hint = "total bits = nats per token x tokens / ln 2; then share them over the bytes"
+    checks.check_close("one nat per token, four bytes per token", fn(math.log(2), 10, 40), 0.25, hint=hint)
+    checks.check_close("a made-up model", fn(2.0, 300, 1000), 2.0 * 300 / math.log(2) / 1000, hint=hint)
+    checks.check_close("SmolLM2 on the evaluation text", fn(nats_per_token, n_tokens, n_bytes),
+                       reported_bits_per_byte, rtol=1e-9, hint=hint)
+
+
+def _plain_bigram_counts(ids: list[int], vocab_size: int) -> torch.Tensor:
+    counts = torch.zeros(vocab_size, vocab_size, dtype=torch.long)
+    for (a, b), n in Counter(zip(ids, ids[1:])).items():
+        counts[a, b] = n
+    return counts
+
+
+def check_bigram_counts(fn: Callable[[torch.Tensor, int], Any], ids: torch.Tensor, vocab_size: int) -> None:
+    """``fn(ids, vocab_size)`` -> (V, V) counts, entry [a, b] = how often b follows a. Any int/float dtype or a
+    nested list is accepted."""
+    hint = "row = the earlier id, column = the id that follows it; a sequence of N ids holds N - 1 pairs"
+    toy = torch.tensor([0, 1, 0, 1, 0, 2])
+    checks.check_equal("counts on a six-id toy sequence", fn(toy, 3), _plain_bigram_counts(toy.tolist(), 3),
+                       hint=hint)
+    ids_list = _as_int_list(ids)
+    checks.check_equal(f"counts on {len(ids_list):,} ids of the training text", fn(ids, vocab_size),
+                       _plain_bigram_counts(ids_list, vocab_size), hint=hint)
+
+
+def check_most_frequent_follower(answer: Any, text: str, char: str) -> None:
+    """``answer``: the character that most often follows ``char`` in ``text`` (a one-character string)."""
+    if answer is None:
+        raise NotImplementedError
+    followers = Counter(text[m.start() + 1] for m in re.finditer(re.escape(char), text[:-1]))
+    if not followers:
+        raise ValueError(f"{char!r} never occurs in the text followed by anything; pick another character")
+    if not isinstance(answer, str) or len(answer) != 1:
+        raise AssertionError(f"the answer must be a one-character string, got {answer!r}")
+    best = max(followers.values())
+    checks.check_true(f"the character that most often follows {char!r}", followers[answer] == best,
+                      hint="look at the row of your count matrix for that character")
+
+
+def check_bits_excluding_targets(fn: Callable[[torch.Tensor, torch.Tensor, Sequence[int]], Any],
+                                 table: torch.Tensor, ids: torch.Tensor, excluded_ids: Sequence[int]) -> None:
+    """``fn(table, ids, excluded_ids)``: mean bits per prediction of a bigram ``table`` (V, V) over ``ids``,
+    leaving out the predictions whose *target* (the next id) is in ``excluded_ids``."""
+    hint = ("score each pair (ids[t-1] -> ids[t]) by -log2 table[ids[t-1], ids[t]]; drop the pairs whose second "
+            "id is excluded; average the rest")
+    toy_table = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.125, 0.125, 0.75]], dtype=torch.float64)
+    # pairs 0->1 (2 bits), 1->2 (2 bits), 2->0 (3 bits), 0->2 (2 bits); excluding target 0 keeps 2, 2, 2 bits
+    toy_ids = torch.tensor([0, 1, 2, 0, 2])
+    checks.check_close("a three-symbol toy table", fn(toy_table, toy_ids, [0]), 2.0, hint=hint)
+    t = table.detach().to("cpu", torch.float64)
+    id_list = _as_int_list(ids)
+    excluded = {int(i) for i in excluded_ids}
+    bits = [-math.log2(t[a, b].item()) for a, b in zip(id_list, id_list[1:]) if b not in excluded]
+    checks.check_close("the bigram on the evaluation text", fn(table, ids, list(excluded_ids)),
+                       math.fsum(bits) / len(bits), rtol=1e-6, hint=hint)
