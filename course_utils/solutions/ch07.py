@@ -7,28 +7,33 @@ import math
 import torch
 
 
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k largest logits of each row of (B, V) (ties with the k-th included); set the rest to -inf."""
-    kth = logits.topk(min(k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
-    return logits.masked_fill(logits < kth, -math.inf)
+def epsilon_filter(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Epsilon sampling (Hewitt et al., 2022): drop tokens with probability < epsilon, never the most likely one."""
+    probs = logits.softmax(dim=-1)  # (B, V)
+    remove = probs < epsilon
+    remove.scatter_(-1, probs.argmax(dim=-1, keepdim=True), False)  # (B, V) the top token of each row stays
+    return logits.masked_fill(remove, -math.inf)
 
 
-def repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float) -> torch.Tensor:
-    """CTRL: seen tokens get logit / penalty if positive, logit * penalty otherwise."""
+def windowed_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float,
+                                window: int) -> torch.Tensor:
+    """CTRL sign rule for the tokens among the last ``window`` ids of each row (llama.cpp's repeat_last_n)."""
     out = logits.clone()
     for b in range(logits.shape[0]):
-        for token in set(prev_ids[b].tolist()):
+        for token in set(prev_ids[b, -window:].tolist()):
             z = out[b, token]
             out[b, token] = z / penalty if z > 0 else z * penalty
     return out
 
 
 def mistral_kv_cache_gib() -> float:
-    """KV cache of one 32,768-token sequence for Mistral-7B in float16: 32 layers, 8 KV heads of 128 (GQA)."""
-    return 32 * 2 * 8 * 128 * 32_768 * 2 / 2**30  # = 4.0 GiB
+    """Mistral-7B v0.1, float16: 32 layers, 8 KV heads (GQA) of 128, a rolling buffer of 4,096 positions (the sliding
+    window), so an 8,192-token sequence caches only 4,096 of them."""
+    return 32 * 2 * 8 * 128 * 4096 * 2 / 2**30
 
 
-def distinct_n(sequences: list[list[int]], n: int) -> float:
-    """Unique n-grams / all n-grams, pooled over the sequences."""
-    grams = [tuple(s[i:i + n]) for s in sequences for i in range(len(s) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+def novel_ngram_fraction(sample: list[int], reference: list[int], n: int) -> float:
+    """Share of the sample's n-grams (with repeats) that never occur in the reference."""
+    grams = [tuple(sample[i:i + n]) for i in range(len(sample) - n + 1)]
+    known = {tuple(reference[i:i + n]) for i in range(len(reference) - n + 1)}
+    return sum(g not in known for g in grams) / len(grams) if grams else 0.0

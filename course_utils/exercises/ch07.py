@@ -1,0 +1,111 @@
+"""Checks for chapter 07's exercises (sampling and decoding): an epsilon filter, a windowed CTRL penalty, the KV
+cache of a sliding-window model, and how much a continuation copies its prompt.
+
+Each exercise asks for something :mod:`course_utils.generate` does not provide (epsilon sampling, a penalty window,
+a rolling-buffer cache, n-gram novelty), so no package call is the answer. Each check computes the expected value
+itself with plain code, and fails through :mod:`course_utils.checks`, whose messages never show the expected value.
+``tests/test_exercises_ch07.py`` feeds every check the reference solution, a correct answer in another form, and the
+likely wrong answers.
+
+References: J. Hewitt, C. D. Manning, P. Liang, "Truncation Sampling as Language Model Desmoothing", 2022 (epsilon
+sampling); llama.cpp's ``repeat_last_n`` (a window for the CTRL penalty); A. Q. Jiang et al., "Mistral 7B", 2023
+(sliding-window attention with a rolling-buffer cache).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from course_utils import checks
+
+
+def _logits(seed: int, shape: tuple[int, int], scale: float) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator("cpu").manual_seed(seed)) * scale  # CPU data, CPU generator
+
+
+def _epsilon_reference(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
+    out = logits.clone()
+    probs = logits.softmax(-1)
+    for b in range(logits.shape[0]):
+        best = int(probs[b].argmax())
+        for i in range(logits.shape[1]):
+            if probs[b, i] < epsilon and i != best:
+                out[b, i] = -math.inf
+    return out
+
+
+def check_epsilon_filter(fn: Callable[[torch.Tensor, float], Any]) -> None:
+    """``fn(logits (B, V), epsilon)``: tokens with probability below ``epsilon`` become -inf, the most likely token
+    of each row always stays; kept logits are unchanged."""
+    hint = ("compare probabilities (softmax of the logits), not logits, with epsilon; keep kept logits as they are; "
+            "never remove a row's most likely token")
+    hand = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.04, 0.06, 0.3, 0.6]]))
+    checks.check_equal("hand example, epsilon 0.1", fn(hand.clone(), 0.1), _epsilon_reference(hand, 0.1), hint=hint)
+    flat = torch.zeros(1, 8)
+    flat[0, 3] = 0.1  # every probability is about 1/8 < 0.2: only the most likely token may stay
+    checks.check_equal("a flat row, epsilon 0.2", fn(flat.clone(), 0.2), _epsilon_reference(flat, 0.2), hint=hint)
+    r = _logits(0, (4, 300), 3.0)
+    checks.check_equal("random logits, epsilon 0.01", fn(r.clone(), 0.01), _epsilon_reference(r, 0.01), hint=hint)
+
+
+def _windowed_reference(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float, window: int) -> torch.Tensor:
+    out = logits.clone()
+    for b in range(logits.shape[0]):
+        for token in set(prev_ids[b].tolist()[-window:]):
+            z = float(logits[b, token])
+            out[b, token] = z / penalty if z > 0 else z * penalty
+    return out
+
+
+def check_windowed_penalty(fn: Callable[[torch.Tensor, torch.Tensor, float, int], Any]) -> None:
+    """``fn(logits (B, V), prev_ids (B, T), penalty, window)``: the CTRL penalty for the tokens among the last
+    ``window`` ids of each row (once per token, however often it occurs)."""
+    hint = ("only the last `window` ids of each row count; a positive logit is divided by the penalty, a negative "
+            "one multiplied; a token seen twice is penalised once")
+    z = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
+    cases = [("hand example: a token before the window", torch.tensor([[2, 0, 1]]), 2),
+             ("hand example: a token twice in the window", torch.tensor([[3, 1, 1]]), 3),
+             ("hand example: window longer than the context", torch.tensor([[1, 3]]), 10)]
+    for label, prev, window in cases:
+        checks.check_close(label, fn(z.clone(), prev, 2.0, window), _windowed_reference(z, prev, 2.0, window),
+                           hint=hint)
+    r = _logits(1, (3, 50), 3.0)
+    prev = torch.randint(0, 50, (3, 20), generator=torch.Generator("cpu").manual_seed(2))
+    checks.check_close("random logits, window 5, penalty 1.7", fn(r.clone(), prev, 1.7, 5),
+                       _windowed_reference(r, prev, 1.7, 5), hint=hint)
+
+
+def check_mistral_kv_gib(fn: Callable[[], Any]) -> None:
+    """``fn()`` -> GiB of float16 KV cache for one 8,192-token sequence of Mistral-7B v0.1 with its 4,096-token
+    rolling buffer (32 layers, 8 KV heads of 128)."""
+    expected = 32 * 2 * 8 * 128 * 4096 * 2 / 2**30
+    checks.check_close("Mistral-7B v0.1 KV cache, GiB", fn(), expected, atol=0.0, rtol=1e-3,
+                       hint="layers x (K and V) x KV heads x head size x cached positions x bytes per value; which "
+                            "heads store keys, and how many positions does a rolling buffer hold?")
+
+
+def _novelty_reference(sample: list[int], reference: list[int], n: int) -> float:
+    grams = [tuple(sample[i:i + n]) for i in range(len(sample) - n + 1)]
+    known = {tuple(reference[i:i + n]) for i in range(len(reference) - n + 1)}
+    return sum(g not in known for g in grams) / len(grams) if grams else 0.0
+
+
+def check_novel_ngram_fraction(fn: Callable[[list[int], list[int], int], Any]) -> None:
+    """``fn(sample, reference, n)``: the share of the sample's n-grams (counted with repeats) that occur nowhere in
+    ``reference``; 0.0 when the sample has no n-gram."""
+    hint = ("count every n-gram of the sample, repeats included (a sequence of L ids has L - n + 1); an n-gram is "
+            "novel when it never occurs in the reference")
+    cases = [("hand example, bigrams", [1, 2, 3, 1, 2, 3], [1, 2, 9], 2),
+             ("hand example, unigrams", [4, 4, 5, 6], [4, 7], 1),
+             ("a sample shorter than n", [1, 2], [1, 2, 3], 3)]
+    for label, sample, reference, n in cases:
+        checks.check_close(label, fn(list(sample), list(reference), n), _novelty_reference(sample, reference, n),
+                           hint=hint)
+    g = torch.Generator("cpu").manual_seed(3)
+    sample = torch.randint(0, 5, (60,), generator=g).tolist()
+    reference = torch.randint(0, 5, (40,), generator=g).tolist()
+    checks.check_close("random sequences, trigrams", fn(list(sample), list(reference), 3),
+                       _novelty_reference(sample, reference, 3), hint=hint)

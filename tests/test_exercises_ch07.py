@@ -1,0 +1,155 @@
+"""Chapter 07's exercise checks accept the reference solution and other correct forms, and reject likely wrong
+answers without revealing the expected value."""
+
+import math
+import re
+
+import pytest
+import torch
+
+from course_utils.exercises import ch07 as ex
+from course_utils.solutions import ch07 as sol
+
+
+def rejects(check, answer):
+    with pytest.raises(AssertionError) as info:
+        check(answer)
+    return str(info.value)
+
+
+# ---------- exercise 1: epsilon filter ----------
+
+def epsilon_float64_list(logits, epsilon):  # correct, computed in float64 and returned as nested lists
+    probs = logits.double().softmax(-1)
+    out = []
+    for row_l, row_p in zip(logits.tolist(), probs.tolist()):
+        best = max(range(len(row_p)), key=row_p.__getitem__)
+        out.append([z if (p >= epsilon or i == best) else -math.inf for i, (z, p) in enumerate(zip(row_l, row_p))])
+    return out
+
+
+def epsilon_no_top(logits, epsilon):  # forgets to keep the most likely token
+    return logits.masked_fill(logits.softmax(-1) < epsilon, -math.inf)
+
+
+def epsilon_on_logits(logits, epsilon):  # compares logits, not probabilities
+    out = logits.masked_fill(logits < epsilon, -math.inf)
+    return out.scatter(-1, logits.argmax(-1, keepdim=True), logits.max(-1, keepdim=True).values)
+
+
+def epsilon_returns_probs(logits, epsilon):  # returns filtered probabilities instead of logits
+    return sol.epsilon_filter(logits, epsilon).softmax(-1)
+
+
+def epsilon_top_k_instead(logits, epsilon):  # a package filter in disguise: top-k with k = 1/epsilon
+    from course_utils.generate.sampling import top_k_filter
+    return top_k_filter(logits, int(1 / epsilon))
+
+
+def test_epsilon_check():
+    ex.check_epsilon_filter(sol.epsilon_filter)
+    ex.check_epsilon_filter(epsilon_float64_list)
+    for wrong in (epsilon_no_top, epsilon_on_logits, epsilon_returns_probs, epsilon_top_k_instead):
+        rejects(ex.check_epsilon_filter, wrong)
+
+
+# ---------- exercise 2: windowed CTRL penalty ----------
+
+def windowed_vectorised(logits, prev_ids, penalty, window):  # correct, vectorised, float64
+    seen = torch.zeros_like(logits, dtype=torch.bool).scatter(1, prev_ids[:, -window:], True)
+    z = logits.double()
+    return torch.where(seen, torch.where(z > 0, z / penalty, z * penalty), z)
+
+
+def windowed_no_window(logits, prev_ids, penalty, window):  # ignores the window
+    return sol.windowed_repetition_penalty(logits, prev_ids, penalty, prev_ids.shape[1])
+
+
+def windowed_divide_all(logits, prev_ids, penalty, window):  # no sign rule: raises negative logits
+    seen = torch.zeros_like(logits, dtype=torch.bool).scatter(1, prev_ids[:, -window:], True)
+    return torch.where(seen, logits / penalty, logits)
+
+
+def windowed_off_by_one(logits, prev_ids, penalty, window):
+    return sol.windowed_repetition_penalty(logits, prev_ids, penalty, window + 1)
+
+
+def windowed_per_occurrence(logits, prev_ids, penalty, window):  # penalises a token once per occurrence
+    out = logits.clone()
+    for b in range(logits.shape[0]):
+        for token in prev_ids[b, -window:].tolist():
+            out[b, token] = out[b, token] / penalty if out[b, token] > 0 else out[b, token] * penalty
+    return out
+
+
+def test_windowed_penalty_check():
+    ex.check_windowed_penalty(sol.windowed_repetition_penalty)
+    ex.check_windowed_penalty(windowed_vectorised)
+    for wrong in (windowed_no_window, windowed_divide_all, windowed_off_by_one, windowed_per_occurrence):
+        rejects(ex.check_windowed_penalty, wrong)
+
+
+# ---------- exercise 3: KV cache with a sliding window ----------
+
+def test_mistral_check():
+    ex.check_mistral_kv_gib(sol.mistral_kv_cache_gib)
+    ex.check_mistral_kv_gib(lambda: torch.tensor(2**29, dtype=torch.int64).item() / 2**30)  # an int-derived form
+    wrong = {"no rolling buffer": 32 * 2 * 8 * 128 * 8192 * 2 / 2**30,
+             "32 KV heads": 32 * 2 * 32 * 128 * 4096 * 2 / 2**30,
+             "32 KV heads, no window": 32 * 2 * 32 * 128 * 8192 * 2 / 2**30,
+             "keys only": 32 * 8 * 128 * 4096 * 2 / 2**30,
+             "float32": 32 * 2 * 8 * 128 * 4096 * 4 / 2**30,
+             "GB not GiB": 32 * 2 * 8 * 128 * 4096 * 2 / 1e9}
+    for name, value in wrong.items():
+        message = rejects(ex.check_mistral_kv_gib, lambda value=value: value)
+        assert re.search(r"(?<![\d.])0\.50*(?!\d)", message) is None, name  # the expected value is never shown
+
+
+# ---------- exercise 4: novel n-grams ----------
+
+def novelty_tensor(sample, reference, n):  # correct, returns a 0-d tensor
+    s, r = torch.tensor(sample), torch.tensor(reference)
+    if len(s) < n:
+        return torch.tensor(0.0)
+    grams = s.unfold(0, n, 1)
+    known = r.unfold(0, n, 1) if len(r) >= n else torch.empty(0, n, dtype=torch.long)
+    novel = [not (known == g).all(-1).any() for g in grams]
+    return torch.tensor(novel, dtype=torch.float32).mean()
+
+
+def novelty_unique(sample, reference, n):  # counts unique n-grams only
+    grams = {tuple(sample[i:i + n]) for i in range(len(sample) - n + 1)}
+    known = {tuple(reference[i:i + n]) for i in range(len(reference) - n + 1)}
+    return sum(g not in known for g in grams) / len(grams) if grams else 0.0
+
+
+def novelty_copied(sample, reference, n):  # returns the copied share instead
+    return 1 - sol.novel_ngram_fraction(sample, reference, n) if len(sample) >= n else 0.0
+
+
+def novelty_off_by_one(sample, reference, n):  # drops the last n-gram
+    grams = [tuple(sample[i:i + n]) for i in range(len(sample) - n)]
+    known = {tuple(reference[i:i + n]) for i in range(len(reference) - n + 1)}
+    return sum(g not in known for g in grams) / len(grams) if grams else 0.0
+
+
+def novelty_distinct(sample, reference, n):  # distinct-n of the sample, the package's measure, not novelty
+    from course_utils.evaluate.diversity import distinct_n
+    return distinct_n([sample], n)
+
+
+def test_novelty_check():
+    ex.check_novel_ngram_fraction(sol.novel_ngram_fraction)
+    ex.check_novel_ngram_fraction(novelty_tensor)
+    for wrong in (novelty_unique, novelty_copied, novelty_off_by_one, novelty_distinct):
+        rejects(ex.check_novel_ngram_fraction, wrong)
+
+
+def test_stub_falls_back_to_the_reference(capsys):
+    from course_utils import checks
+
+    def stub(*args):
+        raise NotImplementedError
+
+    checks.exercise("1", stub, sol.epsilon_filter, ex.check_epsilon_filter)
+    assert "[todo] exercise 1" in capsys.readouterr().out
