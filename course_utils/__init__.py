@@ -8,6 +8,8 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
 
     solutions, exercises   answers and checks for the notebooks' exercises
           |
+       scaling             fit (power laws, the Chinchilla form, compute-optimal N and D)
+          |
        evaluate            metrics, scoring (strided NLL), diversity
           |
        generate            sampling, loop (HF decoding), kv_cache, beam_search
