@@ -8,7 +8,7 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
 
     solutions, exercises   answers and checks for the notebooks' exercises
           |
-       scaling             fit (power laws, the Chinchilla form, compute-optimal N and D)
+       scaling             compute (N, 6ND, FLOPs), fit (power laws, the Chinchilla form, compute-optimal N and D)
           |
        evaluate            metrics, scoring (strided NLL), diversity
           |
