@@ -66,6 +66,22 @@ def is_complete_dir(path: Path) -> bool:
                for name, size in sizes.items())
 
 
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` to a temporary file in the same folder, flushed to disk, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_torch_save(obj: object, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed onto ``path``."""
     path = Path(path)

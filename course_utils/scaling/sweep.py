@@ -1,0 +1,108 @@
+"""Running a grid of training runs with a cache, on any ``concurrent.futures.Executor``.
+
+A scaling-law sweep is many independent runs. Each run is described by a frozen, JSON-serialisable spec (a
+dataclass: model size, token budget, recipe, data). Its cache key is a hash of the spec's fields, so a finished
+run is never trained twice and a changed recipe never reuses a stale result. Each result is written atomically to
+``<cache>/<key>.json`` the moment it finishes: an interrupted sweep resumes where it stopped, and a run that fails
+(an exception in a worker, a worker that dies) is reported with its message while every other result is kept.
+
+The executor decides where runs happen: ``None`` runs them one after another in this process; a
+``ProcessPoolExecutor`` uses local cores; Dask's ``Client.get_executor()`` or submitit's executor send them to a
+cluster with no change here. ``run_fn`` must be importable (a module-level function) for process or cluster
+executors.
+
+Left out: retries, time limits per run, and sharing a cache between machines (point ``cache`` at a shared folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from course_utils.cache import atomic_write_text
+
+
+def run_key(spec: Any) -> str:
+    """A stable 16-hex-digit key for a dataclass ``spec``: its class name and fields, hashed."""
+    if not dataclasses.is_dataclass(spec) or isinstance(spec, type):
+        raise TypeError(f"a run spec must be a dataclass instance, got {type(spec).__name__}")
+    payload = json.dumps({"kind": type(spec).__name__, "fields": dataclasses.asdict(spec)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class SweepResult:
+    results: dict[str, dict] = field(default_factory=dict)  # key -> what run_fn returned
+    failures: dict[str, str] = field(default_factory=dict)  # key -> error message
+    n_cached: int = 0  # how many results came from the cache
+
+
+def load_cached(cache: Path, spec: Any) -> dict | None:
+    """The cached result of ``spec``, or None if absent, unreadable or written for another spec."""
+    path = Path(cache) / f"{run_key(spec)}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("spec") != dataclasses.asdict(spec):
+        return None
+    return record.get("result")
+
+
+def run_sweep(specs: Sequence[Any], run_fn: Callable[[Any], dict], cache: Path | str,
+              executor: Executor | None = None, progress: bool = True) -> SweepResult:
+    """Run ``run_fn(spec)`` for every spec not already in ``cache``; return every result and every failure."""
+    if not callable(run_fn):
+        raise TypeError(f"run_fn must be callable, got {type(run_fn).__name__}")
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"executor must be a concurrent.futures.Executor or None, got {type(executor).__name__}")
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    by_key = {run_key(spec): spec for spec in specs}
+    if len(by_key) != len(specs):
+        raise ValueError("specs contain duplicates (two specs with the same fields)")
+    out = SweepResult()
+    todo = []
+    for key, spec in by_key.items():
+        cached = load_cached(cache, spec)
+        if cached is None:
+            todo.append(key)
+        else:
+            out.results[key] = cached
+            out.n_cached += 1
+    bar = tqdm(total=len(by_key), initial=out.n_cached, desc="sweep runs", disable=not progress)
+
+    def record(key: str, result: Any) -> None:
+        if not isinstance(result, dict):
+            raise TypeError(f"run_fn must return a dict (JSON-serialisable), got {type(result).__name__}")
+        spec_fields = dataclasses.asdict(by_key[key])
+        atomic_write_text(json.dumps({"spec": spec_fields, "result": result}, indent=1), cache / f"{key}.json")
+        out.results[key] = result
+
+    if executor is None:
+        for key in todo:
+            try:
+                record(key, run_fn(by_key[key]))
+            except Exception as error:  # noqa: BLE001 - one failed run must not lose the others
+                out.failures[key] = f"{type(error).__name__}: {error}"
+            bar.update(1)
+    else:
+        futures = {executor.submit(run_fn, by_key[key]): key for key in todo}
+        for future in as_completed(futures):
+            key = futures[future]
+            try:
+                record(key, future.result())
+            except Exception as error:  # noqa: BLE001 - includes a worker process that died (BrokenProcessPool)
+                out.failures[key] = f"{type(error).__name__}: {error}"
+            bar.update(1)
+    bar.close()
+    for key, message in out.failures.items():
+        print(f"run {key} ({by_key[key]}) failed: {message}; the other results are kept")
+    return out

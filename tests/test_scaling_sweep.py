@@ -1,0 +1,90 @@
+"""The sweep runner: cached by spec, resumable, survives failing runs and dead workers, any Executor."""
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+
+from course_utils.scaling.sweep import load_cached, run_key, run_sweep
+
+
+@dataclass(frozen=True)
+class Spec:
+    n: int
+    lr: float = 0.1
+
+
+def square(spec: Spec) -> dict:
+    if spec.n < 0:
+        raise ValueError("negative size")
+    if spec.n == 99:
+        os._exit(1)  # a worker that dies mid-run
+    return {"loss": spec.n**2 * spec.lr}
+
+
+def test_results_are_cached_and_a_changed_recipe_is_rerun(tmp_path):
+    calls = []
+
+    def counted(spec):
+        calls.append(spec)
+        return square(spec)
+
+    first = run_sweep([Spec(1), Spec(2)], counted, tmp_path, progress=False)
+    assert first.n_cached == 0 and len(calls) == 2
+    again = run_sweep([Spec(1), Spec(2)], counted, tmp_path, progress=False)
+    assert again.n_cached == 2 and len(calls) == 2 and again.results == first.results
+    changed = run_sweep([Spec(1, lr=0.2)], counted, tmp_path, progress=False)
+    assert changed.n_cached == 0 and changed.results[run_key(Spec(1, lr=0.2))] == {"loss": 0.2}
+
+
+def test_corrupt_or_foreign_cache_files_are_rerun(tmp_path):
+    run_sweep([Spec(3)], square, tmp_path, progress=False)
+    path = tmp_path / f"{run_key(Spec(3))}.json"
+    path.write_text(path.read_text()[:10])  # truncated by a crash
+    assert load_cached(tmp_path, Spec(3)) is None
+    path.write_text(json.dumps({"spec": {"n": 4, "lr": 0.1}, "result": {"loss": 0}}))  # another spec's result
+    assert load_cached(tmp_path, Spec(3)) is None
+    assert run_sweep([Spec(3)], square, tmp_path, progress=False).results[run_key(Spec(3))] == {"loss": 0.9}
+
+
+def test_a_failing_run_is_reported_and_the_others_kept(tmp_path, capsys):
+    out = run_sweep([Spec(1), Spec(-1), Spec(2)], square, tmp_path, progress=False)
+    assert set(out.results) == {run_key(Spec(1)), run_key(Spec(2))}
+    assert "negative size" in out.failures[run_key(Spec(-1))] and "failed" in capsys.readouterr().out
+    assert run_sweep([Spec(1), Spec(2)], square, tmp_path, progress=False).n_cached == 2
+
+
+def test_process_pool_gives_the_same_results_and_survives_a_dead_worker(tmp_path):
+    specs = [Spec(n) for n in range(1, 5)]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        pooled = run_sweep(specs, square, tmp_path / "pool", executor=pool, progress=False)
+    serial = run_sweep(specs, square, tmp_path / "serial", progress=False)
+    assert pooled.results == serial.results and not pooled.failures
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        broken = run_sweep([Spec(99)], square, tmp_path / "broken", executor=pool, progress=False)
+    assert "BrokenProcessPool" in broken.failures[run_key(Spec(99))]
+
+
+def test_dask_local_cluster_reuses_the_same_cache(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    specs = [Spec(n) for n in range(1, 4)]
+    serial = run_sweep(specs, square, tmp_path, progress=False)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster, \
+            distributed.Client(cluster) as client:
+        via_dask = run_sweep(specs + [Spec(5)], square, tmp_path, executor=client.get_executor(), progress=False)
+    assert via_dask.n_cached == 3 and via_dask.results[run_key(Spec(5))] == {"loss": 2.5}
+    assert all(via_dask.results[k] == v for k, v in serial.results.items())
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(TypeError, match="dataclass"):
+        run_sweep([{"n": 1}], square, tmp_path)
+    with pytest.raises(ValueError, match="duplicates"):
+        run_sweep([Spec(1), Spec(1)], square, tmp_path)
+    with pytest.raises(TypeError, match="Executor"):
+        run_sweep([Spec(1)], square, tmp_path, executor="pool")
+    out = run_sweep([Spec(1)], lambda spec: 3.0, tmp_path, progress=False)
+    assert "must return a dict" in out.failures[run_key(Spec(1))]
