@@ -1,7 +1,8 @@
 """Scaling laws (chapter 04): fitting loss against parameters N and training tokens D, and compute-optimal allocation.
 
 Modules: ``compute`` (exact parameter counts from a config, 6ND, matmul FLOPs per token checked against torch's FLOP
-counter), ``isoflop`` (Chinchilla approach 2: parabola vertices per budget, allocation exponents), ``sweep`` (a cached, resumable grid of runs on any ``concurrent.futures.Executor``), ``fit`` (Kaplan-style
+counter), ``sweep`` (a cached, resumable grid of runs on any ``concurrent.futures.Executor``), ``fit`` (Kaplan-style
 power laws and the Chinchilla parametric form with its published fitting procedure, bootstrap uncertainty,
-compute-optimal N*(C) and D*(C)). May import every layer below it.
+compute-optimal N*(C) and D*(C)), ``isoflop`` (Chinchilla approach 2: the best size per budget, allocation
+exponents). May import every layer below it.
 """
