@@ -92,6 +92,6 @@ def check_generator(generator: torch.Generator | None, tensor: torch.Tensor, wha
     same_index = g.index is None or d.index is None or g.index == d.index
     if g.type != d.type or not same_index:
         raise ValueError(
-            f"the generator is on {g} but the {what} is on {d}: a generator can only draw on its own device; "
+            f"the generator is on {g} but `{what}` is on {d}: a generator can only draw on its own device; "
             f"make it with make_generator(seed, {what}.device)"
         )

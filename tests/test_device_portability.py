@@ -68,7 +68,7 @@ def test_guard_catches_a_mismatched_draw():
 def test_check_generator_names_both_devices_and_the_fix():
     check_generator(None, torch.zeros(1, device=META))
     check_generator(make_generator(0, "cpu"), torch.zeros(1))
-    with pytest.raises(ValueError, match=r"generator is on cpu but the logits is on meta.*make_generator"):
+    with pytest.raises(ValueError, match=r"generator is on cpu but `logits` is on meta.*make_generator"):
         check_generator(make_generator(0, "cpu"), torch.zeros(1, device=META), "logits")
     with pytest.raises(TypeError, match="torch.Generator"):
         check_generator(0, torch.zeros(1))
