@@ -45,7 +45,7 @@ def main() -> None:
     config = GPTConfig(vocab_size=65, block_size=args.prompt + args.new_tokens, n_layer=args.n_layer, n_head=4,
                        n_embd=args.n_embd)
     model = GPT(config).eval()
-    idx = torch.randint(0, 65, (1, args.prompt), generator=torch.Generator().manual_seed(1))
+    idx = torch.randint(0, 65, (1, args.prompt), generator=torch.Generator("cpu").manual_seed(1))  # CPU model, CPU draw
     greedy = SamplingConfig(greedy=True)
     print(f"tiny GPT {model.num_parameters():,} parameters, {config.n_layer} layers x {config.n_head} heads x "
           f"{config.head_size} dims, block_size {config.block_size}; torch {torch.__version__}, "
