@@ -1,0 +1,100 @@
+"""One run of a scaling sweep: train a character-level GPT of a given shape on a given number of tokens.
+
+:func:`train_scaling_run` is a module-level function of a frozen :class:`ScalingRun` spec, so
+:func:`course_utils.scaling.sweep.run_sweep` can cache it by the spec's hash and send it to worker processes. Every
+run uses the same recipe (AdamW, warm-up then cosine decay to 10% of the peak over exactly the run's steps, as
+Hoffmann et al. 2022 found necessary: a schedule longer than the run overstates the loss at small budgets), the same
+held-out plays and the same validation windows, so runs differ only in shape and token budget.
+
+Left out: choosing the learning rate per size (one rate for all sizes is a simplification tiny models tolerate;
+muP, Yang et al. 2022, is the principled fix), mixed precision, and anything but the character-level corpus.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from course_utils.model.gpt import GPT, GPTConfig
+from course_utils.scaling.compute import gpt_train_flops_per_token
+from course_utils.text.codecs import CharCodec
+from course_utils.text.corpus import DEFAULT_VAL_WORKS, load_shakespeare
+from course_utils.train.batches import make_batch_fn
+from course_utils.train.loop import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class ScalingRun:
+    n_layer: int
+    n_head: int
+    n_embd: int
+    tokens: int  # training tokens D (rounded down to whole batches)
+    block_size: int = 64
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.1
+    seed: int = 0
+    eval_batches: int = 16
+    max_train_chars: int | None = None  # None: every training play
+    val_works: tuple[str, ...] = DEFAULT_VAL_WORKS
+    threads: int = 1  # torch threads inside the run (1 per process when runs go to a process pool)
+
+    def __post_init__(self) -> None:
+        GPTConfig(vocab_size=2, block_size=self.block_size, n_layer=self.n_layer, n_head=self.n_head,
+                  n_embd=self.n_embd)  # validates the shape with GPTConfig's messages
+        for name in ("tokens", "batch_size", "eval_batches", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ScalingRun.{name} must be a positive int, got {value!r}")
+        if self.tokens < self.batch_size * self.block_size:
+            raise ValueError(f"tokens ({self.tokens}) must cover at least one batch of "
+                             f"batch_size x block_size = {self.batch_size * self.block_size}")
+        if not 0 <= self.warmup_frac < 1:
+            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // (self.batch_size * self.block_size)
+
+
+@lru_cache(maxsize=4)
+def _char_data(val_works: tuple[str, ...], max_train_chars: int | None):
+    corpus = load_shakespeare(val_works, max_train_chars=max_train_chars)
+    codec = CharCodec.from_texts([corpus.train_text, corpus.val_text])
+    return (codec.vocab_size, torch.tensor(codec.encode(corpus.train_text), dtype=torch.long),
+            torch.tensor(codec.encode(corpus.val_text), dtype=torch.long))
+
+
+def train_scaling_run(spec: ScalingRun) -> dict:
+    """Train ``spec`` on the CPU and return what a scaling fit needs (JSON-serialisable)."""
+    if not isinstance(spec, ScalingRun):
+        raise TypeError(f"spec must be a ScalingRun, got {type(spec).__name__}")
+    vocab_size, train_ids, val_ids = _char_data(spec.val_works, spec.max_train_chars)
+    config = GPTConfig(vocab_size=vocab_size, block_size=spec.block_size, n_layer=spec.n_layer,
+                       n_head=spec.n_head, n_embd=spec.n_embd)
+    steps = spec.steps
+    recipe = TrainConfig(max_steps=steps, lr=spec.lr, min_lr=spec.lr / 10, warmup_steps=int(spec.warmup_frac * steps),
+                         weight_decay=spec.weight_decay, eval_interval=steps, eval_batches=spec.eval_batches,
+                         eval_train_split=False, fused_optimizer=True, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)
+    try:
+        torch.manual_seed(spec.seed)  # weight initialisation uses the global generator
+        model = GPT(config)
+        get_batch = make_batch_fn(train_ids, val_ids, spec.batch_size, spec.block_size)
+        eval_batch = make_batch_fn(train_ids, val_ids, 32, spec.block_size)  # one validation set for every run
+        start = time.perf_counter()
+        history = train(model, get_batch, recipe, torch.Generator().manual_seed(spec.seed), eval_get_batch=eval_batch)
+        seconds = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    tokens = steps * spec.batch_size * spec.block_size
+    n_params = model.num_parameters()
+    return {"val_loss": history.final_val_loss, "vocab_size": vocab_size, "n_params": n_params,
+            "n_params_total": model.num_parameters(non_embedding=False), "tokens": tokens, "steps": steps,
+            "seconds": seconds, "tokens_per_s": tokens / seconds, "flops_6nd": 6.0 * n_params * tokens,
+            "flops_counted": float(gpt_train_flops_per_token(config)["total"] * tokens)}
