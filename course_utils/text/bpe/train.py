@@ -10,12 +10,21 @@ spans one), then into pre-tokens by a regular expression (GPT-2's by default: wo
 numbers, punctuation runs, whitespace). Merges never cross a pre-token boundary, so training works on the multiset
 of distinct pre-tokens with their counts.
 
-Tie-breaking (documented because it decides the result): at each step the pair with the highest count wins; among
-pairs with equal counts, the smallest pair of ids ``(left, right)`` in lexicographic order wins. Ids 0-255 are the
-byte values and merge ``i`` creates id ``256 + i``, so older tokens win ties against newer ones. Hugging Face
-``tokenizers`` also breaks ties by the smaller id pair, but numbers the 256 bytes in the order of its printable
-stand-in characters (space is U+0120), so the two can differ exactly when a tie involves such bytes. A pair is
-merged while it occurs at least once (count >= 1), as ``tokenizers`` does with its default ``min_frequency``.
+Tie-breaking (documented because it decides the result): at each step the pair with the highest count wins. The
+count does not prefer either of two pairs with equal counts, so any deterministic rule yields a valid BPE, but the
+rule must be fixed for the merges (and so the ids) to be reproducible and to match a reference implementation.
+``tie_break`` chooses it:
+
+* ``"bytes"`` (default): the lexicographically *greater* pair of byte strings ``(bytes(left), bytes(right))``
+  wins, as in Stanford CS336 assignment 1 ("deterministically break ties by preferring the lexicographically
+  greater pair"), whose reference merges this reproduces.
+* ``"ids"``: the smallest pair of ids ``(left, right)`` wins (ids 0-255 are the bytes, merge ``i`` creates id
+  ``256 + i``, so older tokens win). Hugging Face ``tokenizers`` also takes the smaller id pair, but numbers the 256
+  bytes in the order of its printable stand-in characters (space is U+0120), so the two differ exactly when a tie
+  involves such bytes.
+
+A pair is merged while it occurs at least once (count >= 1), as ``tokenizers`` does with its default
+``min_frequency``.
 
 * :func:`train_naive` recounts every pair of every distinct pre-token after each merge: O(merges x corpus).
 * :func:`train_fast` counts once, then updates counts only for the pre-tokens that contain the merged pair and
@@ -43,6 +52,32 @@ GPT4_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+
                 r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s""")
 
 N_BYTES = 256
+TIE_BREAKS = ("bytes", "ids")
+
+
+class _Greater:
+    """Sort key that orders byte-string pairs in *reverse*, so the min-heap and ``min`` pick the greatest pair."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: tuple[bytes, bytes]) -> None:
+        self.value = value
+
+    def __lt__(self, other: "_Greater") -> bool:
+        return self.value > other.value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Greater) and self.value == other.value
+
+
+def tie_key(tie_break: str, vocab: list[bytes]):
+    """``key(pair)``: among pairs with equal counts the one with the *smallest* key is merged (ids: the pair itself;
+    bytes: the byte strings in reverse order). Raises ``ValueError`` for an unknown rule."""
+    if tie_break == "ids":
+        return lambda pair: pair
+    if tie_break == "bytes":
+        return lambda pair: _Greater((vocab[pair[0]], vocab[pair[1]]))
+    raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
 
 
 @dataclass(frozen=True)
@@ -155,8 +190,12 @@ def initial_words(texts: str | Iterable[str], pattern: str = GPT2_PATTERN,
 
 
 def train_naive(texts: str | Iterable[str], vocab_size: int, special_tokens: Sequence[str] = (),
-                pattern: str = GPT2_PATTERN, progress: bool = False) -> list[Merge]:
-    """Byte-level BPE merges, recounting every pair from scratch after each merge (the textbook loop)."""
+                pattern: str = GPT2_PATTERN, progress: bool = False, tie_break: str = "bytes") -> list[Merge]:
+    """Byte-level BPE merges, recounting every pair from scratch after each merge (the textbook loop).
+
+    ``tie_break``: ``"bytes"`` (greater byte-string pair wins, CS336) or ``"ids"`` (smaller id pair wins)."""
+    vocab = [bytes([b]) for b in range(N_BYTES)]
+    key = tie_key(tie_break, vocab)
     n_merges = number_of_merges(vocab_size, special_tokens)
     words, freqs = initial_words(texts, pattern, special_tokens)
     merges: list[Merge] = []
@@ -167,16 +206,20 @@ def train_naive(texts: str | Iterable[str], vocab_size: int, special_tokens: Seq
                 counts[pair] += freq
         if not counts:
             break  # every pre-token is a single symbol: nothing left to merge
-        best = min(counts, key=lambda p: (-counts[p], p))  # highest count, then smallest id pair
+        best = min(counts, key=lambda p: (-counts[p], key(p), p))  # highest count, then the tie rule
         merges.append(Merge(best, counts[best]))
+        vocab.append(vocab[best[0]] + vocab[best[1]])
         new_id = N_BYTES + step
         words = [merge_pair(ids, best, new_id) for ids in words]
     return merges
 
 
 def train_fast(texts: str | Iterable[str], vocab_size: int, special_tokens: Sequence[str] = (),
-               pattern: str = GPT2_PATTERN, progress: bool = False) -> list[Merge]:
-    """The same merges as :func:`train_naive`, updating pair counts incrementally with a lazy max-heap."""
+               pattern: str = GPT2_PATTERN, progress: bool = False, tie_break: str = "bytes") -> list[Merge]:
+    """The same merges as :func:`train_naive` (same ``tie_break``), updating pair counts incrementally with a lazy
+    max-heap."""
+    vocab = [bytes([b]) for b in range(N_BYTES)]
+    key = tie_key(tie_break, vocab)
     n_merges = number_of_merges(vocab_size, special_tokens)
     words, freqs = initial_words(texts, pattern, special_tokens)
     counts: dict[tuple[int, int], int] = defaultdict(int)
@@ -185,20 +228,21 @@ def train_fast(texts: str | Iterable[str], vocab_size: int, special_tokens: Sequ
         for pair in zip(ids, ids[1:]):
             counts[pair] += freq
             where[pair].add(w)
-    heap = [(-count, pair) for pair, count in counts.items()]  # min-heap on (-count, pair) = our tie-break
+    heap = [(-count, key(pair), pair) for pair, count in counts.items()]  # min-heap: highest count, then tie rule
     heapq.heapify(heap)
     merges: list[Merge] = []
     bar = tqdm(total=n_merges, desc="fast BPE", disable=not progress, leave=False)
     while len(merges) < n_merges and heap:
-        neg_count, pair = heapq.heappop(heap)
+        neg_count, _, pair = heapq.heappop(heap)
         current = counts.get(pair, 0)
         if current <= 0:
             continue  # the pair has disappeared
         if -neg_count != current:  # stale entry: counts only ever fall, so re-queue with the true count
-            heapq.heappush(heap, (-current, pair))
+            heapq.heappush(heap, (-current, key(pair), pair))
             continue
         new_id = N_BYTES + len(merges)
         merges.append(Merge(pair, current))
+        vocab.append(vocab[pair[0]] + vocab[pair[1]])
         delta: dict[tuple[int, int], int] = defaultdict(int)
         for w in where.pop(pair):
             ids = words[w]
@@ -217,7 +261,7 @@ def train_fast(texts: str | Iterable[str], vocab_size: int, special_tokens: Sequ
             if d:
                 counts[changed] += d
                 if new_id in changed and counts[changed] > 0:  # brand-new pairs enter the heap once
-                    heapq.heappush(heap, (-counts[changed], changed))
+                    heapq.heappush(heap, (-counts[changed], key(changed), changed))
         counts.pop(pair, None)
         bar.update(1)
     bar.close()
