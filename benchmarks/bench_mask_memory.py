@@ -25,13 +25,13 @@ import torch.nn.functional as F
 
 from course_utils.model import masks
 from course_utils.model.attention import scaled_dot_product_attention
-from course_utils.device import pick_device
+from course_utils.device import make_generator, pick_device
 
 KINDS = ("flag", "bool", "additive", "scratch")
 
 
 def make_inputs(T: int, heads: int, device: torch.device):
-    g = torch.Generator(device=device).manual_seed(0)
+    g = make_generator(0, device)  # the tensors are drawn on `device`, so the generator lives there too
     q, k, v = (torch.randn(1, heads, T, 64, generator=g, device=device) for _ in range(3))  # (B, H, T, D)
     return q, k, v
 

@@ -42,6 +42,26 @@ def test_sliding_window_by_hand():
     assert torch.equal(masks.sliding_window_mask(4, 2, causal=False), symmetric)
     assert torch.equal(masks.sliding_window_mask(4, 1), torch.eye(4, dtype=torch.bool))
     assert torch.equal(masks.sliding_window_mask(4, 9), masks.causal_mask(4))
+    longformer = t([[1, 1, 1, 0, 0],  # window 4: 4 // 2 = 2 positions on each side (Longformer's w/2)
+                    [1, 1, 1, 1, 0],
+                    [1, 1, 1, 1, 1],
+                    [0, 1, 1, 1, 1],
+                    [0, 0, 1, 1, 1]])
+    assert torch.equal(masks.sliding_window_mask(5, 4, causal=False), longformer)
+    assert torch.equal(masks.sliding_window_mask(5, 1, causal=False), torch.eye(5, dtype=torch.bool))
+
+
+def flash_window(T, left, right):
+    # FlashAttention's window_size=(left, right): query i sees keys in [i - left, i + right], both inclusive
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    return (j >= i - left) & (j <= i + right)
+
+
+@pytest.mark.parametrize("W", [1, 2, 3, 7, 20])
+def test_sliding_windows_match_flash_attention_window_size(W):
+    assert masks.sliding_window_mask(12, W).sum(-1).max() == min(W, 12)  # W keys, the query itself included
+    assert torch.equal(masks.sliding_window_mask(12, W), flash_window(12, W - 1, 0))
+    assert torch.equal(masks.sliding_window_mask(12, W, causal=False), flash_window(12, W // 2, W // 2))
 
 
 def test_padding_right_and_left_by_hand():

@@ -13,8 +13,9 @@ Kinds and the model families that use them:
 * :func:`key_padding_mask` / :func:`padding_mask`: batches of unequal length, padded on the right or the left.
 * :func:`prefix_lm_mask`: a bidirectional prefix followed by a causal continuation (Raffel et al., 2020, "Exploring
   the Limits of Transfer Learning with a Unified Text-to-Text Transformer" (T5), the prefix-LM variant).
-* :func:`sliding_window_mask`: local attention over the last ``window`` positions (Beltagy et al., 2020,
-  "Longformer"; Jiang et al., 2023, "Mistral 7B").
+* :func:`sliding_window_mask`: local attention. Causal (decoders; Jiang et al., 2023, "Mistral 7B", ``W = 4096``):
+  the ``window`` most recent positions, itself included, which is FlashAttention's ``window_size=(W - 1, 0)``.
+  Symmetric (encoders; Beltagy et al., 2020, "Longformer"): ``window // 2`` positions on each side.
 * :func:`combine`: logical AND of masks, e.g. causal AND padding.
 * :func:`from_hf_attention_mask`: Hugging Face's 2-D ``attention_mask`` (1 = real token, 0 = padding) as a 4-D mask,
   and :func:`position_ids_from_attention_mask`, the position ids Hugging Face derives from it for left padding.
@@ -80,10 +81,13 @@ def prefix_lm_mask(T: int, prefix_len: int, device: torch.device | str | None = 
 
 def sliding_window_mask(T: int, window: int, causal: bool = True,
                         device: torch.device | str | None = None) -> torch.Tensor:
-    """``(T, T)`` local attention: each query sees the ``window`` most recent positions, itself included.
+    """``(T, T)`` local attention with a window of ``window`` positions.
 
-    Causal (Mistral): ``i - window < j <= i``. With ``causal=False`` (Longformer-style, symmetric):
-    ``|i - j| < window``. ``window >= T`` (causal) gives back the causal mask.
+    ``causal=True`` (Mistral 7B, Gemma 2's local layers): query ``i`` sees the ``window`` most recent positions,
+    itself included, ``i - window < j <= i``; FlashAttention writes this ``window_size=(window - 1, 0)`` (left,
+    right, both inclusive). ``window >= T`` gives back the causal mask.
+    ``causal=False`` (Longformer's encoder, symmetric): ``window // 2`` positions on each side plus itself,
+    ``|i - j| <= window // 2``; FlashAttention's ``window_size=(window // 2, window // 2)``.
     """
     _check_length(T)
     if not isinstance(window, int) or isinstance(window, bool) or window < 1:
@@ -91,7 +95,7 @@ def sliding_window_mask(T: int, window: int, causal: bool = True,
     i, j = _arange(T, device)
     if causal:
         return (j <= i) & (j > i - window)  # (T, T)
-    return (i - j).abs() < window  # (T, T)
+    return (i - j).abs() <= window // 2  # (T, T)
 
 
 def _check_lengths(lengths, T: int) -> torch.Tensor:

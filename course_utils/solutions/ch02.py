@@ -5,11 +5,14 @@ from __future__ import annotations
 import torch
 
 
-def sliding_window_causal_mask(T: int, window: int) -> torch.Tensor:
-    """(T, T) boolean: query i may attend to key j when j <= i and i - j < window (itself included)."""
-    i = torch.arange(T)[:, None]  # (T, 1)
-    j = torch.arange(T)[None, :]  # (1, T)
-    return (j <= i) & (i - j < window)
+def window_mask(T: int, left: int, right: int) -> torch.Tensor:
+    """(T, T) boolean in FlashAttention's ``window_size=(left, right)`` convention: query i may attend to key j when
+    ``i - left <= j <= i + right`` (both ends inclusive); ``-1`` on a side means no limit on that side."""
+    i = torch.arange(T)[:, None]  # (T, 1) query positions
+    j = torch.arange(T)[None, :]  # (1, T) key positions
+    ok_left = (j >= i - left) if left >= 0 else torch.ones(T, T, dtype=torch.bool)
+    ok_right = (j <= i + right) if right >= 0 else torch.ones(T, T, dtype=torch.bool)
+    return ok_left & ok_right  # (T, T)
 
 
 def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
@@ -23,10 +26,17 @@ def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
     return same_doc & causal
 
 
-def left_padding_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) position ids for a left-padded batch: each row's first real token gets 0, padding gets 1."""
-    positions = attention_mask.long().cumsum(dim=1) - 1  # (B, T)
-    return positions.masked_fill(attention_mask == 0, 1)
+def packed_position_ids(doc_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) position ids for packed, padded rows: each document's first token is 0; padding (-1) gets 0.
+
+    A token's position in its document is the number of keys its document-causal mask lets it see, minus one.
+    """
+    doc_ids = torch.as_tensor(doc_ids)
+    T = doc_ids.shape[-1]
+    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]  # (B, T, T)
+    causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
+    positions = (same_doc & causal).sum(-1) - 1  # (B, T)
+    return positions.masked_fill(doc_ids < 0, 0)
 
 
 def mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,123 @@
+"""Checks for chapter 02's exercises (attention masks): each takes the learner's function and fails on wrong answers.
+
+Expected values are computed here by slow, obviously-correct loops (not by the vectorised reference solutions in
+:mod:`course_utils.solutions.ch02`) and are never printed: failures say how many entries are wrong and give a hint.
+``tests/test_exercises_ch02.py`` feeds every check the reference solution, other correct forms (lists, other dtypes)
+and the likely wrong answers (off-by-one windows, a transposed mask, a mask that sees the future, position ids
+starting at 1 or counted over padding).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from course_utils import checks
+from course_utils.model.attention import scaled_dot_product_attention
+from course_utils.model.masks import causal_mask
+
+WINDOW_HINT = ("Query i may attend to key j when i - left <= j <= i + right, both ends included; -1 means no limit "
+               "on that side. Rows are queries, columns keys.")
+DOC_HINT = "Allowed: key j in the same document as query i, and j <= i (rows are queries, columns keys)."
+POSITION_HINT = ("Each document's first token has position 0, the next 1, and so on; padding (-1) is not counted. "
+                 "Only real tokens are checked; padding may hold any value.")
+MLM_HINT = "Average the cross-entropy over the positions whose target is not -100, and only those."
+
+
+def _window_by_loops(T: int, left: int, right: int) -> torch.Tensor:
+    mask = torch.zeros(T, T, dtype=torch.bool)
+    for i in range(T):
+        for j in range(T):
+            mask[i, j] = (left < 0 or j >= i - left) and (right < 0 or j <= i + right)
+    return mask
+
+
+def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
+    """Exercise 1: ``fn(T, left, right)`` -> (T, T) mask in FlashAttention's ``window_size=(left, right)`` terms."""
+    cases = [(4, 1, 0), (6, 2, 0), (5, 1, 1), (7, 2, 1), (7, 0, 3), (6, -1, 0), (5, -1, -1), (6, 3, -1),
+             (1, 0, 0), (5, 9, 0), (8, 0, 0)]
+    for n, (T, left, right) in enumerate(cases, start=1):
+        checks.check_equal(f"window case {n} of {len(cases)}", fn(T, left, right), _window_by_loops(T, left, right),
+                           hint=WINDOW_HINT)
+
+
+def _document_mask_by_loops(doc_ids: list[int]) -> torch.Tensor:
+    T = len(doc_ids)
+    return torch.tensor([[j <= i and doc_ids[j] == doc_ids[i] for j in range(T)] for i in range(T)])
+
+
+def check_document_mask(fn: Callable[[torch.Tensor], object]) -> None:
+    """Exercise 2: ``fn(doc_ids)`` -> (T, T) causal mask within each packed document; attention must then equal
+    attention over each document separately."""
+    for n, doc_ids in enumerate(([0, 0, 0, 1, 1, 2], [0, 1, 1, 1], [3, 3, 3, 3, 3], [0, 1, 2, 3]), start=1):
+        checks.check_equal(f"documents, case {n} of 4", fn(torch.tensor(doc_ids)), _document_mask_by_loops(doc_ids),
+                           hint=DOC_HINT)
+    doc_ids = torch.tensor([0, 0, 0, 1, 1, 2])
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(6, 8, generator=g) for _ in range(3))  # (T, D) each
+    mask = torch.as_tensor(fn(doc_ids)).to(torch.bool)  # (T, T)
+    packed = scaled_dot_product_attention(q, k, v, mask)  # (T, D)
+    separate = torch.cat([scaled_dot_product_attention(q[s], k[s], v[s], causal_mask(s.stop - s.start))
+                          for s in (slice(0, 3), slice(3, 5), slice(5, 6))])  # (T, D)
+    checks.check_close("packed attention equals attention per document", packed, separate, atol=1e-6, hint=DOC_HINT)
+
+
+def _positions_by_loops(row: list[int]) -> list[int]:
+    out, previous, count = [], None, 0
+    for doc in row:
+        count = count + 1 if doc == previous else 0
+        out.append(count if doc >= 0 else 0)
+        previous = doc
+    return out
+
+
+def _packed_cases() -> list[torch.Tensor]:
+    cases = [torch.tensor([[-1, -1, 0, 0, 0, 1, 1], [0, 0, 1, 1, 1, 1, 1], [0, 0, 0, -1, -1, -1, -1]]),
+             torch.tensor([[5, 5, 5, 5]]), torch.tensor([[-1, -1, -1, 2]]), torch.tensor([[0, 1, 2, 3, 4]])]
+    g = torch.Generator().manual_seed(21)
+    for _ in range(3):  # random rows: left padding, 1 to 4 documents of random length, right padding
+        rows = []
+        for _ in range(4):
+            lengths = torch.randint(1, 6, (int(torch.randint(1, 5, (1,), generator=g)),), generator=g).tolist()
+            row = [doc for doc, length in enumerate(lengths) for _ in range(length)]
+            left = int(torch.randint(0, 4, (1,), generator=g))
+            rows.append([-1] * left + row)
+        width = max(map(len, rows))
+        cases.append(torch.tensor([row + [-1] * (width - len(row)) for row in rows]))
+    return cases
+
+
+def check_packed_position_ids(fn: Callable[[torch.Tensor], object]) -> None:
+    """Exercise 3: ``fn(doc_ids)`` with ``doc_ids`` (B, T), -1 = padding -> (B, T) position ids, exactly.
+
+    Exact equality on the real tokens: a model with rotary positions gives the same logits for ids shifted by a
+    constant, so comparing logits would let an off-by-one answer through.
+    """
+    cases = _packed_cases()
+    for n, doc_ids in enumerate(cases, start=1):
+        answer = checks.as_float_tensor(f"position ids, case {n}", fn(doc_ids.clone()), POSITION_HINT)
+        if tuple(answer.shape) != tuple(doc_ids.shape):
+            raise AssertionError(f"position ids, case {n}: shape {tuple(answer.shape)}, expected "
+                                 f"{tuple(doc_ids.shape)} (one id per token). {POSITION_HINT}")
+        real = doc_ids >= 0
+        expected = torch.tensor([_positions_by_loops(row) for row in doc_ids.tolist()])
+        checks.check_equal(f"position ids of the real tokens, case {n} of {len(cases)}", answer[real],
+                           expected[real], hint=POSITION_HINT)
+
+
+def check_mlm_loss(fn: Callable[[torch.Tensor, torch.Tensor], object], logits: torch.Tensor,
+                   targets: torch.Tensor, model_loss: torch.Tensor) -> None:
+    """Exercise 4: ``fn(logits, targets)`` -> mean cross-entropy over chosen positions, equal to ``model_loss``
+    (the GPT's ``ignore_index=-100`` loss on the same ``logits`` (B, T, V) and ``targets`` (B, T))."""
+    logits, targets = logits.detach().cpu().float(), targets.detach().cpu()
+    checks.check_close("equals the model's ignore_index loss", fn(logits, targets), model_loss.detach().cpu(),
+                       atol=1e-5, hint=MLM_HINT)
+    one_hot = torch.full((1, 3, 5), -1e4)
+    one_hot[0, 1, 2] = 1e4
+    checks.check_close("a perfect prediction at the only chosen position costs 0",
+                       fn(one_hot, torch.tensor([[-100, 2, -100]])), 0.0, atol=1e-6, hint=MLM_HINT)
+    uniform = torch.zeros(2, 4, 8)  # every chosen position costs ln 8, whatever the number chosen
+    uniform_targets = torch.tensor([[1, -100, -100, -100], [-100, 3, 5, -100]])
+    checks.check_close("uniform logits cost ln V per chosen position", fn(uniform, uniform_targets),
+                       torch.log(torch.tensor(8.0)), atol=1e-5, hint=MLM_HINT)

@@ -1,0 +1,139 @@
+"""Chapter 02's exercise checks accept every correct answer and reject the likely wrong ones, without revealing them."""
+
+import pytest
+import torch
+
+from course_utils.exercises import ch02 as ex
+from course_utils.model import masks
+from course_utils.solutions import ch02 as sol
+
+
+def rejects(check, *args):
+    with pytest.raises(AssertionError) as info:
+        check(*args)
+    return str(info.value)
+
+
+def grid(T):
+    return torch.arange(T)[:, None], torch.arange(T)[None, :]  # query i (T, 1), key j (1, T)
+
+
+# ---- exercise 1: FlashAttention-style (left, right) window ----------------------------------------------------
+
+def test_window_accepts_the_solution_and_other_correct_forms(capsys):
+    ex.check_window_mask(sol.window_mask)
+    ex.check_window_mask(lambda T, l, r: sol.window_mask(T, l, r).int().tolist())  # a list of 0/1
+    ex.check_window_mask(lambda T, l, r: sol.window_mask(T, l, r).float())
+    assert "[pass]" in capsys.readouterr().out
+
+
+def off_by_one(T, left, right):  # j > i - left instead of >=: one key short on the left
+    i, j = grid(T)
+    return ((j > i - left) | (left < 0)) & ((j <= i + right) | (right < 0))
+
+
+def transposed(T, left, right):
+    return sol.window_mask(T, left, right).T
+
+
+def sees_the_future(T, left, right):  # forgets the right-hand limit
+    i, j = grid(T)
+    return (j >= i - left) | (left < 0)
+
+
+def package_sliding_window(T, left, right):  # the package function covers only (W - 1, 0) and symmetric windows
+    return masks.sliding_window_mask(T, left + 1 if left >= 0 else T)
+
+
+@pytest.mark.parametrize("wrong", [off_by_one, transposed, sees_the_future, package_sliding_window])
+def test_window_rejects_likely_wrong_answers(wrong):
+    message = rejects(ex.check_window_mask, wrong)
+    assert "wrong" in message or "shape" in message
+
+
+def test_window_failure_does_not_reveal_the_answer():
+    message = rejects(ex.check_window_mask, off_by_one)
+    assert "True" not in message and "tensor(" not in message and "[[" not in message
+
+
+# ---- exercise 2: document-causal mask ---------------------------------------------------------------------------
+
+def test_document_mask_accepts_correct_forms():
+    ex.check_document_mask(sol.document_causal_mask)
+    ex.check_document_mask(lambda d: sol.document_causal_mask(d).long().tolist())
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda d: d[:, None] == d[None, :],  # same document, but sees the future
+    lambda d: masks.causal_mask(len(d)),  # causal, but crosses documents
+    lambda d: sol.document_causal_mask(d).T,  # transposed: the upper triangle
+])
+def test_document_mask_rejects_likely_wrong_answers(wrong):
+    rejects(ex.check_document_mask, wrong)
+
+
+# ---- exercise 3: position ids of packed, padded rows -----------------------------------------------------------
+
+def test_position_ids_accept_correct_forms():
+    ex.check_packed_position_ids(sol.packed_position_ids)
+    ex.check_packed_position_ids(lambda d: sol.packed_position_ids(d).tolist())
+    ex.check_packed_position_ids(lambda d: sol.packed_position_ids(d).int())
+    ex.check_packed_position_ids(lambda d: sol.packed_position_ids(d).masked_fill(d < 0, 1))  # any pad value
+
+
+def starting_at_one(d):
+    return sol.packed_position_ids(d) + 1
+
+
+def counted_over_padding(d):  # restarts per document, but the left padding is counted into the first document
+    filled = d.clone()
+    for row in filled:
+        real = (row >= 0).nonzero()
+        if len(real):
+            row[: real[0, 0]] = row[real[0, 0]]
+    return sol.packed_position_ids(filled)
+
+
+def whole_row_arange(d):
+    return torch.arange(d.shape[1]).expand_as(d).clone()
+
+
+def no_restart_per_document(d):  # the package's left-padding position ids: right for one document per row only
+    return masks.position_ids_from_attention_mask((d >= 0).long())
+
+
+def wrong_shape(d):
+    return sol.packed_position_ids(d)[:, :-1]
+
+
+@pytest.mark.parametrize("wrong", [starting_at_one, counted_over_padding, whole_row_arange, no_restart_per_document,
+                                   wrong_shape])
+def test_position_ids_reject_likely_wrong_answers(wrong):
+    message = rejects(ex.check_packed_position_ids, wrong)
+    assert "tensor(" not in message
+
+
+# ---- exercise 4: MLM loss ---------------------------------------------------------------------------------------
+
+def mlm_data():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 6, 11, generator=g)
+    targets = torch.randint(0, 11, (3, 6), generator=g)
+    targets[torch.rand(3, 6, generator=g) > 0.4] = -100
+    targets[0, 0] = 4  # at least one chosen position
+    model_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    return logits, targets, model_loss
+
+
+def test_mlm_loss_accepts_correct_forms():
+    ex.check_mlm_loss(sol.mlm_loss, *mlm_data())
+    ex.check_mlm_loss(lambda lg, tg: float(sol.mlm_loss(lg, tg)), *mlm_data())
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda lg, tg: torch.nn.functional.cross_entropy(lg[tg != -100], tg[tg != -100], reduction="sum"),
+    lambda lg, tg: torch.nn.functional.cross_entropy(lg.flatten(0, 1), tg.clamp(min=0).flatten()),  # all positions
+    lambda lg, tg: -torch.log_softmax(lg, -1).amax(-1)[tg != -100].mean(),  # loss of the argmax, not the target
+])
+def test_mlm_loss_rejects_likely_wrong_answers(wrong):
+    rejects(ex.check_mlm_loss, wrong, *mlm_data())
