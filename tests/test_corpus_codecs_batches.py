@@ -80,3 +80,11 @@ def test_sample_batch_targets_are_inputs_shifted_by_one():
     get_batch = make_batch_fn(data, data, 2, 4)
     with pytest.raises(ValueError, match="split"):
         get_batch("test", gen)
+
+
+def test_a_truncated_split_lists_only_the_works_it_contains():
+    split = load_shakespeare(max_train_chars=200_000)
+    assert len(split.train_text) == 200_000 and 1 <= len(split.train_works) < 38
+    assert f"train: {len(split.train_works)} works" in split.describe()
+    covered = sum(len(load_work(k)) + 2 for k in split.train_works[:-1])
+    assert covered < 200_000  # the last listed work starts inside the cut

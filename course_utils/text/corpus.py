@@ -77,8 +77,22 @@ def load_shakespeare(val_works: tuple[str, ...] = DEFAULT_VAL_WORKS, max_train_c
     for name, limit in (("max_train_chars", max_train_chars), ("max_val_chars", max_val_chars)):
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ValueError(f"{name} must be a positive int or None, got {limit!r}")
-    train_keys = tuple(k for k in works if k not in val_works)
-    val_keys = tuple(val_works)
-    train = "\n\n".join(load_work(k) for k in train_keys)[:max_train_chars]
-    val = "\n\n".join(load_work(k) for k in val_keys)[:max_val_chars]
+    train, train_keys = _join_prefix(tuple(k for k in works if k not in val_works), max_train_chars)
+    val, val_keys = _join_prefix(tuple(val_works), max_val_chars)
     return CorpusSplit(train, val, train_keys, val_keys)
+
+
+def _join_prefix(keys: tuple[str, ...], limit: int | None) -> tuple[str, tuple[str, ...]]:
+    """The works joined by a blank line and cut to ``limit`` characters, and the keys of the works that survive
+    the cut (at least partly), so a truncated split never claims works it does not contain."""
+    texts = [load_work(k) for k in keys]
+    text = "\n\n".join(texts)
+    if limit is None or limit >= len(text):
+        return text, keys
+    kept, start = [], 0
+    for key, work in zip(keys, texts):
+        if start >= limit:
+            break
+        kept.append(key)
+        start += len(work) + 2  # the work and the blank line after it
+    return text[:limit], tuple(kept)
