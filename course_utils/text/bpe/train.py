@@ -16,8 +16,9 @@ rule must be fixed for the merges (and so the ids) to be reproducible and to mat
 ``tie_break`` chooses it:
 
 * ``"bytes"`` (default): the lexicographically *greater* pair of byte strings ``(bytes(left), bytes(right))``
-  wins, as in Stanford CS336 assignment 1 ("deterministically break ties by preferring the lexicographically
-  greater pair"), whose reference merges this reproduces.
+  wins, the rule of Stanford CS336 assignment 1 ("deterministically break ties in pair frequency by preferring the
+  lexicographically greater pair"); ``tests/test_bpe_compat.py`` checks it against that rule written directly on
+  byte strings.
 * ``"ids"``: the smallest pair of ids ``(left, right)`` wins (ids 0-255 are the bytes, merge ``i`` creates id
   ``256 + i``, so older tokens win). Hugging Face ``tokenizers`` also takes the smaller id pair, but numbers the 256
   bytes in the order of its printable stand-in characters (space is U+0120), so the two differ exactly when a tie
