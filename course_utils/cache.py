@@ -66,33 +66,31 @@ def is_complete_dir(path: Path) -> bool:
                for name, size in sizes.items())
 
 
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write ``text`` to a temporary file in the same folder, flushed to disk, then rename it onto ``path``."""
+@contextmanager
+def atomic_file(path: Path, mode: str = "wb") -> Iterator:
+    """Yield a temporary file opened with ``mode`` in ``path``'s folder; on success flush it to disk and rename it
+    onto ``path``, on failure delete it (``path`` keeps its old content either way)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path, "w") as f:
+        f.write(text)
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path, "wb") as f:
+        torch.save(obj, f)

@@ -61,3 +61,15 @@ def test_load_or_train_rebuilds_a_corrupt_checkpoint(tmp_path, capsys):
     other = GPTConfig(vocab_size=6, block_size=4, n_layer=1, n_head=1, n_embd=8)
     _, _, trained = load_or_train(path, lambda: (GPT(other), {}), other)
     assert trained
+
+
+def test_a_failed_atomic_write_keeps_the_old_file(tmp_path):
+    from course_utils.cache import atomic_file, atomic_write_text
+
+    target = tmp_path / "result.json"
+    atomic_write_text("old", target)
+    with pytest.raises(RuntimeError):
+        with atomic_file(target, "w") as f:
+            f.write("half of the new")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
