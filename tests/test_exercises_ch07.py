@@ -53,40 +53,51 @@ def test_epsilon_check():
         rejects(ex.check_epsilon_filter, wrong)
 
 
-# ---------- exercise 2: windowed CTRL penalty ----------
+# ---------- exercise 2: a repetition penalty that fades with distance ----------
 
-def windowed_vectorised(logits, prev_ids, penalty, window):  # correct, vectorised, float64
-    seen = torch.zeros_like(logits, dtype=torch.bool).scatter(1, prev_ids[:, -window:], True)
+def decaying_vectorised(logits, prev_ids, penalty, window):  # correct, vectorised, float64
+    B, T = prev_ids.shape
+    recent = prev_ids[:, -window:]  # (B, W)
+    W = recent.shape[1]
+    d = (W - 1 - torch.arange(W)).double().expand(B, W)  # distance of each position from the last id
+    nearest = torch.full(logits.shape, float("inf"), dtype=torch.float64).scatter_reduce(1, recent, d, "amin")
+    theta = torch.where(nearest.isinf(), torch.ones_like(nearest), penalty ** (1 - nearest / window))
     z = logits.double()
-    return torch.where(seen, torch.where(z > 0, z / penalty, z * penalty), z)
+    return torch.where(z > 0, z / theta, z * theta)
 
 
-def windowed_no_window(logits, prev_ids, penalty, window):  # ignores the window
-    return sol.windowed_repetition_penalty(logits, prev_ids, penalty, prev_ids.shape[1])
+def decaying_package_shortcut(logits, prev_ids, penalty, window):  # one call of the package: no fading
+    from course_utils.generate.sampling import apply_repetition_penalty
+    return apply_repetition_penalty(logits, prev_ids[:, -window:], penalty)
 
 
-def windowed_divide_all(logits, prev_ids, penalty, window):  # no sign rule: raises negative logits
-    seen = torch.zeros_like(logits, dtype=torch.bool).scatter(1, prev_ids[:, -window:], True)
-    return torch.where(seen, logits / penalty, logits)
-
-
-def windowed_off_by_one(logits, prev_ids, penalty, window):
-    return sol.windowed_repetition_penalty(logits, prev_ids, penalty, window + 1)
-
-
-def windowed_per_occurrence(logits, prev_ids, penalty, window):  # penalises a token once per occurrence
+def decaying_first_occurrence(logits, prev_ids, penalty, window):  # uses the oldest occurrence, not the newest
     out = logits.clone()
     for b in range(logits.shape[0]):
-        for token in prev_ids[b, -window:].tolist():
-            out[b, token] = out[b, token] / penalty if out[b, token] > 0 else out[b, token] * penalty
+        recent = prev_ids[b, -window:].tolist()
+        first = {}
+        for pos, token in enumerate(recent):
+            first.setdefault(token, len(recent) - 1 - pos)
+        for token, d in first.items():
+            theta = penalty ** (1 - d / window)
+            out[b, token] = out[b, token] / theta if out[b, token] > 0 else out[b, token] * theta
     return out
 
 
-def test_windowed_penalty_check():
-    ex.check_windowed_penalty(sol.windowed_repetition_penalty)
-    ex.check_windowed_penalty(windowed_vectorised)
-    for wrong in (windowed_no_window, windowed_divide_all, windowed_off_by_one, windowed_per_occurrence):
-        rejects(ex.check_windowed_penalty, wrong)
+def decaying_no_sign_rule(logits, prev_ids, penalty, window):  # divides negative logits too
+    out = sol.decaying_repetition_penalty(logits, prev_ids, penalty, window)
+    return torch.where(logits < 0, logits * logits / out, out)
+
+
+def decaying_no_window(logits, prev_ids, penalty, window):
+    return sol.decaying_repetition_penalty(logits, prev_ids, penalty, prev_ids.shape[1])
+
+
+def test_decaying_penalty_check():
+    ex.check_decaying_penalty(sol.decaying_repetition_penalty)
+    ex.check_decaying_penalty(decaying_vectorised)
+    for wrong in (decaying_package_shortcut, decaying_first_occurrence, decaying_no_sign_rule, decaying_no_window):
+        rejects(ex.check_decaying_penalty, wrong)
 
 
 # ---------- exercise 3: KV cache with a sliding window ----------

@@ -1,5 +1,5 @@
-"""Checks for chapter 07's exercises (sampling and decoding): an epsilon filter, a windowed CTRL penalty, the KV
-cache of a sliding-window model, and how much a continuation copies its prompt.
+"""Checks for chapter 07's exercises (sampling and decoding): an epsilon filter, a repetition penalty that fades
+with distance, the KV cache of a sliding-window model, and how much a continuation copies its prompt.
 
 Each exercise asks for something :mod:`course_utils.generate` does not provide (epsilon sampling, a penalty window,
 a rolling-buffer cache, n-gram novelty), so no package call is the answer. Each check computes the expected value
@@ -51,31 +51,37 @@ def check_epsilon_filter(fn: Callable[[torch.Tensor, float], Any]) -> None:
     checks.check_equal("random logits, epsilon 0.01", fn(r.clone(), 0.01), _epsilon_reference(r, 0.01), hint=hint)
 
 
-def _windowed_reference(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float, window: int) -> torch.Tensor:
+def _decaying_reference(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float, window: int) -> torch.Tensor:
     out = logits.clone()
     for b in range(logits.shape[0]):
-        for token in set(prev_ids[b].tolist()[-window:]):
+        recent = prev_ids[b].tolist()[-window:]
+        last = {}
+        for pos, token in enumerate(recent):
+            last[token] = len(recent) - 1 - pos
+        for token, d in last.items():
+            theta = penalty ** (1 - d / window)
             z = float(logits[b, token])
-            out[b, token] = z / penalty if z > 0 else z * penalty
+            out[b, token] = z / theta if z > 0 else z * theta
     return out
 
 
-def check_windowed_penalty(fn: Callable[[torch.Tensor, torch.Tensor, float, int], Any]) -> None:
-    """``fn(logits (B, V), prev_ids (B, T), penalty, window)``: the CTRL penalty for the tokens among the last
-    ``window`` ids of each row (once per token, however often it occurs)."""
-    hint = ("only the last `window` ids of each row count; a positive logit is divided by the penalty, a negative "
-            "one multiplied; a token seen twice is penalised once")
+def check_decaying_penalty(fn: Callable[[torch.Tensor, torch.Tensor, float, int], Any]) -> None:
+    """``fn(logits (B, V), prev_ids (B, T), penalty, window)``: the CTRL sign rule for the tokens among the last
+    ``window`` ids, with strength ``penalty ** (1 - d / window)`` where ``d`` counts ids back from the last one
+    (0) to the token's most recent occurrence."""
+    hint = ("only the last `window` ids count; use each token's most recent occurrence (d = 0 for the last id); the "
+            "strength is penalty ** (1 - d / window); divide a positive logit by it, multiply a negative one")
     z = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
     cases = [("hand example: a token before the window", torch.tensor([[2, 0, 1]]), 2),
-             ("hand example: a token twice in the window", torch.tensor([[3, 1, 1]]), 3),
+             ("hand example: a token twice in the window", torch.tensor([[1, 3, 1, 2]]), 4),
              ("hand example: window longer than the context", torch.tensor([[1, 3]]), 10)]
     for label, prev, window in cases:
-        checks.check_close(label, fn(z.clone(), prev, 2.0, window), _windowed_reference(z, prev, 2.0, window),
+        checks.check_close(label, fn(z.clone(), prev, 2.0, window), _decaying_reference(z, prev, 2.0, window),
                            hint=hint)
     r = _logits(1, (3, 50), 3.0)
     prev = torch.randint(0, 50, (3, 20), generator=torch.Generator("cpu").manual_seed(2))
-    checks.check_close("random logits, window 5, penalty 1.7", fn(r.clone(), prev, 1.7, 5),
-                       _windowed_reference(r, prev, 1.7, 5), hint=hint)
+    checks.check_close("random logits, window 8, penalty 1.7", fn(r.clone(), prev, 1.7, 8),
+                       _decaying_reference(r, prev, 1.7, 8), hint=hint)
 
 
 def check_mistral_kv_gib(fn: Callable[[], Any]) -> None:

@@ -9,7 +9,7 @@ length (the "heuristic" stopping rule of ``transformers``' default ``early_stopp
 
 References: the classic algorithm as used in neural MT (I. Sutskever, O. Vinyals, Q. V. Le, "Sequence to Sequence
 Learning with Neural Networks", 2014; Y. Wu et al., "Google's Neural Machine Translation System", 2016, for length
-normalisation); C. Meister, R. Cotterell, T. Vieira, "If Beam Search is the Answer, What was the Question?", 2020.
+normalisation, there ``((5 + L) / 6) ** alpha``; we use ``transformers``' simpler ``L ** alpha``); C. Meister, R. Cotterell, T. Vieira, "If Beam Search is the Answer, What was the Question?", 2020.
 
 The model is any ``logits_fn(ids (K, T)) -> next-token logits (K, V)``; we recompute the whole prefix each step
 (clear, not fast). Left out: a KV cache reordered by beam, batches of prompts, diverse/constrained beam search,

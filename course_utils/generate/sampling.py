@@ -17,8 +17,9 @@ References
 * Min-p: M. Nguyen et al., "Turning Up the Heat: Min-p Sampling for Creative and Coherent LLM Outputs", 2024.
 * ``min_tokens_to_keep``: as ``transformers``' TopK/TopP/MinPLogitsWarper (never keep fewer tokens than that).
 * Repetition penalty: N. S. Keskar et al., "CTRL: A Conditional Transformer Language Model for Controllable
-  Generation", 2019 (divide a positive logit by the penalty, multiply a negative one, as ``transformers`` does; it
-  counts every token of the context, prompt included).
+  Generation", 2019, which divides every seen logit by the penalty; the sign rule (divide a positive logit, multiply
+  a negative one) is ``transformers``' fix (PR #2303, 2019), followed by llama.cpp and vLLM. Every token of the
+  context counts, prompt included.
 * Frequency and presence penalties: the OpenAI API reference ("parameter details"):
   ``logit[j] -= c[j] * frequency_penalty + (c[j] > 0) * presence_penalty`` with ``c[j]`` the number of times token j
   was *sampled* so far (the prompt does not count).

@@ -15,14 +15,18 @@ def epsilon_filter(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
     return logits.masked_fill(remove, -math.inf)
 
 
-def windowed_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float,
+def decaying_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float,
                                 window: int) -> torch.Tensor:
-    """CTRL sign rule for the tokens among the last ``window`` ids of each row (llama.cpp's repeat_last_n)."""
+    """CTRL sign rule for the tokens among the last ``window`` ids of each row, with a strength that fades with
+    distance: ``penalty ** (1 - d / window)``, ``d`` = how many ids ago the token last occurred (0 = the last id)."""
     out = logits.clone()
     for b in range(logits.shape[0]):
-        for token in set(prev_ids[b, -window:].tolist()):
+        recent = prev_ids[b, -window:].tolist()
+        distance = {token: len(recent) - 1 - pos for pos, token in enumerate(recent)}  # later occurrences win
+        for token, d in distance.items():
+            theta = penalty ** (1 - d / window)
             z = out[b, token]
-            out[b, token] = z / penalty if z > 0 else z * penalty
+            out[b, token] = z / theta if z > 0 else z * theta
     return out
 
 
