@@ -119,7 +119,7 @@ class BPETokenizer:
     def from_ranks(cls, ranks: Mapping[bytes, int], pattern: str, special_tokens: Mapping[str, int] = {},
                    cache_size: int = 200_000) -> "BPETokenizer":
         """A tokenizer from tiktoken's mergeable ranks (token bytes -> rank = id), e.g. read by
-        :func:`course_utils.text.bpe.tiktoken_files.load_tiktoken_ranks`. Merges are implied by the ranks."""
+        :func:`course_utils.text.bpe.vocab_files.load_tiktoken_ranks`. Merges are implied by the ranks."""
         if not isinstance(ranks, Mapping) or not all(isinstance(t, bytes) and isinstance(r, int)
                                                      for t, r in ranks.items()):
             raise TypeError("ranks must map token bytes to int ranks, e.g. {b'a': 64, ...}")
