@@ -1,0 +1,148 @@
+"""Chapter 04's exercise checks accept the reference solution and other correct forms, reject likely wrong answers
+without revealing the expected value, and count parameters exactly as transformers does."""
+
+import math
+
+import numpy as np
+import pytest
+
+from course_utils.exercises import ch04 as ex
+from course_utils.solutions import ch04 as sol
+
+
+def rejects(check, answer):
+    with pytest.raises(AssertionError) as info:
+        check(answer)
+    return str(info.value)
+
+
+# ---------- exercise 1: Llama parameter count ----------
+
+@pytest.mark.parametrize("name", list(ex.LLAMA_CONFIGS))
+def test_reference_count_equals_transformers(name):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    config = transformers.LlamaConfig(**ex.LLAMA_CONFIGS[name], attention_bias=False, mlp_bias=False)
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM(config)
+    assert sum(p.numel() for p in model.parameters()) == sol.llama_parameter_count(ex.LLAMA_CONFIGS[name])
+
+
+def test_smollm2_count_is_the_published_135m():
+    assert sol.llama_parameter_count(ex.LLAMA_CONFIGS["SmolLM2-135M"]) == 134_515_008
+
+
+def test_llama_count_accepts_solution_and_numpy_int():
+    ex.check_llama_parameter_count(sol.llama_parameter_count)
+    ex.check_llama_parameter_count(lambda c: np.int64(sol.llama_parameter_count(c)))
+
+
+def no_gqa(c):  # k and v as wide as q
+    return sol.llama_parameter_count({**c, "num_key_value_heads": c["num_attention_heads"]})
+
+
+def head_always_counted(c):
+    return sol.llama_parameter_count({**c, "tie_word_embeddings": False})
+
+
+def no_norms(c):
+    return sol.llama_parameter_count(c) - (2 * c["num_hidden_layers"] + 1) * c["hidden_size"]
+
+
+def two_mlp_matrices(c):
+    return sol.llama_parameter_count(c) - c["num_hidden_layers"] * c["hidden_size"] * c["intermediate_size"]
+
+
+@pytest.mark.parametrize("wrong", [no_gqa, head_always_counted, no_norms, two_mlp_matrices])
+def test_llama_count_rejects_likely_mistakes(wrong):
+    message = rejects(ex.check_llama_parameter_count, wrong)
+    assert str(sol.llama_parameter_count(ex.LLAMA_CONFIGS["SmolLM2-135M"])) not in message.replace(",", "")
+
+
+def test_llama_count_rejects_a_fractional_count():
+    assert "whole number" in rejects(ex.check_llama_parameter_count,
+                                     lambda c: float(sol.llama_parameter_count(c)) + 0.5)
+
+
+# ---------- exercise 2: compute to reach a loss ----------
+
+def test_compute_to_reach_accepts_solution_and_closed_form_search():
+    ex.check_compute_to_reach(sol.compute_to_reach)
+
+    def by_grid(fit, target):  # another correct method: a fine grid over log C, then refine
+        if target <= fit["E"]:
+            raise ValueError("unreachable")
+        grid = np.exp(np.linspace(0, 200, 400_001))
+        losses = np.array([sol._optimal_loss(fit, c) for c in grid[::100]])
+        i = int(np.argmax(losses <= target))
+        lo, hi = math.log(grid[::100][i - 1]), math.log(grid[::100][i])
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if sol._optimal_loss(fit, math.exp(mid)) > target else (lo, mid)
+        return math.exp(hi)
+
+    ex.check_compute_to_reach(by_grid)
+
+
+def twenty_tokens_per_param(fit, target):  # Chinchilla's rule of thumb instead of this fit's optimum
+    if target <= fit["E"]:
+        raise ValueError
+    lo, hi = 0.0, 200.0
+    for _ in range(200):
+        c = math.exp((lo + hi) / 2)
+        n = math.sqrt(c / 120)
+        loss = fit["E"] + fit["A"] / n ** fit["alpha"] + fit["B"] / (20 * n) ** fit["beta"]
+        lo, hi = ((lo + hi) / 2, hi) if loss > target else (lo, (lo + hi) / 2)
+    return math.exp(hi)
+
+
+def returns_n_opt(fit, target):
+    c = sol.compute_to_reach(fit, target)
+    a, b = fit["alpha"], fit["beta"]
+    return (a * fit["A"] / (b * fit["B"])) ** (1 / (a + b)) * (c / 6) ** (b / (a + b))
+
+
+def never_refuses(fit, target):
+    return sol.compute_to_reach(fit, target) if target > fit["E"] else 1e300
+
+
+@pytest.mark.parametrize("wrong", [twenty_tokens_per_param, returns_n_opt, never_refuses,
+                                   lambda fit, t: sol.compute_to_reach(fit, t) / 6])
+def test_compute_to_reach_rejects_likely_mistakes(wrong):
+    message = rejects(ex.check_compute_to_reach, wrong)
+    assert f"{sol.compute_to_reach(ex.PUBLISHED_FITS['Hoffmann et al. 2022'], 2.5):.6g}" not in message
+
+
+# ---------- exercise 3: effective tokens ----------
+
+def test_effective_tokens_accepts_solution_and_numpy():
+    ex.check_effective_tokens(sol.effective_tokens)
+    ex.check_effective_tokens(lambda s, u, r=15.4: np.float32(sol.effective_tokens(s, u, r)).astype(np.float64)
+                              if s < 1e9 else sol.effective_tokens(s, u, r))
+
+
+def epochs_not_repetitions(seen, unique, r_star=15.4):
+    if seen <= unique:
+        return seen
+    return unique + unique * r_star * (1 - math.exp(-(seen / unique) / r_star))
+
+
+def always_formula(seen, unique, r_star=15.4):  # applies the repetition formula below one epoch too
+    repetitions = seen / unique - 1
+    return unique + unique * r_star * (1 - math.exp(-repetitions / r_star))
+
+
+def unique_only(seen, unique, r_star=15.4):
+    return min(seen, unique)
+
+
+@pytest.mark.parametrize("wrong", [epochs_not_repetitions, always_formula, unique_only,
+                                   lambda s, u, r=15.4: s])
+def test_effective_tokens_rejects_likely_mistakes(wrong):
+    rejects(ex.check_effective_tokens, wrong)
+
+
+def test_repeated_data_is_worth_less_but_more_than_unique():
+    value = sol.effective_tokens(4 * 100e9, 100e9)
+    assert 100e9 < value < 400e9
