@@ -86,3 +86,64 @@ def test_generate_is_seeded_and_validates():
     assert torch.equal(greedy, model.generate(start, 4, greedy=True))
     with pytest.raises(ValueError, match="temperature"):
         model.generate(start, 2, temperature=0.0)
+
+
+def _pair(config=TINY, seed=0):
+    """The same weights under both attention implementations."""
+    sdpa = make(GPTConfig(**{**config.__dict__, "attention": "sdpa"}), seed)
+    manual = make(GPTConfig(**{**config.__dict__, "attention": "manual"}), seed)
+    manual.load_state_dict(sdpa.state_dict())
+    return sdpa, manual
+
+
+def _masks(B=3, T=8):
+    g = torch.Generator().manual_seed(5)
+    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    padded = causal.expand(B, T, T).clone()  # (B, T, T)
+    padded[0, :, :2] = False  # left padding in sequence 0: rows 0 and 1 have every key blocked
+    return {
+        "none (causal)": None,
+        "(T, T) bidirectional": torch.ones(T, T, dtype=torch.bool),
+        "(T, T) random": torch.rand(T, T, generator=g) < 0.6,
+        "(B, T, T) padded": padded,
+        "(B, 1, T, T) random": torch.rand(B, 1, T, T, generator=g) < 0.5,
+        "(1, 1, T, T) causal": causal[None, None],
+    }
+
+
+@pytest.mark.parametrize("name", list(_masks()))
+def test_manual_attention_equals_sdpa_for_every_mask_shape(name):
+    sdpa, manual = _pair()
+    mask = _masks()[name]
+    idx = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(4))
+    a, b = sdpa(idx, attn_mask=mask)[0], manual(idx, attn_mask=mask)[0]  # (B, T, V)
+    assert torch.isfinite(b).all()  # rows with every key blocked give zeros, not NaN, as in SDPA
+    assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_manual_attention_equals_sdpa_forward_and_backward():
+    sdpa, manual = _pair()
+    idx = torch.randint(0, 11, (4, 8), generator=torch.Generator().manual_seed(6))
+    targets = torch.randint(0, 11, (4, 8), generator=torch.Generator().manual_seed(7))
+    for model in (sdpa, manual):
+        model.train()
+        model.zero_grad()
+        model(idx, targets)[1].backward()
+    assert torch.allclose(sdpa(idx, targets)[1], manual(idx, targets)[1], atol=1e-6)
+    for (name, p), q in zip(sdpa.named_parameters(), manual.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-5), name
+
+
+def test_manual_attention_dropout_is_active_in_training_only():
+    config = GPTConfig(**{**TINY.__dict__, "dropout": 0.5, "attention": "manual"})
+    model = make(config)
+    idx = torch.randint(0, 11, (2, 8), generator=torch.Generator().manual_seed(8))
+    assert torch.equal(model(idx)[0], model(idx)[0])  # eval: deterministic
+    model.train()
+    torch.manual_seed(0)
+    assert not torch.equal(model(idx)[0], model(idx)[0])  # training: weights dropped at random
+
+
+def test_attention_implementation_is_validated():
+    with pytest.raises(ValueError, match=r"attention must be one of \['manual', 'sdpa'\]"):
+        GPTConfig(attention="flash")

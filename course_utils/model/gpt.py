@@ -7,11 +7,16 @@ Embedding to Improve Language Models").
 
 The attention mask is an argument, not a hard-wired property: ``attn_mask=None`` means causal (GPT); chapter 02
 passes boolean "may attend" masks of shape ``(T, T)`` or ``(B, 1, T, T)`` for bidirectional, prefix-LM, padding or
-sliding-window attention. The computation uses ``torch.nn.functional.scaled_dot_product_attention``; chapter 02
-derives it from scratch and tests the two against each other.
+sliding-window attention. By default (``GPTConfig.attention="sdpa"``) the computation uses
+``torch.nn.functional.scaled_dot_product_attention``; chapter 02 derives it from scratch and tests the two against
+each other. ``attention="manual"`` computes the same thing explicitly, softmax(Q K^T / sqrt(D), blocked scores at
+-inf) V, with the same mask semantics and attention dropout. It exists for speed, not teaching: on CPU under bf16
+``torch.autocast`` SDPA is slow, slower than float32 training on the course machine, while the explicit version runs
+its two matmuls as bf16 GEMMs; ``benchmarks/RESULTS.md`` (chapter 01, "Char-level training") has the measured
+throughput of both paths.
 
 Deliberately left out: dropout on residual paths beyond a single rate, rotary positions, KV caching (chapter 07),
-mixed precision (callers use ``torch.autocast``).
+mixed precision (callers use ``torch.autocast``, as ``TrainConfig(precision="bf16")`` of the training loop does).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from course_utils.device import check_generator
 from course_utils.model.masks import check_mask
 
 
+ATTENTION_IMPLS = ("manual", "sdpa")
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 65
@@ -37,6 +45,7 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     tie_weights: bool = True
+    attention: str = "sdpa"  # "sdpa" (PyTorch's fused kernel) or "manual" (explicit matmuls; faster under CPU bf16)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -49,6 +58,8 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention must be one of {sorted(ATTENTION_IMPLS)}, got {self.attention!r}")
 
     @property
     def head_size(self) -> int:
@@ -66,6 +77,28 @@ def check_attn_mask(attn_mask: torch.Tensor, B: int, T: int) -> None:
         )
 
 
+def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
+                     dropout_p: float) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(D) with blocked positions at -inf) V, written out; same result as SDPA's.
+
+    ``attn_mask`` is None (causal) or a boolean "may attend" mask broadcastable to (B, H, T, T). As in SDPA, a
+    query row with every key blocked gets zero weights (not NaN). Why it exists: under CPU bf16 autocast SDPA is
+    slower than these two explicit matmuls (measured in ``benchmarks/RESULTS.md``).
+    """
+    T, D = q.shape[-2], q.shape[-1]
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D))  # (B, H, T, T)
+    causal = attn_mask is None
+    if causal:
+        attn_mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()  # (T, T)
+    scores = scores.masked_fill(~attn_mask, float("-inf"))  # (B, H, T, T)
+    weights = F.softmax(scores, dim=-1)  # (B, H, T, T); NaN on rows with every key blocked
+    if not causal:  # (a causal row always sees itself) rows with every key blocked -> 0, as SDPA does
+        weights = weights.masked_fill(~attn_mask.any(dim=-1, keepdim=True), 0.0)
+    if dropout_p > 0:
+        weights = F.dropout(weights, p=dropout_p)  # (B, H, T, T), the same attention dropout SDPA applies
+    return weights @ v  # (B, H, T, D)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention; causal unless a mask is given (the name says what the GPT uses by default)."""
 
@@ -77,6 +110,7 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.attention = config.attention
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape  # (B, T, C)
@@ -86,12 +120,13 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, H, T, D)
         if attn_mask is not None and attn_mask.dim() == 3:
             attn_mask = attn_mask.unsqueeze(1)  # (B, 1, T, T), broadcast over heads
-        y = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=attn_mask,
-            is_causal=attn_mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, H, T, D)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.attention == "manual":
+            y = manual_attention(q, k, v, attn_mask, dropout_p)  # (B, H, T, D)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None, dropout_p=dropout_p,
+            )  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.proj(y))
 

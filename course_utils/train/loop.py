@@ -6,13 +6,27 @@ References: Loshchilov & Hutter, 2019, "Decoupled Weight Decay Regularization" (
 "SGDR" (cosine schedule); the warm-up/cosine recipe used by GPT-2/3 and nanoGPT.
 
 The loop is generic: ``get_batch(split, generator)`` returns ``(idx, targets)`` so the same trainer serves
-next-token, masked-LM and SFT objectives. Left out: gradient accumulation, mixed precision, distributed training.
+next-token, masked-LM and SFT objectives.
+
+Precision (``TrainConfig.precision``): ``"fp32"`` (default) trains in float32 throughout and is bit-exact with the
+loop before this option existed. ``"bf16"`` runs the training forward pass and the loss under
+``torch.autocast(device_type=<the parameters' device type>, dtype=torch.bfloat16)`` (Micikevicius et al., 2018,
+"Mixed Precision Training", with bfloat16 instead of float16, so no loss scaling is needed): matmul inputs are
+rounded to bfloat16 (8-bit mantissa) and accumulate in float32, while the weights, their gradients and the AdamW
+states stay float32. Evaluation always runs in float32, so the validation losses of fp32 and bf16 runs are measured
+the same way and can be compared directly. bf16 only pays off where the hardware multiplies bf16 natively (recent
+GPUs; CPUs with AVX512-BF16 or AMX); elsewhere it is emulated and slower than float32 (a warning says so on CPU).
+
+Left out: gradient accumulation, float16 with loss scaling, distributed training (chapter 11, training at scale
+(coming)).
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,6 +35,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+PRECISIONS = ("bf16", "fp32")
 
 
 @dataclass
@@ -37,6 +52,7 @@ class TrainConfig:
     eval_batches: int = 20
     eval_train_split: bool = True  # also evaluate on training batches (for the train/val gap); val is always done
     fused_optimizer: bool = False  # one fused AdamW kernel for all parameters instead of a loop of small ops
+    precision: str = "fp32"  # "fp32", or "bf16": forward + loss under bf16 autocast, float32 weights and optimizer
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -58,6 +74,8 @@ class TrainConfig:
             raise ValueError(
                 f"eval_interval and eval_batches must be >= 1, got {self.eval_interval} and {self.eval_batches}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass
@@ -88,6 +106,37 @@ def lr_at(step: int, config: TrainConfig) -> float:
     decay_steps = max(1, config.max_steps - config.warmup_steps)
     progress = min(1.0, (step - config.warmup_steps) / decay_steps)
     return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.lr - config.min_lr)
+
+
+def autocast_context(model: nn.Module, precision: str):
+    """The context the training forward pass runs in: ``nullcontext()`` for fp32, bf16 autocast for bf16.
+
+    Raises ValueError if the parameters' device cannot run bf16 autocast (it would silently fall back to float32).
+    """
+    if precision == "fp32":
+        return nullcontext()
+    device = next(model.parameters()).device
+    if not torch.amp.is_autocast_available(device.type):
+        raise ValueError(f"precision='bf16' needs torch.autocast on {device.type!r}, which this torch lacks; "
+                         "use precision='fp32'")
+    with warnings.catch_warnings(record=True) as caught:  # an unsupported dtype only warns and disables autocast
+        warnings.simplefilter("always")
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            probe = torch.ones(2, 2, device=device) @ torch.ones(2, 2, device=device)  # (2, 2)
+    if probe.dtype != torch.bfloat16:
+        reason = "; ".join(str(w.message) for w in caught) or "autocast did not produce bfloat16"
+        raise ValueError(f"precision='bf16' is not supported on device {device} ({reason}); use precision='fp32'")
+    if device.type == "cpu" and not _cpu_has_native_bf16():
+        warnings.warn("this CPU has no native bf16 matmul (AVX512-BF16 or AMX): bf16 autocast is emulated and much "
+                      "slower than float32 here; precision='fp32' is faster", stacklevel=3)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # oneDNN's check for AVX512-BF16 / AMX
+    except (AttributeError, RuntimeError):
+        return True  # unknown: do not warn
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -133,8 +182,10 @@ def train(
     every evaluation sees the same batches and the curve is not noisy from resampling. ``callback(step, history)``
     runs after each evaluation; returning True stops training early. ``eval_get_batch`` (default ``get_batch``)
     draws the evaluation batches, so runs with different training batch sizes can share one evaluation set.
+    ``config.precision`` sets the training forward pass's precision; evaluation is always float32.
     """
     eval_get_batch = eval_get_batch or get_batch
+    autocast = autocast_context(model, config.precision)
     optimizer = make_optimizer(model, config)
     history = History()
     model.train()
@@ -145,7 +196,8 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx, targets = get_batch("train", generator)
-        _, loss = model(idx, targets)
+        with autocast:  # forward pass and loss only; backward and the optimizer step run outside (float32 state)
+            _, loss = model(idx, targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr (now {lr:.2e})")
         optimizer.zero_grad(set_to_none=True)
