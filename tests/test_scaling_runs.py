@@ -1,11 +1,12 @@
-"""A scaling run is deterministic, validated, and reports what the fits need."""
+"""A scaling run is deterministic, validated, and reports what the fits and the benchmark need."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from course_utils.scaling.runs import ScalingRun, train_scaling_run
+from course_utils.scaling.runs import PRECISIONS, ScalingRun, default_precision, train_scaling_run
 
 TINY = ScalingRun(n_layer=1, n_head=2, n_embd=16, tokens=40 * 8 * 32, block_size=32, batch_size=8,
                   max_train_chars=50_000, eval_batches=2)
@@ -18,6 +19,23 @@ def test_run_is_deterministic_and_leaves_the_thread_setting_alone():
     assert a["val_loss"] == b["val_loss"] and a["steps"] == 40 and a["tokens"] == 40 * 8 * 32
     assert a["val_loss"] < math.log(a["vocab_size"])  # learned more than a uniform guess over the characters
     assert a["flops_counted"] > a["flops_6nd"] > 0
+    assert a["gflops_per_s"] == pytest.approx(a["flops_counted"] / a["seconds"] / 1e9)
+    assert (a["precision"], a["device"], a["threads"]) == ("fp32", "cpu", 1)
+
+
+@pytest.mark.filterwarnings("ignore:this CPU has no native bf16")
+def test_bf16_run_is_deterministic_and_uses_the_explicit_attention_on_cpu():
+    spec = dataclasses.replace(TINY, tokens=8 * 8 * 32, precision="bf16")
+    assert spec.config(65).attention == "manual" and TINY.config(65).attention == "sdpa"
+    assert dataclasses.replace(spec, device="cuda").config(65).attention == "sdpa"  # fused attention on GPUs
+    a, b = train_scaling_run(spec), train_scaling_run(spec)
+    assert a["val_loss"] == b["val_loss"] and a["precision"] == "bf16" and math.isfinite(a["val_loss"])
+
+
+def test_default_precision_is_a_known_precision():
+    assert default_precision("cpu") in PRECISIONS and default_precision("mps") == "fp32"
+    if not torch.cuda.is_available():
+        assert default_precision("cuda") == "fp32"
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -25,8 +43,17 @@ def test_run_is_deterministic_and_leaves_the_thread_setting_alone():
     ({"n_embd": 15}, "divisible"),
     ({"threads": 0}, "threads"),
     ({"warmup_frac": 1.0}, "warmup_frac"),
+    ({"precision": "fp16"}, "precision"),
+    ({"precision": "BF16"}, "precision"),
+    ({"device": "gpu"}, "device"),
+    ({"device": 0}, "device"),
 ])
 def test_bad_specs_are_refused(kwargs, match):
     fields = {**TINY.__dict__, **kwargs}
     with pytest.raises(ValueError, match=match):
         ScalingRun(**fields)
+
+
+def test_a_spec_is_required():
+    with pytest.raises(TypeError, match="ScalingRun"):
+        train_scaling_run({"n_layer": 1})

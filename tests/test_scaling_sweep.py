@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from course_utils.scaling.sweep import load_cached, run_key, run_sweep
+from course_utils.scaling.runs import ScalingRun, train_scaling_run
+from course_utils.scaling.sweep import load_cached, local_executor, run_key, run_sweep
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,29 @@ def test_process_pool_gives_the_same_results_and_survives_a_dead_worker(tmp_path
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
         broken = run_sweep([Spec(99)], square, tmp_path / "broken", executor=pool, progress=False)
     assert "BrokenProcessPool" in broken.failures[run_key(Spec(99))]
+
+
+def test_local_executor_gives_the_in_process_results_and_one_thread_per_worker(tmp_path):
+    import torch
+
+    specs = [ScalingRun(n_layer=1, n_head=2, n_embd=16, tokens=n * 8 * 32, block_size=32, batch_size=8,
+                        max_train_chars=50_000, eval_batches=2) for n in (6, 12)]
+    with local_executor(2) as pool:
+        assert pool._mp_context.get_start_method() in ("forkserver", "spawn")  # never fork
+        assert [pool.submit(torch.get_num_threads).result() for _ in range(2)] == [1, 1]
+        pooled = run_sweep(specs + [Spec(-1)], _run_or_fail, tmp_path / "pool", executor=pool, progress=False)
+    assert "negative size" in pooled.failures[run_key(Spec(-1))] and len(pooled.results) == 2  # failure kept apart
+    serial = run_sweep(specs, train_scaling_run, tmp_path / "serial", progress=False)
+    again = run_sweep(specs, train_scaling_run, tmp_path / "pool", progress=False)
+    assert again.n_cached == 2 and again.results == {k: pooled.results[k] for k in again.results}
+    for key, result in serial.results.items():
+        assert pooled.results[key]["val_loss"] == result["val_loss"]  # same numbers in a worker and here
+    with pytest.raises(ValueError, match="workers"):
+        local_executor(0)
+
+
+def _run_or_fail(spec):
+    return square(spec) if isinstance(spec, Spec) else train_scaling_run(spec)
 
 
 def test_dask_local_cluster_reuses_the_same_cache(tmp_path):

@@ -6,8 +6,16 @@ run uses the same recipe (AdamW, warm-up then cosine decay to 10% of the peak ov
 Hoffmann et al. 2022 found necessary: a schedule longer than the run overstates the loss at small budgets), the same
 held-out plays and the same validation windows, so runs differ only in shape and token budget.
 
+Precision: ``"fp32"`` (exact, the default) or ``"bf16"`` (autocast in the training forward, through the training
+loop's ``TrainConfig.precision``). Under CPU bf16 the model uses the explicit attention path
+(``GPTConfig.attention="manual"``): PyTorch's fused SDPA is slower under CPU autocast than float32 training
+(measured in ``benchmarks/RESULTS.md``, chapter 01), while the explicit version runs its matmuls as bf16 GEMMs;
+fp32 runs and every GPU run keep SDPA. bf16 only pays on hardware with native bf16 matmuls: on a CPU without
+AVX512-BF16 or AMX (AVX2 only) a bf16 matmul is emulated and ran about 60x slower than fp32 in
+``benchmarks/bench_scaling_sweep.py``, so :func:`default_precision` picks bf16 only where the hardware has it.
+
 Left out: choosing the learning rate per size (one rate for all sizes is a simplification tiny models tolerate;
-muP, Yang et al. 2022, is the principled fix), mixed precision, and anything but the character-level corpus.
+muP, Yang et al. 2022, is the principled fix), and anything but the character-level corpus.
 """
 
 from __future__ import annotations
@@ -18,12 +26,28 @@ from functools import lru_cache
 
 import torch
 
+from course_utils.device import make_generator
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.scaling.compute import gpt_train_flops_per_token
 from course_utils.text.codecs import CharCodec
 from course_utils.text.corpus import DEFAULT_VAL_WORKS, load_shakespeare
 from course_utils.train.batches import make_batch_fn
 from course_utils.train.loop import TrainConfig, train
+
+PRECISIONS = ("fp32", "bf16")
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def default_precision(device: str = "cpu") -> str:
+    """``"bf16"`` where ``device`` has native bf16 matmuls (a CUDA GPU that supports it, e.g. Ampere or newer; a CPU
+    with AVX512-BF16 or AMX), else ``"fp32"``."""
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu helpers; absent -> False
+    if kind == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes):
+        return "bf16"
+    return "fp32"
 
 
 @dataclass(frozen=True)
@@ -42,6 +66,8 @@ class ScalingRun:
     max_train_chars: int | None = None  # None: every training play
     val_works: tuple[str, ...] = DEFAULT_VAL_WORKS
     threads: int = 1  # torch threads inside the run (1 per process when runs go to a process pool)
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast forward; see default_precision)
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "mps": where the model, the data and the generator live
 
     def __post_init__(self) -> None:
         GPTConfig(vocab_size=2, block_size=self.block_size, n_layer=self.n_layer, n_head=self.n_head,
@@ -55,10 +81,21 @@ class ScalingRun:
                              f"batch_size x block_size = {self.batch_size * self.block_size}")
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"ScalingRun.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICE_KINDS:
+            raise ValueError(f"ScalingRun.device must be a string naming one of {DEVICE_KINDS} (optionally "
+                             f"'cuda:N'), got {self.device!r}")
 
     @property
     def steps(self) -> int:
         return self.tokens // (self.batch_size * self.block_size)
+
+    def config(self, vocab_size: int) -> GPTConfig:
+        """The model's config: explicit attention under CPU bf16 (faster there), SDPA otherwise."""
+        manual = self.precision == "bf16" and self.device == "cpu"
+        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, attention="manual" if manual else "sdpa")
 
 
 @lru_cache(maxsize=4)
@@ -70,31 +107,34 @@ def _char_data(val_works: tuple[str, ...], max_train_chars: int | None):
 
 
 def train_scaling_run(spec: ScalingRun) -> dict:
-    """Train ``spec`` on the CPU and return what a scaling fit needs (JSON-serialisable)."""
+    """Train ``spec`` on ``spec.device`` and return what a scaling fit and the benchmark need (JSON-serialisable)."""
     if not isinstance(spec, ScalingRun):
         raise TypeError(f"spec must be a ScalingRun, got {type(spec).__name__}")
     vocab_size, train_ids, val_ids = _char_data(spec.val_works, spec.max_train_chars)
-    config = GPTConfig(vocab_size=vocab_size, block_size=spec.block_size, n_layer=spec.n_layer,
-                       n_head=spec.n_head, n_embd=spec.n_embd)
+    device = torch.device(spec.device)
+    config = spec.config(vocab_size)
     steps = spec.steps
     recipe = TrainConfig(max_steps=steps, lr=spec.lr, min_lr=spec.lr / 10, warmup_steps=int(spec.warmup_frac * steps),
                          weight_decay=spec.weight_decay, eval_interval=steps, eval_batches=spec.eval_batches,
-                         eval_train_split=False, fused_optimizer=True, progress=False)
+                         eval_train_split=False, fused_optimizer=True, progress=False, precision=spec.precision)
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
     try:
-        torch.manual_seed(spec.seed)  # weight initialisation uses the global generator
-        model = GPT(config)
-        get_batch = make_batch_fn(train_ids, val_ids, spec.batch_size, spec.block_size)
-        eval_batch = make_batch_fn(train_ids, val_ids, 32, spec.block_size)  # one validation set for every run
+        torch.manual_seed(spec.seed)  # weight initialisation uses the global generator (on the CPU, then moved)
+        model = GPT(config).to(device)
+        train_ids, val_ids = train_ids.to(device), val_ids.to(device)
+        get_batch = make_batch_fn(train_ids, val_ids, spec.batch_size, spec.block_size, device)
+        eval_batch = make_batch_fn(train_ids, val_ids, 32, spec.block_size, device)  # one validation set for all
         start = time.perf_counter()
-        history = train(model, get_batch, recipe, torch.Generator().manual_seed(spec.seed), eval_get_batch=eval_batch)
+        history = train(model, get_batch, recipe, make_generator(spec.seed, device), eval_get_batch=eval_batch)
         seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
     tokens = steps * spec.batch_size * spec.block_size
     n_params = model.num_parameters()
+    flops_counted = float(gpt_train_flops_per_token(config)["total"] * tokens)
     return {"val_loss": history.final_val_loss, "vocab_size": vocab_size, "n_params": n_params,
             "n_params_total": model.num_parameters(non_embedding=False), "tokens": tokens, "steps": steps,
             "seconds": seconds, "tokens_per_s": tokens / seconds, "flops_6nd": 6.0 * n_params * tokens,
-            "flops_counted": float(gpt_train_flops_per_token(config)["total"] * tokens)}
+            "flops_counted": flops_counted, "gflops_per_s": flops_counted / seconds / 1e9,
+            "precision": spec.precision, "device": str(device), "threads": spec.threads}

@@ -7,9 +7,11 @@ run is never trained twice and a changed recipe never reuses a stale result. Eac
 (an exception in a worker, a worker that dies) is reported with its message while every other result is kept.
 
 The executor decides where runs happen: ``None`` runs them one after another in this process; a
-``ProcessPoolExecutor`` uses local cores; Dask's ``Client.get_executor()`` or submitit's executor send them to a
-cluster with no change here. ``run_fn`` must be importable (a module-level function) for process or cluster
-executors.
+``ProcessPoolExecutor`` uses local cores (:func:`local_executor` makes the course's: a safe start method and one torch
+thread per worker, since on a small CPU two processes of one thread train more tokens per second than one process of
+two threads, measured in ``benchmarks/RESULTS.md``, chapter 04); Dask's ``Client.get_executor()`` or submitit's
+executor send them to a cluster with no change here. ``run_fn`` must be importable (a module-level function) for
+process or cluster executors.
 
 Left out: retries, time limits per run, and sharing a cache between machines (point ``cache`` at a shared folder).
 """
@@ -19,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from concurrent.futures import Executor, as_completed
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,12 +32,44 @@ from tqdm.auto import tqdm
 from course_utils.cache import atomic_write_text
 
 
+def _one_thread_worker() -> None:
+    import torch  # the worker's own torch: one intra-op and one inter-op thread, so workers do not oversubscribe
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already fixed (inter-op work happened before); harmless
+        pass
+
+
+def local_executor(workers: int = 2, preload: Sequence[str] = ("course_utils.scaling.runs",)) -> ProcessPoolExecutor:
+    """A process pool of ``workers`` processes with one torch thread each, started safely.
+
+    ``fork`` is unsafe once the parent has started OpenMP or torch threads (a Jupyter kernel that trained anything
+    has): the child inherits locks held by threads that do not exist in it and can hang. ``forkserver`` (where the
+    platform has it, with ``preload`` imported once in the server so each worker starts without re-importing torch)
+    or else ``spawn`` starts workers from a clean interpreter. Use it as a context manager, so the workers end.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(list(preload))
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread_worker)
+
+
 def run_key(spec: Any) -> str:
     """A stable 16-hex-digit key for a dataclass ``spec``: its class name and fields, hashed."""
     if not dataclasses.is_dataclass(spec) or isinstance(spec, type):
         raise TypeError(f"a run spec must be a dataclass instance, got {type(spec).__name__}")
     payload = json.dumps({"kind": type(spec).__name__, "fields": dataclasses.asdict(spec)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _spec_fields(spec: Any) -> dict:
+    """The spec's fields as they read back from JSON (tuples become lists), so a cached record compares equal."""
+    return json.loads(json.dumps(dataclasses.asdict(spec)))
 
 
 @dataclass
@@ -51,7 +86,7 @@ def load_cached(cache: Path, spec: Any) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("spec") != dataclasses.asdict(spec):
+    if not isinstance(record, dict) or record.get("spec") != _spec_fields(spec):
         return None
     return record.get("result")
 
@@ -82,8 +117,8 @@ def run_sweep(specs: Sequence[Any], run_fn: Callable[[Any], dict], cache: Path |
     def record(key: str, result: Any) -> None:
         if not isinstance(result, dict):
             raise TypeError(f"run_fn must return a dict (JSON-serialisable), got {type(result).__name__}")
-        spec_fields = dataclasses.asdict(by_key[key])
-        atomic_write_text(json.dumps({"spec": spec_fields, "result": result}, indent=1), cache / f"{key}.json")
+        record_text = json.dumps({"spec": _spec_fields(by_key[key]), "result": result}, indent=1)
+        atomic_write_text(record_text, cache / f"{key}.json")
         out.results[key] = result
 
     if executor is None:

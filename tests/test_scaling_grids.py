@@ -1,0 +1,79 @@
+"""The sweep grids: IsoFLOP token counts, every profile's grid valid and grouped by budget, bad grids refused."""
+
+import numpy as np
+import pytest
+
+from course_utils.scaling.grids import PREDICTION_RUNS, SWEEP_GRIDS, SweepGrid, grid_runs, isoflop_tokens
+from course_utils.scaling.runs import PRECISIONS, ScalingRun
+
+GRID = SweepGrid(shapes=((1, 2, 16), (2, 2, 32), (2, 4, 64)), budgets=(1e9, 4e9), batch_sizes=(8, 8, 4),
+                 block_size=16, precision="fp32")
+
+
+def test_tokens_are_budget_over_6n_in_whole_batches():
+    runs = grid_runs(GRID)
+    assert len(runs) == 6 and [r.tokens for r in runs[:3]] != [r.tokens for r in runs[3:]]
+    assert all(6 * r.tokens * GRID.n_params((r.n_layer, r.n_head, r.n_embd)) > 3e9 for r in runs[:3])  # largest first
+    for run in runs:
+        shape = (run.n_layer, run.n_head, run.n_embd)
+        budget = 4e9 if run in runs[:3] else 1e9
+        batch = run.batch_size * run.block_size
+        assert run.tokens % batch == 0 and run.tokens == round(budget / (6 * GRID.n_params(shape)) / batch) * batch
+        assert run.precision == "fp32" and run.device == "cpu"
+    assert GRID.n_params((2, 2, 32)) == 2 * (12 * 32 * 32 + 13 * 32) + 2 * 32  # 12 C^2 + biases/norms per layer
+
+
+@pytest.mark.parametrize("profile", sorted(SWEEP_GRIDS))
+def test_every_profile_grid_is_a_valid_isoflop_design(profile):
+    grid = SWEEP_GRIDS[profile]
+    runs = grid_runs(grid)
+    assert len(runs) == len(grid.shapes) * len(grid.budgets) and all(r.precision in PRECISIONS for r in runs)
+    n = np.array([grid.n_params((r.n_layer, r.n_head, r.n_embd)) for r in runs], dtype=float)
+    compute = 6 * n * np.array([r.tokens for r in runs])
+    for i, budget in enumerate(sorted(grid.budgets, reverse=True)):  # each budget's runs within 5% of it
+        block = compute[i * len(grid.shapes):(i + 1) * len(grid.shapes)]
+        assert np.all(np.abs(block / budget - 1) < 0.025), (profile, budget, block)
+    assert len(grid.shapes) >= 3 and len(grid.budgets) >= 2  # a parabola per budget needs 3 sizes
+    pred = PREDICTION_RUNS[profile]
+    assert isinstance(pred, ScalingRun) and pred.block_size == grid.block_size
+    assert 6 * pred.tokens * grid.n_params((pred.n_layer, pred.n_head, pred.n_embd)) > 1.9 * max(grid.budgets)  # 2-4x the largest budget
+
+
+def test_cpu_grid_meets_the_issue():
+    grid = SWEEP_GRIDS["cpu"]
+    sizes = [grid.n_params(s) for s in grid.shapes]
+    assert len(grid.shapes) >= 5 and len(grid.budgets) >= 4 and max(sizes) / min(sizes) >= 30
+    assert grid.device == "cpu" and SWEEP_GRIDS["gpu"].device == "cuda"
+    assert len(SWEEP_GRIDS["gpu"].shapes) * len(SWEEP_GRIDS["gpu"].budgets) > len(grid.shapes) * len(grid.budgets)
+
+
+def test_overrides_reach_every_run_but_not_the_grid_fields():
+    runs = grid_runs(GRID, seed=3, threads=2)
+    assert {(r.seed, r.threads) for r in runs} == {(3, 2)}
+    with pytest.raises(ValueError, match="cannot override"):
+        grid_runs(GRID, tokens=1000)
+    with pytest.raises(TypeError, match="SweepGrid"):
+        grid_runs({"shapes": GRID.shapes})
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"batch_sizes": (8, 8)}, "one entry per shape"),
+    ({"budgets": (4e9, 1e9)}, "ascending"),
+    ({"budgets": ()}, "non-empty"),
+    ({"budgets": (-1.0,)}, "positive"),
+    ({"shapes": ((1, 3, 16), (2, 2, 32), (2, 4, 64))}, "divisible"),
+    ({"shapes": ((1, 2, 16), (1, 2, 16), (2, 4, 64))}, "duplicates"),
+    ({"precision": "fp16"}, "precision"),
+    ({"batch_sizes": (8, 0, 4)}, "positive ints"),
+])
+def test_bad_grids_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SweepGrid(**{**GRID.__dict__, **kwargs})
+
+
+def test_a_budget_below_one_batch_is_refused_with_the_shape_named():
+    tiny = SweepGrid(**{**GRID.__dict__, "budgets": (1e6,)})
+    with pytest.raises(ValueError, match=r"less than one batch.*\(2, 4, 64\)|\(1, 2, 16\).*less than one batch"):
+        grid_runs(tiny)
+    with pytest.raises(ValueError, match="less than one batch"):
+        isoflop_tokens(GRID, (2, 4, 64), 1e6, 4)
