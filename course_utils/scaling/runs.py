@@ -11,8 +11,9 @@ loop's ``TrainConfig.precision``). Under CPU bf16 the model uses the explicit at
 (``GPTConfig.attention="manual"``): PyTorch's fused SDPA is slower under CPU autocast than float32 training
 (measured in ``benchmarks/RESULTS.md``, chapter 01), while the explicit version runs its matmuls as bf16 GEMMs;
 fp32 runs and every GPU run keep SDPA. bf16 only pays on hardware with native bf16 matmuls: on a CPU without
-AVX512-BF16 or AMX (AVX2 only) a bf16 matmul is emulated and ran about 60x slower than fp32 in
-``benchmarks/bench_scaling_sweep.py``, so :func:`default_precision` picks bf16 only where the hardware has it.
+AVX512-BF16 or AMX (AVX2 only) a bf16 matmul is emulated: ``benchmarks/bench_scaling_sweep.py`` measured it about
+60x slower than fp32 and bf16 training at 0.12-0.15x of fp32's tokens/s, so :func:`default_precision` picks bf16 only
+where the hardware has it.
 
 Left out: choosing the learning rate per size (one rate for all sizes is a simplification tiny models tolerate;
 muP, Yang et al. 2022, is the principled fix), and anything but the character-level corpus.
