@@ -101,7 +101,8 @@ def test_tiny_run_is_deterministic_and_json_serialisable():
 @pytest.mark.parametrize("change, message", [
     ({"digits": 0}, "digits"), ({"digits": 7}, "digits"), ({"steps": 0}, "steps"), ({"batch_size": 1.5}, "batch_size"),
     ({"lr": 0.0}, "lr"), ({"seed": -1}, "seed"), ({"n_embd": 30, "n_head": 4}, "divisible"),
-    ({"device": "tpu"}, "device"), ({"precision": "fp16"}, "precision"), ({"test_size": 0}, "test_size"), ({"digits": 2, "test_size": 300}, "too large"),
+    ({"device": "tpu"}, "device"), ({"precision": "fp16"}, "precision"), ({"test_size": 0}, "test_size"),
+    ({"digits": 2, "test_size": 300}, "too large"),
 ])
 def test_bad_specs_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
