@@ -50,3 +50,13 @@ def test_bad_input():
         isoflop_minima([1e6, 2e6, 4e6], [4e8, 2e8, 1e8], [3.0, 3.5, 3.0])
     with pytest.raises(ValueError, match="2 or more budgets"):
         allocation_exponents([])
+
+
+def test_a_budget_without_a_minimum_can_be_skipped():
+    N = np.array([1e3, 1e4, 1e5, 1e3, 1e4, 1e5])
+    D = np.array([1e6, 1e5, 1e4, 1e7, 1e6, 1e5])
+    L = np.array([3.0, 2.5, 3.0, 3.0, 2.8, 2.5])  # the second budget falls monotonically: no vertex
+    with pytest.raises(ValueError, match="curve upwards"):
+        isoflop_minima(N, D, L)
+    kept = isoflop_minima(N, D, L, skip_flat=True)
+    assert len(kept) == 1 and kept[0].compute == pytest.approx(6e9)

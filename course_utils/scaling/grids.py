@@ -99,7 +99,7 @@ def grid_runs(grid: SweepGrid, **overrides) -> list[ScalingRun]:
 
 
 SWEEP_GRIDS = {
-    "smoke": SweepGrid(shapes=((1, 1, 8), (1, 2, 16), (2, 2, 32)), budgets=(2e9, 6e9), batch_sizes=(64, 32, 16),
+    "smoke": SweepGrid(shapes=((1, 1, 8), (1, 2, 16), (2, 2, 32)), budgets=(2e9, 4e9, 8e9), batch_sizes=(64, 32, 16),
                        block_size=32, max_train_chars=200_000, eval_batches=4, precision="fp32"),
     "cpu": SweepGrid(shapes=((2, 2, 24), (2, 2, 40), (2, 4, 64), (3, 4, 80), (4, 4, 96)),
                      budgets=(1.6e11, 3.2e11, 6.4e11, 1.28e12), batch_sizes=(128, 64, 32, 16, 16)),
@@ -110,7 +110,7 @@ SWEEP_GRIDS = {
 
 PREDICTION_RUNS = {
     "smoke": ScalingRun(n_layer=2, n_head=2, n_embd=32, tokens=isoflop_tokens(SWEEP_GRIDS["smoke"], (2, 2, 32),
-                        1.2e10, 16), batch_size=16, block_size=32, max_train_chars=200_000, eval_batches=4,
+                        1.6e10, 16), batch_size=16, block_size=32, max_train_chars=200_000, eval_batches=4,
                         threads=2),
     "cpu": ScalingRun(n_layer=3, n_head=4, n_embd=80, tokens=isoflop_tokens(SWEEP_GRIDS["cpu"], (3, 4, 80),
                       2.56e12, 16), batch_size=16, threads=2, precision=SWEEP_GRIDS["cpu"].resolved_precision()),

@@ -24,8 +24,12 @@ class IsoFLOPMinimum:
     interior: bool  # False when the vertex lies outside the sizes tried (an extrapolation: widen the grid)
 
 
-def isoflop_minima(N, D, L, rel_tol: float = 0.05) -> list[IsoFLOPMinimum]:
-    """Group runs by compute ``6 N D`` (budgets equal within ``rel_tol``) and fit ``L = p(log N)`` per budget."""
+def isoflop_minima(N, D, L, rel_tol: float = 0.05, skip_flat: bool = False) -> list[IsoFLOPMinimum]:
+    """Group runs by compute ``6 N D`` (budgets equal within ``rel_tol``) and fit ``L = p(log N)`` per budget.
+
+    A budget whose losses do not curve upwards has no minimum: an error by default, or left out of the result with
+    ``skip_flat=True`` (compare the result's budgets with the sweep's to see which were left out).
+    """
     N, D, L = (np.asarray(v, dtype=np.float64).ravel() for v in (N, D, L))
     if not N.size == D.size == L.size or N.size == 0:
         raise ValueError(f"N, D and L must be non-empty and of equal length, got {N.size}, {D.size}, {L.size}")
@@ -49,6 +53,8 @@ def isoflop_minima(N, D, L, rel_tol: float = 0.05) -> list[IsoFLOPMinimum]:
         x, y = np.log(N[group]), L[group]
         c2, c1, c0 = np.polyfit(x, y, 2)
         if not c2 > 0:
+            if skip_flat:
+                continue
             raise ValueError(f"the losses at budget {C[group[0]]:.3g} FLOPs do not curve upwards (no minimum); "
                              "train smaller and larger models at that budget")
         vertex = -c1 / (2 * c2)
