@@ -103,8 +103,10 @@ SWEEP_GRIDS = {
                        block_size=32, max_train_chars=200_000, eval_batches=4, precision="fp32"),
     "cpu": SweepGrid(shapes=((2, 2, 24), (2, 2, 40), (2, 4, 64), (3, 4, 80), (4, 4, 96)),
                      budgets=(1.6e11, 3.2e11, 6.4e11, 1.28e12), batch_sizes=(128, 64, 32, 16, 16)),
-    "gpu": SweepGrid(shapes=((2, 4, 64), (3, 4, 96), (4, 4, 128), (4, 8, 192), (6, 8, 256), (8, 8, 384)),
-                     budgets=(1e13, 3e13, 1e14, 3e14), batch_sizes=(256, 256, 128, 128, 64, 64),
+    # Shakespeare holds 4.6M training characters, which bounds the gpu grid: the smallest shape at the largest budget
+    # sees ~15 epochs (exercise 3), the largest shape at the smallest budget ~170 steps. Not yet run on a GPU.
+    "gpu": SweepGrid(shapes=((2, 4, 64), (3, 4, 96), (4, 4, 128), (4, 8, 160), (4, 8, 192), (6, 8, 256)),
+                     budgets=(5e12, 1e13, 2e13, 4e13), batch_sizes=(64, 64, 32, 16, 16, 8),
                      block_size=128, device="cuda"),
 }
 
@@ -114,6 +116,6 @@ PREDICTION_RUNS = {
                         threads=2),
     "cpu": ScalingRun(n_layer=3, n_head=4, n_embd=80, tokens=isoflop_tokens(SWEEP_GRIDS["cpu"], (3, 4, 80),
                       2.56e12, 16), batch_size=16, threads=2, precision=SWEEP_GRIDS["cpu"].resolved_precision()),
-    "gpu": ScalingRun(n_layer=8, n_head=8, n_embd=384, tokens=isoflop_tokens(SWEEP_GRIDS["gpu"], (8, 8, 384), 1e15, 64),
-                      batch_size=64, block_size=128, precision="bf16", device="cuda"),
+    "gpu": ScalingRun(n_layer=6, n_head=8, n_embd=256, tokens=isoflop_tokens(SWEEP_GRIDS["gpu"], (6, 8, 256), 8e13, 8),
+                      batch_size=8, block_size=128, precision=SWEEP_GRIDS["gpu"].resolved_precision(), device="cuda"),
 }

@@ -44,7 +44,7 @@ def default_precision(device: str = "cpu") -> str:
     with AVX512-BF16 or AMX), else ``"fp32"``."""
     kind = str(device).split(":")[0]
     if kind == "cuda":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu helpers; absent -> False
     if kind == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes):
         return "bf16"
