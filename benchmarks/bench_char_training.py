@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import resource
 import warnings
 
 import torch
 
+from course_utils.device import cpu_description
 from course_utils.train.batches import make_batch_fn
 from course_utils.text.codecs import CharCodec
 from course_utils.text.corpus import load_shakespeare
@@ -35,27 +35,10 @@ from course_utils.train.recipes import CharRecipe, baseline_char_recipe, course_
 from course_utils.train.loop import train
 
 EVAL_BATCH, EVAL_BATCHES = 64, 16  # fixed evaluation set: 1024 windows of 64 characters per split
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_description() -> str:
-    """The CPU as read now (machines differ between runs): model name, family/model numbers, relevant flags."""
-    info = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                info.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine()
-    flags = set(info.get("flags", "").split())
-    have = [f for f in CPU_FLAGS if f in flags]
-    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), "
-            f"{os.cpu_count()} logical cores, flags: {' '.join(have) or 'none of ' + '/'.join(CPU_FLAGS)}")
 
 
 def apply_change(recipe: CharRecipe, change: str) -> tuple[CharRecipe, bool]:

@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import datetime
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -28,24 +27,13 @@ import torch
 from course_utils.scaling.fit import fit_chinchilla
 from course_utils.scaling.grids import PREDICTION_RUNS, SWEEP_GRIDS, grid_runs
 from course_utils.scaling.isoflop import isoflop_minima
+from course_utils.device import cpu_description, torch_threads
 from course_utils.scaling.runs import train_scaling_run
 from course_utils.scaling.sweep import local_executor, run_sweep
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-            flags = next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), "")
-            extras = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-            return f"{name} ({os.cpu_count()} cores; {', '.join(extras) or 'no AVX2'})"
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
 def matmul_gflops(dtype: torch.dtype, threads: int, n: int = 1024, reps: int = 4) -> float:
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         a @ b  # warm-up
         best = float("inf")
@@ -55,8 +43,6 @@ def matmul_gflops(dtype: torch.dtype, threads: int, n: int = 1024, reps: int = 4
                 a @ b
             best = min(best, time.perf_counter() - start)
         return 2 * n**3 * reps / best / 1e9
-    finally:
-        torch.set_num_threads(old)
 
 
 def timed_sweep(specs, workers: int | None, keep: str | None = None):
@@ -133,7 +119,7 @@ def main() -> None:
     specs = grid_runs(grid)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"## Chapter 04: scaling sweep (`benchmarks/bench_scaling_sweep.py --grid {args.grid}`)\n")
-    print(f"{datetime.date.today()}, CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads "
+    print(f"{datetime.date.today()}, CPU: {cpu_description()}, torch {torch.__version__}, {torch.get_num_threads()} threads "
           f"available; load average at start {load:.2f}.")
     peak = {(d, t): matmul_gflops(d, t, reps=8 if d == torch.float32 else 1)
             for d in (torch.float32, torch.bfloat16) for t in (1, 2)}

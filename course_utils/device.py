@@ -13,7 +13,11 @@ raises on CUDA, and a CPU-only run never sees it. So every public function that 
 
 from __future__ import annotations
 
+import os
+import platform
 import random
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -45,6 +49,50 @@ def pick_device(preferred: str | None = None, profile: str | None = None) -> tor
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device_name(device: object, what: str = "device") -> None:
+    """Raise a clear error unless ``device`` is a string naming cpu, cuda (optionally ``cuda:N``) or mps."""
+    if not isinstance(device, str) or device.split(":")[0] not in DEVICE_KINDS:
+        raise ValueError(f"{what} must be a string naming one of {DEVICE_KINDS} (optionally 'cuda:N'), got {device!r}")
+
+
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """True where ``device`` multiplies bfloat16 natively: a CUDA GPU with bf16 tensor cores (not emulation), or a
+    CPU with AVX512-BF16 or AMX. Elsewhere bf16 autocast is emulated and slower than float32."""
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu helpers; absent -> False
+    return kind == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def cpu_description() -> str:
+    """The CPU as read now (machines differ between runs): model name, family/model numbers and the flags that
+    decide matmul speed, for benchmark reports."""
+    flags_of_interest = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
+    have = [f for f in flags_of_interest if f in set(info.get("flags", "").split())]
+    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), "
+            f"{os.cpu_count()} logical cores, flags: {' '.join(have) or 'none of ' + '/'.join(flags_of_interest)}")
 
 
 def _mps_available() -> bool:

@@ -49,3 +49,26 @@ def test_seeding_is_reproducible_and_validated():
     for bad in (-1, 1.5, True, "3"):
         with pytest.raises(ValueError):
             seed_everything(bad)
+
+
+def test_torch_threads_restores_the_setting_even_after_an_error():
+    from course_utils.device import torch_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+def test_device_names_are_checked_and_native_bf16_is_a_bool():
+    from course_utils.device import check_device_name, cpu_description, native_bf16
+
+    for good in ("cpu", "cuda", "cuda:1", "mps"):
+        check_device_name(good)
+    for bad in ("gpu", "", None, torch.device("cpu")):
+        with pytest.raises(ValueError, match="naming one of"):
+            check_device_name(bad)
+    assert isinstance(native_bf16("cpu"), bool) and native_bf16("mps") is False
+    assert "logical cores" in cpu_description()

@@ -2,8 +2,9 @@
 law needs to reach a target loss, and the effective size of repeated data.
 
 The package computes none of these answers (``course_utils.scaling.compute`` counts the course GPT, not a Llama;
-``ChinchillaFit`` gives the optimal split of a budget, not the budget for a loss), so the learner's code is the
-answer. Each check computes the expected value itself with plain code and fails through :mod:`course_utils.checks`,
+``ChinchillaFit`` gives the optimal split of a budget and its loss, not the budget for a loss), so the learner's
+code is the answer. Each check computes the expected value itself (with ``ChinchillaFit`` for a law's optimal loss at
+a budget) and fails through :mod:`course_utils.checks`,
 whose messages never show the expected value. ``tests/test_exercises_ch04.py`` feeds every check the reference
 solution, a correct answer in another form, and likely wrong answers.
 
@@ -19,6 +20,7 @@ import math
 from typing import Any, Callable
 
 from course_utils import checks
+from course_utils.scaling.fit import ChinchillaFit
 
 LLAMA_CONFIGS = {  # name -> the fields of a transformers LlamaConfig / MistralConfig that fix the parameter count
     "SmolLM2-135M": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
@@ -69,17 +71,12 @@ def check_llama_parameter_count(fn: Callable[[dict], Any]) -> None:
         checks.check_equal(f"parameter count of {name}", value, _llama_reference(config), hint=hint)
 
 
-def _optimal_loss(fit: dict, compute: float) -> float:
-    a, b = fit["alpha"], fit["beta"]
-    n_opt = (a * fit["A"] / (b * fit["B"])) ** (1 / (a + b)) * (compute / 6) ** (b / (a + b))
-    return fit["E"] + fit["A"] / n_opt**a + fit["B"] / (compute / (6 * n_opt)) ** b
-
-
 def _compute_reference(fit: dict, target: float) -> float:
+    law = ChinchillaFit(**fit, objective=0.0)
     lo, hi = 0.0, 200.0  # natural log of C
     for _ in range(200):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _optimal_loss(fit, math.exp(mid)) > target else (lo, mid)
+        lo, hi = (mid, hi) if float(law.optimal_loss(math.exp(mid))[0]) > target else (lo, mid)
     return math.exp(hi)
 
 

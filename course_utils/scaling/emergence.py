@@ -32,9 +32,10 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from course_utils.device import DEVICE_KINDS, make_generator, pick_device
+from course_utils.device import check_device_name, make_generator, pick_device, torch_threads
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.profile import PROFILES
+from course_utils.scaling.runs import attention_for
 from course_utils.train.loop import PRECISIONS, TrainConfig, train
 
 VOCAB = "0123456789+="
@@ -203,9 +204,7 @@ class AdditionRun:
             raise ValueError(f"AdditionRun.seed must be a non-negative int, got {self.seed!r}")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
             raise ValueError(f"AdditionRun.lr must be a number in (0, 1), got {self.lr!r}")
-        if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICE_KINDS:
-            raise ValueError(f"AdditionRun.device must be one of {DEVICE_KINDS} (optionally 'cuda:N'), "
-                             f"got {self.device!r}")
+        check_device_name(self.device, "AdditionRun.device")
         if self.precision not in PRECISIONS:
             raise ValueError(f"AdditionRun.precision must be one of {PRECISIONS}, got {self.precision!r}")
 
@@ -233,7 +232,7 @@ def train_addition_run(spec: AdditionRun) -> dict:
     device = pick_device(spec.device)
     config = GPTConfig(vocab_size=len(VOCAB), block_size=3 * spec.digits + 2, n_layer=spec.n_layer,
                        n_head=spec.n_head, n_embd=spec.n_embd,
-                       attention="manual" if spec.precision == "bf16" else "sdpa")  # SDPA is slow under CPU autocast
+                       attention=attention_for(spec.precision, spec.device))
     recipe = TrainConfig(max_steps=spec.steps, lr=spec.lr, min_lr=spec.lr / 10, warmup_steps=spec.steps // 20,
                          weight_decay=0.1, eval_interval=spec.steps, eval_batches=1, eval_train_split=False,
                          fused_optimizer=True, precision=spec.precision,
@@ -246,17 +245,13 @@ def train_addition_run(spec: AdditionRun) -> dict:
             return train_batch(spec.batch_size, spec.digits, generator, device)
         return test_idx.to(device), test_targets.to(device)  # the trainer's final evaluation: fixed test problems
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(spec.threads)
-    try:
+    with torch_threads(spec.threads):
         torch.manual_seed(spec.seed)  # weight initialisation uses the global generator
         model = GPT(config).to(device)
         start = time.perf_counter()
         train(model, get_batch, recipe, make_generator(spec.seed, device))
         seconds = time.perf_counter() - start
         metrics = evaluate_addition(model, spec.digits, spec.test_size, device)
-    finally:
-        torch.set_num_threads(threads)
     return {"n_params": model.num_parameters(), "n_params_total": model.num_parameters(non_embedding=False),
             "answer_length": spec.digits + 1, "seconds": seconds, **metrics}
 

@@ -83,6 +83,11 @@ class ChinchillaFit:
         n_opt = G * (C / 6.0) ** (self.beta / (self.alpha + self.beta))
         return n_opt, C / (6.0 * n_opt)
 
+    def optimal_loss(self, C) -> np.ndarray:
+        """The fitted loss of the compute-optimal model at each budget ``C`` (falls monotonically with ``C``)."""
+        n_opt, d_opt = self.compute_optimal(C)
+        return self.loss(n_opt, d_opt)
+
     def as_dict(self) -> dict[str, float]:
         return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta}
 

@@ -27,28 +27,24 @@ from functools import lru_cache
 
 import torch
 
-from course_utils.device import make_generator
+from course_utils.device import check_device_name, make_generator, native_bf16, torch_threads
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.scaling.compute import gpt_train_flops_per_token
 from course_utils.text.codecs import CharCodec
 from course_utils.text.corpus import DEFAULT_VAL_WORKS, load_shakespeare
 from course_utils.train.batches import make_batch_fn
-from course_utils.train.loop import TrainConfig, train
-
-PRECISIONS = ("fp32", "bf16")
-DEVICE_KINDS = ("cpu", "cuda", "mps")
+from course_utils.train.loop import PRECISIONS, TrainConfig, train
 
 
 def default_precision(device: str = "cpu") -> str:
     """``"bf16"`` where ``device`` has native bf16 matmuls (a CUDA GPU that supports it, e.g. Ampere or newer; a CPU
     with AVX512-BF16 or AMX), else ``"fp32"``."""
-    kind = str(device).split(":")[0]
-    if kind == "cuda":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu helpers; absent -> False
-    if kind == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes):
-        return "bf16"
-    return "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def attention_for(precision: str, device: str) -> str:
+    """The GPT's attention path for a run: explicit matmuls under CPU bf16 (faster there), PyTorch's SDPA otherwise."""
+    return "manual" if precision == "bf16" and str(device).split(":")[0] == "cpu" else "sdpa"
 
 
 @dataclass(frozen=True)
@@ -84,9 +80,7 @@ class ScalingRun:
             raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"ScalingRun.precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICE_KINDS:
-            raise ValueError(f"ScalingRun.device must be a string naming one of {DEVICE_KINDS} (optionally "
-                             f"'cuda:N'), got {self.device!r}")
+        check_device_name(self.device, "ScalingRun.device")
 
     @property
     def steps(self) -> int:
@@ -94,9 +88,8 @@ class ScalingRun:
 
     def config(self, vocab_size: int) -> GPTConfig:
         """The model's config: explicit attention under CPU bf16 (faster there), SDPA otherwise."""
-        manual = self.precision == "bf16" and self.device == "cpu"
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, attention="manual" if manual else "sdpa")
+                         n_head=self.n_head, n_embd=self.n_embd, attention=attention_for(self.precision, self.device))
 
 
 @lru_cache(maxsize=4)
@@ -118,9 +111,7 @@ def train_scaling_run(spec: ScalingRun) -> dict:
     recipe = TrainConfig(max_steps=steps, lr=spec.lr, min_lr=spec.lr / 10, warmup_steps=int(spec.warmup_frac * steps),
                          weight_decay=spec.weight_decay, eval_interval=steps, eval_batches=spec.eval_batches,
                          eval_train_split=False, fused_optimizer=True, progress=False, precision=spec.precision)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(spec.threads)
-    try:
+    with torch_threads(spec.threads):
         torch.manual_seed(spec.seed)  # weight initialisation uses the global generator (on the CPU, then moved)
         model = GPT(config).to(device)
         train_ids, val_ids = train_ids.to(device), val_ids.to(device)
@@ -129,8 +120,6 @@ def train_scaling_run(spec: ScalingRun) -> dict:
         start = time.perf_counter()
         history = train(model, get_batch, recipe, make_generator(spec.seed, device), eval_get_batch=eval_batch)
         seconds = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(threads)
     tokens = steps * spec.batch_size * spec.block_size
     n_params = model.num_parameters()
     flops_counted = float(gpt_train_flops_per_token(config)["total"] * tokens)

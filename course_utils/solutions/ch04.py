@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from course_utils.scaling.fit import ChinchillaFit
+
 
 def llama_parameter_count(config: dict) -> int:
     """Total parameters of a Llama-architecture decoder (no biases, RMSNorm, SwiGLU MLP, grouped-query attention)."""
@@ -19,11 +21,7 @@ def llama_parameter_count(config: dict) -> int:
 
 
 def _optimal_loss(fit: dict, compute: float) -> float:
-    a, b = fit["alpha"], fit["beta"]
-    G = (a * fit["A"] / (b * fit["B"])) ** (1 / (a + b))
-    n = G * (compute / 6) ** (b / (a + b))
-    d = compute / (6 * n)
-    return fit["E"] + fit["A"] / n**a + fit["B"] / d**b
+    return float(ChinchillaFit(**fit, objective=0.0).optimal_loss(compute)[0])
 
 
 def compute_to_reach(fit: dict, target_loss: float) -> float:

@@ -34,6 +34,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from course_utils.device import native_bf16
+
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 PRECISIONS = ("bf16", "fp32")
 
@@ -126,17 +128,10 @@ def autocast_context(model: nn.Module, precision: str):
     if probe.dtype != torch.bfloat16:
         reason = "; ".join(str(w.message) for w in caught) or "autocast did not produce bfloat16"
         raise ValueError(f"precision='bf16' is not supported on device {device} ({reason}); use precision='fp32'")
-    if device.type == "cpu" and not _cpu_has_native_bf16():
+    if device.type == "cpu" and not native_bf16("cpu"):
         warnings.warn("this CPU has no native bf16 matmul (AVX512-BF16 or AMX): bf16 autocast is emulated and much "
                       "slower than float32 here; precision='fp32' is faster", stacklevel=3)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # oneDNN's check for AVX512-BF16 / AMX
-    except (AttributeError, RuntimeError):
-        return True  # unknown: do not warn
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
