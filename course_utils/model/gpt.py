@@ -201,12 +201,9 @@ class GPT(nn.Module):
             n -= self.pos_emb.weight.numel() + self.tok_emb.weight.numel()
         return n
 
-    def forward(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def hidden_states(self, idx: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The final, normalised hidden states (B, T, C) that the output head reads; scalar heads (a reward model,
+        a value function) read them too."""
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
         B, T = idx.shape
@@ -218,12 +215,20 @@ class GPT(nn.Module):
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for block in self.blocks:
             x = block(x, attn_mask)  # (B, T, C)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        return self.ln_f(x)  # (B, T, C)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.lm_head(self.hidden_states(idx, attn_mask))  # (B, T, V)
         loss = None
         if targets is not None:
             if targets.shape != idx.shape:
                 raise ValueError(f"targets shape {tuple(targets.shape)} must equal idx shape {tuple(idx.shape)}")
-            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-100)
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         return logits, loss
 
     @torch.no_grad()
