@@ -8,6 +8,9 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
 
     solutions, exercises   answers and checks for the notebooks' exercises
           |
+        rlhf               losses (Bradley-Terry, PPO clip, KL estimators, advantages, DPO), preferences,
+                           reward model, PPO, DPO, GRPO
+          |
        scaling             compute (N, 6ND, FLOPs), fit (power laws, the Chinchilla form, compute-optimal N and D)
           |
        evaluate            metrics, scoring (strided NLL), diversity

@@ -1,0 +1,1 @@
+"""Chapter 05: RLHF from scratch: losses, preferences, reward model, PPO, DPO, GRPO."""
