@@ -1,0 +1,267 @@
+"""Chapter 05's exercise checks accept the reference solution and other correct forms, reject likely wrong answers
+without revealing the expected value, and the solutions satisfy the identities the notebook asks about."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils.exercises import ch05 as ex
+from course_utils.rlhf.losses import dpo_loss, group_relative_advantages
+from course_utils.solutions import ch05 as sol
+
+
+def rejects(check, answer):
+    with pytest.raises(AssertionError) as info:
+        check(answer)
+    return str(info.value)
+
+
+def assert_hidden(message, values):
+    """None of the expected numbers appears in the message, in either of the forms a message could print."""
+    for v in values:
+        v = float(v)
+        if v not in (0.0, 1.0):  # 0 and 1 are too common to mean anything
+            assert repr(v) not in message and f"{v:.6g}" not in message, (v, message)
+
+
+# ---------- exercise 1a: the optimal policy ----------
+
+def expected_policies():
+    return [float(x) for _, p, r, b in ex._policy_cases()[:4] for x in sol.optimal_policy(p, r, b)]
+
+
+def test_optimal_policy_accepts_solution_and_other_forms():
+    ex.check_optimal_policy(sol.optimal_policy)
+    ex.check_optimal_policy(lambda p, r, b: sol.optimal_policy(p, r, b).tolist())
+    ex.check_optimal_policy(lambda p, r, b: sol.optimal_policy(p, r, b).numpy())
+    ex.check_optimal_policy(lambda p, r, b: torch.softmax(torch.log(p) + r / b, dim=0))  # float64, torch's softmax
+
+    def float32_max_of_logits(p, r, b):  # float32 throughout, the max subtracted after adding log pi_ref
+        logits = torch.log(p.float()) + r.float() / b
+        w = torch.exp(logits - logits.max())
+        return w / w.sum()
+
+    ex.check_optimal_policy(float32_max_of_logits)
+
+
+def softmax_without_ref(p, r, b):
+    return torch.softmax(r / b, dim=0)
+
+
+def beta_times_reward(p, r, b):
+    return torch.softmax(torch.log(p) + r * b, dim=0)
+
+
+def unnormalised(p, r, b):
+    return p * torch.exp(r / b - (r / b).max())
+
+
+def naive_overflow(p, r, b):
+    w = p * torch.exp(r / b)
+    return w / w.sum()
+
+
+def eps_in_log(p, r, b):  # keeps a little mass on responses the reference never says
+    return torch.softmax(torch.log(p + 1e-12) + r / b, dim=0)
+
+
+@pytest.mark.parametrize("wrong", [softmax_without_ref, beta_times_reward, unnormalised, naive_overflow, eps_in_log])
+def test_optimal_policy_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_optimal_policy, wrong), expected_policies())
+
+
+def test_overflow_gets_the_log_space_hint():
+    message = rejects(ex.check_optimal_policy, naive_overflow)
+    assert "NaN or inf" in message and "log" in message and "maximum" in message
+
+
+def test_optimal_policy_limits():
+    p = torch.tensor([0.1, 0.3, 0.2, 0.0, 0.4], dtype=torch.float64)
+    r = torch.tensor([0.2, 0.9, 0.5, 1.0, 0.3], dtype=torch.float64)
+    assert torch.allclose(sol.optimal_policy(p, r, 1e8), p)
+    assert int(sol.optimal_policy(p, r, 1e-3).argmax()) == 1  # argmax of r among supported responses
+    assert sol.optimal_policy(p, r, 1e-3)[3] == 0
+
+
+# ---------- exercise 1b: expected reward and KL ----------
+
+def test_kl_and_reward_accepts_solution_and_other_forms():
+    ex.check_kl_and_reward(sol.kl_and_reward)
+    ex.check_kl_and_reward(lambda pi, q, r: tuple(float(x) for x in sol.kl_and_reward(pi, q, r)))
+    ex.check_kl_and_reward(lambda pi, q, r: [np.float64(x) for x in sol.kl_and_reward(pi, q, r)])
+
+    def by_mask(pi, q, r):
+        keep = pi > 0
+        return (pi @ r).reshape(1), (pi[keep] * (pi[keep] / q[keep]).log()).sum()
+
+    ex.check_kl_and_reward(by_mask)
+
+
+def naive_kl(pi, q, r):
+    return (pi * r).sum(), (pi * torch.log(pi / q)).sum()
+
+
+def reversed_kl(pi, q, r):
+    keep = q > 0
+    return (pi * r).sum(), (q[keep] * (q[keep] / pi[keep].clamp_min(1e-300)).log()).sum()
+
+
+def reward_under_ref(pi, q, r):
+    return (q * r).sum(), sol.kl_and_reward(pi, q, r)[1]
+
+
+def kl_in_bits(pi, q, r):
+    reward, kl = sol.kl_and_reward(pi, q, r)
+    return reward, kl / math.log(2)
+
+
+def swapped(pi, q, r):
+    return tuple(reversed(sol.kl_and_reward(pi, q, r)))
+
+
+@pytest.mark.parametrize("wrong", [naive_kl, reversed_kl, reward_under_ref, kl_in_bits, swapped])
+def test_kl_and_reward_rejects_likely_mistakes(wrong):
+    p = torch.tensor([0.4, 0.0, 0.3, 0.2, 0.1], dtype=torch.float64)
+    r = torch.tensor([1.0, 9.0, -0.5, 2.0, 0.0], dtype=torch.float64)
+    pi = torch.tensor([0.1, 0.0, 0.2, 0.6, 0.1], dtype=torch.float64)
+    assert_hidden(rejects(ex.check_kl_and_reward, wrong), sol.kl_and_reward(pi, p, r))
+
+
+def test_optimal_policy_maximises_the_regularised_objective():
+    # the identity the notebook asks about: E_pi*[r] - beta KL(pi* || pi_ref) = beta log Z, and no pi does better
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(12, generator=g, dtype=torch.float64), dim=0)
+    r = torch.randn(12, generator=g, dtype=torch.float64)
+    beta = 0.7
+    reward, kl = sol.kl_and_reward(sol.optimal_policy(p, r, beta), p, r)
+    log_z = torch.logsumexp(torch.log(p) + r / beta, dim=0)
+    assert torch.isclose(reward - beta * kl, beta * log_z)
+    for _ in range(20):
+        other = torch.softmax(torch.randn(12, generator=g, dtype=torch.float64), dim=0)
+        reward_o, kl_o = sol.kl_and_reward(other, p, r)
+        assert reward_o - beta * kl_o < reward - beta * kl
+
+
+# ---------- exercise 2: IPO ----------
+
+def expected_ipo():
+    return [float(sol.ipo_loss(*t, tau)) for _, t, tau in ex._ipo_cases()]
+
+
+def test_ipo_accepts_solution_and_other_forms():
+    ex.check_ipo_loss(sol.ipo_loss)
+
+    def log_ratio_form(pc, pr, rc, rr, tau):  # h as one log of a ratio of ratios, float32, shape (1,)
+        h = (pc.float() + rr.float()) - (pr.float() + rc.float())
+        return torch.mean(torch.square(h - 0.5 / tau)).reshape(1)
+
+    ex.check_ipo_loss(log_ratio_form)
+
+    def detached_reference(pc, pr, rc, rr, tau):  # the frozen reference may be detached
+        return sol.ipo_loss(pc, pr, rc.detach(), rr.detach(), tau)
+
+    ex.check_ipo_loss(detached_reference)
+
+
+def as_dpo(pc, pr, rc, rr, tau):
+    return dpo_loss(pc, pr, rc, rr, beta=tau)
+
+
+def summed(pc, pr, rc, rr, tau):
+    return sol.ipo_loss(pc, pr, rc, rr, tau) * pc.numel()
+
+
+def one_over_tau(pc, pr, rc, rr, tau):
+    return sol.ipo_loss(pc, pr, rc, rr, tau / 2)
+
+
+def absolute(pc, pr, rc, rr, tau):
+    h = (pc - rc) - (pr - rr)
+    return (h - 1 / (2 * tau)).abs().mean()
+
+
+def sign_flipped(pc, pr, rc, rr, tau):
+    return sol.ipo_loss(pr, pc, rr, rc, tau)
+
+
+def per_pair(pc, pr, rc, rr, tau):
+    h = (pc - rc) - (pr - rr)
+    return (h - 1 / (2 * tau)) ** 2
+
+
+@pytest.mark.parametrize("wrong", [as_dpo, summed, one_over_tau, absolute, sign_flipped, per_pair])
+def test_ipo_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_ipo_loss, wrong), expected_ipo())
+
+
+def detached(pc, pr, rc, rr, tau):
+    return sol.ipo_loss(pc.detach(), pr.detach(), rc, rr, tau)
+
+
+def with_numpy(pc, pr, rc, rr, tau):
+    h = (pc.detach().numpy() - rc.numpy()) - (pr.detach().numpy() - rr.numpy())
+    return float(np.mean((h - 1 / (2 * tau)) ** 2))
+
+
+def rewrapped(pc, pr, rc, rr, tau):
+    return torch.tensor(sol.ipo_loss(pc, pr, rc, rr, tau).item(), requires_grad=True)
+
+
+@pytest.mark.parametrize("wrong", [detached, with_numpy, rewrapped])
+def test_ipo_without_gradient_gets_the_autograd_hint(wrong):
+    message = rejects(ex.check_ipo_loss, wrong)
+    assert "autograd" in message and "gradient" in message
+    assert_hidden(message, expected_ipo())
+
+
+def test_ipo_hand_value():
+    t = [torch.tensor(v, dtype=torch.float64) for v in ([-1.0, -2.0], [-3.0, -1.5], [-1.5, -2.0], [-2.5, -1.0])]
+    assert float(sol.ipo_loss(*t, 0.5)) == pytest.approx(0.125)  # h = (1, 0.5), target 1
+
+
+# ---------- exercise 3: RLOO ----------
+
+def expected_rloo():
+    t = torch.tensor([1.0, 0.0, 0.0, 1.0, 3.0, 1.0, 2.0, 2.0], dtype=torch.float64)
+    return sol.rloo_advantages(t, 4).tolist()
+
+
+def test_rloo_accepts_solution_and_other_forms():
+    ex.check_rloo_advantages(sol.rloo_advantages)
+    ex.check_rloo_advantages(lambda r, k: sol.rloo_advantages(r, k).tolist())
+    ex.check_rloo_advantages(lambda r, k: sol.rloo_advantages(r.float(), k))
+    ex.check_rloo_advantages(lambda r, k: k / (k - 1) * group_relative_advantages(r, k, scale=False))  # identity
+
+
+def grpo_unscaled(r, k):
+    return group_relative_advantages(r, k, scale=False)
+
+
+def grpo_scaled(r, k):
+    return group_relative_advantages(r, k, scale=True)
+
+
+def batch_mean(r, k):
+    return r - (r.sum() - r) / (r.numel() - 1)
+
+
+def strided(r, k):
+    cols = r.view(k, -1)  # (k, n_groups): group j holds entries j, j + n_groups, ...
+    return (cols - (cols.sum(0, keepdim=True) - cols) / (k - 1)).reshape(-1)
+
+
+def divided_by_k(r, k):
+    g = r.view(-1, k)
+    return (g - (g.sum(1, keepdim=True) - g) / k).reshape(-1)
+
+
+@pytest.mark.parametrize("wrong", [grpo_unscaled, grpo_scaled, batch_mean, strided, divided_by_k])
+def test_rloo_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_rloo_advantages, wrong), expected_rloo())
+
+
+def test_rloo_hand_values():
+    t = torch.tensor([1.0, 0.0, 0.5, 0.5, -1.0, 2.0], dtype=torch.float64)
+    assert sol.rloo_advantages(t, 2).tolist() == [1.0, -1.0, 0.0, 0.0, -3.0, 3.0]
