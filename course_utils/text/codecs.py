@@ -3,12 +3,16 @@
 * :class:`CharCodec`: one id per distinct character of an alphabet fixed when the codec is built.
 * :class:`ByteCodec`: one id per UTF-8 byte, ``vocab_size = 256``; it can encode any string, which is why
   byte-level BPE (chapter 03) starts from it.
+* :class:`WordCodec`: one id per lower-cased word or punctuation mark among the most frequent ones of a corpus,
+  everything else ``<unk>``; chapter 05 uses it so that every token a tiny model writes is a readable word.
 
-Left out: subword tokenizers (chapter 03).
+Left out: subword tokenizers (chapter 03), case (WordCodec lower-cases), detokenisation beyond spacing punctuation.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -72,3 +76,50 @@ class ByteCodec:
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Bytes back to text; an invalid UTF-8 sequence (a model can emit one) becomes U+FFFD, not an error."""
         return bytes(_check_ids(ids, 256)).decode("utf-8", errors="replace")
+
+
+WORD_PIECES = re.compile(r"[a-z]+(?:'[a-z]+)*|[.,;:!?\[\]]|\n")
+NO_SPACE_BEFORE = set(".,;:!?]")
+UNK = "<unk>"
+
+
+@dataclass(frozen=True)
+class WordCodec:
+    """Words and punctuation marks as tokens: ``"\\n"`` has id 0, ``<unk>`` id 1, then the vocabulary by frequency.
+
+    Encoding lower-cases the text and keeps only words (letters with inner apostrophes), the marks ``.,;:!?[]``
+    and newlines; words outside the vocabulary become ``<unk>``. Decoding joins tokens with spaces, none before a
+    punctuation mark or around a newline, so ``decode(encode(text))`` is a normalised, lower-case ``text``.
+    """
+    vocabulary: tuple[str, ...]
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], vocab_size: int) -> "WordCodec":
+        if not isinstance(vocab_size, int) or vocab_size < 3:
+            raise ValueError(f"vocab_size must be an int >= 3 (newline, <unk> and one word), got {vocab_size!r}")
+        counts: Counter = Counter()
+        for text in texts:
+            counts.update(t for t in WORD_PIECES.findall(text.lower()) if t != "\n")
+        if not counts:
+            raise ValueError("cannot build a word codec from text without words or punctuation marks")
+        return cls(("\n", UNK) + tuple(w for w, _ in counts.most_common(vocab_size - 2)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def unk_id(self) -> int:
+        return 1
+
+    def encode(self, text: str) -> list[int]:
+        lookup = {w: i for i, w in enumerate(self.vocabulary)}
+        return [lookup.get(t, 1) for t in WORD_PIECES.findall(text.lower())]
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        out = ""
+        for i in _check_ids(ids, self.vocab_size):
+            token = self.vocabulary[i]
+            glue = not out or out.endswith("\n") or token == "\n" or token in NO_SPACE_BEFORE
+            out += token if glue else " " + token
+        return out

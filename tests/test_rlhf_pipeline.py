@@ -1,0 +1,209 @@
+"""Chapter 05's pipeline pieces: the word codec, line data, rollouts, the hidden preference, the reward model, and
+PPO, GRPO and DPO on tiny models and a toy reward that a few updates must raise."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from course_utils.device import make_generator
+from course_utils.model.gpt import GPT, GPTConfig
+from course_utils.rlhf.data import LineTask, encode_prompts, line_examples, make_sft_batch_fn, sft_tensors
+from course_utils.rlhf.dpo import DPOConfig, pair_logps, train_dpo
+from course_utils.rlhf.grpo import GRPOConfig, train_grpo
+from course_utils.rlhf.pipeline import evaluate_policy, label_pairs
+from course_utils.rlhf.ppo import PPOConfig, kl_shaped_rewards, train_ppo
+from course_utils.rlhf.preferences import Preference, bayes_accuracy, noisy_labels, true_score
+from course_utils.rlhf.reward_model import ScalarHeadModel, pairwise_accuracy, train_reward_model
+from course_utils.rlhf.rollout import decode_responses, response_logprobs, response_mask, sample_rollout
+from course_utils.text.codecs import WordCodec
+
+TEXT = ("the king is dead and sweet love is gone.\nlong live the king, the fair and gentle king!\n"
+        "i love thee, sweet; my love is true and good.\n") * 3
+
+
+def tiny_gpt(vocab_size=12, block_size=16, seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=1, n_head=2, n_embd=16))
+
+
+# ---------- the word codec ----------
+
+def test_word_codec_round_trip_and_unknown_words():
+    codec = WordCodec.from_texts([TEXT], vocab_size=8)
+    assert codec.vocabulary[:2] == ("\n", "<unk>") and codec.vocab_size == 8
+    ids = codec.encode("The KING is dead, long live...")
+    assert codec.decode(ids).startswith("the king is")
+    assert codec.unk_id in codec.encode("zebra")
+    assert codec.decode(codec.encode("love, sweet!\nthe")) == "love <unk> sweet <unk>\nthe"  # no ',' or '!'
+    big = WordCodec.from_texts([TEXT], vocab_size=40)
+    assert big.decode(big.encode("Love, sweet!\nThe king.")) == "love, sweet!\nthe king."
+    with pytest.raises(ValueError, match="vocab_size"):
+        WordCodec.from_texts([TEXT], vocab_size=2)
+    with pytest.raises(ValueError, match="without words"):
+        WordCodec.from_texts([" \n\n "], vocab_size=10)
+
+
+# ---------- line data and SFT tensors ----------
+
+def test_line_examples_and_label_masked_sft_tensors():
+    codec = WordCodec.from_texts([TEXT], vocab_size=40)
+    task = LineTask(prompt_tokens=4, max_response=12, min_line=3, max_line=11)
+    ids = codec.encode(TEXT)
+    examples = line_examples(ids, codec, task)
+    assert examples and all(len(p) == 4 and p[-1] == 0 and 3 <= len(line) <= 11 for p, line in examples)
+    idx, targets = sft_tensors(examples, eos_id=0, task=task)
+    assert idx.shape == targets.shape == (len(examples), task.length - 1)
+    prompt, line = examples[0]
+    assert (targets[0, :task.prompt_tokens - 1] == -100).all()  # no loss on the prompt
+    learned = targets[0][targets[0] != -100].tolist()
+    assert learned == line + [0]  # the line and its end token, nothing else
+    get_batch = make_sft_batch_fn((idx, targets), (idx, targets), batch_size=5)
+    x, y = get_batch("train", make_generator(0, "cpu"))
+    assert x.shape == (5, task.length - 1)
+    with pytest.raises(ValueError, match="min_line <= max_line < max_response"):
+        LineTask(max_line=14, max_response=14)
+    with pytest.raises(ValueError, match="exactly 4 tokens"):
+        encode_prompts([[1, 2, 3]], task)
+
+
+# ---------- rollouts ----------
+
+def test_response_mask_covers_up_to_the_first_end_token():
+    response = torch.tensor([[5, 0, 7, 0], [5, 6, 7, 8], [0, 1, 2, 3]])
+    mask, finished = response_mask(response, eos_id=0)
+    assert mask.tolist() == [[True, True, False, False], [True] * 4, [True, False, False, False]]
+    assert finished.tolist() == [True, False, True]
+
+
+def test_response_logprobs_match_the_logits():
+    model = tiny_gpt()
+    ids = torch.randint(12, (3, 10), generator=make_generator(1, "cpu"))
+    logp = response_logprobs(model, ids, prompt_len=4)  # (3, 6)
+    logits, _ = model(ids)
+    manual = torch.log_softmax(logits, -1)[:, 3:-1].gather(-1, ids[:, 4:, None]).squeeze(-1)
+    torch.testing.assert_close(logp, manual)
+
+
+def test_sample_rollout_shapes_and_device_checks():
+    model = tiny_gpt()
+    prompts = torch.randint(12, (4, 5), generator=make_generator(2, "cpu"))
+    rollout = sample_rollout(model, prompts, 6, eos_id=0, generator=make_generator(3, "cpu"))
+    assert rollout.ids.shape == (4, 11) and rollout.mask.shape == (4, 6)
+    assert torch.equal(rollout.ids[:, :5], prompts)
+    assert (rollout.last_index == 5 + rollout.lengths - 1).all()
+    with pytest.raises(ValueError, match="block_size"):
+        sample_rollout(model, prompts, 12, 0, make_generator(3, "cpu"))
+    with pytest.raises(ValueError, match="generator is on cpu but `prompts` is on meta"):
+        sample_rollout(model, prompts.to("meta"), 3, 0, make_generator(3, "cpu"))  # as CUDA prompts would be
+
+
+# ---------- the hidden preference and noisy labels ----------
+
+def test_true_score_terms_by_hand():
+    vocab = frozenset("my love is true and good the king dead".split())
+    pref = Preference(min_words=3)
+    assert true_score("my love is true", vocabulary=vocab, preference=pref) == pytest.approx(2.0)  # 2 pleasant
+    assert true_score("love love love love", vocabulary=vocab, preference=pref) == pytest.approx(1 - 2 * 0.75)
+    assert true_score("the king is dead", vocabulary=vocab, preference=pref) == pytest.approx(-1.0)  # one grim
+    assert true_score("the xyzzy king", vocabulary=vocab, preference=pref) == pytest.approx(-2 / 3)
+    assert true_score("the king", vocabulary=vocab, preference=pref) == pytest.approx(-0.5)  # one word short
+    assert true_score("the king is", finished=False, vocabulary=vocab, preference=pref) == pytest.approx(-1.0)
+    assert true_score("", vocabulary=vocab, preference=pref) == pref.empty_score
+
+
+def test_noisy_labels_follow_bradley_terry():
+    a, b = torch.full((40_000,), 1.0), torch.zeros(40_000)
+    labels = noisy_labels(a, b, temperature=0.5, generator=make_generator(0, "cpu"))
+    expected = 1 / (1 + math.exp(-2.0))
+    assert abs(labels.float().mean().item() - expected) < 0.01
+    assert bayes_accuracy(a, b, 0.5) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        noisy_labels(a, b, 0.0, make_generator(0, "cpu"))
+
+
+# ---------- a toy RL problem: reward = how many times the response contains token 3 ----------
+
+def toy_setup(seed=0):
+    policy = tiny_gpt(seed=seed)
+    prompts_gen = lambda n, g: torch.randint(4, 12, (n, 4), generator=g)  # noqa: E731
+    count3 = lambda ro: ((ro.response == 3) & ro.mask).float().sum(1)  # noqa: E731
+    return policy, prompts_gen, count3
+
+
+def test_ppo_raises_a_toy_reward_and_kl_shaping_by_hand():
+    scores = torch.tensor([2.0])
+    logp, ref = torch.tensor([[-1.0, -2.0, -0.5]]), torch.tensor([[-1.5, -2.0, -0.1]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    shaped = kl_shaped_rewards(scores, logp, ref, mask, beta=0.1)
+    torch.testing.assert_close(shaped, torch.tensor([[-0.05, 2.0, 0.0]]))  # -beta * 0.5, then 0 + score, masked
+    policy, prompts, count3 = toy_setup()
+    reference = copy.deepcopy(policy)
+    value = ScalarHeadModel(policy)
+    config = PPOConfig(iterations=12, batch_size=32, minibatch_size=16, epochs=2, lr=3e-3, beta=0.0,
+                       max_new_tokens=8)
+    history = train_ppo(policy, reference, value, count3, count3, prompts, 0, config, make_generator(0, "cpu"),
+                        progress=False)
+    assert sum(history.reward[-3:]) / 3 > sum(history.reward[:3]) / 3 + 0.5
+    assert history.kl[0] == pytest.approx(0.0, abs=1e-5) and history.kl[-1] > 0
+
+
+def test_grpo_raises_a_toy_reward():
+    policy, prompts, count3 = toy_setup(seed=1)
+    reference = copy.deepcopy(policy)
+    config = GRPOConfig(iterations=12, prompts_per_iteration=4, group_size=8, minibatch_groups=2, lr=3e-3,
+                        max_new_tokens=8)
+    history = train_grpo(policy, reference, count3, count3, prompts, 0, config, make_generator(0, "cpu"),
+                         progress=False)
+    assert sum(history.reward[-3:]) / 3 > sum(history.reward[:3]) / 3 + 0.5
+    with pytest.raises(ValueError, match="group_size"):
+        GRPOConfig(group_size=1)
+
+
+# ---------- reward model and DPO on labelled pairs of the toy problem ----------
+
+def toy_pairs(n=192, seed=0):
+    policy, prompts, count3 = toy_setup(seed)
+    g = make_generator(seed, "cpu")
+    p = prompts(n, g)
+    first, second = sample_rollout(policy, p, 8, 0, g), sample_rollout(policy, p, 8, 0, g)
+    labelled = label_pairs(first, second, count3, temperature=0.05, generator=g)
+    return policy, labelled
+
+
+def test_reward_model_learns_the_toy_preference():
+    policy, labelled = toy_pairs()
+    rm = ScalarHeadModel(policy)
+    pairs = labelled.pairs
+    assert pairwise_accuracy(rm, pairs) == 0.0  # a zero head scores everything 0: no strict wins yet
+    train_idx, val_idx = torch.arange(0, 160), torch.arange(160, 192)
+    log = train_reward_model(rm, pairs.subset(train_idx), pairs.subset(val_idx), steps=80, batch_size=32, lr=3e-3,
+                             generator=make_generator(0, "cpu"), eval_every=40, progress=False)
+    informative = labelled.score_chosen != labelled.score_rejected
+    acc = pairwise_accuracy(rm, pairs.subset(torch.nonzero(informative).squeeze(1)))
+    assert acc > 0.8, acc
+    assert log.val_steps[-1] == 80
+
+
+def test_dpo_starts_at_log2_and_learns_the_pairs():
+    policy, labelled = toy_pairs(seed=1)
+    reference = copy.deepcopy(policy)
+    pairs = labelled.pairs
+    chosen, rejected = pair_logps(policy, pairs)
+    ref_c, ref_r = pair_logps(reference, pairs)
+    torch.testing.assert_close(chosen, ref_c)
+    history = train_dpo(policy, reference, pairs, pairs, DPOConfig(steps=60, batch_size=32, lr=3e-3, beta=0.5,
+                                                                   eval_every=30), make_generator(0, "cpu"),
+                        progress=False)
+    assert history.loss[0] == pytest.approx(math.log(2), abs=1e-5)
+    assert history.val_accuracy[-1] > 0.7 and history.val_margin[-1] > 0
+
+
+def test_evaluate_policy_against_itself_has_zero_kl():
+    policy, prompts, count3 = toy_setup()
+    codec_decode = lambda ro: [str(r) for r in ro.response.tolist()]  # noqa: E731
+    result = evaluate_policy(policy, copy.deepcopy(policy), prompts(16, make_generator(0, "cpu")), 0, 8, count3,
+                             count3, codec_decode, seed=0)
+    assert result.kl == pytest.approx(0.0, abs=1e-6)
+    assert 0 < result.distinct_1 <= 1 and 1 <= result.length <= 8
