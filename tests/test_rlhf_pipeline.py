@@ -207,3 +207,20 @@ def test_evaluate_policy_against_itself_has_zero_kl():
                              count3, codec_decode, seed=0)
     assert result.kl == pytest.approx(0.0, abs=1e-6)
     assert 0 < result.distinct_1 <= 1 and 1 <= result.length <= 8
+
+
+# ---------- what a real run costs ----------
+
+def test_rlhf_memory_and_flops_by_hand():
+    from course_utils.rlhf.compute import ppo_iteration_flops, rlhf_memory_bytes
+
+    memory = rlhf_memory_bytes(1e9)
+    assert memory["PPO"] == 36e9 and memory["DPO"] == memory["GRPO"] == 18e9 and memory["SFT"] == 16e9
+    flops = ppo_iteration_flops(1e6, batch=2, prompt_tokens=3, response_tokens=5, epochs=4)
+    tokens = 2 * 8
+    assert flops["generation"] == 2e6 * tokens
+    assert flops["total"] == (2 + 8 + 4 * 12) * 1e6 * tokens
+    with pytest.raises(ValueError, match="epochs must be a positive number"):
+        ppo_iteration_flops(1e6, 2, 3, 5, 0)
+    with pytest.raises(ValueError, match="n_params"):
+        rlhf_memory_bytes(-1)

@@ -253,8 +253,7 @@ class GPT(nn.Module):
         self.eval()
         for _ in range(max_new_tokens):
             context = idx[:, -self.config.block_size:]  # (B, <=block_size)
-            logits, _ = self(context)
-            logits = logits[:, -1, :]  # (B, V)
+            logits = self.lm_head(self.hidden_states(context)[:, -1, :])  # (B, V): only the last position's
             if greedy:
                 next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
             else:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-from course_utils.device import check_generator
 from course_utils.text.codecs import WordCodec
 
 EOS = "\n"
@@ -106,9 +105,8 @@ def make_sft_batch_fn(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch
 
 
 def sample_prompts(examples: list[Example], n: int, generator: torch.Generator) -> list[list[int]]:
-    """``n`` prompts drawn uniformly (with replacement) from ``examples`` with a CPU ``generator``."""
+    """``n`` prompts drawn uniformly (with replacement) from ``examples`` with ``generator`` (on any device)."""
     if not examples:
         raise ValueError("no examples to draw prompts from")
-    check_generator(generator, torch.empty(0), "the prompt draw (CPU)")
-    rows = torch.randint(len(examples), (n,), generator=generator).tolist()
+    rows = torch.randint(len(examples), (n,), generator=generator, device=generator.device).tolist()
     return [examples[i][0] for i in rows]

@@ -42,7 +42,8 @@ def label_pairs(first: Rollout, second: Rollout, true_fn: RewardFn, temperature:
         raise ValueError("the two rollouts must answer the same prompts with the same lengths")
     if not torch.equal(first.ids[:, :first.prompt_len], second.ids[:, :second.prompt_len]):
         raise ValueError("the two rollouts must start from the same prompts, row by row")
-    sa, sb = true_fn(first).float(), true_fn(second).float()  # (N,)
+    sa = true_fn(first).float().to(generator.device)  # (N,), drawn on where the generator lives
+    sb = true_fn(second).float().to(generator.device)  # (N,)
     first_wins = noisy_labels(sa, sb, temperature, generator).to(first.ids.device)  # (N,)
 
     def pick(a: torch.Tensor, b: torch.Tensor, take_a: torch.Tensor) -> torch.Tensor:
