@@ -224,3 +224,22 @@ def test_rlhf_memory_and_flops_by_hand():
         ppo_iteration_flops(1e6, 2, 3, 5, 0)
     with pytest.raises(ValueError, match="n_params"):
         rlhf_memory_bytes(-1)
+
+
+def test_every_random_factory_call_in_rlhf_draws_where_its_generator_lives():
+    # A CPU-only run cannot see torch.randint(..., generator=cuda_gen) without device=: it raises only on a GPU.
+    import ast
+    import pathlib
+
+    import course_utils.rlhf as rlhf
+
+    factories = {"rand", "randn", "randint", "randperm"}
+    offenders = []
+    for path in pathlib.Path(rlhf.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in factories
+                    and any(k.arg == "generator" for k in node.keywords)):
+                device = next((k.value for k in node.keywords if k.arg == "device"), None)
+                if device is None or ast.unparse(device) != "generator.device":
+                    offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, f"draws without device=generator.device: {offenders}"
