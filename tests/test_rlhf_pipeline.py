@@ -206,6 +206,7 @@ def test_evaluate_policy_against_itself_has_zero_kl():
     result = evaluate_policy(policy, copy.deepcopy(policy), prompts(16, make_generator(0, "cpu")), 0, 8, count3,
                              count3, codec_decode, seed=0)
     assert result.kl == pytest.approx(0.0, abs=1e-6)
+    assert result.true_score_sem > 0  # 16 responses whose counts of token 3 differ
     assert 0 < result.distinct_1 <= 1 and 1 <= result.length <= 8
 
 

@@ -9,6 +9,7 @@ and a few samples. All arms are sampled at temperature 1 from the same prompts w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -61,6 +62,7 @@ def label_pairs(first: Rollout, second: Rollout, true_fn: RewardFn, temperature:
 @dataclass
 class PolicyEval:
     true_score: float
+    true_score_sem: float  # standard error of that mean (sample std / sqrt(number of responses))
     reward: float
     kl: float
     length: float
@@ -91,5 +93,7 @@ def evaluate_policy(policy: GPT, reference: GPT, prompts: torch.Tensor, eos_id: 
         responses += [row[:n].tolist() for row, n in zip(rollout.response.cpu(), rollout.lengths.tolist())]
         texts += decode(rollout)
     mean = lambda xs: torch.cat(xs).float().mean().item()  # noqa: E731
-    return PolicyEval(mean(true), mean(reward), mean([k.cpu() for k in kl]), mean(length), mean(finished),
+    true_all = torch.cat(true).float()  # (N,)
+    sem = (true_all.std() / math.sqrt(len(true_all))).item() if len(true_all) > 1 else float("nan")
+    return PolicyEval(mean(true), sem, mean(reward), mean([k.cpu() for k in kl]), mean(length), mean(finished),
                       distinct_n(responses, 1), distinct_n(responses, 2), texts[:6])
