@@ -10,7 +10,9 @@ generation and framework overhead are left out, so these are lower bounds.
 FLOPs use the 2N-per-token forward and 6N-per-token training costs of Kaplan et al., 2020 (attention's own matmuls
 left out, as in chapter 04's 6ND): generating a response with a KV cache costs one forward pass over prompt and
 response; scoring needs four forward passes (old policy, reference, reward model, value model); each epoch trains
-the policy and the value model. The value and reward models are assumed to be the policy's size, as in InstructGPT.
+the policy and the value model. The value and reward models are assumed to be the policy's size, a simplification:
+InstructGPT paired its 175B policy with a 6B reward model and initialised the value function from it. DPO's
+reference log-probabilities can be computed once before training, so its frozen reference need not stay resident.
 """
 
 from __future__ import annotations

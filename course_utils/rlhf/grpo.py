@@ -32,7 +32,7 @@ class GRPOConfig:
     iterations: int = 60
     prompts_per_iteration: int = 8
     group_size: int = 8  # responses per prompt; batch = prompts_per_iteration * group_size
-    epochs: int = 2  # passes over each batch (1 makes the ratio exactly 1 and clipping inactive)
+    epochs: int = 2  # passes over each batch (1 epoch of 1 minibatch makes the ratio exactly 1: no clipping)
     minibatch_groups: int = 4  # groups per minibatch
     lr: float = 1e-4
     beta: float = 0.04  # KL coefficient in the loss (DeepSeekMath's value)

@@ -5,7 +5,8 @@ Every prompt has the same length P and every rollout generates exactly R tokens,
 up to and including it. Tokens after the end are sampled but never scored, rewarded or trained on (causal
 attention means they cannot change anything before them).
 
-Left out: a KV cache (chapter 07 builds one; at P + R = 80 characters recomputing is cheap), padding on the left.
+Left out: a KV cache for the course GPT (chapter 07 builds one; at P + R = 22 word tokens recomputing is cheap;
+:class:`course_utils.rlhf.hf_policy.HFPolicy` uses the model's own), padding on the left.
 """
 
 from __future__ import annotations

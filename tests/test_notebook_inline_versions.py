@@ -1,0 +1,50 @@
+"""A chapter teaches an idea inline (a few lines in the notebook) and then uses the package's copy. Its inline cells,
+the code cells that start with ``# inline``, assert on random inputs that the two agree. This test runs those cells
+on their own (after the notebook's import cell), so a change to either copy fails here, in seconds, without executing
+the whole notebook."""
+
+import json
+import pathlib
+
+import pytest
+
+NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def code_cells(path: pathlib.Path) -> list[str]:
+    cells = json.loads(path.read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def inline_cells(path: pathlib.Path) -> list[str]:
+    return [c for c in code_cells(path) if c.startswith("# inline")]
+
+
+WITH_INLINE = [p for p in NOTEBOOKS if inline_cells(p)]
+
+
+def test_chapter_05_teaches_its_losses_inline():
+    names = {p.name for p in WITH_INLINE}
+    assert "05_rlhf.ipynb" in names
+    assert len(inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "05_rlhf.ipynb")) >= 4  # BT, PPO, DPO, GRPO
+
+
+@pytest.mark.parametrize("path", WITH_INLINE, ids=lambda p: p.name)
+def test_inline_versions_agree_with_the_package(path):
+    imports = code_cells(path)[1]  # the cell after the Colab set-up: imports, profile, device, seed
+    namespace: dict = {}
+    exec(compile(imports, f"{path.name}:imports", "exec"), namespace)
+    for i, cell in enumerate(inline_cells(path)):
+        exec(compile(cell, f"{path.name}:inline cell {i}", "exec"), namespace)
+
+
+def test_a_disagreeing_inline_version_fails(tmp_path):
+    # the mechanism can fail: an inline loss that differs from the package's raises
+    path = NOTEBOOKS[0].parent / "05_rlhf.ipynb"
+    imports = code_cells(path)[1]
+    cell = inline_cells(path)[0].replace("-F.logsigmoid(r_chosen - r_rejected).mean()",
+                                          "-F.logsigmoid(r_rejected - r_chosen).mean()")
+    namespace: dict = {}
+    exec(compile(imports, "imports", "exec"), namespace)
+    with pytest.raises(AssertionError):
+        exec(compile(cell, "bad inline cell", "exec"), namespace)
