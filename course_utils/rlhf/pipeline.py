@@ -64,6 +64,7 @@ class PolicyEval:
     true_score: float
     true_score_sem: float  # standard error of that mean (sample std / sqrt(number of responses))
     reward: float
+    reward_sem: float
     kl: float
     length: float
     finished: float
@@ -93,7 +94,10 @@ def evaluate_policy(policy: GPT, reference: GPT, prompts: torch.Tensor, eos_id: 
         responses += [row[:n].tolist() for row, n in zip(rollout.response.cpu(), rollout.lengths.tolist())]
         texts += decode(rollout)
     mean = lambda xs: torch.cat(xs).float().mean().item()  # noqa: E731
-    true_all = torch.cat(true).float()  # (N,)
-    sem = (true_all.std() / math.sqrt(len(true_all))).item() if len(true_all) > 1 else float("nan")
-    return PolicyEval(mean(true), sem, mean(reward), mean([k.cpu() for k in kl]), mean(length), mean(finished),
+    def sem(xs: list[torch.Tensor]) -> float:  # standard error of the mean over all responses
+        values = torch.cat(xs).float()  # (N,)
+        return (values.std() / math.sqrt(len(values))).item() if len(values) > 1 else float("nan")
+
+    return PolicyEval(mean(true), sem(true), mean(reward), sem(reward), mean([k.cpu() for k in kl]), mean(length),
+                      mean(finished),
                       distinct_n(responses, 1), distinct_n(responses, 2), texts[:6])
