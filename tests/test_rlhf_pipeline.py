@@ -244,3 +244,8 @@ def test_every_random_factory_call_in_rlhf_draws_where_its_generator_lives():
                 if device is None or ast.unparse(device) != "generator.device":
                     offenders.append(f"{path.name}:{node.lineno}")
     assert not offenders, f"draws without device=generator.device: {offenders}"
+
+
+def test_scalar_head_is_built_on_the_trunk_device():
+    trunk = tiny_gpt().to("meta")  # stands in for a CUDA trunk: the head must not be left on the CPU
+    assert ScalarHeadModel(trunk).head.weight.device.type == "meta"

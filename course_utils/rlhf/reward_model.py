@@ -28,7 +28,8 @@ class ScalarHeadModel(nn.Module):
         super().__init__()
         self.trunk = copy.deepcopy(trunk)
         self.trunk.lm_head = nn.Identity()  # not used; keeps the tied embedding a plain parameter of the trunk
-        self.head = nn.Linear(trunk.config.n_embd, 1)
+        device = next(trunk.parameters()).device  # the head lives where the trunk does (a GPU trunk, a GPU head)
+        self.head = nn.Linear(trunk.config.n_embd, 1, device=device)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
