@@ -59,8 +59,7 @@ def pair_logps(model: GPT, pairs: PreferencePairs, batch_size: int = 256) -> tup
     was = model.training
     model.eval()
     chosen, rejected = [], []
-    for i in range(0, len(pairs), batch_size):
-        part = pairs.subset(torch.arange(i, min(i + batch_size, len(pairs)), device=pairs.chosen.device))
+    for part in pairs.chunks(batch_size):
         chosen.append(sequence_logps(model, part.chosen, part.chosen_mask, part.prompt_len))
         rejected.append(sequence_logps(model, part.rejected, part.rejected_mask, part.prompt_len))
     model.train(was)
@@ -79,8 +78,7 @@ def train_dpo(policy: GPT, reference: GPT, train: PreferencePairs, val: Preferen
     start = time.perf_counter()
     policy.train()
     for step in tqdm(range(config.steps), desc=f"DPO beta={config.beta:g}", disable=not progress, leave=False):
-        rows = torch.randint(len(train), (config.batch_size,), generator=generator, device=generator.device)
-        rows = rows.to(train.chosen.device)
+        rows = train.sample_rows(config.batch_size, generator)  # (b,)
         batch = train.subset(rows)
         loss = dpo_loss(sequence_logps(policy, batch.chosen, batch.chosen_mask, batch.prompt_len),
                         sequence_logps(policy, batch.rejected, batch.rejected_mask, batch.prompt_len),

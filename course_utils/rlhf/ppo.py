@@ -13,6 +13,7 @@ Left out: an adaptive KL controller, reward whitening, entropy bonus, mixing in 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -105,8 +106,6 @@ def train_ppo(policy: GPT, reference: GPT, value_model: ScalarHeadModel, reward_
 
     ``true_fn`` only measures (the hidden preference); ``generator`` lives on the policy's device.
     """
-    import time
-
     device = next(policy.parameters()).device
     reference.eval()
     opt = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=0.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -61,6 +62,17 @@ class PreferencePairs:
                                self.rejected_last[rows], self.chosen_mask[rows], self.rejected_mask[rows],
                                self.prompt_len)
 
+    def chunks(self, batch_size: int) -> Iterator["PreferencePairs"]:
+        """The pairs in order, ``batch_size`` at a time (for evaluation)."""
+        for i in range(0, len(self), batch_size):
+            yield self.subset(torch.arange(i, min(i + batch_size, len(self)), device=self.chosen.device))
+
+    def sample_rows(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """``batch_size`` row indices drawn uniformly with replacement (drawn on the generator's device), on the
+        pairs' device."""
+        rows = torch.randint(len(self), (batch_size,), generator=generator, device=generator.device)
+        return rows.to(self.chosen.device)  # (batch_size,)
+
 
 @dataclass
 class RewardTraining:
@@ -76,8 +88,7 @@ def pairwise_accuracy(model: ScalarHeadModel, pairs: PreferencePairs, batch_size
     was = model.training
     model.eval()
     hits = 0
-    for i in range(0, len(pairs), batch_size):
-        part = pairs.subset(torch.arange(i, min(i + batch_size, len(pairs)), device=pairs.chosen.device))
+    for part in pairs.chunks(batch_size):
         hits += (model.score(part.chosen, part.chosen_last) > model.score(part.rejected, part.rejected_last)).sum()
     model.train(was)
     return float(hits) / len(pairs)
@@ -95,8 +106,7 @@ def train_reward_model(model: ScalarHeadModel, train: PreferencePairs, val: Pref
     log = RewardTraining()
     model.train()
     for step in tqdm(range(steps), desc="reward model", disable=not progress, leave=False):
-        rows = torch.randint(len(train), (batch_size,), generator=generator, device=generator.device)
-        batch = train.subset(rows.to(train.chosen.device))
+        batch = train.subset(train.sample_rows(batch_size, generator))
         loss = bradley_terry_loss(model.score(batch.chosen, batch.chosen_last),
                                   model.score(batch.rejected, batch.rejected_last))
         opt.zero_grad(set_to_none=True)
