@@ -8,8 +8,8 @@ import course_utils
 PACKAGE = pathlib.Path(course_utils.__file__).parent
 INFRA = {"assets", "cache", "checks", "device", "plotting", "profile"}
 # Lowest first; a module may import from its own layer or any earlier one.
-LAYERS = ["infrastructure", "text", "model", "train", "generate", "evaluate", "scaling", "rlhf", "exercises",
-          "solutions"]
+LAYERS = ["infrastructure", "text", "model", "train", "generate", "evaluate", "scaling", "rlhf", "lora",
+          "exercises", "solutions"]
 
 
 def layer_of(dotted: str) -> str:
