@@ -1,0 +1,128 @@
+"""Evaluating a chat model on a labelling task two ways: the answer it writes, and the label it finds most probable.
+
+:func:`generate_answers` decodes greedily, many prompts at a time. Prompts of different lengths are padded on the
+LEFT, so that every row's next token is predicted at the same last position; the attention mask hides the padding and
+the position ids are counted from each row's first real token (``generate`` derives them from the attention mask for
+Llama-family models), so a batched answer equals the answer to the prompt alone (tested token for token).
+
+:func:`label_logprobs` is a constrained choice: the summed log-probability of each label's tokens right after the
+prompt, so "which of these four words is most likely" does not depend on whether the model answers in one word, in a
+sentence, or with a capital letter. It is how multiple-choice benchmarks are often scored (e.g. the Language Model
+Evaluation Harness, Gao et al., 2021-), and it reads a base model more kindly than exact matching of its free text.
+
+Left out: sampling, beam search, stop strings other than the end token, length normalisation of label scores.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from course_utils.lora.sft import SFTExample, collate_sft, end_of_turn_id, labelled_logits
+
+
+def _check_common(model: nn.Module, examples: object, batch_size: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module (a transformers causal LM), got {type(model).__name__}")
+    if not isinstance(examples, (list, tuple)) or not examples or not all(isinstance(e, SFTExample) for e in examples):
+        raise TypeError("examples must be a non-empty list of SFTExample (chat_example(tokenizer, user))")
+    if any(not e.prompt_ids for e in examples):
+        raise ValueError("every example needs at least one prompt token")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
+             device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), each (B, T): the prompts right-aligned, ``pad_id`` and mask 0 before them."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)  # (B, T)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)  # (B, T)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[row, width - len(prompt):] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+@torch.no_grad()
+def generate_answers(model: nn.Module, tokenizer, examples: list[SFTExample], max_new_tokens: int = 6,
+                     batch_size: int = 32, progress: bool = False) -> list[str]:
+    """The greedy answer to each example's prompt (its response is ignored): at most ``max_new_tokens`` tokens, cut at
+    the first ``<|im_end|>`` (or the tokenizer's eos when there is none), decoded without special tokens, stripped.
+
+    Uses ``model.generate(do_sample=False)`` with left padding, an explicit attention mask and a fresh generation
+    config (so a checkpoint's default sampling settings do not apply); the model is in eval mode during the call."""
+    from transformers import GenerationConfig
+
+    _check_common(model, examples, batch_size)
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    try:
+        stop_id = end_of_turn_id(tokenizer)
+    except ValueError:
+        stop_id = tokenizer.eos_token_id
+    if stop_id is None:
+        raise ValueError("the tokenizer has neither <|im_end|> nor an eos token: generation could not stop")
+    pad_id = _pad_id(tokenizer)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
+                              eos_token_id=stop_id)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    answers = []
+    try:
+        for start in tqdm(range(0, len(examples), batch_size), desc="answers", disable=not progress, leave=False):
+            chunk = examples[start:start + batch_size]
+            input_ids, attention_mask = left_pad([e.prompt_ids for e in chunk], pad_id, device)  # (B, T)
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+            for row in out[:, input_ids.shape[1]:].tolist():  # the new tokens of each row
+                if stop_id in row:
+                    row = row[:row.index(stop_id)]
+                answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    finally:
+        model.train(was_training)
+    return answers
+
+
+def label_token_ids(tokenizer, labels: Sequence[str]) -> list[tuple[int, ...]]:
+    """The tokens of each label word as it starts an answer (right after ``assistant\\n``: no leading space)."""
+    if isinstance(labels, str) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise TypeError("labels must be a non-empty sequence of non-empty strings")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be distinct, got {list(labels)}")
+    return [tuple(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels]
+
+
+@torch.no_grad()
+def label_logprobs(model: nn.Module, tokenizer, examples: list[SFTExample], labels: Sequence[str],
+                   batch_size: int = 32) -> torch.Tensor:
+    """(N, L) float32 tensor, on the CPU: log p(label tokens | prompt) summed over each label's tokens, for every
+    example's prompt and every label. The label words alone are scored (not the ``<|im_end|>`` after them), so the
+    argmax over a row is the label the model would most likely START its answer with. Batches of ``batch_size``
+    (prompt, label) sequences, right-padded (no generation, so right padding is simplest)."""
+    _check_common(model, examples, batch_size)
+    label_ids = label_token_ids(tokenizer, labels)
+    pairs = [SFTExample(e.prompt_ids, ids) for e in examples for ids in label_ids]
+    pad_id, device = _pad_id(tokenizer), next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    scores = []
+    try:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            batch = collate_sft(chunk, pad_id, mask_prompt=True, device=device)
+            logits, targets, rows = labelled_logits(model, batch)  # (N, V), (N,), (N,)
+            token_logprobs = F.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]  # (N,)
+            sums = torch.zeros(len(chunk), device=device).index_add_(0, rows, token_logprobs)  # (B,)
+            scores.append(sums.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(scores).view(len(examples), len(labels))  # (N, L)
