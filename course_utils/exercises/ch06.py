@@ -1,0 +1,257 @@
+"""Checks for chapter 06's exercises (LoRA): how many parameters LoRA adds to a Llama-style model with grouped-query
+attention, the best rank-r LoRA update for a given full fine-tuning change (and the fraction of it a rank captures),
+and DoRA's forward pass.
+
+Each exercise asks for something :mod:`course_utils.lora` does not provide (a parameter count from a config alone,
+without building a model; the Eckart-Young factorisation; DoRA), so no package call is the answer. Each check
+computes the expected value itself with code written differently from the reference solution
+(:mod:`course_utils.solutions.ch06`): a per-layer enumeration of A and B tensors for the count; matrices built from
+a KNOWN singular value decomposition, or a projection onto the top eigenvectors of delta delta^T, instead of an SVD;
+an einsum over explicitly normalised rows for DoRA. Failures go through :mod:`course_utils.checks`, whose messages
+never show the expected value. ``tests/test_exercises_ch06.py`` feeds every check the reference solution, correct
+answers in other forms, and the likely wrong answers.
+
+DoRA's norm axis. The paper writes W in R^{d x k} with a magnitude m in R^{1 x k} and ||.||_c "the vector-wise norm
+of a matrix across each column"; its W is laid out (in_features, out_features), so a column holds the weights of
+ONE OUTPUT feature (the first author says so in nbasyl/DoRA issue #1, and NVlabs/DoRA's code computes
+``torch.linalg.norm(weight, dim=1)`` on nn.Linear's (out, in) weight, as peft's ``DoraLinearLayer`` does). So for
+an (out, in) weight the norm is taken over the input dimension, one norm per output row, and ``magnitude`` has
+shape (out,): each output unit's weight vector gets a learned length and a LoRA-adapted direction.
+
+Inputs are float64 CPU tensors drawn from a seeded ``torch.Generator``; answers may be tensors (any float dtype or
+device), lists or numpy arrays. Tolerances: the parameter count is an integer and must be exact (float64 holds
+integers exactly up to 2^53). A float32 SVD or DoRA forward is accurate to ~1e-6 of the largest entry (float32's
+epsilon is 1.2e-7, times a few dozen accumulated terms), and the top-r subspace moves by about epsilon * s_1 / gap;
+every case keeps the gap s_r - s_{r+1} above 5% of s_1 (or has s_{r+1} = 0), so products are compared within 1e-4
+of the largest entry of delta (plus 1e-4 relative), DoRA outputs within 1e-5 absolute and 1e-4 relative, fractions
+within 1e-5. The likely mistakes are off by 1e-2 or more of the largest entry.
+
+References: E. J. Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", 2021; C. Eckart, G. Young, "The
+approximation of one matrix by another of lower rank", 1936; J. Ainslie et al., "GQA: Training Generalized
+Multi-Query Transformer Models from Multi-Head Checkpoints", 2023; S.-Y. Liu et al., "DoRA: Weight-Decomposed
+Low-Rank Adaptation", 2024, section 4.1.
+
+Left out: checks of argument validation (the exercises are about the formulas), biases and embeddings in the count
+(LoRA here wraps linear weights only), DoRA's gradients (the paper's section 4.3 treats the norm as a constant in the
+backward pass, which changes gradients but not values, so only values are checked).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from course_utils import checks
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator("cpu").manual_seed(seed)  # CPU data, CPU generator
+
+
+def _finite(name: str, actual: Any, hint: str) -> torch.Tensor:
+    """The answer as a float64 CPU tensor; a NaN or inf fails with ``hint``."""
+    t = checks.as_float_tensor(name, actual, hint)
+    if not torch.isfinite(t).all():
+        raise AssertionError(f"{name}: your answer contains NaN or inf. {hint}")
+    return t
+
+
+def _one_number(name: str, actual: Any, hint: str) -> float:
+    t = _finite(name, actual, hint)
+    if t.numel() != 1:
+        raise AssertionError(f"{name}: expected one number, got shape {tuple(t.shape)}. {hint}")
+    return float(t)
+
+
+# ---------- exercise 1: LoRA parameters of a Llama-style model ----------
+
+SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                    num_key_value_heads=3)
+LLAMA2_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=32)
+LLAMA3_8B_LIKE = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                      num_key_value_heads=8)
+
+
+def _count_reference(config: dict, r: int, targets: tuple[str, ...]) -> int:
+    """Enumerate every wrapped matrix of every layer and add the sizes of its A (r, in) and B (out, r)."""
+    hidden, ffn = config["hidden_size"], config["intermediate_size"]
+    kv_width = config["num_key_value_heads"] * hidden // config["num_attention_heads"]
+    in_out = {"q_proj": (hidden, hidden), "k_proj": (hidden, kv_width), "v_proj": (hidden, kv_width),
+              "o_proj": (hidden, hidden), "gate_proj": (hidden, ffn), "up_proj": (hidden, ffn),
+              "down_proj": (ffn, hidden)}
+    total = 0
+    for _layer in range(config["num_hidden_layers"]):
+        for name in targets:
+            fan_in, fan_out = in_out[name]
+            total += r * fan_in + fan_out * r  # numel(A) + numel(B)
+    return total
+
+
+def _count_cases() -> list[tuple[str, dict, int, tuple[str, ...]]]:
+    all_linear = PROJECTIONS
+    return [
+        ("SmolLM2-135M, r = 8, q_proj + v_proj", SMOLLM2_135M, 8, ("q_proj", "v_proj")),
+        ("SmolLM2-135M, r = 16, all seven projections", SMOLLM2_135M, 16, all_linear),
+        ("SmolLM2-135M, r = 4, k_proj only", SMOLLM2_135M, 4, ("k_proj",)),
+        ("Llama-2-7B, r = 8, q_proj + v_proj", LLAMA2_7B, 8, ("q_proj", "v_proj")),
+        ("Llama-2-7B, r = 64, the MLP only", LLAMA2_7B, 64, ("gate_proj", "up_proj", "down_proj")),
+        ("an 8B-like model with 8 KV heads, r = 16, all seven projections", LLAMA3_8B_LIKE, 16, all_linear),
+        ("an 8B-like model with 8 KV heads, r = 1, k_proj + o_proj", LLAMA3_8B_LIKE, 1, ("k_proj", "o_proj")),
+        ("a 2-layer toy with 4 heads and 2 KV heads, r = 2, v_proj + down_proj",
+         dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2), 2, ("v_proj", "down_proj")),
+    ]
+
+
+def check_lora_parameter_count(fn: Callable[[dict, int, tuple[str, ...]], Any]) -> None:
+    """``fn(config, r, targets) -> int``: LoRA's added parameters, r * (in + out) per wrapped matrix, summed over
+    all decoder layers, for a Llama-style ``config`` dict (hidden_size, intermediate_size, num_hidden_layers,
+    num_attention_heads, num_key_value_heads)."""
+    hint = ("each wrapped nn.Linear(in, out) gets A of shape (r, in) and B of shape (out, r); every decoder layer has "
+            "its own copy of each target; with head_dim = hidden_size // num_attention_heads, k_proj and v_proj map "
+            "hidden_size to num_key_value_heads * head_dim (grouped-query attention), q_proj and o_proj are "
+            "hidden x hidden, gate_proj and up_proj map hidden_size to intermediate_size and down_proj back")
+    for label, config, r, targets in _count_cases():
+        name = f"LoRA parameter count, {label}"
+        answer = _one_number(name, fn(dict(config), r, tuple(targets)), hint)
+        checks.check_close(name, answer, _count_reference(config, r, targets), atol=0.5, rtol=0.0, hint=hint)
+
+
+# ---------- exercise 2: the best rank-r update (Eckart-Young) and the energy it captures ----------
+
+def _with_spectrum(out_dim: int, in_dim: int, singular: list[float], g: torch.Generator) -> tuple:
+    """(delta, U, s, V) with delta = U diag(s) V^T built from random orthonormal U (out, k), V (in, k)."""
+    k = len(singular)
+    u, _ = torch.linalg.qr(torch.randn(out_dim, k, generator=g, dtype=torch.float64))  # (out, k)
+    v, _ = torch.linalg.qr(torch.randn(in_dim, k, generator=g, dtype=torch.float64))  # (in, k)
+    s = torch.tensor(singular, dtype=torch.float64)  # (k,) in any order
+    return (u * s) @ v.T, u, s, v
+
+
+def _known_truth(u, s, v, r: int) -> tuple[torch.Tensor, float]:
+    keep = torch.argsort(s, descending=True)[:r]  # the r largest singular values, wherever they were put
+    product = (u[:, keep] * s[keep]) @ v[:, keep].T  # (out, in)
+    return product, float((s[keep] ** 2).sum() / (s ** 2).sum())
+
+
+def _projected_truth(delta: torch.Tensor, r: int) -> tuple[torch.Tensor, float]:
+    """Best rank-r approximation as the projection of delta onto the top-r eigenvectors of delta delta^T."""
+    eigenvalues, vectors = torch.linalg.eigh(delta @ delta.T)  # ascending; eigenvalues are s_i^2
+    top = vectors[:, -r:]  # (out, r)
+    return top @ (top.T @ delta), float(eigenvalues[-r:].sum() / (delta * delta).sum())
+
+
+def _svd_cases() -> list[tuple[str, torch.Tensor, int, torch.Tensor, float]]:
+    g = _gen(60)
+    cases = []
+    delta, u, s, v = _with_spectrum(6, 4, [2.0, 5.0, 1.0, 3.0], g)
+    cases.append(("6 x 4, singular values 5, 3, 2, 1, r = 2", delta, 2, *_known_truth(u, s, v, 2)))
+    delta, u, s, v = _with_spectrum(48, 32, [0.8 ** i for i in range(32)], g)
+    cases.append(("48 x 32, singular values 0.8^i, r = 4", delta, 4, *_known_truth(u, s, v, 4)))
+    delta, u, s, v = _with_spectrum(24, 40, [4.0, 1.5] + [1.0 - 0.03 * i for i in range(20)], g)
+    cases.append(("24 x 40 (wider than tall), r = 1", delta, 1, *_known_truth(u, s, v, 1)))
+    delta, u, s, v = _with_spectrum(30, 20, [3.0, 2.0, 1.0], g)
+    cases.append(("a rank-3 change of a 30 x 20 matrix, r = 5", delta, 5, *_known_truth(u, s, v, 5)))
+    delta, u, s, v = _with_spectrum(10, 7, [7.0 - i for i in range(7)], g)
+    cases.append(("10 x 7, r = 7 (full rank)", delta, 7, *_known_truth(u, s, v, 7)))
+    signal, _, _, _ = _with_spectrum(64, 48, [10.0, 8.0, 6.0, 5.0], g)
+    noisy = signal + 0.1 * torch.randn(64, 48, generator=g, dtype=torch.float64)
+    cases.append(("a rank-4 change plus noise, 64 x 48, r = 4", noisy, 4, *_projected_truth(noisy, 4)))
+    gaussian = torch.randn(40, 30, generator=g, dtype=torch.float64)
+    cases.append(("a Gaussian 40 x 30 matrix, r = 5", gaussian, 5, *_projected_truth(gaussian, 5)))
+    return cases
+
+
+def check_best_rank_r_update(fn: Callable[[torch.Tensor, int], Any]) -> None:
+    """``fn(delta (out, in), r) -> (B (out, r), A (r, in))`` with B @ A the best rank-r approximation of ``delta``
+    in Frobenius norm. Any factorisation is accepted: only the product B @ A is compared."""
+    hint = ("by Eckart-Young the best rank-r approximation keeps the r LARGEST singular values of delta and their "
+            "singular vectors (torch.linalg.svd(delta, full_matrices=False) returns them in descending order); "
+            "the product must carry the singular values as well as the singular vectors (put them in B, in A, or split "
+            "them between the two); return the pair (B, A) with B of shape (out, r) and A of shape (r, in)")
+    for label, delta, r, expected, _ in _svd_cases():
+        name = f"best rank-r update, {label}"
+        answer = fn(delta.clone(), r)
+        if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+            raise AssertionError(f"{name}: return a pair (B, A), got {type(answer).__name__}. {hint}")
+        b, a = (_finite(f"{name} ({which})", x, hint) for which, x in zip("BA", answer))
+        out_dim, in_dim = delta.shape
+        if tuple(b.shape) != (out_dim, r) or tuple(a.shape) != (r, in_dim):
+            raise AssertionError(f"{name}: B has shape {tuple(b.shape)} and A {tuple(a.shape)}; B must be "
+                                 f"(out, r) = ({out_dim}, {r}) and A (r, in) = ({r}, {in_dim}). {hint}")
+        scale = float(delta.abs().max())
+        checks.check_close(f"{name}: B @ A", b @ a, expected, atol=1e-4 * scale, rtol=1e-4, hint=hint)
+
+
+def check_captured_fraction(fn: Callable[[torch.Tensor, int], Any]) -> None:
+    """``fn(delta (out, in), r) -> float``: ||best rank-r approximation||_F^2 / ||delta||_F^2, the sum of the r
+    largest squared singular values over the sum of all of them."""
+    hint = ("||delta||_F^2 is the sum of the SQUARED singular values; the best rank-r approximation keeps the r "
+            "largest of them, so the fraction is (s_1^2 + ... + s_r^2) / (s_1^2 + ... + s_n^2), a number in (0, 1]")
+    for label, delta, r, _, expected in _svd_cases():
+        name = f"captured fraction, {label}"
+        answer = _one_number(name, fn(delta.clone(), r), hint)
+        checks.check_close(name, answer, expected, atol=1e-5, rtol=0.0, hint=hint)
+
+
+# ---------- exercise 3: DoRA's forward pass ----------
+
+def _dora_reference(x, weight, bias, lora_a, lora_b, magnitude, scaling) -> torch.Tensor:
+    adapted = weight + scaling * torch.einsum("or,ri->oi", lora_b, lora_a)  # (out, in)
+    row_lengths = adapted.pow(2).sum(dim=1).sqrt()  # (out,): one norm per output feature, over the inputs
+    direction = adapted / row_lengths.unsqueeze(1)  # unit rows
+    return torch.einsum("...i,oi->...o", x, magnitude.unsqueeze(1) * direction) + bias
+
+
+def _dora_cases() -> list[tuple[str, tuple, torch.Tensor]]:
+    g = _gen(61)
+    d = torch.float64
+
+    def layer(out_dim: int, in_dim: int, r: int, lead: tuple[int, ...], b_scale: float):
+        w = torch.randn(out_dim, in_dim, generator=g, dtype=d) / in_dim ** 0.5  # (out, in)
+        bias = 0.1 * torch.randn(out_dim, generator=g, dtype=d)  # (out,)
+        a = torch.randn(r, in_dim, generator=g, dtype=d) / in_dim ** 0.5  # (r, in)
+        b = b_scale * torch.randn(out_dim, r, generator=g, dtype=d)  # (out, r)
+        x = torch.randn(*lead, in_dim, generator=g, dtype=d)  # (..., in)
+        return x, w, bias, a, b
+
+    cases = []
+    x, w, bias, a, b = layer(8, 8, 2, (2, 3), 0.5)
+    m = 0.5 + torch.rand(8, generator=g, dtype=d)
+    args = (x, w, bias, a, b, m, 2.0)
+    cases.append(("square 8 x 8 weight, x of shape (2, 3, 8), scaling 2", args, _dora_reference(*args)))
+    x, w, bias, a, b = layer(12, 20, 4, (5,), 0.0)
+    m0 = torch.stack([row.dot(row).sqrt() for row in w])  # (out,) the length of each output row of W
+    args = (x, w, bias, a, b, m0, 1.5)
+    cases.append(("B = 0 and magnitude = the norms of W: must equal the plain layer", args, x @ w.T + bias))
+    x, w, bias, a, b = layer(12, 20, 4, (5,), 0.3)
+    m = 0.5 + torch.rand(12, generator=g, dtype=d)
+    args = (x, w, bias, a, b, m, 0.5)
+    cases.append(("12 x 20 weight (out < in), scaling 0.5", args, _dora_reference(*args)))
+    x, w, bias, a, b = layer(20, 12, 1, (3, 2, 4), 0.05)
+    m = 0.5 + torch.rand(20, generator=g, dtype=d)
+    args = (x, w, bias, a, b, m, 16.0)
+    cases.append(("20 x 12 weight (out > in), r = 1, scaling 16, x of shape (3, 2, 4, 12)", args,
+                  _dora_reference(*args)))
+    x, w, bias, a, b = layer(16, 16, 2, (4, 16), 0.0)
+    m = 0.2 + 2 * torch.rand(16, generator=g, dtype=d)
+    args = (x, w, torch.zeros(16, dtype=d), a, b, m, 1.0)
+    cases.append(("B = 0 with a trained magnitude and a zero bias", args, _dora_reference(*args)))
+    return cases
+
+
+def check_dora_forward(fn: Callable[..., Any]) -> None:
+    """``fn(x (..., in), W (out, in), b (out,), A (r, in), B (out, r), magnitude (out,), scaling) -> y (..., out)``
+    with y = x W'^T + b, W' = magnitude * V / ||V|| row by row, V = W + scaling * B @ A."""
+    hint = ("build V = W + scaling * (B @ A) first, then divide each OUTPUT row of V (one row per output feature, "
+            "shape (out, in)) by its own L2 norm taken over the input dimension, multiply row o by magnitude[o], and "
+            "apply the result like nn.Linear: x @ W'.T + b; the norm is of V, not of W, and the scaling applies to "
+            "B @ A before normalising")
+    for label, args, expected in _dora_cases():
+        name = f"DoRA forward, {label}"
+        answer = _finite(name, fn(*(t.clone() if isinstance(t, torch.Tensor) else t for t in args)), hint)
+        checks.check_close(name, answer, expected, atol=1e-5, rtol=1e-4, hint=hint)

@@ -1,0 +1,286 @@
+"""Chapter 06's exercise checks accept the reference solution and other correct forms, reject likely wrong answers
+without revealing the expected value, and the solutions agree with peft (parameter counts of a wrapped tiny Llama,
+DoRA's forward pass) where peft is installed."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_utils.exercises import ch06 as ex
+from course_utils.solutions import ch06 as sol
+
+
+def rejects(check, answer):
+    with pytest.raises(AssertionError) as info:
+        check(answer)
+    return str(info.value)
+
+
+def assert_hidden(message, values):
+    """None of the expected numbers appears in the message, in either of the forms a message could print."""
+    for v in values:
+        v = float(v)
+        if v not in (0.0, 1.0):  # 0 and 1 are too common to mean anything
+            assert repr(v) not in message and f"{v:.6g}" not in message, (v, message)
+            if v == int(v):
+                assert str(int(v)) not in message and f"{int(v):,}" not in message, (v, message)
+
+
+# ---------- exercise 1: LoRA parameter count ----------
+
+def expected_counts():
+    return [sol.lora_parameter_count(c, r, t) for _, c, r, t in ex._count_cases()]
+
+
+def test_parameter_count_accepts_solution_and_other_forms():
+    ex.check_lora_parameter_count(sol.lora_parameter_count)
+    ex.check_lora_parameter_count(lambda c, r, t: float(sol.lora_parameter_count(c, r, t)))
+    ex.check_lora_parameter_count(lambda c, r, t: torch.tensor(sol.lora_parameter_count(c, r, t)))
+    ex.check_lora_parameter_count(lambda c, r, t: np.int64(sol.lora_parameter_count(c, r, t)))
+
+    def by_shapes(config, r, targets):  # build the (out, in) shapes of one layer, count A and B, times the layers
+        h, f = config["hidden_size"], config["intermediate_size"]
+        kv = h * config["num_key_value_heads"] // config["num_attention_heads"]
+        shapes = dict(q_proj=(h, h), k_proj=(kv, h), v_proj=(kv, h), o_proj=(h, h), gate_proj=(f, h),
+                      up_proj=(f, h), down_proj=(h, f))
+        return config["num_hidden_layers"] * sum(r * sum(shapes[t]) for t in targets)
+
+    ex.check_lora_parameter_count(by_shapes)
+
+
+def without_gqa(config, r, targets):
+    return sol.lora_parameter_count(dict(config, num_key_value_heads=config["num_attention_heads"]), r, targets)
+
+
+def r_times_in_only(config, r, targets):
+    h, f = config["hidden_size"], config["intermediate_size"]
+    fan_in = dict(q_proj=h, k_proj=h, v_proj=h, o_proj=h, gate_proj=h, up_proj=h, down_proj=f)
+    return config["num_hidden_layers"] * sum(r * fan_in[t] for t in targets)
+
+
+def r_squared(config, r, targets):
+    return config["num_hidden_layers"] * len(targets) * r * r
+
+
+def per_model(config, r, targets):
+    return sol.lora_parameter_count(config, r, targets) // config["num_hidden_layers"]
+
+
+def full_matrices(config, r, targets):  # in * out: the size of the frozen matrix, not of its adapter
+    h, f = config["hidden_size"], config["intermediate_size"]
+    kv = h * config["num_key_value_heads"] // config["num_attention_heads"]
+    sizes = dict(q_proj=h * h, k_proj=h * kv, v_proj=h * kv, o_proj=h * h, gate_proj=h * f, up_proj=h * f,
+                 down_proj=f * h)
+    return config["num_hidden_layers"] * sum(sizes[t] for t in targets)
+
+
+@pytest.mark.parametrize("wrong", [without_gqa, r_times_in_only, r_squared, per_model, full_matrices])
+def test_parameter_count_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_lora_parameter_count, wrong), expected_counts())
+
+
+def test_parameter_count_hand_values():
+    # SmolLM2-135M, r = 8 on q_proj and v_proj: 30 layers x 8 x ((576 + 576) + (576 + 192)) = 460,800
+    assert sol.lora_parameter_count(ex.SMOLLM2_135M, 8, ("q_proj", "v_proj")) == 460_800
+    # Llama-2-7B, r = 8 on q_proj and v_proj: 32 x 8 x 2 x 8192 = 4,194,304 (the figure peft prints for it)
+    assert sol.lora_parameter_count(ex.LLAMA2_7B, 8, ("q_proj", "v_proj")) == 4_194_304
+
+
+@pytest.mark.parametrize("targets", [("q_proj", "v_proj"), ex.PROJECTIONS, ("k_proj", "down_proj")])
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+def test_parameter_count_matches_peft_on_a_tiny_llama(targets, kv_heads):
+    peft = pytest.importorskip("peft")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=kv_heads)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, max_position_embeddings=16, **config))
+    wrapped = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=list(targets)))
+    counted = sum(p.numel() for name, p in wrapped.named_parameters() if "lora_" in name)
+    assert counted == sol.lora_parameter_count(config, 4, targets)
+
+
+# ---------- exercise 2: best rank-r update and captured fraction ----------
+
+def expected_products():
+    return [float(x) for _, _, _, e, _ in ex._svd_cases()[:2] for x in e.flatten()[:50]]
+
+
+def test_rank_r_update_accepts_solution_and_other_forms():
+    ex.check_best_rank_r_update(sol.best_rank_r_update)
+    ex.check_best_rank_r_update(lambda d, r: [t.tolist() for t in sol.best_rank_r_update(d, r)])
+    ex.check_best_rank_r_update(lambda d, r: tuple(t.float() for t in sol.best_rank_r_update(d.float(), r)))
+
+    def balanced(d, r):  # sqrt(S) on each side, from numpy's SVD
+        u, s, vh = np.linalg.svd(d.numpy(), full_matrices=False)
+        return u[:, :r] * np.sqrt(s[:r]), np.sqrt(s[:r])[:, None] * vh[:r]
+
+    ex.check_best_rank_r_update(balanced)
+
+    def rotated(d, r):  # B Q and Q^T A for an orthogonal Q: another factorisation of the same product
+        b, a = sol.best_rank_r_update(d, r)
+        q, _ = torch.linalg.qr(torch.randn(r, r, generator=torch.Generator().manual_seed(r), dtype=d.dtype))
+        return b @ q, q.T @ a
+
+    ex.check_best_rank_r_update(rotated)
+
+
+def smallest_end(d, r):
+    u, s, vh = torch.linalg.svd(d, full_matrices=False)
+    return u[:, -r:] * s[-r:], vh[-r:]
+
+
+def without_singular_values(d, r):
+    u, _, vh = torch.linalg.svd(d, full_matrices=False)
+    return u[:, :r], vh[:r]
+
+
+def rank_r_plus_one(d, r):
+    return sol.best_rank_r_update(d, r + 1)
+
+
+def swapped_pair(d, r):
+    return tuple(reversed(sol.best_rank_r_update(d, r)))
+
+
+def first_r_columns(d, r):  # a rank-r piece of delta, but not the best one
+    q, rr = torch.linalg.qr(d[:, :r])
+    return q, q.T @ d
+
+
+@pytest.mark.parametrize("wrong", [smallest_end, without_singular_values, rank_r_plus_one, swapped_pair,
+                                   first_r_columns])
+def test_rank_r_update_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_best_rank_r_update, wrong), expected_products())
+
+
+def expected_fractions():
+    return [f for *_, f in ex._svd_cases()]
+
+
+def test_captured_fraction_accepts_solution_and_other_forms():
+    ex.check_captured_fraction(sol.captured_fraction)
+    ex.check_captured_fraction(lambda d, r: torch.tensor([sol.captured_fraction(d, r)]))
+
+    def from_the_product(d, r):  # ||B A||_F^2 / ||delta||_F^2 in float32
+        b, a = sol.best_rank_r_update(d.float(), r)
+        return ((b @ a).norm() ** 2 / d.float().norm() ** 2).item()
+
+    ex.check_captured_fraction(from_the_product)
+
+
+def not_squared(d, r):
+    s = torch.linalg.svdvals(d)
+    return float(s[:r].sum() / s.sum())
+
+
+def smallest_fraction(d, r):
+    s = torch.linalg.svdvals(d) ** 2
+    return float(s[-r:].sum() / s.sum())
+
+
+def spectral_norm_ratio(d, r):
+    s = torch.linalg.svdvals(d)
+    return float(s[:r].sum() / d.norm())
+
+
+def residual_fraction(d, r):
+    return 1.0 - sol.captured_fraction(d, r)
+
+
+@pytest.mark.parametrize("wrong", [not_squared, smallest_fraction, spectral_norm_ratio, residual_fraction])
+def test_captured_fraction_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_captured_fraction, wrong), expected_fractions())
+
+
+def test_eckart_young_and_case_gaps():
+    # no other rank-r product of the factors beats the truncated SVD, and every case has the gap the docstring claims
+    for _, delta, r, expected, fraction in ex._svd_cases():
+        b, a = sol.best_rank_r_update(delta, r)
+        best_error = (delta - b @ a).norm()
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            other = torch.randn(delta.shape[0], r, generator=g, dtype=delta.dtype) @ torch.randn(
+                r, delta.shape[1], generator=g, dtype=delta.dtype)
+            assert (delta - other).norm() >= best_error
+        s = torch.linalg.svdvals(delta)
+        if r < len(s) and s[r] > 1e-9 * s[0]:
+            assert (s[r - 1] - s[r]) / s[0] > 0.05
+        assert fraction == pytest.approx(1 - float(best_error ** 2 / delta.norm() ** 2), abs=1e-9)
+
+
+# ---------- exercise 3: DoRA ----------
+
+def expected_dora():
+    return [float(x) for _, _, e in ex._dora_cases() for x in e.flatten()[:40]]
+
+
+def test_dora_accepts_solution_and_other_forms():
+    ex.check_dora_forward(sol.dora_forward)
+
+    def float32_split(x, W, b, A, B, m, s):  # peft's form: base output rescaled plus the rescaled LoRA path
+        x, W, b, A, B, m = (t.float() for t in (x, W, b, A, B, m))
+        scale = m / torch.linalg.vector_norm(W + s * B @ A, dim=1)  # (out,)
+        return (x @ W.T) * scale + (x @ A.T @ B.T) * s * scale + b
+
+    ex.check_dora_forward(float32_split)
+    ex.check_dora_forward(lambda *args: sol.dora_forward(*args).tolist())
+
+
+def norm_over_outputs(x, W, b, A, B, m, s):  # the wrong axis: each input column normalised
+    V = W + s * B @ A
+    return F.linear(x, m.unsqueeze(1) * V / V.norm(dim=0, keepdim=True), b)
+
+
+def without_scaling(x, W, b, A, B, m, s):
+    return sol.dora_forward(x, W, b, A, B, m, 1.0)
+
+
+def norm_of_w(x, W, b, A, B, m, s):
+    V = W + s * B @ A
+    return F.linear(x, m.unsqueeze(1) * V / W.norm(dim=1, keepdim=True), b)
+
+
+def lora_after_normalising(x, W, b, A, B, m, s):
+    return F.linear(x, m.unsqueeze(1) * W / W.norm(dim=1, keepdim=True) + s * B @ A, b)
+
+
+def frobenius_norm(x, W, b, A, B, m, s):
+    V = W + s * B @ A
+    return F.linear(x, m.unsqueeze(1) * V / V.norm(), b)
+
+
+@pytest.mark.parametrize("wrong", [norm_over_outputs, without_scaling, norm_of_w, lora_after_normalising,
+                                   frobenius_norm])
+def test_dora_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_dora_forward, wrong), expected_dora())
+
+
+def test_dora_matches_peft():
+    peft = pytest.importorskip("peft")
+
+    class OneLinear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(20, 12)
+
+        def forward(self, x):
+            return self.proj(x)
+
+    torch.manual_seed(0)
+    model = peft.get_peft_model(OneLinear(), peft.LoraConfig(r=4, lora_alpha=6, target_modules=["proj"],
+                                                             use_dora=True))
+    layer = model.base_model.model.proj
+    g = torch.Generator().manual_seed(3)
+    base = layer.base_layer
+    magnitude = layer.lora_magnitude_vector["default"].weight  # (out,), initialised to the row norms of W
+    torch.testing.assert_close(magnitude, base.weight.norm(dim=1))
+    x = torch.randn(5, 20, generator=g)
+    with torch.no_grad():
+        layer.lora_B["default"].weight.copy_(0.3 * torch.randn(12, 4, generator=g))
+        magnitude.mul_(1 + 0.2 * torch.randn(12, generator=g))
+        ours = sol.dora_forward(x, base.weight, base.bias, layer.lora_A["default"].weight,
+                                layer.lora_B["default"].weight, magnitude, layer.scaling["default"])
+        torch.testing.assert_close(model(x), ours, atol=1e-5, rtol=1e-5)
