@@ -241,3 +241,16 @@ def test_sft_config_validation(kwargs, match):
         SFTConfig(**{"steps": 10, "batch_size": 4, "lr": 1e-3, **kwargs})
     with pytest.raises(TypeError, match="mask_prompt"):
         SFTConfig(steps=10, batch_size=4, lr=1e-3, mask_prompt=1)
+
+
+def test_response_loss_sees_through_a_peft_wrapper():
+    peft = pytest.importorskip("peft")
+    model = peft.get_peft_model(tiny_llama(vocab_size=64),
+                                peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():  # B starts at zero in peft: make the adapters matter
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1, generator=make_generator(0, "cpu"))
+    batch = collate_sft(random_examples(4, make_generator(2, "cpu")), pad_id=0)
+    with torch.no_grad():
+        torch.testing.assert_close(response_loss(model, batch), model(**batch).loss, rtol=1e-5, atol=1e-5)
