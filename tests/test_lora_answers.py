@@ -72,7 +72,7 @@ def reference_label_logprob(model, prompt_ids, label_ids):
 def test_label_logprobs_equal_a_plain_forward_pass_per_label():
     tok, model = tiny_chat_tokenizer(), tiny_llama()
     examples, labels = prompts(tok), ["joy", "sadness", "anger", "fear", "x"]  # labels of 1 to 7 tokens
-    scores = label_logprobs(model, tok, examples, labels, batch_size=7)  # batches cut across examples
+    scores = label_logprobs(model, tok, examples, labels, batch_size=2)  # batches of 2, 2 and 1 prompts
     assert scores.shape == (len(examples), len(labels)) and scores.dtype == torch.float32
     label_ids = label_token_ids(tok, labels)
     assert [len(ids) for ids in label_ids] == [3, 7, 5, 4, 1]

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from course_utils.lora.sft import SFTExample, collate_sft, end_of_turn_id, labelled_logits
+from course_utils.lora.sft import SFTExample, end_of_turn_id
 
 
 def _check_common(model: nn.Module, examples: object, batch_size: object) -> None:
@@ -106,23 +106,53 @@ def label_logprobs(model: nn.Module, tokenizer, examples: list[SFTExample], labe
                    batch_size: int = 32) -> torch.Tensor:
     """(N, L) float32 tensor, on the CPU: log p(label tokens | prompt) summed over each label's tokens, for every
     example's prompt and every label. The label words alone are scored (not the ``<|im_end|>`` after them), so the
-    argmax over a row is the label the model would most likely START its answer with. Batches of ``batch_size``
-    (prompt, label) sequences, right-padded (no generation, so right padding is simplest)."""
+    argmax over a row is the label the model would most likely START its answer with; labels are case-sensitive
+    ("Sadness" and "sadness" are different tokens).
+
+    Each prompt is run once (``batch_size`` prompts at a time, left-padded) and its keys and values are reused for
+    all L labels, so scoring costs about one forward pass per prompt rather than L."""
     _check_common(model, examples, batch_size)
     label_ids = label_token_ids(tokenizer, labels)
-    pairs = [SFTExample(e.prompt_ids, ids) for e in examples for ids in label_ids]
+    n_labels, longest = len(label_ids), max(len(ids) for ids in label_ids)
     pad_id, device = _pad_id(tokenizer), next(model.parameters()).device
+    label_tokens = torch.full((n_labels, longest), pad_id, dtype=torch.long)  # (L, K), right-padded
+    label_mask = torch.zeros((n_labels, longest))  # (L, K): 1 where a label token counts
+    for k, ids in enumerate(label_ids):
+        label_tokens[k, :len(ids)], label_mask[k, :len(ids)] = torch.tensor(ids), 1.0
+    label_tokens, label_mask = label_tokens.to(device), label_mask.to(device)
     was_training = model.training
     model.eval()
     scores = []
     try:
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
-            batch = collate_sft(chunk, pad_id, mask_prompt=True, device=device)
-            logits, targets, rows = labelled_logits(model, batch)  # (N, V), (N,), (N,)
-            token_logprobs = F.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]  # (N,)
-            sums = torch.zeros(len(chunk), device=device).index_add_(0, rows, token_logprobs)  # (B,)
-            scores.append(sums.cpu())
+        for start in range(0, len(examples), batch_size):
+            scores.append(_score_chunk(model, examples[start:start + batch_size], label_tokens, label_mask,
+                                       pad_id).cpu())
     finally:
         model.train(was_training)
-    return torch.cat(scores).view(len(examples), len(labels))  # (N, L)
+    return torch.cat(scores)  # (N, L)
+
+
+def _score_chunk(model: nn.Module, chunk: list[SFTExample], label_tokens: torch.Tensor, label_mask: torch.Tensor,
+                 pad_id: int) -> torch.Tensor:
+    """(B, L) summed label log-probabilities for B prompts: one cached pass over the prompts, one over the labels."""
+    n_labels, longest = label_tokens.shape
+    input_ids, attention_mask = left_pad([e.prompt_ids for e in chunk], pad_id, label_tokens.device)  # (B, P)
+    positions = (attention_mask.cumsum(1) - 1).clamp(min=0)  # (B, P): 0 at each row's first real token
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    first = F.log_softmax(out.logits[:, -1].float(), dim=-1)[:, label_tokens[:, 0]]  # (B, L): each label's 1st token
+    if longest == 1:
+        return first
+    batch = len(chunk)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(n_labels)  # row b*L + k holds prompt b, for label k
+    follow = label_tokens[:, :-1].repeat(batch, 1)  # (B*L, K-1): the label tokens that predict the next one
+    mask = torch.cat([attention_mask.repeat_interleave(n_labels, 0), torch.ones_like(follow)], dim=1)  # (B*L, P+K-1)
+    start = attention_mask.sum(1).repeat_interleave(n_labels)[:, None]  # (B*L, 1): each prompt's real length
+    follow_positions = start + torch.arange(longest - 1, device=follow.device)  # (B*L, K-1)
+    logits = model(input_ids=follow, attention_mask=mask, position_ids=follow_positions, past_key_values=cache,
+                   use_cache=True).logits.float()  # (B*L, K-1, V)
+    targets = label_tokens[:, 1:].repeat(batch, 1)  # (B*L, K-1)
+    rest = F.log_softmax(logits, dim=-1).gather(2, targets[..., None])[..., 0]  # (B*L, K-1)
+    rest = (rest * label_mask[:, 1:].repeat(batch, 1)).sum(1).view(batch, n_labels)  # (B, L)
+    return first + rest
