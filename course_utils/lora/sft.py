@@ -58,7 +58,8 @@ def chat_example(tokenizer, user: str, answer: str | None = None, system: str | 
     ``prompt_ids``: the template rendered for [system?, user] with ``add_generation_prompt=True`` (ending in
     ``<|im_start|>assistant\\n``). With ``system=None`` no system message is passed and SmolLM2's template inserts its
     own default one ("You are a helpful AI assistant named SmolLM, trained by Hugging Face"): the prompt the model was
-    instruction-tuned with, kept by default at a cost of a few tokens per example (the notebook measures how many).
+    instruction-tuned with, kept by default. It costs tokens: an empty system message (``system=""``) renders as a
+    5-token turn, the default one as 21, so the chapter's emotion prompts average 69 tokens with it and 53 without.
     ``response_ids``: the tokens of ``answer`` followed by ``<|im_end|>``; () when ``answer`` is None.
 
     Rendering the whole conversation with the assistant message instead gives prompt_ids + response_ids followed by
