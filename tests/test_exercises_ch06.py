@@ -102,6 +102,21 @@ def test_parameter_count_matches_peft_on_a_tiny_llama(targets, kv_heads):
     assert counted == sol.lora_parameter_count(config, 4, targets)
 
 
+def test_parameter_count_matches_the_course_package():
+    # the package wraps a built model and counts its tensors; the exercise counts from the config alone
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from course_utils.lora.wrap import apply_lora
+
+    config = dict(hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=8,
+                  num_key_value_heads=2)
+    for targets in [("q_proj", "v_proj"), ex.PROJECTIONS]:
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=50, max_position_embeddings=16, **config))
+        report = apply_lora(model, list(targets), r=3, alpha=6, generator=torch.Generator().manual_seed(0))
+        assert report.trainable == sol.lora_parameter_count(config, 3, targets)
+
+
 # ---------- exercise 2: best rank-r update and captured fraction ----------
 
 def expected_products():
