@@ -85,8 +85,8 @@ def test_dataset_rejects_bad_arguments():
 
 def test_instruction_lists_the_labels_and_quotes_the_sentence():
     message = instruction("Yesterday my cat had to be put down.")
-    assert message.endswith('Sentence: "Yesterday my cat had to be put down."')
-    assert all(emotion in message.split("\n")[0] for emotion in EMOTIONS)
+    assert message.endswith(' "Yesterday my cat had to be put down."')
+    assert all(emotion in message.split('"')[0] for emotion in EMOTIONS)   # the labels come before the sentence
     with pytest.raises(ValueError):
         instruction("  ")
 

@@ -135,7 +135,7 @@ FRAMES = (
     "Let me tell you something: {event}.",
 )
 
-QUESTION = "Which emotion does this sentence express? Answer with one word: joy, sadness, anger or fear."
+QUESTION = "Label the emotion with one word (joy, sadness, anger or fear):"
 _STRIP = string.punctuation + string.whitespace + "\u2018\u2019\u201c\u201d\u00ab\u00bb"
 
 
@@ -206,7 +206,7 @@ def instruction(text: str) -> str:
     """The user message for one sentence: the question, listing the four labels, and the quoted sentence."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"text must be a non-empty string, got {text!r}")
-    return f'{QUESTION}\nSentence: "{text}"'
+    return f'{QUESTION} "{text}"'
 
 
 def match_label(answer: str) -> str | None:
