@@ -9,7 +9,8 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
     solutions, exercises   answers and checks for the notebooks' exercises
           |
         lora               layer (LoRALinear, rsLoRA scaling), wrap (apply_lora, merge, remove, adapters),
-                           memory (AdamW training memory, a meta-device Llama-2-7B)
+                           memory (AdamW training memory, a meta-device Llama-2-7B), emotions (the SFT task),
+                           sft (chat template, label masking, train_sft), answers (greedy answers, label scores)
           |
         rlhf               losses (Bradley-Terry, PPO clip, KL estimators, advantages, DPO), preferences,
                            reward model, PPO, DPO, GRPO
