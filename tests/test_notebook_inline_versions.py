@@ -29,6 +29,11 @@ def test_chapter_05_teaches_its_losses_inline():
     assert len(inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "05_rlhf.ipynb")) >= 4  # BT, PPO, DPO, GRPO
 
 
+def test_chapter_06_teaches_lora_and_the_masked_loss_inline():
+    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "06_lora.ipynb")
+    assert any("class MyLoRALinear" in c for c in cells) and any("def my_masked_lm_loss" in c for c in cells)
+
+
 @pytest.mark.parametrize("path", WITH_INLINE, ids=lambda p: p.name)
 def test_inline_versions_agree_with_the_package(path):
     imports = code_cells(path)[1]  # the cell after the Colab set-up: imports, profile, device, seed
