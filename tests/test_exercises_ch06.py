@@ -299,3 +299,14 @@ def test_dora_matches_peft():
         ours = sol.dora_forward(x, base.weight, base.bias, layer.lora_A["default"].weight,
                                 layer.lora_B["default"].weight, magnitude, layer.scaling["default"])
         torch.testing.assert_close(model(x), ours, atol=1e-5, rtol=1e-5)
+
+
+def test_exercise_1_cannot_be_passed_by_wrapping_a_meta_model_with_the_package():
+    from course_utils.lora.memory import meta_model
+    from course_utils.lora.wrap import apply_lora
+
+    def cheat(config, r, targets):
+        return apply_lora(meta_model(dict(config)), tuple(targets), r=r, alpha=16.0).trainable
+
+    with pytest.raises(AssertionError, match="arithmetic"):
+        ex.check_lora_parameter_count(cheat)
