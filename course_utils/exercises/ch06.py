@@ -97,11 +97,12 @@ def _count_reference(config: dict, r: int, targets: tuple[str, ...]) -> int:
 def _count_cases() -> list[tuple[str, dict, int, tuple[str, ...]]]:
     all_linear = PROJECTIONS
     return [
-        ("SmolLM2-135M, r = 2, q_proj + v_proj", SMOLLM2_135M, 2, ("q_proj", "v_proj")),
-        ("SmolLM2-135M, r = 16, all seven projections", SMOLLM2_135M, 16, all_linear),
+        ("SmolLM2-135M, r = 2, q_proj + up_proj", SMOLLM2_135M, 2, ("q_proj", "up_proj")),
+        ("SmolLM2-135M, r = 16, o_proj + gate_proj + down_proj", SMOLLM2_135M, 16,
+         ("o_proj", "gate_proj", "down_proj")),
         ("SmolLM2-135M, r = 4, k_proj only", SMOLLM2_135M, 4, ("k_proj",)),
         ("Llama-2-7B, r = 4, q_proj + o_proj", LLAMA2_7B, 4, ("q_proj", "o_proj")),
-        ("Llama-2-7B, r = 64, the MLP only", LLAMA2_7B, 64, ("gate_proj", "up_proj", "down_proj")),
+        ("Llama-2-7B, r = 64, gate_proj + down_proj", LLAMA2_7B, 64, ("gate_proj", "down_proj")),
         ("an 8B-like model with 8 KV heads, r = 16, all seven projections", LLAMA3_8B_LIKE, 16, all_linear),
         ("an 8B-like model with 8 KV heads, r = 1, k_proj + o_proj", LLAMA3_8B_LIKE, 1, ("k_proj", "o_proj")),
         ("a 2-layer toy with 4 heads and 2 KV heads, r = 2, v_proj + down_proj",
