@@ -54,6 +54,15 @@ def as_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
             from None
 
 
+def finite_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
+    """:func:`as_float_tensor`, failing with ``hint`` when the answer holds a NaN or inf (the usual sign of an
+    overflow)."""
+    t = as_float_tensor(name, actual, hint)
+    if not torch.isfinite(t).all():
+        raise AssertionError(f"{name}: your answer contains NaN or inf. {hint}")
+    return t
+
+
 def check_equal(name: str, actual: Any, expected: Any, hint: str = "") -> None:
     """Exact equality. A tensor ``expected`` accepts a tensor (any dtype or device), list or tuple with equal values."""
     if isinstance(expected, torch.Tensor):

@@ -13,21 +13,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is d
 
 from course_utils.device import make_generator  # noqa: E402
 from course_utils.lora.wrap import apply_lora, count_parameters, lora_layers, merge_lora  # noqa: E402
+from test_lora_wrap import V, tiny_llama  # noqa: E402  (one copy of the tiny random Llama)
 
-V = 64
 # Both sides compute base(x) + s (x A^T) B^T with the same tensors; the sums may be taken in another order (and
 # merging rounds W + s B A), so logits of size ~1 agree to a few float32 ulps after a few layers: 1e-5.
 ATOL = RTOL = 1e-5
-
-
-def tiny_llama(seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config).eval()
 
 
 def peft_twin(model, r, alpha, targets, rslora):

@@ -31,18 +31,7 @@ from typing import Any, Callable
 import torch
 
 from course_utils import checks
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator("cpu").manual_seed(seed)  # CPU data, CPU generator
-
-
-def _finite(name: str, actual: Any, hint: str) -> torch.Tensor:
-    """The answer as a float64 CPU tensor; a NaN or inf fails with ``hint`` (the usual sign of an overflow)."""
-    t = checks.as_float_tensor(name, actual, hint)
-    if not torch.isfinite(t).all():
-        raise AssertionError(f"{name}: your answer contains NaN or inf. {hint}")
-    return t
+from course_utils.device import make_generator
 
 
 # ---------- exercise 1a: the KL-regularised optimal policy ----------
@@ -56,7 +45,7 @@ def _optimal_reference(pi_ref: torch.Tensor, rewards: torch.Tensor, beta: float)
 
 def _policy_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
     d = torch.float64
-    g = _gen(5)
+    g = make_generator(5, "cpu")
     rand_ref = torch.softmax(torch.randn(40, generator=g, dtype=d), dim=0)
     rand_r = torch.randn(40, generator=g, dtype=d)
     holes = rand_ref.clone()
@@ -86,7 +75,7 @@ def check_optimal_policy(fn: Callable[[torch.Tensor, torch.Tensor, float], Any])
             "their maximum before exponentiating; a response with pi_ref = 0 must keep probability 0")
     for label, pi_ref, rewards, beta in _policy_cases():
         name = f"optimal policy, {label}"
-        answer = _finite(name, fn(pi_ref.clone(), rewards.clone(), beta), hint)
+        answer = checks.finite_float_tensor(name, fn(pi_ref.clone(), rewards.clone(), beta), hint)
         expected = _optimal_reference(pi_ref, rewards, beta)
         if answer.shape == expected.shape and (answer[pi_ref == 0] != 0).any():
             raise AssertionError(f"{name}: a response with pi_ref = 0 got probability > 0. {hint}")
@@ -110,7 +99,7 @@ def check_kl_and_reward(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
     d = torch.float64
     pi_ref = torch.tensor([0.4, 0.0, 0.3, 0.2, 0.1], dtype=d)
     rewards = torch.tensor([1.0, 9.0, -0.5, 2.0, 0.0], dtype=d)
-    g = _gen(6)
+    g = make_generator(6, "cpu")
     rand_ref = torch.softmax(torch.randn(30, generator=g, dtype=d), dim=0)
     rand_r = torch.randn(30, generator=g, dtype=d)
     cases = [
@@ -149,7 +138,7 @@ def _ipo_cases() -> list[tuple[str, tuple[torch.Tensor, ...], float]]:
     d = torch.float64
     hand = (torch.tensor([-1.0, -2.0], dtype=d), torch.tensor([-3.0, -1.5], dtype=d),
             torch.tensor([-1.5, -2.0], dtype=d), torch.tensor([-2.5, -1.0], dtype=d))
-    g = _gen(7)
+    g = make_generator(7, "cpu")
     rand = tuple(-(torch.rand(16, generator=g, dtype=d) * 30 + 1) for _ in range(4))  # (B,) summed log-probs
     close = (rand[0], rand[1], rand[0] + 0.1 * torch.randn(16, generator=g, dtype=d),
              rand[1] + 0.1 * torch.randn(16, generator=g, dtype=d))  # a policy near its reference
@@ -207,7 +196,7 @@ def check_rloo_advantages(fn: Callable[[torch.Tensor, int], Any]) -> None:
             "sample's baseline is the mean of the OTHER k - 1 rewards of its own group, not including itself, and "
             "nothing is divided by a standard deviation")
     d = torch.float64
-    g = _gen(8)
+    g = make_generator(8, "cpu")
     rand = torch.randn(24, generator=g, dtype=d)
     cases = [
         ("two groups of 4", torch.tensor([1.0, 0.0, 0.0, 1.0, 3.0, 1.0, 2.0, 2.0], dtype=d), 4),
@@ -220,5 +209,5 @@ def check_rloo_advantages(fn: Callable[[torch.Tensor, int], Any]) -> None:
     ]
     for label, rewards, k in cases:
         name = f"RLOO advantages, {label}"
-        answer = _finite(name, fn(rewards.clone(), k), hint)
+        answer = checks.finite_float_tensor(name, fn(rewards.clone(), k), hint)
         checks.check_close(name, answer, _rloo_reference(rewards, k), atol=1e-6, rtol=1e-6, hint=hint)

@@ -39,31 +39,19 @@ backward pass, which changes gradients but not values, so only values are checke
 from __future__ import annotations
 
 import contextlib
-from unittest import mock
-
 from typing import Any, Callable
+from unittest import mock
 
 import torch
 
 from course_utils import checks
+from course_utils.device import make_generator
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator("cpu").manual_seed(seed)  # CPU data, CPU generator
-
-
-def _finite(name: str, actual: Any, hint: str) -> torch.Tensor:
-    """The answer as a float64 CPU tensor; a NaN or inf fails with ``hint``."""
-    t = checks.as_float_tensor(name, actual, hint)
-    if not torch.isfinite(t).all():
-        raise AssertionError(f"{name}: your answer contains NaN or inf. {hint}")
-    return t
-
-
 def _one_number(name: str, actual: Any, hint: str) -> float:
-    t = _finite(name, actual, hint)
+    t = checks.finite_float_tensor(name, actual, hint)
     if t.numel() != 1:
         raise AssertionError(f"{name}: expected one number, got shape {tuple(t.shape)}. {hint}")
     return float(t)
@@ -167,7 +155,7 @@ def _projected_truth(delta: torch.Tensor, r: int) -> tuple[torch.Tensor, float]:
 
 
 def _svd_cases() -> list[tuple[str, torch.Tensor, int, torch.Tensor, float]]:
-    g = _gen(60)
+    g = make_generator(60, "cpu")
     cases = []
     delta, u, s, v = _with_spectrum(6, 4, [2.0, 5.0, 1.0, 3.0], g)
     cases.append(("6 x 4, singular values 5, 3, 2, 1, r = 2", delta, 2, *_known_truth(u, s, v, 2)))
@@ -199,7 +187,7 @@ def check_best_rank_r_update(fn: Callable[[torch.Tensor, int], Any]) -> None:
         answer = fn(delta.clone(), r)
         if not isinstance(answer, (tuple, list)) or len(answer) != 2:
             raise AssertionError(f"{name}: return a pair (B, A), got {type(answer).__name__}. {hint}")
-        b, a = (_finite(f"{name} ({which})", x, hint) for which, x in zip("BA", answer))
+        b, a = (checks.finite_float_tensor(f"{name} ({which})", x, hint) for which, x in zip("BA", answer))
         out_dim, in_dim = delta.shape
         if tuple(b.shape) != (out_dim, r) or tuple(a.shape) != (r, in_dim):
             raise AssertionError(f"{name}: B has shape {tuple(b.shape)} and A {tuple(a.shape)}; B must be "
@@ -229,7 +217,7 @@ def _dora_reference(x, weight, bias, lora_a, lora_b, magnitude, scaling) -> torc
 
 
 def _dora_cases() -> list[tuple[str, tuple, torch.Tensor]]:
-    g = _gen(61)
+    g = make_generator(61, "cpu")
     d = torch.float64
 
     def layer(out_dim: int, in_dim: int, r: int, lead: tuple[int, ...], b_scale: float):
@@ -274,5 +262,5 @@ def check_dora_forward(fn: Callable[..., Any]) -> None:
             "B @ A before normalising")
     for label, args, expected in _dora_cases():
         name = f"DoRA forward, {label}"
-        answer = _finite(name, fn(*(t.clone() if isinstance(t, torch.Tensor) else t for t in args)), hint)
+        answer = checks.finite_float_tensor(name, fn(*(t.clone() if isinstance(t, torch.Tensor) else t for t in args)), hint)
         checks.check_close(name, answer, expected, atol=1e-5, rtol=1e-4, hint=hint)
