@@ -1,0 +1,20 @@
+"""Helpers shared by the exercise-check tests: a wrong answer must be rejected, and the message must not show the
+expected value."""
+
+import pytest
+
+
+def rejects(check, answer):
+    with pytest.raises(AssertionError) as info:
+        check(answer)
+    return str(info.value)
+
+
+def assert_hidden(message, values):
+    """None of the expected numbers appears in the message, in either of the forms a message could print."""
+    for v in values:
+        v = float(v)
+        if v not in (0.0, 1.0):  # 0 and 1 are too common to mean anything
+            assert repr(v) not in message and f"{v:.6g}" not in message, (v, message)
+            if v == int(v):
+                assert str(int(v)) not in message and f"{int(v):,}" not in message, (v, message)
