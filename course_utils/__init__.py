@@ -8,6 +8,10 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
 
     solutions, exercises   answers and checks for the notebooks' exercises
           |
+        rag                knowledge (a seeded fictional knowledge base with an answer key), matching, chunking, bm25,
+                           dense, hybrid, retrieval_metrics, ann (FAISS), qa (answers with token probabilities),
+                           calibration (reliability, abstention, AUROC, self-consistency)
+          |
         lora               layer (LoRALinear, rsLoRA scaling), wrap (apply_lora, merge, remove, adapters),
                            memory (AdamW training memory, a meta-device Llama-2-7B), emotions (the SFT task),
                            sft (chat template, label masking, train_sft), answers (greedy answers, label scores)

@@ -8,7 +8,7 @@ import course_utils
 PACKAGE = pathlib.Path(course_utils.__file__).parent
 INFRA = {"assets", "cache", "checks", "device", "plotting", "profile"}
 # Lowest first; a module may import from its own layer or any earlier one.
-LAYERS = ["infrastructure", "text", "model", "train", "generate", "evaluate", "scaling", "rlhf", "lora",
+LAYERS = ["infrastructure", "text", "model", "train", "generate", "evaluate", "scaling", "rlhf", "lora", "rag",
           "exercises", "solutions"]
 
 
