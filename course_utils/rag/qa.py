@@ -1,0 +1,216 @@
+"""Questions to a chat model, closed-book or with retrieved passages, and its answers with their token probabilities.
+
+:func:`closed_book_message` and :func:`rag_message` write the user turn; :func:`answer_with_probs` answers many
+prompts greedily (batched with left padding, as :func:`course_utils.lora.answers.generate_answers`) and keeps, for
+every generated token, its log-probability under the model's OWN next-token distribution (``log_softmax`` of the raw
+logits, before any processing), up to and excluding the end-of-turn token. :class:`Answer` turns those into the
+confidence scores compared in the chapter: the sequence probability, the mean and the minimum token probability, and
+the probability of the first token. :func:`sample_answers` draws several answers to one prompt with our own decoding
+loop (:func:`course_utils.generate.loop.generate`) and an explicit generator, the raw material of self-consistency
+checks (SelfCheckGPT: P. Manakul, A. Liusie, M. Gales, "SelfCheckGPT: Zero-Resource Black-Box Hallucination
+Detection for Generative Large Language Models", 2023).
+
+Retrieval-augmented generation: P. Lewis et al., "Retrieval-Augmented Generation for Knowledge-Intensive NLP
+Tasks", 2020; here simply the retrieved passages pasted into the prompt. Token probabilities as confidence:
+S. Kadavath et al., "Language Models (Mostly) Know What They Know", 2022.
+
+Left out: beam search, stop strings, length-normalised or semantic (meaning-level) uncertainty (Kuhn et al., 2023,
+cluster paraphrases before summing their probability), verbalised confidence ("how sure are you?").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from course_utils.device import check_generator
+from course_utils.generate.loop import generate
+from course_utils.generate.sampling import SamplingConfig
+from course_utils.lora.answers import left_pad
+from course_utils.lora.sft import chat_example, end_of_turn_id
+
+ANSWER_INSTRUCTION = "Answer in a few words."
+CITE_INSTRUCTION = "Then give the id of the passage you used, in brackets."
+
+
+def _check_text(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def closed_book_message(question: str) -> str:
+    """The user turn for a question asked without passages: the model answers from what its weights remember."""
+    _check_text("question", question)
+    return f"{question} {ANSWER_INSTRUCTION}"
+
+
+def rag_message(question: str, passages: Sequence[tuple[str, str]], cite: bool = False) -> str:
+    """The user turn for a question asked with passages: ``Passage [id]: text`` lines, a blank line, the question and
+    the answer instruction; with ``cite`` the model is also asked for the id of the passage it used, in brackets.
+
+    The question comes after the passages, next to the instruction: a 135M model reads the end of its prompt best."""
+    _check_text("question", question)
+    if isinstance(passages, str) or not isinstance(passages, Sequence) or not passages:
+        raise TypeError("passages must be a non-empty sequence of (passage_id, text) pairs")
+    for passage in passages:
+        if not (isinstance(passage, tuple) and len(passage) == 2):
+            raise TypeError(f"each passage must be a (passage_id, text) tuple, got {passage!r}")
+        _check_text("a passage id", passage[0])
+        _check_text("a passage text", passage[1])
+    if not isinstance(cite, bool):
+        raise TypeError(f"cite must be True or False, got {cite!r}")
+    lines = [f"Passage [{pid}]: {' '.join(text.split())}" for pid, text in passages]
+    instruction = f"{ANSWER_INSTRUCTION} {CITE_INSTRUCTION}" if cite else ANSWER_INSTRUCTION
+    return "\n".join(lines) + f"\n\n{question} {instruction}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A greedy answer and the log-probability of each of its tokens under the model's own distribution.
+
+    ``exp(seq_logprob)`` is the probability that the model writes THIS exact token sequence, not the probability that
+    the answer is true: paraphrases ("Paris", "The capital is Paris.", "paris") split the probability mass of the
+    same fact, so a correct answer can have a low sequence probability. The end-of-turn token is not counted.
+    An empty answer (the model closed its turn at once) has no tokens: its scores are nan."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    token_logprobs: tuple[float, ...]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def seq_logprob(self) -> float:
+        return math.fsum(self.token_logprobs) if self.token_logprobs else math.nan
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.seq_logprob / self.n_tokens if self.token_logprobs else math.nan
+
+    @property
+    def min_token_prob(self) -> float:
+        return math.exp(min(self.token_logprobs)) if self.token_logprobs else math.nan
+
+    @property
+    def first_token_prob(self) -> float:
+        return math.exp(self.token_logprobs[0]) if self.token_logprobs else math.nan
+
+
+def _check_model(model: object) -> torch.device:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module (a transformers causal LM), got {type(model).__name__}")
+    return next(model.parameters()).device
+
+
+def _check_positive(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _cut(ids: list[int], stop_id: int) -> list[int]:
+    return ids[:ids.index(stop_id)] if stop_id in ids else ids
+
+
+@torch.no_grad()
+def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_new_tokens: int = 24,
+                      batch_size: int = 16, system: str = "", progress: bool = False) -> list[Answer]:
+    """The greedy answer to each user message (in the tokenizer's chat template, with ``system`` as the system
+    message: "" by default, which saves SmolLM2's 16-token default one) with its token log-probabilities.
+
+    ``batch_size`` prompts at a time, left-padded, through ``model.generate(do_sample=False, output_logits=True)``
+    with a fresh generation config (no checkpoint defaults apply); ``output_logits`` are the raw logits, so the
+    log-probabilities are the model's own. Answers stop at ``<|im_end|>`` or after ``max_new_tokens`` tokens."""
+    from transformers import GenerationConfig
+
+    device = _check_model(model)
+    if isinstance(messages, str) or not isinstance(messages, Sequence) or not messages:
+        raise TypeError("messages must be a non-empty sequence of strings (wrap a single message in a list)")
+    for message in messages:
+        _check_text("every message", message)
+    _check_positive("max_new_tokens", max_new_tokens)
+    _check_positive("batch_size", batch_size)
+    if not isinstance(system, str):
+        raise TypeError(f"system must be a string, got {type(system).__name__}")
+    stop_id = end_of_turn_id(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
+                              eos_token_id=stop_id, output_logits=True, return_dict_in_generate=True)
+    prompts = [chat_example(tokenizer, m, system=system).prompt_ids for m in messages]
+    was_training = model.training
+    model.eval()
+    answers = []
+    try:
+        for start in tqdm(range(0, len(prompts), batch_size), desc="answers", disable=not progress, leave=False):
+            input_ids, attention_mask = left_pad(prompts[start:start + batch_size], pad_id, device)  # (B, T)
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+            new = out.sequences[:, input_ids.shape[1]:]  # (B, N)
+            logits = torch.stack(out.logits, dim=1).float()  # (B, N, V) raw, one step per new token
+            logprobs = F.log_softmax(logits, dim=-1).gather(2, new[..., None])[..., 0].cpu()  # (B, N)
+            for row, ids in enumerate(new.tolist()):
+                ids = _cut(ids, stop_id)
+                text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+                answers.append(Answer(text, tuple(ids), tuple(logprobs[row, :len(ids)].tolist())))
+    finally:
+        model.train(was_training)
+    return answers
+
+
+@torch.no_grad()
+def sample_answers(model: nn.Module, tokenizer, message: str, n: int, temperature: float = 1.0, *,
+                   generator: torch.Generator, top_p: float | None = None, max_new_tokens: int = 24,
+                   system: str = "") -> list[str]:
+    """``n`` sampled answers to one user message, each cut at ``<|im_end|>``, decoded and stripped.
+
+    The prompt is repeated ``n`` times (same length: no padding needed) and decoded by
+    :func:`course_utils.generate.loop.generate` at ``temperature`` (and nucleus ``top_p`` if given) with
+    ``generator``, which must live on the model's device. The same seed gives the same answers."""
+    device = _check_model(model)
+    _check_text("message", message)
+    _check_positive("n", n)
+    _check_positive("max_new_tokens", max_new_tokens)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number > 0 (use answer_with_probs for greedy answers), "
+                         f"got {temperature!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator on the model's device, got {type(generator).__name__}")
+    if not isinstance(system, str):
+        raise TypeError(f"system must be a string, got {type(system).__name__}")
+    stop_id = end_of_turn_id(tokenizer)
+    prompt = chat_example(tokenizer, message, system=system).prompt_ids
+    input_ids = torch.tensor([prompt] * n, dtype=torch.long, device=device)  # (n, T)
+    check_generator(generator, input_ids, "the model's parameters")
+    config = SamplingConfig(temperature=float(temperature), top_p=top_p)
+    was_training = model.training
+    model.eval()
+    try:
+        out = generate(model, input_ids, max_new_tokens, config, generator, eos_token_id=stop_id,
+                       pad_token_id=stop_id)
+    finally:
+        model.train(was_training)
+    return [tokenizer.decode(_cut(row, stop_id), skip_special_tokens=True).strip() for row in out.new_ids.tolist()]
+
+
+def timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
+    """``(fn(*args, **kwargs), seconds)``: wall-clock time of one call (synchronising CUDA before reading the clock).
+
+    Divide by the number of questions for seconds per question."""
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start

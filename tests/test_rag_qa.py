@@ -1,0 +1,176 @@
+"""Answers with their probabilities: batched (left-padded) greedy answers equal answers one prompt at a time, and
+their log-probabilities equal a fresh forward pass over prompt + answer; prompts have the promised shape; sampled
+answers are reproducible. Uses the tiny byte-level chat tokenizer and tiny random Llama of tests/test_lora_sft.py."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_lora_sft import tiny_chat_tokenizer, tiny_llama
+
+from course_utils.device import make_generator, torch_threads
+from course_utils.lora.sft import SFTConfig, chat_example, train_sft
+from course_utils.rag.qa import (Answer, answer_with_probs, closed_book_message, rag_message, sample_answers,
+                                 timed)
+
+USERS = ["Hi", "What is the colour of the sky on a clear day?", "Name a fruit.", "Count: one two three four five six",
+         "ok?"]
+TRAINED = {"Hi": "ab", "Name a fruit.": "fig", "ok?": "yes"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny Llama taught three answers (so those stop at <|im_end|>); the other prompts run to max_new_tokens."""
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    train = [chat_example(tok, user, answer, system="") for user, answer in TRAINED.items()]
+    with torch_threads(1):
+        train_sft(model, train, SFTConfig(steps=80, batch_size=3, lr=1e-2), make_generator(0, "cpu"), pad_id=2,
+                  progress=False)
+    return tok, model.eval()
+
+
+def test_messages_have_the_promised_shape():
+    assert closed_book_message("Who wrote Hamlet?") == "Who wrote Hamlet? Answer in a few words."
+    message = rag_message("Who built it?", [("d3", "The bridge was built\n by Ana."), ("d7", "It rains.")])
+    assert message == ("Passage [d3]: The bridge was built by Ana.\nPassage [d7]: It rains.\n\n"
+                       "Who built it? Answer in a few words.")
+    cited = rag_message("Who built it?", [("d3", "Ana built it.")], cite=True)
+    assert cited.startswith("Passage [d3]: Ana built it.\n\nWho built it? Answer in a few words. ")
+    assert "in brackets" in cited and cited != rag_message("Who built it?", [("d3", "Ana built it.")])
+
+
+@pytest.mark.parametrize("question, passages, error, match", [
+    ("", [("a", "b")], ValueError, "question must be a non-empty string"),
+    ("Q?", [], TypeError, "non-empty sequence of .passage_id, text. pairs"),
+    ("Q?", "abc", TypeError, "non-empty sequence"),
+    ("Q?", [("a", "b", "c")], TypeError, "each passage must be a .passage_id, text. tuple"),
+    ("Q?", [("", "b")], ValueError, "a passage id must be a non-empty string"),
+    ("Q?", [("a", "  ")], ValueError, "a passage text must be a non-empty string"),
+])
+def test_rag_message_rejects_bad_input(question, passages, error, match):
+    with pytest.raises(error, match=match):
+        rag_message(question, passages)
+    with pytest.raises(TypeError, match="cite must be True or False"):
+        rag_message("Q?", [("a", "b")], cite=1)
+
+
+def test_answer_scores_by_hand():
+    a = Answer("x y", (5, 6, 7), (math.log(0.5), math.log(0.25), math.log(0.8)))
+    assert a.n_tokens == 3
+    assert a.seq_logprob == pytest.approx(math.log(0.1))
+    assert a.mean_logprob == pytest.approx(math.log(0.1) / 3)
+    assert a.min_token_prob == pytest.approx(0.25) and a.first_token_prob == pytest.approx(0.5)
+    empty = Answer("", (), ())
+    assert empty.n_tokens == 0 and all(math.isnan(v) for v in (empty.seq_logprob, empty.mean_logprob,
+                                                                empty.min_token_prob, empty.first_token_prob))
+
+
+def reference_logprobs(model, tok, user, answer_ids):
+    """A fresh, unbatched forward pass over prompt + answer: log p(answer token t | prompt, answer[:t])."""
+    prompt = list(chat_example(tok, user, system="").prompt_ids)
+    ids = torch.tensor([prompt + list(answer_ids)])
+    with torch.no_grad():
+        logprobs = F.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)  # (T, V)
+    return [logprobs[len(prompt) + i - 1, token].item() for i, token in enumerate(answer_ids)]
+
+
+def check_batched_equals_alone_and_forward_pass(tok, model, max_new_tokens):
+    batched = answer_with_probs(model, tok, USERS, max_new_tokens=max_new_tokens, batch_size=3)  # 3 + 2, padded
+    alone = [answer_with_probs(model, tok, [user], max_new_tokens=max_new_tokens, batch_size=1)[0] for user in USERS]
+    for user, a, b in zip(USERS, batched, alone):
+        assert a.token_ids == b.token_ids and a.text == b.text
+        assert 2 not in a.token_ids  # <|im_end|> is excluded
+        assert a.text == tok.decode(list(a.token_ids), skip_special_tokens=True).strip()
+        torch.testing.assert_close(torch.tensor(a.token_logprobs), torch.tensor(b.token_logprobs), atol=1e-4, rtol=0)
+        reference = reference_logprobs(model, tok, user, a.token_ids)
+        torch.testing.assert_close(torch.tensor(a.token_logprobs), torch.tensor(reference), atol=1e-4, rtol=0)
+    return batched
+
+
+def test_batched_answers_equal_one_at_a_time_and_a_fresh_forward_pass(trained):
+    tok, model = trained
+    batched = check_batched_equals_alone_and_forward_pass(tok, model, max_new_tokens=10)
+    assert [batched[0].text, batched[2].text, batched[4].text] == ["ab", "fig", "yes"]  # stopped at <|im_end|>
+    assert batched[2].seq_logprob > math.log(0.5)  # a taught answer is confident
+
+
+def test_answers_that_never_stop_are_cut_at_max_new_tokens():
+    tok, model = tiny_chat_tokenizer(), tiny_llama()  # untrained: never writes <|im_end|> here
+    batched = check_batched_equals_alone_and_forward_pass(tok, model, max_new_tokens=7)
+    assert [a.n_tokens for a in batched] == [7] * len(USERS)
+    assert all(len(a.token_logprobs) == 7 and all(lp <= 0 for lp in a.token_logprobs) for a in batched)
+
+
+def test_answer_with_probs_uses_the_system_message(trained):
+    tok, model = trained
+    plain = answer_with_probs(model, tok, ["Hi"], max_new_tokens=4)[0]
+    other = answer_with_probs(model, tok, ["Hi"], max_new_tokens=4, system="Be brief.")[0]
+    assert plain.token_logprobs != other.token_logprobs  # a different prompt, a different distribution
+
+
+def test_answer_with_probs_rejects_bad_input(trained):
+    tok, model = trained
+    with pytest.raises(TypeError, match="messages must be a non-empty sequence of strings"):
+        answer_with_probs(model, tok, "Hi")
+    with pytest.raises(ValueError, match="every message must be a non-empty string"):
+        answer_with_probs(model, tok, ["Hi", ""])
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        answer_with_probs(model, tok, ["Hi"], batch_size=0)
+    with pytest.raises(ValueError, match="max_new_tokens must be a positive int"):
+        answer_with_probs(model, tok, ["Hi"], max_new_tokens=1.5)
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        answer_with_probs("model", tok, ["Hi"])
+
+
+def test_sampled_answers_are_reproducible_and_vary(trained):
+    tok, model = trained
+    first = sample_answers(model, tok, USERS[1], n=6, temperature=1.5, generator=make_generator(0, "cpu"),
+                           max_new_tokens=6)
+    again = sample_answers(model, tok, USERS[1], n=6, temperature=1.5, generator=make_generator(0, "cpu"),
+                           max_new_tokens=6)
+    other = sample_answers(model, tok, USERS[1], n=6, temperature=1.5, generator=make_generator(1, "cpu"),
+                           max_new_tokens=6)
+    assert len(first) == 6 and first == again and first != other
+    assert len(set(first)) > 1  # the rows of one call are different draws
+    cold = sample_answers(model, tok, "Name a fruit.", n=4, temperature=0.05, generator=make_generator(0, "cpu"))
+    assert cold == ["fig"] * 4  # near-greedy sampling of a taught answer, cut at <|im_end|>
+    nucleus = sample_answers(model, tok, "Name a fruit.", n=3, temperature=3.0, top_p=0.01,
+                             generator=make_generator(0, "cpu"))
+    assert nucleus == ["fig"] * 3  # top_p keeps only the most probable token
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"temperature": 0}, ValueError, "temperature must be a finite number > 0"),
+    ({"temperature": -1.0}, ValueError, "temperature must be a finite number > 0"),
+    ({"temperature": float("inf")}, ValueError, "temperature must be a finite number > 0"),
+    ({"top_p": 0.0}, ValueError, r"top_p must be in \(0, 1\] or None"),
+    ({"top_p": 1.5}, ValueError, r"top_p must be in \(0, 1\] or None"),
+    ({"n": 0}, ValueError, "n must be a positive int"),
+    ({"generator": None}, TypeError, "generator must be a torch.Generator"),
+])
+def test_sample_answers_rejects_bad_input(trained, kwargs, error, match):
+    tok, model = trained
+    args = {"n": 2, "temperature": 1.0, "generator": make_generator(0, "cpu")} | kwargs
+    with pytest.raises(error, match=match):
+        sample_answers(model, tok, "Hi", **args)
+
+
+def test_sample_answers_checks_the_generator_device():
+    """A model on another device than the generator (meta here, cuda on Colab) is refused before any draw."""
+    tok, model = tiny_chat_tokenizer(), tiny_llama().to("meta")
+    with pytest.raises(ValueError, match=r"generator is on cpu but `the model's parameters` is on meta"):
+        sample_answers(model, tok, "Hi", n=2, generator=make_generator(0, "cpu"))
+
+
+def test_timed_returns_the_result_and_seconds():
+    result, seconds = timed(sorted, [3, 1, 2])
+    assert result == [1, 2, 3] and 0 <= seconds < 1
+    with pytest.raises(TypeError, match="fn must be callable"):
+        timed(3)
