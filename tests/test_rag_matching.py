@@ -1,0 +1,177 @@
+"""Answer grading: SQuAD's normalisation and F1 (checked against the official script's functions, copied below),
+whole-token containment, abstention phrases and non-abstentions, and the three grades."""
+
+import random
+import re
+import string
+from collections import Counter
+
+import pytest
+
+from course_utils.rag import knowledge as K
+from course_utils.rag.matching import (best_token_f1, contains_answer, grade, is_abstention, mentions,
+                                       normalize_answer, token_f1)
+
+
+# ---------- the reference: SQuAD v1.1's official evaluate script (normalize_answer and f1_score), verbatim ----------
+
+def squad_normalize_answer(s):
+    def remove_articles(text):
+        return re.sub(r'\b(a|an|the)\b', ' ', text)
+
+    def white_space_fix(text):
+        return ' '.join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return ''.join(ch for ch in text if ch not in exclude)
+
+    def lower(text):
+        return text.lower()
+
+    return white_space_fix(remove_articles(remove_punc(lower(s))))
+
+
+def squad_f1_score(prediction, ground_truth):
+    prediction_tokens = squad_normalize_answer(prediction).split()
+    ground_truth_tokens = squad_normalize_answer(ground_truth).split()
+    common = Counter(prediction_tokens) & Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    f1 = (2 * precision * recall) / (precision + recall)
+    return f1
+
+
+def random_ascii_texts(n, seed):
+    rng = random.Random(seed)
+    pieces = ["the", "a", "an", "The", "A", "cat", "Cat", "sat", "on", "mat", "1873", "18730", "Berners-Lee", "U.S.",
+              "don't", ",", ".", "!", "  ", "\t", "there", "another", "theatre", "(x)", "$5", "an-", "A.I."]
+    return [" ".join(rng.choice(pieces) for _ in range(rng.randint(1, 9))) for _ in range(n)]
+
+
+def test_normalisation_agrees_with_squad_on_ascii():
+    for text in random_ascii_texts(400, seed=0):
+        assert normalize_answer(text) == squad_normalize_answer(text), text
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The Quick, brown fox!", "quick brown fox"),
+    ("A an THE", ""),
+    ("  lots\tof \n space ", "lots of space"),
+    ("the theatre", "theatre"),  # articles are whole words only
+    ("Anne and the Andes", "anne and andes"),
+    ("Berners-Lee", "bernerslee"),  # punctuation is deleted, not replaced by a space
+    ("Wilhelm Röntgen", "wilhelm rontgen"),  # accents stripped (NFKD)
+    ("Ångström, Éire", "angstrom eire"),
+    ("\u201cQuillmere\u201d \u2014 she said\u2026", "quillmere she said"),  # non-ASCII punctuation removed too
+])
+def test_normalisation_examples(text, expected):
+    assert normalize_answer(text) == expected
+
+
+def test_containment_edge_cases():
+    assert contains_answer("She was born in Quillmere.", ["Quillmere"])
+    assert contains_answer("QUILLMERE!", ["quillmere"])
+    assert contains_answer("He was born in 1873.", ["1873"])
+    assert not contains_answer("He was born in 18730.", ["1873"])
+    assert not contains_answer("in 1873", ["18730"])
+    assert not contains_answer("a Parisian café", ["Paris"])
+    assert contains_answer("in Paris, France", ["Paris"])
+    assert contains_answer("Rontgen found them.", ["Wilhelm Röntgen", "Röntgen"])
+    assert contains_answer("It was invented by orla   vendrake, a clockmaker.", ["Orla Vendrake"])
+    assert not contains_answer("Vendrake Orla", ["Orla Vendrake"])  # contiguous and in order
+    assert not contains_answer("Orla and Vendrake", ["Orla Vendrake"])
+    assert contains_answer("Starry Night", ["The Starry Night"])  # articles dropped on both sides
+    assert not contains_answer("Tim Berners Lee", ["Tim Berners-Lee"])  # hence the alias "Berners Lee"
+    assert contains_answer("Tim Berners Lee", next(f for f in K.REAL_FACTS if f.title == "World Wide Web").aliases)
+    assert not contains_answer("", ["Quillmere"])
+
+
+def test_containment_errors():
+    with pytest.raises(TypeError, match="not a single str"):
+        contains_answer("Quillmere", "Quillmere")
+    with pytest.raises(TypeError, match="non-empty sequence"):
+        contains_answer("Quillmere", [])
+    with pytest.raises(ValueError, match="normalises to nothing"):
+        contains_answer("Quillmere", ["The"])
+    with pytest.raises(TypeError, match="prediction must be a str"):
+        contains_answer(None, ["Quillmere"])
+    with pytest.raises(TypeError, match="each answer must be a str"):
+        contains_answer("1873", [1873])
+
+
+def test_the_listing_weakness_is_real_and_measured():
+    kb = K.make_knowledge_base()
+    towns = sorted({q.answer for q in kb.questions if q.relation == "birthplace"} |
+                   {d.title for d in kb.documents if d.doc_id.startswith("place")})
+    listing = "It might be " + ", ".join(towns) + "."
+    birthplace = [q for q in kb.questions if q.relation == "birthplace"]
+    assert len(towns) == 60 and len(birthplace) == 120
+    assert all(grade(listing, q) == "correct" for q in birthplace)  # the weakness the module docstring states
+    assert mentions(listing, towns) == towns
+    assert mentions("Born in Quillmere, not Tarnmere.", ["Tarnmere", "Quillmere", "Ebbness"]) == ["Tarnmere",
+                                                                                                  "Quillmere"]
+
+
+def test_token_f1_by_hand_and_against_squad():
+    assert token_f1("born in Quillmere town", "Quillmere") == pytest.approx(2 * 0.25 * 1 / 1.25)  # 0.4
+    assert token_f1("the cat sat", "cat sat down") == pytest.approx(0.8)  # p = 1, r = 2/3
+    assert token_f1("x x y", "x y y") == pytest.approx(2 / 3)  # counts clipped: x once, y once
+    assert token_f1("Quillmere", "quillmere.") == 1.0
+    assert token_f1("Tarnmere", "Quillmere") == 0.0
+    assert token_f1("", "") == 1.0 and token_f1("the", "cat") == 0.0  # SQuAD v2.0's rule for empty answers
+    texts = random_ascii_texts(300, seed=1)
+    for pred, ref in zip(texts[::2], texts[1::2]):
+        if squad_normalize_answer(pred) and squad_normalize_answer(ref):
+            assert token_f1(pred, ref) == pytest.approx(squad_f1_score(pred, ref)), (pred, ref)
+    assert best_token_f1("born in Quillmere", ["Tarnmere", "Quillmere"]) == pytest.approx(0.5)
+    with pytest.raises(TypeError, match="reference must be a str"):
+        token_f1("x", ["x"])
+
+
+ABSTAINING = [
+    "I don't know.", "I do not know who invented it.", "I\u2019m not sure.", "I am not sure about that.",
+    "I cannot answer that question.", "I can't determine the year.", "There is no information about this person.",
+    "The passage does not mention her birthplace.", "Her birthplace is not mentioned in the passage.",
+    "I am not aware of a town called Quillmere.", "The inventor is unknown.", "I couldn't find any record of him.",
+    "I could not find anything.", "There is no record of such a person.", "I don't have any information on that.",
+    "Orla Vendrake is a fictional character.", "Such a town does not exist.", "That is not a real invention.",
+    "I do not have enough information to answer.", "Nobody knows.", "Not known.",
+]
+ANSWERING = [
+    "She was born in Quillmere.", "There is no doubt he was born in Tarnmere.", "The inventor was Orla Vendrake.",
+    "It is known for its salt market.", "1873", "He knows the answer: copper.", "Unknowingly, she built it in oak.",
+    "She was a clockmaker from a small village.", "It was mentioned in the town records as 1420.",
+]
+
+
+@pytest.mark.parametrize("text", ABSTAINING)
+def test_abstentions(text):
+    assert is_abstention(text)
+
+
+@pytest.mark.parametrize("text", ANSWERING)
+def test_non_abstentions(text):
+    assert not is_abstention(text)
+
+
+def test_grade():
+    kb = K.make_knowledge_base(5, 3, 2, seed=0)
+    q = next(q for q in kb.questions if q.relation == "birthplace")
+    other = next(t.title for t in kb.documents if t.doc_id.startswith("place") and t.title != q.answer)
+    assert grade(f"She was born in {q.answer}.", q) == "correct"
+    assert grade(f"I'm not sure, but I think {q.answer}.", q) == "correct"  # correctness is checked first
+    assert grade("I don't know.", q) == "abstained"
+    assert grade(f"{q.text.split(' was ')[1].removesuffix(' born?')} is a fictional person from {other}.",
+                 q) == "abstained"
+    assert grade(f"She was born in {other}.", q) == "wrong"  # a hallucination
+    assert grade("She was born in the town of Orla, a small village.", q) == "wrong"
+    real = next(q for q in kb.questions if q.qid.startswith("real") and q.answer == "Canberra")
+    assert grade("Sydney", real) == "wrong" and grade("canberra", real) == "correct"
+    with pytest.raises(TypeError, match="question must have .answers"):
+        grade("Quillmere", "Quillmere")
+    with pytest.raises(TypeError, match="prediction must be a str"):
+        grade(None, q)
