@@ -1,0 +1,278 @@
+"""Chapter 08's exercise checks accept the reference solution and other correct forms, reject likely wrong answers
+without revealing the expected value, cannot be passed by calling course_utils.rag's own metrics, and agree with hand
+computations and with the package's metrics (written independently)."""
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils.exercises import ch08 as ex
+from course_utils.rag import calibration, retrieval_metrics
+from course_utils.solutions import ch08 as sol
+
+from exercise_helpers import assert_hidden, rejects  # noqa: E402
+
+
+# ---------- exercise 1: recall@k and MRR@k ----------
+
+def expected_rank_value(message):
+    """The expected value of the comparison that failed (a wrong recall may equal the expected MRR of the same case,
+    and printing the learner's own number is no leak, so only the value compared against must stay hidden)."""
+    for label, rankings, gold, k in ex._rank_cases():
+        for which, value in zip(("recall", "MRR"), ex._rank_reference(rankings, gold, k)):
+            if f"recall@k and MRR@k, {label}: {which}:" in message:
+                return [value]
+    raise AssertionError(f"no comparison named in {message!r}")
+
+
+def test_recall_and_mrr_hand_values_and_package_agreement():
+    assert sol.recall_and_mrr([["a", "b", "c"], ["c", "b", "a"]], ["b", "a"], 2) == (0.5, 0.25)
+    assert sol.recall_and_mrr([["a", "b"], ["c"]], ["x", "c"], 10) == (0.5, 0.5)
+    for _, rankings, gold, k in ex._rank_cases():
+        relevant = [{g} for g in gold]
+        expected = (retrieval_metrics.recall_at_k(rankings, relevant, k),
+                    retrieval_metrics.mean_reciprocal_rank(rankings, relevant, k))
+        assert ex._rank_reference(rankings, gold, k) == pytest.approx(expected)
+        assert sol.recall_and_mrr(rankings, gold, k) == pytest.approx(expected)
+
+
+def test_recall_and_mrr_accepts_solution_and_other_forms():
+    ex.check_recall_and_mrr(sol.recall_and_mrr)
+    ex.check_recall_and_mrr(lambda r, g, k: list(sol.recall_and_mrr(r, g, k)))
+    ex.check_recall_and_mrr(lambda r, g, k: torch.tensor(sol.recall_and_mrr(r, g, k), dtype=torch.float32))
+    ex.check_recall_and_mrr(lambda r, g, k: np.array(sol.recall_and_mrr(r, g, k)))
+
+    def with_numpy(rankings, gold_ids, k):
+        ranks = np.array([r.index(g) + 1 if g in r else np.inf for r, g in zip(rankings, gold_ids)])
+        return np.mean(ranks <= k), np.mean(np.where(ranks <= k, 1.0 / ranks, 0.0))
+
+    ex.check_recall_and_mrr(with_numpy)
+
+
+def untruncated_mrr(rankings, gold_ids, k):
+    recall, _ = sol.recall_and_mrr(rankings, gold_ids, k)
+    return recall, float(np.mean([1.0 / (r.index(g) + 1) if g in r else 0.0 for r, g in zip(rankings, gold_ids)]))
+
+
+def recall_off_by_one(rankings, gold_ids, k):
+    return sol.recall_and_mrr(rankings, gold_ids, k + 1)[0], sol.recall_and_mrr(rankings, gold_ids, k)[1]
+
+
+def mrr_over_hits_only(rankings, gold_ids, k):
+    recall, mrr = sol.recall_and_mrr(rankings, gold_ids, k)
+    return recall, mrr / recall if recall else 0.0
+
+
+def reciprocal_of_mean_rank(rankings, gold_ids, k):
+    ranks = [r[:k].index(g) + 1 for r, g in zip(rankings, gold_ids) if g in r[:k]]
+    return sol.recall_and_mrr(rankings, gold_ids, k)[0], 1.0 / np.mean(ranks) if ranks else 0.0
+
+
+def zero_based_ranks(rankings, gold_ids, k):
+    hits = [1.0 / (r[:k].index(g) + 2) if g in r[:k] else 0.0 for r, g in zip(rankings, gold_ids)]
+    return sol.recall_and_mrr(rankings, gold_ids, k)[0], float(np.mean(hits))
+
+
+def percentages(rankings, gold_ids, k):
+    return tuple(100 * v for v in sol.recall_and_mrr(rankings, gold_ids, k))
+
+
+def swapped(rankings, gold_ids, k):
+    return sol.recall_and_mrr(rankings, gold_ids, k)[::-1]
+
+
+@pytest.mark.parametrize("wrong", [untruncated_mrr, recall_off_by_one, mrr_over_hits_only, reciprocal_of_mean_rank,
+                                   zero_based_ranks, percentages, swapped])
+def test_recall_and_mrr_rejects_likely_mistakes(wrong):
+    message = rejects(ex.check_recall_and_mrr, wrong)
+    assert_hidden(message, expected_rank_value(message))
+
+
+def test_recall_and_mrr_cannot_call_the_package():
+    def via_package(rankings, gold_ids, k):
+        relevant = [{g} for g in gold_ids]
+        return (retrieval_metrics.recall_at_k(rankings, relevant, k),
+                retrieval_metrics.mean_reciprocal_rank(rankings, relevant, k))
+
+    assert "switched off" in rejects(ex.check_recall_and_mrr, via_package)
+    assert retrieval_metrics.recall_at_k([["a"]], [{"a"}], 1) == 1.0  # restored afterwards
+
+
+# ---------- exercise 2: expected calibration error ----------
+
+def expected_ece_values():
+    return [ex._ece_reference(c, h, n) for _, c, h, n in ex._ece_cases()]
+
+
+def test_ece_hand_value_and_package_agreement():
+    _, conf, hit, n_bins = ex._ece_cases()[0]
+    # bins of width 1/4: {0, 0.125} gap |1/2 - 1/16|, {0.25, 0.25} gap 1/4, {0.5 x 3} gap 1/6, {0.75, 1, 1} gap 7/12
+    by_hand = (2 * 0.4375 + 2 * 0.25 + 3 / 6 + 3 * 7 / 12) / 10
+    assert by_hand == pytest.approx(0.3625)
+    assert ex._ece_reference(conf, hit, n_bins) == pytest.approx(by_hand)
+    assert sol.expected_calibration_error(conf, hit, n_bins) == pytest.approx(by_hand)
+    for _, conf, hit, n_bins in ex._ece_cases():
+        expected = calibration.expected_calibration_error(conf, hit.bool(), n_bins)
+        assert ex._ece_reference(conf, hit, n_bins) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ece_accepts_solution_and_other_forms():
+    ex.check_expected_calibration_error(sol.expected_calibration_error)
+    ex.check_expected_calibration_error(lambda c, h, n: torch.tensor(sol.expected_calibration_error(c, h, n)))
+
+    def with_digitize(conf, correct, n_bins):  # np.digitize on the inner edges: bins [lower, upper), 1.0 in the last
+        conf, correct = conf.numpy(), correct.numpy()
+        index = np.digitize(conf, np.linspace(0, 1, n_bins + 1)[1:-1])
+        return sum(np.sum(index == b) / len(conf) * abs(correct[index == b].mean() - conf[index == b].mean())
+                   for b in range(n_bins) if np.any(index == b))
+
+    def in_float32_with_lists(conf, correct, n_bins):
+        conf, correct = conf.float(), correct.float()
+        bins = [[] for _ in range(n_bins)]
+        for c, y in zip(conf.tolist(), correct.tolist()):
+            bins[min(int(c * n_bins), n_bins - 1)].append((c, y))
+        return sum(len(b) / len(conf) * abs(sum(y for _, y in b) / len(b) - sum(c for c, _ in b) / len(b))
+                   for b in bins if b)
+
+    ex.check_expected_calibration_error(with_digitize)
+    ex.check_expected_calibration_error(in_float32_with_lists)
+
+
+def _bins(conf, correct, index, n_bins):
+    out = []
+    for b in range(n_bins):
+        members = index == b
+        if members.any():
+            out.append((int(members.sum()), float(correct[members].mean()), float(conf[members].mean())))
+    return out
+
+
+def unweighted(conf, correct, n_bins):
+    index = (conf * n_bins).floor().long().clamp(max=n_bins - 1)
+    gaps = [abs(a - c) for _, a, c in _bins(conf, correct, index, n_bins)]
+    return sum(gaps) / len(gaps)
+
+
+def right_closed_bins(conf, correct, n_bins):  # (i/n, (i+1)/n]: the edge cases land one bin lower
+    index = ((conf * n_bins).ceil().long() - 1).clamp(min=0)
+    return sum(n / len(conf) * abs(a - c) for n, a, c in _bins(conf, correct, index, n_bins))
+
+
+def one_dropped(conf, correct, n_bins):  # 1.0 falls in bin n, which does not exist, and is lost
+    index = (conf * n_bins).floor().long()
+    keep = index < n_bins
+    return sum(n / int(keep.sum()) * abs(a - c) for n, a, c in _bins(conf[keep], correct[keep], index[keep], n_bins))
+
+
+def max_gap(conf, correct, n_bins):
+    index = (conf * n_bins).floor().long().clamp(max=n_bins - 1)
+    return max(abs(a - c) for _, a, c in _bins(conf, correct, index, n_bins))
+
+
+def signed_gaps(conf, correct, n_bins):  # over- and under-confidence cancel
+    index = (conf * n_bins).floor().long().clamp(max=n_bins - 1)
+    return abs(sum(n / len(conf) * (a - c) for n, a, c in _bins(conf, correct, index, n_bins)))
+
+
+@pytest.mark.parametrize("wrong", [unweighted, right_closed_bins, one_dropped, max_gap, signed_gaps])
+def test_ece_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_expected_calibration_error, wrong), expected_ece_values())
+
+
+def test_ece_cannot_call_the_package():
+    message = rejects(ex.check_expected_calibration_error,
+                      lambda c, h, n: calibration.expected_calibration_error(c, h.bool(), n))
+    assert "switched off" in message
+    assert calibration.expected_calibration_error([0.5], [True], 2) == pytest.approx(0.5)  # restored
+
+
+# ---------- exercise 3: AUROC with ties ----------
+
+def expected_auroc_values():
+    return [ex._auroc_reference(s, y) for _, s, y in ex._auroc_cases()]
+
+
+def test_auroc_hand_values_and_package_agreement():
+    cases = ex._auroc_cases()
+    assert ex._auroc_reference(*cases[0][1:]) == sol.auroc(*cases[0][1:]) == 0.75  # 3 of 4 pairs ordered
+    assert ex._auroc_reference(*cases[1][1:]) == sol.auroc(*cases[1][1:]) == 0.5  # all tied
+    assert ex._auroc_reference(*cases[2][1:]) == pytest.approx(9.5 / 12)  # pairs: 1.5 + 2.5 + 2.5 + 3 of 12
+    assert sol.auroc(*cases[2][1:]) == pytest.approx(9.5 / 12)
+    for _, scores, labels in cases:
+        assert ex._auroc_reference(scores, labels) == pytest.approx(calibration.auroc(scores, labels), abs=1e-12)
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    for _, scores, labels in cases:
+        assert ex._auroc_reference(scores, labels) == pytest.approx(
+            sklearn_metrics.roc_auc_score(labels.numpy(), scores.numpy()))
+
+
+def test_auroc_accepts_solution_and_other_forms():
+    ex.check_auroc(sol.auroc)
+    ex.check_auroc(lambda s, y: torch.tensor([sol.auroc(s, y)]))
+
+    def midranks(scores, labels):  # Mann-Whitney U from average ranks
+        s, y = scores.numpy(), labels.numpy().astype(bool)
+        ranks = np.empty(len(s))
+        for value in np.unique(s):
+            tied = s == value
+            ranks[tied] = np.sum(s < value) + (tied.sum() + 1) / 2
+        n_pos, n_neg = y.sum(), (~y).sum()
+        return (ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+    def trapezoid_roc(scores, labels):  # area under the ROC curve, one step per distinct threshold
+        s, y = scores.tolist(), labels.tolist()
+        points = [(0.0, 0.0)]
+        for t in sorted(set(s), reverse=True):
+            points.append((sum(1 for a, b in zip(s, y) if a >= t and b == 0) / y.count(0),
+                           sum(1 for a, b in zip(s, y) if a >= t and b == 1) / y.count(1)))
+        return sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(points, points[1:]))
+
+    ex.check_auroc(midranks)
+    ex.check_auroc(trapezoid_roc)
+
+
+def pairs(scores, labels, tie):
+    pos, neg = scores[labels.bool()], scores[~labels.bool()]
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).double() + tie * (diff == 0).double()).mean())
+
+
+def no_ties(scores, labels):
+    return pairs(scores, labels, 0.0)
+
+
+def ties_count_one(scores, labels):
+    return pairs(scores, labels, 1.0)
+
+
+def one_minus(scores, labels):
+    return 1 - sol.auroc(scores, labels)
+
+
+def flipped_below_half(scores, labels):
+    value = sol.auroc(scores, labels)
+    return max(value, 1 - value)
+
+
+def ordinal_ranks(scores, labels):  # Mann-Whitney with ranks from argsort: ties broken by position, not averaged
+    ranks = torch.empty(len(scores), dtype=torch.float64)
+    ranks[torch.argsort(scores, stable=True)] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    y = labels.bool()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@pytest.mark.parametrize("wrong", [no_ties, ties_count_one, one_minus, flipped_below_half, ordinal_ranks])
+def test_auroc_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_auroc, wrong), expected_auroc_values())
+
+
+def test_auroc_cannot_call_the_package_and_the_switch_restores_on_errors():
+    assert "switched off" in rejects(ex.check_auroc, lambda s, y: calibration.auroc(s, y))
+
+    def explodes(scores, labels):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        ex.check_auroc(explodes)
+    assert calibration.auroc([0.1, 0.9], [0, 1]) == 1.0  # the package works again after the check
