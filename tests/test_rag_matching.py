@@ -138,13 +138,15 @@ ABSTAINING = [
     "The passage does not mention her birthplace.", "Her birthplace is not mentioned in the passage.",
     "I am not aware of a town called Quillmere.", "The inventor is unknown.", "I couldn't find any record of him.",
     "I could not find anything.", "There is no record of such a person.", "I don't have any information on that.",
-    "Orla Vendrake is a fictional character.", "Such a town does not exist.", "That is not a real invention.",
+    "Orla Vendrake is a fictional character.", "These people are purely fictional.", "Such a town does not exist.",
+    "That is not a real invention.",
     "I do not have enough information to answer.", "Nobody knows.", "Not known.",
 ]
 ANSWERING = [
     "She was born in Quillmere.", "There is no doubt he was born in Tarnmere.", "The inventor was Orla Vendrake.",
     "It is known for its salt market.", "1873", "He knows the answer: copper.", "Unknowingly, she built it in oak.",
     "She was a clockmaker from a small village.", "It was mentioned in the town records as 1420.",
+    "Quardale is founded by the town of Quadrille, a fictional town in the 19th century.",  # SmolLM2, closed-book
 ]
 
 

@@ -8,20 +8,23 @@ non-ASCII punctuation (curly quotes, dashes) is removed as well as ``string.punc
 replaced by a space, as in SQuAD: "Berners-Lee" reads "bernerslee" on both sides.
 
 Exact match is too strict for a chat model, which answers "She was born in Quillmere." rather than "Quillmere", so
-:func:`contains_answer` asks whether the normalised tokens of an answer occur CONTIGUOUSLY in the normalised tokens of
-the prediction: whole tokens, so "Paris" does not match "Parisian" and "1873" does not match "18730". Its weakness,
-stated plainly: a prediction that lists several candidates is graded correct if the answer is among them. On the
-default knowledge base, the one prediction that lists all 60 town names is "correct" on all 120 birthplace questions
-(tested in tests/test_rag_matching.py). Short answers from a greedy decoder rarely hedge that way, but a count of
-candidates mentioned (:func:`mentions`) shows when they do.
+:func:`contains_answer` asks whether the normalised tokens of an answer occur CONTIGUOUSLY in the normalised tokens
+of the prediction: whole tokens, so "Paris" does not match "Parisian" and "1873" does not match "18730". Its
+weakness, stated plainly: a prediction that lists several candidates is graded correct if the answer is among them.
+On the default knowledge base, the one prediction that lists all 60 town names is "correct" on all 120 birthplace
+questions (tested in tests/test_rag_matching.py). Greedy SmolLM2-135M-Instruct rarely hedges that way: in a probe of
+50 questions answered closed-book and with the gold passage, none of the 100 answers named more than one candidate
+of its relation (counted with :func:`mentions`, which a notebook can use to flag hedged answers).
 
 :func:`is_abstention` recognises the phrases in :data:`ABSTENTION_PATTERNS` (regular expressions on the lowercased,
-accent-free text with curly apostrophes made straight). Decisions: an answer that says the subject is fictional or does
-not exist ("Orla Vendrake is a fictional character") counts as an abstention: it declines to state the fact, and it is
-never a correct answer. A bare "there is no" is too broad ("there is no doubt she was born in ...") so only "there
-is/are/was no" followed by record, information, evidence, mention, data, such, known or reliable counts. :func:`grade`
-checks correctness first, so "I'm not sure, but I think Quillmere" is correct, and "X is a fictional clockmaker born
-in Y" (a wrong detail wrapped in a disclaimer) is an abstention, not a hallucination.
+accent-free text with curly apostrophes made straight). Decisions: an answer that says the subject is fictional or
+does not exist ("Orla Vendrake is a fictional character") counts as an abstention: it declines to state the fact,
+and it is never a correct answer. Only "is/are/was/were (a) fictional" counts, not the bare word: SmolLM2 also
+writes "founded by the town of Quadrille, a fictional town", a made-up answer with an aside, which is a
+hallucination. A bare "there is no" is too broad ("there is no doubt she was born in ...") so only "there is/are/was
+no" followed by record, information, evidence, mention, data, such, known or reliable counts. :func:`grade` checks
+correctness first, so "I'm not sure, but I think Quillmere" is correct, and "X is a fictional clockmaker born in Y"
+(a wrong detail wrapped in a disclaimer) is an abstention, not a hallucination.
 
 Left out: semantic equivalence (synonyms, "the 1870s" for 1873, numbers written in words), LLM-as-judge grading,
 partial credit for partly right names beyond what token F1 gives.
@@ -51,7 +54,7 @@ ABSTENTION_PATTERNS: tuple[str, ...] = (
     r"\bunknown\b",
     r"\b(?:no one|nobody) knows\b",
     r"\bnot (?:known|documented|recorded)\b",
-    r"\bfictional\b",
+    r"\b(?:is|are|was|were) (?:a |an )?(?:purely |entirely )?fictional\b",
     r"\b(?:does not|doesn't|did not|didn't) exist\b",
     r"\bnot a real\b",
 )

@@ -19,7 +19,7 @@ def recall_and_mrr(rankings: list[list[str]], gold_ids: list[str], k: int) -> tu
 
 
 def expected_calibration_error(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int) -> float:
-    """sum over bins of (count / N) * |accuracy - mean confidence|; bin of c = floor(c * n), with c = 1.0 in the last."""
+    """sum over bins of (count / N) * |accuracy - mean confidence|; the bin of c is floor(c * n), 1.0 in the last."""
     confidence = torch.as_tensor(confidence, dtype=torch.float64)  # (N,)
     correct = torch.as_tensor(correct, dtype=torch.float64)  # (N,)
     index = (confidence * n_bins).floor().long().clamp(max=n_bins - 1)  # (N,)
