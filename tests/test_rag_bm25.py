@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_utils.rag.bm25 import BM25Index, bm25_scores, tokenize
+from course_utils.rag.bm25 import BM25Index, bm25_scores, tokenize, top_k
 
 # N = 4 documents, 12 tokens, avgdl = 3. Document frequencies: the 3, cat 2, sat 2, dog/down/a/bird 1.
 CORPUS = [["the", "cat", "sat"], ["the", "dog", "sat", "down"], ["the", "cat", "cat"], ["a", "bird"]]
@@ -151,3 +151,12 @@ def test_lucene_matches_bm25s_when_installed():
         retriever.index(corpus, show_progress=False)
         np.testing.assert_allclose(BM25Index(corpus, k1=1.2, b=0.6, variant="lucene").scores(query),
                                    retriever.get_scores(query), rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=30), st.integers(1, 35))
+def test_top_k_equals_a_stable_full_sort(values, k):
+    scores = np.array(values, dtype=np.float64) / 2  # few distinct values: many ties
+    indices, top = top_k(scores, k)
+    expected = np.argsort(-scores, kind="stable")[:k]
+    assert indices.tolist() == expected.tolist() and np.array_equal(top, scores[expected])

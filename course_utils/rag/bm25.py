@@ -214,6 +214,17 @@ class BM25Index:
             raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        scores = self.scores(query_tokens)
-        order = np.argsort(-scores, kind="stable")[:k]  # stable: equal scores keep index order
-        return order, scores[order]
+        scores = self.scores(query_tokens)  # (N,)
+        return top_k(scores, k)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k' = min(k, N) largest scores (indices (k',), scores (k',)), best first, ties by the lower index, in
+    O(N + c log c): a partition finds the k-th largest score, then only the c candidates at or above it are sorted."""
+    if k < len(scores):
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]  # the k-th largest score
+        candidates = np.flatnonzero(scores >= kth)  # (c,), c >= k (more with ties at the k-th score)
+    else:
+        candidates = np.arange(len(scores))
+    order = candidates[np.lexsort((candidates, -scores[candidates]))][:k]  # by score desc, then index asc
+    return order, scores[order]
