@@ -34,6 +34,11 @@ def test_chapter_06_teaches_lora_and_the_masked_loss_inline():
     assert any("class MyLoRALinear" in c for c in cells) and any("def my_masked_lm_loss" in c for c in cells)
 
 
+def test_chapter_08_teaches_bm25_inline():
+    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "08_hallucination_rag.ipynb")
+    assert any("def my_bm25_scores" in c for c in cells)
+
+
 @pytest.mark.parametrize("path", WITH_INLINE, ids=lambda p: p.name)
 def test_inline_versions_agree_with_the_package(path):
     imports = code_cells(path)[1]  # the cell after the Colab set-up: imports, profile, device, seed
