@@ -40,9 +40,10 @@ def test_messages_have_the_promised_shape():
     assert closed_book_message("Who wrote Hamlet?") == "Who wrote Hamlet? Answer in a few words."
     message = rag_message("Who built it?", [("d3", "The bridge was built\n by Ana."), ("d7", "It rains.")])
     assert message == ("Passage [d3]: The bridge was built by Ana.\nPassage [d7]: It rains.\n\n"
-                       "Who built it? Answer in a few words.")
+                       "Who built it? Answer in a few words, using only the passages.")
     cited = rag_message("Who built it?", [("d3", "Ana built it.")], cite=True)
-    assert cited.startswith("Passage [d3]: Ana built it.\n\nWho built it? Answer in a few words. ")
+    assert cited.startswith("Passage [d3]: Ana built it.\n\nWho built it? Answer in a few words, using only the "
+                            "passages. ")
     assert "in brackets" in cited and cited != rag_message("Who built it?", [("d3", "Ana built it.")])
 
 

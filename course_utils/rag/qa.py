@@ -37,6 +37,7 @@ from course_utils.lora.answers import left_pad
 from course_utils.lora.sft import chat_example, end_of_turn_id
 
 ANSWER_INSTRUCTION = "Answer in a few words."
+RAG_INSTRUCTION = "Answer in a few words, using only the passages."
 CITE_INSTRUCTION = "Then give the id of the passage you used, in brackets."
 
 
@@ -53,9 +54,14 @@ def closed_book_message(question: str) -> str:
 
 def rag_message(question: str, passages: Sequence[tuple[str, str]], cite: bool = False) -> str:
     """The user turn for a question asked with passages: ``Passage [id]: text`` lines, a blank line, the question and
-    the answer instruction; with ``cite`` the model is also asked for the id of the passage it used, in brackets.
+    :data:`RAG_INSTRUCTION`; with ``cite`` the model is also asked for the id of the passage it used, in brackets.
 
-    The question comes after the passages, next to the instruction: a 135M model reads the end of its prompt best."""
+    The wording was chosen on 40 fictional questions with SmolLM2-135M-Instruct among five candidates (instruction
+    or "Question:" before the passages, "Context:" without ids, the question both before and after): the question
+    after the passages, next to the instruction, and "using only the passages" did best or tied with the gold
+    passage alone and with two distractors. SmolLM2-135M does not follow the citation request (no bracketed id in
+    40 probes with any of four wordings, except copying an example id given in the instruction), and the request
+    costs accuracy: a negative result worth showing, not a feature to rely on."""
     _check_text("question", question)
     if isinstance(passages, str) or not isinstance(passages, Sequence) or not passages:
         raise TypeError("passages must be a non-empty sequence of (passage_id, text) pairs")
@@ -67,7 +73,7 @@ def rag_message(question: str, passages: Sequence[tuple[str, str]], cite: bool =
     if not isinstance(cite, bool):
         raise TypeError(f"cite must be True or False, got {cite!r}")
     lines = [f"Passage [{pid}]: {' '.join(text.split())}" for pid, text in passages]
-    instruction = f"{ANSWER_INSTRUCTION} {CITE_INSTRUCTION}" if cite else ANSWER_INSTRUCTION
+    instruction = f"{RAG_INSTRUCTION} {CITE_INSTRUCTION}" if cite else RAG_INSTRUCTION
     return "\n".join(lines) + f"\n\n{question} {instruction}"
 
 
