@@ -59,9 +59,9 @@ def rag_message(question: str, passages: Sequence[tuple[str, str]], cite: bool =
     The wording was chosen on 40 fictional questions with SmolLM2-135M-Instruct among five candidates (instruction
     or "Question:" before the passages, "Context:" without ids, the question both before and after): the question
     after the passages, next to the instruction, and "using only the passages" did best or tied with the gold
-    passage alone and with two distractors. SmolLM2-135M does not follow the citation request (no bracketed id in
-    40 probes with any of four wordings, except copying an example id given in the instruction), and the request
-    costs accuracy: a negative result worth showing, not a feature to rely on."""
+    passage alone and with two distractors. SmolLM2-135M does not follow the citation request (with any of four
+    wordings, at most 2 of 40 answers named the gold passage's id; an example id in the instruction was copied
+    instead), and the request costs accuracy: a negative result worth showing, not a feature to rely on."""
     _check_text("question", question)
     if isinstance(passages, str) or not isinstance(passages, Sequence) or not passages:
         raise TypeError("passages must be a non-empty sequence of (passage_id, text) pairs")
