@@ -1,6 +1,7 @@
 """Answers with their probabilities: batched (left-padded) greedy answers equal answers one prompt at a time, and
 their log-probabilities equal a fresh forward pass over prompt + answer; prompts have the promised shape; sampled
-answers are reproducible. Uses the tiny byte-level chat tokenizer and tiny random Llama of tests/test_lora_sft.py."""
+answers are reproducible, equal chapter 07's decoding loop without padding, and left-padded batches answer
+each prompt as alone. Uses the tiny byte-level chat tokenizer and tiny random Llama of tests/test_lora_sft.py."""
 
 import math
 
@@ -10,9 +11,12 @@ import torch.nn.functional as F
 from test_lora_sft import tiny_chat_tokenizer, tiny_llama
 
 from course_utils.device import make_generator, torch_threads
+from course_utils.generate.loop import generate
+from course_utils.generate.sampling import SamplingConfig
+from course_utils.lora.answers import left_pad
 from course_utils.lora.sft import SFTConfig, chat_example, train_sft
 from course_utils.rag.qa import (Answer, answer_with_probs, closed_book_message, rag_message, sample_answers,
-                                 timed)
+                                 sample_answers_many, sample_padded, timed)
 
 USERS = ["Hi", "What is the colour of the sky on a clear day?", "Name a fruit.", "Count: one two three four five six",
          "ok?"]
@@ -145,6 +149,47 @@ def test_sampled_answers_are_reproducible_and_vary(trained):
     nucleus = sample_answers(model, tok, "Name a fruit.", n=3, temperature=3.0, top_p=0.01,
                              generator=make_generator(0, "cpu"))
     assert nucleus == ["fig"] * 3  # top_p keeps only the most probable token
+
+
+def test_one_message_samples_equal_our_decoding_loop(trained):
+    """Without padding, sample_padded is generate() of chapter 07's loop: the same seed draws the same tokens."""
+    tok, model = trained
+    prompt = chat_example(tok, USERS[1], system="").prompt_ids
+    ids = torch.tensor([prompt] * 5)  # (5, T)
+    reference = generate(model, ids, 6, SamplingConfig(temperature=1.5), make_generator(3, "cpu"), eos_token_id=2,
+                         pad_token_id=2).new_ids  # (5, <= 6)
+    ours = sample_padded(model, ids, torch.ones_like(ids), SamplingConfig(temperature=1.5), make_generator(3, "cpu"),
+                         6, stop_id=2)
+    assert torch.equal(ours, reference)
+
+
+def test_padded_batches_answer_each_prompt_as_alone(trained):
+    """Prompts of different lengths, left-padded in one batch: greedy decoding gives each prompt's own answer."""
+    tok, model = trained
+    users = [USERS[0], "Name a fruit.", USERS[1] + " " + USERS[1]]
+    prompts = [chat_example(tok, u, system="").prompt_ids for u in users]
+    assert len({len(p) for p in prompts}) == 3
+    input_ids, attention_mask = left_pad(prompts, 2)
+    new = sample_padded(model, input_ids, attention_mask, SamplingConfig(greedy=True), None, 6, stop_id=2)
+    alone = answer_with_probs(model, tok, users, max_new_tokens=6, batch_size=1)
+    for row, answer in zip(new.tolist(), alone):
+        assert tuple(row[:answer.n_tokens]) == answer.token_ids
+
+
+def test_many_messages_are_sampled_together(trained):
+    tok, model = trained
+    users = ["Name a fruit.", USERS[1], USERS[0]]
+    many = sample_answers_many(model, tok, users, n=3, temperature=0.05, generator=make_generator(0, "cpu"),
+                               max_new_tokens=6, batch_size=4)   # batches cut across messages
+    greedy = answer_with_probs(model, tok, users, max_new_tokens=6)
+    assert [len(s) for s in many] == [3, 3, 3]
+    assert many[0] == ["fig"] * 3 and all(s == [g.text] * 3 for s, g in zip(many, greedy))
+    again = sample_answers_many(model, tok, users, n=3, temperature=1.5, generator=make_generator(1, "cpu"),
+                                max_new_tokens=6, batch_size=4)
+    assert again == sample_answers_many(model, tok, users, n=3, temperature=1.5, generator=make_generator(1, "cpu"),
+                                        max_new_tokens=6, batch_size=4)
+    with pytest.raises(TypeError, match="messages must be a non-empty sequence"):
+        sample_answers_many(model, tok, "Hi", n=2, generator=make_generator(0, "cpu"))
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -5,9 +5,9 @@ prompts greedily (batched with left padding, as :func:`course_utils.lora.answers
 every generated token, its log-probability under the model's OWN next-token distribution (``log_softmax`` of the raw
 logits, before any processing), up to and excluding the end-of-turn token. :class:`Answer` turns those into the
 confidence scores compared in the chapter: the sequence probability, the mean and the minimum token probability, and
-the probability of the first token. :func:`sample_answers` draws several answers to one prompt with our own decoding
-loop (:func:`course_utils.generate.loop.generate`) and an explicit generator, the raw material of self-consistency
-checks (SelfCheckGPT: P. Manakul, A. Liusie, M. Gales, "SelfCheckGPT: Zero-Resource Black-Box Hallucination
+the probability of the first token. :func:`sample_answers_many` draws several answers to many prompts at once
+(left-padded, :func:`sample_padded`: chapter 07's decoding loop with an attention mask) with an explicit generator,
+the raw material of self-consistency checks (SelfCheckGPT: P. Manakul, A. Liusie, M. Gales, "SelfCheckGPT: Zero-Resource Black-Box Hallucination
 Detection for Generative Large Language Models", 2023).
 
 Retrieval-augmented generation: P. Lewis et al., "Retrieval-Augmented Generation for Knowledge-Intensive NLP
@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from course_utils.device import check_generator
-from course_utils.generate.loop import generate
-from course_utils.generate.sampling import SamplingConfig
+from course_utils.generate.sampling import SamplingConfig, choose_next
 from course_utils.lora.answers import left_pad
 from course_utils.lora.sft import chat_example, end_of_turn_id
 
@@ -171,18 +170,55 @@ def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_
 
 
 @torch.no_grad()
-def sample_answers(model: nn.Module, tokenizer, message: str, n: int, temperature: float = 1.0, *,
-                   generator: torch.Generator, top_p: float | None = None, max_new_tokens: int = 24,
-                   system: str = "") -> list[str]:
-    """``n`` sampled answers to one user message, each cut at ``<|im_end|>``, decoded and stripped.
+def sample_padded(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: SamplingConfig,
+                  generator: torch.Generator | None, max_new_tokens: int, stop_id: int) -> torch.Tensor:
+    """Decode a LEFT-padded batch (B, T) with our processors (:func:`choose_next`) and the model's KV cache: (B, N).
 
-    The prompt is repeated ``n`` times (same length: no padding needed) and decoded by
-    :func:`course_utils.generate.loop.generate` at ``temperature`` (and nucleus ``top_p`` if given) with
-    ``generator``, which must live on the model's device. The same seed gives the same answers."""
+    What :func:`course_utils.generate.loop.generate` does, for prompts of different lengths: the attention mask hides
+    the padding and grows by one column per step, and each row's position ids count from its first real token (so a
+    padded row computes what the prompt alone would). A finished row (it produced ``stop_id``) keeps receiving
+    ``stop_id``. Decoding one token reads every weight once whatever the batch size, so on a CPU or a GPU alike many
+    rows per step cost little more than one: that is why answers are sampled many questions at a time."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
+                use_cache=True, logits_to_keep=1)  # prefill
+    next_position = position_ids[:, -1:] + 1  # (B, 1)
+    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)  # (B,)
+    new = []
+    for step in range(max_new_tokens):
+        token = choose_next(out.logits[:, -1, :].float(), None, config, generator)  # (B,)
+        token = torch.where(finished, torch.full_like(token, stop_id), token)
+        new.append(token)
+        finished = finished | (token == stop_id)
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            break
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)  # (B, T + 1)
+        out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
+                    past_key_values=cache, use_cache=True)
+        next_position = next_position + 1
+    return torch.stack(new, dim=1)  # (B, N)
+
+
+@torch.no_grad()
+def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n: int, temperature: float = 1.0, *,
+                        generator: torch.Generator, top_p: float | None = None, max_new_tokens: int = 24,
+                        system: str = "", batch_size: int = 32) -> list[list[str]]:
+    """``n`` sampled answers to each user message: one list of ``n`` strings per message, each answer cut at
+    ``<|im_end|>``, decoded and stripped.
+
+    Every prompt is repeated ``n`` times and ``batch_size`` rows at a time are decoded by :func:`sample_padded` at
+    ``temperature`` (and nucleus ``top_p`` if given) with ``generator``, which must live on the model's device.
+    The same seed and batch size give the same answers."""
     device = _check_model(model)
-    _check_text("message", message)
-    _check_positive("n", n)
-    _check_positive("max_new_tokens", max_new_tokens)
+    if isinstance(messages, str) or not isinstance(messages, Sequence) or not messages:
+        raise TypeError("messages must be a non-empty sequence of strings (wrap a single message in a list)")
+    for message in messages:
+        _check_text("every message", message)
+    for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        _check_positive(name, value)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
         raise ValueError(f"temperature must be a finite number > 0 (use answer_with_probs for greedy answers), "
                          f"got {temperature!r}")
@@ -192,19 +228,32 @@ def sample_answers(model: nn.Module, tokenizer, message: str, n: int, temperatur
         raise TypeError(f"generator must be a torch.Generator on the model's device, got {type(generator).__name__}")
     if not isinstance(system, str):
         raise TypeError(f"system must be a string, got {type(system).__name__}")
+    check_generator(generator, torch.empty(0, device=device), "the model's parameters")
     stop_id = end_of_turn_id(tokenizer)
-    prompt = chat_example(tokenizer, message, system=system).prompt_ids
-    input_ids = torch.tensor([prompt] * n, dtype=torch.long, device=device)  # (n, T)
-    check_generator(generator, input_ids, "the model's parameters")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+    rows = [chat_example(tokenizer, m, system=system).prompt_ids for m in messages for _ in range(n)]
     config = SamplingConfig(temperature=float(temperature), top_p=top_p)
     was_training = model.training
     model.eval()
+    texts = []
     try:
-        out = generate(model, input_ids, max_new_tokens, config, generator, eos_token_id=stop_id,
-                       pad_token_id=stop_id)
+        for start in range(0, len(rows), batch_size):
+            input_ids, attention_mask = left_pad(rows[start:start + batch_size], pad_id, device)  # (B, T)
+            new = sample_padded(model, input_ids, attention_mask, config, generator, max_new_tokens, stop_id)
+            texts += [tokenizer.decode(_cut(row, stop_id), skip_special_tokens=True).strip() for row in new.tolist()]
     finally:
         model.train(was_training)
-    return [tokenizer.decode(_cut(row, stop_id), skip_special_tokens=True).strip() for row in out.new_ids.tolist()]
+    return [texts[i * n:(i + 1) * n] for i in range(len(messages))]
+
+
+def sample_answers(model: nn.Module, tokenizer, message: str, n: int, temperature: float = 1.0, *,
+                   generator: torch.Generator, top_p: float | None = None, max_new_tokens: int = 24,
+                   system: str = "") -> list[str]:
+    """``n`` sampled answers to one user message (:func:`sample_answers_many` for a single message)."""
+    if not isinstance(message, str):
+        raise ValueError(f"message must be a non-empty string, got {message!r}")
+    return sample_answers_many(model, tokenizer, [message], n, temperature, generator=generator, top_p=top_p,
+                               max_new_tokens=max_new_tokens, system=system, batch_size=n)[0]
 
 
 def timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
