@@ -7,8 +7,8 @@ logits, before any processing), up to and excluding the end-of-turn token. :clas
 confidence scores compared in the chapter: the sequence probability, the mean and the minimum token probability, and
 the probability of the first token. :func:`sample_answers_many` draws several answers to many prompts at once
 (left-padded, :func:`sample_padded`: chapter 07's decoding loop with an attention mask) with an explicit generator,
-the raw material of self-consistency checks (SelfCheckGPT: P. Manakul, A. Liusie, M. Gales, "SelfCheckGPT: Zero-Resource Black-Box Hallucination
-Detection for Generative Large Language Models", 2023).
+the raw material of self-consistency checks (SelfCheckGPT: P. Manakul, A. Liusie, M. Gales, "SelfCheckGPT:
+Zero-Resource Black-Box Hallucination Detection for Generative Large Language Models", 2023).
 
 Retrieval-augmented generation: P. Lewis et al., "Retrieval-Augmented Generation for Knowledge-Intensive NLP
 Tasks", 2020; here simply the retrieved passages pasted into the prompt. Token probabilities as confidence:
