@@ -1,8 +1,9 @@
 """Is a confidence score worth trusting? Reliability bins, expected calibration error, abstention and detection.
 
 * :func:`reliability_bins` and :func:`expected_calibration_error`: C. Guo, G. Pleiss, Y. Sun, K. Weinberger, "On
-  Calibration of Modern Neural Networks", 2017. M equal-width bins, bin i = [i/M, (i+1)/M), the last one closed at
-  1.0; ECE = sum over bins of (n_i / N) * |accuracy_i - mean confidence_i|.
+  Calibration of Modern Neural Networks", 2017. M equal-width bins; ECE = sum over bins of (n_i / N) *
+  |accuracy_i - mean confidence_i|. The paper's bins are closed on the right, ((m-1)/M, m/M]; the course's are closed
+  on the left, bin i = [i/M, (i+1)/M) with the last one closed at 1.0 (a confidence of exactly 0 then has a bin).
 * :func:`abstention_curve` and :func:`abstain_at`: selective prediction (R. El-Yaniv, Y. Wiener, "On the Foundations
   of Noise-free Selective Classification", 2010): answer only when confidence >= a threshold; coverage is the share
   answered, selective accuracy the accuracy on those, and the hallucination rate the share of ALL questions answered
