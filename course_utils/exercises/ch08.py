@@ -16,10 +16,11 @@ afterwards. Libraries outside the course (scikit-learn's ``roc_auc_score``) are 
 
 Conventions the exercise text states. Ranks count from 1; MRR@k gives 1/rank when the gold id is among the first k
 and 0 otherwise (MS MARCO's MRR@10 is this with k = 10); recall@k is the share of queries whose gold id is among the
-first k. ECE (Guo et al., 2017, "On Calibration of Modern Neural Networks", whose bins are closed on the right; the
-course closes them on the left): n equal-width bins, bin i = [i/n, (i+1)/n), the last bin closed at 1.0, ECE = sum over non-empty bins of (count / N) * |accuracy - mean
-confidence|. AUROC = P(score of a random positive > score of a random negative) + 1/2 P(tie): the Mann-Whitney U
-statistic divided by n_pos * n_neg (Hanley and McNeil, 1982).
+first k. ECE (Guo et al., 2017, "On Calibration of Modern Neural Networks", whose bins are closed on the right;
+the course closes them on the left): n equal-width bins, bin i = [i/n, (i+1)/n), the last bin closed at 1.0,
+ECE = sum over non-empty bins of (count / N) * |accuracy - mean confidence|. AUROC = P(score of a random
+positive > score of a random negative) + 1/2 P(tie): the Mann-Whitney U statistic divided by n_pos * n_neg (Hanley
+and McNeil, 1982).
 
 Tolerances: every expected value is a ratio of small integers or a mean of float64 inputs, exact to ~1e-15; a learner
 working in float32 is within ~1e-7. Answers are compared within 1e-6 absolute. The likely mistakes are off by 1e-2

@@ -1,6 +1,7 @@
 """Reference solutions to chapter 08's exercises: recall@k and MRR@k of a retriever, the expected calibration error
-of a confidence score (Guo et al., 2017, with the course's left-closed equal-width bins [i/n, (i+1)/n), the last closed at 1.0), and AUROC as the
-Mann-Whitney probability with ties counting 1/2. The conventions are spelt out in :mod:`course_utils.exercises.ch08`."""
+of a confidence score (Guo et al., 2017, with the course's left-closed equal-width bins [i/n, (i+1)/n), the last
+closed at 1.0), and AUROC as the Mann-Whitney probability with ties counting 1/2. The conventions are spelt out in
+:mod:`course_utils.exercises.ch08`."""
 
 from __future__ import annotations
 
