@@ -4,9 +4,10 @@ expected value."""
 import pytest
 
 
-def rejects(check, answer):
+def rejects(check, *answer):
+    """The message of the AssertionError that ``check(*answer)`` must raise."""
     with pytest.raises(AssertionError) as info:
-        check(answer)
+        check(*answer)
     return str(info.value)
 
 

@@ -11,10 +11,7 @@ from course_utils.exercises import ch07 as ex
 from course_utils.solutions import ch07 as sol
 
 
-def rejects(check, answer):
-    with pytest.raises(AssertionError) as info:
-        check(answer)
-    return str(info.value)
+from exercise_helpers import rejects  # noqa: E402
 
 
 # ---------- exercise 1: epsilon filter ----------
