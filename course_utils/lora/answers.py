@@ -36,7 +36,8 @@ def _check_common(model: nn.Module, examples: object, batch_size: object) -> Non
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
-def _pad_id(tokenizer) -> int:
+def pad_token_id(tokenizer) -> int:
+    """The id that pads a batch: the tokenizer's pad token, else ``<|im_end|>``."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
 
 
@@ -71,7 +72,7 @@ def generate_answers(model: nn.Module, tokenizer, examples: list[SFTExample], ma
         stop_id = tokenizer.eos_token_id
     if stop_id is None:
         raise ValueError("the tokenizer has neither <|im_end|> nor an eos token: generation could not stop")
-    pad_id = _pad_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
                               eos_token_id=stop_id)
     device = next(model.parameters()).device
@@ -114,7 +115,7 @@ def label_logprobs(model: nn.Module, tokenizer, examples: list[SFTExample], labe
     _check_common(model, examples, batch_size)
     label_ids = label_token_ids(tokenizer, labels)
     n_labels, longest = len(label_ids), max(len(ids) for ids in label_ids)
-    pad_id, device = _pad_id(tokenizer), next(model.parameters()).device
+    pad_id, device = pad_token_id(tokenizer), next(model.parameters()).device
     label_tokens = torch.full((n_labels, longest), pad_id, dtype=torch.long)  # (L, K), right-padded
     label_mask = torch.zeros((n_labels, longest))  # (L, K): 1 where a label token counts
     for k, ids in enumerate(label_ids):

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from course_utils.rag.retrieval_metrics import recall_fraction_at_k
+
 KINDS = ("flat", "hnsw", "ivfpq")
 MIN_POINTS_PER_CENTROID = 39  # FAISS's k-means warns below 39 training points per centroid
 UNIT_TOLERANCE = 1e-3
@@ -176,8 +178,7 @@ def recall_against_exact(approx_indices: torch.Tensor | np.ndarray, exact_indice
         raise ValueError(f"need the same non-zero number of queries; got {a.shape[0]} and {e.shape[0]} rows")
     if min(a.shape[1], e.shape[1]) < k:
         raise ValueError(f"k={k} but the index lists have only {a.shape[1]} and {e.shape[1]} columns")
-    hits = [len(set(ar[:k].tolist()) & set(er[:k].tolist())) for ar, er in zip(a, e)]
-    return sum(hits) / (k * len(hits))
+    return recall_fraction_at_k(a[:, :k].tolist(), e[:, :k].tolist(), k)  # the exact top-k ids are distinct
 
 
 def exact_topk(embeddings: torch.Tensor | np.ndarray, queries: torch.Tensor | np.ndarray,

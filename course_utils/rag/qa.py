@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from course_utils.device import check_generator
 from course_utils.generate.sampling import SamplingConfig, choose_next
-from course_utils.lora.answers import left_pad
+from course_utils.lora.answers import left_pad, pad_token_id
 from course_utils.lora.sft import chat_example, end_of_turn_id
 
 ANSWER_INSTRUCTION = "Answer in a few words."
@@ -121,6 +121,15 @@ def _check_positive(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _check_messages(messages: object, system: object) -> None:
+    if isinstance(messages, str) or not isinstance(messages, Sequence) or not messages:
+        raise TypeError("messages must be a non-empty sequence of strings (wrap a single message in a list)")
+    for message in messages:
+        _check_text("every message", message)
+    if not isinstance(system, str):
+        raise TypeError(f"system must be a string, got {type(system).__name__}")
+
+
 def _cut(ids: list[int], stop_id: int) -> list[int]:
     return ids[:ids.index(stop_id)] if stop_id in ids else ids
 
@@ -137,16 +146,11 @@ def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_
     from transformers import GenerationConfig
 
     device = _check_model(model)
-    if isinstance(messages, str) or not isinstance(messages, Sequence) or not messages:
-        raise TypeError("messages must be a non-empty sequence of strings (wrap a single message in a list)")
-    for message in messages:
-        _check_text("every message", message)
+    _check_messages(messages, system)
     _check_positive("max_new_tokens", max_new_tokens)
     _check_positive("batch_size", batch_size)
-    if not isinstance(system, str):
-        raise TypeError(f"system must be a string, got {type(system).__name__}")
     stop_id = end_of_turn_id(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+    pad_id = pad_token_id(tokenizer)
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
                               eos_token_id=stop_id, output_logits=True, return_dict_in_generate=True)
     prompts = [chat_example(tokenizer, m, system=system).prompt_ids for m in messages]
@@ -213,10 +217,7 @@ def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n:
     ``temperature`` (and nucleus ``top_p`` if given) with ``generator``, which must live on the model's device.
     The same seed and batch size give the same answers."""
     device = _check_model(model)
-    if isinstance(messages, str) or not isinstance(messages, Sequence) or not messages:
-        raise TypeError("messages must be a non-empty sequence of strings (wrap a single message in a list)")
-    for message in messages:
-        _check_text("every message", message)
+    _check_messages(messages, system)
     for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
         _check_positive(name, value)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
@@ -226,11 +227,9 @@ def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n:
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator on the model's device, got {type(generator).__name__}")
-    if not isinstance(system, str):
-        raise TypeError(f"system must be a string, got {type(system).__name__}")
     check_generator(generator, torch.empty(0, device=device), "the model's parameters")
     stop_id = end_of_turn_id(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+    pad_id = pad_token_id(tokenizer)
     rows = [chat_example(tokenizer, m, system=system).prompt_ids for m in messages for _ in range(n)]
     config = SamplingConfig(temperature=float(temperature), top_p=top_p)
     was_training = model.training
