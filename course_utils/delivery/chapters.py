@@ -1,0 +1,100 @@
+"""The chapter map: one table of every chapter (file, title, what it measures, time per profile), used by the
+README's chapter table, the start-here notebook, the notebook-naming test and the book build.
+
+Times are wall-clock minutes measured on this project's reference machine (2-core AMD EPYC box, AVX2, no GPU),
+for a whole notebook executed top to bottom with an empty course cache except SmolLM2's converted weights (their
+one-time conversion adds about 20 s). The numbers come from runs recorded in ``benchmarks/RESULTS.md`` (cpu) and
+from ``make book PROFILE=smoke`` (smoke). ``None`` means not measured yet (no GPU has been lent to this project, so
+the gpu profile has no times).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from course_utils.profile import PROFILES
+
+REFERENCE_MACHINE = "2-core AMD EPYC (AVX2), 24 GB, no GPU"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    number: str  # two digits, "01"
+    slug: str  # file name part after the number
+    title: str
+    summary: str  # what the learner runs and measures, one line
+    minutes: dict[str, float | None] = field(default_factory=dict)  # profile -> measured wall minutes
+
+    def __post_init__(self) -> None:
+        if len(self.number) != 2 or not self.number.isdigit():
+            raise ValueError(f"chapter number must be two digits, got {self.number!r}")
+        unknown = set(self.minutes) - set(PROFILES)
+        if unknown:
+            raise ValueError(f"chapter {self.number}: unknown profiles {sorted(unknown)}; allowed: {PROFILES}")
+
+    @property
+    def filename(self) -> str:
+        return f"{self.number}_{self.slug}.ipynb"
+
+    def time_text(self, profile: str) -> str:
+        """'3 min', '< 1 min' or 'not measured yet', for the chapter map."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+        value = self.minutes.get(profile)
+        if value is None:
+            return "not measured yet"
+        return "< 1 min" if value < 1 else f"{round(value)} min"
+
+
+START_HERE = Chapter("00", "start_here", "Start here",
+                     "check your runtime (device, profile, assets, widgets) and see the chapter map")
+
+CHAPTERS = (
+    Chapter("01", "language_modelling", "Language modelling",
+            "chain rule, n-grams, bits per byte, a tiny GPT, SmolLM2 on held-out plays",
+            {"smoke": None, "cpu": 9.0, "gpu": None}),
+    Chapter("02", "attention_masks", "Attention masks",
+            "causal, padding, bidirectional, prefix-LM, sliding window, MLM vs causal",
+            {"smoke": None, "cpu": 8.6, "gpu": None}),
+    Chapter("03", "bpe", "Byte-pair encoding",
+            "a fast exact BPE trainer against `tokenizers` and tiktoken, vocabulary size at fixed compute",
+            {"smoke": None, "cpu": 23.4, "gpu": None}),  # 1,406 s under load: over the cpu budget, see RESULTS
+    Chapter("04", "scaling_laws", "Scaling laws",
+            "a grid of tiny GPTs, L(N, D) fits, IsoFLOP curves, a prediction made before the run, emergence",
+            {"smoke": None, "cpu": 9.5, "gpu": None}),
+    Chapter("05", "rlhf", "RLHF",
+            "a Bradley-Terry reward model, PPO with a KL penalty, reward hacking, DPO and GRPO, scored by a hidden "
+            "preference", {"smoke": None, "cpu": 8.4, "gpu": None}),
+    Chapter("06", "lora", "LoRA",
+            "a LoRA layer from scratch on SmolLM2, memory accounting, SFT with label masking, merging, rank and "
+            "rsLoRA, LoRA vs full fine-tuning", {"smoke": None, "cpu": 8.1, "gpu": None}),
+    Chapter("07", "sampling", "Sampling",
+            "temperature, top-k/p, min-p, penalties, beam search, KV cache, checked against transformers",
+            {"smoke": None, "cpu": 3.6, "gpu": None}),
+    Chapter("08", "hallucination_rag", "Hallucination and RAG",
+            "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
+            "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": None, "cpu": 9.3, "gpu": None}),
+)
+
+PLANNED = (
+    Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
+            "the transformer block from scratch, RMSNorm, RoPE, SwiGLU, GQA, SmolLM2 in our own code"),
+    Chapter("10", "classify_and_prompt", "Classify and prompt",
+            "a linear probe, zero-shot and few-shot classification, prompt sensitivity"),
+    Chapter("11", "training_at_scale", "Training at scale",
+            "memory, mixed precision, checkpointing, DDP/FSDP2/tensor parallelism on torch.distributed"),
+)
+
+
+def chapter(number: str) -> Chapter:
+    """The written chapter (or the start-here notebook) with this two-digit number."""
+    for item in (START_HERE, *CHAPTERS):
+        if item.number == number:
+            return item
+    written = ", ".join(c.number for c in (START_HERE, *CHAPTERS))
+    raise ValueError(f"no notebook numbered {number!r}; written: {written}")
+
+
+def notebook_filenames() -> list[str]:
+    """The notebooks of the course in reading order, start-here first."""
+    return [c.filename for c in (START_HERE, *CHAPTERS)]

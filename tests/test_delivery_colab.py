@@ -1,0 +1,154 @@
+"""The Colab set-up: one repository URL, the same first cell in every notebook, and a fresh runtime simulated."""
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import types
+
+import pytest
+
+from course_utils.delivery import colab
+from course_utils.delivery.chapters import notebook_filenames
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def first_code_cell(path):
+    nb = json.loads(path.read_text())
+    return "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+
+
+def test_every_notebook_starts_with_the_setup_cell_written_from_pyproject():
+    stale = colab.write_setup_cells(NOTEBOOKS, check=True)
+    assert not stale, (f"stale set-up cell in {[p.name for p in stale]}: run "
+                       "`python -m course_utils.delivery.colab --write-cells`")
+    url = colab.repository_url()
+    assert url.startswith("https://github.com/")
+    for path in NOTEBOOKS:
+        assert f'COURSE_REPOSITORY = "{url}"' in first_code_cell(path)
+        # the URL appears nowhere else in the notebook: one configured place, one generated copy
+        assert path.read_text().count(url) == 1, f"{path.name} repeats the repository URL"
+
+
+def test_check_mode_finds_a_stale_cell_and_write_mode_fixes_it(tmp_path):
+    path = tmp_path / NOTEBOOKS[0].name
+    shutil.copy(NOTEBOOKS[0], path)
+    other = "https://github.com/someone/fork"
+    assert colab.write_setup_cells([path], repository=other, check=True) == [path]
+    assert first_code_cell(path) == colab.setup_cell_source()  # check mode wrote nothing
+    colab.write_setup_cells([path], repository=other)
+    assert f'"{other}"' in first_code_cell(path)
+    assert colab.write_setup_cells([path], repository=other, check=True) == []
+
+
+def test_repository_url_comes_from_pyproject(tmp_path):
+    good = tmp_path / "pyproject.toml"
+    good.write_text('[project]\nname = "x"\n[project.urls]\nRepository = "https://github.com/a/b"\n')
+    assert colab.repository_url(good) == "https://github.com/a/b"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[project]\nname = "x"\n')
+    with pytest.raises(LookupError, match="Repository"):
+        colab.repository_url(bad)
+
+
+def test_colab_links():
+    url = colab.colab_url("01_language_modelling.ipynb", "https://github.com/owner/course.git")
+    assert url == ("https://colab.research.google.com/github/owner/course/blob/main/notebooks/"
+                   "01_language_modelling.ipynb")
+    assert colab.colab_url("02_attention_masks.ipynb", "https://github.com/o/r", branch="dev").endswith(
+        "/o/r/blob/dev/notebooks/02_attention_masks.ipynb")
+    with pytest.raises(ValueError, match="GitHub"):
+        colab.colab_url("01_language_modelling.ipynb", "https://gitlab.com/o/r")
+    with pytest.raises(ValueError, match="file name"):
+        colab.colab_url("notebooks/01_language_modelling.ipynb", "https://github.com/o/r")
+    for name in notebook_filenames():
+        assert colab.colab_url(name).endswith(name)
+
+
+def test_colab_detection_by_module_or_environment():
+    assert colab.in_colab({"google.colab": object()}, {})
+    assert colab.in_colab({}, {"COLAB_RELEASE_TAG": "release-colab_2026"})
+    assert not colab.in_colab({"google": object()}, {"HOME": "/root"})
+
+
+def test_missing_requirements_keep_colabs_torch_and_widgets():
+    versions = {"torch": "2.1.0", "ipywidgets": "7.7.1", "numpy": "2.0.2", "gguf": None, "tiktoken": "0.5.0"}
+    got = colab.missing_requirements(["torch>=2.4", "ipywidgets>=8.1", "numpy>=1.26", "gguf>=0.10", "tiktoken>=0.8"],
+                                     versions.get)
+    assert got == ["gguf>=0.10", "tiktoken>=0.8"]  # torch and ipywidgets are Colab's, never reinstalled
+
+
+def fake_repo(tmp_path):
+    repo = tmp_path / colab.CLONE_DIR
+    repo.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
+    return repo
+
+
+def test_prepare_colab_installs_only_what_is_missing_and_pins_torch(tmp_path):
+    repo = fake_repo(tmp_path)
+    ran = []
+    versions = {"torch": "2.8.0+cu126", "ipywidgets": "7.7.1", "numpy": "2.0.2"}
+    environ = {}
+    setup = colab.prepare_colab(str(repo), run=lambda cmd, check: ran.append(cmd), environ=environ,
+                                cuda_available=True, installed_version=versions.get)
+    assert setup.commands == ran and len(ran) == 2
+    assert ran[0][-3:] == ["--no-deps", "-e", str(repo)]
+    assert "-c" in ran[1]
+    installed = ran[1][ran[1].index("-c") + 2:]
+    assert not any(r.startswith(("torch", "ipywidgets", "numpy")) for r in installed)
+    assert any(r.startswith("faiss-cpu") for r in installed) and any(r.startswith("gguf") for r in installed)
+    constraints = pathlib.Path(ran[1][ran[1].index("-c") + 1]).read_text()
+    assert "torch==2.8.0+cu126" in constraints and "ipywidgets==7.7.1" in constraints
+    assert (setup.profile, environ["COURSE_PROFILE"]) == ("gpu", "gpu")
+
+
+def test_prepare_colab_profile_choice(tmp_path):
+    repo = fake_repo(tmp_path)
+    quiet = dict(run=lambda cmd, check: None, installed_version=lambda name: "999")
+    assert colab.prepare_colab(str(repo), environ={}, cuda_available=False, **quiet).profile == "cpu"
+    chosen = {"COURSE_PROFILE": "smoke"}
+    assert colab.prepare_colab(str(repo), environ=chosen, cuda_available=True, **quiet).profile == "smoke"
+    with pytest.raises(FileNotFoundError, match="not a course checkout"):
+        colab.prepare_colab(str(tmp_path / "nothing"), environ={}, cuda_available=False, **quiet)
+
+
+def test_the_setup_cell_on_a_simulated_fresh_colab_runtime(tmp_path, monkeypatch):
+    """Run the real first cell with Colab's signals present and subprocess faked: it clones, installs, picks."""
+    ran = []
+
+    def fake_run(cmd, check):
+        ran.append(cmd)
+        if cmd[:2] == ["git", "clone"]:  # the clone: a checkout whose package is this repository's
+            repo = fake_repo(tmp_path)
+            (repo / "course_utils").symlink_to(ROOT / "course_utils")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    monkeypatch.delenv("COURSE_REPO_URL", raising=False)
+    exec(compile(colab.setup_cell_source(), "setup-cell", "exec"), {})
+    assert ran[0] == ["git", "clone", "--depth=1", colab.repository_url(), colab.CLONE_DIR]
+    assert ran[1][-3:] == ["--no-deps", "-e", colab.CLONE_DIR]
+    installed_names = {part.split(">")[0].split("=")[0].split("<")[0] for cmd in ran[1:] for part in cmd}
+    assert "torch" not in installed_names and "ipywidgets" not in installed_names  # Colab's own stay
+    assert sys.path[0] == str(tmp_path / colab.CLONE_DIR)
+    import os
+    assert os.environ["COURSE_PROFILE"] in ("cpu", "gpu")  # picked from the hardware, since none was set
+
+
+def test_the_setup_cell_off_colab_without_the_package_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "course_utils" else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match="make lab"):
+        exec(compile(colab.setup_cell_source(), "setup-cell", "exec"), {})
