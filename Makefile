@@ -1,4 +1,4 @@
-# The course in three commands:  make lab  |  make test  |  make executed
+# The course in three commands:  make lab  |  make test  |  make book
 # Each creates .venv and installs the pinned dependencies and the offline assets first if needed.
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ PROFILE ?= smoke
 # Run the notebooks with the network cut where the kernel allows it (unshare); tests also block sockets themselves.
 OFFLINE := $(shell unshare -rn true 2>/dev/null && command -v ip >/dev/null && echo yes)
 
-.PHONY: setup lab test test-inner test-unit executed clean-venv
+.PHONY: setup lab test test-inner test-unit book executed clean-venv
 
 setup: $(STAMP)
 
@@ -40,12 +40,13 @@ test-inner:
 test-unit: setup
 	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
-# Executed copies of every notebook in build/, for lecturers (PROFILE=cpu by default here).
-executed: setup
-	mkdir -p build
-	COURSE_PROFILE=$(if $(filter command line,$(origin PROFILE)),$(PROFILE),cpu) HF_HUB_OFFLINE=1 \
-		$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=3600 \
-		--output-dir build notebooks/*.ipynb
+# The executed book: every notebook run top to bottom into build/<profile>/ as executed notebooks and static HTML
+# pages, with build/<profile>/index.html and timings.json (PROFILE=cpu unless given; `make book PROFILE=smoke`).
+BOOK_PROFILE = $(if $(filter command line,$(origin PROFILE)),$(PROFILE),cpu)
+book: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m course_utils.delivery.book --profile $(BOOK_PROFILE) --out build
+
+executed: book
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,195 @@
+"""The executed book: every notebook run top to bottom at one profile and saved, as an executed notebook and as a
+static HTML page, in ``build/<profile>/``, with an index page and each notebook's measured wall time.
+
+Lecturers project the executed notebooks; readers without a kernel open the HTML. Figures are PNGs embedded in the
+page. Widgets cannot run without a kernel: every chapter draws each widget's default settings as a plain figure
+above the controls (``course_utils.widgets``), and in the HTML the controls become a one-line note; tqdm progress
+bars keep their final text. A notebook that fails is reported in the index with its error and saved as
+``NAME.failed.ipynb`` for debugging; the previous build's good files stay (every file is written to a temporary
+file and renamed), and the command exits non-zero. Run it with ``make book`` (see the README).
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import os
+import platform
+import re
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from course_utils.cache import atomic_write_text
+from course_utils.profile import PROFILES
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_REPR = re.compile(r"(interactive|[A-Z][A-Za-z]*)\(")  # a widget's text/plain fallback: "VBox(children=..."
+WIDGET_NOTE = ('<p style="font-style:italic;color:#444">[interactive controls: open this notebook in Jupyter to '
+               "use them; the figure or table above shows their default settings]</p>")
+
+
+@dataclass
+class BookEntry:
+    notebook: str  # file name
+    ok: bool
+    seconds: float
+    error: str | None = None
+
+
+def progress_text(state: dict, model_id: str) -> str | None:
+    """The final text of a tqdm notebook bar (an HBox of HTML, progress, HTML) from saved widget state, else None."""
+    def model(ref: str) -> dict:
+        return state.get(ref.removeprefix("IPY_MODEL_"), {})
+
+    box = model(model_id)
+    parts = [model(ref) for ref in box.get("state", {}).get("children", [])]
+    names = [p.get("model_name") for p in parts]
+    if box.get("model_name") != "HBoxModel" or len(parts) != 3 or names[1] not in ("FloatProgressModel",
+                                                                                   "IntProgressModel"):
+        return None
+    left, bar, right = (p.get("state", {}) for p in parts)
+    filled = round(20 * bar.get("value", 0) / bar.get("max", 1)) if bar.get("max") else 0
+    text = f"{left.get('value', '')}|{'#' * filled}{' ' * (20 - filled)}|{right.get('value', '')}"
+    return html.unescape(text).replace("\u2007", " ")
+
+
+def static_outputs(nb):
+    """A copy of ``nb`` for a page without a kernel: widget controls become a note, tqdm bars their final text, and
+    the saved widget state is dropped."""
+    nb = copy.deepcopy(nb)
+    saved = nb.metadata.pop("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_MIME not in data:
+                continue
+            text = data.get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            final = progress_text(saved, data[WIDGET_MIME].get("model_id", ""))
+            if final is not None:
+                output["data"] = {"text/plain": final}
+            elif not text or WIDGET_REPR.match(text):
+                output["data"] = {"text/html": WIDGET_NOTE}
+            else:
+                output["data"] = {"text/plain": text}
+    return nb
+
+
+def to_html(nb) -> str:
+    """Static HTML of an executed notebook (JupyterLab's look, images embedded, widgets as notes)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab", embed_images=True).from_notebook_node(static_outputs(nb))
+    return body
+
+
+def kernel_environment(profile: str) -> dict[str, str]:
+    """The kernel's environment: the chosen profile, offline, and matplotlib's inline backend (an inherited
+    ``MPLBACKEND=Agg`` would leave every figure out of the book)."""
+    env = dict(os.environ)
+    env["COURSE_PROFILE"] = profile
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.pop("MPLBACKEND", None)
+    return env
+
+
+def execute_notebook(path: Path, profile: str, timeout: int):
+    """Run ``path`` top to bottom in a fresh kernel, in the notebook's folder; return (executed nb, seconds, error)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    error = None
+    try:
+        client.execute(env=kernel_environment(profile))
+    except (CellExecutionError, CellTimeoutError) as exc:
+        error = str(exc).strip()[-3000:]
+    return nb, time.perf_counter() - start, error
+
+
+def build_book(notebooks: Sequence[Path], out_dir: Path, profile: str, timeout: int = 3600,
+               progress: bool = True) -> list[BookEntry]:
+    """Execute ``notebooks`` at ``profile`` into ``out_dir/profile``; write the index; return one entry each."""
+    import nbformat
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    paths = [Path(p) for p in notebooks]
+    absent = [str(p) for p in paths if not p.is_file()]
+    if not paths or absent:
+        raise FileNotFoundError(f"no notebooks to build, or missing: {absent}" if absent else "no notebooks given")
+    target = Path(out_dir) / profile
+    target.mkdir(parents=True, exist_ok=True)
+    entries = []
+    from tqdm.auto import tqdm
+
+    for path in tqdm(paths, desc=f"book ({profile})", unit="notebook", disable=not progress):
+        nb, seconds, error = execute_notebook(path, profile, timeout)
+        if error is None:
+            atomic_write_text(nbformat.writes(nb), target / path.name)
+            atomic_write_text(to_html(nb), target / path.with_suffix(".html").name)
+            (target / f"{path.stem}.failed.ipynb").unlink(missing_ok=True)
+        else:
+            atomic_write_text(nbformat.writes(nb), target / f"{path.stem}.failed.ipynb")
+        entries.append(BookEntry(path.name, error is None, round(seconds, 1), error))
+    write_index(entries, target, profile)
+    return entries
+
+
+def write_index(entries: Sequence[BookEntry], target: Path, profile: str) -> None:
+    """``index.html`` (links, status, minutes) and ``timings.json`` beside the pages."""
+    from course_utils.delivery.chapters import chapter
+
+    def title(name: str) -> str:
+        try:
+            return chapter(name[:2]).title
+        except ValueError:
+            return name
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    rows = []
+    for e in entries:
+        stem = e.notebook.removesuffix(".ipynb")
+        links = (f'<a href="{stem}.html">read</a> · <a href="{e.notebook}">notebook</a>' if e.ok
+                 else f'<a href="{stem}.failed.ipynb">failed notebook</a><pre>{html.escape(e.error or "")[-800:]}</pre>')
+        rows.append(f"<tr><td>{html.escape(title(e.notebook))}</td><td>{'ok' if e.ok else 'FAILED'}</td>"
+                    f"<td>{e.seconds / 60:.1f}</td><td>{links}</td></tr>")
+    page = (f"<!doctype html><meta charset='utf-8'><title>LLMs by experiment ({profile})</title>"
+            f"<style>body{{font:16px sans-serif;max-width:60em;margin:2em auto}}td{{padding:.3em 1em}}</style>"
+            f"<h1>LLMs by experiment: executed book</h1><p>Profile <b>{profile}</b>, built {stamp} on {machine}.</p>"
+            f"<table><tr><th>notebook</th><th>status</th><th>minutes</th><th></th></tr>{''.join(rows)}</table>")
+    atomic_write_text(page, target / "index.html")
+    atomic_write_text(json.dumps({"profile": profile, "built": stamp, "machine": machine,
+                                  "notebooks": [asdict(e) for e in entries]}, indent=1), target / "timings.json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    root = Path(__file__).resolve().parents[2]
+    parser = argparse.ArgumentParser(description="Execute every notebook into build/<profile>/ (notebooks + HTML).")
+    parser.add_argument("--profile", default="cpu", choices=PROFILES)
+    parser.add_argument("--out", default=str(root / "build"), help="output folder (default: build/)")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    parser.add_argument("notebooks", nargs="*", help="default: every notebooks/NN_*.ipynb")
+    args = parser.parse_args(argv)
+    notebooks = args.notebooks or sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    entries = build_book(notebooks, Path(args.out), args.profile, args.timeout)
+    for e in entries:
+        print(f"{e.notebook:40s} {'ok' if e.ok else 'FAILED':6s} {e.seconds:7.1f} s")
+    print(f"index: {Path(args.out) / args.profile / 'index.html'}")
+    return 0 if all(e.ok for e in entries) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
