@@ -1,0 +1,69 @@
+"""course_utils.plotting: the course style is explicit, projector-sized and colour-blind safe; plot_history labels
+its axes and tells its curves apart by more than colour."""
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+
+from course_utils import plotting  # noqa: E402
+
+
+@pytest.fixture
+def styled():
+    """The course style applied inside a context that restores matplotlib's settings afterwards."""
+    with matplotlib.rc_context():
+        assert plotting.use_course_style() is None
+        yield matplotlib.rcParams
+
+
+def points(size_param) -> float:
+    return FontProperties(size=matplotlib.rcParams[size_param]).get_size_in_points()
+
+
+def test_importing_the_module_changes_no_matplotlib_setting():
+    code = ("import matplotlib as m; before = dict(m.rcParams); import course_utils.plotting; "
+            "print(before == dict(m.rcParams))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", out.stderr
+
+
+def test_fonts_and_lines_are_sized_for_a_projector(styled):
+    assert points("font.size") >= 12 and points("axes.titlesize") >= 13
+    for name in ("xtick.labelsize", "ytick.labelsize", "legend.fontsize", "axes.labelsize"):
+        assert points(name) >= 10, f"{name} is {points(name)} pt; a projector needs at least 10"
+    assert styled["lines.linewidth"] >= 2
+
+
+def test_the_colour_cycle_is_okabe_ito_and_the_sequential_map_is_colour_blind_safe(styled):
+    cycle = [c.lower() for c in styled["axes.prop_cycle"].by_key()["color"]]
+    assert cycle == [c.lower() for c in plotting.OKABE_ITO] and len(set(cycle)) == len(cycle) >= 6
+    assert styled["image.cmap"] in {"viridis", "cividis"}
+
+
+def test_the_style_is_undone_by_leaving_the_context():
+    default = matplotlib.rcParams["font.size"]
+    with matplotlib.rc_context():
+        plotting.use_course_style()
+        assert matplotlib.rcParams["font.size"] == 12
+    assert matplotlib.rcParams["font.size"] == default
+
+
+def test_plot_history_labels_axes_and_marks_curves_by_more_than_colour(styled):
+    history = SimpleNamespace(steps=[0, 1, 2, 3], train_loss=[4.0, 3.5, 3.2, 3.0], eval_steps=[0, 3],
+                              eval_train_loss=[4.0, 3.0], eval_val_loss=[4.1, 3.3])
+    ax = plotting.plot_history(history, unit="nats/char")
+    try:
+        assert ax.get_xlabel() == "optimisation step" and "nats/char" in ax.get_ylabel()
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        train, val = lines["train (evaluated)"], lines["validation (held-out plays)"]
+        assert (train.get_marker(), train.get_linestyle()) != (val.get_marker(), val.get_linestyle())
+        assert list(val.get_ydata()) == [4.1, 3.3]
+    finally:
+        plt.close(ax.figure)
