@@ -37,12 +37,12 @@ class Chapter:
         return f"{self.number}_{self.slug}.ipynb"
 
     def time_text(self, profile: str) -> str:
-        """'3 min', '< 1 min' or 'not measured yet', for the chapter map."""
+        """'3 min', '< 1 min', or '–' when not measured yet, for the chapter map."""
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
         value = self.minutes.get(profile)
         if value is None:
-            return "not measured yet"
+            return "–"
         return "< 1 min" if value < 1 else f"{round(value)} min"
 
 
@@ -98,3 +98,21 @@ def chapter(number: str) -> Chapter:
 def notebook_filenames() -> list[str]:
     """The notebooks of the course in reading order, start-here first."""
     return [c.filename for c in (START_HERE, *CHAPTERS)]
+
+
+def chapter_map_markdown(repository: str | None = None, link_prefix: str = "notebooks/") -> str:
+    """The chapter map as a Markdown table: file link, what it measures, measured minutes per profile, and an
+    "Open in Colab" link; the README carries exactly this table (a test checks) and the start-here notebook shows it.
+    """
+    from course_utils.delivery.colab import colab_url
+
+    head = ["| # | chapter | smoke | cpu | gpu | Colab |", "|---|---|---|---|---|---|"]
+    rows = []
+    for c in (START_HERE, *CHAPTERS):
+        times = " | ".join("-" if not c.minutes else c.time_text(p) for p in PROFILES)
+        rows.append(f"| {c.number} | [{c.title}]({link_prefix}{c.filename}): {c.summary} | {times} | "
+                    f"[open]({colab_url(c.filename, repository)}) |")
+    coming = "; ".join(f"{c.number} {c.title} ({c.summary})" for c in PLANNED)
+    note = (f"Minutes: one whole notebook, measured on {REFERENCE_MACHINE} (some runs shared the machine with other "
+            "jobs; details in benchmarks/RESULTS.md); – means not measured yet (no GPU has run the gpu profile).")
+    return "\n".join(head + rows) + f"\n\n{note}\n\nComing next: {coming}."

@@ -1,0 +1,45 @@
+"""The chapter map: one table behind the README, the start-here notebook and the notebook names."""
+
+import json
+import pathlib
+
+import pytest
+
+from course_utils.delivery.chapters import CHAPTERS, START_HERE, Chapter, chapter, chapter_map_markdown
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_the_readme_carries_the_generated_chapter_map():
+    readme = (ROOT / "README.md").read_text()
+    assert chapter_map_markdown() in readme, (
+        "README's chapter table differs from course_utils.delivery.chapters: paste chapter_map_markdown()'s output")
+
+
+def test_every_chapter_row_links_its_file_and_colab():
+    table = chapter_map_markdown()
+    for c in (START_HERE, *CHAPTERS):
+        assert f"(notebooks/{c.filename})" in table
+        assert f"blob/main/notebooks/{c.filename})" in table
+        assert (ROOT / "notebooks" / c.filename).exists()
+
+
+def test_times_and_lookup():
+    c = Chapter("42", "x", "X", "y", {"smoke": 0.4, "cpu": 9.6, "gpu": None})
+    assert [c.time_text(p) for p in ("smoke", "cpu", "gpu")] == ["< 1 min", "10 min", "–"]
+    assert chapter("07").slug == "sampling" and chapter("00") is START_HERE
+    with pytest.raises(ValueError, match="no notebook numbered '99'"):
+        chapter("99")
+    with pytest.raises(ValueError, match="two digits"):
+        Chapter("7", "x", "X", "y")
+    with pytest.raises(ValueError, match="unknown profiles"):
+        Chapter("07", "x", "X", "y", {"laptop": 3.0})
+    with pytest.raises(ValueError, match="allowed"):
+        c.time_text("tpu")
+
+
+def test_start_here_checks_the_runtime_and_shows_the_map():
+    nb = json.loads((ROOT / "notebooks" / START_HERE.filename).read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    for needed in ("get_profile()", "pick_device()", "missing_assets()", "chapter_map_markdown(", "ipywidgets"):
+        assert needed in code, f"00_start_here lacks {needed}"
