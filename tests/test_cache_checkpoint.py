@@ -73,3 +73,17 @@ def test_a_failed_atomic_write_keeps_the_old_file(tmp_path):
             f.write("half of the new")
             raise RuntimeError("interrupted")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from course_utils.cache import atomic_write_text
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text("page", tmp_path / "index.html")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "index.html").stat().st_mode) == 0o644

