@@ -41,5 +41,5 @@ def test_times_and_lookup():
 def test_start_here_checks_the_runtime_and_shows_the_map():
     nb = json.loads((ROOT / "notebooks" / START_HERE.filename).read_text())
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    for needed in ("get_profile()", "pick_device()", "missing_assets()", "chapter_map_markdown(", "ipywidgets"):
+    for needed in ("get_profile()", "pick_device()", "missing_assets()", "chapter_map_markdown(", "explore("):
         assert needed in code, f"00_start_here lacks {needed}"
