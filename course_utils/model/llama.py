@@ -108,7 +108,7 @@ def _attend(q, k, v, mask, n_rep: int, need_weights: bool):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=None if isinstance(mask, str) else mask,
                                               is_causal=isinstance(mask, str), enable_gqa=n_rep > 1), None
     k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, T_k, D)
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, T, T_k)
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T, T_k)
     if isinstance(mask, str):
         mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()  # (T, T)
     if mask is not None:
