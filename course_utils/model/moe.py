@@ -11,8 +11,10 @@ Left alone, a router collapses onto a few experts. The Switch Transformer's load
 N. Shazeer, 2021, "Switch Transformers: Scaling to Trillion Parameter Models with Simple and Efficient Sparsity",
 equation 4) adds ``alpha * E * sum_i f_i P_i``, where ``f_i`` is the fraction of routing assignments that went to
 expert i and ``P_i`` the mean router probability of expert i. With top-k routing we count all N x k assignments in
-``f_i`` (so sum_i f_i = 1, and k = 1 is exactly Switch); the loss is 1 when routing is perfectly uniform and grows
-to E when every token picks the same expert. ``f`` is not differentiable; the gradient flows through ``P``.
+``f_i`` (so sum_i f_i = 1, and k = 1 is exactly Switch). The loss is 1 when routing is uniform (it is exactly 1
+whenever either f or P is uniform) and E when every token goes to the same expert; in a small batch where the
+assignments and the mean probabilities disagree it can dip a little below 1. ``f`` is not differentiable; the
+gradient flows through ``P``.
 
 :func:`use_moe` swaps every block's MLP of a :class:`course_utils.model.gpt.GPT` for a :class:`MoEMLP` whose experts
 are the GPT's own :class:`~course_utils.model.gpt.MLP` (4 x n_embd wide). After a forward pass each MoE layer holds
