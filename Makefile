@@ -26,7 +26,16 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 # Unit tests, then every notebook top to bottom, under COURSE_PROFILE=$(PROFILE) (default smoke), offline.
+# The browser test (tests/test_browser.py: JupyterLab in headless Chromium) runs when Debian's chromium is installed;
+# COURSE_INSTALL_BROWSER=1 installs it first (apt-get, as root or with sudo) and makes its absence a failure;
+# COURSE_CHROMIUM=/path/to/chrome uses another Chromium-based browser instead.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+CHROMIUM_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 test: setup
+ifeq ($(COURSE_INSTALL_BROWSER),1)
+	test -n "$$COURSE_CHROMIUM" || command -v chromium >/dev/null || $(CHROMIUM_INSTALL) || \
+		($(SUDO) apt-get update && $(CHROMIUM_INSTALL))
+endif
 ifeq ($(OFFLINE),yes)
 	unshare -rn sh -c 'ip link set lo up && $(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE)'
 else
@@ -38,7 +47,7 @@ test-inner:
 		$(BIN)/python -m pytest -q tests notebooks --nbval-lax --durations=15
 
 test-unit: setup
-	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests -m "not browser"
 
 # The executed book: every notebook run top to bottom into build/<profile>/ as executed notebooks and static HTML
 # pages, with build/<profile>/index.html and timings.json (PROFILE=cpu unless given; `make book PROFILE=smoke`).

@@ -6,6 +6,8 @@ Importing the package changes no global state (no seeding, no thread settings, n
 Layout and dependency graph (an arrow means "may import"; nothing imports upward, checked by
 ``tests/test_package_layout.py``)::
 
+      delivery             the chapter map, the Colab set-up cell and its installer, the executed book (make book)
+          |
     solutions, exercises   answers and checks for the notebooks' exercises
           |
         rag                knowledge (a seeded fictional knowledge base with an answer key), matching, chunking, bm25,
