@@ -7,7 +7,7 @@ import pytest
 import torch
 import transformers
 
-from course_utils.model.llama import Llama, LlamaConfig, LlamaKVCache, load_from_transformers
+from course_utils.model.llama import Llama, LlamaConfig, LlamaKVCache, load_from_transformers, parameter_groups
 
 VOCAB, EOS = 97, 3
 
@@ -184,6 +184,16 @@ def test_a_wrong_shape_is_refused():
     hf.model.layers[0].self_attn.k_proj = torch.nn.Linear(48, 8, bias=False)  # one kv head's worth, not two
     with pytest.raises(ValueError, match="shape mismatch for blocks.0.attn.k_proj.weight"):
         load_from_transformers(hf)
+
+
+def test_smollm2_parameter_groups_by_hand():
+    with torch.device("meta"):  # shapes only, no memory
+        model = Llama(LlamaConfig())
+    groups = parameter_groups(model)
+    per_layer_attention = 576 * 576 * 2 + 576 * (3 * 64) * 2  # q and o: C x C; k and v: C x (3 kv heads x 64)
+    assert groups == {"embedding": 49152 * 576, "attention": 30 * per_layer_attention, "mlp": 30 * 3 * 576 * 1536,
+                      "norms": (2 * 30 + 1) * 576, "output head": 0}  # tied head: counted with the embedding
+    assert sum(groups.values()) == sum(p.numel() for p in model.parameters()) == 134_515_008
 
 
 @pytest.mark.slow

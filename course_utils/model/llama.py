@@ -261,6 +261,16 @@ class Llama(nn.Module):
         return idx
 
 
+def parameter_groups(model: Llama) -> dict[str, int]:
+    """Where the parameters are: embedding, attention, MLP, norms, and an untied output head (0 when tied)."""
+    groups = {"embedding": 0, "attention": 0, "mlp": 0, "norms": 0, "output head": 0}
+    for name, p in model.named_parameters():  # a tied head is the embedding tensor, yielded once
+        kind = ("embedding" if name.startswith("tok_emb") else "attention" if ".attn." in name else
+                "mlp" if ".mlp." in name else "output head" if name.startswith("lm_head") else "norms")
+        groups[kind] += p.numel()
+    return groups
+
+
 def _hf_name(ours: str) -> str:
     """Our parameter name -> the name in ``transformers.LlamaForCausalLM.state_dict()``."""
     for a, b in (("tok_emb.", "model.embed_tokens."), ("blocks.", "model.layers."), ("norm_f.", "model.norm."),
