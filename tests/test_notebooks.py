@@ -64,6 +64,24 @@ def test_notebook_follows_the_chapter_anatomy(path):
     assert '"cuda"' not in text and "'cuda'" not in text, "use pick_device(), never hard-code cuda"
 
 
+@pytest.mark.parametrize("path", CHAPTER_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_figures_and_widgets_follow_the_course_helpers(path):
+    # Projector-sized, colour-blind-safe figures: use_course_style() runs once, visibly, before the first figure, and no
+    # font is set below 10 pt. Widgets: one copy of the pattern (course_utils.widgets.explore: static view = widget
+    # defaults, views return nothing, model calls wait for a button or the slider's release), no hand-rolled ipywidgets.
+    code = [source(c) for c in cells(path) if c["cell_type"] == "code"]
+    styled = [i for i, c in enumerate(code) if re.search(r"^use_course_style\(\)", c, re.M)]
+    assert len(styled) == 1, "call use_course_style() once, on its own line, right after the imports"
+    first_figure = next((i for i, c in enumerate(code) if "plt." in c or "explore(" in c), len(code))
+    assert styled[0] <= first_figure, "use_course_style() must run before the first figure"
+    assert any(re.search(r"^explore\(", c, re.M) for c in code), "the widget cell calls course_utils.widgets.explore"
+    for i, c in enumerate(code):
+        assert not re.search(r"^\s*(import ipywidgets|from ipywidgets)|\binteract(_manual)?\(", c, re.M), (
+            f"{path.name} code cell {i}: build widgets with course_utils.widgets.explore, not by hand")
+        small = re.findall(r"(?:fontsize|labelsize)=[0-9](?![0-9])", c)
+        assert not small, f"{path.name} code cell {i}: {small}: text below 10 pt is unreadable on a projector"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_generators_state_their_device(path):
     # A generator must live on the device of the tensor it draws for (a CPU generator crashes CUDA sampling, and a
