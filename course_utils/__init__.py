@@ -29,7 +29,8 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
           |
         train              batches, loop (trainer), recipes, mlm, checkpoint
           |
-        model              masks, attention, gpt, logits_fns, ngram, pretrained
+        model              masks, attention, gpt, logits_fns, ngram, pretrained, modern (RMSNorm, RoPE, SwiGLU, GQA),
+                           llama (SmolLM2 from scratch), moe (mixture of experts)
           |
         text               corpus, codecs, bpe/ (toy, train, tokenizer, interop)
           |
