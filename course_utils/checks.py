@@ -7,12 +7,15 @@ A failure message says what the learner's answer got wrong (its type, its shape,
 hint, but **never the expected value**: the answer must not be visible before the learner has found it. Answers are
 accepted in every reasonable form (a list, a tuple, a tensor of any integer or float dtype, on any device).
 Each chapter's exercise checks live in :mod:`course_utils.exercises`, where ``tests/`` feed them wrong answers.
+An exercise whose answer the package already has runs the learner's code inside
+:func:`package_functions_switched_off`, so calling the package is not a way to pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -96,3 +99,34 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
     except NotImplementedError:
         print(f"[todo] exercise {name}: not attempted yet; checking the reference solution instead")
         check(reference)
+
+
+def _refused(*args, **kwargs):
+    # This code runs with the switched-off function's globals, so it may use nothing from this module's namespace.
+    import sys
+
+    name = sys._getframe(0).f_code.co_name  # the switched-off function's dotted name (set by the swap below)
+    raise AssertionError(f"this exercise asks you to write it yourself: {name} is switched off while the check "
+                         "runs")
+
+
+@contextlib.contextmanager
+def package_functions_switched_off(*functions: Callable) -> Iterator[None]:
+    """While the block runs, calling any of ``functions`` raises an ``AssertionError`` saying it is switched off.
+
+    Each function's code object is swapped for a refusing one and restored afterwards (also when the block raises).
+    Swapping the code, not the module attribute, catches every way of reaching the function: a name imported
+    earlier with ``from ... import``, another package module that calls it, a method looked up on its class.
+    Only plain Python functions without closures can be switched off (``TypeError`` otherwise).
+    """
+    for f in functions:
+        if not hasattr(f, "__code__") or f.__closure__:
+            raise TypeError(f"can only switch off plain Python functions without closures, got {f!r}")
+    saved = [f.__code__ for f in functions]
+    try:
+        for f in functions:
+            f.__code__ = _refused.__code__.replace(co_name=f"{f.__module__}.{f.__qualname__}")
+        yield
+    finally:
+        for f, code in zip(functions, saved):
+            f.__code__ = code

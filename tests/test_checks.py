@@ -41,3 +41,24 @@ def test_exercise_checks_the_reference_when_not_attempted(capsys):
     assert "[todo]" in capsys.readouterr().out
     with pytest.raises(AssertionError):
         checks.exercise("9", lambda: 5.0, lambda: 4.0, lambda fn: checks.check_close("four", fn(), 4.0))
+
+
+def test_package_functions_switched_off_refuses_every_route_and_restores():
+    from course_utils.model import modern
+    from course_utils.model.modern import rotate_half  # a name imported before the switch is caught too
+
+    x = torch.arange(4.0)
+    with checks.package_functions_switched_off(modern.rotate_half, modern.RMSNorm.forward):
+        for call in (lambda: rotate_half(x), lambda: modern.rotate_half(x), lambda: modern.RMSNorm(4)(x)):
+            with pytest.raises(AssertionError, match="switched off") as info:
+                call()
+        assert "course_utils.model.modern.RMSNorm.forward" in str(info.value)  # says which function
+        assert modern.rope_cos_sin(torch.arange(2), torch.ones(1))[0].shape == (2, 2)  # others keep working
+    assert rotate_half(x).tolist() == [-2.0, -3.0, 0.0, 1.0]  # restored
+    with pytest.raises(RuntimeError, match="boom"):
+        with checks.package_functions_switched_off(modern.rotate_half):
+            raise RuntimeError("boom")
+    assert modern.rotate_half(x).tolist() == [-2.0, -3.0, 0.0, 1.0]  # restored after an error as well
+    with pytest.raises(TypeError, match="plain Python functions"):
+        with checks.package_functions_switched_off(torch.cat):
+            pass

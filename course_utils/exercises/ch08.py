@@ -10,9 +10,10 @@ Failures go through :mod:`course_utils.checks`, whose messages never show the ex
 likely wrong answers.
 
 The package has these metrics (:mod:`course_utils.rag.retrieval_metrics`, :mod:`course_utils.rag.calibration`), so
-while the learner's function runs they are switched off: their code objects are swapped for one that raises, which
-catches every way of reaching them (``from ... import auroc`` done earlier in the notebook included), and restored
-afterwards. Libraries outside the course (scikit-learn's ``roc_auc_score``) are not blocked: knowing them is fine.
+while the learner's function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`
+(their code objects are swapped for one that raises, which catches every way of reaching them, ``from ... import
+auroc`` done earlier in the notebook included, and restored afterwards). Libraries outside the course
+(scikit-learn's ``roc_auc_score``) are not blocked: knowing them is fine.
 
 Conventions the exercise text states. Ranks count from 1; MRR@k gives 1/rank when the gold id is among the first k
 and 0 otherwise (MS MARCO's MRR@10 is this with k = 10); recall@k is the share of queries whose gold id is among the
@@ -32,7 +33,6 @@ Left out: checks of argument validation, several gold ids per query, equal-mass 
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Callable
 
 import numpy as np
@@ -45,29 +45,11 @@ from course_utils.rag import calibration, retrieval_metrics
 ATOL = 1e-6
 
 
-def _refused(*args, **kwargs):
-    raise AssertionError("this exercise asks you to compute the metric yourself: course_utils.rag's version is "
-                         "switched off while the check runs")
-
-
-@contextlib.contextmanager
-def _switched_off(*functions: Callable):
-    """Swap each function's code for :func:`_refused` (and restore it), so no reference to it can be called."""
-    saved = [f.__code__ for f in functions]
-    try:
-        for f in functions:
-            f.__code__ = _refused.__code__
-        yield
-    finally:
-        for f, code in zip(functions, saved):
-            f.__code__ = code
-
-
 def _package_metrics_off():
-    return _switched_off(retrieval_metrics.recall_at_k, retrieval_metrics.recall_fraction_at_k,
-                         retrieval_metrics.mean_reciprocal_rank, retrieval_metrics._first_relevant_rank,
-                         calibration.reliability_bins, calibration.expected_calibration_error, calibration.auroc,
-                         calibration.roc_curve)
+    return checks.package_functions_switched_off(
+        retrieval_metrics.recall_at_k, retrieval_metrics.recall_fraction_at_k, retrieval_metrics.mean_reciprocal_rank,
+        retrieval_metrics._first_relevant_rank, calibration.reliability_bins, calibration.expected_calibration_error,
+        calibration.auroc, calibration.roc_curve)
 
 
 def _one_number(name: str, actual: Any, hint: str) -> float:
