@@ -1,0 +1,385 @@
+"""Chapter 09's exercise checks accept the reference solution and other correct forms, reject likely wrong answers
+without revealing the expected value, cannot be passed by calling the package's RoPE, GQA or MoE functions, and agree
+with hand computations, with the package and with ``transformers`` (written independently)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_utils.exercises import ch09 as ex
+from course_utils.model import llama, modern, moe
+from course_utils.solutions import ch09 as sol
+
+from exercise_helpers import assert_hidden, rejects  # noqa: E402
+
+
+# ---------- exercise 1: RoPE by hand ----------
+
+def expected_rope_values():
+    return torch.cat([ex._rope_reference(x, p, t).flatten() for _, x, p, t in ex._rope_cases()]).tolist()
+
+
+def test_rope_reference_hand_values_and_package_agreement():
+    turned = ex._rope_reference(torch.tensor([[1.0, 0.0]]), torch.tensor([1]), 10000.0)  # pair 0: one radian
+    assert turned[0].tolist() == pytest.approx([math.cos(1.0), math.sin(1.0)])
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # pairs (1, 3) and (2, 4); pair 1 turns by 2 / 100 rad (theta 100)
+    a = 2 * 100.0 ** (-2 / 4)
+    expected = [math.cos(2) - 3 * math.sin(2), 2 * math.cos(a) - 4 * math.sin(a),
+                math.sin(2) + 3 * math.cos(2), 2 * math.sin(a) + 4 * math.cos(a)]
+    assert ex._rope_reference(x, torch.tensor([2]), 100.0)[0].tolist() == pytest.approx(expected)
+    for _, x, positions, theta in ex._rope_cases():
+        inv_freq = modern.rope_inverse_frequencies(x.shape[-1], theta, dtype=torch.float64)
+        cos, sin = modern.rope_cos_sin(positions, inv_freq)
+        package = modern.apply_rope(x.double().reshape(1, -1, *x.shape[-2:]), cos, sin).reshape(x.shape)
+        assert torch.allclose(ex._rope_reference(x, positions, theta), package, atol=1e-12)
+
+
+def rope_transformers(x, positions, theta=10000.0):  # transformers' own function, fed its cos/sin
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+    angles = positions.double()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
+    angles = torch.cat((angles, angles), dim=-1)  # (T, D)
+    out, _ = apply_rotary_pos_emb(x.double(), x.double(), angles.cos(), angles.sin(), unsqueeze_dim=0)
+    return out.reshape(x.shape)  # (1, T, D) for a (T, D) input: cos and sin were unsqueezed in front
+
+
+def rope_float64_lists(x, positions, theta=10000.0):  # pair by pair in plain Python, returned as nested lists
+    D = x.shape[-1]
+    rows = x.double().reshape(-1, x.shape[-2], D).tolist()
+    out = []
+    for head in rows:
+        out.append([])
+        for row, p in zip(head, positions.tolist()):
+            new = list(row)
+            for i in range(D // 2):
+                angle = p * theta ** (-2 * i / D)
+                a, b = row[i], row[i + D // 2]
+                new[i] = a * math.cos(angle) - b * math.sin(angle)
+                new[i + D // 2] = a * math.sin(angle) + b * math.cos(angle)
+            out[-1].append(new)
+    return out if x.dim() == 3 else out[0]
+
+
+def rope_numpy_complex(x, positions, theta=10000.0):  # complex numbers in numpy, float32
+    z = x.numpy().astype(np.float32)
+    half = z.shape[-1] // 2
+    c = z[..., :half] + 1j * z[..., half:]
+    freq = theta ** (-2 * np.arange(half, dtype=np.float32) / z.shape[-1])
+    c = c * np.exp(1j * positions.numpy()[:, None] * freq)
+    return np.concatenate([c.real, c.imag], axis=-1).astype(np.float32)
+
+
+def test_rope_accepts_solution_and_other_forms():
+    ex.check_apply_rotary(sol.apply_rotary)
+    ex.check_apply_rotary(rope_transformers)  # a library outside the course is allowed
+    ex.check_apply_rotary(rope_float64_lists)
+    ex.check_apply_rotary(rope_numpy_complex)
+
+
+def _rotate(x, angles):  # angles (T, D/2), rotate-half pairs
+    half = x.shape[-1] // 2
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat((a * angles.cos() - b * angles.sin(), a * angles.sin() + b * angles.cos()), dim=-1)
+
+
+def interleaved_pairs(x, positions, theta=10000.0):  # GPT-J / RoFormer layout: 2i with 2i + 1
+    D = x.shape[-1]
+    angles = positions.float()[:, None] * theta ** (-torch.arange(0, D, 2).float() / D)
+    a, b = x[..., 0::2], x[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2], out[..., 1::2] = a * angles.cos() - b * angles.sin(), a * angles.sin() + b * angles.cos()
+    return out
+
+
+def exponent_i_over_d(x, positions, theta=10000.0):  # theta^(-i/D): the frequencies fall too slowly
+    D = x.shape[-1]
+    return _rotate(x, positions.float()[:, None] * theta ** (-torch.arange(D // 2).float() / D))
+
+
+def clockwise(x, positions, theta=10000.0):  # turns by -angle
+    return sol.apply_rotary(x, -positions, theta)
+
+
+def positions_from_zero(x, positions, theta=10000.0):  # ignores the positions given, uses 0..T-1
+    return sol.apply_rotary(x, torch.arange(x.shape[-2]), theta)
+
+
+def frequencies_not_inverted(x, positions, theta=10000.0):  # theta^(+2i/D)
+    D = x.shape[-1]
+    return _rotate(x, positions.float()[:, None] * theta ** (torch.arange(0, D, 2).float() / D))
+
+
+def one_frequency_per_coordinate(x, positions, theta=10000.0):  # D angles theta^(-2j/D), j < D, halves not shared
+    D = x.shape[-1]
+    angles = positions.float()[:, None] * theta ** (-2 * torch.arange(D).float() / D)  # (T, D)
+    return x * angles.cos() + torch.cat((-x[..., D // 2:], x[..., :D // 2]), dim=-1) * angles.sin()
+
+
+def adds_positions(x, positions, theta=10000.0):  # a sinusoidal position vector added, not a rotation
+    D = x.shape[-1]
+    angles = positions.float()[:, None] * theta ** (-torch.arange(0, D, 2).float() / D)
+    return x + torch.cat((angles.sin(), angles.cos()), dim=-1)
+
+
+@pytest.mark.parametrize("wrong", [interleaved_pairs, exponent_i_over_d, clockwise, positions_from_zero,
+                                   frequencies_not_inverted, one_frequency_per_coordinate, adds_positions])
+def test_rope_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_apply_rotary, wrong), expected_rope_values())
+
+
+def test_rope_property_check_names_the_property():
+    assert "depending only on m - n" in rejects(ex.check_apply_rotary, adds_positions)
+
+
+def test_rope_cannot_call_the_package():
+    def via_package(x, positions, theta=10000.0):
+        cos, sin = modern.rope_cos_sin(positions, modern.rope_inverse_frequencies(x.shape[-1], theta))
+        return modern.apply_rope(x.reshape(1, -1, *x.shape[-2:]), cos, sin).reshape(x.shape)
+
+    def via_llama_import(x, positions, theta=10000.0):  # the same functions, reached through llama's namespace
+        angles = positions.float()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).float() / x.shape[-1])
+        angles = torch.cat((angles, angles), dim=-1)
+        return llama.apply_rope(x.reshape(1, -1, *x.shape[-2:]), angles.cos(), angles.sin()).reshape(x.shape)
+
+    assert "switched off" in rejects(ex.check_apply_rotary, via_package)
+    assert "switched off" in rejects(ex.check_apply_rotary, via_llama_import)
+    assert modern.rotate_half(torch.tensor([1.0, 2.0])).tolist() == [-2.0, 1.0]  # restored afterwards
+
+
+# ---------- exercise 2: grouped-query attention ----------
+
+def expected_gqa_values():
+    return torch.cat([ex._gqa_reference(q, k, v).flatten() for _, q, k, v in ex._gqa_cases()]).tolist()
+
+
+def test_gqa_reference_agrees_with_pytorch_and_the_package():
+    for _, q, k, v in ex._gqa_cases():
+        q64, k64, v64 = q.double(), k.double(), v.double()
+        expected = ex._gqa_reference(q, k, v)
+        torch_gqa = F.scaled_dot_product_attention(q64, k64, v64, is_causal=True, enable_gqa=True)
+        assert torch.allclose(expected, torch_gqa, atol=1e-12)
+        n_rep = q.shape[1] // k.shape[1]
+        package, _ = llama._attend(q64, k64, v64, "causal", n_rep, need_weights=True)  # softmax in float32
+        assert torch.allclose(expected, package, atol=1e-6)
+    q, k, v = ex._gqa_cases()[-1][1:]  # a single position attends only to itself: the output is its value
+    assert torch.allclose(ex._gqa_reference(q, k, v), v.double().repeat_interleave(2, dim=1))
+
+
+def gqa_pytorch(q, k, v):  # PyTorch's own GQA: allowed
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+
+def gqa_grouped_einsum(q, k, v):  # no copies: view the query heads as (H_kv, group), float64
+    B, H, T, D = q.shape
+    H_kv = k.shape[1]
+    qg = q.double().view(B, H_kv, H // H_kv, T, D)
+    scores = torch.einsum("bkgtd,bksd->bkgts", qg, k.double()) / D ** 0.5
+    scores = scores.masked_fill(torch.ones(T, T).triu(1).bool(), -torch.inf)
+    return torch.einsum("bkgts,bksd->bkgtd", scores.softmax(-1), v.double()).reshape(B, H, T, D)
+
+
+def gqa_per_head_numpy(q, k, v):  # a loop over query heads, returned as a numpy array
+    B, H, T, D = q.shape
+    out = np.zeros((B, H, T, D), dtype=np.float32)
+    for h in range(H):
+        g = h * k.shape[1] // H
+        w = (q[:, h] @ k[:, g].transpose(-1, -2) / math.sqrt(D)).masked_fill(torch.ones(T, T).triu(1).bool(), -1e9)
+        out[:, h] = (w.softmax(-1) @ v[:, g]).numpy()
+    return out
+
+
+def test_gqa_accepts_solution_and_other_forms():
+    ex.check_grouped_query_attention(sol.grouped_query_attention)
+    ex.check_grouped_query_attention(gqa_pytorch)
+    ex.check_grouped_query_attention(gqa_grouped_einsum)
+    ex.check_grouped_query_attention(gqa_per_head_numpy)
+
+
+def _attention(q, k, v, scale, mask):
+    scores = q @ k.transpose(-2, -1) * scale
+    return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+
+def _causal(T):
+    return torch.ones(T, T, dtype=torch.bool).tril()
+
+
+def tiled_heads(q, k, v):  # query head h reads kv head h % H_kv (k.repeat): the wrong sharing order
+    group = q.shape[1] // k.shape[1]
+    return _attention(q, k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1), q.shape[-1] ** -0.5,
+                      _causal(q.shape[2]))
+
+
+def not_causal(q, k, v):
+    group = q.shape[1] // k.shape[1]
+    T = q.shape[2]
+    return _attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), q.shape[-1] ** -0.5,
+                      torch.ones(T, T, dtype=torch.bool))
+
+
+def no_scale(q, k, v):
+    group = q.shape[1] // k.shape[1]
+    return _attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), 1.0, _causal(q.shape[2]))
+
+
+def scale_by_d(q, k, v):
+    group = q.shape[1] // k.shape[1]
+    return _attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), 1.0 / q.shape[-1],
+                      _causal(q.shape[2]))
+
+
+def mask_the_wrong_triangle(q, k, v):  # attends to the future instead of the past
+    group = q.shape[1] // k.shape[1]
+    return _attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), q.shape[-1] ** -0.5,
+                      _causal(q.shape[2]).T)
+
+
+def one_output_per_group(q, k, v):  # averages the query heads of a group: (B, H_kv, T, D)
+    B, H, T, D = q.shape
+    return sol.grouped_query_attention(q, k, v).view(B, k.shape[1], H // k.shape[1], T, D).mean(2)
+
+
+@pytest.mark.parametrize("wrong", [tiled_heads, not_causal, no_scale, scale_by_d, mask_the_wrong_triangle,
+                                   one_output_per_group])
+def test_gqa_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_grouped_query_attention, wrong), expected_gqa_values())
+
+
+def test_gqa_cannot_call_the_package():
+    def via_repeat_kv(q, k, v):
+        group = q.shape[1] // k.shape[1]
+        return F.scaled_dot_product_attention(q, modern.repeat_kv(k, group), modern.repeat_kv(v, group),
+                                              is_causal=True)
+
+    def via_llama(q, k, v):
+        return llama._attend(q, k, v, "causal", q.shape[1] // k.shape[1], need_weights=True)[0]
+
+    assert "switched off" in rejects(ex.check_grouped_query_attention, via_repeat_kv)
+    assert "switched off" in rejects(ex.check_grouped_query_attention, via_llama)
+    assert modern.repeat_kv(torch.zeros(1, 2, 3, 4), 2).shape == (1, 4, 3, 4)  # restored afterwards
+
+
+# ---------- exercise 3: the load-balancing loss ----------
+
+def expected_balance_values():
+    return [float(ex._balance_reference(logits, k)) for _, logits, k in ex._router_cases()]
+
+
+def test_balance_reference_hand_values_and_package_agreement():
+    two_tokens = torch.log(torch.tensor([[0.75, 0.25], [0.75, 0.25]]))  # f = (1, 0), P = (3/4, 1/4): 2 * 3/4
+    assert float(ex._balance_reference(two_tokens, 1)) == pytest.approx(1.5)
+    assert float(sol.load_balancing_loss(two_tokens, 1)) == pytest.approx(1.5)
+    assert float(ex._balance_reference(two_tokens, 2)) == pytest.approx(1.0)  # top-2 of 2 experts: f uniform
+    for _, logits, k in ex._router_cases():
+        routing = moe.route(logits.double(), k)
+        package = moe.load_balancing_loss(routing.probs, routing.experts)  # route's softmax runs in float32
+        assert float(ex._balance_reference(logits, k)) == pytest.approx(float(package), abs=1e-6)
+        if logits.eq(0).all():
+            continue  # uniform router: the gradient depends on which of the tied experts each side picked
+        mine = logits.double().requires_grad_(True)
+        ex._balance_reference(mine, k).backward()
+        theirs = logits.double().requires_grad_(True)
+        routing = moe.route(theirs, k)
+        moe.load_balancing_loss(routing.probs, routing.experts).backward()
+        assert torch.allclose(mine.grad, theirs.grad, atol=1e-8)
+    assert float(ex._balance_reference(torch.zeros(10, 4), 2)) == 1.0  # uniform router
+
+
+def balance_one_hot_float64(router_logits, top_k):  # correct: one-hot sums in float64
+    probs = router_logits.double().softmax(-1)
+    E = probs.shape[1]
+    chosen = F.one_hot(probs.topk(top_k, dim=-1, sorted=False).indices, E).sum(dim=(0, 1)).double()
+    return E * (chosen / chosen.sum() * probs.mean(0)).sum()
+
+
+def balance_ties_to_the_last_expert(router_logits, top_k):  # correct: a different tie order (stable ascending sort)
+    probs = router_logits.softmax(-1)
+    E = probs.shape[1]
+    experts = probs.detach().argsort(dim=-1, stable=True)[:, -top_k:]
+    fraction = torch.zeros(E).scatter_add_(0, experts.flatten(), torch.ones(experts.numel())) / experts.numel()
+    return (E * fraction * probs.mean(0)).sum().reshape(1)
+
+
+def test_balance_accepts_solution_and_other_forms():
+    ex.check_load_balancing_loss(sol.load_balancing_loss)
+    ex.check_load_balancing_loss(balance_one_hot_float64)
+    ex.check_load_balancing_loss(balance_ties_to_the_last_expert)
+
+
+def _parts(router_logits, top_k):
+    probs = router_logits.softmax(-1)
+    experts = probs.topk(top_k, dim=-1).indices
+    return probs, experts, probs.shape[1]
+
+
+def missing_e(router_logits, top_k):
+    return sol.load_balancing_loss(router_logits, top_k) / router_logits.shape[1]
+
+
+def gates_instead_of_probs(router_logits, top_k):  # P from the renormalised top-k gates
+    probs, experts, E = _parts(router_logits, top_k)
+    top = probs.gather(1, experts)
+    gates = torch.zeros_like(probs).scatter(1, experts, top / top.sum(1, keepdim=True))
+    fraction = torch.bincount(experts.flatten(), minlength=E) / experts.numel()
+    return E * (fraction * gates.mean(0)).sum()
+
+
+def top1_fraction_only(router_logits, top_k):  # f counts each token's first expert only
+    probs, experts, E = _parts(router_logits, top_k)
+    fraction = torch.bincount(experts[:, 0], minlength=E) / experts.shape[0]
+    return E * (fraction * probs.mean(0)).sum()
+
+
+def fraction_over_tokens(router_logits, top_k):  # f divided by N, so it sums to k
+    probs, experts, E = _parts(router_logits, top_k)
+    return E * (torch.bincount(experts.flatten(), minlength=E) / experts.shape[0] * probs.mean(0)).sum()
+
+
+def soft_fraction(router_logits, top_k):  # f replaced by P: E * sum P_i^2
+    probs = router_logits.softmax(-1)
+    return probs.shape[1] * (probs.mean(0) ** 2).sum()
+
+
+def softmax_over_tokens(router_logits, top_k):
+    probs = router_logits.softmax(0)
+    E = probs.shape[1]
+    experts = router_logits.topk(top_k, dim=-1).indices
+    return E * (torch.bincount(experts.flatten(), minlength=E) / experts.numel() * probs.mean(0)).sum()
+
+
+def detached(router_logits, top_k):  # the right value, but no gradient reaches the router
+    return sol.load_balancing_loss(router_logits.detach(), top_k)
+
+
+def python_float(router_logits, top_k):
+    return sol.load_balancing_loss(router_logits, top_k).item()
+
+
+def straight_through_fraction(router_logits, top_k):  # the right value, but f also passes a gradient (it must not)
+    probs, experts, E = _parts(router_logits, top_k)
+    counts = torch.bincount(experts.flatten(), minlength=E) / experts.numel()
+    fraction = counts + probs.mean(0) - probs.mean(0).detach()  # equal to the counts, differentiable like P
+    return E * (fraction * probs.mean(0)).sum()
+
+
+@pytest.mark.parametrize("wrong", [missing_e, gates_instead_of_probs, top1_fraction_only, fraction_over_tokens,
+                                   soft_fraction, softmax_over_tokens, detached, python_float,
+                                   straight_through_fraction])
+def test_balance_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_load_balancing_loss, wrong), expected_balance_values())
+
+
+def test_balance_gradient_message_says_why():
+    assert "gradients flow through" in rejects(ex.check_load_balancing_loss, detached)
+    assert "gradients flow through" in rejects(ex.check_load_balancing_loss, python_float)
+
+
+def test_balance_cannot_call_the_package():
+    def via_package(router_logits, top_k):
+        routing = moe.route(router_logits, top_k)
+        return moe.load_balancing_loss(routing.probs, routing.experts)
+
+    assert "switched off" in rejects(ex.check_load_balancing_loss, via_package)
+    assert moe.route(torch.zeros(1, 2), 1).probs.tolist() == [[0.5, 0.5]]  # restored afterwards
