@@ -29,10 +29,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 @dataclasses.dataclass(frozen=True)
 class SliderCheck:
     """Which slider of a chapter to drag: the widget's description label, and the push button to press after the
-    move when the widget only redraws on request (interact_manual); None presses the cell's only push button, if any."""
+    move when the widget only redraws on request (interact_manual); None presses the cell's only push button, if any.
+    ``printed``: text the redrawn view prints, which must appear in the Output area under the controls (a print
+    flushed after the Output stopped capturing is silently lost)."""
 
     label: str
     press: str | None = None
+    printed: str | None = None
 
 
 # One slider per chapter, found by its description label; the labels are the most stable part of the widget cells.
@@ -40,7 +43,7 @@ CHAPTER_SLIDERS = {
     "01": SliderCheck("temperature"),  # next-token distribution of SmolLM2 / the tiny GPT at a temperature
     "02": SliderCheck("T"),  # mask explorer: sequence length
     "03": SliderCheck("merge step"),  # BPE merges applied so far
-    "07": SliderCheck("temperature"),  # sampling explorer (interact_manual: its button redraws)
+    "07": SliderCheck("temperature", printed="|"),  # sampling explorer: its button redraws; prints prompt|sample
     "08": SliderCheck("log10 τ"),  # abstention threshold
 }
 BROWSER_CHAPTERS = ["01", "02", "07"]  # the bar; 03 and 08 work too but cost a notebook run each
@@ -353,6 +356,12 @@ def check_chapter_in_the_browser(chapter, lab, page, shots) -> None:
         press_after_move(page, cell, check)
         what = f"{name}: slider {check.label!r} moved {readouts[-2]} -> {readouts[-1]}"
         shown.append(wait_for_new_output(page, cell, shown[-1], what, lab.log_tail))
+        if check.printed is not None:  # the view may print long after its figure (07 samples 20 tokens first)
+            deadline = time.monotonic() + REDRAW_TIMEOUT_S
+            while check.printed not in cell.locator(".widget-output").last.inner_text():
+                assert time.monotonic() < deadline, f"{what}: the view's printed text never appeared under the controls"
+                time.sleep(0.25)
+            shown[-1] = output_signature(cell)
         slider.scroll_into_view_if_needed()
         shots.save(page, f"slider_move_{step}")
     assert len(set(shown)) == 3, f"{name}: the three slider positions {readouts} did not give three different outputs"
