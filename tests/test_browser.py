@@ -40,13 +40,14 @@ class SliderCheck:
 
 # One slider per chapter, found by its description label; the labels are the most stable part of the widget cells.
 CHAPTER_SLIDERS = {
+    "00": SliderCheck("frequency"),  # start here: the widget check a learner runs first
     "01": SliderCheck("temperature"),  # next-token distribution of SmolLM2 / the tiny GPT at a temperature
     "02": SliderCheck("T"),  # mask explorer: sequence length
     "03": SliderCheck("merge step"),  # BPE merges applied so far
     "07": SliderCheck("temperature", printed="|"),  # sampling explorer: its button redraws; prints prompt|sample
     "08": SliderCheck("log10 τ"),  # abstention threshold
 }
-BROWSER_CHAPTERS = ["01", "02", "07"]  # the bar; 03 and 08 work too but cost a notebook run each
+BROWSER_CHAPTERS = ["00", "01", "02", "07"]  # the bar; 03 and 08 work too but cost a notebook run each
 
 RUN_ALL_TIMEOUT_S = 360.0  # smoke notebooks take 1-2 min under nbconvert on 2 cores
 REDRAW_TIMEOUT_S = 60.0  # a slider redraw may call a model (chapter 01: SmolLM2's next-token distribution)

@@ -4,7 +4,8 @@ README's chapter table, the start-here notebook, the notebook-naming test and th
 Times are wall-clock minutes measured on this project's reference machine (2-core AMD EPYC box, AVX2, no GPU),
 for a whole notebook executed top to bottom with an empty course cache except SmolLM2's converted weights (their
 one-time conversion adds about 20 s). The numbers come from runs recorded in ``benchmarks/RESULTS.md`` (cpu) and
-from ``make book PROFILE=smoke`` (smoke). ``None`` means not measured yet (no GPU has been lent to this project, so
+from ``make book PROFILE=smoke`` (smoke, 2026-11-30: the whole book in 8 min 27 s, recorded there too). The
+start-here notebook has no profile-dependent work, so its cpu time is its smoke time. ``None`` means not measured yet (no GPU has been lent to this project, so
 the gpu profile has no times).
 """
 
@@ -47,33 +48,34 @@ class Chapter:
 
 
 START_HERE = Chapter("00", "start_here", "Start here",
-                     "check your runtime (device, profile, assets, widgets) and see the chapter map")
+                     "check your runtime (device, profile, assets, widgets) and see the chapter map",
+                     {"smoke": 0.1, "cpu": 0.1, "gpu": None})
 
 CHAPTERS = (
     Chapter("01", "language_modelling", "Language modelling",
             "chain rule, n-grams, bits per byte, a tiny GPT, SmolLM2 on held-out plays",
-            {"smoke": None, "cpu": 9.0, "gpu": None}),
+            {"smoke": 0.4, "cpu": 9.0, "gpu": None}),
     Chapter("02", "attention_masks", "Attention masks",
             "causal, padding, bidirectional, prefix-LM, sliding window, MLM vs causal",
-            {"smoke": None, "cpu": 8.6, "gpu": None}),
+            {"smoke": 0.7, "cpu": 8.6, "gpu": None}),
     Chapter("03", "bpe", "Byte-pair encoding",
             "a fast exact BPE trainer against `tokenizers` and tiktoken, vocabulary size at fixed compute",
-            {"smoke": None, "cpu": 23.4, "gpu": None}),  # 1,406 s under load: over the cpu budget, see RESULTS
+            {"smoke": 0.4, "cpu": 23.4, "gpu": None}),  # 1,406 s under load: over the cpu budget, see RESULTS
     Chapter("04", "scaling_laws", "Scaling laws",
             "a grid of tiny GPTs, L(N, D) fits, IsoFLOP curves, a prediction made before the run, emergence",
-            {"smoke": None, "cpu": 9.5, "gpu": None}),
+            {"smoke": 0.8, "cpu": 9.5, "gpu": None}),
     Chapter("05", "rlhf", "RLHF",
             "a Bradley-Terry reward model, PPO with a KL penalty, reward hacking, DPO and GRPO, scored by a hidden "
-            "preference", {"smoke": None, "cpu": 8.4, "gpu": None}),
+            "preference", {"smoke": 1.4, "cpu": 8.4, "gpu": None}),
     Chapter("06", "lora", "LoRA",
             "a LoRA layer from scratch on SmolLM2, memory accounting, SFT with label masking, merging, rank and "
-            "rsLoRA, LoRA vs full fine-tuning", {"smoke": None, "cpu": 8.1, "gpu": None}),
+            "rsLoRA, LoRA vs full fine-tuning", {"smoke": 1.6, "cpu": 8.1, "gpu": None}),
     Chapter("07", "sampling", "Sampling",
             "temperature, top-k/p, min-p, penalties, beam search, KV cache, checked against transformers",
-            {"smoke": None, "cpu": 3.6, "gpu": None}),
+            {"smoke": 1.0, "cpu": 3.6, "gpu": None}),
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
-            "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": None, "cpu": 9.3, "gpu": None}),
+            "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": 1.6, "cpu": 9.3, "gpu": None}),
 )
 
 PLANNED = (
