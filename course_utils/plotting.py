@@ -30,6 +30,13 @@ def use_course_style() -> None:
     mpl.rcParams["axes.prop_cycle"] = cycler(color=list(OKABE_ITO))
 
 
+def _bits_unit(unit: str) -> str:
+    """The base-2 name of a natural-log unit ("nats/char" -> "bits/char"), for the right-hand axis in bits."""
+    if not unit.startswith("nats"):
+        raise ValueError(f"unit must be in nats (e.g. 'nats/token'), got {unit!r}")
+    return "bits" + unit[len("nats"):]
+
+
 def plot_history(history, ax=None, title: str = "Training curve", unit: str = "nats/token"):
     """Per-step training loss (faint), evaluated train/validation loss (markers) against optimisation steps.
 
@@ -38,6 +45,7 @@ def plot_history(history, ax=None, title: str = "Training curve", unit: str = "n
     """
     import matplotlib.pyplot as plt
 
+    bits_unit = _bits_unit(unit)  # checked before any figure is made
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     ax.plot(history.steps, history.train_loss, color=OKABE_ITO[0], alpha=0.3, lw=1, label="train (per batch)")
@@ -48,7 +56,7 @@ def plot_history(history, ax=None, title: str = "Training curve", unit: str = "n
     ax.set_ylabel(f"cross-entropy ({unit})")
     ax.set_title(title)
     secondary = ax.secondary_yaxis("right", functions=(lambda n: n / math.log(2), lambda b: b * math.log(2)))
-    secondary.set_ylabel("bits per token")
+    secondary.set_ylabel(f"cross-entropy ({bits_unit})")
     ax.grid(alpha=0.3)
     ax.legend()
     return ax

@@ -65,5 +65,13 @@ def test_plot_history_labels_axes_and_marks_curves_by_more_than_colour(styled):
         train, val = lines["train (evaluated)"], lines["validation (held-out plays)"]
         assert (train.get_marker(), train.get_linestyle()) != (val.get_marker(), val.get_linestyle())
         assert list(val.get_ydata()) == [4.1, 3.3]
+        secondary_labels = [child.get_ylabel() for child in ax.child_axes]
+        assert secondary_labels == ["cross-entropy (bits/char)"], "the bits axis names the same unit as the nats axis"
     finally:
         plt.close(ax.figure)
+
+
+def test_plot_history_refuses_a_unit_that_is_not_in_nats(styled):
+    history = SimpleNamespace(steps=[0], train_loss=[1.0], eval_steps=[0], eval_train_loss=[], eval_val_loss=[1.0])
+    with pytest.raises(ValueError, match="nats"):
+        plotting.plot_history(history, unit="bits/char")
