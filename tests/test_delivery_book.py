@@ -20,13 +20,16 @@ import ipywidgets as widgets
 from tqdm.auto import tqdm
 for _ in tqdm(range(3), desc="steps"):
     pass
+for _ in tqdm(range(4), desc="hidden when done", leave=False):
+    pass
 display(widgets.VBox([widgets.IntSlider(value=3, description="k")]))
 """
 
 
 def write_notebook(path, *sources):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# A tiny chapter")] + [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.cells = ([nbformat.v4.new_markdown_cell("# A tiny chapter\nNext: [chapter 02](02_tiny.ipynb#start).")]
+                + [nbformat.v4.new_code_cell(s) for s in sources])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
     return path
@@ -46,8 +49,10 @@ def test_book_build_writes_notebook_html_index_and_timings(tmp_path, monkeypatch
     assert "data:image/png;base64" in page or "image/png" in page, "the figure is embedded in the page"
     assert "interactive controls" in page and "VBox(children" not in page and "IntSlider(" not in page
     assert "steps: 100%" in page, "a progress bar keeps its final text"
+    assert "hidden when done:" not in page, "a bar tqdm hid (leave=False) is not shown, as in JupyterLab"
+    assert 'href="02_tiny.html#start"' in page, "links between chapters point to their pages"
     index = (out / "index.html").read_text()
-    assert "01_tiny.html" in index and "ok" in index
+    assert "01_tiny.html" in index and "ok" in index and "Smoke profile" in index
     timings = json.loads((out / "timings.json").read_text())
     assert timings["profile"] == "smoke" and timings["notebooks"][0]["seconds"] > 0
 

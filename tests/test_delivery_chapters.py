@@ -26,7 +26,7 @@ def test_every_chapter_row_links_its_file_and_colab():
 
 def test_times_and_lookup():
     c = Chapter("42", "x", "X", "y", {"smoke": 0.4, "cpu": 9.6, "gpu": None})
-    assert [c.time_text(p) for p in ("smoke", "cpu", "gpu")] == ["< 1 min", "10 min", "–"]
+    assert [c.time_text(p) for p in ("smoke", "cpu", "gpu")] == ["<\u00a01\u00a0min", "10\u00a0min", "–"]
     assert chapter("07").slug == "sampling" and chapter("00") is START_HERE
     with pytest.raises(ValueError, match="no notebook numbered '99'"):
         chapter("99")

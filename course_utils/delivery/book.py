@@ -28,8 +28,14 @@ from course_utils.profile import PROFILES
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_REPR = re.compile(r"(interactive|[A-Z][A-Za-z]*)\(")  # a widget's text/plain fallback: "VBox(children=..."
+SIBLING_NOTEBOOK = re.compile(r'href="(\d\d_[a-z0-9_]+)\.ipynb(#[^"]*)?"')
 WIDGET_NOTE = ('<p style="font-style:italic;color:#444">[interactive controls: open this notebook in Jupyter to '
                "use them; the figure or table above shows their default settings]</p>")
+
+
+SMOKE_CAVEAT = ("<p><b>Smoke profile:</b> tiny sizes that show the code runs end to end; the numbers are not worth "
+                "reading. For reading or lecturing, build with <code>make book</code> (cpu) or "
+                "<code>make book PROFILE=gpu</code>.</p>")
 
 
 @dataclass
@@ -41,7 +47,9 @@ class BookEntry:
 
 
 def progress_text(state: dict, model_id: str) -> str | None:
-    """The final text of a tqdm notebook bar (an HBox of HTML, progress, HTML) from saved widget state, else None."""
+    """The final text of a tqdm notebook bar (an HBox of HTML, progress, HTML) from saved widget state; "" for a bar
+    that tqdm hid when it finished (``leave=False``: JupyterLab shows nothing there, and neither should the page);
+    None when the widget is not a progress bar."""
     def model(ref: str) -> dict:
         return state.get(ref.removeprefix("IPY_MODEL_"), {})
 
@@ -51,6 +59,8 @@ def progress_text(state: dict, model_id: str) -> str | None:
     if box.get("model_name") != "HBoxModel" or len(parts) != 3 or names[1] not in ("FloatProgressModel",
                                                                                    "IntProgressModel"):
         return None
+    if model(box["state"].get("layout", "")).get("state", {}).get("visibility") == "hidden":
+        return ""
     left, bar, right = (p.get("state", {}) for p in parts)
     filled = round(20 * bar.get("value", 0) / bar.get("max", 1)) if bar.get("max") else 0
     text = f"{left.get('value', '')}|{'#' * filled}{' ' * (20 - filled)}|{right.get('value', '')}"
@@ -63,19 +73,24 @@ def static_outputs(nb):
     nb = copy.deepcopy(nb)
     saved = nb.metadata.pop("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
+        kept = []
         for output in cell.get("outputs", []):
             data = output.get("data", {})
-            if WIDGET_MIME not in data:
-                continue
-            text = data.get("text/plain", "")
-            text = "".join(text) if isinstance(text, list) else text
-            final = progress_text(saved, data[WIDGET_MIME].get("model_id", ""))
-            if final is not None:
-                output["data"] = {"text/plain": final}
-            elif not text or WIDGET_REPR.match(text):
-                output["data"] = {"text/html": WIDGET_NOTE}
-            else:
-                output["data"] = {"text/plain": text}
+            if WIDGET_MIME in data:
+                text = data.get("text/plain", "")
+                text = "".join(text) if isinstance(text, list) else text
+                final = progress_text(saved, data[WIDGET_MIME].get("model_id", ""))
+                if final == "":
+                    continue  # a finished bar tqdm hid
+                if final is not None:
+                    output["data"] = {"text/plain": final}
+                elif not text or WIDGET_REPR.match(text):
+                    output["data"] = {"text/html": WIDGET_NOTE}
+                else:
+                    output["data"] = {"text/plain": text}
+            kept.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = kept
     return nb
 
 
@@ -84,7 +99,7 @@ def to_html(nb) -> str:
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter(template_name="lab", embed_images=True).from_notebook_node(static_outputs(nb))
-    return body
+    return SIBLING_NOTEBOOK.sub(r'href="\1.html\2"', body)  # links between chapters stay inside the book
 
 
 def kernel_environment(profile: str) -> dict[str, str]:
@@ -160,14 +175,16 @@ def write_index(entries: Sequence[BookEntry], target: Path, profile: str) -> Non
     rows = []
     for e in entries:
         stem = e.notebook.removesuffix(".ipynb")
-        links = (f'<a href="{stem}.html">read</a> · <a href="{e.notebook}">notebook</a>' if e.ok
-                 else f'<a href="{stem}.failed.ipynb">failed notebook</a><pre>{html.escape(e.error or "")[-800:]}</pre>')
-        rows.append(f"<tr><td>{html.escape(title(e.notebook))}</td><td>{'ok' if e.ok else 'FAILED'}</td>"
-                    f"<td>{e.seconds / 60:.1f}</td><td>{links}</td></tr>")
+        links = (f'<a href="{stem}.html">read</a> · <a href="{e.notebook}" download>executed .ipynb</a>' if e.ok
+                 else f'<a href="{stem}.failed.ipynb" download>failed notebook</a>'
+                      f'<pre>{html.escape(e.error or "")[-800:]}</pre>')
+        rows.append(f"<tr><td>{html.escape(e.notebook[:2])}</td><td>{html.escape(title(e.notebook))}</td>"
+                    f"<td>{'ok' if e.ok else 'FAILED'}</td><td>{e.seconds / 60:.1f}</td><td>{links}</td></tr>")
     page = (f"<!doctype html><meta charset='utf-8'><title>LLMs by experiment ({profile})</title>"
             f"<style>body{{font:16px sans-serif;max-width:60em;margin:2em auto}}td{{padding:.3em 1em}}</style>"
             f"<h1>LLMs by experiment: executed book</h1><p>Profile <b>{profile}</b>, built {stamp} on {machine}.</p>"
-            f"<table><tr><th>notebook</th><th>status</th><th>minutes</th><th></th></tr>{''.join(rows)}</table>")
+            f"{SMOKE_CAVEAT if profile == 'smoke' else ''}"
+            f"<table><tr><th>#</th><th>notebook</th><th>status</th><th>minutes</th><th></th></tr>{''.join(rows)}</table>")
     atomic_write_text(page, target / "index.html")
     atomic_write_text(json.dumps({"profile": profile, "built": stamp, "machine": machine,
                                   "notebooks": [asdict(e) for e in entries]}, indent=1), target / "timings.json")

@@ -44,7 +44,7 @@ class Chapter:
         value = self.minutes.get(profile)
         if value is None:
             return "–"
-        return "< 1 min" if value < 1 else f"{round(value)} min"
+        return "<\u00a01\u00a0min" if value < 1 else f"{round(value)}\u00a0min"  # no-break spaces: one line
 
 
 START_HERE = Chapter("00", "start_here", "Start here",
