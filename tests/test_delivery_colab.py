@@ -68,12 +68,6 @@ def test_colab_links():
         assert colab.colab_url(name).endswith(name)
 
 
-def test_colab_detection_by_module_or_environment():
-    assert colab.in_colab({"google.colab": object()}, {})
-    assert colab.in_colab({}, {"COLAB_RELEASE_TAG": "release-colab_2026"})
-    assert not colab.in_colab({"google": object()}, {"HOME": "/root"})
-
-
 def test_missing_requirements_keep_colabs_torch_and_widgets():
     versions = {"torch": "2.1.0", "ipywidgets": "7.7.1", "numpy": "2.0.2", "gguf": None, "tiktoken": "0.5.0"}
     got = colab.missing_requirements(["torch>=2.4", "ipywidgets>=8.1", "numpy>=1.26", "gguf>=0.10", "tiktoken>=0.8"],
@@ -116,8 +110,10 @@ def test_prepare_colab_profile_choice(tmp_path):
         colab.prepare_colab(str(tmp_path / "nothing"), environ={}, cuda_available=False, **quiet)
 
 
-def test_the_setup_cell_on_a_simulated_fresh_colab_runtime(tmp_path, monkeypatch):
-    """Run the real first cell with Colab's signals present and subprocess faked: it clones, installs, picks."""
+@pytest.mark.parametrize("signal", ["module", "environment"])
+def test_the_setup_cell_on_a_simulated_fresh_colab_runtime(signal, tmp_path, monkeypatch):
+    """Run the real first cell with one of Colab's signals present (the google.colab module its kernel imports, or
+    the COLAB_RELEASE_TAG variable it sets) and subprocess faked: it clones, installs, picks the profile."""
     ran = []
 
     def fake_run(cmd, check):
@@ -128,7 +124,12 @@ def test_the_setup_cell_on_a_simulated_fresh_colab_runtime(tmp_path, monkeypatch
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    if signal == "module":
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+        monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+        monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_2026")
     monkeypatch.setattr(subprocess, "run", fake_run)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
@@ -149,6 +150,7 @@ def test_the_setup_cell_off_colab_without_the_package_says_how_to_install(monkey
     real = importlib.util.find_spec
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))  # another google package is not Colab
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "course_utils" else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match="make lab"):
         exec(compile(colab.setup_cell_source(), "setup-cell", "exec"), {})

@@ -21,12 +21,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 CLONE_DIR = "llm-course"
 KEEP_COLAB_OWN = ("torch", "ipywidgets")  # never reinstalled on Colab: its CUDA torch and its widget front end
-COLAB_SIGNALS = ("google.colab", "COLAB_RELEASE_TAG")  # a module Colab's kernel imports, an env var it sets
+# How the set-up cell recognises Colab: a module Colab's kernel imports, or an environment variable it sets.
+COLAB_SIGNALS = ("google.colab", "COLAB_RELEASE_TAG")
 GITHUB = re.compile(r"https://github\.com/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?/?")
 
 
@@ -69,14 +70,6 @@ def colab_url(notebook: str, repository: str | None = None, branch: str = "main"
             f"notebooks/{notebook}")
 
 
-def in_colab(modules: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None) -> bool:
-    """True on a Colab runtime: its kernel has imported ``google.colab`` or set ``COLAB_RELEASE_TAG`` (the set-up
-    cell makes the same test inline, from the same :data:`COLAB_SIGNALS`, before the package exists)."""
-    modules = sys.modules if modules is None else modules
-    environ = os.environ if environ is None else environ
-    return COLAB_SIGNALS[0] in modules or COLAB_SIGNALS[1] in environ
-
-
 def missing_requirements(requirements: Sequence[str], installed_version: Callable[[str], str | None],
                          keep: Sequence[str] = KEEP_COLAB_OWN) -> list[str]:
     """The requirement strings that the runtime does not satisfy, leaving out the packages in ``keep``.
@@ -114,8 +107,8 @@ class ColabSetup:
     reason: str  # why that profile
 
 
-def setup_commands(repo_dir: str, missing: Sequence[str], kept_versions: Mapping[str, str],
-                   constraints_file: str, python: str = sys.executable) -> list[list[str]]:
+def setup_commands(repo_dir: str, missing: Sequence[str], constraints_file: str,
+                   python: str = sys.executable) -> list[list[str]]:
     """The pip commands for a fresh runtime: the course package without dependencies, then the missing requirements
     with the kept packages pinned to their installed versions by a constraints file."""
     pip = [python, "-m", "pip", "install", "--quiet"]
@@ -139,7 +132,7 @@ def prepare_colab(repo_dir: str = CLONE_DIR, run: Callable[..., object] | None =
     kept = {name: v for name in KEEP_COLAB_OWN if (v := installed_version(name)) is not None}
     constraints = repo / ".colab-constraints.txt"
     constraints.write_text("".join(f"{name}=={v}\n" for name, v in kept.items()))
-    commands = setup_commands(str(repo), missing, kept, str(constraints))
+    commands = setup_commands(str(repo), missing, str(constraints))
     for command in commands:
         run(command, check=True)
     if cuda_available is None:
