@@ -1,0 +1,145 @@
+"""Zero-shot classification by scoring label words: log p(label | prompt) for each label, with the prompt run once.
+
+A verbalizer (Schick & Schuetze, 2021, "Exploiting Cloze Questions for Few Shot Text Classification and Natural
+Language Inference") maps each class to a word; the model's answer is the label whose tokens are most probable after
+the prompt. A label of several tokens is scored by the SUM of its tokens' log-probabilities,
+log p(l_1 | prompt) + log p(l_2 | prompt, l_1) + ..., i.e. the log-probability of the whole label text (as the
+Language Model Evaluation Harness scores multiple choice; no length normalisation).
+
+Sharing the prompt: the prompt's keys and values are computed once and copied to one row per label
+(``DynamicCache.batch_repeat_interleave``), and only the label tokens run through the model again. With one-token
+labels the scores are all read off the prompt's last position: one forward pass per prompt instead of one per label.
+The cached pass itself lives in :func:`course_utils.lora.answers.label_logprobs` (chapter 06, which scores chat
+answers the same way); this module adds raw-text prompts, the tokenization check at the prompt/label boundary and a
+progress bar. :func:`label_logprobs_per_label` is the plain way, one full forward pass per prompt + label, kept as the
+benchmark's baseline.
+
+The boundary convention: the label is scored as the text that follows the prompt, so ``prompt + label`` must
+tokenize as ``tokens(prompt) + tokens(label)``. Byte-level BPE keeps a leading space with the word that follows it, so
+end a raw-text prompt WITHOUT a trailing space and give the labels one (``"Genre:"`` + ``" comedy"``); after a chat
+template's ``assistant\\n`` the labels carry no space. A pair that tokenizes differently (``"Genre: "`` +
+``"comedy"``, or a label that merges with the prompt's last word) raises ``ValueError`` rather than scoring token
+sequences the model would never produce for that text.
+
+Prompts are tokenized without added special tokens (SmolLM2's tokenizer adds none anyway; a chat template writes
+its own). Left out: length-normalised scores, per-prompt label sets, unconditional (PMI) normalisation, scoring under
+sampling.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from course_utils.lora.answers import label_logprobs as _cached_label_logprobs
+from course_utils.lora.sft import SFTExample
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _check_labels(tokenizer, labels: object) -> list[list[int]]:
+    if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
+        raise TypeError(f"labels must be a list of strings, e.g. [' comedy', ' history'], got {labels!r}")
+    if not labels:
+        raise ValueError("labels is empty: give at least one label string")
+    if not all(isinstance(label, str) for label in labels):
+        raise TypeError(f"every label must be a string, got {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be distinct, got duplicates in {list(labels)}")
+    ids = [_ids(tokenizer, label) for label in labels]
+    empty = [label for label, i in zip(labels, ids) if not i]
+    if empty:
+        raise ValueError(f"labels {empty!r} tokenize to no tokens: a label needs at least one token to be scored")
+    return ids
+
+
+def _check_prompts(prompts: object) -> None:
+    if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
+        raise TypeError("prompts must be a list of strings (wrap a single prompt in a list)")
+    if not prompts:
+        raise ValueError("prompts is empty")
+    if not all(isinstance(p, str) and p for p in prompts):
+        raise ValueError("every prompt must be a non-empty string")
+
+
+def encode_prompt(tokenizer, prompt: str, labels: Sequence[str], label_ids: list[list[int]]) -> tuple[int, ...]:
+    """The prompt's token ids, after checking that ``prompt + label`` tokenizes as prompt tokens then label tokens
+    for every label (the boundary convention in the module docstring)."""
+    prompt_ids = _ids(tokenizer, prompt)
+    for label, ids in zip(labels, label_ids):
+        joint = _ids(tokenizer, prompt + label)
+        if joint != prompt_ids + ids:
+            raise ValueError(
+                f"prompt + {label!r} does not tokenize as prompt tokens followed by label tokens (the last prompt "
+                f"tokens become {joint[max(0, len(prompt_ids) - 2):][:6]}, not {prompt_ids[-2:]} + {ids}); end the "
+                f"prompt without a trailing space and start raw-text labels with one (' comedy')")
+    return tuple(prompt_ids)
+
+
+@torch.no_grad()
+def label_logprobs_many(model: nn.Module, tokenizer, prompts: Sequence[str], labels: Sequence[str],
+                        batch_size: int = 8, progress: bool = True) -> torch.Tensor:
+    """(N, L) float32 on the CPU: summed log-probability of each label's tokens after each prompt.
+
+    Prompts are sorted by length and run ``batch_size`` at a time (left-padded; less padding when lengths are
+    alike); each batch's prompt cache is shared by all L labels. The result is in the order of ``prompts``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
+    _check_prompts(prompts)
+    label_ids = _check_labels(tokenizer, labels)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    examples = [SFTExample(encode_prompt(tokenizer, p, labels, label_ids), ()) for p in prompts]
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt_ids))
+    scores = torch.empty(len(examples), len(labels))  # (N, L)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc="label scores", disable=not progress, leave=False):
+        rows = order[start:start + batch_size]
+        scores[rows] = _cached_label_logprobs(model, tokenizer, [examples[i] for i in rows], list(labels),
+                                              batch_size=len(rows))
+    return scores
+
+
+def label_logprobs(model: nn.Module, tokenizer, prompt: str, labels: Sequence[str]) -> torch.Tensor:
+    """(L,) float32 on the CPU: log p(label | prompt) summed over each label's tokens, the prompt run once."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__} (many prompts: label_logprobs_many)")
+    return label_logprobs_many(model, tokenizer, [prompt], labels, batch_size=1, progress=False)[0]
+
+
+@torch.no_grad()
+def label_logprobs_per_label(model: nn.Module, tokenizer, prompt: str, labels: Sequence[str]) -> torch.Tensor:
+    """(L,) the same scores the plain way: one full forward pass over prompt + label for every label (the baseline
+    the shared cache is measured against). Only the logits at the label positions go through the output head."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
+    _check_prompts([prompt])
+    label_ids = _check_labels(tokenizer, labels)
+    prompt_ids = encode_prompt(tokenizer, prompt, labels, label_ids)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    scores = []
+    try:
+        for ids in label_ids:
+            full = torch.tensor([list(prompt_ids) + ids], device=device)  # (1, P + K)
+            logits = model(input_ids=full, logits_to_keep=len(ids) + 1).logits[0, :-1].float()  # (K, V)
+            targets = torch.tensor(ids, device=device)  # (K,)
+            scores.append(F.log_softmax(logits, dim=-1).gather(1, targets[:, None]).sum().cpu())
+    finally:
+        model.train(was_training)
+    return torch.stack(scores)  # (L,)
+
+
+def label_probabilities(logprobs: torch.Tensor) -> torch.Tensor:
+    """Normalise label log-probabilities (..., L) into a distribution over the L labels (softmax on the last axis):
+    the model's probability of each label GIVEN that it answers with one of them."""
+    if not isinstance(logprobs, torch.Tensor) or logprobs.dim() == 0 or logprobs.shape[-1] == 0:
+        raise ValueError("logprobs must be a tensor (..., L) with at least one label")
+    return torch.softmax(logprobs.float(), dim=-1)

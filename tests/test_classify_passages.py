@@ -1,0 +1,121 @@
+"""Passages: cut on line boundaries without front matter, headings, directions or speaker names; deterministic;
+splits by play are stratified and disjoint, the by-passage split shares plays; bad input raises."""
+
+import pytest
+
+from course_utils.classify.genres import GENRES
+from course_utils.classify.passages import (Passage, check_no_shared_plays, cut_passages, make_passages,
+                                            sample_per_genre, split_by_passage, split_by_play)
+
+PLAY = """THE TRAGEDY OF NOBODY
+
+by William Shakespeare
+
+Persons Represented
+
+ALPHA, a king.
+Beta, his fool.
+
+ACT I.
+
+SCENE I. A heath.
+
+[Enter ALPHA and Beta, with
+attendants.]
+
+ALPHA.
+Now is the winter of our discontent [Aside.]
+Made glorious summer by this sun of York.
+
+Beta.
+And all the clouds that lour'd upon our house
+In the deep bosom of the ocean buried.
+
+[Exeunt.]
+
+SCENE II.
+
+Another part of the heath.
+
+ALPHA.
+Short.
+"""
+
+
+def test_cut_keeps_speech_lines_only_and_breaks_at_scenes():
+    cut = cut_passages(PLAY, max_chars=200, min_chars=1)
+    assert [text for _, text in cut] == [
+        "Now is the winter of our discontent\nMade glorious summer by this sun of York.\n"
+        "And all the clouds that lour'd upon our house\nIn the deep bosom of the ocean buried.",
+        "Short."]
+    lines = PLAY.split("\n")
+    assert lines[cut[0][0]].startswith("Now is the winter")  # the line number points at the passage's first line
+    with_names = cut_passages(PLAY, max_chars=200, min_chars=1, speakers=True)
+    assert with_names[0][1].startswith("ALPHA.\nNow is") and "\nBeta.\nAnd all" in with_names[0][1]
+
+
+def test_cut_respects_max_and_min_chars():
+    cut = cut_passages(PLAY, max_chars=90, min_chars=1)
+    assert all(len(text) <= 90 for _, text in cut) and len(cut) == 3
+    assert [text for _, text in cut_passages(PLAY, max_chars=200)] == [cut_passages(PLAY, 200, 1)[0][1]]  # min 100
+    with pytest.raises(ValueError, match="max_chars"):
+        cut_passages(PLAY, max_chars=5)
+    with pytest.raises(ValueError, match="min_chars"):
+        cut_passages(PLAY, max_chars=100, min_chars=101)
+    with pytest.raises(ValueError, match="ACT"):
+        cut_passages("no play here")
+
+
+@pytest.fixture(scope="module")
+def passages():
+    return make_passages(max_chars=300)
+
+
+def test_real_passages_are_clean_and_deterministic(passages):
+    assert {p.genre for p in passages} == set(GENRES) and len({p.work for p in passages}) == 35
+    assert all(150 <= len(p.text) <= 300 or "\n" not in p.text for p in passages)
+    assert not any(line.startswith(("[", "ACT", "SCENE", "Persons")) for p in passages for line in
+                   p.text.split("\n"))
+    assert not any("by William Shakespeare" in p.text for p in passages)
+    assert make_passages({"macbeth": "tragedy"}, max_chars=300) == [p for p in passages if p.work == "macbeth"]
+
+
+def test_split_by_play_is_stratified_disjoint_and_seeded(passages):
+    split = split_by_play(passages, test_fraction=0.3, seed=1)
+    train_works, test_works = {p.work for p in split.train}, {p.work for p in split.test}
+    assert not train_works & test_works and len(split.train) + len(split.test) == len(passages)
+    assert {p.genre for p in split.train} == {p.genre for p in split.test} == set(GENRES)
+    assert len(test_works) == 4 + 3 + 3  # round(0.3 * 14) + round(0.3 * 10) + round(0.3 * 11)
+    assert split_by_play(passages, 0.3, seed=1) == split
+    assert split_by_play(passages, 0.3, seed=2) != split
+    assert "by play" in split.describe()
+
+
+def test_split_by_passage_leaks_plays(passages):
+    split = split_by_passage(passages, test_fraction=0.3, seed=0)
+    assert len({p.work for p in split.train} & {p.work for p in split.test}) == 35
+    assert {p.genre for p in split.test} == set(GENRES)
+    with pytest.raises(ValueError, match="both train and test"):
+        check_no_shared_plays(split.train, split.test)
+
+
+def test_sample_per_genre_is_balanced_and_seeded(passages):
+    sample = sample_per_genre(passages, 7, seed=3)
+    assert {g: sum(p.genre == g for p in sample) for g in GENRES} == {g: 7 for g in GENRES}
+    assert sample == sample_per_genre(passages, 7, seed=3) != sample_per_genre(passages, 7, seed=4)
+
+
+def test_bad_split_input_raises():
+    one = Passage("macbeth", "tragedy", 0, 0, "text")
+    with pytest.raises(ValueError, match="empty"):
+        split_by_play([])
+    with pytest.raises(ValueError, match="empty"):
+        make_passages({})
+    with pytest.raises(ValueError, match="genres"):
+        make_passages({"macbeth": "romance"})
+    with pytest.raises(ValueError, match="at least two"):
+        split_by_play([one, Passage("hamlet", "tragedy", 0, 0, "t"), Passage("john", "history", 0, 0, "t")])
+    with pytest.raises(ValueError, match="test_fraction"):
+        split_by_play([one], test_fraction=1.0)
+    with pytest.raises(TypeError, match="Passage"):
+        split_by_passage(["text"])
