@@ -1,0 +1,86 @@
+"""Scores for a classifier: accuracy, the confusion matrix, macro-F1, and the expected calibration error of its
+top-label confidence.
+
+Macro-F1 averages the per-class F1 = 2 TP / (2 TP + FP + FN) with equal weight per class, so a classifier that
+always answers the majority genre scores well on accuracy only when the classes are unbalanced, and poorly on
+macro-F1 whatever the balance (Sokolova & Lapalme, 2009, "A systematic analysis of performance measures for
+classification tasks"). A class that is neither present nor predicted has F1 0 here, as scikit-learn's default
+(``zero_division``) gives it, and it still counts in the average when named in ``classes``.
+
+The expected calibration error is chapter 08's :func:`course_utils.rag.calibration.expected_calibration_error`,
+applied to the probability of the predicted label (Guo et al., 2017); this module only turns a (N, L) probability
+matrix into (confidence, correct) pairs.
+
+Left out: micro and weighted averages, per-class reports, confidence intervals (see the chapter's bootstrap).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from course_utils.rag.calibration import expected_calibration_error
+
+
+def _as_list(name: str, values: object) -> list:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().tolist()
+    elif hasattr(values, "tolist") and not isinstance(values, (list, tuple)):
+        values = values.tolist()  # numpy arrays
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a list, tuple, numpy array or 1-D tensor of labels")
+    if not values:
+        raise ValueError(f"{name} is empty")
+    return list(values)
+
+
+def _pair(y_true: object, y_pred: object) -> tuple[list, list]:
+    y_true, y_pred = _as_list("y_true", y_true), _as_list("y_pred", y_pred)
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels and y_pred {len(y_pred)}: one prediction per example")
+    return y_true, y_pred
+
+
+def accuracy(y_true: object, y_pred: object) -> float:
+    """The share of predictions equal to the true label."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return sum(t == p for t, p in zip(y_true, y_pred)) / len(y_true)
+
+
+def confusion_matrix(y_true: object, y_pred: object, classes: Sequence) -> torch.Tensor:
+    """(K, K) counts: row = true class, column = predicted class, in the order of ``classes``."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    index = {c: i for i, c in enumerate(classes)}
+    if len(index) != len(classes) or not classes:
+        raise ValueError(f"classes must be a non-empty list of distinct labels, got {classes!r}")
+    unknown = sorted({str(v) for v in y_true + y_pred if v not in index})
+    if unknown:
+        raise ValueError(f"labels {unknown[:5]} are not in classes {list(classes)}")
+    counts = torch.zeros(len(classes), len(classes), dtype=torch.long)
+    for t, p in zip(y_true, y_pred):
+        counts[index[t], index[p]] += 1
+    return counts
+
+
+def macro_f1(y_true: object, y_pred: object, classes: Sequence | None = None) -> float:
+    """The unweighted mean over ``classes`` (default: every label seen in either list) of each class's F1."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    classes = sorted(set(y_true) | set(y_pred), key=str) if classes is None else list(classes)
+    counts = confusion_matrix(y_true, y_pred, classes).double()
+    true_pos = counts.diag()
+    denominator = counts.sum(0) + counts.sum(1)  # (TP + FP) + (TP + FN)
+    f1 = torch.where(denominator > 0, 2 * true_pos / denominator.clamp(min=1), torch.zeros_like(true_pos))
+    return f1.mean().item()
+
+
+def top_label_ece(probs: torch.Tensor, targets: object, n_bins: int = 10) -> float:
+    """Expected calibration error of the predicted label's probability; ``probs`` (N, L), ``targets`` N class
+    indices."""
+    if not isinstance(probs, torch.Tensor) or probs.dim() != 2:
+        raise ValueError("probs must be a (N, L) tensor of label probabilities")
+    targets = torch.as_tensor(_as_list("targets", targets))
+    if targets.shape != probs.shape[:1]:
+        raise ValueError(f"targets has {targets.shape[0]} entries for {probs.shape[0]} rows of probs")
+    confidence, predicted = probs.detach().float().cpu().max(1)  # (N,), (N,)
+    return expected_calibration_error(confidence, predicted == targets, n_bins)

@@ -1,0 +1,149 @@
+"""k-shot prompts for genre classification: named templates, and a seeded draw of the k examples and their order.
+
+In-context learning (Brown et al., 2020, "Language Models are Few-Shot Learners"): k labelled examples are written
+into the prompt before the passage to classify, and no weight changes. Its results depend on the examples drawn,
+their order (Lu et al., 2022, "Fantastically Ordered Prompts and Where to Find Them"), the label balance and the most
+recent label (Zhao et al., 2021, "Calibrate Before Use"), and the wording (Sclar et al., 2024, "Quantifying Language
+Models' Sensitivity to Spurious Features in Prompt Design"); so every draw here is a function of a seed, and the
+templates vary one thing at a time where they can: the wording, the label names, the format, raw text or the chat
+template.
+
+A :class:`Template` renders a passage with its ``example`` format (ending in the answer cue, "Genre:"); a shot is
+that plus its label word. Raw-text templates give labels a leading space (" comedy", the boundary convention of
+:mod:`course_utils.classify.scoring`); chat templates put the question in a user turn and score the label as the
+start of the assistant's answer, without a space. SmolLM2's chat template adds its default system prompt.
+
+Left out: automatic prompt search, instructions in a system message, calibration (see
+:mod:`course_utils.classify.calibration`), truncation to the context length (SmolLM2-135M reads 8,192 tokens; k = 8
+passages of 400 characters use about a thousand).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from course_utils.classify.genres import GENRES
+from course_utils.classify.passages import Passage
+
+_QUESTION = ("Each passage comes from a play by Shakespeare. Say whether the play is a comedy, a history or a "
+             "tragedy.")
+_LETTERS = "Each passage comes from a play by Shakespeare. Is the play a comedy (A), a history (B) or a tragedy (C)?"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    example: str  # one passage, with "{text}"; ends in the answer cue, no trailing space
+    words: tuple[str, str, str]  # the label word of each genre, in GENRES order, without a leading space
+    instruction: str = ""  # written once before the shots (in every user turn for chat_turns)
+    chat: bool = False  # render with the tokenizer's chat template
+    chat_turns: bool = False  # chat only: each shot is its own user/assistant exchange
+    separator: str = field(default="\n\n")
+
+    def labels(self) -> list[str]:
+        """The strings to score after the prompt, in GENRES order: " word" for raw text, "word" after a chat turn."""
+        return list(self.words) if self.chat else [" " + w for w in self.words]
+
+    def label_of(self, genre: str) -> str:
+        return self.labels()[GENRES.index(genre)]
+
+
+_GENRE_WORDS = ("comedy", "history", "tragedy")
+
+#: The templates the chapter compares, by name.
+TEMPLATES: dict[str, Template] = {t.name: t for t in [
+    Template("genre", "Passage:\n{text}\nGenre:", _GENRE_WORDS),
+    Template("question", "Passage:\n{text}\nAnswer:", _GENRE_WORDS, instruction=_QUESTION),
+    Template("capitalised", "Passage:\n{text}\nGenre:", ("Comedy", "History", "Tragedy")),
+    Template("adjectives", "Passage:\n{text}\nThe play this passage comes from is", ("comic", "historical",
+                                                                                    "tragic")),
+    Template("letters", "Passage:\n{text}\nAnswer:", ("A", "B", "C"), instruction=_LETTERS),
+    Template("cloze", '"{text}"\nThese lines come from a Shakespeare', ("comedy", "history play", "tragedy")),
+    Template("arrow", "{text}\n=>", _GENRE_WORDS),
+    Template("chat_inline", "Passage:\n{text}\nGenre:", _GENRE_WORDS, instruction=_QUESTION, chat=True),
+    Template("chat_turns", "Passage:\n{text}", _GENRE_WORDS, instruction=_QUESTION, chat=True, chat_turns=True),
+    Template("chat_letters", "Passage:\n{text}\nAnswer:", ("A", "B", "C"), instruction=_LETTERS, chat=True),
+]}
+
+
+def get_template(name: str) -> Template:
+    if name not in TEMPLATES:
+        raise ValueError(f"unknown template {name!r}; choose one of {sorted(TEMPLATES)}")
+    return TEMPLATES[name]
+
+
+def _check_shots(shots: object) -> None:
+    if isinstance(shots, (str, Passage)) or not isinstance(shots, (list, tuple)):
+        raise TypeError("shots must be a list of Passage (draw_shots()); [] for zero-shot")
+    if not all(isinstance(s, Passage) and s.genre in GENRES for s in shots):
+        raise TypeError(f"every shot must be a Passage labelled with one of {GENRES}")
+
+
+def _chat(tokenizer, messages: list[dict[str, str]]) -> str:
+    if tokenizer is None or getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("a chat template needs a tokenizer that has one (SmolLM2-Instruct's), got none")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def build_prompt(template: Template | str, text: str, shots: list[Passage] = (), tokenizer=None) -> str:
+    """The prompt for classifying ``text`` after the ``shots`` (in the order given); score ``template.labels()`` after
+    it. ``tokenizer`` is needed for chat templates only."""
+    template = get_template(template) if isinstance(template, str) else template
+    if not isinstance(template, Template):
+        raise TypeError(f"template must be a Template or a name in TEMPLATES, got {type(template).__name__}")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    _check_shots(shots)
+    answered = [template.example.format(text=s.text) + " " + template.words[GENRES.index(s.genre)] for s in shots]
+    query = template.example.format(text=text)
+    if not template.chat:
+        return template.separator.join([template.instruction] * bool(template.instruction) + answered + [query])
+    if not template.chat_turns:
+        user = template.separator.join([template.instruction] * bool(template.instruction) + answered + [query])
+        return _chat(tokenizer, [{"role": "user", "content": user}])
+    head = template.instruction + template.separator if template.instruction else ""
+    messages = []
+    for shot in shots:
+        messages += [{"role": "user", "content": head + template.example.format(text=shot.text)},
+                     {"role": "assistant", "content": template.words[GENRES.index(shot.genre)]}]
+    return _chat(tokenizer, messages + [{"role": "user", "content": head + query}])
+
+
+def _per_genre_counts(k: int, pool: list[Passage], generator: torch.Generator) -> dict[str, int]:
+    """k split as evenly as possible over the genres; the remainder goes to genres chosen at random."""
+    base, extra = divmod(k, len(GENRES))
+    lucky = set(torch.randperm(len(GENRES), generator=generator)[:extra].tolist())
+    counts = {g: base + (i in lucky) for i, g in enumerate(GENRES)}
+    short = {g: n for g, n in counts.items() if sum(p.genre == g for p in pool) < n}
+    if short:
+        raise ValueError(f"a balanced draw of k={k} needs {short} passages of those genres; the pool has fewer")
+    return counts
+
+
+def draw_shots(pool: list[Passage], k: int, seed: int, balanced: bool = True) -> list[Passage]:
+    """k passages from ``pool`` in a random order, both fixed by ``seed``.
+
+    ``balanced=True`` takes k // 3 of each genre (the remainder from genres picked at random); ``balanced=False``
+    draws uniformly from the pool, so the shots follow the pool's genre mix. Draw from the TRAINING plays: a shot from
+    the test passage's own play is the leak the chapter measures."""
+    if not isinstance(pool, (list, tuple)) or not all(isinstance(p, Passage) for p in pool):
+        raise TypeError("pool must be a list of Passage")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"k must be an int >= 0, got {k!r}")
+    if k > len(pool):
+        raise ValueError(f"k={k} is larger than the pool of {len(pool)} passages")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    generator = torch.Generator().manual_seed(seed)
+    if balanced:
+        counts = _per_genre_counts(k, pool, generator)
+        chosen = []
+        for genre in GENRES:
+            ids = [i for i, p in enumerate(pool) if p.genre == genre]
+            chosen += [ids[j] for j in torch.randperm(len(ids), generator=generator)[:counts[genre]].tolist()]
+    else:
+        chosen = torch.randperm(len(pool), generator=generator)[:k].tolist()
+    order = torch.randperm(len(chosen), generator=generator).tolist()
+    return [pool[chosen[j]] for j in order]

@@ -1,0 +1,97 @@
+"""Contextual calibration on hand-computed values and on a tiny model (a content-free prompt calibrates to uniform);
+macro-F1, accuracy, the confusion matrix and the top-label ECE on hand-computed values (and against scikit-learn
+where it is installed)."""
+
+import pytest
+import torch
+from test_lora_sft import tiny_chat_tokenizer, tiny_llama
+
+from course_utils.classify.calibration import CONTENT_FREE, content_free_probabilities, contextual_calibration
+from course_utils.classify.metrics import accuracy, confusion_matrix, macro_f1, top_label_ece
+from course_utils.classify.passages import Passage
+from course_utils.classify.prompts import build_prompt, get_template
+from course_utils.classify.scoring import label_logprobs_many, label_probabilities
+from course_utils.device import torch_threads
+
+
+def test_contextual_calibration_on_hand_computed_values():
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6]])
+    p_cf = torch.tensor([0.5, 0.25, 0.25])
+    # row 0: W p = [1, 1.2, 0.8] / 3; row 1: [0.4, 0.8, 2.4] / 3.6
+    expected = torch.tensor([[1 / 3, 0.4, 0.8 / 3], [0.4 / 3.6, 0.8 / 3.6, 2.4 / 3.6]])
+    calibrated = contextual_calibration(probs, p_cf)
+    torch.testing.assert_close(calibrated, expected)
+    assert calibrated[0].argmax() == 1 != probs[0].argmax()  # the favoured label loses its head start
+    torch.testing.assert_close(contextual_calibration(probs, torch.full((3,), 1 / 3)), probs)  # fair: no change
+    torch.testing.assert_close(contextual_calibration(probs[0], p_cf), expected[0])
+
+
+def test_contextual_calibration_rejects_bad_input():
+    probs = torch.tensor([[0.5, 0.3, 0.2]])
+    with pytest.raises(ValueError, match="positive"):
+        contextual_calibration(probs, torch.tensor([1.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="not log-probabilities"):
+        contextual_calibration(probs.log(), torch.tensor([0.5, 0.25, 0.25]))
+    with pytest.raises(ValueError, match="sum to 1"):
+        contextual_calibration(probs * 2, torch.tensor([0.5, 0.25, 0.25]))
+    with pytest.raises(ValueError, match="labels"):
+        contextual_calibration(probs, torch.tensor([0.5, 0.5]))
+    with pytest.raises(TypeError, match="tensor"):
+        contextual_calibration([[0.5, 0.5]], torch.tensor([0.5, 0.5]))
+
+
+def test_content_free_probabilities_average_the_prompts_and_calibrate_them_to_uniform():
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    shots = [Passage("w", "tragedy", 0, 0, "Out, out, brief candle."), Passage("v", "comedy", 0, 0, "Ha!")]
+    template = get_template("genre")
+    with torch_threads(1):
+        p_cf = content_free_probabilities(model, tok, template, shots)
+        prompts = [build_prompt(template, text, shots) for text in CONTENT_FREE]
+        each = label_probabilities(label_logprobs_many(model, tok, prompts, template.labels(), progress=False))
+        torch.testing.assert_close(p_cf, each.mean(0))
+        only_na = content_free_probabilities(model, tok, "genre", shots, content_free=["N/A"])
+    assert not torch.allclose(each[0], torch.full((3,), 1 / 3), atol=1e-3)  # the raw prompt is biased ...
+    torch.testing.assert_close(contextual_calibration(each[0], only_na), torch.full((3,), 1 / 3))  # ... not after
+    with pytest.raises(ValueError, match="content_free"):
+        content_free_probabilities(model, tok, template, shots, content_free="N/A")
+
+
+def test_macro_f1_accuracy_and_confusion_on_hand_computed_values():
+    y_true, y_pred = [0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 0, 2]
+    assert macro_f1(y_true, y_pred) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)  # F1 = 2TP / (2TP + FP + FN)
+    assert accuracy(y_true, y_pred) == pytest.approx(4 / 6)
+    assert confusion_matrix(y_true, y_pred, [0, 1, 2]).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert macro_f1([0, 0, 0, 1], [0, 0, 0, 0]) == pytest.approx((6 / 7 + 0) / 2)  # the majority answer
+    assert accuracy([0, 0, 0, 1], [0, 0, 0, 0]) == 0.75
+    assert macro_f1([0, 1], [0, 1], classes=[0, 1, 2]) == pytest.approx(2 / 3)  # an absent class counts 0
+    assert macro_f1(["comedy", "tragedy"], ["comedy", "comedy"]) == pytest.approx((2 / 3 + 0) / 2)
+    assert macro_f1(torch.tensor(y_true), torch.tensor(y_pred)) == macro_f1(y_true, y_pred)
+
+
+def test_metrics_reject_bad_input():
+    with pytest.raises(ValueError, match="one prediction per example"):
+        macro_f1([0, 1], [0])
+    with pytest.raises(ValueError, match="empty"):
+        accuracy([], [])
+    with pytest.raises(ValueError, match="not in classes"):
+        macro_f1([0, 1], [0, 3], classes=[0, 1])
+    with pytest.raises(TypeError, match="list"):
+        accuracy("ab", "ab")
+
+
+def test_macro_f1_matches_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        y_true = torch.randint(0, 4, (50,), generator=generator).tolist()
+        y_pred = torch.randint(0, 4, (50,), generator=generator).tolist()
+        assert macro_f1(y_true, y_pred) == pytest.approx(metrics.f1_score(y_true, y_pred, average="macro"))
+
+
+def test_top_label_ece_on_hand_computed_values():
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4]])
+    # confidences 0.9 (right: gap 0.1) and 0.6 (wrong: gap 0.6), in different bins: (0.1 + 0.6) / 2
+    assert top_label_ece(probs, [0, 1]) == pytest.approx(0.35)
+    assert top_label_ece(torch.tensor([[1.0, 0.0]] * 3), [0, 0, 0]) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="entries"):
+        top_label_ece(probs, [0])
