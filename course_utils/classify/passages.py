@@ -61,11 +61,14 @@ class PassageSplit:
 
 
 def _is_speaker(line: str, block_has_more: bool) -> bool:
+    """A speaker heading: short and all capitals ("FIRST WITCH"), or a capitalised name ending in a full stop that
+    opens a block of more lines ("Lear.", "1 Clown.", "Antipholus of Syracuse.")."""
     line = line.strip()
     words = line.rstrip(".").split()
     if not words or len(line) > 40:
         return False
-    return line.isupper() or (block_has_more and line.endswith(".") and all(w[0].isupper() or w[0].isdigit() or w in _NAME_WORDS for w in words))
+    name_like = all(w[0].isupper() or w[0].isdigit() or w in _NAME_WORDS for w in words)
+    return line.isupper() or (block_has_more and line.endswith(".") and name_like)
 
 
 def _speech_lines(text: str, speakers: bool) -> list[tuple[int, str | None]]:
