@@ -60,3 +60,40 @@ def plot_history(history, ax=None, title: str = "Training curve", unit: str = "n
     ax.grid(alpha=0.3)
     ax.legend()
     return ax
+
+
+def attention_heatmap(ax, values, allowed, title: str, vmax: float = 1.0, labels=None):
+    """Attention weights (T_q, T_k) as a heatmap; blocked cells (``allowed`` False) white with an 'x' hatch.
+
+    Blocked cells differ from every weight, even an exact 0, by pattern and not only by colour (cividis, colour-blind
+    safe). ``labels``: optional token strings for both axes (T_q == T_k); else every 1st, 2nd or 4th position is
+    ticked so labels stay readable. Tensors may live on any device. Returns the image (for a colour bar).
+    """
+    import numpy as np
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    values = values.detach().float().cpu()
+    allowed = allowed.cpu()
+    if values.dim() != 2 or tuple(allowed.shape) != tuple(values.shape):
+        raise ValueError(f"values must be (T_q, T_k) and allowed the same shape, got {tuple(values.shape)} and "
+                         f"{tuple(allowed.shape)}")
+    shown = np.ma.masked_where(~allowed.numpy(), values.numpy())
+    image = ax.imshow(shown, cmap=plt.get_cmap("cividis").with_extremes(bad="white"), vmin=0, vmax=vmax)
+    for i, j in (~allowed).nonzero().tolist():
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="xxx", edgecolor="0.6", lw=0))
+    ax.set_title(title, fontsize=11)
+    if labels is not None:
+        if len(labels) != values.shape[0] or values.shape[0] != values.shape[1]:
+            raise ValueError(f"labels need one string per position of a square map, got {len(labels)} for "
+                             f"{tuple(values.shape)}")
+        ax.set_xticks(range(len(labels)), labels, rotation=90)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("key (attended-to token)"); ax.set_ylabel("query (attending token)")
+    else:
+        T = values.shape[-1]
+        every = 1 if T <= 12 else 2 if T <= 24 else 4  # tick labels stay readable (10 pt) at every T
+        ax.set_xticks(range(0, T, every)); ax.set_yticks(range(0, values.shape[0], every))
+        ax.set_xlabel("key position j"); ax.set_ylabel("query position i")
+    ax.tick_params(labelsize=10)
+    return image

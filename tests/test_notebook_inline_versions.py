@@ -58,3 +58,10 @@ def test_a_disagreeing_inline_version_fails(tmp_path):
     exec(compile(imports, "imports", "exec"), namespace)
     with pytest.raises(AssertionError):
         exec(compile(cell, "bad inline cell", "exec"), namespace)
+
+
+def test_chapter_09_builds_the_gpt_block_and_the_llama_pieces_inline():
+    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "09_inside_a_modern_llm.ipynb")
+    for name in ("def causal_attention", "class MyMultiHeadAttention", "class MyMLP", "class MyBlock", "class MyGPT",
+                 "def my_rms_norm", "def my_swiglu"):
+        assert any(name in c for c in cells), f"{name} is not taught in an inline cell of chapter 09"

@@ -75,3 +75,23 @@ def test_plot_history_refuses_a_unit_that_is_not_in_nats(styled):
     history = SimpleNamespace(steps=[0], train_loss=[1.0], eval_steps=[0], eval_train_loss=[], eval_val_loss=[1.0])
     with pytest.raises(ValueError, match="nats"):
         plotting.plot_history(history, unit="bits/char")
+
+
+def test_attention_heatmap_hatches_exactly_the_blocked_cells_and_checks_shapes():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    weights = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.2, 0.3, 0.5]])  # an exact 0 is a weight, not a block
+    allowed = torch.ones(3, 3, dtype=torch.bool).tril()
+    fig, ax = plt.subplots()
+    plotting.attention_heatmap(ax, weights, allowed, "causal", labels=["a", "b", "c"])
+    hatched = {(round(p.get_x() + 0.5), round(p.get_y() + 0.5)) for p in ax.patches if p.get_hatch()}
+    assert hatched == {(1, 0), (2, 0), (2, 1)}  # (key j, query i) above the diagonal, nothing else
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="same shape"):
+        plotting.attention_heatmap(ax, weights, allowed[:2], "bad")
+    with pytest.raises(ValueError, match="one string per position"):
+        plotting.attention_heatmap(ax, weights, allowed, "bad", labels=["a"])
+    plt.close(fig)

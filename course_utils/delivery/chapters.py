@@ -76,11 +76,13 @@ CHAPTERS = (
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
             "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": 1.6, "cpu": 9.3, "gpu": None}),
+    Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
+            "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
+            "own code, logits equal to transformers'; a tiny mixture of experts",
+            {"smoke": 0.7, "cpu": 5.1, "gpu": None}),
 )
 
 PLANNED = (
-    Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
-            "the transformer block from scratch, RMSNorm, RoPE, SwiGLU, GQA, SmolLM2 in our own code"),
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "a linear probe, zero-shot and few-shot classification, prompt sensitivity"),
     Chapter("11", "training_at_scale", "Training at scale",
