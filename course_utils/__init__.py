@@ -12,7 +12,8 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
           |
       classify             genres (the First Folio's labels), passages (splits by play and by passage), scoring (label
                            log-probabilities, shared prompt cache), prompts (k-shot templates), calibration
-                           (contextual), metrics (macro-F1), features (hidden states), probe (logistic regression), bow
+                           (contextual), metrics (macro-F1), features (hidden states), probe (logistic regression), bow,
+                           answers (free answers parsed, decoding constrained to the labels)
           |
         rag                knowledge (a seeded fictional knowledge base with an answer key), matching, chunking, bm25,
                            dense, hybrid, retrieval_metrics, ann (FAISS), qa (answers with token probabilities),

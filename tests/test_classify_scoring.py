@@ -127,15 +127,16 @@ def smollm2():
 
 def test_boundary_convention_on_the_smollm2_tokenizer(smollm2):
     _, tok = smollm2
-    from course_utils.classify.scoring import _check_labels, encode_prompt
+    from course_utils.classify.scoring import check_labels, encode_prompt
 
     labels = [" comedy", " history", " tragedy"]
-    ids = _check_labels(tok, labels)
+    ids = check_labels(tok, labels)
     assert len(encode_prompt(tok, "Passage: O Romeo.\nGenre:", labels, ids)) > 3
     with pytest.raises(ValueError, match="trailing space"):  # "Genre: " + "comedy" tokenizes as "Genre:" + " comedy"
-        encode_prompt(tok, "Passage: O Romeo.\nGenre: ", ["comedy"], _check_labels(tok, ["comedy"]))
+        encode_prompt(tok, "Passage: O Romeo.\nGenre: ", ["comedy"], check_labels(tok, ["comedy"]))
 
 
+@pytest.mark.slow  # 3 to 18 s on the shared 2-core box: 12 forward passes of a 135M model
 def test_shared_cache_matches_a_forward_pass_per_label_on_smollm2(smollm2):
     model, tok = smollm2
     prompts = ["Passage: But soft, what light through yonder window breaks?\nGenre:",

@@ -21,6 +21,10 @@ template's ``assistant\\n`` the labels carry no space. A pair that tokenizes dif
 ``"comedy"``, or a label that merges with the prompt's last word) raises ``ValueError`` rather than scoring token
 sequences the model would never produce for that text.
 
+Memory: with multi-token labels the copied cache holds B * L rows of the prompts' keys and values; for SmolLM2-135M
+(30 layers, 3 key/value heads of 64 in float32) that is 45 KiB per token per row, so 8 prompts of 1,000 tokens and 3
+labels take about 1.1 GB. Lower ``batch_size`` for long few-shot prompts.
+
 Prompts are tokenized without added special tokens (SmolLM2's tokenizer adds none anyway; a chat template writes
 its own). Left out: length-normalised scores, per-prompt label sets, unconditional (PMI) normalisation, scoring under
 sampling.
@@ -43,7 +47,9 @@ def _ids(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _check_labels(tokenizer, labels: object) -> list[list[int]]:
+def check_labels(tokenizer, labels: object) -> list[list[int]]:
+    """The token ids of each label, after checking the labels: a non-empty list of distinct strings, each at least
+    one token long."""
     if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
         raise TypeError(f"labels must be a list of strings, e.g. [' comedy', ' history'], got {labels!r}")
     if not labels:
@@ -59,7 +65,8 @@ def _check_labels(tokenizer, labels: object) -> list[list[int]]:
     return ids
 
 
-def _check_prompts(prompts: object) -> None:
+def check_prompts(prompts: object) -> None:
+    """Prompts must be a non-empty list of non-empty strings."""
     if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
         raise TypeError("prompts must be a list of strings (wrap a single prompt in a list)")
     if not prompts:
@@ -91,8 +98,8 @@ def label_logprobs_many(model: nn.Module, tokenizer, prompts: Sequence[str], lab
     alike); each batch's prompt cache is shared by all L labels. The result is in the order of ``prompts``."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
-    _check_prompts(prompts)
-    label_ids = _check_labels(tokenizer, labels)
+    check_prompts(prompts)
+    label_ids = check_labels(tokenizer, labels)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     examples = [SFTExample(encode_prompt(tokenizer, p, labels, label_ids), ()) for p in prompts]
@@ -119,8 +126,8 @@ def label_logprobs_per_label(model: nn.Module, tokenizer, prompt: str, labels: S
     the shared cache is measured against). Only the logits at the label positions go through the output head."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
-    _check_prompts([prompt])
-    label_ids = _check_labels(tokenizer, labels)
+    check_prompts([prompt])
+    label_ids = check_labels(tokenizer, labels)
     prompt_ids = encode_prompt(tokenizer, prompt, labels, label_ids)
     device = next(model.parameters()).device
     was_training = model.training
