@@ -119,3 +119,5 @@ def test_bad_split_input_raises():
         split_by_play([one], test_fraction=1.0)
     with pytest.raises(TypeError, match="Passage"):
         split_by_passage(["text"])
+    with pytest.raises(ValueError, match="romance"):
+        split_by_passage([one, Passage("tempest", "romance", 0, 0, "t")])

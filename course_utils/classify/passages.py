@@ -153,6 +153,9 @@ def _check_passages(passages: object) -> None:
         raise TypeError("passages must be a list of Passage (make_passages())")
     if not passages:
         raise ValueError("passages is empty: nothing to split")
+    unknown = sorted({p.genre for p in passages} - set(GENRES))
+    if unknown:
+        raise ValueError(f"passages carry genres {unknown}; allowed: {GENRES}")
 
 
 def _check_fraction(test_fraction: object) -> None:
