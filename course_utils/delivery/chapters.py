@@ -79,7 +79,7 @@ CHAPTERS = (
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits equal to transformers'; a tiny mixture of experts",
-            {"smoke": 0.7, "cpu": 5.1, "gpu": None}),
+            {"smoke": 0.9, "cpu": 7.5, "gpu": None}),
 )
 
 PLANNED = (
