@@ -80,11 +80,13 @@ CHAPTERS = (
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits equal to transformers'; a tiny mixture of experts",
             {"smoke": 0.9, "cpu": 7.5, "gpu": None}),
+    Chapter("10", "classify_and_prompt", "Classify and prompt",
+            "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
+            "scoring, leakage, prompt sensitivity, constrained answers, chain of thought", {"smoke": 1.7, "cpu": 7.8,
+                                                                                              "gpu": None}),
 )
 
 PLANNED = (
-    Chapter("10", "classify_and_prompt", "Classify and prompt",
-            "a linear probe, zero-shot and few-shot classification, prompt sensitivity"),
     Chapter("11", "training_at_scale", "Training at scale",
             "memory, mixed precision, checkpointing, DDP/FSDP2/tensor parallelism on torch.distributed"),
 )
