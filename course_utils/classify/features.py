@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from course_utils.lora.answers import pad_token_id
+from course_utils.lora.answers import pad_rows, pad_token_id
 from course_utils.model.pretrained import mean_pool
 
 POOLINGS = ("last", "mean")
@@ -48,13 +48,7 @@ def _check(model: object, texts: object, layers: object, batch_size: object, max
 def right_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask), each (B, T): rows left-aligned, ``pad_id`` and mask 0 after them."""
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
-    for i, row in enumerate(rows):
-        input_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        attention_mask[i, :len(row)] = 1
-    return input_ids.to(device), attention_mask.to(device)
+    return pad_rows(rows, pad_id, "right", device)
 
 
 @torch.no_grad()

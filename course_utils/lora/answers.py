@@ -41,16 +41,26 @@ def pad_token_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
 
 
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, side: str = "left",
+             device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), each (B, T): ``pad_id`` and mask 0 before (``side="left"``, rows right-aligned,
+    for generation) or after (``side="right"``, rows left-aligned, positions 0, 1, ... unchanged) each row."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+    for i, row in enumerate(rows):
+        cols = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        input_ids[i, cols] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, cols] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
              device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask), each (B, T): the prompts right-aligned, ``pad_id`` and mask 0 before them."""
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)  # (B, T)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)  # (B, T)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        attention_mask[row, width - len(prompt):] = 1
-    return input_ids.to(device), attention_mask.to(device)
+    return pad_rows(prompts, pad_id, "left", device)
 
 
 @torch.no_grad()
