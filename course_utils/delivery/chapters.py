@@ -82,8 +82,8 @@ CHAPTERS = (
             {"smoke": 0.9, "cpu": 7.5, "gpu": None}),
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
-            "scoring, leakage, prompt sensitivity, constrained answers, chain of thought", {"smoke": 1.7, "cpu": 7.8,
-                                                                                              "gpu": None}),
+            "scoring, leakage, prompt sensitivity, constrained answers, chain of thought",
+            {"smoke": 1.7, "cpu": 7.8, "gpu": None}),
 )
 
 PLANNED = (
