@@ -10,6 +10,9 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
           |
     solutions, exercises   answers and checks for the notebooks' exercises
           |
+      parallel             memory (training memory, ZeRO), precision, checkpointing, accumulation, launch (torch.distributed
+                           workers), ddp, fsdp, tensor_parallel, pipeline, planner
+          |
       classify             genres (the First Folio's labels), passages (splits by play and by passage), scoring (label
                            log-probabilities, shared prompt cache), prompts (k-shot templates), calibration
                            (contextual), metrics (macro-F1), features (hidden states), probe (logistic regression), bow,

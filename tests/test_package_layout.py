@@ -9,7 +9,7 @@ PACKAGE = pathlib.Path(course_utils.__file__).parent
 INFRA = {"assets", "cache", "checks", "device", "plotting", "profile", "widgets"}
 # Lowest first; a module may import from its own layer or any earlier one.
 LAYERS = ["infrastructure", "text", "model", "train", "generate", "evaluate", "scaling", "rlhf", "lora", "rag",
-          "classify", "exercises", "solutions", "delivery"]
+          "classify", "parallel", "exercises", "solutions", "delivery"]
 
 
 def layer_of(dotted: str) -> str:
