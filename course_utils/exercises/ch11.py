@@ -1,0 +1,198 @@
+"""Checks for chapter 11's exercises (training beyond one device): the schedule of a ring all-reduce, the memory per
+rank of ZeRO's three stages, and a tensor-parallel MLP split over ranks by hand.
+
+Each check computes the expected value itself, written differently from the reference solution
+(:mod:`course_utils.solutions.ch11`): the ring schedule is *replayed* on random tensors (any schedule that leaves the
+full sum on every rank in 2(p - 1) steps of one chunk per rank to its right-hand neighbour passes, not one fixed
+answer), ZeRO's bytes are summed part by part from a table of which parts each stage shards, and the tensor-parallel
+partials are computed with ``einsum`` in float64. Failures go through :mod:`course_utils.checks`, whose messages
+never show the expected value; ``tests/test_exercises_ch11.py`` feeds every check the reference solution, correct
+answers in other forms and the likely wrong answers.
+
+The package has the ZeRO arithmetic and the tensor-parallel layers (:mod:`course_utils.parallel`); while the
+learner's function runs those are switched off by :func:`course_utils.checks.package_functions_switched_off`.
+
+Conventions the exercise text states.
+Ring all-reduce (Patarasuk & Yuan 2009; the algorithm behind NCCL's and Horovod's ring): p ranks in a ring, each
+holds a tensor cut into p equal chunks numbered 0..p-1. ``ring_schedule(p)`` returns 2(p - 1) steps; step s is a
+list of p chunk indices, entry r being the chunk that rank r sends to rank (r + 1) % p at that step. All p sends of a
+step happen at once (each receiver sees the sender's value from before the step). In the first p - 1 steps
+(reduce-scatter) the receiver ADDS the received chunk to its own; in the last p - 1 (all-gather) it REPLACES its
+chunk with the received one. Afterwards every rank must hold the sum over ranks of the whole tensor.
+ZeRO (Rajbhandari et al. 2020): mixed-precision Adam keeps 2 bytes of 16-bit weights, 2 of 16-bit gradients and
+K = 12 of optimizer states (fp32 master weights, momentum, variance) per parameter; stage 1 shards the optimizer
+states over the N_d data-parallel ranks, stage 2 also the gradients, stage 3 also the weights; stage 0 is plain data
+parallelism. ``zero_bytes_per_rank(n_params, n_ranks, stage)`` returns the bytes one rank holds for these three
+(activations and buffers left out), as a number.
+Tensor-parallel MLP (Shoeybi et al. 2019, Megatron-LM): y = GELU(x W_fc^T) W_proj^T with ``w_fc`` of shape (F, C)
+and ``w_proj`` of shape (C, F) (``nn.Linear``'s (out, in) layout, no biases, exact GELU). With world size p, rank r
+owns rows r*F/p .. (r+1)*F/p - 1 of ``w_fc`` (a column-parallel layer: a slice of the hidden features) and the same
+columns of ``w_proj`` (a row-parallel layer). ``tensor_parallel_mlp_partials(x, w_fc, w_proj, p)`` returns the p
+partial outputs, one per rank, each of x's shape (B, T, C), as a list or a (p, B, T, C) tensor; the all-reduce that
+sums them is the only communication of the forward pass.
+
+Tolerances. Ring: the replay adds float64 chunks of standard normals, so the order of additions changes the sum by
+~1e-15; compared within 1e-9. ZeRO: bytes are exact integers up to the division by N_d; compared within 1e-6
+relative, while the likely mistakes (forgetting a part, sharding one part too many or too few) are off by 10% or more.
+Tensor parallel: float32 partials of O(1) values, each within ~1e-6 of the float64 reference; compared within 1e-4
+absolute, while GELU after the sum, a split along the wrong dimension or interleaved rows are off by 0.01 or more.
+
+Left out: checks of argument validation, of the all-gather phase's alternative orders (any valid order passes).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from course_utils import checks
+from course_utils.device import make_generator
+
+RING_ATOL = 1e-9
+ZERO_RTOL = 1e-6
+TP_ATOL = 1e-4
+
+
+def _package_answers() -> tuple[Callable, ...]:
+    """The package's functions that answer an exercise (imported lazily: the parallel package is a higher layer)."""
+    from course_utils.parallel import tensor_parallel, zero
+
+    found = []
+    for module in (zero, tensor_parallel):
+        for value in vars(module).values():
+            if callable(value) and getattr(value, "__module__", None) == module.__name__ and \
+                    hasattr(value, "__code__") and not value.__closure__:
+                found.append(value)
+            elif isinstance(value, type) and value.__module__ == module.__name__:
+                found += [f for f in vars(value).values() if hasattr(f, "__code__") and not f.__closure__]
+    return tuple(found)
+
+
+def _call(fn: Callable, *args: Any) -> Any:
+    """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises switched off."""
+    with checks.package_functions_switched_off(*_package_answers()):
+        return fn(*args)
+
+
+# ---------- exercise 1: the ring all-reduce schedule ----------
+
+RING_HINT = ("reduce-scatter: at step s, rank r passes on the chunk it has just accumulated, so that after p - 1 steps "
+             "each rank holds one chunk summed over all ranks; all-gather: each rank then passes on the completed "
+             "chunk it holds or has just received. Return 2(p - 1) steps of p chunk indices each")
+
+
+def _replay(schedule: Any, p: int, tensors: list[torch.Tensor], name: str) -> list[list[torch.Tensor]]:
+    """Run the learner's schedule on per-rank tensors; every malformed step is a clear failure."""
+    try:
+        steps = [[int(c) for c in step] for step in schedule]
+    except (TypeError, ValueError):
+        raise AssertionError(f"{name}: expected a list of steps, each a list of {p} chunk indices. {RING_HINT}") \
+            from None
+    if len(steps) != 2 * (p - 1):
+        raise AssertionError(f"{name}: {len(steps)} steps; a ring all-reduce over {p} ranks takes exactly "
+                             f"2(p - 1) of them. {RING_HINT}")
+    chunks = [list(t.double().chunk(p)) for t in tensors]  # chunks[rank][index]
+    for s, step in enumerate(steps):
+        if len(step) != p or not all(0 <= c < p for c in step):
+            raise AssertionError(f"{name}: step {s} must give one chunk index in 0..{p - 1} for each of the {p} "
+                                 f"ranks. {RING_HINT}")
+        sent = [chunks[r][c].clone() for r, c in enumerate(step)]  # all sends of a step happen at once
+        for r, c in enumerate(step):
+            receiver = (r + 1) % p
+            chunks[receiver][c] = chunks[receiver][c] + sent[r] if s < p - 1 else sent[r]
+    return chunks
+
+
+def _ring_cases() -> list[tuple[str, int, int]]:
+    return [("2 ranks", 2, 8), ("3 ranks", 3, 12), ("4 ranks", 4, 8), ("5 ranks", 5, 20), ("8 ranks", 8, 16)]
+
+
+def check_ring_schedule(fn: Callable[[int], Any]) -> None:
+    """Exercise statement: write ``ring_schedule(p)``: 2(p - 1) steps, each a list of the p chunk indices that rank
+    r sends to rank (r + 1) % p; the first p - 1 steps add, the last p - 1 replace (see the module docstring)."""
+    g = make_generator(110, "cpu")
+    for label, p, numel in _ring_cases():
+        name = f"ring all-reduce, {label}"
+        tensors = [torch.randn(numel, generator=g, dtype=torch.float64) for _ in range(p)]
+        chunks = _replay(_call(fn, p), p, tensors, name)
+        total = torch.stack(tensors).sum(0)
+        wrong = [r for r in range(p) if not torch.allclose(torch.cat(chunks[r]), total, atol=RING_ATOL, rtol=0)]
+        if wrong:
+            raise AssertionError(f"{name}: after your schedule, {len(wrong)} of {p} ranks do not hold the sum over all "
+                                 f"ranks. {RING_HINT}")
+        checks.passed(name)
+
+
+# ---------- exercise 2: ZeRO's memory per rank ----------
+
+ZERO_HINT = ("per parameter: 2 bytes of 16-bit weights, 2 of 16-bit gradients, 12 of fp32 optimizer states (master "
+             "weights, momentum, variance); stage 1 divides the optimizer states by the number of ranks, stage 2 also "
+             "the gradients, stage 3 also the weights; stage 0 divides nothing")
+
+# which of (weights, gradients, optimizer states) each stage shards over the data-parallel ranks
+_SHARDED = {0: (False, False, False), 1: (False, False, True), 2: (False, True, True), 3: (True, True, True)}
+_BYTES = (2, 2, 12)
+
+
+def _zero_reference(n_params: int, n_ranks: int, stage: int) -> float:
+    return float(sum(n_params * b / (n_ranks if sharded else 1) for b, sharded in zip(_BYTES, _SHARDED[stage])))
+
+
+def _zero_cases() -> list[tuple[int, int, int]]:
+    return [(n, nd, stage) for n, nd in ((7_500_000_000, 64), (70_000_000_000, 8), (134_515_008, 2))
+            for stage in (0, 1, 2, 3)]
+
+
+def check_zero_bytes(fn: Callable[[int, int, int], Any]) -> None:
+    """Exercise statement: write ``zero_bytes_per_rank(n_params, n_ranks, stage)``, the bytes of weights, gradients
+    and optimizer states one data-parallel rank holds under ZeRO stage 0, 1, 2 or 3."""
+    for n, nd, stage in _zero_cases():
+        name = f"ZeRO stage {stage}, {n / 1e9:.3g}B parameters on {nd} ranks"
+        answer = _call(fn, n, nd, stage)
+        if isinstance(answer, torch.Tensor):
+            answer = answer.item()
+        checks.check_close(name, answer, _zero_reference(n, nd, stage), atol=0.0, rtol=ZERO_RTOL, hint=ZERO_HINT)
+
+
+# ---------- exercise 3: a tensor-parallel MLP by hand ----------
+
+TP_HINT = ("rank r takes a contiguous block of F/p ROWS of w_fc (its slice of the hidden features) and the SAME block "
+           "of COLUMNS of w_proj; it applies GELU to its own slice (GELU works feature by feature, so no communication "
+           "is needed before it) and returns its partial (B, T, C) output; the partials must sum to the full MLP")
+
+
+def _tp_cases() -> list[tuple[str, int, int, int, int, int]]:
+    return [("2 ranks, C = 8, F = 32", 2, 2, 3, 8, 32), ("4 ranks, C = 6, F = 24", 4, 1, 5, 6, 24),
+            ("3 ranks, C = 4, F = 12", 3, 2, 2, 4, 12)]
+
+
+def _tp_reference(x: torch.Tensor, w_fc: torch.Tensor, w_proj: torch.Tensor, p: int) -> torch.Tensor:
+    f = w_fc.shape[0] // p
+    parts = []
+    for r in range(p):
+        hidden = torch.einsum("btc,fc->btf", x.double(), w_fc[r * f:(r + 1) * f].double())  # (B, T, F/p)
+        hidden = 0.5 * hidden * (1 + torch.erf(hidden / 2 ** 0.5))  # exact GELU
+        parts.append(torch.einsum("btf,cf->btc", hidden, w_proj[:, r * f:(r + 1) * f].double()))  # (B, T, C)
+    return torch.stack(parts)  # (p, B, T, C)
+
+
+def check_tensor_parallel_mlp(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], Any]) -> None:
+    """Exercise statement: write ``tensor_parallel_mlp_partials(x, w_fc, w_proj, p)``, the p per-rank partial outputs
+    of a column-then-row parallel MLP (see the module docstring for the layout)."""
+    g = make_generator(111, "cpu")
+    for label, p, B, T, C, F in _tp_cases():
+        name = f"tensor-parallel MLP, {label}"
+        x = torch.randn(B, T, C, generator=g)
+        w_fc, w_proj = torch.randn(F, C, generator=g) / C ** 0.5, torch.randn(C, F, generator=g) / F ** 0.5
+        answer = _call(fn, x.clone(), w_fc.clone(), w_proj.clone(), p)
+        if isinstance(answer, (list, tuple)):
+            if len(answer) != p:
+                raise AssertionError(f"{name}: {len(answer)} partial outputs, expected one per rank. {TP_HINT}")
+            answer = torch.stack([checks.finite_float_tensor(name, a, TP_HINT) for a in answer])
+        got = checks.finite_float_tensor(name, answer, TP_HINT)
+        expected = _tp_reference(x, w_fc, w_proj, p)
+        if tuple(got.shape) != tuple(expected.shape):
+            raise AssertionError(f"{name}: shape {tuple(got.shape)}, expected (p, B, T, C) = "
+                                 f"{tuple(expected.shape)}. {TP_HINT}")
+        checks.check_close(name, got, expected, atol=TP_ATOL, rtol=0.0, hint=TP_HINT)
