@@ -1,0 +1,142 @@
+"""Activation checkpointing for the course GPT: keep each block's input, recompute its inside during backward.
+
+Backpropagation needs, for every operation, tensors from the forward pass (a matmul's input, GELU's input, the
+attention weights or their log-sum-exp). Kept for all L blocks they grow as L * B * T * (c * C + attention terms).
+Checkpointing a block (T. Chen et al., 2016, "Training Deep Nets with Sublinear Memory Cost"; in transformers,
+Korthikanti et al., 2022, "Reducing Activation Recomputation in Large Transformer Models", call it *full*
+recomputation) keeps only its input (B, T, C) and runs its forward a second time, inside backward, to rebuild the
+rest: memory falls to about one block's worth plus L inputs, at the price of one more forward pass per step
+(about a third more compute, since backward costs about twice a forward).
+
+:func:`activation_checkpointing` is a context manager that wraps the chosen blocks of a GPT in
+:class:`CheckpointedBlock` (``torch.utils.checkpoint.checkpoint`` with ``use_reentrant=False``, the variant PyTorch
+recommends) and restores the plain blocks on exit; ``course_utils/model/gpt.py`` is not modified, the parameters
+are the same tensors, and only inside the ``with`` do their names gain a level (``blocks.1.block.ln_1.weight``).
+:func:`checkpoint_costs` measures what checkpointing saves (bytes autograd keeps for backward, counted by
+:class:`course_utils.parallel.activations.SavedTensorMeter`; ``checkpoint`` saves each region's input through
+autograd, so the meter sees it) and what it costs (seconds per forward+backward) on one batch. Between forward and
+backward only the block inputs remain; during backward one block at a time is recomputed, so the peak adds one
+block's activations. Left out: selective recomputation (only the attention core),
+offloading activations to host memory, and checkpointing inside a block.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from course_utils.parallel.activations import SavedTensorMeter
+
+
+class CheckpointedBlock(nn.Module):
+    """A transformer block whose forward runs under ``torch.utils.checkpoint.checkpoint``: autograd keeps only the
+    block's input and recomputes everything else during backward. Same outputs and gradients as ``block``."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not torch.is_grad_enabled():  # evaluation: nothing is saved anyway, skip the wrapper
+            return self.block(x, attn_mask)
+        return checkpoint(self.block, x, attn_mask, use_reentrant=False)  # (B, T, C)
+
+
+def _block_indices(model: nn.Module, blocks: Iterable[int] | None) -> list[int]:
+    if not isinstance(getattr(model, "blocks", None), nn.ModuleList):
+        raise TypeError("activation checkpointing expects the course GPT (a model with a .blocks ModuleList)")
+    n = len(model.blocks)
+    chosen = list(range(n)) if blocks is None else sorted(set(blocks))
+    bad = [i for i in chosen if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n]
+    if bad:
+        raise ValueError(f"block indices must be ints in [0, {n}), got {bad}")
+    if any(isinstance(b, CheckpointedBlock) for b in model.blocks):
+        raise ValueError("this model's blocks are already checkpointed (nested activation_checkpointing)")
+    return chosen
+
+
+@contextmanager
+def activation_checkpointing(model: nn.Module, blocks: Iterable[int] | None = None) -> Iterator[nn.Module]:
+    """Inside the ``with``, the given blocks of ``model`` (default: all) are checkpointed; on exit the original
+    blocks are back, so ``state_dict`` names are the usual ones outside it (inside, a wrapped block's names read
+``blocks.i.block.*``; save checkpoints outside the ``with``). A backward pass may run after the ``with`` ends: the
+    recomputation calls the block itself, not the wrapper list."""
+    chosen = _block_indices(model, blocks)
+    plain = model.blocks
+    model.blocks = nn.ModuleList(CheckpointedBlock(b) if i in chosen else b for i, b in enumerate(plain))
+    try:
+        yield model
+    finally:
+        model.blocks = plain
+
+
+@dataclass(frozen=True)
+class CheckpointCost:
+    """Saved bytes and step time with and without checkpointing every block, for one batch shape."""
+
+    batch_size: int
+    seq_len: int
+    plain_bytes: int
+    checkpointed_bytes: int
+    plain_seconds: float  # median seconds of forward + backward
+    checkpointed_seconds: float
+
+    @property
+    def memory_saved(self) -> float:
+        """Fraction of the saved activations that checkpointing removes."""
+        return 1.0 - self.checkpointed_bytes / self.plain_bytes
+
+    @property
+    def time_added(self) -> float:
+        """Extra time per step as a fraction of the plain step."""
+        return self.checkpointed_seconds / self.plain_seconds - 1.0
+
+
+def saved_activation_bytes(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> int:
+    """Bytes autograd keeps for backward after one forward pass with a loss (parameters excluded). Under
+    checkpointing this includes each checkpointed block's input, which ``checkpoint`` saves through autograd."""
+    with SavedTensorMeter(model) as meter:
+        model(idx, targets)
+    return meter.bytes
+
+
+def _forward_backward_seconds(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> float:
+    sync = torch.cuda.synchronize if idx.device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    _, loss = model(idx, targets)
+    loss.backward()
+    sync()
+    model.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def checkpoint_costs(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, repeats: int = 3) -> CheckpointCost:
+    """Measure one batch with and without checkpointing all blocks: bytes saved for backward (counted, exact) and
+    the median time of ``repeats`` forward+backward passes per arm, the arms interleaved after one warm-up each."""
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    if idx.dim() != 2 or targets.shape != idx.shape:
+        raise ValueError(f"idx and targets must both be (B, T), got {tuple(idx.shape)} and {tuple(targets.shape)}")
+    plain_bytes = saved_activation_bytes(model, idx, targets)
+    with activation_checkpointing(model):
+        checkpointed_bytes = saved_activation_bytes(model, idx, targets)
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for round_ in range(repeats + 1):  # round 0 warms up both arms
+        for use_checkpoint in (False, True):
+            if use_checkpoint:
+                with activation_checkpointing(model):
+                    s = _forward_backward_seconds(model, idx, targets)
+            else:
+                s = _forward_backward_seconds(model, idx, targets)
+            if round_:
+                seconds[use_checkpoint].append(s)
+    return CheckpointCost(idx.shape[0], idx.shape[1], plain_bytes, checkpointed_bytes,
+                          statistics.median(seconds[False]), statistics.median(seconds[True]))

@@ -1,0 +1,120 @@
+"""Activation checkpointing of the course GPT (course_utils.parallel.checkpointing)."""
+
+import pytest
+import torch
+
+from course_utils.model.gpt import GPT, GPTConfig
+from course_utils.parallel.checkpointing import (CheckpointedBlock, activation_checkpointing, checkpoint_costs,
+                                                 saved_activation_bytes)
+
+CONFIG = GPTConfig(vocab_size=13, block_size=16, n_layer=4, n_head=2, n_embd=16, dropout=0.0)
+
+
+def make(config=CONFIG, batch=3):
+    torch.manual_seed(0)
+    model = GPT(config)
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(config.vocab_size, (batch, config.block_size), generator=g)
+    targets = torch.randint(config.vocab_size, (batch, config.block_size), generator=g)
+    return model, idx, targets
+
+
+def grads_of(model, idx, targets, seed=0):
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)  # the dropout masks, when there is dropout
+    _, loss = model(idx, targets)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]  # the same tensors in the same order
+
+
+@pytest.mark.parametrize("blocks", [None, [0, 2], [3]])
+@pytest.mark.parametrize("attention", ["sdpa", "manual"])
+def test_checkpointed_gradients_equal_the_plain_model(blocks, attention):
+    model, idx, targets = make(GPTConfig(**{**CONFIG.__dict__, "attention": attention}))
+    loss, reference = grads_of(model, idx, targets)
+    with activation_checkpointing(model, blocks):
+        ck_loss, grads = grads_of(model, idx, targets)
+    # the recomputation runs the same float32 operations on the same inputs: equal up to rounding at most
+    torch.testing.assert_close(ck_loss, loss, rtol=0, atol=0)
+    assert len(grads) == len(reference)
+    for grad, ref in zip(grads, reference):
+        torch.testing.assert_close(grad, ref, rtol=1e-6, atol=1e-9)
+
+
+def test_dropout_masks_are_replayed_in_the_recomputation():
+    # checkpoint restores the RNG state before recomputing, so the same dropout masks are drawn again
+    model, idx, targets = make(GPTConfig(**{**CONFIG.__dict__, "dropout": 0.2}))
+    loss, reference = grads_of(model, idx, targets, seed=5)
+    with activation_checkpointing(model):
+        ck_loss, grads = grads_of(model, idx, targets, seed=5)
+    assert torch.equal(ck_loss, loss)
+    assert len(grads) == len(reference)
+    for grad, ref in zip(grads, reference):
+        torch.testing.assert_close(grad, ref, rtol=1e-6, atol=1e-9)
+
+
+def test_blocks_are_wrapped_inside_and_restored_after_even_on_error():
+    model, idx, targets = make()
+    names = list(model.state_dict())
+    plain = list(model.blocks)
+    with activation_checkpointing(model, [1]):
+        assert [type(b) for b in model.blocks] == [type(plain[0]), CheckpointedBlock, type(plain[0]), type(plain[0])]
+        assert model.blocks[1].block is plain[1]
+        inside = list(model.state_dict())
+        assert inside[2] == "blocks.0.ln_1.weight" and "blocks.1.block.ln_1.weight" in inside
+    assert list(model.blocks) == plain and list(model.state_dict()) == names
+    with pytest.raises(RuntimeError, match="boom"):
+        with activation_checkpointing(model):
+            raise RuntimeError("boom")
+    assert list(model.blocks) == plain
+
+
+def test_saved_bytes_drop_to_the_block_inputs():
+    # Checkpointing every block leaves, of each block, only its input (B, T, C) float32; what lies outside the
+    # blocks is unchanged: the final LayerNorm's input and output (2 x B T C x 4 bytes) and its two float32
+    # statistics per token, the log-probabilities (B T V x 4), token ids, targets (B T x 8 each), positions (T x 8),
+    # and one scalar (4). All hand-computed below.
+    model, idx, targets = make()
+    B, T = idx.shape
+    C, V, L = CONFIG.n_embd, CONFIG.vocab_size, CONFIG.n_layer
+    outside = 2 * B * T * C * 4 + 2 * B * T * 4 + B * T * V * 4 + 2 * B * T * 8 + T * 8 + 4
+    plain = saved_activation_bytes(model, idx, targets)
+    with activation_checkpointing(model):
+        assert saved_activation_bytes(model, idx, targets) == outside + L * B * T * C * 4
+    with activation_checkpointing(model, [0, 1]):
+        half = saved_activation_bytes(model, idx, targets)
+    per_block = (plain - half) / 2 + B * T * C * 4  # every block saves the same number of bytes
+    assert plain == outside + L * per_block
+
+
+def test_evaluation_skips_the_wrapper_and_gives_the_same_logits():
+    model, idx, _ = make()
+    with torch.no_grad():
+        plain = model(idx)[0]
+        with activation_checkpointing(model):
+            assert torch.equal(model(idx)[0], plain)
+
+
+def test_checkpoint_costs_reports_both_arms():
+    model, idx, targets = make()
+    cost = checkpoint_costs(model, idx, targets, repeats=1)
+    assert (cost.batch_size, cost.seq_len) == tuple(idx.shape)
+    assert cost.checkpointed_bytes < cost.plain_bytes and 0 < cost.memory_saved < 1
+    assert cost.plain_seconds > 0 and cost.checkpointed_seconds > 0
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="repeats"):
+        checkpoint_costs(model, idx, targets, repeats=0)
+
+
+def test_bad_input_raises_clear_errors():
+    model, _, _ = make()
+    with pytest.raises(ValueError, match=r"block indices must be ints in \[0, 4\)"):
+        with activation_checkpointing(model, [4]):
+            pass
+    with pytest.raises(ValueError, match="already checkpointed"):
+        with activation_checkpointing(model):
+            with activation_checkpointing(model):
+                pass
+    with pytest.raises(TypeError, match="course GPT"):
+        with activation_checkpointing(torch.nn.Linear(2, 2)):
+            pass
