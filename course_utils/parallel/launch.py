@@ -1,0 +1,236 @@
+"""Run one function on ``world_size`` worker processes with ``torch.distributed`` initialised, and always clean up.
+
+This is the course's stand-in for ``torchrun``: :func:`launch` spawns one process per rank (the *spawn* start method,
+so it works from a Jupyter kernel, whose ``__main__`` cannot be forked safely), points them at a rendezvous on
+``MASTER_ADDR=127.0.0.1`` and a free port, initialises the process group (``gloo`` on CPU, ``nccl`` when the ranks
+use CUDA devices), calls ``fn(ctx, *args)`` on every rank and returns the ranks' return values, in rank order.
+Results travel back through files written to a temporary name and renamed (``os.replace`` is atomic), so a rank
+that dies half-way never leaves a half-written result.
+
+Failure is the normal case to design for. The parent polls its children until every rank has finished, and:
+- a rank that raises: :class:`WorkerError` naming the rank, the exception and its traceback text;
+- a rank killed by a signal (or exiting without a result): :class:`WorkerError` naming the rank and the signal;
+- a hang (one rank waiting in a collective the other never joins): ``TimeoutError`` after ``timeout_s``.
+In every case the other ranks are terminated (SIGTERM, then SIGKILL) and joined, so no process is left behind, and
+each worker destroys its process group in a ``finally`` block. The same collectives also time out inside the
+workers (``init_process_group(timeout=...)``), a second line of defence.
+
+A worker process imports torch afresh: start-up costs about 2-3 s per launch on the course machine (measured in
+``benchmarks/bench_distributed.py``), so a notebook runs several experiments per launch rather than one each.
+Left out: several nodes (``torchrun --nnodes`` does the rendezvous across machines), elastic restarts, and choosing
+a port that can never race with another program (the port is free when picked, then bound by rank 0 a moment later).
+"""
+
+from __future__ import annotations
+
+import datetime
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+BACKENDS = ("auto", "gloo", "nccl")
+POLL_S = 0.05
+
+
+class WorkerError(RuntimeError):
+    """A rank failed: it raised (``traceback_text`` holds its traceback) or died (``exitcode`` < 0: killed by a
+    signal)."""
+
+    def __init__(self, rank: int, message: str, traceback_text: str = "", exitcode: int | None = None) -> None:
+        super().__init__(f"rank {rank} {message}" + (f"\n--- traceback of rank {rank} ---\n{traceback_text}"
+                                                     if traceback_text else ""))
+        self.rank, self.traceback_text, self.exitcode = rank, traceback_text, exitcode
+
+
+@dataclass(frozen=True)
+class RankContext:
+    """What a worker function is told about itself: its rank, the world size, the backend and its device."""
+
+    rank: int
+    world_size: int
+    backend: str
+    device: torch.device
+
+
+def resolve_backend(backend: str, world_size: int) -> str:
+    """``"auto"`` -> ``"nccl"`` when there is one CUDA device per rank, else ``"gloo"``; validate explicit choices."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    cuda_ranks = torch.cuda.is_available() and torch.cuda.device_count() >= world_size
+    if backend == "auto":
+        return "nccl" if cuda_ranks and dist.is_nccl_available() else "gloo"
+    if backend == "nccl" and not (cuda_ranks and dist.is_nccl_available()):
+        raise ValueError(f"backend 'nccl' needs one CUDA device per rank ({world_size}) and a torch built with NCCL; "
+                         f"this machine has {torch.cuda.device_count() if torch.cuda.is_available() else 0} CUDA "
+                         "devices; use backend='gloo' (CPU)")
+    if backend == "gloo" and not dist.is_gloo_available():
+        raise ValueError("this torch build has no gloo backend; use backend='nccl' on CUDA devices")
+    return backend
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_importable(fn: Callable) -> None:
+    """Spawned workers import ``fn`` by name: refuse lambdas, closures and functions defined in a notebook."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a function, got {type(fn).__name__}")
+    qualname = getattr(fn, "__qualname__", "")
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise ValueError(f"fn {qualname!r} is a lambda or a nested function; worker processes import fn by name, "
+                         "so define it at the top level of a module")
+    if fn.__module__ == "__main__" and not hasattr(sys.modules["__main__"], "__file__"):
+        raise ValueError(f"fn {qualname!r} is defined in a notebook or interactive session; spawned workers cannot "
+                         "import it. Put it in a module (e.g. course_utils.parallel) and import it from there")
+
+
+def _write_atomically(path: Path, payload: Any) -> None:
+    """Write to a temporary name, then rename: the parent never sees a half-written file."""
+    tmp = path.with_suffix(".tmp")
+    if isinstance(payload, str):
+        tmp.write_text(payload)
+    else:
+        torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str, port: int, threads: int,
+            timeout_s: float, out_dir: str) -> None:
+    """Body of one spawned rank: initialise the group, run ``fn``, write the result or the traceback, tear down."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(threads)
+    out = Path(out_dir)
+    try:
+        device = torch.device("cpu")
+        if backend == "nccl":
+            device = torch.device("cuda", rank)
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend, rank=rank, world_size=world_size,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+        result = fn(RankContext(rank, world_size, backend, device), *args)
+        _write_atomically(out / f"rank{rank}.result", result)
+    except BaseException as error:  # noqa: BLE001 -- every failure is reported to the parent, then re-raised
+        _write_atomically(out / f"rank{rank}.error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
+        raise SystemExit(1)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@contextmanager
+def _quiet_cpp_warnings():
+    """Children inherit the environment at start: without this, every rendezvous in a network namespace prints
+    c10d's harmless "hostname of the client socket cannot be retrieved" into the notebook. Restored afterwards."""
+    previous = os.environ.get("TORCH_CPP_LOG_LEVEL")
+    os.environ["TORCH_CPP_LOG_LEVEL"] = previous or "ERROR"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TORCH_CPP_LOG_LEVEL"]
+
+
+def _stop(processes: list) -> None:
+    """Terminate every live child (SIGTERM, then SIGKILL after 2 s) and reap them all, so none is left behind."""
+    processes = [p for p in processes if p.pid is not None]  # a start() that failed left nothing to stop
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 2.0
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def _first_failure(processes: list, out: Path) -> WorkerError | None:
+    """The root cause among failed ranks: a rank killed by a signal first (the others fail *because* it vanished),
+    then the earliest traceback written, then a rank that exited without a result."""
+    killed, raised, silent = [], [], []
+    for rank, p in enumerate(processes):
+        error_file = out / f"rank{rank}.error"
+        if p.exitcode is not None and p.exitcode < 0:
+            name = signal.Signals(-p.exitcode).name
+            killed.append(WorkerError(rank, f"was killed by signal {name} (exit code {p.exitcode})",
+                                      exitcode=p.exitcode))
+        elif error_file.exists():
+            head, _, tb = error_file.read_text().partition("\n")
+            raised.append((error_file.stat().st_mtime_ns, WorkerError(rank, f"raised {head}", tb, p.exitcode)))
+        elif p.exitcode not in (None, 0) or (p.exitcode == 0 and not (out / f"rank{rank}.result").exists()):
+            silent.append(WorkerError(rank, f"exited with code {p.exitcode} without a result", exitcode=p.exitcode))
+    failures = killed + [e for _, e in sorted(raised, key=lambda pair: pair[0])] + silent
+    return failures[0] if failures else None
+
+
+def hello_rank(ctx: RankContext) -> dict:
+    """A first worker: report who this rank is, when it started running user code, and one all-reduce (the sum of
+    the ranks, which every rank must agree on)."""
+    started = time.time()
+    total = torch.tensor([float(ctx.rank)], device=ctx.device)
+    dist.all_reduce(total)  # sum over ranks: 0 + 1 + ... + (p - 1)
+    return {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend, "pid": os.getpid(),
+            "started": started, "sum_of_ranks": total.item()}
+
+
+def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "auto", timeout_s: float = 120.0,
+           threads_per_rank: int = 1) -> list:
+    """Run ``fn(ctx, *args)`` on ``world_size`` ranks; return the ranks' results in rank order.
+
+    ``fn`` must be importable (a top-level function of a module) and its result picklable by ``torch.save``
+    (move CUDA tensors to the CPU). Raises :class:`WorkerError` if a rank raises or dies, ``TimeoutError`` if the
+    ranks have not all finished after ``timeout_s`` seconds (start-up included); no worker survives either.
+    """
+    if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
+        raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    if not isinstance(threads_per_rank, int) or threads_per_rank < 1:
+        raise ValueError(f"threads_per_rank must be a positive int, got {threads_per_rank!r}")
+    check_importable(fn)
+    backend = resolve_backend(backend, world_size)
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="course-launch-") as tmp:
+        out, port = Path(tmp), free_port()
+        processes = [ctx.Process(target=_worker, name=f"course-rank{rank}", daemon=True,
+                                 args=(fn, args, rank, world_size, backend, port, threads_per_rank, timeout_s, tmp))
+                     for rank in range(world_size)]
+        try:
+            with _quiet_cpp_warnings():
+                for p in processes:
+                    p.start()
+            deadline = time.monotonic() + timeout_s
+            while any(p.exitcode is None for p in processes):
+                failure = _first_failure(processes, out)
+                if failure is not None:
+                    raise failure
+                if time.monotonic() > deadline:
+                    alive = [r for r, p in enumerate(processes) if p.exitcode is None]
+                    raise TimeoutError(f"ranks {alive} of {world_size} had not finished after {timeout_s:g} s "
+                                       "(a rank waiting in a collective that another rank never joined?); "
+                                       "all workers were stopped")
+                time.sleep(POLL_S)
+            failure = _first_failure(processes, out)
+            if failure is not None:
+                raise failure
+            return [torch.load(out / f"rank{r}.result", map_location="cpu", weights_only=False)
+                    for r in range(world_size)]
+        finally:
+            _stop(processes)

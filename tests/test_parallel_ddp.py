@@ -1,0 +1,76 @@
+"""DDP and FSDP2 on two gloo ranks follow single-process training on the combined batch (same init, same data,
+AdamW), and FSDP2 holds half of DDP's parameter, gradient and AdamW bytes per rank."""
+
+import pytest
+import torch
+
+from course_utils.model.gpt import GPTConfig
+from course_utils.parallel.ddp import (DataParallelSetup, gradient_bytes, build_model, make_batches,
+                                       max_abs_difference, ring_allreduce_bytes_per_rank, shard_batch,
+                                       train_single_process, ddp_training_rank)
+from course_utils.parallel.fsdp import fsdp_training_rank
+from course_utils.parallel.launch import launch
+
+CONFIG = GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32)
+# float32 sums in another order (two half-batch means averaged vs one mean) differ by rounding, ~1e-7 relative;
+# AdamW turns a gradient into an update of at most about lr = 1e-3 per step, so after 5 steps rounding leaves the
+# weights within ~1e-6 of each other (measured 1.3e-6), while training itself moves them by ~lr per step.
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def setup():
+    ids = torch.randint(0, CONFIG.vocab_size, (4000,), generator=torch.Generator().manual_seed(0))
+    return DataParallelSetup(CONFIG, make_batches(ids, steps=5, batch_size=8, block_size=CONFIG.block_size, seed=1))
+
+
+@pytest.fixture(scope="module")
+def single(setup):
+    return train_single_process(setup)
+
+
+def test_ddp_on_two_ranks_equals_one_process_on_the_combined_batch(setup, single):
+    reference, losses, _ = single
+    ranks = launch(ddp_training_rank, world_size=2, args=(setup, 2), backend="gloo", timeout_s=120)
+    assert max_abs_difference(ranks[0]["params"], ranks[1]["params"]) == 0.0  # the replicas never drift apart
+    assert max_abs_difference(ranks[0]["params"], reference) < TOLERANCE
+    initial = {k: v.detach() for k, v in build_model(CONFIG, setup.seed).named_parameters()}
+    assert max_abs_difference(reference, initial) > 100 * TOLERANCE  # training really moved the weights
+    combined = [(a + b) / 2 for a, b in zip(ranks[0]["losses"], ranks[1]["losses"])]  # equal-size shards
+    assert combined == pytest.approx(losses, abs=1e-5)
+    assert ranks[0]["grad_bytes"] == gradient_bytes(build_model(CONFIG, 0)) == 4 * sum(
+        p.numel() for p in build_model(CONFIG, 0).parameters())
+    assert ranks[0]["allreduce_seconds"] > 0
+
+
+def test_the_equality_check_can_fail_one_rank_alone_is_not_the_combined_batch(setup, single):
+    half = DataParallelSetup(CONFIG, [shard_batch(i, t, 0, 2) for i, t in setup.batches])
+    assert max_abs_difference(train_single_process(half)[0], single[0]) > 100 * TOLERANCE
+
+
+def test_fsdp2_matches_ddp_and_holds_half_the_state_per_rank(setup, single):
+    ranks = launch(fsdp_training_rank, world_size=2, args=(setup,), backend="gloo", timeout_s=180)
+    for r in ranks:
+        assert max_abs_difference(r["fsdp"]["params"], single[0]) < TOLERANCE
+        assert max_abs_difference(r["fsdp"]["params"], r["ddp"]["params"]) < TOLERANCE
+    full = ranks[0]["ddp"]["bytes"]
+    n_params = sum(p.numel() for p in build_model(CONFIG, 0).parameters())
+    assert full == {"parameters": 4 * n_params, "gradients": 4 * n_params, "adam_moments": 8 * n_params}
+    for part in full:
+        shards = [r["fsdp"]["bytes"][part] for r in ranks]
+        assert sum(shards) == full[part]  # every byte held exactly once across the ranks
+        assert max(shards) < 0.55 * full[part]  # about half each (shards along dim 0 are not all even)
+
+
+def test_ring_all_reduce_volume_and_bad_batches():
+    assert ring_allreduce_bytes_per_rank(1000, 2) == 1000  # 2 (p - 1) / p = 1 for p = 2
+    assert ring_allreduce_bytes_per_rank(1000, 4) == 1500
+    assert ring_allreduce_bytes_per_rank(1000, 1) == 0
+    idx = torch.zeros(6, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="not divisible by world_size=4"):
+        shard_batch(idx, idx, 0, 4)
+    assert shard_batch(idx, idx, 2, 3)[0].shape == (2, 4)
+    with pytest.raises(ValueError, match="dropout must be 0"):
+        DataParallelSetup(GPTConfig(dropout=0.1), [(idx, idx)])
+    with pytest.raises(ValueError, match="batches is empty"):
+        DataParallelSetup(CONFIG, [])

@@ -1,0 +1,122 @@
+"""The launcher runs a function on several gloo ranks and always cleans up: results in rank order; a rank that
+raises, is killed or hangs gives a clear error in bounded time with no worker left alive; bad input is refused."""
+
+import os
+import signal
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from course_utils.parallel.launch import RankContext, WorkerError, _worker, hello_rank, launch, resolve_backend
+
+
+# Worker functions must be importable by the spawned ranks: module-level functions of this test module.
+def _record_pid(directory: str, ctx: RankContext) -> None:
+    with open(os.path.join(directory, f"pid{ctx.rank}"), "w") as f:
+        f.write(str(os.getpid()))
+
+
+def raise_on_rank_one(ctx: RankContext, directory: str) -> None:
+    _record_pid(directory, ctx)
+    if ctx.rank == 1:
+        raise ValueError("rank one refuses to all-reduce")
+    dist.all_reduce(torch.ones(1))  # rank 0 waits here for a partner that never comes
+
+
+def kill_rank_one(ctx: RankContext, directory: str) -> None:
+    _record_pid(directory, ctx)
+    if ctx.rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    dist.all_reduce(torch.ones(1))
+
+
+def hang_in_collective(ctx: RankContext, directory: str) -> None:
+    _record_pid(directory, ctx)
+    if ctx.rank == 0:
+        dist.all_reduce(torch.ones(1))  # rank 1 never joins
+    else:
+        time.sleep(600)
+
+
+def add_rank(ctx: RankContext, offset: int) -> int:
+    return ctx.rank + offset
+
+
+def always_raise(ctx: RankContext) -> None:
+    raise ValueError(f"rank {ctx.rank} refuses")
+
+
+def _assert_workers_gone(directory) -> None:
+    pids = [int((directory / f"pid{r}").read_text()) for r in range(2) if (directory / f"pid{r}").exists()]
+    assert pids, "the workers never started"
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # signal 0 only checks existence; a reaped child no longer exists
+
+
+def test_results_come_back_in_rank_order_with_the_group_initialised():
+    results = launch(hello_rank, world_size=2, backend="gloo", timeout_s=120)
+    assert [r["rank"] for r in results] == [0, 1]
+    assert all(r["world_size"] == 2 and r["backend"] == "gloo" for r in results)
+    assert [r["sum_of_ranks"] for r in results] == [1.0, 1.0]  # the all-reduce really ran across both ranks
+    assert results[0]["pid"] != results[1]["pid"] != os.getpid()
+    for pid in (r["pid"] for r in results):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_rank_that_raises_is_reported_with_its_traceback_and_nothing_survives(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match="rank 1 raised ValueError: rank one refuses") as caught:
+        launch(raise_on_rank_one, world_size=2, args=(str(tmp_path),), timeout_s=120)
+    assert caught.value.rank == 1 and "raise_on_rank_one" in caught.value.traceback_text
+    assert time.monotonic() - start < 60  # reported at once, not after the timeout
+    _assert_workers_gone(tmp_path)
+
+
+def test_a_killed_rank_is_reported_with_its_signal_and_nothing_survives(tmp_path):
+    with pytest.raises(WorkerError, match="rank 1 was killed by signal SIGKILL") as caught:
+        launch(kill_rank_one, world_size=2, args=(str(tmp_path),), timeout_s=120)
+    assert caught.value.exitcode == -signal.SIGKILL
+    _assert_workers_gone(tmp_path)
+
+
+def test_a_hang_ends_in_a_timeout_and_nothing_survives(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="had not finished after 12 s"):
+        launch(hang_in_collective, world_size=2, args=(str(tmp_path),), timeout_s=12)
+    assert 12 <= time.monotonic() - start < 30  # SIGTERM, then SIGKILL at most 2 s later
+    _assert_workers_gone(tmp_path)
+
+
+def test_the_worker_destroys_its_process_group_on_success_and_on_failure(tmp_path):
+    # _worker is what each spawned rank runs; here it runs in this process as a world of one.
+    _worker(add_rank, (10,), 0, 1, "gloo", _free_port(), 1, 30.0, str(tmp_path))
+    assert not dist.is_initialized()
+    assert torch.load(tmp_path / "rank0.result") == 10
+    with pytest.raises(SystemExit):
+        _worker(always_raise, (), 0, 1, "gloo", _free_port(), 1, 30.0, str(tmp_path))
+    assert not dist.is_initialized()
+    assert "ValueError: rank 0 refuses" in (tmp_path / "rank0.error").read_text()
+
+
+def _free_port() -> int:
+    from course_utils.parallel.launch import free_port
+    return free_port()
+
+
+def test_bad_input_is_refused_before_anything_starts():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        launch(hello_rank, backend="mpi")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="needs one CUDA device per rank"):
+            resolve_backend("nccl", 2)
+        assert resolve_backend("auto", 2) == "gloo"
+    with pytest.raises(ValueError, match="lambda or a nested function"):
+        launch(lambda ctx: None)
+    with pytest.raises(ValueError, match="world_size must be a positive int"):
+        launch(hello_rank, world_size=0)
+    with pytest.raises(ValueError, match="timeout_s must be > 0"):
+        launch(hello_rank, timeout_s=0)
