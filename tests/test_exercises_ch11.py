@@ -1,0 +1,145 @@
+"""Chapter 11's exercise checks accept the reference solution and other correct forms, reject likely wrong answers
+without revealing the expected value, cannot be passed by calling the package's ZeRO arithmetic or tensor-parallel
+layers, and agree with hand computations and with the package (written independently)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_utils.exercises import ch11 as ex
+from course_utils.solutions import ch11 as sol
+
+from exercise_helpers import assert_hidden, rejects  # noqa: E402
+
+
+# ---------- exercise 1: ring all-reduce ----------
+
+def test_ring_accepts_the_solution_and_another_valid_schedule():
+    ex.check_ring_schedule(sol.ring_schedule)
+    ex.check_ring_schedule(lambda p: np.array(sol.ring_schedule(p)))
+
+    def shifted(p):  # a different valid ring: rank r starts from chunk (r + 1), everything moves by one
+        return [[(c + 1) % p for c in step] for step in sol.ring_schedule(p)]
+
+    ex.check_ring_schedule(shifted)
+
+
+def test_ring_solution_by_hand_for_two_ranks():
+    assert sol.ring_schedule(2) == [[0, 1], [1, 0]]  # rank 0 adds chunk 0 into rank 1, then gets chunk 1 back
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda p: [[s % p] * p for s in range(2 * (p - 1))],  # everybody sends the same chunk
+    lambda p: [[(r + s) % p for r in range(p)] for s in range(2 * (p - 1))],  # the wrong direction
+    lambda p: sol.ring_schedule(p)[: p - 1],  # reduce-scatter only
+    lambda p: sol.ring_schedule(p)[p - 1:] + sol.ring_schedule(p)[: p - 1],  # phases swapped
+    lambda p: [[r for r in range(p)]] * (2 * (p - 1)),  # always one's own index
+    lambda p: "ring",
+])
+def test_ring_rejects_likely_mistakes(wrong):
+    message = rejects(ex.check_ring_schedule, wrong)
+    assert "ring" in message
+
+
+def test_ring_replay_catches_a_bad_index():
+    assert "chunk index" in rejects(ex.check_ring_schedule, lambda p: [[p] * p] * (2 * (p - 1)))
+
+
+# ---------- exercise 2: ZeRO ----------
+
+def test_zero_reference_matches_the_paper():
+    # Rajbhandari et al. 2020, figure 1: 7.5B parameters, N_d = 64: 120 GB, 31.4 GB, 16.6 GB, 1.88 GB
+    got = [ex._zero_reference(7_500_000_000, 64, s) / 1e9 for s in range(4)]
+    assert got == pytest.approx([120, 31.4, 16.6, 1.875], abs=0.05)
+
+
+def test_zero_accepts_solution_and_forms():
+    ex.check_zero_bytes(sol.zero_bytes_per_rank)
+    ex.check_zero_bytes(lambda n, nd, s: torch.tensor(sol.zero_bytes_per_rank(n, nd, s), dtype=torch.float64))
+    ex.check_zero_bytes(lambda n, nd, s: int(round(sol.zero_bytes_per_rank(n, nd, s))))
+
+
+def expected_at_first_failure(wrong):
+    """The expected value of the first case the wrong answer fails (the message prints the learner's own value,
+    which may equal another case's answer: that is not a leak)."""
+    for case in ex._zero_cases():
+        expected = ex._zero_reference(*case)
+        if abs(float(wrong(*case)) - expected) > 1e-6 * expected:
+            return [expected]
+    raise AssertionError("the wrong answer passes every case")
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda n, nd, s: 16 * n / (nd if s else 1),  # everything sharded from stage 1
+    lambda n, nd, s: sol.zero_bytes_per_rank(n, nd, min(s + 1, 3)),  # one stage off
+    lambda n, nd, s: sol.zero_bytes_per_rank(n, nd, s) - 12 * n / (nd if s else 1),  # optimizer states forgotten
+    lambda n, nd, s: 4 * n + 12 * n / nd if s else 16 * n,  # stage 2 and 3 shard nothing more than stage 1
+    lambda n, nd, s: sol.zero_bytes_per_rank(n, nd, s) / 2**30 * 1e9,  # GiB mixed with GB
+])
+def test_zero_rejects_likely_mistakes(wrong):
+    assert_hidden(rejects(ex.check_zero_bytes, wrong), expected_at_first_failure(wrong))
+
+
+def test_zero_cannot_call_the_package():
+    from course_utils.parallel.zero import zero_memory_per_rank
+
+    assert "switched off" in rejects(ex.check_zero_bytes, lambda n, nd, s: zero_memory_per_rank(n, nd, s).total)
+    assert zero_memory_per_rank(8, 2, 3).total == 64  # and switched back on afterwards
+
+
+def test_zero_package_agrees_with_the_check():
+    from course_utils.parallel.zero import zero_memory_per_rank
+
+    for n, nd, stage in ex._zero_cases():
+        assert zero_memory_per_rank(n, nd, stage).total == pytest.approx(ex._zero_reference(n, nd, stage), rel=1e-9)
+
+
+# ---------- exercise 3: tensor-parallel MLP ----------
+
+def test_tp_reference_sums_to_the_full_mlp():
+    g = torch.Generator().manual_seed(0)
+    x, w_fc, w_proj = torch.randn(2, 3, 8, generator=g), torch.randn(32, 8, generator=g), torch.randn(8, 32,
+                                                                                                      generator=g)
+    full = F.gelu(x.double() @ w_fc.double().T) @ w_proj.double().T
+    assert torch.allclose(ex._tp_reference(x, w_fc, w_proj, 4).sum(0), full, atol=1e-10)
+
+
+def test_tp_accepts_solution_and_forms():
+    ex.check_tensor_parallel_mlp(sol.tensor_parallel_mlp_partials)
+    ex.check_tensor_parallel_mlp(lambda *a: torch.stack(sol.tensor_parallel_mlp_partials(*a)))
+    ex.check_tensor_parallel_mlp(lambda *a: tuple(t.double() for t in sol.tensor_parallel_mlp_partials(*a)))
+
+
+def gelu_after_sum(x, w_fc, w_proj, p):
+    f = w_fc.shape[0] // p
+    return [F.gelu(x @ w_fc[r * f:(r + 1) * f].T @ w_proj[:, r * f:(r + 1) * f].T) for r in range(p)]
+
+
+def interleaved(x, w_fc, w_proj, p):
+    return [F.gelu(x @ w_fc[r::p].T) @ w_proj[:, r::p].T for r in range(p)]
+
+
+def wrong_weight_dims(x, w_fc, w_proj, p):  # column block of w_fc (input features): shapes do not even fit
+    f = w_fc.shape[1] // p
+    return [F.gelu(x[..., r * f:(r + 1) * f] @ w_fc[:, r * f:(r + 1) * f].T) @ w_proj.T / p for r in range(p)]
+
+
+def full_output_each(x, w_fc, w_proj, p):
+    return [F.gelu(x @ w_fc.T) @ w_proj.T for _ in range(p)]
+
+
+@pytest.mark.parametrize("wrong", [gelu_after_sum, interleaved, wrong_weight_dims, full_output_each])
+def test_tp_rejects_likely_mistakes(wrong):
+    message = rejects(ex.check_tensor_parallel_mlp, wrong)
+    assert "GELU" in message
+
+
+def test_tp_cannot_call_the_package():
+    from course_utils.parallel import tensor_parallel
+
+    def via_package(x, w_fc, w_proj, p):
+        tensor_parallel.check_divisible("F", w_fc.shape[0], p)
+        return sol.tensor_parallel_mlp_partials(x, w_fc, w_proj, p)
+
+    assert "switched off" in rejects(ex.check_tensor_parallel_mlp, via_package)
