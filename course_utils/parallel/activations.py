@@ -27,7 +27,8 @@ output layer and the small tensors the formula ignores, which the chapter compar
 
 Left out: pipeline and context parallelism (:mod:`course_utils.parallel.planner` divides by them), temporary
 buffers freed during the forward pass, the allocator's rounding, tensors kept alive outside autograd's saved-tensor
-mechanism (e.g. the inputs a non-reentrant ``torch.utils.checkpoint`` region keeps).
+mechanism (references the caller holds). A non-reentrant ``torch.utils.checkpoint`` region's input does go through
+it, so the meter counts what checkpointing keeps.
 """
 
 from __future__ import annotations

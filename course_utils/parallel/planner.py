@@ -163,8 +163,9 @@ def best_plans(shape: ModelShape, n_gpus: int, seq_len: int = 4096, micro_batch:
     return sorted(fitting, key=lambda p: (p.tp * p.pp * p.cp, p.pp, p.total))[:top]
 
 
-def draw_plans(ax, plans: list[Plan], gpu_memory_gb: float = 80.0, title: str = "") -> None:
-    """Horizontal stacked bars of each plan's memory per GPU by part (GB), with the GPU's memory as a line."""
+def draw_plans(ax, plans: list[Plan], gpu_memory_gb: float = 80.0, title: str = "", legend: bool = True) -> None:
+    """Horizontal stacked bars of each plan's memory per GPU by part (GB, parts told apart by hatching as well as
+    colour), with the GPU's memory as a dashed line; the legend, if any, outside the axes on the right."""
     if not plans:
         raise ValueError("plans is empty: nothing to draw")
     hatches = {"weights": "", "gradients": "//", "optimizer_states": "..", "activations": "xx"}
@@ -177,6 +178,7 @@ def draw_plans(ax, plans: list[Plan], gpu_memory_gb: float = 80.0, title: str = 
     ax.axvline(gpu_memory_gb, color="black", linestyle="--", label=f"GPU memory ({gpu_memory_gb:g} GB)")
     ax.set_xlabel("memory per GPU (GB, first pipeline stage)")
     ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize="small")
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     if title:
         ax.set_title(title)
