@@ -7,11 +7,11 @@ import torch
 from test_lora_sft import tiny_chat_tokenizer, tiny_llama
 
 from course_utils.classify.calibration import CONTENT_FREE, content_free_probabilities, contextual_calibration
-from course_utils.classify.metrics import accuracy, confusion_matrix, macro_f1, top_label_ece
+from course_utils.classify.metrics import accuracy, calibrated_ece_samples, confusion_matrix, macro_f1, top_label_ece
 from course_utils.classify.passages import Passage
 from course_utils.classify.prompts import build_prompt, get_template
 from course_utils.classify.scoring import label_logprobs_many, label_probabilities
-from course_utils.device import torch_threads
+from course_utils.device import make_generator, torch_threads
 
 
 def test_contextual_calibration_on_hand_computed_values():
@@ -95,3 +95,23 @@ def test_top_label_ece_on_hand_computed_values():
     assert top_label_ece(torch.tensor([[1.0, 0.0]] * 3), [0, 0, 0]) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="entries"):
         top_label_ece(probs, [0])
+
+
+def test_the_ece_of_a_calibrated_model_is_zero_only_without_noise():
+    sure = torch.eye(3)[[0, 1, 2, 0]]  # confidence 1: every drawn label is the predicted one
+    assert calibrated_ece_samples(sure, 20, make_generator(0, "cpu")).abs().max() < 1e-6
+    uniform = torch.full((12, 3), 1 / 3)
+    # one bin at confidence 1/3; its accuracy is a binomial share of 12 draws, so ECE = |share - 1/3| > 0 mostly
+    draws = calibrated_ece_samples(uniform, 2000, make_generator(1, "cpu"))
+    assert draws.shape == (2000,) and (draws >= 0).all()
+    assert 0.08 < draws.mean().item() < 0.14  # E|Bin(12, 1/3)/12 - 1/3| = 0.106 (exact sum over the binomial)
+    big = calibrated_ece_samples(torch.full((1200, 3), 1 / 3), 200, make_generator(1, "cpu"))
+    assert big.mean() < draws.mean() / 5  # the floor falls like 1 / sqrt(n)
+    torch.testing.assert_close(calibrated_ece_samples(uniform, 5, make_generator(2, "cpu")),
+                               calibrated_ece_samples(uniform, 5, make_generator(2, "cpu")))  # seeded
+    with pytest.raises(ValueError, match="n_draws"):
+        calibrated_ece_samples(uniform, 0, make_generator(0, "cpu"))
+    with pytest.raises(TypeError, match="generator"):
+        calibrated_ece_samples(uniform, 5, None)
+    with pytest.raises(ValueError, match="non-empty"):
+        calibrated_ece_samples(torch.zeros(0, 3), 5, make_generator(0, "cpu"))

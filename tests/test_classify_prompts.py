@@ -6,7 +6,7 @@ from test_lora_sft import tiny_chat_tokenizer
 
 from course_utils.classify.genres import GENRES
 from course_utils.classify.passages import Passage
-from course_utils.classify.prompts import TEMPLATES, Template, build_prompt, draw_shots, get_template
+from course_utils.classify.prompts import TEMPLATES, Template, build_prompt, draw_shots, get_template, split_prompt
 
 POOL = [Passage(f"play_{g}_{i % 3}", g, i, 0, f"{g} passage number {i}") for g in GENRES for i in range(10)]
 POOL += [Passage("play_comedy_x", "comedy", 99 + i, 0, f"extra comedy {i}") for i in range(20)]  # comedy-heavy pool
@@ -46,7 +46,8 @@ def test_at_least_eight_templates_with_distinct_labels():
     for template in TEMPLATES.values():
         labels = template.labels()
         assert len(set(labels)) == 3 and all(l.strip() for l in labels)
-        assert all(l.startswith(" ") != template.chat for l in labels)  # raw text: a leading space; chat: none
+        # raw text and after an answer prefix: a leading space; right after the assistant turn: none
+        assert all(l.startswith(" ") != (template.chat and not template.answer_prefix) for l in labels)
         assert template.example.rstrip() == template.example
     assert TEMPLATES["cloze"].label_of("history") == " history play"
 
@@ -59,6 +60,24 @@ def test_chat_templates_render_through_the_tokenizer():
     turns = build_prompt("chat_turns", "q", shots, tok)
     assert turns.count("<|im_start|>user") == 3 and turns.count("<|im_start|>assistant\n") == 3
     assert f"<|im_start|>assistant\n{shots[0].genre}<|im_end|>" in turns
+    cue = build_prompt("chat_cue", "q", shots, tok)  # the assistant's answer opened with the cue: one-token labels
+    assert cue.endswith("<|im_start|>assistant\nGenre:") and TEMPLATES["chat_cue"].labels()[0] == " comedy"
+
+
+def test_split_prompt_cuts_after_the_last_shot():
+    for k in (1, 4):
+        shots = draw_shots(POOL, k, seed=k)
+        for name in ("genre", "question", "letters"):
+            prefix, suffix = split_prompt(name, "the query", shots)
+            assert prefix + suffix == build_prompt(name, "the query", shots)
+            assert prefix.endswith(TEMPLATES[name].label_of(shots[-1].genre).strip())
+            assert split_prompt(name, "other", shots)[0] == prefix  # the same prefix for every passage
+    with pytest.raises(ValueError, match="at least one shot"):
+        split_prompt("genre", "q", [])
+    with pytest.raises(ValueError, match="raw-text"):
+        split_prompt("chat_inline", "q", draw_shots(POOL, 1, seed=0))
+    with pytest.raises(ValueError, match="answer_prefix"):
+        Template("bad", "{text}", ("a", "b", "c"), answer_prefix="Genre:")  # raw text has no assistant turn
 
 
 def test_bad_input_raises():

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from test_lora_sft import tiny_chat_tokenizer, tiny_llama
 
 from course_utils.device import torch_threads
-from course_utils.classify.scoring import (label_logprobs, label_logprobs_many, label_logprobs_per_label,
-                                           label_probabilities)
+from course_utils.classify.scoring import (label_logprobs, label_logprobs_after_prefix, label_logprobs_many,
+                                           label_logprobs_per_label, label_probabilities)
 
 PROMPTS = ["Passage: To be, or not to be.\nGenre:", "Hi\nGenre:", "A longer passage, with several words in it.\nGenre:"]
 LABELS = [" comedy", " history play", " tragedy", " x"]  # different lengths: the label cache path is exercised
@@ -51,6 +51,23 @@ def test_one_token_labels_and_a_single_label():
     scores = label_logprobs(model, tok, PROMPTS[0], [" ", "a", "b"])  # one byte each: the first-token path
     torch.testing.assert_close(scores, reference_matrix(model, tok, PROMPTS[:1], [" ", "a", "b"])[0])
     assert label_logprobs(model, tok, PROMPTS[0], ["abc"]).shape == (1,)
+
+
+def test_a_shared_prefix_gives_the_scores_of_the_whole_prompts():
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    prefix = "Passage: To be.\nGenre: b\n\nPassage: Hi there.\nGenre: a"  # two shots
+    suffixes = ["\n\nPassage: x\nGenre:", "\n\nPassage: a much longer passage than the first\nGenre:", "\n\nP:"]
+    labels = [" ", "a", "b"]  # one byte token each
+    expected = reference_matrix(model, tok, [prefix + s for s in suffixes], labels)
+    for batch_size in (1, 2, 3):  # rows of different lengths share a batch: the right padding is exercised
+        torch.testing.assert_close(label_logprobs_after_prefix(model, tok, prefix, suffixes, labels,
+                                                               batch_size=batch_size), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="one-token labels"):
+        label_logprobs_after_prefix(model, tok, prefix, suffixes, [" a", "b"])
+    with pytest.raises(ValueError, match="batch_size"):
+        label_logprobs_after_prefix(model, tok, prefix, suffixes, labels, batch_size=0)
+    with pytest.raises(ValueError, match="non-empty"):
+        label_logprobs_after_prefix(model, tok, prefix, [""], labels)
 
 
 def test_scores_are_log_probabilities_of_the_whole_label():
@@ -154,3 +171,12 @@ def test_shared_cache_matches_a_forward_pass_per_label_on_smollm2(smollm2):
     torch.testing.assert_close(raw, expected_raw, atol=2e-4, rtol=1e-5)
     torch.testing.assert_close(chat, expected_chat, atol=2e-4, rtol=1e-5)
     torch.testing.assert_close(per_label, expected_raw[0], atol=2e-4, rtol=1e-5)
+    prefix = "Passage: O Romeo, Romeo.\nGenre: tragedy"
+    with torch_threads(2):
+        after = label_logprobs_after_prefix(model, tok, prefix, ["\n\nPassage: Once more unto the breach.\nGenre:"],
+                                            [" comedy", " history", " tragedy"])
+        whole = reference_matrix(model, tok, [prefix + "\n\nPassage: Once more unto the breach.\nGenre:"],
+                                 [" comedy", " history", " tragedy"])
+    torch.testing.assert_close(after, whole, atol=2e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="does not tokenize"):  # "\n\n" then "Passage" merges across the cut
+        label_logprobs_after_prefix(model, tok, prefix + "\n\n", ["Passage: x\nGenre:"], [" comedy", " history"])

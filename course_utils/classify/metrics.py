@@ -9,7 +9,9 @@ classification tasks"). A class that is neither present nor predicted has F1 0 h
 
 The expected calibration error is chapter 08's :func:`course_utils.rag.calibration.expected_calibration_error`,
 applied to the probability of the predicted label (Guo et al., 2017); this module only turns a (N, L) probability
-matrix into (confidence, correct) pairs.
+matrix into (confidence, correct) pairs. ECE is biased upwards at small n: even a perfectly calibrated model scores
+well above 0 on a few dozen examples. :func:`calibrated_ece_samples` measures that floor for given probabilities by
+drawing each label from the model's own distribution (so the model is calibrated by construction) and scoring the ECE.
 
 Left out: micro and weighted averages, per-class reports, confidence intervals (see the chapter's bootstrap).
 """
@@ -84,3 +86,19 @@ def top_label_ece(probs: torch.Tensor, targets: object, n_bins: int = 10) -> flo
         raise ValueError(f"targets has {targets.shape[0]} entries for {probs.shape[0]} rows of probs")
     confidence, predicted = probs.detach().float().cpu().max(1)  # (N,), (N,)
     return expected_calibration_error(confidence, predicted == targets, n_bins)
+
+
+def calibrated_ece_samples(probs: torch.Tensor, n_draws: int, generator: torch.Generator,
+                           n_bins: int = 10) -> torch.Tensor:
+    """(n_draws,) the ECE a perfectly calibrated model with these probabilities (N, L) scores on N examples: each
+    draw samples every example's label from its own row, so confidence and accuracy agree in expectation and what
+    remains is the noise of N examples. Compare a measured ECE with this distribution, not with 0."""
+    if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[0] == 0:
+        raise ValueError("probs must be a non-empty (N, L) tensor of label probabilities")
+    if not isinstance(n_draws, int) or isinstance(n_draws, bool) or n_draws < 1:
+        raise ValueError(f"n_draws must be a positive int, got {n_draws!r}")
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise TypeError("generator must be a CPU torch.Generator (make_generator(seed, 'cpu'))")
+    rows = probs.detach().float().cpu()
+    labels = torch.multinomial(rows, n_draws, replacement=True, generator=generator).T  # (n_draws, N)
+    return torch.tensor([top_label_ece(rows, draw, n_bins) for draw in labels])

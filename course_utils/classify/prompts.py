@@ -11,7 +11,10 @@ template.
 A :class:`Template` renders a passage with its ``example`` format (ending in the answer cue, "Genre:"); a shot is
 that plus its label word. Raw-text templates give labels a leading space (" comedy", the boundary convention of
 :mod:`course_utils.classify.scoring`); chat templates put the question in a user turn and score the label as the
-start of the assistant's answer, without a space. SmolLM2's chat template adds its default system prompt.
+start of the assistant's answer, without a space, unless the template opens the answer with a cue of its own
+(``answer_prefix``, e.g. "Genre:"), after which the labels take a space and are one token each, as in raw text.
+SmolLM2's chat template adds its default system prompt. :func:`split_prompt` cuts a few-shot prompt after its last
+shot, so that the shots can be run once for many passages (``scoring.label_logprobs_after_prefix``).
 
 Left out: automatic prompt search, instructions in a system message, calibration (see
 :mod:`course_utils.classify.calibration`), truncation to the context length (SmolLM2-135M reads 8,192 tokens; k = 8
@@ -41,10 +44,16 @@ class Template:
     chat: bool = False  # render with the tokenizer's chat template
     chat_turns: bool = False  # chat only: each shot is its own user/assistant exchange
     separator: str = field(default="\n\n")
+    answer_prefix: str = ""  # chat only: text that opens the assistant's answer before the label ("Genre:")
+
+    def __post_init__(self):
+        if self.answer_prefix and (not self.chat or self.chat_turns):
+            raise ValueError("answer_prefix opens the assistant's answer: only for chat templates without chat_turns")
 
     def labels(self) -> list[str]:
-        """The strings to score after the prompt, in GENRES order: " word" for raw text, "word" after a chat turn."""
-        return list(self.words) if self.chat else [" " + w for w in self.words]
+        """The strings to score after the prompt, in GENRES order: " word" for raw text and after an answer prefix,
+        "word" right after a chat template's assistant turn."""
+        return list(self.words) if self.chat and not self.answer_prefix else [" " + w for w in self.words]
 
     def label_of(self, genre: str) -> str:
         return self.labels()[GENRES.index(genre)]
@@ -64,6 +73,8 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in [
     Template("arrow", "{text}\n=>", _GENRE_WORDS),
     Template("chat_inline", "Passage:\n{text}\nGenre:", _GENRE_WORDS, instruction=_QUESTION, chat=True),
     Template("chat_turns", "Passage:\n{text}", _GENRE_WORDS, instruction=_QUESTION, chat=True, chat_turns=True),
+    Template("chat_cue", "Passage:\n{text}", _GENRE_WORDS, instruction=_QUESTION, chat=True,
+             answer_prefix="Genre:"),
     Template("chat_letters", "Passage:\n{text}\nAnswer:", ("A", "B", "C"), instruction=_LETTERS, chat=True),
 ]}
 
@@ -102,13 +113,29 @@ def build_prompt(template: Template | str, text: str, shots: list[Passage] = (),
         return template.separator.join([template.instruction] * bool(template.instruction) + answered + [query])
     if not template.chat_turns:
         user = template.separator.join([template.instruction] * bool(template.instruction) + answered + [query])
-        return _chat(tokenizer, [{"role": "user", "content": user}])
+        return _chat(tokenizer, [{"role": "user", "content": user}]) + template.answer_prefix
     head = template.instruction + template.separator if template.instruction else ""
     messages = []
     for shot in shots:
         messages += [{"role": "user", "content": head + template.example.format(text=shot.text)},
                      {"role": "assistant", "content": template.words[GENRES.index(shot.genre)]}]
     return _chat(tokenizer, messages + [{"role": "user", "content": head + query}])
+
+
+def split_prompt(template: Template | str, text: str, shots: list[Passage]) -> tuple[str, str]:
+    """(prefix, suffix) with ``prefix + suffix == build_prompt(template, text, shots)``: the prefix ends with the last
+    shot's label word and is the same for every passage classified after these shots; the suffix is the separator
+    and the passage. Raw-text templates with at least one shot only."""
+    template = get_template(template) if isinstance(template, str) else template
+    if not isinstance(template, Template) or template.chat:
+        raise ValueError("split_prompt takes a raw-text template (a chat template wraps the shots and the passage in "
+                         "one turn)")
+    _check_shots(shots)
+    if not shots:
+        raise ValueError("split_prompt needs at least one shot: with none there is no shared prefix")
+    prompt = build_prompt(template, text, shots)
+    suffix = template.separator + template.example.format(text=text)
+    return prompt[:len(prompt) - len(suffix)], suffix
 
 
 def _per_genre_counts(k: int, pool: list[Passage], generator: torch.Generator) -> dict[str, int]:

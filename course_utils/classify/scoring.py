@@ -12,7 +12,9 @@ labels the scores are all read off the prompt's last position: one forward pass 
 The cached pass itself lives in :func:`course_utils.lora.answers.label_logprobs` (chapter 06, which scores chat
 answers the same way); this module adds raw-text prompts, the tokenization check at the prompt/label boundary and a
 progress bar. :func:`label_logprobs_per_label` is the plain way, one full forward pass per prompt + label, kept as the
-benchmark's baseline.
+benchmark's baseline. :func:`label_logprobs_after_prefix` shares more: a prefix common to every prompt (the k
+shots of a few-shot prompt) is run once and its cache copied to each batch, so a k-shot prompt costs about as much as
+its last passage (one-token labels only).
 
 The boundary convention: the label is scored as the text that follows the prompt, so ``prompt + label`` must
 tokenize as ``tokens(prompt) + tokens(label)``. Byte-level BPE keeps a leading space with the word that follows it, so
@@ -32,6 +34,7 @@ sampling.
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -40,6 +43,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from course_utils.lora.answers import label_logprobs as _cached_label_logprobs
+from course_utils.lora.answers import pad_rows, pad_token_id
 from course_utils.lora.sft import SFTExample
 
 
@@ -111,6 +115,66 @@ def label_logprobs_many(model: nn.Module, tokenizer, prompts: Sequence[str], lab
         scores[rows] = _cached_label_logprobs(model, tokenizer, [examples[i] for i in rows], list(labels),
                                               batch_size=len(rows))
     return scores
+
+
+def _suffix_ids(tokenizer, prefix: str, suffixes: Sequence[str], labels: Sequence[str],
+                label_ids: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+    """The prefix's ids and each suffix's ids, after checking that prefix + suffix + label tokenizes as the three
+    parts one after another (else a cached prefix would score token sequences the model never sees)."""
+    prefix_ids = _ids(tokenizer, prefix)
+    rows = []
+    for suffix in suffixes:
+        full = list(encode_prompt(tokenizer, prefix + suffix, labels, label_ids))
+        if full[:len(prefix_ids)] != prefix_ids or len(full) == len(prefix_ids):
+            raise ValueError(f"prefix + {suffix[:20]!r}... does not tokenize as the prefix's tokens followed by the "
+                             f"suffix's: cut the prompt where a token ends (e.g. after a label word, before '\\n\\n')")
+        rows.append(full[len(prefix_ids):])
+    return prefix_ids, rows
+
+
+@torch.no_grad()
+def label_logprobs_after_prefix(model: nn.Module, tokenizer, prefix: str, suffixes: Sequence[str],
+                                labels: Sequence[str], batch_size: int = 8) -> torch.Tensor:
+    """(N, L) float32 on the CPU: the scores :func:`label_logprobs_many` gives for the prompts ``prefix + suffix``,
+    with the shared prefix run once. Its keys and values are copied to each batch of suffixes, which are right-padded
+    (a padded position comes after every real one, so causal attention never reads it) and scored at each row's last
+    real token. One-token labels only: a label of several tokens would need a second pass per row."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
+    check_prompts([prefix])
+    check_prompts(suffixes)
+    label_ids = check_labels(tokenizer, labels)
+    if any(len(ids) != 1 for ids in label_ids):
+        raise ValueError(f"label_logprobs_after_prefix scores one-token labels only; {list(labels)} tokenize to "
+                         f"{label_ids}: use label_logprobs_many")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    prefix_ids, rows = _suffix_ids(tokenizer, prefix, suffixes, labels, label_ids)
+    device = next(model.parameters()).device
+    first_tokens = torch.tensor([ids[0] for ids in label_ids], device=device)  # (L,)
+    was_training = model.training
+    model.eval()
+    scores = []
+    try:
+        prefix_cache = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True,
+                             logits_to_keep=1).past_key_values  # holds (1, P) keys and values
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(chunk))  # (B, P) copies of the prefix
+            input_ids, mask = pad_rows(chunk, pad_token_id(tokenizer), "right", device)  # (B, S) each
+            positions = len(prefix_ids) + torch.arange(input_ids.shape[1], device=device).expand_as(input_ids)
+            full_mask = torch.cat([torch.ones(len(chunk), len(prefix_ids), dtype=mask.dtype, device=device), mask],
+                                  dim=1)  # (B, P + S)
+            ends = mask.sum(1) - 1  # (B,) each row's last real position
+            keep, column = torch.unique(ends, return_inverse=True)  # the output head runs at these positions only
+            logits = model(input_ids=input_ids, attention_mask=full_mask, position_ids=positions,
+                           past_key_values=cache, use_cache=True, logits_to_keep=keep).logits  # (B, len(keep), V)
+            last = logits[torch.arange(len(chunk), device=device), column].float()  # (B, V)
+            scores.append(F.log_softmax(last, dim=-1)[:, first_tokens].cpu())  # (B, L)
+    finally:
+        model.train(was_training)
+    return torch.cat(scores)  # (N, L)
 
 
 def label_logprobs(model: nn.Module, tokenizer, prompt: str, labels: Sequence[str]) -> torch.Tensor:

@@ -168,7 +168,7 @@ def _f1_cases() -> list[tuple[str, list, list, list]]:
     noisy = [t if torch.rand(1, generator=g).item() < 0.6 else genres[torch.randint(0, 3, (1,), generator=g).item()]
              for t in true]
     skewed = ["comedy"] * 12 + ["history"] * 3 + ["tragedy"] * 5
-    return [("40 genres, a noisy classifier", true, noisy, genres),
+    return [("40 passages, 3 genres, a noisy classifier", true, noisy, genres),
             ("unbalanced classes, always 'comedy'", skewed, ["comedy"] * 20, genres),
             ("unbalanced classes, mixed answers", skewed,
              ["comedy"] * 8 + ["tragedy"] * 4 + ["history"] * 2 + ["comedy"] + ["tragedy"] * 3 + ["history"] * 2,

@@ -31,3 +31,12 @@ def macro_f1_by_hand(y_true: list, y_pred: list, classes: list) -> float:
         fn = sum(t == c and p != c for t, p in zip(y_true, y_pred))
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
     return sum(f1s) / len(f1s)
+
+
+#: Exercise 3's question, answered.
+WHY_MACRO_F1 = ("Accuracy rewards a classifier that answers the most common genre every time whenever the classes are "
+                "unbalanced, and a template or prompt that collapses to one answer scores exactly the majority share; "
+                "macro-F1 gives each genre equal weight, so a constant answer scores at most about 1/3 x F1 of one "
+                "class (0.167 on a balanced 3-genre set, printed as the majority class's macro-F1 in the closing "
+                "table) and a classifier must get every genre right to score well. The closing table's test set is "
+                "balanced, so accuracy and macro-F1 differ there mostly when a method's answers are lopsided.")
