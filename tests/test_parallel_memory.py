@@ -10,8 +10,9 @@ from course_utils.lora.memory import LLAMA2_7B_CONFIG, meta_model, training_memo
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.parallel.activations import (SavedTensorMeter, gpt_activation_bytes, korthikanti_layer_bytes,
                                                layer_activation_bytes)
-from course_utils.parallel.memory import (FP32_ADAMW, LLAMA2_70B, LLAMA2_7B, MIXED_ADAMW, SMOLLM2_135M, ModelShape,
-                                          TrainingRecipe, measured_state_bytes, model_state_memory, state_memory)
+from course_utils.parallel.memory import (FP32_ADAMW, LLAMA2_70B, LLAMA2_7B, MIXED_ADAMW, PRESETS, SMOLLM2_135M,
+                                          ModelShape, TrainingRecipe, measured_state_bytes, model_state_memory,
+                                          state_memory)
 from course_utils.parallel.zero import zero_memory_per_rank, zero_table
 from course_utils.scaling.compute import gpt_parameter_count
 
@@ -40,6 +41,7 @@ def test_llama_shapes_match_transformers_models_on_the_meta_device(kwargs, prese
     shape = ModelShape.from_hf_config(hf_config, name=preset.name)
     assert shape == preset
     assert preset.n_params() == sum(p.numel() for p in meta_model(kwargs).parameters()) == published
+    assert PRESETS[preset.name] is preset
 
 
 def test_shape_and_recipe_validation():

@@ -127,6 +127,7 @@ LLAMA2_7B = ModelShape("Llama-2-7B", n_layer=32, hidden=4096, n_head=32, n_kv_he
                        vocab_size=32000, tied_embeddings=False)
 LLAMA2_70B = ModelShape("Llama-2-70B", n_layer=80, hidden=8192, n_head=64, n_kv_head=8, ffn_hidden=28672,
                         vocab_size=32000, tied_embeddings=False)
+PRESETS = {shape.name: shape for shape in (SMOLLM2_135M, LLAMA2_7B, LLAMA2_70B)}  # e.g. a widget's model choice
 
 
 @dataclass(frozen=True)
