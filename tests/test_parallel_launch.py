@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from course_utils.parallel.launch import RankContext, WorkerError, _worker, hello_rank, launch, resolve_backend
+from course_utils.parallel.launch import (RankContext, WorkerError, _worker, free_port, hello_rank, launch,
+                                         resolve_backend)
 
 
 # Worker functions must be importable by the spawned ranks: module-level functions of this test module.
@@ -93,18 +94,13 @@ def test_a_hang_ends_in_a_timeout_and_nothing_survives(tmp_path):
 
 def test_the_worker_destroys_its_process_group_on_success_and_on_failure(tmp_path):
     # _worker is what each spawned rank runs; here it runs in this process as a world of one.
-    _worker(add_rank, (10,), 0, 1, "gloo", _free_port(), 1, 30.0, str(tmp_path))
+    _worker(add_rank, (10,), 0, 1, "gloo", free_port(), 1, 30.0, str(tmp_path))
     assert not dist.is_initialized()
     assert torch.load(tmp_path / "rank0.result") == 10
     with pytest.raises(SystemExit):
-        _worker(always_raise, (), 0, 1, "gloo", _free_port(), 1, 30.0, str(tmp_path))
+        _worker(always_raise, (), 0, 1, "gloo", free_port(), 1, 30.0, str(tmp_path))
     assert not dist.is_initialized()
     assert "ValueError: rank 0 refuses" in (tmp_path / "rank0.error").read_text()
-
-
-def _free_port() -> int:
-    from course_utils.parallel.launch import free_port
-    return free_port()
 
 
 def test_bad_input_is_refused_before_anything_starts():

@@ -8,7 +8,7 @@ import torch
 from course_utils.model.gpt import MLP, CausalSelfAttention, GPTConfig
 from course_utils.parallel.launch import launch
 from course_utils.parallel.tensor_parallel import (ColumnParallelLinear, RowParallelLinear, TensorParallelAttention,
-                                                   TensorParallelMLP, _column_rows, tensor_parallel_bytes_per_layer,
+                                                   TensorParallelMLP, _shard_index, tensor_parallel_bytes_per_layer,
                                                    tensor_parallel_check_rank)
 
 CONFIG = GPTConfig(vocab_size=65, block_size=8, n_layer=1, n_head=4, n_embd=32)
@@ -32,8 +32,8 @@ def test_split_layers_equal_the_unsplit_ones_with_one_all_reduce_each_way():
 
 def test_qkv_rows_take_each_ranks_heads_from_q_k_and_v():
     # out = 3 * 8 rows (q, k, v of width 8), 2 ranks: rank 1 holds rows 4-7 of q, 12-15 of k, 20-23 of v.
-    assert _column_rows(24, 1, 2, groups=3).tolist() == [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23]
-    assert _column_rows(8, 0, 2).tolist() == [0, 1, 2, 3]
+    assert _shard_index(24, 1, 2, groups=3).tolist() == [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23]
+    assert _shard_index(8, 0, 2).tolist() == [0, 1, 2, 3]
 
 
 def test_communication_per_layer_is_megatrons_two_all_reduces_each_way():

@@ -9,8 +9,8 @@ to floating-point rounding: :func:`ddp_training_rank` returns the parameters for
 
 Communication: a ring all-reduce of S bytes sends (and receives) 2 (p - 1) / p * S bytes per rank (a reduce-scatter
 then an all-gather, Patarasuk & Yuan 2009, "Bandwidth optimal all-reduce algorithms for clusters of workstations").
-DDP groups gradients into buckets (``bucket_cap_mb``, 25 MB by default, the first bucket 1 MB) and starts each
-bucket's all-reduce as soon as its gradients are ready, overlapping communication with the rest of backward (Li et
+DDP groups gradients into buckets (``bucket_cap_mb``, 25 MiB by default) and starts each bucket's all-reduce as
+soon as its gradients are ready, overlapping communication with the rest of backward (Li et
 al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training").
 
 Left out: gradient clipping and learning-rate schedules (the comparison uses a constant learning rate and no
@@ -121,11 +121,19 @@ def max_abs_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-def train_single_process(setup: DataParallelSetup) -> tuple[dict[str, torch.Tensor], list[float], list[float]]:
+def train_single_process(setup: DataParallelSetup, device: torch.device | str = "cpu"
+                         ) -> tuple[dict[str, torch.Tensor], list[float], list[float]]:
     """The reference: one process, the combined batches; returns (parameters, losses, seconds per step)."""
-    model = build_model(setup.model, setup.seed)
-    losses, seconds = train_steps(model, make_adamw(model, setup), setup.batches)
+    model = build_model(setup.model, setup.seed, device)
+    losses, seconds = train_steps(model, make_adamw(model, setup), setup.batches, device)
     return full_state(model), losses, seconds
+
+
+def tokens_per_second(seconds: list[float], tokens_per_step: int) -> float:
+    """Throughput over the steps after the first (the first pays for one-off set-up: allocations, DDP's buckets)."""
+    if len(seconds) < 2:
+        raise ValueError(f"need at least 2 timed steps (the first is skipped), got {len(seconds)}")
+    return tokens_per_step * (len(seconds) - 1) / sum(seconds[1:])
 
 
 def gradient_bytes(model: nn.Module) -> int:

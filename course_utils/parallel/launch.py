@@ -126,7 +126,7 @@ def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str,
                                 timeout=datetime.timedelta(seconds=timeout_s))
         result = fn(RankContext(rank, world_size, backend, device), *args)
         _write_atomically(out / f"rank{rank}.result", result)
-    except BaseException as error:  # noqa: BLE001 -- every failure is reported to the parent, then re-raised
+    except BaseException as error:  # noqa: BLE001 -- every failure goes to the parent; the rank exits with code 1
         _write_atomically(out / f"rank{rank}.error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
         raise SystemExit(1)
     finally:
@@ -180,10 +180,12 @@ def _first_failure(processes: list, out: Path) -> WorkerError | None:
     return failures[0] if failures else None
 
 
-def hello_rank(ctx: RankContext) -> dict:
+def hello_rank(ctx: RankContext, fail_rank: int | None = None) -> dict:
     """A first worker: report who this rank is, when it started running user code, and one all-reduce (the sum of
-    the ranks, which every rank must agree on)."""
+    the ranks, which every rank must agree on). ``fail_rank`` makes that rank raise first, to see a failure."""
     started = time.time()
+    if ctx.rank == fail_rank:
+        raise RuntimeError(f"rank {ctx.rank} was asked to fail before the all-reduce")
     total = torch.tensor([float(ctx.rank)], device=ctx.device)
     dist.all_reduce(total)  # sum over ranks: 0 + 1 + ... + (p - 1)
     return {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend, "pid": os.getpid(),

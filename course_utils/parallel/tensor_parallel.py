@@ -94,58 +94,57 @@ def check_divisible(what: str, size: int, world_size: int) -> None:
                          f"choose a world size among {divisors}")
 
 
-def _column_rows(out_features: int, rank: int, world_size: int, groups: int = 1) -> torch.Tensor:
-    """Row indices of rank's share: each of ``groups`` equal blocks of rows (Q, K, V) split into world_size parts."""
-    per_group = out_features // groups
+def _shard_index(features: int, rank: int, world_size: int, groups: int = 1) -> torch.Tensor:
+    """Indices of rank's share: each of ``groups`` equal blocks of features (Q, K, V) split into world_size parts."""
+    per_group = features // groups
     part = per_group // world_size
     return torch.cat([torch.arange(g * per_group + rank * part, g * per_group + (rank + 1) * part)
                       for g in range(groups)])
 
 
-class ColumnParallelLinear(nn.Module):
-    """Rank ``rank``'s output features of a linear layer; input replicated, output (B, T, out/p) local."""
+class _ShardedLinear(nn.Module):
+    """A linear layer's shard on one rank; ``split_dim`` of the (out, in) weight is the split one."""
+
+    split_dim = 0
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, log: CommLog | None = None,
-                 name: str = "column") -> None:
+                 name: str = "linear") -> None:
         super().__init__()
-        self.weight = nn.Parameter(weight)  # (out/p, in)
-        self.bias = nn.Parameter(bias) if bias is not None else None  # (out/p,)
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias) if bias is not None else None
         self.log, self.name = log, name
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int, world_size: int, groups: int = 1,
-                    log: CommLog | None = None, name: str = "column") -> "ColumnParallelLinear":
-        check_divisible(f"{name}: output features per group", linear.out_features // groups, world_size)
-        rows = _column_rows(linear.out_features, rank, world_size, groups)
-        bias = linear.bias.detach()[rows].clone() if linear.bias is not None else None
-        layer = cls(linear.weight.detach()[rows].clone(), bias, log, name)
-        layer.source_rows = rows  # which rows of the unsplit weight (and bias) this rank holds
+                    log: CommLog | None = None, name: str = "linear") -> "_ShardedLinear":
+        """Cut rank's shard out of an unsplit ``nn.Linear`` (``groups`` > 1: Q, K and V are split each)."""
+        features = linear.weight.shape[cls.split_dim]
+        kind = "output" if cls.split_dim == 0 else "input"
+        check_divisible(f"{name}: {kind} features per group", features // groups, world_size)
+        index = _shard_index(features, rank, world_size, groups).to(linear.weight.device)  # index_select: same device
+        bias = None
+        if linear.bias is not None:  # a column shard owns its outputs' biases; a row shard adds the whole bias
+            bias = (linear.bias.detach()[index] if cls.split_dim == 0 else linear.bias.detach()).clone()
+        layer = cls(linear.weight.detach().index_select(cls.split_dim, index).clone(), bias, log, name)
+        layer.source_index = index  # which rows (column parallel) or columns (row parallel) of the weight it holds
         return layer
+
+
+class ColumnParallelLinear(_ShardedLinear):
+    """Rank ``rank``'s output features: weight (out/p, in), bias (out/p,); input replicated, output (B, T, out/p)."""
+
+    split_dim = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _CopyToParallel.apply(x, self.log, self.name)  # f: all-reduce of dL/dx in backward
         return F.linear(x, self.weight, self.bias)  # (B, T, out/p)
 
 
-class RowParallelLinear(nn.Module):
-    """Rank ``rank``'s input features of a linear layer; input (B, T, in/p) local, output summed over ranks."""
+class RowParallelLinear(_ShardedLinear):
+    """Rank ``rank``'s input features: weight (out, in/p), bias (out,) added once after the sum; input
+    (B, T, in/p) local, output (B, T, out) summed over ranks."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, log: CommLog | None = None,
-                 name: str = "row") -> None:
-        super().__init__()
-        self.weight = nn.Parameter(weight)  # (out, in/p)
-        self.bias = nn.Parameter(bias) if bias is not None else None  # (out,), added once, after the sum
-        self.log, self.name = log, name
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int, world_size: int, groups: int = 1,
-                    log: CommLog | None = None, name: str = "row") -> "RowParallelLinear":
-        check_divisible(f"{name}: input features per group", linear.in_features // groups, world_size)
-        cols = _column_rows(linear.in_features, rank, world_size, groups)
-        bias = linear.bias.detach().clone() if linear.bias is not None else None
-        layer = cls(linear.weight.detach()[:, cols].clone(), bias, log, name)
-        layer.source_cols = cols  # which columns of the unsplit weight this rank holds (the bias is whole)
-        return layer
+    split_dim = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         partial = F.linear(x, self.weight)  # (B, T, out): this rank's partial sum
@@ -198,11 +197,11 @@ def tensor_parallel_bytes_per_layer(batch: int, seq_len: int, n_embd: int, world
             "sent_per_rank_per_step": 4 * ring_allreduce_bytes_per_rank(per_all_reduce, world_size)}
 
 
-def _shard_of_full_grad(layer: nn.Module, name: str, full_grad: torch.Tensor) -> torch.Tensor:
-    """The part of the unsplit layer's gradient that ``layer`` (column or row parallel) holds."""
-    if hasattr(layer, "source_rows"):
-        return full_grad[layer.source_rows]
-    return full_grad[:, layer.source_cols] if name == "weight" else full_grad
+def _shard_of_full_grad(layer: _ShardedLinear, name: str, full_grad: torch.Tensor) -> torch.Tensor:
+    """The part of the unsplit layer's gradient that ``layer`` holds (a row shard's bias is whole)."""
+    if name == "bias" and layer.split_dim == 1:
+        return full_grad
+    return full_grad.index_select(layer.split_dim if name == "weight" else 0, layer.source_index)
 
 
 def tensor_parallel_check_rank(ctx: RankContext, config: GPTConfig, batch_size: int, seed: int) -> dict:
@@ -210,12 +209,13 @@ def tensor_parallel_check_rank(ctx: RankContext, config: GPTConfig, batch_size: 
     upstream gradient; returns per part the largest |difference| of the output, the input's gradient and every
     weight gradient (against the matching slice of the unsplit gradient), and the all-reduces counted."""
     if config.dropout != 0:
-        raise ValueError(f"dropout must be 0 to compare outputs (ranks would draw different masks), got {config.dropout}")
-    with torch.random.fork_rng(devices=[]):
+        raise ValueError(f"dropout must be 0 to compare outputs (ranks would draw different masks), "
+                         f"got {config.dropout}")
+    with torch.random.fork_rng(devices=[]):  # drawn on the CPU (the same numbers on every rank), then moved
         torch.manual_seed(seed)
-        parts = {"mlp": MLP(config), "attention": CausalSelfAttention(config)}
-        x = torch.randn(batch_size, config.block_size, config.n_embd)  # (B, T, C)
-        upstream = torch.randn(batch_size, config.block_size, config.n_embd)  # (B, T, C): a made-up dL/dy
+        parts = {"mlp": MLP(config).to(ctx.device), "attention": CausalSelfAttention(config).to(ctx.device)}
+        x = torch.randn(batch_size, config.block_size, config.n_embd).to(ctx.device)  # (B, T, C)
+        upstream = torch.randn(batch_size, config.block_size, config.n_embd).to(ctx.device)  # (B, T, C): dL/dy
     builders = {"mlp": TensorParallelMLP, "attention": TensorParallelAttention}
     results = {}
     for name, full in parts.items():
@@ -231,7 +231,8 @@ def tensor_parallel_check_rank(ctx: RankContext, config: GPTConfig, batch_size: 
         for path, layer in parallel.named_children():
             for pname, p in layer.named_parameters():
                 reference = getattr(full_modules[path], pname).grad
-                diffs[f"{path}.{pname}.grad"] = (_shard_of_full_grad(layer, pname, reference) - p.grad).abs().max().item()
+                expected = _shard_of_full_grad(layer, pname, reference)
+                diffs[f"{path}.{pname}.grad"] = (expected - p.grad).abs().max().item()
         shapes = {f"{path}.weight": tuple(layer.weight.shape) for path, layer in parallel.named_children()}
         results[name] = {"max_abs_diff": diffs, "comm": log.summary(), "local_weight_shapes": shapes}
     return results
