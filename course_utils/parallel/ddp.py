@@ -168,11 +168,13 @@ def all_reduce_timing_rank(ctx: RankContext, sizes_bytes: list[int], repeats: in
     return {n: time_all_reduce(n, ctx.device, repeats) for n in sizes_bytes}
 
 
-def ddp_training_rank(ctx: RankContext, setup: DataParallelSetup, allreduce_repeats: int = 5) -> dict:
+def ddp_training_rank(ctx: RankContext, setup: DataParallelSetup, allreduce_repeats: int = 5,
+                      allreduce_sizes: tuple[int, ...] = ()) -> dict:
     """Worker: DDP training of ``setup`` on this rank's shard of every batch, for :func:`launch`.
 
     Returns the final parameters, the losses of this rank's shards, the seconds per step, the gradient bytes, the
-    measured all-reduce time of a tensor that size, and DDP's bucket sizes.
+    measured all-reduce time of a tensor that size, DDP's bucket sizes, and the all-reduce time of each of
+    ``allreduce_sizes`` (bytes), measured in the same launch to save a start-up.
     """
     model = build_model(setup.model, setup.seed, ctx.device)
     ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
@@ -182,4 +184,5 @@ def ddp_training_rank(ctx: RankContext, setup: DataParallelSetup, allreduce_repe
     buckets = ddp._get_ddp_logging_data().get("bucket_sizes", "")  # private but stable: DDP's own bucket report
     return {"params": full_state(model), "losses": losses, "seconds": seconds, "grad_bytes": grad_nbytes,
             "allreduce_seconds": time_all_reduce(grad_nbytes, ctx.device, allreduce_repeats),
-            "bucket_sizes": buckets}
+            "bucket_sizes": buckets,
+            "allreduce_by_size": all_reduce_timing_rank(ctx, list(allreduce_sizes), allreduce_repeats)}
