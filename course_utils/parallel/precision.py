@@ -3,8 +3,9 @@
 Follows Micikevicius et al., 2018, "Mixed Precision Training": float16 has 5 exponent bits, so gradients below
 2^-24 (its smallest subnormal) round to zero; multiplying the loss by a scale S moves every gradient up by S (the
 chain rule is linear), the optimizer sees the gradients divided by S again in float32, and a step whose scaled
-gradients overflowed to inf/NaN is skipped. The *dynamic* recipe (theirs, and ``torch.amp.GradScaler``'s) halves S
-on every overflow and doubles it after ``growth_interval`` clean steps in a row, so S sits just below overflow.
+gradients overflowed to inf/NaN is skipped. The *dynamic* rule of the common implementations (NVIDIA's AMP,
+TensorFlow's ``DynamicLossScale``, ``torch.amp.GradScaler``) halves S on every overflow and doubles it after
+``growth_interval`` clean steps in a row, so S sits just below overflow.
 bfloat16 keeps float32's 8 exponent bits (range down to 2^-133) and needs no scaling; the course trainer's
 ``TrainConfig(precision="bf16")`` (course_utils.train.loop) is that recipe and is reused, not repeated, here.
 
@@ -113,7 +114,7 @@ def collect_gradients(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor
 
 
 class LossScaler:
-    """Dynamic loss scaling (Micikevicius et al., 2018), the same rule as ``torch.amp.GradScaler``.
+    """Dynamic loss scaling (loss scaling of Micikevicius et al., 2018), the same rule as ``torch.amp.GradScaler``.
 
     Use per step: ``scaler.scale(loss).backward()``; optionally ``scaler.unscale_(optimizer)`` before gradient
     clipping; ``scaler.step(optimizer)`` (unscales if not done yet; skips the step if any gradient is inf/NaN);
