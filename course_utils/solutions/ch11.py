@@ -7,9 +7,11 @@ Answers to the questions in the exercise text.
    never more than 2 N however many ranks join. So a ring all-reduce's time per rank stays nearly flat in p (it is
    bandwidth-bound), although its 2(p - 1) steps each pay a latency, which is why large rings use trees or
    hierarchies for small messages.
-2. 70B parameters on 64 ranks: stage 0 holds 16 x 70e9 = 1,120 GB per rank, stage 1 4 x 70e9 + 12 x 70e9 / 64 =
-   293 GB, stage 2 2 x 70e9 + 14 x 70e9 / 64 = 155 GB, stage 3 16 x 70e9 / 64 = 17.5 GB. Only stage 3 fits in 80 GB
-   (and leaves room for activations).
+2. 70B parameters, 80 GB per GPU, states only. Stage 3 holds 16 x 70e9 / N_d bytes: it fits from N_d = 14 (80.0 GB
+   at 14 ranks, 86.2 GB at 13). Stages 0, 1 and 2 never fit: what they do not shard is already too big, 16 x 70e9 =
+   1,120 GB (stage 0), the 16-bit weights and gradients 4 x 70e9 = 280 GB (stage 1) and the 16-bit weights
+   2 x 70e9 = 140 GB (stage 2), whatever N_d is. That is why ZeRO-3/FSDP (or tensor and pipeline parallelism, which
+   split the weights too) is needed for models whose 16-bit weights alone exceed a GPU.
 3. GELU acts on each hidden feature alone, and column-parallel sharding gives each rank *whole* hidden features
    (complete dot products over all C inputs), so GELU of a rank's slice is exactly that slice of the full GELU. Split
    by columns of ``w_fc`` (input features), each rank would hold a partial sum of every hidden feature, and
