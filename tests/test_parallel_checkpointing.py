@@ -118,3 +118,27 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(TypeError, match="course GPT"):
         with activation_checkpointing(torch.nn.Linear(2, 2)):
             pass
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_checkpoint_costs_on_cuda_agree_with_the_count_to_a_relative_tolerance():
+    # On CUDA a float32 SDPA call runs the memory-efficient kernel, which keeps a slightly different set of small
+    # tensors for backward than the CPU kernel: per block two 0-dim int64 random-number tensors (seed and offset,
+    # 16 B), and a log-sum-exp padded to a multiple of 32 queries. The counts therefore agree with the CPU count to a
+    # relative 1e-3 (here 32 bytes out of about 2 MiB), not to the byte.
+    from course_utils.parallel.activations import gpt_activation_bytes
+    config = GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=2, n_embd=64, dropout=0.0)
+    torch.manual_seed(0)
+    model = GPT(config).to("cuda")
+    g = torch.Generator(device="cuda").manual_seed(1)
+    idx = torch.randint(65, (4, 64), generator=g, device="cuda")
+    targets = torch.randint(65, (4, 64), generator=g, device="cuda")
+    cost = checkpoint_costs(model, idx, targets, repeats=2)
+    B, T, C, L = 4, 64, config.n_embd, config.n_layer
+    formula = gpt_activation_bytes(config, B, T)
+    outside = formula["output"] + 2 * 4 * B * T + 8 * (2 * B * T + T) + 4
+    assert abs(cost.plain_bytes - formula["total"]) / formula["total"] < 1e-3
+    expected_checkpointed = outside + L * 4 * B * T * C
+    assert abs(cost.checkpointed_bytes - expected_checkpointed) / expected_checkpointed < 1e-3
+    assert cost.plain_seconds > 0 and cost.checkpointed_seconds > 0 and 0.5 < cost.memory_saved < 1

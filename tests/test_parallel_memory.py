@@ -170,3 +170,32 @@ def test_zero_stages_reproduce_the_papers_figure_1():
 def test_zero_rejects_bad_input(args, error):
     with pytest.raises(error):
         zero_memory_per_rank(*args)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("attention", ["sdpa", "manual"])
+def test_cuda_allocator_holds_about_the_saved_bytes(attention):
+    # The chapter's "allocator line": after the forward pass, torch.cuda.memory_allocated grows by what autograd
+    # saved (the meter), the loss, and the allocator's rounding of each block up to 512 bytes. A warm-up step first:
+    # the first matmul allocates cuBLAS's workspace through the same allocator, and it stays allocated. The count
+    # agrees with the CPU formula to a relative 1e-3 (the memory-efficient SDPA kernel keeps two 16-byte random-number
+    # tensors per block and pads its log-sum-exp to a multiple of 32 queries).
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=64, attention=attention,
+                       dropout=0.0)
+    model = GPT(config).to("cuda")
+    idx, targets = torch.randint(0, 65, (2, 8, 64), device="cuda")
+    model(idx, targets)[1].backward()  # warm-up: cuBLAS workspace, kernel selection
+    model.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    with SavedTensorMeter(model) as meter:
+        loss = model(idx, targets)[1]
+    torch.cuda.synchronize()
+    held = torch.cuda.memory_allocated() - before
+    count = gpt_activation_bytes(config, 8, 64)
+    assert abs(meter.bytes - count["total"]) / count["total"] < 1e-3
+    rounding = 512 * (meter.n_tensors + 8)  # each storage rounded up to 512 B, plus the loss and a few scalars
+    assert meter.bytes - 2 * idx.numel() * 8 <= held <= meter.bytes + rounding  # ids/targets predate `before`
+    loss.backward()

@@ -33,6 +33,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from course_utils.parallel.activations import SavedTensorMeter
+from course_utils.parallel.precision import synchronize
 
 
 class CheckpointedBlock(nn.Module):
@@ -108,12 +109,11 @@ def saved_activation_bytes(model: nn.Module, idx: torch.Tensor, targets: torch.T
 
 
 def _forward_backward_seconds(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> float:
-    sync = torch.cuda.synchronize if idx.device.type == "cuda" else (lambda: None)
-    sync()
+    synchronize(idx.device)
     start = time.perf_counter()
     _, loss = model(idx, targets)
     loss.backward()
-    sync()
+    synchronize(idx.device)
     model.zero_grad(set_to_none=True)
     return time.perf_counter() - start
 

@@ -13,7 +13,8 @@ What is here: :func:`float_ranges` (torch.finfo in one table), :func:`cast_outco
 to a format does to them), :func:`collect_gradients` (a real model's weight and activation gradients),
 :class:`LossScaler` (the dynamic scaler, written out; tests check it against ``torch.amp.GradScaler``),
 :func:`train_fp16` (float16 autocast with the scaler, for GPUs; it runs, slowly, on CPU too, which is how CI tests
-it) and :func:`step_seconds` (time of training steps at a given precision). Left out: float8, per-tensor scaling,
+it), :func:`step_seconds` (time of training steps at a given precision) and :func:`synchronize` (wait for a
+GPU's queued kernels before reading a timer). Left out: float8, per-tensor scaling,
 master weights kept in a separate float32 copy (here weights stay float32 and autocast casts on the fly).
 """
 
@@ -222,6 +223,16 @@ def train_fp16(model: nn.Module, get_batch: BatchFn, config: TrainConfig, genera
     return history
 
 
+def synchronize(device: torch.device | str) -> None:
+    """Wait until ``device`` has finished its queued work (CUDA and MPS run kernels asynchronously), so that a
+    wall-clock timer reads finished computation rather than kernel launches; nothing to wait for on the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 @dataclass
 class StepTimes:
     """Seconds of each timed training step (forward, backward, optimizer step) after the warm-up steps."""
@@ -249,16 +260,14 @@ def step_seconds(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, ste
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     times = StepTimes()
     for i in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
             _, loss = model(idx, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         if i >= warmup:
             times.seconds.append(time.perf_counter() - start)
     return times
