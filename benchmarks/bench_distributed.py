@@ -6,7 +6,8 @@ and all-reduce bandwidth, through the course's launcher (course_utils.parallel.l
   * DDP tokens/s: the same tiny GPT, the same combined batches, the same number of AdamW steps; arm "ddp" = 2 ranks
     with 1 thread each (each rank computes half the batch, gradients all-reduced), arm "threads" = 1 process with 2
     torch threads on the whole batch, arm "1 thread" = 1 process, 1 thread (the baseline both try to beat).
-    Throughput excludes start-up and the first step of each arm;
+    Throughput excludes start-up and the first step of each arm; the arms run in ``--rounds`` interleaved rounds
+    (default 5), reported as median and range;
   * all-reduce: median time of ``dist.all_reduce`` of float32 tensors from 1 KB to 64 MB (5 repeats after a
     warm-up); algorithmic bandwidth = size / time, bus bandwidth = algorithmic x 2 (p - 1) / p (the bytes each rank
     actually sends in a ring, the convention of nccl-tests).
@@ -14,7 +15,7 @@ The backend is gloo on CPU; ``--backend auto`` picks NCCL where there is one CUD
 script then measures GPUs (models and batches on each rank's device).
 
     .venv/bin/python benchmarks/bench_distributed.py                 # 20 steps, batch 16 x 64, sizes 1 KB-64 MB
-    .venv/bin/python benchmarks/bench_distributed.py --quick         # 6 steps, sizes 1 KB-1 MB
+    .venv/bin/python benchmarks/bench_distributed.py --quick         # 6 steps, 2 rounds, sizes 1 KB-1 MB
 """
 
 from __future__ import annotations
@@ -45,21 +46,27 @@ def measure_startup(backend: str, world_size: int, repeats: int) -> tuple[float,
     return statistics.median(to_user_code), statistics.median(whole)
 
 
-def measure_ddp(backend: str, world_size: int, steps: int, batch: int, config: GPTConfig) -> dict[str, float]:
+def measure_ddp(backend: str, world_size: int, steps: int, batch: int, config: GPTConfig,
+                rounds: int) -> dict[str, list[float] | float]:
+    """Tokens/s of the three arms in ``rounds`` interleaved rounds (DDP launch, 1 process x p threads, 1 x 1), so a
+    slow moment of a shared machine hits every arm alike; plus the gradient size and all-reduce share of round 1."""
     ids = torch.randint(0, config.vocab_size, (200_000,), generator=torch.Generator().manual_seed(0))
     setup = DataParallelSetup(config, make_batches(ids, steps, batch, config.block_size, seed=1))
     device = "cuda" if backend == "nccl" else "cpu"
-    out = {}
-    ranks = launch(ddp_training_rank, world_size, args=(setup,), backend=backend, threads_per_rank=1)
-    out[f"ddp, {world_size} processes x 1 thread"] = tokens_per_second(ranks[0]["seconds"], setup.tokens_per_step)
-    for threads in (world_size, 1):
-        with torch_threads(threads):
-            seconds = train_single_process(setup, device)[2]
-        out[f"1 process x {threads} thread{'s' if threads > 1 else ''}"] = tokens_per_second(
-            seconds, setup.tokens_per_step)
-    out["grad_bytes"] = ranks[0]["grad_bytes"]
-    out["allreduce_ms"] = 1e3 * ranks[0]["allreduce_seconds"]
-    out["step_ms_ddp"] = 1e3 * statistics.median(ranks[0]["seconds"][1:])
+    arms = [f"ddp, {world_size} processes x 1 thread", f"1 process x {world_size} threads", "1 process x 1 thread"]
+    out: dict = {arm: [] for arm in arms}
+    for round_ in range(rounds):
+        ranks = launch(ddp_training_rank, world_size, args=(setup,), backend=backend, threads_per_rank=1)
+        out[arms[0]].append(tokens_per_second(ranks[0]["seconds"], setup.tokens_per_step))
+        for arm, threads in zip(arms[1:], (world_size, 1)):
+            with torch_threads(threads):
+                seconds = train_single_process(setup, device)[2]
+            out[arm].append(tokens_per_second(seconds, setup.tokens_per_step))
+        if round_ == 0:
+            out["grad_bytes"] = ranks[0]["grad_bytes"]
+            out["bucket_bytes"] = ranks[0]["bucket_bytes"]
+            out["allreduce_ms"] = 1e3 * ranks[0]["allreduce_seconds"]
+            out["step_ms_ddp"] = 1e3 * statistics.median(ranks[0]["seconds"][1:])
     return out
 
 
@@ -69,6 +76,7 @@ def main() -> None:
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=16, help="combined batch (split across the ranks)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the three DDP/thread arms")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     steps = 6 if args.quick else args.steps
@@ -82,13 +90,22 @@ def main() -> None:
     print(f"\nstart-up: {user_code:.2f} s from launch() to the last rank's user code; {whole:.2f} s for a whole "
           "launch (start, rendezvous, one all-reduce, teardown), medians")
 
-    ddp = measure_ddp(backend, args.world_size, steps, args.batch, config)
+    rounds = 2 if args.quick else args.rounds
+    ddp = measure_ddp(backend, args.world_size, steps, args.batch, config, rounds)
     print(f"\nDDP, tiny GPT ({config.n_layer} x {config.n_embd}, T={config.block_size}), combined batch {args.batch}, "
-          f"{steps} steps (first skipped):")
-    print("| arm | tokens/s | vs 1 process x 1 thread |\n|---|---|---|")
-    base = ddp["1 process x 1 thread"]
-    for arm in (k for k in ddp if "process" in k):
-        print(f"| {arm} | {ddp[arm]:,.0f} | {ddp[arm] / base:.2f}x |")
+          f"{steps} steps (first skipped), {rounds} interleaved rounds:")
+    print("| arm | tokens/s, median | range | median vs 1 process x 1 thread |\n|---|---|---|---|")
+    arms = [k for k in ddp if "process" in k]
+    medians = {arm: statistics.median(ddp[arm]) for arm in arms}
+    base = medians["1 process x 1 thread"]
+    for arm in arms:
+        print(f"| {arm} | {medians[arm]:,.0f} | {min(ddp[arm]):,.0f}-{max(ddp[arm]):,.0f} | {medians[arm] / base:.2f}x |")
+    ddp_arm, threads_arm = arms[0], arms[1]
+    overlap = min(ddp[ddp_arm]) <= max(ddp[threads_arm]) and min(ddp[threads_arm]) <= max(ddp[ddp_arm])
+    print(f"DDP / threads (medians): {medians[ddp_arm] / medians[threads_arm]:.2f}x; " +
+          ("the ranges overlap: about even" if overlap else
+           f"the ranges do not overlap: {'DDP' if medians[ddp_arm] > medians[threads_arm] else 'threads'} faster"))
+    print(f"DDP's buckets after training (bytes): {ddp['bucket_bytes']}")
     share = ddp["allreduce_ms"] / ddp["step_ms_ddp"]
     print(f"gradient all-reduced per step: {ddp['grad_bytes'] / 1e6:.2f} MB (each rank sends "
           f"{ring_allreduce_bytes_per_rank(ddp['grad_bytes'], args.world_size) / 1e6:.2f} MB in a ring); a lone "

@@ -1,5 +1,8 @@
 """DDP and FSDP2 on two gloo ranks follow single-process training on the combined batch (same init, same data,
-AdamW), and FSDP2 holds half of DDP's parameter, gradient and AdamW bytes per rank."""
+AdamW), checked in float64 where a real mistake (summing the ranks' gradients) is caught by many orders of
+magnitude; FSDP2 holds half of DDP's parameter, gradient and AdamW bytes per rank and sends more bytes per step."""
+
+import dataclasses
 
 import pytest
 import torch
@@ -16,6 +19,10 @@ CONFIG = GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32)
 # AdamW turns a gradient into an update of at most about lr = 1e-3 per step, so after 5 steps rounding leaves the
 # weights within ~1e-6 of each other (measured 1.3e-6), while training itself moves them by ~lr per step.
 TOLERANCE = 1e-5
+# In float64 the same reordering leaves ~1e-16 relative per sum (measured gap ~3e-15 after 5 steps, the weights
+# having moved by ~5e-3): 1e-10 of the weights' change leaves four orders of magnitude of head-room, and a real
+# mistake (summing instead of averaging: ~1e-4) is ~1e6 times above it.
+RELATIVE_TOLERANCE_64 = 1e-10
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +34,20 @@ def setup():
 @pytest.fixture(scope="module")
 def single(setup):
     return train_single_process(setup)
+
+
+@pytest.fixture(scope="module")
+def setup64(setup):
+    return dataclasses.replace(setup, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def single64(setup64):
+    params = train_single_process(setup64)[0]
+    initial = {k: v.detach() for k, v in build_model(CONFIG, setup64.seed, dtype=torch.float64).named_parameters()}
+    moved = max_abs_difference(params, initial)
+    assert moved > 1e-3  # training really moved the weights (5 steps of lr 1e-3)
+    return params, RELATIVE_TOLERANCE_64 * moved
 
 
 def test_ddp_on_two_ranks_equals_one_process_on_the_combined_batch(setup, single):
@@ -41,6 +62,24 @@ def test_ddp_on_two_ranks_equals_one_process_on_the_combined_batch(setup, single
     assert ranks[0]["grad_bytes"] == gradient_bytes(build_model(CONFIG, 0)) == 4 * sum(
         p.numel() for p in build_model(CONFIG, 0).parameters())
     assert ranks[0]["allreduce_seconds"] > 0
+    assert sum(ranks[0]["bucket_bytes"]) == ranks[0]["grad_bytes"]  # the buckets in use hold the whole gradient
+    assert ranks[0]["allreduced_bytes_per_step"] == ranks[0]["grad_bytes"]  # counted by the hook, every step
+
+
+def test_in_float64_ddp_equals_one_process_and_summing_the_gradients_is_caught(setup64, single64):
+    reference, tolerance = single64
+    right = launch(ddp_training_rank, world_size=2, args=(setup64, 1), backend="gloo", timeout_s=120)
+    wrong = launch(ddp_training_rank, world_size=2, args=(setup64, 1, (), False), backend="gloo", timeout_s=120)
+    assert all(v.dtype == torch.float64 for v in right[0]["params"].values())
+    assert max_abs_difference(right[0]["params"], reference) < tolerance
+    assert max_abs_difference(right[0]["params"], right[1]["params"]) == 0.0
+    assert max_abs_difference(wrong[0]["params"], reference) > 1e5 * tolerance  # many orders of magnitude above
+
+
+def test_in_float64_one_rank_on_the_wrong_shard_is_caught(setup64, single64):
+    reference, tolerance = single64
+    half = dataclasses.replace(setup64, batches=[shard_batch(i, t, 0, 2) for i, t in setup64.batches])
+    assert max_abs_difference(train_single_process(half)[0], reference) > 1e5 * tolerance
 
 
 def test_the_equality_check_can_fail_one_rank_alone_is_not_the_combined_batch(setup, single):
@@ -48,11 +87,15 @@ def test_the_equality_check_can_fail_one_rank_alone_is_not_the_combined_batch(se
     assert max_abs_difference(train_single_process(half)[0], single[0]) > 100 * TOLERANCE
 
 
-def test_fsdp2_matches_ddp_and_holds_half_the_state_per_rank(setup, single):
-    ranks = launch(fsdp_training_rank, world_size=2, args=(setup,), backend="gloo", timeout_s=180)
+def test_fsdp2_matches_ddp_and_holds_half_the_state_per_rank(setup, single, setup64, single64):
+    ranks = launch(fsdp_training_rank, world_size=2, args=(setup, setup64), backend="gloo", timeout_s=180)
     for r in ranks:
         assert max_abs_difference(r["fsdp"]["params"], single[0]) < TOLERANCE
         assert max_abs_difference(r["fsdp"]["params"], r["ddp"]["params"]) < TOLERANCE
+        assert max_abs_difference(r["fsdp_equality_params"], single64[0]) < single64[1]  # float64, tight
+    ddp_sent, fsdp_sent = ranks[0]["ddp"]["sent_bytes_per_step"], ranks[0]["fsdp"]["sent_bytes_per_step"]
+    assert ddp_sent == ranks[0]["ddp"]["bytes"]["gradients"]  # 2 (p - 1) / p = 1 gradient for p = 2
+    assert 1.2 < fsdp_sent / ddp_sent <= 1.5  # gathers twice and reduce-scatters once; the root is kept after forward
     full = ranks[0]["ddp"]["bytes"]
     n_params = sum(p.numel() for p in build_model(CONFIG, 0).parameters())
     assert full == {"parameters": 4 * n_params, "gradients": 4 * n_params, "adam_moments": 8 * n_params}

@@ -3,6 +3,9 @@ raises, is killed or hangs gives a clear error in bounded time with no worker le
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -47,6 +50,46 @@ def add_rank(ctx: RankContext, offset: int) -> int:
 
 def always_raise(ctx: RankContext) -> None:
     raise ValueError(f"rank {ctx.rank} refuses")
+
+
+def return_text(ctx: RankContext) -> str:
+    return f"rank {ctx.rank} says hello"
+
+
+def start_child_then_raise(ctx: RankContext, directory: str) -> None:
+    """Rank 1 starts a long-lived child process (like a DataLoader worker), records its pid, then raises."""
+    _record_pid(directory, ctx)
+    if ctx.rank == 1:
+        child = subprocess.Popen(["sleep", "600"])
+        with open(os.path.join(directory, "child"), "w") as f:
+            f.write(str(child.pid))
+        raise RuntimeError("rank 1 fails with a child still running")
+    time.sleep(600)
+
+
+def wait_forever(ctx: RankContext, directory: str) -> None:
+    _record_pid(directory, ctx)
+    time.sleep(600)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped by an init that may never reap it) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for_files(directory, names, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all((directory / n).exists() for n in names):
+        assert time.monotonic() < deadline, f"{names} never appeared in {directory}"
+        time.sleep(0.1)
 
 
 def _assert_workers_gone(directory) -> None:
@@ -116,3 +159,55 @@ def test_bad_input_is_refused_before_anything_starts():
         launch(hello_rank, world_size=0)
     with pytest.raises(ValueError, match="timeout_s must be > 0"):
         launch(hello_rank, timeout_s=0)
+
+
+def test_a_str_result_comes_back_like_any_other():
+    assert launch(return_text, world_size=2, backend="gloo", timeout_s=120) == ["rank 0 says hello",
+                                                                                 "rank 1 says hello"]
+
+
+def test_processes_a_rank_started_are_stopped_with_it(tmp_path):
+    with pytest.raises(WorkerError, match="rank 1 raised RuntimeError"):
+        launch(start_child_then_raise, world_size=2, args=(str(tmp_path),), timeout_s=120)
+    child = int((tmp_path / "child").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child), "the rank's child process outlived the launch"
+    _assert_workers_gone(tmp_path)
+
+
+def test_a_keyboard_interrupt_in_the_caller_stops_every_rank(tmp_path):
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 8.0)  # the ranks are sleeping by then (start-up takes 2-5 s)
+        with pytest.raises(KeyboardInterrupt):
+            launch(wait_forever, world_size=2, args=(str(tmp_path),), timeout_s=120)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert (tmp_path / "pid0").exists() and (tmp_path / "pid1").exists(), "interrupted before the ranks ran"
+    pids = [int((tmp_path / f"pid{r}").read_text()) for r in range(2)]
+    assert not any(_alive(pid) for pid in pids)
+
+
+def test_ranks_exit_when_the_launching_process_dies(tmp_path):
+    script = textwrap.dedent(f"""
+        from course_utils.parallel.launch import launch
+        from tests.test_parallel_launch import wait_forever
+        launch(wait_forever, world_size=2, args=({str(tmp_path)!r},), timeout_s=300)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        _wait_for_files(tmp_path, ["pid0", "pid1"])
+    finally:
+        parent.kill()  # SIGKILL: no finally block of the launcher runs, only the ranks' own watch can help
+        parent.wait()
+    pids = [int((tmp_path / f"pid{r}").read_text()) for r in range(2)]
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids), "ranks outlived their killed parent"

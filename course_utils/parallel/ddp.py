@@ -11,7 +11,15 @@ Communication: a ring all-reduce of S bytes sends (and receives) 2 (p - 1) / p *
 then an all-gather, Patarasuk & Yuan 2009, "Bandwidth optimal all-reduce algorithms for clusters of workstations").
 DDP groups gradients into buckets (``bucket_cap_mb``, 25 MiB by default) and starts each bucket's all-reduce as
 soon as its gradients are ready, overlapping communication with the rest of backward (Li et
-al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training").
+al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training"). After the first iteration DDP
+rebuilds its buckets in the order the gradients arrived, and caps the *first* one at 1 MiB (so that communication
+starts early): :func:`ddp_bucket_bytes` reads the buckets in use, after training. The worker installs a
+communication hook that does what DDP does by default (divide by p, all-reduce) and counts the bytes it
+all-reduces; ``average=False`` leaves the division out, the classic mistake, for tests to show that it is caught.
+
+The equality with one process is checked best in float64 (``DataParallelSetup.dtype``): then the order in which
+the two arms add the same numbers changes only the last bits of a float64 (about 1e-16 relative), so any real
+mistake stands out by many orders of magnitude; the timings stay in float32.
 
 Left out: gradient clipping and learning-rate schedules (the comparison uses a constant learning rate and no
 clipping; both would work the same on every rank), ``no_sync`` for accumulation, uneven inputs (``join``).
@@ -47,6 +55,7 @@ class DataParallelSetup:
     lr: float = 1e-3
     weight_decay: float = 0.1
     seed: int = 0
+    dtype: torch.dtype = torch.float32  # float64 for equality checks; float32 for timings
 
     def __post_init__(self) -> None:
         if self.model.dropout != 0:
@@ -54,6 +63,8 @@ class DataParallelSetup:
                              f"{self.model.dropout}")
         if not self.batches:
             raise ValueError("batches is empty: give one (idx, targets) batch per training step")
+        if self.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {self.dtype}")
 
     @property
     def tokens_per_step(self) -> int:
@@ -75,12 +86,14 @@ def shard_batch(idx: torch.Tensor, targets: torch.Tensor, rank: int, world_size:
     return split_micro_batches(idx, targets, world_size)[rank]
 
 
-def build_model(config: GPTConfig, seed: int, device: torch.device | str = "cpu") -> GPT:
-    """The GPT initialised from ``seed`` without touching the caller's global random state."""
+def build_model(config: GPTConfig, seed: int, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> GPT:
+    """The GPT initialised from ``seed`` (in float32, then cast to ``dtype``: the same starting weights for every
+    dtype) without touching the caller's global random state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT(config)
-    return model.to(device)
+    return model.to(device=device, dtype=dtype)
 
 
 def make_adamw(model: nn.Module, setup: DataParallelSetup) -> torch.optim.AdamW:
@@ -124,7 +137,7 @@ def max_abs_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
 def train_single_process(setup: DataParallelSetup, device: torch.device | str = "cpu"
                          ) -> tuple[dict[str, torch.Tensor], list[float], list[float]]:
     """The reference: one process, the combined batches; returns (parameters, losses, seconds per step)."""
-    model = build_model(setup.model, setup.seed, device)
+    model = build_model(setup.model, setup.seed, device, setup.dtype)
     losses, seconds = train_steps(model, make_adamw(model, setup), setup.batches, device)
     return full_state(model), losses, seconds
 
@@ -168,21 +181,55 @@ def all_reduce_timing_rank(ctx: RankContext, sizes_bytes: list[int], repeats: in
     return {n: time_all_reduce(n, ctx.device, repeats) for n in sizes_bytes}
 
 
+def ddp_bucket_bytes(ddp: DistributedDataParallel) -> list[int]:
+    """Bytes of each gradient bucket DDP uses now. Read it after the first step: DDP rebuilds its buckets then (the
+    construction-time layout, which ``_get_ddp_logging_data()`` keeps reporting, is no longer the one in use)."""
+    return [b.buffer().numel() * b.buffer().element_size() for b in ddp.reducer._get_zeros_like_grad_buckets()]
+
+
+@dataclass
+class _HookState:
+    """State of :func:`_counting_allreduce_hook`: the group size, whether to average, the bytes all-reduced."""
+
+    world_size: int
+    average: bool
+    bytes_all_reduced: int = 0
+    calls: int = 0
+
+
+def _counting_allreduce_hook(state, bucket):
+    """DDP's default communication, written out: divide the bucket (a ``dist.GradBucket``) by p (unless
+    ``state.average`` is off: the mistake of summing the ranks' gradients) and all-reduce it; count the bytes.
+    Returns a ``torch.futures.Future`` of the reduced buffer. (No annotations: with postponed evaluation, DDP's check
+    of a hook's signature would reject them as strings.)"""
+    buffer = bucket.buffer()
+    state.bytes_all_reduced += buffer.numel() * buffer.element_size()
+    state.calls += 1
+    if state.average:
+        buffer.div_(state.world_size)
+    return dist.all_reduce(buffer, async_op=True).get_future().then(lambda fut: fut.value()[0])
+
+
 def ddp_training_rank(ctx: RankContext, setup: DataParallelSetup, allreduce_repeats: int = 5,
-                      allreduce_sizes: tuple[int, ...] = ()) -> dict:
+                      allreduce_sizes: tuple[int, ...] = (), average: bool = True) -> dict:
     """Worker: DDP training of ``setup`` on this rank's shard of every batch, for :func:`launch`.
 
     Returns the final parameters, the losses of this rank's shards, the seconds per step, the gradient bytes, the
-    measured all-reduce time of a tensor that size, DDP's bucket sizes, and the all-reduce time of each of
-    ``allreduce_sizes`` (bytes), measured in the same launch to save a start-up.
+    measured all-reduce time of a tensor that size, DDP's bucket sizes after training (``bucket_bytes``), the bytes
+    all-reduced per step (counted by the communication hook), and the all-reduce time of each of
+    ``allreduce_sizes`` (bytes), measured in the same launch to save a start-up. ``average=False`` sums the ranks'
+    gradients instead of averaging them (a deliberate mistake, for tests).
     """
-    model = build_model(setup.model, setup.seed, ctx.device)
+    model = build_model(setup.model, setup.seed, ctx.device, setup.dtype)
     ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    hook_state = _HookState(ctx.world_size, average)
+    ddp.register_comm_hook(hook_state, _counting_allreduce_hook)
     shards = [shard_batch(idx, targets, ctx.rank, ctx.world_size) for idx, targets in setup.batches]
     losses, seconds = train_steps(ddp, make_adamw(ddp, setup), shards, ctx.device)
     grad_nbytes = gradient_bytes(model)
-    buckets = ddp._get_ddp_logging_data().get("bucket_sizes", "")  # private but stable: DDP's own bucket report
     return {"params": full_state(model), "losses": losses, "seconds": seconds, "grad_bytes": grad_nbytes,
             "allreduce_seconds": time_all_reduce(grad_nbytes, ctx.device, allreduce_repeats),
-            "bucket_sizes": buckets,
+            "bucket_bytes": ddp_bucket_bytes(ddp),
+            "allreduced_bytes_per_step": hook_state.bytes_all_reduced / len(shards),
+            "allreduces_per_step": hook_state.calls / len(shards),
             "allreduce_by_size": all_reduce_timing_rank(ctx, list(allreduce_sizes), allreduce_repeats)}

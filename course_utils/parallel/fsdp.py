@@ -16,20 +16,27 @@ padding FSDP2 adds to make shards equal, activations, and allocator overhead, wh
 :func:`fsdp_training_rank` shards the course's GPT one ``fully_shard`` per transformer block plus one for the root
 (embeddings, final LayerNorm, the tied head), trains it on the rank's shard of each batch, and returns the full
 parameters (gathered) so the caller can compare them with DDP and single-process training.
+:func:`count_collectives` counts, on one rank, the full-size bytes of every all-gather and reduce-scatter FSDP2
+starts (by wrapping ``torch.distributed``'s functions while the block runs), so one FSDP2 step's traffic can be
+printed beside one DDP step's (the ZeRO paper counts 3 (p - 1) / p against 2 (p - 1) / p of the model: 1.5x).
 Left out: mixed-precision policies, CPU offload, ``reshard_after_forward=False`` (ZeRO-2-like), checkpointing.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from contextlib import contextmanager
+
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
-from course_utils.parallel.ddp import (DataParallelSetup, build_model, full_state, make_adamw, shard_batch,
-                                       train_steps)
+from course_utils.parallel.ddp import (DataParallelSetup, _counting_allreduce_hook, _HookState, build_model,
+                                       full_state, make_adamw, shard_batch, train_steps)
 from course_utils.parallel.launch import RankContext
 
 
@@ -54,6 +61,44 @@ def local_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dic
             "adam_moments": _local_bytes(s[k] for s in states for k in ("exp_avg", "exp_avg_sq") if k in s)}
 
 
+COUNTED_COLLECTIVES = ("all_gather_single", "reduce_scatter_single", "all_gather_into_tensor", "reduce_scatter_tensor",
+                       "all_reduce")
+
+
+@contextmanager
+def count_collectives():
+    """Count the calls and the full-size bytes (the largest tensor argument: the gathered output of an all-gather,
+    the input of a reduce-scatter, the tensor of an all-reduce) of ``torch.distributed``'s collectives called from
+    Python inside the block. Yields a dict ``{name: [calls, bytes]}`` filled as calls happen; restores the functions
+    afterwards. (DDP's C++ reducer bypasses these functions; its traffic is counted by a communication hook.)"""
+    counts: dict[str, list[int]] = {}
+    originals = {name: getattr(dist, name) for name in COUNTED_COLLECTIVES if hasattr(dist, name)}
+
+    def wrap(name, original):
+        def counted(*args, **kwargs):
+            sizes = [a.numel() * a.element_size() for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+            entry = counts.setdefault(name, [0, 0])
+            entry[0] += 1
+            entry[1] += max(sizes, default=0)
+            return original(*args, **kwargs)
+        return counted
+
+    try:
+        for name, original in originals.items():
+            setattr(dist, name, wrap(name, original))
+        yield counts
+    finally:
+        for name, original in originals.items():
+            setattr(dist, name, original)
+
+
+def ring_bytes_sent_per_rank(counts: dict[str, list[int]], world_size: int) -> float:
+    """Bytes one rank sends for the counted collectives in a ring: (p - 1) / p of the full size for an all-gather or
+    a reduce-scatter, 2 (p - 1) / p for an all-reduce."""
+    share = (world_size - 1) / world_size
+    return sum(nbytes * share * (2 if name == "all_reduce" else 1) for name, (_, nbytes) in counts.items())
+
+
 def shard_gpt(model: nn.Module, device_type: str, world_size: int) -> nn.Module:
     """Apply FSDP2 to the GPT in place: each block is one unit of all-gather, the root holds the rest."""
     mesh = init_device_mesh(device_type, (world_size,))
@@ -63,21 +108,38 @@ def shard_gpt(model: nn.Module, device_type: str, world_size: int) -> nn.Module:
     return model
 
 
-def fsdp_training_rank(ctx: RankContext, setup: DataParallelSetup) -> dict:
+def _train_fsdp(ctx: RankContext, setup: DataParallelSetup, shards: list) -> dict:
+    model = shard_gpt(build_model(setup.model, setup.seed, ctx.device, setup.dtype), ctx.device.type, ctx.world_size)
+    optimizer = make_adamw(model, setup)
+    with count_collectives() as counts:
+        losses, seconds = train_steps(model, optimizer, shards, ctx.device)
+    per_step = {name: [calls / len(shards), nbytes / len(shards)] for name, (calls, nbytes) in counts.items()}
+    return {"params": full_state(model), "losses": losses, "seconds": seconds,
+            "bytes": local_state_bytes(model, optimizer), "collectives_per_step": per_step,
+            "sent_bytes_per_step": ring_bytes_sent_per_rank(per_step, ctx.world_size)}
+
+
+def fsdp_training_rank(ctx: RankContext, setup: DataParallelSetup,
+                       equality_setup: DataParallelSetup | None = None) -> dict:
     """Worker: train ``setup`` once with DDP and once with FSDP2 (same init, same shards); return both runs' final
-    parameters, losses, seconds per step and the bytes this rank holds in each (for :func:`launch`)."""
+    parameters, losses, seconds per step, the bytes this rank holds in each, and the collective bytes of one step
+    of each (for :func:`launch`). With ``equality_setup`` (e.g. the same run in float64), FSDP2 also trains that,
+    and its parameters come back as ``fsdp_equality_params``."""
     shards = [shard_batch(idx, targets, ctx.rank, ctx.world_size) for idx, targets in setup.batches]
     out = {}
-    ddp_model = build_model(setup.model, setup.seed, ctx.device)
+    ddp_model = build_model(setup.model, setup.seed, ctx.device, setup.dtype)
     ddp = DistributedDataParallel(ddp_model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    hook_state = _HookState(ctx.world_size, average=True)
+    ddp.register_comm_hook(hook_state, _counting_allreduce_hook)  # DDP's own all-reduce, counted
     optimizer = make_adamw(ddp, setup)
     losses, seconds = train_steps(ddp, optimizer, shards, ctx.device)
+    per_step = {"all_reduce": [hook_state.calls / len(shards), hook_state.bytes_all_reduced / len(shards)]}
     out["ddp"] = {"params": full_state(ddp_model), "losses": losses, "seconds": seconds,
-                  "bytes": local_state_bytes(ddp_model, optimizer)}
+                  "bytes": local_state_bytes(ddp_model, optimizer), "collectives_per_step": per_step,
+                  "sent_bytes_per_step": ring_bytes_sent_per_rank(per_step, ctx.world_size)}
     del ddp, ddp_model, optimizer
-    model = shard_gpt(build_model(setup.model, setup.seed, ctx.device), ctx.device.type, ctx.world_size)
-    optimizer = make_adamw(model, setup)
-    losses, seconds = train_steps(model, optimizer, shards, ctx.device)
-    out["fsdp"] = {"params": full_state(model), "losses": losses, "seconds": seconds,
-                   "bytes": local_state_bytes(model, optimizer)}
+    out["fsdp"] = _train_fsdp(ctx, setup, shards)
+    if equality_setup is not None:
+        check_shards = [shard_batch(i, t, ctx.rank, ctx.world_size) for i, t in equality_setup.batches]
+        out["fsdp_equality_params"] = _train_fsdp(ctx, equality_setup, check_shards)["params"]
     return out

@@ -11,8 +11,11 @@ Failure is the normal case to design for. The parent polls its children until ev
 - a rank that raises: :class:`WorkerError` naming the rank, the exception and its traceback text;
 - a rank killed by a signal (or exiting without a result): :class:`WorkerError` naming the rank and the signal;
 - a hang (one rank waiting in a collective the other never joins): ``TimeoutError`` after ``timeout_s``.
-In every case the other ranks are terminated (SIGTERM, then SIGKILL) and joined, so no process is left behind, and
-each worker destroys its process group in a ``finally`` block. The same collectives also time out inside the
+In every case (and on a ``KeyboardInterrupt`` in the caller, e.g. a notebook's interrupt button) the ranks are
+stopped (SIGTERM, then SIGKILL) and joined, so no process is left behind, and each worker destroys its process group
+in a ``finally`` block. Each rank runs in its own process group (``os.setsid``) and is stopped with ``os.killpg``, so
+processes a rank started itself (DataLoader workers, a shell command) are stopped with it; and each rank watches its
+parent and exits if the parent dies (a crashed kernel would otherwise leave ranks waiting forever). The same collectives also time out inside the
 workers (``init_process_group(timeout=...)``), a second line of defence.
 
 A worker process imports torch afresh: start-up costs about 2-3 s per launch on the course machine (measured in
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import datetime
 import multiprocessing as mp
+import threading
 import os
 import signal
 import socket
@@ -42,6 +46,7 @@ import torch.distributed as dist
 
 BACKENDS = ("auto", "gloo", "nccl")
 POLL_S = 0.05
+PARENT_WATCH_S = 0.5  # how often a rank checks that its parent (the launching process) is still alive
 
 
 class WorkerError(RuntimeError):
@@ -100,19 +105,38 @@ def check_importable(fn: Callable) -> None:
                          "import it. Put it in a module (e.g. course_utils.parallel) and import it from there")
 
 
-def _write_atomically(path: Path, payload: Any) -> None:
-    """Write to a temporary name, then rename: the parent never sees a half-written file."""
+def _write_atomically(path: Path, payload: Any, as_text: bool = False) -> None:
+    """Write to a temporary name, then rename: the parent never sees a half-written file. Results always go through
+    ``torch.save`` (whatever their type, a ``str`` included); ``as_text`` is for the ``.error`` report only."""
     tmp = path.with_suffix(".tmp")
-    if isinstance(payload, str):
+    if as_text:
         tmp.write_text(payload)
     else:
         torch.save(payload, tmp)
     os.replace(tmp, path)
 
 
+def _exit_when_orphaned(parent_pid: int) -> None:
+    """Kill this rank's whole process group as soon as its parent is gone (the rank is then re-parented, so
+    ``os.getppid()`` changes). Runs in a daemon thread of every rank."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_WATCH_S)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _detach_and_watch_parent() -> None:
+    """Put this rank in its own process group (so the launcher can stop it *and* its children with one
+    ``os.killpg``) and start the thread that ends it if the launcher dies."""
+    os.setsid()
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), name="watch-parent", daemon=True).start()
+
+
 def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str, port: int, threads: int,
-            timeout_s: float, out_dir: str) -> None:
-    """Body of one spawned rank: initialise the group, run ``fn``, write the result or the traceback, tear down."""
+            timeout_s: float, out_dir: str, detach: bool = False) -> None:
+    """Body of one spawned rank: initialise the group, run ``fn``, write the result or the traceback, tear down.
+    ``detach`` (set by :func:`launch`): own process group and parent watch; off when a test calls it in-process."""
+    if detach:
+        _detach_and_watch_parent()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(threads)
@@ -127,7 +151,8 @@ def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str,
         result = fn(RankContext(rank, world_size, backend, device), *args)
         _write_atomically(out / f"rank{rank}.result", result)
     except BaseException as error:  # noqa: BLE001 -- every failure goes to the parent; the rank exits with code 1
-        _write_atomically(out / f"rank{rank}.error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
+        _write_atomically(out / f"rank{rank}.error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}",
+                          as_text=True)
         raise SystemExit(1)
     finally:
         if dist.is_initialized():
@@ -147,18 +172,30 @@ def _quiet_cpp_warnings():
             del os.environ["TORCH_CPP_LOG_LEVEL"]
 
 
+def _signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to the process group a rank leads (the rank and every process it started); a group that no longer
+    exists is fine."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _stop(processes: list) -> None:
-    """Terminate every live child (SIGTERM, then SIGKILL after 2 s) and reap them all, so none is left behind."""
+    """Stop every rank's process group (SIGTERM, then SIGKILL after 2 s) and reap the ranks, so no rank and no
+    process a rank started is left behind. Groups of ranks that already exited are killed too (their children)."""
     processes = [p for p in processes if p.pid is not None]  # a start() that failed left nothing to stop
     for p in processes:
         if p.is_alive():
-            p.terminate()
+            _signal_group(p.pid, signal.SIGTERM)
     deadline = time.monotonic() + 2.0
     for p in processes:
         p.join(max(0.0, deadline - time.monotonic()))
         if p.is_alive():
             p.kill()
             p.join()
+    for p in processes:
+        _signal_group(p.pid, signal.SIGKILL)  # whatever the rank started and left behind
 
 
 def _first_failure(processes: list, out: Path) -> WorkerError | None:
@@ -212,7 +249,8 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
     with tempfile.TemporaryDirectory(prefix="course-launch-") as tmp:
         out, port = Path(tmp), free_port()
         processes = [ctx.Process(target=_worker, name=f"course-rank{rank}", daemon=True,
-                                 args=(fn, args, rank, world_size, backend, port, threads_per_rank, timeout_s, tmp))
+                                 args=(fn, args, rank, world_size, backend, port, threads_per_rank, timeout_s, tmp),
+                                 kwargs={"detach": True})
                      for rank in range(world_size)]
         try:
             with _quiet_cpp_warnings():
