@@ -7,11 +7,11 @@ rank: every parameter is a ``DTensor`` sharded along its first dimension. Before
 its backward) the block's full parameters are all-gathered, used, and freed; its gradients are reduce-scattered so
 each rank keeps (and updates) only its shard. The optimizer therefore builds AdamW's states from the shards too.
 
-:func:`local_state_bytes` counts, on one rank, the bytes of the tensors that rank really holds (``to_local()`` of a
-DTensor: the shard) for parameters, gradients and AdamW's two moments. That is a documented CPU measurement of the
-*persistent* state; it leaves out the transient all-gathered block (one block's full parameters at a time), the
-padding FSDP2 adds to make shards equal, activations, and allocator overhead, which a GPU's
-``torch.cuda.max_memory_allocated`` would include.
+:func:`course_utils.parallel.memory.measured_state_bytes` counts, on one rank, the bytes of the tensors that rank
+really holds (``to_local()`` of a DTensor: the shard) for weights, gradients and AdamW's two moments. That is a
+documented CPU measurement of the *persistent* state; it leaves out the transient all-gathered block (one block's
+full parameters at a time), the padding FSDP2 adds to make shards equal, activations, and allocator overhead, which a
+GPU's ``torch.cuda.max_memory_allocated`` would include.
 
 :func:`fsdp_training_rank` shards the course's GPT one ``fully_shard`` per transformer block plus one for the root
 (embeddings, final LayerNorm, the tied head), trains it on the rank's shard of each batch, and returns the full
@@ -32,33 +32,12 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
-from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 from course_utils.parallel.ddp import (DataParallelSetup, _counting_allreduce_hook, _HookState, build_model,
                                        full_state, make_adamw, shard_batch, train_steps)
 from course_utils.parallel.launch import RankContext
-
-
-def _local_bytes(tensors) -> int:
-    total = 0
-    for t in tensors:
-        if t is None:
-            continue
-        local = t.to_local() if isinstance(t, DTensor) else t
-        total += local.numel() * local.element_size()
-    return total
-
-
-def local_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
-    """Bytes this rank holds for ``parameters``, ``gradients`` and ``adam_moments`` (exp_avg + exp_avg_sq),
-    counting a sharded DTensor by its local shard. Call after an optimizer step, before zeroing the gradients."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not optimizer.state:
-        raise ValueError("the optimizer has no state yet: measure after at least one optimizer.step()")
-    states = [optimizer.state[p] for p in params if p in optimizer.state]
-    return {"parameters": _local_bytes(params), "gradients": _local_bytes(p.grad for p in params),
-            "adam_moments": _local_bytes(s[k] for s in states for k in ("exp_avg", "exp_avg_sq") if k in s)}
+from course_utils.parallel.memory import measured_state_bytes
 
 
 COUNTED_COLLECTIVES = ("all_gather_single", "reduce_scatter_single", "all_gather_into_tensor", "reduce_scatter_tensor",
@@ -115,7 +94,7 @@ def _train_fsdp(ctx: RankContext, setup: DataParallelSetup, shards: list) -> dic
         losses, seconds = train_steps(model, optimizer, shards, ctx.device)
     per_step = {name: [calls / len(shards), nbytes / len(shards)] for name, (calls, nbytes) in counts.items()}
     return {"params": full_state(model), "losses": losses, "seconds": seconds,
-            "bytes": local_state_bytes(model, optimizer), "collectives_per_step": per_step,
+            "bytes": measured_state_bytes(model, optimizer), "collectives_per_step": per_step,
             "sent_bytes_per_step": ring_bytes_sent_per_rank(per_step, ctx.world_size)}
 
 
@@ -135,7 +114,7 @@ def fsdp_training_rank(ctx: RankContext, setup: DataParallelSetup,
     losses, seconds = train_steps(ddp, optimizer, shards, ctx.device)
     per_step = {"all_reduce": [hook_state.calls / len(shards), hook_state.bytes_all_reduced / len(shards)]}
     out["ddp"] = {"params": full_state(ddp_model), "losses": losses, "seconds": seconds,
-                  "bytes": local_state_bytes(ddp_model, optimizer), "collectives_per_step": per_step,
+                  "bytes": measured_state_bytes(ddp_model, optimizer), "collectives_per_step": per_step,
                   "sent_bytes_per_step": ring_bytes_sent_per_rank(per_step, ctx.world_size)}
     del ddp, ddp_model, optimizer
     out["fsdp"] = _train_fsdp(ctx, setup, shards)

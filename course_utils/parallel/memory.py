@@ -15,7 +15,8 @@ bytes of optimizer state; :mod:`course_utils.parallel.zero` shards them). Mixed 
 and time, not state memory. For a real ``nn.Module`` the count is
 :func:`course_utils.lora.memory.training_memory` (chapter 06), which :func:`model_state_memory` calls with a
 recipe's byte sizes; :func:`state_memory` is the same arithmetic for a shape, with no module at all.
-:func:`measured_state_bytes` adds up the real tensors after an optimizer step, which must equal the formula.
+:func:`measured_state_bytes` adds up the real tensors after an optimizer step, which must equal the formula; it counts
+a sharded ``DTensor`` (FSDP2's parameters, :mod:`course_utils.parallel.fsdp`) by the shard this rank holds.
 
 Activations are in :mod:`course_utils.parallel.activations`. Left out: buffers, the optimizer's temporary buffers,
 allocator fragmentation, the CUDA context, quantised weights.
@@ -182,13 +183,21 @@ def model_state_memory(model: nn.Module, recipe: TrainingRecipe = FP32_ADAMW) ->
 
 
 def _tensor_bytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+    """Bytes of the tensors this process holds: a sharded ``DTensor`` counts its local shard (``to_local()``)."""
+    total = 0
+    for t in tensors:
+        if t is None:
+            continue
+        local = t.to_local() if hasattr(t, "to_local") else t  # DTensor, without importing torch.distributed here
+        total += local.numel() * local.element_size()
+    return total
 
 
 def measured_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
     """Bytes of the real tensors after at least one optimizer step: ``weights``, ``gradients``, ``adam_moments``
     (AdamW's ``exp_avg`` and ``exp_avg_sq``) and ``step_counters`` (one scalar per parameter tensor, which the
-    per-parameter formula leaves out: bytes per *tensor*, not per parameter)."""
+    per-parameter formula leaves out: bytes per *tensor*, not per parameter). A sharded ``DTensor`` (FSDP2) counts
+    the shard this rank holds. Call it before the gradients are zeroed."""
     if not isinstance(model, nn.Module) or not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError("need an nn.Module and a torch.optim.Optimizer")
     params = list(model.parameters())
