@@ -9,7 +9,6 @@ from course_utils.exercises import ch01 as ex
 from course_utils.solutions import ch01 as sol
 
 PROBS = [0.5, 0.1, 0.9, 0.33, 0.02, 0.7]
-TEXT = "the quick queen quietly quoted quaint quips; qat and qi are words too, quite so. " * 3
 
 
 def _fails(check, *args):
@@ -58,7 +57,7 @@ def test_bits_per_byte_rejects_wrong(wrong):
     _fails(ex.check_bits_per_byte, wrong, *SMOL.values(), SMOL_BITS)
 
 
-# exercise 3: bigram counts and the most frequent follower
+# exercise 3: bigram counts and the top followers
 IDS = torch.randint(0, 7, (500,), generator=torch.Generator().manual_seed(0))
 
 
@@ -95,14 +94,58 @@ def test_bigram_counts_rejects_wrong(wrong):
     assert "tensor([" not in message  # the expected matrix is never printed
 
 
-def test_most_frequent_follower():
-    right = sol.most_frequent_follower(TEXT, "q")
-    ex.check_most_frequent_follower(right, TEXT, "q")
-    for wrong in ["q", " ", "a", "uu", 117]:
-        message = _fails(ex.check_most_frequent_follower, wrong, TEXT, "q")
-        assert repr(right) not in message
+# followers of "k" by construction: e 5 times, space 3, n 3 (tied with space), i once; preceders: a, c, d 3 times each
+FOLLOW_TEXT = ".".join(["ake"] * 3 + ["bke"] * 2 + ["ck "] * 3 + ["dkn"] * 3 + ["eki"])
+ALPHABET = "".join(sorted(set(FOLLOW_TEXT)))
+
+
+def test_top_followers_accepts_every_correct_form():
+    counts = sol.bigram_counts(torch.tensor([ALPHABET.index(c) for c in FOLLOW_TEXT]), len(ALPHABET))
+    right = sol.top_followers(counts, ALPHABET, "k")
+    assert right[0] == "e" and set(right[1:]) == {" ", "n"}
+    for answer in (right, ["e", " ", "n"], ["e", "n", " "], ("e", "n", " "), "e n", "en "):  # both tie orders
+        ex.check_top_followers(answer, FOLLOW_TEXT, "k", alphabet=ALPHABET)
+    ids = [ALPHABET.index(c) for c in "e n"]
+    ex.check_top_followers(ids, FOLLOW_TEXT, "k", alphabet=ALPHABET)                 # ids, decoded by the check
+    ex.check_top_followers(torch.tensor(ids), FOLLOW_TEXT, "k", alphabet=ALPHABET)   # a tensor of ids (topk's)
     with pytest.raises(NotImplementedError):
-        ex.check_most_frequent_follower(None, TEXT, "q")
+        ex.check_top_followers(None, FOLLOW_TEXT, "k")
+
+
+def test_top_followers_accepts_any_character_tied_for_the_last_place():
+    text = FOLLOW_TEXT + ".fki"  # now space 3, n 3, i 2: ask for the top 4, where i is alone in fourth place
+    ex.check_top_followers(["e", "n", " ", "i"], text, "k", k=4)
+    tied_last = ".".join(["ka", "kb", "kc", "kc"])  # c twice, then a and b tied for second place
+    for answer in ("ca", "cb"):
+        ex.check_top_followers(answer, tied_last, "k", k=2)
+
+
+@pytest.mark.parametrize("wrong", [
+    "u",                   # the famous follower of q, one character
+    ["u", "e", " "],       # a guess
+    ["e", "i", " "],       # third place taken by a character that follows less often
+    [" ", "e", "n"],       # order: most frequent must come first
+    ["n", " ", "e"],       # reversed: least frequent first
+    ["a", "c", "d"],       # the column, not the row: characters that come *before* k
+    [".", "k", "e"],       # the most frequent characters of the whole text
+    ["e", "e", " "],       # a character twice
+    ["e", " "],            # too few
+    ["e", " ", "n", "i"],  # too many
+    "e n i",               # a string with separators
+    [1, 0, 5],             # ids without an alphabet to decode them
+    {"e", " ", "n"},       # a set has no order
+    42,
+])
+def test_top_followers_rejects_wrong(wrong):
+    message = _fails(ex.check_top_followers, wrong, FOLLOW_TEXT, "k")
+    for right in (["e", " ", "n"], ["e", "n", " "], "e n", "en "):
+        assert repr(right) not in message  # the expected answer is never printed
+
+
+def test_top_followers_rejects_an_id_outside_the_alphabet_and_a_rare_character():
+    _fails(ex.check_top_followers, [0, 1, 99], FOLLOW_TEXT, "k", 3, ALPHABET)
+    with pytest.raises(ValueError, match="fewer than 3 distinct followers"):
+        ex.check_top_followers(["a", "b", "c"], FOLLOW_TEXT, "a")
 
 
 # exercise 4: bits excluding some targets

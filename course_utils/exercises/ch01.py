@@ -1,5 +1,5 @@
-"""Checks for chapter 01's exercises (language modelling): perplexity, bits per byte, bigram counts, and where a
-bigram's loss comes from.
+"""Checks for chapter 01's exercises (language modelling): perplexity, bits per byte, bigram counts and the top
+followers they reveal, and where a bigram's loss comes from.
 
 Each check takes the learner's function (or answer) plus the notebook data it needs, computes the expected value
 itself with plain Python (never by calling the package function the exercise asks for), and fails through
@@ -67,18 +67,47 @@ def check_bigram_counts(fn: Callable[[torch.Tensor, int], Any], ids: torch.Tenso
                        _plain_bigram_counts(ids_list, vocab_size), hint=hint)
 
 
-def check_most_frequent_follower(answer: Any, text: str, char: str) -> None:
-    """``answer``: the character that most often follows ``char`` in ``text`` (a one-character string)."""
+def _followers_as_chars(name: str, answer: Any, k: int, alphabet: str | None) -> list[str]:
+    """The learner's ``k`` followers as a list of characters: a ``k``-character string, a sequence of one-character
+    strings, or (when ``alphabet`` is given) a sequence or tensor of ids, which ``alphabet[i]`` decodes."""
+    if isinstance(answer, torch.Tensor):
+        answer = answer.tolist()
+    if not isinstance(answer, (str, list, tuple)):
+        raise AssertionError(f"{name}: expected a string or a list of {k} characters, got {type(answer).__name__}")
+    items = list(answer)
+    if len(items) != k:
+        raise AssertionError(f"{name}: expected {k} characters, got {len(items)}")
+    if alphabet is not None and all(isinstance(i, int) and not isinstance(i, bool) for i in items):
+        if not all(0 <= i < len(alphabet) for i in items):
+            raise AssertionError(f"{name}: an id is outside the alphabet's 0..{len(alphabet) - 1}")
+        return [alphabet[i] for i in items]
+    if not all(isinstance(c, str) and len(c) == 1 for c in items):
+        raise AssertionError(f"{name}: every entry must be a one-character string (decode ids with codec.decode), "
+                             f"got {answer!r}")
+    return items
+
+
+def check_top_followers(answer: Any, text: str, char: str, k: int = 3, alphabet: str | None = None) -> None:
+    """``answer``: the ``k`` characters that most often follow ``char`` in ``text``, most frequent first.
+
+    Ties are accepted in either order (and a tie for the last place accepts any of the tied characters): the answer
+    is right when its i-th character is distinct from the others and follows ``char`` exactly as often as the i-th
+    most frequent follower does. The counts come from ``text`` with plain Python, not from the learner's matrix.
+    """
     if answer is None:
         raise NotImplementedError
     followers = Counter(text[m.start() + 1] for m in re.finditer(re.escape(char), text[:-1]))
-    if not followers:
-        raise ValueError(f"{char!r} never occurs in the text followed by anything; pick another character")
-    if not isinstance(answer, str) or len(answer) != 1:
-        raise AssertionError(f"the answer must be a one-character string, got {answer!r}")
-    best = max(followers.values())
-    checks.check_true(f"the character that most often follows {char!r}", followers[answer] == best,
-                      hint="look at the row of your count matrix for that character")
+    if len(followers) < k:
+        raise ValueError(f"{char!r} has fewer than {k} distinct followers in the text; pick another character")
+    name = f"the {k} characters that most often follow {char!r}"
+    chosen = _followers_as_chars(name, answer, k, alphabet)
+    hint = (f"take the row of your count matrix for {char!r} (not its column), sort it, and decode the {k} largest "
+            "entries' ids, largest first")
+    if len(set(chosen)) != k:
+        raise AssertionError(f"{name}: a character appears twice. {hint}")
+    expected_counts = sorted(followers.values(), reverse=True)[:k]
+    n_wrong = sum(followers[c] != expected_counts[i] for i, c in enumerate(chosen))
+    checks.check_true(name, n_wrong == 0, hint=f"{n_wrong} of your {k} places are wrong. {hint}")
 
 
 def check_bits_excluding_targets(fn: Callable[[torch.Tensor, torch.Tensor, Sequence[int]], Any],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Sequence
 
 import torch
@@ -26,9 +25,11 @@ def bigram_counts(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
     return torch.bincount(pairs, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
 
 
-def most_frequent_follower(text: str, char: str) -> str:
-    """The character that most often follows ``char`` in ``text``."""
-    return Counter(text[i + 1] for i in range(len(text) - 1) if text[i] == char).most_common(1)[0][0]
+def top_followers(counts: torch.Tensor, alphabet: str, char: str, k: int = 3) -> list[str]:
+    """The ``k`` characters that most often follow ``char``, most frequent first, read from a (V, V) bigram count
+    matrix whose row a counts what follows id a; ``alphabet[i]`` is the character of id i."""
+    row = torch.as_tensor(counts)[alphabet.index(char)]  # (V,) how often each id follows char
+    return [alphabet[i] for i in row.topk(k).indices.tolist()]
 
 
 def bits_excluding_targets(table: torch.Tensor, ids: torch.Tensor, excluded_ids: Sequence[int]) -> float:
