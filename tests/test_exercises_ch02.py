@@ -42,10 +42,33 @@ def package_sliding_window(T, left, right):  # the package function covers only 
     return masks.sliding_window_mask(T, left + 1 if left >= 0 else T)
 
 
-@pytest.mark.parametrize("wrong", [off_by_one, transposed, sees_the_future, package_sliding_window])
+@pytest.mark.parametrize("wrong", [off_by_one, transposed, sees_the_future])
 def test_window_rejects_likely_wrong_answers(wrong):
     message = rejects(ex.check_window_mask, wrong)
     assert "wrong" in message or "shape" in message
+
+
+def test_window_rejects_the_package_sliding_window():  # wrong for lopsided windows, and switched off anyway
+    assert "switched off" in rejects(ex.check_window_mask, package_sliding_window)
+
+
+def package_composed(T, left, right):  # correct, but built from the package's masks instead of the inequality
+    lower = masks.sliding_window_mask(T, left + 1) if left >= 0 else masks.causal_mask(T)   # i - left <= j <= i
+    upper = masks.sliding_window_mask(T, right + 1).T if right >= 0 else masks.causal_mask(T).T  # i <= j <= i + right
+    return lower | upper
+
+
+def test_window_refuses_an_answer_composed_from_the_package_masks():
+    for T, left, right in [(7, 2, 1), (6, -1, 0), (5, -1, -1), (6, 3, -1), (5, 9, 0), (1, 0, 0)]:
+        assert torch.equal(package_composed(T, left, right), sol.window_mask(T, left, right))  # it IS correct
+    message = rejects(ex.check_window_mask, package_composed)
+    assert "switched off" in message
+    assert torch.equal(masks.causal_mask(3), torch.ones(3, 3, dtype=torch.bool).tril())  # restored afterwards
+
+
+def test_window_accepts_plain_torch_without_the_package():
+    ex.check_window_mask(lambda T, l, r: torch.ones(T, T, dtype=torch.bool).tril(r if r >= 0 else T)
+                         & torch.ones(T, T, dtype=torch.bool).triu(-l if l >= 0 else -T))
 
 
 def test_window_failure_does_not_reveal_the_answer():

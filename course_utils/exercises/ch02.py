@@ -5,15 +5,21 @@ Expected values are computed here by slow, obviously-correct loops (not by the v
 ``tests/test_exercises_ch02.py`` feeds every check the reference solution, other correct forms (lists, other dtypes)
 and the likely wrong answers (off-by-one windows, a transposed mask, a mask that sees the future, position ids
 starting at 1 or counted over padding).
+
+Exercise 1 asks for the idea behind every mask of :mod:`course_utils.model.masks`, whose functions could be composed
+into the answer (a causal sliding window OR the transpose of another one is a (left, right) window); while the
+learner's function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`. Plain
+PyTorch (``torch.tril``/``torch.triu`` with a diagonal offset) stays allowed: it still needs the inequality.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from course_utils import checks
+from course_utils.model import masks
 from course_utils.model.attention import scaled_dot_product_attention
 from course_utils.model.masks import causal_mask
 
@@ -33,13 +39,21 @@ def _window_by_loops(T: int, left: int, right: int) -> torch.Tensor:
     return mask
 
 
+def _call_without_package_masks(fn: Callable, *args: Any) -> Any:
+    """The learner's ``fn(*args)`` with the package's mask builders switched off (they compose into the answer)."""
+    with checks.package_functions_switched_off(
+            masks.causal_mask, masks.bidirectional_mask, masks.prefix_lm_mask, masks.sliding_window_mask,
+            masks.key_padding_mask, masks.padding_mask):
+        return fn(*args)
+
+
 def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
     """Exercise 1: ``fn(T, left, right)`` -> (T, T) mask in FlashAttention's ``window_size=(left, right)`` terms."""
     cases = [(4, 1, 0), (6, 2, 0), (5, 1, 1), (7, 2, 1), (7, 0, 3), (6, -1, 0), (5, -1, -1), (6, 3, -1),
              (1, 0, 0), (5, 9, 0), (8, 0, 0)]
     for n, (T, left, right) in enumerate(cases, start=1):
-        checks.check_equal(f"window case {n} of {len(cases)}", fn(T, left, right), _window_by_loops(T, left, right),
-                           hint=WINDOW_HINT)
+        checks.check_equal(f"window case {n} of {len(cases)}", _call_without_package_masks(fn, T, left, right),
+                           _window_by_loops(T, left, right), hint=WINDOW_HINT)
 
 
 def _document_mask_by_loops(doc_ids: list[int]) -> torch.Tensor:
