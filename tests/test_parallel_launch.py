@@ -67,6 +67,16 @@ def start_child_then_raise(ctx: RankContext, directory: str) -> None:
     time.sleep(600)
 
 
+def start_child_then_return(ctx: RankContext, directory: str) -> int:
+    """Rank 1 starts a long-lived child process, records its pid, and returns normally, leaving the child behind."""
+    _record_pid(directory, ctx)
+    if ctx.rank == 1:
+        child = subprocess.Popen(["sleep", "600"])
+        with open(os.path.join(directory, "child"), "w") as f:
+            f.write(str(child.pid))
+    return ctx.rank
+
+
 def wait_forever(ctx: RankContext, directory: str) -> None:
     _record_pid(directory, ctx)
     time.sleep(600)
@@ -177,13 +187,25 @@ def test_processes_a_rank_started_are_stopped_with_it(tmp_path):
     _assert_workers_gone(tmp_path)
 
 
+def test_a_child_left_by_a_rank_that_succeeded_is_stopped_too(tmp_path):
+    assert launch(start_child_then_return, world_size=2, args=(str(tmp_path),), timeout_s=120) == [0, 1]
+    child = int((tmp_path / "child").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child), "a child left by a successful rank outlived the launch"
+    _assert_workers_gone(tmp_path)
+
+
 def test_a_keyboard_interrupt_in_the_caller_stops_every_rank(tmp_path):
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        if (tmp_path / "pid0").exists() and (tmp_path / "pid1").exists():
+            raise KeyboardInterrupt
+        signal.setitimer(signal.ITIMER_REAL, 0.2)  # the ranks are not running user code yet: look again soon
 
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 8.0)  # the ranks are sleeping by then (start-up takes 2-5 s)
+        signal.setitimer(signal.ITIMER_REAL, 0.5)  # interrupts once both ranks run user code, however slow start-up is
         with pytest.raises(KeyboardInterrupt):
             launch(wait_forever, world_size=2, args=(str(tmp_path),), timeout_s=120)
     finally:

@@ -15,8 +15,9 @@ In every case (and on a ``KeyboardInterrupt`` in the caller, e.g. a notebook's i
 stopped (SIGTERM, then SIGKILL) and joined, so no process is left behind, and each worker destroys its process group
 in a ``finally`` block. Each rank runs in its own process group (``os.setsid``) and is stopped with ``os.killpg``, so
 processes a rank started itself (DataLoader workers, a shell command) are stopped with it; and each rank watches its
-parent and exits if the parent dies (a crashed kernel would otherwise leave ranks waiting forever). The same collectives also time out inside the
-workers (``init_process_group(timeout=...)``), a second line of defence.
+parent and exits if the parent dies (a crashed kernel would otherwise leave ranks waiting forever). Process groups
+are POSIX (Linux, macOS); on Windows only the ranks themselves are stopped. The same collectives also time out
+inside the workers (``init_process_group(timeout=...)``), a second line of defence.
 
 A worker process imports torch afresh: start-up costs about 2-3 s per launch on the course machine (measured in
 ``benchmarks/bench_distributed.py``), so a notebook runs several experiments per launch rather than one each.
@@ -47,6 +48,7 @@ import torch.distributed as dist
 BACKENDS = ("auto", "gloo", "nccl")
 POLL_S = 0.05
 PARENT_WATCH_S = 0.5  # how often a rank checks that its parent (the launching process) is still alive
+PROCESS_GROUPS = hasattr(os, "setsid") and hasattr(os, "killpg")  # POSIX; on Windows only the ranks are stopped
 
 
 class WorkerError(RuntimeError):
@@ -121,13 +123,16 @@ def _exit_when_orphaned(parent_pid: int) -> None:
     ``os.getppid()`` changes). Runs in a daemon thread of every rank."""
     while os.getppid() == parent_pid:
         time.sleep(PARENT_WATCH_S)
-    os.killpg(os.getpgrp(), signal.SIGKILL)
+    if PROCESS_GROUPS:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os._exit(1)  # Windows: no process groups, only this rank ends
 
 
 def _detach_and_watch_parent() -> None:
     """Put this rank in its own process group (so the launcher can stop it *and* its children with one
     ``os.killpg``) and start the thread that ends it if the launcher dies."""
-    os.setsid()
+    if PROCESS_GROUPS:
+        os.setsid()
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), name="watch-parent", daemon=True).start()
 
 
@@ -174,19 +179,33 @@ def _quiet_cpp_warnings():
 
 def _signal_group(pid: int, sig: int) -> None:
     """Send ``sig`` to the process group a rank leads (the rank and every process it started); a group that no longer
-    exists is fine."""
+    exists is fine. Without process groups (Windows) this does nothing: the rank itself is stopped by ``kill()``."""
+    if not PROCESS_GROUPS:
+        return
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def _stop(processes: list) -> None:
-    """Stop every rank's process group (SIGTERM, then SIGKILL after 2 s) and reap the ranks, so no rank and no
-    process a rank started is left behind. Groups of ranks that already exited are killed too (their children)."""
-    processes = [p for p in processes if p.pid is not None]  # a start() that failed left nothing to stop
+def _clear_exited_groups(processes: list, cleared: set) -> None:
+    """SIGKILL what a rank left behind in its process group, once, as soon as the rank is seen to have exited.
+    Seeing the exit reaps the rank, which frees its pid; the group id stays reserved only while a member (a child
+    the rank left) lives. Killing the group at once, not minutes later, leaves no time for the kernel to hand that
+    pid to an unrelated process group, which a late ``killpg`` could then hit."""
     for p in processes:
-        if p.is_alive():
+        if p.pid is not None and p.pid not in cleared and p.exitcode is not None:
+            _signal_group(p.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+            cleared.add(p.pid)
+
+
+def _stop(processes: list, cleared: set) -> None:
+    """Stop every rank's process group (SIGTERM, then SIGKILL after 2 s) and reap the ranks, so no rank and no
+    process a rank started is left behind (:func:`_clear_exited_groups` for the groups of ranks that exited)."""
+    processes = [p for p in processes if p.pid is not None]  # a start() that failed left nothing to stop
+    _clear_exited_groups(processes, cleared)
+    for p in processes:
+        if p.pid not in cleared:
             _signal_group(p.pid, signal.SIGTERM)
     deadline = time.monotonic() + 2.0
     for p in processes:
@@ -194,8 +213,7 @@ def _stop(processes: list) -> None:
         if p.is_alive():
             p.kill()
             p.join()
-    for p in processes:
-        _signal_group(p.pid, signal.SIGKILL)  # whatever the rank started and left behind
+        _clear_exited_groups([p], cleared)  # reaped just now: its children, if any, go too
 
 
 def _first_failure(processes: list, out: Path) -> WorkerError | None:
@@ -252,12 +270,14 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
                                  args=(fn, args, rank, world_size, backend, port, threads_per_rank, timeout_s, tmp),
                                  kwargs={"detach": True})
                      for rank in range(world_size)]
+        cleared: set = set()  # pids whose process group was already cleared after the rank exited
         try:
             with _quiet_cpp_warnings():
                 for p in processes:
                     p.start()
             deadline = time.monotonic() + timeout_s
             while any(p.exitcode is None for p in processes):
+                _clear_exited_groups(processes, cleared)
                 failure = _first_failure(processes, out)
                 if failure is not None:
                     raise failure
@@ -267,10 +287,11 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
                                        "(a rank waiting in a collective that another rank never joined?); "
                                        "all workers were stopped")
                 time.sleep(POLL_S)
+            _clear_exited_groups(processes, cleared)
             failure = _first_failure(processes, out)
             if failure is not None:
                 raise failure
             return [torch.load(out / f"rank{r}.result", map_location="cpu", weights_only=False)
                     for r in range(world_size)]
         finally:
-            _stop(processes)
+            _stop(processes, cleared)
