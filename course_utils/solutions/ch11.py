@@ -8,7 +8,8 @@ Answers to the questions in the exercise text.
    bandwidth-bound), although its 2(p - 1) steps each pay a latency, which is why large rings use trees or
    hierarchies for small messages.
 2. 70B parameters, 80 GB per GPU, states only. Stage 3 holds 16 x 70e9 / N_d bytes: it fits from N_d = 14 (80.0 GB
-   at 14 ranks, 86.2 GB at 13). Stages 0, 1 and 2 never fit: what they do not shard is already too big, 16 x 70e9 =
+   at 14 ranks, exactly at the limit, 86.2 GB at 13; Llama-2-70B's real 68.98e9 parameters need 78.8 GB at 14).
+   In practice more ranks: activations, buffers and the CUDA context need room on top of the states. Stages 0, 1 and 2 never fit: what they do not shard is already too big, 16 x 70e9 =
    1,120 GB (stage 0), the 16-bit weights and gradients 4 x 70e9 = 280 GB (stage 1) and the 16-bit weights
    2 x 70e9 = 140 GB (stage 2), whatever N_d is. That is why ZeRO-3/FSDP (or tensor and pipeline parallelism, which
    split the weights too) is needed for models whose 16-bit weights alone exceed a GPU.
