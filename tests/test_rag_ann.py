@@ -9,7 +9,7 @@ import torch
 
 from course_utils.device import make_generator
 from course_utils.rag.ann import (IndexReport, build_faiss_index, default_nlist, exact_topk, faiss_search,
-                                  index_bytes, measure_index, recall_against_exact)
+                                  format_bytes, index_bytes, measure_index, recall_against_exact)
 
 
 def unit_vectors(n: int, dim: int, seed: int) -> torch.Tensor:
@@ -79,6 +79,29 @@ def test_default_nlist():
 def test_flat_index_bytes_grow_by_four_bytes_per_float(data):
     x, _ = data
     assert index_bytes(build_faiss_index(x)) - index_bytes(build_faiss_index(x[:500])) == 1500 * 64 * 4
+
+
+@pytest.mark.parametrize("n_bytes, shown", [
+    (0, "0 bytes"), (1, "1 byte"), (999, "999 bytes"), (1000, "1 KB"), (43_921, "43.9 KB"), (921_600, "922 KB"),
+    (999_499, "999 KB"), (999_500, "1 MB"),  # 999.5 KB rounds to 1,000 KB: one unit up, never "1e+03 KB"
+    (1_083_392, "1.08 MB"), (15_360_000, "15.4 MB"), (26_953_662_464, "27 GB"), (2.5e15, "2,500 TB"),
+    (np.int64(43_921), "43.9 KB"),
+])
+def test_format_bytes_picks_a_unit_that_fits(n_bytes, shown):
+    assert format_bytes(n_bytes) == shown
+
+
+def test_format_bytes_never_shows_a_real_size_as_zero():
+    for n_bytes in (1, 7, 480, 5_000, 44_000, 61_000, 999_999, 1_500_000):  # IVF-PQ at 600 passages: ~44 KB
+        number = float(format_bytes(n_bytes).split()[0].replace(",", ""))
+        assert number >= 1
+
+
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+                                        (True, TypeError), ("3 MB", TypeError), (None, TypeError)])
+def test_format_bytes_rejects_what_is_not_a_size(bad, error):
+    with pytest.raises(error, match="n_bytes must be"):
+        format_bytes(bad)
 
 
 def test_recall_against_exact_by_hand():

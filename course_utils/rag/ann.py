@@ -15,7 +15,8 @@ library", 2024) is the library production systems use for the same job, exact or
   per vector to about ``pq_m * nbits / 8`` bytes, at the price of recall.
 
 :func:`measure_index` builds one index and reports build time, serialised size, query time and recall@k against the
-exact top-k from a torch matrix product, for the chapter's table. Left out: GPU indexes, index persistence, other
+exact top-k from a torch matrix product, for the chapter's table; :func:`format_bytes` prints a size in a unit that
+fits it (KB for a small index, MB or GB for a large one). Left out: GPU indexes, index persistence, other
 metrics (L2), OPQ rotations, re-ranking of PQ candidates with the full vectors, and adding vectors after the build.
 FAISS uses all OpenMP threads unless told otherwise (``faiss.omp_set_num_threads``); this module changes no global
 settings, so a benchmark pins them itself.
@@ -24,6 +25,7 @@ settings, so a benchmark pins them itself.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -157,6 +159,27 @@ def index_bytes(index) -> int:
     if not isinstance(index, faiss.Index):
         raise TypeError(f"index must be a faiss.Index, got {type(index).__name__}")
     return int(faiss.serialize_index(index).size)
+
+
+_BYTE_UNITS = ("bytes", "KB", "MB", "GB", "TB")
+
+
+def format_bytes(n_bytes: int | float) -> str:
+    """``n_bytes`` in the decimal unit that keeps three significant digits readable: ``"512 bytes"``, ``"43.9 KB"``,
+    ``"1.08 MB"``, ``"15.4 GB"``. An index of a few hundred vectors takes tens of KB, so printing every index in MB
+    would show ``0.0 MB`` for a real, non-zero size; a fitting unit never rounds a non-zero size to zero."""
+    if isinstance(n_bytes, bool) or not isinstance(n_bytes, numbers.Real):
+        raise TypeError(f"n_bytes must be a number of bytes, got {type(n_bytes).__name__}")
+    if not 0 <= n_bytes < math.inf:
+        raise ValueError(f"n_bytes must be a finite number >= 0, got {n_bytes!r}")
+    if round(n_bytes) < 1000:
+        return f"{round(n_bytes)} byte{'' if round(n_bytes) == 1 else 's'}"
+    value = float(n_bytes)
+    for unit in _BYTE_UNITS[1:]:
+        value /= 1000
+        if float(f"{value:.3g}") < 1000:  # 999.7 KB rounds to 1e3: shown as 1 MB instead
+            return f"{value:.3g} {unit}"
+    return f"{value:,.0f} {_BYTE_UNITS[-1]}"  # 1,000 TB and more: every digit, no exponent
 
 
 def _as_index_matrix(x: object, what: str) -> np.ndarray:
