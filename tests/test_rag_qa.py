@@ -72,6 +72,8 @@ def test_answer_scores_by_hand():
     assert a.seq_logprob == pytest.approx(math.log(0.1))
     assert a.mean_logprob == pytest.approx(math.log(0.1) / 3)
     assert a.min_token_prob == pytest.approx(0.25) and a.first_token_prob == pytest.approx(0.5)
+    assert not a.hit_token_limit and a.shown_text == "x y"
+    assert Answer("x y", (5, 6, 7), a.token_logprobs, hit_token_limit=True).shown_text == "x y [cut at 3 tokens]"
     empty = Answer("", (), ())
     assert empty.n_tokens == 0 and all(math.isnan(v) for v in (empty.seq_logprob, empty.mean_logprob,
                                                                 empty.min_token_prob, empty.first_token_prob))
@@ -104,6 +106,8 @@ def test_batched_answers_equal_one_at_a_time_and_a_fresh_forward_pass(trained):
     batched = check_batched_equals_alone_and_forward_pass(tok, model, max_new_tokens=10)
     assert [batched[0].text, batched[2].text, batched[4].text] == ["ab", "fig", "yes"]  # stopped at <|im_end|>
     assert batched[2].seq_logprob > math.log(0.5)  # a taught answer is confident
+    for a in (batched[0], batched[2], batched[4]):
+        assert not a.hit_token_limit and a.shown_text == a.text  # a finished answer carries no note
 
 
 def test_answers_that_never_stop_are_cut_at_max_new_tokens():
@@ -111,6 +115,20 @@ def test_answers_that_never_stop_are_cut_at_max_new_tokens():
     batched = check_batched_equals_alone_and_forward_pass(tok, model, max_new_tokens=7)
     assert [a.n_tokens for a in batched] == [7] * len(USERS)
     assert all(len(a.token_logprobs) == 7 and all(lp <= 0 for lp in a.token_logprobs) for a in batched)
+    for a in batched:  # the cut is said where the answer is shown, and only there: matching reads the bare text
+        assert a.hit_token_limit and a.shown_text == f"{a.text} [cut at 7 tokens]"
+        assert "cut at" not in a.text and a.text == tok.decode(list(a.token_ids), skip_special_tokens=True).strip()
+
+
+def test_an_answer_that_ends_exactly_at_the_limit_is_not_cut(trained):
+    tok, model = trained
+    full = answer_with_probs(model, tok, ["Name a fruit."], max_new_tokens=10)[0]  # "fig" then <|im_end|>
+    assert full.text == "fig" and not full.hit_token_limit
+    exact = answer_with_probs(model, tok, ["Name a fruit."], max_new_tokens=full.n_tokens + 1)[0]  # room for the end
+    shorter = answer_with_probs(model, tok, ["Name a fruit."], max_new_tokens=full.n_tokens)[0]    # no room for it
+    assert exact == full
+    assert shorter.token_ids == full.token_ids and shorter.hit_token_limit
+    assert shorter.shown_text == f"fig [cut at {full.n_tokens} tokens]"
 
 
 def test_answer_with_probs_uses_the_system_message(trained):

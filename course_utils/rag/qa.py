@@ -83,11 +83,21 @@ class Answer:
     ``exp(seq_logprob)`` is the probability that the model writes THIS exact token sequence, not the probability that
     the answer is true: paraphrases ("Paris", "The capital is Paris.", "paris") split the probability mass of the
     same fact, so a correct answer can have a low sequence probability. The end-of-turn token is not counted.
-    An empty answer (the model closed its turn at once) has no tokens: its scores are nan."""
+    An empty answer (the model closed its turn at once) has no tokens: its scores are nan.
+
+    ``hit_token_limit`` is True when generation stopped at ``max_new_tokens`` before the end-of-turn token: the text
+    may end mid-word. ``text`` stays the model's words alone (answer matching reads it); :attr:`shown_text` adds a
+    note of the cut for a reader."""
 
     text: str
     token_ids: tuple[int, ...]
     token_logprobs: tuple[float, ...]
+    hit_token_limit: bool = False
+
+    @property
+    def shown_text(self) -> str:
+        """The text for display: with ``" [cut at N tokens]"`` after it when generation hit the token limit."""
+        return f"{self.text} [cut at {self.n_tokens} tokens]" if self.hit_token_limit else self.text
 
     @property
     def n_tokens(self) -> int:
@@ -142,7 +152,8 @@ def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_
 
     ``batch_size`` prompts at a time, left-padded, through ``model.generate(do_sample=False, output_logits=True)``
     with a fresh generation config (no checkpoint defaults apply); ``output_logits`` are the raw logits, so the
-    log-probabilities are the model's own. Answers stop at ``<|im_end|>`` or after ``max_new_tokens`` tokens."""
+    log-probabilities are the model's own. Answers stop at ``<|im_end|>`` or after ``max_new_tokens`` tokens (then
+    their ``hit_token_limit`` is True)."""
     from transformers import GenerationConfig
 
     device = _check_model(model)
@@ -165,9 +176,10 @@ def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_
             logits = torch.stack(out.logits, dim=1).float()  # (B, N, V) raw, one step per new token
             logprobs = F.log_softmax(logits, dim=-1).gather(2, new[..., None])[..., 0].cpu()  # (B, N)
             for row, ids in enumerate(new.tolist()):
+                hit_limit = stop_id not in ids  # no end of turn: the row ran all max_new_tokens steps
                 ids = _cut(ids, stop_id)
                 text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-                answers.append(Answer(text, tuple(ids), tuple(logprobs[row, :len(ids)].tolist())))
+                answers.append(Answer(text, tuple(ids), tuple(logprobs[row, :len(ids)].tolist()), hit_limit))
     finally:
         model.train(was_training)
     return answers
