@@ -12,23 +12,17 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 
 import torch
 
 from course_utils.generate.kv_cache import KVCache, cached_forward, generate_cached, generate_uncached, kv_cache_bytes
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.generate.sampling import SamplingConfig
+from course_utils.rag.qa import timed  # (fn(), seconds), CUDA synchronised
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,12 +37,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--feature-passages", type=int, default=48)
     return parser.parse_args()
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
 
 
 def main() -> None:
@@ -58,6 +51,7 @@ def main() -> None:
     from course_utils.classify.scoring import label_logprobs, label_logprobs_many, label_logprobs_per_label
     from course_utils.device import cpu_description
     from course_utils.model.pretrained import load_smollm2
+    from course_utils.rag.qa import timed  # (fn(*args, **kwargs), seconds), CUDA synchronised
 
     loaded = load_smollm2("cpu", verbose=True)
     model, tok = loaded.model, loaded.tokenizer

@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import time
 
 import torch
 
 from course_utils.model.llama import load_from_transformers
 from course_utils.model.pretrained import load_smollm2
+from course_utils.rag.qa import timed  # (fn(), seconds), CUDA synchronised
 
 PROMPTS = [
     "Once upon a time, in a small village by the sea, there lived",
@@ -35,12 +35,6 @@ PROMPTS = [
     "def fibonacci(n):",
     "Three things every beginner should know about training a neural network are",
 ]
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
 
 
 def interleaved_medians(arms: dict, repeats: int) -> tuple[dict, dict]:

@@ -88,13 +88,16 @@ def source_at_k(found: np.ndarray, spans: np.ndarray, where: np.ndarray) -> floa
     return float(hit.any(axis=1).mean())
 
 
-def timed(fn, repeats: int):
-    times, out = [], None
+def median_seconds(fn, repeats: int):
+    """(median seconds of ``repeats`` calls of ``fn``, the last call's output); each call timed by
+    :func:`course_utils.rag.qa.timed`, the course's one timer."""
+    from course_utils.rag.qa import timed
+
+    seconds, out = [], None
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        out, s = timed(fn)
+        seconds.append(s)
+    return statistics.median(seconds), out
 
 
 def embed(minilm, texts: list[str], seed: int, batch: int = 64) -> tuple[torch.Tensor, float]:
@@ -145,7 +148,7 @@ def bench_bm25(texts, queries, spans, where, repeats: int) -> dict:
 
     n = len(texts)
     pattern = r"[^\W_]+"
-    t_ours, index = timed(lambda: BM25Index([tokenize(t) for t in texts], variant="lucene"), 1)
+    t_ours, index = median_seconds(lambda: BM25Index([tokenize(t) for t in texts], variant="lucene"), 1)
 
     def bm25s_build():
         tokens = bm25s.tokenize(texts, lower=True, token_pattern=pattern, stopwords=None, stemmer=None,
@@ -154,11 +157,11 @@ def bench_bm25(texts, queries, spans, where, repeats: int) -> dict:
         retriever.index(tokens, show_progress=False)
         return retriever
 
-    t_theirs, retriever = timed(bm25s_build, 1)
+    t_theirs, retriever = median_seconds(bm25s_build, 1)
     same_tokens = sum(a == tokenize(t) for a, t in zip(
         bm25s.tokenize(texts, lower=True, token_pattern=pattern, stopwords=None, stemmer=None, return_ids=False,
                        show_progress=False), texts))
-    q_ours, ours_found = timed(lambda: [index.search(tokenize(q), K) for q in queries], repeats)
+    q_ours, ours_found = median_seconds(lambda: [index.search(tokenize(q), K) for q in queries], repeats)
     ours, top1_ours = np.stack([i for i, _ in ours_found]), np.array([s[0] for _, s in ours_found])
 
     def bm25s_query():
@@ -166,7 +169,7 @@ def bench_bm25(texts, queries, spans, where, repeats: int) -> dict:
                             return_ids=False, show_progress=False)
         return retriever.retrieve(qt, k=K, show_progress=False, n_threads=0)
 
-    q_theirs, (theirs, theirs_scores) = timed(bm25s_query, repeats)
+    q_theirs, (theirs, theirs_scores) = median_seconds(bm25s_query, repeats)
     overlap = np.mean([len(set(a) & set(b)) / K for a, b in zip(ours, theirs)])
     return dict(n=n, build_ours=n / t_ours, build_theirs=n / t_theirs, qps_ours=len(queries) / q_ours,
                 qps_theirs=len(queries) / q_theirs, overlap=float(overlap),
@@ -181,7 +184,7 @@ def bench_dense(x: torch.Tensor, q: torch.Tensor, spans, where, repeats: int) ->
     def exact():
         return torch.cat([torch.topk(qb @ x.T, K, dim=1).indices for qb in q.split(256)])  # (Q, N) -> (Q, K)
 
-    t, ref = timed(exact, repeats)
+    t, ref = median_seconds(exact, repeats)
     kth = (x[ref[:, -1]] * q).sum(-1)  # (Q,) the exact 10th-best score
 
     def tie_recall(found: torch.Tensor) -> float:  # a duplicate of an exact hit (same score) counts as a hit
@@ -200,7 +203,7 @@ def bench_dense(x: torch.Tensor, q: torch.Tensor, spans, where, repeats: int) ->
                 index.hnsw.efSearch = value
             elif kind == "ivfpq":
                 index.nprobe = value
-            t, (_, found) = timed(lambda: faiss_search(index, q, K), repeats)
+            t, (_, found) = median_seconds(lambda: faiss_search(index, q, K), repeats)
             label = f"faiss {kind}" + (f" {knob}={value}" if value else "")
             if kind == "ivfpq" and value == values[0]:
                 label += f" (nlist={index.nlist})"
