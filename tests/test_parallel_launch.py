@@ -56,13 +56,18 @@ def return_text(ctx: RankContext) -> str:
     return f"rank {ctx.rank} says hello"
 
 
+def _start_child(directory: str) -> None:
+    """Start a long-lived child process (like a DataLoader worker) and record its pid in ``directory/child``."""
+    child = subprocess.Popen(["sleep", "600"])
+    with open(os.path.join(directory, "child"), "w") as f:
+        f.write(str(child.pid))
+
+
 def start_child_then_raise(ctx: RankContext, directory: str) -> None:
-    """Rank 1 starts a long-lived child process (like a DataLoader worker), records its pid, then raises."""
+    """Rank 1 starts a long-lived child process, records its pid, then raises."""
     _record_pid(directory, ctx)
     if ctx.rank == 1:
-        child = subprocess.Popen(["sleep", "600"])
-        with open(os.path.join(directory, "child"), "w") as f:
-            f.write(str(child.pid))
+        _start_child(directory)
         raise RuntimeError("rank 1 fails with a child still running")
     time.sleep(600)
 
@@ -71,9 +76,7 @@ def start_child_then_return(ctx: RankContext, directory: str) -> int:
     """Rank 1 starts a long-lived child process, records its pid, and returns normally, leaving the child behind."""
     _record_pid(directory, ctx)
     if ctx.rank == 1:
-        child = subprocess.Popen(["sleep", "600"])
-        with open(os.path.join(directory, "child"), "w") as f:
-            f.write(str(child.pid))
+        _start_child(directory)
     return ctx.rank
 
 
@@ -108,6 +111,15 @@ def _assert_workers_gone(directory) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # signal 0 only checks existence; a reaped child no longer exists
+
+
+def _assert_child_and_workers_gone(directory) -> None:
+    child = int((directory / "child").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child), "the rank's child process outlived the launch"
+    _assert_workers_gone(directory)
 
 
 def test_results_come_back_in_rank_order_with_the_group_initialised():
@@ -179,22 +191,12 @@ def test_a_str_result_comes_back_like_any_other():
 def test_processes_a_rank_started_are_stopped_with_it(tmp_path):
     with pytest.raises(WorkerError, match="rank 1 raised RuntimeError"):
         launch(start_child_then_raise, world_size=2, args=(str(tmp_path),), timeout_s=120)
-    child = int((tmp_path / "child").read_text())
-    deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(child), "the rank's child process outlived the launch"
-    _assert_workers_gone(tmp_path)
+    _assert_child_and_workers_gone(tmp_path)
 
 
 def test_a_child_left_by_a_rank_that_succeeded_is_stopped_too(tmp_path):
     assert launch(start_child_then_return, world_size=2, args=(str(tmp_path),), timeout_s=120) == [0, 1]
-    child = int((tmp_path / "child").read_text())
-    deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(child), "a child left by a successful rank outlived the launch"
-    _assert_workers_gone(tmp_path)
+    _assert_child_and_workers_gone(tmp_path)
 
 
 def test_a_keyboard_interrupt_in_the_caller_stops_every_rank(tmp_path):
