@@ -7,16 +7,24 @@ above the controls (``course_utils.widgets``), and in the HTML the controls beco
 bars keep their final text. A notebook that fails is reported in the index with its error and saved as
 ``NAME.failed.ipynb`` for debugging; the previous build's good files stay (every file is written to a temporary
 file and renamed), and the command exits non-zero. Run it with ``make book`` (see the README).
+
+Math: nbconvert's pages load MathJax from a CDN, so without internet the LaTeX stays raw ``$...$`` text. No installed
+package of the course ships a standalone MathJax (JupyterLab bundles MathJax 3 inside its own web app, which a page
+cannot load), so when ``jupyter-server-mathjax`` is installed (MathJax 2.7 with the STIX web fonts, the copy the
+classic notebook served; a 3 MB wheel) the book copies it into ``build/<profile>/mathjax/`` and the pages load it from
+there; otherwise they keep the CDN and the index says so.
 """
 
 from __future__ import annotations
 
 import copy
 import html
+import importlib.util
 import json
 import os
 import platform
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -36,6 +44,14 @@ WIDGET_NOTE = ('<p style="font-style:italic;color:#444">[interactive controls: o
 SMOKE_CAVEAT = ("<p><b>Smoke profile:</b> tiny sizes that show the code runs end to end; the numbers are not worth "
                 "reading. For reading or lecturing, build with <code>make book</code> (cpu) or "
                 "<code>make book PROFILE=gpu</code>.</p>")
+
+MATHJAX_PACKAGE = "jupyter_server_mathjax"  # pip install jupyter-server-mathjax; its static/ folder is MathJax 2.7
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the one combined configuration that package ships
+# it ships the STIX web fonts only (MathJax 2's default is TeX's): say so before MathJax starts, as the notebook did
+MATHJAX_FONTS = ('<script type="text/x-mathjax-config">MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], '
+                 'preferredFont: null, webFont: "STIX-Web", imageFont: null}});</script>')
+CDN_MATH_NOTE = ("<p><b>Math</b> loads MathJax from the internet; for pages whose math renders offline, "
+                 "<code>pip install jupyter-server-mathjax</code> and build again.</p>")
 
 
 @dataclass
@@ -94,11 +110,41 @@ def static_outputs(nb):
     return nb
 
 
-def to_html(nb) -> str:
-    """Static HTML of an executed notebook (JupyterLab's look, images embedded, widgets as notes)."""
+def local_mathjax() -> Path | None:
+    """The ``static`` folder of an installed ``jupyter_server_mathjax`` (a standalone MathJax 2.7), or None.
+
+    Found without importing the package (its import pulls in jupyter_server)."""
+    spec = importlib.util.find_spec(MATHJAX_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static"
+    return folder if (folder / "MathJax.js").is_file() else None
+
+
+def copy_mathjax(source: Path | None, target: Path) -> str | None:
+    """Copy the MathJax folder ``source`` to ``target/mathjax`` and return the script URL relative to the pages in
+    ``target``; None (pages keep the CDN) when ``source`` is None."""
+    if source is None:
+        return None
+    if not (Path(source) / "MathJax.js").is_file():
+        raise FileNotFoundError(f"{source} holds no MathJax.js: not a MathJax 2 folder")
+    shutil.copytree(source, Path(target) / "mathjax", dirs_exist_ok=True)
+    return f"mathjax/MathJax.js?config={MATHJAX_CONFIG}"
+
+
+def to_html(nb, mathjax_url: str | None = None) -> str:
+    """Static HTML of an executed notebook (JupyterLab's look, images embedded, widgets as notes).
+
+    ``mathjax_url``: a local MathJax from :func:`copy_mathjax`; None keeps nbconvert's CDN address."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab", embed_images=True).from_notebook_node(static_outputs(nb))
+    options = {"mathjax_url": mathjax_url} if mathjax_url else {}
+    body, _ = HTMLExporter(template_name="lab", embed_images=True, **options).from_notebook_node(static_outputs(nb))
+    if mathjax_url:
+        script = f'<script src="{mathjax_url}">'
+        if body.count(script) != 1:
+            raise RuntimeError(f"nbconvert's template changed: expected one {script!r} in the page")
+        body = body.replace(script, MATHJAX_FONTS + "\n" + script)
     return SIBLING_NOTEBOOK.sub(r'href="\1.html\2"', body)  # links between chapters stay inside the book
 
 
@@ -144,6 +190,7 @@ def build_book(notebooks: Sequence[Path], out_dir: Path, profile: str, timeout: 
         raise FileNotFoundError(f"no notebooks to build, or missing: {absent}" if absent else "no notebooks given")
     target = Path(out_dir) / profile
     target.mkdir(parents=True, exist_ok=True)
+    mathjax_url = copy_mathjax(local_mathjax(), target)
     entries = []
     from tqdm.auto import tqdm
 
@@ -151,17 +198,18 @@ def build_book(notebooks: Sequence[Path], out_dir: Path, profile: str, timeout: 
         nb, seconds, error = execute_notebook(path, profile, timeout)
         if error is None:
             atomic_write_text(nbformat.writes(nb), target / path.name)
-            atomic_write_text(to_html(nb), target / path.with_suffix(".html").name)
+            atomic_write_text(to_html(nb, mathjax_url), target / path.with_suffix(".html").name)
             (target / f"{path.stem}.failed.ipynb").unlink(missing_ok=True)
         else:
             atomic_write_text(nbformat.writes(nb), target / f"{path.stem}.failed.ipynb")
         entries.append(BookEntry(path.name, error is None, round(seconds, 1), error))
-    write_index(entries, target, profile)
+    write_index(entries, target, profile, offline_math=mathjax_url is not None)
     return entries
 
 
-def write_index(entries: Sequence[BookEntry], target: Path, profile: str) -> None:
-    """``index.html`` (links, status, minutes) and ``timings.json`` beside the pages."""
+def write_index(entries: Sequence[BookEntry], target: Path, profile: str, offline_math: bool = False) -> None:
+    """``index.html`` (links, status, minutes) and ``timings.json`` beside the pages; without ``offline_math`` the
+    index says that the pages' math needs the internet."""
     from course_utils.delivery.chapters import chapter
 
     def title(name: str) -> str:
@@ -183,10 +231,11 @@ def write_index(entries: Sequence[BookEntry], target: Path, profile: str) -> Non
     page = (f"<!doctype html><meta charset='utf-8'><title>LLMs by experiment ({profile})</title>"
             f"<style>body{{font:16px sans-serif;max-width:60em;margin:2em auto}}td{{padding:.3em 1em}}</style>"
             f"<h1>LLMs by experiment: executed book</h1><p>Profile <b>{profile}</b>, built {stamp} on {machine}.</p>"
-            f"{SMOKE_CAVEAT if profile == 'smoke' else ''}"
+            f"{SMOKE_CAVEAT if profile == 'smoke' else ''}{'' if offline_math else CDN_MATH_NOTE}"
             f"<table><tr><th>#</th><th>notebook</th><th>status</th><th>minutes</th><th></th></tr>{''.join(rows)}</table>")
     atomic_write_text(page, target / "index.html")
     atomic_write_text(json.dumps({"profile": profile, "built": stamp, "machine": machine,
+                                  "math": "local MathJax" if offline_math else "MathJax from a CDN",
                                   "notebooks": [asdict(e) for e in entries]}, indent=1), target / "timings.json")
 
 
@@ -205,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for e in entries:
         print(f"{e.notebook:40s} {'ok' if e.ok else 'FAILED':6s} {e.seconds:7.1f} s")
     print(f"index: {Path(args.out) / args.profile / 'index.html'}")
+    if local_mathjax() is None:
+        print("math: the pages load MathJax from a CDN (raw $...$ offline); `pip install jupyter-server-mathjax` "
+              "and build again for math that renders offline")
     return 0 if all(e.ok for e in entries) else 1
 
 
