@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,6 +109,8 @@ def test_top_followers_accepts_every_correct_form():
     ids = [ALPHABET.index(c) for c in "e n"]
     ex.check_top_followers(ids, FOLLOW_TEXT, "k", alphabet=ALPHABET)                 # ids, decoded by the check
     ex.check_top_followers(torch.tensor(ids), FOLLOW_TEXT, "k", alphabet=ALPHABET)   # a tensor of ids (topk's)
+    ex.check_top_followers(np.array(ids), FOLLOW_TEXT, "k", alphabet=ALPHABET)       # a NumPy array of ids
+    ex.check_top_followers(list(np.array(ids)), FOLLOW_TEXT, "k", alphabet=ALPHABET)  # a list of NumPy integers
     with pytest.raises(NotImplementedError):
         ex.check_top_followers(None, FOLLOW_TEXT, "k")
 

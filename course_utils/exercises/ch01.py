@@ -10,6 +10,7 @@ every check the reference solution, a correct answer in another form, and the li
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections import Counter
 from typing import Any, Callable, Sequence
@@ -70,14 +71,15 @@ def check_bigram_counts(fn: Callable[[torch.Tensor, int], Any], ids: torch.Tenso
 def _followers_as_chars(name: str, answer: Any, k: int, alphabet: str | None) -> list[str]:
     """The learner's ``k`` followers as a list of characters: a ``k``-character string, a sequence of one-character
     strings, or (when ``alphabet`` is given) a sequence or tensor of ids, which ``alphabet[i]`` decodes."""
-    if isinstance(answer, torch.Tensor):
+    if hasattr(answer, "tolist") and not isinstance(answer, str):  # a tensor or a NumPy array of ids
         answer = answer.tolist()
     if not isinstance(answer, (str, list, tuple)):
         raise AssertionError(f"{name}: expected a string or a list of {k} characters, got {type(answer).__name__}")
     items = list(answer)
     if len(items) != k:
         raise AssertionError(f"{name}: expected {k} characters, got {len(items)}")
-    if alphabet is not None and all(isinstance(i, int) and not isinstance(i, bool) for i in items):
+    if alphabet is not None and all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in items):
+        items = [int(i) for i in items]
         if not all(0 <= i < len(alphabet) for i in items):
             raise AssertionError(f"{name}: an id is outside the alphabet's 0..{len(alphabet) - 1}")
         return [alphabet[i] for i in items]
