@@ -95,6 +95,23 @@ def cpu_description() -> str:
             f"{os.cpu_count()} logical cores, flags: {' '.join(have) or 'none of ' + '/'.join(flags_of_interest)}")
 
 
+def synchronize(device: torch.device | str | None = None) -> None:
+    """Wait until ``device`` has finished its queued work (CUDA and MPS run kernels asynchronously), so that a
+    wall-clock timer reads finished computation rather than kernel launches; nothing to wait for on the CPU.
+    ``None``: every accelerator present (for timers that do not know where the work ran)."""
+    if device is None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        if _mps_available():
+            torch.mps.synchronize()
+        return
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())

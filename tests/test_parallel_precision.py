@@ -175,8 +175,19 @@ def test_step_seconds_times_without_changing_the_model():
 def test_synchronize_is_a_no_op_on_the_cpu_and_refuses_unknown_devices():
     synchronize("cpu")
     synchronize(torch.device("cpu"))
+    synchronize()  # every accelerator present: none here
     with pytest.raises(RuntimeError):
         synchronize("not-a-device")
+
+
+def test_synchronize_waits_for_the_device_it_is_given(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("cuda", device)))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append(("mps", None)))
+    synchronize("cuda:1")
+    synchronize("mps")
+    synchronize("cpu")
+    assert calls == [("cuda", torch.device("cuda:1")), ("mps", None)]
 
 
 @pytest.mark.gpu

@@ -37,6 +37,7 @@ import torch.nn as nn
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
+from course_utils.device import synchronize
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.parallel.accumulation import split_micro_batches
 from course_utils.parallel.launch import RankContext
@@ -170,8 +171,7 @@ def time_all_reduce(nbytes: int, device: torch.device, repeats: int = 5) -> floa
         dist.barrier()
         start = time.perf_counter()
         dist.all_reduce(tensor)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -13,8 +13,8 @@ What is here: :func:`float_ranges` (torch.finfo in one table), :func:`cast_outco
 to a format does to them), :func:`collect_gradients` (a real model's weight and activation gradients),
 :class:`LossScaler` (the dynamic scaler, written out; tests check it against ``torch.amp.GradScaler``),
 :func:`train_fp16` (float16 autocast with the scaler, for GPUs; it runs, slowly, on CPU too, which is how CI tests
-it), :func:`step_seconds` (time of training steps at a given precision) and :func:`synchronize` (wait for a
-GPU's queued kernels before reading a timer). Left out: float8, per-tensor scaling,
+it), :func:`step_seconds` (time of training steps at a given precision; it waits for a GPU's queued kernels with
+:func:`course_utils.device.synchronize` before reading the clock). Left out: float8, per-tensor scaling,
 master weights kept in a separate float32 copy (here weights stay float32 and autocast casts on the fly).
 """
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from course_utils.device import synchronize  # re-exported: the timers here use it
 from course_utils.train.loop import BatchFn, History, TrainConfig, estimate_loss, lr_at, make_optimizer
 
 FORMATS = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -221,16 +222,6 @@ def train_fp16(model: nn.Module, get_batch: BatchFn, config: TrainConfig, genera
             history.eval_seconds.append(time.perf_counter() - start)
     history.seconds = time.perf_counter() - start
     return history
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait until ``device`` has finished its queued work (CUDA and MPS run kernels asynchronously), so that a
-    wall-clock timer reads finished computation rather than kernel launches; nothing to wait for on the CPU."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 @dataclass

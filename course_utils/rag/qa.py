@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from course_utils.device import check_generator
+from course_utils.device import check_generator, synchronize
 from course_utils.generate.sampling import SamplingConfig, choose_next
 from course_utils.lora.answers import left_pad, pad_token_id
 from course_utils.lora.sft import chat_example, end_of_turn_id
@@ -268,15 +268,14 @@ def sample_answers(model: nn.Module, tokenizer, message: str, n: int, temperatur
 
 
 def timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
-    """``(fn(*args, **kwargs), seconds)``: wall-clock time of one call (synchronising CUDA before reading the clock).
+    """``(fn(*args, **kwargs), seconds)``: wall-clock time of one call (synchronising CUDA and MPS before reading the
+    clock).
 
     Divide by the number of questions for seconds per question."""
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    synchronize()
     start = time.perf_counter()
     result = fn(*args, **kwargs)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    synchronize()
     return result, time.perf_counter() - start
