@@ -201,7 +201,7 @@ def test_a_child_left_by_a_rank_that_succeeded_is_stopped_too(tmp_path):
 
 def test_a_keyboard_interrupt_in_the_caller_stops_every_rank(tmp_path):
     def interrupt(signum, frame):
-        if (tmp_path / "pid0").exists() and (tmp_path / "pid1").exists():
+        if all((tmp_path / f"pid{r}").exists() and (tmp_path / f"pid{r}").read_text() for r in range(2)):
             raise KeyboardInterrupt
         signal.setitimer(signal.ITIMER_REAL, 0.2)  # the ranks are not running user code yet: look again soon
 

@@ -8,8 +8,8 @@ its backward) the block's full parameters are all-gathered, used, and freed; its
 each rank keeps (and updates) only its shard. The optimizer therefore builds AdamW's states from the shards too.
 
 :func:`course_utils.parallel.memory.measured_state_bytes` counts, on one rank, the bytes of the tensors that rank
-really holds (``to_local()`` of a DTensor: the shard) for weights, gradients and AdamW's two moments. That is a
-count of the *persistent* state, not a measurement of memory; it leaves out the transient all-gathered block (one block's
+really holds (``to_local()`` of a DTensor: the shard) for weights, gradients and AdamW's two moments. That is a count
+of the *persistent* state, not a measurement of memory; it leaves out the transient all-gathered block (one block's
 full parameters at a time), the padding FSDP2 adds to make shards equal, activations, and allocator overhead, which a
 GPU's ``torch.cuda.max_memory_allocated`` would include.
 

@@ -16,8 +16,9 @@ stopped (SIGTERM, then SIGKILL) and joined, so no process is left behind, and ea
 in a ``finally`` block. Each rank runs in its own process group (``os.setsid``) and is stopped with ``os.killpg``, so
 processes a rank started itself (DataLoader workers, a shell command) are stopped with it; and each rank watches its
 parent and exits if the parent dies (a crashed kernel would otherwise leave ranks waiting forever). Process groups
-are POSIX (Linux, macOS); on Windows only the ranks themselves are stopped. The same collectives also time out
-inside the workers (``init_process_group(timeout=...)``), a second line of defence.
+and that watch are POSIX (Linux, macOS): on Windows only the ranks themselves are stopped, and a rank whose launcher
+died is not noticed (Windows does not re-parent it, so ``os.getppid()`` never changes). The same collectives also
+time out inside the workers (``init_process_group(timeout=...)``), a second line of defence.
 
 A worker process imports torch afresh: start-up costs about 2-3 s per launch on the course machine (measured in
 ``benchmarks/bench_distributed.py``), so a notebook runs several experiments per launch rather than one each.
@@ -191,8 +192,9 @@ def _signal_group(pid: int, sig: int) -> None:
 def _clear_exited_groups(processes: list, cleared: set) -> None:
     """SIGKILL what a rank left behind in its process group, once, as soon as the rank is seen to have exited.
     Seeing the exit reaps the rank, which frees its pid; the group id stays reserved only while a member (a child
-    the rank left) lives. Killing the group at once, not minutes later, leaves no time for the kernel to hand that
-    pid to an unrelated process group, which a late ``killpg`` could then hit."""
+    the rank left) lives. Killing the group within one polling interval, not minutes later, leaves the kernel no
+    realistic chance to hand that pid (after wrapping around the whole pid space) to an unrelated process group,
+    which a late ``killpg`` could then hit."""
     for p in processes:
         if p.pid is not None and p.pid not in cleared and p.exitcode is not None:
             _signal_group(p.pid, getattr(signal, "SIGKILL", signal.SIGTERM))

@@ -7,12 +7,13 @@ Answers to the questions in the exercise text.
    never more than 2 N however many ranks join. So a ring all-reduce's time per rank stays nearly flat in p (it is
    bandwidth-bound), although its 2(p - 1) steps each pay a latency, which is why large rings use trees or
    hierarchies for small messages.
-2. 70B parameters, 80 GB per GPU, states only. Stage 3 holds 16 x 70e9 / N_d bytes: it fits from N_d = 14 (80.0 GB
-   at 14 ranks, exactly at the limit, 86.2 GB at 13; Llama-2-70B's real 68.98e9 parameters need 78.8 GB at 14).
-   In practice more ranks: activations, buffers and the CUDA context need room on top of the states. Stages 0, 1 and 2 never fit: what they do not shard is already too big, 16 x 70e9 =
-   1,120 GB (stage 0), the 16-bit weights and gradients 4 x 70e9 = 280 GB (stage 1) and the 16-bit weights
-   2 x 70e9 = 140 GB (stage 2), whatever N_d is. That is why ZeRO-3/FSDP (or tensor and pipeline parallelism, which
-   split the weights too) is needed for models whose 16-bit weights alone exceed a GPU.
+2. 70B parameters, 80 GB per GPU, states only. Stage 3 holds 16 x 70e9 / N_d bytes: it fits from N_d = 14 (80.0 GB at 14
+   ranks, exactly at the limit, 86.2 GB at 13; Llama-2-70B's real 68.98e9 parameters need 78.8 GB at 14). In practice
+   more ranks: activations, buffers and the CUDA context need room on top of the states. Stages 0, 1 and 2 never fit:
+   what they do not shard is already too big, 16 x 70e9 = 1,120 GB (stage 0), the 16-bit weights and gradients 4 x
+   70e9 = 280 GB (stage 1) and the 16-bit weights 2 x 70e9 = 140 GB (stage 2), whatever N_d is. That is why
+   ZeRO-3/FSDP (or tensor and pipeline parallelism, which split the weights too) is needed for models whose 16-bit
+   weights alone exceed a GPU.
 3. GELU acts on each hidden feature alone, and column-parallel sharding gives each rank *whole* hidden features
    (complete dot products over all C inputs), so GELU of a rank's slice is exactly that slice of the full GELU. Split
    by columns of ``w_fc`` (input features), each rank would hold a partial sum of every hidden feature, and
