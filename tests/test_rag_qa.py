@@ -29,15 +29,20 @@ def one_thread():
         yield
 
 
+def teach(replies: dict[str, str], steps: int = 80):
+    """(tokenizer, tiny Llama) taught to give each reply to its user message (then <|im_end|>), on one thread."""
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    train = [chat_example(tok, user, answer, system="") for user, answer in replies.items()]
+    with torch_threads(1):
+        train_sft(model, train, SFTConfig(steps=steps, batch_size=3, lr=1e-2), make_generator(0, "cpu"), pad_id=2,
+                  progress=False)
+    return tok, model.eval()
+
+
 @pytest.fixture(scope="module")
 def trained():
     """A tiny Llama taught three answers (so those stop at <|im_end|>); the other prompts run to max_new_tokens."""
-    tok, model = tiny_chat_tokenizer(), tiny_llama()
-    train = [chat_example(tok, user, answer, system="") for user, answer in TRAINED.items()]
-    with torch_threads(1):
-        train_sft(model, train, SFTConfig(steps=80, batch_size=3, lr=1e-2), make_generator(0, "cpu"), pad_id=2,
-                  progress=False)
-    return tok, model.eval()
+    return teach(TRAINED)
 
 
 def test_messages_have_the_promised_shape():

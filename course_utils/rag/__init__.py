@@ -5,6 +5,7 @@ facts, with a known answer for every question), ``matching`` (answer normalisati
 SQuAD's evaluation), ``chunking`` (documents and corpora into passages), ``bm25`` (BM25 from scratch: rank-bm25's
 BM25Okapi convention and Lucene's), ``dense`` (cosine search over MiniLM embeddings, cached), ``hybrid``
 (reciprocal rank fusion), ``retrieval_metrics`` (recall@k, MRR), ``ann`` (FAISS exact and approximate indexes),
-``qa`` (closed-book and retrieval-augmented answers with their token probabilities, sampled answers) and
+``qa`` (closed-book and retrieval-augmented answers with their token probabilities, sampled answers),
+``first_sentence`` (an answer is its first sentence: where it ends, and stopping generation there) and
 ``calibration`` (reliability bins, ECE, abstention curves, AUROC, self-consistency).
 """

@@ -14,7 +14,10 @@ Retrieval-augmented generation: P. Lewis et al., "Retrieval-Augmented Generation
 Tasks", 2020; here simply the retrieved passages pasted into the prompt. Token probabilities as confidence:
 S. Kadavath et al., "Language Models (Mostly) Know What They Know", 2022.
 
-Left out: beam search, stop strings, length-normalised or semantic (meaning-level) uncertainty (Kuhn et al., 2023,
+With ``one_sentence=True`` an answer is its first sentence and generation stops there
+(:mod:`course_utils.rag.first_sentence`: why, and the rule), so that grades do not depend on the token limit.
+
+Left out: beam search, general stop strings, length-normalised or semantic (meaning-level) uncertainty (Kuhn et al., 2023,
 cluster paraphrases before summing their probability), verbalised confidence ("how sure are you?").
 """
 
@@ -34,6 +37,7 @@ from course_utils.device import check_generator, synchronize
 from course_utils.generate.sampling import SamplingConfig, choose_next
 from course_utils.lora.answers import left_pad, pad_token_id
 from course_utils.lora.sft import chat_example, end_of_turn_id
+from course_utils.rag.first_sentence import first_sentence, first_sentence_tokens, sentence_stop
 
 ANSWER_INSTRUCTION = "Answer in a few words."
 RAG_INSTRUCTION = "Answer in a few words, using only the passages."
@@ -87,12 +91,14 @@ class Answer:
 
     ``hit_token_limit`` is True when generation stopped at ``max_new_tokens`` before the end-of-turn token: the text
     may end mid-word. ``text`` stays the model's words alone (answer matching reads it); :attr:`shown_text` adds a
-    note of the cut for a reader."""
+    note of the cut for a reader. ``continued`` is True when the answer was asked for as one sentence and the reply
+    went on after it (a space or line break and more; generation stopped there): the answer keeps that sentence."""
 
     text: str
     token_ids: tuple[int, ...]
     token_logprobs: tuple[float, ...]
     hit_token_limit: bool = False
+    continued: bool = False
 
     @property
     def shown_text(self) -> str:
@@ -146,20 +152,25 @@ def _cut(ids: list[int], stop_id: int) -> list[int]:
 
 @torch.no_grad()
 def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_new_tokens: int = 24,
-                      batch_size: int = 16, system: str = "", progress: bool = False) -> list[Answer]:
+                      batch_size: int = 16, system: str = "", progress: bool = False,
+                      one_sentence: bool = False) -> list[Answer]:
     """The greedy answer to each user message (in the tokenizer's chat template, with ``system`` as the system
     message: "" by default, which saves SmolLM2's 16-token default one) with its token log-probabilities.
 
     ``batch_size`` prompts at a time, left-padded, through ``model.generate(do_sample=False, output_logits=True)``
     with a fresh generation config (no checkpoint defaults apply); ``output_logits`` are the raw logits, so the
     log-probabilities are the model's own. Answers stop at ``<|im_end|>`` or after ``max_new_tokens`` tokens (then
-    their ``hit_token_limit`` is True)."""
-    from transformers import GenerationConfig
+    their ``hit_token_limit`` is True). With ``one_sentence`` an answer is its first sentence
+    (:mod:`course_utils.rag.first_sentence`): generation of a row stops one token after the sentence's end, the
+    answer keeps the sentence's tokens only, and ``hit_token_limit`` means no sentence ended within the limit."""
+    from transformers import GenerationConfig, StoppingCriteriaList
 
     device = _check_model(model)
     _check_messages(messages, system)
     _check_positive("max_new_tokens", max_new_tokens)
     _check_positive("batch_size", batch_size)
+    if not isinstance(one_sentence, bool):
+        raise TypeError(f"one_sentence must be True or False, got {one_sentence!r}")
     stop_id = end_of_turn_id(tokenizer)
     pad_id = pad_token_id(tokenizer)
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
@@ -171,15 +182,22 @@ def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="answers", disable=not progress, leave=False):
             input_ids, attention_mask = left_pad(prompts[start:start + batch_size], pad_id, device)  # (B, T)
-            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+            stops = StoppingCriteriaList([sentence_stop(tokenizer, input_ids.shape[1])] if one_sentence else [])
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                                 stopping_criteria=stops)
             new = out.sequences[:, input_ids.shape[1]:]  # (B, N)
             logits = torch.stack(out.logits, dim=1).float()  # (B, N, V) raw, one step per new token
             logprobs = F.log_softmax(logits, dim=-1).gather(2, new[..., None])[..., 0].cpu()  # (B, N)
             for row, ids in enumerate(new.tolist()):
                 hit_limit = stop_id not in ids  # no end of turn: the row ran all max_new_tokens steps
                 ids = _cut(ids, stop_id)
+                n_sentence = first_sentence_tokens(tokenizer, ids) if one_sentence else None
+                continued = n_sentence is not None  # the first sentence ended and the reply went on
+                if continued:  # the answer is that sentence
+                    ids, hit_limit = ids[:n_sentence], False
                 text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-                answers.append(Answer(text, tuple(ids), tuple(logprobs[row, :len(ids)].tolist()), hit_limit))
+                answers.append(Answer(text, tuple(ids), tuple(logprobs[row, :len(ids)].tolist()), hit_limit,
+                                      continued))
     finally:
         model.train(was_training)
     return answers
@@ -187,13 +205,15 @@ def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_
 
 @torch.no_grad()
 def sample_padded(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: SamplingConfig,
-                  generator: torch.Generator | None, max_new_tokens: int, stop_id: int) -> torch.Tensor:
+                  generator: torch.Generator | None, max_new_tokens: int, stop_id: int,
+                  row_done: Callable | None = None) -> torch.Tensor:
     """Decode a LEFT-padded batch (B, T) with our processors (:func:`choose_next`) and the model's KV cache: (B, N).
 
     What :func:`course_utils.generate.loop.generate` does, for prompts of different lengths: the attention mask hides
     the padding and grows by one column per step, and each row's position ids count from its first real token (so a
     padded row computes what the prompt alone would). A finished row (it produced ``stop_id``) keeps receiving
-    ``stop_id``. Decoding one token reads every weight once whatever the batch size, so on a CPU or a GPU alike many
+    ``stop_id``; so does a row for which ``row_done(new_ids (B, n), None)`` (a stopping criterion such as
+    :func:`~course_utils.rag.first_sentence.sentence_stop` with ``prompt_length=0``) returns True. Decoding one token reads every weight once whatever the batch size, so on a CPU or a GPU alike many
     rows per step cost little more than one: that is why answers are sampled many questions at a time."""
     from transformers import DynamicCache
 
@@ -209,6 +229,8 @@ def sample_padded(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
         token = torch.where(finished, torch.full_like(token, stop_id), token)
         new.append(token)
         finished = finished | (token == stop_id)
+        if row_done is not None:
+            finished = finished | row_done(torch.stack(new, dim=1), None)
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)  # (B, T + 1)
@@ -221,13 +243,14 @@ def sample_padded(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
 @torch.no_grad()
 def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n: int, temperature: float = 1.0, *,
                         generator: torch.Generator, top_p: float | None = None, max_new_tokens: int = 24,
-                        system: str = "", batch_size: int = 32) -> list[list[str]]:
+                        system: str = "", batch_size: int = 32, one_sentence: bool = False) -> list[list[str]]:
     """``n`` sampled answers to each user message: one list of ``n`` strings per message, each answer cut at
     ``<|im_end|>``, decoded and stripped.
 
     Every prompt is repeated ``n`` times and ``batch_size`` rows at a time are decoded by :func:`sample_padded` at
     ``temperature`` (and nucleus ``top_p`` if given) with ``generator``, which must live on the model's device.
-    The same seed and batch size give the same answers."""
+    The same seed and batch size give the same answers. With ``one_sentence`` each answer is its first sentence and
+    a row stops being decoded one token after that sentence's end, as in :func:`answer_with_probs`."""
     device = _check_model(model)
     _check_messages(messages, system)
     for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
@@ -237,6 +260,8 @@ def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n:
                          f"got {temperature!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if not isinstance(one_sentence, bool):
+        raise TypeError(f"one_sentence must be True or False, got {one_sentence!r}")
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator on the model's device, got {type(generator).__name__}")
     check_generator(generator, torch.empty(0, device=device), "the model's parameters")
@@ -250,10 +275,13 @@ def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n:
     try:
         for start in range(0, len(rows), batch_size):
             input_ids, attention_mask = left_pad(rows[start:start + batch_size], pad_id, device)  # (B, T)
-            new = sample_padded(model, input_ids, attention_mask, config, generator, max_new_tokens, stop_id)
+            new = sample_padded(model, input_ids, attention_mask, config, generator, max_new_tokens, stop_id,
+                                row_done=sentence_stop(tokenizer, 0) if one_sentence else None)
             texts += [tokenizer.decode(_cut(row, stop_id), skip_special_tokens=True).strip() for row in new.tolist()]
     finally:
         model.train(was_training)
+    if one_sentence:
+        texts = [first_sentence(t) for t in texts]
     return [texts[i * n:(i + 1) * n] for i in range(len(messages))]
 
 
