@@ -75,7 +75,7 @@ CHAPTERS = (
             {"smoke": 1.0, "cpu": 3.6, "gpu": None}),
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
-            "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": 1.6, "cpu": 9.3, "gpu": None}),
+            "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": 1.6, "cpu": 8.2, "gpu": None}),
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits equal to transformers'; a tiny mixture of experts",
