@@ -18,7 +18,7 @@ import torch
 from course_utils.generate.kv_cache import KVCache, cached_forward, generate_cached, generate_uncached, kv_cache_bytes
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.generate.sampling import SamplingConfig
-from course_utils.rag.qa import timed  # (fn(), seconds), CUDA synchronised
+from course_utils.device import timed  # (fn(), seconds), CUDA/MPS synchronised
 
 
 def peak_rss_mb() -> float:

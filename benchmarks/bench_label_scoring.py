@@ -51,7 +51,7 @@ def main() -> None:
     from course_utils.classify.scoring import label_logprobs, label_logprobs_many, label_logprobs_per_label
     from course_utils.device import cpu_description
     from course_utils.model.pretrained import load_smollm2
-    from course_utils.rag.qa import timed  # (fn(*args, **kwargs), seconds), CUDA synchronised
+    from course_utils.device import timed  # (fn(*args, **kwargs), seconds), CUDA/MPS synchronised
 
     loaded = load_smollm2("cpu", verbose=True)
     model, tok = loaded.model, loaded.tokenizer

@@ -27,7 +27,7 @@ import torch
 
 from course_utils.model.llama import load_from_transformers
 from course_utils.model.pretrained import load_smollm2
-from course_utils.rag.qa import timed  # (fn(), seconds), CUDA synchronised
+from course_utils.device import timed  # (fn(), seconds), CUDA/MPS synchronised
 
 PROMPTS = [
     "Once upon a time, in a small village by the sea, there lived",

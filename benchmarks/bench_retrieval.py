@@ -90,8 +90,8 @@ def source_at_k(found: np.ndarray, spans: np.ndarray, where: np.ndarray) -> floa
 
 def median_seconds(fn, repeats: int):
     """(median seconds of ``repeats`` calls of ``fn``, the last call's output); each call timed by
-    :func:`course_utils.rag.qa.timed`, the course's one timer."""
-    from course_utils.rag.qa import timed
+    :func:`course_utils.device.timed`, the course's one timer."""
+    from course_utils.device import timed
 
     seconds, out = [], None
     for _ in range(repeats):

@@ -9,6 +9,9 @@ Seeding returns a ``torch.Generator`` that callers pass on explicitly, instead o
 A generator can only draw numbers on its own device: ``torch.multinomial(cuda_probs, 1, generator=cpu_generator)``
 raises on CUDA, and a CPU-only run never sees it. So every public function that draws with a generator calls
 :func:`check_generator` first, and :func:`make_generator` takes the device explicitly.
+
+Timing: CUDA and MPS run kernels asynchronously, so a wall-clock timer must wait for them first
+(:func:`synchronize`); :func:`timed` times one call that way, for the notebooks' and benchmarks' timings.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from __future__ import annotations
 import os
 import platform
 import random
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -110,6 +114,20 @@ def synchronize(device: torch.device | str | None = None) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
+    """``(fn(*args, **kwargs), seconds)``: wall-clock time of one call (synchronising CUDA and MPS before reading the
+    clock).
+
+    Divide by the number of calls it made (questions, tokens) for seconds per call."""
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    synchronize()
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    synchronize()
+    return result, time.perf_counter() - start
 
 
 def _mps_available() -> bool:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from course_utils.device import check_generator, make_generator, pick_device, seed_everything
+from course_utils.device import check_generator, make_generator, pick_device, seed_everything, synchronize, timed
 from course_utils.generate.kv_cache import generate_cached, generate_uncached
 from course_utils.generate.sampling import SamplingConfig, next_token, sample
 from course_utils.model.gpt import GPT, GPTConfig
@@ -122,3 +122,28 @@ def test_cpu_and_smoke_profiles_mean_cpu_even_with_an_accelerator(monkeypatch):
 
 def test_seed_everything_returns_a_cpu_generator():
     assert seed_everything(3).device == torch.device("cpu")
+
+
+def test_timed_returns_the_result_and_seconds():
+    result, seconds = timed(sorted, [3, 1, 2])
+    assert result == [1, 2, 3] and 0 <= seconds < 1
+    with pytest.raises(TypeError, match="fn must be callable"):
+        timed(3)
+
+
+def test_synchronize_is_a_no_op_on_the_cpu_and_refuses_unknown_devices():
+    synchronize("cpu")
+    synchronize(torch.device("cpu"))
+    synchronize()  # every accelerator present: none here
+    with pytest.raises(RuntimeError):
+        synchronize("not-a-device")
+
+
+def test_synchronize_waits_for_the_device_it_is_given(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("cuda", device)))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append(("mps", None)))
+    synchronize("cuda:1")
+    synchronize("mps")
+    synchronize("cpu")
+    assert calls == [("cuda", torch.device("cuda:1")), ("mps", None)]

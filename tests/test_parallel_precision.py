@@ -7,7 +7,7 @@ import torch
 
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.parallel.precision import (LossScaler, cast_outcomes, collect_gradients, float_ranges, step_seconds,
-                                             synchronize, train_fp16)
+                                             train_fp16)
 from course_utils.train.batches import make_batch_fn
 from course_utils.train.loop import TrainConfig, train
 
@@ -170,24 +170,6 @@ def test_step_seconds_times_without_changing_the_model():
         step_seconds(model, idx, idx, steps=1, precision="fp8")
     with pytest.raises(ValueError, match="steps must be"):
         step_seconds(model, idx, idx, steps=0)
-
-
-def test_synchronize_is_a_no_op_on_the_cpu_and_refuses_unknown_devices():
-    synchronize("cpu")
-    synchronize(torch.device("cpu"))
-    synchronize()  # every accelerator present: none here
-    with pytest.raises(RuntimeError):
-        synchronize("not-a-device")
-
-
-def test_synchronize_waits_for_the_device_it_is_given(monkeypatch):
-    calls = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("cuda", device)))
-    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append(("mps", None)))
-    synchronize("cuda:1")
-    synchronize("mps")
-    synchronize("cpu")
-    assert calls == [("cuda", torch.device("cuda:1")), ("mps", None)]
 
 
 @pytest.mark.gpu

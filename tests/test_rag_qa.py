@@ -16,7 +16,7 @@ from course_utils.generate.sampling import SamplingConfig
 from course_utils.lora.answers import left_pad
 from course_utils.lora.sft import SFTConfig, chat_example, train_sft
 from course_utils.rag.qa import (Answer, answer_with_probs, closed_book_message, rag_message, sample_answers,
-                                 sample_answers_many, sample_padded, timed)
+                                 sample_answers_many, sample_padded)
 
 USERS = ["Hi", "What is the colour of the sky on a clear day?", "Name a fruit.", "Count: one two three four five six",
          "ok?"]
@@ -237,9 +237,3 @@ def test_sample_answers_checks_the_generator_device():
     with pytest.raises(ValueError, match=r"generator is on cpu but `the model's parameters` is on meta"):
         sample_answers(model, tok, "Hi", n=2, generator=make_generator(0, "cpu"))
 
-
-def test_timed_returns_the_result_and_seconds():
-    result, seconds = timed(sorted, [3, 1, 2])
-    assert result == [1, 2, 3] and 0 <= seconds < 1
-    with pytest.raises(TypeError, match="fn must be callable"):
-        timed(3)

@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from course_utils.device import synchronize
 from course_utils.parallel.activations import SavedTensorMeter
-from course_utils.parallel.precision import synchronize
 
 
 class CheckpointedBlock(nn.Module):

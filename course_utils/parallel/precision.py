@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from course_utils.device import synchronize  # re-exported: the timers here use it
+from course_utils.device import synchronize
 from course_utils.train.loop import BatchFn, History, TrainConfig, estimate_loss, lr_at, make_optimizer
 
 FORMATS = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}

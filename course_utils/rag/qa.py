@@ -17,14 +17,13 @@ S. Kadavath et al., "Language Models (Mostly) Know What They Know", 2022.
 With ``one_sentence=True`` an answer is its first sentence and generation stops there
 (:mod:`course_utils.rag.first_sentence`: why, and the rule), so that grades do not depend on the token limit.
 
-Left out: beam search, general stop strings, length-normalised or semantic (meaning-level) uncertainty (Kuhn et al., 2023,
-cluster paraphrases before summing their probability), verbalised confidence ("how sure are you?").
+Left out: beam search, general stop strings, length-normalised or semantic (meaning-level) uncertainty (Kuhn et al.,
+2023, cluster paraphrases before summing their probability), verbalised confidence ("how sure are you?").
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -33,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from course_utils.device import check_generator, synchronize
+from course_utils.device import check_generator
 from course_utils.generate.sampling import SamplingConfig, choose_next
 from course_utils.lora.answers import left_pad, pad_token_id
 from course_utils.lora.sft import chat_example, end_of_turn_id
@@ -213,8 +212,9 @@ def sample_padded(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
     the padding and grows by one column per step, and each row's position ids count from its first real token (so a
     padded row computes what the prompt alone would). A finished row (it produced ``stop_id``) keeps receiving
     ``stop_id``; so does a row for which ``row_done(new_ids (B, n), None)`` (a stopping criterion such as
-    :func:`~course_utils.rag.first_sentence.sentence_stop` with ``prompt_length=0``) returns True. Decoding one token reads every weight once whatever the batch size, so on a CPU or a GPU alike many
-    rows per step cost little more than one: that is why answers are sampled many questions at a time."""
+    :func:`~course_utils.rag.first_sentence.sentence_stop` with ``prompt_length=0``) returns True. Decoding one token
+    reads every weight once whatever the batch size, so on a CPU or a GPU alike many rows per step cost little more
+    than one: that is why answers are sampled many questions at a time."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
@@ -293,17 +293,3 @@ def sample_answers(model: nn.Module, tokenizer, message: str, n: int, temperatur
         raise ValueError(f"message must be a non-empty string, got {message!r}")
     return sample_answers_many(model, tokenizer, [message], n, temperature, generator=generator, top_p=top_p,
                                max_new_tokens=max_new_tokens, system=system, batch_size=n)[0]
-
-
-def timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
-    """``(fn(*args, **kwargs), seconds)``: wall-clock time of one call (synchronising CUDA and MPS before reading the
-    clock).
-
-    Divide by the number of questions for seconds per question."""
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    synchronize()
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    synchronize()
-    return result, time.perf_counter() - start
