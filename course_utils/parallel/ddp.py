@@ -210,6 +210,16 @@ def _counting_allreduce_hook(state, bucket):
     return dist.all_reduce(buffer, async_op=True).get_future().then(lambda fut: fut.value()[0])
 
 
+def counting_ddp(model: nn.Module, ctx: RankContext, average: bool = True
+                 ) -> tuple[DistributedDataParallel, _HookState]:
+    """``model`` wrapped in DDP on this rank's device, with :func:`_counting_allreduce_hook` installed; returns the
+    wrapper and the hook's state (calls and bytes all-reduced so far)."""
+    ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    hook_state = _HookState(ctx.world_size, average)
+    ddp.register_comm_hook(hook_state, _counting_allreduce_hook)
+    return ddp, hook_state
+
+
 def ddp_training_rank(ctx: RankContext, setup: DataParallelSetup, allreduce_repeats: int = 5,
                       allreduce_sizes: tuple[int, ...] = (), average: bool = True) -> dict:
     """Worker: DDP training of ``setup`` on this rank's shard of every batch, for :func:`launch`.
@@ -221,9 +231,7 @@ def ddp_training_rank(ctx: RankContext, setup: DataParallelSetup, allreduce_repe
     gradients instead of averaging them (a deliberate mistake, for tests).
     """
     model = build_model(setup.model, setup.seed, ctx.device, setup.dtype)
-    ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    hook_state = _HookState(ctx.world_size, average)
-    ddp.register_comm_hook(hook_state, _counting_allreduce_hook)
+    ddp, hook_state = counting_ddp(model, ctx, average)
     shards = [shard_batch(idx, targets, ctx.rank, ctx.world_size) for idx, targets in setup.batches]
     losses, seconds = train_steps(ddp, make_adamw(ddp, setup), shards, ctx.device)
     grad_nbytes = gradient_bytes(model)

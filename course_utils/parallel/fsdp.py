@@ -24,7 +24,6 @@ Left out: mixed-precision policies, CPU offload, ``reshard_after_forward=False``
 
 from __future__ import annotations
 
-from collections import Counter
 from contextlib import contextmanager
 
 import torch
@@ -32,10 +31,9 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
-from torch.nn.parallel import DistributedDataParallel
 
-from course_utils.parallel.ddp import (DataParallelSetup, _counting_allreduce_hook, _HookState, build_model,
-                                       full_state, make_adamw, shard_batch, train_steps)
+from course_utils.parallel.ddp import (DataParallelSetup, build_model, counting_ddp, full_state, make_adamw,
+                                       shard_batch, train_steps)
 from course_utils.parallel.launch import RankContext
 from course_utils.parallel.memory import measured_state_bytes
 
@@ -107,9 +105,7 @@ def fsdp_training_rank(ctx: RankContext, setup: DataParallelSetup,
     shards = [shard_batch(idx, targets, ctx.rank, ctx.world_size) for idx, targets in setup.batches]
     out = {}
     ddp_model = build_model(setup.model, setup.seed, ctx.device, setup.dtype)
-    ddp = DistributedDataParallel(ddp_model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    hook_state = _HookState(ctx.world_size, average=True)
-    ddp.register_comm_hook(hook_state, _counting_allreduce_hook)  # DDP's own all-reduce, counted
+    ddp, hook_state = counting_ddp(ddp_model, ctx)  # DDP's own all-reduce, counted
     optimizer = make_adamw(ddp, setup)
     losses, seconds = train_steps(ddp, optimizer, shards, ctx.device)
     per_step = {"all_reduce": [hook_state.calls / len(shards), hook_state.bytes_all_reduced / len(shards)]}
