@@ -35,7 +35,7 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
           |
        generate            sampling, loop (HF decoding), kv_cache, beam_search
           |
-        train              batches, loop (trainer), recipes, mlm, checkpoint
+        train              batches, loop (trainer), muon (optimiser), recipes, mlm, checkpoint
           |
         model              masks, attention, gpt, logits_fns, ngram, pretrained, modern (RMSNorm, RoPE, SwiGLU, GQA),
                            llama (SmolLM2 from scratch), moe (mixture of experts)

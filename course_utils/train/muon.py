@@ -1,0 +1,137 @@
+"""Muon: momentum whose update is orthogonalised by a Newton-Schulz iteration, for a network's hidden matrices.
+
+Muon (K. Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural networks"; at scale: J. Liu et al.,
+2025, "Muon is Scalable for LLM Training") keeps a Nesterov momentum buffer per weight matrix, like SGD, but
+replaces the update ``M`` by the nearest semi-orthogonal matrix ``U V^T`` (from the SVD ``M = U S V^T``): every
+direction the momentum points in moves the weights by the same amount, so rare directions are not drowned by the
+dominant ones. The SVD is too slow to run every step; a few steps of the quintic Newton-Schulz iteration
+``X <- a X + (b A + c A^2) X`` with ``A = X X^T`` and ``(a, b, c) = (3.4445, -4.7750, 2.0315)`` push every singular
+value of the normalised ``M`` towards 1 (into roughly 0.7 to 1.2, which works as well as exactly 1) using matrix
+products only. The update of an ``(out, in)`` matrix is scaled by ``sqrt(max(1, out / in))``, as in the original.
+
+Muon is for the hidden 2-D weights; embeddings, the output head, biases and LayerNorm gains keep AdamW
+(:func:`hidden_matrices` splits a model's parameters that way; :class:`MuonWithAdamW` steps both as one optimiser).
+
+Why not ``torch.optim.Muon``: it runs the iteration in bfloat16, which CPUs without native bf16 (no AVX512-BF16 or
+AMX) emulate; on this course's 2-core AVX2 machine its step over the chapter-01 model's hidden matrices took about
+25 times as long as this float32 version (``benchmarks/bench_char_training.py --muon-step``). Here matrices of the
+same shape are stacked and orthogonalised in one batched product.
+
+Left out: weight decay inside Muon (the course recipe decays only through AdamW's groups), distributing the
+iteration across ranks, and the bfloat16 path (use ``torch.optim.Muon`` on a GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn as nn
+
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz(matrices: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+    """Approximately orthogonalise ``matrices`` (..., m, n): the same singular vectors, singular values near 1.
+
+    Each matrix is first divided by its Frobenius norm (so every singular value is at most 1), then ``steps``
+    quintic Newton-Schulz iterations run on the wider orientation (the Gram matrix ``X X^T`` is the smaller one).
+    """
+    if matrices.dim() < 2:
+        raise ValueError(f"newton_schulz needs matrices (..., m, n), got shape {tuple(matrices.shape)}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    a, b, c = NS_COEFFICIENTS
+    x = matrices / (matrices.norm(dim=(-2, -1), keepdim=True) + eps)  # (..., m, n), spectral norm <= 1
+    tall = x.size(-2) > x.size(-1)
+    if tall:
+        x = x.mT  # (..., n, m): iterate on the wide orientation
+    for _ in range(steps):
+        gram = x @ x.mT  # (..., rows, rows)
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.mT if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for 2-D parameters: Nesterov momentum, Newton-Schulz orthogonalised, shape-scaled steps (float32)."""
+
+    def __init__(self, params: Iterable, lr: float = 0.02, momentum: float = 0.95, ns_steps: int = 5) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if not isinstance(ns_steps, int) or ns_steps < 1:
+            raise ValueError(f"ns_steps must be a positive int, got {ns_steps!r}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, ns_steps=ns_steps))
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.dim() != 2:
+                    raise ValueError(f"Muon updates 2-D weight matrices only, got a parameter of shape "
+                                     f"{tuple(p.shape)}; give embeddings, biases and gains to AdamW")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else torch.enable_grad()(closure)()
+        for group in self.param_groups:
+            by_shape: dict[tuple, list[torch.Tensor]] = {}
+            for p in group["params"]:
+                if p.grad is not None:
+                    by_shape.setdefault((tuple(p.shape), p.device, p.dtype), []).append(p)
+            for (shape, _, _), params in by_shape.items():
+                grads = [p.grad for p in params]
+                buffers = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
+                torch._foreach_mul_(buffers, group["momentum"])
+                torch._foreach_add_(buffers, grads)
+                nesterov = torch._foreach_add(grads, buffers, alpha=group["momentum"])
+                update = newton_schulz(torch.stack(nesterov).float(), group["ns_steps"])  # (k, out, in)
+                scale = max(1.0, shape[0] / shape[1]) ** 0.5
+                torch._foreach_add_(params, [u.to(p.dtype) for u, p in zip(update.unbind(0), params)],
+                                    alpha=-group["lr"] * scale)
+        return loss
+
+
+def hidden_matrices(model: nn.Module, output_names: Iterable[str] = ("lm_head",)) -> tuple[list, list]:
+    """Split ``model``'s trainable parameters into (Muon's hidden matrices, the rest for AdamW).
+
+    Hidden matrices are the weights of ``nn.Linear`` layers, except modules named in ``output_names`` and any
+    weight that is also an ``nn.Embedding``'s table (a tied output head).
+    """
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    excluded = set(output_names)
+    hidden_ids: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and name.split(".")[-1] not in excluded \
+                and id(module.weight) not in embedding_ids and module.weight.requires_grad:
+            hidden_ids.add(id(module.weight))
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [p for p in params if id(p) in hidden_ids], [p for p in params if id(p) not in hidden_ids]
+
+
+class MuonWithAdamW:
+    """Muon for the hidden matrices and AdamW for the rest, stepped as one optimiser by the training loop.
+
+    ``param_groups`` lists Muon's groups, then AdamW's; each group carries ``peak_lr``, its learning rate at the top
+    of the schedule, which :func:`course_utils.train.loop.set_lr` scales.
+    """
+
+    def __init__(self, muon: Muon, adamw: torch.optim.Optimizer) -> None:
+        self.optimizers = (muon, adamw)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for opt in self.optimizers for group in opt.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return {"muon": self.optimizers[0].state_dict(), "adamw": self.optimizers[1].state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizers[0].load_state_dict(state["muon"])
+        self.optimizers[1].load_state_dict(state["adamw"])
