@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from course_utils.device import synchronize
-from course_utils.train.loop import BatchFn, History, TrainConfig, estimate_loss, lr_at, make_optimizer
+from course_utils.train.loop import BatchFn, History, TrainConfig, estimate_loss, make_optimizer, set_lr
 
 FORMATS = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -198,9 +198,7 @@ def train_fp16(model: nn.Module, get_batch: BatchFn, config: TrainConfig, genera
     model.train()
     start = time.perf_counter()
     for step in range(config.max_steps):
-        lr = lr_at(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_lr(optimizer, step, config)
         idx, targets = get_batch("train", generator)
         with torch.autocast(device_type=device.type, dtype=torch.float16):
             _, loss = model(idx, targets)

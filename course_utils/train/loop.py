@@ -17,8 +17,8 @@ states stay float32. Evaluation always runs in float32, so the validation losses
 the same way and can be compared directly. bf16 only pays off where the hardware multiplies bf16 natively (recent
 GPUs; CPUs with AVX512-BF16 or AMX); elsewhere it is emulated and slower than float32 (a warning says so on CPU).
 
-Left out: gradient accumulation, float16 with loss scaling, distributed training (chapter 11, training at scale
-(coming)).
+Left out: gradient accumulation, float16 with loss scaling and distributed training (chapter 11, training at
+scale, and :mod:`course_utils.parallel`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from course_utils.device import native_bf16
+from course_utils.train.muon import Muon, MuonWithAdamW, hidden_matrices
 
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 PRECISIONS = ("bf16", "fp32")
+OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass
@@ -55,6 +57,9 @@ class TrainConfig:
     eval_train_split: bool = True  # also evaluate on training batches (for the train/val gap); val is always done
     fused_optimizer: bool = False  # one fused AdamW kernel for all parameters instead of a loop of small ops
     precision: str = "fp32"  # "fp32", or "bf16": forward + loss under bf16 autocast, float32 weights and optimizer
+    optimizer: str = "adamw"  # "adamw", or "muon": Muon for hidden matrices (at muon_lr), AdamW (at lr) for the rest
+    muon_lr: float = 0.04  # Muon's peak learning rate (used only with optimizer="muon")
+    muon_momentum: float = 0.95
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -78,6 +83,11 @@ class TrainConfig:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1:
+            raise ValueError(f"muon_lr must be > 0 and muon_momentum in [0, 1), got {self.muon_lr} and "
+                             f"{self.muon_momentum}")
 
 
 @dataclass
@@ -134,17 +144,41 @@ def autocast_context(model: nn.Module, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+def _adamw(params: list, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not on biases, LayerNorm gains or anything 1-D)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
     groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay, "lr_ratio": 1.0},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr_ratio": 1.0},
     ]
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2),
                              fused=config.fused_optimizer or None)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW | MuonWithAdamW:
+    """The optimiser ``config.optimizer`` names, over ``model``'s trainable parameters.
+
+    ``"adamw"``: AdamW with weight decay on matrices only (not on biases, LayerNorm gains or anything 1-D).
+    ``"muon"``: Muon on the hidden matrices (:func:`course_utils.train.muon.hidden_matrices`), no weight decay, and
+    the AdamW above on the rest. Every group carries ``lr_ratio``, its peak learning rate over ``config.lr``.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adamw":
+        return _adamw(params, config)
+    hidden, rest = hidden_matrices(model)
+    if not hidden:
+        raise ValueError("optimizer='muon' found no hidden nn.Linear weight matrix in this model; use 'adamw'")
+    muon = Muon(hidden, lr=config.muon_lr, momentum=config.muon_momentum)
+    muon.param_groups[0]["lr_ratio"] = config.muon_lr / config.lr
+    return MuonWithAdamW(muon, _adamw(rest, config))
+
+
+def set_lr(optimizer: torch.optim.Optimizer | MuonWithAdamW, step: int, config: TrainConfig) -> float:
+    """Set every group's learning rate for ``step`` (the schedule times the group's ``lr_ratio``); return the
+    schedule's value, :func:`lr_at`."""
+    lr = lr_at(step, config)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_ratio", 1.0)
+    return lr
 
 
 @torch.no_grad()
@@ -187,9 +221,7 @@ def train(
     start = time.perf_counter()
     bar = tqdm(range(config.max_steps), desc="training", disable=not config.progress, leave=False)
     for step in bar:
-        lr = lr_at(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_lr(optimizer, step, config)
         idx, targets = get_batch("train", generator)
         with autocast:  # forward pass and loss only; backward and the optimizer step run outside (float32 state)
             _, loss = model(idx, targets)
