@@ -169,7 +169,10 @@ def main() -> None:
         h = run_arm(recipe, compiled, train_ids, val_ids, args.seed, target=target, time_cap=args.cap * base.seconds)
         reached = h.final_val_loss <= target
         ratio = f"{h.seconds / base.seconds:.3f}" if reached else f"not reached (> {h.seconds / base.seconds:.2f})"
-        print(f"{name:28s} {recipe.train.optimizer:>5s} {recipe.batch_size:5d} {recipe.train.lr:7.1e} {recipe.train.precision:>4s} "
+        opt = recipe.train.optimizer
+        if opt == "muon":
+            opt = f"muon (lr {recipe.train.muon_lr:g}, momentum {recipe.train.muon_momentum:g}) + adamw"
+        print(f"{name:28s} {opt:>5s} {recipe.batch_size:5d} {recipe.train.lr:7.1e} {recipe.train.precision:>4s} "
               f"{recipe.model.attention:>6s} | {h.steps[-1] + 1:5d} {h.final_val_loss:7.4f} {h.seconds:8.1f} "
               f"{h.tokens_seen / h.seconds:7.0f} | {ratio}", flush=True)
     if args.muon_step:

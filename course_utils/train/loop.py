@@ -1,6 +1,6 @@
-"""Training loop for language models: AdamW, linear warm-up then cosine decay, gradient clipping, periodic
-evaluation, a tqdm progress bar, and a returned :class:`History` that :func:`course_utils.plotting.plot_history`
-draws.
+"""Training loop for language models: AdamW (or Muon + AdamW), linear warm-up then cosine decay, gradient clipping,
+periodic evaluation, a tqdm progress bar, and a returned :class:`History` that
+:func:`course_utils.plotting.plot_history` draws.
 
 References: Loshchilov & Hutter, 2019, "Decoupled Weight Decay Regularization" (AdamW); Loshchilov & Hutter, 2017,
 "SGDR" (cosine schedule); the warm-up/cosine recipe used by GPT-2/3 and nanoGPT.

@@ -1,24 +1,31 @@
 """Muon: momentum whose update is orthogonalised by a Newton-Schulz iteration, for a network's hidden matrices.
 
-Muon (K. Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural networks"; at scale: J. Liu et al.,
-2025, "Muon is Scalable for LLM Training") keeps a Nesterov momentum buffer per weight matrix, like SGD, but
-replaces the update ``M`` by the nearest semi-orthogonal matrix ``U V^T`` (from the SVD ``M = U S V^T``): every
-direction the momentum points in moves the weights by the same amount, so rare directions are not drowned by the
-dominant ones. The SVD is too slow to run every step; a few steps of the quintic Newton-Schulz iteration
-``X <- a X + (b A + c A^2) X`` with ``A = X X^T`` and ``(a, b, c) = (3.4445, -4.7750, 2.0315)`` push every singular
-value of the normalised ``M`` towards 1 (into roughly 0.7 to 1.2, which works as well as exactly 1) using matrix
-products only. The update of an ``(out, in)`` matrix is scaled by ``sqrt(max(1, out / in))``, as in the original.
+Muon (K. Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural networks") keeps a Nesterov momentum
+buffer per weight matrix, like SGD, but replaces the update ``M`` by (approximately) the nearest semi-orthogonal
+matrix ``U V^T`` (from the SVD ``M = U S V^T``): directions the momentum points in weakly move the weights by about
+as much as the dominant ones (the authors' hypothesis for why it helps). The SVD is too slow to run every step; a few
+steps of the quintic Newton-Schulz iteration ``X <- a X + (b A + c A^2) X`` with ``A = X X^T`` and
+``(a, b, c) = (3.4445, -4.7750, 2.0315)`` push the singular values of the normalised ``M`` towards 1 using matrix
+products only. Five steps map every singular value above about 1/650 of ``M``'s Frobenius norm into about 0.68 to
+1.20; smaller ones stay small (1e-3 of the norm ends near 0.47), so the step is only roughly orthogonal. The authors
+describe the result as ``U S' V^T`` with ``S'`` roughly uniform in (0.5, 1.5) and found it does not hurt model
+performance relative to ``U V^T``. The update of an ``(out, in)`` matrix is scaled by ``sqrt(max(1, out / in))``, as
+in the original. The momentum is the sum form ``M <- mu M + G``; the moving-average form of ``torch.optim.Muon``
+differs by a factor that the normalisation removes, so both give the same step.
 
 Muon is for the hidden 2-D weights; embeddings, the output head, biases and LayerNorm gains keep AdamW
 (:func:`hidden_matrices` splits a model's parameters that way; :class:`MuonWithAdamW` steps both as one optimiser).
 
 Why not ``torch.optim.Muon``: it runs the iteration in bfloat16, which CPUs without native bf16 (no AVX512-BF16 or
 AMX) emulate; on this course's 2-core AVX2 machine its step over the chapter-01 model's hidden matrices took about
-25 times as long as this float32 version (``benchmarks/bench_char_training.py --muon-step``). Here matrices of the
-same shape are stacked and orthogonalised in one batched product.
+25 times as long as this float32 version (``benchmarks/bench_char_training.py --muon-step``), because of the bf16
+emulation. Here the iteration always runs in float32, whatever the parameters' dtype (float64 is rounded), and
+matrices of the same shape are stacked into one batched product (fewer kernel launches).
 
-Left out: weight decay inside Muon (the course recipe decays only through AdamW's groups), distributing the
-iteration across ranks, and the bfloat16 path (use ``torch.optim.Muon`` on a GPU).
+Left out: weight decay inside Muon and the RMS-matched step scale ``0.2 sqrt(max(out, in))`` that J. Liu et al.
+(2025, "Muon is Scalable for LLM Training") found necessary at scale; orthogonalising a fused qkv matrix's Q, K and V
+separately (common practice; here the (3C, C) matrix is one matrix); distributing the iteration across ranks; and a
+bfloat16 path (``torch.optim.Muon`` has one; ``TrainConfig`` always builds this float32 version).
 """
 
 from __future__ import annotations
@@ -79,7 +86,10 @@ class Muon(torch.optim.Optimizer):
                     by_shape.setdefault((tuple(p.shape), p.device, p.dtype), []).append(p)
             for (shape, _, _), params in by_shape.items():
                 grads = [p.grad for p in params]
-                buffers = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
+                for p in params:
+                    if "momentum_buffer" not in self.state[p]:
+                        self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+                buffers = [self.state[p]["momentum_buffer"] for p in params]
                 torch._foreach_mul_(buffers, group["momentum"])
                 torch._foreach_add_(buffers, grads)
                 nesterov = torch._foreach_add(grads, buffers, alpha=group["momentum"])
@@ -110,8 +120,9 @@ def hidden_matrices(model: nn.Module, output_names: Iterable[str] = ("lm_head",)
 class MuonWithAdamW:
     """Muon for the hidden matrices and AdamW for the rest, stepped as one optimiser by the training loop.
 
-    ``param_groups`` lists Muon's groups, then AdamW's; each group carries ``peak_lr``, its learning rate at the top
-    of the schedule, which :func:`course_utils.train.loop.set_lr` scales.
+    ``param_groups`` lists Muon's groups, then AdamW's; :func:`course_utils.train.loop.make_optimizer` gives each
+    group ``lr_ratio``, its peak learning rate over ``TrainConfig.lr``, which :func:`course_utils.train.loop.set_lr`
+    multiplies by the schedule.
     """
 
     def __init__(self, muon: Muon, adamw: torch.optim.Optimizer) -> None:

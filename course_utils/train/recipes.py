@@ -5,16 +5,17 @@ The baseline is the small CPU configuration popularised by nanoGPT's Shakespeare
 weight decay 0.1), 100 warm-up steps then cosine to 1e-4, gradient clipping at 1.0, no dropout.
 
 The course's recipes keep the model identical and change only how it is optimised.
-:func:`adamw_char_recipe` (the course recipe until 2026-11-30, and the one chapters 01 and 06 train with, because
-chapter 01 teaches AdamW): a six times larger peak learning rate with half the warm-up (a 0.8M-parameter model
+:func:`adamw_char_recipe` (the course recipe until 2026-11-30; chapter 06 trains with it and chapter 01 compares
+its own AdamW run with it): a six times larger peak learning rate with half the warm-up (a 0.8M-parameter model
 tolerates far more than 1e-3), twice the batch (more characters per second on a CPU, and a less noisy gradient at
 that learning rate), a 700-step cosine, a fused AdamW kernel, and a validation-only evaluation every 100 steps.
 :func:`course_char_recipe` adds Muon (Jordan et al., 2024; :mod:`course_utils.train.muon`) for the 16 hidden
 weight matrices at a peak learning rate of 0.05 with momentum 0.85 (0.95, the usual default, was slower here), keeps
 AdamW at 6e-3 for the embeddings, biases and gains, doubles the batch again (48: Muon's orthogonalisation costs the
 same per step whatever the batch, so a larger batch amortises it; 64 needed more tokens), and shortens the schedule
-to 25 warm-up steps and a 200-step cosine, evaluated every 40 steps (five evaluations in a run). The settings were chosen by a search on this
-course's 2-core CPU, recorded in ``benchmarks/RESULTS.md``.
+to 25 warm-up steps and a 200-step cosine, evaluated every 40 steps (five evaluations in a run). The settings were
+chosen by a search on this course's 2-core CPU with one seed and the benchmark's own validation windows (recorded in
+``benchmarks/RESULTS.md``, with an AdamW arm given the same batch and schedule, and a second seed).
 ``benchmarks/bench_char_training.py`` measures how much sooner each reaches the baseline's final validation loss,
 one change at a time.
 """
