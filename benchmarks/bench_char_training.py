@@ -169,12 +169,11 @@ def main() -> None:
         h = run_arm(recipe, compiled, train_ids, val_ids, args.seed, target=target, time_cap=args.cap * base.seconds)
         reached = h.final_val_loss <= target
         ratio = f"{h.seconds / base.seconds:.3f}" if reached else f"not reached (> {h.seconds / base.seconds:.2f})"
-        opt = recipe.train.optimizer
-        if opt == "muon":
-            opt = f"muon (lr {recipe.train.muon_lr:g}, momentum {recipe.train.muon_momentum:g}) + adamw"
-        print(f"{name:28s} {opt:>5s} {recipe.batch_size:5d} {recipe.train.lr:7.1e} {recipe.train.precision:>4s} "
+        muon = (f" | muon lr {recipe.train.muon_lr:g}, momentum {recipe.train.muon_momentum:g}"
+                if recipe.train.optimizer == "muon" else "")
+        print(f"{name:28s} {recipe.train.optimizer:>5s} {recipe.batch_size:5d} {recipe.train.lr:7.1e} {recipe.train.precision:>4s} "
               f"{recipe.model.attention:>6s} | {h.steps[-1] + 1:5d} {h.final_val_loss:7.4f} {h.seconds:8.1f} "
-              f"{h.tokens_seen / h.seconds:7.0f} | {ratio}", flush=True)
+              f"{h.tokens_seen / h.seconds:7.0f} | {ratio}{muon}", flush=True)
     if args.muon_step:
         steps = time_optimizer_steps(base_recipe.model)
         ours = steps["course Muon (float32, batched by shape)"]
