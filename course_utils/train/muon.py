@@ -2,8 +2,8 @@
 
 Muon (K. Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural networks") keeps a Nesterov momentum
 buffer per weight matrix, like SGD, but replaces the update ``M`` by (approximately) the nearest semi-orthogonal
-matrix ``U V^T`` (from the SVD ``M = U S V^T``): directions the momentum points in weakly move the weights by about
-as much as the dominant ones (the authors' hypothesis for why it helps). The SVD is too slow to run every step; a few
+matrix ``U V^T`` (from the SVD ``M = U S V^T``): directions that are weak but not tiny move the weights by about as
+much as the dominant ones (the authors' hypothesis for why it helps). The SVD is too slow to run every step; a few
 steps of the quintic Newton-Schulz iteration ``X <- a X + (b A + c A^2) X`` with ``A = X X^T`` and
 ``(a, b, c) = (3.4445, -4.7750, 2.0315)`` push the singular values of the normalised ``M`` towards 1 using matrix
 products only. Five steps map every singular value above about 1/650 of ``M``'s Frobenius norm into about 0.68 to
