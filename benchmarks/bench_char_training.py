@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import os
 import resource
+import statistics
 import warnings
 
 import torch
@@ -132,8 +133,7 @@ def time_optimizer_steps(model_config, repeats: int = 20) -> dict[str, float]:
     for name, make in makers.items():
         optimizer = make()
         optimizer.step()  # warm-up: allocates the states
-        times = sorted(timed(optimizer.step)[1] for _ in range(repeats))
-        result[name] = 1e3 * times[len(times) // 2]
+        result[name] = 1e3 * statistics.median(timed(optimizer.step)[1] for _ in range(repeats))
     return result
 
 
@@ -171,7 +171,8 @@ def main() -> None:
         ratio = f"{h.seconds / base.seconds:.3f}" if reached else f"not reached (> {h.seconds / base.seconds:.2f})"
         muon = (f" | muon lr {recipe.train.muon_lr:g}, momentum {recipe.train.muon_momentum:g}"
                 if recipe.train.optimizer == "muon" else "")
-        print(f"{name:28s} {recipe.train.optimizer:>5s} {recipe.batch_size:5d} {recipe.train.lr:7.1e} {recipe.train.precision:>4s} "
+        print(f"{name:28s} {recipe.train.optimizer:>5s} {recipe.batch_size:5d} {recipe.train.lr:7.1e} "
+              f"{recipe.train.precision:>4s} "
               f"{recipe.model.attention:>6s} | {h.steps[-1] + 1:5d} {h.final_val_loss:7.4f} {h.seconds:8.1f} "
               f"{h.tokens_seen / h.seconds:7.0f} | {ratio}{muon}", flush=True)
     if args.muon_step:

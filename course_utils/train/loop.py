@@ -161,9 +161,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW |
     ``"muon"``: Muon on the hidden matrices (:func:`course_utils.train.muon.hidden_matrices`), no weight decay, and
     the AdamW above on the rest. Every group carries ``lr_ratio``, its peak learning rate over ``config.lr``.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adamw":
-        return _adamw(params, config)
+        return _adamw([p for p in model.parameters() if p.requires_grad], config)
     hidden, rest = hidden_matrices(model)
     if not hidden:
         raise ValueError("optimizer='muon' found no hidden nn.Linear weight matrix in this model; use 'adamw'")
