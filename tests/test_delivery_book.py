@@ -4,6 +4,7 @@ without losing the previous build."""
 import importlib
 import json
 import os
+import re
 
 import nbformat
 import pytest
@@ -63,6 +64,8 @@ def test_book_build_writes_notebook_html_index_and_timings(tmp_path, monkeypatch
     assert 'href="02_tiny.html#start"' in page, "links between chapters point to their pages"
     assert f'<script src="mathjax/MathJax.js?config={book.MATHJAX_CONFIG}">' in page, "math from the local copy"
     assert (out / "mathjax" / "config" / "TeX-AMS-MML_HTMLorMML-full.js").is_file(), "MathJax copied beside the pages"
+    remote = re.findall(r'<(?:script|link)[^>]*(?:src|href)="(?:https?:)?//[^"]*"', page)
+    assert remote == [], f"the page loads nothing from the network: {remote}"
     index = (out / "index.html").read_text()
     assert "01_tiny.html" in index and "ok" in index and "Smoke profile" in index
     assert "jupyter-server-mathjax" not in index, "no CDN note when the math renders offline"
@@ -85,6 +88,7 @@ def test_a_failing_notebook_is_reported_and_the_previous_build_kept(tmp_path, mo
     assert (out / "02_tiny.failed.ipynb").exists()
     assert "FAILED" in (out / "index.html").read_text()
     assert "jupyter-server-mathjax" in (out / "index.html").read_text(), "the index says math needs the internet"
+    assert "require.js" not in good and "cdnjs.cloudflare.com/ajax/libs/mathjax" in good, "only the math is remote"
     assert not (out / "mathjax").exists()
     assert book.main(["--profile", "smoke", "--out", str(tmp_path / "build"), str(source)]) == 1
     assert not [p for p in os.listdir(out) if p.startswith(".")], "no temporary files left behind"

@@ -12,7 +12,10 @@ Math: nbconvert's pages load MathJax from a CDN, so without internet the LaTeX s
 package of the course ships a standalone MathJax (JupyterLab bundles MathJax 3 inside its own web app, which a page
 cannot load), so when ``jupyter-server-mathjax`` is installed (MathJax 2.7 with the STIX web fonts, the copy the
 classic notebook served; a 3 MB wheel) the book copies it into ``build/<profile>/mathjax/`` and the pages load it from
-there; otherwise they keep the CDN and the index says so.
+there; otherwise they keep the CDN and the index says so. nbconvert's pages also load require.js from a CDN, for
+live widgets and old output renderers; the book's pages have neither (widgets are static, their state dropped), so
+the tag is removed and, with the local MathJax, a page fetches nothing from the network. (Mermaid is fetched only
+by a page that holds a mermaid diagram; no chapter does.)
 """
 
 from __future__ import annotations
@@ -139,12 +142,17 @@ def to_html(nb, mathjax_url: str | None = None) -> str:
     from nbconvert import HTMLExporter
 
     options = {"mathjax_url": mathjax_url} if mathjax_url else {}
-    body, _ = HTMLExporter(template_name="lab", embed_images=True, **options).from_notebook_node(static_outputs(nb))
+    exporter = HTMLExporter(template_name="lab", embed_images=True, **options)
+    body, _ = exporter.from_notebook_node(static_outputs(nb))
     if mathjax_url:
         script = f'<script src="{mathjax_url}">'
         if body.count(script) != 1:
             raise RuntimeError(f"nbconvert's template changed: expected one {script!r} in the page")
         body = body.replace(script, MATHJAX_FONTS + "\n" + script)
+    require_js = f'<script src="{exporter.require_js_url}"></script>'
+    if body.count(require_js) != 1:
+        raise RuntimeError(f"nbconvert's template changed: expected one {require_js!r} in the page")
+    body = body.replace(require_js, "")  # nothing on a static page uses it, and it is the network's
     return SIBLING_NOTEBOOK.sub(r'href="\1.html\2"', body)  # links between chapters stay inside the book
 
 
