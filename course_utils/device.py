@@ -20,6 +20,7 @@ import os
 import platform
 import random
 import time
+import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -35,7 +36,8 @@ def pick_device(preferred: str | None = None, profile: str | None = None) -> tor
     """The device to run on: ``preferred`` if given (and available), else the profile's rule.
 
     ``profile`` defaults to the active one (:func:`course_utils.profile.get_profile`): ``smoke`` and ``cpu`` give the
-    CPU; ``gpu`` gives CUDA if available, else MPS if available, else the CPU.
+    CPU; ``gpu`` gives CUDA if available, else MPS if available, else the CPU with a ``RuntimeWarning`` (the gpu
+    profile's sizes are hours of work there).
     """
     if preferred is not None:
         kind = str(preferred).split(":")[0]
@@ -52,6 +54,8 @@ def pick_device(preferred: str | None = None, profile: str | None = None) -> tor
         return torch.device("cuda")
     if _mps_available():
         return torch.device("mps")
+    warnings.warn("the gpu profile found no CUDA or MPS device and runs on the CPU: its GPU-sized experiments take "
+                  "hours there; set COURSE_PROFILE=cpu (or smoke) for the CPU scale", RuntimeWarning, stacklevel=2)
     return torch.device("cpu")
 
 

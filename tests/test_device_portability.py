@@ -9,6 +9,8 @@ Every public function that draws with a generator must refuse the mismatch with 
 draw (or draw where the generator is, on purpose, and move the result).
 """
 
+import warnings
+
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -118,6 +120,16 @@ def test_cpu_and_smoke_profiles_mean_cpu_even_with_an_accelerator(monkeypatch):
     assert pick_device(profile="gpu") == torch.device("mps")
     monkeypatch.setenv("COURSE_PROFILE", "cpu")
     assert pick_device() == torch.device("cpu")
+
+
+def test_the_gpu_profile_without_an_accelerator_warns_that_it_runs_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.warns(RuntimeWarning, match="COURSE_PROFILE=cpu"):
+        assert pick_device(profile="gpu") == torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the cpu profile on the CPU is what was asked for: no warning
+        assert pick_device(profile="cpu") == torch.device("cpu")
 
 
 def test_seed_everything_returns_a_cpu_generator():

@@ -44,10 +44,11 @@ def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     prompt_length = prompt.numel()
     beams = prompt[None, :]  # (K, T), one beam to start with
-    scores = torch.zeros(1, dtype=torch.float64, device=prompt.device)  # (K,) summed log-probabilities
+    # scores live on the CPU in float64 (MPS has no float64); only the ids go to the model's device
+    scores = torch.zeros(1, dtype=torch.float64)  # (K,) summed log-probabilities
     finished: list[tuple[float, torch.Tensor]] = []
     for step in range(1, max_new_tokens + 1):
-        logprobs = torch.log_softmax(logits_fn(beams).double(), dim=-1)  # (K, V)
+        logprobs = torch.log_softmax(logits_fn(beams).cpu().double(), dim=-1)  # (K, V)
         vocab_size = logprobs.shape[-1]
         candidates = (scores[:, None] + logprobs).view(-1)  # (K * V,)
         top_scores, top_flat = torch.topk(candidates, min(2 * num_beams, candidates.numel()))
@@ -64,7 +65,7 @@ def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch
             if len(next_beams) == num_beams:
                 break
         beams = torch.stack(next_beams)  # (K, T + step)
-        scores = torch.tensor(next_scores, dtype=torch.float64, device=prompt.device)
+        scores = torch.tensor(next_scores, dtype=torch.float64)
         finished.sort(key=lambda item: item[0], reverse=True)
         finished = finished[:num_beams]
         if len(finished) == num_beams and scores[0].item() / step ** length_penalty <= finished[-1][0]:

@@ -64,13 +64,14 @@ def cast_outcomes(values: torch.Tensor, scale: float = 1.0, dtype: torch.dtype =
     """Fractions of the non-zero ``values`` that, multiplied by ``scale`` and cast to ``dtype``, become zero
     ("underflow"), subnormal (fewer significant bits), infinite ("overflow"), or stay normal.
 
-    The product is formed in float64 so that only the cast to ``dtype`` decides the outcome.
+    The product is formed in float64, on the CPU (MPS has no float64), so that only the cast to ``dtype`` decides the
+    outcome.
     """
     if not isinstance(values, torch.Tensor) or not values.is_floating_point():
         raise TypeError("values must be a floating-point tensor")
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
-    nonzero = values.detach().flatten().double()
+    nonzero = values.detach().flatten().to("cpu", torch.float64)
     nonzero = nonzero[nonzero != 0]
     if nonzero.numel() == 0:
         raise ValueError("values has no non-zero entries; nothing can underflow")
