@@ -29,6 +29,7 @@ import time
 import torch
 
 from course_utils.device import cpu_description, torch_threads
+from course_utils.evaluate.timing import compare_rounds
 from course_utils.model.gpt import GPTConfig
 from course_utils.parallel.ddp import (DataParallelSetup, all_reduce_timing_rank, ddp_training_rank, make_batches,
                                        ring_allreduce_bytes_per_rank, tokens_per_second, train_single_process)
@@ -101,12 +102,9 @@ def main() -> None:
     for arm in arms:
         print(f"| {arm} | {medians[arm]:,.0f} | {min(ddp[arm]):,.0f}-{max(ddp[arm]):,.0f} | {medians[arm] / base:.2f}x |")
     ddp_arm, threads_arm = arms[0], arms[1]
-    overlap = min(ddp[ddp_arm]) <= max(ddp[threads_arm]) and min(ddp[threads_arm]) <= max(ddp[ddp_arm])
-    ratio = medians[ddp_arm] / medians[threads_arm]
-    if overlap:  # the notebook's rule: "about even" only when the medians are also within 10 %
-        verdict = "the ranges overlap: about even" if abs(ratio - 1) <= 0.1 else "the ranges overlap: not ranked"
-    else:
-        verdict = f"the ranges do not overlap: {'DDP' if ratio > 1 else 'threads'} faster"
+    ratio, rule = compare_rounds(ddp[ddp_arm], ddp[threads_arm], tie=0.1)  # the notebook's rule, one copy
+    verdict = (f"the ranges do not overlap: {'DDP' if ratio > 1 else 'threads'} faster" if rule == "separate" else
+               f"the ranges overlap: {rule}")
     print(f"DDP / threads (medians): {ratio:.2f}x; {verdict}")
     print(f"DDP's buckets after training (bytes): {ddp['bucket_bytes']}")
     share = ddp["allreduce_ms"] / ddp["step_ms_ddp"]
