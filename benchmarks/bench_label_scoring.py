@@ -106,8 +106,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, n_tokens, label_tokens, rate, gap in rows:
         base, batched = rate["per label"], rate["shared cache, batched"]
-        prefix = rate.get("shared prefix, batched")
-        prefix_cells = f"{prefix:.2f} | {prefix / batched:.2f}x" if prefix else "- | -"
+        prefix_rate = rate.get("shared prefix, batched")
+        prefix_cells = f"{prefix_rate:.2f} | {prefix_rate / batched:.2f}x" if prefix_rate else "- | -"
         print(f"| {name} | {n_tokens:.0f} | {label_tokens} | {base:.2f} | {rate['shared cache']:.2f} | "
               f"{rate['shared cache'] / base:.2f}x | {batched:.2f} | {batched / base:.2f}x | {prefix_cells} | "
               f"{gap:.1e} |")
