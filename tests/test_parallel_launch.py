@@ -1,6 +1,7 @@
 """The launcher runs a function on several gloo ranks and always cleans up: results in rank order; a rank that
 raises, is killed or hangs gives a clear error in bounded time with no worker left alive; bad input is refused."""
 
+import atexit
 import os
 import signal
 import subprocess
@@ -80,6 +81,27 @@ def start_child_then_return(ctx: RankContext, directory: str) -> int:
     return ctx.rank
 
 
+def abort_rank_one_in_c(ctx: RankContext) -> int:
+    """Rank 1 writes its last words straight to file descriptor 2, as C++'s terminate handler does, then aborts."""
+    if ctx.rank == 1:
+        os.write(2, b"terminate called after throwing an instance of 'demo::Error'\n  what():  peer vanished\n")
+        os.abort()
+    return ctx.rank
+
+
+def abort_at_interpreter_exit(ctx: RankContext) -> int:
+    """Returns normally, but leaves the interpreter's teardown a C++-style abort (as torch 2.13 after gloo sometimes
+    does): a rank that ends by os._exit once its result is on disk never gets there."""
+    atexit.register(os.abort)
+    return ctx.rank
+
+
+def print_then_return(ctx: RankContext) -> int:
+    print(f"hello from rank {ctx.rank}")
+    print("a warning on stderr", file=sys.stderr)
+    return ctx.rank
+
+
 def wait_forever(ctx: RankContext, directory: str) -> None:
     _record_pid(directory, ctx)
     time.sleep(600)
@@ -147,6 +169,26 @@ def test_a_killed_rank_is_reported_with_its_signal_and_nothing_survives(tmp_path
         launch(kill_rank_one, world_size=2, args=(str(tmp_path),), timeout_s=120)
     assert caught.value.exitcode == -signal.SIGKILL
     _assert_workers_gone(tmp_path)
+
+
+def test_a_rank_that_aborts_in_c_is_reported_with_its_last_words():
+    with pytest.raises(WorkerError, match="rank 1 was killed by signal SIGABRT") as caught:
+        launch(abort_rank_one_in_c, world_size=2, timeout_s=120)
+    assert caught.value.exitcode == -signal.SIGABRT
+    assert "what():  peer vanished" in caught.value.output_tail
+    assert "--- last output of rank 1 ---" in str(caught.value)
+
+
+def test_a_rank_skips_the_interpreter_teardown_once_its_result_is_on_disk():
+    assert launch(abort_at_interpreter_exit, world_size=2, backend="gloo", timeout_s=120) == [0, 1]
+
+
+def test_what_ranks_print_reaches_the_callers_stderr_with_their_rank(capfd):
+    assert launch(print_then_return, world_size=2, backend="gloo", timeout_s=120) == [0, 1]
+    err = capfd.readouterr().err
+    for rank in (0, 1):
+        assert f"[rank {rank}] hello from rank {rank}\n" in err
+        assert f"[rank {rank}] a warning on stderr\n" in err
 
 
 def test_a_hang_ends_in_a_timeout_and_nothing_survives(tmp_path):

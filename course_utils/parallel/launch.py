@@ -13,12 +13,16 @@ Failure is the normal case to design for. The parent polls its children until ev
 - a hang (one rank waiting in a collective the other never joins): ``TimeoutError`` after ``timeout_s``.
 In every case (and on a ``KeyboardInterrupt`` in the caller, e.g. a notebook's interrupt button) the ranks are
 stopped (SIGTERM, then SIGKILL) and joined, so no process is left behind, and each worker destroys its process group
-in a ``finally`` block. Each rank runs in its own process group (``os.setsid``) and is stopped with ``os.killpg``, so
-processes a rank started itself (DataLoader workers, a shell command) are stopped with it; and each rank watches its
-parent and exits if the parent dies (a crashed kernel would otherwise leave ranks waiting forever). Process groups
-and that watch are POSIX (Linux, macOS): on Windows only the ranks themselves are stopped, and a rank whose launcher
-died is not noticed (Windows does not re-parent it, so ``os.getppid()`` never changes). The same collectives also
-time out inside the workers (``init_process_group(timeout=...)``), a second line of defence.
+in a ``finally`` block. Every error quotes the last lines its rank printed: a rank's stdout and stderr, C++'s
+included, go to a log file, so a rank that aborts in C++ (``terminate called ...``) still says why, and where
+(:mod:`faulthandler` prints the Python stack of every thread). What a rank that succeeded printed is copied to the
+caller's stderr, each line prefixed with ``[rank r]`` (in a notebook: under the cell). Each rank runs in its own
+process group (``os.setsid``) and is stopped with ``os.killpg``, so processes a rank started itself (DataLoader
+workers, a shell command) are stopped with it; and each rank watches its parent and exits if the parent dies (a
+crashed kernel would otherwise leave ranks waiting forever). Process groups and that watch are POSIX (Linux, macOS):
+on Windows only the ranks themselves are stopped, and a rank whose launcher died is not noticed (Windows does not
+re-parent it, so ``os.getppid()`` never changes). The same collectives also time out inside the workers
+(``init_process_group(timeout=...)``), a second line of defence.
 
 A worker process imports torch afresh: start-up costs about 2-3 s per launch on the course machine (measured in
 ``benchmarks/bench_distributed.py``), so a notebook runs several experiments per launch rather than one each.
@@ -30,7 +34,6 @@ from __future__ import annotations
 
 import datetime
 import multiprocessing as mp
-import threading
 import os
 import signal
 import socket
@@ -46,20 +49,24 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from course_utils.parallel.processes import (LOG_TAIL_CHARS, capture_output, clear_exited_groups,
+                                             detach_and_watch_parent, forward_output, read_output, stop_ranks)
+
 BACKENDS = ("auto", "gloo", "nccl")
 POLL_S = 0.05
-PARENT_WATCH_S = 0.5  # how often a rank checks that its parent (the launching process) is still alive
-PROCESS_GROUPS = hasattr(os, "setsid") and hasattr(os, "killpg")  # POSIX; on Windows only the ranks are stopped
 
 
 class WorkerError(RuntimeError):
     """A rank failed: it raised (``traceback_text`` holds its traceback) or died (``exitcode`` < 0: killed by a
-    signal)."""
+    signal). ``output_tail`` holds the last lines the rank printed (C++ included), also quoted in the message."""
 
-    def __init__(self, rank: int, message: str, traceback_text: str = "", exitcode: int | None = None) -> None:
-        super().__init__(f"rank {rank} {message}" + (f"\n--- traceback of rank {rank} ---\n{traceback_text}"
-                                                     if traceback_text else ""))
+    def __init__(self, rank: int, message: str, traceback_text: str = "", exitcode: int | None = None,
+                 output_tail: str = "") -> None:
+        super().__init__(f"rank {rank} {message}"
+                         + (f"\n--- traceback of rank {rank} ---\n{traceback_text}" if traceback_text else "")
+                         + (f"\n--- last output of rank {rank} ---\n{output_tail}" if output_tail else ""))
         self.rank, self.traceback_text, self.exitcode = rank, traceback_text, exitcode
+        self.output_tail = output_tail
 
 
 @dataclass(frozen=True)
@@ -119,34 +126,25 @@ def _write_atomically(path: Path, payload: Any, as_text: bool = False) -> None:
     os.replace(tmp, path)
 
 
-def _exit_when_orphaned(parent_pid: int) -> None:
-    """Kill this rank's whole process group as soon as its parent is gone (the rank is then re-parented, so
-    ``os.getppid()`` changes). Runs in a daemon thread of every rank."""
-    while os.getppid() == parent_pid:
-        time.sleep(PARENT_WATCH_S)
-    if PROCESS_GROUPS:
-        os.killpg(os.getpgrp(), signal.SIGKILL)
-    os._exit(1)  # Windows: no process groups, only this rank ends
-
-
-def _detach_and_watch_parent() -> None:
-    """Put this rank in its own process group (so the launcher can stop it *and* its children with one
-    ``os.killpg``) and start the thread that ends it if the launcher dies."""
-    if PROCESS_GROUPS:
-        os.setsid()
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), name="watch-parent", daemon=True).start()
-
-
 def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str, port: int, threads: int,
             timeout_s: float, out_dir: str, detach: bool = False) -> None:
     """Body of one spawned rank: initialise the group, run ``fn``, write the result or the traceback, tear down.
-    ``detach`` (set by :func:`launch`): own process group and parent watch; off when a test calls it in-process."""
+    ``detach`` (set by :func:`launch`): own process group, parent watch, output to ``rank{r}.log``, and the end
+    described below; off when a test calls it in-process.
+
+    A detached rank ends with ``os._exit`` once its result (or error) is on disk, its process group destroyed and its
+    output flushed: it skips the interpreter's teardown, where torch 2.13 after a gloo group sometimes aborts in C++
+    ("terminate called without an active exception", no Python frame): 2 aborts in about 160 launches of chapter
+    11's DDP worker on the 2-core course machine with both cores kept busy, each after the result was written;
+    none in 120 such launches since. ``atexit`` handlers registered in a rank do not run."""
+    out = Path(out_dir)
     if detach:
-        _detach_and_watch_parent()
+        detach_and_watch_parent()
+        capture_output(out / f"rank{rank}.log")
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(threads)
-    out = Path(out_dir)
+    exit_code = 0
     try:
         device = torch.device("cpu")
         if backend == "nccl":
@@ -159,10 +157,16 @@ def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str,
     except BaseException as error:  # noqa: BLE001 -- every failure goes to the parent; the rank exits with code 1
         _write_atomically(out / f"rank{rank}.error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}",
                           as_text=True)
-        raise SystemExit(1)
+        exit_code = 1
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if detach:
+        os._exit(exit_code)
+    if exit_code:
+        raise SystemExit(exit_code)
 
 
 @contextmanager
@@ -178,46 +182,6 @@ def _quiet_cpp_warnings():
             del os.environ["TORCH_CPP_LOG_LEVEL"]
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    """Send ``sig`` to the process group a rank leads (the rank and every process it started); a group that no longer
-    exists is fine. Without process groups (Windows) this does nothing: the rank itself is stopped by ``kill()``."""
-    if not PROCESS_GROUPS:
-        return
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _clear_exited_groups(processes: list, cleared: set) -> None:
-    """SIGKILL what a rank left behind in its process group, once, as soon as the rank is seen to have exited.
-    Seeing the exit reaps the rank, which frees its pid; the group id stays reserved only while a member (a child
-    the rank left) lives. Killing the group within one polling interval, not minutes later, leaves the kernel no
-    realistic chance to hand that pid (after wrapping around the whole pid space) to an unrelated process group,
-    which a late ``killpg`` could then hit."""
-    for p in processes:
-        if p.pid is not None and p.pid not in cleared and p.exitcode is not None:
-            _signal_group(p.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-            cleared.add(p.pid)
-
-
-def _stop(processes: list, cleared: set) -> None:
-    """Stop every rank's process group (SIGTERM, then SIGKILL after 2 s) and reap the ranks, so no rank and no
-    process a rank started is left behind (:func:`_clear_exited_groups` for the groups of ranks that exited)."""
-    processes = [p for p in processes if p.pid is not None]  # a start() that failed left nothing to stop
-    _clear_exited_groups(processes, cleared)
-    for p in processes:
-        if p.pid not in cleared:
-            _signal_group(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 2.0
-    for p in processes:
-        p.join(max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
-            p.kill()
-            p.join()
-        _clear_exited_groups([p], cleared)  # reaped just now: its children, if any, go too
-
-
 def _first_failure(processes: list, out: Path) -> WorkerError | None:
     """The root cause among failed ranks: a rank killed by a signal first (the others fail *because* it vanished),
     then the earliest traceback written, then a rank that exited without a result."""
@@ -227,12 +191,14 @@ def _first_failure(processes: list, out: Path) -> WorkerError | None:
         if p.exitcode is not None and p.exitcode < 0:
             name = signal.Signals(-p.exitcode).name
             killed.append(WorkerError(rank, f"was killed by signal {name} (exit code {p.exitcode})",
-                                      exitcode=p.exitcode))
+                                      exitcode=p.exitcode, output_tail=read_output(out, rank, LOG_TAIL_CHARS)))
         elif error_file.exists():
             head, _, tb = error_file.read_text().partition("\n")
-            raised.append((error_file.stat().st_mtime_ns, WorkerError(rank, f"raised {head}", tb, p.exitcode)))
+            raised.append((error_file.stat().st_mtime_ns, WorkerError(rank, f"raised {head}", tb, p.exitcode,
+                                                                      read_output(out, rank, LOG_TAIL_CHARS))))
         elif p.exitcode not in (None, 0) or (p.exitcode == 0 and not (out / f"rank{rank}.result").exists()):
-            silent.append(WorkerError(rank, f"exited with code {p.exitcode} without a result", exitcode=p.exitcode))
+            silent.append(WorkerError(rank, f"exited with code {p.exitcode} without a result", exitcode=p.exitcode,
+                                      output_tail=read_output(out, rank, LOG_TAIL_CHARS)))
     failures = killed + [e for _, e in sorted(raised, key=lambda pair: pair[0])] + silent
     return failures[0] if failures else None
 
@@ -279,7 +245,7 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
                     p.start()
             deadline = time.monotonic() + timeout_s
             while any(p.exitcode is None for p in processes):
-                _clear_exited_groups(processes, cleared)
+                clear_exited_groups(processes, cleared)
                 failure = _first_failure(processes, out)
                 if failure is not None:
                     raise failure
@@ -289,11 +255,12 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
                                        "(a rank waiting in a collective that another rank never joined?); "
                                        "all workers were stopped")
                 time.sleep(POLL_S)
-            _clear_exited_groups(processes, cleared)
+            clear_exited_groups(processes, cleared)
             failure = _first_failure(processes, out)
             if failure is not None:
                 raise failure
+            forward_output(out, world_size)
             return [torch.load(out / f"rank{r}.result", map_location="cpu", weights_only=False)
                     for r in range(world_size)]
         finally:
-            _stop(processes, cleared)
+            stop_ranks(processes, cleared)

@@ -1,0 +1,113 @@
+"""The worker processes behind :func:`~course_utils.parallel.launch.launch`: how a rank detaches from its launcher
+and watches it, where a rank's output goes, and how the launcher stops ranks and everything they started.
+
+- A rank leads its own POSIX process group (``os.setsid``), so one ``os.killpg`` stops it and every process it
+  started (DataLoader workers, a shell command); a daemon thread ends the rank's group when its parent dies.
+- A rank's file descriptors 1 and 2 go to ``rank{r}.log``, so what C++ prints before an abort (``terminate called
+  ...``) is kept, with the Python stacks :mod:`faulthandler` prints; the launcher quotes its tail in an error and
+  copies a successful rank's output to its own stderr, line by line with ``[rank r]``, as ``torchrun --tee`` does.
+Left out: Windows has no process groups and does not re-parent orphans, so there only the ranks themselves are
+stopped and a rank whose launcher died is not noticed.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+LOG_TAIL_CHARS = 3000  # how much of a failed rank's output its WorkerError quotes
+PARENT_WATCH_S = 0.5  # how often a rank checks that its parent (the launching process) is still alive
+PROCESS_GROUPS = hasattr(os, "setsid") and hasattr(os, "killpg")  # POSIX; on Windows only the ranks are stopped
+
+
+def exit_when_orphaned(parent_pid: int) -> None:
+    """Kill this rank's whole process group as soon as its parent is gone (the rank is then re-parented, so
+    ``os.getppid()`` changes). Runs in a daemon thread of every rank."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_WATCH_S)
+    if PROCESS_GROUPS:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os._exit(1)  # Windows: no process groups, only this rank ends
+
+
+def detach_and_watch_parent() -> None:
+    """Put this rank in its own process group (so the launcher can stop it *and* its children with one
+    ``os.killpg``) and start the thread that ends it if the launcher dies."""
+    if PROCESS_GROUPS:
+        os.setsid()
+    threading.Thread(target=exit_when_orphaned, args=(os.getppid(),), name="watch-parent", daemon=True).start()
+
+
+def capture_output(log_path: Path) -> None:
+    """Point this process's file descriptors 1 and 2 (stdout and stderr of Python and of C++ alike) at ``log_path``,
+    so the parent can report what a rank printed, including the message of a C++ abort."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    faulthandler.enable(all_threads=True)  # a crash in C++ (SIGABRT, SIGSEGV) also prints the Python stacks
+
+
+def read_output(out: Path, rank: int, tail_chars: int | None = None) -> str:
+    """What rank ``rank`` printed (the last ``tail_chars`` characters when given); empty if nothing or no log."""
+    try:
+        text = (out / f"rank{rank}.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return (text[-tail_chars:] if tail_chars else text).strip()
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to the process group a rank leads (the rank and every process it started); a group that no longer
+    exists is fine. Without process groups (Windows) this does nothing: the rank itself is stopped by ``kill()``."""
+    if not PROCESS_GROUPS:
+        return
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def clear_exited_groups(processes: list, cleared: set) -> None:
+    """SIGKILL what a rank left behind in its process group, once, as soon as the rank is seen to have exited.
+    Seeing the exit reaps the rank, which frees its pid; the group id stays reserved only while a member (a child
+    the rank left) lives. Killing the group within one polling interval, not minutes later, leaves the kernel no
+    realistic chance to hand that pid (after wrapping around the whole pid space) to an unrelated process group,
+    which a late ``killpg`` could then hit."""
+    for p in processes:
+        if p.pid is not None and p.pid not in cleared and p.exitcode is not None:
+            signal_group(p.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+            cleared.add(p.pid)
+
+
+def stop_ranks(processes: list, cleared: set) -> None:
+    """Stop every rank's process group (SIGTERM, then SIGKILL after 2 s) and reap the ranks, so no rank and no
+    process a rank started is left behind (:func:`clear_exited_groups` for the groups of ranks that exited)."""
+    processes = [p for p in processes if p.pid is not None]  # a start() that failed left nothing to stop
+    clear_exited_groups(processes, cleared)
+    for p in processes:
+        if p.pid not in cleared:
+            signal_group(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 2.0
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+        clear_exited_groups([p], cleared)  # reaped just now: its children, if any, go too
+
+
+def forward_output(out: Path, world_size: int) -> None:
+    """Copy what the ranks printed to this process's stderr, each line prefixed with its rank (in a notebook: under
+    the cell), as ``torchrun --tee`` would; nothing when the ranks printed nothing."""
+    for rank in range(world_size):
+        text = read_output(out, rank)
+        if text:
+            sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in text.splitlines()))
