@@ -7,6 +7,9 @@ the Colab situation with a CPU generator, and run the code under :class:`Generat
 ``TorchFunctionMode`` that fails any random draw whose generator is on another device than the tensor it draws for.
 Every public function that draws with a generator must refuse the mismatch with a clear ``ValueError`` before any
 draw (or draw where the generator is, on purpose, and move the result).
+
+The second rule: MPS has no float64, so code that needs float64 moves to the CPU first. :class:`Float64OffCpuGuard`
+pretends marked CPU tensors are on such an accelerator and fails any float64 made there.
 """
 
 import warnings
@@ -159,3 +162,67 @@ def test_synchronize_waits_for_the_device_it_is_given(monkeypatch):
     synchronize("mps")
     synchronize("cpu")
     assert calls == [("cuda", torch.device("cuda:1")), ("mps", None)]
+
+
+class Float64OffCpuGuard(TorchFunctionMode):
+    """Pretend that marked CPU tensors live on an accelerator without float64 (MPS), and fail any operation that would
+    make a float64 tensor there. A tensor marked with :func:`on_accelerator`, and whatever is computed from it, stays
+    "on the accelerator" until ``.cpu()`` or ``.to("cpu", ...)`` brings it back; the values are ordinary CPU values,
+    so the code under test runs for real."""
+
+    @staticmethod
+    def _moves_to_cpu(func, args, kwargs) -> bool:
+        if func is torch.Tensor.cpu:
+            return True
+        targets = list(args[1:]) + [kwargs.get("device")]
+        return func is torch.Tensor.to and any(isinstance(t, (str, torch.device)) and torch.device(t).type == "cpu"
+                                               for t in targets)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        flat_inputs = list(args) + list(kwargs.values())
+        flat_inputs += [x for a in flat_inputs if isinstance(a, (list, tuple)) for x in a]
+        from_accelerator = any(getattr(a, "_on_accelerator", False) for a in flat_inputs
+                               if isinstance(a, torch.Tensor))
+        out = func(*args, **kwargs)
+        if not from_accelerator:
+            return out
+        if self._moves_to_cpu(func, args, kwargs):
+            return out.view_as(out) if getattr(out, "_on_accelerator", False) else out  # .cpu() may return self
+        for t in out if isinstance(out, (list, tuple)) else [out]:
+            if isinstance(t, torch.Tensor):
+                if t.dtype == torch.float64:
+                    raise AssertionError(f"{getattr(func, '__name__', func)} made a float64 tensor on the accelerator")
+                t._on_accelerator = True
+        return out
+
+
+def on_accelerator(t: torch.Tensor) -> torch.Tensor:
+    t = t.view_as(t)
+    t._on_accelerator = True
+    return t
+
+
+def test_the_float64_guard_catches_float64_made_on_the_accelerator():
+    x = on_accelerator(torch.randn(3))
+    with Float64OffCpuGuard(), pytest.raises(AssertionError, match="float64 tensor on the accelerator"):
+        (x * 2).double().cpu()
+    with Float64OffCpuGuard():
+        assert (x * 2).cpu().double().dtype == torch.float64  # moved first: fine
+        assert x.to("cpu", torch.float64).dtype == torch.float64
+        assert not getattr(x.cpu(), "_on_accelerator", False)
+
+
+def test_beam_search_and_cast_outcomes_form_float64_on_the_cpu():
+    # MPS has no float64: beam search's scores and cast_outcomes' product must be formed after moving to the CPU
+    from course_utils.generate.beam_search import beam_search
+    from course_utils.parallel.precision import cast_outcomes
+
+    table = torch.randn(17, 17, generator=make_generator(0, "cpu"))  # next-token logits given the last token
+    with Float64OffCpuGuard():
+        result = beam_search(lambda ids: on_accelerator(table[ids[:, -1]]), on_accelerator(torch.tensor([3])),
+                             num_beams=3, max_new_tokens=4)
+        outcomes = cast_outcomes(on_accelerator(torch.logspace(-9, 6, 50)), scale=2.0)
+    expected = beam_search(lambda ids: table[ids[:, -1]], torch.tensor([3]), num_beams=3, max_new_tokens=4)
+    assert torch.equal(result.ids, expected.ids) and result.score == expected.score
+    assert outcomes == cast_outcomes(torch.logspace(-9, 6, 50), scale=2.0)
