@@ -84,6 +84,7 @@ def start_child_then_return(ctx: RankContext, directory: str) -> int:
 def abort_rank_one_in_c(ctx: RankContext) -> int:
     """Rank 1 writes its last words straight to file descriptor 2, as C++'s terminate handler does, then aborts."""
     if ctx.rank == 1:
+        print("python's last words")  # reaches the log before the abort only if the rank's stdout is unbuffered
         os.write(2, b"terminate called after throwing an instance of 'demo::Error'\n  what():  peer vanished\n")
         os.abort()
     return ctx.rank
@@ -99,6 +100,7 @@ def abort_at_interpreter_exit(ctx: RankContext) -> int:
 def print_then_return(ctx: RankContext) -> int:
     print(f"hello from rank {ctx.rank}")
     print("a warning on stderr", file=sys.stderr)
+    print("0%\r50%\r100%")  # a progress bar redrawn in place
     return ctx.rank
 
 
@@ -171,11 +173,14 @@ def test_a_killed_rank_is_reported_with_its_signal_and_nothing_survives(tmp_path
     _assert_workers_gone(tmp_path)
 
 
-def test_a_rank_that_aborts_in_c_is_reported_with_its_last_words():
+def test_a_rank_that_aborts_in_c_is_reported_with_its_last_words(monkeypatch):
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # as in CI and Jupyter: the launcher sets it for the ranks
     with pytest.raises(WorkerError, match="rank 1 was killed by signal SIGABRT") as caught:
         launch(abort_rank_one_in_c, world_size=2, timeout_s=120)
     assert caught.value.exitcode == -signal.SIGABRT
+    assert "python's last words" in caught.value.output_tail
     assert "what():  peer vanished" in caught.value.output_tail
+    assert "in abort_rank_one_in_c" in caught.value.output_tail  # faulthandler's Python stack: where it aborted
     assert "--- last output of rank 1 ---" in str(caught.value)
 
 
@@ -183,18 +188,20 @@ def test_a_rank_skips_the_interpreter_teardown_once_its_result_is_on_disk():
     assert launch(abort_at_interpreter_exit, world_size=2, backend="gloo", timeout_s=120) == [0, 1]
 
 
-def test_what_ranks_print_reaches_the_callers_stderr_with_their_rank(capfd):
+def test_what_ranks_print_reaches_the_callers_stdout_with_their_rank(capfd):
     assert launch(print_then_return, world_size=2, backend="gloo", timeout_s=120) == [0, 1]
-    err = capfd.readouterr().err
+    shown = capfd.readouterr().out
     for rank in (0, 1):
-        assert f"[rank {rank}] hello from rank {rank}\n" in err
-        assert f"[rank {rank}] a warning on stderr\n" in err
+        assert f"[rank {rank}] hello from rank {rank}\n" in shown
+        assert f"[rank {rank}] a warning on stderr\n" in shown
+        assert f"[rank {rank}] 100%\n" in shown and "[rank 0] 50%" not in shown  # a bar's last state only
 
 
 def test_a_hang_ends_in_a_timeout_and_nothing_survives(tmp_path):
     start = time.monotonic()
-    with pytest.raises(TimeoutError, match="had not finished after 12 s"):
+    with pytest.raises(TimeoutError, match="had not finished after 12 s") as caught:
         launch(hang_in_collective, world_size=2, args=(str(tmp_path),), timeout_s=12)
+    assert "in hang_in_collective" in str(caught.value)  # the hung ranks' stacks, from faulthandler on SIGUSR1
     assert 12 <= time.monotonic() - start < 30  # SIGTERM, then SIGKILL at most 2 s later
     _assert_workers_gone(tmp_path)
 

@@ -13,15 +13,16 @@ Failure is the normal case to design for. The parent polls its children until ev
 - a hang (one rank waiting in a collective the other never joins): ``TimeoutError`` after ``timeout_s``.
 In every case (and on a ``KeyboardInterrupt`` in the caller, e.g. a notebook's interrupt button) the ranks are
 stopped (SIGTERM, then SIGKILL) and joined, so no process is left behind, and each worker destroys its process group
-in a ``finally`` block. Every error quotes the last lines its rank printed: a rank's stdout and stderr, C++'s
-included, go to a log file, so a rank that aborts in C++ (``terminate called ...``) still says why, and where
-(:mod:`faulthandler` prints the Python stack of every thread). What a rank that succeeded printed is copied to the
-caller's stderr, each line prefixed with ``[rank r]`` (in a notebook: under the cell). Each rank runs in its own
-process group (``os.setsid``) and is stopped with ``os.killpg``, so processes a rank started itself (DataLoader
-workers, a shell command) are stopped with it; and each rank watches its parent and exits if the parent dies (a
-crashed kernel would otherwise leave ranks waiting forever). Process groups and that watch are POSIX (Linux, macOS):
-on Windows only the ranks themselves are stopped, and a rank whose launcher died is not noticed (Windows does not
-re-parent it, so ``os.getppid()`` never changes). The same collectives also time out inside the workers
+in a ``finally`` block. A rank's stdout and stderr, C++'s included, go to a log file that the launcher copies to its
+own stdout as the ranks run, each line prefixed with ``[rank r]``; a :class:`WorkerError` quotes the end of the
+failed rank's log, so a rank that aborts in C++ (``terminate called ...``) still says why, and where
+(:mod:`faulthandler` prints the Python stack of every thread); a ``TimeoutError`` quotes where each hung rank waits
+(POSIX: the launcher sends it SIGUSR1, and faulthandler prints its stacks). Each rank runs in its own process group
+(``os.setsid``) and is stopped with ``os.killpg``, so processes a rank started itself (DataLoader workers, a shell
+command) are stopped with it; and each rank watches its parent and exits if the parent dies (a crashed kernel would
+otherwise leave ranks waiting forever). Process groups and that watch are POSIX (Linux, macOS): on Windows only the
+ranks themselves are stopped, and a rank whose launcher died is not noticed (Windows does not re-parent it, so
+``os.getppid()`` never changes). The same collectives also time out inside the workers
 (``init_process_group(timeout=...)``), a second line of defence.
 
 A worker process imports torch afresh: start-up costs about 2-3 s per launch on the course machine (measured in
@@ -49,8 +50,9 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from course_utils.parallel.processes import (LOG_TAIL_CHARS, capture_output, clear_exited_groups,
-                                             detach_and_watch_parent, forward_output, read_output, stop_ranks)
+from course_utils.parallel.processes import (LOG_TAIL_CHARS, OutputFollower, capture_output, clear_exited_groups,
+                                             detach_and_watch_parent, flush_output, read_output, signal_group,
+                                             stop_ranks)
 
 BACKENDS = ("auto", "gloo", "nccl")
 POLL_S = 0.05
@@ -153,16 +155,22 @@ def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str,
         dist.init_process_group(backend, rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s))
         result = fn(RankContext(rank, world_size, backend, device), *args)
+        flush_output()  # the parent reads the log as soon as the result appears
         _write_atomically(out / f"rank{rank}.result", result)
     except BaseException as error:  # noqa: BLE001 -- every failure goes to the parent; the rank exits with code 1
+        flush_output()
         _write_atomically(out / f"rank{rank}.error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}",
                           as_text=True)
         exit_code = 1
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        except BaseException:  # noqa: BLE001 -- the result (or error) is on disk already: say it in the log
+            traceback.print_exc()
+            if not detach:
+                raise
+        flush_output()
     if detach:
         os._exit(exit_code)
     if exit_code:
@@ -170,16 +178,22 @@ def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str,
 
 
 @contextmanager
-def _quiet_cpp_warnings():
-    """Children inherit the environment at start: without this, every rendezvous in a network namespace prints
-    c10d's harmless "hostname of the client socket cannot be retrieved" into the notebook. Restored afterwards."""
-    previous = os.environ.get("TORCH_CPP_LOG_LEVEL")
-    os.environ["TORCH_CPP_LOG_LEVEL"] = previous or "ERROR"
+def _child_environment():
+    """Children inherit the environment at start. ``TORCH_CPP_LOG_LEVEL=ERROR`` (unless set): without it, every
+    rendezvous in a network namespace prints c10d's harmless "hostname of the client socket cannot be retrieved"
+    into the notebook. ``PYTHONUNBUFFERED=1``: a rank's prints reach its log at once, so the last line before a crash
+    is not lost in a buffer. Both restored afterwards."""
+    wanted = {"TORCH_CPP_LOG_LEVEL": os.environ.get("TORCH_CPP_LOG_LEVEL") or "ERROR", "PYTHONUNBUFFERED": "1"}
+    previous = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:
-        if previous is None:
-            del os.environ["TORCH_CPP_LOG_LEVEL"]
+        for name, value in previous.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def _first_failure(processes: list, out: Path) -> WorkerError | None:
@@ -203,6 +217,16 @@ def _first_failure(processes: list, out: Path) -> WorkerError | None:
     return failures[0] if failures else None
 
 
+def _where_they_wait(processes: list, ranks: list[int], out: Path) -> str:
+    """Ask the hung ranks for their Python stacks (SIGUSR1 -> faulthandler, POSIX) and quote their logs' tails."""
+    if not hasattr(signal, "SIGUSR1"):
+        return ""
+    for r in ranks:
+        signal_group(processes[r].pid, signal.SIGUSR1)
+    time.sleep(0.5)
+    return "".join(f"\n--- last output of rank {r} ---\n{read_output(out, r, LOG_TAIL_CHARS)}" for r in ranks)
+
+
 def hello_rank(ctx: RankContext, fail_rank: int | None = None) -> dict:
     """A first worker: report who this rank is, when it started running user code, and one all-reduce (the sum of
     the ranks, which every rank must agree on). ``fail_rank`` makes that rank raise first, to see a failure."""
@@ -222,6 +246,8 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
     ``fn`` must be importable (a top-level function of a module) and its result picklable by ``torch.save``
     (move CUDA tensors to the CPU). Raises :class:`WorkerError` if a rank raises or dies, ``TimeoutError`` if the
     ranks have not all finished after ``timeout_s`` seconds (start-up included); no worker survives either.
+    A rank ends with ``os._exit`` once its result is on disk (see :func:`_worker`): ``atexit`` handlers, non-daemon
+    threads and files ``fn`` left open and unflushed in a rank are not finished for it; flush and close what you write.
     """
     if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")
@@ -239,12 +265,14 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
                                  kwargs={"detach": True})
                      for rank in range(world_size)]
         cleared: set = set()  # pids whose process group was already cleared after the rank exited
+        follower = OutputFollower(out, world_size)
         try:
-            with _quiet_cpp_warnings():
+            with _child_environment():
                 for p in processes:
                     p.start()
             deadline = time.monotonic() + timeout_s
             while any(p.exitcode is None for p in processes):
+                follower.poll()
                 clear_exited_groups(processes, cleared)
                 failure = _first_failure(processes, out)
                 if failure is not None:
@@ -253,14 +281,14 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
                     alive = [r for r, p in enumerate(processes) if p.exitcode is None]
                     raise TimeoutError(f"ranks {alive} of {world_size} had not finished after {timeout_s:g} s "
                                        "(a rank waiting in a collective that another rank never joined?); "
-                                       "all workers were stopped")
+                                       "all workers were stopped" + _where_they_wait(processes, alive, out))
                 time.sleep(POLL_S)
             clear_exited_groups(processes, cleared)
             failure = _first_failure(processes, out)
             if failure is not None:
                 raise failure
-            forward_output(out, world_size)
             return [torch.load(out / f"rank{r}.result", map_location="cpu", weights_only=False)
                     for r in range(world_size)]
         finally:
             stop_ranks(processes, cleared)
+            follower.poll(final=True)

@@ -4,14 +4,16 @@ and watches it, where a rank's output goes, and how the launcher stops ranks and
 - A rank leads its own POSIX process group (``os.setsid``), so one ``os.killpg`` stops it and every process it
   started (DataLoader workers, a shell command); a daemon thread ends the rank's group when its parent dies.
 - A rank's file descriptors 1 and 2 go to ``rank{r}.log``, so what C++ prints before an abort (``terminate called
-  ...``) is kept, with the Python stacks :mod:`faulthandler` prints; the launcher quotes its tail in an error and
-  copies a successful rank's output to its own stderr, line by line with ``[rank r]``, as ``torchrun --tee`` does.
+  ...``) is kept, with the Python stacks :mod:`faulthandler` prints (also on SIGUSR1, for a hung rank); the launcher
+  quotes its tail in an error and, while the ranks run, copies it to its own stdout line by line with ``[rank r]``,
+  as ``torchrun --tee`` does.
 Left out: Windows has no process groups and does not re-parent orphans, so there only the ranks themselves are
 stopped and a rank whose launcher died is not noticed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import os
 import signal
@@ -20,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-LOG_TAIL_CHARS = 3000  # how much of a failed rank's output its WorkerError quotes
+LOG_TAIL_CHARS = 8000  # how much of a failed rank's output its WorkerError quotes (faulthandler's dump is long)
 PARENT_WATCH_S = 0.5  # how often a rank checks that its parent (the launching process) is still alive
 PROCESS_GROUPS = hasattr(os, "setsid") and hasattr(os, "killpg")  # POSIX; on Windows only the ranks are stopped
 
@@ -53,6 +55,20 @@ def capture_output(log_path: Path) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     faulthandler.enable(all_threads=True)  # a crash in C++ (SIGABRT, SIGSEGV) also prints the Python stacks
+    if hasattr(signal, "SIGUSR1"):  # POSIX: the launcher asks a hung rank where it waits
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def flush_output() -> None:
+    """Flush Python's stdout and stderr and C's stdio buffers (``fflush(NULL)``, POSIX), before a rank reports a
+    result or ends with ``os._exit``, which flushes nothing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        try:
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):
+            pass
 
 
 def read_output(out: Path, rank: int, tail_chars: int | None = None) -> str:
@@ -104,10 +120,30 @@ def stop_ranks(processes: list, cleared: set) -> None:
         clear_exited_groups([p], cleared)  # reaped just now: its children, if any, go too
 
 
-def forward_output(out: Path, world_size: int) -> None:
-    """Copy what the ranks printed to this process's stderr, each line prefixed with its rank (in a notebook: under
-    the cell), as ``torchrun --tee`` would; nothing when the ranks printed nothing."""
-    for rank in range(world_size):
-        text = read_output(out, rank)
-        if text:
-            sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in text.splitlines()))
+class OutputFollower:
+    """Copy what the ranks print to this process's stdout while they run (in a notebook: live, under the cell), each
+    complete line prefixed with ``[rank r]``, as ``torchrun --tee`` does. A progress bar's carriage returns keep only
+    the line's last state."""
+
+    def __init__(self, out: Path, world_size: int) -> None:
+        self.paths = [out / f"rank{rank}.log" for rank in range(world_size)]
+        self.offsets = [0] * world_size
+        self.partial = [""] * world_size
+
+    def poll(self, final: bool = False) -> None:
+        """Copy the complete lines printed since the last call (``final``: the unfinished last line too)."""
+        for rank, path in enumerate(self.paths):
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self.offsets[rank])
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            self.offsets[rank] += len(data)
+            *lines, self.partial[rank] = (self.partial[rank] + data.decode(errors="replace")).split("\n")
+            if final and self.partial[rank]:
+                lines, self.partial[rank] = lines + [self.partial[rank]], ""
+            text = "".join(f"[rank {rank}] {line.rstrip().rsplit(chr(13), 1)[-1]}\n" for line in lines)
+            if text:
+                sys.stdout.write(text)
+                sys.stdout.flush()
