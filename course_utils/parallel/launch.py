@@ -17,12 +17,12 @@ in a ``finally`` block. A rank's stdout and stderr, C++'s included, go to a log 
 own stdout as the ranks run, each line prefixed with ``[rank r]``; a :class:`WorkerError` quotes the end of the
 failed rank's log, so a rank that aborts in C++ (``terminate called ...``) still says why, and where
 (:mod:`faulthandler` prints the Python stack of every thread); a ``TimeoutError`` quotes where each hung rank waits
-(POSIX: the launcher sends it SIGUSR1, and faulthandler prints its stacks). Each rank runs in its own process group
-(``os.setsid``) and is stopped with ``os.killpg``, so processes a rank started itself (DataLoader workers, a shell
-command) are stopped with it; and each rank watches its parent and exits if the parent dies (a crashed kernel would
-otherwise leave ranks waiting forever). Process groups and that watch are POSIX (Linux, macOS): on Windows only the
-ranks themselves are stopped, and a rank whose launcher died is not noticed (Windows does not re-parent it, so
-``os.getppid()`` never changes). The same collectives also time out inside the workers
+(POSIX: the launcher sends the rank SIGUSR1, and faulthandler prints its stacks). Each rank runs in its own process
+group (``os.setsid``) and is stopped with ``os.killpg``, so processes a rank started itself (DataLoader workers, a
+shell command) are stopped with it; and each rank watches its parent and exits if the parent dies (a crashed kernel
+would otherwise leave ranks waiting forever). Process groups and that watch are POSIX (Linux, macOS): on Windows
+only the ranks themselves are stopped, and a rank whose launcher died is not noticed (Windows does not re-parent it,
+so ``os.getppid()`` never changes). The same collectives also time out inside the workers
 (``init_process_group(timeout=...)``), a second line of defence.
 
 A worker process imports torch afresh: start-up costs about 2-3 s per launch on the course machine (measured in
@@ -51,8 +51,7 @@ import torch
 import torch.distributed as dist
 
 from course_utils.parallel.processes import (LOG_TAIL_CHARS, OutputFollower, capture_output, clear_exited_groups,
-                                             detach_and_watch_parent, flush_output, read_output, signal_group,
-                                             stop_ranks)
+                                             detach_and_watch_parent, flush_output, read_output, stop_ranks)
 
 BACKENDS = ("auto", "gloo", "nccl")
 POLL_S = 0.05
@@ -60,7 +59,7 @@ POLL_S = 0.05
 
 class WorkerError(RuntimeError):
     """A rank failed: it raised (``traceback_text`` holds its traceback) or died (``exitcode`` < 0: killed by a
-    signal). ``output_tail`` holds the last lines the rank printed (C++ included), also quoted in the message."""
+    signal). ``output_tail`` holds the end of what the rank printed (C++ included), also quoted in the message."""
 
     def __init__(self, rank: int, message: str, traceback_text: str = "", exitcode: int | None = None,
                  output_tail: str = "") -> None:
@@ -146,33 +145,34 @@ def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str,
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(threads)
-    exit_code = 0
+    exit_code = 1  # until the result is on disk
     try:
-        device = torch.device("cpu")
-        if backend == "nccl":
-            device = torch.device("cuda", rank)
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend, rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=timeout_s))
-        result = fn(RankContext(rank, world_size, backend, device), *args)
-        flush_output()  # the parent reads the log as soon as the result appears
-        _write_atomically(out / f"rank{rank}.result", result)
-    except BaseException as error:  # noqa: BLE001 -- every failure goes to the parent; the rank exits with code 1
-        flush_output()
-        _write_atomically(out / f"rank{rank}.error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}",
-                          as_text=True)
-        exit_code = 1
-    finally:
         try:
+            device = torch.device("cpu")
+            if backend == "nccl":
+                device = torch.device("cuda", rank)
+                torch.cuda.set_device(device)
+            dist.init_process_group(backend, rank=rank, world_size=world_size,
+                                    timeout=datetime.timedelta(seconds=timeout_s))
+            result = fn(RankContext(rank, world_size, backend, device), *args)
+            flush_output()  # the parent reads the log as soon as the result appears
+            _write_atomically(out / f"rank{rank}.result", result)
+            exit_code = 0
+        except BaseException as error:  # noqa: BLE001 -- every failure goes to the parent; the rank exits with 1
+            flush_output()
+            _write_atomically(out / f"rank{rank}.error",
+                              f"{type(error).__name__}: {error}\n{traceback.format_exc()}", as_text=True)
+        finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
-        except BaseException:  # noqa: BLE001 -- the result (or error) is on disk already: say it in the log
-            traceback.print_exc()
-            if not detach:
-                raise
-        flush_output()
-    if detach:
-        os._exit(exit_code)
+            flush_output()
+    except BaseException:  # noqa: BLE001 -- reporting or teardown failed: say it in the log the parent quotes
+        traceback.print_exc()
+        if not detach:
+            raise
+    finally:
+        if detach:
+            os._exit(exit_code)  # also when the teardown raised: the result, if any, is on disk
     if exit_code:
         raise SystemExit(exit_code)
 
@@ -222,7 +222,10 @@ def _where_they_wait(processes: list, ranks: list[int], out: Path) -> str:
     if not hasattr(signal, "SIGUSR1"):
         return ""
     for r in ranks:
-        signal_group(processes[r].pid, signal.SIGUSR1)
+        try:
+            os.kill(processes[r].pid, signal.SIGUSR1)  # the rank only, not processes it started
+        except ProcessLookupError:
+            pass
     time.sleep(0.5)
     return "".join(f"\n--- last output of rank {r} ---\n{read_output(out, r, LOG_TAIL_CHARS)}" for r in ranks)
 
@@ -291,4 +294,7 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
                     for r in range(world_size)]
         finally:
             stop_ranks(processes, cleared)
-            follower.poll(final=True)
+            try:
+                follower.poll(final=True)
+            except (OSError, ValueError):  # e.g. stdout closed: never hide the error or result above
+                pass

@@ -13,6 +13,7 @@ stopped and a rank whose launcher died is not noticed.
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import faulthandler
 import os
@@ -129,6 +130,8 @@ class OutputFollower:
         self.paths = [out / f"rank{rank}.log" for rank in range(world_size)]
         self.offsets = [0] * world_size
         self.partial = [""] * world_size
+        # one decoder per rank: a UTF-8 character split across two reads is decoded whole
+        self.decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(world_size)]
 
     def poll(self, final: bool = False) -> None:
         """Copy the complete lines printed since the last call (``final``: the unfinished last line too)."""
@@ -140,7 +143,8 @@ class OutputFollower:
             except FileNotFoundError:
                 continue
             self.offsets[rank] += len(data)
-            *lines, self.partial[rank] = (self.partial[rank] + data.decode(errors="replace")).split("\n")
+            decoded = self.decoders[rank].decode(data, final=final)
+            *lines, self.partial[rank] = (self.partial[rank] + decoded).split("\n")
             if final and self.partial[rank]:
                 lines, self.partial[rank] = lines + [self.partial[rank]], ""
             text = "".join(f"[rank {rank}] {line.rstrip().rsplit(chr(13), 1)[-1]}\n" for line in lines)
