@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from course_utils.parallel.launch import (RankContext, WorkerError, _worker, free_port, hello_rank, launch,
                                          resolve_backend)
+from course_utils.parallel.payload import pickle_for_ranks
 
 
 # Worker functions must be importable by the spawned ranks: module-level functions of this test module.
@@ -208,11 +209,11 @@ def test_a_hang_ends_in_a_timeout_and_nothing_survives(tmp_path):
 
 def test_the_worker_destroys_its_process_group_on_success_and_on_failure(tmp_path):
     # _worker is what each spawned rank runs; here it runs in this process as a world of one.
-    _worker(add_rank, (10,), 0, 1, "gloo", free_port(), 1, 30.0, str(tmp_path))
+    _worker(pickle_for_ranks(add_rank, (10,)), 0, 1, "gloo", free_port(), 1, 30.0, str(tmp_path))
     assert not dist.is_initialized()
     assert torch.load(tmp_path / "rank0.result") == 10
     with pytest.raises(SystemExit):
-        _worker(always_raise, (), 0, 1, "gloo", free_port(), 1, 30.0, str(tmp_path))
+        _worker(pickle_for_ranks(always_raise, ()), 0, 1, "gloo", free_port(), 1, 30.0, str(tmp_path))
     assert not dist.is_initialized()
     assert "ValueError: rank 0 refuses" in (tmp_path / "rank0.error").read_text()
 
@@ -230,6 +231,24 @@ def test_bad_input_is_refused_before_anything_starts():
         launch(hello_rank, world_size=0)
     with pytest.raises(ValueError, match="timeout_s must be > 0"):
         launch(hello_rank, timeout_s=0)
+
+
+class _OnlyInTheCaller:  # its module is registered in the caller's sys.modules only (see the test below)
+    pass
+
+
+def test_an_arg_a_rank_cannot_import_is_reported_with_its_traceback(monkeypatch):
+    import types
+    phantom = types.ModuleType("course_phantom_module")  # importable here, not in a fresh process
+    _OnlyInTheCaller.__module__ = "course_phantom_module"
+    phantom._OnlyInTheCaller = _OnlyInTheCaller
+    monkeypatch.setitem(sys.modules, "course_phantom_module", phantom)
+    try:
+        with pytest.raises(WorkerError, match="could not rebuild fn and args") as caught:
+            launch(hello_rank, world_size=2, args=(_OnlyInTheCaller(),), backend="gloo", timeout_s=120)
+    finally:
+        _OnlyInTheCaller.__module__ = __name__
+    assert "No module named 'course_phantom_module'" in caught.value.traceback_text
 
 
 def test_a_str_result_comes_back_like_any_other():

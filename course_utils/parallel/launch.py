@@ -38,7 +38,6 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import sys
 import tempfile
 import time
 import traceback
@@ -50,6 +49,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from course_utils.parallel.payload import pickle_for_ranks, unpickle_in_rank
 from course_utils.parallel.processes import (LOG_TAIL_CHARS, OutputFollower, capture_output, clear_exited_groups,
                                              detach_and_watch_parent, flush_output, read_output, stop_ranks)
 
@@ -103,19 +103,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def check_importable(fn: Callable) -> None:
-    """Spawned workers import ``fn`` by name: refuse lambdas, closures and functions defined in a notebook."""
-    if not callable(fn):
-        raise TypeError(f"fn must be a function, got {type(fn).__name__}")
-    qualname = getattr(fn, "__qualname__", "")
-    if "<lambda>" in qualname or "<locals>" in qualname:
-        raise ValueError(f"fn {qualname!r} is a lambda or a nested function; worker processes import fn by name, "
-                         "so define it at the top level of a module")
-    if fn.__module__ == "__main__" and not hasattr(sys.modules["__main__"], "__file__"):
-        raise ValueError(f"fn {qualname!r} is defined in a notebook or interactive session; spawned workers cannot "
-                         "import it. Put it in a module (e.g. course_utils.parallel) and import it from there")
-
-
 def _write_atomically(path: Path, payload: Any, as_text: bool = False) -> None:
     """Write to a temporary name, then rename: the parent never sees a half-written file. Results always go through
     ``torch.save`` (whatever their type, a ``str`` included); ``as_text`` is for the ``.error`` report only."""
@@ -127,9 +114,11 @@ def _write_atomically(path: Path, payload: Any, as_text: bool = False) -> None:
     os.replace(tmp, path)
 
 
-def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str, port: int, threads: int,
+def _worker(payload: bytes, rank: int, world_size: int, backend: str, port: int, threads: int,
             timeout_s: float, out_dir: str, detach: bool = False) -> None:
-    """Body of one spawned rank: initialise the group, run ``fn``, write the result or the traceback, tear down.
+    """Body of one spawned rank: rebuild ``fn`` and ``args`` from ``payload`` (:func:`pickle_for_ranks`; here, after
+    the log is open, so a class the rank cannot import is reported with its traceback), initialise the group, run
+    ``fn``, write the result or the traceback, tear down.
     ``detach`` (set by :func:`launch`): own process group, parent watch, output to ``rank{r}.log``, and the end
     described below; off when a test calls it in-process.
 
@@ -148,6 +137,7 @@ def _worker(fn: Callable, args: tuple, rank: int, world_size: int, backend: str,
     exit_code = 1  # until the result is on disk
     try:
         try:
+            fn, args = unpickle_in_rank(payload)
             device = torch.device("cpu")
             if backend == "nccl":
                 device = torch.device("cuda", rank)
@@ -246,8 +236,9 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
            threads_per_rank: int = 1) -> list:
     """Run ``fn(ctx, *args)`` on ``world_size`` ranks; return the ranks' results in rank order.
 
-    ``fn`` must be importable (a top-level function of a module) and its result picklable by ``torch.save``
-    (move CUDA tensors to the CPU). Raises :class:`WorkerError` if a rank raises or dies, ``TimeoutError`` if the
+    ``fn`` must be importable (a top-level function of a module), ``args`` picklable with no class or function
+    defined in a notebook (checked before any rank starts), and the result picklable by ``torch.save`` (move CUDA
+    tensors to the CPU). Raises :class:`WorkerError` if a rank raises or dies, ``TimeoutError`` if the
     ranks have not all finished after ``timeout_s`` seconds (start-up included); no worker survives either.
     A rank ends with ``os._exit`` once its result is on disk (see :func:`_worker`): ``atexit`` handlers, non-daemon
     threads and files ``fn`` left open and unflushed in a rank are not finished for it; flush and close what you write.
@@ -258,13 +249,13 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     if not isinstance(threads_per_rank, int) or threads_per_rank < 1:
         raise ValueError(f"threads_per_rank must be a positive int, got {threads_per_rank!r}")
-    check_importable(fn)
+    payload = pickle_for_ranks(fn, args)
     backend = resolve_backend(backend, world_size)
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="course-launch-") as tmp:
         out, port = Path(tmp), free_port()
         processes = [ctx.Process(target=_worker, name=f"course-rank{rank}", daemon=True,
-                                 args=(fn, args, rank, world_size, backend, port, threads_per_rank, timeout_s, tmp),
+                                 args=(payload, rank, world_size, backend, port, threads_per_rank, timeout_s, tmp),
                                  kwargs={"detach": True})
                      for rank in range(world_size)]
         cleared: set = set()  # pids whose process group was already cleared after the rank exited
