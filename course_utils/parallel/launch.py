@@ -7,6 +7,9 @@ use CUDA devices), calls ``fn(ctx, *args)`` on every rank and returns the ranks'
 Results travel back through files written to a temporary name and renamed (``os.replace`` is atomic), so a rank
 that dies half-way never leaves a half-written result.
 
+``fn`` and ``args`` are pickled once, in the caller (:mod:`course_utils.parallel.payload`): a class or function
+defined in a notebook, which a fresh process cannot import, is refused before any rank starts.
+
 Failure is the normal case to design for. The parent polls its children until every rank has finished, and:
 - a rank that raises: :class:`WorkerError` naming the rank, the exception and its traceback text;
 - a rank killed by a signal (or exiting without a result): :class:`WorkerError` naming the rank and the signal;
