@@ -43,11 +43,32 @@ def epsilon_top_k_instead(logits, epsilon):  # a package filter in disguise: top
     return top_k_filter(logits, int(1 / epsilon))
 
 
+def epsilon_transformers_one_liner(logits, epsilon):  # the library's warper: the answer, not the learner's code
+    from transformers.generation import EpsilonLogitsWarper
+    return EpsilonLogitsWarper(epsilon)(None, logits)
+
+
+def epsilon_transformers_eta(logits, epsilon):  # the eta warper's threshold is at most epsilon: also the library
+    from transformers.generation import EtaLogitsWarper
+    return EtaLogitsWarper(epsilon)(None, logits)
+
+
 def test_epsilon_check():
     ex.check_epsilon_filter(sol.epsilon_filter)
     ex.check_epsilon_filter(epsilon_float64_list)
     for wrong in (epsilon_no_top, epsilon_on_logits, epsilon_returns_probs, epsilon_top_k_instead):
         rejects(ex.check_epsilon_filter, wrong)
+
+
+def test_epsilon_check_refuses_the_transformers_warpers():
+    from transformers.generation import EpsilonLogitsWarper
+    hand = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    # without the switch the one-liner is a correct answer, so only the switch can reject it
+    assert torch.equal(epsilon_transformers_one_liner(hand, 0.1), sol.epsilon_filter(hand, 0.1))
+    for shortcut in (epsilon_transformers_one_liner, epsilon_transformers_eta):
+        assert "switched off" in rejects(ex.check_epsilon_filter, shortcut)
+    ex.check_epsilon_filter(sol.epsilon_filter)  # a correct answer still passes after a refused one
+    assert torch.equal(EpsilonLogitsWarper(0.1)(None, hand), sol.epsilon_filter(hand, 0.1))  # and the warper is back
 
 
 # ---------- exercise 2: a repetition penalty that fades with distance ----------

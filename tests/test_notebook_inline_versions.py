@@ -34,6 +34,12 @@ def test_chapter_06_teaches_lora_and_the_masked_loss_inline():
     assert any("class MyLoRALinear" in c for c in cells) and any("def my_masked_lm_loss" in c for c in cells)
 
 
+def test_chapter_07_teaches_temperature_nucleus_and_the_kv_cache_inline():
+    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "07_sampling.ipynb")
+    for name in ("def softmax_with_temperature", "def nucleus_from_scratch", "K_cache, V_cache", "def kv_bytes"):
+        assert any(name in c for c in cells), f"{name} is not taught in an inline cell of chapter 07"
+
+
 def test_chapter_08_teaches_bm25_inline():
     cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "08_hallucination_rag.ipynb")
     assert any("def my_bm25_scores" in c for c in cells)

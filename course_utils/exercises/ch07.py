@@ -2,8 +2,11 @@
 with distance, the KV cache of a sliding-window model, and how much a continuation copies its prompt.
 
 Each exercise asks for something :mod:`course_utils.generate` does not provide (epsilon sampling, a penalty window,
-a rolling-buffer cache, n-gram novelty), so no package call is the answer. Each check computes the expected value
-itself with plain code, and fails through :mod:`course_utils.checks`, whose messages never show the expected value.
+a rolling-buffer cache, n-gram novelty), so no package call is the answer. ``transformers`` does ship epsilon (and
+eta) sampling as logits warpers, and the notebook imports their siblings: while the learner's epsilon filter runs,
+:func:`course_utils.checks.package_functions_switched_off` switches their ``__call__`` off. Each check computes the
+expected value itself with plain code, and fails through :mod:`course_utils.checks`, whose messages never show the
+expected value.
 ``tests/test_exercises_ch07.py`` feeds every check the reference solution, a correct answer in another form, and the
 likely wrong answers.
 
@@ -37,18 +40,29 @@ def _epsilon_reference(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
     return out
 
 
+def _without_library_epsilon(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` with ``transformers``' epsilon and eta warpers switched off: they are the answer, ready-made."""
+    from transformers.generation import EpsilonLogitsWarper, EtaLogitsWarper
+
+    with checks.package_functions_switched_off(EpsilonLogitsWarper.__call__, EtaLogitsWarper.__call__):
+        return fn(*args)
+
+
 def check_epsilon_filter(fn: Callable[[torch.Tensor, float], Any]) -> None:
     """``fn(logits (B, V), epsilon)``: tokens with probability below ``epsilon`` become -inf, the most likely token
     of each row always stays; kept logits are unchanged."""
     hint = ("compare probabilities (softmax of the logits), not logits, with epsilon; keep kept logits as they are; "
             "never remove a row's most likely token")
     hand = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.04, 0.06, 0.3, 0.6]]))
-    checks.check_equal("hand example, epsilon 0.1", fn(hand.clone(), 0.1), _epsilon_reference(hand, 0.1), hint=hint)
+    checks.check_equal("hand example, epsilon 0.1", _without_library_epsilon(fn, hand.clone(), 0.1),
+                       _epsilon_reference(hand, 0.1), hint=hint)
     flat = torch.zeros(1, 8)
     flat[0, 3] = 0.1  # every probability is about 1/8 < 0.2: only the most likely token may stay
-    checks.check_equal("a flat row, epsilon 0.2", fn(flat.clone(), 0.2), _epsilon_reference(flat, 0.2), hint=hint)
+    checks.check_equal("a flat row, epsilon 0.2", _without_library_epsilon(fn, flat.clone(), 0.2),
+                       _epsilon_reference(flat, 0.2), hint=hint)
     r = _logits(0, (4, 300), 3.0)
-    checks.check_equal("random logits, epsilon 0.01", fn(r.clone(), 0.01), _epsilon_reference(r, 0.01), hint=hint)
+    checks.check_equal("random logits, epsilon 0.01", _without_library_epsilon(fn, r.clone(), 0.01),
+                       _epsilon_reference(r, 0.01), hint=hint)
 
 
 def _decaying_reference(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float, window: int) -> torch.Tensor:
@@ -90,7 +104,8 @@ def check_mistral_kv_gib(fn: Callable[[], Any]) -> None:
     expected = 32 * 2 * 8 * 128 * 4096 * 2 / 2**30
     checks.check_close("Mistral-7B v0.1 KV cache, GiB", fn(), expected, atol=0.0, rtol=1e-3,
                        hint="layers x (K and V) x KV heads x head size x cached positions x bytes per value; which "
-                            "heads store keys, and how many positions does a rolling buffer hold?")
+                            "heads store keys and values, and which earlier positions can a sliding window still "
+                            "reach?")
 
 
 def _novelty_reference(sample: list[int], reference: list[int], n: int) -> float:

@@ -5,7 +5,9 @@ At every step each beam is extended by every token; of the ``num_beams x V`` can
 hypothesis scored by ``sum log p / length ** length_penalty`` (length = generated tokens, EOS included), so longer
 answers are not punished merely for having more factors below one. The search stops after ``max_new_tokens`` or once
 ``num_beams`` hypotheses are finished and the best running beam can no longer beat the worst of them at its current
-length (the "heuristic" stopping rule of ``transformers``' default ``early_stopping=False``).
+length (the "heuristic" stopping rule of ``transformers``' default ``early_stopping=False``). The result also
+records ``min_gap``, the smallest score difference at any decision the search took (neighbouring candidates up to
+the cut, the stopping test, the final pick): below rounding level, another numerical path may decide the other way.
 
 References: the classic algorithm as used in neural MT (I. Sutskever, O. Vinyals, Q. V. Le, "Sequence to Sequence
 Learning with Neural Networks", 2014; Y. Wu et al., "Google's Neural Machine Translation System", 2016, for length
@@ -18,6 +20,7 @@ sampling inside beams, n-gram blocking.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,6 +34,7 @@ class BeamResult:
     ids: torch.Tensor  # (T_prompt + n,) best sequence, prompt included
     score: float  # its length-normalised log-probability
     hypotheses: list[tuple[float, torch.Tensor]] = field(default_factory=list)  # all candidates, best first
+    min_gap: float = math.inf  # smallest score difference at any decision of the search (a near-tie if tiny)
 
 
 @torch.no_grad()
@@ -47,6 +51,7 @@ def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch
     # scores live on the CPU in float64 (MPS has no float64); only the ids go to the model's device
     scores = torch.zeros(1, dtype=torch.float64)  # (K,) summed log-probabilities
     finished: list[tuple[float, torch.Tensor]] = []
+    min_gap = math.inf
     for step in range(1, max_new_tokens + 1):
         logprobs = torch.log_softmax(logits_fn(beams).cpu().double(), dim=-1)  # (K, V)
         vocab_size = logprobs.shape[-1]
@@ -64,14 +69,21 @@ def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch
             next_scores.append(score)
             if len(next_beams) == num_beams:
                 break
+        decided = top_scores[:rank + 2]  # the candidates up to the cut and the first one left out
+        if decided.numel() > 1:
+            min_gap = min(min_gap, (decided[:-1] - decided[1:]).min().item())
         beams = torch.stack(next_beams)  # (K, T + step)
         scores = torch.tensor(next_scores, dtype=torch.float64)
         finished.sort(key=lambda item: item[0], reverse=True)
         finished = finished[:num_beams]
-        if len(finished) == num_beams and scores[0].item() / step ** length_penalty <= finished[-1][0]:
-            break
+        if len(finished) == num_beams:
+            min_gap = min(min_gap, abs(scores[0].item() / step ** length_penalty - finished[-1][0]))
+            if scores[0].item() / step ** length_penalty <= finished[-1][0]:
+                break
     n_generated = beams.shape[1] - prompt_length
     pool = finished + [(s / n_generated ** length_penalty, b) for s, b in zip(scores.tolist(), beams)]
     pool.sort(key=lambda item: item[0], reverse=True)
-    return BeamResult(pool[0][1], pool[0][0], pool)
+    if len(pool) > 1:
+        min_gap = min(min_gap, pool[0][0] - pool[1][0])
+    return BeamResult(pool[0][1], pool[0][0], pool, min_gap)
 

@@ -11,9 +11,11 @@ two draw the same tokens on CPU. Frequency/presence penalties see only the gener
 prompt length), the CTRL penalty the whole context, as in ``transformers``.
 
 Also here: :func:`continuation_nll`, the mean negative log-likelihood of generated tokens under a fixed judge
-model, our quality measure for samples. Reference: T. Wolf et al., "Transformers: State-of-the-Art Natural Language
-Processing", 2020 (the ``generate`` API). Left out: padded batches of prompts of different lengths (every row here
-has the same prompt length, so no attention mask or position ids are needed), stopping strings, streaming.
+model, our quality measure for samples; and :func:`check_same_tokens`, which asserts that two decoders agree (exactly
+on the CPU; elsewhere up to the first near-tie, where two numerical paths may legitimately round apart).
+Reference: T. Wolf et al., "Transformers: State-of-the-Art Natural Language Processing", 2020 (the ``generate``
+API). Left out: padded batches of prompts of different lengths (every row here has the same prompt length, so no
+attention mask or position ids are needed), stopping strings, streaming.
 """
 
 from __future__ import annotations
@@ -105,3 +107,39 @@ def continuation_nll(model, ids: torch.Tensor, prompt_length: int, pad_token_id:
         is_pad = targets == pad_token_id
         keep = ~(is_pad & (is_pad.long().cumsum(dim=1) > 1))
     return (nll * keep).sum(dim=1) / keep.sum(dim=1)
+
+
+@torch.no_grad()
+def check_same_tokens(ours: torch.Tensor, theirs: torch.Tensor, prompt_length: int, logits_fn, exact: bool,
+                      eos_token_id: int | None = None, tie_margin: float = 1e-4) -> list[tuple[int, int]]:
+    """Assert that two decoders continued the same prompt alike; per row, (tokens compared, tokens generated).
+
+    ``ours``, ``theirs``: (B, T) ids, prompt included. A row's generated tokens are counted up to and including its
+    first ``eos_token_id`` (what follows is padding). ``exact=True`` (for runs on the CPU): the two must be identical.
+    ``exact=False`` (other devices, where e.g. a cached and a recomputed forward round differently): a row must agree
+    up to the first generated step whose top-2 logit margin along ``ours`` (one full forward, ``logits_fn(ids (B, T))
+    -> (B, T, V)``) is below ``tie_margin``; that step may flip, and what follows it is not compared. For sampled rows
+    the margin is a proxy: a draw that lands within rounding of a cumulative-probability boundary fails the check
+    instead of being excused."""
+    if (ours.dim() != 2 or theirs.dim() != 2 or ours.shape[0] != theirs.shape[0]
+            or not 0 < prompt_length < ours.shape[1]):
+        raise ValueError(f"need ids (B, T) and (B, T') and 0 < prompt_length < T, got {tuple(ours.shape)}, "
+                         f"{tuple(theirs.shape)} and {prompt_length}")
+    generated = []
+    for row in ours[:, prompt_length:].tolist():
+        generated.append(row.index(eos_token_id) + 1 if eos_token_id in row else len(row))
+    if exact:
+        if not torch.equal(ours, theirs):
+            raise AssertionError("the two decoders produced different tokens")
+        return [(n, n) for n in generated]
+    top2 = logits_fn(ours[:, :-1])[:, prompt_length - 1:, :].float().topk(2, dim=-1).values  # (B, N, 2)
+    near_tie = (top2[..., 0] - top2[..., 1]) < tie_margin  # (B, N): step t predicts ours[:, prompt_length + t]
+    result = []
+    for b, n in enumerate(generated):
+        ties = near_tie[b, :n].nonzero().flatten().tolist()
+        k = ties[0] if ties else n
+        end = prompt_length + k
+        if theirs.shape[1] < end or not torch.equal(ours[b, :end], theirs[b, :end]):
+            raise AssertionError(f"row {b}: the two decoders differ before the first near-tie (step {k} of {n})")
+        result.append((k, n))
+    return result
