@@ -1,6 +1,8 @@
 """From-scratch attention against hand-computed values and against torch's scaled_dot_product_attention."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -117,3 +119,28 @@ def test_validation(call, error, match):
     q, k, v = qkv(7)
     with pytest.raises(error, match=match):
         call(q, k, v)
+
+
+PEAK_SCRIPT = """
+import gc, resource, torch
+from course_utils.model import masks
+from course_utils.model.attention import scaled_dot_product_attention
+T = 4096
+q, k, v = (torch.randn(1, 4, T, 64) for _ in range(3))
+mask = masks.causal_mask(T)
+gc.collect()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+scaled_dot_product_attention(q, k, v, mask)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024 / (4 * T * T * 4))  # peak growth in units of one (1, 4, T, T) float32 tensor
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB is Linux's convention")
+def test_masked_attention_keeps_at_most_two_score_sized_tensors_alive():
+    # scores, weights and the final masked_fill copy were all alive at once (3x); chapter 02's gpu profile times this
+    # function at T = 16384, where one (1, 4, T, T) float32 tensor is 4 GiB. A fresh process gives a clean peak; at
+    # T = 4096 the tensor (256 MiB) is large enough that the peak of the imports does not hide it.
+    ratio = float(subprocess.run([sys.executable, "-c", PEAK_SCRIPT], capture_output=True, text=True,
+                                 check=True).stdout)
+    assert ratio < 2.5, f"peak memory of one call is {ratio:.2f}x a (1, 4, T, T) score tensor"

@@ -5,6 +5,7 @@ import torch
 
 from course_utils.exercises import ch02 as ex
 from course_utils.model import masks
+from course_utils.train import mlm
 from course_utils.solutions import ch02 as sol
 
 
@@ -135,25 +136,52 @@ def test_position_ids_reject_likely_wrong_answers(wrong):
 
 # ---- exercise 4: MLM loss ---------------------------------------------------------------------------------------
 
-def mlm_data():
+def model_loss_of(logits, ids, chosen):  # what the GPT returns: targets -100 where not chosen, ignore_index skips them
+    targets = ids.masked_fill(~chosen, -100)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+
+def mlm_data():  # random positions: rows have different numbers of chosen positions
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 6, 11, generator=g)
-    targets = torch.randint(0, 11, (3, 6), generator=g)
-    targets[torch.rand(3, 6, generator=g) > 0.4] = -100
-    targets[0, 0] = 4  # at least one chosen position
-    model_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
-    return logits, targets, model_loss
+    ids = torch.randint(0, 11, (3, 6), generator=g)
+    chosen = torch.rand(3, 6, generator=g) <= 0.4
+    chosen[:, 0] = True  # at least one chosen position per row
+    return logits, ids, chosen, model_loss_of(logits, ids, chosen)
 
 
-def test_mlm_loss_accepts_correct_forms():
-    ex.check_mlm_loss(sol.mlm_loss, *mlm_data())
-    ex.check_mlm_loss(lambda lg, tg: float(sol.mlm_loss(lg, tg)), *mlm_data())
+def mlm_data_like_the_notebook():  # mlm.mask_tokens chooses exactly round(0.15 T) positions in every row
+    ids = torch.randint(0, 65, (4, 16), generator=torch.Generator().manual_seed(4))
+    _, targets = mlm.mask_tokens(ids, 65, 65, torch.Generator().manual_seed(5))
+    chosen = targets != -100
+    assert len(set(chosen.sum(1).tolist())) == 1  # the same count in every row
+    logits = torch.randn(4, 16, 66, generator=torch.Generator().manual_seed(6))
+    return logits, ids, chosen, model_loss_of(logits, ids, chosen)
 
 
+MLM_DATA = [mlm_data, mlm_data_like_the_notebook]
+
+
+@pytest.mark.parametrize("data", MLM_DATA)
+def test_mlm_loss_accepts_correct_forms(data):
+    ex.check_mlm_loss(sol.mlm_loss, *data())
+    ex.check_mlm_loss(lambda lg, ids, ch: float(sol.mlm_loss(lg, ids, ch)), *data())
+    ex.check_mlm_loss(lambda lg, ids, ch: torch.nn.functional.cross_entropy(  # ignore_index, after selecting
+        lg.flatten(0, 1), ids.masked_fill(~ch, -100).flatten()), *data())
+
+
+def per_row_mean(lg, ids, ch):  # a mean per row, then the mean of the rows: wrong when rows differ in count
+    ce = torch.nn.functional.cross_entropy(lg.transpose(1, 2), ids, reduction="none")  # (B, T)
+    return ((ce * ch).sum(1) / ch.sum(1)).mean()
+
+
+@pytest.mark.parametrize("data", MLM_DATA)
 @pytest.mark.parametrize("wrong", [
-    lambda lg, tg: torch.nn.functional.cross_entropy(lg[tg != -100], tg[tg != -100], reduction="sum"),
-    lambda lg, tg: torch.nn.functional.cross_entropy(lg.flatten(0, 1), tg.clamp(min=0).flatten()),  # all positions
-    lambda lg, tg: -torch.log_softmax(lg, -1).amax(-1)[tg != -100].mean(),  # loss of the argmax, not the target
-])
-def test_mlm_loss_rejects_likely_wrong_answers(wrong):
-    rejects(ex.check_mlm_loss, wrong, *mlm_data())
+    lambda lg, ids, ch: torch.nn.functional.cross_entropy(lg[ch], ids[ch], reduction="sum"),
+    lambda lg, ids, ch: torch.nn.functional.cross_entropy(lg.flatten(0, 1), ids.flatten(), ignore_index=-100),
+    lambda lg, ids, ch: torch.nn.functional.cross_entropy(lg[~ch], ids[~ch]),  # the positions not chosen
+    lambda lg, ids, ch: -torch.log_softmax(lg, -1).amax(-1)[ch].mean(),  # loss of the argmax, not the id
+    per_row_mean,
+], ids=["sum", "plain_ignore_index_call", "not_chosen", "argmax", "per_row_mean"])
+def test_mlm_loss_rejects_likely_wrong_answers(wrong, data):
+    rejects(ex.check_mlm_loss, wrong, *data())

@@ -4,7 +4,7 @@ Expected values are computed here by slow, obviously-correct loops (not by the v
 :mod:`course_utils.solutions.ch02`) and are never printed: failures say how many entries are wrong and give a hint.
 ``tests/test_exercises_ch02.py`` feeds every check the reference solution, other correct forms (lists, other dtypes)
 and the likely wrong answers (off-by-one windows, a transposed mask, a mask that sees the future, position ids
-starting at 1 or counted over padding).
+starting at 1 or counted over padding, an MLM loss averaged per row first or over every position).
 
 Exercise 1 asks for the idea behind every mask of :mod:`course_utils.model.masks`, whose functions could be composed
 into the answer (a causal sliding window OR the transpose of another one is a (left, right) window); while the
@@ -28,7 +28,8 @@ WINDOW_HINT = ("Query i may attend to key j when i - left <= j <= i + right, bot
 DOC_HINT = "Allowed: key j in the same document as query i, and j <= i (rows are queries, columns keys)."
 POSITION_HINT = ("Each document's first token has position 0, the next 1, and so on; padding (-1) is not counted. "
                  "Only real tokens are checked; padding may hold any value.")
-MLM_HINT = "Average the cross-entropy over the positions whose target is not -100, and only those."
+MLM_HINT = ("Average the cross-entropy of the ids over the positions where chosen is True, and only those, all of "
+            "the batch at once: rows may have different numbers of chosen positions.")
 
 
 def _window_by_loops(T: int, left: int, right: int) -> torch.Tensor:
@@ -48,7 +49,8 @@ def _call_without_package_masks(fn: Callable, *args: Any) -> Any:
 
 
 def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
-    """Exercise 1: ``fn(T, left, right)`` -> (T, T) mask in FlashAttention's ``window_size=(left, right)`` terms."""
+    """Exercise 1: ``fn(T, left, right)`` -> (T, T) mask in the flash-attn library's ``window_size=(left, right)``
+    terms (flash-attn 2.3 and later)."""
     cases = [(4, 1, 0), (6, 2, 0), (5, 1, 1), (7, 2, 1), (7, 0, 3), (6, -1, 0), (5, -1, -1), (6, 3, -1),
              (1, 0, 0), (5, 9, 0), (8, 0, 0)]
     for n, (T, left, right) in enumerate(cases, start=1):
@@ -120,18 +122,38 @@ def check_packed_position_ids(fn: Callable[[torch.Tensor], object]) -> None:
                            expected[real], hint=POSITION_HINT)
 
 
-def check_mlm_loss(fn: Callable[[torch.Tensor, torch.Tensor], object], logits: torch.Tensor,
-                   targets: torch.Tensor, model_loss: torch.Tensor) -> None:
-    """Exercise 4: ``fn(logits, targets)`` -> mean cross-entropy over chosen positions, equal to ``model_loss``
-    (the GPT's ``ignore_index=-100`` loss on the same ``logits`` (B, T, V) and ``targets`` (B, T))."""
-    logits, targets = logits.detach().cpu().float(), targets.detach().cpu()
-    checks.check_close("equals the model's ignore_index loss", fn(logits, targets), model_loss.detach().cpu(),
+def _mlm_loss_by_loops(logits: torch.Tensor, ids: torch.Tensor, chosen: torch.Tensor) -> float:
+    total, count = 0.0, 0
+    for b in range(ids.shape[0]):
+        for t in range(ids.shape[1]):
+            if chosen[b, t]:
+                total -= torch.log_softmax(logits[b, t].double(), dim=-1)[ids[b, t]].item()
+                count += 1
+    return total / count
+
+
+def check_mlm_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object], logits: torch.Tensor,
+                   ids: torch.Tensor, chosen: torch.Tensor, model_loss: torch.Tensor) -> None:
+    """Exercise 4: ``fn(logits, ids, chosen)`` -> mean cross-entropy over the chosen positions, equal to ``model_loss``.
+
+    ``logits`` (B, T, V); ``ids`` (B, T) holds the original id at *every* position and ``chosen`` (B, T) is boolean,
+    so there is no -100 for ``ignore_index`` to skip: the plain ``F.cross_entropy`` call averages over every position
+    and fails. ``model_loss`` is the GPT's loss on the same logits with targets -100 where not chosen.
+    """
+    logits, ids, chosen = logits.detach().cpu().float(), ids.detach().cpu(), chosen.detach().cpu().bool()
+    checks.check_close("equals the model's ignore_index loss", fn(logits, ids, chosen), model_loss.detach().cpu(),
                        atol=1e-5, hint=MLM_HINT)
     one_hot = torch.full((1, 3, 5), -1e4)
     one_hot[0, 1, 2] = 1e4
     checks.check_close("a perfect prediction at the only chosen position costs 0",
-                       fn(one_hot, torch.tensor([[-100, 2, -100]])), 0.0, atol=1e-6, hint=MLM_HINT)
+                       fn(one_hot, torch.tensor([[4, 2, 0]]), torch.tensor([[False, True, False]])), 0.0, atol=1e-6,
+                       hint=MLM_HINT)
     uniform = torch.zeros(2, 4, 8)  # every chosen position costs ln 8, whatever the number chosen
-    uniform_targets = torch.tensor([[1, -100, -100, -100], [-100, 3, 5, -100]])
-    checks.check_close("uniform logits cost ln V per chosen position", fn(uniform, uniform_targets),
+    uneven_ids = torch.tensor([[1, 0, 7, 2], [6, 3, 5, 4]])
+    uneven = torch.tensor([[True, False, False, False], [False, True, True, False]])  # 1 and 2 chosen per row
+    checks.check_close("uniform logits cost ln V per chosen position", fn(uniform, uneven_ids, uneven),
                        torch.log(torch.tensor(8.0)), atol=1e-5, hint=MLM_HINT)
+    logits = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(2))  # rows with 1 and 2 chosen positions
+    checks.check_close("random logits, rows with different numbers of chosen positions",
+                       fn(logits, uneven_ids, uneven), _mlm_loss_by_loops(logits, uneven_ids, uneven), atol=1e-5,
+                       hint=MLM_HINT)

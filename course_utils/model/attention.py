@@ -14,6 +14,8 @@ A query row whose keys are all blocked (a left-padding position under a causal m
 and later) we return zero weights and a zero output for such rows.
 
 This version materialises the full ``(..., T_q, T_k)`` score matrix; that is the point of the chapter's cost section.
+With a mask it keeps at most two such float tensors alive at once (the scores are freed after the softmax), so a
+call needs about twice the memory of one ``(..., T_q, T_k)`` tensor of the inputs' dtype.
 Left out: dropout on the weights, ``is_causal`` fast paths, grouped-query attention, memory-efficient kernels.
 """
 
@@ -55,6 +57,7 @@ def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | Non
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
                          f"{tuple(scores.shape)}") from err
     weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k); all-blocked rows are NaN here
+    del scores  # at most two (..., T_q, T_k) float tensors alive at once, not three (matters at long T)
     empty = ~mask.any(dim=-1, keepdim=True)  # (..., T_q, 1) rows with nothing to attend to
     return weights.masked_fill(empty, 0.0)
 

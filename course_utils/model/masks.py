@@ -14,7 +14,8 @@ Kinds and the model families that use them:
 * :func:`prefix_lm_mask`: a bidirectional prefix followed by a causal continuation (Raffel et al., 2020, "Exploring
   the Limits of Transfer Learning with a Unified Text-to-Text Transformer" (T5), the prefix-LM variant).
 * :func:`sliding_window_mask`: local attention. Causal (decoders; Jiang et al., 2023, "Mistral 7B", ``W = 4096``):
-  the ``window`` most recent positions, itself included, which is FlashAttention's ``window_size=(W - 1, 0)``.
+  the ``window`` most recent positions, itself included, which the flash-attn library (2.3 and later) writes
+  ``window_size=(W - 1, 0)``.
   Symmetric (encoders; Beltagy et al., 2020, "Longformer"): ``window // 2`` positions on each side.
 * :func:`combine`: logical AND of masks, e.g. causal AND padding.
 * :func:`from_hf_attention_mask`: Hugging Face's 2-D ``attention_mask`` (1 = real token, 0 = padding) as a 4-D mask,
@@ -84,10 +85,10 @@ def sliding_window_mask(T: int, window: int, causal: bool = True,
     """``(T, T)`` local attention with a window of ``window`` positions.
 
     ``causal=True`` (Mistral 7B, Gemma 2's local layers): query ``i`` sees the ``window`` most recent positions,
-    itself included, ``i - window < j <= i``; FlashAttention writes this ``window_size=(window - 1, 0)`` (left,
-    right, both inclusive). ``window >= T`` gives back the causal mask.
+    itself included, ``i - window < j <= i``; the flash-attn library writes this ``window_size=(window - 1, 0)``
+    (left, right, both inclusive). ``window >= T`` gives back the causal mask.
     ``causal=False`` (Longformer's encoder, symmetric): ``window // 2`` positions on each side plus itself,
-    ``|i - j| <= window // 2``; FlashAttention's ``window_size=(window // 2, window // 2)``.
+    ``|i - j| <= window // 2``; flash-attn's ``window_size=(window // 2, window // 2)``.
     """
     _check_length(T)
     if not isinstance(window, int) or isinstance(window, bool) or window < 1:
@@ -208,9 +209,9 @@ def from_hf_attention_mask(attention_mask: torch.Tensor, causal: bool = True) ->
 def position_ids_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """``(B, T)`` position ids that count real tokens only: ``cumsum(mask) - 1``, padding set to 1.
 
-    With left padding, the first real token of every row gets position 0, as if the row were unpadded; this is
-    what Hugging Face ``generate`` computes for Llama-family models. (The 1 at padding is arbitrary; it is never
-    attended to.)
+    With left padding, the first real token of every row gets position 0, as if the row were unpadded; for real
+    tokens this is what Hugging Face ``generate`` computes. At padding, transformers 5 writes 0 and older versions
+    wrote 1; the value is arbitrary, since no real token attends to padding.
     """
     keys = _check_hf_mask(attention_mask).long()  # (B, T)
     return (keys.cumsum(dim=1) - 1).masked_fill(keys == 0, 1)  # (B, T)

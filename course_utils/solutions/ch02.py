@@ -6,8 +6,8 @@ import torch
 
 
 def window_mask(T: int, left: int, right: int) -> torch.Tensor:
-    """(T, T) boolean in FlashAttention's ``window_size=(left, right)`` convention: query i may attend to key j when
-    ``i - left <= j <= i + right`` (both ends inclusive); ``-1`` on a side means no limit on that side."""
+    """(T, T) boolean in the flash-attn library's ``window_size=(left, right)`` convention: query i may attend to key
+    j when ``i - left <= j <= i + right`` (both ends inclusive); ``-1`` on a side means no limit on that side."""
     i = torch.arange(T)[:, None]  # (T, 1) query positions
     j = torch.arange(T)[None, :]  # (1, T) key positions
     ok_left = (j >= i - left) if left >= 0 else torch.ones(T, T, dtype=torch.bool)
@@ -39,7 +39,10 @@ def packed_position_ids(doc_ids: torch.Tensor) -> torch.Tensor:
     return positions.masked_fill(doc_ids < 0, 0)
 
 
-def mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``logits`` (B, T, V) over the chosen positions only (targets != -100)."""
-    chosen = targets != -100  # (B, T)
-    return torch.nn.functional.cross_entropy(logits[chosen], targets[chosen])
+def mlm_loss(logits: torch.Tensor, ids: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` (B, T, V) against ``ids`` (B, T) over the chosen positions only.
+
+    ``chosen`` (B, T) is boolean. Boolean indexing gathers the chosen positions of the whole batch into one
+    (n_chosen, V) block, so the mean is over all of them at once, whatever the number chosen in each row.
+    """
+    return torch.nn.functional.cross_entropy(logits[chosen], ids[chosen])
