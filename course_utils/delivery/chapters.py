@@ -57,7 +57,7 @@ CHAPTERS = (
             {"smoke": 0.4, "cpu": 6.4, "gpu": None}),
     Chapter("02", "attention_masks", "Attention masks",
             "causal, padding, bidirectional, prefix-LM, sliding window, MLM vs causal",
-            {"smoke": 0.7, "cpu": 8.6, "gpu": None}),
+            {"smoke": 0.7, "cpu": 4.6, "gpu": None}),
     Chapter("03", "bpe", "Byte-pair encoding",
             "a fast exact BPE trainer against `tokenizers` and tiktoken, vocabulary size at a fixed token budget",
             {"smoke": 0.4, "cpu": 6.1, "gpu": None}),
@@ -72,7 +72,7 @@ CHAPTERS = (
             "rsLoRA, LoRA vs full fine-tuning", {"smoke": 1.6, "cpu": 8.1, "gpu": None}),
     Chapter("07", "sampling", "Sampling",
             "temperature, top-k/p, min-p, penalties, beam search, KV cache, checked against transformers",
-            {"smoke": 1.0, "cpu": 3.6, "gpu": None}),
+            {"smoke": 1.0, "cpu": 3.2, "gpu": None}),
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
             "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": 1.6, "cpu": 8.2, "gpu": None}),
