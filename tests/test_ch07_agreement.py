@@ -87,3 +87,17 @@ def test_beam_search_records_its_closest_decision(tiny):
     result = beam_search(hf_next_logits_fn(tiny), torch.tensor([3, 14, 15]), num_beams=3, max_new_tokens=4)
     assert 0 < result.min_gap < math.inf
     assert result.min_gap <= result.hypotheses[0][0] - result.hypotheses[1][0]
+
+
+def test_beam_min_gap_ignores_the_order_of_beams_it_keeps():
+    # step 1 keeps tokens 1 (0.4) and 2 (0.39): their near-tie decides nothing; 0.39 against 0.21 decides the cut.
+    # step 2: after 1 -> [0.9, 0.05, 0.05], after 2 -> [0.5, 0.25, 0.25]; kept 0.36 and 0.195 against 0.0975 left out.
+    after = {9: [0.0, 0.4, 0.39, 0.21], 1: [0.0, 0.9, 0.05, 0.05], 2: [0.0, 0.5, 0.25, 0.25]}
+
+    def fn(ids):  # (K, T) -> (K, V) log-probabilities of the next token, by the last token
+        rows = [torch.tensor(after.get(int(r[-1]), [0.25] * 4), dtype=torch.float64) for r in ids]
+        return torch.stack(rows).clamp_min(1e-30).log()
+
+    result = beam_search(fn, torch.tensor([9]), num_beams=2, max_new_tokens=2)
+    decisive = min(math.log(0.39 / 0.21), math.log(0.195 / 0.0975), math.log(0.36 / 0.195) / 2)  # pick: per token
+    assert result.min_gap == pytest.approx(decisive)  # not log(0.4 / 0.39), the gap between two kept beams

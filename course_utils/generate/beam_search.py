@@ -6,8 +6,9 @@ hypothesis scored by ``sum log p / length ** length_penalty`` (length = generate
 answers are not punished merely for having more factors below one. The search stops after ``max_new_tokens`` or once
 ``num_beams`` hypotheses are finished and the best running beam can no longer beat the worst of them at its current
 length (the "heuristic" stopping rule of ``transformers``' default ``early_stopping=False``). The result also
-records ``min_gap``, the smallest score difference at any decision the search took (neighbouring candidates up to
-the cut, the stopping test, the final pick): below rounding level, another numerical path may decide the other way.
+records ``min_gap``, the smallest score difference at any decision the search took (the last kept candidate against
+the first left out, the rank that admits an EOS candidate, which finished hypotheses survive, the stopping test, the
+final pick; the order among kept beams decides nothing): below rounding level, another numerical path may decide the other way.
 
 References: the classic algorithm as used in neural MT (I. Sutskever, O. Vinyals, Q. V. Le, "Sequence to Sequence
 Learning with Neural Networks", 2014; Y. Wu et al., "Google's Neural Machine Translation System", 2016, for length
@@ -57,11 +58,12 @@ def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch
         vocab_size = logprobs.shape[-1]
         candidates = (scores[:, None] + logprobs).view(-1)  # (K * V,)
         top_scores, top_flat = torch.topk(candidates, min(2 * num_beams, candidates.numel()))
-        next_beams, next_scores = [], []
+        next_beams, next_scores, saw_eos = [], [], False
         for rank, (score, flat) in enumerate(zip(top_scores.tolist(), top_flat.tolist())):
             beam, token = divmod(flat, vocab_size)
             sequence = torch.cat([beams[beam], beams.new_tensor([token])])
             if eos_token_id is not None and token == eos_token_id:
+                saw_eos = True
                 if rank < num_beams:  # only EOS candidates that would have made the beam are kept
                     finished.append((score / step ** length_penalty, sequence))
                 continue
@@ -69,12 +71,16 @@ def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch
             next_scores.append(score)
             if len(next_beams) == num_beams:
                 break
-        decided = top_scores[:rank + 2]  # the candidates up to the cut and the first one left out
-        if decided.numel() > 1:
-            min_gap = min(min_gap, (decided[:-1] - decided[1:]).min().item())
+        # decisive gaps only (the order among kept beams decides nothing): the last kept candidate against the
+        # first left out, and, when an EOS candidate was seen, the rank-K boundary that admits it to the finished
+        for cut in (rank, num_beams - 1) if saw_eos else (rank,):
+            if cut + 1 < top_scores.numel():
+                min_gap = min(min_gap, (top_scores[cut] - top_scores[cut + 1]).item())
         beams = torch.stack(next_beams)  # (K, T + step)
         scores = torch.tensor(next_scores, dtype=torch.float64)
         finished.sort(key=lambda item: item[0], reverse=True)
+        if len(finished) > num_beams:  # which finished hypotheses survive
+            min_gap = min(min_gap, finished[num_beams - 1][0] - finished[num_beams][0])
         finished = finished[:num_beams]
         if len(finished) == num_beams:
             min_gap = min(min_gap, abs(scores[0].item() / step ** length_penalty - finished[-1][0]))
