@@ -1,13 +1,18 @@
 """Chapter 03's exercise checks accept the reference and other correct forms, and reject the likely wrong answers."""
 
+import functools
 import re
+from collections import Counter
 
 import pytest
+import tiktoken
+import tiktoken._educational
 import torch
 
 from course_utils.exercises import ch03 as ex
 from course_utils.solutions import ch03 as sol
-from course_utils.text.bpe.interop import train_tokenizer
+from course_utils.text.bpe.interop import GPT2_PATTERN, to_hf_tokenizer, train_tokenizer
+from course_utils.text.bpe.train import _Greater, merge_pair, tie_key
 from course_utils.text.bpe.tokenizer import BPETokenizer
 from course_utils.text.bpe.toy import TOY_CORPUS
 
@@ -58,15 +63,56 @@ def _one_pass(ids, merges):  # applies each merge once in order but only its fir
     return ids
 
 
-@pytest.mark.parametrize("wrong", [_leftmost_first, _one_pass, lambda ids, merges: ids,
-                                   lambda ids, merges: BPETokenizer(merges).bpe(ids)])
+def _in_list_order(ids, merges):  # correct too: applying every merge of the list in order gives the same ids
+    ids = list(ids)
+    for rank, pair in enumerate(merges):
+        ids = merge_pair(ids, tuple(pair), 256 + rank)
+    return ids
+
+
+def test_encode_word_accepts_the_list_order_form(tok):
+    ex.check_encode_word(_in_list_order, tok.merges, re.findall(r" ?\w+", VAL))
+
+
+@pytest.mark.parametrize("wrong", [_leftmost_first, _one_pass, lambda ids, merges: ids])
 def test_encode_word_rejects(tok, wrong):
     fails(ex.check_encode_word, wrong, tok.merges, re.findall(r" ?\w+", VAL))
 
 
-def test_package_encoder_is_restored_after_a_check(tok):
-    fails(ex.check_encode_word, lambda ids, merges: BPETokenizer(merges).bpe(ids), tok.merges, ["x"])
-    assert tok.encode("the king") == tok.encode("the king")  # not left patched
+def _ranks(merges):
+    return {t: i for i, t in enumerate(BPETokenizer(merges).vocab)}
+
+
+# Every ready-made encoder the notebook can reach gives the right ids; the check must refuse each one.
+READY_MADE_ENCODERS = {
+    "BPETokenizer.bpe": lambda ids, merges: BPETokenizer(merges).bpe(ids),
+    "BPETokenizer.encode": lambda ids, merges: BPETokenizer(merges).encode(bytes(ids).decode()),
+    "the check's own helper": lambda ids, merges: ex._merge_word(list(ids), merges),
+    "BPETokenizer.from_ranks(...)._bpe_ranked":
+        lambda ids, merges: BPETokenizer.from_ranks(_ranks(merges), GPT2_PATTERN)._bpe_ranked(bytes(ids)),
+    "to_hf_tokenizer": lambda ids, merges: to_hf_tokenizer(BPETokenizer(merges)).encode(bytes(ids).decode()).ids,
+    "tiktoken.Encoding": lambda ids, merges: tiktoken.Encoding(
+        "x", pat_str=r"[\s\S]+", mergeable_ranks=_ranks(merges), special_tokens={})._encode_bytes(bytes(ids)),
+    "tiktoken._educational.bpe_encode":
+        lambda ids, merges: tiktoken._educational.bpe_encode(_ranks(merges), bytes(ids), visualise=None),
+}
+
+
+@pytest.mark.parametrize("route", list(READY_MADE_ENCODERS))
+def test_encode_word_refuses_ready_made_encoders(tok, route):
+    words = re.findall(r" ?\w+", VAL)
+    encoder = READY_MADE_ENCODERS[route]
+    assert [encoder(list(w.encode()), tok.merges) for w in words] == [sol.encode_word(list(w.encode()), tok.merges)
+                                                                      for w in words]  # the route is right...
+    with pytest.raises(AssertionError, match="switched off"):  # ...and refused
+        ex.check_encode_word(encoder, tok.merges, words)
+
+
+def test_ready_made_encoders_are_restored_after_a_check(tok):
+    fails(ex.check_encode_word, READY_MADE_ENCODERS["tiktoken.Encoding"], tok.merges, ["x"])
+    assert tok.encode("the king") == BPETokenizer(tok.merges).encode("the king")  # not left switched off
+    assert READY_MADE_ENCODERS["tiktoken.Encoding"](list(b" king"), tok.merges) == tok.encode(" king")
+    assert ex._merge_word(list(b" king"), tok.merges) == tok.encode(" king")
 
 
 # ---- exercise 2 ------------------------------------------------------------------------------------------------
@@ -85,21 +131,62 @@ def test_decode_ids_rejects(tok, wrong):
     fails(ex.check_decode_ids, wrong, tok.vocab, tok.encode(VAL), VAL)
 
 
+@pytest.mark.parametrize("decoder", [
+    lambda ids, vocab: BPETokenizer.from_ranks({t: i for i, t in enumerate(vocab)}, GPT2_PATTERN).decode(ids),
+    lambda ids, vocab: tiktoken.Encoding("x", pat_str=r"[\s\S]+", mergeable_ranks={t: i for i, t in enumerate(vocab)},
+                                         special_tokens={}).decode(ids),
+])
+def test_decode_ids_refuses_ready_made_decoders(tok, decoder):
+    vocab = tok.vocab[:256 + len(tok.merges)]
+    assert decoder(tok.encode(VAL), vocab) == VAL  # the route is right, and refused
+    with pytest.raises(AssertionError, match="switched off"):
+        ex.check_decode_ids(decoder, vocab, tok.encode(VAL), VAL)
+
+
 # ---- exercise 3 ------------------------------------------------------------------------------------------------
-def test_unknown_word_rate():
-    ex.check_unknown_word_rate(sol.unknown_word_rate, TRAIN, VAL)
-    ex.check_unknown_word_rate(lambda t, v: torch.tensor(sol.unknown_word_rate(t, v), dtype=torch.float64),
-                               TRAIN, VAL)
+WORD = r"\w+|[^\w\s]"
+
+
+def test_untied_cuts_have_no_tie_at_the_cut():
+    counts = sorted(Counter(re.findall(WORD, TRAIN)).values(), reverse=True)
+    cuts = ex.untied_cuts(TRAIN, (1, 3, 10))
+    assert cuts and all(counts[v - 1] > counts[v] for v in cuts)
+
+
+def _top_v_sorted(t, v, V):  # correct too: an explicit sort instead of Counter.most_common
+    counts = {}
+    for w in re.findall(WORD, t):
+        counts[w] = counts.get(w, 0) + 1
+    kept = set(sorted(counts, key=counts.get, reverse=True)[:V])
+    words = re.findall(WORD, v)
+    return sum(w not in kept for w in words) / len(words)
+
+
+def test_capped_unknown_rate():
+    ex.check_capped_unknown_rate(sol.unknown_rate_top_v, TRAIN, VAL, targets=(1, 3, 10))
+    ex.check_capped_unknown_rate(_top_v_sorted, TRAIN, VAL, targets=(1, 3, 10))
+    ex.check_capped_unknown_rate(lambda t, v, V: torch.tensor(sol.unknown_rate_top_v(t, v, V), dtype=torch.float64),
+                                 TRAIN, VAL, targets=(1, 3, 10))
+
+
+def _top(t, V, pattern=WORD):
+    return {w for w, _ in Counter(re.findall(pattern, t)).most_common(V)}
 
 
 @pytest.mark.parametrize("wrong", [
-    lambda t, v: sum(w not in set(t.split()) for w in v.split()) / len(v.split()),  # punctuation attached
-    lambda t, v: len(set(re.findall(r"\w+|[^\w\s]", v)) - set(re.findall(r"\w+|[^\w\s]", t)))
-    / len(set(re.findall(r"\w+|[^\w\s]", v))),  # distinct words instead of occurrences
-    lambda t, v: 1 - sol.unknown_word_rate(t, v),  # the known rate
+    lambda t, v, V: sum(w not in set(re.findall(WORD, t)) for w in re.findall(WORD, v)) / len(re.findall(WORD, v)),
+    # ^ ignores V: section 1's uncapped rate
+    lambda t, v, V: sum(w not in _top(t, V + 1) for w in re.findall(WORD, v)) / len(re.findall(WORD, v)),  # V + 1
+    lambda t, v, V: sum(w not in _top(t, V - 1) for w in re.findall(WORD, v)) / len(re.findall(WORD, v)),  # V - 1
+    lambda t, v, V: sum(w not in {w for w, _ in Counter(re.findall(WORD, t)).most_common()[-V:]}
+                        for w in re.findall(WORD, v)) / len(re.findall(WORD, v)),  # the V rarest words
+    lambda t, v, V: sum(w not in _top(v, V) for w in re.findall(WORD, v)) / len(re.findall(WORD, v)),  # held-out counts
+    lambda t, v, V: len(set(re.findall(WORD, v)) - _top(t, V)) / len(set(re.findall(WORD, v))),  # distinct words
+    lambda t, v, V: sum(w not in _top(t, V, r"\S+") for w in v.split()) / len(v.split()),  # punctuation attached
+    lambda t, v, V: 1 - sol.unknown_rate_top_v(t, v, V),  # the known rate
 ])
-def test_unknown_word_rate_rejects(wrong):
-    fails(ex.check_unknown_word_rate, wrong, TRAIN, VAL)
+def test_capped_unknown_rate_rejects(wrong):
+    fails(ex.check_capped_unknown_rate, wrong, TRAIN, VAL, (1, 3, 10))
 
 
 # ---- exercise 4 ------------------------------------------------------------------------------------------------
@@ -127,18 +214,51 @@ def test_merges_until_one_token_rejects(tok, toy_tok, wrong):
 
 
 # ---- exercise 5 ------------------------------------------------------------------------------------------------
-def test_tie_break():
-    ex.check_tie_break(sol.tie_break_pair)
-    ex.check_tie_break(lambda counts, vocab: list(sol.tie_break_pair(counts, vocab)))
-    ex.check_tie_break(lambda counts, vocab: torch.tensor(sol.tie_break_pair(counts, vocab)))
+@functools.total_ordering
+class _Reversed:  # correct too: a wrapper whose < is reversed (what the package's trainer does)
+    def __init__(self, value):
+        self.value = value
+
+    def __lt__(self, other):
+        return self.value > other.value
+
+    def __eq__(self, other):
+        return self.value == other.value
+
+
+def test_heap_key():
+    ex.check_heap_key(sol.heap_key)
+    ex.check_heap_key(lambda count, pair, vocab: (-count, _Reversed((vocab[pair[0]], vocab[pair[1]]))))
+    ex.check_heap_key(lambda count, pair, vocab: [-count, *sol.heap_key(count, pair, vocab)[1:]])
+
+
+def _negated(data, end=()):
+    return tuple(-x for x in data) + end
+
+
+def _complemented(data, end=()):
+    return tuple(255 - x for x in data) + end
 
 
 @pytest.mark.parametrize("wrong", [
-    lambda c, v: min(c, key=lambda p: (-c[p], p)),  # the smallest ids
-    lambda c, v: max(c, key=lambda p: (c[p], p)),  # the greatest ids
-    lambda c, v: max(c, key=lambda p: (c[p], v[p[0]] + v[p[1]])),  # the greatest concatenation
-    lambda c, v: min(c, key=lambda p: (-c[p], (v[p[0]], v[p[1]]))),  # the smaller byte strings
-    lambda c, v: max(c, key=lambda p: (v[p[0]], v[p[1]])),  # ignores the counts
+    lambda c, p, v: (c, _Reversed((v[p[0]], v[p[1]]))),  # the lowest count pops first (max-heap thinking)
+    lambda c, p, v: (-c, (v[p[0]], v[p[1]])),  # the smaller byte strings pop first
+    lambda c, p, v: (-c, p),  # the smaller ids
+    lambda c, p, v: (-c, -p[0], -p[1]),  # the greater ids
+    lambda c, p, v: -c,  # no tie rule: ties pop in arbitrary order
+    lambda c, p, v: (-c, _negated(v[p[0]]), _negated(v[p[1]])),  # negated bytes: b"B" pops before b"BA"
+    lambda c, p, v: (-c, _complemented(v[p[0]]), _complemented(v[p[1]])),  # same prefix problem
+    lambda c, p, v: (-c, _complemented(v[p[0]], (255,)), _complemented(v[p[1]], (255,))),  # end marker a byte can be
+    lambda c, p, v: (-c, _complemented(v[p[0]] + v[p[1]], (256,))),  # compares the concatenation
+    lambda c, p, v: (-c, tie_key("bytes", v)(p)),  # the package's own key
+    lambda c, p, v: (-c, _Greater((v[p[0]], v[p[1]]))),  # the package's own class
 ])
-def test_tie_break_rejects(wrong):
-    fails(ex.check_tie_break, wrong)
+def test_heap_key_rejects(wrong):
+    fails(ex.check_heap_key, wrong)
+
+
+def test_heap_key_refuses_the_package_key_and_restores_it():
+    with pytest.raises(AssertionError, match="switched off"):
+        ex.check_heap_key(lambda c, p, v: (-c, tie_key("bytes", v)(p)))
+    vocab = [bytes([b]) for b in range(256)]
+    assert tie_key("bytes", vocab)((66, 65)) < tie_key("bytes", vocab)((65, 66))  # restored

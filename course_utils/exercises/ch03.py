@@ -1,45 +1,61 @@
-"""Checks for chapter 03's exercises (byte-pair encoding): encode one pre-token, decode safely, the word-level
-unknown rate, when a word becomes one token, and breaking a tie the CS336 way.
+"""Checks for chapter 03's exercises (byte-pair encoding): encode one pre-token, decode safely, the unknown rate of
+a word vocabulary capped at its V most frequent words, when a word becomes one token, and a heap key for the
+trainer's tie rule.
 
 Each check takes the learner's function plus the notebook data it needs, computes the expected value with plain
 Python here (never by calling the package function the exercise asks for), and fails through
-:mod:`course_utils.checks`, whose messages never show the expected value. While the learner's function runs, the
-package's own encoder and decoder refuse to work (:func:`_without_package_encoder`), so an answer that just calls
-``BPETokenizer`` fails with a message saying so. ``tests/test_exercises_ch03.py`` feeds every check the reference
-solution, a correct answer in another form and the likely wrong answers.
+:mod:`course_utils.checks`, whose messages never show the expected value. While the learner's encoder or decoder
+runs (exercises 1 and 2), every ready-made BPE encoder and decoder the notebook can reach is switched off by
+:func:`course_utils.checks.package_functions_switched_off`: ``BPETokenizer``'s encode and decode paths (merge list
+and tiktoken ranks, ``from_ranks``), this module's own helper, ``to_hf_tokenizer``, and tiktoken's ``Encoding`` and
+``_educational`` encoders. Code that lives in compiled extensions (a ``tokenizers`` BPE model built from scratch)
+cannot be switched off this way. While the learner's heap key runs (exercise 5), the package's own tie key
+(``train.tie_key`` and its ``_Greater`` class) is switched off.
+``tests/test_exercises_ch03.py`` feeds every check the reference solution, a correct answer in another form and the
+likely wrong answers, including one that goes through each ready-made encoder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import random
 import re
-from typing import Any, Callable, Sequence
+from collections import Counter
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
 from course_utils import checks
+from course_utils.text.bpe import interop, train
 from course_utils.text.bpe.tokenizer import BPETokenizer
 
 WORD_PATTERN = r"\w+|[^\w\s]"  # words and single punctuation marks, the word-level baseline of section 1
 
 
-@contextlib.contextmanager
-def _without_package_encoder(exercise: str):
-    """Make ``BPETokenizer``'s encode/decode raise while the learner's code runs."""
-    names = ["bpe", "encode", "encode_ordinary", "_encode_pretoken", "decode", "decode_bytes", "merge_steps"]
-    saved = {n: getattr(BPETokenizer, n) for n in names}
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"exercise {exercise}: write the loop yourself; calling BPETokenizer's own "
-                             "encoder or decoder is not allowed here")
-
+def _ready_made_codecs() -> tuple[Callable, ...]:
+    """Every BPE encoder/decoder written in Python that the notebook can reach (its namespace or an import)."""
+    found: list[Callable] = [_merge_word, _one_token_k, interop.to_hf_tokenizer, interop.from_tiktoken,
+                             interop.load_cl100k, BPETokenizer.from_ranks.__func__]
+    found += [getattr(BPETokenizer, n) for n in ("bpe", "_bpe_ranked", "_encode_pretoken", "encode_ordinary",
+                                                 "encode", "encode_iterable", "merge_steps", "decode_bytes",
+                                                 "decode")]
     try:
-        for n in names:
-            setattr(BPETokenizer, n, refuse)
+        import tiktoken
+        import tiktoken._educational as educational
+    except ImportError:  # tiktoken is a dependency of the course; without it there is nothing to switch off
+        return tuple(found)
+    found += [f for n, f in vars(tiktoken.Encoding).items()
+              if n == "__init__" or n.startswith(("encode", "_encode", "decode"))]
+    found += [educational.bpe_encode] + [f for n, f in vars(educational.SimpleBytePairEncoding).items()
+                                         if n in ("__init__", "encode", "decode", "decode_bytes")]
+    return tuple(f for f in found if hasattr(f, "__code__") and not f.__closure__)
+
+
+@contextlib.contextmanager
+def _without_ready_made_codecs() -> Iterator[None]:
+    with checks.package_functions_switched_off(*_ready_made_codecs()):
         yield
-    finally:
-        for n, f in saved.items():
-            setattr(BPETokenizer, n, f)
 
 
 def _ids(value: Any) -> Any:
@@ -81,7 +97,7 @@ def check_encode_word(fn: Callable, merges: Sequence[tuple[int, int]], words: Se
              ("lowest rank first, not leftmost first", list(b"abc"), [(98, 99), (97, 98)])]
     expected = [_merge_word(list(ids), m) for _, ids, m in cases]
     held_out = [_merge_word(list(w.encode()), merges) for w in words]
-    with _without_package_encoder("1"):
+    with _without_ready_made_codecs():
         answers = [_ids(fn(list(ids), list(m))) for _, ids, m in cases]
         answers_held_out = [_ids(fn(list(w.encode()), list(merges))) for w in words]
     for (name, _, _), got, want in zip(cases, answers, expected):
@@ -94,7 +110,7 @@ def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence
     hint = "join the tokens' bytes first and decode UTF-8 once, with errors='replace'"
     vocab = list(vocab)
     emoji = [0xF0, 0x9F, 0xA4, 0x96]  # 🤖 as four single-byte tokens
-    with _without_package_encoder("2"):
+    with _without_ready_made_codecs():
         answers = [fn(list(emoji), vocab), fn([0xF0, 0x9F, 104], vocab), fn([0xC3, 0xA9, 0x20], vocab),
                    fn(list(ids_of_text), vocab)]
     checks.check_equal("a character split over four tokens", answers[0], "🤖", hint=hint)
@@ -103,21 +119,47 @@ def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence
     checks.check_equal("held-out text", answers[3], text, hint=hint)
 
 
-def check_unknown_word_rate(fn: Callable, train_text: str, val_text: str) -> None:
-    """``fn(train_text, val_text)`` -> share of held-out word *occurrences* (``\\w+|[^\\w\\s]``) unseen in training."""
-    hint = ("cut both texts with the pattern \\w+|[^\\w\\s] (punctuation split off), then count held-out "
-            "occurrences, not distinct words, whose word never occurs in the training text")
+def _words_by_count(text: str) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for w in re.findall(WORD_PATTERN, text):
+        counts[w] = counts.get(w, 0) + 1
+    return sorted(counts.items(), key=lambda item: -item[1])
 
-    def rate(train: str, val: str) -> float:
-        known = set(re.findall(WORD_PATTERN, train))
-        words = re.findall(WORD_PATTERN, val)
-        return sum(w not in known for w in words) / len(words)
 
-    cases = [("toy example", "a b c", "a d d b"), ("punctuation is its own word", "to be, or not", "be, or not!"),
-             ("held-out plays", train_text, val_text)]
-    answers = [fn(t, v) for _, t, v in cases]
-    for (name, t, v), got in zip(cases, answers):
-        checks.check_close(name, got, rate(t, v), rtol=1e-12, hint=hint)
+def untied_cuts(train_text: str, targets: Sequence[int]) -> list[int]:
+    """For each target, the smallest V >= target at which the V-th and (V+1)-th most frequent training words have
+    different counts, so "the V most frequent words" is one set whatever the order among equal counts."""
+    ranked = [n for _, n in _words_by_count(train_text)]
+    cuts = []
+    for target in targets:
+        v = max(1, target)
+        while v < len(ranked) and ranked[v - 1] == ranked[v]:
+            v += 1
+        if v < len(ranked) and v not in cuts:
+            cuts.append(v)
+    return cuts
+
+
+def _capped_rate(train: str, val: str, v: int) -> float:
+    kept = {w for w, _ in _words_by_count(train)[:v]}
+    words = re.findall(WORD_PATTERN, val)
+    return sum(1 for w in words if w not in kept) / len(words)
+
+
+def check_capped_unknown_rate(fn: Callable, train_text: str, val_text: str,
+                              targets: Sequence[int] = (10, 100, 1000, 5000)) -> None:
+    """``fn(train_text, val_text, V)`` -> share of held-out word occurrences that are not among the ``V`` most
+    frequent training words (``\\w+|[^\\w\\s]``), for V near each target with no tie at the cut."""
+    hint = ("cut both texts with the pattern \\w+|[^\\w\\s] (punctuation split off); keep the V words with the "
+            "highest counts in the training text; count held-out occurrences, not distinct words, whose word is not "
+            "kept")
+    cases = [("toy, V = 1", "a a a b b c", "a b c d", 1), ("toy, V = 2", "a a a b b c", "a b c d", 2),
+             ("punctuation is its own word, V = 2", "the the the , , king", "the king, the", 2),
+             ("V beyond the vocabulary keeps every word", "to be or not", "to be, or not!", 100)]
+    cases += [(f"held-out plays, V = {v:,}", train_text, val_text, v) for v in untied_cuts(train_text, targets)]
+    answers = [fn(t, val, v) for _, t, val, v in cases]
+    for (name, t, val, v), got in zip(cases, answers):
+        checks.check_close(name, got, _capped_rate(t, val, v), atol=0, rtol=1e-9, hint=hint)
 
 
 def check_merges_until_one_token(fn: Callable, tokenizer, toy_tokenizer) -> None:
@@ -146,22 +188,53 @@ def _one_token_k(tokenizer, word: str) -> int | None:
     return max(used) + 1 if used else 0
 
 
-def check_tie_break(fn: Callable) -> None:
-    """``fn(counts, vocab)`` -> the pair to merge: highest count; a tie goes to the greater ``(vocab[a], vocab[b])``."""
-    hint = ("first the highest count; among equal counts compare the pairs as tuples of byte strings, "
-            "(vocab[a], vocab[b]), and take the greater one")
-    vocab = [bytes([b]) for b in range(256)] + [b"aa", b"BA", b"ZZ"]
+def _heap_cases() -> list[tuple[str, dict[tuple[int, int], int], list[bytes]]]:
+    vocab = [bytes([b]) for b in range(256)] + [b"aa", b"BA", b"ZZ", b"B\x00", b"\xff"]
     A, B, C = ord("A"), ord("B"), ord("C")
     cases = [
-        ("the highest count wins", {(97, 98): 5, (98, 99): 7, (99, 97): 6}, (98, 99)),
-        ("a tie: the greater first byte string", {(97, 98): 4, (98, 97): 4, (97, 99): 2}, (98, 97)),
-        ("a tie: same first token, greater second", {(97, 98): 3, (97, 99): 3}, (97, 99)),
+        ("the highest count pops first", {(97, 98): 5, (98, 99): 7, (99, 97): 6}, vocab),
+        ("a tie: the greater first byte string", {(97, 98): 4, (98, 97): 4, (97, 99): 2}, vocab),
+        ("a tie: same first token, greater second", {(97, 98): 3, (97, 99): 3}, vocab),
         ("the CS336 example: (BA, A) beats (B, ZZ), (A, C), (A, B)",
-         {(A, B): 9, (A, C): 9, (B, 258): 9, (257, A): 9}, (257, A)),
-        ("ids and bytes disagree: (aa, a) against (a, b)", {(97, 98): 2, (256, 97): 2}, (256, 97)),
-        ("ids and bytes disagree: (b, a) against (aa, b)", {(256, 98): 2, (98, 97): 2}, (98, 97)),
+         {(A, B): 9, (A, C): 9, (B, 258): 9, (257, A): 9}, vocab),
+        ("a prefix is smaller: (BA, ...) and (B\\x00, ...) before (B, ...)",
+         {(B, A): 2, (257, A): 2, (259, A): 2, (B, 260): 2, (B, B): 2}, vocab),
+        ("ids and bytes disagree: (aa, a) against (a, b)", {(97, 98): 2, (256, 97): 2}, vocab),
     ]
-    answers = [fn(dict(counts), list(vocab)) for _, counts, _ in cases]
-    for (name, _, want), got in zip(cases, answers):
-        got = tuple(_ids(list(got))) if isinstance(got, (list, tuple, torch.Tensor)) else got
-        checks.check_equal(name, got, want, hint=hint)
+    rng = random.Random(3)
+    words = sorted({bytes(rng.choice(b"ab\x00\xff") for _ in range(rng.randint(2, 3))) for _ in range(40)})  # distinct, none a single byte
+    rand_vocab = [bytes([b]) for b in range(256)] + words
+    ids = list(range(97, 99)) + [0, 255] + list(range(256, len(rand_vocab)))
+    pairs = {(rng.choice(ids), rng.choice(ids)) for _ in range(300)}
+    cases.append((f"{len(pairs)} random pairs, counts 1-3 (many ties)", {p: rng.randint(1, 3) for p in pairs},
+                  rand_vocab))
+    return cases
+
+
+def check_heap_key(fn: Callable) -> None:
+    """``fn(count, pair, vocab)`` -> a key such that ``heapq`` (a min-heap) pops the highest count first, and among
+    equal counts the greater ``(vocab[a], vocab[b])``. Checked by the pop order of shuffled entries."""
+    hint = ("heapq pops the smallest key: the highest count must give the smallest key, and among equal counts the "
+            "greater tuple (vocab[a], vocab[b]) must give the smaller key. Byte strings cannot be negated; think "
+            "about b'B' against b'BA', and give two different pairs two different keys")
+    rng = random.Random(0)
+    own_key = [train.tie_key, train._Greater.__init__, train._Greater.__lt__, train._Greater.__eq__]
+    for name, counts, vocab in _heap_cases():
+        want = sorted(counts, key=lambda p: (counts[p], (vocab[p[0]], vocab[p[1]])), reverse=True)
+        for shuffle in range(3):
+            entries = list(counts.items())
+            rng.shuffle(entries)
+            order = list(range(len(entries)))
+            rng.shuffle(order)  # a key that ties two pairs leaves their order to this random number: it shows
+            with checks.package_functions_switched_off(*own_key):
+                heap: list = []
+                try:
+                    for k, (pair, count) in zip(order, entries):
+                        heapq.heappush(heap, (fn(count, pair, list(vocab)), k, pair))
+                    got = [heapq.heappop(heap)[2] for _ in range(len(heap))]
+                except TypeError as err:
+                    raise AssertionError(f"{name}: your keys cannot be compared with each other ({err}). "
+                                         f"{hint}") from None
+            if got != want:
+                raise AssertionError(f"{name} (shuffle {shuffle + 1}): the pairs pop in the wrong order. {hint}")
+        checks.passed(f"{name}: pop order")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Sequence
 
 
@@ -34,13 +35,14 @@ def decode_ids(ids: Sequence[int], vocab: Sequence[bytes]) -> str:
     return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
 
 
-def unknown_word_rate(train_text: str, val_text: str) -> float:
-    """Fraction of word occurrences in ``val_text`` never seen in ``train_text``; words are ``\\w+`` runs and each
-    punctuation mark is a word of its own (so "king," and "king" are the same word followed by a comma)."""
+def unknown_rate_top_v(train_text: str, val_text: str, V: int) -> float:
+    """Fraction of word occurrences in ``val_text`` that a word-level vocabulary of the ``V`` most frequent training
+    words does not contain (they would become ``<unk>``). Words are ``\\w+`` runs and each punctuation mark is a word
+    of its own (so "king," is the word "king" followed by a comma)."""
     pattern = r"\w+|[^\w\s]"
-    known = set(re.findall(pattern, train_text))
+    kept = {word for word, _ in Counter(re.findall(pattern, train_text)).most_common(V)}
     words = re.findall(pattern, val_text)
-    return sum(1 for w in words if w not in known) / len(words)
+    return sum(1 for w in words if w not in kept) / len(words)
 
 
 def merges_until_one_token(tokenizer, word: str) -> int | None:
@@ -57,8 +59,13 @@ def merges_until_one_token(tokenizer, word: str) -> int | None:
     return None
 
 
+def heap_key(count: int, pair: tuple[int, int], vocab: Sequence[bytes]) -> tuple:
+    """A key for ``heapq`` (a min-heap) that pops the highest count first and, among equal counts, the greater pair
+    of byte strings ``(vocab[a], vocab[b])`` (Stanford CS336's rule). A count is negated; a byte string cannot be,
+    so each one becomes the tuple of its complemented bytes ``255 - x`` followed by 256, a value no complemented
+    byte reaches: then a longer string that starts with a shorter one (b"BA" after b"B") gets the smaller key, as
+    the reversed order requires. (The package's trainer wraps the pair in a class whose ``<`` is reversed instead.)"""
+    def flipped(data: bytes) -> tuple[int, ...]:
+        return tuple(255 - x for x in data) + (256,)
 
-def tie_break_pair(counts: dict[tuple[int, int], int], vocab: Sequence[bytes]) -> tuple[int, int]:
-    """The pair to merge: the highest count; among equal counts the greater pair of byte strings
-    ``(vocab[a], vocab[b])``, compared as tuples (Stanford CS336's rule)."""
-    return max(counts, key=lambda pair: (counts[pair], (vocab[pair[0]], vocab[pair[1]])))
+    return (-count, flipped(vocab[pair[0]]), flipped(vocab[pair[1]]))

@@ -2,8 +2,11 @@
 Units"): words split into characters plus an end-of-word symbol ``</w>``, merges learned from word counts.
 
 The marker lets a merge tell "est" at the end of a word ("newest") from "est" inside one ("estate"). Ties between
-pairs with equal counts go to the pair seen first when the words are scanned in corpus order, which is what the
-paper's reference code does (Python's ``max`` returns the first maximal key of an insertion-ordered dict).
+pairs with equal counts go to the pair seen first when the words are scanned in corpus order. That is what the
+paper's Algorithm 1 listing (``max(pairs, key=pairs.get)``) does under Python 3.7 and later, where dicts keep insertion
+order and ``max`` returns the first maximal key; in 2016 dict order was arbitrary. The authors' released tool,
+subword-nmt's ``learn_bpe.py``, takes the lexicographically greatest pair instead
+(``max(stats, key=lambda x: (stats[x], x))``).
 
 Left out: bytes (see :mod:`course_utils.text.bpe.train`), pre-tokenization, encoding new text.
 """
