@@ -60,7 +60,7 @@ CHAPTERS = (
             {"smoke": 0.7, "cpu": 4.6, "gpu": None}),
     Chapter("03", "bpe", "Byte-pair encoding",
             "a fast exact BPE trainer against `tokenizers` and tiktoken, vocabulary size at a fixed token budget",
-            {"smoke": 0.4, "cpu": 6.1, "gpu": None}),
+            {"smoke": 0.4, "cpu": 5.2, "gpu": None}),
     Chapter("04", "scaling_laws", "Scaling laws",
             "a grid of tiny GPTs, L(N, D) fits, IsoFLOP curves, a prediction made before the run, emergence",
             {"smoke": 0.8, "cpu": 9.5, "gpu": None}),
