@@ -21,7 +21,6 @@ import contextlib
 import heapq
 import random
 import re
-from collections import Counter
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
