@@ -167,6 +167,16 @@ def test_capped_unknown_rate():
     ex.check_capped_unknown_rate(_top_v_sorted, TRAIN, VAL, targets=(1, 3, 10))
     ex.check_capped_unknown_rate(lambda t, v, V: torch.tensor(sol.unknown_rate_top_v(t, v, V), dtype=torch.float64),
                                  TRAIN, VAL, targets=(1, 3, 10))
+    float32 = lambda t, v, V: torch.tensor(sol.unknown_rate_top_v(t, v, V), dtype=torch.float32)  # noqa: E731
+    ex.check_capped_unknown_rate(float32, TRAIN, VAL, targets=(1, 3, 10))                        # a float32 tensor
+    ex.check_capped_unknown_rate(lambda t, v, V: float32(t, v, V).item(), TRAIN, VAL, targets=(1, 3, 10))
+
+
+def test_capped_unknown_rate_refuses_the_checks_own_reference():
+    fails(ex.check_capped_unknown_rate, lambda t, v, V: ex._capped_rate(t, v, V), TRAIN, VAL, (1, 3, 10))
+    fails(ex.check_capped_unknown_rate, lambda t, v, V: sol.unknown_rate_top_v(t, v, V) + 0 * len(ex._words_by_count(t)),
+          TRAIN, VAL, (1, 3, 10))
+    ex.check_capped_unknown_rate(sol.unknown_rate_top_v, TRAIN, VAL, targets=(1, 3, 10))  # restored afterwards
 
 
 def _top(t, V, pattern=WORD):
@@ -211,6 +221,14 @@ def _last_rank(t, w):  # off by one: the rank of the last merge, not how many me
                                    lambda t, w: sol.merges_until_one_token(t, w) or 0])
 def test_merges_until_one_token_rejects(tok, toy_tok, wrong):
     fails(ex.check_merges_until_one_token, wrong, tok, toy_tok)
+
+
+def test_merges_until_one_token_refuses_the_checks_own_reference(tok, toy_tok):
+    fails(ex.check_merges_until_one_token, lambda t, w: ex._one_token_k(t, w), tok, toy_tok)
+    fails(ex.check_merges_until_one_token,
+          lambda t, w: sol.merges_until_one_token(t, w) + 0 * len(ex._merge_word([97], t.merges))
+          if sol.merges_until_one_token(t, w) is not None else None, tok, toy_tok)
+    ex.check_merges_until_one_token(sol.merges_until_one_token, tok, toy_tok)  # restored afterwards
 
 
 # ---- exercise 5 ------------------------------------------------------------------------------------------------
