@@ -6,7 +6,7 @@ import torch
 
 from course_utils.train.batches import make_batch_fn
 from course_utils.model.gpt import GPT, GPTConfig
-from course_utils.train.loop import TrainConfig, lr_at, make_optimizer, train
+from course_utils.train.loop import TrainConfig, TrainingDiverged, lr_at, make_optimizer, train
 
 
 def run(seed=0, steps=60, precision="fp32", attention="sdpa", model_out=None):
@@ -66,6 +66,34 @@ def test_divergence_is_reported():
     with pytest.raises(FloatingPointError, match="lower lr"):
         train(model, make_batch_fn(data, data, 2, 8), TrainConfig(max_steps=3, warmup_steps=1, progress=False),
               torch.Generator().manual_seed(0))
+
+
+def test_divergence_carries_the_step_and_the_history_so_far():
+    torch.manual_seed(0)
+    data = torch.tensor([i % 7 for i in range(100)])
+    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    poison_at, train_batches = 5, 0
+    batches = make_batch_fn(data, data, 2, 8)
+
+    def get_batch(split, generator):
+        nonlocal train_batches
+        if split == "train":
+            if train_batches == poison_at:                              # the weights break before step 5's forward
+                with torch.no_grad():
+                    model.tok_emb.weight.fill_(float("nan"))
+            train_batches += 1
+        return batches(split, generator)
+
+    config = TrainConfig(max_steps=10, warmup_steps=1, eval_interval=2, eval_batches=1, eval_train_split=False,
+                         progress=False)
+    with pytest.raises(TrainingDiverged, match="at step 5") as caught:
+        train(model, get_batch, config, torch.Generator().manual_seed(0))
+    assert isinstance(caught.value, FloatingPointError)
+    assert caught.value.step == poison_at
+    history = caught.value.history
+    assert history.steps == list(range(poison_at))
+    assert history.eval_steps == [2, 4] and len(history.eval_val_loss) == 2
+    assert all(math.isfinite(v) for v in history.train_loss + history.eval_val_loss)
 
 
 def test_fused_optimizer_matches_the_loop_and_val_only_evaluation():

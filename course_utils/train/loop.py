@@ -38,6 +38,17 @@ from course_utils.device import native_bf16
 from course_utils.train.muon import Muon, MuonWithAdamW, hidden_matrices
 
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became inf or NaN. ``step`` is the step whose loss did; ``history`` holds every step and
+    evaluation before it, so a caller can report or plot how far the run got (the model's weights are those of the
+    last finite step's update, which produced the non-finite loss: do not evaluate them)."""
+
+    def __init__(self, message: str, step: int, history: "History"):
+        super().__init__(message)
+        self.step = step
+        self.history = history
 PRECISIONS = ("bf16", "fp32")
 OPTIMIZERS = ("adamw", "muon")
 
@@ -225,7 +236,8 @@ def train(
         with autocast:  # forward pass and loss only; backward and the optimizer step run outside (float32 state)
             _, loss = model(idx, targets)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr (now {lr:.2e})")
+            history.seconds = time.perf_counter() - start
+            raise TrainingDiverged(f"loss became {loss.item()} at step {step}; lower lr (now {lr:.2e})", step, history)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
