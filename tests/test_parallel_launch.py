@@ -292,7 +292,10 @@ def test_ranks_exit_when_the_launching_process_dies(tmp_path):
         from tests.test_parallel_launch import wait_forever
         launch(wait_forever, world_size=2, args=({str(tmp_path)!r},), timeout_s=300)
     """)
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__)))
+    own_tmp = tmp_path / "tmp"  # a SIGKILLed launcher cannot remove its log folder: keep it out of the system's /tmp
+    own_tmp.mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__)),
+                              env={**os.environ, "TMPDIR": str(own_tmp)})
     try:
         _wait_for_files(tmp_path, ["pid0", "pid1"])
     finally:
@@ -303,3 +306,4 @@ def test_ranks_exit_when_the_launching_process_dies(tmp_path):
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in pids), "ranks outlived their killed parent"
+    assert [p.name[:14] for p in own_tmp.iterdir()] == ["course-launch-"], "the launcher's folder went elsewhere"
