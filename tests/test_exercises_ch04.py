@@ -57,6 +57,32 @@ def test_llama_count_rejects_likely_mistakes(wrong):
     assert str(sol.llama_parameter_count(ex.LLAMA_CONFIGS["SmolLM2-135M"])) not in message.replace(",", "")
 
 
+def _through_transformers(c):
+    import torch
+    import transformers
+
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**c, attention_bias=False, mlp_bias=False))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _through_chapter_11(c):
+    from course_utils.parallel.memory import ModelShape
+
+    return ModelShape("x", c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"],
+                      c["num_key_value_heads"], c["intermediate_size"], c["vocab_size"],
+                      c["tie_word_embeddings"]).n_params()
+
+
+@pytest.mark.parametrize("ready_made", [_through_transformers, _through_chapter_11, lambda c: ex._llama_reference(c)])
+def test_llama_count_refuses_ready_made_counters_and_restores_them(ready_made):
+    pytest.importorskip("transformers")
+    config = ex.LLAMA_CONFIGS["SmolLM2-135M"]
+    assert ready_made(dict(config)) == sol.llama_parameter_count(config)  # each is right outside the check
+    assert "switched off" in rejects(ex.check_llama_parameter_count, ready_made)
+    assert ready_made(dict(config)) == sol.llama_parameter_count(config)  # and works again afterwards
+
+
 def test_llama_count_rejects_a_fractional_count():
     assert "whole number" in rejects(ex.check_llama_parameter_count,
                                      lambda c: float(sol.llama_parameter_count(c)) + 0.5)
@@ -134,7 +160,13 @@ def unique_only(seen, unique, r_star=15.4):
     return min(seen, unique)
 
 
-@pytest.mark.parametrize("wrong", [epochs_not_repetitions, always_formula, unique_only,
+def whole_repetitions(seen, unique, r_star=15.4):  # rounds the repetitions down to whole epochs
+    if seen <= unique:
+        return seen
+    return unique * (1 + r_star * (1 - math.exp(-(seen // unique - 1) / r_star)))
+
+
+@pytest.mark.parametrize("wrong", [epochs_not_repetitions, always_formula, unique_only, whole_repetitions,
                                    lambda s, u, r=15.4: s])
 def test_effective_tokens_rejects_likely_mistakes(wrong):
     rejects(ex.check_effective_tokens, wrong)

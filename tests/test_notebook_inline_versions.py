@@ -23,6 +23,11 @@ def inline_cells(path: pathlib.Path) -> list[str]:
 WITH_INLINE = [p for p in NOTEBOOKS if inline_cells(p)]
 
 
+def test_chapter_04_writes_its_fitting_objective_inline():
+    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "04_scaling_laws.ipynb")
+    assert any("def my_chinchilla_objective" in c and "def my_compute_optimal" in c for c in cells)
+
+
 def test_chapter_05_teaches_its_losses_inline():
     names = {p.name for p in WITH_INLINE}
     assert "05_rlhf.ipynb" in names

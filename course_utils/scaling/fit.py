@@ -141,7 +141,8 @@ class PowerLawFit:
 def fit_power_law(x, L, floor: bool = True, delta: float = 1e-3) -> PowerLawFit:
     """Fit ``L(x) = E + A x^(-alpha)`` (Kaplan's L(N) or L(D)); ``floor=False`` fixes E = 0 (a line in log-log).
 
-    Same loss as the Chinchilla fit: Huber on log-loss, L-BFGS from a small grid of starts.
+    With a floor: the same loss as the Chinchilla fit, Huber on log-loss, L-BFGS from a small grid of starts.
+    Without (``floor=False``): ordinary least squares of log L on log x (``np.polyfit``), Kaplan's straight line.
     """
     from scipy.optimize import minimize
 
