@@ -172,8 +172,9 @@ def fit_power_law(x, L, floor: bool = True, delta: float = 1e-3) -> PowerLawFit:
 def bootstrap_chinchilla(N, D, L, n_boot: int, rng: np.random.Generator, delta: float = 1e-3,
                          grid: dict | None = None) -> tuple[ChinchillaFit, list[ChinchillaFit]]:
     """The fit on all points (from ``grid``, default ``COARSE_GRID``) and ``n_boot`` refits on resamples drawn with
-    replacement; the spread of the refits' constants is their uncertainty. Each refit starts from the full fit (a
-    resample's optimum lies near it), so the bootstrap costs about one L-BFGS run per resample."""
+    replacement; the spread of the refits' constants is their uncertainty. Each refit starts from the full fit, so the
+    bootstrap costs about one L-BFGS run per resample; where the data do not pin a constant (E near 0, where the
+    objective is flat in E), refits starting there leave it there, and its interval understates the uncertainty."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
         raise ValueError(f"n_boot must be an int >= 1, got {n_boot!r}")
     if not isinstance(rng, np.random.Generator):
