@@ -61,9 +61,10 @@ def test_optimal_policy_rejects_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_optimal_policy, wrong), expected_policies())
 
 
-def test_overflow_gets_the_log_space_hint():
+def test_overflow_gets_a_hint_that_does_not_give_the_method_away():
     message = rejects(ex.check_optimal_policy, naive_overflow)
-    assert "NaN or inf" in message and "log" in message and "maximum" in message
+    assert "NaN or inf" in message and "overflows" in message and "one constant" in message
+    assert "logarithm" not in message and "maximum" not in message
 
 
 def test_optimal_policy_limits():
@@ -221,7 +222,15 @@ def test_rloo_accepts_solution_and_other_forms():
     ex.check_rloo_advantages(sol.rloo_advantages)
     ex.check_rloo_advantages(lambda r, k: sol.rloo_advantages(r, k).tolist())
     ex.check_rloo_advantages(lambda r, k: sol.rloo_advantages(r.float(), k))
-    ex.check_rloo_advantages(lambda r, k: k / (k - 1) * group_relative_advantages(r, k, scale=False))  # identity
+    ex.check_rloo_advantages(lambda r, k: k / (k - 1) * (r.view(-1, k) - r.view(-1, k).mean(1, keepdim=True)).view(-1))
+
+
+def test_rloo_refuses_the_package_grpo_advantages_and_restores_them():
+    r = torch.arange(8, dtype=torch.float64)
+    before = group_relative_advantages(r, 4, scale=False)
+    assert "switched off" in rejects(ex.check_rloo_advantages,
+                                     lambda r, k: k / (k - 1) * group_relative_advantages(r, k, scale=False))
+    assert torch.equal(group_relative_advantages(r, 4, scale=False), before)
 
 
 def grpo_unscaled(r, k):

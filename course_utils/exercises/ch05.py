@@ -2,7 +2,8 @@
 its expected reward and KL, the IPO loss, and RLOO's leave-one-out advantages.
 
 Each exercise asks for something :mod:`course_utils.rlhf` does not provide (the closed-form optimum that DPO starts
-from, IPO, RLOO), so no package call is the answer. Each check computes the expected value itself with plain code
+from, IPO, RLOO). RLOO is one line away from the package's GRPO advantages (k / (k - 1) times the mean-subtracted
+rewards), so :func:`course_utils.rlhf.losses.group_relative_advantages` is switched off while the learner's RLOO runs. Each check computes the expected value itself with plain code
 written differently from the reference solution, and fails through :mod:`course_utils.checks`, whose messages never
 show the expected value. ``tests/test_exercises_ch05.py`` feeds every check the reference solution, correct answers
 in other forms, and the likely wrong answers.
@@ -71,8 +72,8 @@ def _policy_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
 def check_optimal_policy(fn: Callable[[torch.Tensor, torch.Tensor, float], Any]) -> None:
     """``fn(pi_ref (N,), rewards (N,), beta) -> pi* (N,)``: pi*(y) = pi_ref(y) exp(r(y) / beta) / Z."""
     hint = ("pi* is proportional to pi_ref(y) * exp(r(y) / beta) and must sum to 1; exp overflows once its argument "
-            "passes ~88 (float32) or ~709 (float64), so work with logarithms (log pi_ref + r / beta) and subtract "
-            "their maximum before exponentiating; a response with pi_ref = 0 must keep probability 0")
+            "passes ~88 (float32) or ~709 (float64), and multiplying every weight by one constant leaves pi* "
+            "unchanged; a response with pi_ref = 0 must keep probability 0")
     for label, pi_ref, rewards, beta in _policy_cases():
         name = f"optimal policy, {label}"
         answer = checks.finite_float_tensor(name, fn(pi_ref.clone(), rewards.clone(), beta), hint)
@@ -207,7 +208,11 @@ def check_rloo_advantages(fn: Callable[[torch.Tensor, int], Any]) -> None:
         ("24 random rewards in one group", rand, 24),
         ("0/1 rewards, k = 5", (torch.rand(20, generator=g, dtype=d) < 0.4).to(d), 5),
     ]
+    from course_utils.rlhf.losses import group_relative_advantages
+
     for label, rewards, k in cases:
         name = f"RLOO advantages, {label}"
-        answer = checks.finite_float_tensor(name, fn(rewards.clone(), k), hint)
+        with checks.package_functions_switched_off(group_relative_advantages):  # GRPO's, one factor away
+            raw = fn(rewards.clone(), k)
+        answer = checks.finite_float_tensor(name, raw, hint)
         checks.check_close(name, answer, _rloo_reference(rewards, k), atol=1e-6, rtol=1e-6, hint=hint)
