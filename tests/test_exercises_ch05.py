@@ -263,3 +263,15 @@ def test_rloo_rejects_likely_mistakes(wrong):
 def test_rloo_hand_values():
     t = torch.tensor([1.0, 0.0, 0.5, 0.5, -1.0, 2.0], dtype=torch.float64)
     assert sol.rloo_advantages(t, 2).tolist() == [1.0, -1.0, 0.0, 0.0, -3.0, 3.0]
+
+
+@pytest.mark.parametrize("check, via_reference", [
+    (ex.check_optimal_policy, lambda p, r, b: ex._optimal_reference(p, r, b)),
+    (ex.check_kl_and_reward, lambda p, q, r: ex._kl_reference(p, q, r)),
+    (ex.check_ipo_loss, lambda pc, pr, rc, rr, tau: ex._ipo_reference(pc, pr, rc, rr, tau)),
+    (ex.check_rloo_advantages, lambda r, k: ex._rloo_reference(r, k)),
+], ids=["optimal_policy", "kl_and_reward", "ipo", "rloo"])
+def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference):
+    assert "switched off" in rejects(check, via_reference)
+    check({ex.check_optimal_policy: sol.optimal_policy, ex.check_kl_and_reward: sol.kl_and_reward,
+           ex.check_ipo_loss: sol.ipo_loss, ex.check_rloo_advantages: sol.rloo_advantages}[check])

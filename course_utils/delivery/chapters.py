@@ -66,7 +66,7 @@ CHAPTERS = (
             {"smoke": 0.8, "cpu": 9.5, "gpu": None}),
     Chapter("05", "rlhf", "RLHF",
             "a Bradley-Terry reward model, PPO with a KL penalty, reward hacking, DPO and GRPO, scored by a hidden "
-            "preference", {"smoke": 1.4, "cpu": 8.4, "gpu": None}),
+            "preference", {"smoke": 1.4, "cpu": 7.5, "gpu": None}),
     Chapter("06", "lora", "LoRA",
             "a LoRA layer from scratch on SmolLM2, memory accounting, SFT with label masking, merging, rank and "
             "rsLoRA, LoRA vs full fine-tuning", {"smoke": 1.6, "cpu": 8.1, "gpu": None}),

@@ -2,8 +2,9 @@
 its expected reward and KL, the IPO loss, and RLOO's leave-one-out advantages.
 
 Each exercise asks for something :mod:`course_utils.rlhf` does not provide (the closed-form optimum that DPO starts
-from, IPO, RLOO). RLOO is one line away from the package's GRPO advantages (k / (k - 1) times the mean-subtracted
-rewards), so :func:`course_utils.rlhf.losses.group_relative_advantages` is switched off while the learner's RLOO runs. Each check computes the expected value itself with plain code
+from, IPO, RLOO). While the learner's function runs, this module's own references are
+switched off, and so is :func:`course_utils.rlhf.losses.group_relative_advantages` (RLOO is k / (k - 1) times its
+mean-subtracted rewards). Each check computes the expected value itself with plain code
 written differently from the reference solution, and fails through :mod:`course_utils.checks`, whose messages never
 show the expected value. ``tests/test_exercises_ch05.py`` feeds every check the reference solution, correct answers
 in other forms, and the likely wrong answers.
@@ -26,8 +27,9 @@ set of whole responses), per-token versions of any of these.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -76,7 +78,9 @@ def check_optimal_policy(fn: Callable[[torch.Tensor, torch.Tensor, float], Any])
             "unchanged; a response with pi_ref = 0 must keep probability 0")
     for label, pi_ref, rewards, beta in _policy_cases():
         name = f"optimal policy, {label}"
-        answer = checks.finite_float_tensor(name, fn(pi_ref.clone(), rewards.clone(), beta), hint)
+        with _learner_alone():
+            raw = fn(pi_ref.clone(), rewards.clone(), beta)
+        answer = checks.finite_float_tensor(name, raw, hint)
         expected = _optimal_reference(pi_ref, rewards, beta)
         if answer.shape == expected.shape and (answer[pi_ref == 0] != 0).any():
             raise AssertionError(f"{name}: a response with pi_ref = 0 got probability > 0. {hint}")
@@ -113,7 +117,8 @@ def check_kl_and_reward(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
          rand_ref, rand_r),
     ]
     for label, pi, ref, r in cases:
-        answer = fn(pi.clone(), ref.clone(), r.clone())
+        with _learner_alone():
+            answer = fn(pi.clone(), ref.clone(), r.clone())
         if not isinstance(answer, (tuple, list)) or len(answer) != 2:
             raise AssertionError(f"{label}: return a pair (expected_reward, kl), got {type(answer).__name__}. "
                                  f"{hint}")
@@ -157,7 +162,8 @@ def check_ipo_loss(fn: Callable[..., Any]) -> None:
     for label, (pc, pr, rc, rr), tau in _ipo_cases():
         name = f"IPO loss, {label}"
         pc_in, pr_in = pc.clone().requires_grad_(True), pr.clone().requires_grad_(True)
-        loss = fn(pc_in, pr_in, rc.clone(), rr.clone(), tau)
+        with _learner_alone():
+            loss = fn(pc_in, pr_in, rc.clone(), rr.clone(), tau)
         value = checks.as_float_tensor(name, loss, hint)
         if value.numel() != 1:
             raise AssertionError(f"{name}: expected one number (the loss over the batch), got shape "
@@ -208,11 +214,19 @@ def check_rloo_advantages(fn: Callable[[torch.Tensor, int], Any]) -> None:
         ("24 random rewards in one group", rand, 24),
         ("0/1 rewards, k = 5", (torch.rand(20, generator=g, dtype=d) < 0.4).to(d), 5),
     ]
-    from course_utils.rlhf.losses import group_relative_advantages
-
     for label, rewards, k in cases:
         name = f"RLOO advantages, {label}"
-        with checks.package_functions_switched_off(group_relative_advantages):  # GRPO's, one factor away
+        with _learner_alone():
             raw = fn(rewards.clone(), k)
         answer = checks.finite_float_tensor(name, raw, hint)
         checks.check_close(name, answer, _rloo_reference(rewards, k), atol=1e-6, rtol=1e-6, hint=hint)
+
+
+@contextlib.contextmanager
+def _learner_alone() -> Iterator[None]:
+    """Switch off what would answer an exercise for the learner: this module's references and GRPO's advantages."""
+    from course_utils.rlhf.losses import group_relative_advantages
+
+    with checks.package_functions_switched_off(_optimal_reference, _kl_reference, _ipo_reference, _rloo_reference,
+                                               group_relative_advantages):
+        yield
