@@ -4,7 +4,6 @@ answers without revealing the expected value."""
 import math
 import re
 
-import pytest
 import torch
 
 from course_utils.exercises import ch07 as ex

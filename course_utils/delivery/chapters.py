@@ -54,7 +54,7 @@ START_HERE = Chapter("00", "start_here", "Start here",
 CHAPTERS = (
     Chapter("01", "language_modelling", "Language modelling",
             "chain rule, n-grams, bits per byte, a tiny GPT, SmolLM2 on held-out plays",
-            {"smoke": 0.4, "cpu": 6.4, "gpu": None}),
+            {"smoke": 0.4, "cpu": 7.4, "gpu": None}),
     Chapter("02", "attention_masks", "Attention masks",
             "causal, padding, bidirectional, prefix-LM, sliding window, MLM vs causal",
             {"smoke": 0.7, "cpu": 4.6, "gpu": None}),

@@ -16,7 +16,8 @@ are the number 217 = (2 * 10 + 1) * 10 + 7; with V = 65 characters the window (2
 ``numpy.unique`` as fast as any integer array. Appending one more id to a packed context is one more step of the
 same rule: ``code(context + [b]) = code(context) * V + b``, which is how a (context, next id) pair is looked up.
 
-Left out: backoff and interpolation (Kneser-Ney); the point here is a transparent baseline.
+Left out: backoff and interpolation, which :mod:`course_utils.model.kneser_ney` adds; the point here is a transparent
+baseline.
 """
 
 from __future__ import annotations

@@ -1,0 +1,80 @@
+"""Interpolated Kneser-Ney: proper distributions, the vectorised formula equal to a plain-Python one, and a stronger
+baseline than add-k on real text."""
+
+import math
+import random
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from course_utils.model.kneser_ney import KneserNeyModel
+from course_utils.model.ngram import NGramModel
+
+
+def reference_kn(ids, n, V, D):
+    """p(w | context) by the textbook recursion over dicts of tuples (slow, obvious)."""
+    counts = {n: Counter(tuple(ids[i:i + n]) for i in range(len(ids) - n + 1))}
+    for m in range(n - 1, 0, -1):  # continuation counts: distinct ids seen before each m-gram
+        counts[m] = Counter(gram[1:] for gram in counts[m + 1])
+    tables = {}
+    for m in range(1, n + 1):
+        total, types = defaultdict(float), defaultdict(int)
+        for gram, c in counts[m].items():
+            total[gram[:-1]] += c
+            types[gram[:-1]] += 1
+        tables[m] = (total, types)
+
+    def prob(context, w):
+        p = 1.0 / V
+        for m in range(1, n + 1):
+            ctx = tuple(context[len(context) - (m - 1):]) if m > 1 else ()
+            total, types = tables[m]
+            if total.get(ctx, 0) > 0:
+                p = (max(counts[m].get(ctx + (w,), 0) - D, 0) + D * types[ctx] * p) / total[ctx]
+        return p
+    return prob
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_equals_the_plain_formula_and_every_distribution_sums_to_one(n):
+    rng = random.Random(n)
+    V = 6
+    ids = [rng.choice([0, 1, 1, 2, 3, 3, 3, 4]) for _ in range(400)]  # id 5 never occurs
+    model = KneserNeyModel(n=n, vocab_size=V, discount=0.75).fit(ids)
+    prob = reference_kn(ids, n, V, 0.75)
+    for _ in range(30):
+        context = [rng.randrange(V) for _ in range(n - 1)]  # seen and unseen contexts
+        dist = model.distribution(context)
+        assert dist.shape == (V,) and math.isclose(dist.sum(), 1.0, rel_tol=1e-12)
+        assert np.allclose(dist, [prob(context, w) for w in range(V)], rtol=1e-12, atol=0)
+        assert dist.min() > 0  # an id never seen in training keeps probability
+
+
+def test_scores_the_same_positions_as_add_k_and_beats_it_on_held_out_text():
+    rng = np.random.default_rng(0)
+    # a Markov-ish source: long contexts are rare, so add-k's long orders starve while Kneser-Ney backs off
+    V, ids = 12, [0, 1]
+    for _ in range(6000):
+        ids.append(int((ids[-1] * 3 + ids[-2] + rng.integers(0, 3)) % V))
+    train, held_out = ids[:4000], ids[4000:]
+    for n in (2, 4):
+        kn = KneserNeyModel(n, V).fit(train)
+        add_k = NGramModel(n, V, k=0.01).fit(train)
+        assert kn.total_nats(held_out)[1] == add_k.total_nats(held_out)[1] == len(held_out) - n + 1
+    assert KneserNeyModel(4, V).fit(train).mean_nats(held_out) < NGramModel(4, V, k=0.01).fit(train).mean_nats(held_out)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(n=0, vocab_size=5), "n must be"), (dict(n=2, vocab_size=0), "vocab_size"),
+                                           (dict(n=2, vocab_size=5, discount=1.0), "discount"),
+                                           (dict(n=2, vocab_size=5, discount=0.0), "discount")])
+def test_bad_arguments_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        KneserNeyModel(**kwargs)
+
+
+def test_unfitted_model_and_out_of_range_ids_are_refused():
+    with pytest.raises(ValueError, match="fit the model"):
+        KneserNeyModel(2, 5).distribution([1])
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 5\)"):
+        KneserNeyModel(2, 5).fit([0, 1, 7])
