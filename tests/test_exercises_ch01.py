@@ -72,36 +72,43 @@ def test_bits_per_byte_refuses_the_package_one_liners_and_restores_them():
 IDS = torch.randint(0, 7, (500,), generator=torch.Generator().manual_seed(0))
 
 
-def test_bigram_counts_accepts_correct_forms():
-    ex.check_bigram_counts(sol.bigram_counts, IDS, 7)
-    ex.check_bigram_counts(lambda ids, v: sol.bigram_counts(ids, v).tolist(), IDS, 7)  # nested list
-    ex.check_bigram_counts(lambda ids, v: sol.bigram_counts(ids, v).to(torch.int32), IDS, 7)
-    ex.check_bigram_counts(lambda ids, v: sol.bigram_counts(ids, v).float(), IDS, 7)
+def test_pair_counts_accepts_correct_forms():
+    ex.check_pair_counts(sol.pair_counts, IDS, 7)
+    ex.check_pair_counts(lambda ids, v, g: sol.pair_counts(ids, v, g).tolist(), IDS, 7)  # nested list
+    ex.check_pair_counts(lambda ids, v, g: sol.pair_counts(ids, v, g).to(torch.int32), IDS, 7)
+    ex.check_pair_counts(lambda ids, v, g: sol.pair_counts(ids, v, g).float(), IDS, 7)
 
-    def loop(ids, v):
+    def loop(ids, v, gap):
         counts = [[0] * v for _ in range(v)]
         ids = ids.tolist()
-        for a, b in zip(ids, ids[1:]):
+        for a, b in zip(ids, ids[gap:]):
             counts[a][b] += 1
         return counts
-    ex.check_bigram_counts(loop, IDS, 7)
+    ex.check_pair_counts(loop, IDS, 7)
 
 
-def _wraparound(ids, v):  # counts the pair (last, first) too: N pairs instead of N - 1
-    counts = sol.bigram_counts(ids, v)
-    counts[int(ids[-1]), int(ids[0])] += 1
+def _wraparound(ids, v, gap):  # counts pairs that wrap from the end to the start too: N pairs instead of N - gap
+    counts = sol.pair_counts(ids, v, gap)
+    for i in range(gap):
+        counts[int(ids[len(ids) - gap + i]), int(ids[i])] += 1
     return counts
 
 
+def _cell_8(ids, v, gap):  # the notebook's bigram trick copied, the gap ignored
+    return torch.bincount(ids[:-1] * v + ids[1:], minlength=v * v).view(v, v)
+
+
 @pytest.mark.parametrize("wrong", [
-    lambda ids, v: sol.bigram_counts(ids, v).T,             # transposed: [b, a]
-    _wraparound,                                            # off by one: one pair too many
-    lambda ids, v: sol.bigram_counts(ids[:-1], v),          # off by one: last pair dropped
-    lambda ids, v: sol.bigram_counts(ids, v) + 1,           # smoothing added to counts
-    lambda ids, v: sol.bigram_counts(ids, v)[:, :-1],       # wrong shape
+    lambda ids, v, g: sol.pair_counts(ids, v, g).T,          # transposed: [b, a]
+    _wraparound,                                             # off by gap: pairs wrap around
+    lambda ids, v, g: sol.pair_counts(ids[:-1], v, g),       # off by one: last pair dropped
+    lambda ids, v, g: sol.pair_counts(ids, v, g) + 1,        # smoothing added to counts
+    lambda ids, v, g: sol.pair_counts(ids, v, g)[:, :-1],    # wrong shape
+    _cell_8,                                                 # only right for gap 1
+    lambda ids, v, g: sol.pair_counts(ids, v, max(1, g - 1)),  # the gap off by one
 ])
-def test_bigram_counts_rejects_wrong(wrong):
-    message = _fails(ex.check_bigram_counts, wrong, IDS, 7)
+def test_pair_counts_rejects_wrong(wrong):
+    message = _fails(ex.check_pair_counts, wrong, IDS, 7)
     assert "tensor([" not in message  # the expected matrix is never printed
 
 
@@ -111,7 +118,7 @@ ALPHABET = "".join(sorted(set(FOLLOW_TEXT)))
 
 
 def test_top_followers_accepts_every_correct_form():
-    counts = sol.bigram_counts(torch.tensor([ALPHABET.index(c) for c in FOLLOW_TEXT]), len(ALPHABET))
+    counts = sol.pair_counts(torch.tensor([ALPHABET.index(c) for c in FOLLOW_TEXT]), len(ALPHABET))
     right = sol.top_followers(counts, ALPHABET, "k")
     assert right[0] == "e" and set(right[1:]) == {" ", "n"}
     for answer in (right, ["e", " ", "n"], ["e", "n", " "], ("e", "n", " "), "e n", "en "):  # both tie orders

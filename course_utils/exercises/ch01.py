@@ -52,23 +52,26 @@ def check_bits_per_byte(fn: Callable[[float, int, int], Any], nats_per_token: fl
     checks.check_close("SmolLM2 on the evaluation text", answers[2], reported_bits_per_byte, rtol=1e-5, hint=hint)
 
 
-def _plain_bigram_counts(ids: list[int], vocab_size: int) -> torch.Tensor:
+def _plain_pair_counts(ids: list[int], vocab_size: int, gap: int) -> torch.Tensor:
     counts = torch.zeros(vocab_size, vocab_size, dtype=torch.long)
-    for (a, b), n in Counter(zip(ids, ids[1:])).items():
+    for (a, b), n in Counter(zip(ids, ids[gap:])).items():
         counts[a, b] = n
     return counts
 
 
-def check_bigram_counts(fn: Callable[[torch.Tensor, int], Any], ids: torch.Tensor, vocab_size: int) -> None:
-    """``fn(ids, vocab_size)`` -> (V, V) counts, entry [a, b] = how often b follows a. Any int/float dtype or a
-    nested list is accepted."""
-    hint = "row = the earlier id, column = the id that follows it; a sequence of N ids holds N - 1 pairs"
+def check_pair_counts(fn: Callable[[torch.Tensor, int, int], Any], ids: torch.Tensor, vocab_size: int) -> None:
+    """``fn(ids, vocab_size, gap)`` -> (V, V) counts, entry [a, b] = how often b comes ``gap`` positions after a
+    (gap 1: the bigram counts). Any int/float dtype or a nested list is accepted."""
+    hint = ("row = the earlier id, column = the id gap positions later; a sequence of N ids holds N - gap pairs "
+            "at that gap")
     toy = torch.tensor([0, 1, 0, 1, 0, 2])
-    checks.check_equal("counts on a six-id toy sequence", fn(toy, 3), _plain_bigram_counts(toy.tolist(), 3),
-                       hint=hint)
     ids_list = _as_int_list(ids)
-    checks.check_equal(f"counts on {len(ids_list):,} ids of the training text", fn(ids, vocab_size),
-                       _plain_bigram_counts(ids_list, vocab_size), hint=hint)
+    for gap in (1, 2, 3):
+        checks.check_equal(f"counts on a six-id toy sequence, gap {gap}", fn(toy, 3, gap),
+                           _plain_pair_counts(toy.tolist(), 3, gap), hint=hint)
+    for gap in (1, 4):
+        checks.check_equal(f"counts on {len(ids_list):,} ids of the training text, gap {gap}", fn(ids, vocab_size, gap),
+                           _plain_pair_counts(ids_list, vocab_size, gap), hint=hint)
 
 
 def _followers_as_chars(name: str, answer: Any, k: int, alphabet: str | None) -> list[str]:

@@ -18,10 +18,11 @@ def bits_per_byte(mean_nats_per_token: float, n_tokens: int, n_bytes: int) -> fl
     return mean_nats_per_token * n_tokens / math.log(2) / n_bytes
 
 
-def bigram_counts(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """(V, V) matrix whose entry [a, b] counts how often id b follows id a."""
+def pair_counts(ids: torch.Tensor, vocab_size: int, gap: int = 1) -> torch.Tensor:
+    """(V, V) matrix whose entry [a, b] counts how often id b comes ``gap`` positions after id a (gap 1: b follows
+    a, the bigram counts)."""
     ids = torch.as_tensor(ids).long()
-    pairs = ids[:-1] * vocab_size + ids[1:]  # (N-1,) flat index a * V + b of each (a, b) pair
+    pairs = ids[:-gap] * vocab_size + ids[gap:]  # (N-gap,) flat index a * V + b of each (a, b) pair at that gap
     return torch.bincount(pairs, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
 
 
