@@ -51,6 +51,15 @@ def test_equals_the_plain_formula_and_every_distribution_sums_to_one(n):
         assert dist.min() > 0  # an id never seen in training keeps probability
 
 
+def test_one_probability_by_hand():
+    # text "abab" (a=0, b=1), V = 3, n = 2, D = 0.5. Bigrams: ab twice, ba once. Continuation counts of the unigrams
+    # (distinct ids before each): a <- {b}: 1, b <- {a}: 1; total 2, 2 types. p_1(b) = (1 - 0.5 + 0.5 * 2 / 3) / 2
+    # = 0.41666...; context a: count 2, one type (b): p(b | a) = (2 - 0.5 + 0.5 * 1 * p_1(b)) / 2 = 0.8541666...
+    model = KneserNeyModel(n=2, vocab_size=3, discount=0.5).fit([0, 1, 0, 1])
+    p1_b = (1 - 0.5 + 0.5 * 2 / 3) / 2
+    assert math.isclose(model.distribution([0])[1], (2 - 0.5 + 0.5 * 1 * p1_b) / 2, rel_tol=1e-12)
+
+
 def test_scores_the_same_positions_as_add_k_and_beats_it_on_held_out_text():
     rng = np.random.default_rng(0)
     # a Markov-ish source: long contexts are rare, so add-k's long orders starve while Kneser-Ney backs off

@@ -42,10 +42,10 @@ def check_bits_per_byte(fn: Callable[[float, int, int], Any], nats_per_token: fl
     ``reported_bits_per_byte`` is what the notebook printed for the same text; the answer must reproduce it.
     """
     hint = "from nats per token to total nats, then to bits, then share them over the bytes"
-    from course_utils.evaluate.metrics import bits_per_unit
+    from course_utils.evaluate.metrics import bits_per_unit, nats_to_bits
     from course_utils.evaluate.scoring import TextScore
 
-    with checks.package_functions_switched_off(bits_per_unit, TextScore.bits_per):  # the answer, ready-made
+    with checks.package_functions_switched_off(bits_per_unit, nats_to_bits, TextScore.bits_per):  # ready-made
         answers = [fn(math.log(2), 10, 40), fn(2.0, 300, 1000), fn(nats_per_token, n_tokens, n_bytes)]
     checks.check_close("one bit (ln 2 nats) per token, four bytes per token", answers[0], 0.25, hint=hint)
     checks.check_close("a made-up model", answers[1], 2.0 * 300 / math.log(2) / 1000, hint=hint)

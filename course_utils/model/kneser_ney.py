@@ -1,7 +1,7 @@
 """Interpolated Kneser-Ney n-gram language model over integer ids: the strong count-based baseline.
 
 Chen & Goodman (1999, "An empirical study of smoothing techniques for language modeling") found interpolated
-Kneser-Ney (Kneser & Ney, 1995) the best of the classic smoothing methods. Two ideas beat add-k
+Kneser-Ney (Kneser & Ney, 1995) and their own modified version of it the best of the classic smoothing methods. Two ideas beat add-k
 (:mod:`course_utils.model.ngram`):
 
 * **Absolute discounting with interpolation.** Every seen (context, next) count gives up a fixed ``discount`` D; the
@@ -48,8 +48,9 @@ class KneserNeyModel:
         arr = NGramModel(self.n, self.vocab_size)._check_ids(ids)
         V, orders = self.vocab_size, {}
         for m in range(self.n, 0, -1):  # top order first: the one below needs its m-grams
-            grams, counts = np.unique(_pack(arr, m, V), return_counts=True)
-            if m < self.n:  # continuation counts: distinct ids seen before each m-gram (in the (m+1)-grams)
+            if m == self.n:  # raw counts
+                grams, counts = np.unique(_pack(arr, m, V), return_counts=True)
+            else:  # continuation counts: distinct ids seen before each m-gram (in the (m+1)-grams)
                 grams, counts = np.unique(orders[m + 1][0] % V ** m, return_counts=True)
             contexts, position = np.unique(grams // V, return_inverse=True)  # (m-1)-id contexts of the m-grams
             totals = np.bincount(position, weights=counts)  # count(c) as this order counts it
