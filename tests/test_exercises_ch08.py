@@ -276,3 +276,13 @@ def test_auroc_cannot_call_the_package_and_the_switch_restores_on_errors():
     with pytest.raises(RuntimeError, match="boom"):
         ex.check_auroc(explodes)
     assert calibration.auroc([0.1, 0.9], [0, 1]) == 1.0  # the package works again after the check
+
+
+@pytest.mark.parametrize("check, via_reference, right", [
+    (ex.check_recall_and_mrr, lambda r, g, k: ex._rank_reference(r, g, k), sol.recall_and_mrr),
+    (ex.check_expected_calibration_error, lambda c, h, n: ex._ece_reference(c, h, n), sol.expected_calibration_error),
+    (ex.check_auroc, lambda s, y: ex._auroc_reference(s, y), sol.auroc),
+], ids=["recall_mrr", "ece", "auroc"])
+def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
+    assert "switched off" in rejects(check, via_reference)
+    check(right)

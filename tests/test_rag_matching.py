@@ -177,3 +177,10 @@ def test_grade():
         grade("Quillmere", "Quillmere")
     with pytest.raises(TypeError, match="prediction must be a str"):
         grade(None, q)
+
+
+def test_a_possessive_still_contains_its_answer():
+    assert contains_answer("The Starry Night is Vincent van Gogh's painting.", ["Vincent van Gogh"])
+    assert contains_answer("It is Shakespeare\u2019s play.", ["Shakespeare"])  # a curly apostrophe too
+    assert normalize_answer("Austen's") == "austen" and normalize_answer("it's") == "it"
+    assert not contains_answer("The Goghs painted it.", ["Gogh"])  # a plural is not a possessive

@@ -12,8 +12,8 @@ likely wrong answers.
 The package has these metrics (:mod:`course_utils.rag.retrieval_metrics`, :mod:`course_utils.rag.calibration`), so
 while the learner's function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`
 (their code objects are swapped for one that raises, which catches every way of reaching them, ``from ... import
-auroc`` done earlier in the notebook included, and restored afterwards). Libraries outside the course
-(scikit-learn's ``roc_auc_score``) are not blocked: knowing them is fine.
+auroc`` done earlier in the notebook included, and restored afterwards), and so are this module's own references.
+Libraries outside the course (scikit-learn's ``roc_auc_score``) are not blocked: knowing them is fine.
 
 Conventions the exercise text states. Ranks count from 1; MRR@k gives 1/rank when the gold id is among the first k
 and 0 otherwise (MS MARCO's MRR@10 is this with k = 10); recall@k is the share of queries whose gold id is among the
@@ -46,10 +46,11 @@ ATOL = 1e-6
 
 
 def _package_metrics_off():
+    """The package's metrics and this module's own references, switched off while the learner's function runs."""
     return checks.package_functions_switched_off(
         retrieval_metrics.recall_at_k, retrieval_metrics.recall_fraction_at_k, retrieval_metrics.mean_reciprocal_rank,
         retrieval_metrics._first_relevant_rank, calibration.reliability_bins, calibration.expected_calibration_error,
-        calibration.auroc, calibration.roc_curve)
+        calibration.auroc, calibration.roc_curve, _rank_reference, _ece_reference, _auroc_reference)
 
 
 def _one_number(name: str, actual: Any, hint: str) -> float:
