@@ -184,3 +184,8 @@ def test_a_possessive_still_contains_its_answer():
     assert contains_answer("It is Shakespeare\u2019s play.", ["Shakespeare"])  # a curly apostrophe too
     assert normalize_answer("Austen's") == "austen" and normalize_answer("it's") == "it"
     assert not contains_answer("The Goghs painted it.", ["Gogh"])  # a plural is not a possessive
+
+
+def test_a_decade_is_not_read_as_a_possessive():
+    assert not contains_answer("She was born in the 1850's.", ["1850"])
+    assert not contains_answer("She was born in the 1850s.", ["1850"])

@@ -6,8 +6,9 @@
   on the left, bin i = [i/M, (i+1)/M) with the last one closed at 1.0 (a confidence of exactly 0 then has a bin).
 * :func:`abstention_curve` and :func:`abstain_at`: selective prediction (R. El-Yaniv, Y. Wiener, "On the Foundations
   of Noise-free Selective Classification", 2010): answer only when confidence >= a threshold; coverage is the share
-  answered, selective accuracy the accuracy on those, and the hallucination rate the share of ALL questions answered
-  wrongly (what a user actually receives).
+  answered, selective accuracy the accuracy on those, and ``hallucination_rate`` the share of ALL questions answered
+  and not correct (what a user actually receives; an upper bound on hallucinations, since a reply that is not
+  correct may be the model's own abstention: only ``correct`` is passed in).
 * :func:`auroc`: the area under the ROC curve, computed as the Mann-Whitney statistic P(score of a random positive >
   score of a random negative), ties counting 1/2 (J. Hanley, B. McNeil, "The Meaning and Use of the Area under a
   Receiver Operating Characteristic (ROC) Curve", 1982); :func:`roc_curve` gives the curve itself.
@@ -116,12 +117,12 @@ def abstention_curve(confidence: object, correct: object) -> tuple[np.ndarray, n
 class AbstentionPoint(NamedTuple):
     coverage: float  # share of questions answered
     accuracy: float  # accuracy on the answered questions (nan when none is answered)
-    hallucination_rate: float  # share of ALL questions answered wrongly
+    hallucination_rate: float  # share of ALL questions answered and not correct (an upper bound on hallucinations)
 
 
 def abstain_at(confidence: object, correct: object, threshold: float) -> AbstentionPoint:
     """Answer only when confidence >= ``threshold``: coverage, accuracy on the answered questions, and the share of
-    all questions that were answered and wrong."""
+    all questions that were answered and not correct."""
     conf = _scores("confidence", confidence, unit=False)
     hit = _labels("correct", correct, len(conf))
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or np.isnan(threshold):

@@ -87,7 +87,7 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-_POSSESSIVE = re.compile(r"['\u2019]s\b")
+_POSSESSIVE = re.compile(r"(?<=[a-z])['\u2019]s\b")  # after a letter: "1850's" (a decade) is not a possessive
 
 
 def _answer_tokens(answers: Sequence[str]) -> list[list[str]]:
