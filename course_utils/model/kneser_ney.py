@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from course_utils.model.ngram import NGramModel, _count, _pack
+from course_utils.model.ngram import NGramModel, _count, _pack, check_ngram_ids
 
 
 @dataclass
@@ -45,7 +45,7 @@ class KneserNeyModel:
             raise ValueError(f"discount must be in (0, 1), got {self.discount!r}")
 
     def fit(self, ids: Sequence[int]) -> "KneserNeyModel":
-        arr = NGramModel(self.n, self.vocab_size)._check_ids(ids)
+        arr = check_ngram_ids(ids, self.n, self.vocab_size)
         V, orders = self.vocab_size, {}
         for m in range(self.n, 0, -1):  # top order first: the one below needs its m-grams
             if m == self.n:  # raw counts
@@ -88,7 +88,7 @@ class KneserNeyModel:
     def total_nats(self, ids: Sequence[int]) -> tuple[float, int]:
         """Negative log-likelihood (nats) of ids[n-1:] given their contexts, and how many ids were scored (the same
         positions :class:`course_utils.model.ngram.NGramModel` scores)."""
-        arr = NGramModel(self.n, self.vocab_size)._check_ids(ids)
+        arr = check_ngram_ids(ids, self.n, self.vocab_size)
         windows = np.lib.stride_tricks.sliding_window_view(arr, self.n)  # (len - n + 1, n)
         return float(-np.log(self._probs(windows)).sum()), len(windows)
 

@@ -48,6 +48,17 @@ def _count(sorted_keys: np.ndarray, counts: np.ndarray, queries: np.ndarray) -> 
     return np.where(sorted_keys[pos] == queries, counts[pos], 0) if len(sorted_keys) else np.zeros_like(queries)
 
 
+def check_ngram_ids(ids: Sequence[int], n: int, vocab_size: int) -> np.ndarray:
+    """``ids`` as a 1-D int64 array, refused unless it holds at least ``n`` ids, each in ``[0, vocab_size)``."""
+    arr = np.asarray(ids.tolist() if hasattr(ids, "tolist") else list(ids), dtype=np.int64)
+    if arr.ndim != 1 or len(arr) < n:
+        raise ValueError(f"need a 1-D sequence of at least n={n} ids, got {len(arr)}")
+    if arr.min() < 0 or arr.max() >= vocab_size:
+        bad = arr[(arr < 0) | (arr >= vocab_size)]
+        raise ValueError(f"ids must be in [0, {vocab_size}); found {sorted(set(bad.tolist()))[:5]}")
+    return arr
+
+
 @dataclass
 class NGramModel:
     n: int
@@ -66,17 +77,8 @@ class NGramModel:
         if not self.k > 0:
             raise ValueError(f"k (add-k smoothing) must be > 0 so unseen events keep probability, got {self.k}")
 
-    def _check_ids(self, ids: Sequence[int]) -> np.ndarray:
-        arr = np.asarray(ids.tolist() if hasattr(ids, "tolist") else list(ids), dtype=np.int64)
-        if arr.ndim != 1 or len(arr) < self.n:
-            raise ValueError(f"need a 1-D sequence of at least n={self.n} ids, got {len(arr)}")
-        if arr.min() < 0 or arr.max() >= self.vocab_size:
-            bad = arr[(arr < 0) | (arr >= self.vocab_size)]
-            raise ValueError(f"ids must be in [0, {self.vocab_size}); found {sorted(set(bad.tolist()))[:5]}")
-        return arr
-
     def fit(self, ids: Sequence[int]) -> "NGramModel":
-        arr = self._check_ids(ids)
+        arr = check_ngram_ids(ids, self.n, self.vocab_size)
         self._joint = np.unique(_pack(arr, self.n, self.vocab_size), return_counts=True)
         contexts = _pack(arr[:-1], self.n - 1, self.vocab_size) if self.n > 1 else np.zeros(len(arr), np.int64)
         self._context = np.unique(contexts, return_counts=True)
@@ -105,7 +107,7 @@ class NGramModel:
 
     def total_nats(self, ids: Sequence[int]) -> tuple[float, int]:
         """Negative log-likelihood (nats) of ids[n-1:] given their contexts, and how many ids were scored."""
-        arr = self._check_ids(ids)
+        arr = check_ngram_ids(ids, self.n, self.vocab_size)
         c = self.n - 1
         contexts = _pack(arr[:-1], c, self.vocab_size) if c > 0 else np.zeros(len(arr), np.int64)
         probs = self._probs(contexts, arr[c:])
