@@ -383,3 +383,13 @@ def test_balance_cannot_call_the_package():
 
     assert "switched off" in rejects(ex.check_load_balancing_loss, via_package)
     assert moe.route(torch.zeros(1, 2), 1).probs.tolist() == [[0.5, 0.5]]  # restored afterwards
+
+
+@pytest.mark.parametrize("check, via_reference, right", [
+    (ex.check_apply_rotary, lambda x, p, theta=10000.0: ex._rope_reference(x, p, theta), sol.apply_rotary),
+    (ex.check_grouped_query_attention, lambda q, k, v: ex._gqa_reference(q, k, v), sol.grouped_query_attention),
+    (ex.check_load_balancing_loss, lambda logits, k: ex._balance_reference(logits, k), sol.load_balancing_loss),
+], ids=["rope", "gqa", "balance"])
+def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
+    assert "switched off" in rejects(check, via_reference)
+    check(right)

@@ -141,3 +141,13 @@ def test_f1_rejects_likely_mistakes(wrong):
 
 def test_f1_cannot_call_the_package():
     assert "switched off" in rejects(ex.check_macro_f1, metrics.macro_f1)
+
+
+@pytest.mark.parametrize("check, via_reference, right", [
+    (ex.check_verbalizer_scores, lambda l, i: ex._score_reference(l, i), sol.verbalizer_scores),
+    (ex.check_calibrate, lambda p, c: ex._calibration_reference(p, c), sol.calibrate),
+    (ex.check_macro_f1, lambda t, p, c: ex._f1_reference(t, p, c), sol.macro_f1_by_hand),
+], ids=["scores", "calibrate", "macro_f1"])
+def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
+    assert "switched off" in rejects(check, via_reference)
+    check(right)

@@ -143,3 +143,12 @@ def test_tp_cannot_call_the_package():
         return sol.tensor_parallel_mlp_partials(x, w_fc, w_proj, p)
 
     assert "switched off" in rejects(ex.check_tensor_parallel_mlp, via_package)
+
+
+@pytest.mark.parametrize("check, via_reference, right", [
+    (ex.check_zero_bytes, lambda n, d, s: ex._zero_reference(n, d, s), sol.zero_bytes_per_rank),
+    (ex.check_tensor_parallel_mlp, lambda x, a, b, p: ex._tp_reference(x, a, b, p), sol.tensor_parallel_mlp_partials),
+], ids=["zero", "tensor_parallel"])
+def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
+    assert "switched off" in rejects(check, via_reference)
+    check(right)

@@ -12,7 +12,8 @@ likely wrong answers.
 
 The package has each answer (:func:`~course_utils.model.modern.apply_rope` and its helpers, ``repeat_kv`` and the
 Llama attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route``), so while the learner's function
-runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`. Libraries outside the course
+runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's
+own references. Libraries outside the course
 (``transformers``' ``apply_rotary_pos_emb``, PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)``) are not
 blocked: knowing them is fine. Plain attention from chapter 02 (:mod:`course_utils.model.attention`) stays on: it is
 a building block, not the grouping the exercise asks for.
@@ -60,10 +61,12 @@ LOSS_ATOL, GRAD_ATOL, LOSS_RTOL = 1e-5, 1e-7, 1e-4
 
 
 def _call(fn: Callable, *args: Any) -> Any:
-    """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises switched off."""
+    """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises, and this module's own
+    references, switched off."""
     with checks.package_functions_switched_off(
             modern.apply_rope, modern.rope_cos_sin, modern.rotate_half, modern.rope_inverse_frequencies,
-            modern.repeat_kv, llama._attend, moe.route, moe.load_balancing_loss, moe.expert_counts):
+            modern.repeat_kv, llama._attend, moe.route, moe.load_balancing_loss, moe.expert_counts,
+            _rope_reference, _gqa_reference, _balance_reference):  # and this module's own answers
         return fn(*args)
 
 

@@ -13,7 +13,8 @@ likely wrong answers.
 The package has each answer (:mod:`course_utils.classify.scoring` and chapter 06's
 :func:`course_utils.lora.answers.label_logprobs`, :func:`course_utils.classify.calibration.contextual_calibration`,
 :func:`course_utils.classify.metrics.macro_f1` and its confusion matrix), so while the learner's function runs
-those are switched off by :func:`course_utils.checks.package_functions_switched_off`. Libraries outside the course
+those are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's own
+references. Libraries outside the course
 (scikit-learn's ``f1_score``) are not blocked.
 
 Conventions the exercise text states.
@@ -52,10 +53,12 @@ F1_ATOL = 1e-6
 
 
 def _call(fn: Callable, *args: Any) -> Any:
-    """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises switched off."""
+    """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises, and this module's own
+    references, switched off."""
     package = (scoring.label_logprobs_many, scoring.label_logprobs, scoring.label_logprobs_per_label,
                scoring.label_probabilities, answers.label_logprobs, answers._score_chunk,
-               calibration.contextual_calibration, metrics.macro_f1, metrics.confusion_matrix)
+               calibration.contextual_calibration, metrics.macro_f1, metrics.confusion_matrix,
+               _score_reference, _calibration_reference, _f1_reference)  # and this module's own answers
     # torch.no_grad() wraps some of them in a closure: switch off the function it wraps
     with checks.package_functions_switched_off(*(getattr(f, "__wrapped__", f) for f in package)):
         return fn(*args)

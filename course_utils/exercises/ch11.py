@@ -10,7 +10,8 @@ never show the expected value; ``tests/test_exercises_ch11.py`` feeds every chec
 answers in other forms and the likely wrong answers.
 
 The package has the ZeRO arithmetic and the tensor-parallel layers (:mod:`course_utils.parallel`); while the
-learner's function runs those are switched off by :func:`course_utils.checks.package_functions_switched_off`.
+learner's function runs those are switched off by :func:`course_utils.checks.package_functions_switched_off`,
+and so are this module's own references.
 
 Conventions the exercise text states.
 Ring all-reduce (Patarasuk & Yuan 2009; the algorithm behind NCCL's and Horovod's ring): p ranks in a ring, each
@@ -55,7 +56,8 @@ TP_ATOL = 1e-4
 
 
 def _package_answers() -> tuple[Callable, ...]:
-    """The package's functions that answer an exercise (imported lazily: the parallel package is a higher layer)."""
+    """The package's functions that answer an exercise (imported lazily: the parallel package is a higher layer), and
+    this module's own references."""
     from course_utils.parallel import tensor_parallel, zero
 
     found = []
@@ -66,7 +68,7 @@ def _package_answers() -> tuple[Callable, ...]:
                 found.append(value)
             elif isinstance(value, type) and value.__module__ == module.__name__:
                 found += [f for f in vars(value).values() if hasattr(f, "__code__") and not f.__closure__]
-    return tuple(found)
+    return tuple(found) + (_zero_reference, _tp_reference)  # and this module's own answers
 
 
 def _call(fn: Callable, *args: Any) -> Any:
