@@ -2,6 +2,9 @@
 without revealing the expected value, cannot be passed by calling the package's ZeRO arithmetic or tensor-parallel
 layers, and agree with hand computations and with the package (written independently)."""
 
+import math
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -95,6 +98,116 @@ def test_zero_package_agrees_with_the_check():
         assert zero_memory_per_rank(n, nd, stage).total == pytest.approx(ex._zero_reference(n, nd, stage), rel=1e-9)
 
 
+# ---------- exercise 2b: the smallest number of ranks at which each stage fits ----------
+
+def test_fit_reference_by_hand():
+    # Llama-2-70B, 80 GB: stages 0-2 keep 16, 4 and 2 bytes per parameter unsharded (all > 80 GB); stage 3 needs
+    # 16 x 68,976,648,192 / N_d <= 80e9, i.e. N_d >= 13.795...
+    assert ex._fit_reference(68_976_648_192, 80 * 10**9) == [None, None, None, 14]
+    # 7.5e9 parameters, 25 GB: stage 1 keeps 30 GB unsharded (never fits); stage 2 keeps 15 GB and spreads 105 GB
+    # (N_d >= 10.5); stage 3 spreads 120 GB (N_d >= 4.8)
+    assert ex._fit_reference(7_500_000_000, 25 * 10**9) == [None, None, 11, 5]
+    assert ex._fit_reference(134_515_008, 24 * 10**9) == [1, 1, 1, 1]  # 2.15 GB fit on one rank
+
+
+def test_fit_cases_have_no_near_ties():
+    # the exact ratio is never within 1e-4 of a whole number, so a float ceiling and "<" versus "<=" agree
+    for _, n, gpu in ex._fit_cases():
+        for stage in range(4):
+            kept = ex._zero_reference(n, 10**30, stage)  # what is not sharded (the sharded part vanishes)
+            spread = ex._zero_reference(n, 1, stage) - kept
+            if kept < gpu < kept + spread:
+                ratio = spread / (gpu - kept)
+                assert abs(ratio - round(ratio)) > 1e-4, (n, gpu, stage, ratio)
+
+
+def test_fit_accepts_solution_and_forms():
+    ex.check_smallest_ranks(sol.smallest_ranks_that_fit)
+    ex.check_smallest_ranks(lambda n, m: tuple(sol.smallest_ranks_that_fit(n, m)))
+    ex.check_smallest_ranks(lambda n, m: dict(enumerate(sol.smallest_ranks_that_fit(n, m))))
+    ex.check_smallest_ranks(lambda n, m: np.array(sol.smallest_ranks_that_fit(n, m), dtype=object))
+    ex.check_smallest_ranks(lambda n, m: [None if k is None else float(k) for k in sol.smallest_ranks_that_fit(n, m)])
+    ex.check_smallest_ranks(lambda n, m: [None if k is None else np.int64(k) for k in sol.smallest_ranks_that_fit(n, m)])
+
+    def by_search(n, m):  # the learner's own bytes per rank, searched upward from the closed form's neighbourhood
+        answer = []
+        for stage in range(4):
+            kept = sol.zero_bytes_per_rank(n, 10**30, stage)
+            if kept >= m and sol.zero_bytes_per_rank(n, 1, stage) > m:
+                answer.append(None)
+                continue
+            nd = 1
+            while sol.zero_bytes_per_rank(n, nd, stage) > m:
+                nd += 1
+            answer.append(nd)
+        return answer
+
+    ex.check_smallest_ranks(by_search)
+
+
+def _wrong_fit(transform):
+    return lambda n, m: [transform(k, n, m, s) for s, k in enumerate(sol.smallest_ranks_that_fit(n, m))]
+
+
+def floor_instead_of_ceil(n, m):
+    answer = sol.smallest_ranks_that_fit(n, m)
+    for stage in range(4):
+        kept = sol.zero_bytes_per_rank(n, 10**30, stage)
+        if answer[stage] not in (None, 1):
+            answer[stage] = math.floor((sol.zero_bytes_per_rank(n, 1, stage) - kept) / (m - kept))
+    return answer
+
+
+def capped_search(n, m, cap=1024):
+    return [next((nd for nd in range(1, cap + 1) if sol.zero_bytes_per_rank(n, nd, s) <= m), None) for s in range(4)]
+
+
+def no_never_fits(n, m):  # the closed form without the None case: a negative or huge number of ranks
+    answer = []
+    for stage in range(4):
+        kept = sol.zero_bytes_per_rank(n, 10**30, stage)
+        spread = sol.zero_bytes_per_rank(n, 1, stage) - kept
+        answer.append(max(1, math.ceil(spread / (m - kept))) if m != kept else 1)
+    return answer
+
+
+@pytest.mark.parametrize("wrong", [
+    floor_instead_of_ceil,
+    capped_search,
+    no_never_fits,
+    _wrong_fit(lambda k, n, m, s: 1 if s == 0 else k),  # stage 0 "fits" everywhere
+    _wrong_fit(lambda k, n, m, s: None if s == 0 else k),  # stage 0 never fits
+    _wrong_fit(lambda k, n, m, s: -1 if k is None else k),  # -1 instead of None
+    _wrong_fit(lambda k, n, m, s: math.inf if k is None else k),  # inf instead of None
+    _wrong_fit(lambda k, n, m, s: k if k in (None, 1) else k + 1),  # one rank too many
+    lambda n, m: sol.smallest_ranks_that_fit(n, m)[::-1],  # stages in the wrong order
+    lambda n, m: sol.smallest_ranks_that_fit(n, m)[1:],  # a stage missing
+    lambda n, m: [sol.smallest_ranks_that_fit(n, m)[min(s + 1, 3)] for s in range(4)],  # one stage off
+    lambda n, m: "fits",
+])
+def test_fit_rejects_likely_mistakes(wrong):
+    message = rejects(ex.check_smallest_ranks, wrong)
+    assert "smallest ranks that fit" in message
+    # the message is the case's label, the stage, the learner's own entry (or entry count) and a hint that names no
+    # number: with those taken out, no digit is left to give an answer away
+    labels = [f"smallest ranks that fit, {label}" for label, _, _ in ex._fit_cases()]
+    label = next((lb for lb in labels if message.startswith(lb)), None)
+    assert label is not None, message
+    rest = re.sub(r"stage \d|got \S+|\d+ entries", "", message[len(label):])
+    assert not re.search(r"\d", rest), message
+
+
+def test_fit_cannot_call_the_package():
+    from course_utils.parallel.zero import zero_memory_per_rank
+
+    def via_package(n, m):
+        return [next((nd for nd in range(1, 20_000) if zero_memory_per_rank(n, nd, s).total <= m), None)
+                for s in range(4)]
+
+    assert "switched off" in rejects(ex.check_smallest_ranks, via_package)
+    assert zero_memory_per_rank(8, 2, 3).total == 64  # and switched back on afterwards
+
+
 # ---------- exercise 3: tensor-parallel MLP ----------
 
 def test_tp_reference_sums_to_the_full_mlp():
@@ -147,8 +260,9 @@ def test_tp_cannot_call_the_package():
 
 @pytest.mark.parametrize("check, via_reference, right", [
     (ex.check_zero_bytes, lambda n, d, s: ex._zero_reference(n, d, s), sol.zero_bytes_per_rank),
+    (ex.check_smallest_ranks, lambda n, m: ex._fit_reference(n, m), sol.smallest_ranks_that_fit),
     (ex.check_tensor_parallel_mlp, lambda x, a, b, p: ex._tp_reference(x, a, b, p), sol.tensor_parallel_mlp_partials),
-], ids=["zero", "tensor_parallel"])
+], ids=["zero", "smallest_ranks", "tensor_parallel"])
 def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
     assert "switched off" in rejects(check, via_reference)
     check(right)

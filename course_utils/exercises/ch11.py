@@ -1,10 +1,12 @@
 """Checks for chapter 11's exercises (training beyond one device): the schedule of a ring all-reduce, the memory per
-rank of ZeRO's three stages, and a tensor-parallel MLP split over ranks by hand.
+rank of ZeRO's three stages and the smallest number of ranks at which each stage fits a GPU, and a tensor-parallel
+MLP split over ranks by hand.
 
 Each check computes the expected value itself, written differently from the reference solution
 (:mod:`course_utils.solutions.ch11`): the ring schedule is *replayed* on random tensors (any schedule that leaves the
 full sum on every rank in 2(p - 1) steps of one chunk per rank to its right-hand neighbour passes, not one fixed
-answer), ZeRO's bytes are summed part by part from a table of which parts each stage shards, and the tensor-parallel
+answer), ZeRO's bytes are summed part by part from a table of which parts each stage shards (and the smallest number
+of ranks is solved from the same table in exact integer arithmetic), and the tensor-parallel
 partials are computed with ``einsum`` in float64. Failures go through :mod:`course_utils.checks`, whose messages
 never show the expected value; ``tests/test_exercises_ch11.py`` feeds every check the reference solution, correct
 answers in other forms and the likely wrong answers.
@@ -24,7 +26,10 @@ ZeRO (Rajbhandari et al. 2020): mixed-precision Adam keeps 2 bytes of 16-bit wei
 K = 12 of optimizer states (fp32 master weights, momentum, variance) per parameter; stage 1 shards the optimizer
 states over the N_d data-parallel ranks, stage 2 also the gradients, stage 3 also the weights; stage 0 is plain data
 parallelism. ``zero_bytes_per_rank(n_params, n_ranks, stage)`` returns the bytes one rank holds for these three
-(activations and buffers left out), as a number.
+(activations and buffers left out), as a number. ``smallest_ranks_that_fit(n_params, gpu_bytes)`` returns, for
+stages 0, 1, 2, 3 in that order (a list or tuple of four entries, or a dict keyed by stage), the smallest whole
+N_d >= 1 at which those bytes are at most ``gpu_bytes``, or None for a stage that fits at no N_d (the part it does not
+shard is already at least ``gpu_bytes``). The cases have no exact ties, so "at most" and "less than" agree on them.
 Tensor-parallel MLP (Shoeybi et al. 2019, Megatron-LM): y = GELU(x W_fc^T) W_proj^T with ``w_fc`` of shape (F, C)
 and ``w_proj`` of shape (C, F) (``nn.Linear``'s (out, in) layout, no biases, exact GELU). With world size p, rank r
 owns rows r*F/p .. (r+1)*F/p - 1 of ``w_fc`` (a column-parallel layer: a slice of the hidden features) and the same
@@ -35,6 +40,9 @@ sums them is the only communication of the forward pass.
 Tolerances. Ring: the replay adds float64 chunks of standard normals, so the order of additions changes the sum by
 ~1e-15; compared within 1e-9. ZeRO: bytes are exact integers up to the division by N_d; compared within 1e-6
 relative, while the likely mistakes (forgetting a part, sharding one part too many or too few) are off by 10% or more.
+Smallest ranks: whole numbers compared exactly; in every case the exact ratio is at least 0.0009 away from a whole
+number, so a float computation of the ceiling gives the same answer, while a floor, a capped search or a number for
+a stage that never fits is wrong.
 Tensor parallel: float32 partials of O(1) values, each within ~1e-6 of the float64 reference; compared within 1e-4
 absolute, while GELU after the sum, a split along the wrong dimension or interleaved rows are off by 0.01 or more.
 
@@ -43,6 +51,7 @@ Left out: checks of argument validation, of the all-gather phase's alternative o
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -68,7 +77,7 @@ def _package_answers() -> tuple[Callable, ...]:
                 found.append(value)
             elif isinstance(value, type) and value.__module__ == module.__name__:
                 found += [f for f in vars(value).values() if hasattr(f, "__code__") and not f.__closure__]
-    return tuple(found) + (_zero_reference, _tp_reference)  # and this module's own answers
+    return tuple(found) + (_zero_reference, _fit_reference, _tp_reference)  # and this module's own answers
 
 
 def _call(fn: Callable, *args: Any) -> Any:
@@ -155,6 +164,83 @@ def check_zero_bytes(fn: Callable[[int, int, int], Any]) -> None:
         if isinstance(answer, torch.Tensor):
             answer = answer.item()
         checks.check_close(name, answer, _zero_reference(n, nd, stage), atol=0.0, rtol=ZERO_RTOL, hint=ZERO_HINT)
+
+
+# ---------- exercise 2b: the smallest number of ranks at which each stage fits ----------
+
+FIT_HINT = ("a stage fits N_d ranks when the part it does not shard plus the sharded part divided by N_d is at most "
+            "gpu_bytes. The sharded part shrinks towards zero as N_d grows and the rest never does, so a stage whose "
+            "unsharded part alone is gpu_bytes or more never fits (None); otherwise solve the inequality for N_d and "
+            "round up to a whole number of ranks, at least one (a search up to a fixed limit can stop too early)")
+
+
+def _fit_reference(n_params: int, gpu_bytes: int) -> list[int | None]:
+    """Exact integers: kept + spread / N_d <= gpu_bytes, i.e. N_d >= spread / (gpu_bytes - kept)."""
+    answer: list[int | None] = []
+    for stage in sorted(_SHARDED):
+        kept = n_params * sum(b for b, sharded in zip(_BYTES, _SHARDED[stage]) if not sharded)
+        spread = n_params * sum(b for b, sharded in zip(_BYTES, _SHARDED[stage]) if sharded)
+        if kept + spread <= gpu_bytes:
+            answer.append(1)
+        elif kept >= gpu_bytes:
+            answer.append(None)
+        else:
+            answer.append(-(-spread // (gpu_bytes - kept)))  # ceiling of a ratio of integers
+    return answer
+
+
+def _fit_cases() -> list[tuple[str, int, int]]:
+    # (label, parameters, bytes per GPU): Llama-2-70B and -7B, SmolLM2-135M (all fit on one rank), a stage 1 that
+    # never fits while stage 2 does, and a stage 1 that needs thousands of ranks
+    return [("Llama-2-70B, 80 GB per GPU", 68_976_648_192, 80 * 10**9),
+            ("Llama-2-7B, 40 GB per GPU", 6_738_415_616, 40 * 10**9),
+            ("SmolLM2-135M, 24 GB per GPU", 134_515_008, 24 * 10**9),
+            ("7.5B parameters, 25 GB per GPU", 7_500_000_000, 25 * 10**9),
+            ("7.5B parameters, 30.007 GB per GPU", 7_500_000_000, 30_007_000_000)]
+
+
+def _fit_entries(name: str, answer: Any) -> list[int | None]:
+    """The learner's four entries as ints or None, or a clear failure (the message shows only the learner's value)."""
+    if isinstance(answer, dict):
+        if set(answer) != set(_SHARDED):
+            raise AssertionError(f"{name}: a dict answer needs exactly the stages as keys. {FIT_HINT}")
+        answer = [answer[stage] for stage in sorted(_SHARDED)]
+    if isinstance(answer, torch.Tensor):
+        answer = answer.tolist()
+    try:
+        entries = list(answer)
+    except TypeError:
+        raise AssertionError(f"{name}: expected one entry per stage (a list, a tuple or a dict), got "
+                             f"{type(answer).__name__}. {FIT_HINT}") from None
+    if len(entries) != len(_SHARDED):
+        raise AssertionError(f"{name}: {len(entries)} entries, expected one per ZeRO stage. {FIT_HINT}")
+    out: list[int | None] = []
+    for stage, entry in enumerate(entries):
+        if entry is None:
+            out.append(None)
+            continue
+        try:
+            value = float(entry)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if isinstance(entry, bool) or not math.isfinite(value) or not value.is_integer() or value < 1:
+            raise AssertionError(f"{name}, stage {stage}: expected a whole number of ranks (at least one), or None "
+                                 f"for a stage that never fits; got {entry!r}. {FIT_HINT}")
+        out.append(int(value))
+    return out
+
+
+def check_smallest_ranks(fn: Callable[[int, int], Any]) -> None:
+    """Exercise statement: write ``smallest_ranks_that_fit(n_params, gpu_bytes)``: for ZeRO stages 0 to 3 the
+    smallest number of data-parallel ranks at which the states of one rank take at most ``gpu_bytes``, None where no
+    number of ranks is enough."""
+    for label, n, gpu_bytes in _fit_cases():
+        name = f"smallest ranks that fit, {label}"
+        got = _fit_entries(name, _call(fn, n, gpu_bytes))
+        for stage, (mine, expected) in enumerate(zip(got, _fit_reference(n, gpu_bytes))):
+            if mine != expected:
+                raise AssertionError(f"{name}, stage {stage}: got {mine!r}, which is not right. {FIT_HINT}")
+        checks.passed(name)
 
 
 # ---------- exercise 3: a tensor-parallel MLP by hand ----------
