@@ -5,6 +5,8 @@ layers, and agree with hand computations and with the package (written independe
 import math
 import re
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -110,15 +112,20 @@ def test_fit_reference_by_hand():
     assert ex._fit_reference(134_515_008, 24 * 10**9) == [1, 1, 1, 1]  # 2.15 GB fit on one rank
 
 
-def test_fit_cases_have_no_near_ties():
-    # the exact ratio is never within 1e-4 of a whole number, so a float ceiling and "<" versus "<=" agree
+def test_fit_cases_are_exact_ties_or_far_from_them():
+    # each ratio is either a whole number exactly (a tie, where "<=" and "<" differ: one case has one) or more than
+    # 1e-4 from one, so a float ceiling of a correct formula cannot land on the wrong side
+    ties = 0
     for _, n, gpu in ex._fit_cases():
         for stage in range(4):
-            kept = ex._zero_reference(n, 10**30, stage)  # what is not sharded (the sharded part vanishes)
-            spread = ex._zero_reference(n, 1, stage) - kept
+            kept = (16, 4, 2, 0)[stage] * n  # bytes not sharded at this stage (2 + 2 + 12 per parameter in all)
+            spread = 16 * n - kept
             if kept < gpu < kept + spread:
-                ratio = spread / (gpu - kept)
-                assert abs(ratio - round(ratio)) > 1e-4, (n, gpu, stage, ratio)
+                ratio = Fraction(spread, gpu - kept)
+                ties += ratio.denominator == 1
+                assert ratio.denominator == 1 or abs(float(ratio) - round(float(ratio))) > 1e-4, (n, gpu, stage)
+    assert ties >= 1
+    assert ex._fit_reference(7_500_000_000, 24 * 10**9) == [None, None, 12, 5]  # 16 x 7.5e9 / 5 = 24e9 exactly
 
 
 def test_fit_accepts_solution_and_forms():
@@ -158,6 +165,15 @@ def floor_instead_of_ceil(n, m):
     return answer
 
 
+def strictly_less_than(n, m):  # "< gpu_bytes" instead of "at most": floor + 1
+    answer = sol.smallest_ranks_that_fit(n, m)
+    for stage in range(4):
+        kept = sol.zero_bytes_per_rank(n, 10**30, stage)
+        if answer[stage] not in (None, 1):
+            answer[stage] = math.floor((sol.zero_bytes_per_rank(n, 1, stage) - kept) / (m - kept)) + 1
+    return answer
+
+
 def capped_search(n, m, cap=1024):
     return [next((nd for nd in range(1, cap + 1) if sol.zero_bytes_per_rank(n, nd, s) <= m), None) for s in range(4)]
 
@@ -173,6 +189,7 @@ def no_never_fits(n, m):  # the closed form without the None case: a negative or
 
 @pytest.mark.parametrize("wrong", [
     floor_instead_of_ceil,
+    strictly_less_than,
     capped_search,
     no_never_fits,
     _wrong_fit(lambda k, n, m, s: 1 if s == 0 else k),  # stage 0 "fits" everywhere
@@ -184,6 +201,7 @@ def no_never_fits(n, m):  # the closed form without the None case: a negative or
     lambda n, m: sol.smallest_ranks_that_fit(n, m)[1:],  # a stage missing
     lambda n, m: [sol.smallest_ranks_that_fit(n, m)[min(s + 1, 3)] for s in range(4)],  # one stage off
     lambda n, m: "fits",
+    lambda n, m: [None if k is None else str(k) for k in sol.smallest_ranks_that_fit(n, m)],  # strings
 ])
 def test_fit_rejects_likely_mistakes(wrong):
     message = rejects(ex.check_smallest_ranks, wrong)

@@ -29,7 +29,8 @@ parallelism. ``zero_bytes_per_rank(n_params, n_ranks, stage)`` returns the bytes
 (activations and buffers left out), as a number. ``smallest_ranks_that_fit(n_params, gpu_bytes)`` returns, for
 stages 0, 1, 2, 3 in that order (a list or tuple of four entries, or a dict keyed by stage), the smallest whole
 N_d >= 1 at which those bytes are at most ``gpu_bytes``, or None for a stage that fits at no N_d (the part it does not
-shard is already at least ``gpu_bytes``). The cases have no exact ties, so "at most" and "less than" agree on them.
+shard is already at least ``gpu_bytes``). One case is an exact tie (at the answer the bytes equal ``gpu_bytes``), where
+"at most" and "less than" differ; the others are far from whole-number ratios, so a float ceiling is safe on them.
 Tensor-parallel MLP (Shoeybi et al. 2019, Megatron-LM): y = GELU(x W_fc^T) W_proj^T with ``w_fc`` of shape (F, C)
 and ``w_proj`` of shape (C, F) (``nn.Linear``'s (out, in) layout, no biases, exact GELU). With world size p, rank r
 owns rows r*F/p .. (r+1)*F/p - 1 of ``w_fc`` (a column-parallel layer: a slice of the hidden features) and the same
@@ -191,11 +192,12 @@ def _fit_reference(n_params: int, gpu_bytes: int) -> list[int | None]:
 
 def _fit_cases() -> list[tuple[str, int, int]]:
     # (label, parameters, bytes per GPU): Llama-2-70B and -7B, SmolLM2-135M (all fit on one rank), a stage 1 that
-    # never fits while stage 2 does, and a stage 1 that needs thousands of ranks
+    # never fits while stage 2 does, an exact tie, and a stage 1 that needs thousands of ranks
     return [("Llama-2-70B, 80 GB per GPU", 68_976_648_192, 80 * 10**9),
             ("Llama-2-7B, 40 GB per GPU", 6_738_415_616, 40 * 10**9),
             ("SmolLM2-135M, 24 GB per GPU", 134_515_008, 24 * 10**9),
             ("7.5B parameters, 25 GB per GPU", 7_500_000_000, 25 * 10**9),
+            ("7.5B parameters, 24 GB per GPU", 7_500_000_000, 24 * 10**9),  # stage 3: exactly 24 GB at 5 ranks
             ("7.5B parameters, 30.007 GB per GPU", 7_500_000_000, 30_007_000_000)]
 
 
@@ -223,7 +225,7 @@ def _fit_entries(name: str, answer: Any) -> list[int | None]:
             value = float(entry)
         except (TypeError, ValueError):
             value = float("nan")
-        if isinstance(entry, bool) or not math.isfinite(value) or not value.is_integer() or value < 1:
+        if isinstance(entry, (bool, str, bytes)) or not math.isfinite(value) or not value.is_integer() or value < 1:
             raise AssertionError(f"{name}, stage {stage}: expected a whole number of ranks (at least one), or None "
                                  f"for a stage that never fits; got {entry!r}. {FIT_HINT}")
         out.append(int(value))

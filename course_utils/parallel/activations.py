@@ -5,10 +5,10 @@ Models" count, for one GPT-style block (multi-head attention, a 4h GELU MLP, Lay
 activations and 1-byte dropout masks, ``s b h (34 + 5 a s / h)`` bytes (s sequence length, b micro-batch, h hidden,
 a heads): attention 11 sbh + 5 a s^2 b (Q, K, V, the softmax output, its dropout mask and output), MLP 19 sbh,
 two LayerNorm inputs 4 sbh. Their Table 2 gives the variants :func:`korthikanti_layer_bytes` implements: tensor
-parallel over t ranks ``sbh (10 + 24/t + 5as/(ht))`` (LayerNorms, dropouts and the inputs of the split matmuls stay
-whole on every rank), plus sequence parallelism ``sbh (34/t + 5as/(ht))``, selective recomputation (drop the
-``5as/h`` attention-score term, recomputed in the backward pass) and full recomputation ``2 sbh`` (only each
-layer's input is kept).
+parallel over t ranks ``sbh (10 + 24/t + 5as/(ht))`` (the LayerNorms' inputs, the dropout masks and the inputs of
+the column-parallel matmuls, QKV and the MLP's first layer, stay whole on every rank), plus sequence parallelism
+``sbh (34/t + 5as/(ht))``, selective recomputation (drop the ``5as/h`` attention-score term, recomputed in the
+backward pass) and full recomputation ``2 sbh`` (only each layer's input is kept).
 
 **The same count for any block** (:func:`layer_activation_bytes`), in *values* per token of ``h``: the two norm
 inputs and outputs (4), Q (1), K and V (``n_kv_head / n_head`` each: grouped-query attention keeps smaller K and V),

@@ -1,6 +1,6 @@
 """Reference solutions to chapter 11's exercises: a ring all-reduce schedule, ZeRO's memory per rank and the smallest
-number of ranks at which each stage fits, and a tensor-parallel MLP by hand. The conventions are spelt out in :mod:`course_utils.exercises.ch11`. Try the exercises
-before reading these.
+number of ranks at which each stage fits, and a tensor-parallel MLP by hand. The conventions are spelt out in
+:mod:`course_utils.exercises.ch11`. Try the exercises before reading these.
 
 Answers to the questions in the exercise text.
 1. (a) N not divisible by p: cut p chunks of ceil(N / p) or floor(N / p) bytes (or pad the tensor to a multiple of
