@@ -9,8 +9,9 @@ among the shots (majority-label bias), the label of the last shot (recency bias)
     p_cf = mean over content-free inputs of the label distribution,    W = diag(p_cf)^-1,    q = W p / sum(W p)
 
 so a label the prompt favours for no reason is scaled down. The paper writes q = softmax(W p + b) with b = 0; the
-authors' code applies W and renormalises, which is what we do (both give the same argmax; renormalising keeps q a
-distribution whose confidence can be compared with accuracy, as the expected calibration error does).
+authors' code (tonyzhaozh/few-shot-learning, run_classification.py, eval_accuracy) normalises p, applies W and takes
+the argmax, without renormalising. We renormalise so that q is a distribution (the argmax is the same) whose
+confidence can be compared with accuracy, as the expected calibration error does.
 
 Left out: the affine variant with a learned bias b, calibration of generation tasks, estimating p_cf from unlabelled
 real inputs (Fei et al., 2023, "Mitigating Label Biases for In-context Learning").
