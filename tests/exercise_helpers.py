@@ -19,3 +19,10 @@ def assert_hidden(message, values):
             assert repr(v) not in message and f"{v:.6g}" not in message, (v, message)
             if v == int(v):
                 assert str(int(v)) not in message and f"{int(v):,}" not in message, (v, message)
+
+
+def refuses_reference_then_passes(check, via_reference, right):
+    """``check`` refuses an answer that calls its own (switched-off) reference, then passes a right answer: the switch
+    is restored after the refusal."""
+    assert "switched off" in rejects(check, via_reference)
+    check(right)
