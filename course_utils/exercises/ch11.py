@@ -41,9 +41,9 @@ sums them is the only communication of the forward pass.
 Tolerances. Ring: the replay adds float64 chunks of standard normals, so the order of additions changes the sum by
 ~1e-15; compared within 1e-9. ZeRO: bytes are exact integers up to the division by N_d; compared within 1e-6
 relative, while the likely mistakes (forgetting a part, sharding one part too many or too few) are off by 10% or more.
-Smallest ranks: whole numbers compared exactly; in every case the exact ratio is at least 0.0009 away from a whole
-number, so a float computation of the ceiling gives the same answer, while a floor, a capped search or a number for
-a stage that never fits is wrong.
+Smallest ranks: whole numbers compared exactly; in every case but the tie the exact ratio is at least 0.0009 away
+from a whole number, so a float computation of the ceiling gives the same answer, while a floor, a capped search or a
+number for a stage that never fits is wrong.
 Tensor parallel: float32 partials of O(1) values, each within ~1e-6 of the float64 reference; compared within 1e-4
 absolute, while GELU after the sum, a split along the wrong dimension or interleaved rows are off by 0.01 or more.
 
