@@ -64,14 +64,12 @@ def zero_bytes_per_rank(n_params: int, n_ranks: int, stage: int) -> float:
 
 
 def smallest_ranks_that_fit(n_params: int, gpu_bytes: float) -> list:
-    """Stage by stage: unsharded + sharded / N_d <= gpu_bytes gives N_d >= sharded / (gpu_bytes - unsharded), rounded
-    up; None when the unsharded part alone leaves no room."""
-    bytes_per_param = {"weights": 2, "gradients": 2, "optimizer states": 12}
-    sharded_from_stage = {"optimizer states": 1, "gradients": 2, "weights": 3}
+    """Stage by stage, from :func:`zero_bytes_per_rank`: unsharded + sharded / N_d <= gpu_bytes gives
+    N_d >= sharded / (gpu_bytes - unsharded), rounded up; None when the unsharded part alone leaves no room."""
     answer = []
     for stage in range(4):
-        sharded = sum(n_params * b for part, b in bytes_per_param.items() if stage >= sharded_from_stage[part])
-        unsharded = 16 * n_params - sharded
+        unsharded = zero_bytes_per_rank(n_params, math.inf, stage)  # the sharded part vanishes over infinitely many
+        sharded = zero_bytes_per_rank(n_params, 1, stage) - unsharded
         if unsharded + sharded <= gpu_bytes:
             answer.append(1)
         elif unsharded >= gpu_bytes:
