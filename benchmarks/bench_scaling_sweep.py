@@ -26,7 +26,7 @@ import torch
 
 from course_utils.scaling.fit import fit_chinchilla
 from course_utils.scaling.grids import PREDICTION_RUNS, SWEEP_GRIDS, grid_runs
-from course_utils.scaling.isoflop import isoflop_minima
+from course_utils.scaling.isoflop import allocation_exponents, isoflop_minima
 from course_utils.device import cpu_description, torch_threads
 from course_utils.scaling.runs import train_scaling_run
 from course_utils.scaling.sweep import local_executor, run_sweep
@@ -86,14 +86,19 @@ def science(out) -> tuple[list[str], dict]:
         lines.append(f"| {m.compute:.3g} | {m.n_runs} | {' / '.join(f'{l:.3f}' for _, l in group)} | "
                      f"{m.n_opt:,.0f} | {'yes' if m.interior else 'no'} |")
     fit = fit_chinchilla(N, D, L)
-    lines.append(f"\nInterior minima: {sum(m.interior for m in minima)} of {len(minima)} budgets. Chinchilla fit on "
-                 f"{len(res)} runs: " + ", ".join(f"{k} = {v:.4g}" for k, v in fit.items()))
+    interior = [m for m in minima if m.interior]
+    vertex_a = (f"N* ~ C^{allocation_exponents(interior)['a']:.2f} through the interior vertices"
+                if len(interior) >= 2 else "fewer than two interior vertices, no allocation exponent")
+    lines.append(f"\nInterior minima: {len(interior)} of {len(minima)} budgets ({vertex_a}). Chinchilla fit on "
+                 f"{len(res)} runs: " + ", ".join(f"{k} = {v:.4g}" for k, v in fit.items())
+                 + f"; its a = beta / (alpha + beta) = {fit['beta'] / (fit['alpha'] + fit['beta']):.2f}")
     return lines, fit
 
 
 def arms(grid_name: str, specs) -> list[str]:
     lines = []
-    low = specs[-len(SWEEP_GRIDS[grid_name].shapes):]  # grid_runs lists the smallest budget's runs last
+    grid = SWEEP_GRIDS[grid_name]
+    low = specs[-len(grid.shapes_at(min(grid.budgets))):]  # grid_runs lists the smallest budget's runs last
     _, two_procs = timed_sweep(low, 2)
     _, one_proc = timed_sweep([dataclasses.replace(s, threads=2) for s in low], None)
     lines.append(f"- smallest budget's {len(low)} runs: 2 processes x 1 thread {two_procs:.1f} s (incl. pool start) "
@@ -125,7 +130,8 @@ def main() -> None:
             for d in (torch.float32, torch.bfloat16) for t in (1, 2)}
     print("Matmul peak (1024^3, GFLOP/s): " + ", ".join(f"{str(d)[6:]} x {t} thread(s) {v:.1f}"
                                                         for (d, t), v in peak.items()))
-    print(f"\nGrid `{args.grid}`: shapes {grid.shapes}, budgets {grid.budgets} FLOPs, batch sizes {grid.batch_sizes}, "
+    print(f"\nGrid `{args.grid}`: shapes {grid.shapes}, budgets {grid.budgets} FLOPs, windows (shape indices per "
+          f"budget) {grid.windows or 'none: every shape at every budget'}, batch sizes {grid.batch_sizes}, "
           f"block {grid.block_size}, precision {specs[0].precision}, {len(specs)} runs, {args.workers} processes x "
           f"1 thread.\n")
     if args.keep and any(Path(args.keep).glob("*.json")):

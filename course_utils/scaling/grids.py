@@ -1,16 +1,21 @@
 """The sizes of chapter 04's sweep, in one place: an IsoFLOP grid per profile and the run predicted before training.
 
 An IsoFLOP design (Hoffmann et al., 2022, "Training Compute-Optimal Large Language Models", approach 2) trains
-every model shape at every compute budget ``C``: a shape with ``N`` non-embedding parameters gets
+several model shapes at each compute budget ``C``: a shape with ``N`` non-embedding parameters gets
 ``D = C / (6 N)`` training tokens, rounded to whole batches, so each budget is a curve of loss against ``log N``
 with a minimum inside it when the shapes are chosen well (too small a model is capacity-bound, too large a one sees
-too few tokens). The notebook and ``benchmarks/bench_scaling_sweep.py`` both read :data:`SWEEP_GRIDS` and
-:data:`PREDICTION_RUNS`, so the benchmark times exactly the sweep the chapter trains.
+too few tokens). A grid trains every shape at every budget, or, with ``windows``, a window of shapes per budget that
+slides up with compute, as Hoffmann et al. did: the optimum grows with the budget, and a shape far from it costs
+time (a tiny model at a large budget trains for many steps) without telling us where the minimum is.
+The notebook and ``benchmarks/bench_scaling_sweep.py`` both read :data:`SWEEP_GRIDS` and :data:`PREDICTION_RUNS`,
+so the benchmark times exactly the sweep the chapter trains.
 
-Small shapes get larger batches at equal tokens: a model with ``n_embd`` 24-48 runs thin matmuls that keep a core
-busy for less time per step, so more tokens per step raise its throughput (measured per shape in
-``benchmarks/RESULTS.md``, chapter 04). ``precision="auto"`` becomes :func:`course_utils.scaling.runs.default_precision`
-of the grid's device when runs are made, so each cached spec records the precision it really trained in.
+Batch sizes: the cpu grid trains every run at one batch size. A larger batch for the small shapes (the smoke and
+gpu grids still do that) raises their throughput, but at equal tokens it costs them optimizer steps, and in short
+runs the loss follows the steps more than ``N``: it held the cpu grid's vertex still at one size over 8x of compute
+(``benchmarks/RESULTS.md``, chapter 04, "the batch sizes confound the vertex"). ``precision="auto"`` becomes
+:func:`course_utils.scaling.runs.default_precision` of the grid's device when runs are made, so each cached spec
+records the precision it really trained in.
 
 Left out: a learning-rate sweep per shape, and more than one seed per run.
 """
@@ -30,13 +35,14 @@ _GRID_FIELDS = ("n_layer", "n_head", "n_embd", "tokens", "batch_size", "block_si
 class SweepGrid:
     shapes: tuple[tuple[int, int, int], ...]  # (n_layer, n_head, n_embd), smallest first
     budgets: tuple[float, ...]  # compute C = 6 N D in FLOPs, N the non-embedding parameter count; ascending
-    batch_sizes: tuple[int, ...]  # one per shape (larger for small shapes: same tokens, fewer, fuller steps)
+    batch_sizes: tuple[int, ...]  # one per shape
     block_size: int = 64
     lr: float = 3e-3
     max_train_chars: int | None = None  # None: every training play
     eval_batches: int = 16
     precision: str = "auto"  # "auto" (bf16 where the device has native bf16 matmuls), "fp32" or "bf16"
     device: str = "cpu"
+    windows: tuple[tuple[int, ...], ...] | None = None  # per budget, the indices of the shapes it trains; None: all
 
     def __post_init__(self) -> None:
         if not self.shapes or not all(isinstance(s, tuple) and len(s) == 3 for s in self.shapes):
@@ -53,8 +59,33 @@ class SweepGrid:
             raise ValueError(f"budgets must be a non-empty tuple of positive FLOP counts, got {self.budgets}")
         if any(b <= a for a, b in zip(self.budgets, self.budgets[1:])):
             raise ValueError(f"budgets must be strictly ascending, got {self.budgets}")
+        if self.windows is not None:
+            self._check_windows()
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+
+    def _check_windows(self) -> None:
+        windows, n = self.windows, len(self.shapes)
+        if not isinstance(windows, tuple) or len(windows) != len(self.budgets):
+            raise ValueError(f"windows needs one tuple of shape indices per budget ({len(self.budgets)}), got {windows!r}")
+        for budget, window in zip(self.budgets, windows):
+            if (not isinstance(window, tuple) or not window
+                    or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n for i in window)
+                    or list(window) != sorted(set(window))):
+                raise ValueError(f"the window of budget {budget:.3g} must be a non-empty ascending tuple of distinct "
+                                 f"shape indices in 0..{n - 1}, got {window!r}")
+        unused = sorted(set(range(n)) - {i for window in windows for i in window})
+        if unused:
+            raise ValueError(f"shapes {[self.shapes[i] for i in unused]} are in no budget's window; drop them or add "
+                             "them to a window")
+
+    def shapes_at(self, budget: float) -> tuple[tuple[int, int, int], ...]:
+        """The shapes trained at ``budget`` (one of :attr:`budgets`): its window, or every shape."""
+        if budget not in self.budgets:
+            raise ValueError(f"{budget!r} is not one of the grid's budgets {self.budgets}")
+        if self.windows is None:
+            return self.shapes
+        return tuple(self.shapes[i] for i in self.windows[self.budgets.index(budget)])
 
     def n_params(self, shape: tuple[int, int, int]) -> int:
         """Non-embedding parameters N of ``shape`` (tied head, so the vocabulary size does not enter)."""
@@ -77,8 +108,8 @@ def isoflop_tokens(grid: SweepGrid, shape: tuple[int, int, int], budget: float, 
 
 
 def grid_runs(grid: SweepGrid, **overrides) -> list[ScalingRun]:
-    """Every shape at every budget as a :class:`ScalingRun`, largest budget first (so a process pool, taking runs in
-    order, starts the longest ones first and finishes evenly). ``overrides`` set other ScalingRun fields (seed,
+    """Each budget's shapes (every shape, or the budget's window) as :class:`ScalingRun` specs, largest budget first
+    (so a process pool, taking runs in order, starts the longest ones first and finishes evenly). ``overrides`` set other ScalingRun fields (seed,
     threads, lr, ...); the grid's own fields (shape, tokens, batch size, block size) cannot be overridden."""
     if not isinstance(grid, SweepGrid):
         raise TypeError(f"grid must be a SweepGrid, got {type(grid).__name__}")
@@ -90,7 +121,8 @@ def grid_runs(grid: SweepGrid, **overrides) -> list[ScalingRun]:
               "precision": grid.resolved_precision(), "device": grid.device, **overrides}
     runs = []
     for budget in sorted(grid.budgets, reverse=True):
-        for shape, batch_size in zip(grid.shapes, grid.batch_sizes):
+        for shape in grid.shapes_at(budget):
+            batch_size = grid.batch_sizes[grid.shapes.index(shape)]
             n_layer, n_head, n_embd = shape
             runs.append(ScalingRun(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                                    tokens=isoflop_tokens(grid, shape, budget, batch_size), batch_size=batch_size,
@@ -101,8 +133,12 @@ def grid_runs(grid: SweepGrid, **overrides) -> list[ScalingRun]:
 SWEEP_GRIDS = {
     "smoke": SweepGrid(shapes=((1, 1, 8), (1, 2, 16), (2, 2, 32)), budgets=(2e9, 4e9, 8e9), batch_sizes=(64, 32, 16),
                        block_size=32, max_train_chars=200_000, eval_batches=4, precision="fp32"),
-    "cpu": SweepGrid(shapes=((2, 2, 24), (2, 2, 40), (2, 4, 64), (3, 4, 80), (4, 4, 96)),
-                     budgets=(1.6e11, 3.2e11, 6.4e11, 1.28e12), batch_sizes=(128, 64, 32, 16, 16)),
+    # cpu: 2-layer shapes of width 8 to 48 (N = 1,760 to 56,640), one batch size, a window of 5 shapes per budget
+    # around where a pilot found each budget's minimum; budgets half a decade apart, 32x in all.
+    "cpu": SweepGrid(shapes=((2, 2, 8), (2, 2, 12), (2, 2, 16), (2, 2, 20), (2, 2, 24), (2, 2, 32), (2, 4, 40),
+                             (2, 4, 48)),
+                     budgets=(2e10, 6.35e10, 2.02e11, 6.4e11), batch_sizes=(16,) * 8,
+                     windows=((0, 1, 2, 3, 4), (0, 1, 2, 3, 4), (2, 3, 4, 5, 6), (3, 4, 5, 6, 7))),
     # Shakespeare holds 4.6M training characters, which bounds the gpu grid: the smallest shape at the largest budget
     # sees ~15 epochs (exercise 3), the largest shape at the smallest budget ~170 steps. Not yet run on a GPU.
     "gpu": SweepGrid(shapes=((2, 4, 64), (3, 4, 96), (4, 4, 128), (4, 8, 160), (4, 8, 192), (6, 8, 256)),
@@ -114,8 +150,8 @@ PREDICTION_RUNS = {
     "smoke": ScalingRun(n_layer=2, n_head=2, n_embd=32, tokens=isoflop_tokens(SWEEP_GRIDS["smoke"], (2, 2, 32),
                         1.6e10, 16), batch_size=16, block_size=32, max_train_chars=200_000, eval_batches=4,
                         threads=2),
-    "cpu": ScalingRun(n_layer=3, n_head=4, n_embd=80, tokens=isoflop_tokens(SWEEP_GRIDS["cpu"], (3, 4, 80),
-                      2.56e12, 16), batch_size=16, threads=2, precision=SWEEP_GRIDS["cpu"].resolved_precision()),
+    "cpu": ScalingRun(n_layer=2, n_head=2, n_embd=24, tokens=isoflop_tokens(SWEEP_GRIDS["cpu"], (2, 2, 24),
+                      1.28e12, 16), batch_size=16, threads=2, precision=SWEEP_GRIDS["cpu"].resolved_precision()),
     "gpu": ScalingRun(n_layer=6, n_head=8, n_embd=256, tokens=isoflop_tokens(SWEEP_GRIDS["gpu"], (6, 8, 256), 8e13, 8),
                       batch_size=8, block_size=128, precision=SWEEP_GRIDS["gpu"].resolved_precision(), device="cuda"),
 }
