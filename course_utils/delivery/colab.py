@@ -85,6 +85,8 @@ def missing_requirements(requirements: Sequence[str], installed_version: Callabl
         requirement = Requirement(text)
         if canonicalize_name(requirement.name) in kept:
             continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue  # not for this Python or platform (e.g. tomli where tomllib exists)
         version = installed_version(requirement.name)
         if version is None or not requirement.specifier.contains(version, prereleases=True):
             missing.append(text)
