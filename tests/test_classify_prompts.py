@@ -1,5 +1,6 @@
 """k-shot prompts: the draw and the order are fixed by the seed, balanced draws are balanced, the shots appear in the
-prompt in order with their label words, chat templates render through the tokenizer, and bad input raises."""
+prompt in order with their label words, chat templates render through the tokenizer, a fixed last label is honoured
+without changing the default draws, and bad input raises."""
 
 import pytest
 from test_lora_sft import tiny_chat_tokenizer
@@ -28,6 +29,40 @@ def test_balanced_draws_are_balanced_and_unbalanced_follow_the_pool():
     assert len(set(draw_shots(POOL, 30, seed=0))) == 30  # no passage twice
     comedies = sum(p.genre == "comedy" for s in range(200) for p in draw_shots(POOL, 1, seed=s, balanced=False))
     assert 100 < comedies < 140  # 30 of the 50 passages are comedies: 120 of 200 draws expected, sd about 7
+
+
+# draw_shots(POOL, k, seed, balanced) recorded before last_genre existed: (genre initial, index) of each shot in order
+RECORDED = {(1, 0, False): "c113", (4, 7, False): "t7 c7 h9 h5", (8, 1003, False): "c8 c3 c100 c7 c1 c107 c108 c109",
+            (1, 5, True): "t6", (5, 2, True): "t8 c100 t5 c107 h6", (9, 11, True): "t8 h1 h6 t2 t9 c1 h3 c108 c0"}
+
+
+def test_default_draws_are_the_draws_recorded_before_last_genre():
+    for (k, seed, balanced), expected in RECORDED.items():
+        for shots in (draw_shots(POOL, k, seed, balanced=balanced),
+                      draw_shots(POOL, k, seed, balanced=balanced, last_genre=None)):
+            assert " ".join(f"{p.genre[0]}{p.index}" for p in shots) == expected
+
+
+def test_last_genre_fixes_the_last_shot_only():
+    for genre in GENRES:
+        for k in (1, 2, 3, 4, 8):
+            for balanced in (False, True):
+                for seed in range(5):
+                    shots = draw_shots(POOL, k, seed, balanced=balanced, last_genre=genre)
+                    assert len(shots) == k and len(set(shots)) == k and shots[-1].genre == genre
+                    assert shots == draw_shots(POOL, k, seed, balanced=balanced, last_genre=genre)
+                    if balanced:   # all k shots balanced, the last one counted
+                        counts = [sum(p.genre == g for p in shots) for g in GENRES]
+                        assert max(counts) - min(counts) <= 1
+    # the other shots: uniform from the rest of the pool (30 of the 49 passages left after the last shot are comedies:
+    # 122 of 200 expected, sd about 7), in an order that varies with the seed; the last shot varies within its genre
+    firsts = [draw_shots(POOL, 2, s, balanced=False, last_genre="history")[0] for s in range(200)]
+    assert 100 < sum(p.genre == "comedy" for p in firsts) < 145
+    lasts = {draw_shots(POOL, 3, s, balanced=False, last_genre="tragedy")[-1] for s in range(50)}
+    assert len(lasts) >= 6                                    # of the 10 tragedies
+    three = [p for p in POOL if p.index == 0]
+    orders = {tuple(p.genre for p in draw_shots(three, 3, seed=s, last_genre="comedy")) for s in range(30)}
+    assert orders == {("history", "tragedy", "comedy"), ("tragedy", "history", "comedy")}
 
 
 def test_prompt_holds_the_shots_in_order_then_the_query():
@@ -92,6 +127,16 @@ def test_bad_input_raises():
         draw_shots(POOL[:12], 6, seed=0)  # 10 comedies and 2 histories: no 2 tragedies
     with pytest.raises(ValueError, match="k must be"):
         draw_shots(POOL, -1, seed=0)
+    with pytest.raises(ValueError, match="last_genre must be one of"):
+        draw_shots(POOL, 2, seed=0, last_genre="drama")
+    with pytest.raises(ValueError, match="last_genre must be one of"):
+        draw_shots(POOL, 2, seed=0, last_genre=0)
+    with pytest.raises(ValueError, match="k >= 1"):
+        draw_shots(POOL, 0, seed=0, last_genre="comedy")            # k = 0 has no last shot: an error, not []
+    with pytest.raises(ValueError, match="no tragedy passage"):
+        draw_shots(POOL[:10], 1, seed=0, balanced=False, last_genre="tragedy")   # 10 comedies only
+    with pytest.raises(ValueError, match="balanced draw"):
+        draw_shots(POOL[:12], 6, seed=0, last_genre="history")
     with pytest.raises(ValueError, match="unknown template"):
         get_template("nope")
     with pytest.raises(ValueError, match="chat template"):

@@ -142,10 +142,15 @@ def split_prompt(template: Template | str, text: str, shots: list[Passage]) -> t
     return prompt[:len(prompt) - len(suffix)], suffix
 
 
-def _per_genre_counts(k: int, pool: list[Passage], generator: torch.Generator) -> dict[str, int]:
-    """k split as evenly as possible over the genres; the remainder goes to genres chosen at random."""
+def _per_genre_counts(k: int, pool: list[Passage], generator: torch.Generator,
+                      must: str | None = None) -> dict[str, int]:
+    """k split as evenly as possible over the genres; the remainder goes to genres chosen at random (always including
+    ``must`` when k < 3, so that it gets at least one)."""
     base, extra = divmod(k, len(GENRES))
-    lucky = set(torch.randperm(len(GENRES), generator=generator)[:extra].tolist())
+    order = torch.randperm(len(GENRES), generator=generator).tolist()
+    if must is not None and base == 0:
+        order = [GENRES.index(must)] + [i for i in order if i != GENRES.index(must)]
+    lucky = set(order[:extra])
     counts = {g: base + (i in lucky) for i, g in enumerate(GENRES)}
     short = {g: n for g, n in counts.items() if sum(p.genre == g for p in pool) < n}
     if short:
@@ -153,12 +158,19 @@ def _per_genre_counts(k: int, pool: list[Passage], generator: torch.Generator) -
     return counts
 
 
-def draw_shots(pool: list[Passage], k: int, seed: int, balanced: bool = True) -> list[Passage]:
+def draw_shots(pool: list[Passage], k: int, seed: int, balanced: bool = True,
+               last_genre: str | None = None) -> list[Passage]:
     """k passages from ``pool`` in a random order, both fixed by ``seed``.
 
     ``balanced=True`` takes k // 3 of each genre (the remainder from genres picked at random); ``balanced=False``
     draws uniformly from the pool, so the shots follow the pool's genre mix. Draw from the TRAINING plays: a shot from
-    the test passage's own play is the leak the chapter measures."""
+    the test passage's own play is the leak the chapter measures.
+
+    ``last_genre`` (one of GENRES; needs k >= 1) fixes the label of the LAST shot, the one recency bias copies: it is
+    drawn at random from the pool's passages of that genre, and the other k - 1 shots come from the rest of the pool
+    in a random order, uniformly (``balanced=False``) or so that all k shots are balanced as above, the last one
+    counted (``balanced=True``). Stratifying draws on it (draw d ends with genre d mod 3) spreads the last labels
+    evenly, which a permutation test of recency needs. ``None`` (the default) gives exactly the draws of before."""
     if not isinstance(pool, (list, tuple)) or not all(isinstance(p, Passage) for p in pool):
         raise TypeError("pool must be a list of Passage")
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
@@ -167,14 +179,28 @@ def draw_shots(pool: list[Passage], k: int, seed: int, balanced: bool = True) ->
         raise ValueError(f"k={k} is larger than the pool of {len(pool)} passages")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}")
+    if last_genre is not None:
+        if not isinstance(last_genre, str) or last_genre not in GENRES:
+            raise ValueError(f"last_genre must be one of {GENRES} or None, got {last_genre!r}")
+        if k == 0:
+            raise ValueError("last_genre needs k >= 1: with no shots there is no last one")
+        if not any(p.genre == last_genre for p in pool):
+            raise ValueError(f"last_genre={last_genre!r}, but the pool has no {last_genre} passage")
     generator = torch.Generator().manual_seed(seed)
+    last = []  # the pool index of the last shot, when its genre is fixed
+    if last_genre is not None:
+        ids = [i for i, p in enumerate(pool) if p.genre == last_genre]
+        last = [ids[torch.randint(len(ids), (1,), generator=generator).item()]]
+    rest = [i for i in range(len(pool)) if i not in last]
     if balanced:
-        counts = _per_genre_counts(k, pool, generator)
+        counts = _per_genre_counts(k, pool, generator, must=last_genre)
+        if last_genre is not None:
+            counts[last_genre] -= 1
         chosen = []
         for genre in GENRES:
-            ids = [i for i, p in enumerate(pool) if p.genre == genre]
+            ids = [i for i in rest if pool[i].genre == genre]
             chosen += [ids[j] for j in torch.randperm(len(ids), generator=generator)[:counts[genre]].tolist()]
     else:
-        chosen = torch.randperm(len(pool), generator=generator)[:k].tolist()
+        chosen = [rest[j] for j in torch.randperm(len(rest), generator=generator)[:k - len(last)].tolist()]
     order = torch.randperm(len(chosen), generator=generator).tolist()
-    return [pool[chosen[j]] for j in order]
+    return [pool[chosen[j]] for j in order] + [pool[i] for i in last]
