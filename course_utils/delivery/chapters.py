@@ -63,7 +63,7 @@ CHAPTERS = (
             {"smoke": 0.4, "cpu": 5.2, "gpu": None}),
     Chapter("04", "scaling_laws", "Scaling laws",
             "a grid of tiny GPTs, L(N, D) fits, IsoFLOP curves, a prediction made before the run, emergence",
-            {"smoke": 0.8, "cpu": 9.5, "gpu": None}),
+            {"smoke": 0.8, "cpu": 8.0, "gpu": None}),  # 7:59, fresh cache, 2026-12-01
     Chapter("05", "rlhf", "RLHF",
             "a Bradley-Terry reward model, PPO with a KL penalty, reward hacking, DPO and GRPO, scored by a hidden "
             "preference", {"smoke": 1.4, "cpu": 7.5, "gpu": None}),
@@ -79,7 +79,7 @@ CHAPTERS = (
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits equal to transformers'; a tiny mixture of experts",
-            {"smoke": 0.9, "cpu": 7.5, "gpu": None}),
+            {"smoke": 0.9, "cpu": 6.9, "gpu": None}),  # 6:52, 2026-12-01
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
             "scoring, leakage, prompt sensitivity, constrained answers, chain of thought",
@@ -87,7 +87,7 @@ CHAPTERS = (
     Chapter("11", "training_at_scale", "Training at scale",
             "where training memory goes, mixed precision, checkpointing, accumulation; DDP, FSDP2 and tensor "
             "parallelism on two torch.distributed processes; the pipeline bubble; a 70B parallelism planner",
-            {"smoke": 1.5, "cpu": 4.3, "gpu": None}),
+            {"smoke": 1.5, "cpu": 3.6, "gpu": None}),  # 3:38, 2026-12-01
 )
 
 PLANNED: tuple[Chapter, ...] = ()  # chapters announced in the README before they are written

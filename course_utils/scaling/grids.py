@@ -67,7 +67,8 @@ class SweepGrid:
     def _check_windows(self) -> None:
         windows, n = self.windows, len(self.shapes)
         if not isinstance(windows, tuple) or len(windows) != len(self.budgets):
-            raise ValueError(f"windows needs one tuple of shape indices per budget ({len(self.budgets)}), got {windows!r}")
+            raise ValueError(f"windows needs one tuple of shape indices per budget ({len(self.budgets)}), "
+                             f"got {windows!r}")
         for budget, window in zip(self.budgets, windows):
             if (not isinstance(window, tuple) or not window
                     or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n for i in window)
@@ -109,8 +110,9 @@ def isoflop_tokens(grid: SweepGrid, shape: tuple[int, int, int], budget: float, 
 
 def grid_runs(grid: SweepGrid, **overrides) -> list[ScalingRun]:
     """Each budget's shapes (every shape, or the budget's window) as :class:`ScalingRun` specs, largest budget first
-    (so a process pool, taking runs in order, starts the longest ones first and finishes evenly). ``overrides`` set other ScalingRun fields (seed,
-    threads, lr, ...); the grid's own fields (shape, tokens, batch size, block size) cannot be overridden."""
+    (so a process pool, taking runs in order, starts the longest ones first and finishes evenly). ``overrides`` set
+    other ScalingRun fields (seed, threads, lr, ...); the grid's own fields (shape, tokens, batch size, block size)
+    cannot be overridden."""
     if not isinstance(grid, SweepGrid):
         raise TypeError(f"grid must be a SweepGrid, got {type(grid).__name__}")
     allowed = {f.name for f in fields(ScalingRun)} - set(_GRID_FIELDS)
