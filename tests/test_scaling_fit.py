@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from course_utils.scaling.fit import (COARSE_GRID, ChinchillaFit, bootstrap_chinchilla, fit_chinchilla,
-                                      fit_chinchilla_form, fit_power_law)
+                                      fit_chinchilla_form, fit_power_law, floor_profile)
 
 TRUE = ChinchillaFit(E=1.7, A=400.0, B=1800.0, alpha=0.34, beta=0.28, objective=0.0)
 REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "chinchilla_fig4_epoch_digitised.csv"
@@ -46,6 +46,20 @@ def test_power_laws_with_and_without_floor():
     floored = fit_power_law(x, 2.0 + 50.0 * x**-0.3)
     assert floored.E == pytest.approx(2.0, rel=0.01) and floored.alpha == pytest.approx(0.3, abs=0.01)
     assert np.allclose(floored.loss(x), 2.0 + 50.0 * x**-0.3, rtol=1e-3)
+
+
+def test_floor_profile_is_lowest_near_the_true_floor_and_never_beats_the_free_fit():
+    N, D, L = synthetic(noise=0.002)
+    free = fit_chinchilla_form(N, D, L, grid=COARSE_GRID)
+    profile = floor_profile(N, D, L, [2.5, 0.02, 1.7])  # in the order given (swept in ascending order); TRUE.E = 1.7
+    assert np.all(profile >= free.objective * (1 - 1e-6))  # holding a constant cannot fit better than leaving it free
+    assert np.argmin(profile) == 2 and profile[2] < 1.2 * free.objective  # E held at 1.7, the free fit says 1.72
+    assert profile[1] > 1.5 * free.objective and profile[0] > 1.5 * free.objective  # E is pinned here
+
+
+def test_floor_profile_refuses_floors_that_are_not_positive():
+    with pytest.raises(ValueError, match="floors must be a non-empty sequence of finite positive numbers"):
+        floor_profile(*synthetic(), [0.0, 1.0])
 
 
 def test_bootstrap_is_reproducible_and_brackets_the_truth():

@@ -70,14 +70,16 @@ def test_windows_choose_each_budgets_shapes():
 
 
 @pytest.mark.parametrize("windows,match", [
-    (((0, 1),), "one tuple of shape indices per budget"),
+    (((0, 1),), r"one tuple of shape indices per budget \(2\), got 1"),
     (((0, 1), ()), "non-empty ascending"),
     (((0, 3), (1, 2)), "non-empty ascending"),
     (((1, 0), (1, 2)), "non-empty ascending"),
     (((0, 0), (1, 2)), "non-empty ascending"),
-    (((0, True), (1, 2)), "non-empty ascending"),
+    (((0, True), (1, 2)), "Python ints"),
+    (((0, np.int64(1)), (1, 2)), "Python ints"),
+    (((0, 1), [1, 2]), "Python ints"),
     (((0, 1), (0, 1)), r"in no budget's window"),
-    ([(0, 1), (1, 2)], "one tuple of shape indices per budget"),
+    ([(0, 1), (1, 2)], "must be a tuple .*got a list"),
 ])
 def test_bad_windows_are_refused(windows, match):
     with pytest.raises(ValueError, match=match):

@@ -98,8 +98,15 @@ def fit_chinchilla_form(N, D, L, delta: float = 1e-3, grid: dict | None = None) 
     L-BFGS runs from every point of ``grid`` (default: the paper's 4,500 starts, minutes of CPU; ``COARSE_GRID``'s
     72 starts take seconds and find the same optimum on the published points, see ``tests/test_scaling_fit.py``).
     """
-    from scipy.optimize import minimize  # scipy is a dependency of this module only
+    log_n, log_d, log_l, starts = _checked_fit_input(N, D, L, delta, PAPER_GRID if grid is None else grid)
+    best = _best_of_starts(starts, log_n, log_d, log_l, delta)
+    a, b, e, alpha, beta = best.x
+    return ChinchillaFit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha),
+                         beta=float(beta), objective=float(best.fun))
 
+
+def _checked_fit_input(N, D, L, delta, grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """log N, log D, log L and the (S, 5) starting points (a, b, e, alpha, beta), after checking the arguments."""
     log_n, log_d, log_l = (np.log(_positive_array(name, v)) for name, v in (("N", N), ("D", D), ("L", L)))
     if not log_n.size == log_d.size == log_l.size:
         raise ValueError(f"N, D and L must have the same length, got {log_n.size}, {log_d.size}, {log_l.size}")
@@ -107,20 +114,56 @@ def fit_chinchilla_form(N, D, L, delta: float = 1e-3, grid: dict | None = None) 
         raise ValueError(f"the form has 5 parameters; fitting needs at least 5 points, got {log_n.size}")
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
-    grid = PAPER_GRID if grid is None else grid
     missing = {"a", "b", "e", "alpha", "beta"} - set(grid)
     if missing:
         raise ValueError(f"grid needs initial values for {sorted(missing)}")
     starts = np.array(list(itertools.product(grid["a"], grid["b"], grid["e"], grid["alpha"], grid["beta"])))
+    return log_n, log_d, log_l, starts
+
+
+def _best_of_starts(starts, log_n, log_d, log_l, delta, bounds=None):
+    """The best L-BFGS result over ``starts`` (``bounds`` as scipy's, e.g. to hold e fixed)."""
+    from scipy.optimize import minimize  # scipy is a dependency of this module only
+
     best = None
     for start in starts:
         result = minimize(_chinchilla_objective, start, args=(log_n, log_d, log_l, delta), jac=True,
-                          method="L-BFGS-B")
+                          method="L-BFGS-B", bounds=bounds)
         if best is None or result.fun < best.fun:
             best = result
-    a, b, e, alpha, beta = best.x
-    return ChinchillaFit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha),
-                         beta=float(beta), objective=float(best.fun))
+    return best
+
+
+def floor_profile(N, D, L, floors, delta: float = 1e-3, grid: dict | None = None) -> np.ndarray:
+    """The best objective of the Chinchilla fit with the floor held at each value of ``floors`` (E > 0), the other
+    four constants refitted: from ``grid``'s starts (default ``COARSE_GRID``), from the free fit, and from the
+    neighbouring floors' optima (a sweep up and one down, so one stuck start does not make a bump).
+
+    A profile, as in profile likelihood: where it is flat, the data do not pin E, however precisely one fit reports
+    it (the fitted E can then move with the order of the points or the starting grid). Compare with
+    ``fit_chinchilla_form(...).objective``: no held floor can do better than the free fit, up to the optimiser."""
+    given = _positive_array("floors", floors)
+    order = np.argsort(given)
+    floors = given[order]  # swept in ascending order, returned in the order given
+    grid = COARSE_GRID if grid is None else grid
+    log_n, log_d, log_l, starts = _checked_fit_input(N, D, L, delta, grid)
+    free = _best_of_starts(starts, log_n, log_d, log_l, delta).x
+    results = [None] * len(floors)
+    for sweep in (range(len(floors)), reversed(range(len(floors)))):
+        previous = None
+        for i in sweep:
+            e = float(np.log(floors[i]))
+            held = [np.r_[x[:2], e, x[3:]] for x in (*starts, free, *(() if previous is None else (previous,)))]
+            if results[i] is not None:  # the second sweep only tries the neighbour's optimum
+                held = held[-1:]
+            bounds = [(None, None), (None, None), (e, e), (None, None), (None, None)]
+            best = _best_of_starts(np.unique(np.array(held), axis=0), log_n, log_d, log_l, delta, bounds)
+            if results[i] is None or best.fun < results[i].fun:
+                results[i] = best
+            previous = results[i].x
+    profile = np.empty(len(floors))
+    profile[order] = [r.fun for r in results]
+    return profile
 
 
 def fit_chinchilla(N, D, L, delta: float = 1e-3, grid: dict | None = None) -> dict[str, float]:
