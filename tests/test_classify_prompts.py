@@ -129,8 +129,9 @@ def test_bad_input_raises():
         draw_shots(POOL, -1, seed=0)
     with pytest.raises(ValueError, match="last_genre must be one of"):
         draw_shots(POOL, 2, seed=0, last_genre="drama")
-    with pytest.raises(ValueError, match="last_genre must be one of"):
-        draw_shots(POOL, 2, seed=0, last_genre=0)
+    for wrong_type in (0, ["comedy"], True):                         # not a str: TypeError, like pool and seed
+        with pytest.raises(TypeError, match="last_genre must be a str"):
+            draw_shots(POOL, 2, seed=0, last_genre=wrong_type)
     with pytest.raises(ValueError, match="k >= 1"):
         draw_shots(POOL, 0, seed=0, last_genre="comedy")            # k = 0 has no last shot: an error, not []
     with pytest.raises(ValueError, match="no tragedy passage"):

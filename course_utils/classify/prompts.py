@@ -169,8 +169,10 @@ def draw_shots(pool: list[Passage], k: int, seed: int, balanced: bool = True,
     ``last_genre`` (one of GENRES; needs k >= 1) fixes the label of the LAST shot, the one recency bias copies: it is
     drawn at random from the pool's passages of that genre, and the other k - 1 shots come from the rest of the pool
     in a random order, uniformly (``balanced=False``) or so that all k shots are balanced as above, the last one
-    counted (``balanced=True``). Stratifying draws on it (draw d ends with genre d mod 3) spreads the last labels
-    evenly, which a permutation test of recency needs. ``None`` (the default) gives exactly the draws of before."""
+    counted (``balanced=True``). Stratifying D draws on it (draw d ends with genre d mod 3) spreads the last labels
+    evenly, which lets a permutation test of recency reach as small a p as D draws allow. ``None`` (the default)
+    gives exactly the draws of before. A ``last_genre`` that is not a str raises TypeError, an unknown one
+    ValueError."""
     if not isinstance(pool, (list, tuple)) or not all(isinstance(p, Passage) for p in pool):
         raise TypeError("pool must be a list of Passage")
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
@@ -180,7 +182,9 @@ def draw_shots(pool: list[Passage], k: int, seed: int, balanced: bool = True,
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}")
     if last_genre is not None:
-        if not isinstance(last_genre, str) or last_genre not in GENRES:
+        if not isinstance(last_genre, str):
+            raise TypeError(f"last_genre must be a str (one of {GENRES}) or None, got {last_genre!r}")
+        if last_genre not in GENRES:
             raise ValueError(f"last_genre must be one of {GENRES} or None, got {last_genre!r}")
         if k == 0:
             raise ValueError("last_genre needs k >= 1: with no shots there is no last one")
