@@ -51,7 +51,10 @@ def test_power_laws_with_and_without_floor():
 def test_floor_profile_is_lowest_near_the_true_floor_and_never_beats_the_free_fit():
     N, D, L = synthetic(noise=0.002)
     free = fit_chinchilla_form(N, D, L, grid=COARSE_GRID)
-    profile = floor_profile(N, D, L, [2.5, 0.02, 1.7])  # in the order given (swept in ascending order); TRUE.E = 1.7
+    fits = floor_profile(N, D, L, [2.5, 0.02, 1.7])  # in the order given (swept in ascending order); TRUE.E = 1.7
+    assert [f.E for f in fits] == pytest.approx([2.5, 0.02, 1.7])  # each fit holds its floor
+    assert fits[2].alpha == pytest.approx(TRUE.alpha, abs=0.03) and np.all(np.isfinite(fits[2].loss(N, D)))
+    profile = np.array([f.objective for f in fits])
     assert np.all(profile >= free.objective * (1 - 1e-6))  # holding a constant cannot fit better than leaving it free
     assert np.argmin(profile) == 2 and profile[2] < 1.2 * free.objective  # E held at 1.7, the free fit says 1.72
     assert profile[1] > 1.5 * free.objective and profile[0] > 1.5 * free.objective  # E is pinned here

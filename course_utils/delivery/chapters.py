@@ -83,7 +83,7 @@ CHAPTERS = (
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
             "scoring, leakage, prompt sensitivity, constrained answers, chain of thought",
-            {"smoke": 1.8, "cpu": 9.4, "gpu": None}),  # 108 / 564 s on a loaded box, see RESULTS
+            {"smoke": 1.8, "cpu": 9.6, "gpu": None}),  # 9:35, empty cache but SmolLM2, 2026-12-01
     Chapter("11", "training_at_scale", "Training at scale",
             "where training memory goes, mixed precision, checkpointing, accumulation; DDP, FSDP2 and tensor "
             "parallelism on two torch.distributed processes; the pipeline bubble; a 70B parallelism planner",

@@ -134,10 +134,11 @@ def _best_of_starts(starts, log_n, log_d, log_l, delta, bounds=None):
     return best
 
 
-def floor_profile(N, D, L, floors, delta: float = 1e-3, grid: dict | None = None) -> np.ndarray:
-    """The best objective of the Chinchilla fit with the floor held at each value of ``floors`` (E > 0), the other
-    four constants refitted: from ``grid``'s starts (default ``COARSE_GRID``), from the free fit, and from the
-    neighbouring floors' optima (a sweep up and one down, so one stuck start does not make a bump).
+def floor_profile(N, D, L, floors, delta: float = 1e-3, grid: dict | None = None) -> list[ChinchillaFit]:
+    """The best Chinchilla fit with the floor held at each value of ``floors`` (E > 0), the other four constants
+    refitted: from ``grid``'s starts (default ``COARSE_GRID``), from the free fit, and from the neighbouring floors'
+    optima (a sweep up and one down, so one stuck start does not make a bump). Each fit's ``objective`` is the
+    profile; its other constants show what else moves with the floor (the allocation exponent, a prediction).
 
     A profile, as in profile likelihood: where it is flat, the data do not pin E, however precisely one fit reports
     it (the fitted E can then move with the order of the points or the starting grid). Compare with
@@ -161,9 +162,12 @@ def floor_profile(N, D, L, floors, delta: float = 1e-3, grid: dict | None = None
             if results[i] is None or best.fun < results[i].fun:
                 results[i] = best
             previous = results[i].x
-    profile = np.empty(len(floors))
-    profile[order] = [r.fun for r in results]
-    return profile
+    fits = [None] * len(floors)
+    for i, result in zip(order, results):
+        a, b, e, alpha, beta = result.x
+        fits[i] = ChinchillaFit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha),
+                                beta=float(beta), objective=float(result.fun))
+    return fits
 
 
 def fit_chinchilla(N, D, L, delta: float = 1e-3, grid: dict | None = None) -> dict[str, float]:

@@ -73,9 +73,13 @@ class SweepGrid:
             raise ValueError(f"windows needs one tuple of shape indices per budget ({len(self.budgets)}), "
                              f"got {len(windows)}")
         for budget, window in zip(self.budgets, windows):
-            if not isinstance(window, tuple) or any(isinstance(i, bool) or not isinstance(i, int) for i in window):
-                raise ValueError(f"the window of budget {budget:.3g} must be a tuple of Python ints (shape indices), "
-                                 f"got {window!r}")
+            if not isinstance(window, tuple):
+                raise ValueError(f"the window of budget {budget:.3g} must be a tuple of shape indices, got a "
+                                 f"{type(window).__name__}")
+            odd = [i for i in window if isinstance(i, bool) or not isinstance(i, int)]
+            if odd:
+                raise ValueError(f"the window of budget {budget:.3g} must hold Python ints (shape indices), got "
+                                 f"{odd[0]!r} of type {type(odd[0]).__name__}")
             if not window or not all(0 <= i < n for i in window) or list(window) != sorted(set(window)):
                 raise ValueError(f"the window of budget {budget:.3g} must be a non-empty ascending tuple of distinct "
                                  f"shape indices in 0..{n - 1}, got {window!r}")
