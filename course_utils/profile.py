@@ -4,9 +4,9 @@
 
 * ``smoke``: continuous integration; seconds per cell, a whole notebook aimed at under two minutes on 2 CPU cores.
 * ``cpu``: a laptop; each notebook aimed at about ten minutes, results worth reading.
+* ``gpu``: Colab or a datacentre GPU; larger models and more data, same code.
 
 The measured time of each chapter in each profile is in the chapter map (``course_utils.delivery.chapters``).
-* ``gpu``: Colab or a datacentre GPU; larger models and more data, same code.
 
 Unset (or ``auto``) means ``gpu`` when CUDA is available, else ``cpu``. Notebooks keep their sizes in one visible
 cell and pick them with :func:`by_profile`.

@@ -7,6 +7,8 @@
   ``log L`` and ``LSE(a - alpha log N, b - beta log D, e)`` with L-BFGS, from every point of a grid of initial
   values, and keep the best fit. Besiroglu et al. (2024, "Chinchilla Scaling: A replication attempt") redid this
   on points digitised from the paper's figure 4; ``tests/test_scaling_fit.py`` checks us against their refit.
+* A profile of the fit over a held floor E (:func:`floor_profile`): the best objective with E fixed at each value,
+  the other constants refitted, which shows whether the data pin E at all (as in profile likelihood).
 * Compute-optimal allocation under ``C = 6 N D``: ``N*(C) = G (C / 6)^(beta / (alpha + beta))`` with
   ``G = (alpha A / (beta B))^(1 / (alpha + beta))``, and ``D*(C) = C / (6 N*(C))``.
 
