@@ -1,8 +1,9 @@
 """Diversity and repetition measures for generated text, computed on token-id sequences.
 
-* distinct-n: unique n-grams divided by all n-grams, pooled over a set of samples (J. Li et al., "A
-  Diversity-Promoting Objective Function for Neural Conversation Models", 2016). 1 = no n-gram ever repeats,
-  near 0 = the samples say the same thing over and over.
+* distinct-n: unique n-grams divided by all n-grams, pooled over a set of samples, a common variant of J. Li et al.,
+  "A Diversity-Promoting Objective Function for Neural Conversation Models", 2016 (who divide by the number of
+  generated tokens, so for n >= 2 their value stays below 1). 1 = no n-gram ever repeats, near 0 = the samples say the same
+  thing over and over.
 * repeated n-gram fraction of one sequence: the share of its n-grams that already occurred earlier in the same
   sequence, a direct measure of the repetition loops of greedy decoding (Holtzman et al., 2020, "The Curious Case of
   Neural Text Degeneration").

@@ -12,7 +12,9 @@ arguments and scan the logits for NaN; :func:`next_token` and :func:`sample` che
 never scan values (a device sync per token); the loops validate once, then call :func:`choose_next` (no checks).
 
 References
-* Temperature and top-k: A. Fan, M. Lewis, Y. Dauphin, "Hierarchical Neural Story Generation", 2018.
+* Temperature: D. H. Ackley, G. E. Hinton, T. J. Sejnowski, "A Learning Algorithm for Boltzmann Machines", 1985
+  (the temperature of the Boltzmann distribution).
+* Top-k: A. Fan, M. Lewis, Y. Dauphin, "Hierarchical Neural Story Generation", 2018.
 * Top-p (nucleus): A. Holtzman et al., "The Curious Case of Neural Text Degeneration", 2019/2020.
 * Min-p: M. Nguyen et al., "Turning Up the Heat: Min-p Sampling for Creative and Coherent LLM Outputs", 2024.
 * ``min_tokens_to_keep``: as ``transformers``' TopK/TopP/MinPLogitsWarper (never keep fewer tokens than that).
