@@ -15,6 +15,14 @@ def window_mask(T: int, left: int, right: int) -> torch.Tensor:
     return ok_left & ok_right  # (T, T)
 
 
+# Exercise 1's second question: which rows of section 2's table have a (left, right) form, and why the others have none.
+WINDOW_ROWS = """causal (-1, 0); bidirectional (-1, -1); causal sliding window of W keys (W - 1, 0); symmetric window
+(W/2, W/2). A (left, right) window decides from the offset j - i alone, the same band in every row. Prefix-LM has
+none because whether key j < P is visible depends on j's absolute position, not on j - i (a query inside the prefix
+sees keys ahead of it, one after it does not); padding, and causal AND padding, have none because what is blocked
+depends on which keys are pad tokens, i.e. on the data, not on positions at all."""
+
+
 def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
     """(T, T) boolean for several documents packed into one row: causal, and only within the same document.
 
