@@ -101,10 +101,14 @@ def fit_chinchilla_form(N, D, L, delta: float = 1e-3, grid: dict | None = None) 
     72 starts take seconds and find the same optimum on the published points, see ``tests/test_scaling_fit.py``).
     """
     log_n, log_d, log_l, starts = _checked_fit_input(N, D, L, delta, PAPER_GRID if grid is None else grid)
-    best = _best_of_starts(starts, log_n, log_d, log_l, delta)
-    a, b, e, alpha, beta = best.x
+    return _fit_from_result(_best_of_starts(starts, log_n, log_d, log_l, delta))
+
+
+def _fit_from_result(result) -> ChinchillaFit:
+    """The constants of an L-BFGS result over (a, b, e, alpha, beta), with A = e^a, B = e^b, E = e^e."""
+    a, b, e, alpha, beta = result.x
     return ChinchillaFit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha),
-                         beta=float(beta), objective=float(best.fun))
+                         beta=float(beta), objective=float(result.fun))
 
 
 def _checked_fit_input(N, D, L, delta, grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -166,9 +170,7 @@ def floor_profile(N, D, L, floors, delta: float = 1e-3, grid: dict | None = None
             previous = results[i].x
     fits = [None] * len(floors)
     for i, result in zip(order, results):
-        a, b, e, alpha, beta = result.x
-        fits[i] = ChinchillaFit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha),
-                                beta=float(beta), objective=float(result.fun))
+        fits[i] = _fit_from_result(result)
     return fits
 
 
