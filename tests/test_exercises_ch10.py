@@ -15,58 +15,120 @@ from course_utils.solutions import ch10 as sol
 from exercise_helpers import assert_hidden, rejects, refuses_reference_then_passes  # noqa: E402
 
 
-# ---------- exercise 1: verbalizer scores ----------
+# ---------- exercise 1: every label's score from one padded batch ----------
 
 def expected_scores():
-    return torch.cat([ex._score_reference(l, i) for _, l, i in ex._score_cases()]).tolist()
+    return torch.cat([ex._score_reference(*case[1:]) for case in ex._score_cases()]).tolist()
 
 
 def test_score_reference_hand_value():
-    logits = [torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])]
-    got = ex._score_reference(logits, [[1], [0, 1]])  # 1/2; 3/4 * 1/2
+    # prompt [0], labels [1] and [0, 1] (row 0 padded with token 1); V = 2
+    logits = torch.zeros(2, 3, 2)
+    logits[1, 0] = torch.tensor([math.log(3.0), 0.0])        # predicts label 1's first token 0: p = 3/4
+    logits[0, 1] = torch.tensor([5.0, -5.0])                 # predicts row 0's pad: must not count
+    ids = torch.tensor([[0, 1, 1], [0, 0, 1]])
+    got = ex._score_reference(logits, ids, 1, [1, 2])         # 1/2; 3/4 * 1/2
     assert got.tolist() == pytest.approx([math.log(0.5), math.log(0.375)])
 
 
+def test_score_cases_cover_padding_and_shared_prompt():
+    cases = ex._score_cases()
+    assert any(max(lens) > min(lens) for *_, lens in cases)              # some rows are padded
+    assert any(ids.shape[1] > p + max(lens) for _, _, ids, p, lens in cases)  # padding beyond the longest label
+    for _, logits, ids, p, lens in cases:
+        assert logits.shape[:2] == ids.shape and (ids[:, :p] == ids[0, :p]).all()
+
+
+def label_positions(i, p, lens):
+    return [(l, t) for l, k in enumerate(lens) for t in range(p, p + k)]
+
+
+def loop_answer(x, i, p, lens):
+    logp = torch.log_softmax(x.double(), -1)
+    return [sum(float(logp[l, t - 1, i[l, t]]) for t in range(p, p + k)) for l, k in enumerate(lens)]
+
+
 def test_scores_accept_solution_and_other_forms():
-    ex.check_verbalizer_scores(sol.verbalizer_scores)
-    ex.check_verbalizer_scores(lambda l, i: sol.verbalizer_scores(l, i).tolist())
-    ex.check_verbalizer_scores(lambda l, i: [float(torch.log_softmax(x.double(), -1)[range(len(t)), t].sum())
-                                              for x, t in zip(l, i)])
-    ex.check_verbalizer_scores(lambda l, i: np.array(sol.verbalizer_scores(l, i).tolist()))
+    ex.check_batch_label_scores(sol.batch_label_scores)
+    ex.check_batch_label_scores(lambda x, i, p, lens: sol.batch_label_scores(x, i, p, lens).tolist())
+    ex.check_batch_label_scores(loop_answer)
+    ex.check_batch_label_scores(lambda x, i, p, lens: np.array(loop_answer(x, i, p, lens)))
+
+    def via_cross_entropy(x, i, p, lens):   # the library route: shift, mask the rest with ignore_index, sum
+        targets = i[:, 1:].clone()
+        t = torch.arange(1, i.shape[1])
+        targets[(t < p) | (t >= p + torch.tensor(lens)[:, None])] = -100
+        nll = torch.nn.functional.cross_entropy(x[:, :-1].transpose(1, 2), targets, reduction="none")  # (L, T-1)
+        return -nll.sum(1)
+    ex.check_batch_label_scores(via_cross_entropy)
 
 
-def mean_not_sum(l, i):
-    return [torch.log_softmax(x, -1)[range(len(t)), t].mean() for x, t in zip(l, i)]
+def summed_over(x, i, rows):
+    """Log-softmax at (l, t - 1) of the token at (l, t), summed per label over ``rows[l]`` positions t."""
+    logp = torch.log_softmax(x, -1)
+    return [sum(logp[l, t - 1, i[l, t]] for t in ts) for l, ts in enumerate(rows)]
 
 
-def raw_logits(l, i):
-    return [x[range(len(t)), t].sum() for x, t in zip(l, i)]
+def no_shift(x, i, p, lens):
+    logp = torch.log_softmax(x, -1)
+    return [sum(logp[l, t, i[l, t]] for t in range(p, p + k)) for l, k in enumerate(lens)]
 
 
-def probabilities(l, i):
-    return sol.verbalizer_scores(l, i).exp()
+def pads_summed(x, i, p, lens):
+    return summed_over(x, i, [range(p, i.shape[1]) for _ in lens])
 
 
-def shifted_rows(l, i):
-    return [torch.log_softmax(x, -1)[range(len(t)), t[::-1]].sum() for x, t in zip(l, i)]
+def up_to_longest_label(x, i, p, lens):
+    return summed_over(x, i, [range(p, p + max(lens)) for _ in lens])
 
 
-def first_token_only(l, i):
-    return [torch.log_softmax(x, -1)[0, t[0]] for x, t in zip(l, i)]
+def prompt_summed_too(x, i, p, lens):
+    return summed_over(x, i, [range(1, p + k) for k in lens])
 
 
-@pytest.mark.parametrize("wrong", [mean_not_sum, raw_logits, probabilities, shifted_rows, first_token_only])
+def mean_not_sum(x, i, p, lens):
+    return [s / k for s, k in zip(sol.batch_label_scores(x, i, p, lens).tolist(), lens)]
+
+
+def raw_logits(x, i, p, lens):
+    return [sum(x[l, t - 1, i[l, t]] for t in range(p, p + k)) for l, k in enumerate(lens)]
+
+
+def probabilities(x, i, p, lens):
+    return sol.batch_label_scores(x, i, p, lens).exp()
+
+
+def first_token_only(x, i, p, lens):
+    return summed_over(x, i, [[p] for _ in lens])
+
+
+@pytest.mark.parametrize("wrong", [no_shift, pads_summed, up_to_longest_label, prompt_summed_too, mean_not_sum,
+                                   raw_logits, probabilities, first_token_only])
 def test_scores_reject_likely_mistakes(wrong):
-    assert_hidden(rejects(ex.check_verbalizer_scores, wrong), expected_scores())
+    assert_hidden(rejects(ex.check_batch_label_scores, wrong), expected_scores())
 
 
-def test_scores_cannot_call_the_package():
+@pytest.mark.parametrize("route", ["label_probabilities", "response_logprobs"])
+def test_scores_cannot_call_the_package(route):
     from course_utils.classify.scoring import label_probabilities
+    from course_utils.rlhf.rollout import response_logprobs
 
-    def via_package(l, i):
-        return label_probabilities(sol.verbalizer_scores(l, i)).log()
+    def via_package(x, i, p, lens):
+        if route == "label_probabilities":
+            return label_probabilities(sol.batch_label_scores(x, i, p, lens)).log()
+        stand_in = lambda ids: (x[:, :ids.shape[1]], None)     # a "model" that returns the given logits  # noqa: E731
+        return [float(r[:k].sum()) for r, k in zip(response_logprobs(stand_in, i, p), lens)]
 
-    assert "switched off" in rejects(ex.check_verbalizer_scores, via_package)
+    assert "switched off" in rejects(ex.check_batch_label_scores, via_package)
+
+
+def test_stand_in_model_route_is_right_when_not_switched_off():
+    """The response_logprobs route refused above would be a right answer: the refusal is what stops it."""
+    from course_utils.rlhf.rollout import response_logprobs
+    for _, x, i, p, lens in ex._score_cases():
+        got = [float(r[:k].sum()) for r, k in zip(response_logprobs(lambda ids: (x[:, :ids.shape[1]], None), i, p),
+                                                 lens)]
+        assert got == pytest.approx(ex._score_reference(x, i, p, lens).tolist(), abs=1e-4)
 
 
 # ---------- exercise 2: contextual calibration ----------
@@ -144,7 +206,7 @@ def test_f1_cannot_call_the_package():
 
 
 @pytest.mark.parametrize("check, via_reference, right", [
-    (ex.check_verbalizer_scores, lambda l, i: ex._score_reference(l, i), sol.verbalizer_scores),
+    (ex.check_batch_label_scores, lambda x, i, p, lens: ex._score_reference(x, i, p, lens), sol.batch_label_scores),
     (ex.check_calibrate, lambda p, c: ex._calibration_reference(p, c), sol.calibrate),
     (ex.check_macro_f1, lambda t, p, c: ex._f1_reference(t, p, c), sol.macro_f1_by_hand),
 ], ids=["scores", "calibrate", "macro_f1"])

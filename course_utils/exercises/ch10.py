@@ -1,34 +1,40 @@
-"""Checks for chapter 10's exercises (the LLM as a classifier): the summed log-probability of a multi-token label
-(a verbalizer's score), contextual calibration by hand, and macro-F1 by hand.
+"""Checks for chapter 10's exercises (the LLM as a classifier): every label's summed log-probability from one padded
+batch (a verbalizer's scores), contextual calibration by hand, and macro-F1 by hand.
 
 Each check calls the learner's function on seeded CPU cases and computes the expected value itself, written
-differently from the reference solution (:mod:`course_utils.solutions.ch10`) and from the package: the label score as
-a log of a product of softmax probabilities in float64 (the solution sums ``log_softmax`` entries), calibration as a
+differently from the reference solution (:mod:`course_utils.solutions.ch10`) and from the package: the label scores as
+a Python loop over each label's positions taking the log of a product of softmax probabilities in float64 (the
+solution gathers ``log_softmax`` entries of the shifted batch under a mask), calibration as a
 Python loop over rows with an explicit normaliser (the solution divides tensors), and macro-F1 from per-class
 precision and recall, F1 = 2 P R / (P + R) (the solution uses 2 TP / (2 TP + FP + FN) from a confusion matrix).
 Failures go through :mod:`course_utils.checks`, whose messages never show the expected value;
 ``tests/test_exercises_ch10.py`` feeds every check the reference solution, correct answers in other forms and the
 likely wrong answers.
 
-The package has each answer (:mod:`course_utils.classify.scoring` and chapter 06's
-:func:`course_utils.lora.answers.label_logprobs`, :func:`course_utils.classify.calibration.contextual_calibration`,
+The package has each answer (:mod:`course_utils.classify.scoring`, chapter 06's
+:func:`course_utils.lora.answers.label_logprobs`, chapter 05's :func:`course_utils.rlhf.rollout.response_logprobs`
+and :func:`course_utils.rlhf.dpo.sequence_logps` (which a stand-in model returning the given logits would reach),
+:func:`course_utils.classify.calibration.contextual_calibration`,
 :func:`course_utils.classify.metrics.macro_f1` and its confusion matrix), so while the learner's function runs
 those are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's own
 references. Libraries outside the course
 (scikit-learn's ``f1_score``) are not blocked.
 
 Conventions the exercise text states.
-Label score: ``label_logits`` is a list with one (K_l, V) tensor per label: row i holds the model's logits at the
-position that predicts the label's token i (the prompt's last position for i = 0, the label's token i - 1 after
-that); ``label_ids[l]`` lists the label's K_l token ids. The score is sum_i log softmax(row i)[token i]: the
-log-probability of the whole label text, no length normalisation. Return the L scores (list or tensor).
+Label scores: ``input_ids`` (L, T) holds in row l the prompt's P = ``prompt_len`` tokens, label l's K_l =
+``label_lens[l]`` tokens, then padding up to T (pad ids are arbitrary vocabulary ids, so a pad cannot be told apart
+by its id); ``logits`` (L, T, V) is a causal model's output on that batch, so position t - 1 predicts the token at t.
+The score of label l is sum over t = P .. P + K_l - 1 of log softmax(logits[l, t - 1])[input_ids[l, t]]: the
+log-probability of the whole label text, no length normalisation, pads left out. Return the L scores (list or
+tensor).
 Calibration (Zhao et al., 2021, "Calibrate Before Use"): q = probs / p_cf per row, renormalised to sum to 1.
 Macro-F1: per class F1 = 2 TP / (2 TP + FP + FN), averaged with equal weight over ``classes``; every class of every
 case occurs in ``y_true``, so no class has an undefined F1.
 
 Tolerances. Scores: float32 logits of order 5, a float32 learner is within ~1e-5 of the float64 value; compared
-within 1e-4 absolute, 1e-5 relative, while the likely mistakes (mean instead of sum, raw logits, probabilities instead
-of log-probabilities, rows shifted by one) are off by 0.1 or more. Calibration: probabilities, float32 within ~1e-7;
+within 1e-4 absolute, 1e-5 relative, while the likely mistakes (no shift, pads or prompt tokens summed, every row
+summed to the longest label, mean instead of sum, raw logits, probabilities instead of log-probabilities) are off by
+0.1 or more (tests/test_exercises_ch10.py feeds each). Calibration: probabilities, float32 within ~1e-7;
 compared within 1e-6. Macro-F1: a float within 1e-9 of a fraction of small integers; compared within 1e-6, while
 accuracy, weighted F1 and F1 of one class differ by at least 0.01 on the cases.
 
@@ -46,6 +52,7 @@ from course_utils import checks
 from course_utils.classify import calibration, metrics, scoring
 from course_utils.device import make_generator
 from course_utils.lora import answers
+from course_utils.rlhf import dpo, rollout
 
 SCORE_ATOL, SCORE_RTOL = 1e-4, 1e-5
 CALIBRATION_ATOL = 1e-6
@@ -57,6 +64,7 @@ def _call(fn: Callable, *args: Any) -> Any:
     references, switched off."""
     package = (scoring.label_logprobs_many, scoring.label_logprobs, scoring.label_logprobs_per_label,
                scoring.label_probabilities, answers.label_logprobs, answers._score_chunk,
+               rollout.response_logprobs, dpo.sequence_logps,
                calibration.contextual_calibration, metrics.macro_f1, metrics.confusion_matrix,
                _score_reference, _calibration_reference, _f1_reference)  # and this module's own answers
     # torch.no_grad() wraps some of them in a closure: switch off the function it wraps
@@ -71,49 +79,58 @@ def _vector(name: str, answer: Any, n: int, hint: str) -> torch.Tensor:
     return t
 
 
-# ---------- exercise 1: a multi-token label's score ----------
+# ---------- exercise 1: every label's score from one padded batch ----------
 
-SCORE_HINT = ("row i of a label's logits predicts that label's token i; turn each row into log-probabilities over "
-              "the whole vocabulary (log-softmax, not the raw logit), pick the label's token, and ADD the K_l values "
-              "(the log-probability of the whole label; no averaging over its length)")
+SCORE_HINT = ("logits at position t - 1 predict the token at position t; turn each of those rows into "
+              "log-probabilities over the whole vocabulary (log-softmax, not the raw logit), pick the token that "
+              "actually sits at t, and ADD the values over the label's own positions only: not the prompt's, not the "
+              "padding's, no averaging over the label's length")
+
+Case = tuple[str, torch.Tensor, torch.Tensor, int, list[int]]
 
 
-def _score_cases() -> list[tuple[str, list[torch.Tensor], list[list[int]]]]:
+def _score_cases() -> list[Case]:
+    """(name, logits (L, T, V), input_ids (L, T), prompt_len, label_lens): random logits, random prompt, label and
+    pad ids (a pad id means nothing, so it is drawn like any token)."""
     g = make_generator(100, "cpu")
     V = 50
 
-    def logits(k: int) -> torch.Tensor:
-        return 3 * torch.randn(k, V, generator=g)
+    def case(name: str, prompt_len: int, label_lens: list[int], extra_pad: int = 0) -> Case:
+        T = prompt_len + max(label_lens) + extra_pad
+        ids = torch.randint(0, V, (len(label_lens), T), generator=g)  # (L, T): the pads are random ids too
+        ids[:, :prompt_len] = ids[0, :prompt_len]                      # one prompt, shared by every row
+        return name, 3 * torch.randn(len(label_lens), T, V, generator=g), ids, prompt_len, label_lens
 
-    return [("three one-token labels", [logits(1), logits(1), logits(1)], [[3], [17], [42]]),
-            ("labels of 1, 2 and 3 tokens", [logits(1), logits(2), logits(3)], [[5], [8, 9], [20, 21, 22]]),
-            ("two labels sharing a first token", [logits(2), logits(3)], [[7, 1], [7, 2, 30]]),
-            ("four labels of 2 tokens, vocabulary of 50", [logits(2) for _ in range(4)],
-             [[0, 49], [10, 11], [12, 13], [48, 47]])]
+    return [case("three one-token labels, no padding", 4, [1, 1, 1]),
+            case("labels of 1, 2 and 3 tokens", 3, [1, 2, 3]),
+            case("a one-token prompt, labels of 2 and 4 tokens", 1, [2, 4]),
+            case("labels of 3, 1, 2, 1 tokens, padded 2 beyond the longest", 5, [3, 1, 2, 1], extra_pad=2)]
 
 
-def _score_reference(label_logits: list[torch.Tensor], label_ids: list[list[int]]) -> torch.Tensor:
+def _score_reference(logits: torch.Tensor, input_ids: torch.Tensor, prompt_len: int,
+                     label_lens: list[int]) -> torch.Tensor:
     scores = []
-    for rows, ids in zip(label_logits, label_ids):
+    for row_logits, row_ids, k in zip(logits.double(), input_ids.tolist(), label_lens):
         probability = 1.0
-        for row, token in zip(rows.double(), ids):
-            probability *= (row.exp()[token] / row.exp().sum()).item()  # p(token | everything before it)
+        for t in range(prompt_len, prompt_len + k):
+            row = row_logits[t - 1]  # the position before t predicts the token at t
+            probability *= (row.exp()[row_ids[t]] / row.exp().sum()).item()
         scores.append(math.log(probability))
     return torch.tensor(scores, dtype=torch.float64)
 
 
-def check_verbalizer_scores(fn: Callable[[list[torch.Tensor], list[list[int]]], Any]) -> None:
-    """Exercise statement: write ``verbalizer_scores(label_logits, label_ids)``.
+def check_batch_label_scores(fn: Callable[[torch.Tensor, torch.Tensor, int, list[int]], Any]) -> None:
+    """Exercise statement: write ``batch_label_scores(logits, input_ids, prompt_len, label_lens)``.
 
-    ``label_logits[l]`` is a (K_l, V) tensor whose row i holds the logits at the position that predicts token i of
-    label l; ``label_ids[l]`` is the list of that label's K_l token ids. Return the L scores
-    sum_i log softmax(label_logits[l][i])[label_ids[l][i]] (list or tensor)."""
-    for label, label_logits, label_ids in _score_cases():
-        name = f"verbalizer scores, {label}"
-        answer = _call(fn, [t.clone() for t in label_logits], [list(ids) for ids in label_ids])
-        checks.check_close(name, _vector(name, answer, len(label_ids), SCORE_HINT),
-                           _score_reference(label_logits, label_ids), atol=SCORE_ATOL, rtol=SCORE_RTOL,
-                           hint=SCORE_HINT)
+    Row l of ``input_ids`` (L, T) is the prompt's ``prompt_len`` tokens, label l's ``label_lens[l]`` tokens, then
+    padding (arbitrary ids); ``logits`` (L, T, V) is a causal model's output on that batch. Return the L scores
+    sum over the label's positions t of log softmax(logits[l, t - 1])[input_ids[l, t]] (list or tensor)."""
+    for label, logits, input_ids, prompt_len, label_lens in _score_cases():
+        name = f"batch label scores, {label}"
+        answer = _call(fn, logits.clone(), input_ids.clone(), prompt_len, list(label_lens))
+        checks.check_close(name, _vector(name, answer, len(label_lens), SCORE_HINT),
+                           _score_reference(logits, input_ids, prompt_len, label_lens), atol=SCORE_ATOL,
+                           rtol=SCORE_RTOL, hint=SCORE_HINT)
 
 
 # ---------- exercise 2: contextual calibration ----------

@@ -1,19 +1,26 @@
-"""Reference solutions to chapter 10's exercises: the summed log-probability of a multi-token label, contextual
-calibration, and macro-F1. The conventions are spelt out in :mod:`course_utils.exercises.ch10`. Try the exercises
-before reading these."""
+"""Reference solutions to chapter 10's exercises: every label's summed log-probability from one padded batch,
+contextual calibration, and macro-F1. The conventions are spelt out in :mod:`course_utils.exercises.ch10`. Try the
+exercises before reading these."""
 
 from __future__ import annotations
 
 import torch
 
 
-def verbalizer_scores(label_logits: list[torch.Tensor], label_ids: list[list[int]]) -> torch.Tensor:
-    """(L,) sum over each label's tokens of log p(token | prompt, earlier label tokens)."""
-    scores = []
-    for logits, ids in zip(label_logits, label_ids):
-        logprobs = torch.log_softmax(logits.float(), dim=-1)  # (K, V): row i predicts token i
-        scores.append(logprobs[torch.arange(len(ids)), torch.tensor(ids)].sum())
-    return torch.stack(scores)
+def batch_label_scores(logits: torch.Tensor, input_ids: torch.Tensor, prompt_len: int,
+                       label_lens: list[int]) -> torch.Tensor:
+    """(L,) sum over each label's tokens of log p(token | prompt, earlier label tokens), from one right-padded batch.
+
+    Why no attention mask is needed here: the padding sits AFTER each label, and a causal model's position t - 1
+    attends only to positions up to t - 1, so no logit that scores a label token has seen a pad. (Left padding, or a
+    bidirectional model, would need the mask.)"""
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)      # (L, T-1, V): position t predicts t + 1
+    targets = input_ids[:, 1:]                                         # (L, T-1): the token each row predicts
+    picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)    # (L, T-1)
+    t = torch.arange(1, input_ids.shape[1], device=input_ids.device)  # (T-1,): the position of each target
+    lens = torch.tensor(label_lens, device=input_ids.device)          # (L,)
+    in_label = (t >= prompt_len) & (t < prompt_len + lens[:, None])    # (L, T-1): label tokens only
+    return (picked * in_label).sum(dim=1)
 
 
 def calibrate(probs: torch.Tensor, p_cf: torch.Tensor) -> torch.Tensor:
