@@ -16,6 +16,16 @@ def test_the_readme_carries_the_generated_chapter_map():
         "README's chapter table differs from course_utils.delivery.chapters: paste chapter_map_markdown()'s output")
 
 
+def test_the_readmes_book_times_are_the_maps_sums():
+    """The README types the book's total times; they must be the map's sums, rounded, so they cannot drift."""
+    import re
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"about (\d+) minutes for the cpu book and about (\d+) minutes for the smoke book", readme)
+    assert found, "README no longer states the book's cpu and smoke times in the expected sentence"
+    sums = [round(sum(c.minutes[p] for c in (START_HERE, *CHAPTERS))) for p in ("cpu", "smoke")]
+    assert [int(found[1]), int(found[2])] == sums, f"README's book times should be the map's sums, {sums} minutes"
+
+
 def test_every_chapter_row_links_its_file_and_colab():
     table = chapter_map_markdown()
     for c in (START_HERE, *CHAPTERS):
