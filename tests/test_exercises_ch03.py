@@ -143,6 +143,30 @@ def test_decode_ids_refuses_ready_made_decoders(tok, decoder):
         ex.check_decode_ids(decoder, vocab, tok.encode(VAL), VAL)
 
 
+def test_decode_ids_refuses_decoders_built_before_the_check(tok):
+    # Compiled decoders built from the chapter's tokenizer before the check (as the notebook's hf_ours and tk_ours
+    # are) cannot be switched off, and ignore `vocab`: the case with a vocabulary of its own must catch them.
+    hf_ours = to_hf_tokenizer(tok)
+    tk_ours = tiktoken.Encoding("x", pat_str=GPT2_PATTERN,
+                                mergeable_ranks={t: i for i, t in enumerate(tok.vocab[:256 + len(tok.merges)])},
+                                special_tokens={})
+    prebuilt = [lambda ids, vocab: hf_ours.decode(ids),
+                lambda ids, vocab: bytes(tk_ours._core_bpe.decode_bytes(ids)).decode("utf-8", "replace")]
+    ids = tok.encode(VAL)
+    for decoder in prebuilt:
+        assert decoder(ids, tok.vocab) == VAL  # right on the chapter's vocabulary...
+        assert decoder([0xF0, 0x9F, 104], tok.vocab) == "\ufffdh"
+        fails(ex.check_decode_ids, decoder, tok.vocab, ids, VAL)  # ...and refused
+    with pytest.raises(AssertionError, match="switched off"):  # built inside the answer: switched off
+        ex.check_decode_ids(lambda ids, vocab: to_hf_tokenizer(tok).decode(ids), tok.vocab, ids, VAL)
+
+
+def test_decode_ids_without_replace_fails_with_the_hint(tok):
+    strict = lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8")  # noqa: E731
+    with pytest.raises(AssertionError, match="UnicodeDecodeError.*errors='replace'"):
+        ex.check_decode_ids(strict, tok.vocab, tok.encode(VAL), VAL)
+
+
 # ---- exercise 3 ------------------------------------------------------------------------------------------------
 WORD = r"\w+|[^\w\s]"
 
@@ -218,7 +242,9 @@ def _last_rank(t, w):  # off by one: the rank of the last merge, not how many me
 
 
 @pytest.mark.parametrize("wrong", [_merges_used, _last_rank, lambda t, w: len(t.merges),
-                                   lambda t, w: sol.merges_until_one_token(t, w) or 0])
+                                   lambda t, w: sol.merges_until_one_token(t, w) or 0,
+                                   # one character taken for one byte: 'é' is two bytes and may need a merge
+                                   lambda t, w: 0 if len(w) == 1 else sol.merges_until_one_token(t, w)])
 def test_merges_until_one_token_rejects(tok, toy_tok, wrong):
     fails(ex.check_merges_until_one_token, wrong, tok, toy_tok)
 

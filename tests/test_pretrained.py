@@ -56,6 +56,64 @@ def test_cache_is_written_atomically_and_rebuilt_when_corrupt(tmp_path, monkeypa
     assert fourth.source == "gguf" and "failed to load" in capsys.readouterr().out
 
 
+SMOL_PROBES = ["The capital of France is", " goblinmode naïve 🤖", "To be, or not to be:\n\tthat is 2024!"]
+
+
+def _smol_ids(tokenizer):
+    return [tokenizer(s, add_special_tokens=False)["input_ids"] for s in SMOL_PROBES]
+
+
+def test_smollm2_tokenizer_alone_gives_load_smollm2s_ids_without_converting(tmp_path, monkeypatch, capsys):
+    from transformers import AutoTokenizer
+
+    real_cache = pretrained.smollm2_cache_path()  # the course cache, when an earlier run converted the model
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+
+    def no_conversion(gguf):
+        raise AssertionError("the tokenizer alone must not convert the model")
+
+    monkeypatch.setattr(pretrained, "_from_gguf", no_conversion)
+    from_gguf = pretrained.load_smollm2_tokenizer()  # no cache here: read from the GGUF file
+    assert len(from_gguf) == 49152 and not pretrained.smollm2_cache_path().exists()
+
+    # load_smollm2 writes its cache as usual; a tiny model stands in for the 135M one, so nothing is converted
+    tiny, _ = _tiny_llama_and_tokenizer()
+    monkeypatch.setattr(pretrained, "_from_gguf", lambda gguf: (tiny, pretrained._gguf_tokenizer(gguf)))
+    converted = pretrained.load_smollm2()
+    cached = pretrained.load_smollm2()
+    assert converted.source == "gguf" and cached.source == "cache"
+    monkeypatch.setattr(pretrained, "_gguf_tokenizer", no_conversion)  # a complete cache is read, not the GGUF
+    from_cache = pretrained.load_smollm2_tokenizer()
+    assert _smol_ids(from_gguf) == _smol_ids(converted.tokenizer) == _smol_ids(cached.tokenizer) == \
+        _smol_ids(from_cache)
+    assert _smol_ids(from_gguf)[1] != _smol_ids(from_gguf)[2]  # the probes are not all the same ids
+    if is_complete_dir(real_cache):  # what load_smollm2 returns on this machine, when converted by a real run
+        assert _smol_ids(AutoTokenizer.from_pretrained(real_cache)) == _smol_ids(from_gguf)
+
+
+def test_smollm2_tokenizer_alone_falls_back_to_the_gguf_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    tiny, stand_in = _tiny_llama_and_tokenizer()  # MiniLM's tokenizer in the cache: easy to tell from SmolLM2's
+    monkeypatch.setattr(pretrained, "_from_gguf", lambda gguf: (tiny, stand_in))
+    pretrained.load_smollm2()
+    assert len(pretrained.load_smollm2_tokenizer()) == len(stand_in) != 49152  # the cache is read when complete
+
+    monkeypatch.setattr(pretrained, "_from_gguf", None)  # never converts the model
+    (path,) = pretrained.smollm2_cache_path().glob("tokenizer.json")
+    path.write_text(path.read_text()[:100])  # a truncated write
+    capsys.readouterr()
+    assert len(pretrained.load_smollm2_tokenizer()) == 49152 and "incomplete" in capsys.readouterr().out
+
+    pretrained.shutil.rmtree(pretrained.smollm2_cache_path())
+    monkeypatch.setattr(pretrained, "_from_gguf", lambda gguf: (tiny, stand_in))
+    pretrained.load_smollm2()
+    (path,) = pretrained.smollm2_cache_path().glob("tokenizer.json")
+    path.write_bytes(b"\0" * path.stat().st_size)  # same size, garbage content: detected when loading
+    tokenizer = pretrained.load_smollm2_tokenizer()
+    assert len(tokenizer) == 49152 and "failed to load" in capsys.readouterr().out
+    assert pretrained.smollm2_cache_path().exists()  # left for load_smollm2 to rebuild when the model is needed
+
+
 def test_minilm_embeddings_rank_paraphrases_first():
     loaded = pretrained.load_minilm()
     emb = pretrained.embed_sentences(loaded, ["A man is playing a guitar.", "Someone plays an instrument.",

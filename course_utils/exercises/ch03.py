@@ -9,10 +9,11 @@ runs (exercises 1 and 2), every ready-made BPE encoder and decoder the notebook 
 :func:`course_utils.checks.package_functions_switched_off`: ``BPETokenizer``'s encode and decode paths (merge list
 and tiktoken ranks, ``from_ranks``), this module's own helper, ``to_hf_tokenizer``, and tiktoken's ``Encoding`` and
 ``_educational`` encoders. Code that lives in compiled extensions (a ``tokenizers`` BPE model built from scratch,
-tiktoken's ``_tiktoken.CoreBPE``) cannot be switched off this way. While the learner's answers to exercises 3 and 4
-run, this module's own reference (``_capped_rate``, ``_words_by_count``; ``_one_token_k``, ``_merge_word``) is
-switched off; while the learner's heap key runs (exercise 5), the package's own tie key (``train.tie_key`` and its
-``_Greater`` class).
+tiktoken's ``_tiktoken.CoreBPE``) cannot be switched off this way; one built beforehand from the chapter's tokenizer
+fails the cases with merges (exercise 1) or a vocabulary (exercise 2) of their own. While the learner's answers to
+exercises 3 and 4 run, this module's own reference (``_capped_rate``, ``_words_by_count``; ``_one_token_k``,
+``_merge_word``) is switched off; while the learner's heap key runs (exercise 5), the package's own tie key
+(``train.tie_key`` and its ``_Greater`` class).
 ``tests/test_exercises_ch03.py`` feeds every check the reference solution, a correct answer in another form and the
 likely wrong answers, including one that goes through each ready-made encoder.
 """
@@ -111,13 +112,26 @@ def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence
     hint = "join the tokens' bytes first and decode UTF-8 once, with errors='replace'"
     vocab = list(vocab)
     emoji = [0xF0, 0x9F, 0xA4, 0x96]  # 🤖 as four single-byte tokens
+    # A vocabulary of its own, so that the answer must read `vocab`: a decoder built beforehand from the chapter's
+    # tokenizer (a compiled one cannot be switched off) gives other bytes. Ids 0-255 are the bytes in reverse order,
+    # 256 is "é", 257 and 258 the two halves of 🤖, 259 " king".
+    own_vocab = [bytes([255 - b]) for b in range(256)] + ["é".encode(), b"\xf0\x9f", b"\xa4\x96", b" king"]
+    own_text = "Hé 🤖 king\ufffd"
+    own_ids = [255 - ord("H"), 256, 255 - 0x20, 257, 258, 259, 255 - 0xC3]  # ends in half a character
+    cases = [("a character split over four tokens", list(emoji), vocab, "🤖"),
+             ("half a character, then 'h'", [0xF0, 0x9F, 104], vocab, "\ufffdh"),
+             ("é from two byte tokens", [0xC3, 0xA9, 0x20], vocab, "é "),
+             ("a vocabulary of its own (ids 0-255 are not the bytes 0-255)", own_ids, own_vocab, own_text),
+             ("held-out text", list(ids_of_text), vocab, text)]
+    answers = []
     with _without_ready_made_codecs():
-        answers = [fn(list(emoji), vocab), fn([0xF0, 0x9F, 104], vocab), fn([0xC3, 0xA9, 0x20], vocab),
-                   fn(list(ids_of_text), vocab)]
-    checks.check_equal("a character split over four tokens", answers[0], "🤖", hint=hint)
-    checks.check_equal("half a character, then 'h'", answers[1], "\ufffdh", hint=hint)
-    checks.check_equal("é from two byte tokens", answers[2], "é ", hint=hint)
-    checks.check_equal("held-out text", answers[3], text, hint=hint)
+        for name, ids, v, _ in cases:
+            try:
+                answers.append(fn(list(ids), list(v)))
+            except UnicodeDecodeError as err:
+                raise AssertionError(f"{name}: your function raised UnicodeDecodeError ({err}). {hint}") from None
+    for (name, _, _, want), got in zip(cases, answers):
+        checks.check_equal(name, got, want, hint=hint)
 
 
 def _words_by_count(text: str) -> list[tuple[str, int]]:
@@ -168,11 +182,14 @@ def check_capped_unknown_rate(fn: Callable, train_text: str, val_text: str,
 def check_merges_until_one_token(fn: Callable, tokenizer, toy_tokenizer) -> None:
     """``fn(tokenizer, word)`` -> smallest k such that the first k merges make ``word`` one token, or None."""
     hint = ("k counts merges in the list up to and including the last one the word needs (not only the merges it "
-            "uses); 0 for a single byte; None if even all merges leave several tokens")
+            "uses); 0 for a single byte (one character can be several bytes: 'é' is two); None if even all merges "
+            "leave several tokens")
     abc = BPETokenizer([(97, 98), (120, 121), (256, 99)])  # ab, xy, abc: 'abc' needs 3 merges of the list, uses 2
+    e_acute = BPETokenizer([(97, 98), (0xC3, 0xA9)])  # 'é' is the two bytes C3 A9, joined by the second merge
     expected = [("a single byte needs no merge", tokenizer, "a", 0), ("abc with an unrelated merge between", abc,
                                                                      "abc", 3),
-                ("a word that never becomes one token", toy_tokenizer, " lowest", None)]
+                ("a word that never becomes one token", toy_tokenizer, " lowest", None),
+                ("one character of two bytes, 'é'", e_acute, "é", 2)]
     for word in (" the", " and", " to", " lord"):
         expected.append((f"{word!r} in the chapter's tokenizer", tokenizer, word, _one_token_k(tokenizer, word)))
     with checks.package_functions_switched_off(_one_token_k, _merge_word):  # this module's own answer

