@@ -119,6 +119,22 @@ def test_kl_and_reward_rejects_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_kl_and_reward, wrong), sol.kl_and_reward(pi, p, r))
 
 
+def xlogy_of_ratio(pi, q, r):
+    return (pi * r).sum(), torch.xlogy(pi, pi / q).sum()
+
+
+def kl_div_of_logs(pi, q, r):
+    return (pi * r).sum(), torch.nn.functional.kl_div(q.log(), pi, reduction="sum")
+
+
+@pytest.mark.parametrize("zero_over_zero", [xlogy_of_ratio, kl_div_of_logs])
+def test_kl_and_reward_names_zero_over_zero_where_pi_and_pi_ref_are_both_zero(zero_over_zero):
+    # idiomatic forms that give 0 / 0 = NaN where pi = pi_ref = 0 (the exercise says such terms occur): rejected,
+    # with a hint that names the cause
+    message = rejects(ex.check_kl_and_reward, zero_over_zero)
+    assert "NaN" in message and "0 / 0" in message and "both 0" in message
+
+
 def test_optimal_policy_maximises_the_regularised_objective():
     # the identity the notebook asks about: E_pi*[r] - beta KL(pi* || pi_ref) = beta log Z, and no pi does better
     g = torch.Generator().manual_seed(0)

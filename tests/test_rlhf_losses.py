@@ -146,6 +146,31 @@ def test_kl_estimators_are_unbiased_on_a_categorical_pair():
     assert kl_estimate(logp, ref_logp, "k2").mean().item() > 0  # biased, but still a divergence
 
 
+def test_kl_estimate_gradients_as_losses_k1_zero_k3_forward_kl():
+    # Tang and Munos 2025: exact expectations over a categorical policy (no sampling noise). As losses on the policy's
+    # own samples, k1's gradient is 0 on average and k3's is the gradient of the forward KL(ref || pi), not the reverse
+    theta = t(0.5, -0.3, 0.1, 0.2).requires_grad_(True)  # (4,) logits
+    log_ref = t(0.1, 0.4, 0.3, 0.2).log()
+    log_pi = torch.log_softmax(theta, dim=0)
+    weight = log_pi.exp().detach()  # E over y ~ pi; the sampling itself has no gradient
+
+    def grad(x):
+        return torch.autograd.grad(x, theta, retain_graph=True)[0]
+
+    k1 = (weight * kl_estimate(log_pi, log_ref, "k1")).sum()
+    k3 = (weight * kl_estimate(log_pi, log_ref, "k3")).sum()
+    reverse = (log_pi.exp() * (log_pi - log_ref)).sum()
+    forward = (log_ref.exp() * (log_ref - log_pi)).sum()
+    torch.testing.assert_close(k1, reverse)  # both values are unbiased for the reverse KL ...
+    torch.testing.assert_close(k3, reverse)
+    torch.testing.assert_close(grad(k1), torch.zeros_like(theta))  # ... but k1's gradient vanishes on average
+    torch.testing.assert_close(grad(k3), grad(forward))  # and k3's is the forward KL's
+    assert (grad(k3) - grad(reverse)).abs().max() > 0.05
+    # k1 as a reward, through the policy gradient E[k1 * grad log pi], is the reverse KL's gradient
+    score = torch.autograd.functional.jacobian(lambda th: torch.log_softmax(th, dim=0), theta.detach())  # (y, theta)
+    torch.testing.assert_close(weight @ (kl_estimate(log_pi, log_ref, "k1").detach()[:, None] * score), grad(reverse))
+
+
 # ---- masked mean and whitening -------------------------------------------------------------------------------------
 
 def test_masked_mean_and_whiten():

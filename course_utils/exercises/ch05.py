@@ -97,10 +97,13 @@ def _kl_reference(pi: torch.Tensor, pi_ref: torch.Tensor, rewards: torch.Tensor)
 
 def check_kl_and_reward(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]) -> None:
     """``fn(pi (N,), pi_ref (N,), rewards (N,)) -> (expected reward under pi, KL(pi || pi_ref))`` in nats, with
-    0 log 0 = 0. ``pi`` is zero wherever ``pi_ref`` is (otherwise the KL is infinite)."""
+    0 log 0 = 0. ``pi`` is zero wherever ``pi_ref`` is (otherwise the KL is infinite); the cases include responses
+    with pi = pi_ref = 0, as the notebook says, so a ratio pi / pi_ref must not reach the sum there (0 / 0 = NaN)."""
     hint = ("the expected reward averages r under pi (not under pi_ref); KL(pi || pi_ref) = sum over y of "
             "pi(y) * log(pi(y) / pi_ref(y)) with the natural log, and a term with pi(y) = 0 counts as 0 (leave it "
-            "out, e.g. with torch.where, rather than computing 0 * log 0); return the pair in that order")
+            "out, e.g. with torch.where, rather than computing 0 * log 0); where pi(y) and pi_ref(y) are both 0, "
+            "pi / pi_ref is 0 / 0 = NaN, and neither 0 * NaN nor torch.xlogy(0, NaN) gives 0 back; return the pair "
+            "in that order")
     d = torch.float64
     pi_ref = torch.tensor([0.4, 0.0, 0.3, 0.2, 0.1], dtype=d)
     rewards = torch.tensor([1.0, 9.0, -0.5, 2.0, 0.0], dtype=d)

@@ -4,7 +4,9 @@ Shao et al., 2024, "DeepSeekMath: Pushing the Limits of Mathematical Reasoning i
 DeepSeek-R1 (DeepSeek-AI, 2025) and most open reasoning models since: for each prompt sample a group of G responses,
 score each with a reward (often a verifiable one: a checker, not a learned model), and use each response's reward
 minus its group's mean, divided by the group's standard deviation, as the advantage of every one of its tokens. The
-KL to the reference enters the loss directly (the k3 estimator, which is never negative), not the reward.
+KL to the reference enters the loss directly (the k3 estimator, which is never negative), not the reward; the
+gradient of that term is, in expectation, the gradient of the forward KL(ref || policy) per token (Tang and Munos,
+2025; see :func:`course_utils.rlhf.losses.kl_estimate`), not of the KL(policy || ref) that the logs record.
 
 The loss here averages over all response tokens of the batch (as DAPO, Yu et al., 2025, recommends) rather than
 first within each response as DeepSeekMath writes it; the notebook says so. Left out: the length-normalisation

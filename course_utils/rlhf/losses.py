@@ -12,6 +12,8 @@ References
   OpenAI baselines' ``ppo2``.
 * GAE: J. Schulman et al., "High-Dimensional Continuous Control Using Generalized Advantage Estimation", 2016.
 * KL estimators k1, k2, k3: J. Schulman, "Approximating KL Divergence" (blog post, joschu.net), 2020.
+* Gradients of KL estimators used as losses: Y. Tang and R. Munos, "On a few pitfalls in KL divergence gradient
+  estimation for RL", 2025 (arXiv 2506.09477).
 * GRPO: Z. Shao et al., "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models", 2024.
 
 Shapes: B sequences (or B = n_groups * group_size completions in GRPO), T response tokens. A ``mask`` is a bool or
@@ -234,6 +236,13 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") ->
     * k2 = 0.5 * log_ratio^2: biased (low bias when p and q are close), always >= 0, low variance;
     * k3 = exp(-log_ratio) - 1 + log_ratio = (r - 1) - log r with r = q(x)/p(x): unbiased and always >= 0
       (log r <= r - 1); the estimator of GRPO's KL penalty (DeepSeekMath).
+
+    These estimate the KL's *value*. Differentiating an estimate as a loss is not differentiating the KL (Tang and
+    Munos 2025): on samples x ~ p, the gradient of k1 is grad log p(x), whose expectation is 0 (k1 as a loss does
+    nothing on average, whatever its sign); the gradient of k3 is (1 - q(x)/p(x)) grad log p(x), whose expectation is
+    the gradient of the *forward* KL(ref || policy), not of the KL(policy || ref) that its value estimates. k1 used
+    as a reward (through the policy gradient, as the PPO trainer's per-token penalty) follows the gradient of
+    KL(policy || ref). ``tests/test_rlhf_losses.py`` checks both facts with exact expectations.
     """
     _check_pair("logp", logp, "ref_logp", ref_logp)
     if kind not in KL_KINDS:
