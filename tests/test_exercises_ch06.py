@@ -297,5 +297,80 @@ def test_exercise_1_cannot_be_passed_by_wrapping_a_meta_model_with_the_package()
     def cheat(config, r, targets):
         return apply_lora(meta_model(dict(config)), tuple(targets), r=r, alpha=16.0).trainable
 
-    with pytest.raises(AssertionError, match="arithmetic"):
-        ex.check_lora_parameter_count(cheat)
+    assert "switched off" in rejects(ex.check_lora_parameter_count, cheat)
+
+
+def _own_meta_llama(config):
+    # a meta-device Llama built without the package's meta_model, so each cheat below meets only the switch it tests
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.device("meta"):
+        return LlamaForCausalLM(LlamaConfig(vocab_size=8, **config))
+
+
+def _lora_layer_sum(model, r, targets):
+    # the notebook's own name: `from course_utils.lora.layer import LoRALinear`, not the attribute of wrap
+    from course_utils.lora.layer import LoRALinear
+
+    return sum(p.numel() for name, module in model.named_modules() if name.split(".")[-1] in targets
+               for p in LoRALinear(module, r, 1.0).parameters() if p.requires_grad)
+
+
+def layer_over_meta_model(config, r, targets):  # the first cheat of the chapter-06 review
+    from course_utils.lora.memory import meta_model
+
+    return _lora_layer_sum(meta_model(dict(config)), r, targets)
+
+
+def layer_over_own_llama(config, r, targets):
+    return _lora_layer_sum(_own_meta_llama(config), r, targets)
+
+
+def peft_over_meta_model(config, r, targets):  # the second cheat of the review: peft's one-liner
+    peft = pytest.importorskip("peft")
+    from course_utils.lora.memory import meta_model
+
+    return peft.get_peft_model(meta_model(dict(config)), peft.LoraConfig(
+        r=r, target_modules=list(targets))).get_nb_trainable_parameters()[0]
+
+
+def peft_over_own_llama(config, r, targets):
+    peft = pytest.importorskip("peft")
+    return peft.get_peft_model(_own_meta_llama(config), peft.LoraConfig(
+        r=r, target_modules=list(targets))).get_nb_trainable_parameters()[0]
+
+
+def peft_model_class_over_own_llama(config, r, targets):  # peft without get_peft_model
+    peft = pytest.importorskip("peft")
+    return peft.PeftModel(_own_meta_llama(config), peft.LoraConfig(
+        r=r, target_modules=list(targets))).get_nb_trainable_parameters()[0]
+
+
+def peft_layer_over_own_llama(config, r, targets):  # peft's LoRA layer, one Linear at a time
+    peft = pytest.importorskip("peft")
+    from peft.tuners.lora import Linear
+
+    lora_config = peft.LoraConfig(r=r)
+    return sum(p.numel() for name, module in _own_meta_llama(config).named_modules()
+               if name.split(".")[-1] in targets
+               for n, p in Linear(module, "default", lora_config, r=r, lora_alpha=r).named_parameters()
+               if n.startswith("lora_"))
+
+
+MODEL_CHEATS = [layer_over_meta_model, layer_over_own_llama, peft_over_meta_model, peft_over_own_llama,
+                peft_model_class_over_own_llama, peft_layer_over_own_llama]
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize("cheat", MODEL_CHEATS)
+def test_exercise_1_refuses_every_model_based_route(cheat):
+    config, r, targets = dict(ex.SMOLLM2_135M), 2, ("q_proj", "up_proj")
+    # each cheat gives the right count when nothing is switched off (so this test can fail) ...
+    assert cheat(config, r, targets) == sol.lora_parameter_count(config, r, targets)
+    # ... and is refused by the check, without the expected values in the message
+    message = rejects(ex.check_lora_parameter_count, cheat)
+    assert "switched off" in message
+    assert_hidden(message, expected_counts())
+    # everything is restored afterwards: the cheat works again, and a right answer still passes
+    assert cheat(config, r, targets) == sol.lora_parameter_count(config, r, targets)
+    ex.check_lora_parameter_count(sol.lora_parameter_count)

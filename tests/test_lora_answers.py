@@ -80,6 +80,7 @@ def test_label_logprobs_equal_a_plain_forward_pass_per_label():
         for k, ids in enumerate(label_ids):
             assert scores[n, k].item() == pytest.approx(reference_label_logprob(model, e.prompt_ids, ids), abs=1e-4)
     torch.testing.assert_close(label_logprobs(model, tok, examples, labels, batch_size=1), scores)
+    torch.testing.assert_close(label_logprobs(model, tok, examples, labels, batch_size=2, progress=True), scores)
     assert (scores < 0).all()
 
 

@@ -55,6 +55,18 @@ def test_lora_on_the_meta_7b_counts_only_A_and_B_for_gradients_and_adam():
     assert memory.gradients == 4 * lora and memory.optimizer_states == 8 * lora
 
 
+def test_frozen_bf16_weights_with_a_float32_adapter():
+    # peft's default on a bf16 model: frozen weights 2 bytes, the adapter's own weights upcast to float32 (4 bytes),
+    # their gradients float32 (4) and both Adam moments float32 (8)
+    model = meta_model(LLAMA2_7B_CONFIG)
+    apply_lora(model, ["q_proj", "v_proj"], r=8, alpha=16.0)
+    lora, total = 4_194_304, 6_738_415_616 + 4_194_304
+    memory = training_memory(model, weight_bytes=2, trainable_weight_bytes=4)
+    assert memory.weights == 2 * (total - lora) + 4 * lora
+    assert memory.gradients == 4 * lora and memory.optimizer_states == 8 * lora
+    assert training_memory(model, weight_bytes=2).weights == 2 * total  # default: every weight at weight_bytes
+
+
 def test_tied_weights_count_once_and_frozen_ones_have_no_gradients():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=2, n_embd=8, tie_weights=True))
@@ -73,6 +85,8 @@ def test_tied_weights_count_once_and_frozen_ones_have_no_gradients():
     (dict(adam_state_bytes=-8), ValueError, "adam_state_bytes must be >= 0"),
     (dict(weight_bytes=2.0), TypeError, "weight_bytes must be an int"),
     (dict(grad_bytes=True), TypeError, "grad_bytes must be an int"),
+    (dict(trainable_weight_bytes=0), ValueError, "trainable_weight_bytes must be >= 1"),
+    (dict(trainable_weight_bytes=4.0), TypeError, "trainable_weight_bytes must be an int"),
 ])
 def test_byte_arguments_are_validated(kwargs, error, match):
     with pytest.raises(error, match=match):

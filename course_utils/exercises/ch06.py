@@ -117,16 +117,35 @@ def check_lora_parameter_count(fn: Callable[[dict, int, tuple[str, ...]], Any]) 
 
 @contextlib.contextmanager
 def _package_lora_switched_off(name: str):
-    """While the learner's function runs, the package's LoRA layer refuses to be built, so wrapping a (meta) model
-    with apply_lora and reading its count cannot pass the check: the exercise asks for the arithmetic."""
-    from course_utils.lora import wrap
+    """While the learner's function runs, every model-based route to the count refuses to run, so the check passes
+    only the arithmetic the exercise asks for: the package's LoRA layer cannot be built (its class's ``__init__`` is
+    replaced, which catches every name it was imported under, and so ``apply_lora`` too), ``meta_model`` is switched
+    off, and, where peft is installed, so are ``peft.get_peft_model``, the ``__init__`` of peft's ``BaseTuner``
+    (which every peft route to a LoRA model goes through: ``PeftModel``, ``LoraModel``, ``inject_adapter_in_model``)
+    and that of its ``LoraLayer`` (every peft LoRA layer built on its own).
+    Everything is restored afterwards, also when the learner's function raises."""
+    import importlib.util
 
-    class Refused(wrap.LoRALinear):  # still a class, so isinstance checks in apply_lora keep working
-        def __init__(self, *args, **kwargs):
-            raise AssertionError(f"{name}: this exercise asks for the count by arithmetic on the config; "
-                                 f"apply_lora and LoRALinear are switched off while the check runs")
+    from course_utils.lora import layer, memory
 
-    with mock.patch.object(wrap, "LoRALinear", Refused):
+    message = (f"{name}: this exercise asks for the count by arithmetic on the config; LoRALinear, apply_lora, "
+               f"meta_model and peft are switched off while the check runs")
+
+    def refusing_init(self, *args, **kwargs):
+        raise AssertionError(message)
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(layer.LoRALinear, "__init__", refusing_init))
+        switched_off = [memory.meta_model]
+        if importlib.util.find_spec("peft") is not None:
+            import peft
+            from peft.tuners.lora import LoraLayer
+            from peft.tuners.tuners_utils import BaseTuner
+
+            switched_off.append(peft.get_peft_model)
+            for cls in (BaseTuner, LoraLayer):
+                stack.enter_context(mock.patch.object(cls, "__init__", refusing_init))
+        stack.enter_context(checks.package_functions_switched_off(*switched_off))
         yield
 
 

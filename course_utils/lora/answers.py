@@ -114,14 +114,15 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> list[tuple[int, ...]]:
 
 @torch.no_grad()
 def label_logprobs(model: nn.Module, tokenizer, examples: list[SFTExample], labels: Sequence[str],
-                   batch_size: int = 32) -> torch.Tensor:
+                   batch_size: int = 32, progress: bool = False) -> torch.Tensor:
     """(N, L) float32 tensor, on the CPU: log p(label tokens | prompt) summed over each label's tokens, for every
     example's prompt and every label. The label words alone are scored (not the ``<|im_end|>`` after them), so the
     argmax over a row is the label the model would most likely START its answer with; labels are case-sensitive
     ("Sadness" and "sadness" are different tokens).
 
     Each prompt is run once (``batch_size`` prompts at a time, left-padded) and its keys and values are reused for
-    all L labels, so scoring costs about one forward pass per prompt rather than L."""
+    all L labels, so scoring costs about one forward pass per prompt rather than L. ``progress`` shows a bar over
+    the batches."""
     _check_common(model, examples, batch_size)
     label_ids = label_token_ids(tokenizer, labels)
     n_labels, longest = len(label_ids), max(len(ids) for ids in label_ids)
@@ -135,7 +136,8 @@ def label_logprobs(model: nn.Module, tokenizer, examples: list[SFTExample], labe
     model.eval()
     scores = []
     try:
-        for start in range(0, len(examples), batch_size):
+        for start in tqdm(range(0, len(examples), batch_size), desc="label scores", disable=not progress,
+                          leave=False):
             scores.append(_score_chunk(model, examples[start:start + batch_size], label_tokens, label_mask,
                                        pad_id).cpu())
     finally:

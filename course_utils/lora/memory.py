@@ -52,19 +52,26 @@ def _check_bytes(name: str, value: object, minimum: int) -> None:
 
 
 def training_memory(model: nn.Module, weight_bytes: int = 4, grad_bytes: int = 4,
-                    adam_state_bytes: int = 8) -> TrainingMemory:
+                    adam_state_bytes: int = 8, trainable_weight_bytes: int | None = None) -> TrainingMemory:
     """Memory to train ``model`` with AdamW: ``weight_bytes`` for every parameter (tied ones once), ``grad_bytes``
     and ``adam_state_bytes`` (both moments together: 8 = two float32 tensors) for each parameter with
-    ``requires_grad``. The defaults are float32 full precision. Works on a model on the meta device."""
+    ``requires_grad``. The defaults are float32 full precision. ``trainable_weight_bytes`` (default: ``weight_bytes``)
+    stores the trainable parameters' weights at another size: with frozen weights in bf16 and a float32 adapter
+    (peft's default, ``autocast_adapter_dtype=True``), ``weight_bytes=2, trainable_weight_bytes=4``. Works on a model
+    on the meta device."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     _check_bytes("weight_bytes", weight_bytes, 1)
     _check_bytes("grad_bytes", grad_bytes, 0)
     _check_bytes("adam_state_bytes", adam_state_bytes, 0)  # 0: plain SGD without momentum
+    if trainable_weight_bytes is None:
+        trainable_weight_bytes = weight_bytes
+    _check_bytes("trainable_weight_bytes", trainable_weight_bytes, 1)
     params = list(model.parameters())  # deduplicated: a tied tensor appears once
     total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)
-    return TrainingMemory(weights=total * weight_bytes, gradients=trainable * grad_bytes,
+    return TrainingMemory(weights=(total - trainable) * weight_bytes + trainable * trainable_weight_bytes,
+                          gradients=trainable * grad_bytes,
                           optimizer_states=trainable * adam_state_bytes, trainable_params=trainable,
                           total_params=total)
 
