@@ -37,6 +37,22 @@ def test_perplexity_rejects_wrong(wrong):
     _fails(ex.check_perplexity, wrong, PROBS)
 
 
+LONG_PROBS = [0.1, 0.02, 0.3, 0.05] * 500  # 2,000 probabilities: their product underflows to 0.0 in float64
+
+
+@pytest.mark.parametrize("product_form", [
+    lambda p: math.prod(p) ** (-1 / len(p)),                        # ZeroDivisionError: 0.0 to a negative power
+    lambda p: 1 / math.prod(p) ** (1 / len(p)),                     # ZeroDivisionError: 1 / 0.0
+    lambda p: torch.tensor(p).prod() ** (-1 / len(p)),               # float32 tensor: 0 ** negative = inf
+])
+def test_perplexity_rejects_the_product_form_with_the_underflow_hint(product_form):
+    assert float(product_form([0.25] * 10)) == pytest.approx(4.0)   # right on paper, and on short inputs
+    expected = sol.perplexity_from_probs(LONG_PROBS)
+    message = _fails(ex.check_perplexity, product_form, LONG_PROBS)
+    assert "underflows" in message and "sum their logarithms" in message
+    assert f"{expected:.6g}" not in message and f"{expected:.3f}" not in message  # the expected value is never shown
+
+
 # exercise 2: bits per byte
 SMOL = dict(nats_per_token=2.1, n_tokens=700, n_bytes=2900)
 SMOL_BITS = 2.1 * 700 / math.log(2) / 2900

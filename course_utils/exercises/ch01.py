@@ -31,8 +31,21 @@ def check_perplexity(fn: Callable[[Sequence[float]], Any], probs: Sequence[float
     checks.check_close("two unequal probabilities", fn([0.5, 0.125]), 4.0, hint=hint)
     probs = [float(p) for p in probs]
     expected = math.exp(-math.fsum(math.log(p) for p in probs) / len(probs))
+    name = "the bigram on the evaluation text"
+    underflow = ("a product of thousands of probabilities underflows to 0 in floating point (and its inverse to "
+                 "infinity): sum their logarithms instead")
+    try:
+        answer = fn(probs)
+    except (ZeroDivisionError, OverflowError) as err:  # e.g. math.prod(probs) ** (-1 / len(probs))
+        raise AssertionError(f"{name}: your function raised {type(err).__name__}. {underflow}") from None
+    try:
+        value = float(answer)
+    except (TypeError, ValueError, RuntimeError):  # not one number: check_close says what it expected
+        value = None
+    if value is not None and (value == 0 or math.isinf(value)):
+        raise AssertionError(f"{name}: your function returned {value}. {underflow}")
     # rtol 1e-5 accepts a float32 computation (relative error ~1e-7); the likely mistakes are off by far more
-    checks.check_close("the bigram on the evaluation text", fn(probs), expected, rtol=1e-5, hint=hint)
+    checks.check_close(name, answer, expected, rtol=1e-5, hint=hint)
 
 
 def check_bits_per_byte(fn: Callable[[float, int, int], Any], nats_per_token: float, n_tokens: int,
