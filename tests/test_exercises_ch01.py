@@ -24,6 +24,7 @@ def test_perplexity_accepts_correct_forms():
     ex.check_perplexity(lambda p: 2 ** (-sum(math.log2(x) for x in p) / len(p)), PROBS)  # in bits, same number
     ex.check_perplexity(lambda p: torch.tensor(p, dtype=torch.float64).log().neg().mean().exp(), PROBS)  # tensor
     ex.check_perplexity(lambda p: torch.tensor(p).log().neg().mean().exp(), PROBS)  # float32, the natural way
+    ex.check_perplexity(lambda p: (torch.tensor(p) ** (-1 / len(p))).prod(), PROBS)  # float32 product of powers
 
 
 @pytest.mark.parametrize("wrong", [
@@ -44,6 +45,7 @@ LONG_PROBS = [0.1, 0.02, 0.3, 0.05] * 500  # 2,000 probabilities: their product 
     lambda p: math.prod(p) ** (-1 / len(p)),                        # ZeroDivisionError: 0.0 to a negative power
     lambda p: 1 / math.prod(p) ** (1 / len(p)),                     # ZeroDivisionError: 1 / 0.0
     lambda p: torch.tensor(p).prod() ** (-1 / len(p)),               # float32 tensor: 0 ** negative = inf
+    lambda p: math.exp(-math.log(math.prod(p)) / len(p)),           # ValueError: math.log(0.0)
 ])
 def test_perplexity_rejects_the_product_form_with_the_underflow_hint(product_form):
     assert float(product_form([0.25] * 10)) == pytest.approx(4.0)   # right on paper, and on short inputs

@@ -36,7 +36,7 @@ def check_perplexity(fn: Callable[[Sequence[float]], Any], probs: Sequence[float
                  "infinity): sum their logarithms instead")
     try:
         answer = fn(probs)
-    except (ZeroDivisionError, OverflowError) as err:  # e.g. math.prod(probs) ** (-1 / len(probs))
+    except (ZeroDivisionError, OverflowError, ValueError) as err:  # math.prod(p) ** (-1 / n); math.log(0.0)
         raise AssertionError(f"{name}: your function raised {type(err).__name__}. {underflow}") from None
     try:
         value = float(answer)
@@ -44,8 +44,9 @@ def check_perplexity(fn: Callable[[Sequence[float]], Any], probs: Sequence[float
         value = None
     if value is not None and (value == 0 or math.isinf(value)):
         raise AssertionError(f"{name}: your function returned {value}. {underflow}")
-    # rtol 1e-5 accepts a float32 computation (relative error ~1e-7); the likely mistakes are off by far more
-    checks.check_close(name, answer, expected, rtol=1e-5, hint=hint)
+    # rtol 2e-4 accepts float32 computations (a product of 30,000 float32 powers drifts by ~1e-4 relative); the
+    # likely mistakes (sum for mean, the sign, log2, the arithmetic mean) are off by far more
+    checks.check_close(name, answer, expected, rtol=2e-4, hint=hint)
 
 
 def check_bits_per_byte(fn: Callable[[float, int, int], Any], nats_per_token: float, n_tokens: int,

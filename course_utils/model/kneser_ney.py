@@ -19,10 +19,10 @@ Windows are packed into int64 codes exactly as in :mod:`course_utils.model.ngram
 this module reuses), so fitting and scoring are vectorised. ``tests/test_kneser_ney.py`` checks every next-id
 distribution sums to 1 and that the vectorised probabilities equal a plain-Python version of the formula.
 
-Left out: the modified version with three discounts per order (Chen & Goodman's best), and the per-order estimate of
-D from the training counts-of-counts, D = n1 / (n1 + 2 n2) with n1 and n2 the numbers of m-grams seen exactly once
-and twice (Ney et al., 1994, the estimate Chen & Goodman use). Here D is one fixed number for every order, 0.75 by
-default (a common default).
+Left out: the modified version with three discounts per order (Chen & Goodman's best), and choosing D per order,
+either tuned on held-out text (as Chen & Goodman do) or estimated from the training counts-of-counts,
+D = n1 / (n1 + 2 n2) with n1 and n2 the numbers of m-grams seen exactly once and twice (Ney et al., 1994; Chen &
+Goodman's "-fix" variants). Here D is one fixed number for every order, 0.75 by default (a common default).
 """
 
 from __future__ import annotations

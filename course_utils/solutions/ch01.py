@@ -37,12 +37,14 @@ def bits_excluding_targets(table: torch.Tensor, ids: torch.Tensor, excluded_ids:
     """Mean bits per prediction of a bigram ``table`` over ``ids``, leaving out predictions of ``excluded_ids``.
 
     The answer to the exercise's question. Without the space and newline targets the mean goes **up**: letters and
-    punctuation are *harder* than the average character, so the whitespace must be *cheaper* than average. A space
-    or newline is largely predictable from the character before it (after the last letter of a word, or after a
-    punctuation mark, the next character is very often a space or a line break), so the bigram spends few bits on
-    it, and nearly one character in five is whitespace. One cpu-profile run measured 4.027 bits/char without
-    whitespace targets against 3.664 overall (space targets about 2.0 bits at 14.5% of positions, newlines about
-    2.2 bits at 3.8%); the smoke profile's run, 4.196 against 3.828. Your notebook prints its own pair of numbers.
+    punctuation are *harder* than the average character, so the whitespace must be *cheaper* than average. Mostly
+    because the space is the most common character (about 15% of the text: even with no context it would cost about
+    2.7 bits, against about 3.9 for an average letter), and after a punctuation mark the next character is nearly
+    always a space or a line break (each then costs about 1 bit: roughly even odds between the two). After a letter a
+    bigram cannot know that the word has ended, so a space there costs about 2 bits, and a line break after a letter
+    is expensive (about 6.5 bits). One cpu-profile run measured 4.027 bits/char without whitespace targets against
+    3.664 overall (space targets about 2.0 bits at 14.5% of positions, newlines about 2.2 bits at 3.8%); the smoke
+    profile's run, 4.196 against 3.828. Your notebook prints its own pair of numbers.
     """
     ids = torch.as_tensor(ids).long()
     targets = ids[1:]  # (N-1,)
