@@ -108,27 +108,73 @@ def test_scores_reject_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_batch_label_scores, wrong), expected_scores())
 
 
-@pytest.mark.parametrize("route", ["label_probabilities", "response_logprobs"])
-def test_scores_cannot_call_the_package(route):
+ROUTES = ["label_probabilities", "response_logprobs", "continuation_nll", "masked_lm_loss", "score_ids"]
+
+
+def via_route(route):
+    """An answer to exercise 1 through a package function that does the shift for the learner."""
+    from types import SimpleNamespace
+
     from course_utils.classify.scoring import label_probabilities
+    from course_utils.evaluate.scoring import score_ids
+    from course_utils.generate.loop import continuation_nll
+    from course_utils.lora.sft import masked_lm_loss
     from course_utils.rlhf.rollout import response_logprobs
 
-    def via_package(x, i, p, lens):
+    def answer(x, i, p, lens):
         if route == "label_probabilities":
             return label_probabilities(sol.batch_label_scores(x, i, p, lens)).log()
-        stand_in = lambda ids: (x[:, :ids.shape[1]], None)     # a "model" that returns the given logits  # noqa: E731
-        return [float(r[:k].sum()) for r, k in zip(response_logprobs(stand_in, i, p), lens)]
+        if route == "response_logprobs":    # a "model" that returns the given logits
+            return [float(r[:k].sum()) for r, k in zip(response_logprobs(lambda ids: (x[:, :ids.shape[1]], None), i, p),
+                                                      lens)]
+        scores = []
+        for l, k in enumerate(lens):
+            row, logits = i[l:l + 1, :p + k], x[l:l + 1, :p + k]                  # (1, P + K_l), (1, P + K_l, V)
+            if route == "continuation_nll":
+                stand_in = lambda input_ids: SimpleNamespace(logits=logits)     # noqa: E731
+                scores.append(-continuation_nll(stand_in, row, p).item() * k)
+            elif route == "masked_lm_loss":
+                labels = torch.full_like(row, -100)
+                labels[0, p:] = row[0, p:]
+                scores.append(-masked_lm_loss(logits, labels).item() * k)
+            else:                                   # score_ids: prompt + label minus prompt alone
+                def logits_fn(ids, logits=logits):
+                    return logits[:, :ids.shape[-1]]
+                total = score_ids(logits_fn, row[0], window=p + k, progress=False)
+                prompt = score_ids(logits_fn, row[0, :p], window=p, progress=False) if p > 1 else None
+                scores.append(-(total.total_nats - (prompt.total_nats if prompt else 0.0)))
+        return scores
+    return answer
 
-    assert "switched off" in rejects(ex.check_batch_label_scores, via_package)
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_scores_cannot_call_the_package(route):
+    assert "switched off" in rejects(ex.check_batch_label_scores, via_route(route))
 
 
-def test_stand_in_model_route_is_right_when_not_switched_off():
-    """The response_logprobs route refused above would be a right answer: the refusal is what stops it."""
-    from course_utils.rlhf.rollout import response_logprobs
+@pytest.mark.parametrize("route", ROUTES[1:])
+def test_package_routes_are_right_when_not_switched_off(route):
+    """Each refused route would be a right answer: the refusal is what stops it."""
+    answer = via_route(route)
     for _, x, i, p, lens in ex._score_cases():
-        got = [float(r[:k].sum()) for r, k in zip(response_logprobs(lambda ids: (x[:, :ids.shape[1]], None), i, p),
-                                                 lens)]
-        assert got == pytest.approx(ex._score_reference(x, i, p, lens).tolist(), abs=1e-4)
+        assert [float(v) for v in answer(x, i, p, lens)] == pytest.approx(
+            ex._score_reference(x, i, p, lens).tolist(), abs=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_scores_in_half_precision_get_their_own_message(dtype):
+    def half(x, i, p, lens):
+        return sol.batch_label_scores(x, i, p, lens).to(dtype)
+    message = rejects(ex.check_batch_label_scores, half)
+    assert "float32 or float64" in message
+    assert_hidden(message, expected_scores())
+
+
+def test_solution_ignores_minus_infinity_outside_the_labels():
+    _, x, i, p, lens = ex._score_cases()[1]
+    x = x.clone()
+    x[0, -1, 0] = float("-inf")       # row 0's last position is padding (labels of 1, 2 and 3 tokens)
+    assert torch.isfinite(sol.batch_label_scores(x, i, p, lens)).all()
 
 
 # ---------- exercise 2: contextual calibration ----------

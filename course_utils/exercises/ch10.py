@@ -13,7 +13,9 @@ likely wrong answers.
 
 The package has each answer (:mod:`course_utils.classify.scoring`, chapter 06's
 :func:`course_utils.lora.answers.label_logprobs`, chapter 05's :func:`course_utils.rlhf.rollout.response_logprobs`
-and :func:`course_utils.rlhf.dpo.sequence_logps` (which a stand-in model returning the given logits would reach),
+and :func:`course_utils.rlhf.dpo.sequence_logps`, chapter 07's :func:`course_utils.generate.loop.continuation_nll` and
+chapter 01's :func:`course_utils.evaluate.scoring.score_ids` (which a stand-in model returning the given logits would
+reach), chapter 06's :func:`course_utils.lora.sft.masked_lm_loss` (which takes the logits and labels of -100),
 :func:`course_utils.classify.calibration.contextual_calibration`,
 :func:`course_utils.classify.metrics.macro_f1` and its confusion matrix), so while the learner's function runs
 those are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's own
@@ -51,7 +53,9 @@ import torch
 from course_utils import checks
 from course_utils.classify import calibration, metrics, scoring
 from course_utils.device import make_generator
-from course_utils.lora import answers
+from course_utils.evaluate import scoring as text_scoring
+from course_utils.generate import loop
+from course_utils.lora import answers, sft
 from course_utils.rlhf import dpo, rollout
 
 SCORE_ATOL, SCORE_RTOL = 1e-4, 1e-5
@@ -64,7 +68,8 @@ def _call(fn: Callable, *args: Any) -> Any:
     references, switched off."""
     package = (scoring.label_logprobs_many, scoring.label_logprobs, scoring.label_logprobs_per_label,
                scoring.label_probabilities, answers.label_logprobs, answers._score_chunk,
-               rollout.response_logprobs, dpo.sequence_logps,
+               rollout.response_logprobs, dpo.sequence_logps, loop.continuation_nll, sft.masked_lm_loss,
+               text_scoring.score_ids,
                calibration.contextual_calibration, metrics.macro_f1, metrics.confusion_matrix,
                _score_reference, _calibration_reference, _f1_reference)  # and this module's own answers
     # torch.no_grad() wraps some of them in a closure: switch off the function it wraps
@@ -128,6 +133,10 @@ def check_batch_label_scores(fn: Callable[[torch.Tensor, torch.Tensor, int, list
     for label, logits, input_ids, prompt_len, label_lens in _score_cases():
         name = f"batch label scores, {label}"
         answer = _call(fn, logits.clone(), input_ids.clone(), prompt_len, list(label_lens))
+        if isinstance(answer, torch.Tensor) and answer.dtype in (torch.float16, torch.bfloat16):
+            raise AssertionError(f"{name}: your scores are in {answer.dtype}, whose steps near scores of tens of "
+                                 "nats are far coarser than the check's tolerance; compute and return float32 or "
+                                 "float64")
         checks.check_close(name, _vector(name, answer, len(label_lens), SCORE_HINT),
                            _score_reference(logits, input_ids, prompt_len, label_lens), atol=SCORE_ATOL,
                            rtol=SCORE_RTOL, hint=SCORE_HINT)

@@ -10,17 +10,23 @@ import torch
 def batch_label_scores(logits: torch.Tensor, input_ids: torch.Tensor, prompt_len: int,
                        label_lens: list[int]) -> torch.Tensor:
     """(L,) sum over each label's tokens of log p(token | prompt, earlier label tokens), from one right-padded batch.
-
-    Why no attention mask is needed here: the padding sits AFTER each label, and a causal model's position t - 1
-    attends only to positions up to t - 1, so no logit that scores a label token has seen a pad. (Left padding, or a
-    bidirectional model, would need the mask.)"""
+    Why the batch needs no attention mask: :data:`WHY_NO_MASK`."""
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)      # (L, T-1, V): position t predicts t + 1
     targets = input_ids[:, 1:]                                         # (L, T-1): the token each row predicts
     picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)    # (L, T-1)
     t = torch.arange(1, input_ids.shape[1], device=input_ids.device)  # (T-1,): the position of each target
     lens = torch.tensor(label_lens, device=input_ids.device)          # (L,)
     in_label = (t >= prompt_len) & (t < prompt_len + lens[:, None])    # (L, T-1): label tokens only
-    return (picked * in_label).sum(dim=1)
+    return torch.where(in_label, picked, 0.0).sum(dim=1)              # where, not *: a -inf logit at a pad stays out
+
+
+WHY_NO_MASK = ("The padding sits after each label, and a causal model's output at position t - 1 depends only on "
+               "positions up to t - 1; the last output that scores a label token is at P + K_l - 2, before the first "
+               "pad at P + K_l, so no score has seen a pad. Left padding would put pads before the prompt, where every "
+               "real token attends to them: it needs the attention mask and, for absolute position embeddings (the "
+               "course's own GPT), position ids that start at 0 at each row's first real token, as Hugging Face builds "
+               "them from the mask; with rotary positions (SmolLM2) only the mask is needed. A bidirectional model "
+               "needs the mask whichever side the padding is on.")
 
 
 def calibrate(probs: torch.Tensor, p_cf: torch.Tensor) -> torch.Tensor:
