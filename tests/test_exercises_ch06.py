@@ -2,6 +2,8 @@
 without revealing the expected value, and the solutions agree with peft (parameter counts of a wrapped tiny Llama,
 DoRA's forward pass) where peft is installed."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -300,12 +302,28 @@ def test_exercise_1_cannot_be_passed_by_wrapping_a_meta_model_with_the_package()
     assert "switched off" in rejects(ex.check_lora_parameter_count, cheat)
 
 
-def _own_meta_llama(config):
-    # a meta-device Llama built without the package's meta_model, so each cheat below meets only the switch it tests
+def _build_meta_llama(config):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     with torch.device("meta"):
         return LlamaForCausalLM(LlamaConfig(vocab_size=8, **config))
+
+
+_PREBUILT_LLAMAS = {}
+
+
+def _prebuild_own_llamas():
+    # the check switches off building transformers models; so that each cheat below meets only the switch it tests,
+    # its meta Llamas are built before the check runs, and each cheat works on a copy (deepcopy calls no __init__)
+    for _, config, _, _ in ex._count_cases() + [("", ex.SMOLLM2_135M, 0, ())]:
+        key = tuple(sorted(config.items()))
+        if key not in _PREBUILT_LLAMAS:
+            _PREBUILT_LLAMAS[key] = _build_meta_llama(config)
+
+
+def _own_meta_llama(config):
+    # a meta-device Llama built without the package's meta_model (prebuilt, see above)
+    return copy.deepcopy(_PREBUILT_LLAMAS[tuple(sorted(config.items()))])
 
 
 def _lora_layer_sum(model, r, targets):
@@ -357,13 +375,19 @@ def peft_layer_over_own_llama(config, r, targets):  # peft's LoRA layer, one Lin
                if n.startswith("lora_"))
 
 
+def transformers_llama_counted_by_hand(config, r, targets):  # the second review's route: read the widths off a model
+    return sum(r * (module.in_features + module.out_features)
+               for name, module in _build_meta_llama(config).named_modules() if name.split(".")[-1] in targets)
+
+
 MODEL_CHEATS = [layer_over_meta_model, layer_over_own_llama, peft_over_meta_model, peft_over_own_llama,
-                peft_model_class_over_own_llama, peft_layer_over_own_llama]
+                peft_model_class_over_own_llama, peft_layer_over_own_llama, transformers_llama_counted_by_hand]
 
 
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 @pytest.mark.parametrize("cheat", MODEL_CHEATS)
 def test_exercise_1_refuses_every_model_based_route(cheat):
+    _prebuild_own_llamas()
     config, r, targets = dict(ex.SMOLLM2_135M), 2, ("q_proj", "up_proj")
     # each cheat gives the right count when nothing is switched off (so this test can fail) ...
     assert cheat(config, r, targets) == sol.lora_parameter_count(config, r, targets)
@@ -374,3 +398,19 @@ def test_exercise_1_refuses_every_model_based_route(cheat):
     # everything is restored afterwards: the cheat works again, and a right answer still passes
     assert cheat(config, r, targets) == sol.lora_parameter_count(config, r, targets)
     ex.check_lora_parameter_count(sol.lora_parameter_count)
+
+
+def test_exercise_1_restores_transformers_when_the_learners_function_raises():
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+    init = PreTrainedModel.__init__
+
+    def raises(config, r, targets):
+        raise ValueError("the learner's own error")
+
+    with pytest.raises(ValueError, match="the learner's own error"):
+        ex.check_lora_parameter_count(raises)
+    assert PreTrainedModel.__init__ is init
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=8, **ex.SMOLLM2_135M))
+    assert model.model.layers[0].self_attn.k_proj.out_features == 192   # 3 KV heads of 64

@@ -122,14 +122,16 @@ def _package_lora_switched_off(name: str):
     replaced, which catches every name it was imported under, and so ``apply_lora`` too), ``meta_model`` is switched
     off, and, where peft is installed, so are ``peft.get_peft_model``, the ``__init__`` of peft's ``BaseTuner``
     (which every peft route to a LoRA model goes through: ``PeftModel``, ``LoraModel``, ``inject_adapter_in_model``)
-    and that of its ``LoraLayer`` (every peft LoRA layer built on its own).
-    Everything is restored afterwards, also when the learner's function raises."""
+    and that of its ``LoraLayer`` (every peft LoRA layer built on its own). Where transformers is installed, the
+    ``__init__`` of its ``PreTrainedModel`` is switched off too, so no transformers model (a meta-device
+    ``LlamaForCausalLM`` whose layer widths would be read off instead of computed, skipping grouped-query attention)
+    can be built. Everything is restored afterwards, also when the learner's function raises."""
     import importlib.util
 
     from course_utils.lora import layer, memory
 
     message = (f"{name}: this exercise asks for the count by arithmetic on the config; LoRALinear, apply_lora, "
-               f"meta_model and peft are switched off while the check runs")
+               f"meta_model, peft and transformers' models are switched off while the check runs")
 
     def refusing_init(self, *args, **kwargs):
         raise AssertionError(message)
@@ -145,6 +147,10 @@ def _package_lora_switched_off(name: str):
             switched_off.append(peft.get_peft_model)
             for cls in (BaseTuner, LoraLayer):
                 stack.enter_context(mock.patch.object(cls, "__init__", refusing_init))
+        if importlib.util.find_spec("transformers") is not None:
+            from transformers import PreTrainedModel
+
+            stack.enter_context(mock.patch.object(PreTrainedModel, "__init__", refusing_init))
         stack.enter_context(checks.package_functions_switched_off(*switched_off))
         yield
 
