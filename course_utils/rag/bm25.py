@@ -26,7 +26,8 @@ lacks) it returns NaN; here a word a document lacks adds exactly 0 to it.
 
 :func:`bm25_scores` is the readable reference (a loop over query words, vectorised over documents).
 :class:`BM25Index` precomputes the per-(document, word) weights once in a sparse matrix (scipy CSC, one column per
-word), so a query costs O(postings of its words) instead of O(N * len(query)).
+word), so scoring a query costs O(N + postings of its words) instead of O(N * len(query)): it adds up the
+postings of its words into N scores allocated for the query, and :func:`top_k` makes one pass over them.
 
 Left out: stemming, stop-word lists (``tokenize`` takes your own), BM25L/BM25+/BM25F, Lucene's lossy one-byte
 document-length encoding, query-term weighting.

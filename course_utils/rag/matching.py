@@ -15,8 +15,9 @@ weakness, stated plainly: a prediction that lists several candidates is graded c
 On the default knowledge base, the one prediction that lists all 60 town names is "correct" on all 120 birthplace
 questions (tested in tests/test_rag_matching.py). Greedy SmolLM2-135M-Instruct rarely hedges closed-book, but with
 several retrieved passages it sometimes names two answers of the relation ("... born in 1866 in Ulmthorpe in 1944"):
-an expert read of chapter 08's cpu run counted 3 such replies among 48 graded correct at k = 3 (:func:`mentions`
-finds them). Negation is not understood either: "Dynamite was not invented by Alfred Nobel." contains the answer.
+chapter 08 counts, at each k, the replies that name an answer taken from a distractor passage, graded correct or
+not (:func:`mentions` finds them). Negation is not understood either: "Dynamite was not invented by Alfred
+Nobel." contains the answer.
 
 :func:`is_abstention` recognises the phrases in :data:`ABSTENTION_PATTERNS` (regular expressions on the lowercased,
 accent-free text with curly apostrophes made straight). Decisions: an answer that says the subject is fictional or
