@@ -1,6 +1,7 @@
 """Chapter 09's exercise checks accept the reference solution and other correct forms, reject likely wrong answers
-without revealing the expected value, cannot be passed by calling the package's RoPE, GQA or MoE functions, and agree
-with hand computations, with the package and with ``transformers`` (written independently)."""
+without revealing the expected value, cannot be passed by calling the package's RoPE, GQA or MoE functions, PyTorch's
+``enable_gqa=True`` or ``transformers``' Mixtral load-balancing loss, and agree with hand computations, with the
+package and with ``transformers`` (written independently)."""
 
 import math
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.functional import scaled_dot_product_attention as imported_sdpa  # a name taken before any check runs
 
 from course_utils.exercises import ch09 as ex
 from course_utils.model import llama, modern, moe
@@ -167,8 +169,10 @@ def test_gqa_reference_agrees_with_pytorch_and_the_package():
     assert torch.allclose(ex._gqa_reference(q, k, v), v.double().repeat_interleave(2, dim=1))
 
 
-def gqa_pytorch(q, k, v):  # PyTorch's own GQA: allowed
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+def gqa_repeat_then_sdpa(q, k, v):  # the heads repeated by hand, then PyTorch's SDPA without enable_gqa: allowed
+    group = q.shape[1] // k.shape[1]
+    return F.scaled_dot_product_attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1),
+                                          is_causal=True)
 
 
 def gqa_grouped_einsum(q, k, v):  # no copies: view the query heads as (H_kv, group), float64
@@ -192,7 +196,7 @@ def gqa_per_head_numpy(q, k, v):  # a loop over query heads, returned as a numpy
 
 def test_gqa_accepts_solution_and_other_forms():
     ex.check_grouped_query_attention(sol.grouped_query_attention)
-    ex.check_grouped_query_attention(gqa_pytorch)
+    ex.check_grouped_query_attention(gqa_repeat_then_sdpa)
     ex.check_grouped_query_attention(gqa_grouped_einsum)
     ex.check_grouped_query_attention(gqa_per_head_numpy)
 
@@ -259,6 +263,40 @@ def test_gqa_cannot_call_the_package():
     assert "switched off" in rejects(ex.check_grouped_query_attention, via_repeat_kv)
     assert "switched off" in rejects(ex.check_grouped_query_attention, via_llama)
     assert modern.repeat_kv(torch.zeros(1, 2, 3, 4), 2).shape == (1, 4, 3, 4)  # restored afterwards
+
+
+def gqa_pytorch(q, k, v):  # PyTorch's own GQA, the answer in one call: refused
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+
+def gqa_pytorch_imported_earlier(q, k, v):  # the same, under a name imported when this module loaded
+    return imported_sdpa(q, k, v, is_causal=True, enable_gqa=True)
+
+
+def gqa_pytorch_c(q, k, v):  # the same function, reached through torch._C
+    return torch._C._nn.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+
+@pytest.mark.parametrize("library_gqa", [gqa_pytorch, gqa_pytorch_imported_earlier, gqa_pytorch_c])
+def test_gqa_refuses_pytorchs_enable_gqa(library_gqa):
+    message = rejects(ex.check_grouped_query_attention, library_gqa)
+    assert "enable_gqa=True) is refused" in message and "share them yourself" in message
+    assert "repeat_interleave" in message and "matmuls and a softmax" in message  # what is allowed instead
+    assert_hidden(message, expected_gqa_values())
+
+
+def test_gqa_sdpa_restored_after_the_check():
+    q, k, v = ex._gqa_cases()[1][1:]  # 9 query heads, 3 key/value heads
+
+    def raises_inside(q, k, v):  # a learner's function that raises something else while the refusal is on
+        raise ValueError("a learner's bug")
+
+    rejects(ex.check_grouped_query_attention, gqa_pytorch)
+    with pytest.raises(ValueError, match="a learner's bug"):
+        ex.check_grouped_query_attention(raises_inside)
+    for sdpa in (F.scaled_dot_product_attention, imported_sdpa):  # both work again, outside the check
+        out = sdpa(q.double(), k.double(), v.double(), is_causal=True, enable_gqa=True)
+        assert torch.allclose(out, ex._gqa_reference(q, k, v), atol=1e-12)
 
 
 # ---------- exercise 3: the load-balancing loss ----------
@@ -383,6 +421,32 @@ def test_balance_cannot_call_the_package():
 
     assert "switched off" in rejects(ex.check_load_balancing_loss, via_package)
     assert moe.route(torch.zeros(1, 2), 1).probs.tolist() == [[0.5, 0.5]]  # restored afterwards
+
+
+def test_transformers_mixtral_loss_is_top_k_times_this_one():
+    # What cell 54 says: transformers sums f over the k slots (k when balanced), so it is top_k times this loss.
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+    for _, logits, k in ex._router_cases():
+        theirs = float(load_balancing_loss_func((logits,), logits.shape[1], k))
+        assert theirs == pytest.approx(k * float(ex._balance_reference(logits, k)), rel=1e-6)
+    assert float(load_balancing_loss_func((torch.zeros(10, 4),), 4, 2)) == 2.0  # a uniform router: k, not 1
+
+
+def test_balance_refuses_transformers_mixtral_loss_and_restores_it():
+    from transformers.models.mixtral import modeling_mixtral
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+
+    def via_transformers(router_logits, top_k):  # the right value in one library call
+        return load_balancing_loss_func((router_logits,), router_logits.shape[1], top_k) / top_k
+
+    def via_module(router_logits, top_k):  # the same function, looked up on its module at call time
+        return modeling_mixtral.load_balancing_loss_func((router_logits,), router_logits.shape[1], top_k) / top_k
+
+    for route in (via_transformers, via_module):
+        message = rejects(ex.check_load_balancing_loss, route)
+        assert "load_balancing_loss_func is switched off" in message
+    logits = 2 * torch.randn(32, 8, generator=torch.Generator().manual_seed(0))
+    assert float(via_transformers(logits, 2)) == pytest.approx(float(ex._balance_reference(logits, 2)), rel=1e-6)
 
 
 @pytest.mark.parametrize("check, via_reference, right", [

@@ -13,10 +13,16 @@ likely wrong answers.
 The package has each answer (:func:`~course_utils.model.modern.apply_rope` and its helpers, ``repeat_kv`` and the
 Llama attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route``), so while the learner's function
 runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's
-own references. Libraries outside the course
-(``transformers``' ``apply_rotary_pos_emb``, PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)``) are not
-blocked: knowing them is fine. Plain attention from chapter 02 (:mod:`course_utils.model.attention`) stays on: it is
-a building block, not the grouping the exercise asks for.
+own references. Two library functions are the answer in one call, so they are refused too: PyTorch's
+``scaled_dot_product_attention(..., enable_gqa=True)`` while the learner's grouped-query attention runs (a torch
+function mode refuses any torch function called with ``enable_gqa=True``, which catches
+``torch.nn.functional.scaled_dot_product_attention`` under any name it was imported as; the same function without
+``enable_gqa``, on key/value heads the learner repeated, stays allowed), and ``transformers``' Mixtral
+``load_balancing_loss_func`` while the learner's loss runs (switched off like the package's functions, where
+transformers is installed; its value is top_k times this exercise's loss, since it sums f over the k slots, so
+``... / top_k`` would pass). Other library helpers (``transformers``' ``apply_rotary_pos_emb``) are not blocked:
+knowing them is fine. Plain attention from chapter 02 (:mod:`course_utils.model.attention`) stays on: it is a
+building block, not the grouping the exercise asks for.
 
 Conventions the exercise text states.
 RoPE (Su et al., 2021, "RoFormer"), in the "rotate half" pairing that ``transformers``' Llama and SmolLM2 use
@@ -46,10 +52,13 @@ masks, expert capacity, and the KV-cache size formula with GQA (chapter 07's Mis
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from course_utils import checks
 from course_utils.device import make_generator
@@ -60,13 +69,14 @@ ATTENTION_ATOL, ATTENTION_RTOL = 1e-5, 1e-4
 LOSS_ATOL, GRAD_ATOL, LOSS_RTOL = 1e-5, 1e-7, 1e-4
 
 
-def _call(fn: Callable, *args: Any) -> Any:
+def _call(fn: Callable, *args: Any,
+          library_off: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> Any:
     """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises, and this module's own
-    references, switched off."""
+    references, switched off; ``library_off()`` switches off an exercise's library answers as well."""
     with checks.package_functions_switched_off(
             modern.apply_rope, modern.rope_cos_sin, modern.rotate_half, modern.rope_inverse_frequencies,
             modern.repeat_kv, llama._attend, moe.route, moe.load_balancing_loss, moe.expert_counts,
-            _rope_reference, _gqa_reference, _balance_reference):  # and this module's own answers
+            _rope_reference, _gqa_reference, _balance_reference), library_off():  # and this module's own answers
         return fn(*args)
 
 
@@ -158,6 +168,26 @@ GQA_HINT = ("query head h reads key/value head h // (H // H_kv): CONSECUTIVE que
             "(causal); scale the scores by 1 / sqrt(D), D the head size; return (B, H, T, D)")
 
 
+GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is refused while the check runs: it "
+               "shares the key/value heads for you, and this exercise asks you to share them yourself. Repeating "
+               "each key/value head for its group (repeat_interleave) and then calling scaled_dot_product_attention "
+               "without enable_gqa is fine, and so are matmuls and a softmax")
+
+
+class _LibraryGQARefused(TorchFunctionMode):
+    """While active, any torch function called with ``enable_gqa=True`` raises: ``scaled_dot_product_attention``
+    reached as ``torch.nn.functional``'s, under a name imported earlier, or through ``torch._C`` / ``torch.ops``.
+    A torch function mode sees the call whatever name it was made under (a module attribute swap would miss a
+    ``from torch.nn.functional import ...`` made before the check); leaving the ``with`` block pops the mode, also
+    when the learner's function raises."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kwargs.get("enable_gqa"):
+            raise AssertionError(f"grouped-query attention: {GQA_REFUSED}")
+        return func(*args, **kwargs)
+
+
 def _gqa_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
     g = make_generator(92, "cpu")
     cases = []
@@ -192,10 +222,11 @@ def check_grouped_query_attention(fn: Callable[[torch.Tensor, torch.Tensor, torc
     ``q`` is (B, H, T, D), ``k`` and ``v`` are (B, H_kv, T, D) with H_kv dividing H. Query head h uses key/value head
     ``h // (H // H_kv)`` (consecutive query heads share, the order of ``transformers``' ``repeat_kv``). Attention is
     causal (position t sees positions 0..t) with scores scaled by 1/sqrt(D). Return the heads' outputs, (B, H, T, D).
+    PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)`` is refused while the learner's function runs.
     """
     for label, q, k, v in _gqa_cases():
         name = f"grouped-query attention, {label}"
-        answer = _call(fn, q.clone(), k.clone(), v.clone())
+        answer = _call(fn, q.clone(), k.clone(), v.clone(), library_off=_LibraryGQARefused)
         checks.check_close(name, _tensor_of_shape(name, answer, tuple(q.shape), GQA_HINT), _gqa_reference(q, k, v),
                            atol=ATTENTION_ATOL, rtol=ATTENTION_RTOL, hint=GQA_HINT)
 
@@ -206,6 +237,23 @@ BALANCE_HINT = ("p = softmax of the router logits over the E experts; P_i = mean
                 "router's probabilities for ALL experts, not the renormalised top-k gates); f_i = the share of the "
                 "N * k assignments (each token's k most probable experts) that went to expert i, so sum_i f_i = 1; "
                 "loss = E * sum_i f_i * P_i, which is 1 when routing is balanced")
+
+
+@contextlib.contextmanager
+def _library_balancing_loss_off():
+    """``transformers``' Mixtral ``load_balancing_loss_func`` switched off while the block runs, where transformers is
+    installed (it is ``top_k`` times this exercise's loss: ``tokens_per_expert`` counts all N k assignments and
+    divides by N, so it sums f over the k slots); restored afterwards, also when the block raises."""
+    functions = []
+    if importlib.util.find_spec("transformers") is not None:
+        try:
+            from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+        except ImportError:  # a transformers without Mixtral, or where it moved: nothing to switch off
+            load_balancing_loss_func = None
+        if getattr(load_balancing_loss_func, "__code__", None) is not None and not load_balancing_loss_func.__closure__:
+            functions.append(load_balancing_loss_func)
+    with checks.package_functions_switched_off(*functions):
+        yield
 
 
 def _router_cases() -> list[tuple[str, torch.Tensor, int]]:
@@ -239,10 +287,11 @@ def check_load_balancing_loss(fn: Callable[[torch.Tensor, int], Any]) -> None:
     of p[:, i] (all experts' probabilities, not the renormalised top-k gates). Return E * sum_i f_i * P_i as a
     0-dim tensor that gradients flow through (it is added to the training loss; f is a count, so they flow through
     P). The check compares the value on five cases and the gradient with respect to the logits on four.
+    ``transformers``' Mixtral ``load_balancing_loss_func`` (top_k times this loss) is switched off meanwhile.
     """
     for label, logits, top_k in _router_cases():
         name = f"load-balancing loss, {label}"
-        answer = _call(fn, logits.clone(), top_k)
+        answer = _call(fn, logits.clone(), top_k, library_off=_library_balancing_loss_off)
         value = checks.finite_float_tensor(name, answer, BALANCE_HINT)
         if value.numel() != 1:
             raise AssertionError(f"{name}: expected one number, got shape {tuple(value.shape)}. {BALANCE_HINT}")
@@ -258,7 +307,7 @@ def _check_gradient(fn: Callable, name: str, logits: torch.Tensor, top_k: int) -
     hint = ("return the loss as a torch tensor computed from router_logits with torch operations (no .item(), "
             "float() or .detach() on the probabilities), so that loss.backward() reaches the router. " + BALANCE_HINT)
     learner_logits = logits.clone().requires_grad_(True)
-    answer = _call(fn, learner_logits, top_k)
+    answer = _call(fn, learner_logits, top_k, library_off=_library_balancing_loss_off)
     if not isinstance(answer, torch.Tensor) or not answer.requires_grad or answer.numel() != 1:
         raise AssertionError(f"{name}: your loss is not a one-element tensor that gradients flow through. {hint}")
     answer.sum().backward()
