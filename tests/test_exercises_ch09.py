@@ -456,3 +456,17 @@ def test_balance_refuses_transformers_mixtral_loss_and_restores_it():
 ], ids=["rope", "gqa", "balance"])
 def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
     refuses_reference_then_passes(check, via_reference, right)
+
+
+def test_balance_refuses_the_copies_in_other_moe_models():
+    # transformers copies load_balancing_loss_func into each MoE model's module; a copy in a module loaded before the
+    # check is switched off too, and restored afterwards
+    from transformers.models.qwen2_moe.modeling_qwen2_moe import load_balancing_loss_func as qwen_copy
+
+    def via_qwen_copy(router_logits, top_k):
+        return qwen_copy((router_logits,), router_logits.shape[1], top_k) / top_k
+
+    message = rejects(ex.check_load_balancing_loss, via_qwen_copy)
+    assert "load_balancing_loss_func is switched off" in message
+    logits = 2 * torch.randn(32, 8, generator=torch.Generator().manual_seed(0))
+    assert float(via_qwen_copy(logits, 2)) == pytest.approx(float(ex._balance_reference(logits, 2)), rel=1e-6)

@@ -17,10 +17,11 @@ own references. Two library functions are the answer in one call, so they are re
 ``scaled_dot_product_attention(..., enable_gqa=True)`` while the learner's grouped-query attention runs (a torch
 function mode refuses any torch function called with ``enable_gqa=True``, which catches
 ``torch.nn.functional.scaled_dot_product_attention`` under any name it was imported as; the same function without
-``enable_gqa``, on key/value heads the learner repeated, stays allowed), and ``transformers``' Mixtral
-``load_balancing_loss_func`` while the learner's loss runs (switched off like the package's functions, where
-transformers is installed; its value is top_k times this exercise's loss, since it sums f over the k slots, so
-``... / top_k`` would pass). Other library helpers (``transformers``' ``apply_rotary_pos_emb``) are not blocked:
+``enable_gqa``, on key/value heads the learner repeated, stays allowed), and ``transformers``'
+``load_balancing_loss_func`` while the learner's loss runs (Mixtral's and every copy in a ``transformers.models``
+module imported before the check, switched off like the package's functions; its value is top_k times this
+exercise's loss, since it sums f over the k slots, so ``... / top_k`` would pass; a copy imported from a model module
+for the first time inside the learner's function is not caught). Other library helpers (``transformers``' ``apply_rotary_pos_emb``) are not blocked:
 knowing them is fine. Plain attention from chapter 02 (:mod:`course_utils.model.attention`) stays on: it is a
 building block, not the grouping the exercise asks for.
 
@@ -55,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
+import sys
 from typing import Any, Callable, ContextManager
 
 import torch
@@ -239,20 +241,31 @@ BALANCE_HINT = ("p = softmax of the router logits over the E experts; P_i = mean
                 "loss = E * sum_i f_i * P_i, which is 1 when routing is balanced")
 
 
+def _library_balancing_losses() -> list[Callable]:
+    """``transformers``' ``load_balancing_loss_func`` of Mixtral and of every other ``transformers.models`` module
+    already imported (transformers copies the function into each MoE model: Qwen2-MoE, OLMoE, Jamba, ...); plain
+    functions only, since the switch-off swaps a function's code. Empty where transformers is not installed."""
+    if importlib.util.find_spec("transformers") is None:
+        return []
+    try:
+        importlib.import_module("transformers.models.mixtral.modeling_mixtral")
+    except ImportError:  # a transformers without Mixtral, or where it moved: the loaded copies below still count
+        pass
+    found = {}
+    for name, module in list(sys.modules.items()):
+        fn = getattr(module, "load_balancing_loss_func", None) if name.startswith("transformers.models.") else None
+        if getattr(fn, "__code__", None) is not None and not fn.__closure__:
+            found[id(fn)] = fn
+    return list(found.values())
+
+
 @contextlib.contextmanager
 def _library_balancing_loss_off():
-    """``transformers``' Mixtral ``load_balancing_loss_func`` switched off while the block runs, where transformers is
-    installed (it is ``top_k`` times this exercise's loss: ``tokens_per_expert`` counts all N k assignments and
-    divides by N, so it sums f over the k slots); restored afterwards, also when the block raises."""
-    functions = []
-    if importlib.util.find_spec("transformers") is not None:
-        try:
-            from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
-        except ImportError:  # a transformers without Mixtral, or where it moved: nothing to switch off
-            load_balancing_loss_func = None
-        if getattr(load_balancing_loss_func, "__code__", None) is not None and not load_balancing_loss_func.__closure__:
-            functions.append(load_balancing_loss_func)
-    with checks.package_functions_switched_off(*functions):
+    """``transformers``' ``load_balancing_loss_func`` (each copy in an imported ``transformers.models`` module, Mixtral's
+    always) switched off while the block runs. It is ``top_k`` times this exercise's loss: ``tokens_per_expert``
+    counts all N k assignments and divides by N, so it sums f over the k slots. A copy the learner's function imports
+    from a model module not loaded before the check is not caught. Restored afterwards, also when the block raises."""
+    with checks.package_functions_switched_off(*_library_balancing_losses()):
         yield
 
 
@@ -287,7 +300,8 @@ def check_load_balancing_loss(fn: Callable[[torch.Tensor, int], Any]) -> None:
     of p[:, i] (all experts' probabilities, not the renormalised top-k gates). Return E * sum_i f_i * P_i as a
     0-dim tensor that gradients flow through (it is added to the training loss; f is a count, so they flow through
     P). The check compares the value on five cases and the gradient with respect to the logits on four.
-    ``transformers``' Mixtral ``load_balancing_loss_func`` (top_k times this loss) is switched off meanwhile.
+    ``transformers``' ``load_balancing_loss_func`` (top_k times this loss; Mixtral's and the copies in model modules
+    already imported) is switched off meanwhile.
     """
     for label, logits, top_k in _router_cases():
         name = f"load-balancing loss, {label}"
