@@ -266,6 +266,15 @@ def test_tp_rejects_likely_mistakes(wrong):
     assert "GELU" in message
 
 
+def test_tp_rejects_the_tanh_gelu_and_the_hint_names_it():
+    def tanh_gelu(x, w_fc, w_proj, p):  # the right split, the wrong GELU: the hint must not blame the split alone
+        f = w_fc.shape[0] // p
+        return [F.gelu(x @ w_fc[r * f:(r + 1) * f].T, approximate="tanh") @ w_proj[:, r * f:(r + 1) * f].T
+                for r in range(p)]
+
+    assert "not the tanh approximation" in rejects(ex.check_tensor_parallel_mlp, tanh_gelu)
+
+
 def test_tp_cannot_call_the_package():
     from course_utils.parallel import tensor_parallel
 

@@ -218,6 +218,35 @@ def test_the_worker_destroys_its_process_group_on_success_and_on_failure(tmp_pat
     assert "ValueError: rank 0 refuses" in (tmp_path / "rank0.error").read_text()
 
 
+def test_a_rank_that_dies_at_start_up_with_a_large_payload_is_reported_not_hung(tmp_path, monkeypatch):
+    # Every spawned Python runs sitecustomize at start-up: this one exits before the rank reads anything. Were the
+    # 1 MB payload sent through the spawn pipe (64 KiB buffer), whose read end CPython keeps open until its write
+    # ends, Process.start() would block forever, before the timeout could apply; launch runs in a thread so that
+    # such a hang fails this test instead of hanging it.
+    import threading
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # started now, so that the sitecustomize below cannot stop it
+    (tmp_path / "sitecustomize.py").write_text("import os\nos._exit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    outcome = []
+
+    def run():
+        try:
+            launch(add_rank, world_size=2, args=(b"x" * 2**20,), backend="gloo", timeout_s=10)
+        except BaseException as error:  # noqa: BLE001 -- handed to the test's thread
+            outcome.append(error)
+
+    start = time.monotonic()
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(30)
+    assert not caller.is_alive(), "launch hung while starting a rank that died at start-up"
+    assert len(outcome) == 1 and isinstance(outcome[0], WorkerError), outcome
+    assert "exited with code 3 without a result" in str(outcome[0])
+    assert time.monotonic() - start < 10  # reported as soon as the rank is seen dead, not after timeout_s
+
+
 def test_bad_input_is_refused_before_anything_starts():
     with pytest.raises(ValueError, match="backend must be one of"):
         launch(hello_rank, backend="mpi")

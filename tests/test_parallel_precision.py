@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from course_utils.model.gpt import GPT, GPTConfig
-from course_utils.parallel.precision import (LossScaler, cast_outcomes, collect_gradients, float_ranges, step_seconds,
-                                             train_fp16)
+from course_utils.parallel.precision import (LossScaler, cast_outcomes, collect_gradients, float_ranges, matmul_seconds,
+                                             step_seconds, train_fp16)
 from course_utils.train.batches import make_batch_fn
 from course_utils.train.loop import TrainConfig, train
 
@@ -170,6 +170,19 @@ def test_step_seconds_times_without_changing_the_model():
         step_seconds(model, idx, idx, steps=1, precision="fp8")
     with pytest.raises(ValueError, match="steps must be"):
         step_seconds(model, idx, idx, steps=0)
+
+
+def test_matmul_seconds_times_each_precision_and_grows_with_the_size():
+    for precision in ("fp32", "bf16", "bf16 autocast"):
+        assert 0 < matmul_seconds(16, precision, repeats=2, min_seconds=1e-3) < 0.1
+    # 4,096 times the multiply-adds: far slower whatever the machine's load (best of the rounds)
+    assert matmul_seconds(256, repeats=2, min_seconds=1e-3) > 10 * matmul_seconds(16, repeats=2, min_seconds=1e-3)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        matmul_seconds(16, "fp16")
+    with pytest.raises(ValueError, match="size and repeats must be ints >= 1"):
+        matmul_seconds(0)
+    with pytest.raises(ValueError, match="size and repeats must be ints >= 1"):
+        matmul_seconds(16, repeats=0)
 
 
 @pytest.mark.gpu

@@ -249,7 +249,8 @@ def check_smallest_ranks(fn: Callable[[int, int], Any]) -> None:
 
 TP_HINT = ("rank r takes a contiguous block of F/p ROWS of w_fc (its slice of the hidden features) and the SAME block "
            "of COLUMNS of w_proj; it applies GELU to its own slice (GELU works feature by feature, so no communication "
-           "is needed before it) and returns its partial (B, T, C) output; the partials must sum to the full MLP")
+           "is needed before it) and returns its partial (B, T, C) output; the partials must sum to the full MLP. "
+           "The GELU is the exact one (erf, F.gelu's default), not the tanh approximation")
 
 
 def _tp_cases() -> list[tuple[str, int, int, int, int, int]]:

@@ -162,23 +162,32 @@ def ring_allreduce_bytes_per_rank(nbytes: int, world_size: int) -> float:
     return 2 * (world_size - 1) / world_size * nbytes
 
 
-def time_all_reduce(nbytes: int, device: torch.device, repeats: int = 5) -> float:
-    """Median seconds of ``dist.all_reduce`` of a float32 tensor of ``nbytes`` (after one warm-up call)."""
+def time_all_reduce(nbytes: int, device: torch.device, repeats: int = 5, calls: int = 1) -> float:
+    """Seconds per ``dist.all_reduce`` of a float32 tensor of ``nbytes`` (after one warm-up call): the median over
+    ``repeats`` rounds, each timing ``calls`` back-to-back calls after a barrier and dividing by ``calls``.
+
+    One call alone is at the mercy of the scheduler: when a rank is descheduled for a moment (two ranks on a shared
+    2-core machine), that call waits for it, and single calls of the same size can differ by several times; the
+    mean of back-to-back calls spreads such a pause over all of them."""
+    if not isinstance(repeats, int) or repeats < 1 or not isinstance(calls, int) or calls < 1:
+        raise ValueError(f"repeats and calls must be ints >= 1, got {repeats!r} and {calls!r}")
     tensor = torch.ones(max(1, nbytes // 4), device=device)
     dist.all_reduce(tensor)
     times = []
     for _ in range(repeats):
         dist.barrier()
         start = time.perf_counter()
-        dist.all_reduce(tensor)
+        for _ in range(calls):
+            dist.all_reduce(tensor)
         synchronize(device)
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
 
 
-def all_reduce_timing_rank(ctx: RankContext, sizes_bytes: list[int], repeats: int = 5) -> dict[int, float]:
-    """Worker: the median all-reduce time for each size in ``sizes_bytes`` (for :func:`launch`)."""
-    return {n: time_all_reduce(n, ctx.device, repeats) for n in sizes_bytes}
+def all_reduce_timing_rank(ctx: RankContext, sizes_bytes: list[int], repeats: int = 5,
+                           calls: int = 1) -> dict[int, float]:
+    """Worker: the all-reduce time (:func:`time_all_reduce`) for each size in ``sizes_bytes`` (for :func:`launch`)."""
+    return {n: time_all_reduce(n, ctx.device, repeats, calls) for n in sizes_bytes}
 
 
 def ddp_bucket_bytes(ddp: DistributedDataParallel) -> list[int]:
@@ -221,14 +230,15 @@ def counting_ddp(model: nn.Module, ctx: RankContext, average: bool = True
 
 
 def ddp_training_rank(ctx: RankContext, setup: DataParallelSetup, allreduce_repeats: int = 5,
-                      allreduce_sizes: tuple[int, ...] = (), average: bool = True) -> dict:
+                      allreduce_sizes: tuple[int, ...] = (), average: bool = True, allreduce_calls: int = 1) -> dict:
     """Worker: DDP training of ``setup`` on this rank's shard of every batch, for :func:`launch`.
 
     Returns the final parameters, the losses of this rank's shards, the seconds per step, the gradient bytes, the
     measured all-reduce time of a tensor that size, DDP's bucket sizes after training (``bucket_bytes``), the bytes
     all-reduced per step (counted by the communication hook), and the all-reduce time of each of
-    ``allreduce_sizes`` (bytes), measured in the same launch to save a start-up. ``average=False`` sums the ranks'
-    gradients instead of averaging them (a deliberate mistake, for tests).
+    ``allreduce_sizes`` (bytes), measured in the same launch to save a start-up; the times are
+    :func:`time_all_reduce`'s, with ``allreduce_repeats`` rounds of ``allreduce_calls`` back-to-back calls.
+    ``average=False`` sums the ranks' gradients instead of averaging them (a deliberate mistake, for tests).
     """
     model = build_model(setup.model, setup.seed, ctx.device, setup.dtype)
     ddp, hook_state = counting_ddp(model, ctx, average)
@@ -236,8 +246,9 @@ def ddp_training_rank(ctx: RankContext, setup: DataParallelSetup, allreduce_repe
     losses, seconds = train_steps(ddp, make_adamw(ddp, setup), shards, ctx.device)
     grad_nbytes = gradient_bytes(model)
     return {"params": full_state(model), "losses": losses, "seconds": seconds, "grad_bytes": grad_nbytes,
-            "allreduce_seconds": time_all_reduce(grad_nbytes, ctx.device, allreduce_repeats),
+            "allreduce_seconds": time_all_reduce(grad_nbytes, ctx.device, allreduce_repeats, allreduce_calls),
             "bucket_bytes": ddp_bucket_bytes(ddp),
             "allreduced_bytes_per_step": hook_state.bytes_all_reduced / len(shards),
             "allreduces_per_step": hook_state.calls / len(shards),
-            "allreduce_by_size": all_reduce_timing_rank(ctx, list(allreduce_sizes), allreduce_repeats)}
+            "allreduce_by_size": all_reduce_timing_rank(ctx, list(allreduce_sizes), allreduce_repeats,
+                                                        allreduce_calls)}

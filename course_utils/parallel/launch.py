@@ -8,7 +8,11 @@ Results travel back through files written to a temporary name and renamed (``os.
 that dies half-way never leaves a half-written result.
 
 ``fn`` and ``args`` are pickled once, in the caller (:mod:`course_utils.parallel.payload`): a class or function
-defined in a notebook, which a fresh process cannot import, is refused before any rank starts.
+defined in a notebook, which a fresh process cannot import, is refused before any rank starts. The pickle goes to a
+file in the launch's temporary folder (written atomically), and each rank reads it from there: only its path crosses
+the *spawn* pipe. CPython writes a spawned process's start-up data into that pipe while keeping the pipe's read end
+open until the write ends, so a payload larger than the pipe's buffer (64 KiB on Linux) sent that way would block
+``Process.start()`` forever if the rank died during start-up (killed, or failing to import), before any timeout.
 
 Failure is the normal case to design for. The parent polls its children until every rank has finished, and:
 - a rank that raises: :class:`WorkerError` naming the rank, the exception and its traceback text;
@@ -117,11 +121,12 @@ def _write_atomically(path: Path, payload: Any, as_text: bool = False) -> None:
     os.replace(tmp, path)
 
 
-def _worker(payload: bytes, rank: int, world_size: int, backend: str, port: int, threads: int,
+def _worker(payload: bytes | str, rank: int, world_size: int, backend: str, port: int, threads: int,
             timeout_s: float, out_dir: str, detach: bool = False) -> None:
-    """Body of one spawned rank: rebuild ``fn`` and ``args`` from ``payload`` (:func:`pickle_for_ranks`; here, after
-    the log is open, so a class the rank cannot import is reported with its traceback), initialise the group, run
-    ``fn``, write the result or the traceback, tear down.
+    """Body of one spawned rank: rebuild ``fn`` and ``args`` from ``payload`` (:func:`pickle_for_ranks`'s bytes, or
+    the path of a file holding them, as :func:`launch` passes; read here, after the log is open, so a class the rank
+    cannot import is reported with its traceback), initialise the group, run ``fn``, write the result or the
+    traceback, tear down.
     ``detach`` (set by :func:`launch`): own process group, parent watch, output to ``rank{r}.log``, and the end
     described below; off when a test calls it in-process.
 
@@ -140,7 +145,7 @@ def _worker(payload: bytes, rank: int, world_size: int, backend: str, port: int,
     exit_code = 1  # until the result is on disk
     try:
         try:
-            fn, args = unpickle_in_rank(payload)
+            fn, args = unpickle_in_rank(Path(payload).read_bytes() if isinstance(payload, str) else payload)
             device = torch.device("cpu")
             if backend == "nccl":
                 device = torch.device("cuda", rank)
@@ -241,8 +246,8 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
 
     ``fn`` must be importable (a top-level function of a module), ``args`` picklable with no class or function
     defined in a notebook (checked before any rank starts), and the result picklable by ``torch.save`` (move CUDA
-    tensors to the CPU). Raises :class:`WorkerError` if a rank raises or dies, ``TimeoutError`` if the
-    ranks have not all finished after ``timeout_s`` seconds (start-up included); no worker survives either.
+    tensors to the CPU). Raises :class:`WorkerError` if a rank raises or dies (during start-up too), ``TimeoutError``
+    if the ranks have not all finished after ``timeout_s`` seconds (start-up included); no worker survives either.
     A rank ends with ``os._exit`` once its result is on disk (see :func:`_worker`): ``atexit`` handlers, non-daemon
     threads and files ``fn`` left open and unflushed in a rank are not finished for it; flush and close what you write.
     """
@@ -257,8 +262,12 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="course-launch-") as tmp:
         out, port = Path(tmp), free_port()
+        payload_path = out / "payload.pickle"  # only this path crosses the spawn pipe (see the module's docstring)
+        payload_path.with_suffix(".tmp").write_bytes(payload)
+        os.replace(payload_path.with_suffix(".tmp"), payload_path)
         processes = [ctx.Process(target=_worker, name=f"course-rank{rank}", daemon=True,
-                                 args=(payload, rank, world_size, backend, port, threads_per_rank, timeout_s, tmp),
+                                 args=(str(payload_path), rank, world_size, backend, port, threads_per_rank,
+                                       timeout_s, tmp),
                                  kwargs={"detach": True})
                      for rank in range(world_size)]
         cleared: set = set()  # pids whose process group was already cleared after the rank exited

@@ -14,7 +14,8 @@ to a format does to them), :func:`collect_gradients` (a real model's weight and 
 :class:`LossScaler` (the dynamic scaler, written out; tests check it against ``torch.amp.GradScaler``),
 :func:`train_fp16` (float16 autocast with the scaler, for GPUs; it runs, slowly, on CPU too, which is how CI tests
 it), :func:`step_seconds` (time of training steps at a given precision; it waits for a GPU's queued kernels with
-:func:`course_utils.device.synchronize` before reading the clock). Left out: float8, per-tensor scaling,
+:func:`course_utils.device.synchronize` before reading the clock), :func:`matmul_seconds` (one square matmul at a
+given precision: native bf16 pays off on large matrices, not on a tiny model's). Left out: float8, per-tensor scaling,
 master weights kept in a separate float32 copy (here weights stay float32 and autocast casts on the fly).
 """
 
@@ -261,3 +262,41 @@ def step_seconds(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, ste
         if i >= warmup:
             times.seconds.append(time.perf_counter() - start)
     return times
+
+
+MATMUL_PRECISIONS = ("fp32", "bf16", "bf16 autocast")
+
+
+def matmul_seconds(size: int, precision: str = "fp32", device: torch.device | str = "cpu", repeats: int = 5,
+                   min_seconds: float = 0.01) -> float:
+    """Best seconds per ``(size, size) @ (size, size)`` matmul over ``repeats`` rounds of back-to-back calls (as many
+    calls per round as fill ``min_seconds``, at least 3; one untimed call first).
+
+    ``precision``: "fp32"; "bf16", both inputs already bfloat16 (the bare bf16 matmul); "bf16 autocast", float32
+    inputs under ``torch.autocast(dtype=torch.bfloat16)``, which rounds both to bfloat16 on every call, as it does
+    with a model's float32 weights and activations. The best round is the one least disturbed by other work."""
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"precision must be one of {list(MATMUL_PRECISIONS)}, got {precision!r}")
+    if not isinstance(size, int) or size < 1 or not isinstance(repeats, int) or repeats < 1 or not min_seconds > 0:
+        raise ValueError(f"size and repeats must be ints >= 1 and min_seconds > 0, got {size!r}, {repeats!r} and "
+                         f"{min_seconds!r}")
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(0)  # drawn on the CPU, then moved: the same numbers on every device
+    a, b = (torch.randn(size, size, generator=generator).to(device) for _ in range(2))
+    if precision == "bf16":
+        a, b = a.bfloat16(), b.bfloat16()
+    autocast = precision == "bf16 autocast"
+    context = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if autocast else nullcontext
+
+    def run(calls: int) -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        with context():
+            for _ in range(calls):
+                a @ b
+        synchronize(device)
+        return time.perf_counter() - start
+
+    once = run(1)  # untimed warm-up, and a first estimate of one call
+    calls = max(3, min(10_000, int(min_seconds / max(once, 1e-9)) + 1))
+    return min(run(calls) for _ in range(repeats)) / calls

@@ -207,7 +207,9 @@ def _shard_of_full_grad(layer: _ShardedLinear, name: str, full_grad: torch.Tenso
 def tensor_parallel_check_rank(ctx: RankContext, config: GPTConfig, batch_size: int, seed: int) -> dict:
     """Worker (for :func:`launch`): the GPT's MLP and attention, unsplit and tensor-parallel, on the same input and
     upstream gradient; returns per part the largest |difference| of the output, the input's gradient and every
-    weight gradient (against the matching slice of the unsplit gradient), and the all-reduces counted."""
+    weight gradient (against the matching slice of the unsplit gradient) in ``max_abs_diff``, the same divided by
+    the largest |value| of the unsplit tensor in ``max_rel_diff`` (rounding scales with the values compared: a bias
+    gradient sums B * T tokens and grows with the batch), and the all-reduces counted."""
     if config.dropout != 0:
         raise ValueError(f"dropout must be 0 to compare outputs (ranks would draw different masks), "
                          f"got {config.dropout}")
@@ -225,14 +227,15 @@ def tensor_parallel_check_rank(ctx: RankContext, config: GPTConfig, batch_size: 
         y_full, y_tp = full(x_full), parallel(x_tp)  # (B, T, C) each
         (y_full * upstream).sum().backward()
         (y_tp * upstream).sum().backward()
-        diffs = {"output": (y_full - y_tp).abs().max().item(),
-                 "input_grad": (x_full.grad - x_tp.grad).abs().max().item()}
+        pairs = {"output": (y_full, y_tp), "input_grad": (x_full.grad, x_tp.grad)}  # (unsplit, split)
         full_modules = dict(full.named_modules())
         for path, layer in parallel.named_children():
             for pname, p in layer.named_parameters():
                 reference = getattr(full_modules[path], pname).grad
-                expected = _shard_of_full_grad(layer, pname, reference)
-                diffs[f"{path}.{pname}.grad"] = (expected - p.grad).abs().max().item()
+                pairs[f"{path}.{pname}.grad"] = (_shard_of_full_grad(layer, pname, reference), p.grad)
+        diffs = {k: (a - b).abs().max().item() for k, (a, b) in pairs.items()}
+        relative = {k: diffs[k] / max(a.abs().max().item(), torch.finfo(a.dtype).tiny) for k, (a, _) in pairs.items()}
         shapes = {f"{path}.weight": tuple(layer.weight.shape) for path, layer in parallel.named_children()}
-        results[name] = {"max_abs_diff": diffs, "comm": log.summary(), "local_weight_shapes": shapes}
+        results[name] = {"max_abs_diff": diffs, "max_rel_diff": relative, "comm": log.summary(),
+                         "local_weight_shapes": shapes}
     return results
