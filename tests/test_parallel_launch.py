@@ -233,18 +233,18 @@ def test_a_rank_that_dies_at_start_up_with_a_large_payload_is_reported_not_hung(
 
     def run():
         try:
-            launch(add_rank, world_size=2, args=(b"x" * 2**20,), backend="gloo", timeout_s=10)
+            launch(add_rank, world_size=2, args=(b"x" * 2**20,), backend="gloo", timeout_s=120)
         except BaseException as error:  # noqa: BLE001 -- handed to the test's thread
             outcome.append(error)
 
     start = time.monotonic()
     caller = threading.Thread(target=run, daemon=True)
     caller.start()
-    caller.join(30)
+    caller.join(90)
     assert not caller.is_alive(), "launch hung while starting a rank that died at start-up"
     assert len(outcome) == 1 and isinstance(outcome[0], WorkerError), outcome
     assert "exited with code 3 without a result" in str(outcome[0])
-    assert time.monotonic() - start < 10  # reported as soon as the rank is seen dead, not after timeout_s
+    assert time.monotonic() - start < 60  # reported once the rank is seen dead, long before timeout_s (120 s)
 
 
 def test_bad_input_is_refused_before_anything_starts():
