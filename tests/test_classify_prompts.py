@@ -97,7 +97,7 @@ def test_chat_templates_render_through_the_tokenizer():
     assert f"<|im_start|>assistant\n{shots[0].genre}<|im_end|>" in turns
     cue = build_prompt("chat_cue", "q", shots, tok)  # the assistant's answer opened with the cue: one-token labels
     assert cue.endswith("<|im_start|>assistant\nGenre:") and TEMPLATES["chat_cue"].labels()[0] == " comedy"
-    # zero-shot, instructed is chat_cue's user turn as raw text, with the same cue and labels: only the wrapper differs
+    # zero-shot, instructed is chat_cue's prompt without the chat wrapper, same cue and labels: only the wrapper differs
     raw, zero_cue = build_prompt("instructed", "q"), build_prompt("chat_cue", "q", [], tok)
     assert raw.endswith("\nGenre:") and "<|im_start|>" not in raw
     assert f"<|im_start|>user\n{raw[:-len(chr(10) + 'Genre:')]}<|im_end|>" in zero_cue

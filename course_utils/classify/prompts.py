@@ -6,8 +6,8 @@ their order (Lu et al., 2022, "Fantastically Ordered Prompts and Where to Find T
 recent label (Zhao et al., 2021, "Calibrate Before Use"), and the wording (Sclar et al., 2024, "Quantifying Language
 Models' Sensitivity to Spurious Features in Prompt Design"); so every draw here is a function of a seed, and the
 templates vary one thing at a time where they can: the wording, the label names, the format, raw text or the chat
-template (``instructed`` is ``chat_cue``'s user turn as raw text, so the two differ by the chat wrapper and
-its default system prompt only).
+template (``instructed`` is ``chat_cue``'s prompt with the chat wrapper removed, so the two differ by the chat
+wrapper and its default system prompt only).
 
 A :class:`Template` renders a passage with its ``example`` format (ending in the answer cue, "Genre:"); a shot is
 that plus its label word. Raw-text templates give labels a leading space (" comedy", the boundary convention of
@@ -66,7 +66,8 @@ _GENRE_WORDS = ("comedy", "history", "tragedy")
 TEMPLATES: dict[str, Template] = {t.name: t for t in [
     Template("genre", "Passage:\n{text}\nGenre:", _GENRE_WORDS),
     Template("question", "Passage:\n{text}\nAnswer:", _GENRE_WORDS, instruction=_QUESTION),
-    # chat_cue's user turn as raw text: instructed against chat_cue changes the chat wrapper (and its system prompt)
+    # chat_cue's prompt without the chat wrapper: instructed against chat_cue changes the wrapper (and its system
+    # prompt)
     # only, genre against instructed the instruction only
     Template("instructed", "Passage:\n{text}\nGenre:", _GENRE_WORDS, instruction=_QUESTION),
     Template("capitalised", "Passage:\n{text}\nGenre:", ("Comedy", "History", "Tragedy")),
