@@ -13,17 +13,10 @@ likely wrong answers.
 The package has each answer (:func:`~course_utils.model.modern.apply_rope` and its helpers, ``repeat_kv`` and the
 Llama attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route``), so while the learner's function
 runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's
-own references. Two library functions are the answer in one call, so they are refused too: PyTorch's
-``scaled_dot_product_attention(..., enable_gqa=True)`` while the learner's grouped-query attention runs (a torch
-function mode refuses any torch function called with ``enable_gqa=True``, which catches
-``torch.nn.functional.scaled_dot_product_attention`` under any name it was imported as; the same function without
-``enable_gqa``, on key/value heads the learner repeated, stays allowed), and ``transformers``'
-``load_balancing_loss_func`` while the learner's loss runs (Mixtral's and every copy in a ``transformers.models``
-module imported before the check, switched off like the package's functions; its value is top_k times this
-exercise's loss, since it sums f over the k slots, so ``... / top_k`` would pass; a copy imported from a model module
-for the first time inside the learner's function is not caught). Other library helpers (``transformers``' ``apply_rotary_pos_emb``) are not blocked:
-knowing them is fine. Plain attention from chapter 02 (:mod:`course_utils.model.attention`) stays on: it is a
-building block, not the grouping the exercise asks for.
+own references. Two library calls are the answer in one line, so they are refused too (below): PyTorch's SDPA with
+``enable_gqa=True`` during the GQA check, and ``transformers``' ``load_balancing_loss_func`` (``top_k`` times this
+loss) during the balance check. Other library helpers (``apply_rotary_pos_emb``) and chapter 02's plain attention
+(:mod:`course_utils.model.attention`, a building block) stay on.
 
 Conventions the exercise text states.
 RoPE (Su et al., 2021, "RoFormer"), in the "rotate half" pairing that ``transformers``' Llama and SmolLM2 use
@@ -177,11 +170,9 @@ GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is 
 
 
 class _LibraryGQARefused(TorchFunctionMode):
-    """While active, any torch function called with ``enable_gqa=True`` raises: ``scaled_dot_product_attention``
-    reached as ``torch.nn.functional``'s, under a name imported earlier, or through ``torch._C`` / ``torch.ops``.
-    A torch function mode sees the call whatever name it was made under (a module attribute swap would miss a
-    ``from torch.nn.functional import ...`` made before the check); leaving the ``with`` block pops the mode, also
-    when the learner's function raises."""
+    """While active, any torch function called with ``enable_gqa=True`` raises, under whatever name it was imported
+    (a mode, unlike an attribute swap, sees every route: F., an earlier import, torch._C, torch.ops); the ``with``
+    block pops it, also after a raise. SDPA without ``enable_gqa``, on heads the learner repeated, stays allowed."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -242,9 +233,8 @@ BALANCE_HINT = ("p = softmax of the router logits over the E experts; P_i = mean
 
 
 def _library_balancing_losses() -> list[Callable]:
-    """``transformers``' ``load_balancing_loss_func`` of Mixtral and of every other ``transformers.models`` module
-    already imported (transformers copies the function into each MoE model: Qwen2-MoE, OLMoE, Jamba, ...); plain
-    functions only, since the switch-off swaps a function's code. Empty where transformers is not installed."""
+    """``transformers``' ``load_balancing_loss_func``: Mixtral's and the copy in every ``transformers.models`` module
+    already imported (Qwen2-MoE, OLMoE, ...); plain functions only (the switch-off swaps code)."""
     if importlib.util.find_spec("transformers") is None:
         return []
     try:
@@ -261,10 +251,8 @@ def _library_balancing_losses() -> list[Callable]:
 
 @contextlib.contextmanager
 def _library_balancing_loss_off():
-    """``transformers``' ``load_balancing_loss_func`` (each copy in an imported ``transformers.models`` module, Mixtral's
-    always) switched off while the block runs. It is ``top_k`` times this exercise's loss: ``tokens_per_expert``
-    counts all N k assignments and divides by N, so it sums f over the k slots. A copy the learner's function imports
-    from a model module not loaded before the check is not caught. Restored afterwards, also when the block raises."""
+    """Those functions switched off while the block runs, restored after it (also after a raise). Each is ``top_k``
+    times this loss (it sums f over the k slots); a copy first imported inside the learner's function is not caught."""
     with checks.package_functions_switched_off(*_library_balancing_losses()):
         yield
 
