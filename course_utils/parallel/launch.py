@@ -56,6 +56,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from course_utils.cache import atomic_file
 from course_utils.parallel.payload import pickle_for_ranks, unpickle_in_rank
 from course_utils.parallel.processes import (LOG_TAIL_CHARS, OutputFollower, capture_output, clear_exited_groups,
                                              detach_and_watch_parent, flush_output, read_output, stop_ranks)
@@ -263,8 +264,8 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
     with tempfile.TemporaryDirectory(prefix="course-launch-") as tmp:
         out, port = Path(tmp), free_port()
         payload_path = out / "payload.pickle"  # only this path crosses the spawn pipe (see the module's docstring)
-        payload_path.with_suffix(".tmp").write_bytes(payload)
-        os.replace(payload_path.with_suffix(".tmp"), payload_path)
+        with atomic_file(payload_path) as f:
+            f.write(payload)
         processes = [ctx.Process(target=_worker, name=f"course-rank{rank}", daemon=True,
                                  args=(str(payload_path), rank, world_size, backend, port, threads_per_rank,
                                        timeout_s, tmp),
