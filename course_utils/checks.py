@@ -8,13 +8,15 @@ hint, but **never the expected value**: the answer must not be visible before th
 accepted in every reasonable form (a list, a tuple, a tensor of any integer or float dtype, on any device).
 Each chapter's exercise checks live in :mod:`course_utils.exercises`, where ``tests/`` feed them wrong answers.
 An exercise whose answer the package already has runs the learner's code inside
-:func:`package_functions_switched_off`, so calling the package is not a way to pass.
+:func:`package_functions_switched_off`, so calling the package is not a way to pass; :func:`exercise` switches the
+reference solution itself off in the same way while it checks the learner's answer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import types
 from typing import Any, Callable, Iterator
 
 import torch
@@ -91,14 +93,23 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
     """Run ``check(answer)`` on the learner's answer; if it is still the ``NotImplementedError`` stub, say so and
     verify the reference solution instead (so the notebook runs top to bottom before anyone solves anything).
 
-    A wrong answer fails loudly with the check's hint.
+    A wrong answer fails loudly with the check's hint. When the reference is a plain function (the solution in
+    :mod:`course_utils.solutions`), it is switched off while the learner's answer is checked, so an answer that
+    calls the solution does not pass.
     """
+    switch_off = (reference,) if _switchable(reference) and reference is not learner else ()
     try:
-        check(learner)
+        with package_functions_switched_off(*switch_off):
+            check(learner)
         print(f"[pass] exercise {name}: your answer is correct")
     except NotImplementedError:
         print(f"[todo] exercise {name}: not attempted yet; checking the reference solution instead")
         check(reference)
+
+
+def _switchable(function: Any) -> bool:
+    """True for a plain Python function without closures, the kind :func:`package_functions_switched_off` takes."""
+    return isinstance(function, types.FunctionType) and not function.__closure__
 
 
 def _refused(*args, **kwargs):
@@ -120,7 +131,7 @@ def package_functions_switched_off(*functions: Callable) -> Iterator[None]:
     Only plain Python functions without closures can be switched off (``TypeError`` otherwise).
     """
     for f in functions:
-        if not hasattr(f, "__code__") or f.__closure__:
+        if not _switchable(f):
             raise TypeError(f"can only switch off plain Python functions without closures, got {f!r}")
     saved = [f.__code__ for f in functions]
     try:

@@ -1,5 +1,7 @@
 """The shared exercise checks accept every correct form, reject wrong answers, and never reveal the answer."""
 
+import types
+
 import pytest
 import torch
 
@@ -41,6 +43,39 @@ def test_exercise_checks_the_reference_when_not_attempted(capsys):
     assert "[todo]" in capsys.readouterr().out
     with pytest.raises(AssertionError):
         checks.exercise("9", lambda: 5.0, lambda: 4.0, lambda fn: checks.check_close("four", fn(), 4.0))
+
+
+def test_exercise_refuses_an_answer_that_calls_the_reference_solution(capsys):
+    from course_utils.solutions import ch09 as solutions
+
+    x, positions = torch.randn(1, 2, 3, 4, generator=torch.Generator().manual_seed(0)), torch.arange(3)
+    expected = solutions.apply_rotary(x, positions)
+
+    def check(fn):
+        checks.check_close("rotary", fn(x, positions), expected)
+
+    with pytest.raises(AssertionError, match="switched off"):
+        checks.exercise("1", lambda *a: solutions.apply_rotary(*a), solutions.apply_rotary, check)
+    own = types.FunctionType(solutions.apply_rotary.__code__, solutions.apply_rotary.__globals__,
+                             argdefs=solutions.apply_rotary.__defaults__)  # the same code, written out
+    checks.exercise("1", own, solutions.apply_rotary, check)
+    assert "[pass] exercise 1" in capsys.readouterr().out
+    assert torch.equal(solutions.apply_rotary(x, positions), expected)  # restored after the check
+
+
+def test_every_reference_solution_can_be_switched_off():
+    """checks.exercise switches a reference off only when it is a plain function without closures."""
+    import importlib
+    import pkgutil
+
+    import course_utils.solutions as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            if callable(value) and not name.startswith("_") and getattr(value, "__module__", None) == module.__name__ \
+                    and not isinstance(value, type):
+                assert checks._switchable(value), f"{module.__name__}.{name} cannot be switched off"
 
 
 def test_package_functions_switched_off_refuses_every_route_and_restores():
