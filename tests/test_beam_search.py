@@ -89,6 +89,33 @@ def test_matches_transformers_beam_search(seed):
     assert torch.equal(beam_search(hf_next_logits_fn(tiny), prompt, 3, 8).ids, theirs[0])
 
 
+def test_matches_transformers_beam_search_with_eos_and_length_penalty():
+    # A tiny random Llama whose EOS (id 0) is made likely, so hypotheses finish at EOS and the length penalty decides
+    # between finished ones of different lengths: covers the ranking sum(ln p) / L**alpha and the stopping rule.
+    answers, ended_at_eos = {}, 0
+    for seed in (0, 1, 2, 5):
+        torch.manual_seed(seed)
+        config = LlamaConfig(vocab_size=12, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                             bos_token_id=None, eos_token_id=0, pad_token_id=0)
+        tiny = LlamaForCausalLM(config).eval()
+        with torch.no_grad():
+            tiny.lm_head.weight[0] += 0.8 * torch.randn(32)  # (V, d): raise EOS's logit
+        prompt = torch.randint(1, 12, (5,), generator=torch.Generator().manual_seed(seed))
+        for alpha in (0.0, 1.0, 2.0):
+            theirs = tiny.generate(prompt[None], attention_mask=torch.ones(1, 5, dtype=torch.long), max_new_tokens=10,
+                                   num_beams=3, do_sample=False, eos_token_id=0, pad_token_id=0,
+                                   length_penalty=alpha)[0].tolist()
+            if 0 in theirs[5:]:  # an answer ends at its first EOS (anything after it would be padding)
+                theirs = theirs[:5 + theirs[5:].index(0) + 1]
+                ended_at_eos += 1
+            ours = beam_search(hf_next_logits_fn(tiny), prompt, 3, 10, eos_token_id=0, length_penalty=alpha).ids
+            assert ours.tolist() == theirs, (seed, alpha)
+            answers[seed, alpha] = theirs
+    assert ended_at_eos >= 8  # most answers end at EOS, so finished hypotheses are compared
+    assert any(answers[seed, 0.0] != answers[seed, 2.0] for seed in (0, 1, 2, 5))  # the penalty changes answers
+
+
 def test_one_beam_is_greedy_on_course_gpt():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=20, block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()

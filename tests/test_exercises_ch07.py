@@ -4,13 +4,14 @@ answers without revealing the expected value."""
 import math
 import re
 
+import pytest
 import torch
 
 from course_utils.exercises import ch07 as ex
 from course_utils.solutions import ch07 as sol
 
 
-from exercise_helpers import rejects  # noqa: E402
+from exercise_helpers import rejects, refuses_reference_then_passes  # noqa: E402
 
 
 # ---------- exercise 1: epsilon filter ----------
@@ -171,6 +172,16 @@ def test_novelty_check():
     ex.check_novel_ngram_fraction(novelty_tensor)
     for wrong in (novelty_unique, novelty_copied, novelty_off_by_one, novelty_distinct):
         rejects(ex.check_novel_ngram_fraction, wrong)
+
+
+@pytest.mark.parametrize("check, via_reference, right", [
+    (ex.check_epsilon_filter, lambda z, e: ex._epsilon_reference(z, e), sol.epsilon_filter),
+    (ex.check_decaying_penalty, lambda z, p, t, w: ex._decaying_reference(z, p, t, w), sol.decaying_repetition_penalty),
+    (ex.check_novel_ngram_fraction, lambda s, r, n: ex._novelty_reference(s, r, n), sol.novel_ngram_fraction),
+])
+def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
+    # without the switch the private reference is a correct answer, so only the switch can reject it
+    refuses_reference_then_passes(check, via_reference, right)
 
 
 def test_stub_falls_back_to_the_reference(capsys):

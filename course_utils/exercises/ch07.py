@@ -3,10 +3,11 @@ with distance, the KV cache of a sliding-window model, and how much a continuati
 
 Each exercise asks for something :mod:`course_utils.generate` does not provide (epsilon sampling, a penalty window,
 a rolling-buffer cache, n-gram novelty), so no package call is the answer. ``transformers`` does ship epsilon (and
-eta) sampling as logits warpers, and the notebook imports their siblings: while the learner's epsilon filter runs,
-:func:`course_utils.checks.package_functions_switched_off` switches their ``__call__`` off. Each check computes the
-expected value itself with plain code, and fails through :mod:`course_utils.checks`, whose messages never show the
-expected value.
+eta) sampling as logits warpers, and the notebook imports their siblings; this module's private references
+(``_epsilon_reference``, ``_decaying_reference``, ``_novelty_reference``) are full answers too. Each check computes
+the expected value first, with those references, and then runs the learner's function inside
+:func:`course_utils.checks.package_functions_switched_off` with the warpers' ``__call__`` and the references
+switched off. Failures go through :mod:`course_utils.checks`, whose messages never show the expected value.
 ``tests/test_exercises_ch07.py`` feeds every check the reference solution, a correct answer in another form, and the
 likely wrong answers.
 
@@ -40,29 +41,20 @@ def _epsilon_reference(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
     return out
 
 
-def _without_library_epsilon(fn: Callable, *args: Any) -> Any:
-    """``fn(*args)`` with ``transformers``' epsilon and eta warpers switched off: they are the answer, ready-made."""
-    from transformers.generation import EpsilonLogitsWarper, EtaLogitsWarper
-
-    with checks.package_functions_switched_off(EpsilonLogitsWarper.__call__, EtaLogitsWarper.__call__):
-        return fn(*args)
-
-
 def check_epsilon_filter(fn: Callable[[torch.Tensor, float], Any]) -> None:
     """``fn(logits (B, V), epsilon)``: tokens with probability below ``epsilon`` become -inf, the most likely token
     of each row always stays; kept logits are unchanged."""
     hint = ("compare probabilities (softmax of the logits), not logits, with epsilon; keep kept logits as they are; "
             "never remove a row's most likely token")
-    hand = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.04, 0.06, 0.3, 0.6]]))
-    checks.check_equal("hand example, epsilon 0.1", _without_library_epsilon(fn, hand.clone(), 0.1),
-                       _epsilon_reference(hand, 0.1), hint=hint)
     flat = torch.zeros(1, 8)
     flat[0, 3] = 0.1  # every probability is about 1/8 < 0.2: only the most likely token may stay
-    checks.check_equal("a flat row, epsilon 0.2", _without_library_epsilon(fn, flat.clone(), 0.2),
-                       _epsilon_reference(flat, 0.2), hint=hint)
-    r = _logits(0, (4, 300), 3.0)
-    checks.check_equal("random logits, epsilon 0.01", _without_library_epsilon(fn, r.clone(), 0.01),
-                       _epsilon_reference(r, 0.01), hint=hint)
+    cases = [("hand example, epsilon 0.1", torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.04, 0.06, 0.3, 0.6]])),
+              0.1),
+             ("a flat row, epsilon 0.2", flat, 0.2),
+             ("random logits, epsilon 0.01", _logits(0, (4, 300), 3.0), 0.01)]
+    for label, logits, epsilon in cases:
+        expected = _epsilon_reference(logits, epsilon)
+        checks.check_equal(label, _learner_alone(fn, logits.clone(), epsilon), expected, hint=hint)
 
 
 def _decaying_reference(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float, window: int) -> torch.Tensor:
@@ -90,12 +82,13 @@ def check_decaying_penalty(fn: Callable[[torch.Tensor, torch.Tensor, float, int]
              ("hand example: a token twice in the window", torch.tensor([[1, 3, 1, 2]]), 4),
              ("hand example: window longer than the context", torch.tensor([[1, 3]]), 10)]
     for label, prev, window in cases:
-        checks.check_close(label, fn(z.clone(), prev, 2.0, window), _decaying_reference(z, prev, 2.0, window),
-                           hint=hint)
+        expected = _decaying_reference(z, prev, 2.0, window)
+        checks.check_close(label, _learner_alone(fn, z.clone(), prev.clone(), 2.0, window), expected, hint=hint)
     r = _logits(1, (3, 50), 3.0)
     prev = torch.randint(0, 50, (3, 20), generator=torch.Generator("cpu").manual_seed(2))
-    checks.check_close("random logits, window 8, penalty 1.7", fn(r.clone(), prev, 1.7, 8),
-                       _decaying_reference(r, prev, 1.7, 8), hint=hint)
+    expected = _decaying_reference(r, prev, 1.7, 8)
+    checks.check_close("random logits, window 8, penalty 1.7", _learner_alone(fn, r.clone(), prev.clone(), 1.7, 8),
+                       expected, hint=hint)
 
 
 def check_mistral_kv_gib(fn: Callable[[], Any]) -> None:
@@ -122,11 +115,19 @@ def check_novel_ngram_fraction(fn: Callable[[list[int], list[int], int], Any]) -
     cases = [("hand example, bigrams", [1, 2, 3, 1, 2, 3], [1, 2, 9], 2),
              ("hand example, unigrams", [4, 4, 5, 6], [4, 7], 1),
              ("a sample shorter than n", [1, 2], [1, 2, 3], 3)]
-    for label, sample, reference, n in cases:
-        checks.check_close(label, fn(list(sample), list(reference), n), _novelty_reference(sample, reference, n),
-                           hint=hint)
     g = torch.Generator("cpu").manual_seed(3)
-    sample = torch.randint(0, 5, (60,), generator=g).tolist()
-    reference = torch.randint(0, 5, (40,), generator=g).tolist()
-    checks.check_close("random sequences, trigrams", fn(list(sample), list(reference), 3),
-                       _novelty_reference(sample, reference, 3), hint=hint)
+    cases.append(("random sequences, trigrams", torch.randint(0, 5, (60,), generator=g).tolist(),
+                  torch.randint(0, 5, (40,), generator=g).tolist(), 3))
+    for label, sample, reference, n in cases:
+        expected = _novelty_reference(sample, reference, n)
+        checks.check_close(label, _learner_alone(fn, list(sample), list(reference), n), expected, hint=hint)
+
+
+def _learner_alone(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` with every ready-made answer switched off: ``transformers``' epsilon and eta warpers and this
+    module's own references (the checks call those before, never inside, this block)."""
+    from transformers.generation import EpsilonLogitsWarper, EtaLogitsWarper
+
+    with checks.package_functions_switched_off(EpsilonLogitsWarper.__call__, EtaLogitsWarper.__call__,
+                                               _epsilon_reference, _decaying_reference, _novelty_reference):
+        return fn(*args)

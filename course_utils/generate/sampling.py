@@ -23,8 +23,9 @@ References
   a negative one) is ``transformers``' fix (PR #2303, 2019), followed by llama.cpp and vLLM. Every token of the
   context counts, prompt included.
 * Frequency and presence penalties: the OpenAI API reference ("parameter details"):
-  ``logit[j] -= c[j] * frequency_penalty + (c[j] > 0) * presence_penalty`` with ``c[j]`` the number of times token j
-  was *sampled* so far (the prompt does not count).
+  ``logit[j] -= c[j] * frequency_penalty + (c[j] > 0) * presence_penalty`` with ``c[j]`` how often token j "was
+  sampled prior to the current position". We read that as vLLM does: generated tokens only, the prompt does not
+  count (llama.cpp instead counts the last ``penalty_last_n`` tokens of the context, prompt included).
 
 Conventions: top-k keeps every token tied with the k-th largest logit (as ``transformers``); top-p keeps a token when
 the mass of the tokens strictly before it (sorted by probability, stable sort) is below ``top_p``. Left out:
@@ -172,7 +173,7 @@ def apply_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penal
 def apply_frequency_presence(logits: torch.Tensor, generated_ids: torch.Tensor, frequency_penalty: float = 0.0,
                              presence_penalty: float = 0.0) -> torch.Tensor:
     """OpenAI form: ``logit[j] - c[j] * frequency_penalty - [c[j] > 0] * presence_penalty``, where ``c[j]`` counts
-    token j in ``generated_ids`` (B, N): the tokens *sampled so far*, without the prompt."""
+    token j in ``generated_ids`` (B, N): the generated tokens only (vLLM's reading; llama.cpp counts the prompt)."""
     check_finite(logits)
     _check_ids(generated_ids, logits)
     for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)):
@@ -249,7 +250,7 @@ def _process(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: Sampli
         if config.repetition_penalty != 1.0:  # CTRL / transformers: every token of the context counts
             logits = _repetition(logits, prev_ids, config.repetition_penalty)
         if (config.frequency_penalty or config.presence_penalty) and prev_ids.shape[1] > prompt_length:
-            logits = _frequency_presence(logits, prev_ids[:, prompt_length:],  # OpenAI: sampled tokens only
+            logits = _frequency_presence(logits, prev_ids[:, prompt_length:],  # generated tokens only (as vLLM)
                                          config.frequency_penalty, config.presence_penalty)
     if config.greedy:
         return logits
