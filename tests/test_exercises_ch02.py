@@ -185,3 +185,17 @@ def per_row_mean(lg, ids, ch):  # a mean per row, then the mean of the rows: wro
 ], ids=["sum", "plain_ignore_index_call", "not_chosen", "argmax", "per_row_mean"])
 def test_mlm_loss_rejects_likely_wrong_answers(wrong, data):
     rejects(ex.check_mlm_loss, wrong, *data())
+
+
+# ---- every exercise: the check's own loop references are answers too, and are switched off -------------------
+
+@pytest.mark.parametrize("check, loop_answer, data", [
+    (ex.check_window_mask, lambda T, l, r: ex._window_by_loops(T, l, r), ()),
+    (ex.check_document_mask, lambda d: ex._document_mask_by_loops(d.tolist()), ()),
+    (ex.check_packed_position_ids, lambda d: [ex._positions_by_loops(row) for row in d.tolist()], ()),
+    (ex.check_mlm_loss, lambda lg, ids, ch: ex._mlm_loss_by_loops(lg, ids, ch), None),
+], ids=["window", "document", "positions", "mlm_loss"])
+def test_checks_refuse_their_own_loop_references(check, loop_answer, data):
+    args = mlm_data() if data is None else data
+    assert "switched off" in rejects(check, loop_answer, *args)
+    assert ex._positions_by_loops([0, 0, -1]) == [0, 1, 0]  # restored afterwards

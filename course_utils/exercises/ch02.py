@@ -10,6 +10,8 @@ Exercise 1 asks for the idea behind every mask of :mod:`course_utils.model.masks
 into the answer (a causal sliding window OR the transpose of another one is a (left, right) window); while the
 learner's function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`. Plain
 PyTorch (``torch.tril``/``torch.triu`` with a diagonal offset) stays allowed: it still needs the inequality.
+The loops that compute the expected values here (``_window_by_loops`` and the others) are answers too, so every
+exercise's learner call runs with them switched off.
 """
 
 from __future__ import annotations
@@ -40,11 +42,14 @@ def _window_by_loops(T: int, left: int, right: int) -> torch.Tensor:
     return mask
 
 
-def _call_without_package_masks(fn: Callable, *args: Any) -> Any:
-    """The learner's ``fn(*args)`` with the package's mask builders switched off (they compose into the answer)."""
-    with checks.package_functions_switched_off(
-            masks.causal_mask, masks.bidirectional_mask, masks.prefix_lm_mask, masks.sliding_window_mask,
-            masks.key_padding_mask, masks.padding_mask):
+def _learner(fn: Callable, *args: Any, package_masks: bool = False) -> Any:
+    """The learner's ``fn(*args)`` with this module's loop references switched off (each computes an answer), and
+    with ``package_masks`` also the package's mask builders (they compose into exercise 1's answer)."""
+    off = [_window_by_loops, _document_mask_by_loops, _positions_by_loops, _mlm_loss_by_loops]
+    if package_masks:
+        off += [masks.causal_mask, masks.bidirectional_mask, masks.prefix_lm_mask, masks.sliding_window_mask,
+                masks.key_padding_mask, masks.padding_mask]
+    with checks.package_functions_switched_off(*off):
         return fn(*args)
 
 
@@ -54,8 +59,9 @@ def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
     cases = [(4, 1, 0), (6, 2, 0), (5, 1, 1), (7, 2, 1), (7, 0, 3), (6, -1, 0), (5, -1, -1), (6, 3, -1),
              (1, 0, 0), (5, 9, 0), (8, 0, 0)]
     for n, (T, left, right) in enumerate(cases, start=1):
-        checks.check_equal(f"window case {n} of {len(cases)}", _call_without_package_masks(fn, T, left, right),
-                           _window_by_loops(T, left, right), hint=WINDOW_HINT)
+        expected = _window_by_loops(T, left, right)
+        checks.check_equal(f"window case {n} of {len(cases)}", _learner(fn, T, left, right, package_masks=True),
+                           expected, hint=WINDOW_HINT)
 
 
 def _document_mask_by_loops(doc_ids: list[int]) -> torch.Tensor:
@@ -67,12 +73,12 @@ def check_document_mask(fn: Callable[[torch.Tensor], object]) -> None:
     """Exercise 2: ``fn(doc_ids)`` -> (T, T) causal mask within each packed document; attention must then equal
     attention over each document separately."""
     for n, doc_ids in enumerate(([0, 0, 0, 1, 1, 2], [0, 1, 1, 1], [3, 3, 3, 3, 3], [0, 1, 2, 3]), start=1):
-        checks.check_equal(f"documents, case {n} of 4", fn(torch.tensor(doc_ids)), _document_mask_by_loops(doc_ids),
-                           hint=DOC_HINT)
+        expected = _document_mask_by_loops(doc_ids)
+        checks.check_equal(f"documents, case {n} of 4", _learner(fn, torch.tensor(doc_ids)), expected, hint=DOC_HINT)
     doc_ids = torch.tensor([0, 0, 0, 1, 1, 2])
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(6, 8, generator=g) for _ in range(3))  # (T, D) each
-    mask = torch.as_tensor(fn(doc_ids)).to(torch.bool)  # (T, T)
+    mask = torch.as_tensor(_learner(fn, doc_ids)).to(torch.bool)  # (T, T)
     packed = scaled_dot_product_attention(q, k, v, mask)  # (T, D)
     separate = torch.cat([scaled_dot_product_attention(q[s], k[s], v[s], causal_mask(s.stop - s.start))
                           for s in (slice(0, 3), slice(3, 5), slice(5, 6))])  # (T, D)
@@ -112,7 +118,7 @@ def check_packed_position_ids(fn: Callable[[torch.Tensor], object]) -> None:
     """
     cases = _packed_cases()
     for n, doc_ids in enumerate(cases, start=1):
-        answer = checks.as_float_tensor(f"position ids, case {n}", fn(doc_ids.clone()), POSITION_HINT)
+        answer = checks.as_float_tensor(f"position ids, case {n}", _learner(fn, doc_ids.clone()), POSITION_HINT)
         if tuple(answer.shape) != tuple(doc_ids.shape):
             raise AssertionError(f"position ids, case {n}: shape {tuple(answer.shape)}, expected "
                                  f"{tuple(doc_ids.shape)} (one id per token). {POSITION_HINT}")
@@ -141,19 +147,19 @@ def check_mlm_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], obje
     and fails. ``model_loss`` is the GPT's loss on the same logits with targets -100 where not chosen.
     """
     logits, ids, chosen = logits.detach().cpu().float(), ids.detach().cpu(), chosen.detach().cpu().bool()
-    checks.check_close("equals the model's ignore_index loss", fn(logits, ids, chosen), model_loss.detach().cpu(),
-                       atol=1e-5, hint=MLM_HINT)
+    checks.check_close("equals the model's ignore_index loss", _learner(fn, logits, ids, chosen),
+                       model_loss.detach().cpu(), atol=1e-5, hint=MLM_HINT)
     one_hot = torch.full((1, 3, 5), -1e4)
     one_hot[0, 1, 2] = 1e4
     checks.check_close("a perfect prediction at the only chosen position costs 0",
-                       fn(one_hot, torch.tensor([[4, 2, 0]]), torch.tensor([[False, True, False]])), 0.0, atol=1e-6,
-                       hint=MLM_HINT)
+                       _learner(fn, one_hot, torch.tensor([[4, 2, 0]]), torch.tensor([[False, True, False]])), 0.0,
+                       atol=1e-6, hint=MLM_HINT)
     uniform = torch.zeros(2, 4, 8)  # every chosen position costs ln 8, whatever the number chosen
     uneven_ids = torch.tensor([[1, 0, 7, 2], [6, 3, 5, 4]])
     uneven = torch.tensor([[True, False, False, False], [False, True, True, False]])  # 1 and 2 chosen per row
-    checks.check_close("uniform logits cost ln V per chosen position", fn(uniform, uneven_ids, uneven),
+    checks.check_close("uniform logits cost ln V per chosen position", _learner(fn, uniform, uneven_ids, uneven),
                        torch.log(torch.tensor(8.0)), atol=1e-5, hint=MLM_HINT)
     logits = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(2))  # rows with 1 and 2 chosen positions
+    expected = _mlm_loss_by_loops(logits, uneven_ids, uneven)
     checks.check_close("random logits, rows with different numbers of chosen positions",
-                       fn(logits, uneven_ids, uneven), _mlm_loss_by_loops(logits, uneven_ids, uneven), atol=1e-5,
-                       hint=MLM_HINT)
+                       _learner(fn, logits, uneven_ids, uneven), expected, atol=1e-5, hint=MLM_HINT)

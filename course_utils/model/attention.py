@@ -11,7 +11,8 @@ softmax, which is the same computation.
 
 A query row whose keys are all blocked (a left-padding position under a causal mask) has no defined softmax:
 ``softmax([-inf, ..., -inf])`` is 0/0 = NaN. Like ``torch.nn.functional.scaled_dot_product_attention`` (PyTorch 2.5
-and later) we return zero weights and a zero output for such rows.
+and later, on CPU and CUDA; the MPS backend returned NaN in some releases) we return zero weights and a zero output
+for such rows.
 
 This version materialises the full ``(..., T_q, T_k)`` score matrix; that is the point of the chapter's cost section.
 With a mask it keeps at most two such float tensors alive at once (the scores are freed after the softmax), so a

@@ -15,7 +15,7 @@ Kinds and the model families that use them:
   the Limits of Transfer Learning with a Unified Text-to-Text Transformer" (T5), the prefix-LM variant).
 * :func:`sliding_window_mask`: local attention. Causal (decoders; Jiang et al., 2023, "Mistral 7B", ``W = 4096``):
   the ``window`` most recent positions, itself included, which the flash-attn library (2.3 and later) writes
-  ``window_size=(W - 1, 0)``.
+  ``window_size=(W - 1, 0)``, as Hugging Face does (the Mistral paper writes positions ``i - W`` to ``i``).
   Symmetric (encoders; Beltagy et al., 2020, "Longformer"): ``window // 2`` positions on each side.
 * :func:`combine`: logical AND of masks, e.g. causal AND padding.
 * :func:`from_hf_attention_mask`: Hugging Face's 2-D ``attention_mask`` (1 = real token, 0 = padding) as a 4-D mask,
@@ -198,7 +198,8 @@ def from_hf_attention_mask(attention_mask: torch.Tensor, causal: bool = True) ->
 
     Decoders (``causal=True``) get causal AND key padding, which is what Hugging Face builds internally for
     ``sdpa``; encoders (``causal=False``) get bidirectional AND key padding. Rows of left-padding queries can end
-    up empty under the causal mask; SDPA returns zeros there and the outputs at padding positions are ignored.
+    up empty under the causal mask; SDPA returns zeros there (PyTorch 2.5 and later on CPU and CUDA; the MPS backend
+    returned NaN in some releases) and the outputs at padding positions are ignored.
     """
     keys = _check_hf_mask(attention_mask)  # (B, T)
     B, T = keys.shape
