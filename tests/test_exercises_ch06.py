@@ -380,8 +380,20 @@ def transformers_llama_counted_by_hand(config, r, targets):  # the second review
                for name, module in _build_meta_llama(config).named_modules() if name.split(".")[-1] in targets)
 
 
+def transformers_decoder_layers_counted_by_hand(config, r, targets):  # the layers alone, no PreTrainedModel
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    llama_config = LlamaConfig(vocab_size=8, **config)
+    with torch.device("meta"):
+        layers = [LlamaDecoderLayer(llama_config, i) for i in range(llama_config.num_hidden_layers)]
+    return sum(r * (module.in_features + module.out_features)
+               for layer in layers for name, module in layer.named_modules() if name.split(".")[-1] in targets)
+
+
 MODEL_CHEATS = [layer_over_meta_model, layer_over_own_llama, peft_over_meta_model, peft_over_own_llama,
-                peft_model_class_over_own_llama, peft_layer_over_own_llama, transformers_llama_counted_by_hand]
+                peft_model_class_over_own_llama, peft_layer_over_own_llama, transformers_llama_counted_by_hand,
+                transformers_decoder_layers_counted_by_hand]
 
 
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
@@ -403,14 +415,14 @@ def test_exercise_1_refuses_every_model_based_route(cheat):
 def test_exercise_1_restores_transformers_when_the_learners_function_raises():
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-    init = PreTrainedModel.__init__
+    init, linear_init = PreTrainedModel.__init__, torch.nn.Linear.__init__
 
     def raises(config, r, targets):
         raise ValueError("the learner's own error")
 
     with pytest.raises(ValueError, match="the learner's own error"):
         ex.check_lora_parameter_count(raises)
-    assert PreTrainedModel.__init__ is init
+    assert PreTrainedModel.__init__ is init and torch.nn.Linear.__init__ is linear_init
     with torch.device("meta"):
         model = LlamaForCausalLM(LlamaConfig(vocab_size=8, **ex.SMOLLM2_135M))
     assert model.model.layers[0].self_attn.k_proj.out_features == 192   # 3 KV heads of 64

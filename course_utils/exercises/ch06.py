@@ -125,13 +125,14 @@ def _package_lora_switched_off(name: str):
     and that of its ``LoraLayer`` (every peft LoRA layer built on its own). Where transformers is installed, the
     ``__init__`` of its ``PreTrainedModel`` is switched off too, so no transformers model (a meta-device
     ``LlamaForCausalLM`` whose layer widths would be read off instead of computed, skipping grouped-query attention)
-    can be built. Everything is restored afterwards, also when the learner's function raises."""
+    can be built; nor can any ``nn.Linear`` (a ``LlamaDecoderLayer`` built on its own, outside a model, has them).
+    Everything is restored afterwards, also when the learner's function raises."""
     import importlib.util
 
     from course_utils.lora import layer, memory
 
     message = (f"{name}: this exercise asks for the count by arithmetic on the config; LoRALinear, apply_lora, "
-               f"meta_model, peft and transformers' models are switched off while the check runs")
+               f"meta_model, peft, transformers' models and nn.Linear are switched off while the check runs")
 
     def refusing_init(self, *args, **kwargs):
         raise AssertionError(message)
@@ -151,6 +152,7 @@ def _package_lora_switched_off(name: str):
             from transformers import PreTrainedModel
 
             stack.enter_context(mock.patch.object(PreTrainedModel, "__init__", refusing_init))
+        stack.enter_context(mock.patch.object(torch.nn.Linear, "__init__", refusing_init))  # any model's layers
         stack.enter_context(checks.package_functions_switched_off(*switched_off))
         yield
 
