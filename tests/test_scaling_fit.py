@@ -76,6 +76,32 @@ def test_bootstrap_is_reproducible_and_brackets_the_truth():
     assert abs(np.median(alphas) - full.alpha) < 0.05
 
 
+def test_multi_start_bootstrap_leaves_the_full_fits_basin():
+    # 12 noisy points do not pin E: refits started only from the full fit stay near its E; adding starts along the
+    # valley (the full fit with E moved, as floor_profile's fits are) finds better optima for some resamples
+    rng = np.random.default_rng(3)
+    N, D = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e8, 4), np.geomspace(1e8, 1e10, 3)))
+    L = TRUE.loss(N, D) * np.exp(rng.normal(0, 0.02, N.shape))
+    full, single = bootstrap_chinchilla(N, D, L, 8, np.random.default_rng(0))
+    starts = [ChinchillaFit(E=e, A=full.A, B=full.B, alpha=full.alpha, beta=full.beta, objective=0.0)
+              for e in (0.05, 0.5, 1.0, 1.5)]
+    full_again, multi = bootstrap_chinchilla(N, D, L, 8, np.random.default_rng(0), starts=starts)
+    assert full_again == full  # the starts change the refits only
+    single_obj, multi_obj = (np.array([f.objective for f in fits]) for fits in (single, multi))
+    assert np.all(multi_obj <= single_obj * (1 + 1e-9))  # the full fit is still one of the starts
+    assert np.sum(multi_obj < 0.99 * single_obj) >= 2  # and other starts find lower optima on some resamples
+    spread = lambda fits: np.ptp([f.E for f in fits])
+    assert spread(multi) > 2 * spread(single)
+    # a grid of starts for every refit as well (the same first 4 resamples): lower optima again
+    _, gridded = bootstrap_chinchilla(N, D, L, 4, np.random.default_rng(0), starts=starts, refit_grid=COARSE_GRID)
+    gridded_obj = np.array([f.objective for f in gridded])
+    assert np.all(gridded_obj <= multi_obj[:4] * (1 + 1e-9)) and np.sum(gridded_obj < 0.99 * multi_obj[:4]) >= 2
+    with pytest.raises(TypeError, match="ChinchillaFit"):
+        bootstrap_chinchilla(N, D, L, 2, np.random.default_rng(0), starts=[{"E": 1.0}])
+    with pytest.raises(ValueError, match="initial values"):
+        bootstrap_chinchilla(N, D, L, 2, np.random.default_rng(0), refit_grid={"a": (0.0,)})
+
+
 @pytest.mark.parametrize("args,match", [
     (([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3, 4]), "same length"),
     (([1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]), "at least 5 points"),

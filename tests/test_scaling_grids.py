@@ -55,6 +55,32 @@ def test_cpu_grid_meets_the_issue():
     assert len(grid_runs(SWEEP_GRIDS["gpu"])) > len(grid_runs(grid))
 
 
+TRAIN_CHARS = 4_587_762  # the training plays of the sweep's data (chapter 04, section 5 prints it)
+CPU_OPTIMUM_TOKENS_PER_PARAM = (276, 584)  # cpu's IsoFLOP vertices (benchmarks/RESULTS.md, chapter 04)
+
+
+def test_gpu_grid_can_pass_the_chapters_checks_on_paper():
+    # Static properties only: the grid has not been run on a GPU (see the grids module docstring).
+    grid, pred = SWEEP_GRIDS["gpu"], PREDICTION_RUNS["gpu"]
+    assert max(grid.budgets) / min(grid.budgets) >= 30  # section 5's verdict fails any span under 30x
+    assert len(set(grid.batch_sizes)) == 1 and pred.batch_size == grid.batch_sizes[0]  # per-shape batches froze the vertex
+    assert grid.windows is not None and len(grid.budgets) >= 4
+    for budget, window in zip(grid.budgets, grid.windows):
+        assert len(window) >= 5 and all(0 <= i < len(grid.shapes) for i in window)  # every window's shapes exist
+        tokens = [isoflop_tokens(grid, shape, budget, grid.batch_sizes[0]) for shape in grid.shapes_at(budget)]
+        per_param = [d / grid.n_params(shape) for d, shape in zip(tokens, grid.shapes_at(budget))]
+        # the window straddles the tokens per parameter of cpu's optima, so the minimum can fall inside it
+        assert min(per_param) < CPU_OPTIMUM_TOKENS_PER_PARAM[0] and max(per_param) > CPU_OPTIMUM_TOKENS_PER_PARAM[1]
+        assert min(tokens) >= 200 * grid.batch_sizes[0] * grid.block_size  # section 2 flags runs under 200 steps
+        assert max(tokens) <= 4 * TRAIN_CHARS  # at most ~4 epochs of the text (Muennighoff et al., 2023)
+    shape = (pred.n_layer, pred.n_head, pred.n_embd)
+    n_pred = grid.n_params(shape)
+    assert sum(shape in grid.shapes_at(b) for b in grid.budgets) >= 3  # section 6's baseline: the shape's own L(D)
+    assert 1.9 * max(grid.budgets) < 6 * n_pred * pred.tokens < 4 * max(grid.budgets)  # a budget above the grid
+    assert CPU_OPTIMUM_TOKENS_PER_PARAM[0] <= pred.tokens / n_pred <= CPU_OPTIMUM_TOKENS_PER_PARAM[1]  # near the optimum
+    assert pred.tokens <= 4 * TRAIN_CHARS and pred.block_size == grid.block_size and pred.device == grid.device
+
+
 WINDOWED = SweepGrid(**{**GRID.__dict__, "windows": ((0, 1), (1, 2))})
 
 

@@ -10,12 +10,27 @@ time (a tiny model at a large budget trains for many steps) without telling us w
 The notebook and ``benchmarks/bench_scaling_sweep.py`` both read :data:`SWEEP_GRIDS` and :data:`PREDICTION_RUNS`,
 so the benchmark times exactly the sweep the chapter trains.
 
-Batch sizes: the cpu grid trains every run at one batch size. A larger batch for the small shapes (the smoke and
-gpu grids still do that) raises their throughput, but at equal tokens it costs them optimizer steps, and in short
+Batch sizes: the cpu and gpu grids train every run at one batch size. A larger batch for the small shapes (the smoke
+grid still does that) raises their throughput, but at equal tokens it costs them optimizer steps, and in short
 runs the loss follows the steps more than ``N``: it held the cpu grid's vertex still at one size over 8x of compute
 (``benchmarks/RESULTS.md``, chapter 04, "the batch sizes confound the vertex"). ``precision="auto"`` becomes
 :func:`course_utils.scaling.runs.default_precision` of the grid's device when runs are made, so each cached spec
 records the precision it really trained in.
+
+The gpu grid, designed on paper and **not yet run on a GPU**: the cpu design study's recipe (2-layer shapes, batch 16
+of 64 characters, lr 3e-3) over the budgets that study named as the passing design it could not afford on 2 cores
+(about 4.8e10 to 1.5e12 FLOPs, leaving out the early-plateau budget 2e10 whose losses drove E to zero). Five budgets
+4.8e10 to 1.52e12 (31.7x, above the 30x that section 5's verdict asks for; 6.4e11 repeats cpu's top budget and window),
+a window of 5 shapes per budget centred near the optimum extrapolated from cpu's four vertices (3.0k to 19.7k,
+N* ~ C^0.56), 4.4k at the smallest budget and 30k at the largest: it sits at 31-45% of each window's log-N span, like
+cpu's measured vertices (24-42%); the cpu surface's C^0.39 (7.2k and 27.6k) stays inside every window too (38-67%). 25 runs, 539 to 17,066 optimizer steps (the fewest: the
+largest shape at the smallest budget), 29 to 2,583 tokens per parameter; the longest run sees 3.8 epochs of the
+4.6M training characters (Muennighoff et al.'s ~4 epochs of repetition cost little). The prediction run is (2, 4, 40),
+N = 39,520, at 3.04e12 (2x the top budget, 12.8M tokens, 324 tokens/param, 2.8 epochs), between the two
+extrapolated optima there (36k and 45k). Time, estimated: 1.3e13 FLOPs of 6ND (1.8e13 counted with attention and the
+head) would take under a minute even at an achieved 0.5 TFLOP/s, but models this small cannot fill a GPU: each of the
+~104,000 optimizer steps of 1,024 tokens is bound by kernel-launch and Python overhead, so at a conservative 5-10 ms
+per step the sweep takes about 9-17 minutes, and the prediction run (12,500 steps) 1-2 more.
 
 Left out: a learning-rate sweep per shape, and more than one seed per run.
 """
@@ -150,11 +165,13 @@ SWEEP_GRIDS = {
                              (2, 4, 48)),
                      budgets=(2e10, 6.35e10, 2.02e11, 6.4e11), batch_sizes=(16,) * 8,
                      windows=((0, 1, 2, 3, 4), (0, 1, 2, 3, 4), (2, 3, 4, 5, 6), (3, 4, 5, 6, 7))),
-    # Shakespeare holds 4.6M training characters, which bounds the gpu grid: the smallest shape at the largest budget
-    # sees ~15 epochs (exercise 3), the largest shape at the smallest budget ~170 steps. Not yet run on a GPU.
-    "gpu": SweepGrid(shapes=((2, 4, 64), (3, 4, 96), (4, 4, 128), (4, 8, 160), (4, 8, 192), (6, 8, 256)),
-                     budgets=(5e12, 1e13, 2e13, 4e13), batch_sizes=(64, 64, 32, 16, 16, 8),
-                     block_size=128, device="cuda"),
+    # gpu: the cpu recipe at the budgets cpu cannot afford, windows centred on cpu's extrapolated vertices (see the
+    # module docstring: a design on paper, not yet run on a GPU).
+    "gpu": SweepGrid(shapes=((2, 2, 8), (2, 2, 12), (2, 2, 16), (2, 2, 20), (2, 2, 24), (2, 2, 32), (2, 4, 40),
+                             (2, 4, 48), (2, 4, 56)),
+                     budgets=(4.8e10, 1.14e11, 2.7e11, 6.4e11, 1.52e12), batch_sizes=(16,) * 9,
+                     windows=((0, 1, 2, 3, 4), (1, 2, 3, 4, 5), (2, 3, 4, 5, 6), (3, 4, 5, 6, 7), (4, 5, 6, 7, 8)),
+                     device="cuda"),
 }
 
 PREDICTION_RUNS = {
@@ -163,6 +180,6 @@ PREDICTION_RUNS = {
                         threads=2),
     "cpu": ScalingRun(n_layer=2, n_head=2, n_embd=24, tokens=isoflop_tokens(SWEEP_GRIDS["cpu"], (2, 2, 24),
                       1.28e12, 16), batch_size=16, threads=2, precision=SWEEP_GRIDS["cpu"].resolved_precision()),
-    "gpu": ScalingRun(n_layer=6, n_head=8, n_embd=256, tokens=isoflop_tokens(SWEEP_GRIDS["gpu"], (6, 8, 256), 8e13, 8),
-                      batch_size=8, block_size=128, precision=SWEEP_GRIDS["gpu"].resolved_precision(), device="cuda"),
+    "gpu": ScalingRun(n_layer=2, n_head=4, n_embd=40, tokens=isoflop_tokens(SWEEP_GRIDS["gpu"], (2, 4, 40), 3.04e12,
+                      16), batch_size=16, precision=SWEEP_GRIDS["gpu"].resolved_precision(), device="cuda"),
 }
