@@ -2,7 +2,7 @@
 wall time, the science check (IsoFLOP minima inside the grid, Chinchilla fit), and the prediction run.
 
 Usage: ``flock /tmp/course-heavy.lock nice -n 5 .venv/bin/python benchmarks/bench_scaling_sweep.py [--grid cpu]
-[--workers 2] [--no-arms]``. Prints a markdown block for ``benchmarks/RESULTS.md``.
+[--workers 2] [--no-arms] [--precision-only]``. Prints a markdown block for ``benchmarks/RESULTS.md``.
 
 Achieved GFLOP/s counts the matmul FLOPs of :func:`course_utils.scaling.compute.gpt_train_flops_per_token` (weights,
 head and attention, forward and backward) over each run's wall time including its final evaluation, and is compared
@@ -113,13 +113,43 @@ def arms(grid_name: str, specs) -> list[str]:
     return lines
 
 
+def precision_arms(grid_name: str, repeats: int = 2) -> list[str]:
+    """fp32 against bf16 autocast on every shape of the grid, 20 batches at 1 thread, alternating arms, best of
+    ``repeats``: the measurement behind :func:`course_utils.scaling.runs.default_precision`."""
+    from course_utils.device import native_bf16
+
+    lines = [f"native bf16 on this CPU: {native_bf16('cpu')}",
+             "| shape (L, H, C) | batch | fp32 tokens/s | bf16 tokens/s | bf16/fp32 |", "|---|---|---|---|---|"]
+    firsts = {}
+    for s in grid_runs(SWEEP_GRIDS[grid_name]):
+        firsts.setdefault((s.n_layer, s.n_head, s.n_embd), s)
+    for shape, s in firsts.items():
+        short = dataclasses.replace(s, tokens=20 * s.batch_size * s.block_size, threads=1)
+        best = {"fp32": 0.0, "bf16": 0.0}
+        for _ in range(repeats):
+            for p in best:
+                speed = train_scaling_run(dataclasses.replace(short, precision=p))["tokens_per_s"]
+                best[p] = max(best[p], speed)
+        lines.append(f"| {shape} | {s.batch_size} | {best['fp32']:,.0f} | {best['bf16']:,.0f} | "
+                     f"{best['bf16'] / best['fp32']:.2f}x |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", default="cpu", choices=sorted(SWEEP_GRIDS))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-arms", action="store_true")
     parser.add_argument("--keep", help="an empty folder to keep the sweep's cached results in (default: temporary)")
+    parser.add_argument("--precision-only", action="store_true",
+                        help="only time fp32 against bf16 autocast on every shape of the grid (no sweep)")
     args = parser.parse_args()
+    if args.precision_only:
+        print(f"## Chapter 04: fp32 against bf16 autocast per shape (`benchmarks/bench_scaling_sweep.py --grid "
+              f"{args.grid} --precision-only`)\n\n{datetime.date.today()}, CPU: {cpu_description()}, torch "
+              f"{torch.__version__}\n")
+        print("\n".join(precision_arms(args.grid)))
+        return
     grid = SWEEP_GRIDS[args.grid]
     specs = grid_runs(grid)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

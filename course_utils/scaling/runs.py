@@ -10,10 +10,11 @@ Precision: ``"fp32"`` (exact, the default) or ``"bf16"`` (autocast in the traini
 loop's ``TrainConfig.precision``). Under CPU bf16 the model uses the explicit attention path
 (``GPTConfig.attention="manual"``): PyTorch's fused SDPA is slower under CPU autocast than float32 training
 (measured in ``benchmarks/RESULTS.md``, chapter 01), while the explicit version runs its matmuls as bf16 GEMMs;
-fp32 runs and every GPU run keep SDPA. bf16 only pays on hardware with native bf16 matmuls: on a CPU without
-AVX512-BF16 or AMX (AVX2 only) a bf16 matmul is emulated: ``benchmarks/bench_scaling_sweep.py`` measured it about
-60x slower than fp32 and bf16 training at 0.12-0.15x of fp32's tokens/s, so :func:`default_precision` picks bf16 only
-where the hardware has it.
+fp32 runs and every GPU run keep SDPA. On a CPU bf16 does not pay at these widths: without AVX512-BF16 or AMX
+(AVX2 only) a bf16 matmul is emulated (``benchmarks/bench_scaling_sweep.py`` measured it about 60x slower than fp32,
+and bf16 training at 0.12-0.15x of fp32's tokens/s), and even with them (an AMX Xeon, ``--precision-only``) bf16
+autocast trained every shape of the cpu grid at 0.65-0.87x of fp32's tokens/s. So :func:`default_precision` picks
+bf16 only on a CUDA GPU that has it.
 
 Left out: choosing the learning rate per size (one rate for all sizes is a simplification tiny models tolerate;
 muP, Yang et al. 2022, is the principled fix), and anything but the character-level corpus.
@@ -37,9 +38,9 @@ from course_utils.train.loop import PRECISIONS, TrainConfig, train
 
 
 def default_precision(device: str = "cpu") -> str:
-    """``"bf16"`` where ``device`` has native bf16 matmuls (a CUDA GPU that supports it, e.g. Ampere or newer; a CPU
-    with AVX512-BF16 or AMX), else ``"fp32"``."""
-    return "bf16" if native_bf16(device) else "fp32"
+    """``"bf16"`` on a CUDA GPU with native bf16 matmuls (e.g. Ampere or newer), else ``"fp32"``: on CPUs, even those
+    with AVX512-BF16 or AMX, bf16 autocast trains these small models more slowly than fp32 (measured, see above)."""
+    return "bf16" if str(device).split(":")[0] == "cuda" and native_bf16(device) else "fp32"
 
 
 def attention_for(precision: str, device: str) -> str:
