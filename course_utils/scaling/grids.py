@@ -23,7 +23,8 @@ of 64 characters, lr 3e-3) over the budgets that study named as the passing desi
 4.8e10 to 1.52e12 (31.7x, above the 30x that section 5's verdict asks for; 6.4e11 repeats cpu's top budget and window),
 a window of 5 shapes per budget centred near the optimum extrapolated from cpu's four vertices (3.0k to 19.7k,
 N* ~ C^0.56), 4.4k at the smallest budget and 30k at the largest: it sits at 31-45% of each window's log-N span, like
-cpu's measured vertices (24-42%); the cpu surface's C^0.39 (7.2k and 27.6k) stays inside every window too (38-67%). 25 runs, 539 to 17,066 optimizer steps (the fewest: the
+cpu's measured vertices (24-42%); the fitted cpu surface's own optimum (allocation exponent about 0.39) falls inside
+every window too, at 17-49% of its span. 25 runs, 539 to 17,066 optimizer steps (the fewest: the
 largest shape at the smallest budget), 29 to 2,583 tokens per parameter; the longest run sees 3.8 epochs of the
 4.6M training characters (Muennighoff et al.'s ~4 epochs of repetition cost little). The prediction run is (2, 4, 40),
 N = 39,520, at 3.04e12 (2x the top budget, 12.8M tokens, 324 tokens/param, 2.8 epochs), between the two
