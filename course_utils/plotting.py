@@ -97,3 +97,24 @@ def attention_heatmap(ax, values, allowed, title: str, vmax: float = 1.0, labels
         ax.set_xlabel("key position j"); ax.set_ylabel("query position i")
     ax.tick_params(labelsize=10)
     return image
+
+
+def log_minor_label(value: float, view: tuple[float, float], multiples=(2, 5), max_decades: float = 2.0) -> str:
+    """The label of a log axis's minor tick at ``value``: ``2×10^k``-style text at the ``multiples`` of each power of
+    ten, and nothing at the others or when the axis ``view`` (low, high) spans more than ``max_decades`` decades (its
+    major ticks suffice there). Matplotlib's own minor labels (every multiple) collide on short log axes."""
+    low, high = sorted(float(v) for v in view)
+    if value <= 0 or low <= 0 or math.log10(high / low) > max_decades:
+        return ""
+    exponent = math.floor(math.log10(value) + 1e-9)
+    mantissa = value / 10**exponent
+    hit = next((m for m in multiples if math.isclose(mantissa, m, rel_tol=1e-6)), None)
+    return "" if hit is None else f"${hit:g}\\times10^{{{exponent}}}$"
+
+
+def label_log_minor_ticks(axis, multiples=(2, 5)) -> None:
+    """Label the minor ticks of a log-scaled ``axis`` (e.g. ``ax.xaxis``) at 2x and 5x each power of ten, so a short
+    log axis (less than about two decades) can be read between its powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: log_minor_label(v, axis.get_view_interval(), multiples)))

@@ -95,3 +95,14 @@ def test_attention_heatmap_hatches_exactly_the_blocked_cells_and_checks_shapes()
     with pytest.raises(ValueError, match="one string per position"):
         plotting.attention_heatmap(ax, weights, allowed, "bad", labels=["a"])
     plt.close(fig)
+
+
+def test_log_minor_label_marks_two_and_five_on_short_axes_only():
+    from course_utils.plotting import log_minor_label
+
+    view = (3e3, 1e5)  # 1.5 decades
+    assert log_minor_label(2e4, view) == "$2\\times10^{4}$" and log_minor_label(5e3, view) == "$5\\times10^{3}$"
+    assert log_minor_label(3e4, view) == "" and log_minor_label(7e3, view) == ""  # other multiples stay blank
+    assert log_minor_label(2e4, (1e2, 1e6)) == ""  # four decades: the powers of ten suffice
+    assert log_minor_label(2e10, (1e10, 1e12), multiples=(2,)) == "$2\\times10^{10}$"
+    assert log_minor_label(0.0, view) == "" and log_minor_label(2e4, (0.0, 1e5)) == ""
