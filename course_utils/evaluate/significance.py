@@ -1,0 +1,48 @@
+"""Exact paired significance tests for comparing two methods on the same test items.
+
+:func:`sign_test` is the exact two-sided sign test; on the discordant pairs of two classifiers (items exactly one of
+them gets right) it is McNemar's exact test (McNemar, 1947). :func:`sign_flip_p` is the paired randomisation
+(sign-flip) test on per-item differences of any size: exact by enumeration for up to 16 nonzero differences, else a
+seeded Monte Carlo estimate; on right/wrong differences it reduces to :func:`sign_test`. Chapters 02 and 10 use them.
+Left out: the mid-p correction, confidence intervals, tests for more than two methods (correct for multiple
+comparisons separately, e.g. Holm).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from course_utils.device import make_generator
+
+
+def sign_test(wins: int, n: int) -> float:
+    """Exact two-sided sign test: the probability, under a fair coin, of a split of ``n`` at least as uneven as
+    ``wins`` against ``n - wins`` (ties are dropped before). McNemar's exact test when the n are discordant pairs."""
+    if isinstance(wins, bool) or isinstance(n, bool) or not isinstance(wins, int) or not isinstance(n, int) \
+            or not 0 <= wins <= n:
+        raise ValueError(f"need integers 0 <= wins <= n, got wins={wins!r}, n={n!r}")
+    term = tail = 1                                  # tail = sum of C(n, k) for k <= min(wins, n - wins)
+    for k in range(min(wins, n - wins)):             # exact integers, one multiplication per term (fast at n = 1e5)
+        term = term * (n - k) // (k + 1)
+        tail += term
+    return min(1.0, 2 * tail / 2 ** n)
+
+
+def sign_flip_p(diffs, draws: int = 100_000, seed: int = 5) -> float:
+    """Two-sided p of the paired sign-flip test on per-item differences ``diffs`` (a 1-D tensor or list, any device):
+    the share of sign patterns of the nonzero differences whose sum is at least as far from 0 as the real sum.
+    Differences of equal size (right/wrong answers) reduce it to :func:`sign_test`; otherwise every pattern when
+    there are at most 16, else ``draws`` random patterns (generator seeded with ``seed``), the real one counted once."""
+    d = torch.as_tensor(diffs).detach().to("cpu", torch.float64)
+    if d.dim() != 1:
+        raise ValueError(f"diffs must be one difference per item (1-D), got shape {tuple(d.shape)}")
+    d = d[d.abs() > 1e-12]                                                                  # (m,) nonzero differences
+    if len(d) == 0:
+        return 1.0
+    if torch.allclose(d.abs(), d.abs()[0].expand_as(d)):
+        return sign_test(int((d > 0).sum()), len(d))
+    if len(d) <= 16:
+        signs = 1 - 2 * ((torch.arange(2 ** len(d))[:, None] >> torch.arange(len(d))) & 1)   # (2^m, m) every pattern
+        return ((signs.double() @ d).abs() >= d.sum().abs() - 1e-6).double().mean().item()   # ties: float32 sums
+    flips = torch.randint(0, 2, (draws, len(d)), generator=make_generator(seed, "cpu")) * 2 - 1  # (draws, m)
+    return (((flips.double() @ d).abs() >= d.sum().abs() - 1e-6).sum().item() + 1) / (draws + 1)

@@ -1,0 +1,45 @@
+"""The exact paired tests against brute force and hand values."""
+
+import itertools
+from fractions import Fraction
+
+import pytest
+import torch
+
+from course_utils.evaluate.significance import sign_flip_p, sign_test
+
+
+def test_sign_test_hand_values_and_symmetry():
+    assert sign_test(9, 11) == pytest.approx(0.0654296875)          # 2 * (C(11,9) + C(11,10) + C(11,11)) / 2^11
+    assert sign_test(10, 10) == pytest.approx(2 / 2 ** 10) and sign_test(0, 10) == sign_test(10, 10)
+    assert sign_test(5, 10) == 1.0 and sign_test(0, 0) == 1.0
+    assert sign_test(977, 1577) == pytest.approx(1.842e-21, rel=1e-3)   # chapter 02's cpu blanks
+    for bad in [(3, 2), (-1, 4), (1.0, 2), (True, 2)]:
+        with pytest.raises(ValueError, match="wins"):
+            sign_test(*bad)
+
+
+def test_sign_flip_reduces_to_the_sign_test_on_right_wrong_differences():
+    d = torch.tensor([1.0] * 9 + [-1.0] * 2 + [0.0] * 13)
+    assert sign_flip_p(d) == sign_test(9, 11)
+    assert sign_flip_p(torch.zeros(5)) == 1.0
+
+
+def test_sign_flip_is_exact_against_brute_force_with_float32_ties():
+    values = [Fraction(1, 2), Fraction(1, 4), Fraction(-1, 6), Fraction(1, 3), Fraction(1, 2), Fraction(1, 2),
+              Fraction(1, 6), Fraction(1, 2), Fraction(-1, 4)]
+    observed = abs(sum(values))
+    hits = sum(abs(sum(s * v for s, v in zip(signs, values))) >= observed
+               for signs in itertools.product([-1, 1], repeat=len(values)))
+    d = torch.tensor([float(v) for v in values] + [0.0], dtype=torch.float32)
+    assert sign_flip_p(d) == hits / 2 ** len(values)
+
+
+def test_sign_flip_monte_carlo_is_seeded_and_close_to_the_exact_share():
+    d = torch.randn(18, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.4   # 18 > 16: sampled
+    signs = 1 - 2 * ((torch.arange(2 ** 18)[:, None] >> torch.arange(18)) & 1)                  # every pattern
+    exact = ((signs.double() @ d).abs() >= d.sum().abs() - 1e-6).double().mean().item()
+    p = sign_flip_p(d, draws=20_000)
+    assert p == sign_flip_p(d, draws=20_000) and abs(p - exact) < 0.01 and p > 0
+    with pytest.raises(ValueError, match="1-D"):
+        sign_flip_p(torch.zeros(2, 2))
