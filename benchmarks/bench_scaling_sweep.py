@@ -104,13 +104,22 @@ def arms(grid_name: str, specs) -> list[str]:
     lines.append(f"- smallest budget's {len(low)} runs: 2 processes x 1 thread {two_procs:.1f} s (incl. pool start) "
                  f"vs 1 process x 2 threads {one_proc:.1f} s: {one_proc / two_procs:.2f}x")
     for s in low[2::2]:  # a few shapes, 20 batches each
-        short = dataclasses.replace(s, tokens=20 * s.batch_size * s.block_size)
-        speeds = {p: train_scaling_run(dataclasses.replace(short, precision=p))["tokens_per_s"]
-                  for p in ("fp32", "bf16")}
+        speeds = precision_speeds(s)
         lines.append(f"- shape {(s.n_layer, s.n_head, s.n_embd)}, 20 batches, 1 thread: fp32 {speeds['fp32']:,.0f} "
                      f"tokens/s, bf16 autocast {speeds['bf16']:,.0f} tokens/s: bf16/fp32 = "
                      f"{speeds['bf16'] / speeds['fp32']:.2f}x")
     return lines
+
+
+def precision_speeds(spec, repeats: int = 1) -> dict[str, float]:
+    """Tokens/s of ``spec``'s shape trained for 20 batches in fp32 and in bf16 autocast, alternating, best of
+    ``repeats``."""
+    short = dataclasses.replace(spec, tokens=20 * spec.batch_size * spec.block_size)
+    best = {"fp32": 0.0, "bf16": 0.0}
+    for _ in range(repeats):
+        for p in best:
+            best[p] = max(best[p], train_scaling_run(dataclasses.replace(short, precision=p))["tokens_per_s"])
+    return best
 
 
 def precision_arms(grid_name: str, repeats: int = 2) -> list[str]:
@@ -124,12 +133,7 @@ def precision_arms(grid_name: str, repeats: int = 2) -> list[str]:
     for s in grid_runs(SWEEP_GRIDS[grid_name]):
         firsts.setdefault((s.n_layer, s.n_head, s.n_embd), s)
     for shape, s in firsts.items():
-        short = dataclasses.replace(s, tokens=20 * s.batch_size * s.block_size, threads=1)
-        best = {"fp32": 0.0, "bf16": 0.0}
-        for _ in range(repeats):
-            for p in best:
-                speed = train_scaling_run(dataclasses.replace(short, precision=p))["tokens_per_s"]
-                best[p] = max(best[p], speed)
+        best = precision_speeds(dataclasses.replace(s, threads=1), repeats)
         lines.append(f"| {shape} | {s.batch_size} | {best['fp32']:,.0f} | {best['bf16']:,.0f} | "
                      f"{best['bf16'] / best['fp32']:.2f}x |")
     return lines
