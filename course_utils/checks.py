@@ -15,6 +15,7 @@ reference solution itself off in the same way while it checks the learner's answ
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import types
 from typing import Any, Callable, Iterator
@@ -95,9 +96,16 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
 
     A wrong answer fails loudly with the check's hint. When the reference is a plain function (the solution in
     :mod:`course_utils.solutions`), it is switched off while the learner's answer is checked, so an answer that
-    calls the solution does not pass.
+    calls the solution does not pass. Handing in the solution function itself is checked and reported as ``[ref]``,
+    never as a pass.
     """
-    switch_off = (reference,) if _switchable(reference) and reference is not learner else ()
+    if _is_the_reference(learner, reference):
+        with contextlib.redirect_stdout(io.StringIO()):  # its sub-checks' [pass] lines would read as the learner's
+            check(reference)
+        print(f"[ref] exercise {name}: this is the reference solution itself (course_utils.solutions), which "
+              "passes; write your own answer to pass")
+        return
+    switch_off = (reference,) if _switchable(reference) else ()
     try:
         with package_functions_switched_off(*switch_off):
             check(learner)
@@ -105,6 +113,17 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
     except NotImplementedError:
         print(f"[todo] exercise {name}: not attempted yet; checking the reference solution instead")
         check(reference)
+
+
+def _is_the_reference(learner: Any, reference: Any) -> bool:
+    """True when the learner handed in the reference solution: the same object, or a function built on its very code
+    object (``types.FunctionType(reference.__code__, ...)``). The same code written out again is the learner's own."""
+    if not callable(reference):  # a value answer (a number, a list) is judged by its value, never by identity
+        return False
+    if learner is reference:
+        return True
+    code = getattr(learner, "__code__", None)
+    return code is not None and code is getattr(reference, "__code__", None)
 
 
 def _switchable(function: Any) -> bool:

@@ -1,5 +1,6 @@
 """The shared exercise checks accept every correct form, reject wrong answers, and never reveal the answer."""
 
+import inspect
 import types
 
 import pytest
@@ -56,11 +57,33 @@ def test_exercise_refuses_an_answer_that_calls_the_reference_solution(capsys):
 
     with pytest.raises(AssertionError, match="switched off"):
         checks.exercise("1", lambda *a: solutions.apply_rotary(*a), solutions.apply_rotary, check)
-    own = types.FunctionType(solutions.apply_rotary.__code__, solutions.apply_rotary.__globals__,
-                             argdefs=solutions.apply_rotary.__defaults__)  # the same code, written out
-    checks.exercise("1", own, solutions.apply_rotary, check)
+    namespace = dict(solutions.__dict__)  # the same code, written out by the learner in their own cell
+    exec(compile(inspect.getsource(solutions.apply_rotary), "<learner cell>", "exec"), namespace)
+    checks.exercise("1", namespace["apply_rotary"], solutions.apply_rotary, check)
     assert "[pass] exercise 1" in capsys.readouterr().out
     assert torch.equal(solutions.apply_rotary(x, positions), expected)  # restored after the check
+
+
+def test_exercise_reports_the_reference_itself_as_ref_not_pass(capsys):
+    from course_utils.solutions import ch09 as solutions
+
+    x, positions = torch.randn(1, 2, 3, 4, generator=torch.Generator().manual_seed(0)), torch.arange(3)
+    expected = solutions.apply_rotary(x, positions)
+
+    def check(fn):
+        checks.check_close("rotary", fn(x, positions), expected)
+
+    same_code = types.FunctionType(solutions.apply_rotary.__code__, solutions.apply_rotary.__globals__,
+                                   argdefs=solutions.apply_rotary.__defaults__)
+    for handed_in in (solutions.apply_rotary, same_code):
+        checks.exercise("1", handed_in, solutions.apply_rotary, check)
+        out = capsys.readouterr().out
+        assert "[ref] exercise 1" in out and "[pass]" not in out
+    with pytest.raises(AssertionError):  # a wrong check still fails for the reference
+        checks.exercise("1", solutions.apply_rotary, solutions.apply_rotary, lambda fn: checks.check_close(
+            "rotary", fn(x, positions), expected + 1))
+    checks.exercise("2", 3, 3, lambda answer: checks.check_equal("three", answer, 3))  # a value: same object is fine
+    assert "[pass] exercise 2" in capsys.readouterr().out
 
 
 def test_every_reference_solution_can_be_switched_off():
