@@ -84,7 +84,7 @@ def test_naive_equals_fast_property(text, vocab_size, rule):
 @settings(max_examples=150, deadline=None)
 @given(st.text(alphabet=st.characters(exclude_categories=()), max_size=60))  # surrogates included
 def test_round_trip_any_unicode(small_tokenizer, text):
-    assert small_tokenizer.decode(small_tokenizer.encode(text)) == text
+    assert small_tokenizer.decode(small_tokenizer.encode(text), errors="surrogatepass") == text
 
 
 @pytest.mark.parametrize("text", ["", "naïve café 🤖🎉 façade", "\x00\x01\ufffd\udfff", "<|endoftext|>x<|endo",
@@ -92,7 +92,9 @@ def test_round_trip_any_unicode(small_tokenizer, text):
 def test_round_trip_examples(small_tokenizer, text):
     ids = small_tokenizer.encode(text, disallowed_special=())
     assert all(0 <= i < small_tokenizer.vocab_size for i in ids)
-    assert small_tokenizer.decode(ids) == text
+    assert small_tokenizer.decode(ids, errors="surrogatepass") == text
+    if not any("\ud800" <= c <= "\udfff" for c in text):
+        assert small_tokenizer.decode(ids) == text  # the default needs no opt-in for valid Unicode
 
 
 def test_special_tokens_are_single_ids_and_never_merged(small_tokenizer):
@@ -112,6 +114,18 @@ def test_invalid_utf8_decodes_to_replacement_character(small_tokenizer):
     ids = small_tokenizer.encode("é")  # two bytes
     assert small_tokenizer.decode_bytes(ids[:1]) in (b"\xc3",)
     assert small_tokenizer.decode([0xC3]) == "\ufffd"
+
+
+def test_surrogate_bytes_decode_to_replacement_by_default_and_round_trip_on_request(small_tokenizer):
+    surrogate = [0xED, 0xA0, 0x80, 0x41]  # the bytes of U+D800, then "A": not valid UTF-8
+    assert small_tokenizer.decode(surrogate) == "\ufffd\ufffd\ufffdA" == bytes(surrogate).decode("utf-8", "replace")
+    assert small_tokenizer.decode(surrogate, errors="surrogatepass") == "\ud800A"
+    with pytest.raises(UnicodeDecodeError):
+        small_tokenizer.decode(surrogate, errors="strict")
+    with pytest.raises(UnicodeDecodeError):  # surrogatepass lets surrogates through, nothing else
+        small_tokenizer.decode([0xC3, 0x41], errors="surrogatepass")
+    with pytest.raises(ValueError, match="errors must be one of"):
+        small_tokenizer.decode(surrogate, errors="xmlcharrefreplace")
 
 
 def test_encoding_cache_gives_the_same_ids(shakespeare_slice, small_tokenizer):

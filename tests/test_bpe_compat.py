@@ -187,11 +187,21 @@ def test_cl100k_ids_equal_tiktoken_on_random_text(cl100k_pair, text):
     assert ours.encode(text, disallowed_special=()) == enc.encode(text, disallowed_special=())
 
 
-def test_cl100k_lone_surrogates_are_kept_losslessly(cl100k_pair):
-    # the one deliberate difference: tiktoken replaces a lone surrogate by U+FFFD first, we keep its bytes
+def test_cl100k_lone_surrogates_are_kept_losslessly_on_request(cl100k_pair):
+    # the one deliberate difference in encoding: tiktoken replaces a lone surrogate by U+FFFD first, we keep its
+    # bytes, so errors="surrogatepass" gets the string back; the default decode replaces them, as tiktoken's does
     ours, enc = cl100k_pair
-    assert ours.decode(ours.encode("a\ud800b")) == "a\ud800b"
+    assert ours.decode(ours.encode("a\ud800b"), errors="surrogatepass") == "a\ud800b"
+    assert ours.decode(ours.encode("a\ud800b")) == "a\ufffd\ufffd\ufffdb"
     assert enc.decode(enc.encode("a\ud800b")) == "a\ufffdb"
+
+
+def test_cl100k_default_decode_replaces_invalid_utf8_as_tiktoken_does(cl100k_pair):
+    ours, enc = cl100k_pair
+    for data in (b"\xed\xa0\x80A", b"\xf0\x9fh", b"\xc3", b"x\x80\x80y"):  # surrogate bytes, half characters
+        ids = [enc.encode_single_token(bytes([byte])) for byte in data]
+        assert ours.decode(ids) == enc.decode(ids) == data.decode("utf-8", "replace")
+        assert "\ufffd" in ours.decode(ids)
 
 
 @pytest.mark.parametrize("kwargs", [dict(allowed_special="all"), dict(allowed_special={"<|endoftext|>"}),

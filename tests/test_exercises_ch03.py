@@ -122,13 +122,59 @@ def test_decode_ids(tok):
     ex.check_decode_ids(lambda i, v: sol.decode_ids(torch.tensor(i).tolist(), v), tok.vocab, ids, VAL)
 
 
+def _one_mark_per_bad_byte(ids, vocab):  # correct too: a hand-written decoder, one U+FFFD for each invalid byte
+    data, out, i = b"".join(vocab[i] for i in ids), [], 0
+    while i < len(data):
+        for n in (4, 3, 2, 1):
+            try:
+                out.append(data[i:i + n].decode("utf-8"))
+                i += n
+                break
+            except UnicodeDecodeError:
+                pass
+        else:
+            out.append("\ufffd")
+            i += 1
+    return "".join(out)
+
+
+def _one_mark_per_bad_run(ids, vocab):  # correct too: one U+FFFD for each run of invalid bytes
+    return re.sub("\ufffd+", "\ufffd", sol.decode_ids(ids, vocab))
+
+
+def _surrogatepass_then_replace(ids, vocab):  # the chapter's old decoder: surrogate bytes come back as a surrogate
+    data = b"".join(vocab[i] for i in ids)
+    try:
+        return data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace")
+
+
+def test_decode_ids_accepts_either_count_of_replacement_characters(tok):
+    assert _one_mark_per_bad_byte([0xF0, 0x9F, 104], tok.vocab) == "\ufffd\ufffdh"  # Python's rule gives one
+    assert sol.decode_ids([0x80, 0x80, 104], tok.vocab) == "\ufffd\ufffdh"  # Python's rule gives two here
+    assert _one_mark_per_bad_run([0x80, 0x80, 104], tok.vocab) == "\ufffdh"
+    for decoder in (_one_mark_per_bad_byte, _one_mark_per_bad_run):
+        ex.check_decode_ids(decoder, tok.vocab, tok.encode(VAL), VAL)
+
+
 @pytest.mark.parametrize("wrong", [
     lambda ids, vocab: "".join(vocab[i].decode("utf-8", "replace") for i in ids),  # token by token
     lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8", "ignore"),  # drops bad bytes
     lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("latin-1"),
+    lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8", "backslashreplace"),
+    _surrogatepass_then_replace,
+    lambda ids, vocab: sol.decode_ids(ids, vocab).replace("\ufffd", "?"),  # another mark
 ])
 def test_decode_ids_rejects(tok, wrong):
     fails(ex.check_decode_ids, wrong, tok.vocab, tok.encode(VAL), VAL)
+
+
+def test_decode_ids_rejects_a_decoder_that_raises(tok):
+    def raises(ids, vocab):
+        raise ValueError("invalid UTF-8")
+    with pytest.raises(ValueError):
+        ex.check_decode_ids(raises, tok.vocab, tok.encode(VAL), VAL)
 
 
 @pytest.mark.parametrize("decoder", [

@@ -16,10 +16,11 @@ Results are cached per distinct pre-token, since natural text repeats its words 
 Ids: trained tokenizers number bytes 0-255 in byte order, merge ``i`` is id ``256 + i`` and special tokens come
 last. Tokenizers built from someone else's files keep *their* ids (GPT-2's byte ids are not 0-255 in byte order;
 cl100k_base leaves id 100256 unused), so ``vocab`` is a list indexed by id in which unused ids are ``None``.
-``decode`` joins bytes then decodes UTF-8 once; half a multi-byte character becomes U+FFFD instead of raising.
-``decode(encode(s)) == s`` for every Python string, lone surrogates included. Special tokens are handled as in
-tiktoken (:mod:`course_utils.text.bpe.specials`): their text raises ``ValueError`` unless allowed or disallowed
-explicitly. :meth:`BPETokenizer.encode_iterable` streams (:mod:`course_utils.text.bpe.stream`).
+``decode`` joins bytes then decodes UTF-8 once, with ``errors="replace"`` by default as in tiktoken: bytes that are not
+valid UTF-8 (half a multi-byte character, or the bytes of a surrogate) become U+FFFD instead of raising.
+``decode(encode(s), errors="surrogatepass") == s`` for every Python string, lone surrogates included. Special tokens
+are handled as in tiktoken (:mod:`course_utils.text.bpe.specials`): their text raises ``ValueError`` unless allowed
+or disallowed explicitly. :meth:`BPETokenizer.encode_iterable` streams (:mod:`course_utils.text.bpe.stream`).
 
 The file format (``save``/``load``, trained tokenizers only) is one JSON object with a format tag, version, pattern,
 special tokens, merges and a SHA-256 checksum of the rest, so a truncated or edited file is reported.
@@ -38,6 +39,7 @@ from course_utils.text.bpe.specials import check_disallowed, resolve_specials, s
 from course_utils.text.bpe.train import GPT2_PATTERN, N_BYTES, check_special_tokens, compile_pattern, merge_pair, to_bytes
 from course_utils.text.bpe.vocab_files import load_merges, save_merges, special_ids, vocab_list
 _NO_RANK = 1 << 62
+DECODE_ERRORS = ("replace", "strict", "surrogatepass", "ignore", "backslashreplace", "surrogateescape")
 
 
 class BPETokenizer:
@@ -262,12 +264,18 @@ class BPETokenizer:
             raise ValueError(f"token ids must be ints in [0, {n}) that this vocabulary uses; got {bad[:5]}") from None
 
     def decode(self, ids: Sequence[int], errors: str = "replace") -> str:
-        """Text of ``ids``; invalid UTF-8 becomes U+FFFD (``errors="replace"``) or raises (``"strict"``)."""
-        data = self.decode_bytes(ids)
-        try:
-            return data.decode("utf-8", errors="surrogatepass")  # lossless for every str encode accepted
-        except UnicodeDecodeError:
-            return data.decode("utf-8", errors=errors)
+        """Text of ``ids``: the tokens' bytes joined, then decoded as UTF-8 with ``errors``, as tiktoken does.
+
+        ``"replace"`` (the default): bytes that are not valid UTF-8 become U+FFFD, half a character as well as the
+        bytes of a surrogate (ED A0 80 for U+D800), which a byte-level model can emit token by token. ``"strict"``
+        raises instead. ``"surrogatepass"`` is the lossless round trip for Python strings: the bytes of a lone
+        surrogate come back as that surrogate, so ``decode(encode(s), errors="surrogatepass") == s`` for every
+        string ``s`` (other invalid UTF-8 raises); such a string cannot be printed or written as UTF-8.
+        ``"ignore"``, ``"backslashreplace"`` and ``"surrogateescape"`` are Python's handlers of those names.
+        """
+        if errors not in DECODE_ERRORS:
+            raise ValueError(f"errors must be one of {', '.join(map(repr, DECODE_ERRORS))}; got {errors!r}")
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
 
     def token_str(self, token_id: int) -> str:
         """A readable form of one token (invalid UTF-8 bytes shown as U+FFFD)."""
