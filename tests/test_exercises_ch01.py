@@ -186,6 +186,83 @@ def test_top_followers_rejects_an_id_outside_the_alphabet_and_a_rare_character()
         ex.check_top_followers(["a", "b", "c"], FOLLOW_TEXT, "a")
 
 
+def test_top_followers_accepts_a_one_row_tensor_of_ids():  # counts[[i]].topk(3).indices has shape (1, 3)
+    ids = [ALPHABET.index(c) for c in "e n"]
+    ex.check_top_followers(torch.tensor([ids]), FOLLOW_TEXT, "k", alphabet=ALPHABET)
+    ex.check_top_followers(np.array([ids]), FOLLOW_TEXT, "k", alphabet=ALPHABET)
+    _fails(ex.check_top_followers, torch.tensor([ids, ids]), FOLLOW_TEXT, "k", 3, ALPHABET)  # two rows: not an answer
+
+
+# exercise 3b is a function, checked on count matrices the check builds: the solution is switched off meanwhile
+FOLLOW_IDS = torch.tensor([ALPHABET.index(c) for c in FOLLOW_TEXT])
+
+
+def _exercise_3b(fn):
+    from course_utils import checks
+
+    checks.exercise("3b", fn, sol.top_followers,
+                    lambda f: ex.check_top_followers_function(f, FOLLOW_IDS, ALPHABET, "k"))
+
+
+def _own_top_followers(counts, alphabet, char, k):
+    return [alphabet[i] for i in torch.as_tensor(counts)[alphabet.index(char)].topk(k).indices.tolist()]
+
+
+def test_top_followers_function_accepts_every_correct_form(capsys):
+    ex.check_top_followers_function(sol.top_followers, FOLLOW_IDS, ALPHABET, "k")                # the reference
+    for fn in (_own_top_followers,                                                              # a list of chars
+               lambda c, a, ch, k: "".join(_own_top_followers(c, a, ch, k)),                    # one string
+               lambda c, a, ch, k: c[a.index(ch)].topk(k).indices.tolist(),                     # a list of ids
+               lambda c, a, ch, k: c[a.index(ch)].topk(k).indices,                              # (k,) tensor of ids
+               lambda c, a, ch, k: c[[a.index(ch)]].topk(k).indices,                            # (1, k) tensor of ids
+               lambda c, a, ch, k: np.argsort(-c.numpy()[[a.index(ch)]], axis=1, kind="stable")[:, :k]):  # (1, k)
+        _exercise_3b(fn)
+        assert "[pass] exercise 3b: your answer is correct" in capsys.readouterr().out
+
+
+def test_top_followers_function_checks_the_reference_while_not_attempted(capsys):
+    def stub(counts, alphabet, char, k):
+        raise NotImplementedError
+    _exercise_3b(stub)
+    out = capsys.readouterr().out
+    assert "[todo] exercise 3b" in out and out.count("[pass]") == 2
+
+
+def test_top_followers_function_refuses_the_old_cheats():
+    counts = sol.pair_counts(FOLLOW_IDS, len(ALPHABET), 1)
+    copied = sol.top_followers(counts, ALPHABET, "k")  # the old cell computed this expression in plain sight
+    for cheat in (lambda c, a, ch, k: sol.top_followers(sol.pair_counts(FOLLOW_IDS, len(ALPHABET), 1), ALPHABET, "k"),
+                  lambda c, a, ch, k: sol.top_followers(c, a, ch, k)):
+        with pytest.raises(AssertionError, match="switched off"):
+            _exercise_3b(cheat)
+    for cheat in (lambda c, a, ch, k: copied,                                                   # the value, pasted
+                  lambda c, a, ch, k: _own_top_followers(sol.pair_counts(FOLLOW_IDS, len(ALPHABET), 1), ALPHABET,
+                                                         "k", 3)):                              # notebook data only
+        message = _fails(_exercise_3b, cheat)
+        assert "toy text" in message
+    assert sol.top_followers(counts, ALPHABET, "k") == copied  # switched back on afterwards
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda c, a, ch, k: [a[i] for i in c[:, a.index(ch)].topk(k).indices.tolist()],        # the column: preceders
+    lambda c, a, ch, k: _own_top_followers(c, a, ch, k)[::-1],                            # least frequent first
+    lambda c, a, ch, k: _own_top_followers(c, a, ch, 3),                                  # k ignored
+    lambda c, a, ch, k: _own_top_followers(c, a, a[0], k),                                # the character ignored
+    lambda c, a, ch, k: c[a.index(ch)].topk(k).indices + 1,                               # ids off by one
+    lambda c, a, ch, k: None,                                                             # nothing returned
+])
+def test_top_followers_function_rejects_wrong(wrong):
+    message = _fails(_exercise_3b, wrong)
+    assert "['e'" not in message and "'.', 'b'" not in message  # the expected answers are never printed
+
+
+def test_top_followers_function_validates_its_arguments():
+    with pytest.raises(ValueError, match="not in the alphabet"):
+        ex.check_top_followers_function(sol.top_followers, FOLLOW_IDS, ALPHABET, "z")
+    with pytest.raises(ValueError, match="alphabet's 0"):
+        ex.check_top_followers_function(sol.top_followers, FOLLOW_IDS + 20, ALPHABET, "k")
+
+
 # exercise 4: bits excluding some targets
 TABLE = torch.softmax(torch.randn(7, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64), dim=1)
 

@@ -90,9 +90,11 @@ def check_pair_counts(fn: Callable[[torch.Tensor, int, int], Any], ids: torch.Te
 
 def _followers_as_chars(name: str, answer: Any, k: int, alphabet: str | None) -> list[str]:
     """The learner's ``k`` followers as a list of characters: a ``k``-character string, a sequence of one-character
-    strings, or (when ``alphabet`` is given) a sequence or tensor of ids, which ``alphabet[i]`` decodes."""
+    strings, or (when ``alphabet`` is given) a sequence or tensor of ids, which ``alphabet[i]`` decodes. A tensor or
+    array with one row, (1, k), counts as its row: ``counts[[i]].topk(k).indices`` gives that shape."""
     if hasattr(answer, "tolist") and not isinstance(answer, str):  # a tensor or a NumPy array of ids
-        answer = answer.tolist()
+        shape = tuple(getattr(answer, "shape", ()))
+        answer = answer.reshape(-1).tolist() if len(shape) == 2 and shape[0] == 1 else answer.tolist()
     if not isinstance(answer, (str, list, tuple)):
         raise AssertionError(f"{name}: expected a string or a list of {k} characters, got {type(answer).__name__}")
     items = list(answer)
@@ -119,9 +121,13 @@ def check_top_followers(answer: Any, text: str, char: str, k: int = 3, alphabet:
     if answer is None:
         raise NotImplementedError
     followers = Counter(text[m.start() + 1] for m in re.finditer(re.escape(char), text[:-1]))
+    _check_followers(f"the {k} characters that most often follow {char!r}", answer, followers, char, k, alphabet)
+
+
+def _check_followers(name: str, answer: Any, followers: Counter, char: str, k: int, alphabet: str | None) -> None:
+    # followers: how often each character follows ``char``, counted by the check itself
     if len(followers) < k:
         raise ValueError(f"{char!r} has fewer than {k} distinct followers in the text; pick another character")
-    name = f"the {k} characters that most often follow {char!r}"
     chosen = _followers_as_chars(name, answer, k, alphabet)
     hint = (f"take the row of your count matrix for {char!r} (not its column), sort it, and decode the {k} largest "
             "entries' ids, largest first")
@@ -130,6 +136,39 @@ def check_top_followers(answer: Any, text: str, char: str, k: int = 3, alphabet:
     expected_counts = sorted(followers.values(), reverse=True)[:k]
     n_wrong = sum(followers[c] != expected_counts[i] for i, c in enumerate(chosen))
     checks.check_true(name, n_wrong == 0, hint=f"{n_wrong} of your {k} places are wrong. {hint}")
+
+
+# a toy for the function check: 'a' is followed by '.' 4 times, 'b' 3 times, 'c' twice and 'd' once, and preceded
+# by '.' and 'e' (the column, not the row); its alphabet is not the notebook's, so a hard-coded answer fails
+_TOY_FOLLOW_TEXT = "ab.ab.ab.ac.ac.ad.ea.ea.ea.ea."
+
+
+def check_top_followers_function(fn: Callable[[torch.Tensor, str, str, int], Any], ids: torch.Tensor, alphabet: str,
+                                 char: str = "k", k: int = 3) -> None:
+    """``fn(counts, alphabet, char, k)``: from a (V, V) matrix of gap-1 counts (row a counts what follows id a) and
+    the ``alphabet`` (``alphabet[i]`` is id i's character), the ``k`` characters that most often follow ``char``,
+    most frequent first: one-character strings, a string, or ids (a list, or a (k,) or (1, k) tensor or array).
+
+    The check builds the count matrices it passes, first of a toy text (the top 2 followers of 'a'), then of ``ids``
+    (in the notebook, the whole training text), and counts the followers itself with plain Python, so the answer is
+    never computed in the notebook cell; ties are accepted in either order, as in :func:`check_top_followers`.
+    """
+    if char not in alphabet:
+        raise ValueError(f"{char!r} is not in the alphabet")
+    flat = torch.as_tensor(ids).detach().to("cpu", torch.long).reshape(-1)  # (N,)
+    vocab_size = len(alphabet)
+    if len(flat) < 2 or flat.min() < 0 or flat.max() >= vocab_size:
+        raise ValueError(f"ids must be at least two ids in the alphabet's 0..{vocab_size - 1}")
+    toy_alphabet = "".join(sorted(set(_TOY_FOLLOW_TEXT)))
+    toy_followers = Counter(b for a, b in zip(_TOY_FOLLOW_TEXT, _TOY_FOLLOW_TEXT[1:]) if a == "a")
+    toy_counts = _plain_pair_counts([toy_alphabet.index(c) for c in _TOY_FOLLOW_TEXT], len(toy_alphabet), 1)  # (6, 6)
+    _check_followers(f"the 2 characters that most often follow 'a' in the toy text {_TOY_FOLLOW_TEXT!r}",
+                     fn(toy_counts, toy_alphabet, "a", 2), toy_followers, "a", 2, toy_alphabet)
+    id_list, char_id = flat.tolist(), alphabet.index(char)
+    followers = Counter(alphabet[b] for a, b in zip(id_list, id_list[1:]) if a == char_id)
+    counts = torch.bincount(flat[:-1] * vocab_size + flat[1:], minlength=vocab_size * vocab_size)  # (V * V,)
+    _check_followers(f"the {k} characters that most often follow {char!r} in {len(id_list):,} ids",
+                     fn(counts.view(vocab_size, vocab_size), alphabet, char, k), followers, char, k, alphabet)
 
 
 def check_bits_excluding_targets(fn: Callable[[torch.Tensor, torch.Tensor, Sequence[int]], Any],
