@@ -215,6 +215,8 @@ def test_top_followers_function_accepts_every_correct_form(capsys):
                lambda c, a, ch, k: c[a.index(ch)].topk(k).indices.tolist(),                     # a list of ids
                lambda c, a, ch, k: c[a.index(ch)].topk(k).indices,                              # (k,) tensor of ids
                lambda c, a, ch, k: c[[a.index(ch)]].topk(k).indices,                            # (1, k) tensor of ids
+               lambda c, a, ch, k: c[[a.index(ch)]].topk(k).indices.T,                          # (k, 1) tensor of ids
+               lambda c, a, ch, k: list(c[a.index(ch)].topk(k).indices),                        # list of 0-d tensors
                lambda c, a, ch, k: np.argsort(-c.numpy()[[a.index(ch)]], axis=1, kind="stable")[:, :k]):  # (1, k)
         _exercise_3b(fn)
         assert "[pass] exercise 3b: your answer is correct" in capsys.readouterr().out
@@ -250,6 +252,8 @@ def test_top_followers_function_refuses_the_old_cheats():
     lambda c, a, ch, k: _own_top_followers(c, a, a[0], k),                                # the character ignored
     lambda c, a, ch, k: c[a.index(ch)].topk(k).indices + 1,                               # ids off by one
     lambda c, a, ch, k: None,                                                             # nothing returned
+    lambda c, a, ch, k: (_own_top_followers(c, a, ch, k) if ch == "a"                     # right on the toy only
+                         else _own_top_followers(c, a, ch, k)[::-1]),
 ])
 def test_top_followers_function_rejects_wrong(wrong):
     message = _fails(_exercise_3b, wrong)

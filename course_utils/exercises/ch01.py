@@ -91,10 +91,14 @@ def check_pair_counts(fn: Callable[[torch.Tensor, int, int], Any], ids: torch.Te
 def _followers_as_chars(name: str, answer: Any, k: int, alphabet: str | None) -> list[str]:
     """The learner's ``k`` followers as a list of characters: a ``k``-character string, a sequence of one-character
     strings, or (when ``alphabet`` is given) a sequence or tensor of ids, which ``alphabet[i]`` decodes. A tensor or
-    array with one row, (1, k), counts as its row: ``counts[[i]].topk(k).indices`` gives that shape."""
+    array with one row or one column, (1, k) or (k, 1), counts as that line (``counts[[i]].topk(k).indices`` gives
+    (1, k)), and a list of 0-d tensors as the ids they hold."""
     if hasattr(answer, "tolist") and not isinstance(answer, str):  # a tensor or a NumPy array of ids
         shape = tuple(getattr(answer, "shape", ()))
-        answer = answer.reshape(-1).tolist() if len(shape) == 2 and shape[0] == 1 else answer.tolist()
+        one_line = len(shape) == 2 and 1 in shape  # (1, k) or (k, 1)
+        answer = answer.reshape(-1).tolist() if one_line else answer.tolist()
+    if isinstance(answer, (list, tuple)):  # e.g. list(topk.indices): one 0-d tensor per id
+        answer = [a.item() if hasattr(a, "item") and getattr(a, "ndim", 1) == 0 else a for a in answer]
     if not isinstance(answer, (str, list, tuple)):
         raise AssertionError(f"{name}: expected a string or a list of {k} characters, got {type(answer).__name__}")
     items = list(answer)
@@ -106,7 +110,8 @@ def _followers_as_chars(name: str, answer: Any, k: int, alphabet: str | None) ->
             raise AssertionError(f"{name}: an id is outside the alphabet's 0..{len(alphabet) - 1}")
         return [alphabet[i] for i in items]
     if not all(isinstance(c, str) and len(c) == 1 for c in items):
-        raise AssertionError(f"{name}: every entry must be a one-character string (decode ids with codec.decode), "
+        raise AssertionError(f"{name}: every entry must be a one-character string (or return ids; alphabet[i], the "
+                             "function's argument, is id i's character), "
                              f"got {answer!r}")
     return items
 

@@ -41,8 +41,8 @@ def bits_excluding_targets(table: torch.Tensor, ids: torch.Tensor, excluded_ids:
     because the space is the most common character (about 15% of the training text): even with no context (the
     unigram counts) it costs 2.7 bits, against 5.1 for an average letter of the evaluation text, in the cpu
     profile's run (smoke: 2.8 against 5.2). The bigram lowers both but keeps the gap: 2.0 bits per space against
-    3.9 per letter in the cpu run (smoke: 2.1 against 4.1). After a punctuation mark the next character is a space
-    or a line break nearly 9 times in 10, so each costs about 1 bit (roughly even odds between the two; 1.0 and 1.0
+    3.9 per letter in the cpu run (smoke: 2.1 against 4.1). After a sentence mark (``. , ; : ! ?``) the next
+    character is a space or a line break nearly 9 times in 10, so each costs about 1 bit (roughly even odds between the two; 1.0 and 1.0
     in the cpu run, 1.3 and 1.1 in smoke). After a letter a bigram cannot know that the word has ended, so a space
     there costs about 2 bits, and a line break after a letter is expensive (6.5 bits in the cpu run, 6.0 in smoke).
     One cpu-profile run measured 4.027 bits/char without whitespace targets against 3.664 overall (space targets
