@@ -142,6 +142,29 @@ def _one_mark_per_bad_run(ids, vocab):  # correct too: one U+FFFD for each run o
     return re.sub("\ufffd+", "\ufffd", sol.decode_ids(ids, vocab))
 
 
+def _by_hand(ids, vocab, three_byte=True, reject_overlong=True):
+    """A hand-written decoder: the lead byte gives the length, continuation bytes must be 10xxxxxx, surrogates and
+    code points above U+10FFFF are rejected, one U+FFFD for each invalid byte. Correct with the defaults; the two
+    flags give the likely bugs: no 3-byte sequences (U+0800 to U+FFFF: €, —, CJK) and overlong forms accepted."""
+    data, out, i = b"".join(vocab[k] for k in ids), [], 0
+    while i < len(data):
+        b = data[i]
+        n = (1 if b < 0x80 else 2 if 0xC0 <= b < 0xE0 else 3 if 0xE0 <= b < 0xF0 and three_byte
+             else 4 if 0xF0 <= b < 0xF8 else 0)
+        tail = data[i + 1:i + n]
+        code = b & (0, 0x7F, 0x1F, 0x0F, 0x07)[n]
+        for c in tail:
+            code = code << 6 | c & 0x3F
+        if (n == 0 or len(tail) < n - 1 or any(c & 0xC0 != 0x80 for c in tail) or 0xD800 <= code <= 0xDFFF
+                or code > 0x10FFFF or reject_overlong and code < (0, 0, 0x80, 0x800, 0x10000)[n]):
+            out.append("\ufffd")
+            i += 1
+        else:
+            out.append(chr(code))
+            i += n
+    return "".join(out)
+
+
 def _surrogatepass_then_replace(ids, vocab):  # the chapter's old decoder: surrogate bytes come back as a surrogate
     data = b"".join(vocab[i] for i in ids)
     try:
@@ -154,7 +177,11 @@ def test_decode_ids_accepts_either_count_of_replacement_characters(tok):
     assert _one_mark_per_bad_byte([0xF0, 0x9F, 104], tok.vocab) == "\ufffd\ufffdh"  # Python's rule gives one
     assert sol.decode_ids([0x80, 0x80, 104], tok.vocab) == "\ufffd\ufffdh"  # Python's rule gives two here
     assert _one_mark_per_bad_run([0x80, 0x80, 104], tok.vocab) == "\ufffdh"
-    for decoder in (_one_mark_per_bad_byte, _one_mark_per_bad_run):
+    bad = [0xC0, 0xAF, 0xED, 0xA0, 0x80, 0xF0, 0x9F, 104]  # overlong '/', surrogate U+D800, half of 🤖, then 'h'
+    assert _by_hand(list("aé€🤖".encode()) + bad, tok.vocab) == "aé€🤖" + "\ufffd" * 7 + "h"  # one per bad byte
+    assert _by_hand([0xE2, 0x82, 0xAC], tok.vocab, three_byte=False) == "\ufffd" * 3  # the two bugs tested below
+    assert _by_hand([0xC0, 0xAF, 65], tok.vocab, reject_overlong=False) == "/A"
+    for decoder in (_one_mark_per_bad_byte, _one_mark_per_bad_run, _by_hand):
         ex.check_decode_ids(decoder, tok.vocab, tok.encode(VAL), VAL)
 
 
@@ -165,9 +192,20 @@ def test_decode_ids_accepts_either_count_of_replacement_characters(tok):
     lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8", "backslashreplace"),
     _surrogatepass_then_replace,
     lambda ids, vocab: sol.decode_ids(ids, vocab).replace("\ufffd", "?"),  # another mark
+    lambda ids, vocab: _by_hand(ids, vocab, three_byte=False),  # € comes back as three U+FFFD
+    lambda ids, vocab: _by_hand(ids, vocab, reject_overlong=False),  # C0 AF comes back as "/"
 ])
 def test_decode_ids_rejects(tok, wrong):
     fails(ex.check_decode_ids, wrong, tok.vocab, tok.encode(VAL), VAL)
+
+
+def test_decode_ids_message_shows_the_answer_as_returned(tok):
+    # The check compares after shortening runs of U+FFFD, but the learner must see what their function returned:
+    # decoding token by token gives four U+FFFD for the four bytes of 🤖, not one.
+    token_by_token = lambda ids, vocab: "".join(vocab[i].decode("utf-8", "replace") for i in ids)  # noqa: E731
+    message = "a character split over four tokens: got '\ufffd\ufffd\ufffd\ufffd', which is not right"
+    with pytest.raises(AssertionError, match=re.escape(message)):
+        ex.check_decode_ids(token_by_token, tok.vocab, tok.encode(VAL), VAL)
 
 
 def test_decode_ids_rejects_a_decoder_that_raises(tok):
