@@ -9,11 +9,38 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from course_utils import checks
 from course_utils.exercises import ch06 as ex
 from course_utils.solutions import ch06 as sol
 
 
-from exercise_helpers import assert_hidden, rejects  # noqa: E402
+from exercise_helpers import assert_hidden, refuses_reference_then_passes, rejects  # noqa: E402
+
+
+# Answers written here, not taken from the solutions module: every check switches off the chapter's reference solutions
+# (all of them but the one it is handed) while the learner's function runs, so a right answer must not call them.
+
+def own_count(config, r, targets):
+    h, f = config["hidden_size"], config["intermediate_size"]
+    kv = h * config["num_key_value_heads"] // config["num_attention_heads"]
+    in_plus_out = dict(q_proj=2 * h, k_proj=h + kv, v_proj=h + kv, o_proj=2 * h, gate_proj=h + f, up_proj=h + f,
+                       down_proj=f + h)
+    return config["num_hidden_layers"] * sum(r * in_plus_out[t] for t in targets)
+
+
+def own_factors(d, r):  # truncated SVD, the singular values in B
+    u, s, vh = torch.linalg.svd(d, full_matrices=False)
+    return u[:, :r] * s[:r], vh[:r]
+
+
+def own_fraction(d, r):
+    energy = torch.linalg.svdvals(d) ** 2
+    return float(energy[:r].sum() / energy.sum())
+
+
+def own_dora(x, W, b, A, B, m, s):
+    V = W + s * (B @ A)
+    return F.linear(x, m.unsqueeze(1) * V / V.norm(dim=1, keepdim=True), b)
 
 
 # ---------- exercise 1: LoRA parameter count ----------
@@ -24,9 +51,11 @@ def expected_counts():
 
 def test_parameter_count_accepts_solution_and_other_forms():
     ex.check_lora_parameter_count(sol.lora_parameter_count)
-    ex.check_lora_parameter_count(lambda c, r, t: float(sol.lora_parameter_count(c, r, t)))
-    ex.check_lora_parameter_count(lambda c, r, t: torch.tensor(sol.lora_parameter_count(c, r, t)))
-    ex.check_lora_parameter_count(lambda c, r, t: np.int64(sol.lora_parameter_count(c, r, t)))
+    ex.check_lora_parameter_count(own_count)
+    ex.check_lora_parameter_count(lambda c, r, t: float(own_count(c, r, t)))
+    ex.check_lora_parameter_count(lambda c, r, t: torch.tensor(own_count(c, r, t)))
+    ex.check_lora_parameter_count(lambda c, r, t: torch.tensor(float(own_count(c, r, t)), dtype=torch.float64))
+    ex.check_lora_parameter_count(lambda c, r, t: np.int64(own_count(c, r, t)))
 
     def by_shapes(config, r, targets):  # build the (out, in) shapes of one layer, count A and B, times the layers
         h, f = config["hidden_size"], config["intermediate_size"]
@@ -39,7 +68,7 @@ def test_parameter_count_accepts_solution_and_other_forms():
 
 
 def without_gqa(config, r, targets):
-    return sol.lora_parameter_count(dict(config, num_key_value_heads=config["num_attention_heads"]), r, targets)
+    return own_count(dict(config, num_key_value_heads=config["num_attention_heads"]), r, targets)
 
 
 def r_times_in_only(config, r, targets):
@@ -53,7 +82,11 @@ def r_squared(config, r, targets):
 
 
 def per_model(config, r, targets):
-    return sol.lora_parameter_count(config, r, targets) // config["num_hidden_layers"]
+    return own_count(config, r, targets) // config["num_hidden_layers"]
+
+
+def a_fraction_off(config, r, targets):  # within half a parameter of the count, but not a whole number
+    return own_count(config, r, targets) + 0.4
 
 
 def full_matrices(config, r, targets):  # in * out: the size of the frozen matrix, not of its adapter
@@ -64,7 +97,7 @@ def full_matrices(config, r, targets):  # in * out: the size of the frozen matri
     return config["num_hidden_layers"] * sum(sizes[t] for t in targets)
 
 
-@pytest.mark.parametrize("wrong", [without_gqa, r_times_in_only, r_squared, per_model, full_matrices])
+@pytest.mark.parametrize("wrong", [without_gqa, r_times_in_only, r_squared, per_model, full_matrices, a_fraction_off])
 def test_parameter_count_rejects_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_lora_parameter_count, wrong), expected_counts())
 
@@ -116,8 +149,9 @@ def expected_products():
 
 def test_rank_r_update_accepts_solution_and_other_forms():
     ex.check_best_rank_r_update(sol.best_rank_r_update)
-    ex.check_best_rank_r_update(lambda d, r: [t.tolist() for t in sol.best_rank_r_update(d, r)])
-    ex.check_best_rank_r_update(lambda d, r: tuple(t.float() for t in sol.best_rank_r_update(d.float(), r)))
+    ex.check_best_rank_r_update(own_factors)
+    ex.check_best_rank_r_update(lambda d, r: [t.tolist() for t in own_factors(d, r)])
+    ex.check_best_rank_r_update(lambda d, r: tuple(t.float() for t in own_factors(d.float(), r)))
 
     def balanced(d, r):  # sqrt(S) on each side, from numpy's SVD
         u, s, vh = np.linalg.svd(d.numpy(), full_matrices=False)
@@ -126,7 +160,7 @@ def test_rank_r_update_accepts_solution_and_other_forms():
     ex.check_best_rank_r_update(balanced)
 
     def rotated(d, r):  # B Q and Q^T A for an orthogonal Q: another factorisation of the same product
-        b, a = sol.best_rank_r_update(d, r)
+        b, a = own_factors(d, r)
         q, _ = torch.linalg.qr(torch.randn(r, r, generator=torch.Generator().manual_seed(r), dtype=d.dtype))
         return b @ q, q.T @ a
 
@@ -144,11 +178,11 @@ def without_singular_values(d, r):
 
 
 def rank_r_plus_one(d, r):
-    return sol.best_rank_r_update(d, r + 1)
+    return own_factors(d, r + 1)
 
 
 def swapped_pair(d, r):
-    return tuple(reversed(sol.best_rank_r_update(d, r)))
+    return tuple(reversed(own_factors(d, r)))
 
 
 def first_r_columns(d, r):  # a rank-r piece of delta, but not the best one
@@ -168,10 +202,11 @@ def expected_fractions():
 
 def test_captured_fraction_accepts_solution_and_other_forms():
     ex.check_captured_fraction(sol.captured_fraction)
-    ex.check_captured_fraction(lambda d, r: torch.tensor([sol.captured_fraction(d, r)]))
+    ex.check_captured_fraction(own_fraction)
+    ex.check_captured_fraction(lambda d, r: torch.tensor([own_fraction(d, r)]))
 
-    def from_the_product(d, r):  # ||B A||_F^2 / ||delta||_F^2 in float32
-        b, a = sol.best_rank_r_update(d.float(), r)
+    def from_the_product(d, r):  # ||B A||_F^2 / ||delta||_F^2 in float32, from the learner's own factors
+        b, a = own_factors(d.float(), r)
         return ((b @ a).norm() ** 2 / d.float().norm() ** 2).item()
 
     ex.check_captured_fraction(from_the_product)
@@ -193,7 +228,7 @@ def spectral_norm_ratio(d, r):
 
 
 def residual_fraction(d, r):
-    return 1.0 - sol.captured_fraction(d, r)
+    return 1.0 - own_fraction(d, r)
 
 
 @pytest.mark.parametrize("wrong", [not_squared, smallest_fraction, spectral_norm_ratio, residual_fraction])
@@ -232,7 +267,8 @@ def test_dora_accepts_solution_and_other_forms():
         return (x @ W.T) * scale + (x @ A.T @ B.T) * s * scale + b
 
     ex.check_dora_forward(float32_split)
-    ex.check_dora_forward(lambda *args: sol.dora_forward(*args).tolist())
+    ex.check_dora_forward(own_dora)
+    ex.check_dora_forward(lambda *args: own_dora(*args).tolist())
 
 
 def norm_over_outputs(x, W, b, A, B, m, s):  # the wrong axis: each input column normalised
@@ -241,7 +277,7 @@ def norm_over_outputs(x, W, b, A, B, m, s):  # the wrong axis: each input column
 
 
 def without_scaling(x, W, b, A, B, m, s):
-    return sol.dora_forward(x, W, b, A, B, m, 1.0)
+    return own_dora(x, W, b, A, B, m, 1.0)
 
 
 def norm_of_w(x, W, b, A, B, m, s):
@@ -426,3 +462,86 @@ def test_exercise_1_restores_transformers_when_the_learners_function_raises():
     with torch.device("meta"):
         model = LlamaForCausalLM(LlamaConfig(vocab_size=8, **ex.SMOLLM2_135M))
     assert model.model.layers[0].self_attn.k_proj.out_features == 192   # 3 KV heads of 64
+
+
+# ---------- every exercise: the check's own references and the chapter's solutions are switched off ----------
+# The cheats of the chapter-06 review (cheats.py): each calls something the check module or the solutions module has in
+# reach. Each works when nothing is switched off (so each test can fail), is refused by the check and by the notebook's
+# checks.exercise call, and a right answer still passes afterwards (the switches are restored).
+
+def _refused_everywhere(check, reference, cheat, right, *args):
+    assert cheat(*args) is not None   # the cheat works outside the check
+    refuses_reference_then_passes(check, cheat, right)
+    with pytest.raises(AssertionError, match="switched off"):
+        checks.exercise("cheat", cheat, reference, check)
+    check(right)
+
+
+@pytest.mark.parametrize("cheat", [
+    lambda c, r, t: ex._count_reference(c, r, t),   # the check's own enumeration
+    lambda c, r, t: sol.lora_parameter_count(c, r, t),   # the solution, handed to the check directly
+])
+def test_exercise_1_refuses_the_checks_reference_and_the_solution(cheat):
+    _refused_everywhere(ex.check_lora_parameter_count, sol.lora_parameter_count, cheat, own_count,
+                        dict(ex.SMOLLM2_135M), 2, ("q_proj", "up_proj"))
+
+
+def _factor_product(product, r):  # B, A with B @ A = product, for a product of rank r
+    q = torch.linalg.qr(product)[0][:, :r]
+    return q, q.T @ product
+
+
+def _case_lookup(delta):  # the expected value read off the check's own case list
+    return next(case for case in ex._svd_cases() if torch.equal(case[1], delta))
+
+
+@pytest.mark.parametrize("cheat", [
+    lambda d, r: _factor_product(ex._projected_truth(d, r)[0], r),   # the check's eigh reference
+    lambda d, r: _factor_product(_case_lookup(d)[3], r),   # the case list, which carries the expected product
+    lambda d, r: sol.best_rank_r_update(d, r),
+])
+def test_exercise_2a_refuses_the_checks_reference_and_the_solution(cheat):
+    delta = ex._svd_cases()[0][1]
+    _refused_everywhere(ex.check_best_rank_r_update, sol.best_rank_r_update, cheat, own_factors, delta.clone(), 2)
+
+
+def _through_2as_solution(d, r):  # the review's cheat: ||B A||^2 / ||delta||^2 with exercise 2a's solution
+    b, a = sol.best_rank_r_update(d, r)
+    return float((b @ a).pow(2).sum() / d.pow(2).sum())
+
+
+@pytest.mark.parametrize("cheat", [
+    lambda d, r: ex._projected_truth(d, r)[1],   # the check's reference
+    lambda d, r: _case_lookup(d)[4],   # the case list, which carries the expected fraction
+    _through_2as_solution,   # another exercise's solution
+    lambda d, r: sol.captured_fraction(d, r),
+])
+def test_exercise_2b_refuses_the_checks_reference_and_every_solution(cheat):
+    delta = ex._svd_cases()[0][1]
+    _refused_everywhere(ex.check_captured_fraction, sol.captured_fraction, cheat, own_fraction, delta.clone(), 2)
+
+
+@pytest.mark.parametrize("cheat", [
+    lambda *a: ex._dora_reference(*a),   # the check's reference
+    lambda *a: next(e for _, args, e in ex._dora_cases() if torch.equal(args[0], a[0])),   # the case list
+    lambda *a: sol.dora_forward(*a),
+])
+def test_exercise_3_refuses_the_checks_reference_and_the_solution(cheat):
+    args = ex._dora_cases()[0][1]
+    _refused_everywhere(ex.check_dora_forward, sol.dora_forward, cheat, own_dora, *args)
+
+
+def test_the_reference_solutions_still_pass_their_own_checks_through_the_notebook_call(capsys):
+    # checks.exercise hands a check the reference when the learner's answer is the stub; the check switches off the
+    # other solutions and its own references, never the function it was handed
+    def stub(*args):
+        raise NotImplementedError
+
+    for name, reference, check in [("1", sol.lora_parameter_count, ex.check_lora_parameter_count),
+                                   ("2a", sol.best_rank_r_update, ex.check_best_rank_r_update),
+                                   ("2b", sol.captured_fraction, ex.check_captured_fraction),
+                                   ("3", sol.dora_forward, ex.check_dora_forward)]:
+        checks.exercise(name, stub, reference, check)
+        checks.exercise(name, reference, reference, check)
+    out = capsys.readouterr().out
+    assert out.count("[todo]") == 4 and out.count("[ref]") == 4

@@ -3,7 +3,11 @@ attention, the best rank-r LoRA update for a given full fine-tuning change (and 
 and DoRA's forward pass.
 
 Each exercise asks for something :mod:`course_utils.lora` does not provide (a parameter count from a config alone,
-without building a model; the Eckart-Young factorisation; DoRA), so no package call is the answer. Each check
+without building a model; the Eckart-Young factorisation; DoRA), so no package call is the answer. The answers that
+do exist in reach are switched off while the learner's function runs (:func:`_learner`, with
+:func:`course_utils.checks.package_functions_switched_off`, as chapters 02 and 07 do): this module's own references and
+the case lists that carry expected values, and every reference solution of :mod:`course_utils.solutions.ch06` other
+than the function being checked (so exercise 2b cannot pass through 2a's solution). Each check
 computes the expected value itself with code written differently from the reference solution
 (:mod:`course_utils.solutions.ch06`): a per-layer enumeration of A and B tensors for the count; matrices built from
 a KNOWN singular value decomposition, or a projection onto the top eigenvectors of delta delta^T, instead of an SVD;
@@ -19,12 +23,12 @@ an (out, in) weight the norm is taken over the input dimension, one norm per out
 shape (out,): each output unit's weight vector gets a learned length and a LoRA-adapted direction.
 
 Inputs are float64 CPU tensors drawn from a seeded ``torch.Generator``; answers may be tensors (any float dtype or
-device), lists or numpy arrays. Tolerances: the parameter count is an integer and must be exact (float64 holds
-integers exactly up to 2^53). A float32 SVD or DoRA forward is accurate to ~1e-6 of the largest entry (float32's
-epsilon is 1.2e-7, times a few dozen accumulated terms), and the top-r subspace moves by about epsilon * s_1 / gap;
-every case keeps the gap s_r - s_{r+1} above 5% of s_1 (or has s_{r+1} = 0), so products are compared within 1e-4
-of the largest entry of delta (plus 1e-4 relative), DoRA outputs within 1e-5 absolute and 1e-4 relative, fractions
-within 1e-5. The likely mistakes are off by 1e-2 or more of the largest entry.
+device), lists or numpy arrays. Tolerances: the parameter count must be a whole number (an int, or a float or tensor
+equal to one) and exact (float64 holds integers exactly up to 2^53). A float32 SVD or DoRA forward is accurate to
+~1e-6 of the largest entry (float32's epsilon is 1.2e-7, times a few dozen accumulated terms), and the top-r subspace
+moves by about epsilon * s_1 / gap; every case keeps the gap s_r - s_{r+1} above 5% of s_1 (or has s_{r+1} = 0), so
+products are compared within 1e-4 of the largest entry of delta (plus 1e-4 relative), DoRA outputs within 1e-5
+absolute and 1e-4 relative, fractions within 1e-5. The likely mistakes are off by 1e-2 or more of the largest entry.
 
 References: E. J. Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", 2021; C. Eckart, G. Young, "The
 approximation of one matrix by another of lower rank", 1936; J. Ainslie et al., "GQA: Training Generalized
@@ -39,6 +43,7 @@ backward pass, which changes gradients but not values, so only values are checke
 from __future__ import annotations
 
 import contextlib
+import types
 from typing import Any, Callable
 from unittest import mock
 
@@ -48,6 +53,21 @@ from course_utils import checks
 from course_utils.device import make_generator
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _learner(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` with every ready-made answer in reach switched off: this module's references and the case lists
+    that carry expected values (the checks build those before this block and compare after it), and every reference
+    solution of :mod:`course_utils.solutions.ch06` except ``fn`` itself (the notebook checks the reference solution
+    through this same check before the learner has answered)."""
+    from course_utils.solutions import ch06 as solutions
+
+    own = [_count_reference, _known_truth, _projected_truth, _svd_cases, _dora_reference, _dora_cases]
+    reference = [f for f in vars(solutions).values()
+                 if isinstance(f, types.FunctionType) and f.__module__ == solutions.__name__
+                 and not (fn is f or getattr(fn, "__code__", None) is f.__code__)]
+    with checks.package_functions_switched_off(*own, *reference):
+        return fn(*args)
 
 
 def _one_number(name: str, actual: Any, hint: str) -> float:
@@ -103,16 +123,18 @@ def check_lora_parameter_count(fn: Callable[[dict, int, tuple[str, ...]], Any]) 
     """``fn(config, r, targets) -> int``: LoRA's added parameters, r * (in + out) per wrapped matrix, summed over
     all decoder layers, for a Llama-style ``config`` dict (hidden_size, intermediate_size, num_hidden_layers,
     num_attention_heads, num_key_value_heads)."""
-    hint = ("each wrapped nn.Linear(in, out) gets A of shape (r, in) and B of shape (out, r); every decoder layer has "
-            "its own copy of each target; with head_dim = hidden_size // num_attention_heads, k_proj and v_proj map "
-            "hidden_size to num_key_value_heads * head_dim (grouped-query attention), q_proj and o_proj are "
-            "hidden x hidden, gate_proj and up_proj map hidden_size to intermediate_size and down_proj back")
+    hint = ("count what LoRA trains beside each wrapped matrix (its two factors, section 2), for every target in "
+            "every decoder layer; read each target's input and output widths from the exercise text, grouped-query "
+            "attention included")
     for label, config, r, targets in _count_cases():
         name = f"LoRA parameter count, {label}"
+        expected = _count_reference(config, r, targets)
         with _package_lora_switched_off(name):
-            result = fn(dict(config), r, tuple(targets))
+            result = _learner(fn, dict(config), r, tuple(targets))
         answer = _one_number(name, result, hint)
-        checks.check_close(name, answer, _count_reference(config, r, targets), atol=0.5, rtol=0.0, hint=hint)
+        if answer != round(answer):
+            raise AssertionError(f"{name}: the answer is not a whole number, and a parameter count is one. {hint}")
+        checks.check_close(name, answer, expected, atol=0.0, rtol=0.0, hint=hint)
 
 
 @contextlib.contextmanager
@@ -205,13 +227,12 @@ def _svd_cases() -> list[tuple[str, torch.Tensor, int, torch.Tensor, float]]:
 def check_best_rank_r_update(fn: Callable[[torch.Tensor, int], Any]) -> None:
     """``fn(delta (out, in), r) -> (B (out, r), A (r, in))`` with B @ A the best rank-r approximation of ``delta``
     in Frobenius norm. Any factorisation is accepted: only the product B @ A is compared."""
-    hint = ("by Eckart-Young the best rank-r approximation keeps the r LARGEST singular values of delta and their "
-            "singular vectors (torch.linalg.svd(delta, full_matrices=False) returns them in descending order); "
-            "the product must carry the singular values as well as the singular vectors (put them in B, in A, or split "
-            "them between the two); return the pair (B, A) with B of shape (out, r) and A of shape (r, in)")
+    hint = ("by Eckart-Young the best rank-r approximation keeps the r largest singular values of delta with their "
+            "singular vectors, and the product must carry the values as well as the vectors; return the pair (B, A) "
+            "with B of shape (out, r) and A of shape (r, in)")
     for label, delta, r, expected, _ in _svd_cases():
         name = f"best rank-r update, {label}"
-        answer = fn(delta.clone(), r)
+        answer = _learner(fn, delta.clone(), r)
         if not isinstance(answer, (tuple, list)) or len(answer) != 2:
             raise AssertionError(f"{name}: return a pair (B, A), got {type(answer).__name__}. {hint}")
         b, a = (checks.finite_float_tensor(f"{name} ({which})", x, hint) for which, x in zip("BA", answer))
@@ -226,11 +247,11 @@ def check_best_rank_r_update(fn: Callable[[torch.Tensor, int], Any]) -> None:
 def check_captured_fraction(fn: Callable[[torch.Tensor, int], Any]) -> None:
     """``fn(delta (out, in), r) -> float``: ||best rank-r approximation||_F^2 / ||delta||_F^2, the sum of the r
     largest squared singular values over the sum of all of them."""
-    hint = ("||delta||_F^2 is the sum of the SQUARED singular values; the best rank-r approximation keeps the r "
-            "largest of them, so the fraction is (s_1^2 + ... + s_r^2) / (s_1^2 + ... + s_n^2), a number in (0, 1]")
+    hint = ("||delta||_F^2 is spread over the squared singular values of delta, and the best rank-r approximation "
+            "keeps the largest r of them; the answer is a share of ||delta||_F^2, a number in (0, 1]")
     for label, delta, r, _, expected in _svd_cases():
         name = f"captured fraction, {label}"
-        answer = _one_number(name, fn(delta.clone(), r), hint)
+        answer = _one_number(name, _learner(fn, delta.clone(), r), hint)
         checks.check_close(name, answer, expected, atol=1e-5, rtol=0.0, hint=hint)
 
 
@@ -283,11 +304,11 @@ def _dora_cases() -> list[tuple[str, tuple, torch.Tensor]]:
 def check_dora_forward(fn: Callable[..., Any]) -> None:
     """``fn(x (..., in), W (out, in), b (out,), A (r, in), B (out, r), magnitude (out,), scaling) -> y (..., out)``
     with y = x W'^T + b, W' = magnitude * V / ||V|| row by row, V = W + scaling * B @ A."""
-    hint = ("build V = W + scaling * (B @ A) first, then divide each OUTPUT row of V (one row per output feature, "
-            "shape (out, in)) by its own L2 norm taken over the input dimension, multiply row o by magnitude[o], and "
-            "apply the result like nn.Linear: x @ W'.T + b; the norm is of V, not of W, and the scaling applies to "
-            "B @ A before normalising")
+    hint = ("check which matrix is normalised (the adapted weight, LoRA's scaling included), along which axis (one "
+            "norm per output feature), that the magnitude sets each output feature's length, and that the result is "
+            "applied like nn.Linear, bias included")
     for label, args, expected in _dora_cases():
         name = f"DoRA forward, {label}"
-        answer = checks.finite_float_tensor(name, fn(*(t.clone() if isinstance(t, torch.Tensor) else t for t in args)), hint)
+        answer = checks.finite_float_tensor(
+            name, _learner(fn, *(t.clone() if isinstance(t, torch.Tensor) else t for t in args)), hint)
         checks.check_close(name, answer, expected, atol=1e-5, rtol=1e-4, hint=hint)
