@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import sys
 import types
 from typing import Any, Callable, Iterator
 
@@ -95,8 +96,8 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
     verify the reference solution instead (so the notebook runs top to bottom before anyone solves anything).
 
     A wrong answer fails loudly with the check's hint. When the reference is a plain function (the solution in
-    :mod:`course_utils.solutions`), it is switched off while the learner's answer is checked, so an answer that
-    calls the solution does not pass. Handing in the solution function itself is checked and reported as ``[ref]``,
+    :mod:`course_utils.solutions`), it is switched off while the learner's answer is checked, with the other solutions
+    of its chapter, so an answer that calls a solution does not pass. Handing in the solution function itself is checked and reported as ``[ref]``,
     never as a pass.
     """
     if _is_the_reference(learner, reference):
@@ -105,7 +106,7 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
         print(f"[ref] exercise {name}: this is the reference solution itself (course_utils.solutions), which "
               "passes; write your own answer to pass")
         return
-    switch_off = (reference,) if _switchable(reference) else ()
+    switch_off = _solutions_in_reach(reference)
     try:
         with package_functions_switched_off(*switch_off):
             check(learner)
@@ -124,6 +125,19 @@ def _is_the_reference(learner: Any, reference: Any) -> bool:
         return True
     code = getattr(learner, "__code__", None)
     return code is not None and code is getattr(reference, "__code__", None)
+
+
+def _solutions_in_reach(reference: Any) -> tuple:
+    """The reference, and when it is a solution in :mod:`course_utils.solutions`, every plain function its chapter's
+    solutions module defines (so that exercise 2b cannot pass through exercise 2a's solution)."""
+    if not _switchable(reference):
+        return ()
+    module = sys.modules.get(reference.__module__)
+    if module is None or not reference.__module__.startswith("course_utils.solutions."):
+        return (reference,)
+    siblings = [f for f in vars(module).values()
+                if _switchable(f) and f.__module__ == module.__name__ and f is not reference]
+    return (reference, *siblings)
 
 
 def _switchable(function: Any) -> bool:

@@ -5,7 +5,24 @@ import os
 import pathlib
 import sys
 
+import pytest
+
 GUARD_DIR = pathlib.Path(__file__).parent / "netguard"
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark_script(name: str):
+    """The script ``benchmarks/<name>.py`` as a module; importing runs nothing (main() is behind __main__)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def benchmark_script():
+    """``benchmark_script(name)`` loads ``benchmarks/<name>.py`` (see :func:`load_benchmark_script`)."""
+    return load_benchmark_script
 
 
 def pytest_configure(config):

@@ -1,6 +1,5 @@
 """The chapter-01 benchmark's arm names: each ``+``-joined change does what its docstring says, from either base."""
 
-import importlib.util
 import pathlib
 from dataclasses import replace
 
@@ -10,11 +9,8 @@ PATH = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_char_training.p
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_char_training", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # importing runs nothing: main() is behind __name__ == "__main__"
-    return module
+def bench(benchmark_script):
+    return benchmark_script("bench_char_training")
 
 
 def test_arms_start_from_the_named_recipe_and_apply_each_change(bench):

@@ -120,3 +120,22 @@ def test_package_functions_switched_off_refuses_every_route_and_restores():
     with pytest.raises(TypeError, match="plain Python functions"):
         with checks.package_functions_switched_off(torch.cat):
             pass
+
+
+def test_exercise_switches_off_the_chapters_other_solutions_too():
+    from course_utils.solutions import ch06 as solutions
+
+    delta = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    expected = solutions.captured_fraction(delta, 2)
+
+    def through_another_solution(d, r):  # exercise 2b answered with exercise 2a's solution
+        b, a = solutions.best_rank_r_update(d, r)
+        return float((b @ a).pow(2).sum() / d.pow(2).sum())
+
+    def check(fn):
+        checks.check_close("fraction", fn(delta, 2), expected)
+
+    assert through_another_solution(delta, 2) == pytest.approx(expected, rel=1e-5)  # it works outside the check
+    with pytest.raises(AssertionError, match="switched off"):
+        checks.exercise("2b", through_another_solution, solutions.captured_fraction, check)
+    assert solutions.best_rank_r_update(delta, 2) is not None  # switched back on

@@ -238,8 +238,7 @@ def test_top_followers_function_refuses_the_old_cheats():
         with pytest.raises(AssertionError, match="switched off"):
             _exercise_3b(cheat)
     for cheat in (lambda c, a, ch, k: copied,                                                   # the value, pasted
-                  lambda c, a, ch, k: _own_top_followers(sol.pair_counts(FOLLOW_IDS, len(ALPHABET), 1), ALPHABET,
-                                                         "k", 3)):                              # notebook data only
+                  lambda c, a, ch, k: _own_top_followers(counts, ALPHABET, "k", 3)):           # notebook data only
         message = _fails(_exercise_3b, cheat)
         assert "toy text" in message
     assert sol.top_followers(counts, ALPHABET, "k") == copied  # switched back on afterwards

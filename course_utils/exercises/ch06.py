@@ -6,8 +6,8 @@ Each exercise asks for something :mod:`course_utils.lora` does not provide (a pa
 without building a model; the Eckart-Young factorisation; DoRA), so no package call is the answer. The answers that
 do exist in reach are switched off while the learner's function runs (:func:`_learner`, with
 :func:`course_utils.checks.package_functions_switched_off`, as chapters 02 and 07 do): this module's own references and
-the case lists that carry expected values, and every reference solution of :mod:`course_utils.solutions.ch06` other
-than the function being checked (so exercise 2b cannot pass through 2a's solution). Each check
+the case lists that carry expected values; :func:`course_utils.checks.exercise` switches off every reference solution
+of the chapter (so exercise 2b cannot pass through 2a's solution). Each check
 computes the expected value itself with code written differently from the reference solution
 (:mod:`course_utils.solutions.ch06`): a per-layer enumeration of A and B tensors for the count; matrices built from
 a KNOWN singular value decomposition, or a projection onto the top eigenvectors of delta delta^T, instead of an SVD;
@@ -43,7 +43,6 @@ backward pass, which changes gradients but not values, so only values are checke
 from __future__ import annotations
 
 import contextlib
-import types
 from typing import Any, Callable
 from unittest import mock
 
@@ -56,17 +55,11 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 
 
 def _learner(fn: Callable, *args: Any) -> Any:
-    """``fn(*args)`` with every ready-made answer in reach switched off: this module's references and the case lists
-    that carry expected values (the checks build those before this block and compare after it), and every reference
-    solution of :mod:`course_utils.solutions.ch06` except ``fn`` itself (the notebook checks the reference solution
-    through this same check before the learner has answered)."""
-    from course_utils.solutions import ch06 as solutions
-
+    """``fn(*args)`` with this module's references and the case lists that carry expected values switched off (the
+    checks build those before this block and compare after it). The chapter's reference solutions are switched off by
+    :func:`course_utils.checks.exercise`, which the notebook calls."""
     own = [_count_reference, _known_truth, _projected_truth, _svd_cases, _dora_reference, _dora_cases]
-    reference = [f for f in vars(solutions).values()
-                 if isinstance(f, types.FunctionType) and f.__module__ == solutions.__name__
-                 and not (fn is f or getattr(fn, "__code__", None) is f.__code__)]
-    with checks.package_functions_switched_off(*own, *reference):
+    with checks.package_functions_switched_off(*own):
         return fn(*args)
 
 

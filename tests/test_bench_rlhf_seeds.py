@@ -1,7 +1,6 @@
 """benchmarks/bench_rlhf_seeds.py runs chapter 05's own cells, found by marker strings: the markers and seed sites must
 match the notebook as it is, and a notebook that drifted must stop the script with a clear message (no training here)."""
 
-import importlib.util
 import json
 import math
 import pathlib
@@ -13,11 +12,8 @@ PATH = ROOT / "benchmarks" / "bench_rlhf_seeds.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_rlhf_seeds", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # importing runs nothing: main() is behind __name__ == "__main__"
-    return module
+def bench(benchmark_script):
+    return benchmark_script("bench_rlhf_seeds")
 
 
 def test_every_marker_finds_one_cell_and_the_seed_sites_move(bench):
