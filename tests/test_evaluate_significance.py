@@ -3,6 +3,7 @@
 import itertools
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,9 +15,17 @@ def test_sign_test_hand_values_and_symmetry():
     assert sign_test(10, 10) == pytest.approx(2 / 2 ** 10) and sign_test(0, 10) == sign_test(10, 10)
     assert sign_test(5, 10) == 1.0 and sign_test(0, 0) == 1.0
     assert sign_test(977, 1577) == pytest.approx(1.842e-21, rel=1e-3)   # chapter 02's cpu blanks
-    for bad in [(3, 2), (-1, 4), (1.0, 2), (True, 2)]:
+    for bad in [(3, 2), (-1, 4), (1.0, 2), (True, 2), (np.float64(2), 7), (np.True_, 2), (torch.tensor(True), 2),
+                (torch.tensor([1]), 2)]:
         with pytest.raises(ValueError, match="wins"):
             sign_test(*bad)
+
+
+def test_sign_test_takes_numpy_and_tensor_integers():
+    # chapter 10 counts wins as sum(numpy bools), an np.int64: its cpu run failed when only int was accepted
+    wins = sum([np.float64(0.6) > np.float64(0.4), np.float64(0.1) > np.float64(0.2)] * 1 + [np.bool_(True)])
+    assert isinstance(wins, np.integer) and sign_test(wins, 7) == sign_test(2, 7)
+    assert sign_test(torch.tensor(2), torch.tensor(7)) == sign_test(np.int32(2), 7) == sign_test(2, 7)
 
 
 def test_sign_flip_reduces_to_the_sign_test_on_right_wrong_differences():

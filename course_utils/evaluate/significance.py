@@ -10,6 +10,8 @@ comparisons separately, e.g. Holm).
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from course_utils.device import make_generator
@@ -18,8 +20,14 @@ from course_utils.device import make_generator
 def sign_test(wins: int, n: int) -> float:
     """Exact two-sided sign test: the probability, under a fair coin, of a split of ``n`` at least as uneven as
     ``wins`` against ``n - wins`` (ties are dropped before). McNemar's exact test when the n are discordant pairs."""
-    if isinstance(wins, bool) or isinstance(n, bool) or not isinstance(wins, int) or not isinstance(n, int) \
-            or not 0 <= wins <= n:
+    try:                                             # any integer type (int, numpy or 0-d tensor ints); no bools
+        for v in (wins, n):
+            if isinstance(v, bool) or getattr(v, "dtype", None) == torch.bool or getattr(v, "ndim", 0) != 0:
+                raise TypeError
+        wins, n = operator.index(wins), operator.index(n)
+    except TypeError:
+        raise ValueError(f"need integers 0 <= wins <= n, got wins={wins!r}, n={n!r}") from None
+    if not 0 <= wins <= n:
         raise ValueError(f"need integers 0 <= wins <= n, got wins={wins!r}, n={n!r}")
     term = tail = 1                                  # tail = sum of C(n, k) for k <= min(wins, n - wins)
     for k in range(min(wins, n - wins)):             # exact integers, one multiplication per term (fast at n = 1e5)
