@@ -161,16 +161,37 @@ def package_functions_switched_off(*functions: Callable) -> Iterator[None]:
     Each function's code object is swapped for a refusing one and restored afterwards (also when the block raises).
     Swapping the code, not the module attribute, catches every way of reaching the function: a name imported
     earlier with ``from ... import``, another package module that calls it, a method looked up on its class.
+    A copy made beforehand (``types.FunctionType(f.__code__, ...)``, ``importlib.reload`` of its module) keeps the
+    original code, so a profile hook watches the block for any function of the same file and qualified name and
+    fails it afterwards. Copying the source text into a cell is not caught: the guard stops shortcuts, not a
+    determined copier.
     Only plain Python functions without closures can be switched off (``TypeError`` otherwise).
     """
     for f in functions:
         if not _switchable(f):
             raise TypeError(f"can only switch off plain Python functions without closures, got {f!r}")
     saved = [f.__code__ for f in functions]
+    copies = {(c.co_filename, c.co_qualname): f"{f.__module__}.{f.__qualname__}" for f, c in zip(functions, saved)}
+    called: list[str] = []
+
+    def watch(frame, event, arg):  # a copy made before the block, or a reloaded module's new function object
+        if event == "call":
+            name = copies.get((frame.f_code.co_filename, frame.f_code.co_qualname))
+            if name is not None and name not in called:
+                called.append(name)
+
+    outer = sys.getprofile()
     try:
         for f in functions:
             f.__code__ = _refused.__code__.replace(co_name=f"{f.__module__}.{f.__qualname__}")
+        if copies:
+            sys.setprofile(watch)
         yield
     finally:
+        if copies:
+            sys.setprofile(outer)
         for f, code in zip(functions, saved):
             f.__code__ = code
+    if called:  # recorded, not raised inside the hook: an exception there would switch the watch off
+        raise AssertionError(f"this exercise asks you to write it yourself: your answer ran a copy of "
+                             f"{', '.join(called)}, which is switched off while the check runs")

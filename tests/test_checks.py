@@ -139,3 +139,47 @@ def test_exercise_switches_off_the_chapters_other_solutions_too():
     with pytest.raises(AssertionError, match="switched off"):
         checks.exercise("2b", through_another_solution, solutions.captured_fraction, check)
     assert solutions.best_rank_r_update(delta, 2) is not None  # switched back on
+
+
+def test_copies_made_before_the_check_and_reloaded_modules_are_caught():
+    import importlib
+    import sys
+
+    from course_utils.solutions import ch06 as solutions
+
+    delta = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    expected = solutions.captured_fraction(delta, 2)
+    ref = solutions.captured_fraction
+    saved_copy = types.FunctionType(ref.__code__, ref.__globals__)  # made before the switch-off
+
+    def check(fn):
+        checks.check_close("fraction", fn(delta, 2), expected)
+
+    def through_a_copy(d, r):
+        return saved_copy(d, r)
+
+    def through_a_reload(d, r):
+        return importlib.reload(sys.modules[ref.__module__]).captured_fraction(d, r)
+
+    def swallowing(d, r):  # catching the refusal does not help: the call is recorded, not only refused
+        try:
+            return saved_copy(d, r)
+        except Exception:
+            return saved_copy(d, r)
+
+    outer = sys.getprofile()
+    try:
+        for answer in (through_a_copy, through_a_reload, swallowing):
+            with pytest.raises(AssertionError, match="ran a copy of course_utils.solutions.ch06.captured_fraction"):
+                checks.exercise("2b", answer, ref, check)
+            assert sys.getprofile() is outer  # the watch is removed afterwards
+    finally:
+        importlib.reload(sys.modules[ref.__module__])  # leave one consistent module behind
+    from course_utils.solutions import ch06 as reloaded
+
+    def own(d, r):  # written out by the learner: passes, and nothing is left switched off
+        u, s, v = torch.linalg.svd(d)
+        return float(s[:r].pow(2).sum() / s.pow(2).sum())
+
+    checks.exercise("2b", own, reloaded.captured_fraction, check)
+    assert reloaded.captured_fraction(delta, 2) == pytest.approx(expected, rel=1e-5)
