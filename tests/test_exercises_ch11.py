@@ -110,6 +110,13 @@ def test_fit_reference_by_hand():
     # (N_d >= 10.5); stage 3 spreads 120 GB (N_d >= 4.8)
     assert ex._fit_reference(7_500_000_000, 25 * 10**9) == [None, None, 11, 5]
     assert ex._fit_reference(134_515_008, 24 * 10**9) == [1, 1, 1, 1]  # 2.15 GB fit on one rank
+    # Llama-2-70B, 1 MB per rank: stage 3 needs 16 x 68,976,648,192 / 1e6 = 1,103,626.37... -> 1,103,627 ranks
+    assert ex._fit_reference(68_976_648_192, 10**6) == [None, None, None, 1_103_627]
+
+
+def test_fit_cases_include_one_beyond_a_million_ranks():
+    # the exercise text promises it: a search capped at any practical limit (100,000 ranks, say) must fail
+    assert max(k for _, n, m in ex._fit_cases() for k in ex._fit_reference(n, m) if k is not None) > 10**6
 
 
 def test_fit_cases_are_exact_ties_or_far_from_them():
@@ -191,6 +198,7 @@ def no_never_fits(n, m):  # the closed form without the None case: a negative or
     floor_instead_of_ceil,
     strictly_less_than,
     capped_search,
+    lambda n, m: capped_search(n, m, cap=100_000),  # a generous cap still stops before a million ranks
     no_never_fits,
     _wrong_fit(lambda k, n, m, s: 1 if s == 0 else k),  # stage 0 "fits" everywhere
     _wrong_fit(lambda k, n, m, s: None if s == 0 else k),  # stage 0 never fits

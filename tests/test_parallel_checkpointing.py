@@ -100,10 +100,30 @@ def test_checkpoint_costs_reports_both_arms():
     cost = checkpoint_costs(model, idx, targets, repeats=1)
     assert (cost.batch_size, cost.seq_len) == tuple(idx.shape)
     assert cost.checkpointed_bytes < cost.plain_bytes and 0 < cost.memory_saved < 1
-    assert cost.plain_seconds > 0 and cost.checkpointed_seconds > 0
+    assert cost.plain_seconds > 0 and cost.checkpointed_seconds > 0 and cost.forward_seconds > 0
+    assert cost.forward_share == cost.forward_seconds / cost.plain_seconds
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(ValueError, match="repeats"):
         checkpoint_costs(model, idx, targets, repeats=0)
+
+
+def test_forward_share_is_timed_on_the_forward_pass_alone(monkeypatch):
+    # each arm timed with a fake clock: 3 s per forward+backward, 1 s per forward alone -> a share of exactly 1/3
+    from course_utils.parallel import checkpointing
+    monkeypatch.setattr(checkpointing, "_forward_backward_seconds", lambda *a: 3.0)
+    monkeypatch.setattr(checkpointing, "_forward_seconds", lambda *a: 1.0)
+    model, idx, targets = make()
+    cost = checkpoint_costs(model, idx, targets, repeats=2)
+    assert (cost.plain_seconds, cost.checkpointed_seconds, cost.forward_seconds) == (3.0, 3.0, 1.0)
+    assert cost.forward_share == pytest.approx(1 / 3) and cost.time_added == 0.0
+
+
+def test_forward_alone_leaves_no_gradients_and_is_faster_than_forward_backward():
+    from course_utils.parallel.checkpointing import _forward_backward_seconds, _forward_seconds
+    model, idx, targets = make(GPTConfig(**{**CONFIG.__dict__, "n_embd": 64, "block_size": 64}), batch=8)
+    forward = min(_forward_seconds(model, idx, targets) for _ in range(5))
+    assert all(p.grad is None for p in model.parameters())
+    assert forward < min(_forward_backward_seconds(model, idx, targets) for _ in range(5))
 
 
 def test_bad_input_raises_clear_errors():

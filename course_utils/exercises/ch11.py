@@ -192,13 +192,15 @@ def _fit_reference(n_params: int, gpu_bytes: int) -> list[int | None]:
 
 def _fit_cases() -> list[tuple[str, int, int]]:
     # (label, parameters, bytes per GPU): Llama-2-70B and -7B, SmolLM2-135M (all fit on one rank), a stage 1 that
-    # never fits while stage 2 does, an exact tie, and a stage 1 that needs thousands of ranks
+    # never fits while stage 2 does, an exact tie, a stage 1 that needs thousands of ranks, and a stage 3 that needs
+    # more than a million (so that a search capped at any practical limit stops too early)
     return [("Llama-2-70B, 80 GB per GPU", 68_976_648_192, 80 * 10**9),
             ("Llama-2-7B, 40 GB per GPU", 6_738_415_616, 40 * 10**9),
             ("SmolLM2-135M, 24 GB per GPU", 134_515_008, 24 * 10**9),
             ("7.5B parameters, 25 GB per GPU", 7_500_000_000, 25 * 10**9),
             ("7.5B parameters, 24 GB per GPU", 7_500_000_000, 24 * 10**9),  # stage 3: exactly 24 GB at 5 ranks
-            ("7.5B parameters, 30.007 GB per GPU", 7_500_000_000, 30_007_000_000)]
+            ("7.5B parameters, 30.007 GB per GPU", 7_500_000_000, 30_007_000_000),
+            ("Llama-2-70B, 1 MB per rank", 68_976_648_192, 10**6)]  # stage 3: 1,103,627 ranks
 
 
 def _fit_entries(name: str, answer: Any) -> list[int | None]:

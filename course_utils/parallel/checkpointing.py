@@ -14,10 +14,12 @@ recommends) and restores the plain blocks on exit; ``course_utils/model/gpt.py``
 are the same tensors, and only inside the ``with`` do their names gain a level (``blocks.1.block.ln_1.weight``).
 :func:`checkpoint_costs` measures what checkpointing saves (bytes autograd keeps for backward, counted by
 :class:`course_utils.parallel.activations.SavedTensorMeter`; ``checkpoint`` saves each region's input through
-autograd, so the meter sees it) and what it costs (seconds per forward+backward) on one batch. Between forward and
-backward only the block inputs remain; during backward one block at a time is recomputed, so the peak adds one
-block's activations. Left out: selective recomputation (only the attention core),
-offloading activations to host memory, and checkpointing inside a block.
+autograd, so the meter sees it) and what it costs (seconds per forward+backward) on one batch, beside the plain
+forward pass alone: its share of a plain step is what one more forward pass should cost on this machine (the
+"about a third" is a FLOP count; measured time need not follow it), so only time added beyond that share is the
+checkpoint machinery's own. Between forward and backward only the block inputs remain; during backward one block at
+a time is recomputed, so the peak adds one block's activations. Left out: selective recomputation (only the
+attention core), offloading activations to host memory, and checkpointing inside a block.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class CheckpointCost:
     checkpointed_bytes: int
     plain_seconds: float  # median seconds of forward + backward
     checkpointed_seconds: float
+    forward_seconds: float  # median seconds of the plain forward pass alone (with autograd recording, as recomputed)
 
     @property
     def memory_saved(self) -> float:
@@ -98,6 +101,12 @@ class CheckpointCost:
     def time_added(self) -> float:
         """Extra time per step as a fraction of the plain step."""
         return self.checkpointed_seconds / self.plain_seconds - 1.0
+
+    @property
+    def forward_share(self) -> float:
+        """The plain forward pass's share of a plain forward+backward: what recomputing it should add (slightly more
+        than the blocks' recomputation, which leaves out the output layer)."""
+        return self.forward_seconds / self.plain_seconds
 
 
 def saved_activation_bytes(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> int:
@@ -118,9 +127,20 @@ def _forward_backward_seconds(model: nn.Module, idx: torch.Tensor, targets: torc
     return time.perf_counter() - start
 
 
+def _forward_seconds(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> float:
+    synchronize(idx.device)
+    start = time.perf_counter()
+    _, loss = model(idx, targets)  # the graph is recorded, as in the recomputation, and freed unused
+    synchronize(idx.device)
+    elapsed = time.perf_counter() - start
+    del loss
+    return elapsed
+
+
 def checkpoint_costs(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, repeats: int = 3) -> CheckpointCost:
     """Measure one batch with and without checkpointing all blocks: bytes saved for backward (counted, exact) and
-    the median time of ``repeats`` forward+backward passes per arm, the arms interleaved after one warm-up each."""
+    the median time of ``repeats`` forward+backward passes per arm, and of ``repeats`` plain forward passes alone,
+    the three interleaved after one warm-up each."""
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
     if idx.dim() != 2 or targets.shape != idx.shape:
@@ -128,15 +148,17 @@ def checkpoint_costs(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor,
     plain_bytes = saved_activation_bytes(model, idx, targets)
     with activation_checkpointing(model):
         checkpointed_bytes = saved_activation_bytes(model, idx, targets)
-    seconds: dict[bool, list[float]] = {False: [], True: []}
-    for round_ in range(repeats + 1):  # round 0 warms up both arms
-        for use_checkpoint in (False, True):
-            if use_checkpoint:
+    seconds: dict[str, list[float]] = {"plain": [], "checkpointed": [], "forward": []}
+    for round_ in range(repeats + 1):  # round 0 warms up every arm
+        for arm in seconds:
+            if arm == "checkpointed":
                 with activation_checkpointing(model):
                     s = _forward_backward_seconds(model, idx, targets)
-            else:
+            elif arm == "plain":
                 s = _forward_backward_seconds(model, idx, targets)
+            else:
+                s = _forward_seconds(model, idx, targets)
             if round_:
-                seconds[use_checkpoint].append(s)
+                seconds[arm].append(s)
     return CheckpointCost(idx.shape[0], idx.shape[1], plain_bytes, checkpointed_bytes,
-                          statistics.median(seconds[False]), statistics.median(seconds[True]))
+                          *(statistics.median(seconds[arm]) for arm in ("plain", "checkpointed", "forward")))
