@@ -13,8 +13,8 @@ The package has these metrics (:mod:`course_utils.rag.retrieval_metrics`, :mod:`
 while the learner's function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`
 (their code objects are swapped for one that raises, which catches every way of reaching them, ``from ... import
 auroc`` done earlier in the notebook included, and restored afterwards), and so are this module's own references.
-The switch-off stops accidental calls, not deliberate copying: a learner who copies a reference's code into a new
-function beforehand, or tabulates the answers outside the check, can still pass. Libraries outside the course
+The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
+but a learner who pastes a reference's source text into a cell, or tabulates the answers outside the check, can pass. Libraries outside the course
 (scikit-learn's ``roc_auc_score``) are not blocked: knowing them is fine.
 
 Conventions the exercise text states. Ranks count from 1; MRR@k gives 1/rank when the gold id is among the first k
