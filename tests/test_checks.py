@@ -183,3 +183,21 @@ def test_copies_made_before_the_check_and_reloaded_modules_are_caught():
 
     checks.exercise("2b", own, reloaded.captured_fraction, check)
     assert reloaded.captured_fraction(delta, 2) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_nested_switch_off_keeps_the_outer_watch():
+    # chapter 11's checks run the learner inside their own switch-off, within exercise()'s: the inner watch
+    # replaced the outer one, so a reloaded solution passed all four exercises (a second reader found it)
+    import importlib
+    import sys
+
+    from course_utils.exercises import ch11 as ex
+    from course_utils.solutions import ch11 as sol
+
+    module = sys.modules[sol.ring_schedule.__module__]
+    try:
+        with pytest.raises(AssertionError, match="ran a copy of course_utils.solutions.ch11.ring_schedule"):
+            checks.exercise("1", lambda p: importlib.reload(module).ring_schedule(p), sol.ring_schedule,
+                            ex.check_ring_schedule)
+    finally:
+        importlib.reload(module)
