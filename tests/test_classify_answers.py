@@ -5,7 +5,7 @@ import pytest
 import torch
 from test_lora_sft import tiny_chat_tokenizer, tiny_llama
 
-from course_utils.classify.answers import constrained_labels, free_answers, parse_label
+from course_utils.classify.answers import constrained_labels, free_answers, genres_named, parse_label
 from course_utils.classify.prompts import get_template
 from course_utils.classify.scoring import label_logprobs_many
 from course_utils.device import torch_threads
@@ -25,7 +25,7 @@ def test_parse_label_on_hand_made_answers():
     assert parse_label("tragedy, not a comedy", genre) == "tragedy"  # the first word decides
     assert parse_label("I think it is a history.", genre) == "history"  # the only label named
     assert parse_label("a comedy or a tragedy", genre) is None  # several: a format failure
-    assert parse_label("comedic", genre) is None  # whole words only
+    assert parse_label("comedian", genre) is None  # whole words only
     assert parse_label("", genre) is None
     assert parse_label("B) history", letters) == "history"
     assert parse_label("A cat", letters) == "comedy"  # the letter template reads the first word
@@ -33,6 +33,24 @@ def test_parse_label_on_hand_made_answers():
     assert parse_label("a history play", get_template("cloze")) == "history"
     with pytest.raises(TypeError, match="Template"):
         parse_label("comedy", "genre")
+
+
+def test_parse_label_reads_plurals_and_adjectives_and_fails_on_several_genres():
+    genre = get_template("genre")
+    assert parse_label("The play is a comedic romp", genre) == "comedy"
+    assert parse_label("Comical.", genre) == "comedy"
+    assert parse_label("It is one of the histories.", genre) == "history"
+    assert parse_label("A historical drama", genre) == "history"
+    assert parse_label("tragic", genre) == "tragedy"
+    assert parse_label("one of his tragedies", genre) == "tragedy"
+    # SmolLM2 reading back the options: two genres named, one as an adjective -> a format failure
+    assert parse_label("The play is a comedy, a historical", genre) is None
+    assert genres_named("The play is a comedy, a historical", genre) == ["comedy", "history"]
+    assert parse_label("Tragic, not comical", genre) == "tragedy"  # the first word still decides
+    assert parse_label("historically", genre) is None and genres_named("a comedian", genre) == []
+    assert parse_label("Historical, I think", get_template("letters")) == "history"  # forms work for any template
+    with pytest.raises(TypeError, match="string"):
+        genres_named(3, genre)
 
 
 def plain_greedy_label(model, tokenizer, prompt, labels):

@@ -5,7 +5,7 @@ import pytest
 
 from course_utils.classify.genres import GENRES
 from course_utils.classify.passages import (Passage, check_no_shared_plays, cut_passages, make_passages,
-                                            sample_per_genre, split_by_passage, split_by_play)
+                                            sample_per_genre, speaker_headings, split_by_passage, split_by_play)
 
 PLAY = """THE TRAGEDY OF NOBODY
 
@@ -52,6 +52,12 @@ def test_cut_keeps_speech_lines_only_and_breaks_at_scenes():
     assert lines[cut[0][0]].startswith("Now is the winter")  # the line number points at the passage's first line
     with_names = cut_passages(PLAY, max_chars=200, min_chars=1, speakers=True)
     assert with_names[0][1].startswith("ALPHA.\nNow is") and "\nBeta.\nAnd all" in with_names[0][1]
+
+
+def test_speaker_headings_are_the_lines_the_passages_drop():
+    assert speaker_headings(PLAY) == ["ALPHA.", "Beta.", "ALPHA."]  # not the cast list, headings or directions
+    with pytest.raises(TypeError, match="string"):
+        speaker_headings(None)
 
 
 def test_cut_respects_max_and_min_chars():

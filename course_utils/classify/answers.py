@@ -4,7 +4,10 @@ Scoring every label (:mod:`course_utils.classify.scoring`) is one way to make a 
 it WRITES:
 
 * free generation, then a parser (:func:`parse_label`): the answer counts if it starts with a label word, or names
-  exactly one label; anything else is a format failure (``None``), which the chapter counts;
+  exactly one genre (:func:`genres_named`: the template's label words and each genre's noun, plural and adjective
+  forms, "comedy", "comedies", "comic", "comical", "comedic", ...); anything else is a format failure (``None``),
+  which the chapter counts. So "a comedy, a historical drama" (a model reading back the options) names two genres
+  and fails, as "a comedy or a tragedy" does;
 * constrained decoding (:func:`constrained_labels`): greedy decoding where each step may only emit a token that
   continues some label (a prefix tree of the labels' token ids), applied with chapter 07's
   :func:`course_utils.generate.sampling.constrain`. It never fails to produce a label, but it chooses token by token:
@@ -39,18 +42,43 @@ def _words(template: Template) -> list[str]:
     return [w.lower() for w in template.words]
 
 
-def parse_label(answer: str, template: Template) -> str | None:
-    """The genre a free answer gives, or ``None`` (a format failure): the label word the answer starts with
-    (case-insensitive, whole words), else the only label word it contains; ``None`` if it names none or several."""
+#: The words that name each genre in a free answer: its noun, plural and adjectives ("a comical play", "historical").
+GENRE_FORMS: dict[str, tuple[str, ...]] = {
+    "comedy": ("comedy", "comedies", "comic", "comical", "comedic"),
+    "history": ("history", "histories", "historical"),
+    "tragedy": ("tragedy", "tragedies", "tragic", "tragical"),
+}
+
+
+def _patterns(template: Template) -> list[re.Pattern]:
+    """Per genre (GENRES order): the template's label word or any of the genre's forms, whole words."""
+    words = _words(template)
+    return [re.compile(r"\b(?:" + "|".join(re.escape(w) for w in (word, *GENRE_FORMS[genre])) + r")\b")
+            for genre, word in zip(GENRES, words)]
+
+
+def _check_answer(answer: object) -> str:
     if not isinstance(answer, str):
         raise TypeError(f"answer must be a string, got {type(answer).__name__}")
-    words = _words(template)
-    text = answer.strip().lower()
-    patterns = [re.compile(r"\b" + re.escape(w) + r"\b") for w in words]
-    for genre, pattern in zip(GENRES, patterns):
+    return answer.strip().lower()
+
+
+def genres_named(answer: str, template: Template) -> list[str]:
+    """The genres (GENRES order) a free answer names anywhere: by the template's label word or by one of the genre's
+    forms (:data:`GENRE_FORMS`), case-insensitive, whole words only ("comedian" names none)."""
+    text = _check_answer(answer)
+    return [genre for genre, pattern in zip(GENRES, _patterns(template)) if pattern.search(text)]
+
+
+def parse_label(answer: str, template: Template) -> str | None:
+    """The genre a free answer gives, or ``None`` (a format failure): the genre whose label word or form (noun,
+    plural, adjective: :data:`GENRE_FORMS`) the answer starts with (case-insensitive, whole words), else the only
+    genre it names (:func:`genres_named`); ``None`` if it names none or several ("a comedy, a historical drama")."""
+    text = _check_answer(answer)
+    for genre, pattern in zip(GENRES, _patterns(template)):
         if pattern.match(text):
             return genre
-    found = [genre for genre, pattern in zip(GENRES, patterns) if pattern.search(text)]
+    found = genres_named(answer, template)
     return found[0] if len(found) == 1 else None
 
 

@@ -13,6 +13,9 @@ Cutting (:func:`cut_passages`), deterministic and on line boundaries:
 * the remaining lines are packed greedily into passages of at most ``max_chars`` characters (a longer single line
   stands alone), and passages shorter than ``min_chars`` (the scraps at scene ends) are dropped.
 
+:func:`speaker_headings` returns the speaker headings the passages drop, for checking which characters' names two
+plays share (a name can still appear inside the verse: "Clarence" in *Richard III* and in *Henry VI, Part 3*).
+
 Splitting: :func:`split_by_play` holds out whole plays, chosen per genre with a seeded generator so that both sides
 have every genre (stratified); :func:`split_by_passage` shuffles passages regardless of play, so neighbouring lines of
 one scene land on both sides -- the leak the chapter measures. :func:`check_no_shared_plays` is the guard a by-play
@@ -130,6 +133,15 @@ def cut_passages(text: str, max_chars: int = 400, min_chars: int | None = None,
             current.append(line)
     flush()
     return passages
+
+
+def speaker_headings(text: str) -> list[str]:
+    """The speaker headings of one play's text ("MACBETH.", "Lear."), in order: the lines :func:`cut_passages` drops
+    as speaker names (and keeps with ``speakers=True``)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a play's text (a string), got {type(text).__name__}")
+    kept = {number for number, line in _speech_lines(text, speakers=False) if line is not None}
+    return [line for number, line in _speech_lines(text, speakers=True) if line is not None and number not in kept]
 
 
 def make_passages(works: dict[str, str] | None = None, max_chars: int = 400, min_chars: int | None = None,
