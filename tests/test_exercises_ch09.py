@@ -1,9 +1,12 @@
 """Chapter 09's exercise checks accept the reference solution and other correct forms, reject likely wrong answers
 without revealing the expected value, cannot be passed by calling the package's RoPE, GQA or MoE functions, PyTorch's
-``enable_gqa=True`` or ``transformers``' Mixtral load-balancing loss, and agree with hand computations, with the
-package and with ``transformers`` (written independently)."""
+``enable_gqa=True`` or ``transformers``' rotary, attention and load-balancing functions (any model's copy, also a
+reloaded one), and agree with hand computations, with the package and with ``transformers`` (written
+independently)."""
 
+import importlib
 import math
+import types
 
 import numpy as np
 import pytest
@@ -39,7 +42,7 @@ def test_rope_reference_hand_values_and_package_agreement():
         assert torch.allclose(ex._rope_reference(x, positions, theta), package, atol=1e-12)
 
 
-def rope_transformers(x, positions, theta=10000.0):  # transformers' own function, fed its cos/sin
+def rope_transformers(x, positions, theta=10000.0):  # transformers' own function, fed its cos/sin: refused
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
     angles = positions.double()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
     angles = torch.cat((angles, angles), dim=-1)  # (T, D)
@@ -75,9 +78,34 @@ def rope_numpy_complex(x, positions, theta=10000.0):  # complex numbers in numpy
 
 def test_rope_accepts_solution_and_other_forms():
     ex.check_apply_rotary(sol.apply_rotary)
-    ex.check_apply_rotary(rope_transformers)  # a library outside the course is allowed
     ex.check_apply_rotary(rope_float64_lists)
     ex.check_apply_rotary(rope_numpy_complex)
+
+
+def test_rope_refuses_transformers_rotary_helpers_and_restores_them():
+    # the rotation is the exercise: transformers' apply_rotary_pos_emb and rotate_half (every model's copy) are off
+    from transformers.models.llama.modeling_llama import rotate_half
+    from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb as qwen_copy
+
+    def angles(x, positions, theta):  # (T, D): each pair's angle, written twice (the rotate-half layout)
+        a = positions.double()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
+        return torch.cat((a, a), dim=-1)
+
+    def via_rotate_half(x, positions, theta=10000.0):
+        a = angles(x, positions, theta)
+        return x.double() * a.cos() + rotate_half(x.double()) * a.sin()
+
+    def via_qwen_copy(x, positions, theta=10000.0):
+        a = angles(x, positions, theta)
+        return qwen_copy(x.double(), x.double(), a.cos(), a.sin(), unsqueeze_dim=0)[0].reshape(x.shape)
+
+    for route in (rope_transformers, via_rotate_half, via_qwen_copy):
+        message = rejects(ex.check_apply_rotary, route)
+        assert "is switched off" in message and ("apply_rotary_pos_emb" in message or "rotate_half" in message)
+    x, positions = ex._rope_cases()[3][1:3]
+    for route in (rope_transformers, via_rotate_half, via_qwen_copy):  # restored after the check: right values
+        assert torch.allclose(torch.as_tensor(route(x, positions)), ex._rope_reference(x, positions, 1e4), atol=1e-9)
+    ex.check_apply_rotary(rope_float64_lists)  # and a hand-written answer still passes
 
 
 def _rotate(x, angles):  # angles (T, D/2), rotate-half pairs
@@ -281,8 +309,47 @@ def gqa_pytorch_c(q, k, v):  # the same function, reached through torch._C
 def test_gqa_refuses_pytorchs_enable_gqa(library_gqa):
     message = rejects(ex.check_grouped_query_attention, library_gqa)
     assert "enable_gqa=True) is refused" in message and "share them yourself" in message
-    assert "repeat_interleave" in message and "matmuls and a softmax" in message  # what is allowed instead
+    assert "matmuls and a softmax" in message and "repeat_interleave" not in message  # allowed, not the route
     assert_hidden(message, expected_gqa_values())
+
+
+def test_gqa_refuses_transformers_attention_helpers_and_restores_them():
+    # the sharing is the exercise: transformers' repeat_kv and eager_attention_forward (every copy) are off
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.models.llama.modeling_llama import eager_attention_forward, repeat_kv
+    from transformers.models.mistral.modeling_mistral import repeat_kv as mistral_copy
+
+    def settings(q, k):  # what transformers' attention functions read from the attention module
+        return types.SimpleNamespace(num_key_value_groups=q.shape[1] // k.shape[1], training=False, is_causal=True)
+
+    def future(q):  # (1, 1, T, T) additive causal mask
+        T = q.shape[2]
+        return torch.zeros(T, T).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), -math.inf)[None, None]
+
+    def via_eager(q, k, v):  # the whole exercise in one call (the reviewer's route)
+        out, _ = eager_attention_forward(settings(q, k), q, k, v, future(q), scaling=q.shape[-1] ** -0.5)
+        return out.transpose(1, 2)  # (B, T, H, D) -> (B, H, T, D)
+
+    def via_repeat_kv(q, k, v):
+        group = q.shape[1] // k.shape[1]
+        return F.scaled_dot_product_attention(q, repeat_kv(k, group), repeat_kv(v, group), is_causal=True)
+
+    def via_mistral_copy(q, k, v):
+        group = q.shape[1] // k.shape[1]
+        return F.scaled_dot_product_attention(q, mistral_copy(k, group), mistral_copy(v, group), is_causal=True)
+
+    def via_sdpa_integration(q, k, v):  # with a mask it repeats the heads with its own copy of repeat_kv
+        return sdpa_attention_forward(settings(q, k), q, k, v, future(q), is_causal=False)[0].transpose(1, 2)
+
+    for route in (via_eager, via_repeat_kv, via_mistral_copy, via_sdpa_integration):
+        message = rejects(ex.check_grouped_query_attention, route)
+        assert "is switched off" in message and ("repeat_kv" in message or "eager_attention_forward" in message)
+        assert_hidden(message, expected_gqa_values())
+    q, k, v = ex._gqa_cases()[1][1:]  # 9 query heads, 3 key/value heads
+    for route in (via_eager, via_repeat_kv, via_mistral_copy, via_sdpa_integration):  # restored after the check
+        out = route(q.double(), k.double(), v.double())  # (eager's softmax runs in float32)
+        assert torch.allclose(out, ex._gqa_reference(q, k, v), atol=1e-6)
+    ex.check_grouped_query_attention(gqa_repeat_then_sdpa)  # hand-shared heads, then SDPA: still passes
 
 
 def test_gqa_sdpa_restored_after_the_check():
@@ -470,3 +537,17 @@ def test_balance_refuses_the_copies_in_other_moe_models():
     assert "load_balancing_loss_func is switched off" in message
     logits = 2 * torch.randn(32, 8, generator=torch.Generator().manual_seed(0))
     assert float(via_qwen_copy(logits, 2)) == pytest.approx(float(ex._balance_reference(logits, 2)), rel=1e-6)
+
+
+def test_balance_refuses_a_reloaded_library_copy():
+    # importlib.reload makes new function objects with the old code; checks.package_functions_switched_off watches
+    # for any function of the same file and name as a switched-off one (the reviewer's OLMoE route)
+    importlib.import_module("transformers.models.olmoe.modeling_olmoe")  # loaded before the check: its copy is off
+
+    def via_reloaded_olmoe(router_logits, top_k):
+        module = importlib.reload(importlib.import_module("transformers.models.olmoe.modeling_olmoe"))
+        return module.load_balancing_loss_func((router_logits,), router_logits.shape[1], top_k) / top_k
+
+    message = rejects(ex.check_load_balancing_loss, via_reloaded_olmoe)
+    assert "ran a copy of" in message and "load_balancing_loss_func" in message
+    ex.check_load_balancing_loss(sol.load_balancing_loss)  # the watch is gone afterwards

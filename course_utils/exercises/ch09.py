@@ -13,10 +13,10 @@ likely wrong answers.
 The package has each answer (:func:`~course_utils.model.modern.apply_rope` and its helpers, ``repeat_kv`` and the
 Llama attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route``), so while the learner's function
 runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's
-own references. Two library calls are the answer in one line, so they are refused too (below): PyTorch's SDPA with
-``enable_gqa=True`` during the GQA check, and ``transformers``' ``load_balancing_loss_func`` (``top_k`` times this
-loss) during the balance check. Other library helpers (``apply_rotary_pos_emb``) and chapter 02's plain attention
-(:mod:`course_utils.model.attention`, a building block) stay on.
+own references. Library calls that do an exercise's work are refused too (``transformers``' in every model module's
+and attention integration's copy): ``apply_rotary_pos_emb`` and ``rotate_half`` (RoPE); SDPA's ``enable_gqa=True``,
+``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``, ``top_k`` times this loss. SDPA
+without ``enable_gqa`` and chapter 02's plain attention (:mod:`course_utils.model.attention`) stay on.
 
 Conventions the exercise text states.
 RoPE (Su et al., 2021, "RoFormer"), in the "rotate half" pairing that ``transformers``' Llama and SmolLM2 use
@@ -30,15 +30,13 @@ Load balancing (Fedus, Zoph and Shazeer, 2021, "Switch Transformers", equation 4
 assignments, f_i = assignments to expert i / (N k), P_i = mean over tokens of p[:, i], loss = E sum_i f_i P_i,
 returned as a tensor whose gradient flows to the logits through P (f is a count).
 
-Tolerances. RoPE: inputs are float32 and positions go up to ~500, so a learner's float32 angles are off by up to
-~500 x 6e-8 rad and outputs by ~1e-4 of |x| (the package's own float32 version is within 5e-5 of the float64
-expected values on these cases); compared within 5e-4 absolute plus 1e-4 relative, while the likely mistakes are off
-by 0.7 or more. Attention: float32 inputs of order 1, a float32 learner is within ~1e-6; compared within 1e-5 + 1e-4
-relative. Loss: a float32 learner is within ~1e-6 of the float64 value (of order 1) and its gradient within ~1e-9
-(gradients are of order 1e-3 to 1e-2); compared within 1e-5 and 1e-7 absolute, 1e-4 relative. Every router case
-has distinct probabilities except the all-equal one, where P is uniform and the loss is exactly 1 for any choice of
-experts, so every tie order passes (its gradient does depend on the tie order, so it is left out of the gradient
-comparison).
+Tolerances. RoPE: float32 angles at positions up to ~500 are off by ~500 x 6e-8 rad, outputs by ~1e-4 of |x| (the
+package's float32 version is within 5e-5 of the float64 expected values here); compared within 5e-4 + 1e-4 relative,
+while the likely mistakes are off by 0.7 or more. Attention: a float32 learner is within ~1e-6; compared within
+1e-5 + 1e-4 relative. Loss: a float32 learner is within ~1e-6 (values of order 1) and ~1e-9 on the gradient (of
+order 1e-3 to 1e-2); compared within 1e-5 and 1e-7 + 1e-4 relative. Every router case has distinct probabilities
+except the all-equal one, where the loss is exactly 1 for any choice of experts, so every tie order passes (its
+gradient depends on the tie order: left out of the gradient comparison).
 
 Left out: checks of argument validation, RoPE scaling, attention over a KV cache (queries fewer than keys), padding
 masks, expert capacity, and the KV-cache size formula with GQA (chapter 07's Mistral exercise already asks for it).
@@ -47,9 +45,10 @@ masks, expert capacity, and the KV-cache size formula with GQA (chapter 07's Mis
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import math
 import sys
+import types
 from typing import Any, Callable, ContextManager
 
 import torch
@@ -62,16 +61,19 @@ from course_utils.model import llama, modern, moe
 ROPE_ATOL, ROPE_RTOL = 5e-4, 1e-4
 ATTENTION_ATOL, ATTENTION_RTOL = 1e-5, 1e-4
 LOSS_ATOL, GRAD_ATOL, LOSS_RTOL = 1e-5, 1e-7, 1e-4
+LLAMA, MIXTRAL = "transformers.models.llama.modeling_llama", "transformers.models.mixtral.modeling_mixtral"
 
 
-def _call(fn: Callable, *args: Any,
-          library_off: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> Any:
-    """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises, and this module's own
-    references, switched off; ``library_off()`` switches off an exercise's library answers as well."""
+def _call(fn: Callable, *args: Any, library: tuple[str, ...] = (), first: str = LLAMA,
+          also: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> Any:
+    """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises, this module's own
+    references and ``transformers``' functions called ``library`` switched off (in one block: one watch for copies),
+    and ``also()`` entered."""
     with checks.package_functions_switched_off(
             modern.apply_rope, modern.rope_cos_sin, modern.rotate_half, modern.rope_inverse_frequencies,
             modern.repeat_kv, llama._attend, moe.route, moe.load_balancing_loss, moe.expert_counts,
-            _rope_reference, _gqa_reference, _balance_reference), library_off():  # and this module's own answers
+            _rope_reference, _gqa_reference, _balance_reference,  # and this module's own answers
+            *_library_copies(library, first)), also():
         return fn(*args)
 
 
@@ -82,7 +84,26 @@ def _tensor_of_shape(name: str, answer: Any, shape: tuple[int, ...], hint: str) 
     return t
 
 
+def _library_copies(names: tuple[str, ...], first: str) -> list[Callable]:
+    """``transformers``' plain functions called ``names``: module ``first``'s (imported here) and the copy in every
+    ``transformers.models`` or ``transformers.integrations`` module already imported. A copy first imported inside
+    the learner's function escapes that call, not the next (each check calls the learner's function several times)."""
+    if not names:
+        return []
+    with contextlib.suppress(ImportError):  # no transformers, or a model moved: the loaded copies below still count
+        importlib.import_module(first)
+    found = {}
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith(("transformers.models.", "transformers.integrations.")):
+            for fn in (getattr(module, "__dict__", {}).get(name) for name in names):
+                if isinstance(fn, types.FunctionType) and not fn.__closure__:  # what the switch-off can swap
+                    found[id(fn)] = fn
+    return list(found.values())
+
+
 # ---------- exercise 1: RoPE by hand ----------
+
+ROPE_LIBRARY = ("apply_rotary_pos_emb", "rotate_half")  # transformers' functions switched off during the check
 
 ROPE_HINT = ("pair coordinate i with coordinate i + D/2 (the two HALVES of the last dimension, not neighbours 2i and "
              "2i+1); pair i turns by angle position * theta ** (-2i / D), so pair 0 turns fastest (one radian per "
@@ -126,12 +147,12 @@ def check_apply_rotary(fn: Callable[[torch.Tensor, torch.Tensor, float], Any]) -
     Llama, not neighbours 2i and 2i+1), and turn pair i by the angle ``positions[t] * theta ** (-2i / D)``,
     i = 0 .. D/2 - 1, counter-clockwise: (a, b) -> (a cos - b sin, a sin + b cos). Return a tensor of x's shape.
     The check first tests the property RoPE is for (a query at position m and a key at position n score q . k
-    depending only on m - n), then compares values on six cases.
+    depending only on m - n), then compares values on six cases; ``transformers``' RoPE helpers are switched off.
     """
     _check_relative_property(fn)
     for label, x, positions, theta in _rope_cases():
         name = f"apply_rotary, {label}"
-        answer = _call(fn, x.clone(), positions.clone(), theta)
+        answer = _call(fn, x.clone(), positions.clone(), theta, library=ROPE_LIBRARY)
         checks.check_close(name, _tensor_of_shape(name, answer, tuple(x.shape), ROPE_HINT),
                            _rope_reference(x, positions, theta), atol=ROPE_ATOL, rtol=ROPE_RTOL, hint=ROPE_HINT)
 
@@ -145,8 +166,8 @@ def _check_relative_property(fn: Callable) -> None:
     for offset in (0, 3):
         scores = []
         for n in (0, 5, 40):
-            rotated_q = _call(fn, q.clone(), torch.tensor([n + offset]), 10000.0)
-            rotated_k = _call(fn, k.clone(), torch.tensor([n]), 10000.0)
+            rotated_q = _call(fn, q.clone(), torch.tensor([n + offset]), 10000.0, library=ROPE_LIBRARY)
+            rotated_k = _call(fn, k.clone(), torch.tensor([n]), 10000.0, library=ROPE_LIBRARY)
             rotated_q = _tensor_of_shape(name, rotated_q, (1, 16), hint)
             rotated_k = _tensor_of_shape(name, rotated_k, (1, 16), hint)
             scores.append(float((rotated_q * rotated_k).sum()))
@@ -158,21 +179,22 @@ def _check_relative_property(fn: Callable) -> None:
 
 # ---------- exercise 2: grouped-query attention ----------
 
+GQA_LIBRARY = ("eager_attention_forward", "repeat_kv")
+
 GQA_HINT = ("query head h reads key/value head h // (H // H_kv): CONSECUTIVE query heads share one key/value head "
             "(heads 0..H/H_kv - 1 read head 0), not every H_kv-th head; position t attends to positions 0..t only "
             "(causal); scale the scores by 1 / sqrt(D), D the head size; return (B, H, T, D)")
 
 
 GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is refused while the check runs: it "
-               "shares the key/value heads for you, and this exercise asks you to share them yourself. Repeating "
-               "each key/value head for its group (repeat_interleave) and then calling scaled_dot_product_attention "
-               "without enable_gqa is fine, and so are matmuls and a softmax")
+               "shares the key/value heads for you, and this exercise asks you to share them yourself (then matmuls "
+               "and a softmax, or scaled_dot_product_attention without enable_gqa, are fine)")
 
 
 class _LibraryGQARefused(TorchFunctionMode):
     """While active, any torch function called with ``enable_gqa=True`` raises, under whatever name it was imported
     (a mode, unlike an attribute swap, sees every route: F., an earlier import, torch._C, torch.ops); the ``with``
-    block pops it, also after a raise. SDPA without ``enable_gqa``, on heads the learner repeated, stays allowed."""
+    block pops it, also after a raise."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -215,46 +237,23 @@ def check_grouped_query_attention(fn: Callable[[torch.Tensor, torch.Tensor, torc
     ``q`` is (B, H, T, D), ``k`` and ``v`` are (B, H_kv, T, D) with H_kv dividing H. Query head h uses key/value head
     ``h // (H // H_kv)`` (consecutive query heads share, the order of ``transformers``' ``repeat_kv``). Attention is
     causal (position t sees positions 0..t) with scores scaled by 1/sqrt(D). Return the heads' outputs, (B, H, T, D).
-    PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)`` is refused while the learner's function runs.
+    SDPA's ``enable_gqa=True``, ``transformers``' ``repeat_kv`` and ``eager_attention_forward`` are refused meanwhile.
     """
     for label, q, k, v in _gqa_cases():
         name = f"grouped-query attention, {label}"
-        answer = _call(fn, q.clone(), k.clone(), v.clone(), library_off=_LibraryGQARefused)
+        answer = _call(fn, q.clone(), k.clone(), v.clone(), library=GQA_LIBRARY, also=_LibraryGQARefused)
         checks.check_close(name, _tensor_of_shape(name, answer, tuple(q.shape), GQA_HINT), _gqa_reference(q, k, v),
                            atol=ATTENTION_ATOL, rtol=ATTENTION_RTOL, hint=GQA_HINT)
 
 
 # ---------- exercise 3: the load-balancing loss ----------
 
+BALANCE_LIBRARY = ("load_balancing_loss_func",)
+
 BALANCE_HINT = ("p = softmax of the router logits over the E experts; P_i = mean over the N tokens of p[:, i] (the "
                 "router's probabilities for ALL experts, not the renormalised top-k gates); f_i = the share of the "
                 "N * k assignments (each token's k most probable experts) that went to expert i, so sum_i f_i = 1; "
                 "loss = E * sum_i f_i * P_i, which is 1 when routing is balanced")
-
-
-def _library_balancing_losses() -> list[Callable]:
-    """``transformers``' ``load_balancing_loss_func``: Mixtral's and the copy in every ``transformers.models`` module
-    already imported (Qwen2-MoE, OLMoE, ...); plain functions only (the switch-off swaps code)."""
-    if importlib.util.find_spec("transformers") is None:
-        return []
-    try:
-        importlib.import_module("transformers.models.mixtral.modeling_mixtral")
-    except ImportError:  # a transformers without Mixtral, or where it moved: the loaded copies below still count
-        pass
-    found = {}
-    for name, module in list(sys.modules.items()):
-        fn = getattr(module, "load_balancing_loss_func", None) if name.startswith("transformers.models.") else None
-        if getattr(fn, "__code__", None) is not None and not fn.__closure__:
-            found[id(fn)] = fn
-    return list(found.values())
-
-
-@contextlib.contextmanager
-def _library_balancing_loss_off():
-    """Those functions switched off while the block runs, restored after it (also after a raise). Each is ``top_k``
-    times this loss (it sums f over the k slots); a copy first imported inside the learner's function is not caught."""
-    with checks.package_functions_switched_off(*_library_balancing_losses()):
-        yield
 
 
 def _router_cases() -> list[tuple[str, torch.Tensor, int]]:
@@ -288,12 +287,11 @@ def check_load_balancing_loss(fn: Callable[[torch.Tensor, int], Any]) -> None:
     of p[:, i] (all experts' probabilities, not the renormalised top-k gates). Return E * sum_i f_i * P_i as a
     0-dim tensor that gradients flow through (it is added to the training loss; f is a count, so they flow through
     P). The check compares the value on five cases and the gradient with respect to the logits on four.
-    ``transformers``' ``load_balancing_loss_func`` (top_k times this loss; Mixtral's and the copies in model modules
-    already imported) is switched off meanwhile.
+    ``transformers``' ``load_balancing_loss_func`` (top_k times this loss, every copy) is switched off meanwhile.
     """
     for label, logits, top_k in _router_cases():
         name = f"load-balancing loss, {label}"
-        answer = _call(fn, logits.clone(), top_k, library_off=_library_balancing_loss_off)
+        answer = _call(fn, logits.clone(), top_k, library=BALANCE_LIBRARY, first=MIXTRAL)
         value = checks.finite_float_tensor(name, answer, BALANCE_HINT)
         if value.numel() != 1:
             raise AssertionError(f"{name}: expected one number, got shape {tuple(value.shape)}. {BALANCE_HINT}")
@@ -309,7 +307,7 @@ def _check_gradient(fn: Callable, name: str, logits: torch.Tensor, top_k: int) -
     hint = ("return the loss as a torch tensor computed from router_logits with torch operations (no .item(), "
             "float() or .detach() on the probabilities), so that loss.backward() reaches the router. " + BALANCE_HINT)
     learner_logits = logits.clone().requires_grad_(True)
-    answer = _call(fn, learner_logits, top_k, library_off=_library_balancing_loss_off)
+    answer = _call(fn, learner_logits, top_k, library=BALANCE_LIBRARY, first=MIXTRAL)
     if not isinstance(answer, torch.Tensor) or not answer.requires_grad or answer.numel() != 1:
         raise AssertionError(f"{name}: your loss is not a one-element tensor that gradients flow through. {hint}")
     answer.sum().backward()
