@@ -22,13 +22,16 @@ def one_thread():
 def test_parse_label_on_hand_made_answers():
     genre, letters = get_template("genre"), get_template("letters")
     assert parse_label(" Comedy.", genre) == "comedy"
-    assert parse_label("tragedy, not a comedy", genre) == "tragedy"  # the first word decides
+    assert parse_label("tragedy, not a comedy", genre) is None  # names two genres: the parser reads no negation
     assert parse_label("I think it is a history.", genre) == "history"  # the only label named
     assert parse_label("a comedy or a tragedy", genre) is None  # several: a format failure
     assert parse_label("comedian", genre) is None  # whole words only
     assert parse_label("", genre) is None
     assert parse_label("B) history", letters) == "history"
     assert parse_label("A cat", letters) == "comedy"  # the letter template reads the first word
+    assert parse_label("B) a history", letters) == "history"  # a one-letter label only as the first word: "a" is not A
+    assert parse_label("C) The play is a tragedy", letters) == "tragedy" and parse_label("C", letters) == "tragedy"
+    assert parse_label("A history play", letters) is None  # A (comedy) first, then history: several
     assert parse_label("cloze", get_template("cloze")) is None
     assert parse_label("a history play", get_template("cloze")) == "history"
     with pytest.raises(TypeError, match="Template"):
@@ -46,7 +49,12 @@ def test_parse_label_reads_plurals_and_adjectives_and_fails_on_several_genres():
     # SmolLM2 reading back the options: two genres named, one as an adjective -> a format failure
     assert parse_label("The play is a comedy, a historical", genre) is None
     assert genres_named("The play is a comedy, a historical", genre) == ["comedy", "history"]
-    assert parse_label("Tragic, not comical", genre) == "tragedy"  # the first word still decides
+    # several genres wherever they stand, adjectives included, fail: no first word decides
+    for answer in ("Tragic, not comical", "Comic relief aside, this is a tragedy", "comedic tragedy",
+                   "Historical tragedy.", "Comedy, history or tragedy", "comedy or tragedy"):
+        assert parse_label(answer, genre) is None, answer
+        assert len(genres_named(answer, genre)) >= 2, answer
+    assert parse_label("No, the play is a comedy.", genre) == "comedy"
     assert parse_label("historically", genre) is None and genres_named("a comedian", genre) == []
     assert parse_label("Historical, I think", get_template("letters")) == "history"  # forms work for any template
     with pytest.raises(TypeError, match="string"):

@@ -3,11 +3,11 @@
 Scoring every label (:mod:`course_utils.classify.scoring`) is one way to make a model choose; two others read what
 it WRITES:
 
-* free generation, then a parser (:func:`parse_label`): the answer counts if it starts with a label word, or names
-  exactly one genre (:func:`genres_named`: the template's label words and each genre's noun, plural and adjective
-  forms, "comedy", "comedies", "comic", "comical", "comedic", ...); anything else is a format failure (``None``),
-  which the chapter counts. So "a comedy, a historical drama" (a model reading back the options) names two genres
-  and fails, as "a comedy or a tragedy" does;
+* free generation, then a parser (:func:`parse_label`): the answer counts if it names exactly one genre
+  (:func:`genres_named`: the template's label words and each genre's noun, plural and adjective forms, "comedy",
+  "comedies", "comic", "comical", "comedic", ...); anything else is a format failure (``None``), which the chapter
+  counts. So "a comedy, a historical drama" (a model reading back the options) names two genres and fails, as do
+  "Comedy, history or tragedy", "comedic tragedy" and "Tragedy, not a comedy" (the parser reads no negation);
 * constrained decoding (:func:`constrained_labels`): greedy decoding where each step may only emit a token that
   continues some label (a prefix tree of the labels' token ids), applied with chapter 07's
   :func:`course_utils.generate.sampling.constrain`. It never fails to produce a label, but it chooses token by token:
@@ -51,10 +51,14 @@ GENRE_FORMS: dict[str, tuple[str, ...]] = {
 
 
 def _patterns(template: Template) -> list[re.Pattern]:
-    """Per genre (GENRES order): the template's label word or any of the genre's forms, whole words."""
-    words = _words(template)
-    return [re.compile(r"\b(?:" + "|".join(re.escape(w) for w in (word, *GENRE_FORMS[genre])) + r")\b")
-            for genre, word in zip(GENRES, words)]
+    """Per genre (GENRES order): the template's label word or any of the genre's forms, whole words. A one-letter
+    label word ("A", "B", "C") counts only as the answer's first word: anywhere else "a" is the article."""
+    patterns = []
+    for genre, word in zip(GENRES, _words(template)):
+        forms = GENRE_FORMS[genre] + ((word,) if len(word) > 1 else ())
+        letter = r"|^" + re.escape(word) + r"\b" if len(word) == 1 else ""
+        patterns.append(re.compile(r"\b(?:" + "|".join(re.escape(w) for w in forms) + r")\b" + letter))
+    return patterns
 
 
 def _check_answer(answer: object) -> str:
@@ -64,20 +68,17 @@ def _check_answer(answer: object) -> str:
 
 
 def genres_named(answer: str, template: Template) -> list[str]:
-    """The genres (GENRES order) a free answer names anywhere: by the template's label word or by one of the genre's
-    forms (:data:`GENRE_FORMS`), case-insensitive, whole words only ("comedian" names none)."""
+    """The genres (GENRES order) a free answer names: by the template's label word or by one of the genre's forms
+    (:data:`GENRE_FORMS`), case-insensitive, whole words only ("comedian" names none); a one-letter label word only as
+    the first word ("B) a history" names history alone)."""
     text = _check_answer(answer)
     return [genre for genre, pattern in zip(GENRES, _patterns(template)) if pattern.search(text)]
 
 
 def parse_label(answer: str, template: Template) -> str | None:
-    """The genre a free answer gives, or ``None`` (a format failure): the genre whose label word or form (noun,
-    plural, adjective: :data:`GENRE_FORMS`) the answer starts with (case-insensitive, whole words), else the only
-    genre it names (:func:`genres_named`); ``None`` if it names none or several ("a comedy, a historical drama")."""
-    text = _check_answer(answer)
-    for genre, pattern in zip(GENRES, _patterns(template)):
-        if pattern.match(text):
-            return genre
+    """The genre a free answer gives, or ``None`` (a format failure): the only genre it names (:func:`genres_named`,
+    by label word, noun, plural or adjective, wherever it stands); ``None`` if it names none or several ("a comedy, a
+    historical drama", "Comedy, history or tragedy", "comedic tragedy", "Tragedy, not a comedy")."""
     found = genres_named(answer, template)
     return found[0] if len(found) == 1 else None
 
