@@ -1,8 +1,8 @@
 """Chapter 09's exercise checks accept the reference solution and other correct forms, reject likely wrong answers
 without revealing the expected value, cannot be passed by calling the package's RoPE, GQA or MoE functions, PyTorch's
-``enable_gqa=True`` or ``transformers``' rotary, attention and load-balancing functions (any model's copy, also a
-reloaded one), and agree with hand computations, with the package and with ``transformers`` (written
-independently)."""
+``enable_gqa=True`` or ``flex_attention``, ``transformers``' rotary, attention and load-balancing functions (any
+model's copy, also a reloaded one), and agree with hand computations, with the package and with ``transformers``
+(written independently)."""
 
 import importlib
 import math
@@ -309,6 +309,7 @@ def gqa_pytorch_c(q, k, v):  # the same function, reached through torch._C
 def test_gqa_refuses_pytorchs_enable_gqa(library_gqa):
     message = rejects(ex.check_grouped_query_attention, library_gqa)
     assert "enable_gqa=True) is refused" in message and "share them yourself" in message
+    assert "flex_attention switched off" in message  # the other PyTorch route, named where the learner looks
     assert "matmuls and a softmax" in message and "repeat_interleave" not in message  # allowed, not the route
     assert_hidden(message, expected_gqa_values())
 
@@ -364,6 +365,36 @@ def test_gqa_sdpa_restored_after_the_check():
     for sdpa in (F.scaled_dot_product_attention, imported_sdpa):  # both work again, outside the check
         out = sdpa(q.double(), k.double(), v.double(), is_causal=True, enable_gqa=True)
         assert torch.allclose(out, ex._gqa_reference(q, k, v), atol=1e-12)
+
+
+def test_gqa_refuses_pytorchs_flex_attention_and_restores_it():
+    # flex_attention(..., enable_gqa=True) is a plain Python function, which the torch-function mode does not see:
+    # switched off by its code, also under a name taken before the check (the reviewer's route)
+    flex = pytest.importorskip("torch.nn.attention.flex_attention")
+    flex_attention = flex.flex_attention
+
+    def causal(score, b, h, q_index, k_index):
+        return torch.where(q_index >= k_index, score, -math.inf)
+
+    def via_flex(q, k, v):
+        return flex_attention(q, k, v, score_mod=causal, enable_gqa=True)
+
+    def via_module(q, k, v):  # looked up on its module at call time
+        return flex.flex_attention(q, k, v, score_mod=causal, enable_gqa=True)
+
+    def via_operator(q, k, v):  # the higher-order operator under it, seen (and refused) by the torch-function mode
+        mask = flex.create_block_mask(lambda b, h, q_index, k_index: q_index >= k_index, None, None, q.shape[2],
+                                      q.shape[2], device="cpu")
+        return flex.flex_attention_hop(q, k, v, lambda score, b, h, q_index, k_index: score, mask.as_tuple(),
+                                       q.shape[-1] ** -0.5, {"OUTPUT_LOGSUMEXP": True, "OUTPUT_MAX": False}, (), ())[0]
+
+    for route in (via_flex, via_module, via_operator):
+        message = rejects(ex.check_grouped_query_attention, route)
+        assert "flex_attention is switched off" in message or "flex_attention switched off" in message
+        assert_hidden(message, expected_gqa_values())
+    q, k, v = ex._gqa_cases()[1][1:]  # 9 query heads, 3 key/value heads: flex_attention works again afterwards
+    assert torch.allclose(via_flex(q, k, v), ex._gqa_reference(q, k, v).float(), atol=1e-5)
+    ex.check_grouped_query_attention(sol.grouped_query_attention)  # and the solution still passes
 
 
 # ---------- exercise 3: the load-balancing loss ----------

@@ -15,8 +15,8 @@ Llama attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route
 runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's
 own references. Library calls that do an exercise's work are refused too (``transformers``' in every model module's
 and attention integration's copy): ``apply_rotary_pos_emb`` and ``rotate_half`` (RoPE); SDPA's ``enable_gqa=True``,
-``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``, ``top_k`` times this loss. SDPA
-without ``enable_gqa`` and chapter 02's plain attention (:mod:`course_utils.model.attention`) stay on.
+PyTorch's ``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``,
+``top_k`` times this loss. SDPA without ``enable_gqa`` and chapter 02's :mod:`course_utils.model.attention` stay on.
 
 Conventions the exercise text states.
 RoPE (Su et al., 2021, "RoFormer"), in the "rotate half" pairing that ``transformers``' Llama and SmolLM2 use
@@ -64,16 +64,16 @@ LOSS_ATOL, GRAD_ATOL, LOSS_RTOL = 1e-5, 1e-7, 1e-4
 LLAMA, MIXTRAL = "transformers.models.llama.modeling_llama", "transformers.models.mixtral.modeling_mixtral"
 
 
-def _call(fn: Callable, *args: Any, library: tuple[str, ...] = (), first: str = LLAMA,
+def _call(fn: Callable, *args: Any, library: tuple[str, ...] = (), first: str = LLAMA, extra: tuple = (),
           also: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> Any:
     """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises, this module's own
-    references and ``transformers``' functions called ``library`` switched off (in one block: one watch for copies),
-    and ``also()`` entered."""
+    references, ``transformers``' functions called ``library`` and ``extra`` switched off (in one block: one watch
+    for copies), and ``also()`` entered."""
     with checks.package_functions_switched_off(
             modern.apply_rope, modern.rope_cos_sin, modern.rotate_half, modern.rope_inverse_frequencies,
             modern.repeat_kv, llama._attend, moe.route, moe.load_balancing_loss, moe.expert_counts,
             _rope_reference, _gqa_reference, _balance_reference,  # and this module's own answers
-            *_library_copies(library, first)), also():
+            *_library_copies(library, first), *extra), also():
         return fn(*args)
 
 
@@ -186,19 +186,19 @@ GQA_HINT = ("query head h reads key/value head h // (H // H_kv): CONSECUTIVE que
             "(causal); scale the scores by 1 / sqrt(D), D the head size; return (B, H, T, D)")
 
 
-GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is refused while the check runs: it "
-               "shares the key/value heads for you, and this exercise asks you to share them yourself (then matmuls "
-               "and a softmax, or scaled_dot_product_attention without enable_gqa, are fine)")
+GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is refused while the check runs, and its "
+               "flex_attention switched off: they share the key/value heads for you, and this exercise asks you to "
+               "share them yourself (then matmuls and a softmax, or SDPA without enable_gqa, are fine)")
 
 
 class _LibraryGQARefused(TorchFunctionMode):
     """While active, any torch function called with ``enable_gqa=True`` raises, under whatever name it was imported
     (a mode, unlike an attribute swap, sees every route: F., an earlier import, torch._C, torch.ops); the ``with``
-    block pops it, also after a raise."""
+    block pops it, also after a raise. It sees flex_attention's operator (refused too), not the Python function."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if kwargs.get("enable_gqa"):
+        if kwargs.get("enable_gqa") or getattr(func, "__name__", None) == "flex_attention":  # or its operator
             raise AssertionError(f"grouped-query attention: {GQA_REFUSED}")
         return func(*args, **kwargs)
 
@@ -237,11 +237,13 @@ def check_grouped_query_attention(fn: Callable[[torch.Tensor, torch.Tensor, torc
     ``q`` is (B, H, T, D), ``k`` and ``v`` are (B, H_kv, T, D) with H_kv dividing H. Query head h uses key/value head
     ``h // (H // H_kv)`` (consecutive query heads share, the order of ``transformers``' ``repeat_kv``). Attention is
     causal (position t sees positions 0..t) with scores scaled by 1/sqrt(D). Return the heads' outputs, (B, H, T, D).
-    SDPA's ``enable_gqa=True``, ``transformers``' ``repeat_kv`` and ``eager_attention_forward`` are refused meanwhile.
-    """
+    SDPA's ``enable_gqa=True``, ``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` are off meanwhile."""
+    flex = ()  # PyTorch's flex_attention (torch 2.5 and later), a Python function: switched off by its code
+    with contextlib.suppress(ImportError, AttributeError):
+        flex = (importlib.import_module("torch.nn.attention.flex_attention").flex_attention,)
     for label, q, k, v in _gqa_cases():
         name = f"grouped-query attention, {label}"
-        answer = _call(fn, q.clone(), k.clone(), v.clone(), library=GQA_LIBRARY, also=_LibraryGQARefused)
+        answer = _call(fn, q.clone(), k.clone(), v.clone(), library=GQA_LIBRARY, extra=flex, also=_LibraryGQARefused)
         checks.check_close(name, _tensor_of_shape(name, answer, tuple(q.shape), GQA_HINT), _gqa_reference(q, k, v),
                            atol=ATTENTION_ATOL, rtol=ATTENTION_RTOL, hint=GQA_HINT)
 
