@@ -127,8 +127,16 @@ def wrong_shape(d):
     return sol.packed_position_ids(d)[:, :-1]
 
 
+def restarts_only_where_the_flattened_id_changes(d):  # a 1-D answer on d.flatten(): a row that starts with the
+    flat = d.flatten()                                 # document the previous row ended with keeps counting
+    start = torch.ones_like(flat, dtype=torch.bool)
+    start[1:] = flat[1:] != flat[:-1]
+    index = torch.arange(len(flat))
+    return (index - torch.cummax(torch.where(start, index, 0), 0).values).view_as(d)
+
+
 @pytest.mark.parametrize("wrong", [starting_at_one, counted_over_padding, whole_row_arange, no_restart_per_document,
-                                   wrong_shape])
+                                   wrong_shape, restarts_only_where_the_flattened_id_changes])
 def test_position_ids_reject_likely_wrong_answers(wrong):
     message = rejects(ex.check_packed_position_ids, wrong)
     assert "tensor(" not in message

@@ -4,7 +4,7 @@ Expected values are computed here by slow, obviously-correct loops (not by the v
 :mod:`course_utils.solutions.ch02`) and are never printed: failures say how many entries are wrong and give a hint.
 ``tests/test_exercises_ch02.py`` feeds every check the reference solution, other correct forms (lists, other dtypes)
 and the likely wrong answers (off-by-one windows, a transposed mask, a mask that sees the future, position ids
-starting at 1 or counted over padding, an MLM loss averaged per row first or over every position).
+starting at 1, counted over padding or counted across rows, an MLM loss averaged per row first or over every position).
 
 Exercise 1 asks for the idea behind every mask of :mod:`course_utils.model.masks`, whose functions could be composed
 into the answer (a causal sliding window OR the transpose of another one is a (left, right) window); while the
@@ -28,7 +28,8 @@ from course_utils.model.masks import causal_mask
 WINDOW_HINT = ("Query i may attend to key j when i - left <= j <= i + right, both ends included; -1 means no limit "
                "on that side. Rows are queries, columns keys.")
 DOC_HINT = "Allowed: key j in the same document as query i, and j <= i (rows are queries, columns keys)."
-POSITION_HINT = ("Each document's first token has position 0, the next 1, and so on; padding (-1) is not counted. "
+POSITION_HINT = ("Each document's first token has position 0, the next 1, and so on; padding (-1) is not counted, "
+                 "and each row is counted on its own (a document never continues into the next row). "
                  "Only real tokens are checked; padding may hold any value.")
 MLM_HINT = ("Average the cross-entropy of the ids over the positions where chosen is True, and only those, all of "
             "the batch at once: rows may have different numbers of chosen positions.")
@@ -96,7 +97,9 @@ def _positions_by_loops(row: list[int]) -> list[int]:
 
 def _packed_cases() -> list[torch.Tensor]:
     cases = [torch.tensor([[-1, -1, 0, 0, 0, 1, 1], [0, 0, 1, 1, 1, 1, 1], [0, 0, 0, -1, -1, -1, -1]]),
-             torch.tensor([[5, 5, 5, 5]]), torch.tensor([[-1, -1, -1, 2]]), torch.tensor([[0, 1, 2, 3, 4]])]
+             torch.tensor([[5, 5, 5, 5]]), torch.tensor([[-1, -1, -1, 2]]), torch.tensor([[0, 1, 2, 3, 4]]),
+             # a row that starts with the document the row above ends with (no padding between): rows are separate
+             torch.tensor([[0, 0, 0], [0, 0, -1]]), torch.tensor([[3, 3], [3, 3]])]
     g = torch.Generator().manual_seed(21)
     for _ in range(3):  # random rows: left padding, 1 to 4 documents of random length, right padding
         rows = []
