@@ -29,7 +29,8 @@ WINDOW_HINT = ("Query i may attend to key j when i - left <= j <= i + right, bot
                "on that side. Rows are queries, columns keys.")
 DOC_HINT = "Allowed: key j in the same document as query i, and j <= i (rows are queries, columns keys)."
 POSITION_HINT = ("Each document's first token has position 0, the next 1, and so on; padding (-1) is not counted, "
-                 "and each row is counted on its own (a document never continues into the next row). "
+                 "and each row is counted on its own (a document cut at the end of a row starts again at 0 in the "
+                 "next row). "
                  "Only real tokens are checked; padding may hold any value.")
 MLM_HINT = ("Average the cross-entropy of the ids over the positions where chosen is True, and only those, all of "
             "the batch at once: rows may have different numbers of chosen positions.")

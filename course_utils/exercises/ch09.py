@@ -186,8 +186,8 @@ GQA_HINT = ("query head h reads key/value head h // (H // H_kv): CONSECUTIVE que
             "(causal); scale the scores by 1 / sqrt(D), D the head size; return (B, H, T, D)")
 
 
-GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is refused while the check runs, and its "
-               "flex_attention switched off: they share the key/value heads for you, and this exercise asks you to "
+GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is refused while the check runs, and "
+               "flex_attention switched off (even on heads you repeated): they share the key/value heads for you; "
                "share them yourself (then matmuls and a softmax, or SDPA without enable_gqa, are fine)")
 
 
