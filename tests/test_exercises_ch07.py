@@ -11,7 +11,7 @@ from course_utils.exercises import ch07 as ex
 from course_utils.solutions import ch07 as sol
 
 
-from exercise_helpers import rejects, refuses_reference_then_passes  # noqa: E402
+from exercise_helpers import assert_hidden, rejects, refuses_reference_then_passes  # noqa: E402
 
 
 # ---------- exercise 1: epsilon filter ----------
@@ -162,6 +162,18 @@ def novelty_off_by_one(sample, reference, n):  # drops the last n-gram
     return sum(g not in known for g in grams) / len(grams) if grams else 0.0
 
 
+def novelty_reference_off_by_one(sample, reference, n):  # drops the reference's last n-gram
+    grams = [tuple(sample[i:i + n]) for i in range(len(sample) - n + 1)]
+    known = {tuple(reference[i:i + n]) for i in range(len(reference) - n)}
+    return sum(g not in known for g in grams) / len(grams) if grams else 0.0
+
+
+def novelty_substring(sample, reference, n):  # looks n-grams up as substrings of the joined ids: "1 2" in "11 2"
+    grams = [" ".join(map(str, sample[i:i + n])) for i in range(len(sample) - n + 1)]
+    text = " ".join(map(str, reference))
+    return sum(g not in text for g in grams) / len(grams) if grams else 0.0
+
+
 def novelty_distinct(sample, reference, n):  # distinct-n of the sample, the package's measure, not novelty
     from course_utils.evaluate.diversity import distinct_n
     return distinct_n([sample], n)
@@ -170,8 +182,15 @@ def novelty_distinct(sample, reference, n):  # distinct-n of the sample, the pac
 def test_novelty_check():
     ex.check_novel_ngram_fraction(sol.novel_ngram_fraction)
     ex.check_novel_ngram_fraction(novelty_tensor)
-    for wrong in (novelty_unique, novelty_copied, novelty_off_by_one, novelty_distinct):
+    for wrong in (novelty_unique, novelty_copied, novelty_off_by_one, novelty_reference_off_by_one, novelty_substring,
+                  novelty_distinct):
         rejects(ex.check_novel_ngram_fraction, wrong)
+    # both pass every case of one-digit ids; the case with two-digit ids whose last reference bigram recurs in the
+    # sample (right: 2/3) rejects them without showing the right value
+    for wrong in (novelty_reference_off_by_one, novelty_substring):
+        message = rejects(ex.check_novel_ngram_fraction, wrong)
+        assert "two digits" in message
+        assert_hidden(message, [ex._novelty_reference([1, 2, 5, 6], [11, 2, 9, 5, 6], 2)])
 
 
 @pytest.mark.parametrize("check, via_reference, right", [

@@ -114,7 +114,8 @@ def check_novel_ngram_fraction(fn: Callable[[list[int], list[int], int], Any]) -
             "novel when it never occurs in the reference")
     cases = [("hand example, bigrams", [1, 2, 3, 1, 2, 3], [1, 2, 9], 2),
              ("hand example, unigrams", [4, 4, 5, 6], [4, 7], 1),
-             ("a sample shorter than n", [1, 2], [1, 2, 3], 3)]
+             ("a sample shorter than n", [1, 2], [1, 2, 3], 3),
+             ("ids of two digits; the reference's last bigram recurs", [1, 2, 5, 6], [11, 2, 9, 5, 6], 2)]
     g = torch.Generator("cpu").manual_seed(3)
     cases.append(("random sequences, trigrams", torch.randint(0, 5, (60,), generator=g).tolist(),
                   torch.randint(0, 5, (40,), generator=g).tolist(), 3))

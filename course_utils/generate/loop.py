@@ -119,8 +119,9 @@ def check_same_tokens(ours: torch.Tensor, theirs: torch.Tensor, prompt_length: i
     ``exact=False`` (other devices, where e.g. a cached and a recomputed forward round differently): a row must agree
     up to the first generated step whose top-2 logit margin along ``ours`` (one full forward, ``logits_fn(ids (B, T))
     -> (B, T, V)``) is below ``tie_margin``; that step may flip, and what follows it is not compared. For sampled rows
-    the margin is a proxy: a draw that lands within rounding of a cumulative-probability boundary fails the check
-    instead of being excused."""
+    the margin is a proxy: ``torch.multinomial`` draws one sample as the argmax of ``p_i / q_i`` with ``q_i ~ Exp(1)``
+    (an exponential race), so a draw whose two largest ``p_i / q_i`` lie within rounding of each other fails the
+    check instead of being excused."""
     if (ours.dim() != 2 or theirs.dim() != 2 or ours.shape[0] != theirs.shape[0]
             or not 0 < prompt_length < ours.shape[1]):
         raise ValueError(f"need ids (B, T) and (B, T') and 0 < prompt_length < T, got {tuple(ours.shape)}, "
