@@ -175,3 +175,35 @@ def test_effective_tokens_rejects_likely_mistakes(wrong):
 def test_repeated_data_is_worth_less_but_more_than_unique():
     value = sol.effective_tokens(4 * 100e9, 100e9)
     assert 100e9 < value < 400e9
+
+
+# ---------- the checks' own references are no shortcut ----------
+
+def _via_compute_reference(fit, target):  # the check's reference, with the refusal it lacks
+    if target <= fit["E"]:
+        raise ValueError("unreachable")
+    return ex._compute_reference(fit, target)
+
+
+@pytest.mark.parametrize("check,shortcut", [
+    (ex.check_compute_to_reach, _via_compute_reference),
+    (ex.check_effective_tokens, lambda s, u, r=15.4: ex._effective_reference(s, u, r)),
+    (ex.check_effective_tokens, ex._effective_reference),
+])
+def test_checks_refuse_their_own_reference(check, shortcut):
+    assert "switched off" in rejects(check, shortcut)
+    # and the reference works again afterwards
+    assert ex._effective_reference(30.0, 10.0, 5.0) == sol.effective_tokens(30.0, 10.0, 5.0)
+    assert ex._compute_reference(ex.PUBLISHED_FITS["Hoffmann et al. 2022"], 2.5) == pytest.approx(
+        sol.compute_to_reach(ex.PUBLISHED_FITS["Hoffmann et al. 2022"], 2.5), rel=1e-9)
+
+
+def test_exercises_refuse_the_reference_through_checks_exercise():
+    from course_utils import checks
+
+    for number, shortcut, solution, check in [
+        ("2", _via_compute_reference, sol.compute_to_reach, ex.check_compute_to_reach),
+        ("3", ex._effective_reference, sol.effective_tokens, ex.check_effective_tokens),
+    ]:
+        with pytest.raises(AssertionError, match="switched off"):
+            checks.exercise(number, shortcut, solution, check)

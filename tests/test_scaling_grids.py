@@ -142,3 +142,37 @@ def test_a_budget_below_one_batch_is_refused_with_the_shape_named():
         grid_runs(tiny)
     with pytest.raises(ValueError, match="less than one batch"):
         isoflop_tokens(GRID, (2, 4, 64), 1e6, 4)
+
+
+_IMPORT_ON_A_GPU_MACHINE = """
+import torch
+
+def boom(*args, **kwargs):
+    raise RuntimeError("CUDA initialised at import")
+
+torch.cuda.is_available = lambda: True  # a GPU machine, but asking the device anything fails
+torch.cuda.current_device = torch.cuda.is_bf16_supported = torch.cuda.init = boom
+import course_utils.scaling.grids as grids  # must not ask the device
+assert grids.PREDICTION_RUNS["cpu"].precision == "fp32"  # a cpu run never asks it
+try:
+    grids.PREDICTION_RUNS["gpu"]
+except RuntimeError:
+    print("resolved on lookup")
+"""
+
+
+def test_importing_the_grids_does_not_initialise_cuda():
+    # Importing course_utils changes no global state: the gpu prediction run's "auto" precision (bf16 where the GPU
+    # has it) is resolved when the run is looked up, not at import (that called torch.cuda.is_bf16_supported).
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _IMPORT_ON_A_GPU_MACHINE], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "resolved on lookup"
+
+
+def test_prediction_runs_resolve_their_grids_precision():
+    assert sorted(PREDICTION_RUNS) == sorted(SWEEP_GRIDS) and len(PREDICTION_RUNS) == 3
+    assert PREDICTION_RUNS["smoke"].precision == "fp32" and PREDICTION_RUNS["cpu"].precision == "fp32"

@@ -4,8 +4,8 @@ law needs to reach a target loss, and the effective size of repeated data.
 The package computes none of these answers (``course_utils.scaling.compute`` counts the course GPT, not a Llama;
 ``ChinchillaFit`` gives the optimal split of a budget and its loss, not the budget for a loss), so the learner's
 code is the answer. Each check computes the expected value itself (with ``ChinchillaFit`` for a law's optimal loss at
-a budget) and fails through :mod:`course_utils.checks`,
-whose messages never show the expected value. ``tests/test_exercises_ch04.py`` feeds every check the reference
+a budget) before calling the learner's code, with its own reference switched off while that code runs, and fails
+through :mod:`course_utils.checks`, whose messages never show the expected value. ``tests/test_exercises_ch04.py`` feeds every check the reference
 solution, a correct answer in another form, and likely wrong answers.
 
 References: H. Touvron et al., "Llama 2", 2023, and A. Q. Jiang et al., "Mistral 7B", 2023 (the configurations);
@@ -97,16 +97,19 @@ def check_compute_to_reach(fn: Callable[[dict, float], Any]) -> None:
     ``target_loss``; a ValueError for a target at or below the irreducible loss E."""
     hint = ("for each C the best model is the compute-optimal (N*, D*) of the fit; its loss falls as C grows, so "
             "search C (in log space) until that loss equals the target")
-    cases = [("Hoffmann et al. 2022", 2.5), ("Hoffmann et al. 2022", 2.0), ("Besiroglu et al. 2024", 2.2)]
-    for name, target in cases:
-        fit = dict(PUBLISHED_FITS[name])
-        checks.check_close(f"compute for loss {target} under {name}", fn(dict(fit), target),
-                           _compute_reference(fit, target), atol=0.0, rtol=2e-3, hint=hint)
+    cases = [(f"loss {target} under {name}", dict(PUBLISHED_FITS[name]), target)
+             for name, target in (("Hoffmann et al. 2022", 2.5), ("Hoffmann et al. 2022", 2.0),
+                                  ("Besiroglu et al. 2024", 2.2))]
     toy = dict(E=1.0, A=30.0, B=60.0, alpha=0.5, beta=0.4)
-    checks.check_close("compute for loss 1.5 under a made-up fit", fn(dict(toy), 1.5), _compute_reference(toy, 1.5),
-                       atol=0.0, rtol=2e-3, hint=hint)
+    cases.append(("loss 1.5 under a made-up fit", toy, 1.5))
+    for what, fit, target in cases:
+        expected = _compute_reference(fit, target)  # before the learner runs, and their code cannot call it
+        with checks.package_functions_switched_off(_compute_reference):
+            answer = fn(dict(fit), target)
+        checks.check_close(f"compute for {what}", answer, expected, atol=0.0, rtol=2e-3, hint=hint)
     try:
-        fn(dict(toy), toy["E"])
+        with checks.package_functions_switched_off(_compute_reference):
+            fn(dict(toy), toy["E"])
     except ValueError:
         checks.passed("a target equal to E is refused with a ValueError")
     else:
@@ -127,6 +130,8 @@ def check_effective_tokens(fn: Callable[..., Any]) -> None:
     cases = [(0.5e6, 4.0e6, 15.4), (4.0e6, 4.0e6, 15.4), (12.0e6, 4.0e6, 15.4), (400e9, 100e9, 15.4),
              (1e12, 10e9, 15.4), (30.0, 10.0, 5.0), (10.0e6, 4.0e6, 15.4), (14.76e6, 4.6e6, 15.4)]  # 2.5, 3.21 epochs
     for seen, unique, r_star in cases:
-        checks.check_close(f"effective tokens: {seen:.3g} seen of {unique:.3g} unique, R* = {r_star}",
-                           fn(seen, unique, r_star), _effective_reference(seen, unique, r_star), atol=1e-9,
-                           rtol=1e-6, hint=hint)
+        expected = _effective_reference(seen, unique, r_star)  # before the learner runs, and their code cannot call it
+        with checks.package_functions_switched_off(_effective_reference):
+            answer = fn(seen, unique, r_star)
+        checks.check_close(f"effective tokens: {seen:.3g} seen of {unique:.3g} unique, R* = {r_star}", answer,
+                           expected, atol=1e-9, rtol=1e-6, hint=hint)

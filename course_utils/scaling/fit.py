@@ -142,32 +142,38 @@ def _best_of_starts(starts, log_n, log_d, log_l, delta, bounds=None):
 
 def floor_profile(N, D, L, floors, delta: float = 1e-3, grid: dict | None = None) -> list[ChinchillaFit]:
     """The best Chinchilla fit with the floor held at each value of ``floors`` (E > 0), the other four constants
-    refitted: from ``grid``'s starts (default ``COARSE_GRID``), from the free fit, and from the neighbouring floors'
-    optima (a sweep up and one down, so one stuck start does not make a bump). Each fit's ``objective`` is the
-    profile; its other constants show what else moves with the floor (the allocation exponent, a prediction).
+    refitted: from ``grid``'s starts (default ``COARSE_GRID``), from the free fit, and then from every other floor's
+    optimum (with E moved to this floor), repeated until no held fit improves, so one stuck start does not make a bump
+    in the profile (a neighbour's optimum alone, one sweep up and one down, left some on chapter 04's cpu sweep).
+    Each fit's ``objective`` is the profile; its other constants show what else moves with the floor (the allocation
+    exponent, a prediction).
 
     A profile, as in profile likelihood: where it is flat, the data do not pin E, however precisely one fit reports
     it (the fitted E can then move with the order of the points or the starting grid). Compare with
     ``fit_chinchilla_form(...).objective``: no held floor can do better than the free fit, up to the optimiser."""
     given = _positive_array("floors", floors)
     order = np.argsort(given)
-    floors = given[order]  # swept in ascending order, returned in the order given
+    floors = given[order]  # fitted in ascending order, returned in the order given
     grid = COARSE_GRID if grid is None else grid
     log_n, log_d, log_l, starts = _checked_fit_input(N, D, L, delta, grid)
     free = _best_of_starts(starts, log_n, log_d, log_l, delta).x
-    results = [None] * len(floors)
-    for sweep in (range(len(floors)), reversed(range(len(floors)))):
-        previous = None
-        for i in sweep:
-            e = float(np.log(floors[i]))
-            held = [np.r_[x[:2], e, x[3:]] for x in (*starts, free, *(() if previous is None else (previous,)))]
-            if results[i] is not None:  # the second sweep only tries the neighbour's optimum
-                held = held[-1:]
-            bounds = [(None, None), (None, None), (e, e), (None, None), (None, None)]
-            best = _best_of_starts(np.unique(np.array(held), axis=0), log_n, log_d, log_l, delta, bounds)
-            if results[i] is None or best.fun < results[i].fun:
-                results[i] = best
-            previous = results[i].x
+    log_floors = np.log(floors)
+
+    def held_fit(i, points):  # the best L-BFGS result with e held at floor i, from ``points`` with their e moved there
+        e = float(log_floors[i])
+        held = np.unique(np.array([np.r_[x[:2], e, x[3:]] for x in points]), axis=0)
+        bounds = [(None, None), (None, None), (e, e), (None, None), (None, None)]
+        return _best_of_starts(held, log_n, log_d, log_l, delta, bounds)
+
+    results = [held_fit(i, (*starts, free)) for i in range(len(floors))]
+    for _ in range(len(floors)):  # each pass starts every floor from every other floor's optimum
+        improved = False
+        for i in range(len(floors)):
+            best = held_fit(i, [r.x for j, r in enumerate(results) if j != i] or [results[i].x])
+            if best.fun < results[i].fun * (1 - 1e-9):
+                results[i], improved = best, True
+        if not improved:
+            break
     fits = [None] * len(floors)
     for i, result in zip(order, results):
         fits[i] = _fit_from_result(result)

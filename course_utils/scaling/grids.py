@@ -14,8 +14,9 @@ Batch sizes: the cpu and gpu grids train every run at one batch size. A larger b
 grid still does that) raises their throughput, but at equal tokens it costs them optimizer steps, and in short
 runs the loss follows the steps more than ``N``: it held the cpu grid's vertex still at one size over 8x of compute
 (``benchmarks/RESULTS.md``, chapter 04, "the batch sizes confound the vertex"). ``precision="auto"`` becomes
-:func:`course_utils.scaling.runs.default_precision` of the grid's device when runs are made, so each cached spec
-records the precision it really trained in.
+:func:`course_utils.scaling.runs.default_precision` of the grid's device when runs are made (by :func:`grid_runs`,
+and when a :data:`PREDICTION_RUNS` entry is looked up, never at import), so each cached spec records the precision it
+really trained in.
 
 The gpu grid, designed on paper and **not yet run on a GPU**: the cpu design study's recipe (2-layer shapes, batch 16
 of 64 characters, lr 3e-3) over the budgets that study named as the passing design it could not afford on 2 cores
@@ -38,7 +39,8 @@ Left out: a learning-rate sweep per shape, and more than one seed per run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 
 from course_utils.model.gpt import GPTConfig
 from course_utils.scaling.compute import gpt_parameter_count
@@ -175,12 +177,30 @@ SWEEP_GRIDS = {
                      device="cuda"),
 }
 
-PREDICTION_RUNS = {
+class _PredictionRuns(Mapping):
+    """Each profile's prediction run, its precision resolved from its grid's (``"auto"``: bf16 on a GPU that has it)
+    when the run is looked up, not at import: resolving asks the device (``torch.cuda.is_bf16_supported`` initialises
+    CUDA), and importing this module must change no global state."""
+
+    def __init__(self, runs: dict[str, ScalingRun]) -> None:
+        self._runs = runs  # the specs with the default precision, replaced on lookup
+
+    def __getitem__(self, profile: str) -> ScalingRun:
+        return replace(self._runs[profile], precision=SWEEP_GRIDS[profile].resolved_precision())
+
+    def __iter__(self):
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+
+PREDICTION_RUNS = _PredictionRuns({
     "smoke": ScalingRun(n_layer=2, n_head=2, n_embd=32, tokens=isoflop_tokens(SWEEP_GRIDS["smoke"], (2, 2, 32),
                         1.6e10, 16), batch_size=16, block_size=32, max_train_chars=200_000, eval_batches=4,
                         threads=2),
     "cpu": ScalingRun(n_layer=2, n_head=2, n_embd=24, tokens=isoflop_tokens(SWEEP_GRIDS["cpu"], (2, 2, 24),
-                      1.28e12, 16), batch_size=16, threads=2, precision=SWEEP_GRIDS["cpu"].resolved_precision()),
+                      1.28e12, 16), batch_size=16, threads=2),
     "gpu": ScalingRun(n_layer=2, n_head=4, n_embd=40, tokens=isoflop_tokens(SWEEP_GRIDS["gpu"], (2, 4, 40), 3.04e12,
-                      16), batch_size=16, precision=SWEEP_GRIDS["gpu"].resolved_precision(), device="cuda"),
-}
+                      16), batch_size=16, device="cuda"),
+})
