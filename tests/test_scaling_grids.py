@@ -153,6 +153,8 @@ def boom(*args, **kwargs):
 torch.cuda.is_available = lambda: True  # a GPU machine, but asking the device anything fails
 torch.cuda.current_device = torch.cuda.is_bf16_supported = torch.cuda.init = boom
 import course_utils.scaling.grids as grids  # must not ask the device
+assert "gpu" in grids.PREDICTION_RUNS and "tpu" not in grids.PREDICTION_RUNS  # membership does not look runs up
+assert "gpu" in repr(grids.PREDICTION_RUNS) and "unresolved" in repr(grids.PREDICTION_RUNS)  # nor does the repr
 assert grids.PREDICTION_RUNS["cpu"].precision == "fp32"  # a cpu run never asks it
 try:
     grids.PREDICTION_RUNS["gpu"]

@@ -143,8 +143,9 @@ def _best_of_starts(starts, log_n, log_d, log_l, delta, bounds=None):
 def floor_profile(N, D, L, floors, delta: float = 1e-3, grid: dict | None = None) -> list[ChinchillaFit]:
     """The best Chinchilla fit with the floor held at each value of ``floors`` (E > 0), the other four constants
     refitted: from ``grid``'s starts (default ``COARSE_GRID``), from the free fit, and then from every other floor's
-    optimum (with E moved to this floor), repeated until no held fit improves, so one stuck start does not make a bump
-    in the profile (a neighbour's optimum alone, one sweep up and one down, left some on chapter 04's cpu sweep).
+    optimum (with E moved to this floor), repeated until no held fit improves (at most ``len(floors)`` passes), so one
+    stuck start does not make a bump in the profile (a neighbour's optimum alone, one sweep up and one down, left some
+    on chapter 04's cpu sweep).
     Each fit's ``objective`` is the profile; its other constants show what else moves with the floor (the allocation
     exponent, a prediction).
 

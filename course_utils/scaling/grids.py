@@ -194,6 +194,12 @@ class _PredictionRuns(Mapping):
     def __len__(self) -> int:
         return len(self._runs)
 
+    def __contains__(self, profile: object) -> bool:  # Mapping's would look the run up, resolving its precision
+        return profile in self._runs
+
+    def __repr__(self) -> str:  # the specs as given, precision unresolved (resolving would ask the device)
+        return f"PREDICTION_RUNS({sorted(self._runs)}, unresolved: {self._runs!r})"
+
 
 PREDICTION_RUNS = _PredictionRuns({
     "smoke": ScalingRun(n_layer=2, n_head=2, n_embd=32, tokens=isoflop_tokens(SWEEP_GRIDS["smoke"], (2, 2, 32),
