@@ -52,11 +52,17 @@ def naive_overflow(p, r, b):
     return w / w.sum()
 
 
+def max_over_all_responses(p, r, b):  # stabilised with the max of r / beta over every response, unsupported included
+    w = p * torch.exp(r / b - (r / b).max())
+    return w / w.sum()
+
+
 def eps_in_log(p, r, b):  # keeps a little mass on responses the reference never says
     return torch.softmax(torch.log(p + 1e-12) + r / b, dim=0)
 
 
-@pytest.mark.parametrize("wrong", [softmax_without_ref, beta_times_reward, unnormalised, naive_overflow, eps_in_log])
+@pytest.mark.parametrize("wrong", [softmax_without_ref, beta_times_reward, unnormalised, naive_overflow,
+                                   max_over_all_responses, eps_in_log])
 def test_optimal_policy_rejects_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_optimal_policy, wrong), expected_policies())
 

@@ -68,6 +68,10 @@ def _policy_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
          torch.tensor([0.2, 0.9, 0.5, 1.0, 0.3], dtype=d), 1e-3),
         ("40 random responses, beta = 0.3", rand_ref, rand_r, 0.3),
         ("40 random responses with zeros in pi_ref, beta = 0.05", holes, rand_r * 3, 0.05),
+        # r / beta of a response pi_ref never says beats every other by 1000 (float64's exp underflows to 0 below
+        # about -745): a constant taken over all responses, unsupported ones included, zeroes every weight
+        ("the largest r / beta, by 1000, on a response with pi_ref = 0", torch.tensor([0.5, 0.5, 0.0], dtype=d),
+         torch.tensor([0.0, 0.0, 1000.0], dtype=d), 1.0),
     ]
 
 
@@ -75,7 +79,8 @@ def check_optimal_policy(fn: Callable[[torch.Tensor, torch.Tensor, float], Any])
     """``fn(pi_ref (N,), rewards (N,), beta) -> pi* (N,)``: pi*(y) = pi_ref(y) exp(r(y) / beta) / Z."""
     hint = ("pi* is proportional to pi_ref(y) * exp(r(y) / beta) and must sum to 1; exp overflows once its argument "
             "passes ~88 (float32) or ~709 (float64), and multiplying every weight by one constant leaves pi* "
-            "unchanged; a response with pi_ref = 0 must keep probability 0")
+            "unchanged, but if it makes every weight underflow to 0 the sum is 0 and 0 / 0 is NaN; a response with "
+            "pi_ref = 0 must keep probability 0")
     for label, pi_ref, rewards, beta in _policy_cases():
         name = f"optimal policy, {label}"
         with _learner_alone():
