@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from course_utils.model.gpt import GPT, GPTConfig
-from course_utils.parallel.checkpointing import (CheckpointedBlock, activation_checkpointing, checkpoint_costs,
-                                                 saved_activation_bytes)
+from course_utils.parallel.checkpointing import (RECOMPUTE_VERDICTS, CheckpointCost, CheckpointedBlock,
+                                                 activation_checkpointing, checkpoint_costs, saved_activation_bytes)
 
 CONFIG = GPTConfig(vocab_size=13, block_size=16, n_layer=4, n_head=2, n_embd=16, dropout=0.0)
 
@@ -99,12 +99,16 @@ def test_checkpoint_costs_reports_both_arms():
     model, idx, targets = make()
     cost = checkpoint_costs(model, idx, targets, repeats=1)
     assert (cost.batch_size, cost.seq_len) == tuple(idx.shape)
+    assert len(cost.plain_rounds) == len(cost.checkpointed_rounds) == len(cost.forward_rounds) == 1
+    assert cost.recompute_verdict in RECOMPUTE_VERDICTS
     assert cost.checkpointed_bytes < cost.plain_bytes and 0 < cost.memory_saved < 1
     assert cost.plain_seconds > 0 and cost.checkpointed_seconds > 0 and cost.forward_seconds > 0
     assert cost.forward_share == cost.forward_seconds / cost.plain_seconds
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(ValueError, match="repeats"):
         checkpoint_costs(model, idx, targets, repeats=0)
+    with pytest.raises(ValueError, match="repeats"):
+        checkpoint_costs(model, idx, targets, repeats=True)
 
 
 def test_forward_share_is_timed_on_the_forward_pass_alone(monkeypatch):
@@ -116,6 +120,64 @@ def test_forward_share_is_timed_on_the_forward_pass_alone(monkeypatch):
     cost = checkpoint_costs(model, idx, targets, repeats=2)
     assert (cost.plain_seconds, cost.checkpointed_seconds, cost.forward_seconds) == (3.0, 3.0, 1.0)
     assert cost.forward_share == pytest.approx(1 / 3) and cost.time_added == 0.0
+
+
+def test_rounds_are_kept_and_the_arms_alternate_their_order(monkeypatch):
+    # a fake clock that records which arm ran: round i of every arm returns its own time, so the medians and the
+    # kept rounds can be checked exactly; odd rounds run the arms in reverse order
+    from course_utils.parallel import checkpointing
+    order, count = [], {"plain": 0, "checkpointed": 0, "forward": 0}
+    times = {"plain": [0.0, 3.0, 9.0, 4.0], "checkpointed": [0.0, 5.0, 4.5, 20.0], "forward": [0.0, 1.0, 2.0, 1.5]}
+
+    def clock(arm):
+        order.append(arm)
+        count[arm] += 1
+        return times[arm][count[arm] - 1] or 1.0   # round 0 (the warm-up) gets 1 s, then discarded
+
+    def forward_backward(model, *a):
+        return clock("checkpointed" if isinstance(model.blocks[0], CheckpointedBlock) else "plain")
+
+    monkeypatch.setattr(checkpointing, "_forward_backward_seconds", forward_backward)
+    monkeypatch.setattr(checkpointing, "_forward_seconds", lambda *a: clock("forward"))
+    model, idx, targets = make()
+    cost = checkpoint_costs(model, idx, targets, repeats=3)
+    forward, backward = ["plain", "checkpointed", "forward"], ["forward", "checkpointed", "plain"]
+    assert order == forward + backward + forward + backward            # warm-up, then 3 rounds, alternating
+    assert cost.plain_rounds == (3.0, 9.0, 4.0) and cost.checkpointed_rounds == (5.0, 4.5, 20.0)
+    assert cost.forward_rounds == (1.0, 2.0, 1.5)
+    assert (cost.plain_seconds, cost.checkpointed_seconds, cost.forward_seconds) == (4.0, 5.0, 1.5)
+    assert cost.expected_rounds == (4.0, 11.0, 5.5)
+    assert cost.recompute_verdict == "not separable" and not cost.slower_every_round
+
+
+def cost_of(plain, checkpointed, forward):
+    return CheckpointCost(4, 8, 100, 10, tuple(plain), tuple(checkpointed), tuple(forward))
+
+
+def test_recompute_verdict_blames_the_machinery_only_when_every_round_agrees():
+    plain, forward = (30.0, 31.0, 30.5), (10.0, 10.0, 10.5)          # plain + forward: 40 to 41 (ms, say)
+    above = cost_of(plain, (44.0, 46.0, 45.0), forward)
+    assert above.recompute_verdict == RECOMPUTE_VERDICTS[0] == "more than the recomputation"
+    assert above.slower_every_round and above.time_added > above.forward_share
+    assert cost_of(plain, (35.0, 37.0, 36.0), forward).recompute_verdict == "less than the recomputation"
+    assert cost_of(plain, (39.0, 42.0, 40.0), forward).recompute_verdict == "not separable"
+    assert cost_of(plain, (41.0, 45.0, 44.0), forward).recompute_verdict == "not separable"   # a shared end
+    # a busy machine (the reviewer's chapter 11 run): one slow round inflates every arm; the medians alone would
+    # put checkpointing 13 points above the forward pass's share, but the ranges overlap, so no verdict
+    busy = cost_of((30.0, 900.0, 31.0), (43.0, 1800.0, 45.0), (10.0, 300.0, 10.0))
+    assert busy.time_added - busy.forward_share > 0.10
+    assert busy.recompute_verdict == "not separable" and not busy.slower_every_round
+    slower_not_beyond = cost_of((30.0, 31.0), (33.0, 34.0), (10.0, 10.0))
+    assert slower_not_beyond.slower_every_round and slower_not_beyond.recompute_verdict == RECOMPUTE_VERDICTS[2]
+
+
+def test_checkpoint_cost_rejects_inconsistent_rounds():
+    with pytest.raises(ValueError, match="same number"):
+        cost_of((1.0, 2.0), (1.0,), (1.0, 2.0))
+    with pytest.raises(ValueError, match="same number"):
+        cost_of((), (), ())
+    with pytest.raises(ValueError, match="positive"):
+        cost_of((1.0,), (0.0,), (1.0,))
 
 
 def test_forward_alone_leaves_no_gradients_and_is_faster_than_forward_backward():

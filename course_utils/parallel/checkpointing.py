@@ -17,9 +17,13 @@ are the same tensors, and only inside the ``with`` do their names gain a level (
 autograd, so the meter sees it) and what it costs (seconds per forward+backward) on one batch, beside the plain
 forward pass alone: its share of a plain step is what one more forward pass should cost on this machine (the
 "about a third" is a FLOP count; measured time need not follow it), so only time added beyond that share is the
-checkpoint machinery's own. Between forward and backward only the block inputs remain; during backward one block at
-a time is recomputed, so the peak adds one block's activations. Left out: selective recomputation (only the
-attention core), offloading activations to host memory, and checkpointing inside a block.
+checkpoint machinery's own. The three arms are timed in interleaved rounds (the order reversed every other round),
+and :class:`CheckpointCost` keeps every round, so that :attr:`CheckpointCost.recompute_verdict` can say, by the
+ranges rule of :mod:`course_utils.evaluate.timing`, whether the checkpointed step took longer than a plain step plus
+one forward pass in every round, less in every round, or neither (not separable from the run's timing noise).
+Between forward and backward only the block inputs remain; during backward one block at a time is recomputed, so
+the peak adds one block's activations. Left out: selective recomputation (only the attention core), offloading
+activations to host memory, and checkpointing inside a block.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from course_utils.device import synchronize
+from course_utils.evaluate.timing import ranges_overlap
 from course_utils.parallel.activations import SavedTensorMeter
 
 
@@ -80,17 +85,43 @@ def activation_checkpointing(model: nn.Module, blocks: Iterable[int] | None = No
         model.blocks = plain
 
 
+RECOMPUTE_VERDICTS = ("more than the recomputation", "not separable", "less than the recomputation")
+
+
 @dataclass(frozen=True)
 class CheckpointCost:
-    """Saved bytes and step time with and without checkpointing every block, for one batch shape."""
+    """Saved bytes and step times with and without checkpointing every block, for one batch shape. The times are
+    kept per round (seconds, round ``i`` of every arm timed back to back); the ``*_seconds`` are their medians."""
 
     batch_size: int
     seq_len: int
     plain_bytes: int
     checkpointed_bytes: int
-    plain_seconds: float  # median seconds of forward + backward
-    checkpointed_seconds: float
-    forward_seconds: float  # median seconds of the plain forward pass alone (with autograd recording, as recomputed)
+    plain_rounds: tuple[float, ...]  # seconds of forward + backward, one per round
+    checkpointed_rounds: tuple[float, ...]
+    forward_rounds: tuple[float, ...]  # the plain forward pass alone (with autograd recording, as recomputed)
+
+    def __post_init__(self) -> None:
+        rounds = (self.plain_rounds, self.checkpointed_rounds, self.forward_rounds)
+        if not rounds[0] or any(len(r) != len(rounds[0]) for r in rounds):
+            raise ValueError(f"every arm needs the same number (>= 1) of rounds, got {[len(r) for r in rounds]}")
+        if not all(t > 0 for r in rounds for t in r):
+            raise ValueError("round times must be positive seconds")
+
+    @property
+    def plain_seconds(self) -> float:
+        """Median seconds of a plain forward + backward."""
+        return statistics.median(self.plain_rounds)
+
+    @property
+    def checkpointed_seconds(self) -> float:
+        """Median seconds of a checkpointed forward + backward."""
+        return statistics.median(self.checkpointed_rounds)
+
+    @property
+    def forward_seconds(self) -> float:
+        """Median seconds of the plain forward pass alone."""
+        return statistics.median(self.forward_rounds)
 
     @property
     def memory_saved(self) -> float:
@@ -99,14 +130,35 @@ class CheckpointCost:
 
     @property
     def time_added(self) -> float:
-        """Extra time per step as a fraction of the plain step."""
+        """Extra time per step as a fraction of the plain step (medians)."""
         return self.checkpointed_seconds / self.plain_seconds - 1.0
 
     @property
     def forward_share(self) -> float:
-        """The plain forward pass's share of a plain forward+backward: what recomputing it should add (slightly more
-        than the blocks' recomputation, which leaves out the output layer)."""
+        """The plain forward pass's share of a plain forward+backward (medians): what recomputing it should add
+        (slightly more than the blocks' recomputation, which leaves out the output layer)."""
         return self.forward_seconds / self.plain_seconds
+
+    @property
+    def expected_rounds(self) -> tuple[float, ...]:
+        """Per round, a plain step plus one more forward pass: what a checkpointed step should take if the
+        recomputation were all it added."""
+        return tuple(p + f for p, f in zip(self.plain_rounds, self.forward_rounds))
+
+    @property
+    def slower_every_round(self) -> bool:
+        """True when the checkpointed range (min to max over the rounds) lies wholly above the plain range."""
+        return min(self.checkpointed_rounds) > max(self.plain_rounds)
+
+    @property
+    def recompute_verdict(self) -> str:
+        """One of :data:`RECOMPUTE_VERDICTS`: the checkpointed range lies wholly above the range of
+        :attr:`expected_rounds` (the checkpoint machinery costs time of its own), wholly below it (less than a whole
+        forward pass was added), or the two ranges overlap (not separable from this run's timing noise)."""
+        if ranges_overlap(self.checkpointed_rounds, self.expected_rounds):
+            return RECOMPUTE_VERDICTS[1]
+        above = min(self.checkpointed_rounds) > max(self.expected_rounds)
+        return RECOMPUTE_VERDICTS[0] if above else RECOMPUTE_VERDICTS[2]
 
 
 def saved_activation_bytes(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> int:
@@ -139,9 +191,10 @@ def _forward_seconds(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor)
 
 def checkpoint_costs(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, repeats: int = 3) -> CheckpointCost:
     """Measure one batch with and without checkpointing all blocks: bytes saved for backward (counted, exact) and
-    the median time of ``repeats`` forward+backward passes per arm, and of ``repeats`` plain forward passes alone,
-    the three interleaved after one warm-up each."""
-    if not isinstance(repeats, int) or repeats < 1:
+    ``repeats`` rounds of timing, each round one plain forward+backward, one checkpointed forward+backward and one
+    plain forward pass alone, interleaved so that a slow spell of the machine hits every arm (the order reversed in
+    every other round, so that no arm always runs first), after one untimed warm-up round."""
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
     if idx.dim() != 2 or targets.shape != idx.shape:
         raise ValueError(f"idx and targets must both be (B, T), got {tuple(idx.shape)} and {tuple(targets.shape)}")
@@ -150,7 +203,7 @@ def checkpoint_costs(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor,
         checkpointed_bytes = saved_activation_bytes(model, idx, targets)
     seconds: dict[str, list[float]] = {"plain": [], "checkpointed": [], "forward": []}
     for round_ in range(repeats + 1):  # round 0 warms up every arm
-        for arm in seconds:
+        for arm in (list(seconds) if round_ % 2 == 0 else list(reversed(seconds))):
             if arm == "checkpointed":
                 with activation_checkpointing(model):
                     s = _forward_backward_seconds(model, idx, targets)
@@ -161,4 +214,4 @@ def checkpoint_costs(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor,
             if round_:
                 seconds[arm].append(s)
     return CheckpointCost(idx.shape[0], idx.shape[1], plain_bytes, checkpointed_bytes,
-                          *(statistics.median(seconds[arm]) for arm in ("plain", "checkpointed", "forward")))
+                          *(tuple(seconds[arm]) for arm in ("plain", "checkpointed", "forward")))
