@@ -214,6 +214,8 @@ def test_f1_reference_hand_value_and_package_agreement():
     assert ex._f1_reference(["a", "b", "a", "c"], ["a", "a", "b", "b"], ["a", "b", "c"]) == pytest.approx(1 / 6)
     # class a: TP 2, FP 1, FN 0 -> 0.8; class b: TP 1, FP 0, FN 1 -> 2/3; mean 11/15
     assert ex._f1_reference(["a", "b", "a", "b"], ["a", "a", "a", "b"], ["a", "b"]) == pytest.approx(11 / 15)
+    # class a: TP 1, FP 1, FN 0 -> 2/3; class b: TP 0, FN 1 -> 0; class c in neither list -> 0, still counted; mean 2/9
+    assert ex._f1_reference(["a", "b"], ["a", "a"], ["a", "b", "c"]) == pytest.approx(2 / 9)
     for _, y_true, y_pred, classes in ex._f1_cases():
         assert ex._f1_reference(y_true, y_pred, classes) == pytest.approx(metrics.macro_f1(y_true, y_pred, classes))
 
@@ -241,10 +243,26 @@ def mean_precision(t, p, c):
     return sum(sum(a == k and b == k for a, b in zip(t, p)) / max(1, p.count(k)) for k in c) / len(c)
 
 
-@pytest.mark.parametrize("wrong", [accuracy, weighted_f1, present_classes_only, mean_precision])
+def union_of_labels(t, p, c):
+    """Ignores ``classes``: averages over the labels seen in either list (metrics.macro_f1's default)."""
+    return sol.macro_f1_by_hand(t, p, sorted(set(t) | set(p), key=str))
+
+
+@pytest.mark.parametrize("wrong", [accuracy, weighted_f1, present_classes_only, mean_precision, union_of_labels])
 def test_f1_rejects_likely_mistakes(wrong):
     expected = [ex._f1_reference(t, p, c) for _, t, p, c in ex._f1_cases()]
     assert_hidden(rejects(ex.check_macro_f1, wrong), expected)
+
+
+def test_f1_only_the_case_with_an_absent_class_tells_the_union_of_labels_apart():
+    """The union of labels agrees with the reference wherever every class occurs; the case with a class in neither
+    list is what rejects it (by a clear margin: the absent class's 0 moves a mean over 3 classes to one over 4)."""
+    for name, t, p, c in ex._f1_cases():
+        gap = abs(union_of_labels(t, p, c) - ex._f1_reference(t, p, c))
+        if any(k not in t and k not in p for k in c):
+            assert gap > 0.1, name
+        else:
+            assert gap < 1e-12, name
 
 
 def test_f1_cannot_call_the_package():

@@ -30,15 +30,17 @@ The score of label l is sum over t = P .. P + K_l - 1 of log softmax(logits[l, t
 log-probability of the whole label text, no length normalisation, pads left out. Return the L scores (list or
 tensor).
 Calibration (Zhao et al., 2021, "Calibrate Before Use"): q = probs / p_cf per row, renormalised to sum to 1.
-Macro-F1: per class F1 = 2 TP / (2 TP + FP + FN), averaged with equal weight over ``classes``; every class of every
-case occurs in ``y_true``, so no class has an undefined F1.
+Macro-F1: per class F1 = 2 TP / (2 TP + FP + FN), averaged with equal weight over ``classes``. One case names a class
+that occurs in neither list: the formula gives 0/0 there, taken as F1 = 0 (as the package's ``metrics.macro_f1`` and
+scikit-learn's default ``zero_division`` do), and the class still counts in the mean, so an answer that averages over
+the labels it sees (``set(y_true) | set(y_pred)``) instead of over ``classes`` fails that case.
 
 Tolerances. Scores: float32 logits of order 5, a float32 learner is within ~1e-5 of the float64 value; compared
 within 1e-4 absolute, 1e-5 relative, while the likely mistakes (no shift, pads or prompt tokens summed, every row
 summed to the longest label, mean instead of sum, raw logits, probabilities instead of log-probabilities) are off by
 0.1 or more (tests/test_exercises_ch10.py feeds each). Calibration: probabilities, float32 within ~1e-7;
 compared within 1e-6. Macro-F1: a float within 1e-9 of a fraction of small integers; compared within 1e-6, while
-accuracy, weighted F1 and F1 of one class differ by at least 0.01 on the cases.
+accuracy, weighted F1, F1 of one class and the mean over the labels seen differ by at least 0.01 on the cases.
 
 Left out: checks of argument validation, length-normalised scores, the affine calibration with a learned bias.
 """
@@ -187,7 +189,8 @@ def check_calibrate(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> None:
 
 F1_HINT = ("for EACH class c: TP = predicted c and truly c, FP = predicted c but not c, FN = truly c but predicted "
            "something else; F1_c = 2 TP / (2 TP + FP + FN); return the plain mean of F1_c over the classes given "
-           "(not weighted by class size, and not the accuracy)")
+           "(not weighted by class size, and not the accuracy); a class given that occurs in neither list has "
+           "F1_c = 0 and still counts in the mean")
 
 
 def _f1_cases() -> list[tuple[str, list, list, list]]:
@@ -197,12 +200,17 @@ def _f1_cases() -> list[tuple[str, list, list, list]]:
     noisy = [t if torch.rand(1, generator=g).item() < 0.6 else genres[torch.randint(0, 3, (1,), generator=g).item()]
              for t in true]
     skewed = ["comedy"] * 12 + ["history"] * 3 + ["tragedy"] * 5
+    true_30 = [genres[i] for i in torch.randint(0, 3, (30,), generator=g).tolist()]   # drawn after the first case's
+    guessed = [t if torch.rand(1, generator=g).item() < 0.5 else genres[torch.randint(0, 3, (1,), generator=g).item()]
+               for t in true_30]
     return [("40 passages, 3 genres, a noisy classifier", true, noisy, genres),
             ("unbalanced classes, always 'comedy'", skewed, ["comedy"] * 20, genres),
             ("unbalanced classes, mixed answers", skewed,
              ["comedy"] * 8 + ["tragedy"] * 4 + ["history"] * 2 + ["comedy"] + ["tragedy"] * 3 + ["history"] * 2,
              genres),
-            ("integer classes 0..3", [0, 0, 1, 1, 2, 2, 3, 3, 3], [0, 1, 1, 1, 2, 0, 3, 2, 3], [0, 1, 2, 3])]
+            ("integer classes 0..3", [0, 0, 1, 1, 2, 2, 3, 3, 3], [0, 1, 1, 1, 2, 0, 3, 2, 3], [0, 1, 2, 3]),
+            ("4 classes given, one of them in neither list", true_30, guessed,
+             ["comedy", "history", "romance", "tragedy"])]
 
 
 def _f1_reference(y_true: list, y_pred: list, classes: list) -> float:
@@ -211,7 +219,7 @@ def _f1_reference(y_true: list, y_pred: list, classes: list) -> float:
         predicted = [t for t, p in zip(y_true, y_pred) if p == c]
         actual = [p for t, p in zip(y_true, y_pred) if t == c]
         precision = sum(t == c for t in predicted) / len(predicted) if predicted else 0.0
-        recall = sum(p == c for p in actual) / len(actual)
+        recall = sum(p == c for p in actual) / len(actual) if actual else 0.0
         f1s.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
     return sum(f1s) / len(f1s)
 
