@@ -154,7 +154,7 @@ def cost_of(plain, checkpointed, forward):
     return CheckpointCost(4, 8, 100, 10, tuple(plain), tuple(checkpointed), tuple(forward))
 
 
-def test_recompute_verdict_blames_the_machinery_only_when_every_round_agrees():
+def test_recompute_verdict_blames_the_machinery_only_when_the_ranges_separate():
     plain, forward = (30.0, 31.0, 30.5), (10.0, 10.0, 10.5)          # plain + forward: 40 to 41 (ms, say)
     above = cost_of(plain, (44.0, 46.0, 45.0), forward)
     assert above.recompute_verdict == RECOMPUTE_VERDICTS[0] == "more than the recomputation"

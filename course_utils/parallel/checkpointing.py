@@ -19,8 +19,9 @@ forward pass alone: its share of a plain step is what one more forward pass shou
 "about a third" is a FLOP count; measured time need not follow it), so only time added beyond that share is the
 checkpoint machinery's own. The three arms are timed in interleaved rounds (the order reversed every other round),
 and :class:`CheckpointCost` keeps every round, so that :attr:`CheckpointCost.recompute_verdict` can say, by the
-ranges rule of :mod:`course_utils.evaluate.timing`, whether the checkpointed step took longer than a plain step plus
-one forward pass in every round, less in every round, or neither (not separable from the run's timing noise).
+ranges rule of :mod:`course_utils.evaluate.timing`, whether every checkpointed round took longer than every round's
+plain step plus forward pass (the ranges do not overlap), every one less, or the ranges overlap (not separable from
+the run's timing noise).
 Between forward and backward only the block inputs remain; during backward one block at a time is recomputed, so
 the peak adds one block's activations. Left out: selective recomputation (only the attention core), offloading
 activations to host memory, and checkpointing inside a block.
