@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -126,6 +128,24 @@ def test_minilm_embeddings_rank_paraphrases_first():
         pretrained.embed_sentences(loaded, "one sentence")
     with pytest.raises(ValueError, match="empty"):
         pretrained.embed_sentences(loaded, [])
+
+
+def test_minilm_truncates_long_inputs_at_sentence_transformers_256_tokens():
+    loaded = pretrained.load_minilm()
+    config = json.loads((asset_path("minilm") / "sentence_bert_config.json").read_text())
+    assert config["max_seq_length"] == 256 and loaded.tokenizer.model_max_length == 512  # the two limits differ
+    head = " ".join(f"word{i % 50}" for i in range(150))  # between 256 and 512 tokens
+    assert 256 < len(loaded.tokenizer(head)["input_ids"]) < 500
+    a, b = pretrained.embed_sentences(loaded, [head + " lighthouse keeper", head + " stock market crash"])
+    assert torch.allclose(a, b)  # the endings differ only after token 256: cut off, as sentence-transformers does
+    ids = loaded.tokenizer([head], truncation=True, max_length=256, return_tensors="pt")  # by hand: 256 tokens
+    assert ids["input_ids"].shape[1] == 256
+    with torch.no_grad():
+        hidden = loaded.model(**ids).last_hidden_state
+    by_hand = torch.nn.functional.normalize(pretrained.mean_pool(hidden, ids["attention_mask"]), dim=-1)[0]
+    torch.testing.assert_close(a, by_hand, atol=1e-5, rtol=0)
+    short_a, short_b = pretrained.embed_sentences(loaded, ["word1 lighthouse keeper", "word1 stock market crash"])
+    assert not torch.allclose(short_a, short_b)  # within 256 tokens the endings still count
 
 
 def test_mean_pool_by_hand():

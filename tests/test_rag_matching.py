@@ -1,5 +1,6 @@
 """Answer grading: SQuAD's normalisation and F1 (checked against the official script's functions, copied below),
-whole-token containment, abstention phrases and non-abstentions, and the three grades."""
+whole-token containment, abstention phrases and non-abstentions, the four grades (non-answers among them), surname
+aliases, and answer parts for self-consistency."""
 
 import random
 import re
@@ -9,8 +10,9 @@ from collections import Counter
 import pytest
 
 from course_utils.rag import knowledge as K
-from course_utils.rag.matching import (best_token_f1, contains_answer, grade, is_abstention, mentions,
-                                       normalize_answer, token_f1)
+from course_utils.rag.calibration import self_consistency
+from course_utils.rag.matching import (answer_agreement, answer_part, asks_only, best_token_f1, contains_answer, grade,
+                                       is_abstention, is_non_answer, mentions, normalize_answer, token_f1)
 
 
 # ---------- the reference: SQuAD v1.1's official evaluate script (normalize_answer and f1_score), verbatim ----------
@@ -189,3 +191,103 @@ def test_a_possessive_still_contains_its_answer():
 def test_a_decade_is_not_read_as_a_possessive():
     assert not contains_answer("She was born in the 1850's.", ["1850"])
     assert not contains_answer("She was born in the 1850s.", ["1850"])
+
+
+# ---------- non-answers: a reply that states nothing is neither right nor a hallucination ----------
+
+def _birthplace_question():
+    kb = K.make_knowledge_base(5, 3, 2, seed=0)
+    q = next(q for q in kb.questions if q.relation == "birthplace")
+    other = next(d for d in kb.documents if d.doc_id.startswith("person") and d.doc_id != q.doc_id)
+    return q, other.title, next(t.title for t in kb.documents if t.doc_id.startswith("place") and t.title != q.answer)
+
+
+def test_a_repeated_question_is_no_answer():
+    q, _, _ = _birthplace_question()
+    assert grade(q.text, q) == "no answer"  # word for word, as SmolLM2 replied given passages
+    assert grade(q.text.rstrip("?"), q) == "no answer"  # the question's words alone, without its mark
+    assert grade(f"{q.text} {q.text.lower()}", q) == "no answer"  # repeated twice
+    assert grade("", q) == "no answer" and grade(" ... ", q) == "no answer"  # nothing at all
+
+
+def test_a_question_about_another_subject_is_no_answer():
+    q, other_person, other_town = _birthplace_question()
+    assert grade(f"In which town was {other_person} born?", q) == "no answer"
+    assert grade(f"The passage is: {q.text}", q) == "no answer"  # SmolLM2, given the gold passage alone
+    assert grade(f"Was it {other_town}?", q) == "no answer"
+    assert grade("Who knows?\nWhere is it?", q) == "no answer"
+    # containment comes first: a question that names the gold answer is correct, like a hedge (SmolLM2's reply)
+    assert grade(f"Was it {q.answer}?", q) == "correct"
+    assert grade(f"In the town of {q.answer}, where did she grow up?", q) == "correct"
+    assert asks_only("Where was she born?\u201d") and not asks_only("She was born there.")
+
+
+def test_a_reply_that_states_something_is_graded_as_before():
+    q, _, other_town = _birthplace_question()
+    assert grade(f"She was born in {q.answer}. Why do you ask?", q) == "correct"  # answers, then asks
+    assert grade(f"She was born in {other_town}. Why do you ask?", q) == "wrong"  # a wrong answer, then a question
+    assert grade(f"{q.text} She was born in {q.answer}.", q) == "correct"  # asks, then answers
+    assert grade(f"{q.text} She was born in {other_town}.", q) == "wrong"
+    assert grade(f"She was born in {q.answer}.", q) == "correct"  # a plain answer
+    assert grade(f"She was born in {other_town}.", q) == "wrong"  # a plain hallucination
+    assert grade("I don't know.", q) == "abstained"  # an abstention
+    assert grade("The passage does not mention it.", q) == "abstained"
+    assert grade("I don't know. Do you?", q) == "abstained" and grade("Is it unknown?", q) == "abstained"
+    assert not is_non_answer(f"She was born in {q.answer}.", q.text) and is_non_answer(q.text, q.text)
+    assert not is_non_answer("Ormford, in the north", None) and is_non_answer("Was it Ormford?", None)
+    assert is_non_answer("", None) and not is_non_answer("Ormford.", "In which town was Kamae Zellsen born?")
+
+
+# ---------- surname aliases: another first name before the surname is another person ----------
+
+def _real(answer):
+    return next(q for q in K.make_knowledge_base(seed=0).questions if q.answer == answer)
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Mendeleev", "correct"), ("Dmitri Mendeleev", "correct"), ("Mendeleyev.", "correct"),
+    ("The Russian chemist Dmitri Mendeleev published it in 1869.", "correct"),
+    ("Dmitri Ivanovich Mendeleev", "correct"), ("D. Mendeleev", "correct"), ("Professor Mendeleev", "correct"),
+    ("The periodic table was published by Dmitry Mendeleev in 1869.", "correct"),  # a spelling one letter apart
+    ("Dimitri Mendeleev", "correct"),
+    ("It was Mendeleev.", "correct"), ("In Mendeleev's table, yes.", "correct"),
+    ("Igor Mendeleev", "wrong"), ("The Russian chemist Igor Mendeleev published the periodic table in 1869.", "wrong"),
+    ("I. Mendeleev", "wrong"), ("Igor Mendeleyev", "wrong"),
+])
+def test_a_surname_alias_needs_the_right_first_name(reply, expected):
+    assert grade(reply, _real("Dmitri Mendeleev")) == expected
+
+
+def test_another_curie_is_not_marie():
+    q = _real("Marie Curie")
+    assert grade("Pierre Curie was the first.", q) == "wrong"
+    assert grade("Marie and Pierre Curie", q) == "wrong"  # the capitalised word before the surname is Pierre
+    for reply in ("Curie", "Marie Curie", "Madame Curie", "Pierre and Marie Curie", "Marie Sklodowska-Curie"):
+        assert grade(reply, q) == "correct", reply
+    assert contains_answer("Vincent van Gogh painted it.", _real("Vincent van Gogh").answers)
+    assert not contains_answer("Theo van Gogh painted it.", _real("Vincent van Gogh").answers)
+    assert contains_answer("Leonardo painted it.", _real("Leonardo da Vinci").answers)  # an alias with the first word
+
+
+def test_a_fictional_surname_alias_needs_the_right_first_name():
+    kb = K.make_knowledge_base(seed=0)
+    q = next(q for q in kb.questions if q.relation == "founder")
+    first, surname = q.answer.split()
+    assert grade(f"It was founded by {surname}.", q) == "correct"
+    assert grade(f"It was founded by {q.answer}.", q) == "correct"
+    assert grade(f"It was founded by Zorro {surname}.", q) == "wrong"
+    assert grade(f"It was founded by {first[:-1]} {surname}.", q) == "correct"  # a first name one letter short
+
+
+# ---------- answer parts for self-consistency ----------
+
+def test_answer_parts_and_their_agreement():
+    q = "In which year was Cela Tamrin born?"
+    assert answer_part("Cela Tamrin was born in 1866.", q) == "1866"
+    assert answer_part(q, q) == "" and answer_part("In which year was Cela Tamrin born", q) == ""
+    assert answer_agreement("", "") == 0.0  # two replies that only repeat the question do not agree
+    assert answer_agreement("1866", "") == 0.0 and answer_agreement("", "1866") == 0.0
+    assert answer_agreement("1866", "1866") == 1.0 and answer_agreement("1866 ulmthorpe", "1866") == pytest.approx(2 / 3)
+    echoes = [answer_part(q, q)] * 3
+    assert self_consistency(echoes, answer_part(q, q), answer_agreement) == 0.0  # token_f1 would give 1.0
+    assert self_consistency(echoes, answer_part(q, q), token_f1) == 1.0

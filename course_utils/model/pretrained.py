@@ -7,13 +7,16 @@
   config and copy the state dict across. ``load_smollm2_tokenizer`` gives the tokenizer alone, from that cache when
   it is there and otherwise from the GGUF file, without converting the model.
 * all-MiniLM-L6-v2 (Wang et al., 2020, "MiniLM"; Reimers & Gurevych, 2019, "Sentence-BERT"), a 6-layer BERT-style
-  encoder, with mean pooling over non-padding tokens and L2 normalisation, as sentence-transformers does.
+  encoder, with mean pooling over non-padding tokens and L2 normalisation, as sentence-transformers does, and its
+  truncation: at ``max_seq_length`` from the packaged ``sentence_bert_config.json`` (256 tokens), not at the
+  tokenizer's 512.
 
 Left out: quantised inference (we run the de-quantised float32 weights), sentence-transformers itself.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -148,18 +151,28 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, C)
 
 
+def _max_seq_length(tokenizer) -> int | None:
+    """sentence-transformers' ``max_seq_length`` from ``sentence_bert_config.json`` beside the tokenizer's files (the
+    packaged MiniLM's says 256), or None when there is no such file."""
+    config = Path(getattr(tokenizer, "name_or_path", "") or ".") / "sentence_bert_config.json"
+    return int(json.loads(config.read_text())["max_seq_length"]) if config.is_file() else None
+
+
 @torch.no_grad()
 def embed_sentences(loaded: LoadedModel, sentences: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-    """Unit-length sentence embeddings (N, 384) from MiniLM: mean pooling, then L2 normalisation."""
+    """Unit-length sentence embeddings (N, 384) from MiniLM: each sentence truncated to sentence-transformers'
+    ``max_seq_length`` (256 tokens, special tokens included; the tokenizer's own limit without that config), mean
+    pooling, then L2 normalisation."""
     if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
         raise TypeError("sentences must be a sequence of strings (wrap a single sentence in a list)")
     if len(sentences) == 0:
         raise ValueError("sentences is empty")
     device = next(loaded.model.parameters()).device
+    max_length = _max_seq_length(loaded.tokenizer)
     chunks = []
     for i in range(0, len(sentences), batch_size):
         batch = loaded.tokenizer(list(sentences[i:i + batch_size]), padding=True, truncation=True,
-                                 return_tensors="pt").to(device)
+                                 max_length=max_length, return_tensors="pt").to(device)
         hidden = loaded.model(**batch).last_hidden_state  # (B, T, C)
         chunks.append(F.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1))
     return torch.cat(chunks)  # (N, C)

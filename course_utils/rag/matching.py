@@ -15,9 +15,9 @@ weakness, stated plainly: a prediction that lists several candidates is graded c
 On the default knowledge base, the one prediction that lists all 60 town names is "correct" on all 120 birthplace
 questions (tested in tests/test_rag_matching.py). Greedy SmolLM2-135M-Instruct rarely hedges closed-book, but with
 several retrieved passages it sometimes names two answers of the relation ("... born in 1866 in Ulmthorpe in 1944"):
-chapter 08 counts, at each k, the replies that name an answer taken from a distractor passage, graded correct or
-not (:func:`mentions` finds them). Negation is not understood either: "Dynamite was not invented by Alfred
-Nobel." contains the answer.
+chapter 08 counts the replies that name an answer taken from a distractor passage, graded correct or not, for the
+hybrid retriever at each k and for every retriever at k = 3 (:func:`mentions` finds them). Negation is not
+understood either: "Dynamite was not invented by Alfred Nobel." contains the answer.
 
 :func:`is_abstention` recognises the phrases in :data:`ABSTENTION_PATTERNS` (regular expressions on the lowercased,
 accent-free text with curly apostrophes made straight). Decisions: an answer that says the subject is fictional or
@@ -26,8 +26,30 @@ and it is never a correct answer. Only "is/are/was/were (a) fictional" counts, n
 writes "founded by the town of Quadrille, a fictional town", a made-up answer with an aside, which is a
 hallucination. A bare "there is no" is too broad ("there is no doubt she was born in ...") so only "there is/are/was
 no" followed by record, information, evidence, mention, data, such, known or reliable counts. :func:`grade` checks
-correctness first, so "I'm not sure, but I think Quillmere" is correct, and "X is a fictional clockmaker born in Y"
-(a wrong detail wrapped in a disclaimer) is an abstention, not a hallucination.
+correctness first, then abstention, then non-answers (below), so "I'm not sure, but I think Quillmere" is correct,
+and "X is a fictional clockmaker born in Y" (a wrong detail wrapped in a disclaimer) is an abstention, not a
+hallucination.
+
+:func:`is_non_answer` finds a reply that states nothing, graded "no answer" when it is neither correct nor an
+abstention: an empty reply, one whose every sentence is a question (SmolLM2 given passages sometimes repeats the
+question word for word, or asks it about another subject, and ends its turn), or one that is nothing but the
+question's words. Sentences end at ".", "!" or "?" before a space, or at a line break; a reply that answers and then
+asks ("Nimbstead. Why do you ask?") or asks and then answers states something and is graded on it. A non-answer is
+neither a hallucination (no claim is made) nor an abstention (it does not decline). Containment still comes first,
+so a question that names the gold answer ("Was it Ormford?"; SmolLM2 wrote "In the town of Ebbness, where did Ulren
+Wexdrake grow up?" for Ebbness) is correct: the same leniency as for a hedge.
+
+Surname aliases ("Mendeleev" for "Dmitri Mendeleev", a fictional founder's surname) would accept any first name,
+so an alias match that lacks the answer's first word counts only when the capitalised words right before it are
+none, a title (Dr, Sir, Professor, ...), or include one of the answer's other words, its initial, or a spelling
+of it one letter apart: "Mendeleev", "Dmitri Ivanovich Mendeleev", "Dmitry Mendeleev" and "Professor Einstein" pass,
+"Igor Mendeleev" and "Pierre Curie" (for Marie Curie) do not. A capitalised word that is not a name, right before
+the surname ("the Russian Mendeleev"), is also read as a wrong first name: rare in these replies, and on the strict
+side.
+
+:func:`answer_part` keeps the words of a reply that are not in the question ("Cela Tamrin was born in 1866" ->
+"1866"), and :func:`answer_agreement` is token F1 between two answer parts, 0 when the reference part is empty: a
+greedy reply that only repeats the question agrees with nothing, not perfectly with samples that repeat it too.
 
 Left out: semantic equivalence (synonyms, "the 1870s" for 1873, numbers written in words), LLM-as-judge grading,
 partial credit for partly right names beyond what token F1 gives.
@@ -41,7 +63,7 @@ import unicodedata
 from collections import Counter
 from typing import Sequence
 
-GRADES = ("correct", "abstained", "wrong")
+GRADES = ("correct", "abstained", "no answer", "wrong")
 
 ABSTENTION_PATTERNS: tuple[str, ...] = (
     r"\bi (?:do not|don't|dont) know\b",
@@ -108,10 +130,82 @@ def _occurs(needle: list[str], haystack: list[str]) -> bool:
     return any(haystack[i:i + n] == needle for i in range(len(haystack) - n + 1))
 
 
+TITLES = frozenset({"dr", "mr", "mrs", "ms", "sir", "dame", "lady", "lord", "professor", "prof", "madame", "mme",
+                    "monsieur", "saint", "st", "king", "queen"})
+_FUNCTION_WORDS = frozenset({"in", "by", "of", "and", "or", "to", "from", "with", "for", "at", "on", "as", "was",
+                             "is", "it", "its", "that", "this", "then", "so", "but", "yes", "no", "he", "she", "his",
+                             "her", "they", "their", "we", "i", "when", "after", "before", "while", "if", "because"})
+_EDGE = string.punctuation + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026"
+_CLAUSE_END = re.compile(r"[.,;:!?)\]\u201d\u2026]$")
+
+
+def _words_with_positions(text: str) -> tuple[list[str], list[int], list[str]]:
+    """The normalised tokens of ``text`` (those of :func:`normalize_answer`, word by word), the index of the raw
+    whitespace-separated word each came from, and the raw words."""
+    raw = text.split()
+    tokens, where = [], []
+    for i, word in enumerate(raw):
+        for token in normalize_answer(word).split():
+            tokens.append(token)
+            where.append(i)
+    return tokens, where, raw
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` differ by at most one inserted, deleted or replaced letter ("dmitry", "dmitri")."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    return a[i + 1:] == b[i + 1:] or a[i + 1:] == b[i:] or a[i:] == b[i + 1:]
+
+
+def _is_given(word: str, given: set[str]) -> bool:
+    """``word`` is one of the answer's other words, its initial, or a spelling of it one letter apart (4+ letters)."""
+    if len(word) == 1:
+        return any(g.startswith(word) for g in given)
+    return word in given or (len(word) >= 4 and any(len(g) >= 4 and _one_edit(word, g) for g in given))
+
+
+def _other_name_before(raw: list[str], i: int, given: set[str]) -> bool:
+    """True when the capitalised words right before raw word ``i`` (titles skipped) name someone: they are there and
+    none of them is one of ``given`` (the answer's other words), the initial of one or a spelling of one."""
+    run = []
+    for word in reversed(raw[:i]):
+        core = word.strip(_EDGE)
+        if not core:
+            break
+        if normalize_answer(core) in TITLES:
+            continue
+        if len(core) == 1 and core.isupper():  # an initial, "T." or "T"
+            run.append(core.lower())
+            continue
+        if _CLAUSE_END.search(word) or not core[0].isupper() or normalize_answer(core) in _FUNCTION_WORDS:
+            break  # the word closes a clause, is not capitalised, or is a capitalised function word ("In")
+        run.append(normalize_answer(core))
+    return bool(run) and not any(_is_given(w, given) for w in run)
+
+
 def contains_answer(prediction: str, answers: Sequence[str]) -> bool:
-    """True when the normalised tokens of some answer occur contiguously in the normalised prediction's tokens."""
-    words = normalize_answer(_check_text("prediction", prediction)).split()
-    return any(_occurs(answer, words) for answer in _answer_tokens(answers))
+    """True when the normalised tokens of some answer occur contiguously in the normalised prediction's tokens.
+
+    ``answers[0]`` is the full answer and the rest its aliases: an alias without the full answer's first word (a
+    surname) counts only where no other capitalised name stands right before it (see the module docstring)."""
+    tokens, where, raw = _words_with_positions(_check_text("prediction", prediction))
+    accepted = _answer_tokens(answers)
+    first = accepted[0][0]
+    for answer in accepted:
+        n = len(answer)
+        starts = [i for i in range(len(tokens) - n + 1) if tokens[i:i + n] == answer]
+        if not starts:
+            continue
+        if len(accepted[0]) == 1 or first in answer:  # the full answer, or an alias with its first word
+            return True
+        given = {w for other in accepted for w in other} - set(answer)
+        if any(not _other_name_before(raw, where[i], given) for i in starts):
+            return True
+    return False
 
 
 def mentions(prediction: str, candidates: Sequence[str]) -> list[str]:
@@ -140,6 +234,51 @@ def best_token_f1(prediction: str, answers: Sequence[str]) -> float:
     return max(token_f1(prediction, answer) for answer in answers)
 
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+_CLOSERS = "\"')]\u2019\u201d"
+
+
+def asks_only(prediction: str) -> bool:
+    """True when the prediction has a sentence and every sentence is a question (ends in "?", closing quotes or
+    brackets aside). Sentences end at ".", "!" or "?" followed by white space, or at a line break."""
+    pieces = [p.strip() for p in _SENTENCE_BREAK.split(_check_text("prediction", prediction))]
+    pieces = [p for p in pieces if normalize_answer(p)]
+    return bool(pieces) and all(p.rstrip(_CLOSERS).endswith("?") for p in pieces)
+
+
+def is_non_answer(prediction: str, question: str | None = None) -> bool:
+    """True when the prediction states nothing: it is empty, every sentence of it is a question (:func:`asks_only`),
+    or its words are the question's, repeated (``question``, when given; case and punctuation ignored)."""
+    words = normalize_answer(_check_text("prediction", prediction)).split()
+    if not words or asks_only(prediction):
+        return True
+    asked = normalize_answer(_check_text("question", question)).split() if question is not None else []
+    if not asked:
+        return False
+    i, rest = 0, 0
+    while i < len(words):  # remove every occurrence of the question: does anything remain?
+        if words[i:i + len(asked)] == asked:
+            i += len(asked)
+        else:
+            i, rest = i + 1, rest + 1
+    return rest == 0
+
+
+def answer_part(reply: str, question: str) -> str:
+    """The reply's normalised words that are not words of the question ("Cela Tamrin was born in 1866" -> "1866")."""
+    asked = set(normalize_answer(_check_text("question", question)).split())
+    return " ".join(w for w in normalize_answer(_check_text("reply", reply)).split() if w not in asked)
+
+
+def answer_agreement(prediction: str, reference: str) -> float:
+    """:func:`token_f1` between two answer parts, but 0.0 when the reference is empty: a reply that adds nothing to
+    the question agrees with nothing (token F1 would give 1.0 to two empty parts)."""
+    if not normalize_answer(_check_text("reference", reference)):
+        _check_text("prediction", prediction)
+        return 0.0
+    return token_f1(prediction, reference)
+
+
 def is_abstention(prediction: str) -> bool:
     """True when the prediction declines to answer (see :data:`ABSTENTION_PATTERNS` and the module docstring)."""
     text = _strip_accents(_check_text("prediction", prediction).lower()).replace("\u2019", "'").replace("\u2018", "'")
@@ -147,11 +286,15 @@ def is_abstention(prediction: str) -> bool:
 
 
 def grade(prediction: str, question) -> str:
-    """"correct" if the prediction contains one of ``question.answers``, else "abstained" if it abstains, else
-    "wrong": a wrong answer that does not abstain is what the chapter calls a hallucination."""
+    """"correct" if the prediction contains one of ``question.answers``, else "abstained" if it abstains, else "no
+    answer" if it states nothing (:func:`is_non_answer`, with ``question.text`` when it has one), else "wrong": a
+    wrong answer that does not abstain is what the chapter calls a hallucination."""
     answers = getattr(question, "answers", None)
     if answers is None:
         raise TypeError(f"question must have .answers (a knowledge.Question), got {type(question).__name__}")
     if contains_answer(prediction, answers):
         return "correct"
-    return "abstained" if is_abstention(prediction) else "wrong"
+    if is_abstention(prediction):
+        return "abstained"
+    text = getattr(question, "text", None)
+    return "no answer" if is_non_answer(prediction, text if isinstance(text, str) else None) else "wrong"
