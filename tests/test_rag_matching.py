@@ -210,11 +210,14 @@ def test_a_repeated_question_is_no_answer():
     assert grade("", q) == "no answer" and grade(" ... ", q) == "no answer"  # nothing at all
 
 
-def test_a_question_about_another_subject_is_no_answer():
+def test_a_question_that_names_someone_or_a_value_is_not_a_non_answer():
     q, other_person, other_town = _birthplace_question()
-    assert grade(f"In which town was {other_person} born?", q) == "no answer"
+    assert grade(f"In which town was {other_person} born?", q) == "wrong"  # names someone else: strict side
+    assert grade(f"In the town of {other_town}, where did she grow up?", q) == "wrong"  # a guess, as a question
+    assert grade(f"Did she grow up in {other_town}?", q) == "wrong" and grade("Was it 1866?", q) == "wrong"
+    assert grade("Where was she born? Who knows?", q) == "no answer"  # sentence-initial capitals name nothing
     assert grade(f"The passage is: {q.text}", q) == "no answer"  # SmolLM2, given the gold passage alone
-    assert grade(f"Was it {other_town}?", q) == "no answer"
+    assert grade(f"Was it {other_town}?", q) == "wrong"
     assert grade("Who knows?\nWhere is it?", q) == "no answer"
     # containment comes first: a question that names the gold answer is correct, like a hedge (SmolLM2's reply)
     assert grade(f"Was it {q.answer}?", q) == "correct"
@@ -234,7 +237,7 @@ def test_a_reply_that_states_something_is_graded_as_before():
     assert grade("The passage does not mention it.", q) == "abstained"
     assert grade("I don't know. Do you?", q) == "abstained" and grade("Is it unknown?", q) == "abstained"
     assert not is_non_answer(f"She was born in {q.answer}.", q.text) and is_non_answer(q.text, q.text)
-    assert not is_non_answer("Ormford, in the north", None) and is_non_answer("Was it Ormford?", None)
+    assert not is_non_answer("Ormford, in the north", None) and not is_non_answer("Was it Ormford?", None)
     assert is_non_answer("", None) and not is_non_answer("Ormford.", "In which town was Kamae Zellsen born?")
 
 
@@ -248,6 +251,7 @@ def _real(answer):
     ("Mendeleev", "correct"), ("Dmitri Mendeleev", "correct"), ("Mendeleyev.", "correct"),
     ("The Russian chemist Dmitri Mendeleev published it in 1869.", "correct"),
     ("Dmitri Ivanovich Mendeleev", "correct"), ("D. Mendeleev", "correct"), ("Professor Mendeleev", "correct"),
+    ("Chemist Mendeleev.", "correct"),
     ("The periodic table was published by Dmitry Mendeleev in 1869.", "correct"),  # a spelling one letter apart
     ("Dimitri Mendeleev", "correct"),
     ("It was Mendeleev.", "correct"), ("In Mendeleev's table, yes.", "correct"),

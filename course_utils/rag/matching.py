@@ -31,10 +31,11 @@ and "X is a fictional clockmaker born in Y" (a wrong detail wrapped in a disclai
 hallucination.
 
 :func:`is_non_answer` finds a reply that states nothing, graded "no answer" when it is neither correct nor an
-abstention: an empty reply, one whose every sentence is a question (SmolLM2 given passages sometimes repeats the
-question word for word, or asks it about another subject, and ends its turn), or one that is nothing but the
-question's words. Sentences end at ".", "!" or "?" before a space, or at a line break; a reply that answers and then
-asks ("Nimbstead. Why do you ask?") or asks and then answers states something and is graded on it. A non-answer is
+abstention: an empty reply, one whose every sentence is a question naming nothing the question does not (SmolLM2
+given passages sometimes repeats the question word for word and ends its turn), or one that is nothing but the
+question's words. A question that names a value or someone else ("Was it Jordale?") stays "wrong", on the strict
+side. Sentences end at ".", "!" or "?" before a space, or at a line break; a reply that answers and then asks
+("Nimbstead. Why do you ask?") or asks and then answers states something and is graded on it. A non-answer is
 neither a hallucination (no claim is made) nor an abstention (it does not decline). Containment still comes first,
 so a question that names the gold answer ("Was it Ormford?"; SmolLM2 wrote "In the town of Ebbness, where did Ulren
 Wexdrake grow up?" for Ebbness) is correct: the same leniency as for a hedge.
@@ -44,8 +45,8 @@ so an alias match that lacks the answer's first word counts only when the capita
 none, a title (Dr, Sir, Professor, ...), or include one of the answer's other words, its initial, or a spelling
 of it one letter apart: "Mendeleev", "Dmitri Ivanovich Mendeleev", "Dmitry Mendeleev" and "Professor Einstein" pass,
 "Igor Mendeleev" and "Pierre Curie" (for Marie Curie) do not. A capitalised word that is not a name, right before
-the surname ("the Russian Mendeleev"), is also read as a wrong first name: rare in these replies, and on the strict
-side.
+the surname ("the Russian Mendeleev"), is also read as a wrong first name, on the strict side; titles and a few
+role nouns ("Chemist Mendeleev") are skipped.
 
 :func:`answer_part` keeps the words of a reply that are not in the question ("Cela Tamrin was born in 1866" ->
 "1866"), and :func:`answer_agreement` is token F1 between two answer parts, 0 when the reference part is empty: a
@@ -131,7 +132,8 @@ def _occurs(needle: list[str], haystack: list[str]) -> bool:
 
 
 TITLES = frozenset({"dr", "mr", "mrs", "ms", "sir", "dame", "lady", "lord", "professor", "prof", "madame", "mme",
-                    "monsieur", "saint", "st", "king", "queen"})
+                    "monsieur", "saint", "st", "king", "queen", "chemist", "physicist", "scientist", "inventor",
+                    "author", "writer", "composer", "painter", "novelist", "poet", "playwright", "mathematician"})
 _FUNCTION_WORDS = frozenset({"in", "by", "of", "and", "or", "to", "from", "with", "for", "at", "on", "as", "was",
                              "is", "it", "its", "that", "this", "then", "so", "but", "yes", "no", "he", "she", "his",
                              "her", "they", "their", "we", "i", "when", "after", "before", "while", "if", "because"})
@@ -246,13 +248,26 @@ def asks_only(prediction: str) -> bool:
     return bool(pieces) and all(p.rstrip(_CLOSERS).endswith("?") for p in pieces)
 
 
+def _names_something(prediction: str, asked: set[str]) -> bool:
+    """True when the prediction has a capitalised word (not the first of its sentence) or a number that is not a
+    word of the question: "Was it Jordale?" guesses a value, "In which town was Homae Ravquist born?" names someone."""
+    for piece in _SENTENCE_BREAK.split(prediction):
+        for k, word in enumerate(piece.split()):
+            core = word.strip(_EDGE)
+            named = any(ch.isdigit() for ch in core) or (k > 0 and core[:1].isupper())
+            if named and any(t not in asked for t in normalize_answer(core).split()):
+                return True
+    return False
+
+
 def is_non_answer(prediction: str, question: str | None = None) -> bool:
-    """True when the prediction states nothing: it is empty, every sentence of it is a question (:func:`asks_only`),
-    or its words are the question's, repeated (``question``, when given; case and punctuation ignored)."""
+    """True when the prediction states nothing: it is empty, every sentence of it is a question (:func:`asks_only`)
+    that names nothing the question does not (:func:`_names_something`), or its words are the question's, repeated
+    (``question``, when given; case and punctuation ignored)."""
     words = normalize_answer(_check_text("prediction", prediction)).split()
-    if not words or asks_only(prediction):
-        return True
     asked = normalize_answer(_check_text("question", question)).split() if question is not None else []
+    if not words or (asks_only(prediction) and not _names_something(prediction, set(asked))):
+        return True
     if not asked:
         return False
     i, rest = 0, 0
