@@ -106,3 +106,11 @@ def test_sampling_stops_one_token_after_the_first_sentence(taught):
         new = sample_padded(model, ids, torch.ones_like(ids), SamplingConfig(greedy=True), None, 40, stop_id=2,
                             row_done=sentence_stop(tok, 0))
     assert tok.decode(new[0].tolist()) == "Ana Rell. "  # the space that confirms the end, then no more decoding
+
+
+def test_sentences_cuts_every_sentence_by_the_same_rule():
+    from course_utils.rag.first_sentence import sentences
+
+    assert sentences("Dr. Zellsen was born where? Who knows.\nNot I") == ["Dr. Zellsen was born where?", "Who knows.",
+                                                                       "Not I"]
+    assert sentences("") == [] and sentences("  \n ") == [] and sentences("Born in 1866.") == ["Born in 1866."]

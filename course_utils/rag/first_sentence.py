@@ -11,6 +11,7 @@ Ms, St, Mt, Jr, Sr, vs). A mark at the very end of the text is not an end yet: t
 become "1.5"). Text before the first visible character (a reply that opens with a line break) never ends a sentence.
 
 :func:`first_sentence_end` finds the end in a text, :func:`first_sentence` cuts a text there,
+:func:`sentences` cuts a text into all its sentences,
 :func:`first_sentence_tokens` finds how many generated tokens make up the first sentence, and
 :func:`sentence_stop` is the ``transformers`` stopping criterion that ends generation there (one token after the
 mark, which confirms it), so the rule also saves the time of the ramble. Left out: a real sentence splitter
@@ -57,6 +58,15 @@ def first_sentence(text: str) -> str:
     """``text`` up to the end of its first sentence, stripped; all of it, stripped, when no sentence has ended."""
     end = first_sentence_end(text)
     return (text if end is None else text[:end]).strip()
+
+
+def sentences(text: str) -> list[str]:
+    """``text`` cut into its sentences by the same rule, each stripped; the rest after the last end is one more."""
+    pieces, rest = [], text
+    while (end := first_sentence_end(rest)) is not None:
+        pieces.append(rest[:end].strip())
+        rest = rest[end:]
+    return [p for p in pieces + [rest.strip()] if p]
 
 
 def first_sentence_tokens(tokenizer, token_ids: Sequence[int]) -> int | None:

@@ -34,7 +34,7 @@ hallucination.
 abstention: an empty reply, one whose every sentence is a question naming nothing the question does not (SmolLM2
 given passages sometimes repeats the question word for word and ends its turn), or one that is nothing but the
 question's words. A question that names a value or someone else ("Was it Jordale?") stays "wrong", on the strict
-side. Sentences end at ".", "!" or "?" before a space, or at a line break; a reply that answers and then asks
+side. Sentences end as in :mod:`course_utils.rag.first_sentence`; a reply that answers and then asks
 ("Nimbstead. Why do you ask?") or asks and then answers states something and is graded on it. A non-answer is
 neither a hallucination (no claim is made) nor an abstention (it does not decline). Containment still comes first,
 so a question that names the gold answer ("Was it Ormford?"; SmolLM2 wrote "In the town of Ebbness, where did Ulren
@@ -63,6 +63,8 @@ import string
 import unicodedata
 from collections import Counter
 from typing import Sequence
+
+from course_utils.rag.first_sentence import sentences
 
 GRADES = ("correct", "abstained", "no answer", "wrong")
 
@@ -236,22 +238,20 @@ def best_token_f1(prediction: str, answers: Sequence[str]) -> float:
     return max(token_f1(prediction, answer) for answer in answers)
 
 
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 _CLOSERS = "\"')]\u2019\u201d"
 
 
 def asks_only(prediction: str) -> bool:
     """True when the prediction has a sentence and every sentence is a question (ends in "?", closing quotes or
-    brackets aside). Sentences end at ".", "!" or "?" followed by white space, or at a line break."""
-    pieces = [p.strip() for p in _SENTENCE_BREAK.split(_check_text("prediction", prediction))]
-    pieces = [p for p in pieces if normalize_answer(p)]
+    brackets aside), sentences cut by chapter 08's first-sentence rule (:func:`first_sentence.sentences`)."""
+    pieces = [p for p in sentences(_check_text("prediction", prediction)) if normalize_answer(p)]
     return bool(pieces) and all(p.rstrip(_CLOSERS).endswith("?") for p in pieces)
 
 
 def _names_something(prediction: str, asked: set[str]) -> bool:
     """True when the prediction has a capitalised word (not the first of its sentence) or a number that is not a
     word of the question: "Was it Jordale?" guesses a value, "In which town was Homae Ravquist born?" names someone."""
-    for piece in _SENTENCE_BREAK.split(prediction):
+    for piece in sentences(prediction):
         for k, word in enumerate(piece.split()):
             core = word.strip(_EDGE)
             named = any(ch.isdigit() for ch in core) or (k > 0 and core[:1].isupper())
