@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from course_utils.device import make_generator
 from course_utils.rag.chunking import Chunk
-from course_utils.rag.dense import DenseIndex, cached_embeddings, embeddings_cache_path
+from course_utils.rag.dense import DenseIndex, cached_embeddings, embeddings_cache_path, encoder_cache_key
 from course_utils.rag.hybrid import reciprocal_rank_fusion
 from course_utils.rag.retrieval_metrics import mean_reciprocal_rank, recall_at_k, recall_fraction_at_k
 from course_utils.rag.retrievers import BM25Retriever, DenseRetriever, HybridRetriever, Hit
@@ -119,6 +119,26 @@ def test_cached_embeddings_reuses_and_rebuilds(cache, capsys):
         rebuilt = cached_embeddings(None, texts, "tiny", batch_size=8, progress=False, embed=enc, key="fake")
         assert torch.equal(rebuilt, first) and "rebuilding" in capsys.readouterr().out
     assert torch.equal(torch.load(path, weights_only=True), first)
+
+
+def test_encoder_cache_key_names_the_truncation(tmp_path):
+    """Embeddings truncated at another length are another cache file (the key carries sentence-transformers'
+    max_seq_length, read beside the tokenizer's files)."""
+    from types import SimpleNamespace
+
+    def loaded(folder):  # the same model name every time; only the tokenizer's folder (and its config) differs
+        model = SimpleNamespace(config=SimpleNamespace(name_or_path="pkg/model"))
+        return SimpleNamespace(model=model, tokenizer=SimpleNamespace(name_or_path=str(folder)))
+
+    keys = {}
+    for length in (256, 128, None):
+        folder = tmp_path / str(length) / "model"
+        folder.mkdir(parents=True)
+        if length is not None:
+            (folder / "sentence_bert_config.json").write_text(f'{{"max_seq_length": {length}}}')
+        keys[length] = encoder_cache_key(loaded(folder))
+    assert keys[256] == "pkg/model max_length=256" and keys[None] == "pkg/model max_length=None"
+    assert len(set(keys.values())) == 3
 
 
 def test_cached_embeddings_errors(cache):

@@ -151,7 +151,7 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, C)
 
 
-def _max_seq_length(tokenizer) -> int | None:
+def embedding_max_length(tokenizer) -> int | None:
     """sentence-transformers' ``max_seq_length`` from ``sentence_bert_config.json`` beside the tokenizer's files (the
     packaged MiniLM's says 256), or None when there is no such file."""
     config = Path(getattr(tokenizer, "name_or_path", "") or ".") / "sentence_bert_config.json"
@@ -168,7 +168,7 @@ def embed_sentences(loaded: LoadedModel, sentences: Sequence[str], batch_size: i
     if len(sentences) == 0:
         raise ValueError("sentences is empty")
     device = next(loaded.model.parameters()).device
-    max_length = _max_seq_length(loaded.tokenizer)
+    max_length = embedding_max_length(loaded.tokenizer)
     chunks = []
     for i in range(0, len(sentences), batch_size):
         batch = loaded.tokenizer(list(sentences[i:i + batch_size]), padding=True, truncation=True,

@@ -7,9 +7,9 @@ each text is encoded once, independently of the query (here by all-MiniLM-L6-v2,
 the cosine similarity is the dot product, so scoring N passages for Q queries is one (Q, C) @ (C, N) product and
 the top k come from ``torch.topk``.
 
-:func:`cached_embeddings` stores a corpus' embeddings in the course cache, keyed by the model and every text, so the
-notebook embeds a corpus once. :class:`DenseIndex` is exact (brute-force) search; approximate indexes are in
-``course_utils.rag.ann``.
+:func:`cached_embeddings` stores a corpus' embeddings in the course cache, keyed by the model, the length it truncates
+texts to and every text, so the notebook embeds a corpus once. :class:`DenseIndex` is exact (brute-force) search;
+approximate indexes are in ``course_utils.rag.ann``.
 
 Left out: training or fine-tuning the encoder, separate query/passage encoders (DPR), asymmetric instructions,
 re-ranking with a cross-encoder, ties in ``topk`` broken in any particular order.
@@ -42,6 +42,14 @@ def model_key(loaded: object) -> str:
     return type(model).__name__
 
 
+def encoder_cache_key(loaded: object) -> str:
+    """The cache key of :func:`~course_utils.model.pretrained.embed_sentences` on ``loaded``: the encoder's
+    :func:`model_key` and the length it truncates texts to (a cache made at another truncation is another file)."""
+    from course_utils.model.pretrained import embedding_max_length
+
+    return f"{model_key(loaded)} max_length={embedding_max_length(loaded.tokenizer)}"
+
+
 def embeddings_cache_path(texts: Sequence[str], name: str, key: str) -> Path:
     """cache_dir("rag") / f"{name}-{sha256 of the model key and every text}.pt" (texts length-prefixed, so no
     two different lists hash alike by concatenation)."""
@@ -70,8 +78,9 @@ def cached_embeddings(loaded: object, texts: Sequence[str], name: str, batch_siz
     """Unit-length embeddings of ``texts``: float32 (N, C) on the CPU (C = 384 for MiniLM), from the cache if present.
 
     ``loaded`` is :func:`~course_utils.model.pretrained.load_minilm`'s result; ``embed`` (texts -> (n, C) tensor)
-    replaces ``embed_sentences`` (tests pass a fake encoder, then ``key`` names it). A cache file that does not load
-    or has the wrong shape, dtype or norms is rebuilt, with a message.
+    replaces ``embed_sentences`` (tests pass a fake encoder, then ``key`` names it); the default key is
+    :func:`encoder_cache_key`. A cache file that does not load or has the wrong shape, dtype or norms is rebuilt,
+    with a message.
     """
     _check_texts(texts)
     if len(texts) == 0:
@@ -80,13 +89,16 @@ def cached_embeddings(loaded: object, texts: Sequence[str], name: str, batch_siz
         raise ValueError(f"name must be a non-empty file-name part (letters, digits, _ . -), got {name!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if embed is None:
+    default_encoder = embed is None
+    if default_encoder:
         from course_utils.model.pretrained import embed_sentences
 
         def embed(batch: Sequence[str]) -> torch.Tensor:
             return embed_sentences(loaded, batch, batch_size=batch_size)
 
-    path = embeddings_cache_path(texts, name, key if key is not None else model_key(loaded))
+    if key is None:
+        key = encoder_cache_key(loaded) if default_encoder else model_key(loaded)
+    path = embeddings_cache_path(texts, name, key)
     if path.exists():
         try:
             cached = torch.load(path, map_location="cpu", weights_only=True)
