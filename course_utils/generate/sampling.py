@@ -127,7 +127,7 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Divide logits by ``temperature`` > 0: below 1 sharpens, above 1 flattens; T -> 0 is greedy, T -> inf uniform."""
+    """Divide logits by ``temperature`` > 0: below 1 sharpens, above 1 flattens; -> 0 is greedy, -> inf uniform."""
     check_finite(logits)
     _number("temperature", temperature, lambda t: t > 0,
             "a number > 0; for argmax decoding use greedy=True instead of 0")
@@ -210,9 +210,9 @@ class SamplingConfig:
     """Decoding settings. ``None`` (or 1.0 for top_p / repetition_penalty, 0 for the additive penalties) = off.
 
     ``temperature_last``: False (default) divides by the temperature before top-k/top-p/min-p, as ``transformers``
-    and vLLM do; True applies the filters to the T=1 distribution and the temperature afterwards, as llama.cpp's
-    default sampler chain and the original min-p implementation do. ``min_tokens_to_keep``: the filters never keep
-    fewer tokens than this (``transformers``' semantics).
+    and vLLM do; True applies the filters to the temperature-1 distribution and the temperature afterwards, as
+    llama.cpp's default sampler chain and the original min-p implementation do. ``min_tokens_to_keep``: the filters
+    never keep fewer tokens than this (``transformers``' semantics).
     """
 
     greedy: bool = False

