@@ -169,6 +169,18 @@ def describe_runtime(device: torch.device | None = None) -> str:
     return f"torch {torch.__version__} | device {name} | {torch.get_num_threads()} CPU threads"
 
 
+def free_accelerator_bytes(device: torch.device | str) -> int | None:
+    """Bytes the accelerator ``device`` can still allocate (CUDA: free memory; MPS: the recommended working set less
+    what the driver holds), or None on the CPU, where the profiles' sizes are small and the OS decides. A cell uses it
+    to skip an experiment that would not fit, saying so, instead of running out of memory."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "mps":
+        return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+    return None
+
+
 def check_generator(generator: torch.Generator | None, tensor: torch.Tensor, what: str = "tensor") -> None:
     """Raise a clear error unless ``generator`` is None or can draw for ``tensor`` (same device type and index)."""
     if generator is None:

@@ -72,3 +72,15 @@ def test_device_names_are_checked_and_native_bf16_is_a_bool():
             check_device_name(bad)
     assert isinstance(native_bf16("cpu"), bool) and native_bf16("mps") is False
     assert "logical cores" in cpu_description()
+
+
+def test_free_accelerator_bytes_asks_the_right_backend(monkeypatch):
+    from course_utils.device import free_accelerator_bytes
+
+    assert free_accelerator_bytes("cpu") is None and free_accelerator_bytes(torch.device("cpu")) is None
+    asked = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: asked.append(d) or (3 * 2**30, 16 * 2**30))
+    assert free_accelerator_bytes("cuda:1") == 3 * 2**30 and asked == [torch.device("cuda:1")]  # free, not total
+    monkeypatch.setattr(torch.mps, "recommended_max_memory", lambda: 10 * 2**30)
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 4 * 2**30)
+    assert free_accelerator_bytes("mps") == 6 * 2**30

@@ -156,16 +156,18 @@ import course_utils.scaling.grids as grids  # must not ask the device
 assert "gpu" in grids.PREDICTION_RUNS and "tpu" not in grids.PREDICTION_RUNS  # membership does not look runs up
 assert "gpu" in repr(grids.PREDICTION_RUNS) and "unresolved" in repr(grids.PREDICTION_RUNS)  # nor does the repr
 assert grids.PREDICTION_RUNS["cpu"].precision == "fp32"  # a cpu run never asks it
+assert grids.PREDICTION_RUNS["gpu"].precision == "fp32"  # nor does the gpu grid's fixed precision
+auto_on_a_gpu = grids.SweepGrid(**{**grids.SWEEP_GRIDS["gpu"].__dict__, "precision": "auto"})  # made, not resolved
 try:
-    grids.PREDICTION_RUNS["gpu"]
+    auto_on_a_gpu.resolved_precision()
 except RuntimeError:
     print("resolved on lookup")
 """
 
 
 def test_importing_the_grids_does_not_initialise_cuda():
-    # Importing course_utils changes no global state: the gpu prediction run's "auto" precision (bf16 where the GPU
-    # has it) is resolved when the run is looked up, not at import (that called torch.cuda.is_bf16_supported).
+    # Importing course_utils changes no global state: a grid's "auto" precision (bf16 where the GPU has it) is
+    # resolved when runs are made or looked up, not at import (that called torch.cuda.is_bf16_supported).
     import subprocess
     import sys
 

@@ -19,7 +19,8 @@ and when a :data:`PREDICTION_RUNS` entry is looked up, never at import), so each
 really trained in.
 
 The gpu grid, designed on paper and **not yet run on a GPU**: the cpu design study's recipe (2-layer shapes, batch 16
-of 64 characters, lr 3e-3) over the budgets that study named as the passing design it could not afford on 2 cores
+of 64 characters, lr 3e-3, float32 on every GPU: these models are too small for bfloat16 autocast to pay, and one
+precision keeps a T4's sweep and an H100's the same experiment) over the budgets that study named as the passing design it could not afford on 2 cores
 (about 4.8e10 to 1.5e12 FLOPs, leaving out the early-plateau budget 2e10 whose losses drove E to zero). Five budgets
 4.8e10 to 1.52e12 (31.7x, above the 30x that section 5's verdict asks for; 6.4e11 repeats cpu's top budget and window),
 a window of 5 shapes per budget centred near the optimum extrapolated from cpu's four vertices (3.0k to 19.7k,
@@ -174,7 +175,7 @@ SWEEP_GRIDS = {
                              (2, 4, 48), (2, 4, 56)),
                      budgets=(4.8e10, 1.14e11, 2.7e11, 6.4e11, 1.52e12), batch_sizes=(16,) * 9,
                      windows=((0, 1, 2, 3, 4), (1, 2, 3, 4, 5), (2, 3, 4, 5, 6), (3, 4, 5, 6, 7), (4, 5, 6, 7, 8)),
-                     device="cuda"),
+                     device="cuda", precision="fp32"),  # launch-bound: bf16's casts would add kernels, not speed
 }
 
 class _PredictionRuns(Mapping):
