@@ -141,6 +141,28 @@ def test_encoder_cache_key_names_the_truncation(tmp_path):
     assert len(set(keys.values())) == 3
 
 
+def test_retriever_and_cached_embeddings_share_the_default_encoders_cache(cache, monkeypatch, tmp_path):
+    """Chapter 08 embeds its chunks with cached_embeddings, then builds a DenseRetriever on the same texts: with the
+    default encoder both must use one cache file (the key with the truncation length), so the second call embeds
+    nothing."""
+    from types import SimpleNamespace
+
+    import course_utils.model.pretrained as pretrained
+
+    enc = FakeEncoder()
+    monkeypatch.setattr(pretrained, "embed_sentences", lambda loaded, texts, batch_size=32: enc(texts))
+    folder = tmp_path / "pkg" / "model"
+    folder.mkdir(parents=True)
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 256}')
+    loaded = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(name_or_path=str(folder))),
+                             tokenizer=SimpleNamespace(name_or_path=str(folder)))
+    first = cached_embeddings(loaded, [c.text for c in CHUNKS], "kb", progress=False)
+    calls = len(enc.calls)
+    retriever = DenseRetriever(CHUNKS, loaded, "kb", progress=False)
+    assert len(enc.calls) == calls and torch.equal(retriever.index.embeddings, first)  # loaded, not re-embedded
+    assert len(list((cache / "rag").glob("kb-*.pt"))) == 1
+
+
 def test_cached_embeddings_errors(cache):
     enc = FakeEncoder()
     with pytest.raises(ValueError, match="name must be a non-empty file-name part"):
@@ -279,3 +301,21 @@ def test_real_minilm_retrieves_the_paraphrased_sentence(cache):
     assert [hits[0].index for hits in results] == [0, 1, 2, 3, 4]
     assert all(hits[0].score > hits[1].score for hits in results)
     assert retriever.index.embeddings.shape == (5, 384)
+
+
+def test_retrieval_metrics_read_tensors_as_lists():
+    import numpy as np
+
+    # set(torch.tensor([3])) holds a 0-d tensor hashed by identity: 3 was never found (recall 0.0)
+    assert recall_at_k([[3, 5]], [torch.tensor([3])], 2) == 1.0 == recall_at_k([[3, 5]], [{3}], 2)
+    assert mean_reciprocal_rank([[3, 5]], [torch.tensor([5])]) == 0.5 == mean_reciprocal_rank([[3, 5]], [{5}])
+    top = torch.tensor([[3, 5, 1], [1, 2, 0]])  # e.g. torch.topk(scores, 3).indices
+    gold = [{5}, {0, 7}]
+    as_lists = [[3, 5, 1], [1, 2, 0]]
+    for retrieved in (top, top.numpy(), list(top), [np.array(r) for r in as_lists], [[torch.tensor(i) for i in r]
+                                                                                     for r in as_lists]):
+        assert recall_at_k(retrieved, gold, 2) == recall_at_k(as_lists, gold, 2) == 0.5
+        assert recall_fraction_at_k(retrieved, gold, 3) == recall_fraction_at_k(as_lists, gold, 3)
+        assert mean_reciprocal_rank(retrieved, gold) == mean_reciprocal_rank(as_lists, gold)
+    with pytest.raises(TypeError, match="wrap a single id in a set"):
+        recall_at_k([[3, 5]], torch.tensor([3]), 2)  # one id per query: each entry must be a collection

@@ -22,7 +22,7 @@ import torch
 
 from course_utils.rag.bm25 import BM25Index, tokenize
 from course_utils.rag.chunking import Chunk
-from course_utils.rag.dense import DenseIndex, cached_embeddings
+from course_utils.rag.dense import DenseIndex, cached_embeddings, encoder_cache_key
 from course_utils.rag.hybrid import reciprocal_rank_fusion
 
 
@@ -88,6 +88,9 @@ class DenseRetriever:
         self.chunks = _check_chunks(chunks)
         if embed is None:
             from course_utils.model.pretrained import embed_sentences
+
+            if key is None:  # the default encoder's key, as cached_embeddings gives it: one cache file for both
+                key = encoder_cache_key(loaded_minilm)
 
             def embed(texts: Sequence[str]) -> torch.Tensor:
                 return embed_sentences(loaded_minilm, texts, batch_size=batch_size)
