@@ -144,3 +144,20 @@ def test_masked_attention_keeps_at_most_two_score_sized_tensors_alive():
     ratio = float(subprocess.run([sys.executable, "-c", PEAK_SCRIPT], capture_output=True, text=True,
                                  check=True).stdout)
     assert ratio < 2.5, f"peak memory of one call is {ratio:.2f}x a (1, 4, T, T) score tensor"
+
+
+@pytest.mark.parametrize("scale", [math.nan, -1.0, 0.0, math.inf, True, "0.3"])
+def test_scale_must_be_a_finite_positive_number(scale):
+    q = torch.randn(4, 8)
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        scaled_dot_product_attention(q, q, q, scale=scale)  # NaN gave all-NaN outputs, -1 reversed the preference
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        attention_weights(q, q, scale=scale)
+
+
+def test_numpy_scale_gives_the_float_result():
+    import numpy as np
+
+    q = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(scaled_dot_product_attention(q, q, q, scale=np.float32(0.3)),
+                       scaled_dot_product_attention(q, q, q, scale=float(np.float32(0.3))))

@@ -1,3 +1,5 @@
+from dataclasses import asdict
+
 import pytest
 import torch
 
@@ -87,3 +89,81 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "index.html").stat().st_mode) == 0o644
+
+
+def test_an_extra_the_safe_load_would_refuse_fails_at_save_time(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    @dataclasses.dataclass
+    class Stats:
+        loss: float
+
+    path = tmp_path / "ckpt.pt"
+    model = GPT(CONFIG)
+    for bad in (np.float64(1.5), np.float32(1.5), np.int64(3), np.zeros(2), Stats(1.5)):
+        with pytest.raises(TypeError, match=r"extra\['val_loss'\].*float\(x\)"):
+            save_checkpoint(model, path, {"val_loss": bad, "steps": 10})
+        assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left behind
+    plain = {"val_loss": 1.5, "steps": 10, "curve": [2.0, 1.5], "name": "x", "w": torch.ones(2), "none": None,
+             "pair": (1, 2), "nested": {"a": [1]}}
+    save_checkpoint(model, path, plain)
+    good = path.read_bytes()
+    with pytest.raises(TypeError, match="val_loss"):
+        save_checkpoint(model, path, {"val_loss": np.float64(1.0)})
+    assert path.read_bytes() == good  # the readable checkpoint is untouched
+    _, extra = load_checkpoint(path)
+    assert extra["curve"] == [2.0, 1.5] and torch.equal(extra["w"], torch.ones(2)) and extra["pair"] == (1, 2)
+    with pytest.raises(TypeError, match="val_loss"):  # through load_or_train too: the error, not a silent file
+        load_or_train(tmp_path / "other.pt", lambda: (GPT(CONFIG), {"val_loss": np.float64(1.5)}), CONFIG)
+    assert not (tmp_path / "other.pt").exists()
+
+
+def test_load_or_train_never_replaces_an_intact_file_the_safe_load_refuses(tmp_path):
+    import numpy as np
+
+    from course_utils.train.checkpoint import FORMAT, UnsafeCheckpointError
+
+    path = tmp_path / "ckpt.pt"
+    model = GPT(CONFIG)
+    old_style = {"format": FORMAT, "config": asdict(CONFIG), "state_dict": model.state_dict(),
+                 "extra": {"val_loss": np.float64(1.5)}}  # what the unchecked save used to write
+    atomic_torch_save(old_style, path)
+    before = path.read_bytes()
+    with pytest.raises(UnsafeCheckpointError, match="numpy"):
+        load_checkpoint(path)
+    calls = []
+    for _ in range(2):
+        with pytest.raises(UnsafeCheckpointError, match="move or delete it"):
+            load_or_train(path, lambda: calls.append(1) or (GPT(CONFIG), {}), CONFIG)
+    assert calls == [] and path.read_bytes() == before  # not retrained, not overwritten
+
+
+@pytest.mark.parametrize("damage", ["unknown config key", "invalid config", "missing weight", "wrong shape",
+                                    "no extra", "config not a dict"])
+def test_a_checkpoint_that_does_not_build_the_model_counts_as_corrupt(tmp_path, damage, capsys):
+    from course_utils.train.checkpoint import FORMAT
+
+    path = tmp_path / "ckpt.pt"
+    state = GPT(CONFIG).state_dict()
+    payload = {"format": FORMAT, "config": asdict(CONFIG), "state_dict": dict(state), "extra": {}}
+    if damage == "unknown config key":
+        payload["config"]["n_experts"] = 4
+    elif damage == "invalid config":
+        payload["config"]["n_head"] = 3  # 8 is not divisible by 3
+    elif damage == "missing weight":
+        payload["state_dict"].pop(next(iter(state)))
+    elif damage == "wrong shape":
+        key = next(k for k, v in state.items() if v.dim() == 2)
+        payload["state_dict"][key] = torch.zeros(1, 1)
+    elif damage == "no extra":
+        del payload["extra"]
+    else:
+        payload["config"] = [1, 2]
+    atomic_torch_save(payload, path)
+    with pytest.raises(CorruptCheckpointError, match="does not hold a loadable course GPT"):
+        load_checkpoint(path)
+    _, extra, trained = load_or_train(path, lambda: (GPT(CONFIG), {"fresh": True}), CONFIG)
+    assert trained and extra == {"fresh": True} and "training afresh" in capsys.readouterr().out
+    assert load_checkpoint(path)[1] == {"fresh": True}

@@ -115,3 +115,41 @@ def test_the_ece_of_a_calibrated_model_is_zero_only_without_noise():
         calibrated_ece_samples(uniform, 5, None)
     with pytest.raises(ValueError, match="non-empty"):
         calibrated_ece_samples(torch.zeros(0, 3), 5, make_generator(0, "cpu"))
+
+
+# ---------- argument validation (reliability audit 2026-12-02) ----------
+
+def test_labels_must_be_one_per_example():
+    y = torch.tensor([1, 0, 2])
+    with pytest.raises(ValueError, match=r"1-D.*\(3, 1\)"):
+        accuracy(torch.tensor([[1], [0], [2]]), y)  # a column: was compared row by row, accuracy 0.0
+    with pytest.raises(ValueError, match=r"argmax"):
+        accuracy(y, torch.rand(3, 4))  # probabilities instead of predicted labels
+    with pytest.raises(TypeError, match=r"y_true\[0\].*one value"):
+        macro_f1([[1], [0], [2]], [1, 0, 2])  # nested lists: was "unhashable type: 'list'"
+    with pytest.raises(TypeError, match="tolist"):
+        accuracy([torch.tensor(1), torch.tensor(0)], [1, 0])  # 0-d tensors hash by identity
+
+
+def test_tensor_and_numpy_labels_give_the_list_result():
+    import numpy as np
+
+    truth, guess = [1, 0, 2, 2, 1], [1, 2, 2, 0, 1]
+    for a, b in ((torch.tensor(truth), torch.tensor(guess)), (np.array(truth), np.array(guess))):
+        assert accuracy(a, b) == accuracy(truth, guess)
+        assert macro_f1(a, b) == macro_f1(truth, guess)
+        assert torch.equal(confusion_matrix(a, b, [0, 1, 2]), confusion_matrix(truth, guess, [0, 1, 2]))
+
+
+def test_top_label_ece_needs_class_indices():
+    import numpy as np
+
+    probs = torch.tensor([[0.7, 0.3], [0.4, 0.6]])
+    with pytest.raises(ValueError, match=r"class indices.*\[0, 2\).*'a'"):
+        top_label_ece(probs, ["a", "b"])  # was "too many dimensions 'str'"
+    with pytest.raises(ValueError, match="class indices"):
+        top_label_ece(probs, [0, 2])  # no such column
+    with pytest.raises(ValueError, match="class indices"):
+        top_label_ece(probs, [True, False])
+    expected = top_label_ece(probs, [0, 1])
+    assert top_label_ece(probs, torch.tensor([0, 1])) == expected == top_label_ece(probs, np.array([0, 1]))

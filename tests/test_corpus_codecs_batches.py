@@ -88,3 +88,12 @@ def test_a_truncated_split_lists_only_the_works_it_contains():
     assert f"train: {len(split.train_works)} works" in split.describe()
     covered = sum(len(load_work(k)) + 2 for k in split.train_works[:-1])
     assert covered < 200_000  # the last listed work starts inside the cut
+
+
+def test_word_codec_refuses_one_string_for_a_list_of_texts():
+    from course_utils.text.codecs import WordCodec
+
+    with pytest.raises(TypeError, match=r"iterable of strings.*\[text\]"):
+        WordCodec.from_texts("to be or not to be", 50)  # was a vocabulary of letters; encode gave all <unk>
+    codec = WordCodec.from_texts(["to be or not to be"], 50)
+    assert codec.decode(codec.encode("To be or not")) == "to be or not"  # words, not letters

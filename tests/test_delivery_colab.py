@@ -156,3 +156,19 @@ def test_the_setup_cell_off_colab_without_the_package_says_how_to_install(monkey
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "course_utils" else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match="make lab"):
         exec(compile(colab.setup_cell_source(), "setup-cell", "exec"), {})
+
+
+def test_a_failed_rewrite_leaves_the_notebook_whole(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / NOTEBOOKS[0].name
+    shutil.copy(NOTEBOOKS[0], path)
+    before = path.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)  # the write fails after the new text went to the temporary file
+    with pytest.raises(OSError, match="No space"):
+        colab.write_setup_cells([path], repository="https://github.com/someone/fork")
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -52,3 +52,20 @@ def test_sign_flip_monte_carlo_is_seeded_and_close_to_the_exact_share():
     assert p == sign_flip_p(d, draws=20_000) and abs(p - exact) < 0.01 and p > 0
     with pytest.raises(ValueError, match="1-D"):
         sign_flip_p(torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize("diffs", [[np.nan, 1, 1, 1, 1, 1], [np.nan] * 3, [np.inf, 1, -0.5]])
+def test_sign_flip_p_refuses_non_finite_differences(diffs):
+    with pytest.raises(ValueError, match="finite"):
+        sign_flip_p(diffs)  # NaN was dropped (0.0625), all-NaN and inf gave 1.0
+
+
+@pytest.mark.parametrize("draws", [0, -5, True, 2.0, None])
+def test_sign_flip_p_needs_a_positive_int_of_draws(draws):
+    with pytest.raises(ValueError, match="draws must be an int >= 1"):
+        sign_flip_p(list(range(1, 20)), draws=draws)  # draws=0 gave 1.0
+
+
+def test_sign_flip_p_takes_numpy_draws():
+    d = [1.0, -0.3, 0.5] * 7
+    assert sign_flip_p(d, draws=np.int64(500)) == sign_flip_p(d, draws=500)

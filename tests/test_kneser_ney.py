@@ -87,3 +87,13 @@ def test_unfitted_model_and_out_of_range_ids_are_refused():
         KneserNeyModel(2, 5).distribution([1])
     with pytest.raises(ValueError, match=r"ids must be in \[0, 5\)"):
         KneserNeyModel(2, 5).fit([0, 1, 7])
+
+
+def test_context_ids_outside_the_vocabulary_are_refused():
+    model = KneserNeyModel(2, 3).fit([0, 1, 2, 0, 1])
+    for context in ([9], [-1], [1.0]):
+        with pytest.raises(ValueError, match=r"ints in \[0, 3\)"):
+            model.distribution(context)  # [9] returned a distribution
+    with pytest.raises(ValueError, match="at least n-1=1"):
+        model.distribution([])
+    assert np.array_equal(model.distribution(np.array([2, 0])), model.distribution([0]))

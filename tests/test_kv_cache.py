@@ -94,3 +94,14 @@ def test_errors(model):
         generate_cached(torch.nn.Linear(2, 2), prompt(), 1, SamplingConfig(greedy=True))
     with pytest.raises(ValueError, match="Generator"):
         generate_uncached(model, prompt(), 1, SamplingConfig())
+
+
+def test_prompt_ids_are_checked_once_at_the_entry(model):
+    for bad in (torch.tensor([[1, 37]]), torch.tensor([[-1, 2]])):
+        for generate in (generate_cached, generate_uncached):
+            with pytest.raises(ValueError, match=r"\[0, 37\), the model's vocabulary"):
+                generate(model, bad, 2, SamplingConfig(greedy=True))  # was an IndexError inside the embedding
+    with pytest.raises(TypeError, match="integer token ids"):
+        generate_cached(model, prompt().float(), 2, SamplingConfig(greedy=True))
+    assert torch.equal(generate_cached(model, prompt().int(), 4, SamplingConfig(greedy=True)),
+                       generate_cached(model, prompt(), 4, SamplingConfig(greedy=True)))

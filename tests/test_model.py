@@ -147,3 +147,28 @@ def test_manual_attention_dropout_is_active_in_training_only():
 def test_attention_implementation_is_validated():
     with pytest.raises(ValueError, match=r"attention must be one of \['manual', 'sdpa'\]"):
         GPTConfig(attention="flash")
+
+
+def test_generate_requires_a_generator_to_sample_and_checks_its_prompt_once():
+    import numpy as np
+
+    model = make()
+    start = torch.zeros(2, 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="explicit torch.Generator"):
+        model.generate(start, 3)  # would have drawn from the global generator
+    assert model.generate(start, 3, greedy=True).shape == (2, 4)  # greedy needs none
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(model.generate(start, np.int64(3), generator=g),
+                       model.generate(start, 3, generator=torch.Generator().manual_seed(3)))
+    for bad in (0, -1, 2.5, True, "3", None):
+        with pytest.raises(ValueError, match="max_new_tokens must be an int >= 1"):
+            model.generate(start, bad, greedy=True)
+    for bad in (torch.zeros(1, 0, dtype=torch.long), torch.zeros(3, dtype=torch.long), [[1, 2]]):
+        with pytest.raises(ValueError, match="non-empty"):
+            model.generate(bad, 2, greedy=True)
+    with pytest.raises(TypeError, match="torch.long"):
+        model.generate(torch.zeros(1, 2), 2, greedy=True)
+    for bad in (11, 12, -1):  # vocab_size is 11
+        with pytest.raises(ValueError, match=r"\[0, 11\)"):
+            model.generate(torch.tensor([[1, bad, 2]]), 2, greedy=True)
+    assert model.generate(torch.tensor([[0, 10]]), 1, greedy=True).shape == (1, 3)  # both ends of the range

@@ -102,3 +102,20 @@ def test_score_ids_windows_on_a_hand_checked_case():
     assert seen == [[0, 1, 2], [1, 2, 3, 4], [3, 4, 5, 6], [5, 6, 7, 8], [6, 7, 8, 9]]
     assert score.n_tokens == 9
     assert score.total_nats == pytest.approx(math.log(2) + 4 * math.log(3 / 2) + 4 * math.log(4 / 3), rel=1e-6)
+
+
+def test_out_of_range_ids_are_refused_where_they_would_alias_other_contexts():
+    import numpy as np
+
+    model = NGramModel(n=3, vocab_size=4).fit([0, 1, 2, 3, 0, 1, 2, 3, 1, 1])
+    for context, token in (([0, 5], 2), ([1, 1], 6), ([0, -1], 1), ([True, 1], 2), ([0, 1.0], 2)):
+        with pytest.raises(ValueError, match=r"ints in \[0, 4\)"):
+            model.prob(context, token)  # [0, 5] was read as the context [1, 1] (0 * 4 + 5 = 1 * 4 + 1)
+    with pytest.raises(ValueError, match=r"ints in \[0, 4\)"):
+        model.distribution([7, 0])
+    with pytest.raises(ValueError, match="at least n-1=2"):
+        model.prob([1], 0)
+    expected = model.prob([2, 0, 1], 2)  # only the last n-1 ids count
+    assert model.prob(torch.tensor([0, 1]), torch.tensor(2)) == expected
+    assert model.prob(np.array([0, 1]), np.int64(2)) == expected
+    assert model.distribution([0, 1]) == [model.prob([0, 1], v) for v in range(4)]

@@ -164,3 +164,12 @@ def test_self_consistency_rejects_bad_input():
         self_consistency(["a"], "a", lambda a, b: 2.0)
     with pytest.raises(TypeError, match="normalize must be a function"):
         majority_agreement(["a"], None)
+
+
+def test_abstain_at_takes_a_numpy_threshold():
+    conf = np.random.default_rng(0).random(50).astype(np.float32)
+    hit = np.random.default_rng(1).random(50) < 0.5
+    threshold = np.quantile(conf, 0.2)  # a numpy float32, which was refused as "not a number"
+    assert abstain_at(conf, hit, threshold) == abstain_at(conf, hit, float(threshold))
+    with pytest.raises(ValueError, match="threshold"):
+        abstain_at(conf, hit, np.float32("nan"))

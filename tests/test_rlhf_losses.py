@@ -334,3 +334,19 @@ def test_no_tensor_is_created_on_the_cpu():
 def test_outputs_stay_on_cuda():
     for out in all_outputs(torch.device("cuda"), torch.float32):
         assert out.device.type == "cuda" and out.dtype == torch.float32
+
+
+def test_dpo_needs_summed_sequence_log_probs():
+    per_token = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"\(B,\).*sum over the response tokens"):
+        dpo_loss(per_token, per_token - 1, per_token, per_token, 0.1)  # returned a scalar
+    with pytest.raises(ValueError, match=r"\(B,\).*sum over the response tokens"):
+        dpo_implicit_rewards(per_token, per_token, 0.1)
+    summed = per_token.sum(-1)
+    dpo_loss(summed, summed - 1, summed, summed, 0.1)  # (B,): fine
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_group_relative_advantages_refuses_non_finite_rewards(bad):
+    with pytest.raises(ValueError, match="NaN or inf"):
+        group_relative_advantages(t(1.0, bad, 0.0, 2.0), 2)  # the whole group became NaN

@@ -332,3 +332,54 @@ def test_diversity_by_hand():
     assert repeated_ngram_fraction([1, 2, 3, 4], 2) == 0.0
     with pytest.raises(ValueError):
         distinct_n([[1, 2]], 0)
+
+
+def test_sample_requires_a_generator_and_draws_as_before():
+    logits = torch.randn(4, 9, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="explicit torch.Generator"):
+        sample(logits, None)  # would have drawn from the global generator
+    expected = torch.multinomial(logits.softmax(dim=-1), 1, generator=torch.Generator().manual_seed(5)).squeeze(1)
+    assert torch.equal(sample(logits, torch.Generator().manual_seed(5)), expected)
+    with pytest.raises(ValueError, match=r"\(B, V\)"):
+        sample(logits[0], torch.Generator())
+
+
+# ---------- argument validation (reliability audit 2026-12-02) ----------
+
+def test_repeated_ngram_fraction_reads_a_tensor_as_its_ids():
+    ids = [1, 2, 1, 2, 1, 2]
+    assert repeated_ngram_fraction(torch.tensor(ids), 2) == repeated_ngram_fraction(ids, 2) == pytest.approx(3 / 5)
+    assert ngrams(torch.tensor(ids), 2) == ngrams(ids, 2)  # tuples of ints, not of 0-d tensors (identity hash)
+    with pytest.raises(ValueError, match=r"1-D.*\(1, 6\)"):
+        repeated_ngram_fraction(torch.tensor([ids]), 2)  # a (1, T) batch gave 0.0
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers():
+    import numpy as np
+
+    config = SamplingConfig(top_k=np.int64(5), top_p=np.float32(0.5), min_tokens_to_keep=np.int32(2))
+    assert (config.top_k, config.top_p, config.min_tokens_to_keep) == (5, 0.5, 2)
+    assert type(config.top_k) is int and type(config.top_p) is float
+    logits = torch.randn(3, 20, generator=torch.Generator().manual_seed(0))
+    plain = SamplingConfig(top_k=5, top_p=0.5, min_tokens_to_keep=2)
+    assert torch.equal(process_logits(logits, None, config), process_logits(logits, None, plain))
+    assert torch.equal(top_p_filter(logits, np.float32(0.5)), top_p_filter(logits, 0.5))
+    assert torch.equal(top_k_filter(logits, np.int64(3)), top_k_filter(logits, 3))
+    with pytest.raises(ValueError, match="top_k must be an int >= 1"):
+        SamplingConfig(top_k=5.0)
+
+
+@pytest.mark.parametrize("bad", [1e-45, 1e-5, float("inf"), float("nan")])
+def test_temperatures_that_overflow_or_break_the_softmax_are_refused(bad):
+    # 1e-45 passed and overflowed to inf inside multinomial; inf turns -inf logits into NaN
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 1e-4.*greedy=True"):
+        SamplingConfig(temperature=bad)
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 1e-4"):
+        apply_temperature(torch.zeros(1, 3), bad)
+
+
+def test_the_smallest_temperature_stays_finite_on_huge_logits():
+    logits = torch.tensor([[0.0, 1e30, -5.0, 2.0]])
+    scaled = apply_temperature(logits, 1e-4)
+    assert scaled.isfinite().all() and scaled.softmax(-1).tolist() == [[0.0, 1.0, 0.0, 0.0]]
+    assert SamplingConfig(temperature=1e-4).temperature == 1e-4

@@ -55,3 +55,12 @@ def test_six_n_d_and_bad_input():
         gpt_train_flops_per_token(GPTConfig(block_size=16), seq_len=17)
     with pytest.raises(TypeError, match="GPTConfig"):
         gpt_parameter_count({"n_embd": 8})
+
+
+def test_training_flops_takes_numpy_numbers():
+    import numpy as np
+
+    assert training_flops(np.int64(1000), 10) == training_flops(1000, 10) == 60_000.0  # np.int64 was refused
+    assert training_flops(np.float32(2.0), np.int32(3)) == training_flops(2.0, 3)
+    with pytest.raises(ValueError, match="n_params must be a positive number"):
+        training_flops(True, 10)

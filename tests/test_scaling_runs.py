@@ -58,3 +58,14 @@ def test_bad_specs_are_refused(kwargs, match):
 def test_a_spec_is_required():
     with pytest.raises(TypeError, match="ScalingRun"):
         train_scaling_run({"n_layer": 1})
+
+
+def test_a_run_in_the_callers_process_leaves_its_global_generator_alone():
+    spec = dataclasses.replace(TINY, tokens=4 * 8 * 32)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = train_scaling_run(spec)
+    assert torch.equal(torch.rand(3), expected)  # the caller's next draws do not depend on the run
+    torch.manual_seed(7)  # another caller state: the run's weights come from spec.seed alone
+    assert train_scaling_run(spec)["val_loss"] == first["val_loss"]

@@ -162,3 +162,11 @@ def test_bf16_is_refused_where_autocast_is_unavailable(monkeypatch):
 def test_fp32_is_the_default_and_runs_without_autocast():
     assert TrainConfig().precision == "fp32"
     assert run(seed=2, steps=5).train_loss == run(seed=2, steps=5, precision="fp32").train_loss
+
+
+@pytest.mark.parametrize("kwargs, match", [({"grad_clip": math.nan}, "grad_clip"), ({"weight_decay": math.nan},
+                                           "weight_decay"), ({"weight_decay": math.inf}, "weight_decay")])
+def test_non_finite_settings_are_refused(kwargs, match):
+    # grad_clip=nan silently turned clipping off; weight_decay=nan raised TrainingDiverged blaming lr
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)

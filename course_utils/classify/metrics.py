@@ -18,6 +18,7 @@ Left out: micro and weighted averages, per-class reports, confidence intervals (
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -26,14 +27,21 @@ from course_utils.rag.calibration import expected_calibration_error
 
 
 def _as_list(name: str, values: object) -> list:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().tolist()
-    elif hasattr(values, "tolist") and not isinstance(values, (list, tuple)):
-        values = values.tolist()  # numpy arrays
+    """One label per example as a list: a list, tuple, or 1-D tensor or numpy array (a (N, L) matrix or a column
+    (N, 1) is refused, not compared row by row); each label one value (int, str, ...), not a list or a tensor."""
+    if hasattr(values, "tolist") and not isinstance(values, (list, tuple)):  # tensors and numpy arrays
+        if getattr(values, "ndim", 1) != 1:
+            raise ValueError(f"{name} must be 1-D, one label per example; got shape {tuple(values.shape)} (for "
+                             "probabilities (N, L) take .argmax(-1); flatten a (N, 1) column)")
+        values = values.detach().cpu().tolist() if isinstance(values, torch.Tensor) else values.tolist()
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
         raise TypeError(f"{name} must be a list, tuple, numpy array or 1-D tensor of labels")
     if not values:
         raise ValueError(f"{name} is empty")
+    for i, v in enumerate(values):
+        if isinstance(v, (list, tuple, set, dict, torch.Tensor)) or getattr(v, "ndim", 0) != 0:
+            raise TypeError(f"{name}[{i}] is a {type(v).__name__}: each label must be one value (int, str, ...); "
+                            "pass a flat list, or a tensor as labels.tolist()")
     return list(values)
 
 
@@ -81,9 +89,18 @@ def top_label_ece(probs: torch.Tensor, targets: object, n_bins: int = 10) -> flo
     indices."""
     if not isinstance(probs, torch.Tensor) or probs.dim() != 2:
         raise ValueError("probs must be a (N, L) tensor of label probabilities")
-    targets = torch.as_tensor(_as_list("targets", targets))
-    if targets.shape != probs.shape[:1]:
-        raise ValueError(f"targets has {targets.shape[0]} entries for {probs.shape[0]} rows of probs")
+    targets = _as_list("targets", targets)
+    if len(targets) != probs.shape[0]:
+        raise ValueError(f"targets has {len(targets)} entries for {probs.shape[0]} rows of probs")
+    bad = [t for t in targets if isinstance(t, bool) or not isinstance(t, numbers.Integral)
+           or not 0 <= t < probs.shape[1]]
+    if bad:
+        raise ValueError(f"targets must be class indices, ints in [0, {probs.shape[1]}) (the columns of probs); got "
+                         f"{bad[0]!r}: map label names to their column first")
+    return _top_label_ece(probs, torch.tensor([int(t) for t in targets]), n_bins)
+
+
+def _top_label_ece(probs: torch.Tensor, targets: torch.Tensor, n_bins: int) -> float:
     confidence, predicted = probs.detach().float().cpu().max(1)  # (N,), (N,)
     return expected_calibration_error(confidence, predicted == targets, n_bins)
 
@@ -101,4 +118,4 @@ def calibrated_ece_samples(probs: torch.Tensor, n_draws: int, generator: torch.G
         raise TypeError("generator must be a CPU torch.Generator (make_generator(seed, 'cpu'))")
     rows = probs.detach().float().cpu()
     labels = torch.multinomial(rows, n_draws, replacement=True, generator=generator).T  # (n_draws, N)
-    return torch.tensor([top_label_ece(rows, draw, n_bins) for draw in labels])
+    return torch.tensor([_top_label_ece(rows, draw, n_bins) for draw in labels])

@@ -185,10 +185,12 @@ def write_setup_cells(notebooks: Sequence[Path], repository: str | None = None, 
 
     With ``check=True`` nothing is written (the test uses this to find stale cells).
     """
+    from course_utils.cache import atomic_write_text  # imports torch: not at module level (the Colab set-up)
+
     expected = setup_cell_source(repository)
     stale = []
     for path in notebooks:
-        nb = json.loads(Path(path).read_text())
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
         first = next((c for c in nb["cells"] if c["cell_type"] == "code"), None)
         if first is None:
             raise ValueError(f"{path} has no code cell for the set-up")
@@ -196,7 +198,7 @@ def write_setup_cells(notebooks: Sequence[Path], repository: str | None = None, 
             stale.append(Path(path))
             if not check:
                 first["source"] = expected.splitlines(keepends=True)
-                Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+                atomic_write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", Path(path))  # never half
     return stale
 
 

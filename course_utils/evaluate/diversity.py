@@ -2,8 +2,8 @@
 
 * distinct-n: unique n-grams divided by all n-grams, pooled over a set of samples, a common variant of J. Li et al.,
   "A Diversity-Promoting Objective Function for Neural Conversation Models", 2016 (who divide by the number of
-  generated tokens, so for n >= 2 their value stays below 1). 1 = no n-gram ever repeats, near 0 = the samples say the same
-  thing over and over.
+  generated tokens, so for n >= 2 their value stays below 1). 1 = no n-gram ever repeats, near 0 = the samples say
+  the same thing over and over.
 * repeated n-gram fraction of one sequence: the share of its n-grams that already occurred earlier in the same
   sequence, a direct measure of the repetition loops of greedy decoding (Holtzman et al., 2020, "The Curious Case of
   Neural Text Degeneration").
@@ -33,9 +33,20 @@ def _check_n(n: int) -> None:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
 
 
+def _as_ids(sequence) -> list:
+    """One sequence as a list; a tensor or array must be 1-D (its elements would be 0-d tensors, hashed by identity)."""
+    if hasattr(sequence, "tolist"):
+        if getattr(sequence, "ndim", 1) != 1:
+            raise ValueError(f"a sequence must be 1-D, one token id per position, got shape {tuple(sequence.shape)}; "
+                             "pass one row (for a batch, use distinct_n or loop over the rows)")
+        return sequence.tolist()
+    return list(sequence)
+
+
 def ngrams(sequence: Sequence[int], n: int) -> list[tuple[int, ...]]:
-    """All contiguous n-grams of ``sequence`` in order."""
+    """All contiguous n-grams of ``sequence`` (a list, or a 1-D tensor or array) in order."""
     _check_n(n)
+    sequence = _as_ids(sequence)
     return [tuple(sequence[i:i + n]) for i in range(len(sequence) - n + 1)]
 
 
@@ -47,7 +58,7 @@ def distinct_n(sequences, n: int) -> float:
 
 def repeated_ngram_fraction(sequence: Sequence[int], n: int = 4) -> float:
     """Fraction of the n-grams of one sequence that already appeared earlier in it (0 = no repeats)."""
-    grams = ngrams(list(sequence), n)
+    grams = ngrams(sequence, n)
     seen: set[tuple[int, ...]] = set()
     repeats = 0
     for g in grams:

@@ -10,6 +10,7 @@ comparisons separately, e.g. Holm).
 
 from __future__ import annotations
 
+import numbers
 import operator
 
 import torch
@@ -44,6 +45,12 @@ def sign_flip_p(diffs, draws: int = 100_000, seed: int = 5) -> float:
     d = torch.as_tensor(diffs).detach().to("cpu", torch.float64)
     if d.dim() != 1:
         raise ValueError(f"diffs must be one difference per item (1-D), got shape {tuple(d.shape)}")
+    if not torch.isfinite(d).all():
+        raise ValueError(f"diffs must be finite; {int((~torch.isfinite(d)).sum())} of {len(d)} are NaN or inf (a "
+                         "failed score?): fix or drop those items first")
+    if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 1:
+        raise ValueError(f"draws must be an int >= 1 (random sign patterns, used above 16 items), got {draws!r}")
+    draws = int(draws)
     d = d[d.abs() > 1e-12]                                                                  # (m,) nonzero differences
     if len(d) == 0:
         return 1.0

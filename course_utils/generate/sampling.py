@@ -35,6 +35,7 @@ typical, epsilon and eta sampling, contrastive search, per-row (batched) setting
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -71,13 +72,19 @@ def _check_ids(prev_ids: torch.Tensor, logits: torch.Tensor, scan: bool = True) 
         raise ValueError(f"prev_ids must lie in [0, {logits.shape[1]}), the vocabulary of the logits")
 
 
-def _number(name: str, value, ok: Callable[[float], bool], allowed: str, kind=(int, float)) -> None:
+def _number(name: str, value, ok: Callable[[float], bool], allowed: str, kind=numbers.Real):  # numpy scalars too
     if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return int(value) if kind is numbers.Integral else value if isinstance(value, (int, float)) else float(value)
 
 
-def _check_keep(min_tokens_to_keep: int) -> None:
-    _number("min_tokens_to_keep", min_tokens_to_keep, lambda n: n >= 1, "an int >= 1", int)
+def _check_keep(min_tokens_to_keep: int) -> int:
+    return _number("min_tokens_to_keep", min_tokens_to_keep, lambda n: n >= 1, "an int >= 1", numbers.Integral)
+
+
+def _check_temperature(temperature: float) -> float:  # at 1e-4 a logit 0.0104 under the top gets float32 p = 0
+    return _number("temperature", temperature, lambda t: 1e-4 <= t < math.inf, "a finite number >= 1e-4 (near 0, "
+                   "logits / temperature overflows to inf); for argmax decoding use greedy=True")
 
 
 # ---------- the processors without checks (what a decoding loop calls every step) ----------
@@ -129,35 +136,30 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Divide logits by ``temperature`` > 0: below 1 sharpens, above 1 flattens; -> 0 is greedy, -> inf uniform."""
     check_finite(logits)
-    _number("temperature", temperature, lambda t: t > 0,
-            "a number > 0; for argmax decoding use greedy=True instead of 0")
-    return logits / temperature
+    return logits / _check_temperature(temperature)
 
 
 def top_k_filter(logits: torch.Tensor, top_k: int, min_tokens_to_keep: int = 1) -> torch.Tensor:
     """Keep the ``max(top_k, min_tokens_to_keep)`` largest logits of each row (and ties with the last); rest -inf."""
     check_finite(logits)
-    _number("top_k", top_k, lambda k: k >= 1, "an int >= 1 (leave it None to disable)", int)
-    _check_keep(min_tokens_to_keep)
-    return _top_k(logits, top_k, min_tokens_to_keep)
+    top_k = _number("top_k", top_k, lambda k: k >= 1, "an int >= 1 (leave it None to disable)", numbers.Integral)
+    return _top_k(logits, top_k, _check_keep(min_tokens_to_keep))
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
     """Nucleus filter: keep the most likely tokens until their mass reaches ``top_p`` in (0, 1], and at least
     ``min_tokens_to_keep`` of them."""
     check_finite(logits)
-    _number("top_p", top_p, lambda p: 0.0 < p <= 1.0, "in (0, 1] (1 keeps every token)")
-    _check_keep(min_tokens_to_keep)
-    return _top_p(logits, top_p, min_tokens_to_keep).clone()
+    top_p = _number("top_p", top_p, lambda p: 0.0 < p <= 1.0, "in (0, 1] (1 keeps every token)")
+    return _top_p(logits, top_p, _check_keep(min_tokens_to_keep)).clone()
 
 
 def min_p_filter(logits: torch.Tensor, min_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
     """Keep tokens whose probability is at least ``min_p`` (in [0, 1)) times the top token's probability, and the
     ``min_tokens_to_keep`` most likely ones whatever their probability."""
     check_finite(logits)
-    _number("min_p", min_p, lambda m: 0.0 <= m < 1.0, "in [0, 1) (0 keeps every token)")
-    _check_keep(min_tokens_to_keep)
-    return _min_p(logits, min_p, min_tokens_to_keep)
+    min_p = _number("min_p", min_p, lambda m: 0.0 <= m < 1.0, "in [0, 1) (0 keeps every token)")
+    return _min_p(logits, min_p, _check_keep(min_tokens_to_keep))
 
 
 def apply_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -166,7 +168,7 @@ def apply_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penal
     logit by a penalty > 1 would move it towards 0, i.e. make the token *more* likely: hence the sign rule.)"""
     check_finite(logits)
     _check_ids(prev_ids, logits)
-    _number("repetition penalty", penalty, lambda p: p > 0, "> 0 (1 = off, > 1 discourages repeats)")
+    penalty = _number("repetition penalty", penalty, lambda p: p > 0, "> 0 (1 = off, > 1 discourages repeats)")
     return _repetition(logits, prev_ids, penalty)
 
 
@@ -176,8 +178,8 @@ def apply_frequency_presence(logits: torch.Tensor, generated_ids: torch.Tensor, 
     token j in ``generated_ids`` (B, N): the generated tokens only (vLLM's reading; llama.cpp counts the prompt)."""
     check_finite(logits)
     _check_ids(generated_ids, logits)
-    for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)):
-        _number(name, value, math.isfinite, "a finite number (OpenAI allows -2 to 2)")
+    frequency_penalty, presence_penalty = (_number(name, value, math.isfinite, "a finite number (OpenAI: -2 to 2)")
+        for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)))
     return _frequency_presence(logits, generated_ids, frequency_penalty, presence_penalty)
 
 
@@ -201,7 +203,7 @@ def decoded_token_mask(decode: Callable[[int], str], vocab_size: int, keep: Call
     """(V,) bool: True where ``keep(decode(id))``. Decide by the *decoded text* of a token, never by its stored
     string: byte-level BPE stores raw bytes as stand-in characters (byte 0xB2 is stored as '²', which decodes to
     an invalid byte, not to a digit). Example: ``decoded_token_mask(lambda i: tok.decode([i]), V, is_ascii_digits)``."""
-    _number("vocab_size", vocab_size, lambda v: v >= 1, "an int >= 1", int)
+    vocab_size = _number("vocab_size", vocab_size, lambda v: v >= 1, "an int >= 1", numbers.Integral)
     return torch.tensor([keep(decode(i)) for i in range(vocab_size)], dtype=torch.bool)
 
 
@@ -226,21 +228,20 @@ class SamplingConfig:
     temperature_last: bool = False
     min_tokens_to_keep: int = 1
 
-    def __post_init__(self) -> None:
-        if not self.greedy:
-            _number("temperature", self.temperature, lambda t: t > 0, "> 0; use greedy=True for argmax decoding")
+    def __post_init__(self) -> None:  # numbers are stored as Python ints and floats (numpy scalars converted)
+        self.temperature = self.temperature if self.greedy else _check_temperature(self.temperature)
         if self.top_k is not None:
-            _number("top_k", self.top_k, lambda k: k >= 1, "an int >= 1 or None", int)
+            self.top_k = _number("top_k", self.top_k, lambda k: k >= 1, "an int >= 1 or None", numbers.Integral)
         if self.top_p is not None:
-            _number("top_p", self.top_p, lambda p: 0.0 < p <= 1.0, "in (0, 1] or None")
+            self.top_p = _number("top_p", self.top_p, lambda p: 0.0 < p <= 1.0, "in (0, 1] or None")
         if self.min_p is not None:
-            _number("min_p", self.min_p, lambda m: 0.0 <= m < 1.0, "in [0, 1) or None")
-        _number("repetition_penalty", self.repetition_penalty, lambda p: p > 0, "> 0 (1 = off)")
+            self.min_p = _number("min_p", self.min_p, lambda m: 0.0 <= m < 1.0, "in [0, 1) or None")
+        self.repetition_penalty = _number("repetition_penalty", self.repetition_penalty, lambda p: p > 0, "> 0; 1: off")
         for name in ("frequency_penalty", "presence_penalty"):
-            _number(name, getattr(self, name), math.isfinite, "a finite number (OpenAI allows -2 to 2)")
+            setattr(self, name, _number(name, getattr(self, name), math.isfinite, "a finite number (OpenAI: -2 to 2)"))
         if not isinstance(self.greedy, bool) or not isinstance(self.temperature_last, bool):
             raise TypeError("greedy and temperature_last must be True or False")
-        _check_keep(self.min_tokens_to_keep)
+        self.min_tokens_to_keep = _check_keep(self.min_tokens_to_keep)
 
 
 def _process(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig,
@@ -274,7 +275,7 @@ def _check_call(logits, prev_ids, config, prompt_length) -> None:
         raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
     if prev_ids is not None:
         _check_ids(prev_ids, logits, scan=False)
-    _number("prompt_length", prompt_length, lambda n: n >= 0, "an int >= 0", int)
+    _number("prompt_length", prompt_length, lambda n: n >= 0, "an int >= 0", numbers.Integral)
 
 
 def process_logits(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig,
@@ -301,10 +302,9 @@ def choose_next(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: Sam
 
 
 def sample(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Draw one token per row from softmax(logits) with ``generator`` (on the logits' device): (B, V) -> (B,)."""
-    check_generator(generator, logits, "logits")
-    check_logits(logits)
-    return torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)  # (B,)
+    """Draw one token per row from softmax(logits) with ``generator`` (required, on the logits' device): (B, V) -> (B,).
+    The same checks and draw as :func:`next_token` with the default config (no processor changes the logits)."""
+    return next_token(logits, None, SamplingConfig(), generator)
 
 
 def next_token(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig,

@@ -6,8 +6,8 @@ Follows Vaswani et al., 2017, "Attention Is All You Need", equation (1):
 
 where the additive mask ``M`` is 0 where a query may attend to a key and ``-inf`` where it may not. Because
 ``exp(-inf) = 0``, blocked keys receive exactly zero weight and the remaining weights still sum to one. We take the
-mask in boolean form (True = may attend; see :mod:`course_utils.model.masks`) and apply it with ``masked_fill`` before the
-softmax, which is the same computation.
+mask in boolean form (True = may attend; see :mod:`course_utils.model.masks`) and apply it with ``masked_fill``
+before the softmax, which is the same computation.
 
 A query row whose keys are all blocked (a left-padding position under a causal mask) has no defined softmax:
 ``softmax([-inf, ..., -inf])`` is 0/0 = NaN. Like ``torch.nn.functional.scaled_dot_product_attention`` (PyTorch 2.5
@@ -23,6 +23,7 @@ Left out: dropout on the weights, ``is_causal`` fast paths, grouped-query attent
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -44,10 +45,13 @@ def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | Non
     """Softmax attention weights ``(..., T_q, T_k)`` of queries ``q (..., T_q, D)`` over keys ``k (..., T_k, D)``.
 
     ``mask`` is boolean, True = may attend, broadcastable to ``(..., T_q, T_k)``; None = no mask. Rows sum to 1,
-    except rows with no allowed key, which are all zero.
+    except rows with no allowed key, which are all zero. ``scale``: a finite number > 0; None = 1 / sqrt(D).
     """
     _check_qkv(q, k, k)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                              or not 0 < scale < math.inf):
+        raise ValueError(f"scale must be a finite number > 0 (None = 1/sqrt(D)), got {scale!r}")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., T_q, T_k)
     if mask is None:
         return torch.softmax(scores, dim=-1)

@@ -22,6 +22,7 @@ mixed precision (callers use ``torch.autocast``, as ``TrainConfig(precision="bf1
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -242,16 +243,29 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens (plain temperature sampling, or greedy).
 
-        Chapter 07 replaces this loop with one that takes logits processors and a KV cache.
+        Sampling draws only from ``generator`` (on ``idx``'s device), which it therefore requires; ``greedy=True``
+        needs none. Chapter 07 replaces this loop with one that takes logits processors and a KV cache.
         """
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if isinstance(idx, torch.Tensor):
+            check_generator(generator, idx, "idx")  # first, before any work
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.shape[1] < 1:
+            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise ValueError(f"idx must be a non-empty (B, T) prompt of token ids, got {shape}")
+        if idx.dtype != torch.long:
+            raise TypeError(f"idx must hold torch.long token ids, got {idx.dtype}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
         if not greedy and not temperature > 0:
             raise ValueError(f"temperature must be > 0 (use greedy=True for argmax decoding), got {temperature}")
-        check_generator(generator, idx, "idx")
+        if not greedy and generator is None:
+            raise ValueError("sampling needs an explicit torch.Generator (or greedy=True)")
+        V = self.config.vocab_size
+        if idx.device.type != "meta" and (idx.min() < 0 or idx.max() >= V):  # once, not per token
+            raise ValueError(f"idx must lie in [0, {V}), the model's vocabulary; got ids from {int(idx.min())} "
+                             f"to {int(idx.max())}")
         was_training = self.training
         self.eval()
-        for _ in range(max_new_tokens):
+        for _ in range(int(max_new_tokens)):
             context = idx[:, -self.config.block_size:]  # (B, <=block_size)
             logits = self.lm_head(self.hidden_states(context)[:, -1, :])  # (B, V): only the last position's
             if greedy:

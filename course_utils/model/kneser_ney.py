@@ -1,8 +1,8 @@
 """Interpolated Kneser-Ney n-gram language model over integer ids: the strong count-based baseline.
 
 Chen & Goodman (1999, "An empirical study of smoothing techniques for language modeling") found interpolated
-Kneser-Ney (Kneser & Ney, 1995) and their own modified version of it the best of the classic smoothing methods. Two ideas beat add-k
-(:mod:`course_utils.model.ngram`):
+Kneser-Ney (Kneser & Ney, 1995) and their own modified version of it the best of the classic smoothing methods.
+Two ideas beat add-k (:mod:`course_utils.model.ngram`):
 
 * **Absolute discounting with interpolation.** Every seen (context, next) count gives up a fixed ``discount`` D; the
   mass freed, D times the number of distinct next ids seen after the context, goes to the next-shorter context's
@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from course_utils.model.ngram import NGramModel, _count, _pack, check_ngram_ids
+from course_utils.model.ngram import NGramModel, _count, _last_ids, _pack, check_ngram_ids
 
 
 @dataclass
@@ -82,9 +82,7 @@ class KneserNeyModel:
 
     def distribution(self, context: Sequence[int]) -> np.ndarray:
         """The next-id distribution after the last n-1 ids of ``context`` (V,), summing to 1."""
-        context = [int(i) for i in context][len(context) - (self.n - 1):] if self.n > 1 else []
-        if len(context) != self.n - 1:
-            raise ValueError(f"context must hold at least n-1={self.n - 1} ids")
+        context = _last_ids(context, self.n - 1, self.vocab_size)  # ints in [0, V), else an error
         windows = np.array([context + [v] for v in range(self.vocab_size)], dtype=np.int64)  # (V, n)
         return self._probs(windows)
 

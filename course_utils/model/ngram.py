@@ -22,6 +22,7 @@ baseline.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -59,6 +60,25 @@ def check_ngram_ids(ids: Sequence[int], n: int, vocab_size: int) -> np.ndarray:
     return arr
 
 
+def _last_ids(ids: Sequence[int], keep: int, vocab_size: int, name: str = "context") -> list[int]:
+    """The last ``keep`` entries of ``ids`` as Python ints, refused unless there are that many, each an integer (any
+    type ``operator.index`` takes, not a bool) in ``[0, vocab_size)``: outside it, ``code * V + id`` would alias
+    another context."""
+    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+    if not isinstance(ids, list) or len(ids) < keep:
+        raise ValueError(f"{name} must hold at least n-1={keep} ids, got {len(ids) if isinstance(ids, list) else 0}")
+    out = []
+    for i in ids[len(ids) - keep:]:
+        try:
+            j = None if isinstance(i, bool) else operator.index(i)
+        except TypeError:
+            j = None
+        if j is None or not 0 <= j < vocab_size:
+            raise ValueError(f"{name}: ids must be ints in [0, {vocab_size}), the vocabulary; found {i!r}")
+        out.append(j)
+    return out
+
+
 @dataclass
 class NGramModel:
     n: int
@@ -91,19 +111,24 @@ class NGramModel:
         context = _count(*self._context, context_codes)
         return (joint + self.k) / (context + self.k * self.vocab_size)
 
-    def prob(self, context: Sequence[int], token: int) -> float:
-        """p(token | the last n-1 ids of context)."""
-        context = list(context)
-        if len(context) < self.n - 1:
-            raise ValueError(f"context must hold at least n-1={self.n - 1} ids, got {len(context)}")
+    def _context_code(self, context: Sequence[int]) -> int:
+        """The packed code of the last n-1 ids of ``context``, after checking them against the vocabulary (an id
+        outside [0, V) would alias another context through code * V + id)."""
         code = 0
-        for i in context[len(context) - (self.n - 1):] if self.n > 1 else []:
-            code = code * self.vocab_size + int(i)
-        return float(self._probs(np.array([code]), np.array([int(token)]))[0])
+        for i in _last_ids(context, self.n - 1, self.vocab_size):
+            code = code * self.vocab_size + i
+        return code
+
+    def prob(self, context: Sequence[int], token: int) -> float:
+        """p(token | the last n-1 ids of context); those ids and ``token`` must lie in [0, vocab_size)."""
+        code = self._context_code(context)
+        token = _last_ids([token], 1, self.vocab_size, "token")[0]
+        return float(self._probs(np.array([code]), np.array([token]))[0])
 
     def distribution(self, context: Sequence[int]) -> list[float]:
         """The full next-id distribution after ``context`` (sums to 1)."""
-        return [self.prob(context, v) for v in range(self.vocab_size)]
+        code = self._context_code(context)
+        return self._probs(np.full(self.vocab_size, code), np.arange(self.vocab_size)).tolist()
 
     def total_nats(self, ids: Sequence[int]) -> tuple[float, int]:
         """Negative log-likelihood (nats) of ids[n-1:] given their contexts, and how many ids were scored."""

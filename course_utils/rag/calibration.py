@@ -22,6 +22,7 @@ confidence intervals, the NLI and LLM-prompt flavours of SelfCheckGPT.
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
@@ -125,8 +126,9 @@ def abstain_at(confidence: object, correct: object, threshold: float) -> Abstent
     all questions that were answered and not correct."""
     conf = _scores("confidence", confidence, unit=False)
     hit = _labels("correct", correct, len(conf))
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or np.isnan(threshold):
-        raise ValueError(f"threshold must be a number, got {threshold!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or np.isnan(threshold):
+        raise ValueError(f"threshold must be a number (not NaN), got {threshold!r}")
+    threshold = float(threshold)  # numpy scalars too, e.g. np.quantile(confidence, 0.2)
     answered = conf >= threshold
     accuracy = float(hit[answered].mean()) if answered.any() else float("nan")
     return AbstentionPoint(float(answered.mean()), accuracy, float((answered & ~hit).mean()))

@@ -1,7 +1,8 @@
 """The losses of RLHF as pure torch functions: reward model, DPO, PPO (policy and value), KL estimators, advantages.
 
 Outputs stay on the inputs' device and dtype (nothing is created on the CPU). Arguments are validated once, at the
-public entry, by shape checks without device sync; only a masked mean reads ``mask`` once (an empty selection).
+public entry, by shape checks without device sync; only a masked mean reads ``mask`` once (an empty selection), and
+GRPO's advantages read the rewards once (NaN or inf).
 
 References
 * Bradley-Terry preference model: R. A. Bradley, M. E. Terry, "Rank Analysis of Incomplete Block Designs", 1952;
@@ -135,9 +136,16 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, reducti
     return _reduce(-F.logsigmoid(r_chosen - r_rejected), reduction, None)
 
 
+def _check_sequence_logps(name: str, x: torch.Tensor) -> None:
+    if x.dim() != 1:
+        raise ValueError(f"{name} must be (B,), one summed log-probability per sequence, got shape {tuple(x.shape)}; "
+                         "for per-token log-probs (B, T), sum over the response tokens first")
+
+
 def dpo_implicit_rewards(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> torch.Tensor:
     """DPO's implicit reward of a sequence: beta * (log pi(y|x) - log pi_ref(y|x)) (Rafailov et al. 2023). (B,)."""
     _check_pair("policy_logps", policy_logps, "ref_logps", ref_logps)
+    _check_sequence_logps("policy_logps", policy_logps)
     _check_number("beta", beta, 0.0, math.inf)
     return beta * (policy_logps - ref_logps)
 
@@ -155,6 +163,7 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     tensors = (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     for name, t in zip(names[1:], tensors[1:]):
         _check_pair(names[0], tensors[0], name, t)
+    _check_sequence_logps(names[0], policy_chosen_logps)
     _check_number("beta", beta, 0.0, math.inf)
     _check_reduction(reduction)
     margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)  # (B,)
@@ -302,6 +311,8 @@ def group_relative_advantages(rewards: torch.Tensor, group_size: int, scale: boo
     if group_size < 2 or rewards.shape[0] % group_size:
         raise ValueError(f"group_size must be >= 2 and divide the batch size {rewards.shape[0]}, got {group_size}")
     _check_number("eps", eps, 0.0, math.inf)
+    if rewards.device.type != "meta" and not bool(torch.isfinite(rewards).all()):  # one sync per batch of rewards
+        raise ValueError("rewards contain NaN or inf; it would spread to every advantage of its group: fix the reward")
     groups = rewards.view(-1, group_size)  # (n_groups, group_size)
     centered = groups - groups.mean(dim=1, keepdim=True)
     if scale:

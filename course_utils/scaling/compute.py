@@ -16,6 +16,8 @@ Left out: element-wise FLOPs (softmax, GELU, LayerNorm, the optimizer), which ar
 
 from __future__ import annotations
 
+import numbers
+
 from course_utils.model.gpt import GPTConfig
 
 
@@ -43,10 +45,10 @@ def gpt_parameter_count(config: GPTConfig, non_embedding: bool = True) -> int:
 
 def training_flops(n_params: float, n_tokens: float) -> float:
     """The standard estimate ``C = 6 N D`` FLOPs of training ``n_params`` parameters on ``n_tokens`` tokens."""
-    for name, value in (("n_params", n_params), ("n_tokens", n_tokens)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    for name, value in (("n_params", n_params), ("n_tokens", n_tokens)):  # numpy scalars too
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return 6.0 * n_params * n_tokens
+    return 6.0 * float(n_params) * float(n_tokens)
 
 
 def gpt_train_flops_per_token(config: GPTConfig, seq_len: int | None = None) -> dict[str, int]:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from course_utils.device import check_device_name, make_generator, pick_device, torch_threads
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.profile import PROFILES
-from course_utils.scaling.runs import attention_for
+from course_utils.scaling.runs import attention_for, seeded_cpu_rng
 from course_utils.train.loop import PRECISIONS, TrainConfig, train
 
 VOCAB = "0123456789+="
@@ -246,8 +246,8 @@ def train_addition_run(spec: AdditionRun) -> dict:
         return test_idx.to(device), test_targets.to(device)  # the trainer's final evaluation: fixed test problems
 
     with torch_threads(spec.threads):
-        torch.manual_seed(spec.seed)  # weight initialisation uses the global generator
-        model = GPT(config).to(device)
+        with seeded_cpu_rng(spec.seed):  # weight initialisation uses the global generator (on the CPU, then moved)
+            model = GPT(config).to(device)
         start = time.perf_counter()
         train(model, get_batch, recipe, make_generator(spec.seed, device))
         seconds = time.perf_counter() - start

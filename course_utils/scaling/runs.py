@@ -23,8 +23,10 @@ muP, Yang et al. 2022, is the principled fix), and anything but the character-le
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 
 import torch
 
@@ -93,6 +95,16 @@ class ScalingRun:
                          n_head=self.n_head, n_embd=self.n_embd, attention=attention_for(self.precision, self.device))
 
 
+@contextmanager
+def seeded_cpu_rng(seed: int) -> Iterator[None]:
+    """Torch's global CPU generator seeded with ``seed`` inside, the caller's state restored on exit: a run's weight
+    initialisation (built on the CPU, then moved) draws from it, and a run in the caller's process (``executor=None``)
+    must not change what the caller draws next. Training draws only from explicit generators (dropout is 0)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
+
+
 @lru_cache(maxsize=4)
 def _char_data(val_works: tuple[str, ...], max_train_chars: int | None):
     corpus = load_shakespeare(val_works, max_train_chars=max_train_chars)
@@ -113,8 +125,8 @@ def train_scaling_run(spec: ScalingRun) -> dict:
                          weight_decay=spec.weight_decay, eval_interval=steps, eval_batches=spec.eval_batches,
                          eval_train_split=False, fused_optimizer=True, progress=False, precision=spec.precision)
     with torch_threads(spec.threads):
-        torch.manual_seed(spec.seed)  # weight initialisation uses the global generator (on the CPU, then moved)
-        model = GPT(config).to(device)
+        with seeded_cpu_rng(spec.seed):  # weight initialisation uses the global generator (on the CPU, then moved)
+            model = GPT(config).to(device)
         train_ids, val_ids = train_ids.to(device), val_ids.to(device)
         get_batch = make_batch_fn(train_ids, val_ids, spec.batch_size, spec.block_size, device)
         eval_batch = make_batch_fn(train_ids, val_ids, 32, spec.block_size, device)  # one validation set for all

@@ -97,6 +97,9 @@ class WordCodec:
     def from_texts(cls, texts: Iterable[str], vocab_size: int) -> "WordCodec":
         if not isinstance(vocab_size, int) or vocab_size < 3:
             raise ValueError(f"vocab_size must be an int >= 3 (newline, <unk> and one word), got {vocab_size!r}")
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("texts must be an iterable of strings, e.g. [text], not one string (its items would be "
+                            "single characters)")
         counts: Counter = Counter()
         for text in texts:
             counts.update(t for t in WORD_PIECES.findall(text.lower()) if t != "\n")

@@ -82,11 +82,11 @@ class TrainConfig:
             raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
         if not 0 <= self.warmup_steps <= self.max_steps:
             raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}], got {self.warmup_steps}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):  # NaN would fail later, blaming lr
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
-        if self.grad_clip < 0:
+        if not self.grad_clip >= 0:  # NaN too: it would silently turn clipping off
             raise ValueError(f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         if self.eval_interval < 1 or self.eval_batches < 1:
             raise ValueError(
