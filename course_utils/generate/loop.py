@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from course_utils.device import check_generator
 from course_utils.generate.sampling import SamplingConfig, choose_next
+from course_utils.model.gpt import check_prompt_ids
 
 
 @dataclass
@@ -45,20 +46,13 @@ def check_generation_inputs(input_ids: torch.Tensor, max_new_tokens: int, config
     """Validate a decoding loop's inputs once: generator device, prompt shape/dtype/range, length, config."""
     if isinstance(input_ids, torch.Tensor):
         check_generator(generator, input_ids, "input_ids")
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] < 1:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-        raise ValueError(f"input_ids must be a non-empty (B, T) tensor of token ids, got {shape}")
-    if input_ids.dtype != torch.long:
-        raise TypeError(f"input_ids must be torch.long token ids, got {input_ids.dtype}")
+    check_prompt_ids(input_ids, vocab_size, "input_ids")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
     if not isinstance(config, SamplingConfig):
         raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
     if not config.greedy and generator is None:
         raise ValueError("sampling needs an explicit torch.Generator (or SamplingConfig(greedy=True))")
-    if vocab_size is not None and input_ids.device.type != "meta" and (
-            input_ids.min() < 0 or input_ids.max() >= vocab_size):
-        raise ValueError(f"input_ids must lie in [0, {vocab_size}), the model's vocabulary")
 
 
 @torch.no_grad()

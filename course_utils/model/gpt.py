@@ -36,6 +36,20 @@ from course_utils.model.masks import check_mask
 ATTENTION_IMPLS = ("manual", "sdpa")
 
 
+def check_prompt_ids(ids: object, vocab_size: int | None, what: str = "idx") -> None:
+    """Validate a decoding prompt once, before any work: a non-empty (B, T) ``torch.long`` tensor whose ids lie in
+    ``[0, vocab_size)`` (range not checked when ``vocab_size`` is None or on the meta device). An id outside the
+    vocabulary would otherwise fail deep in the embedding, and as a device-side assert on a GPU."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[1] < 1:
+        shape = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise ValueError(f"{what} must be a non-empty (B, T) tensor of token ids, got {shape}")
+    if ids.dtype != torch.long:
+        raise TypeError(f"{what} must be torch.long token ids, got {ids.dtype}")
+    if vocab_size is not None and ids.device.type != "meta" and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"{what} must lie in [0, {vocab_size}), the model's vocabulary; got ids from "
+                         f"{int(ids.min())} to {int(ids.max())}")
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 65
@@ -248,21 +262,13 @@ class GPT(nn.Module):
         """
         if isinstance(idx, torch.Tensor):
             check_generator(generator, idx, "idx")  # first, before any work
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.shape[1] < 1:
-            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise ValueError(f"idx must be a non-empty (B, T) prompt of token ids, got {shape}")
-        if idx.dtype != torch.long:
-            raise TypeError(f"idx must hold torch.long token ids, got {idx.dtype}")
+        check_prompt_ids(idx, self.config.vocab_size, "idx")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
         if not greedy and not temperature > 0:
             raise ValueError(f"temperature must be > 0 (use greedy=True for argmax decoding), got {temperature}")
         if not greedy and generator is None:
             raise ValueError("sampling needs an explicit torch.Generator (or greedy=True)")
-        V = self.config.vocab_size
-        if idx.device.type != "meta" and (idx.min() < 0 or idx.max() >= V):  # once, not per token
-            raise ValueError(f"idx must lie in [0, {V}), the model's vocabulary; got ids from {int(idx.min())} "
-                             f"to {int(idx.max())}")
         was_training = self.training
         self.eval()
         for _ in range(int(max_new_tokens)):
