@@ -167,3 +167,16 @@ def test_a_checkpoint_that_does_not_build_the_model_counts_as_corrupt(tmp_path, 
     _, extra, trained = load_or_train(path, lambda: (GPT(CONFIG), {"fresh": True}), CONFIG)
     assert trained and extra == {"fresh": True} and "training afresh" in capsys.readouterr().out
     assert load_checkpoint(path)[1] == {"fresh": True}
+
+
+def test_recipe_key_is_short_stable_and_changes_with_the_recipe():
+    import hashlib
+
+    from course_utils.train.checkpoint import recipe_key
+
+    key = recipe_key(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8), 32, 0)
+    assert len(key) == 12 and set(key) <= set("0123456789abcdef")
+    assert key == recipe_key(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8), 32, 0)
+    assert key != recipe_key(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8), 32, 1)
+    # the digest of the parts' repr, as chapter 06 named its cache before the helper (its file names are unchanged)
+    assert recipe_key("a", 1) == hashlib.sha256(repr(("a", 1)).encode()).hexdigest()[:12]

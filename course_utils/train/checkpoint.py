@@ -11,6 +11,7 @@ reports it, trains afresh and replaces the file. A file that is intact but holds
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import asdict
@@ -59,6 +60,13 @@ def _unsafe_global(err: BaseException) -> str | None:
     """The global a weights-only load refused (e.g. 'numpy._core.multiarray.scalar'), or None for other errors."""
     found = re.search(r"GLOBAL (\S+)", str(err)) if isinstance(err, UnpicklingError) else None
     return found.group(1) if found else None
+
+
+def recipe_key(*parts: object) -> str:
+    """12 hex digits of the sha256 of ``repr(parts)``: put everything that shapes a trained model (config, training
+    recipe, seed, data sizes) in a checkpoint's file name, so a changed recipe is another file, never a stale
+    checkpoint loaded silently (``load_or_train`` compares only the model config)."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
 
 def save_checkpoint(model: GPT, path: Path, extra: dict | None = None) -> None:
