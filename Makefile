@@ -13,7 +13,7 @@ OFFLINE := $(shell unshare -rn true 2>/dev/null && command -v ip >/dev/null && e
 setup: $(STAMP)
 
 $(STAMP): requirements/lock.txt requirements/assets.txt pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required"'
+	@$(PYTHON) -c 'import sys; sys.version_info >= (3, 11) or sys.exit("Python >= 3.11 is required (the pinned numpy 2.4 and scipy 1.17 need it); found " + sys.version.split()[0] + ". Run with another interpreter: make PYTHON=python3.11 ...")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/lock.txt

@@ -66,3 +66,21 @@ def test_every_subpackage_is_a_package_that_setuptools_finds():
         assert (folder / "__init__.py").exists(), f"{folder} has modules but no __init__.py"
     text = (PACKAGE.parent / "pyproject.toml").read_text()
     assert 'include = ["course_utils*"]' in text, "pyproject.toml must find every course_utils subpackage"
+
+
+def test_one_minimum_python_everywhere():
+    """pyproject's requires-python, the Makefile's check, the README and the conda/CI interpreters agree (the pinned
+    numpy 2.4 and scipy 1.17 have no Python 3.10 wheels, so a 3.10 claim would fail in pip, not with a message)."""
+    import re
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    spec = tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"]
+    minimum = tuple(int(x) for x in re.fullmatch(r">=(\d+)\.(\d+)", spec).groups())
+    make_check = re.search(r"sys\.version_info >= \((\d+), (\d+)\)", (root / "Makefile").read_text())
+    assert make_check and tuple(map(int, make_check.groups())) == minimum, "Makefile's Python check != requires-python"
+    assert f"Python {minimum[0]}.{minimum[1]}+" in (root / "README.md").read_text()
+    conda = re.search(r"python=(\d+)\.(\d+)", (root / "environment.yml").read_text())
+    ci = re.search(r'python-version: "(\d+)\.(\d+)"', (root / ".github/workflows/ci.yml").read_text())
+    for found in (conda, ci):
+        assert found and tuple(map(int, found.groups())) >= minimum

@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,10 +33,6 @@ GITHUB = re.compile(r"https://github\.com/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(
 
 
 def _load_pyproject(path: Path) -> dict:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
     with open(path, "rb") as f:
         return tomllib.load(f)
 
@@ -86,7 +83,7 @@ def missing_requirements(requirements: Sequence[str], installed_version: Callabl
         if canonicalize_name(requirement.name) in kept:
             continue
         if requirement.marker is not None and not requirement.marker.evaluate():
-            continue  # not for this Python or platform (e.g. tomli where tomllib exists)
+            continue  # not for this Python or platform (e.g. a backport this Python does not need)
         version = installed_version(requirement.name)
         if version is None or not requirement.specifier.contains(version, prereleases=True):
             missing.append(text)
