@@ -84,3 +84,8 @@ def test_one_minimum_python_everywhere():
     ci = re.search(r'python-version: "(\d+)\.(\d+)"', (root / ".github/workflows/ci.yml").read_text())
     for found in (conda, ci):
         assert found and tuple(map(int, found.groups())) >= minimum
+
+
+def test_contributing_states_the_layer_order_of_this_test():
+    text = (pathlib.Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
+    assert " < ".join(f"`{layer}`" for layer in LAYERS[1:]) in " ".join(text.replace("\n  <", " <").split())
