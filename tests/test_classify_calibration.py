@@ -56,6 +56,16 @@ def test_content_free_probabilities_average_the_prompts_and_calibrate_them_to_un
         content_free_probabilities(model, tok, template, shots, content_free="N/A")
 
 
+def test_content_free_probabilities_average_probabilities_not_log_probabilities(monkeypatch):
+    # label probabilities of the 3 content-free prompts; p_cf is their mean [0.4, 0.7/3, 1.1/3], not the softmax of
+    # the mean log-probabilities (the normalised geometric mean, [0.375, 0.283, 0.341])
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7], [0.4, 0.3, 0.3]])
+    monkeypatch.setattr("course_utils.classify.calibration.label_logprobs_many",
+                        lambda model, tokenizer, prompts, labels, progress: probs[:len(prompts)].log())
+    p_cf = content_free_probabilities(None, None, "genre")
+    torch.testing.assert_close(p_cf, torch.tensor([0.4, 0.7 / 3, 1.1 / 3]))
+
+
 def test_macro_f1_accuracy_and_confusion_on_hand_computed_values():
     y_true, y_pred = [0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 0, 2]
     assert macro_f1(y_true, y_pred) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)  # F1 = 2TP / (2TP + FP + FN)

@@ -74,6 +74,24 @@ def test_logistic_regression_separates_separable_data_and_reaches_the_optimum():
     assert max(p.grad.abs().max().item() for p in probe.parameters()) < 1e-4
 
 
+def test_probe_standardises_and_meets_the_penalised_optimality_conditions():
+    x, y = blobs(spread=2.0)
+    x, y = x[30:], y[30:]  # 10, 40 and 40 examples: unbalanced classes, so the optimal bias is not 0
+    l2 = 0.1
+    probe = train_logistic_regression(x, y, 3, l2=l2)
+    z = (x - x.mean(0)) / x.std(0, unbiased=False)  # standardised by the population std
+    weight, bias = probe.linear.weight.detach(), probe.linear.bias.detach()
+    p = torch.softmax(z @ weight.T + bias, dim=1)  # (N, K)
+    with torch.no_grad():
+        torch.testing.assert_close(probe(x), z @ weight.T + bias, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(probe.predict_proba(x), p, atol=1e-6, rtol=1e-5)  # rows are distributions
+    # mean cross-entropy + (l2 / 2) ||W||^2, the bias unpenalised: at the optimum (P - Y)^T z / N + l2 W = 0 and the
+    # mean of P - Y = 0
+    residual = p - torch.nn.functional.one_hot(y, 3).float()
+    assert (residual.T @ z / len(y) + l2 * weight).abs().max() < 1e-4
+    assert residual.mean(0).abs().max() < 1e-4 and bias.abs().max() > 0.1
+
+
 def test_l2_shrinks_weights_and_the_fit_is_deterministic():
     x, y = blobs(spread=2.0)
     weak, strong = (train_logistic_regression(x, y, 3, l2=l2) for l2 in (1e-3, 1.0))

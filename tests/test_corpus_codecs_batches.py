@@ -97,3 +97,9 @@ def test_word_codec_refuses_one_string_for_a_list_of_texts():
         WordCodec.from_texts("to be or not to be", 50)  # was a vocabulary of letters; encode gave all <unk>
     codec = WordCodec.from_texts(["to be or not to be"], 50)
     assert codec.decode(codec.encode("To be or not")) == "to be or not"  # words, not letters
+
+
+def test_sample_batch_draws_every_start_including_the_last():
+    data = torch.arange(10)  # block_size 8: windows of 9 ids start at 0 or 1
+    idx, _ = sample_batch(data, batch_size=64, block_size=8, generator=torch.Generator().manual_seed(0))
+    assert set(idx[:, 0].tolist()) == {0, 1}

@@ -12,6 +12,7 @@ The second rule: MPS has no float64, so code that needs float64 moves to the CPU
 pretends marked CPU tensors are on such an accelerator and fails any float64 made there.
 """
 
+import types
 import warnings
 
 import pytest
@@ -77,6 +78,16 @@ def test_check_generator_names_both_devices_and_the_fix():
         check_generator(make_generator(0, "cpu"), torch.zeros(1, device=META), "logits")
     with pytest.raises(TypeError, match="torch.Generator"):
         check_generator(0, torch.zeros(1))
+
+
+def test_check_generator_compares_cuda_indices():
+    class OnCuda0(torch.Generator):  # reports a CUDA generator's device; needs no GPU (only .device is read)
+        device = property(lambda self: torch.device("cuda", 0))
+
+    with pytest.raises(ValueError, match=r"generator is on cuda:0 but `probs` is on cuda:1"):
+        check_generator(OnCuda0(), types.SimpleNamespace(device=torch.device("cuda", 1)), "probs")
+    check_generator(OnCuda0(), types.SimpleNamespace(device=torch.device("cuda", 0)), "probs")
+    check_generator(OnCuda0(), types.SimpleNamespace(device=torch.device("cuda")), "probs")  # no index: current one
 
 
 def test_make_generator_requires_the_device():

@@ -69,3 +69,15 @@ def test_sign_flip_p_needs_a_positive_int_of_draws(draws):
 def test_sign_flip_p_takes_numpy_draws():
     d = [1.0, -0.3, 0.5] * 7
     assert sign_flip_p(d, draws=np.int64(500)) == sign_flip_p(d, draws=500)
+
+
+def test_sign_flip_is_exact_at_sixteen_differences():
+    d = np.array([3, -1, 4, 1.5, 5, 9, -2, 6, 5.5, 3.5, 8, 9.5, 7, -9.25, 3.25, 2.5])  # 16 nonzero, unequal sizes
+    signs = np.array(list(itertools.product([-1, 1], repeat=16)))  # (65536, 16): enumerated, not sampled
+    exact = float(np.mean(np.abs(signs @ d) >= abs(d.sum())))
+    assert sign_flip_p(torch.tensor(d)) == exact
+
+
+def test_sign_flip_monte_carlo_counts_the_observed_pattern_once():
+    d = torch.linspace(1.0, 2.0, 20, dtype=torch.float64)  # 20 > 16: sampled; only all-equal signs reach the sum
+    assert sign_flip_p(d, draws=100) == 1 / 101  # no draw of 100 reaches it (chance 2 / 2^20 each): (0 + 1) / 101

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_utils.generate.loop import continuation_nll, generate
+from course_utils.generate.loop import check_same_tokens, continuation_nll, generate
 from course_utils.generate.sampling import SamplingConfig
 
 EOS = 3
@@ -116,6 +116,15 @@ def test_continuation_nll_by_hand(tiny):
     assert torch.allclose(continuation_nll(tiny, ids, 5), expected.view(1), atol=1e-5)
 
 
+def test_continuation_nll_skips_the_padding_after_the_first_eos(tiny):
+    ids = torch.cat([prompt(B=1, T=5), torch.tensor([[17, EOS, EOS, EOS]])], dim=1)  # a token, EOS, then padding
+    logp = F.log_softmax(tiny(input_ids=ids).logits[0], dim=-1)  # (T, V)
+    expected = -(logp[4, 17] + logp[5, EOS]) / 2  # the first EOS counts, the two pads after it do not
+    assert torch.allclose(continuation_nll(tiny, ids, 5, pad_token_id=EOS), expected.view(1), atol=1e-5)
+    everything = -(logp[4, 17] + logp[5, EOS] + logp[6, EOS] + logp[7, EOS]) / 4
+    assert torch.allclose(continuation_nll(tiny, ids, 5), everything.view(1), atol=1e-5)
+
+
 def test_errors(tiny):
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(tiny, prompt(), 0, SamplingConfig(greedy=True))
@@ -127,3 +136,23 @@ def test_errors(tiny):
         generate(tiny, prompt() + 100, 3, SamplingConfig(greedy=True))
     with pytest.raises(TypeError, match="SamplingConfig"):
         generate(tiny, prompt(), 3, dict(greedy=True))
+
+
+def test_steps_count_the_forward_passes_after_the_prefill():
+    out = generate(Favourite(), torch.tensor([[1, 2]]), 4, SamplingConfig(greedy=True))
+    assert out.new_ids.tolist() == [[5, 5, 5, 5]] and out.steps == 3
+    out = generate(Favourite(), torch.tensor([[1, 2]]), 4, SamplingConfig(greedy=True), eos_token_id=5)
+    assert out.new_ids.tolist() == [[5]] and out.steps == 0  # every row finished at once: no forward after prefill
+
+
+def test_check_same_tokens_excuses_only_margins_strictly_below_the_tie_margin():
+    def margin_half(ids):  # every step: token 1 at 5.0, token 2 at 4.5, a top-2 margin of exactly 0.5
+        out = torch.zeros(*ids.shape, 6)
+        out[..., 1], out[..., 2] = 5.0, 4.5
+        return out
+
+    ours, flipped = torch.tensor([[9, 1, 1, 1]]), torch.tensor([[9, 1, 2, 2]])
+    assert check_same_tokens(ours, ours.clone(), 1, margin_half, exact=False, tie_margin=0.5) == [(3, 3)]
+    with pytest.raises(AssertionError, match="before the first near-tie"):
+        check_same_tokens(ours, flipped, 1, margin_half, exact=False, tie_margin=0.5)
+    assert check_same_tokens(ours, flipped, 1, margin_half, exact=False, tie_margin=0.6) == [(0, 3)]

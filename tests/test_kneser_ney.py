@@ -97,3 +97,11 @@ def test_context_ids_outside_the_vocabulary_are_refused():
     with pytest.raises(ValueError, match="at least n-1=1"):
         model.distribution([])
     assert np.array_equal(model.distribution(np.array([2, 0])), model.distribution([0]))
+
+
+def test_default_discount_by_hand():
+    # D = 0.75 (the default). Continuation counts: 0 and 1 each follow one distinct id, so
+    # p1 = ((1 - D) + D * 2 / 3) / 2 = 0.375 for 0 and 1, and D * 2 / 3 / 2 = 0.25 for 2. After 0 (seen twice, one
+    # type): p(1|0) = (2 - D + D * 0.375) / 2, p(0|0) = D * 0.375 / 2, p(2|0) = D * 0.25 / 2
+    model = KneserNeyModel(n=2, vocab_size=3).fit([0, 1, 0, 1])
+    assert np.allclose(model.distribution([0]), [0.140625, 0.765625, 0.09375], rtol=0, atol=1e-12)

@@ -83,6 +83,10 @@ def test_memory_formula_by_hand(model):
 def test_errors(model):
     with pytest.raises(ValueError, match="block_size"):
         generate_cached(model, prompt(T=40), 20, SamplingConfig(greedy=True))
+    for generate in (generate_cached, generate_uncached):  # 40 + 8 fills block_size 48 exactly; one more is refused
+        assert generate(model, prompt(T=40), 8, SamplingConfig(greedy=True)).shape == (2, 48)
+        with pytest.raises(ValueError, match="exceeds block_size"):
+            generate(model, prompt(T=40), 9, SamplingConfig(greedy=True))
     cache = KVCache.empty(model, batch_size=2, max_len=8)
     with pytest.raises(ValueError, match="overflow"):
         cached_forward(model, prompt(T=9), cache)
@@ -105,3 +109,13 @@ def test_prompt_ids_are_checked_once_at_the_entry(model):
         generate_cached(model, prompt().float(), 2, SamplingConfig(greedy=True))
     assert torch.equal(generate_cached(model, prompt().int(), 4, SamplingConfig(greedy=True)),
                        generate_cached(model, prompt(), 4, SamplingConfig(greedy=True)))
+
+
+def test_generation_restores_training_mode():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    for generate in (generate_cached, generate_uncached):
+        for training in (True, False):
+            model.train(training)
+            generate(model, prompt(B=1, T=3), 2, SamplingConfig(greedy=True))
+            assert model.training is training

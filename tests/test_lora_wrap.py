@@ -84,6 +84,8 @@ def test_target_names_match_whole_dotted_suffixes():
     assert apply_lora(tiny_llama(), ["q_proj"], 2, 4.0).wrapped == names
     gpt_names = apply_lora(tiny_gpt(), ["attn.proj"], 2, 4.0).wrapped
     assert gpt_names == ("blocks.0.attn.proj", "blocks.1.attn.proj")  # not mlp.proj
+    with pytest.raises(ValueError, match="'proj' matches no module"):
+        apply_lora(tiny_llama(), "proj", 2, 4.0)  # q_proj ends in "proj", but its dotted name is not "proj"
 
 
 @pytest.mark.parametrize("kind", MODELS)

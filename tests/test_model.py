@@ -1,4 +1,5 @@
 import pytest
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -172,3 +173,41 @@ def test_generate_requires_a_generator_to_sample_and_checks_its_prompt_once():
         with pytest.raises(ValueError, match=r"\[0, 11\)"):
             model.generate(torch.tensor([[1, bad, 2]]), 2, greedy=True)
     assert model.generate(torch.tensor([[0, 10]]), 1, greedy=True).shape == (1, 3)  # both ends of the range
+
+
+def test_gpt2_initialisation_scales_the_residual_projections():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=8, n_head=4, n_embd=64))
+    for block in model.blocks:  # std 0.02, and 0.02 / sqrt(2 * n_layer) = 0.005 on the two residual projections
+        assert block.mlp.fc.weight.std().item() == pytest.approx(0.02, rel=0.1)
+        assert block.mlp.proj.weight.std().item() == pytest.approx(0.005, rel=0.1)
+        assert block.attn.proj.weight.std().item() == pytest.approx(0.005, rel=0.15)
+
+
+def test_generate_restores_the_training_mode():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    for training in (True, False):
+        model.train(training)
+        model.generate(torch.zeros(1, 2, dtype=torch.long), 3, greedy=True)
+        assert model.training is training
+
+
+def test_config_accepts_numpy_integers_as_python_ints():
+    # a grid built with numpy (np.arange, np.int64 sizes) gave 'must be a positive int, got np.int64(64)'
+    config = GPTConfig(vocab_size=np.int64(11), block_size=np.int32(8), n_layer=np.int64(1), n_head=np.int64(2),
+                       n_embd=np.int64(16))
+    assert all(type(getattr(config, name)) is int for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
+    assert type(config.head_size) is int and config.head_size == 8
+    with pytest.raises(ValueError, match="n_layer must be a positive integer"):
+        GPTConfig(n_layer=2.0)
+
+
+@pytest.mark.parametrize("bad", [1e-45, 1e-5, float("nan"), float("inf")])
+def test_generate_refuses_a_temperature_that_overflows(bad):
+    # 1e-45 passed the old 'temperature > 0' check and turned logits / temperature into inf (multinomial then failed)
+    model, start = make(), torch.zeros(1, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 1e-4.*greedy=True"):
+        model.generate(start, 2, generator=torch.Generator().manual_seed(0), temperature=bad)
+    out = model.generate(start, 2, generator=torch.Generator().manual_seed(0), temperature=np.float32(1e-4))
+    assert out.shape == (1, 4)

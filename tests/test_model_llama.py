@@ -223,3 +223,36 @@ def test_real_smollm2_logits_and_greedy_generation_equal_transformers():
     assert torch.equal(ours.generate(batch.input_ids, 20, greedy=True, eos_token_id=eos, attention_mask=mask),
                        reference)
     assert "Paris" in tokenizer.decode(reference[0, batch.input_ids.shape[1]:])
+
+
+@torch.no_grad()
+def test_attention_weights_of_a_left_padded_batch(pair):
+    _, ours = pair
+    idx, (mask, positions) = prompts(), left_padding()
+    logits, attentions = ours(idx, attention_mask=mask, position_ids=positions, return_attention=True)
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], ours(idx, attention_mask=mask, position_ids=positions)[real],
+                               rtol=0, atol=1e-5)
+    assert not logits.isnan().any()
+    for weights in attentions:  # row 0's first four queries see only padding: zero weights, not NaN
+        assert weights[0, :, :4].abs().max() == 0
+        torch.testing.assert_close(weights[0, :, 4:].sum(-1), torch.ones(6, 7))
+        assert weights[0, :, :, :4].abs().max() == 0  # no weight on padded keys
+
+
+@torch.no_grad()
+def test_generation_stops_once_every_row_has_ended():
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig.from_hf(tiny_hf_config())).eval()
+    model.norm_f.weight.zero_()  # all logits 0: greedy picks token 0 every time
+    out = model.generate(prompts(B=2, T=4), 10, greedy=True, eos_token_id=0)
+    assert out[:, 4:].tolist() == [[0], [0]]
+    assert model.generate(prompts(B=2, T=4), 3, greedy=True)[:, 4:].tolist() == [[0, 0, 0], [0, 0, 0]]
+
+
+def test_a_tensor_left_unused_is_refused():
+    torch.manual_seed(3)
+    hf = transformers.LlamaForCausalLM(tiny_hf_config()).eval()
+    hf.model.register_buffer("extra", torch.zeros(2))  # a state_dict entry our model has no place for
+    with pytest.raises(ValueError, match=r"left unused: \['model.extra'\]"):
+        load_from_transformers(hf)

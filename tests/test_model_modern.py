@@ -36,6 +36,19 @@ def test_rmsnorm_matches_transformers_and_the_formula():
         RMSNorm(4, eps=0.0)
 
 
+def test_rmsnorm_squares_half_precision_inputs_in_float32():
+    x = torch.full((1, 2, 4), 300.0, dtype=torch.float16)  # 300^2 = 90000 overflows float16 (max 65504)
+    out = RMSNorm(4)(x)
+    torch.testing.assert_close(out, hf_llama.LlamaRMSNorm(4)(x), rtol=0, atol=0)
+    torch.testing.assert_close(out, torch.ones(1, 2, 4), rtol=0, atol=1e-3)
+
+
+def test_rmsnorm_default_eps_is_llamas():
+    x = torch.full((1, 1, 4), 1e-3)  # mean of squares 1e-6: the default eps (1e-6, as LlamaRMSNorm) halves it
+    torch.testing.assert_close(RMSNorm(4)(x), hf_llama.LlamaRMSNorm(4)(x))
+    torch.testing.assert_close(RMSNorm(4)(x), torch.full((1, 1, 4), 1 / math.sqrt(2)))
+
+
 def test_rmsnorm_of_a_constant_vector_is_its_sign():
     out = RMSNorm(4, eps=0.0 + 1e-12)(torch.full((1, 1, 4), -7.0))
     torch.testing.assert_close(out, torch.full((1, 1, 4), -1.0))

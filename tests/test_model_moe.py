@@ -114,3 +114,25 @@ def test_a_few_training_steps_of_a_gpt_with_moe_lower_the_loss():
     assert utilisation.shape == (2, 4)
     torch.testing.assert_close(utilisation.sum(1), torch.ones(2))
     assert 0.9 < moe_aux_loss(model).item() < 2.0  # about balanced: collapse onto one expert would be 4
+
+
+def test_aux_loss_is_the_mean_over_layers_and_experts_start_like_the_dense_mlp():
+    torch.manual_seed(0)
+    model = use_moe(GPT(tiny_config(n_layer=8, n_embd=64)), n_expert=2, top_k=1)
+    model(torch.randint(0, 20, (2, 8)))
+    layers = [block.mlp for block in model.blocks]
+    torch.testing.assert_close(moe_aux_loss(model), sum(layer.aux_loss for layer in layers) / 8)
+    # GPT-2's initialisation: std 0.02, residual projections 0.02 / sqrt(2 * n_layer) = 0.005 here
+    for expert in layers[0].experts:
+        assert expert.fc.weight.std().item() == pytest.approx(0.02, rel=0.1)
+        assert expert.proj.weight.std().item() == pytest.approx(0.005, rel=0.1)
+
+
+def test_moe_layer_runs_in_bfloat16():
+    torch.manual_seed(0)
+    layer = MoEMLP(tiny_config(), n_expert=4, top_k=2)
+    x = torch.randn(2, 3, 16)
+    out = layer.to(torch.bfloat16)(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    assert route(torch.randn(5, 4).bfloat16(), top_k=2).gates.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), layer.float()(x), rtol=0.05, atol=0.02)

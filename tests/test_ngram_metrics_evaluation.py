@@ -108,7 +108,8 @@ def test_out_of_range_ids_are_refused_where_they_would_alias_other_contexts():
     import numpy as np
 
     model = NGramModel(n=3, vocab_size=4).fit([0, 1, 2, 3, 0, 1, 2, 3, 1, 1])
-    for context, token in (([0, 5], 2), ([1, 1], 6), ([0, -1], 1), ([True, 1], 2), ([0, 1.0], 2)):
+    for context, token in (([0, 5], 2), ([1, 1], 6), ([0, -1], 1), ([True, 1], 2), ([0, 1.0], 2), ([0, 4], 2),
+                           ([0, 1], 4)):  # V = 4 itself is outside too
         with pytest.raises(ValueError, match=r"ints in \[0, 4\)"):
             model.prob(context, token)  # [0, 5] was read as the context [1, 1] (0 * 4 + 5 = 1 * 4 + 1)
     with pytest.raises(ValueError, match=r"ints in \[0, 4\)"):
@@ -119,3 +120,34 @@ def test_out_of_range_ids_are_refused_where_they_would_alias_other_contexts():
     assert model.prob(torch.tensor([0, 1]), torch.tensor(2)) == expected
     assert model.prob(np.array([0, 1]), np.int64(2)) == expected
     assert model.distribution([0, 1]) == [model.prob([0, 1], v) for v in range(4)]
+
+
+def test_codes_that_would_overflow_int64_are_refused():
+    with pytest.raises(ValueError, match="too large to pack into int64"):
+        NGramModel(n=2, vocab_size=3_037_000_500)  # V^2 just above 2^63: bigram codes would wrap around
+    NGramModel(n=2, vocab_size=2 ** 30)  # V^2 = 2^60 fits
+
+
+def test_hf_bits_per_byte_leaves_out_the_bytes_of_the_first_token():
+    from course_utils.evaluate.scoring import hf_bits_per_byte
+
+    class CharTokenizer:  # one token per character, id = code point
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [ord(c) for c in text]}
+
+        def decode(self, ids):
+            return "".join(chr(int(i)) for i in ids)
+
+    class Uniform(torch.nn.Module):  # every next token has p = 1/300: log2(300) bits per token
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids):
+            return type("Out", (), {"logits": torch.zeros(*input_ids.shape, 300)})()
+
+    # "éa b": 4 tokens, 5 bytes; the first token, é, is 2 bytes and never scored: 3 tokens over 3 bytes
+    bits, score, n_bytes = hf_bits_per_byte(Uniform(), CharTokenizer(), "éa b", window=8, progress=False)
+    assert n_bytes == 3 and score.n_tokens == 3
+    assert bits == pytest.approx(math.log2(300))
+    assert score.bits_per(6) == pytest.approx(3 * math.log2(300) / 6)

@@ -159,6 +159,7 @@ def test_recompute_verdict_blames_the_machinery_only_when_the_ranges_separate():
     above = cost_of(plain, (44.0, 46.0, 45.0), forward)
     assert above.recompute_verdict == RECOMPUTE_VERDICTS[0] == "more than the recomputation"
     assert above.slower_every_round and above.time_added > above.forward_share
+    assert above.memory_saved == pytest.approx(0.9) and above.time_added == pytest.approx(45.0 / 30.5 - 1)  # 10/100 B
     assert cost_of(plain, (35.0, 37.0, 36.0), forward).recompute_verdict == "less than the recomputation"
     assert cost_of(plain, (39.0, 42.0, 40.0), forward).recompute_verdict == "not separable"
     assert cost_of(plain, (41.0, 45.0, 44.0), forward).recompute_verdict == "not separable"   # a shared end

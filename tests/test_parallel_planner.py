@@ -33,6 +33,35 @@ def test_toy_plans_equal_the_hand_computed_memory():
         "dp1 tp2 pp1 cp1", "dp1 tp1 pp2 cp1"]  # both split 2 ways; pipeline last
 
 
+def test_best_plans_prefer_data_parallelism_and_fit_in_decimal_gb():
+    # everything fits in 1 GB: least model parallelism first, then no pipeline, then least memory
+    labels = [p.label for p in best_plans(TOY, 2, seq_len=4, global_batch=2, top=4, gpu_memory_gb=1.0)]
+    assert labels == ["dp2 tp1 pp1 cp1", "dp1 tp2 pp1 cp1", "dp1 tp1 pp1 cp2", "dp1 tp1 pp2 cp1"]
+    # 29.248e-6 GB is exactly the 29,248 bytes of the tp2 plan (a plan that fills the GPU fits); 30e-6 GB is 30,000
+    # bytes, short of the pipeline plan's 31,232 (in GiB it would be 32,212 bytes and hold it)
+    fits = {p.label: p.fits for p in plan_parallelism(TOY, 4, 1, 2, 2, gpu_memory_gb=29.248e-6)}
+    assert fits == {"dp1 tp2 pp1 cp1": True, "dp1 tp1 pp2 cp1": False, "dp1 tp1 pp1 cp2": False,
+                    "dp2 tp1 pp1 cp1": False}
+    assert {p.label for p in plan_parallelism(TOY, 4, 1, 2, 2, gpu_memory_gb=30e-6) if p.fits} == {"dp1 tp2 pp1 cp1"}
+
+
+def test_stage_zero_holds_no_more_micro_batches_than_there_are():
+    pp2 = next(p for p in plan_parallelism(TOY, 4, 1, 1, 2) if p.pp == 2)  # global batch 1: m = 1 micro-batch
+    assert (pp2.micro_batches, pp2.in_flight, pp2.activations) == (1, 1, 2 * 1024)  # 2 blocks, 1 in flight
+    # micro-batches of 2 sequences: a global batch of 2 feeds one data-parallel replica, not two
+    assert {p.dp for p in plan_parallelism(TOY, 4, 2, 2, 2)} == {1}
+
+
+def test_uneven_tensor_parallel_shards_are_padded():
+    # RMSNorm (gain only) and a biased GELU MLP of odd width 33: attention 4 * 64 + 2 * 8 + 2 * 8, MLP 2 * 8 * 33 +
+    # 33 + 8, norms 2 * 8, untied 16 x 8 embedding and head, final norm 8: 1,137 parameters, ceil(1137 / 2) = 569 a rank
+    odd = ModelShape("odd", n_layer=1, hidden=8, n_head=2, n_kv_head=2, ffn_hidden=33, vocab_size=16,
+                     tied_embeddings=False, mlp="gelu", norm="rmsnorm", bias=True)
+    assert odd.n_params() == 1137
+    tp2 = next(p for p in plan_parallelism(odd, 4, 1, 2, 2) if p.tp == 2)
+    assert (tp2.weights, tp2.gradients, tp2.optimizer_states) == (569 * 2, 569 * 2, 569 * 12)
+
+
 def test_full_recompute_keeps_layer_inputs_plus_one_block():
     plans = plan_parallelism(TOY, 4, 1, 2, 1, recompute="full")
     assert plans[0].activations == 4 * (4 * 1 * 8 * 2) + 1024
@@ -53,6 +82,9 @@ def test_splits_respect_heads_layers_sequence_and_node_size():
     plans = plan_parallelism(TOY, 4, 1, 8, 8, gpus_per_node=2)
     assert plans and all(p.tp in (1, 2) and p.pp in (1, 2, 4) and p.cp in (1, 2, 4) for p in plans)
     assert all(p.dp * p.tp * p.pp * p.cp == 8 for p in plans)
+    gqa = ModelShape("gqa", n_layer=4, hidden=8, n_head=4, n_kv_head=2, ffn_hidden=32, vocab_size=16,
+                     tied_embeddings=False, mlp="gelu", norm="layernorm")
+    assert {p.tp for p in plan_parallelism(gqa, 4, 1, 4, 4)} == {1, 2}  # tp = 4 would split 2 key/value heads 4 ways
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

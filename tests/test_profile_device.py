@@ -1,3 +1,6 @@
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +16,10 @@ def test_profile_from_argument_and_environment(monkeypatch):
     monkeypatch.delenv("COURSE_PROFILE")
     assert get_profile() == ("gpu" if torch.cuda.is_available() else "cpu")
     assert get_profile("auto") == get_profile("")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_profile("auto") == get_profile() == "gpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_profile("auto") == get_profile() == "cpu"
 
 
 def test_unknown_profile_names_the_allowed_ones(monkeypatch):
@@ -45,6 +52,10 @@ def test_seeding_is_reproducible_and_validated():
     a = torch.randn(3, generator=seed_everything(5))
     b = torch.randn(3, generator=seed_everything(5))
     assert torch.equal(a, b)
+    seed_everything(7)  # the global generators too (weight init, code we do not control)
+    first = torch.rand(2), np.random.rand(), random.random()
+    seed_everything(7)
+    assert torch.equal(torch.rand(2), first[0]) and np.random.rand() == first[1] and random.random() == first[2]
     assert not torch.equal(torch.randn(3, generator=make_generator(1, "cpu")), torch.randn(3, generator=make_generator(2, "cpu")))
     for bad in (-1, 1.5, True, "3"):
         with pytest.raises(ValueError):

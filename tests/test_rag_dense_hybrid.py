@@ -181,6 +181,7 @@ def test_reciprocal_rank_fusion_by_hand():
     assert [d for d, _ in fused] == [1, 3, 2]
     assert [s for _, s in fused] == pytest.approx([1 / 61 + 1 / 62, 1 / 63 + 1 / 61, 1 / 62], rel=1e-15)
     assert reciprocal_rank_fusion([[7], [5]], k=60) == [(5, 1 / 61), (7, 1 / 61)]  # tie: lower id first
+    assert reciprocal_rank_fusion([[7, 5]]) == [(7, 1 / 61), (5, 1 / 62)]  # the default k is the paper's 60
     assert reciprocal_rank_fusion([[4, 9, 8], []], k=0, top=2) == [(4, 1.0), (9, 0.5)]
     # k matters: with k = 0 one first place beats two second places; with k = 60 agreement wins
     rankings = [[1, 2], [3, 2], [4, 2]]
@@ -212,6 +213,7 @@ def test_metrics_by_hand():
     assert mean_reciprocal_rank(retrieved, relevant) == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
     assert mean_reciprocal_rank(retrieved, relevant, k=1) == 0.0
     assert mean_reciprocal_rank([[3, 1]], [[1, 3]]) == 1.0  # relevant may be any collection
+    assert recall_fraction_at_k([[1, 5]], [[1, 1, 2]], 2) == 0.5  # a gold id listed twice counts once: 1 of {1, 2}
 
 
 @pytest.mark.parametrize("call,exc,message", [

@@ -76,6 +76,7 @@ def test_answer_scores_by_hand():
     assert a.n_tokens == 3
     assert a.seq_logprob == pytest.approx(math.log(0.1))
     assert a.mean_logprob == pytest.approx(math.log(0.1) / 3)
+    assert Answer("per token, not per character", (5, 6), (-1.0, -2.0)).mean_logprob == pytest.approx(-1.5)
     assert a.min_token_prob == pytest.approx(0.25) and a.first_token_prob == pytest.approx(0.5)
     assert not a.hit_token_limit and a.shown_text == "x y"
     assert Answer("x y", (5, 6, 7), a.token_logprobs, hit_token_limit=True).shown_text == "x y [cut at 3 tokens]"

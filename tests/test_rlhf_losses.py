@@ -98,6 +98,18 @@ def test_ppo_clipped_hand_values_and_zero_gradient_where_clipped():
     torch.testing.assert_close(logp.grad, t(0.0, -0.5, 0.0, 1.5))
     assert ppo_clip_fraction(logp, old, 0.2).item() == 1.0  # all four ratios are 0.5 away from 1
     assert ppo_clip_fraction(logp, old, 0.6).item() == 0.0
+    assert ppo_clip_fraction(logp, old, 0.5).item() == 0.0  # |ratio - 1| = eps exactly: on the edge, not outside
+
+
+def test_ppo_and_value_losses_treat_their_targets_as_constants():
+    logp = t(-1.0, -0.5).requires_grad_()
+    old, adv = t(-1.1, -0.4).requires_grad_(), t(1.0, -2.0).requires_grad_()
+    ppo_clip_loss(logp, old, adv, 0.2).backward()
+    assert logp.grad is not None and old.grad is None and adv.grad is None
+    values, old_values = t(1.0, 0.0).requires_grad_(), t(0.5, 0.5).requires_grad_()
+    returns = t(2.0, 0.0).requires_grad_()
+    value_loss(values, old_values, returns, clip_eps=0.2).backward()
+    assert values.grad is not None and old_values.grad is None and returns.grad is None
 
 
 def test_ppo_mask_and_broadcast_advantages():
@@ -134,6 +146,7 @@ def test_kl_estimators_zero_when_equal_and_k3_nonnegative():
     y = 3 * torch.randn(100, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     assert (kl_estimate(x, y, "k3") >= 0).all() and (kl_estimate(x, y, "k2") >= 0).all()
     torch.testing.assert_close(kl_estimate(t(0.5), t(0.0), "k3"), t(math.exp(-0.5) - 1 + 0.5))
+    torch.testing.assert_close(kl_estimate(t(0.5, -2.0), t(0.0, 0.0), "k2"), t(0.125, 2.0))  # 0.5 * log_ratio^2
 
 
 def test_kl_estimators_are_unbiased_on_a_categorical_pair():
@@ -268,6 +281,8 @@ X, Y = t(1.0, 2.0), t(0.5, 0.5)
     (lambda: kl_estimate(X, t(1.0)), "same shape"),
     (lambda: masked_mean(X, torch.zeros(2, dtype=torch.bool)), "mask selects no elements"),
     (lambda: masked_mean(X, torch.ones(1, 2)), "mask"),
+    (lambda: masked_mean(t(1.0, 2.0, 3.0, 4.0).view(2, 2), torch.tensor([[True, True], [False, False]]), dim=1),
+     "mask selects no elements in some slice"),
     (lambda: whiten(X, torch.zeros(2)), "mask selects no elements"),
     (lambda: gae_advantages(X, Y, torch.ones(2)), r"\(B, T\)"),
     (lambda: gae_advantages(X.view(1, 2), Y.view(1, 2), torch.ones(1, 3)), "mask"),

@@ -10,13 +10,14 @@ import torch
 from course_utils.device import make_generator
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.rlhf.data import LineTask, encode_prompts, line_examples, make_sft_batch_fn, sft_tensors
-from course_utils.rlhf.dpo import DPOConfig, pair_logps, train_dpo
-from course_utils.rlhf.grpo import GRPOConfig, train_grpo
+from course_utils.rlhf.dpo import DPOConfig, pair_logps, sequence_logps, train_dpo
+from course_utils.rlhf.grpo import GRPOConfig, grpo_loss, train_grpo
 from course_utils.rlhf.pipeline import evaluate_policy, label_pairs
-from course_utils.rlhf.ppo import PPOConfig, kl_shaped_rewards, train_ppo
+from course_utils.rlhf.ppo import PPOConfig, kl_shaped_rewards, sequence_kl, train_ppo
 from course_utils.rlhf.preferences import Preference, bayes_accuracy, noisy_labels, true_score
 from course_utils.rlhf.reward_model import ScalarHeadModel, pairwise_accuracy, train_reward_model
-from course_utils.rlhf.rollout import decode_responses, response_logprobs, response_mask, sample_rollout
+from course_utils.rlhf.rollout import (Rollout, decode_responses, response_logprobs, response_mask,
+                                      sample_rollout)
 from course_utils.text.codecs import WordCodec
 
 TEXT = ("the king is dead and sweet love is gone.\nlong live the king, the fair and gentle king!\n"
@@ -86,6 +87,25 @@ def test_response_logprobs_match_the_logits():
     torch.testing.assert_close(logp, manual)
 
 
+def test_decode_responses_cut_before_the_end_token():
+    codec = WordCodec.from_texts([TEXT], vocab_size=40)  # id 0 is the newline, the end token
+    words = codec.encode("sweet love")
+    response = torch.tensor([words + [0] + words[:1], words + words])  # the first ends after 2 words
+    mask, finished = response_mask(response, eos_id=0)
+    rollout = Rollout(torch.cat([torch.full((2, 2), words[0]), response], dim=1), 2, mask, finished)
+    assert decode_responses(rollout, codec) == ["sweet love", "sweet love sweet love"]
+
+
+def test_sequence_logps_sum_only_the_masked_response_tokens():
+    model = tiny_gpt()
+    ids = torch.randint(12, (2, 9), generator=make_generator(5, "cpu"))  # prompt 4 tokens, response 5
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids)[0], dim=-1)  # position t predicts token t + 1
+        expected = [sum(logp[row, 3 + r, ids[row, 4 + r]].item() for r in range(5) if mask[row, r]) for row in (0, 1)]
+        assert sequence_logps(model, ids, mask, prompt_len=4).tolist() == pytest.approx(expected, rel=1e-5)
+
+
 def test_sample_rollout_shapes_and_device_checks():
     model = tiny_gpt()
     prompts = torch.randint(12, (4, 5), generator=make_generator(2, "cpu"))
@@ -119,8 +139,13 @@ def test_noisy_labels_follow_bradley_terry():
     expected = 1 / (1 + math.exp(-2.0))
     assert abs(labels.float().mean().item() - expected) < 0.01
     assert bayes_accuracy(a, b, 0.5) == pytest.approx(expected, rel=1e-5)
+    assert bayes_accuracy(b, a, 0.5) == pytest.approx(expected, rel=1e-5)  # P(b preferred) = 1 - expected
     with pytest.raises(ValueError, match="temperature"):
         noisy_labels(a, b, 0.0, make_generator(0, "cpu"))
+    torch.manual_seed(1)  # the global generator's state must not matter: the labels come from the one passed
+    first = noisy_labels(a[:200], b[:200], 0.5, make_generator(4, "cpu"))
+    torch.manual_seed(2)
+    assert torch.equal(noisy_labels(a[:200], b[:200], 0.5, make_generator(4, "cpu")), first)
 
 
 # ---------- a toy RL problem: reward = how many times the response contains token 3 ----------
@@ -138,6 +163,9 @@ def test_ppo_raises_a_toy_reward_and_kl_shaping_by_hand():
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     shaped = kl_shaped_rewards(scores, logp, ref, mask, beta=0.1)
     torch.testing.assert_close(shaped, torch.tensor([[-0.05, 2.0, 0.0]]))  # -beta * 0.5, then 0 + score, masked
+    torch.testing.assert_close(sequence_kl(logp, ref, mask), torch.tensor([0.5]))  # 0.5 + 0; the padded -0.4 left out
+    full = kl_shaped_rewards(scores, logp, ref, torch.ones(1, 3), beta=0.1)  # the score is added to the last KL term
+    torch.testing.assert_close(full, torch.tensor([[-0.05, 0.0, 2.04]]))
     policy, prompts, count3 = toy_setup()
     reference = copy.deepcopy(policy)
     value = ScalarHeadModel(policy)
@@ -147,6 +175,32 @@ def test_ppo_raises_a_toy_reward_and_kl_shaping_by_hand():
                         progress=False)
     assert sum(history.reward[-3:]) / 3 > sum(history.reward[:3]) / 3 + 0.5
     assert history.kl[0] == pytest.approx(0.0, abs=1e-5) and history.kl[-1] > 0
+
+
+def test_ppo_feeds_gae_the_value_before_each_token_and_whitens_the_advantages(monkeypatch):
+    import course_utils.rlhf.ppo as ppo
+
+    rollouts, values_seen, advantages_seen = [], [], []
+    real_sample, real_gae, real_loss = ppo.sample_rollout, ppo.gae_advantages, ppo.ppo_clip_loss
+    monkeypatch.setattr(ppo, "sample_rollout", lambda *a, **k: rollouts.append(real_sample(*a, **k)) or rollouts[-1])
+    monkeypatch.setattr(ppo, "gae_advantages", lambda r, v, *a: values_seen.append(v) or real_gae(r, v, *a))
+    monkeypatch.setattr(ppo, "ppo_clip_loss", lambda lp, old, adv, *a, **k: advantages_seen.append((adv, k["mask"]))
+                        or real_loss(lp, old, adv, *a, **k))
+    policy, prompts, count3 = toy_setup()
+    value = ScalarHeadModel(policy)
+    torch.nn.init.normal_(value.head.weight, generator=make_generator(0, "cpu"))  # values that differ by position
+    before = copy.deepcopy(value)
+    config = PPOConfig(iterations=1, batch_size=16, minibatch_size=16, epochs=1, max_new_tokens=8)
+    train_ppo(policy, copy.deepcopy(policy), value, count3, count3, prompts, 0, config, make_generator(0, "cpu"),
+              progress=False)
+    rollout = rollouts[0]
+    P, mask = rollout.prompt_len, rollout.mask.float()
+    with torch.no_grad():  # position P - 1 + t holds the state before response token t
+        torch.testing.assert_close(values_seen[0], before(rollout.ids)[:, P - 1:-1] * mask)
+    (advantages, m), = advantages_seen
+    real = advantages[m.bool()]
+    assert abs(real.mean().item()) < 1e-5 and real.std().item() == pytest.approx(1.0, rel=1e-4)  # whitened
+    assert (advantages[~m.bool()] == 0).all()
 
 
 def test_grpo_raises_a_toy_reward():
@@ -161,6 +215,18 @@ def test_grpo_raises_a_toy_reward():
         GRPOConfig(group_size=1)
 
 
+def test_grpo_loss_by_hand_uses_k3_on_unmasked_tokens():
+    # ratio 1 everywhere, so the surrogate is -A per token: mean over the 4 real tokens (-1 - 1 + 0.5 + 0.5) / 4;
+    # log ratios to the reference 0.5, 0, 0, -0.5 give k3 = e^-lr - 1 + lr (k1 would average to 0); padding ignored
+    logp = torch.tensor([[-1.0, -2.0, 7.0], [-0.5, -1.0, 3.0]], dtype=torch.float64)
+    ref = torch.tensor([[-1.5, -2.0, 0.0], [-0.5, -0.5, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, False], [True, True, False]])
+    advantages = torch.tensor([1.0, -0.5], dtype=torch.float64)
+    k3 = (math.exp(-0.5) - 0.5) + (math.exp(0.5) - 1.5)
+    loss = grpo_loss(logp, logp.clone(), ref, advantages, mask, clip_eps=0.2, beta=0.1)
+    assert loss.item() == pytest.approx(-0.25 + 0.1 * k3 / 4, rel=1e-12)
+
+
 # ---------- reward model and DPO on labelled pairs of the toy problem ----------
 
 def toy_pairs(n=192, seed=0):
@@ -170,6 +236,29 @@ def toy_pairs(n=192, seed=0):
     first, second = sample_rollout(policy, p, 8, 0, g), sample_rollout(policy, p, 8, 0, g)
     labelled = label_pairs(first, second, count3, temperature=0.05, generator=g)
     return policy, labelled
+
+
+def test_label_pairs_by_hand():
+    # two responses to each of two prompts, scored by their count of token 3 (end token 0); at temperature 0.05 a
+    # score difference of 2 gives P = sigmoid(40): the labeller picks the higher score
+    prompts = torch.tensor([[4, 5], [6, 7]])
+
+    def rollout(response):
+        mask, finished = response_mask(response, eos_id=0)
+        return Rollout(torch.cat([prompts, response], dim=1), 2, mask, finished)
+
+    first = rollout(torch.tensor([[3, 3, 0, 9], [8, 0, 9, 9]]))  # scores 2, 0
+    second = rollout(torch.tensor([[8, 0, 9, 9], [3, 8, 3, 0]]))  # scores 0, 2
+    count3 = lambda ro: ((ro.response == 3) & ro.mask).float().sum(1)  # noqa: E731
+    labelled = label_pairs(first, second, count3, temperature=0.05, generator=make_generator(0, "cpu"))
+    pairs = labelled.pairs
+    assert pairs.chosen.tolist() == [[4, 5, 3, 3, 0, 9], [6, 7, 3, 8, 3, 0]]
+    assert pairs.rejected.tolist() == [[4, 5, 8, 0, 9, 9], [6, 7, 8, 0, 9, 9]]
+    assert pairs.chosen_mask.tolist() == [[True, True, True, False], [True, True, True, True]]
+    assert pairs.rejected_mask.tolist() == [[True, True, False, False], [True, True, False, False]]
+    assert pairs.chosen_last.tolist() == [4, 5] and pairs.rejected_last.tolist() == [3, 3]
+    assert labelled.score_chosen.tolist() == [2.0, 2.0] and labelled.score_rejected.tolist() == [0.0, 0.0]
+    assert labelled.bayes_accuracy == pytest.approx(1 / (1 + math.exp(-40.0)))
 
 
 def test_reward_model_learns_the_toy_preference():
@@ -207,6 +296,12 @@ def test_evaluate_policy_against_itself_has_zero_kl():
                              count3, codec_decode, seed=0)
     assert result.kl == pytest.approx(0.0, abs=1e-6)
     assert result.true_score_sem > 0  # 16 responses whose counts of token 3 differ
+    seen = []
+    again = evaluate_policy(policy, copy.deepcopy(policy), prompts(16, make_generator(0, "cpu")), 0, 8, count3,
+                            lambda ro: seen.append(count3(ro)) or seen[-1], codec_decode, seed=0)
+    scores = torch.cat(seen)  # (16,)
+    assert again.true_score == pytest.approx(scores.mean().item())
+    assert again.true_score_sem == pytest.approx(scores.std().item() / 4, rel=1e-6)  # sample std / sqrt(16)
     assert 0 < result.distinct_1 <= 1 and 1 <= result.length <= 8
 
 

@@ -68,6 +68,14 @@ def test_min_p_by_hand():
     assert torch.equal(min_p_filter(logits, 0.0), logits)
 
 
+def test_min_p_keeps_a_token_exactly_on_the_threshold():
+    # p = [2/3, 1/3] in float32: the second is exactly min_p = 0.5 times the top, so it stays (transformers removes
+    # only probs < min_p * top)
+    logits = torch.tensor([[0.0, -math.log(2)]])
+    assert min_p_filter(logits, 0.5).isfinite().tolist() == [[True, True]]
+    assert MinPLogitsWarper(0.5)(None, logits).isfinite().tolist() == [[True, True]]
+
+
 def test_repetition_penalty_by_hand():
     logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
     prev = torch.tensor([[0, 1, 0]])
@@ -184,6 +192,10 @@ def test_nan_and_shape_errors():
         apply_repetition_penalty(torch.zeros(1, 3), torch.zeros(1, 1, dtype=torch.long), 0.0)
     with pytest.raises(ValueError, match="prev_ids"):
         apply_repetition_penalty(torch.zeros(1, 3), torch.tensor([[7]]), 1.2)
+    with pytest.raises(ValueError, match="prev_ids"):
+        apply_repetition_penalty(torch.zeros(1, 3), torch.tensor([[3]]), 1.2)  # V itself is out of range
+    with pytest.raises(ValueError, match="entirely -inf"):
+        greedy(torch.tensor([[0.0, 1.0], [-INF, -INF]]))  # one dead row in a batch is enough
     with pytest.raises(ValueError, match="Generator"):
         next_token(torch.zeros(1, 3), None, SamplingConfig())
     with pytest.raises(TypeError, match="SamplingConfig"):
@@ -330,6 +342,8 @@ def test_diversity_by_hand():
     assert distinct_n(torch.tensor([[1, 2, 3]]), 1) == 1.0
     assert repeated_ngram_fraction([1, 2, 1, 2, 1, 2], 2) == pytest.approx(3 / 5)
     assert repeated_ngram_fraction([1, 2, 3, 4], 2) == 0.0
+    assert repeated_ngram_fraction([1, 2, 3, 1, 2, 3, 1]) == pytest.approx(1 / 4)  # default n = 4: (1, 2, 3, 1) twice
+    assert distinct_n([[1], [2]], 2) == 0.0 and repeated_ngram_fraction([1, 2], 3) == 0.0  # no n-grams at all
     with pytest.raises(ValueError):
         distinct_n([[1, 2]], 0)
 
@@ -383,3 +397,19 @@ def test_the_smallest_temperature_stays_finite_on_huge_logits():
     scaled = apply_temperature(logits, 1e-4)
     assert scaled.isfinite().all() and scaled.softmax(-1).tolist() == [[0.0, 1.0, 0.0, 0.0]]
     assert SamplingConfig(temperature=1e-4).temperature == 1e-4
+
+
+def test_greedy_ignores_temperature_and_filters():
+    logits = torch.tensor([[1.0, 3.0, 2.0], [0.0, -1.0, 5.0]])
+    for bad in (0.0, -1.0):  # allowed with greedy=True; dividing by it would give inf/NaN or reverse the order
+        assert next_token(logits, None, SamplingConfig(greedy=True, temperature=bad)).tolist() == [1, 2]
+    config = SamplingConfig(greedy=True, temperature=0.5, top_k=1, top_p=0.1, min_p=0.5)
+    assert torch.equal(process_logits(logits, None, config), logits)  # greedy: penalties only
+
+
+def test_low_precision_logits_are_processed_in_float32():
+    logits = random_logits(3, B=2, V=30).to(torch.bfloat16)
+    config = SamplingConfig(temperature=0.7, top_p=0.9, min_p=0.05)
+    out = process_logits(logits, None, config)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, process_logits(logits.float(), None, config))

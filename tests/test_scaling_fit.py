@@ -5,6 +5,7 @@ import pathlib
 
 import numpy as np
 import pytest
+import scipy.special
 
 from course_utils.scaling.fit import (COARSE_GRID, ChinchillaFit, bootstrap_chinchilla, fit_chinchilla,
                                       fit_chinchilla_form, fit_power_law, floor_profile)
@@ -22,9 +23,15 @@ def synthetic(noise=0.01, seed=0):
 def test_recovers_known_constants_from_noisy_points():
     # 0.5% multiplicative noise on 30 points: the exponents come back to about 0.02, the floor E only to about 10%
     # (it trades off against A and B; over seeds 0-2 it came back as 1.75, 1.70, 1.60)
-    fit = fit_chinchilla_form(*synthetic(noise=0.005), grid=COARSE_GRID)
+    N, D, L = synthetic(noise=0.005)
+    fit = fit_chinchilla_form(N, D, L, grid=COARSE_GRID)
     assert fit.alpha == pytest.approx(TRUE.alpha, abs=0.03) and fit.beta == pytest.approx(TRUE.beta, abs=0.03)
     assert fit.E == pytest.approx(TRUE.E, rel=0.1)
+    # the reported objective is the summed Huber loss (delta 1e-3, scipy's huber) of the log-residuals, some of
+    # which lie beyond delta (the linear part, delta * (|r| - delta / 2))
+    residuals = np.log(fit.loss(N, D)) - np.log(L)
+    assert (np.abs(residuals) > 1e-3).sum() >= 5
+    assert fit.objective == pytest.approx(scipy.special.huber(1e-3, residuals).sum(), rel=1e-6)
     # the fitted exponents fix the compute-optimal split: N* grows as C^(beta / (alpha + beta))
     n1, _ = fit.compute_optimal(1e20)
     n2, _ = fit.compute_optimal(1e22)

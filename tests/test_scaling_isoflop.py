@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from course_utils.scaling.fit import ChinchillaFit
-from course_utils.scaling.isoflop import allocation_exponents, isoflop_minima
+from course_utils.scaling.isoflop import IsoFLOPMinimum, allocation_exponents, isoflop_minima
 
 SURFACE = ChinchillaFit(E=1.7, A=400.0, B=1800.0, alpha=0.34, beta=0.28, objective=0.0)
 
@@ -60,3 +60,27 @@ def test_a_budget_without_a_minimum_can_be_skipped():
         isoflop_minima(N, D, L)
     kept = isoflop_minima(N, D, L, skip_flat=True)
     assert len(kept) == 1 and kept[0].compute == pytest.approx(6e9)
+
+
+def test_exact_parabolas_by_hand():
+    # budget 1e15: L = 2 + 0.1 (ln N - ln 1e6)^2 at N = 1e6 e^(-1, 0, 1), computes 1e15 x (1, 1.02, 1.04): one budget
+    # (within 5% of its smallest run), reported as their mean; budget 1.08e15 (8% above the first run, though within
+    # 5% of the previous one): L = 1.5 + 0.2 (ln N - ln 4e6)^2 at N = 4e6 e^(-3, -2, -1), vertex right of the sizes
+    n1, n2 = 1e6 * np.exp([-1.0, 0.0, 1.0]), 4e6 * np.exp([-3.0, -2.0, -1.0])
+    N = np.concatenate([n1, n2])
+    C = 1e15 * np.array([1.0, 1.02, 1.04, 1.08, 1.08, 1.08])
+    L = np.concatenate([2 + 0.1 * np.log(n1 / 1e6) ** 2, 1.5 + 0.2 * np.log(n2 / 4e6) ** 2])
+    first, second = isoflop_minima(N, C / (6 * N), L)
+    assert (first.n_runs, second.n_runs) == (3, 3)
+    assert first.compute == pytest.approx(1.02e15, rel=1e-12) and second.compute == pytest.approx(1.08e15, rel=1e-12)
+    assert first.n_opt == pytest.approx(1e6, rel=1e-8) and second.n_opt == pytest.approx(4e6, rel=1e-8)
+    assert first.loss_min == pytest.approx(2.0, rel=1e-9) and second.loss_min == pytest.approx(1.5, rel=1e-9)
+    assert first.interior and not second.interior  # every size of the second budget is too small
+
+
+def test_allocation_exponents_of_exact_minima():
+    minima = [IsoFLOPMinimum(compute=c, n_opt=0.5 * c**0.6, loss_min=2.0, n_runs=3, interior=True)
+              for c in (1e18, 1e20, 1e22)]
+    exps = allocation_exponents(minima)  # N* = 0.5 C^0.6
+    assert exps["a"] == pytest.approx(0.6, rel=1e-12) and exps["b"] == pytest.approx(0.4, rel=1e-11)
+    assert exps["k"] == pytest.approx(0.5, rel=1e-9)

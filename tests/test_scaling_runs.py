@@ -19,6 +19,7 @@ def test_run_is_deterministic_and_leaves_the_thread_setting_alone():
     assert a["val_loss"] == b["val_loss"] and a["steps"] == 40 and a["tokens"] == 40 * 8 * 32
     assert a["val_loss"] < math.log(a["vocab_size"])  # learned more than a uniform guess over the characters
     assert a["flops_counted"] > a["flops_6nd"] > 0
+    assert a["flops_6nd"] == 6 * a["n_params"] * a["tokens"] and a["n_params"] < a["n_params_total"]  # N: no embeddings
     assert a["gflops_per_s"] == pytest.approx(a["flops_counted"] / a["seconds"] / 1e9)
     assert (a["precision"], a["device"], a["threads"]) == ("fp32", "cpu", 1)
 

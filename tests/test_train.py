@@ -6,7 +6,8 @@ import torch
 
 from course_utils.train.batches import make_batch_fn
 from course_utils.model.gpt import GPT, GPTConfig
-from course_utils.train.loop import TrainConfig, TrainingDiverged, lr_at, make_optimizer, train
+from course_utils.train.loop import (TrainConfig, TrainingDiverged, estimate_loss, lr_at, make_optimizer,
+                                     train)
 
 
 def run(seed=0, steps=60, precision="fp32", attention="sdpa", model_out=None):
@@ -38,6 +39,7 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_at(9, config) == pytest.approx(1e-3)
     assert lr_at(60, config) == pytest.approx(0.5 * (1e-3 + 1e-4))  # half-way through the cosine
     assert lr_at(110, config) == pytest.approx(1e-4)
+    assert lr_at(160, config) == pytest.approx(1e-4)  # past max_steps the rate stays at min_lr
     values = [lr_at(s, config) for s in range(10, 110)]
     assert all(a >= b for a, b in zip(values, values[1:]))
 
@@ -47,6 +49,8 @@ def test_weight_decay_only_on_matrices():
     decay, no_decay = make_optimizer(model, TrainConfig()).param_groups
     assert all(p.dim() >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
     assert all(p.dim() < 2 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    assert decay["betas"] == no_decay["betas"] == (0.9, 0.99)  # (beta1, beta2) of the config
+    assert make_optimizer(model, TrainConfig(beta1=0.8, beta2=0.95)).param_groups[0]["betas"] == (0.8, 0.95)
 
 
 @pytest.mark.parametrize("kwargs", [{"max_steps": 0}, {"lr": 0}, {"min_lr": 1.0}, {"warmup_steps": -1},
@@ -170,3 +174,48 @@ def test_non_finite_settings_are_refused(kwargs, match):
     # grad_clip=nan silently turned clipping off; weight_decay=nan raised TrainingDiverged blaming lr
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+
+
+def tiny_run_parts(seed=0):
+    torch.manual_seed(seed)
+    data = torch.arange(300) % 7
+    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    return model, make_batch_fn(data, torch.randint(0, 7, (300,), generator=torch.Generator().manual_seed(9)), 4, 8)
+
+
+def test_the_last_step_is_evaluated_and_with_the_val_batches_of_seed_plus_one():
+    model, get_batch = tiny_run_parts()
+    config = TrainConfig(max_steps=10, warmup_steps=1, eval_interval=4, eval_batches=2, progress=False)
+    history = train(model, get_batch, config, torch.Generator().manual_seed(0), eval_generator_seed=77)
+    assert history.eval_steps == [4, 8, 10]  # 10 is not a multiple of 4 but ends the run
+    # parallel.precision's loop relies on this: validation batches come from a generator seeded eval_generator_seed + 1
+    assert history.eval_val_loss[-1] == estimate_loss(model, get_batch, 2, torch.Generator().manual_seed(78), "val")
+
+
+def test_estimate_loss_restores_the_training_mode():
+    model, get_batch = tiny_run_parts()
+    for training in (True, False):
+        model.train(training)
+        estimate_loss(model, get_batch, 1, torch.Generator().manual_seed(0))
+        assert model.training is training
+
+
+def test_each_step_starts_from_zero_gradients():
+    model, get_batch = tiny_run_parts()
+    fresh = []
+    for p in model.parameters():  # runs when p's gradient is computed, before it is stored: p.grad must be empty
+        p.register_hook(lambda grad, p=p: fresh.append(p.grad is None))
+    train(model, get_batch, TrainConfig(max_steps=3, warmup_steps=1, eval_interval=3, eval_batches=1, progress=False),
+          torch.Generator().manual_seed(0))
+    assert len(fresh) == 3 * len(list(model.parameters())) and all(fresh)
+
+
+def test_gradient_clipping_is_applied():
+    # clipped to a norm of 1e-12, every gradient is far below AdamW's eps = 1e-8: the first update g / (|g| + eps) is
+    # about 1e-4 of a step, where unclipped it moves every weight by about lr
+    model, get_batch = tiny_run_parts()
+    before = [p.detach().clone() for p in model.parameters()]
+    config = TrainConfig(max_steps=1, lr=1e-2, min_lr=0.0, warmup_steps=0, weight_decay=0.0, grad_clip=1e-12,
+                         eval_batches=1, progress=False)
+    train(model, get_batch, config, torch.Generator().manual_seed(0))
+    assert max((p.detach() - b).abs().max().item() for p, b in zip(model.parameters(), before)) < 1e-5

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.device import check_generator
+from course_utils.model.gpt import check_temperature
 
 
 def check_logits(logits: torch.Tensor) -> None:
@@ -82,9 +83,7 @@ def _check_keep(min_tokens_to_keep: int) -> int:
     return _number("min_tokens_to_keep", min_tokens_to_keep, lambda n: n >= 1, "an int >= 1", numbers.Integral)
 
 
-def _check_temperature(temperature: float) -> float:  # at 1e-4 a logit 0.0104 under the top gets float32 p = 0
-    return _number("temperature", temperature, lambda t: 1e-4 <= t < math.inf, "a finite number >= 1e-4 (near 0, "
-                   "logits / temperature overflows to inf); for argmax decoding use greedy=True")
+_check_temperature = check_temperature  # one rule for GPT.generate and these processors (model.gpt)
 
 
 # ---------- the processors without checks (what a decoding loop calls every step) ----------

@@ -50,6 +50,18 @@ def check_prompt_ids(ids: object, vocab_size: int | None, what: str = "idx") -> 
                          f"{int(ids.min())} to {int(ids.max())}")
 
 
+MIN_TEMPERATURE = 1e-4  # at 1e-4 a float32 logit 0.0104 under the top already gets p = 0; far below, logits overflow
+
+
+def check_temperature(temperature: float) -> float:
+    """A sampling temperature as a float, or a clear error: a finite number >= 1e-4 (numpy numbers accepted)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or \
+            not MIN_TEMPERATURE <= temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number >= 1e-4 (near 0, logits / temperature overflows to "
+                         f"inf); for argmax decoding use greedy=True, got {temperature!r}")
+    return float(temperature)
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 65
@@ -65,8 +77,9 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+            setattr(self, name, int(value))  # a numpy integer (from a grid) becomes a Python int
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head gets equal width"
@@ -265,8 +278,8 @@ class GPT(nn.Module):
         check_prompt_ids(idx, self.config.vocab_size, "idx")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-        if not greedy and not temperature > 0:
-            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax decoding), got {temperature}")
+        if not greedy:
+            temperature = check_temperature(temperature)
         if not greedy and generator is None:
             raise ValueError("sampling needs an explicit torch.Generator (or greedy=True)")
         was_training = self.training

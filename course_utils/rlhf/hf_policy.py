@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from course_utils.device import check_generator
+from course_utils.model.gpt import check_temperature
 
 END_TOKEN = "<|im_end|>"
 INSTRUCTION = "Continue with one line of verse:\n"
@@ -77,8 +78,8 @@ class HFPolicy(nn.Module):
         with ``generator`` (on ``idx``'s device) or taken greedily; uses a KV cache. Returns (B, T + max_new_tokens)."""
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if not greedy and not temperature > 0:
-            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax decoding), got {temperature}")
+        if not greedy:
+            temperature = check_temperature(temperature)
         self._check_ids(idx)
         if idx.shape[1] + max_new_tokens > self.config.block_size:
             raise ValueError(f"prompt ({idx.shape[1]}) + new ({max_new_tokens}) tokens exceed block_size "
