@@ -136,8 +136,9 @@ def test_generate_validates_its_arguments(pair):
     idx = prompts()
     with pytest.raises(ValueError, match="explicit torch.Generator"):
         ours.generate(idx, 5)
-    with pytest.raises(ValueError, match="temperature > 0"):
-        ours.generate(idx, 5, torch.Generator(), temperature=0.0)
+    for bad in (0.0, 1e-39, float("inf")):  # 1e-39 overflowed inside multinomial; inf sampled uniformly
+        with pytest.raises(ValueError, match="temperature must be a finite number >= 1e-4"):
+            ours.generate(idx, 5, torch.Generator(), temperature=bad)
     with pytest.raises(ValueError, match="max_new_tokens must be an int >= 1"):
         ours.generate(idx, 0, greedy=True)
     with pytest.raises(ValueError, match="the generator is on cpu but `idx` is on meta"):

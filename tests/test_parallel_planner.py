@@ -105,3 +105,11 @@ def test_bad_input_raises_clear_errors(kwargs, error, match):
 def test_drawing_nothing_is_refused():
     with pytest.raises(ValueError, match="empty"):
         draw_plans(None, [])
+
+
+def test_one_gpu_holds_every_parameter_of_a_biased_layernorm_model():
+    # the final LayerNorm with bias has 2 * hidden parameters; the planner counted hidden (1,153 of 1,161 here)
+    shape = ModelShape("b", n_layer=1, hidden=8, n_head=2, n_kv_head=2, ffn_hidden=33, vocab_size=16,
+                       tied_embeddings=False, mlp="gelu", norm="layernorm", bias=True)
+    (plan,) = plan_parallelism(shape, seq_len=4, micro_batch=1, global_batch=1, n_gpus=1)
+    assert shape.n_params() == 1161 and plan.weights == 2 * 1161  # bf16 weights

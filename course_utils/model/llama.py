@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from course_utils.device import check_generator
+from course_utils.model.gpt import check_temperature
 from course_utils.model.modern import RMSNorm, SwiGLU, apply_rope, repeat_kv, rope_cos_sin, rope_inverse_frequencies
 
 
@@ -232,8 +233,10 @@ class Llama(nn.Module):
         check_generator(generator, idx, "idx")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-        if not greedy and (not temperature > 0 or generator is None):
-            raise ValueError("sampling needs temperature > 0 and an explicit torch.Generator (or greedy=True)")
+        if not greedy:
+            temperature = check_temperature(temperature)
+            if generator is None:
+                raise ValueError("sampling needs an explicit torch.Generator (or greedy=True)")
         B, T = idx.shape
         cache = LlamaKVCache.empty(self.config, B, T + max_new_tokens, self.tok_emb.weight)
         positions = None

@@ -111,15 +111,15 @@ class ModelShape:
         h, kv_width, f = self.hidden, self.n_kv_head * self.head_size, self.ffn_hidden
         attention = 2 * h * h + 2 * h * kv_width + (2 * h + 2 * kv_width if self.bias else 0)  # q, o; k, v
         mlp = (2 if self.mlp == "gelu" else 3) * h * f + ((f + h) if self.bias and self.mlp == "gelu" else 0)
-        return attention + mlp + 2 * self._norm_params()
+        return attention + mlp + 2 * self.norm_params()
 
-    def _norm_params(self) -> int:
+    def norm_params(self) -> int:
         return self.hidden * (2 if self.norm == "layernorm" and self.bias else 1)
 
     def n_params(self) -> int:
         """Every parameter, a tied embedding/output matrix counted once."""
         embeddings = self.vocab_size * self.hidden * (1 if self.tied_embeddings else 2)
-        return self.n_layer * self.block_params() + self._norm_params() + embeddings + self.positions * self.hidden
+        return self.n_layer * self.block_params() + self.norm_params() + embeddings + self.positions * self.hidden
 
 
 SMOLLM2_135M = ModelShape("SmolLM2-135M", n_layer=30, hidden=576, n_head=9, n_kv_head=3, ffn_hidden=1536,

@@ -74,7 +74,7 @@ def _stage_params(shape: ModelShape, tp: int, pp: int) -> int:
     blocks = shape.n_layer // pp * shape.block_params()
     embedding = (shape.vocab_size + shape.positions) * shape.hidden
     if pp == 1:
-        embedding += shape.hidden + (0 if shape.tied_embeddings else shape.vocab_size * shape.hidden)
+        embedding += shape.norm_params() + (0 if shape.tied_embeddings else shape.vocab_size * shape.hidden)
     return -(-(blocks + embedding) // tp)  # ceil: shards are padded to equal size
 
 
