@@ -10,6 +10,7 @@ Left out: label smoothing (cDPO), IPO and the many later variants, a separate SF
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from course_utils.model.gpt import GPT
-from course_utils.rlhf.losses import dpo_implicit_rewards, dpo_loss
+from course_utils.rlhf.losses import check_number, dpo_implicit_rewards, dpo_loss
 from course_utils.rlhf.reward_model import PreferencePairs
 from course_utils.rlhf.rollout import response_logprobs
 
@@ -34,8 +35,8 @@ class DPOConfig:
         if not (isinstance(self.steps, int) and self.steps >= 1 and isinstance(self.batch_size, int)
                 and self.batch_size >= 1 and isinstance(self.eval_every, int) and self.eval_every >= 1):
             raise ValueError("steps, batch_size and eval_every must be positive ints")
-        if not (self.lr > 0 and self.beta > 0):
-            raise ValueError(f"lr and beta must be > 0, got {self.lr} and {self.beta}")
+        check_number("lr", self.lr, 0.0, math.inf)
+        check_number("beta", self.beta, 0.0, math.inf)
 
 
 @dataclass

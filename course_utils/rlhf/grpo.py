@@ -15,6 +15,7 @@ variants (Dr. GRPO), dynamic sampling, clip-higher.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -22,9 +23,9 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from course_utils.model.gpt import GPT
-from course_utils.rlhf.losses import (group_relative_advantages, kl_estimate, masked_mean, ppo_clip_fraction,
-                                      ppo_clip_loss)
+from course_utils.model.gpt import GPT, check_temperature
+from course_utils.rlhf.losses import (check_number, group_relative_advantages, kl_estimate, masked_mean,
+                                      ppo_clip_fraction, ppo_clip_loss)
 from course_utils.rlhf.ppo import PromptFn, RewardFn, RLHistory, record, sequence_kl
 from course_utils.rlhf.rollout import Rollout, response_logprobs, sample_rollout
 
@@ -54,8 +55,11 @@ class GRPOConfig:
                              f"got {self.group_size!r}")
         if self.prompts_per_iteration % self.minibatch_groups:
             raise ValueError("prompts_per_iteration must be a multiple of minibatch_groups")
-        if self.beta < 0 or not (self.lr > 0 and self.temperature > 0):
-            raise ValueError("need beta >= 0, lr > 0 and temperature > 0")
+        check_number("beta (the KL coefficient)", self.beta, 0.0, math.inf, closed=True)
+        check_number("clip_eps", self.clip_eps, 0.0, 1.0)
+        check_number("lr", self.lr, 0.0, math.inf)
+        check_number("grad_clip", self.grad_clip, 0.0, math.inf)
+        self.temperature = check_temperature(self.temperature)
 
     @property
     def batch_size(self) -> int:

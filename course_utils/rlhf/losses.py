@@ -9,8 +9,7 @@ References
   as a reward-model loss: P. Christiano et al., "Deep RL from Human Preferences", 2017, and L. Ouyang et al.,
   "Training language models to follow instructions with human feedback" (InstructGPT), 2022.
 * DPO: R. Rafailov et al., "Direct Preference Optimization: Your Language Model is Secretly a Reward Model", 2023.
-* PPO: J. Schulman et al., "Proximal Policy Optimization Algorithms", 2017; clipped policy and value losses as in
-  OpenAI baselines' ``ppo2``.
+* PPO: J. Schulman et al., "Proximal Policy Optimization Algorithms", 2017; clipped losses as in baselines' ``ppo2``.
 * GAE: J. Schulman et al., "High-Dimensional Continuous Control Using Generalized Advantage Estimation", 2016.
 * KL estimators k1, k2, k3: J. Schulman, "Approximating KL Divergence" (blog post, joschu.net), 2020.
 * Gradients of KL estimators used as losses: Y. Tang and R. Munos, "On a few pitfalls in KL divergence gradient
@@ -28,6 +27,7 @@ Left out: entropy bonus, the KL penalty folded into per-token rewards (the PPO t
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -66,13 +66,13 @@ def _check_reduction(reduction: object) -> None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def _check_number(name: str, value: object, low: float, high: float, closed: bool = False) -> None:
-    """A real number in (low, high), or in [low, high] with ``closed``; TypeError for a non-number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def check_number(name: str, value: object, low: float, high: float, closed: bool = False) -> None:
+    """A finite real number in (low, high), or in [low, high] with ``closed``; TypeError for a non-number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (low <= value <= high if closed else low < value < high):
+    if not (math.isfinite(value) and (low <= value <= high if closed else low < value < high)):
         allowed = f"in [{low:g}, {high:g}]" if closed else f"in ({low:g}, {high:g})"
-        raise ValueError(f"{name} must be {allowed}, got {value}")
+        raise ValueError(f"{name} must be a finite number {allowed}, got {value}")
 
 
 def _reduce(loss: torch.Tensor, reduction: str, mask: torch.Tensor | None) -> torch.Tensor:
@@ -113,7 +113,7 @@ def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool =
     does when it whitens rewards. Masked entries of the result are 0.
     """
     _check_tensor("x", x)
-    _check_number("eps", eps, 0.0, math.inf)
+    check_number("eps", eps, 0.0, math.inf)
     mask = torch.ones_like(x, dtype=torch.bool) if mask is None else _check_mask(mask, x, "x")
     mean = _masked_mean(x, mask)
     n = mask.sum().to(x.dtype)
@@ -146,7 +146,7 @@ def dpo_implicit_rewards(policy_logps: torch.Tensor, ref_logps: torch.Tensor, be
     """DPO's implicit reward of a sequence: beta * (log pi(y|x) - log pi_ref(y|x)) (Rafailov et al. 2023). (B,)."""
     _check_pair("policy_logps", policy_logps, "ref_logps", ref_logps)
     _check_sequence_logps("policy_logps", policy_logps)
-    _check_number("beta", beta, 0.0, math.inf)
+    check_number("beta", beta, 0.0, math.inf)
     return beta * (policy_logps - ref_logps)
 
 
@@ -164,7 +164,7 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     for name, t in zip(names[1:], tensors[1:]):
         _check_pair(names[0], tensors[0], name, t)
     _check_sequence_logps(names[0], policy_chosen_logps)
-    _check_number("beta", beta, 0.0, math.inf)
+    check_number("beta", beta, 0.0, math.inf)
     _check_reduction(reduction)
     margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)  # (B,)
     return _reduce(-F.logsigmoid(beta * margin), reduction, None)
@@ -174,7 +174,7 @@ def _check_ppo(logp, old_logp, advantages, clip_eps, mask) -> tuple[torch.Tensor
     """Shared checks; returns the advantages broadcastable to logp's shape and the bool mask (or None)."""
     _check_pair("logp", logp, "old_logp", old_logp)
     _check_tensor("advantages", advantages)
-    _check_number("clip_eps", clip_eps, 0.0, 1.0)
+    check_number("clip_eps", clip_eps, 0.0, 1.0)
     if advantages.shape != logp.shape:
         if logp.dim() == 2 and advantages.shape == logp.shape[:1]:
             advantages = advantages.unsqueeze(-1)  # (B,) -> (B, 1), broadcast over T
@@ -227,7 +227,7 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     _check_pair("values", values, "old_values", old_values)
     _check_pair("values", values, "returns", returns)
     if clip_eps is not None:
-        _check_number("clip_eps", clip_eps, 0.0, math.inf)
+        check_number("clip_eps", clip_eps, 0.0, math.inf)
     mask = None if mask is None else _check_mask(mask, values, "values")
     returns, old_values = returns.detach(), old_values.detach()
     loss = (values - returns) ** 2
@@ -278,8 +278,8 @@ def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tens
     if rewards.dim() != 2:
         raise ValueError(f"rewards and values must have shape (B, T), got {tuple(rewards.shape)}")
     mask = _check_mask(mask, rewards, "rewards")
-    _check_number("gamma", gamma, 0.0, 1.0, closed=True)
-    _check_number("lam", lam, 0.0, 1.0, closed=True)
+    check_number("gamma", gamma, 0.0, 1.0, closed=True)
+    check_number("lam", lam, 0.0, 1.0, closed=True)
     with torch.no_grad():
         zero = torch.zeros_like(rewards)
         r, v = torch.where(mask, rewards, zero), torch.where(mask, values, zero)  # (B, T)
@@ -310,7 +310,7 @@ def group_relative_advantages(rewards: torch.Tensor, group_size: int, scale: boo
         raise TypeError(f"group_size must be an int, got {type(group_size).__name__}")
     if group_size < 2 or rewards.shape[0] % group_size:
         raise ValueError(f"group_size must be >= 2 and divide the batch size {rewards.shape[0]}, got {group_size}")
-    _check_number("eps", eps, 0.0, math.inf)
+    check_number("eps", eps, 0.0, math.inf)
     if rewards.device.type != "meta" and not bool(torch.isfinite(rewards).all()):  # one sync per batch of rewards
         raise ValueError("rewards contain NaN or inf; it would spread to every advantage of its group: fix the reward")
     groups = rewards.view(-1, group_size)  # (n_groups, group_size)

@@ -13,6 +13,7 @@ Left out: an adaptive KL controller, reward whitening, entropy bonus, mixing in 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -20,8 +21,9 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from course_utils.model.gpt import GPT
-from course_utils.rlhf.losses import gae_advantages, kl_estimate, ppo_clip_fraction, ppo_clip_loss, value_loss, whiten
+from course_utils.model.gpt import GPT, check_temperature
+from course_utils.rlhf.losses import (check_number, gae_advantages, kl_estimate, ppo_clip_fraction, ppo_clip_loss,
+                                     value_loss, whiten)
 from course_utils.rlhf.reward_model import ScalarHeadModel
 from course_utils.rlhf.rollout import Rollout, response_logprobs, sample_rollout
 
@@ -54,10 +56,13 @@ class PPOConfig:
         if self.batch_size % self.minibatch_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of minibatch_size "
                              f"({self.minibatch_size})")
-        if self.beta < 0:
-            raise ValueError(f"beta (the KL coefficient) must be >= 0, got {self.beta}")
-        if not (self.lr > 0 and self.value_lr > 0 and self.temperature > 0):
-            raise ValueError("lr, value_lr and temperature must be > 0")
+        check_number("beta (the KL coefficient)", self.beta, 0.0, math.inf, closed=True)
+        check_number("clip_eps", self.clip_eps, 0.0, 1.0)
+        for name in ("lr", "value_lr", "value_clip", "grad_clip"):
+            check_number(name, getattr(self, name), 0.0, math.inf)
+        check_number("gamma", self.gamma, 0.0, 1.0, closed=True)
+        check_number("lam", self.lam, 0.0, 1.0, closed=True)
+        self.temperature = check_temperature(self.temperature)
 
 
 @dataclass
