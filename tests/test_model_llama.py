@@ -155,6 +155,9 @@ def test_generate_validates_its_arguments(pair):
     (dict(n_embd=36, n_head=4, n_kv_head=2), "must be even: RoPE rotates pairs"),
     (dict(n_layer=0), "n_layer must be a positive int"),
     (dict(rope_theta=1.0), "rope_theta > 1"),
+    (dict(rope_theta=float("inf")), "finite rope_theta"),
+    (dict(rms_norm_eps=float("inf")), "rms_norm_eps > 0"),
+    (dict(rms_norm_eps=float("nan")), "rms_norm_eps > 0"),
 ])
 def test_bad_configs_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -9,6 +9,7 @@ from course_utils.rlhf.dpo import DPOConfig
 from course_utils.rlhf.grpo import GRPOConfig
 from course_utils.rlhf.losses import check_number
 from course_utils.rlhf.ppo import PPOConfig
+from course_utils.rlhf.preferences import Preference
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
@@ -55,3 +56,16 @@ def test_configs_accept_the_edges_and_store_a_float_temperature():
 def test_dpo_config_refuses_bad_settings(field, value):
     with pytest.raises(ValueError, match=field):
         DPOConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("max_pleasant", -1), ("min_words", 2.5), ("grim_weight", math.nan),
+                                          ("short_weight", math.inf), ("empty_score", -math.inf)])
+def test_preference_refuses_bad_weights_and_counts(field, value):
+    with pytest.raises(ValueError, match=f"Preference.{field}"):
+        Preference(**{field: value})
+    Preference(grim_weight=-1.0, max_pleasant=0)  # a flipped term and no pleasant words are allowed
+
+
+def test_preference_word_lists_must_be_frozensets():
+    with pytest.raises(TypeError, match="Preference.pleasant"):
+        Preference(pleasant=["love"])

@@ -3,6 +3,7 @@ agreement with transformers' logits processors on random logits."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from transformers.generation import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
@@ -190,6 +191,11 @@ def test_nan_and_shape_errors():
         constrain(torch.zeros(1, 3), torch.zeros(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="penalty"):
         apply_repetition_penalty(torch.zeros(1, 3), torch.zeros(1, 1, dtype=torch.long), 0.0)
+    for inf_penalty in (math.inf, np.float64(math.inf)):  # divides every seen positive logit to 0: refused too
+        with pytest.raises(ValueError, match="repetition_penalty must be a finite number"):
+            apply_repetition_penalty(torch.zeros(1, 3), torch.zeros(1, 1, dtype=torch.long), inf_penalty)
+        with pytest.raises(ValueError, match="repetition_penalty must be a finite number"):
+            SamplingConfig(repetition_penalty=inf_penalty)
     with pytest.raises(ValueError, match="prev_ids"):
         apply_repetition_penalty(torch.zeros(1, 3), torch.tensor([[7]]), 1.2)
     with pytest.raises(ValueError, match="prev_ids"):

@@ -55,9 +55,11 @@ def test_weight_decay_only_on_matrices():
 
 @pytest.mark.parametrize("kwargs", [{"max_steps": 0}, {"lr": 0}, {"min_lr": 1.0}, {"warmup_steps": -1},
                                     {"beta2": 1.0}, {"grad_clip": -1}, {"eval_interval": 0},
-                                    {"precision": "fp16"}, {"precision": "bfloat16"}])
+                                    {"precision": "fp16"}, {"precision": "bfloat16"},
+                                    {"lr": float("inf")}, {"lr": float("nan")}, {"muon_lr": float("inf")},
+                                    {"warmup_steps": 2.5}, {"eval_interval": 2.5}, {"eval_batches": True}])
 def test_train_config_validation(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(kwargs)).rstrip("12")):  # beta2 -> "betas must be ..."
         TrainConfig(**kwargs)
 
 

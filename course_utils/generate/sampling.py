@@ -12,8 +12,7 @@ arguments and scan the logits for NaN; :func:`next_token` and :func:`sample` che
 never scan values (a device sync per token); the loops validate once, then call :func:`choose_next` (no checks).
 
 References
-* Temperature: D. H. Ackley, G. E. Hinton, T. J. Sejnowski, "A Learning Algorithm for Boltzmann Machines", 1985
-  (the temperature of the Boltzmann distribution).
+* Temperature (of the Boltzmann distribution): D. H. Ackley et al., "A Learning Algorithm for Boltzmann Machines", 1985.
 * Top-k: A. Fan, M. Lewis, Y. Dauphin, "Hierarchical Neural Story Generation", 2018.
 * Top-p (nucleus): A. Holtzman et al., "The Curious Case of Neural Text Degeneration", 2019/2020.
 * Min-p: M. Nguyen et al., "Turning Up the Heat: Min-p Sampling for Creative and Coherent LLM Outputs", 2024.
@@ -43,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.device import check_generator
-from course_utils.model.gpt import check_temperature
+from course_utils.model.gpt import check_temperature  # one rule for GPT.generate and these processors
 
 
 def check_logits(logits: torch.Tensor) -> None:
@@ -83,7 +82,9 @@ def _check_keep(min_tokens_to_keep: int) -> int:
     return _number("min_tokens_to_keep", min_tokens_to_keep, lambda n: n >= 1, "an int >= 1", numbers.Integral)
 
 
-_check_temperature = check_temperature  # one rule for GPT.generate and these processors (model.gpt)
+def _check_repetition_penalty(penalty: float) -> float:
+    return _number("repetition_penalty", penalty, lambda p: 0 < p < math.inf,
+                   "a finite number > 0 (1 = off, > 1 discourages repeats)")
 
 
 # ---------- the processors without checks (what a decoding loop calls every step) ----------
@@ -135,7 +136,7 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Divide logits by ``temperature`` > 0: below 1 sharpens, above 1 flattens; -> 0 is greedy, -> inf uniform."""
     check_finite(logits)
-    return logits / _check_temperature(temperature)
+    return logits / check_temperature(temperature)
 
 
 def top_k_filter(logits: torch.Tensor, top_k: int, min_tokens_to_keep: int = 1) -> torch.Tensor:
@@ -167,8 +168,7 @@ def apply_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penal
     logit by a penalty > 1 would move it towards 0, i.e. make the token *more* likely: hence the sign rule.)"""
     check_finite(logits)
     _check_ids(prev_ids, logits)
-    penalty = _number("repetition penalty", penalty, lambda p: p > 0, "> 0 (1 = off, > 1 discourages repeats)")
-    return _repetition(logits, prev_ids, penalty)
+    return _repetition(logits, prev_ids, _check_repetition_penalty(penalty))
 
 
 def apply_frequency_presence(logits: torch.Tensor, generated_ids: torch.Tensor, frequency_penalty: float = 0.0,
@@ -228,14 +228,14 @@ class SamplingConfig:
     min_tokens_to_keep: int = 1
 
     def __post_init__(self) -> None:  # numbers are stored as Python ints and floats (numpy scalars converted)
-        self.temperature = self.temperature if self.greedy else _check_temperature(self.temperature)
+        self.temperature = self.temperature if self.greedy else check_temperature(self.temperature)
         if self.top_k is not None:
             self.top_k = _number("top_k", self.top_k, lambda k: k >= 1, "an int >= 1 or None", numbers.Integral)
         if self.top_p is not None:
             self.top_p = _number("top_p", self.top_p, lambda p: 0.0 < p <= 1.0, "in (0, 1] or None")
         if self.min_p is not None:
             self.min_p = _number("min_p", self.min_p, lambda m: 0.0 <= m < 1.0, "in [0, 1) or None")
-        self.repetition_penalty = _number("repetition_penalty", self.repetition_penalty, lambda p: p > 0, "> 0; 1: off")
+        self.repetition_penalty = _check_repetition_penalty(self.repetition_penalty)
         for name in ("frequency_penalty", "presence_penalty"):
             setattr(self, name, _number(name, getattr(self, name), math.isfinite, "a finite number (OpenAI: -2 to 2)"))
         if not isinstance(self.greedy, bool) or not isinstance(self.temperature_last, bool):

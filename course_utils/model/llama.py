@@ -56,8 +56,9 @@ class LlamaConfig:
                              "serves a whole group of query heads (n_kv_head = n_head is multi-head attention)")
         if self.head_size % 2:
             raise ValueError(f"head size n_embd // n_head = {self.head_size} must be even: RoPE rotates pairs")
-        if not self.rope_theta > 1 or not self.rms_norm_eps > 0:
-            raise ValueError(f"need rope_theta > 1 and rms_norm_eps > 0, got {self.rope_theta}, {self.rms_norm_eps}")
+        if not 1 < self.rope_theta < math.inf or not 0 < self.rms_norm_eps < math.inf:
+            raise ValueError(f"need finite rope_theta > 1 and rms_norm_eps > 0, got {self.rope_theta}, "
+                             f"{self.rms_norm_eps}")
 
     @property
     def head_size(self) -> int:

@@ -17,6 +17,8 @@ Left out: prompts (the score depends on the response line only), disagreement be
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,6 +47,21 @@ class Preference:
     short_weight: float = 0.5  # ... each word it falls short costs this much
     unfinished_penalty: float = 1.0  # the line did not end within the allowed length
     empty_score: float = -3.0  # a line with no words at all
+
+    def __post_init__(self) -> None:  # weights may be negative (to flip a term), never NaN or inf
+        for name in ("pleasant", "grim"):
+            if not isinstance(getattr(self, name), frozenset):
+                raise TypeError(f"Preference.{name} must be a frozenset of lower-case words, got "
+                                f"{type(getattr(self, name)).__name__}")
+        for name in ("max_pleasant", "min_words"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"Preference.{name} must be an int >= 0, got {value!r}")
+        for name in ("pleasant_weight", "grim_weight", "nonword_weight", "repeat_weight", "short_weight",
+                     "unfinished_penalty", "empty_score"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"Preference.{name} must be a finite number, got {value!r}")
 
 
 PREFERENCE = Preference()

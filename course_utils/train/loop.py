@@ -76,8 +76,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("warmup_steps", "eval_interval", "eval_batches"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise ValueError(f"{name} must be an int, got {getattr(self, name)!r}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
         if not 0 <= self.warmup_steps <= self.max_steps:
@@ -96,8 +99,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1:
-            raise ValueError(f"muon_lr must be > 0 and muon_momentum in [0, 1), got {self.muon_lr} and "
+        if not 0 < self.muon_lr < math.inf or not 0 <= self.muon_momentum < 1:
+            raise ValueError(f"muon_lr must be a finite number > 0 and muon_momentum in [0, 1), got {self.muon_lr} and "
                              f"{self.muon_momentum}")
 
 
