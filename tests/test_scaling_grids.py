@@ -130,6 +130,10 @@ def test_overrides_reach_every_run_but_not_the_grid_fields():
     ({"shapes": ((1, 2, 16), (1, 2, 16), (2, 4, 64))}, "duplicates"),
     ({"precision": "fp16"}, "precision"),
     ({"batch_sizes": (8, 0, 4)}, "positive ints"),
+    ({"budgets": (1e9, float("inf"))}, "finite"),
+    ({"lr": float("nan")}, "lr must be"), ({"lr": float("inf")}, "lr must be"), ({"lr": 0.0}, "lr must be"),
+    ({"eval_batches": 0}, "eval_batches"), ({"eval_batches": 2.5}, "eval_batches"),
+    ({"max_train_chars": 0}, "max_train_chars"), ({"max_train_chars": 1e6}, "max_train_chars"),
 ])
 def test_bad_grids_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -40,6 +40,7 @@ Left out: a learning-rate sweep per shape, and more than one seed per run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
@@ -74,14 +75,21 @@ class SweepGrid:
             raise ValueError(f"batch_sizes needs one entry per shape ({len(self.shapes)}), got {len(self.batch_sizes)}")
         if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in self.batch_sizes):
             raise ValueError(f"batch_sizes must be positive ints, got {self.batch_sizes}")
-        if not self.budgets or any(not isinstance(c, (int, float)) or not c > 0 for c in self.budgets):
-            raise ValueError(f"budgets must be a non-empty tuple of positive FLOP counts, got {self.budgets}")
+        if not self.budgets or any(not isinstance(c, (int, float)) or not 0 < c < math.inf for c in self.budgets):
+            raise ValueError(f"budgets must be a non-empty tuple of positive finite FLOP counts, got {self.budgets}")
         if any(b <= a for a, b in zip(self.budgets, self.budgets[1:])):
             raise ValueError(f"budgets must be strictly ascending, got {self.budgets}")
         if self.windows is not None:
             self._check_windows()
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if isinstance(self.eval_batches, bool) or not isinstance(self.eval_batches, int) or self.eval_batches < 1:
+            raise ValueError(f"eval_batches must be an int >= 1, got {self.eval_batches!r}")
+        chars = self.max_train_chars
+        if chars is not None and (isinstance(chars, bool) or not isinstance(chars, int) or chars < 1):
+            raise ValueError(f"max_train_chars must be an int >= 1 or None (every training play), got {chars!r}")
 
     def _check_windows(self) -> None:
         windows, n = self.windows, len(self.shapes)
