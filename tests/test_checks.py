@@ -201,3 +201,110 @@ def test_a_nested_switch_off_keeps_the_outer_watch():
                             ex.check_ring_schedule)
     finally:
         importlib.reload(module)
+
+
+# ---- added by the mutation audit
+
+
+def test_check_close_refuses_a_broadcastable_shape():
+    # torch.allclose broadcasts: without the shape check a (1, 3) answer or one number would pass for a (3,) tensor
+    for answer in ([[1.0, 2.0, 3.0]], [[1.0], [2.0], [3.0]]):
+        with pytest.raises(AssertionError, match="shape"):
+            checks.check_close("vec", answer, torch.tensor([1.0, 2.0, 3.0]))
+    with pytest.raises(AssertionError, match="shape"):
+        checks.check_close("twos", 2.0, torch.tensor([2.0, 2.0]))
+
+
+def test_check_equal_refuses_a_broadcastable_shape():
+    for answer in (5, [5], [[5, 5]]):
+        with pytest.raises(AssertionError, match="shape"):
+            checks.check_equal("fives", answer, torch.tensor([5, 5]))
+
+
+def test_check_close_default_tolerance_on_numbers():
+    # the defaults are atol 1e-6 and rtol 1e-5: 5e-5 off at 1.0 fails, 5e-6 off passes, also for a 0-d tensor
+    checks.check_close("one", 1.0 + 5e-6, 1.0)
+    checks.check_close("zero", 5e-7, 0.0)
+    for answer in (1.0 + 5e-5, torch.tensor(1.0 + 5e-5, dtype=torch.float64)):
+        with pytest.raises(AssertionError):
+            checks.check_close("one", answer, 1.0)
+    with pytest.raises(AssertionError):
+        checks.check_close("zero", 5e-6, 0.0)
+
+
+def test_check_true_fails_on_every_false_value():
+    import numpy as np
+
+    for false in (False, torch.tensor(False), np.bool_(False), 0):
+        with pytest.raises(AssertionError, match="not satisfied"):
+            checks.check_true("toy", false)
+    checks.check_true("toy", torch.tensor(True))
+
+
+def test_only_a_solutions_modules_own_functions_are_switched_off():
+    # a solutions module may import a package helper the learner is free to call; exercise() must not switch it off
+    import sys
+
+    from course_utils.device import make_generator
+
+    name = "course_utils.solutions._audit_toy"
+    module = types.ModuleType(name)
+    exec("def answer(x):\n    return x\n\ndef other(x):\n    return -x\n", module.__dict__)
+    module.make_generator = make_generator  # what `from course_utils.device import make_generator` leaves behind
+    sys.modules[name] = module
+    try:
+        reach = checks._solutions_in_reach(module.answer)
+        assert reach[0] is module.answer and module.other in reach and make_generator not in reach
+        checks.exercise("toy", lambda x: make_generator(0, "cpu").initial_seed() + x, module.answer,
+                        lambda fn: checks.check_equal("toy", fn(1), 1))
+    finally:
+        del sys.modules[name]
+
+
+def test_check_equal_keeps_integers_beyond_float32_exact():
+    # a tensor answer is compared in float64: 2^24 + 1 is not a float32, so a float32 detour would both reject the
+    # right count and accept the count next to it
+    count = 2**24 + 1
+    checks.check_equal("count", torch.tensor([count]), torch.tensor([count]))
+    with pytest.raises(AssertionError):
+        checks.check_equal("count", torch.tensor([count]), torch.tensor([count - 1]))
+
+
+def test_a_closure_is_not_switched_off_and_still_checked():
+    def make_answer():
+        offset = 1
+
+        def answer(x):
+            return x + offset
+        return answer
+
+    closure = make_answer()
+    with pytest.raises(TypeError, match="plain Python functions"):
+        with checks.package_functions_switched_off(closure):
+            pass
+    assert closure(1) == 2  # untouched
+    checks.exercise("c", lambda x: x + 1, closure, lambda fn: checks.check_equal("plus one", fn(1), 2))
+    with pytest.raises(AssertionError):
+        checks.exercise("c", lambda x: x, closure, lambda fn: checks.check_equal("plus one", fn(1), 2))
+
+
+def test_check_close_names_the_shape_of_a_tensor_given_for_a_number():
+    with pytest.raises(AssertionError, match=r"shape \(2,\), expected \(\)"):
+        checks.check_close("ppl", torch.tensor([4.0, 4.0]), 4.0)
+    checks.check_close("ppl", torch.tensor(4.0, dtype=torch.float16), 4.0)  # a 0-d tensor of any dtype is a number
+
+
+def test_a_ragged_list_fails_as_an_assertion_with_a_clear_message():
+    with pytest.raises(AssertionError, match="expected a tensor or a list of numbers"):
+        checks.check_close("rows", [[1.0, 2.0], [3.0]], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+
+
+def test_another_method_of_the_same_name_in_the_same_file_keeps_working():
+    # the watch for copies matches the qualified name (RMSNorm.forward), not the bare name shared by SwiGLU.forward
+    from course_utils.model import modern
+
+    mlp = modern.SwiGLU(4, 8)  # any weights: the output is compared with itself
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    expected = mlp(x)
+    with checks.package_functions_switched_off(modern.RMSNorm.forward):
+        assert torch.equal(mlp(x), expected)

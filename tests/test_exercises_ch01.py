@@ -296,3 +296,66 @@ def _exclude_contexts(table, ids, excluded):
 ])
 def test_bits_excluding_targets_rejects_wrong(wrong):
     _fails(ex.check_bits_excluding_targets, wrong, TABLE, IDS, [0, 3])
+
+
+# ---- added by the mutation audit: near misses the tolerances must reject, and inputs the checks must not mishandle
+
+
+def test_perplexity_tolerance_on_the_long_input():
+    # rtol 2e-4: a float32 answer (tested above) passes, and an answer right on the short hand-made cases but 1e-3 off
+    # on the long one (as dividing the 2,000 log-probabilities by n - 1 or n + 1 would be) fails
+    for factor in (1 - 1e-3, 1 + 1e-3):
+        def off(p, factor=factor):
+            return sol.perplexity_from_probs(p) * (factor if len(p) > 100 else 1.0)
+        _fails(ex.check_perplexity, off, LONG_PROBS)
+    ex.check_perplexity(lambda p: sol.perplexity_from_probs(p) * (1 + 1e-4 if len(p) > 100 else 1.0), LONG_PROBS)
+
+
+def test_perplexity_names_the_underflow_when_a_guarded_product_form_returns_zero():
+    def guarded(p):  # the product form with a division-by-zero guard: 0.0 instead of an error on long inputs
+        geometric_mean = math.prod(p) ** (1 / len(p))
+        return 1 / geometric_mean if geometric_mean else 0.0
+
+    assert guarded([0.25] * 10) == pytest.approx(4.0)
+    assert "underflows" in _fails(ex.check_perplexity, guarded, LONG_PROBS)
+
+
+def test_top_followers_rejects_negative_ids_and_a_character_twice_in_a_tie():
+    ids = [ALPHABET.index(c) for c in "e n"]
+    wrapped = [ids[0], ids[1], ids[2] - len(ALPHABET)]  # -k decodes to the right character by Python's wraparound
+    assert "outside the alphabet" in _fails(ex.check_top_followers, wrapped, FOLLOW_TEXT, "k", 3, ALPHABET)
+    tied_first = ".".join(["ka", "ka", "kb", "kb", "kc"])  # a and b tied for first place: "aa" has the right counts
+    ex.check_top_followers("ab", tied_first, "k", k=2)
+    ex.check_top_followers("ba", tied_first, "k", k=2)
+    assert "appears twice" in _fails(ex.check_top_followers, "aa", tied_first, "k", 2)
+
+
+def test_top_followers_handles_the_character_at_the_very_end_of_the_text():
+    ex.check_top_followers(["e", " ", "n"], FOLLOW_TEXT + "k", "k")  # the final "k" has no follower to count
+
+
+def test_top_followers_rejects_a_two_row_tensor_that_flattens_to_k_ids():
+    ids = [ALPHABET.index(c) for c in "e ni"]  # the right top 4 of the text below, as a (2, 2) tensor
+    text = FOLLOW_TEXT + ".fki"
+    ex.check_top_followers(torch.tensor(ids), text, "k", 4, ALPHABET)
+    _fails(ex.check_top_followers, torch.tensor(ids).view(2, 2), text, "k", 4, ALPHABET)
+
+
+def test_top_followers_function_refuses_negative_ids():
+    with pytest.raises(ValueError, match="alphabet's 0"):
+        ex.check_top_followers_function(sol.top_followers, FOLLOW_IDS - 1, ALPHABET, "k")
+
+
+def test_bits_excluding_targets_rejects_dropping_the_last_pair_of_a_long_text():
+    # on 20,000 ids the last pair moves the mean by ~3e-5 relative: inside a loosened rtol of 1e-4, outside 1e-6
+    ids = torch.randint(0, 7, (20_000,), generator=torch.Generator().manual_seed(3))
+
+    def vectorised(table, ids, excluded, drop_last=False):
+        a, b = ids[:-1], ids[1:]
+        if drop_last:  # the off-by-one: zip(ids[:-1], ids[1:-1]) or a range one short
+            a, b = a[:-1], b[:-1]
+        keep = ~torch.isin(b, torch.tensor(list(excluded)))
+        return float(-torch.log2(table[a[keep], b[keep]]).mean())
+
+    ex.check_bits_excluding_targets(vectorised, TABLE, ids, [0, 3])
+    _fails(ex.check_bits_excluding_targets, lambda t, i, e: vectorised(t, i, e, drop_last=True), TABLE, ids, [0, 3])

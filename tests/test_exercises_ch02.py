@@ -207,3 +207,23 @@ def test_checks_refuse_their_own_loop_references(check, loop_answer, data):
     args = mlm_data() if data is None else data
     assert "switched off" in rejects(check, loop_answer, *args)
     assert ex._positions_by_loops([0, 0, -1]) == [0, 1, 0]  # restored afterwards
+
+
+# ---- added by the mutation audit: wrong answers that only some of the check's cases catch
+
+def minus_one_taken_literally(T, left, right):  # no special case for -1: "i + 1 <= j" and "j <= i - 1"
+    i, j = grid(T)
+    return (j >= i - left) & (j <= i + right)
+
+
+def test_window_rejects_an_answer_without_the_no_limit_case():
+    assert torch.equal(minus_one_taken_literally(7, 2, 1), sol.window_mask(7, 2, 1))  # right for real limits
+    rejects(ex.check_window_mask, minus_one_taken_literally)
+
+
+def document_zero_taken_for_padding(d):  # pad id 0, as many tokenizers have it: document 0 gets no positions
+    return sol.packed_position_ids(d).masked_fill(d == 0, 0)
+
+
+def test_position_ids_check_the_tokens_of_document_zero():
+    rejects(ex.check_packed_position_ids, document_zero_taken_for_padding)

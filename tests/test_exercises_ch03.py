@@ -391,3 +391,18 @@ def test_heap_key_refuses_the_package_key_and_restores_it():
         ex.check_heap_key(lambda c, p, v: (-c, tie_key("bytes", v)(p)))
     vocab = [bytes([b]) for b in range(256)]
     assert tie_key("bytes", vocab)((66, 65)) < tie_key("bytes", vocab)((65, 66))  # restored
+
+
+# ---- added by the mutation audit: a near miss on a long held-out text, where one token changes the rate by 6e-5
+
+
+def test_capped_unknown_rate_rejects_a_near_miss_on_a_long_text():
+    train, val = "no . no . yes .", "goblin " * 50_000 + "the end..."  # "." is the most frequent training word
+
+    def punctuation_runs(t, v, V):  # [^\w\s]+ keeps "..." as one (unknown) word instead of three known "."
+        kept = _top(t, V)
+        words = re.findall(r"\w+|[^\w\s]+", v)
+        return sum(w not in kept for w in words) / len(words)
+
+    ex.check_capped_unknown_rate(_top_v_sorted, train, val, targets=(1, 2))
+    fails(ex.check_capped_unknown_rate, punctuation_runs, train, val, (1, 2))

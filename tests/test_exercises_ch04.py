@@ -86,6 +86,9 @@ def test_llama_count_refuses_ready_made_counters_and_restores_them(ready_made):
 def test_llama_count_rejects_a_fractional_count():
     assert "whole number" in rejects(ex.check_llama_parameter_count,
                                      lambda c: float(sol.llama_parameter_count(c)) + 0.5)
+    message = rejects(ex.check_llama_parameter_count, lambda c: sol.llama_parameter_count(c) / 7)  # 19216429.71...
+    assert "whole number" in message
+    assert str(sol.llama_parameter_count(ex.LLAMA_CONFIGS["SmolLM2-135M"])) not in message.replace(",", "")
 
 
 # ---------- exercise 2: compute to reach a loss ----------
@@ -207,3 +210,28 @@ def test_exercises_refuse_the_reference_through_checks_exercise():
     ]:
         with pytest.raises(AssertionError, match="switched off"):
             checks.exercise(number, shortcut, solution, check)
+
+
+# ---------- added by the mutation audit ----------
+
+def log_grid_search(fit, target, per_decade=100):  # the first C of a grid of 100 points per decade: up to 2.3% high
+    if target <= fit["E"]:
+        raise ValueError("unreachable")
+    return next(10 ** (i / per_decade) for i in range(40 * per_decade)
+                if sol._optimal_loss(fit, 10 ** (i / per_decade)) <= target)
+
+
+def refuses_only_below_e(fit, target):  # "<" for "<=": at exactly E the search runs to its upper end instead
+    if target < fit["E"]:
+        raise ValueError("unreachable")
+    return sol.compute_to_reach(fit, target) if target > fit["E"] else math.exp(200.0)
+
+
+@pytest.mark.parametrize("wrong", [log_grid_search, refuses_only_below_e])
+def test_compute_to_reach_rejects_near_misses(wrong):
+    # the grid's answers are 0.3% to 1.6% high on the four cases: inside a tolerance of 2e-2, outside 2e-3
+    rejects(ex.check_compute_to_reach, wrong)
+
+
+def test_effective_tokens_rejects_an_answer_that_ignores_r_star():
+    rejects(ex.check_effective_tokens, lambda s, u, r=15.4: sol.effective_tokens(s, u))

@@ -295,3 +295,68 @@ def test_rloo_hand_values():
 ], ids=["optimal_policy", "kl_and_reward", "ipo", "rloo"])
 def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
     refuses_reference_then_passes(check, via_reference, right)
+
+
+# ---------- added by the mutation audit: near misses inside a loosened tolerance, and answers that work in place ----
+
+def floor_for_safety(p, r, b):  # a floor "for numerical safety": responses pi_ref never says get 1e-9
+    w = sol.optimal_policy(p, r, b).clamp_min(1e-9)
+    return w / w.sum()
+
+
+def negligible_dropped(p, r, b):  # responses below 1e-5 dropped and the rest renormalised: ~7e-6 off on 40 responses
+    w = sol.optimal_policy(p, r, b)
+    w = torch.where(w < 1e-5, torch.zeros_like(w), w)
+    return w / w.sum()
+
+
+def in_bfloat16(p, r, b):  # the right numbers rounded to bfloat16: ~2e-3 relative
+    return sol.optimal_policy(p, r, b).to(torch.bfloat16)
+
+
+@pytest.mark.parametrize("wrong", [floor_for_safety, negligible_dropped, in_bfloat16])
+def test_optimal_policy_rejects_near_misses(wrong):
+    assert_hidden(rejects(ex.check_optimal_policy, wrong), expected_policies())
+
+
+def test_optimal_policy_names_mass_on_a_response_pi_ref_never_says():
+    assert "pi_ref = 0 got probability > 0" in rejects(ex.check_optimal_policy, floor_for_safety)
+
+
+def test_checks_accept_answers_that_work_in_place():
+    def policy_in_place(p, r, b):  # overwrites pi_ref with pi*
+        p.log_().add_(r / b)
+        return p.sub_(p.logsumexp(0)).exp_()
+
+    def rloo_in_place(r, k):  # overwrites the rewards with the advantages
+        g = r.view(-1, k)
+        g.sub_((g.sum(1, keepdim=True) - g) / (k - 1))
+        return r
+
+    ex.check_optimal_policy(policy_in_place)
+    ex.check_rloo_advantages(rloo_in_place)
+
+
+def test_kl_and_reward_rejects_a_triple_and_a_safe_log_epsilon():
+    def with_objective(pi, q, r):  # a third entry: the exercise asks for the pair
+        reward, kl = sol.kl_and_reward(pi, q, r)
+        return reward, kl, reward - kl
+
+    def eps_in_log(pi, q, r):  # log((pi + 1e-6) / (q + 1e-6)): no NaN, but up to 6.5e-6 off
+        return (pi * r).sum(), (pi * torch.log((pi + 1e-6) / (q + 1e-6))).sum()
+
+    assert "pair" in rejects(ex.check_kl_and_reward, with_objective)
+    rejects(ex.check_kl_and_reward, eps_in_log)
+
+
+def rejected_branch_detached(pc, pr, rc, rr, tau):  # a gradient reaches the chosen log-probs only
+    return sol.ipo_loss(pc, pr.detach(), rc, rr, tau)
+
+
+def zero_gradient(pc, pr, rc, rr, tau):  # the value of detached inputs, kept in the graph by a zero term
+    return sol.ipo_loss(pc.detach(), pr.detach(), rc, rr, tau) + 0 * (pc.sum() + pr.sum())
+
+
+def test_ipo_checks_the_gradient_itself():
+    assert "autograd" in rejects(ex.check_ipo_loss, rejected_branch_detached)
+    assert "gradient with respect to policy_chosen_logps" in rejects(ex.check_ipo_loss, zero_gradient)

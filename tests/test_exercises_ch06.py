@@ -546,3 +546,43 @@ def test_the_reference_solutions_still_pass_their_own_checks_through_the_noteboo
         checks.exercise(name, reference, reference, check)
     out = capsys.readouterr().out
     assert out.count("[todo]") == 4 and out.count("[ref]") == 4
+
+
+# ---------- added by the mutation audit: near misses inside a loosened tolerance, and factors of the wrong shape ----
+
+def one_scalar_per_adapter(config, r, targets):  # a learnable scale counted beside each A and B: 224 too many at most
+    return own_count(config, r, targets) + config["num_hidden_layers"] * len(targets)
+
+
+def test_parameter_count_must_be_exact():
+    assert_hidden(rejects(ex.check_lora_parameter_count, one_scalar_per_adapter), expected_counts())
+
+
+def zeroed_tail(d, r):  # the best product, but as full-width factors with the small singular values set to zero
+    u, s, vh = torch.linalg.svd(d, full_matrices=False)
+    return u * torch.where(torch.arange(len(s)) < r, s, torch.zeros_like(s)), vh
+
+
+def svd_of_bfloat16(d, r):  # delta rounded to bfloat16 first: the product is 1e-3 to 3e-3 of the largest entry off
+    return own_factors(d.to(torch.bfloat16).double(), r)
+
+
+def test_rank_r_update_rejects_full_width_factors_and_a_bfloat16_svd():
+    b, a = zeroed_tail(ex._svd_cases()[0][1], 2)
+    assert torch.allclose(b @ a, ex._svd_cases()[0][3])  # the product itself is right
+    assert "shape" in rejects(ex.check_best_rank_r_update, zeroed_tail)
+    assert_hidden(rejects(ex.check_best_rank_r_update, svd_of_bfloat16), expected_products())
+
+
+def test_captured_fraction_rejects_a_bfloat16_svd():  # up to 5e-4 off
+    assert_hidden(rejects(ex.check_captured_fraction, lambda d, r: own_fraction(d.to(torch.bfloat16).double(), r)),
+                  expected_fractions())
+
+
+def merged_in_float16(x, W, b, A, B, m, s):  # W' stored in float16, as a merged adapter would be: up to 1.4e-3 off
+    V = W + s * (B @ A)
+    return F.linear(x, (m.unsqueeze(1) * V / V.norm(dim=1, keepdim=True)).half().double(), b)
+
+
+def test_dora_rejects_a_float16_merged_weight():
+    assert_hidden(rejects(ex.check_dora_forward, merged_in_float16), expected_dora())

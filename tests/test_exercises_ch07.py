@@ -211,3 +211,21 @@ def test_stub_falls_back_to_the_reference(capsys):
 
     checks.exercise("1", stub, sol.epsilon_filter, ex.check_epsilon_filter)
     assert "[todo] exercise 1" in capsys.readouterr().out
+
+
+# ---------- added by the mutation audit ----------
+
+def decaying_over_the_ids_seen(logits, prev_ids, penalty, window):  # d / min(window, T): wrong when T < window
+    return sol.decaying_repetition_penalty(logits, prev_ids, penalty, min(window, prev_ids.shape[1]))
+
+
+def test_decaying_penalty_rejects_a_window_cut_to_the_context():
+    rejects(ex.check_decaying_penalty, decaying_over_the_ids_seen)
+
+
+def novelty_empty_is_novel(sample, reference, n):  # "nothing copied" read as 1.0 when the sample has no n-gram
+    return sol.novel_ngram_fraction(sample, reference, n) if len(sample) >= n else 1.0
+
+
+def test_novelty_rejects_another_value_for_a_sample_shorter_than_n():
+    rejects(ex.check_novel_ngram_fraction, novelty_empty_is_novel)

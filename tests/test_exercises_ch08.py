@@ -285,3 +285,25 @@ def test_auroc_cannot_call_the_package_and_the_switch_restores_on_errors():
 ], ids=["recall_mrr", "ece", "auroc"])
 def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
     refuses_reference_then_passes(check, via_reference, right)
+
+
+# ---------- added by the mutation audit ----------
+
+def test_recall_and_mrr_cannot_call_the_packages_rank_helper():
+    def via_rank_helper(rankings, gold_ids, k):  # the package's rank of the gold id among the first k
+        ranks = [retrieval_metrics._first_relevant_rank(r, {g}, k) for r, g in zip(rankings, gold_ids)]
+        return (sum(rank is not None for rank in ranks) / len(ranks),
+                sum(1 / rank for rank in ranks if rank is not None) / len(ranks))
+
+    assert via_rank_helper([["a", "b", "c"], ["c", "b", "a"]], ["b", "a"], 2) == (0.5, 0.25)  # right, when allowed
+    assert "switched off" in rejects(ex.check_recall_and_mrr, via_rank_helper)
+
+
+def test_recall_and_mrr_rejects_a_triple_without_revealing_the_pair():
+    def triple_from_the_second_case(rankings, gold_ids, k):  # (recall, mrr, n_queries) where k = 2
+        recall, mrr = sol.recall_and_mrr(rankings, gold_ids, k)
+        return (recall, mrr, len(rankings)) if k == 2 else (recall, mrr)
+
+    message = rejects(ex.check_recall_and_mrr, triple_from_the_second_case)
+    assert "pair" in message and "k = 2" in message
+    assert_hidden(message, ex._rank_reference(*ex._rank_cases()[1][1:]))  # (0.5, 0.25)

@@ -582,3 +582,55 @@ def test_balance_refuses_a_reloaded_library_copy():
     message = rejects(ex.check_load_balancing_loss, via_reloaded_olmoe)
     assert "ran a copy of" in message and "load_balancing_loss_func" in message
     ex.check_load_balancing_loss(sol.load_balancing_loss)  # the watch is gone afterwards
+
+
+# ---------- added by the mutation audit ----------
+
+def test_rope_rejects_inputs_rounded_to_bfloat16():
+    # a true rotation of bfloat16-rounded queries (the relative property holds exactly), 3e-3 to 7e-3 off: outside
+    # the 5e-4 tolerance, inside one loosened a hundredfold
+    def rounded_first(x, positions, theta=10000.0):
+        return sol.apply_rotary(x.to(torch.bfloat16).to(x.dtype), positions, theta)
+
+    assert_hidden(rejects(ex.check_apply_rotary, rounded_first), expected_rope_values())
+
+
+def test_rope_cannot_call_the_packages_rotation_or_frequencies():
+    def angles(x, positions, theta):  # (T, D): each pair's angle, written twice (the rotate-half layout)
+        half = positions.double()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
+        return torch.cat((half, half), dim=-1).to(x.dtype)
+
+    def via_rotate_half(x, positions, theta=10000.0):  # the package's 90-degree turn, the angles by hand
+        a = angles(x, positions, theta)
+        return x * a.cos() + modern.rotate_half(x) * a.sin()
+
+    def via_inverse_frequencies(x, positions, theta=10000.0):  # the package's frequencies, the turn by hand
+        half = positions.to(x.dtype)[:, None] * modern.rope_inverse_frequencies(x.shape[-1], theta, dtype=x.dtype)
+        a = torch.cat((half, half), dim=-1)
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * a.cos() + torch.cat((-x2, x1), dim=-1) * a.sin()
+
+    x, positions = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0)), torch.arange(3, 8)
+    for cheat in (via_rotate_half, via_inverse_frequencies):
+        torch.testing.assert_close(cheat(x, positions), sol.apply_rotary(x, positions))  # right when allowed
+        assert "switched off" in rejects(ex.check_apply_rotary, cheat)
+
+
+def test_gqa_rejects_an_output_kept_in_float16():  # up to 1e-3 off: outside 1e-5 + 1e-4 relative
+    rejects(ex.check_grouped_query_attention, lambda q, k, v: sol.grouped_query_attention(q, k, v).half())
+
+
+def test_balance_rejects_a_loss_returned_in_float16_and_the_packages_expert_counts():
+    # float16 rounds the loss by up to 4.5e-4 (its gradient is untouched): outside 1e-5 + 1e-4 relative
+    assert_hidden(rejects(ex.check_load_balancing_loss, lambda logits, k: sol.load_balancing_loss(logits, k).half()),
+                  expected_balance_values())
+
+    def via_expert_counts(router_logits, top_k):  # the package counts the assignments, the rest by hand
+        probs = router_logits.softmax(-1)
+        experts = probs.topk(top_k, dim=-1).indices
+        fraction = moe.expert_counts(experts, probs.shape[1]).to(probs.dtype) / experts.numel()
+        return probs.shape[1] * (fraction * probs.mean(0)).sum()
+
+    logits = 2 * torch.randn(32, 8, generator=torch.Generator().manual_seed(0))
+    assert float(via_expert_counts(logits, 2)) == pytest.approx(float(ex._balance_reference(logits, 2)), rel=1e-6)
+    assert "switched off" in rejects(ex.check_load_balancing_loss, via_expert_counts)

@@ -276,3 +276,30 @@ def test_f1_cannot_call_the_package():
 ], ids=["scores", "calibrate", "macro_f1"])
 def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
     refuses_reference_then_passes(check, via_reference, right)
+
+
+# ---------- added by the mutation audit ----------
+
+def test_scores_reject_logits_rounded_to_float16():  # float32 scores of float16-rounded logits: up to 2.7e-3 off
+    rejects(ex.check_batch_label_scores, lambda x, i, p, lens: sol.batch_label_scores(x.half().float(), i, p, lens))
+
+
+def test_calibration_rejects_an_epsilon_in_the_division():  # probs / (p_cf + 1e-5): up to 3e-5 off
+    rejects(ex.check_calibrate, lambda p, c: (p / (c + 1e-5)) / (p / (c + 1e-5)).sum(-1, keepdim=True))
+
+
+def test_f1_cannot_call_the_packages_confusion_matrix():
+    def via_confusion_matrix(t, p, c):
+        counts = metrics.confusion_matrix(t, p, c).double()
+        denominator = counts.sum(0) + counts.sum(1)
+        return float(torch.where(denominator > 0, 2 * counts.diag() / denominator.clamp(min=1), 0.0).mean())
+
+    assert via_confusion_matrix(["a", "b", "a"], ["a", "a", "a"], ["a", "b"]) == pytest.approx(0.4)  # right: 0.8, 0
+    assert "switched off" in rejects(ex.check_macro_f1, via_confusion_matrix)
+
+
+def test_f1_rejects_the_per_class_tensor_with_a_clear_message():  # the F1 of every class, the mean forgotten
+    def per_class(t, p, c):
+        return torch.tensor([2 * sum(a == b == k for a, b in zip(t, p)) / max(1, t.count(k) + p.count(k)) for k in c])
+
+    assert "one number" in rejects(ex.check_macro_f1, per_class)

@@ -45,6 +45,7 @@ def test_ring_solution_by_hand_for_two_ranks():
 def test_ring_rejects_likely_mistakes(wrong):
     message = rejects(ex.check_ring_schedule, wrong)
     assert "ring" in message
+    assert not re.search(r"\d\.\d", message), message  # no value of the replayed sums is shown
 
 
 def test_ring_replay_catches_a_bad_index():
@@ -300,3 +301,28 @@ def test_tp_cannot_call_the_package():
 ], ids=["zero", "smallest_ranks", "tensor_parallel"])
 def test_checks_refuse_their_own_reference_and_restore_it(check, via_reference, right):
     refuses_reference_then_passes(check, via_reference, right)
+
+
+# ---------- added by the mutation audit ----------
+
+def test_ring_rejects_an_extra_step_and_a_step_of_the_wrong_length():
+    extra = lambda p: sol.ring_schedule(p) + sol.ring_schedule(p)[-1:]  # noqa: E731  harmless, but 2p - 1 steps
+    assert "2(p - 1)" in rejects(ex.check_ring_schedule, extra)
+    for wrong in (lambda p: [step + [0] for step in sol.ring_schedule(p)],     # one index too many per step
+                  lambda p: [step[:-1] for step in sol.ring_schedule(p)]):     # one too few
+        assert "for each of the" in rejects(ex.check_ring_schedule, wrong)
+
+
+def test_ring_replays_the_sends_of_a_step_at_once():
+    # for 3 ranks this schedule leaves the sum everywhere only if each step's sends happen one after another (rank 0
+    # first, so that rank 1 forwards what it has just received); sent at once, as the exercise says, it does not
+    one_after_another = [[0, 0, 1], [1, 2, 2], [2, 1, 0], [0, 2, 1]]
+    wrong = lambda p: one_after_another if p == 3 else sol.ring_schedule(p)  # noqa: E731
+    assert "3 ranks" in rejects(ex.check_ring_schedule, wrong)
+
+
+def test_fit_rejects_fractional_ranks_and_a_dict_with_extra_keys():
+    half_ranks = _wrong_fit(lambda k, n, m, s: k if k is None else k + 0.5)  # int() would floor it to the answer
+    assert "whole number" in rejects(ex.check_smallest_ranks, half_ranks)
+    as_dict = lambda n, m: {**dict(enumerate(sol.smallest_ranks_that_fit(n, m))), "total": 4}  # noqa: E731
+    assert "exactly the stages as keys" in rejects(ex.check_smallest_ranks, as_dict)
