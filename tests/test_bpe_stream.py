@@ -94,6 +94,16 @@ def test_lazy_and_bounded_memory(tmp_path):
     assert peak < 200_000, f"streaming 1 MB held {peak / 1e6:.2f} MB at its peak"
 
 
+def test_a_pattern_that_drops_whitespace_still_streams_like_whole_text():
+    from course_utils.text.bpe.tokenizer import BPETokenizer
+
+    ranks = {bytes([b]): b for b in range(256)} | {b"bc": 256, b"ab": 257, b"cd": 258}
+    tok = BPETokenizer.from_ranks(ranks, r"\S+")  # spaces match no pre-token and are dropped
+    assert tok.encode("ab cd") == [257, 258] and tok.encode("abcd") == [97, 256, 100]
+    for chunks in (["ab ", "cd"], ["ab", " cd"], list("ab cd")):  # the space must still separate "ab" from "cd"
+        assert list(tok.encode_iterable(chunks)) == [257, 258], chunks
+
+
 def test_stream_errors(tok):
     with pytest.raises(ValueError, match="disallowed"):
         list(tok.encode_iterable(["ok <|endof", "text|> no"]))

@@ -17,10 +17,12 @@ def test_pair_counts_by_hand():
     counts = toy_pair_counts(split_words({"low": 5, "lower": 2}))
     assert counts[("l", "o")] == 7 and counts[("w", "</w>")] == 5 and counts[("e", "r")] == 2
     assert toy_merge({("a", "a", "a"): 1}, ("a", "a")) == {("aa", "a"): 1}
+    assert split_words({"ab": 2}, end_of_word="") == {("a", "b"): 2}  # no end-of-word symbol at all
 
 
 def test_stops_when_every_word_is_one_symbol_and_validates():
     assert len(learn_toy_bpe({"ab": 1}, 10)) == 2
+    assert learn_toy_bpe(TOY_CORPUS, 0) == []
     with pytest.raises(ValueError, match="positive"):
         learn_toy_bpe({"ab": 0})
     with pytest.raises(ValueError, match="n_merges"):

@@ -28,9 +28,13 @@ def test_counts_and_awkward_cases_follow_the_catalogue():
     assert all(genre_of(w) == "history" for w in list_works() if w.startswith(("henry_", "richard_")))
 
 
-def test_labelled_works_filters_and_rejects_bad_input():
+def test_labelled_works_filters_and_rejects_bad_input(monkeypatch):
     assert set(labelled_works(("comedy",)).values()) == {"comedy"}
     assert labelled_works() == dict(sorted(FOLIO_GENRES.items()))
+    assert list(labelled_works()) == sorted(FOLIO_GENRES)  # sorted by key (dict equality ignores order)
+    assert genre_counts({"tempest": "comedy"}) == {"comedy": 1, "history": 0, "tragedy": 0}  # zeros included
+    with pytest.raises(ValueError, match="non-empty subset"):
+        labelled_works(())
     with pytest.raises(ValueError, match="subset"):
         labelled_works(("romance",))
     with pytest.raises(ValueError, match="not in the First Folio"):
@@ -39,3 +43,8 @@ def test_labelled_works_filters_and_rejects_bad_input():
         genre_of("troilus_and_cressida")
     with pytest.raises(ValueError, match="unknown work"):
         genre_of("the_two_noble_kinsmen")
+    import course_utils.classify.genres as genres
+
+    monkeypatch.setattr(genres, "list_works", lambda: {"macbeth": "Macbeth"})  # another edition of the corpus
+    with pytest.raises(FileNotFoundError, match="lacks"):
+        labelled_works()

@@ -54,6 +54,47 @@ def test_cut_keeps_speech_lines_only_and_breaks_at_scenes():
     assert with_names[0][1].startswith("ALPHA.\nNow is") and "\nBeta.\nAnd all" in with_names[0][1]
 
 
+PLAY_2 = """THE COMEDY OF TWO
+
+Persons Represented
+
+PROLOGUE.
+
+CHORUS.
+Two houses, both alike in dignity,
+In fair Verona, where we lay our scene.
+
+ACT I.
+
+SCENE I. A street.
+
+ANTIPHOLUS OF SYRACUSE.
+I to the world am like a drop of water
+[Enter a Messenger, running,
+with letters.]
+That in the ocean seeks another drop.
+
+1 Clown.
+A fool, a fool, I met a fool.
+[Exit.]
+Farewell.
+
+Antipholus of Ephesus.
+What is your will?
+"""
+
+
+def test_prologues_long_and_numbered_speakers_and_directions_inside_a_speech():
+    cut = cut_passages(PLAY_2, max_chars=400, min_chars=1)
+    prologue = "Two houses, both alike in dignity,\nIn fair Verona, where we lay our scene."
+    assert [text for _, text in cut] == [  # the prologue counts; "Farewell." alone after a direction is verse
+        prologue, "I to the world am like a drop of water\nThat in the ocean seeks another drop.\n"
+                  "A fool, a fool, I met a fool.\nFarewell.\nWhat is your will?"]
+    assert PLAY_2.split("\n")[cut[0][0]] == "Two houses, both alike in dignity,"
+    assert speaker_headings(PLAY_2) == ["CHORUS.", "ANTIPHOLUS OF SYRACUSE.", "1 Clown.", "Antipholus of Ephesus."]
+    assert cut_passages(PLAY_2, max_chars=400, min_chars=len(prologue))[0][1] == prologue  # min_chars is inclusive
+
+
 def test_speaker_headings_are_the_lines_the_passages_drop():
     assert speaker_headings(PLAY) == ["ALPHA.", "Beta.", "ALPHA."]  # not the cast list, headings or directions
     with pytest.raises(TypeError, match="string"):
@@ -84,6 +125,9 @@ def test_real_passages_are_clean_and_deterministic(passages):
                    p.text.split("\n"))
     assert not any("by William Shakespeare" in p.text for p in passages)
     assert make_passages({"macbeth": "tragedy"}, max_chars=300) == [p for p in passages if p.work == "macbeth"]
+    macbeth = [p for p in passages if p.work == "macbeth"]
+    assert [p.index for p in macbeth] == list(range(len(macbeth)))  # numbered within the play from 0
+    assert make_passages({"tempest": "comedy", "john": "history"}, max_chars=300)[0].work == "john"  # key order
 
 
 def test_split_by_play_is_stratified_disjoint_and_seeded(passages):
@@ -109,6 +153,18 @@ def test_sample_per_genre_is_balanced_and_seeded(passages):
     sample = sample_per_genre(passages, 7, seed=3)
     assert {g: sum(p.genre == g for p in sample) for g in GENRES} == {g: 7 for g in GENRES}
     assert sample == sample_per_genre(passages, 7, seed=3) != sample_per_genre(passages, 7, seed=4)
+
+
+def test_small_fractions_still_hold_out_a_play_per_genre_and_splits_ignore_the_global_rng():
+    import torch
+
+    pool = [Passage(f"{g}_{i}", g, j, 0, f"text {j}") for g in GENRES for i in range(3) for j in range(4)]
+    split = split_by_play(pool, test_fraction=0.01, seed=0)
+    assert sorted(p.genre for p in split.test if p.index == 0) == sorted(GENRES)  # one play of each genre
+    torch.manual_seed(0)
+    first = split_by_passage(pool, test_fraction=0.3, seed=5)
+    torch.manual_seed(1)
+    assert split_by_passage(pool, test_fraction=0.3, seed=5) == first
 
 
 def test_bad_split_input_raises():

@@ -95,6 +95,7 @@ def test_chat_templates_render_through_the_tokenizer():
     turns = build_prompt("chat_turns", "q", shots, tok)
     assert turns.count("<|im_start|>user") == 3 and turns.count("<|im_start|>assistant\n") == 3
     assert f"<|im_start|>assistant\n{shots[0].genre}<|im_end|>" in turns
+    assert turns.count(TEMPLATES["chat_turns"].instruction + "\n\nPassage:\n") == 3  # in every user turn
     cue = build_prompt("chat_cue", "q", shots, tok)  # the assistant's answer opened with the cue: one-token labels
     assert cue.endswith("<|im_start|>assistant\nGenre:") and TEMPLATES["chat_cue"].labels()[0] == " comedy"
     # zero-shot, instructed is chat_cue's prompt without the chat wrapper, same cue and labels: only the wrapper differs
@@ -144,5 +145,7 @@ def test_bad_input_raises():
         build_prompt("chat_inline", "q", [])
     with pytest.raises(TypeError, match="list of Passage"):
         build_prompt("genre", "q", "a shot")
+    with pytest.raises(TypeError, match="list of Passage"):
+        build_prompt("genre", "q", POOL[0])  # one Passage, not a list of them
     with pytest.raises(TypeError, match="Template"):
         build_prompt(Template, "q")

@@ -27,6 +27,8 @@ def test_corpus_errors():
         load_shakespeare(val_works=("hamlet", "nope"))
     with pytest.raises(ValueError, match="at least one"):
         load_shakespeare(val_works=())
+    with pytest.raises(ValueError, match="every work is in validation"):
+        load_shakespeare(val_works=tuple(list_works()))
     with pytest.raises(ValueError, match="max_train_chars"):
         load_shakespeare(max_train_chars=0)
     small = load_shakespeare(max_train_chars=1000, max_val_chars=500)
@@ -50,6 +52,10 @@ def test_char_codec_round_trip_and_errors():
         codec.encode("hex")
     with pytest.raises(ValueError, match=r"\[0, 7\)"):
         codec.decode([7])
+    with pytest.raises(ValueError, match=r"\[0, 7\)"):
+        codec.decode([-1])  # not the last character by Python's negative indexing
+    with pytest.raises(ValueError, match="1-D"):
+        codec.decode(torch.tensor(2))
     with pytest.raises(ValueError):
         CharCodec.from_texts([""])
 
@@ -63,6 +69,8 @@ def test_byte_codec_handles_any_unicode():
     assert codec.decode([0xF0, 0x9F]) == "\ufffd"  # truncated emoji becomes the replacement character
     with pytest.raises(ValueError):
         codec.decode([256])
+    with pytest.raises(ValueError, match="256"):
+        ByteCodec(vocab_size=128)
 
 
 def test_sample_batch_targets_are_inputs_shifted_by_one():
@@ -88,6 +96,24 @@ def test_a_truncated_split_lists_only_the_works_it_contains():
     assert f"train: {len(split.train_works)} works" in split.describe()
     covered = sum(len(load_work(k)) + 2 for k in split.train_works[:-1])
     assert covered < 200_000  # the last listed work starts inside the cut
+
+
+def test_a_cut_inside_the_blank_line_after_a_work_keeps_only_that_work():
+    keys = [k for k in list_works() if k not in DEFAULT_VAL_WORKS]  # training works, in sorted key order
+    first, second = load_work(keys[0]), load_work(keys[1])
+    for limit, n_works in ((len(first), 1), (len(first) + 2, 1), (len(first) + 3, 2)):
+        split = load_shakespeare(max_train_chars=limit, max_val_chars=10)
+        assert split.train_text == (first + "\n\n" + second)[:limit]  # works joined by one blank line
+        assert split.train_works == tuple(keys[:n_works]), limit
+
+
+def test_word_codec_by_hand():
+    from course_utils.text.codecs import WordCodec
+
+    codec = WordCodec.from_texts(["The cat's hat. THE CAT!", "the end"], vocab_size=6)
+    assert codec.vocabulary == ("\n", "<unk>", "the", "cat's", "hat", ".")  # counted lower-cased; 3, 1, 1, 1 times
+    assert codec.encode("Don't the cat's") == [1, 2, 3]  # an inner apostrophe keeps a word whole
+    assert codec.decode([2, 4, 5, 0, 3]) == "the hat.\ncat's"
 
 
 def test_word_codec_refuses_one_string_for_a_list_of_texts():

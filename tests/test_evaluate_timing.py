@@ -21,6 +21,13 @@ def test_compare_rounds_verdicts(a, b, ratio, verdict):
     assert got_ratio == pytest.approx(ratio) and got_verdict == verdict and verdict in VERDICTS
 
 
+def test_the_tie_band_is_inclusive_and_symmetric():
+    assert compare_rounds([2.0, 3.0], [2.0, 3.0], tie=0.0) == (1.0, "about even")  # equal medians, no band needed
+    assert compare_rounds([1.0, 3.0, 4.0], [2.0, 4.0, 4.5], tie=0.25) == (0.75, "about even")  # |0.75 - 1| == tie
+    assert compare_rounds([8.0, 9.0, 10.0], [9.5, 13.0, 14.0]) == (9 / 13, "not ranked")  # a ratio below 1 too
+    assert compare_rounds([9.5, 13.0, 14.0], [8.0, 9.0, 10.0])[1] == "not ranked"
+
+
 def test_the_tie_band_is_a_parameter():
     assert compare_rounds([8.0, 13.0, 14.0], [9.0, 10.0, 11.0], tie=0.35)[1] == "about even"
     assert compare_rounds([10.0, 10.5, 12.0], [9.9, 10.0, 10.2], tie=0.0)[1] == "not ranked"
@@ -32,6 +39,7 @@ def test_the_tie_band_is_a_parameter():
     ([1.0, float("nan")], [1.0], 0.1, "positive finite"),
     ([1.0], [float("inf")], 0.1, "positive finite"),
     ([1.0], [1.0], 1.5, "tie must be"),
+    ([1.0], [1.0], 1.0, "tie must be"),
     ([1.0], [1.0], -0.1, "tie must be"),
 ])
 def test_bad_input_is_refused(a, b, tie, message):

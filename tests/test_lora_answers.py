@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from test_lora_sft import tiny_chat_tokenizer, tiny_llama
 
 from course_utils.device import make_generator, torch_threads
-from course_utils.lora.answers import generate_answers, label_logprobs, label_token_ids, left_pad
-from course_utils.lora.sft import SFTConfig, chat_example, train_sft
+from course_utils.lora.answers import generate_answers, label_logprobs, label_token_ids, left_pad, pad_token_id
+from course_utils.lora.sft import SFTConfig, SFTExample, chat_example, train_sft
 
 USERS = ["Hi", "What is the colour of the sky on a clear day?", "Name a fruit.", "Count: one two three four five six",
          "ok?"]
@@ -32,6 +32,15 @@ def test_left_pad_right_aligns_prompts():
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
+def test_pad_token_id_prefers_the_tokenizers_pad_token():
+    tok = tiny_chat_tokenizer()
+    assert pad_token_id(tok) == 2  # the tiny tokenizer pads with <|im_end|>
+    tok.pad_token = "<|endoftext|>"
+    assert pad_token_id(tok) == 0
+    tok.pad_token = None
+    assert pad_token_id(tok) == 2  # no pad token: fall back to <|im_end|>
+
+
 def test_batched_greedy_decoding_equals_unbatched_token_for_token():
     tok, model = tiny_chat_tokenizer(), tiny_llama()
     examples = prompts(tok)
@@ -47,6 +56,20 @@ def test_batched_greedy_decoding_equals_unbatched_token_for_token():
     one_by_one = generate_answers(model, tok, examples, max_new_tokens=8, batch_size=1)
     assert generate_answers(model, tok, examples, max_new_tokens=8, batch_size=3) == one_by_one
     assert all(isinstance(a, str) and a == a.strip() and "<|im_end|>" not in a for a in one_by_one)
+
+
+def test_answers_hold_only_new_tokens_for_a_prompt_without_a_final_newline():
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    prompt = tuple(tok("Name a fruit", add_special_tokens=False)["input_ids"])  # ends in "t", not in "\n"
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(5):  # greedy decoding by hand, stopping at <|im_end|> (id 2)
+            ids.append(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax().item())
+            if ids[-1] == 2:
+                ids.pop()
+                break
+    expected = tok.decode(ids[len(prompt):]).strip()
+    assert generate_answers(model, tok, [SFTExample(prompt, ())], max_new_tokens=5) == [expected]
 
 
 def test_answers_stop_at_the_end_token_after_sft():
@@ -90,6 +113,11 @@ def test_evaluation_restores_the_training_mode():
     generate_answers(model, tok, prompts(tok)[:2], max_new_tokens=2)
     label_logprobs(model, tok, prompts(tok)[:2], ["a", "b"])
     assert model.training
+    model.eval()
+    generate_answers(model, tok, prompts(tok)[:2], max_new_tokens=2)
+    assert not model.training
+    label_logprobs(model, tok, prompts(tok)[:2], ["a", "b"])
+    assert not model.training
 
 
 def test_answers_reject_bad_arguments():
@@ -97,6 +125,8 @@ def test_answers_reject_bad_arguments():
     examples = prompts(tok)[:2]
     with pytest.raises(TypeError, match="SFTExample"):
         generate_answers(model, tok, ["Hi"])
+    with pytest.raises(ValueError, match="prompt token"):
+        label_logprobs(model, tok, examples + [SFTExample((), ())], ["a"])
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate_answers(model, tok, examples, max_new_tokens=0)
     with pytest.raises(ValueError, match="batch_size"):

@@ -39,6 +39,8 @@ def test_split_is_disjoint_and_held_out_fraction_is_respected():
     assert split_events(seed=3) != split_events(seed=4)
     tiny_train, tiny_held = split_events(seed=0, held_out_fraction=0.001)
     assert all(len(tiny_held[e]) == 1 for e in EMOTIONS)  # at least one event held out, at least one kept
+    huge_train, huge_held = split_events(seed=0, held_out_fraction=0.999)
+    assert all(len(huge_train[e]) == 1 and len(huge_held[e]) == len(EVENTS[e]) - 1 for e in EMOTIONS)
 
 
 def test_dataset_uses_only_held_out_events_for_test_and_is_balanced():
@@ -74,6 +76,8 @@ def test_dataset_rejects_bad_arguments():
         emotion_dataset(10, 2.5)
     with pytest.raises(ValueError, match="held_out_fraction"):
         emotion_dataset(10, 10, held_out_fraction=1.0)
+    with pytest.raises(ValueError, match="held_out_fraction"):
+        split_events(held_out_fraction=0.0)
     with pytest.raises(ValueError, match="seed"):
         emotion_dataset(10, 10, seed=-1)
     _, held = split_events(seed=0)

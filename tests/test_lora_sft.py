@@ -65,6 +65,8 @@ def test_chat_example_matches_the_full_template_render_token_by_token():
     user = 'Which emotion? Answer with one word.\nSentence: "Yesterday my cat had to be put down."'
     default = check_round_trip(tok, user, "sadness", system=None)
     custom = check_round_trip(tok, user, "sadness", system="You label emotions.")
+    empty = check_round_trip(tok, user, "sadness", system="")  # an empty system message, not the default one
+    assert DEFAULT_SYSTEM not in tok.decode(empty.prompt_ids)
     assert tok.decode(default.prompt_ids).startswith("<|im_start|>system\n" + DEFAULT_SYSTEM)
     assert tok.decode(default.prompt_ids).endswith("<|im_start|>assistant\n")
     assert "You label emotions." in tok.decode(custom.prompt_ids) and DEFAULT_SYSTEM not in tok.decode(custom.prompt_ids)
@@ -90,6 +92,19 @@ def test_chat_example_on_the_smollm2_tokenizer():
     with_default = chat_example(tok, user)
     assert "named SmolLM" in tok.decode(with_default.prompt_ids)
     assert len(chat_example(tok, user, system="").prompt_ids) < len(with_default.prompt_ids)
+
+
+def test_end_of_turn_id_rejects_a_tokenizer_without_im_end():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel(vocab={"[UNK]": 0, "hi": 1}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") == 0  # the unknown token's id, not an error
+    with pytest.raises(ValueError, match="no '<\\|im_end\\|>' token"):
+        end_of_turn_id(tokenizer)
+    assert end_of_turn_id(tiny_chat_tokenizer()) == 2
 
 
 def test_chat_example_rejects_bad_arguments():
@@ -163,6 +178,21 @@ def test_losses_reject_bad_labels():
         masked_lm_loss(logits, torch.full((2, 4), IGNORE_INDEX))
     with pytest.raises(ValueError, match=r"\(B, T, V\)"):
         masked_lm_loss(torch.zeros(2, 4), torch.zeros(2, 4, dtype=torch.long))
+    only_first = torch.full((2, 4), IGNORE_INDEX)
+    only_first[:, 0] = 3  # position 0 is never a target: nothing predicts it
+    with pytest.raises(ValueError, match="empty"):
+        masked_lm_loss(logits, only_first)
+
+
+def test_masked_lm_loss_is_float32_for_bfloat16_logits():
+    logits = torch.randn(2, 5, 11, generator=make_generator(0, "cpu")).bfloat16()
+    labels = torch.randint(0, 11, (2, 5), generator=make_generator(1, "cpu"))
+    labels[0, 1] = IGNORE_INDEX
+    loss = masked_lm_loss(logits, labels)
+    assert loss.dtype == torch.float32
+    keep = labels[:, 1:] != IGNORE_INDEX
+    picked = torch.log_softmax(logits[:, :-1].double(), -1).gather(2, labels[:, 1:].clamp(min=0)[..., None])[..., 0]
+    assert loss.item() == pytest.approx(-picked[keep].mean().item(), rel=1e-6)
 
 
 def toy_task(n=64, seed=0):
@@ -202,6 +232,35 @@ def test_train_sft_trains_only_what_requires_grad_and_is_deterministic():
     assert torch.equal(runs[0][1], runs[1][1])
 
 
+def test_train_sft_equals_a_hand_written_adamw_loop_with_warmup_decay_and_clipping():
+    """Linear warm-up (lr / 2, then lr), decoupled weight decay 0.1 and clipping to a global norm of 0.05 (below
+    every step's gradient norm here, so every step is clipped by a different factor), against torch's AdamW driven
+    by hand on the same batches."""
+    examples = toy_task(n=16)
+    config = SFTConfig(steps=3, batch_size=4, lr=1e-2, warmup_steps=2, weight_decay=0.1, grad_clip=0.05)
+    model, reference = tiny_llama(vocab_size=64), tiny_llama(vocab_size=64)
+    with torch_threads(1):
+        history = train_sft(model, examples, config, make_generator(5, "cpu"), pad_id=0, progress=False)
+        optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-2, weight_decay=0.1)
+        generator, losses, norms = make_generator(5, "cpu"), [], []
+        reference.train()
+        for lr in (5e-3, 1e-2, 1e-2):
+            order = torch.randperm(len(examples), generator=generator)[:4].tolist()
+            batch = collate_sft([examples[i] for i in order], pad_id=0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad()
+            loss = reference(**batch).loss
+            loss.backward()
+            norms.append(torch.nn.utils.clip_grad_norm_(list(reference.parameters()), 0.05).item())
+            optimizer.step()
+            losses.append(loss.item())
+    assert min(norms) > 0.05  # clipping was active at every step
+    assert history.loss == pytest.approx(losses, rel=1e-5)
+    for ours, theirs in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=2e-6)
+
+
 def test_without_prompt_masking_the_first_loss_counts_every_position():
     examples, config = toy_task(), SFTConfig(steps=1, batch_size=8, lr=1e-3, mask_prompt=False)
     model = tiny_llama(vocab_size=64)
@@ -221,6 +280,9 @@ def test_train_sft_rejects_bad_inputs():
         train_sft(model, toy_task(n=3), config, gen, pad_id=0)
     with pytest.raises(ValueError, match="response"):
         train_sft(model, [SFTExample((1, 2), ())] * 4, config, gen, pad_id=0)
+    with pytest.raises(ValueError, match="response"):  # one prompt-only example among answered ones
+        train_sft(model, toy_task(n=3) + [SFTExample((1, 2), ())], config, gen, pad_id=0)
+    assert len(train_sft(model, toy_task(n=4), config, gen, pad_id=0, progress=False).loss) == 1  # batch = all 4
     with pytest.raises(TypeError, match="SFTConfig"):
         train_sft(model, toy_task(), {"steps": 1}, gen, pad_id=0)
     with pytest.raises(TypeError, match="Generator"):

@@ -55,6 +55,22 @@ def test_unpicklable_args_and_bad_fn_are_refused():
         pickle_for_ranks(3, ())
 
 
+def test_nested_functions_are_refused_and_a_scripts_functions_accepted(monkeypatch):
+    def nested(ctx):
+        return ctx
+    with pytest.raises(ValueError, match="lambda or a nested function"):
+        pickle_for_ranks(nested, ())
+    script = types.ModuleType("__main__")
+    script.__file__ = "train.py"  # a script run as __main__: a spawned process can import it again
+    monkeypatch.setitem(sys.modules, "__main__", script)
+
+    def script_function():
+        return 1
+    script_function.__module__, script_function.__qualname__ = "__main__", "script_function"
+    script.script_function = script_function
+    assert isinstance(pickle_for_ranks(hello_rank, (script_function,)), bytes)
+
+
 def test_a_payload_that_cannot_be_rebuilt_says_why():
     with pytest.raises(RuntimeError, match="could not rebuild fn and args.*UnpicklingError"):
         unpickle_in_rank(b"not a pickle")

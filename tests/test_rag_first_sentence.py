@@ -29,6 +29,9 @@ TAUGHT = {"Who built it?": "Ana Rell. She was a mason.", "Where?": "in Rome\nthe
     ("about 1.5 metres. Then", "about 1.5 metres."),                # a decimal point has no space after it
     ("Paris.", "Paris."),                                          # the final mark is not confirmed yet: no end
     ("a lord named Quotha", "a lord named Quotha"),
+    ("It is room 5. Then", "It is room 5."),                        # a digit is not an initial
+    ("Is it plan B? Yes.", "Is it plan B?"),                        # only a "." can follow an initial
+    (" \nParis\nmore", "Paris"),                                  # white space, then a line break: not an end
 ])
 def test_first_sentence_of_texts(text, first):
     assert first_sentence(text) == first
@@ -36,6 +39,11 @@ def test_first_sentence_of_texts(text, first):
     assert (end is None) == (first == text.strip())
     if end is not None:
         assert text[:end].strip() == first
+
+
+def test_a_line_break_ends_the_sentence_before_it():
+    assert first_sentence_end("in Rome\nthen Ostia") == len("in Rome")  # the line break is not part of it
+    assert first_sentence_end("Rome. Then") == len("Rome.")  # a mark is
 
 
 def test_first_sentence_rejects_non_text():

@@ -4,6 +4,7 @@ stratified sampling, counterfactual passages, and argument errors."""
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -81,6 +82,19 @@ def test_documents_are_short_plain_sentences(kb):
         assert all(len(s.split()) <= 16 for s in sentences), d
 
 
+def test_person_sentences_agree_and_surnames_are_the_aliases(kb):
+    for d in kb.documents:
+        if d.doc_id.startswith("person"):
+            job = next(q.answer for q in kb.questions if q.doc_id == d.doc_id and q.relation == "profession")
+            article = "an" if job[0] in "aeiou" else "a"
+            assert f" was {article} {job}." in d.text, d
+            pronouns = ("She was born" in d.text, " for her " in d.text, "He was born" in d.text, " for his " in d.text)
+            assert pronouns in ((True, True, False, False), (False, False, True, True)), d
+    for q in kb.questions_of("fictional"):
+        if q.relation in ("founder", "inventor"):
+            assert q.aliases == (q.answer.split()[1],), q  # the surname, never the first name
+
+
 def test_cross_links(kb):
     people = {d.title for d in kb.documents if d.doc_id.startswith("person")}
     towns = {d.title for d in kb.documents if d.doc_id.startswith("place")}
@@ -111,6 +125,7 @@ def test_names_collide_with_nothing(kb):
     assert not set(seen) & (real | K.BLOCKLIST)
     vocabulary = set(K.PROFESSIONS) | set(K.MATERIALS) | set(K.DEVICES) | {w for t in K.TRAITS for w in t.split()}
     assert not set(seen) & vocabulary
+    assert not [w for w in seen if re.search(r"(.)\1\1", w)]  # no letter three times in a row ("Zellley")
     answers = {}
     for q in kb.questions:
         answers.setdefault(q.relation, set()).add(normalize_answer(q.answer))
@@ -161,6 +176,38 @@ def test_counterfactual_passage_swaps_the_answer_for_one_of_its_type(kb):
         assert restored == original
     wrongs = {K.counterfactual_passage(kb.questions[0], kb, seed=s)[1] for s in range(20)}
     assert len(wrongs) > 3
+
+
+def test_counterfactual_passage_on_a_hand_built_base():
+    def question(qid, answer, doc_id, relation="birthplace"):
+        return K.Question(qid, "Where, or of what?", answer, (), doc_id, "fictional", relation)
+
+    docs = (K.Document("a", "A", "The tinsel loom was made of tin in Oslo, not in Rome.", "fictional"),
+            K.Document("b", "B", "Rome. Copper.", "fictional"), K.Document("c", "C", "Lima.", "fictional"))
+    kb = K.KnowledgeBase(docs, (question("a:1", "Oslo", "a"), question("b:1", "Rome", "b"),
+                                question("c:1", "Lima", "c"), question("a:2", "tin", "a", "material"),
+                                question("b:2", "copper", "b", "material")))
+    for seed in range(8):  # Rome is already in the passage: Lima is the only answer that can be swapped in
+        assert K.counterfactual_passage(kb.questions[0], kb, seed) == (
+            "The tinsel loom was made of tin in Lima, not in Rome.", "Lima")
+    assert K.counterfactual_passage(kb.questions[3], kb, 0) == (  # "tin" the word, not the "tin" of "tinsel"
+        "The tinsel loom was made of copper in Oslo, not in Rome.", "copper")
+    with pytest.raises(ValueError, match="is not stated verbatim"):
+        K.counterfactual_passage(question("c:2", "Quito", "c"), kb, 0)
+
+
+def test_name_pools_can_be_used_up_exactly_and_skip_real_inventions():
+    with pytest.raises(ValueError, match="has only") as error:
+        K.make_knowledge_base(n_people=1, n_places=200, n_inventions=1)
+    n_rivers = int(re.search(r"has only (\d+)", str(error.value)).group(1))
+    assert len(K.make_knowledge_base(n_people=1, n_places=n_rivers, n_inventions=1).questions_of("fictional")) == \
+        3 * (1 + n_rivers + 1)
+    with pytest.raises(ValueError, match="has only") as error:
+        K.make_knowledge_base(n_inventions=1000)
+    n_inventions = int(re.search(r"has only (\d+)", str(error.value)).group(1))
+    every = K.make_knowledge_base(n_people=5, n_places=1, n_inventions=n_inventions)
+    titles = {d.title for d in every.documents if d.doc_id.startswith("invention")}
+    assert len(titles) == n_inventions and not titles & {"The ember lantern", "The frost compass"}  # real products
 
 
 def test_errors(kb):

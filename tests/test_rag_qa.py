@@ -185,6 +185,10 @@ def test_one_message_samples_equal_our_decoding_loop(trained):
     ours = sample_padded(model, ids, torch.ones_like(ids), SamplingConfig(temperature=1.5), make_generator(3, "cpu"),
                          6, stop_id=2)
     assert torch.equal(ours, reference)
+    hot = generate(model, ids, 24, SamplingConfig(temperature=3.0), make_generator(4, "cpu"), eos_token_id=2,
+                   pad_token_id=2).new_ids  # many flat draws: a small error in the logits changes some of them
+    assert torch.equal(sample_padded(model, ids, torch.ones_like(ids), SamplingConfig(temperature=3.0),
+                                     make_generator(4, "cpu"), 24, stop_id=2), hot)
 
 
 def test_padded_batches_answer_each_prompt_as_alone(trained):
@@ -198,6 +202,45 @@ def test_padded_batches_answer_each_prompt_as_alone(trained):
     alone = answer_with_probs(model, tok, users, max_new_tokens=6, batch_size=1)
     for row, answer in zip(new.tolist(), alone):
         assert tuple(row[:answer.n_tokens]) == answer.token_ids
+
+
+def test_a_finished_row_keeps_receiving_the_stop_token(trained):
+    tok, model = trained
+    input_ids, attention_mask = left_pad([chat_example(tok, u, system="").prompt_ids for u in USERS], 2)
+    new = sample_padded(model, input_ids, attention_mask, SamplingConfig(greedy=True), None, 10, stop_id=2).tolist()
+    ends = [row.index(2) for row in new]  # "ab" ends a step before the others ("fig", "yes" and two untaught rows)
+    assert min(ends) < max(ends) == len(new[0]) - 1  # decoding stopped once every row had finished
+    assert all(row[end:] == [2] * (len(row) - end) for row, end in zip(new, ends))
+
+
+def test_the_attention_mask_grows_by_a_column_of_ones_per_step(trained):
+    tok, model = trained
+
+    class MaskSpy(torch.nn.Module):  # the model, recording the attention mask of every call
+        def __init__(self):
+            super().__init__()
+            self.model, self.config, self.masks = model, model.config, []
+
+        def forward(self, **kwargs):
+            self.masks.append(kwargs["attention_mask"].clone())
+            return self.model(**kwargs)
+
+    spy = MaskSpy()
+    input_ids, attention_mask = left_pad([chat_example(tok, u, system="").prompt_ids for u in USERS[:3]], 2)
+    sample_padded(spy, input_ids, attention_mask, SamplingConfig(greedy=True), None, 4, stop_id=10_000)
+    assert len(spy.masks) == 4  # the prefill and one call per new token but the last
+    for step, mask in enumerate(spy.masks):
+        assert torch.equal(mask, torch.cat([attention_mask, torch.ones(3, step, dtype=torch.long)], dim=1))
+
+
+def test_answers_restore_the_training_mode():
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    for training in (True, False):
+        model.train(training)
+        answer_with_probs(model, tok, ["Hi"], max_new_tokens=2)
+        assert model.training == training
+        sample_answers(model, tok, "Hi", n=2, generator=make_generator(0, "cpu"), max_new_tokens=2, top_p=1.0)
+        assert model.training == training
 
 
 def test_many_messages_are_sampled_together(trained):

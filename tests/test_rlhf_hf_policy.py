@@ -160,6 +160,19 @@ def test_three_iterations_of_ppo_on_an_hf_policy():
     _check_updates(policy, before)
 
 
+def test_chat_prompts_hold_the_last_tokens_of_each_text():
+    from test_lora_sft import tiny_chat_tokenizer  # one token per byte, a ChatML template
+
+    tok = tiny_chat_tokenizer()
+    prompts = make_chat_prompts(tok, ["abcdef", "uvwxyz"], prompt_tokens=3)
+    rendered = [tok.decode(row) for row in prompts.tolist()]
+    assert rendered[0].endswith("Continue with one line of verse:\ndef<|im_end|>\n<|im_start|>assistant\n")
+    assert rendered[1].endswith(":\nxyz<|im_end|>\n<|im_start|>assistant\n") and prompts.dtype == torch.long
+    assert make_chat_prompts(tok, ["abc"], prompt_tokens=3).shape == (1, prompts.shape[1])  # exactly enough
+    with pytest.raises(ValueError, match="fewer than prompt_tokens"):
+        make_chat_prompts(tok, ["ab"], prompt_tokens=3)
+
+
 @pytest.mark.slow
 def test_smollm2_chat_prompts_and_a_rollout():
     from course_utils.assets import missing_assets

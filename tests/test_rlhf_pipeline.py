@@ -9,7 +9,8 @@ import torch
 
 from course_utils.device import make_generator
 from course_utils.model.gpt import GPT, GPTConfig
-from course_utils.rlhf.data import LineTask, encode_prompts, line_examples, make_sft_batch_fn, sft_tensors
+from course_utils.rlhf.data import (LineTask, encode_prompts, line_examples, make_sft_batch_fn, sample_prompts,
+                                   sft_tensors)
 from course_utils.rlhf.dpo import DPOConfig, pair_logps, sequence_logps, train_dpo
 from course_utils.rlhf.grpo import GRPOConfig, grpo_loss, train_grpo
 from course_utils.rlhf.pipeline import evaluate_policy, label_pairs
@@ -67,6 +68,29 @@ def test_line_examples_and_label_masked_sft_tensors():
         LineTask(max_line=14, max_response=14)
     with pytest.raises(ValueError, match="exactly 4 tokens"):
         encode_prompts([[1, 2, 3]], task)
+
+
+def test_line_examples_by_hand_and_seeded_draws():
+    codec = WordCodec(("\n", "<unk>", "a", "b", "[", "]", "."))
+    ids = [2, 3, 0, 2, 2, 2, 0, 6, 2, 2, 0, 2, 4, 2, 0, 3, 3, 3, 3, 3, 3, 0, 2, 2, 2, 0]
+    task = LineTask(prompt_tokens=3, max_response=5, min_line=2, max_line=4)
+    # lines: "a a a" (its prompt just fits), ". a a" (starts with a mark), "a [ a" (a bracket), six b's (too long),
+    # "a a a"
+    examples = line_examples(ids, codec, task)
+    assert examples == [([2, 3, 0], [2, 2, 2]), ([3, 3, 0], [2, 2, 2])]
+    assert line_examples(ids, codec, task, limit=1) == examples[:1]
+    idx, targets = sft_tensors(examples, eos_id=0, task=task)
+    get_batch = make_sft_batch_fn((idx, targets), (idx, targets), batch_size=6)
+    torch.manual_seed(0)
+    first = get_batch("train", make_generator(3, "cpu"))
+    torch.manual_seed(1)  # the global generator plays no part
+    again = get_batch("train", make_generator(3, "cpu"))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    pool = [([i, i, 0], [2, 2]) for i in range(10)]
+    torch.manual_seed(0)
+    prompts = sample_prompts(pool, 8, make_generator(2, "cpu"))
+    torch.manual_seed(1)
+    assert sample_prompts(pool, 8, make_generator(2, "cpu")) == prompts
 
 
 # ---------- rollouts ----------

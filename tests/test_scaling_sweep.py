@@ -103,6 +103,18 @@ def test_dask_local_cluster_reuses_the_same_cache(tmp_path):
     assert all(via_dask.results[k] == v for k, v in serial.results.items())
 
 
+@dataclass(frozen=True)
+class OtherSpec:
+    n: int
+    lr: float = 0.1
+
+
+def test_run_key_names_the_spec_class_and_its_fields():
+    assert run_key(Spec(1)) == run_key(Spec(1)) and len(run_key(Spec(1))) == 16
+    assert run_key(Spec(1)) != run_key(OtherSpec(1))  # same fields, another kind of run: another cache file
+    assert run_key(Spec(1)) != run_key(Spec(1, lr=0.2))
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(TypeError, match="dataclass"):
         run_sweep([{"n": 1}], square, tmp_path)
