@@ -4,6 +4,7 @@ import functools
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
 import tiktoken
 import tiktoken._educational
@@ -43,6 +44,17 @@ def test_encode_word(tok):
     ex.check_encode_word(lambda ids, merges: torch.tensor(sol.encode_word(ids, merges), dtype=torch.int32),
                          tok.merges, words)
     ex.check_encode_word(lambda ids, merges: tuple(sol.encode_word(ids, merges)), tok.merges, words)
+    ex.check_encode_word(lambda ids, merges: np.array(sol.encode_word(ids, merges)), tok.merges, words)
+    ex.check_encode_word(lambda ids, merges: [np.int64(i) for i in sol.encode_word(ids, merges)], tok.merges, words)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda ids, merges: torch.tensor([sol.encode_word(ids, merges)]),  # a (1, k) row: an assertion, not a TypeError
+    lambda ids, merges: np.array([sol.encode_word(ids, merges)]),
+    lambda ids, merges: [i + 0.7 for i in sol.encode_word(ids, merges)],  # int() would truncate these to right ids
+])
+def test_encode_word_rejects_rows_and_fractional_ids(tok, wrong):
+    fails(ex.check_encode_word, wrong, tok.merges, re.findall(r" ?\w+", VAL))
 
 
 def _leftmost_first(ids, merges):  # applies the leftmost known pair instead of the lowest rank

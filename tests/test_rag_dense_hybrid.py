@@ -321,3 +321,37 @@ def test_retrieval_metrics_read_tensors_as_lists():
         assert mean_reciprocal_rank(retrieved, gold) == mean_reciprocal_rank(as_lists, gold)
     with pytest.raises(TypeError, match="wrap a single id in a set"):
         recall_at_k([[3, 5]], torch.tensor([3]), 2)  # one id per query: each entry must be a collection
+
+
+def test_bm25_retriever_passes_epsilon_to_its_index():
+    # "the" is in 4 of the 5 chunks: its Okapi idf is negative and floored at epsilon * mean idf
+    assert BM25Retriever(CHUNKS, epsilon=0.0).search(["the"], 5) == [[]]  # floor 0: every score is 0
+    assert len(BM25Retriever(CHUNKS).search(["the"], 5)[0]) == 4  # default epsilon 0.25: a positive floor
+
+
+def test_hybrid_uses_rrf_k_and_fuses_the_full_depth(cache):
+    bm25 = BM25Retriever(CHUNKS)
+    dense = DenseRetriever(CHUNKS, None, "tiny-chunks", embed=FakeEncoder(), progress=False, key="fake")
+    for rrf_k in (1, 60):
+        hybrid = HybridRetriever(bm25, dense, rrf_k=rrf_k, depth=5)
+        for query in ("the cat ran", "the", "sat", "mat dog"):
+            lex = [h.index for h in bm25.search([query], 5)[0]]
+            den = [h.index for h in dense.search([query], 5)[0]]
+            expected = {}
+            for ranking in (lex, den):
+                for rank, i in enumerate(ranking, start=1):
+                    expected[i] = expected.get(i, 0) + 1 / (rrf_k + rank)
+            best = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
+            for k in (1, 2, 5):  # each k from the same depth-5 lists: the top k of one fused ranking
+                hits = hybrid.search([query], k=k)[0]
+                assert [(h.index, h.score) for h in hits] == [(i, pytest.approx(s)) for i, s in best[:k]], (query, k)
+
+
+def test_hybrid_refuses_other_chunks_of_the_same_number_and_bad_depth(cache):
+    dense = DenseRetriever(CHUNKS, None, "tiny-chunks", embed=FakeEncoder(), progress=False, key="fake")
+    with pytest.raises(ValueError, match="same chunks"):
+        HybridRetriever(BM25Retriever(CHUNKS[::-1]), dense)  # same length, another order
+    with pytest.raises(ValueError, match="depth must be an int >= 1"):
+        HybridRetriever(BM25Retriever(CHUNKS), dense, depth=0)
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
+        BM25Retriever(CHUNKS).search(["cat"], True)

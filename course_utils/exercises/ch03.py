@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import numbers
 import random
 import re
 from typing import Any, Callable, Iterator, Sequence
@@ -61,10 +62,13 @@ def _without_ready_made_codecs() -> Iterator[None]:
 
 
 def _ids(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return [int(i) for i in value.tolist()]
+    """A list, tuple, tensor or numpy array of ids as a list of Python ints. Anything else (a float id, a nested row)
+    is left as it is, for check_equal to report: int() would truncate 104.7 to a right answer or crash on a row."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):  # torch.Tensor, numpy.ndarray
+        value = value.tolist()
     if isinstance(value, (list, tuple)):
-        return [int(i) if not isinstance(i, bool) else i for i in value]
+        return [int(i) if isinstance(i, numbers.Integral) and not isinstance(i, bool) else
+                i.item() if isinstance(i, torch.Tensor) and i.dim() == 0 else i for i in value]
     return value
 
 
