@@ -53,9 +53,22 @@ def epsilon_transformers_eta(logits, epsilon):  # the eta warper's threshold is 
     return EtaLogitsWarper(epsilon)(None, logits)
 
 
+def epsilon_at_or_below(logits, epsilon):  # removes probabilities equal to epsilon too ("<=" for "below")
+    probs = logits.softmax(-1)
+    remove = (probs <= epsilon).scatter(-1, probs.argmax(-1, keepdim=True), False)
+    return logits.masked_fill(remove, -math.inf)
+
+
+def epsilon_via_log_softmax(logits, epsilon):  # correct: probabilities through exp(log_softmax)
+    remove = (logits.log_softmax(-1).exp() < epsilon).scatter(-1, logits.argmax(-1, keepdim=True), False)
+    return logits.masked_fill(remove, -math.inf)
+
+
 def test_epsilon_check():
     ex.check_epsilon_filter(sol.epsilon_filter)
     ex.check_epsilon_filter(epsilon_float64_list)
+    ex.check_epsilon_filter(epsilon_via_log_softmax)
+    rejects(ex.check_epsilon_filter, epsilon_at_or_below)
     for wrong in (epsilon_no_top, epsilon_on_logits, epsilon_returns_probs, epsilon_top_k_instead):
         rejects(ex.check_epsilon_filter, wrong)
 

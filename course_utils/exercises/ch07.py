@@ -51,7 +51,10 @@ def check_epsilon_filter(fn: Callable[[torch.Tensor, float], Any]) -> None:
     cases = [("hand example, epsilon 0.1", torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.04, 0.06, 0.3, 0.6]])),
               0.1),
              ("a flat row, epsilon 0.2", flat, 0.2),
-             ("random logits, epsilon 0.01", _logits(0, (4, 300), 3.0), 0.01)]
+             ("random logits, epsilon 0.01", _logits(0, (4, 300), 3.0), 0.01),
+             # four equal logits give probabilities of exactly 1/4 (a power of two: no rounding by any route), so a
+             # probability equal to epsilon is not below it and stays
+             ("probabilities exactly at epsilon 0.25", torch.zeros(2, 4), 0.25)]
     for label, logits, epsilon in cases:
         expected = _epsilon_reference(logits, epsilon)
         checks.check_equal(label, _learner_alone(fn, logits.clone(), epsilon), expected, hint=hint)
