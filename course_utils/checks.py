@@ -30,8 +30,9 @@ def passed(name: str) -> None:
 
 def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5,
                 hint: str = "") -> None:
-    """Numbers or tensors equal within tolerance."""
-    if isinstance(expected, torch.Tensor) or isinstance(actual, torch.Tensor):
+    """Numbers or tensors equal within tolerance. For a number, any one-element tensor (shape (), (1,), (1, 1)) is a
+    number too; a tensor ``expected`` asks for exactly its shape."""
+    if isinstance(expected, torch.Tensor) or (isinstance(actual, torch.Tensor) and actual.numel() != 1):
         actual_t = as_float_tensor(name, actual, hint)
         expected_t = torch.as_tensor(expected, dtype=torch.float64).cpu()
         if actual_t.shape != expected_t.shape:

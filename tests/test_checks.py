@@ -292,6 +292,12 @@ def test_check_close_names_the_shape_of_a_tensor_given_for_a_number():
     with pytest.raises(AssertionError, match=r"shape \(2,\), expected \(\)"):
         checks.check_close("ppl", torch.tensor([4.0, 4.0]), 4.0)
     checks.check_close("ppl", torch.tensor(4.0, dtype=torch.float16), 4.0)  # a 0-d tensor of any dtype is a number
+    checks.check_close("ppl", torch.tensor([4.0]), 4.0)  # so is a one-element tensor, as chapters 05, 09, 10 accept
+    checks.check_close("ppl", torch.tensor([[4.0]], dtype=torch.bfloat16), 4.0)
+    with pytest.raises(AssertionError, match="too large"):
+        checks.check_close("ppl", torch.tensor([4.5]), 4.0)
+    with pytest.raises(AssertionError, match=r"shape \(1,\), expected \(\)"):  # a tensor expected: its exact shape
+        checks.check_close("ppl", torch.tensor([4.0]), torch.tensor(4.0))
 
 
 def test_a_ragged_list_fails_as_an_assertion_with_a_clear_message():
