@@ -259,6 +259,32 @@ def test_many_messages_are_sampled_together(trained):
         sample_answers_many(model, tok, "Hi", n=2, generator=make_generator(0, "cpu"))
 
 
+class _TrailingSentence:
+    """The test tokenizer, but every decoded text gains a second sentence (as multi-character tokens can give)."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        return self._tokenizer.decode(*args, **kwargs).rstrip(".") + ". Then more."
+
+
+def test_one_sentence_answers_keep_only_the_first_sentence(trained):
+    tok, model = trained
+    tok2, users = _TrailingSentence(tok), ["Name a fruit.", USERS[1]]
+    kwargs = dict(n=2, temperature=0.05, max_new_tokens=6, batch_size=4)
+    whole = sample_answers_many(model, tok2, users, generator=make_generator(0, "cpu"), **kwargs)
+    cut = sample_answers_many(model, tok2, users, generator=make_generator(0, "cpu"), one_sentence=True, **kwargs)
+    assert all(a.endswith("Then more.") for answers in whole for a in answers)  # the proxy shows itself
+    assert cut[0] == ["fig."] * 2 and all("Then" not in a for answers in cut for a in answers)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"temperature": 0}, ValueError, "temperature must be a finite number > 0"),
     ({"temperature": -1.0}, ValueError, "temperature must be a finite number > 0"),
