@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 # ipywidgets classes whose ``continuous_update`` defaults to True (they fire while dragging or typing).
 _CONTINUOUS_BY_DEFAULT = {"IntSlider", "FloatSlider", "FloatLogSlider", "SelectionSlider", "IntRangeSlider",
-                          "FloatRangeSlider", "SelectionRangeSlider", "Text", "Textarea"}
+                          "FloatRangeSlider", "SelectionRangeSlider", "Text", "Textarea", "Combobox", "Password"}
 INSTALL_HINT = "pip install ipywidgets"
 
 

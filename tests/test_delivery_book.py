@@ -1,6 +1,7 @@
 """The book build: executed notebooks and static HTML with embedded figures, widgets as notes, failures reported
 without losing the previous build."""
 
+import dataclasses
 import importlib
 import json
 import os
@@ -80,7 +81,7 @@ def test_a_failing_notebook_is_reported_and_the_previous_build_kept(tmp_path, mo
     source = write_notebook(tmp_path / "02_tiny.ipynb", "x = 1\nprint('first build')")
     assert book.build_book([source], tmp_path / "build", "smoke", timeout=60, progress=False)[0].ok
     good = (tmp_path / "build" / "smoke" / "02_tiny.html").read_text()
-    write_notebook(source, "raise RuntimeError('broken cell')")
+    write_notebook(source, "# " + "long cell " * 400 + "\nraise RuntimeError('broken cell')")  # error's head: source
     entry = book.build_book([source], tmp_path / "build", "smoke", timeout=60, progress=False)[0]
     assert not entry.ok and "broken cell" in entry.error
     out = tmp_path / "build" / "smoke"
@@ -101,12 +102,79 @@ def test_static_outputs_keep_progress_text_and_replace_controls():
     cell.outputs = [nbformat.v4.new_output("display_data", {book.WIDGET_MIME: {"model_id": "a"},
                                                             "text/plain": "interactive(children=(IntSlider(...)))"}),
                     nbformat.v4.new_output("display_data", {book.WIDGET_MIME: {"model_id": "b"},
-                                                            "text/plain": "steps: 100%|##########| 3/3"})]
+                                                            "text/plain": "steps: 100%|##########| 3/3"}),
+                    nbformat.v4.new_output("display_data", {book.WIDGET_MIME: {"model_id": "c"}})]  # no text at all
     nb.cells = [cell]
     static = book.static_outputs(nb)
     assert "widgets" not in static.metadata and "widgets" in nb.metadata  # a copy; the original is untouched
     assert static.cells[0].outputs[0]["data"] == {"text/html": book.WIDGET_NOTE}
     assert static.cells[0].outputs[1]["data"] == {"text/plain": "steps: 100%|##########| 3/3"}
+    assert static.cells[0].outputs[2]["data"] == {"text/html": book.WIDGET_NOTE}
+
+
+def test_progress_text_is_the_bars_final_text_from_the_saved_widget_state():
+    def bar(left, value, maximum, right, hidden=False):
+        return {"h": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_l", "IPY_MODEL_b", "IPY_MODEL_r"],
+                                                           "layout": "IPY_MODEL_lay"}},
+                "lay": {"model_name": "LayoutModel", "state": {"visibility": "hidden"} if hidden else {}},
+                "l": {"model_name": "HTMLModel", "state": {"value": left}},
+                "b": {"model_name": "FloatProgressModel", "state": {"value": value, "max": maximum}},
+                "r": {"model_name": "HTMLModel", "state": {"value": right}}}
+
+    # as tqdm saves it: spaces as U+2007 figure spaces, HTML escaped
+    state = bar("steps:\u2007\u200775%", 3, 4, "\u20073/4\u2007[00:01&lt;00:00,\u2007\u20072.00it/s]")
+    assert book.progress_text(state, "IPY_MODEL_h") == "steps:  75%|" + "#" * 15 + " " * 5 + "| 3/4 [00:01<00:00,  2.00it/s]"
+    assert book.progress_text(bar("a", 0, 0, "b"), "IPY_MODEL_h") == "a|" + " " * 20 + "|b"  # max 0: empty bar
+    assert book.progress_text(bar("a", 4, 4, "b", hidden=True), "IPY_MODEL_h") == ""
+    state["b"]["model_name"] = "IntSliderModel"
+    assert book.progress_text(state, "IPY_MODEL_h") is None, "an HBox holding a slider is not a progress bar"
+
+
+def test_the_kernel_runs_the_asked_profile_offline_with_the_inline_backend(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")  # a shell's own profile must not override the book's
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    env = book.kernel_environment("cpu")
+    assert env["COURSE_PROFILE"] == "cpu" and "MPLBACKEND" not in env
+    assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
+
+
+def test_build_book_index_timings_and_exit_status_without_a_kernel(tmp_path, monkeypatch):
+    """The bookkeeping of a build, with the kernel run faked: one chapter fails, then is fixed."""
+    long_error = "Traceback (most recent call last):\n" + "  frame\n" * 200 + "RuntimeError: a <b>bad</b> claim"
+    errors = {"02_attention_masks.ipynb": long_error}
+
+    def fake_execute(path, profile, timeout):
+        return nbformat.read(path, as_version=4), 90.44, errors.get(path.name)
+
+    monkeypatch.setattr(book, "execute_notebook", fake_execute)
+    monkeypatch.setattr(book, "to_html", lambda nb, mathjax_url=None: "<p>page</p>")
+    monkeypatch.setattr(book, "local_mathjax", lambda: None)
+    good = write_notebook(tmp_path / "01_language_modelling.ipynb", "x = 1")
+    bad = write_notebook(tmp_path / "02_attention_masks.ipynb", "x = 2")
+    out = tmp_path / "build" / "cpu"
+    entries = book.build_book([good, bad], tmp_path / "build", "cpu", progress=False)
+    assert [(e.ok, e.seconds) for e in entries] == [(True, 90.4), (False, 90.4)]
+    index = (out / "index.html").read_text()
+    assert "<td>Language modelling</td>" in index and "<td>Attention masks</td>" in index
+    assert index.count("<td>1.5</td>") == 2, "the minutes column is in minutes"
+    assert "RuntimeError: a &lt;b&gt;bad&lt;/b&gt; claim</pre>" in index, "the error's last words, escaped"
+    assert "Smoke profile" not in index
+    errors["02_attention_masks.ipynb"] = "<" * 999 + "!"  # escaping before the cut left a broken 'lt;' in front
+    book.build_book([good, bad], tmp_path / "build", "cpu", progress=False)
+    shown = (out / "index.html").read_text().split("<pre>")[1].split("</pre>")[0]
+    assert shown == "&lt;" * 799 + "!", "the error's last 800 characters, then escaped"
+    errors["02_attention_masks.ipynb"] = long_error
+    book.build_book([good, bad], tmp_path / "build", "cpu", progress=False)
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["notebooks"] == [dataclasses.asdict(e) for e in entries]
+    assert (timings["profile"], timings["math"]) == ("cpu", "MathJax from a CDN")
+    assert book.main(["--profile", "cpu", "--out", str(tmp_path / "build"), str(good), str(bad)]) == 1
+    assert (out / "02_attention_masks.failed.ipynb").exists()
+    errors.clear()  # the chapter is fixed
+    assert book.main(["--profile", "cpu", "--out", str(tmp_path / "build"), str(good), str(bad)]) == 0
+    assert not (out / "02_attention_masks.failed.ipynb").exists(), "no stale failure beside the good page"
 
 
 def test_bad_arguments(tmp_path):
@@ -114,6 +182,8 @@ def test_bad_arguments(tmp_path):
         book.build_book([tmp_path / "x.ipynb"], tmp_path, "laptop")
     with pytest.raises(FileNotFoundError, match="missing"):
         book.build_book([tmp_path / "absent.ipynb"], tmp_path, "smoke")
+    with pytest.raises(FileNotFoundError, match="no notebooks given"):
+        book.build_book([], tmp_path, "smoke")
 
 
 def test_local_mathjax_is_found_without_importing_the_package(tmp_path, monkeypatch):

@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-from course_utils.delivery.chapters import CHAPTERS, START_HERE, Chapter, chapter, chapter_map_markdown
+from course_utils.delivery.chapters import (CHAPTERS, START_HERE, Chapter, chapter, chapter_map_markdown,
+                                            notebook_filenames)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,14 +35,30 @@ def test_every_chapter_row_links_its_file_and_colab():
         assert (ROOT / "notebooks" / c.filename).exists()
 
 
+def test_the_map_links_siblings_and_a_forks_colab_when_asked():
+    table = chapter_map_markdown("https://github.com/someone/fork", link_prefix="")  # as the start-here notebook
+    for c in (START_HERE, *CHAPTERS):
+        assert f"]({c.filename}):" in table and f"](notebooks/{c.filename})" not in table
+        assert f"(https://colab.research.google.com/github/someone/fork/blob/main/notebooks/{c.filename})" in table
+
+
+def test_notebook_filenames_are_the_notebooks_folder_in_reading_order():
+    on_disk = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert notebook_filenames() == on_disk and on_disk[0] == START_HERE.filename == "00_start_here.ipynb"
+
+
 def test_times_and_lookup():
     c = Chapter("42", "x", "X", "y", {"smoke": 0.4, "cpu": 9.6, "gpu": None})
     assert [c.time_text(p) for p in ("smoke", "cpu", "gpu")] == ["<\u00a01\u00a0min", "10\u00a0min", "–"]
+    edges = Chapter("43", "x", "X", "y", {"smoke": 0.0, "cpu": 1.0})  # 0.0 is measured (a quick notebook)
+    assert [edges.time_text(p) for p in ("smoke", "cpu", "gpu")] == ["<\u00a01\u00a0min", "1\u00a0min", "–"]
     assert chapter("07").slug == "sampling" and chapter("00") is START_HERE
     with pytest.raises(ValueError, match="no notebook numbered '99'"):
         chapter("99")
     with pytest.raises(ValueError, match="two digits"):
         Chapter("7", "x", "X", "y")
+    with pytest.raises(ValueError, match="two digits"):
+        Chapter("7a", "x", "X", "y")
     with pytest.raises(ValueError, match="unknown profiles"):
         Chapter("07", "x", "X", "y", {"laptop": 3.0})
     with pytest.raises(ValueError, match="allowed"):

@@ -54,12 +54,38 @@ def test_repository_url_comes_from_pyproject(tmp_path):
         colab.repository_url(bad)
 
 
+def test_repository_url_falls_back_to_the_installed_metadata(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    urls = ["Homepage, https://example.org", "Repository, https://github.com/a/b "]
+    monkeypatch.setattr(importlib.metadata, "metadata",
+                        lambda name: types.SimpleNamespace(get_all=lambda key: urls if key == "Project-URL" else None))
+    no_checkout = tmp_path / "pyproject.toml"  # absent: an installed (not editable) package
+    assert colab.repository_url(no_checkout) == "https://github.com/a/b"
+    urls.pop()
+    with pytest.raises(LookupError, match="metadata"):
+        colab.repository_url(no_checkout)
+
+
+def test_repository_url_without_a_checkout_or_an_installed_package_is_a_lookup_error(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "metadata", not_installed)  # was PackageNotFoundError, not LookupError
+    with pytest.raises(LookupError, match="not installed.*pip install -e"):
+        colab.repository_url(tmp_path / "pyproject.toml")
+
+
 def test_colab_links():
     url = colab.colab_url("01_language_modelling.ipynb", "https://github.com/owner/course.git")
     assert url == ("https://colab.research.google.com/github/owner/course/blob/main/notebooks/"
                    "01_language_modelling.ipynb")
     assert colab.colab_url("02_attention_masks.ipynb", "https://github.com/o/r", branch="dev").endswith(
         "/o/r/blob/dev/notebooks/02_attention_masks.ipynb")
+    assert colab.colab_url("02_attention_masks.ipynb", "https://github.com/o/r/") == colab.colab_url(
+        "02_attention_masks.ipynb", "https://github.com/o/r")  # a trailing slash, as a browser copies it
     with pytest.raises(ValueError, match="GitHub"):
         colab.colab_url("01_language_modelling.ipynb", "https://gitlab.com/o/r")
     with pytest.raises(ValueError, match="file name"):
@@ -75,6 +101,16 @@ def test_missing_requirements_keep_colabs_torch_and_widgets():
     assert got == ["gguf>=0.10", "tiktoken>=0.8"]  # torch and ipywidgets are Colab's, never reinstalled
     markers = ["tomli>=1.1; python_version < '3.0'", "regex>=2023.0; python_version >= '3.0'"]
     assert colab.missing_requirements(markers, lambda name: None) == markers[1:]  # a requirement for another Python
+    assert colab.missing_requirements(["Torch>=2.4", "IPyWidgets>=8.1"], lambda name: None) == []  # names as PyPI
+    assert colab.missing_requirements(["pyyaml>=6"], lambda name: None, keep=("PyYAML",)) == []
+    assert colab.missing_requirements(["tokenizers>=0.21"], {"tokenizers": "0.22.0rc1"}.get) == []  # a pre-release
+
+
+def test_setup_commands_install_the_package_alone_when_nothing_is_missing():
+    assert colab.setup_commands("llm-course", [], "c.txt", python="py") == [
+        ["py", "-m", "pip", "install", "--quiet", "--no-deps", "-e", "llm-course"]]
+    assert colab.setup_commands("llm-course", ["gguf>=0.10"], "c.txt", python="py")[1] == [
+        "py", "-m", "pip", "install", "--quiet", "-c", "c.txt", "gguf>=0.10"]
 
 
 def fake_repo(tmp_path):
@@ -110,6 +146,23 @@ def test_prepare_colab_profile_choice(tmp_path):
     assert colab.prepare_colab(str(repo), environ=chosen, cuda_available=True, **quiet).profile == "smoke"
     with pytest.raises(FileNotFoundError, match="not a course checkout"):
         colab.prepare_colab(str(tmp_path / "nothing"), environ={}, cuda_available=False, **quiet)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a course checkout"):
+        colab.prepare_colab(str(tmp_path / "empty"), environ={}, cuda_available=False, **quiet)
+
+
+def test_prepare_colab_stops_when_pip_fails_and_pins_only_what_is_installed(tmp_path):
+    repo = fake_repo(tmp_path)
+
+    def pip(cmd, check):  # like subprocess.run: a failure raises only with check=True
+        if check:
+            raise subprocess.CalledProcessError(1, cmd)
+        return subprocess.CompletedProcess(cmd, 1)
+
+    without_widgets = {"torch": "2.8.0"}.get
+    with pytest.raises(subprocess.CalledProcessError):
+        colab.prepare_colab(str(repo), run=pip, environ={}, cuda_available=False, installed_version=without_widgets)
+    assert (repo / ".colab-constraints.txt").read_text() == "torch==2.8.0\n"  # no pin for an absent ipywidgets
 
 
 @pytest.mark.parametrize("signal", ["module", "environment"])
@@ -146,6 +199,28 @@ def test_the_setup_cell_on_a_simulated_fresh_colab_runtime(signal, tmp_path, mon
     assert os.environ["COURSE_PROFILE"] in ("cpu", "gpu")  # picked from the hardware, since none was set
 
 
+def test_the_setup_cell_clones_once_and_from_course_repo_url_when_set(tmp_path, monkeypatch):
+    ran = []
+
+    def fake_run(cmd, check, **kwargs):
+        ran.append(cmd)
+        if cmd[:2] == ["git", "clone"]:
+            (fake_repo(tmp_path) / "course_utils").symlink_to(ROOT / "course_utils")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_2026")
+    monkeypatch.setenv("COURSE_REPO_URL", "https://github.com/someone/fork")
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for _ in range(2):  # the learner runs the cell again: the clone is there already
+        exec(compile(colab.setup_cell_source(), "setup-cell", "exec"), {})
+    clones = [cmd for cmd in ran if cmd[:2] == ["git", "clone"]]
+    assert clones == [["git", "clone", "--depth=1", "https://github.com/someone/fork", colab.CLONE_DIR]]
+    assert sum(cmd[-3:] == ["--no-deps", "-e", colab.CLONE_DIR] for cmd in ran) == 2
+
+
 def test_the_setup_cell_off_colab_without_the_package_says_how_to_install(monkeypatch):
     import importlib.util
 
@@ -172,3 +247,11 @@ def test_a_failed_rewrite_leaves_the_notebook_whole(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         colab.write_setup_cells([path], repository="https://github.com/someone/fork")
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_notebook_without_a_code_cell_is_refused(tmp_path):
+    path = tmp_path / "99_prose.ipynb"
+    path.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# prose"]}],
+                                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with pytest.raises(ValueError, match="no code cell"):
+        colab.write_setup_cells([path], check=True)

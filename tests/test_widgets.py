@@ -59,6 +59,7 @@ def test_with_a_button_the_view_is_drawn_only_on_click():
     panel.widgets["T"].value = 5
     assert view.calls == []
     assert panel.button.description == "draw"
+    assert panel.button in panel.box.children[0].children, "the button is shown beside the controls"
     panel.button.click()
     assert view.calls == [{"T": 5, "kind": "causal"}]
 
@@ -75,6 +76,62 @@ def test_on_change_can_adjust_a_widget_before_the_redraw():
     assert panel.widgets["T"].max == 40 and view.calls[-1] == {"T": 38, "kind": "bidirectional"}
 
 
+def test_on_change_runs_before_the_redraw_and_must_return_nothing():
+    events = []
+    panel = w.build_panel(lambda **values: events.append("draw"), controls(),
+                          on_change=lambda built: events.append("adjust"))
+    panel.widgets["T"].value = 20
+    assert events == ["adjust", "draw"]
+    panel = w.build_panel(Recorder(), controls(), on_change=lambda built: "adjusted")
+    with pytest.raises(TypeError, match="returns nothing"):
+        panel.widgets["T"].value = 20
+
+
+def test_explore_passes_on_change_to_the_live_panel(shown):
+    adjusted = []
+    w.explore(Recorder(), controls(), on_change=lambda built: adjusted.append(built["T"].value))
+    slider = next(c for c in shown[0].children[0].children if c.__class__.__name__ == "IntSlider")
+    slider.value = 7
+    assert adjusted == [7]
+
+
+def test_each_redraw_replaces_the_previous_view_inside_the_output_area(monkeypatch):
+    import ipywidgets
+
+    events = []
+
+    class RecordingOutput(ipywidgets.Output):
+        def __enter__(self):
+            events.append("enter")
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            events.append("exit")
+            return super().__exit__(*exc)
+
+        def clear_output(self, *args, **kwargs):
+            events.append(("clear", kwargs.get("wait")))
+
+    monkeypatch.setattr(ipywidgets, "Output", RecordingOutput)
+    panel = w.build_panel(lambda **values: events.append("draw"), controls())
+    panel.widgets["T"].value = 20
+    panel.widgets["T"].value = 21
+    assert events == ["enter", ("clear", True), "draw", "exit"] * 2
+
+
+def test_continuous_kinds_follow_ipywidgets_own_defaults():
+    import ipywidgets
+
+    kinds = ["IntSlider", "FloatSlider", "FloatLogSlider", "SelectionSlider", "IntRangeSlider", "FloatRangeSlider",
+             "SelectionRangeSlider", "Text", "Textarea", "IntText", "FloatText", "BoundedIntText", "Combobox",
+             "Password"]  # Combobox and Password fire on every keystroke too (they were missing from the set)
+    for kind in kinds:
+        default = getattr(ipywidgets, kind).class_traits()["continuous_update"].default_value
+        assert w.control(kind, None).continuous is default, kind
+    assert not w.control("Dropdown", "a").continuous and not w.control("Checkbox", True).continuous
+    assert w.control("IntSlider", 3, continuous_update=False).continuous is False
+
+
 def test_a_view_that_returns_a_value_is_refused_statically_and_on_redraw(shown):
     def returns_figure(T, kind):
         return "a figure"
@@ -84,6 +141,9 @@ def test_a_view_that_returns_a_value_is_refused_statically_and_on_redraw(shown):
     panel = w.build_panel(returns_figure, controls())
     with pytest.raises(TypeError, match="return nothing"):
         panel.widgets["T"].value = 3
+    for falsy in (0, "", [], False):  # a falsy value is still echoed by Jupyter
+        with pytest.raises(TypeError, match="return nothing"):
+            w.explore(lambda T, kind: falsy, controls())
 
 
 def test_a_model_calling_view_must_wait_for_release_or_a_button(shown):
@@ -108,6 +168,10 @@ def test_bad_arguments_are_refused_with_a_message():
         w.explore(Recorder(), {"T": 12})
     with pytest.raises(TypeError, match="function"):
         w.explore("not a view", controls())
+    with pytest.raises(TypeError, match="control"):
+        w.explore(Recorder(), {})
+    with pytest.raises(TypeError, match="control"):
+        w.explore(Recorder(), {"T": w.control("IntSlider", 12), "kind": "causal"})  # one plain value among specs
 
 
 def test_without_ipywidgets_the_static_view_is_shown_with_an_install_hint(monkeypatch, shown, capsys):

@@ -233,7 +233,7 @@ def write_index(entries: Sequence[BookEntry], target: Path, profile: str, offlin
         stem = e.notebook.removesuffix(".ipynb")
         links = (f'<a href="{stem}.html">read</a> · <a href="{e.notebook}" download>executed .ipynb</a>' if e.ok
                  else f'<a href="{stem}.failed.ipynb" download>failed notebook</a>'
-                      f'<pre>{html.escape(e.error or "")[-800:]}</pre>')
+                      f'<pre>{html.escape((e.error or "")[-800:])}</pre>')
         rows.append(f"<tr><td>{html.escape(e.notebook[:2])}</td><td>{html.escape(title(e.notebook))}</td>"
                     f"<td>{'ok' if e.ok else 'FAILED'}</td><td>{e.seconds / 60:.1f}</td><td>{links}</td></tr>")
     page = (f"<!doctype html><meta charset='utf-8'><title>LLMs by experiment ({profile})</title>"

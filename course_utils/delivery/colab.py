@@ -46,9 +46,14 @@ def repository_url(pyproject: Path | None = None) -> str:
         if not url:
             raise LookupError(f"{path} has no [project.urls] Repository entry; add the course's GitHub URL there")
         return url
-    from importlib.metadata import metadata
+    from importlib.metadata import PackageNotFoundError, metadata
 
-    for entry in metadata("course-utils").get_all("Project-URL") or []:
+    try:
+        entries = metadata("course-utils").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        raise LookupError(f"no {path} and course-utils is not installed: run from a checkout of the course or "
+                          "install it (pip install -e .)") from None
+    for entry in entries:
         label, _, url = entry.partition(",")
         if label.strip().lower() == "repository":
             return url.strip()
