@@ -16,6 +16,7 @@ Timing: CUDA and MPS run kernels asynchronously, so a wall-clock timer must wait
 
 from __future__ import annotations
 
+import numbers
 import os
 import platform
 import random
@@ -78,6 +79,9 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch threads, then restore the previous setting."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n (torch threads) must be an int >= 1, got {n!r}")
+    n = int(n)
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -145,18 +149,26 @@ def seed_everything(seed: int) -> torch.Generator:
     Weight initialisation in ``torch.nn`` uses the global generator, so seeding it is the only way to make model
     construction reproducible; everything the course writes itself takes the returned generator explicitly.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return make_generator(seed, "cpu")
 
 
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` as a Python int, or a ValueError naming ``what``: a non-negative int, numpy ints included (torch's
+    ``manual_seed`` refuses those with 'an integer is required'), never a bool, a float or None."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{what} must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
 def make_generator(seed: int, device: str | torch.device) -> torch.Generator:
     """A fresh ``torch.Generator`` on ``device`` (required: the device of the tensors it will draw for)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_seed(seed)
+    if not isinstance(device, torch.device):
+        check_device_name(device)  # 'gpu' or None: a clear error, not torch's list of every backend
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen
@@ -164,6 +176,11 @@ def make_generator(seed: int, device: str | torch.device) -> torch.Generator:
 
 def describe_runtime(device: torch.device | None = None) -> str:
     """One line naming the torch version, device and thread count, for the first cell of every notebook."""
+    if isinstance(device, str):  # describe_runtime("cpu") read .type off the string
+        check_device_name(device)
+        device = torch.device(device)
+    elif device is not None and not isinstance(device, torch.device):
+        raise TypeError(f"device must be a torch.device, a device name or None, got {type(device).__name__}")
     device = device or pick_device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     return f"torch {torch.__version__} | device {name} | {torch.get_num_threads()} CPU threads"

@@ -3,6 +3,7 @@ transformers' beam search on a tiny random Llama."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -183,3 +184,18 @@ def test_min_gap_counts_the_eos_decisions():
     tree = {(): {1: 0.5, 0: 0.3, 2: 0.2}, (1,): {0: 0.9, 3: 0.1}, (2,): {0: 0.3, 3: 0.7}}
     out = beam_search(eos_tree_model(tree), torch.tensor([9]), num_beams=2, max_new_tokens=3, eos_token_id=0)
     assert out.min_gap == pytest.approx(math.log(0.14) / 2 - math.log(0.3))
+
+
+def test_bad_length_penalties_token_ids_and_eos_are_refused():
+    fn = table_model(TABLE)
+    for bad in (math.nan, math.inf, -math.inf, True, None):  # NaN gave NaN scores; -inf a ZeroDivisionError
+        with pytest.raises(ValueError, match="length_penalty must be a finite number"):
+            beam_search(fn, torch.tensor([9]), 2, 2, length_penalty=bad)
+    with pytest.raises(TypeError, match="prompt must hold integer token ids"):
+        beam_search(fn, torch.tensor([9.0]), 2, 2)  # was an embedding or indexing error inside logits_fn
+    for bad in (-1, 2.5, True):  # never matched a token: EOS was silently ignored
+        with pytest.raises(ValueError, match="eos_token_id must be None or a token id"):
+            beam_search(fn, torch.tensor([9]), 2, 2, eos_token_id=bad)
+    ours = beam_search(fn, torch.tensor([9]), np.int64(2), np.int64(2), length_penalty=np.float32(1.0))
+    expected = beam_search(fn, torch.tensor([9]), 2, 2)
+    assert torch.equal(ours.ids, expected.ids) and ours.score == expected.score  # numpy numbers were refused

@@ -2,6 +2,9 @@
 macro-F1, accuracy, the confusion matrix and the top-label ECE on hand-computed values (and against scikit-learn
 where it is installed)."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from test_lora_sft import tiny_chat_tokenizer, tiny_llama
@@ -163,3 +166,12 @@ def test_top_label_ece_needs_class_indices():
         top_label_ece(probs, [True, False])
     expected = top_label_ece(probs, [0, 1])
     assert top_label_ece(probs, torch.tensor([0, 1])) == expected == top_label_ece(probs, np.array([0, 1]))
+
+
+def test_calibrated_ece_samples_refuses_nan_and_negative_probabilities():
+    probs = torch.tensor([[0.7, 0.3], [0.2, 0.8]])
+    for bad in (torch.tensor([[math.nan, 0.5], [0.2, 0.8]]), probs - 0.5):  # RuntimeError inside torch.multinomial
+        with pytest.raises(ValueError, match=r"probs must be label probabilities in \[0, 1\] \(no NaN\)"):
+            calibrated_ece_samples(bad, 3, make_generator(0, "cpu"))
+    a = calibrated_ece_samples(probs, np.int64(3), make_generator(0, "cpu"))  # 'n_draws must be a positive int'
+    assert torch.equal(a, calibrated_ece_samples(probs, 3, make_generator(0, "cpu")))

@@ -1,6 +1,7 @@
 """Passages: cut on line boundaries without front matter, headings, directions or speaker names; deterministic;
 splits by play are stratified and disjoint, the by-passage split shares plays; bad input raises."""
 
+import numpy as np
 import pytest
 
 from course_utils.classify.genres import GENRES
@@ -183,3 +184,14 @@ def test_bad_split_input_raises():
         split_by_passage(["text"])
     with pytest.raises(ValueError, match="romance"):
         split_by_passage([one, Passage("tempest", "romance", 0, 0, "t")])
+
+
+def test_split_and_sample_seeds_are_checked_and_numpy_counts_accepted():
+    pool = [Passage(f"w{i % 4}{g}", g, i, 0, "t") for g in GENRES for i in range(8)]
+    for bad in (2.5, None, True, float("nan")):  # RuntimeError: manual_seed expected a long, but got float
+        for call in (lambda: split_by_play(pool, 0.5, seed=bad), lambda: split_by_passage(pool, 0.5, seed=bad),
+                     lambda: sample_per_genre(pool, 2, seed=bad)):
+            with pytest.raises(ValueError, match="seed must be a non-negative int"):
+                call()
+    assert split_by_play(pool, 0.5, seed=np.int64(3)) == split_by_play(pool, 0.5, seed=3)  # TypeError before
+    assert sample_per_genre(pool, np.int64(2), seed=np.int64(1)) == sample_per_genre(pool, 2, seed=1)

@@ -2,6 +2,7 @@
 the last real position), the torch logistic regression (separable data, the optimum's gradient, determinism,
 devices) and bag-of-words features, on hand-made and synthetic data."""
 
+import numpy as np
 import pytest
 import torch
 from test_lora_sft import tiny_chat_tokenizer, tiny_llama
@@ -162,3 +163,13 @@ def test_classify_modules_never_hard_code_a_device_or_call_numpy():
         source = path.read_text()
         assert ".numpy()" not in source, f"{path.name}: .numpy() fails on device tensors; use .cpu().tolist()"
         assert '"cuda"' not in source and "'cuda'" not in source, f"{path.name} hard-codes a device"
+
+
+def test_a_nan_or_infinite_penalty_is_refused():
+    x, y = blobs()
+    for bad in (float("nan"), float("inf"), True):  # NaN and inf returned a probe fitted to a NaN objective
+        with pytest.raises(ValueError, match="l2 must be a finite number >= 0"):
+            train_logistic_regression(x, y, 3, l2=bad, max_iter=5)
+    a = train_logistic_regression(x, y, np.int64(3), l2=np.float32(0.01), max_iter=np.int64(5))  # numpy: refused
+    b = train_logistic_regression(x, y, 3, l2=0.01, max_iter=5)
+    assert torch.allclose(a.linear.weight, b.linear.weight)

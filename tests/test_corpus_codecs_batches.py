@@ -1,9 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
 from course_utils import assets
 from course_utils.train.batches import make_batch_fn, sample_batch
-from course_utils.text.codecs import ByteCodec, CharCodec
+from course_utils.text.codecs import ByteCodec, CharCodec, WordCodec
 from course_utils.text.corpus import DEFAULT_VAL_WORKS, list_works, load_shakespeare, load_work
 
 
@@ -129,3 +130,28 @@ def test_sample_batch_draws_every_start_including_the_last():
     data = torch.arange(10)  # block_size 8: windows of 9 ids start at 0 or 1
     idx, _ = sample_batch(data, batch_size=64, block_size=8, generator=torch.Generator().manual_seed(0))
     assert set(idx[:, 0].tolist()) == {0, 1}
+
+
+def test_decode_takes_numpy_ids_and_refuses_bools():
+    codec, words = CharCodec("abc"), WordCodec(("\n", "<unk>", "to", "be"))
+    assert codec.decode(np.array([0, 2])) == "ac"  # 'ids must be ints in [0, 3); got [np.int64(0), ...]' before
+    assert codec.decode([np.int64(1), 2]) == "bc" and words.decode(np.array([2, 3])) == "to be"
+    assert ByteCodec().decode(np.array([104, 105], dtype=np.uint8)) == "hi"
+    with pytest.raises(ValueError, match=r"ids must be ints in \[0, 3\); got \[True"):
+        codec.decode([True, False])  # was decoded as 'ba'
+    with pytest.raises(ValueError, match="1-D"):
+        codec.decode(np.array([[0, 1]]))
+
+
+def test_batch_functions_check_both_splits_and_integer_ids_up_front():
+    ids = torch.arange(50) % 7
+    with pytest.raises(ValueError, match=r"val_ids has 3 ids; need at least block_size \+ 1 = 5"):
+        make_batch_fn(ids, ids[:3], 2, 4)  # failed only at the first evaluation, after the training steps
+    with pytest.raises(TypeError, match="train_ids must hold integer token ids, got torch.float32"):
+        make_batch_fn(ids.float() + 0.5, ids, 2, 4)  # .long() truncated 1.5 to 1 without a word
+    for name in ("batch_size", "block_size"):
+        for bad in (True, 2.5, 0):  # True gave windows of one token; 2.5 failed inside torch.randint
+            with pytest.raises(ValueError, match=f"{name} must be an int >= 1"):
+                sample_batch(ids, **{"batch_size": 2, "block_size": 4, name: bad}, generator=torch.Generator())
+    x, y = sample_batch(ids, np.int64(2), np.int64(4), torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (2, 4)

@@ -1,6 +1,7 @@
 """Tests for course_utils.generate.loop: our decoding loop reproduces transformers' generate token for token
 (greedy and seeded sampling) on a tiny random Llama, and continuation_nll against a hand computation."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -156,3 +157,22 @@ def test_check_same_tokens_excuses_only_margins_strictly_below_the_tie_margin():
     with pytest.raises(AssertionError, match="before the first near-tie"):
         check_same_tokens(ours, flipped, 1, margin_half, exact=False, tie_margin=0.5)
     assert check_same_tokens(ours, flipped, 1, margin_half, exact=False, tie_margin=0.6) == [(0, 3)]
+
+
+def test_empty_batches_bad_ids_and_prompt_lengths_are_named(tiny):
+    greedy = SamplingConfig(greedy=True)
+    with pytest.raises(ValueError, match=r"input_ids must be a non-empty \(B, T\) tensor .* got \(0, 6\)"):
+        generate(tiny, torch.zeros(0, 6, dtype=torch.long), 3, greedy)  # was RuntimeError from min()
+    assert torch.equal(generate(tiny, prompt(), np.int64(3), greedy).ids, generate(tiny, prompt(), 3, greedy).ids)
+    ids = generate(tiny, prompt(), 3, greedy).ids
+    for bad in (None, ids.tolist()):  # AttributeError: 'list' object has no attribute 'dim', before
+        with pytest.raises(ValueError, match=r"ids must be a non-empty \(B, T\) tensor"):
+            continuation_nll(tiny, bad, 6)
+    with pytest.raises(ValueError, match=r"ids must be a non-empty \(B, T\) tensor"):
+        continuation_nll(tiny, ids[:0], 6)  # was a reshape error deep in the attention
+    with pytest.raises(TypeError, match="ids must be torch.long"):
+        continuation_nll(tiny, ids.float(), 6)
+    for bad in (True, 2.5, 0, 9):  # True was read as 1
+        with pytest.raises(ValueError, match=r"prompt_length must be an int with 0 < prompt_length < T = 9"):
+            continuation_nll(tiny, ids, bad)
+    assert torch.equal(continuation_nll(tiny, ids, np.int64(6)), continuation_nll(tiny, ids, 6))

@@ -105,3 +105,19 @@ def test_default_discount_by_hand():
     # type): p(1|0) = (2 - D + D * 0.375) / 2, p(0|0) = D * 0.375 / 2, p(2|0) = D * 0.25 / 2
     model = KneserNeyModel(n=2, vocab_size=3).fit([0, 1, 0, 1])
     assert np.allclose(model.distribution([0]), [0.140625, 0.765625, 0.09375], rtol=0, atol=1e-12)
+
+
+def test_fractional_ids_bool_orders_and_infinite_k_are_refused():
+    for model in (NGramModel(2, 5), KneserNeyModel(2, 5)):
+        with pytest.raises(TypeError, match="ids must be integer token ids, got float64"):
+            model.fit([1.5, 2.0, 3.0])  # was truncated to [1, 2, 3] without a word
+    with pytest.raises(ValueError, match="n must be an int >= 1, got True"):  # a bool is not an order
+        NGramModel(True, 5)
+    for bad in (math.inf, True):  # inf made every probability 1/V
+        with pytest.raises(ValueError, match="k \\(add-k smoothing\\) must be a finite number > 0"):
+            NGramModel(2, 5, k=bad)
+    ids = [1, 2, 3, 1, 2, 4, 0]
+    for cls in (NGramModel, KneserNeyModel):  # numpy sizes, stored as Python ints
+        model = cls(np.int64(2), np.int64(5)).fit(np.array(ids))
+        assert type(model.n) is int and type(model.vocab_size) is int
+        assert model.mean_nats(ids) == cls(2, 5).fit(ids).mean_nats(ids)

@@ -1,5 +1,6 @@
 """Tests for course_utils.generate.kv_cache: cached and uncached forward/generation agree, the memory formula by hand."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,3 +120,12 @@ def test_generation_restores_training_mode():
             model.train(training)
             generate(model, prompt(B=1, T=3), 2, SamplingConfig(greedy=True))
             assert model.training is training
+
+
+def test_an_empty_batch_is_refused_and_numpy_lengths_are_accepted(model):
+    greedy = SamplingConfig(greedy=True)
+    for generate in (generate_cached, generate_uncached):
+        with pytest.raises(ValueError, match=r"idx must be a non-empty \(B, T\) prompt, B and T >= 1, got \(0, 5\)"):
+            generate(model, torch.zeros(0, 5, dtype=torch.long), 3, greedy)  # was RuntimeError from min()
+        out = generate(model, prompt(), np.int64(3), greedy)  # e.g. a length from np.arange: refused before
+        assert out.shape == (2, 8) and torch.equal(out, generate(model, prompt(), 3, greedy))

@@ -1,5 +1,6 @@
 """Mask kinds against hand-written matrices and against Hugging Face's own mask builder; conversions; validation."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,14 @@ def test_validation_errors_are_clear(call, error, match):
 def test_mask_bytes_grows_quadratically():
     assert masks.mask_bytes(1024) == 1024 * 1024
     assert masks.mask_bytes(2048, batch=2, heads=3, dtype=torch.float32) == 2 * 3 * 2048 * 2048 * 4
+
+
+def test_mask_bytes_checks_batch_and_heads_and_masks_take_numpy_lengths():
+    for name in ("batch", "heads"):
+        for bad in (float("nan"), 2.5, -1, 0, True):  # NaN, -16 or 40.0 bytes came back without a word
+            with pytest.raises(ValueError, match=f"{name} must be a positive int"):
+                masks.mask_bytes(4, **{name: bad})
+    assert masks.mask_bytes(np.int64(4), batch=np.int64(2)) == 32 and type(masks.mask_bytes(4, np.int64(2))) is int
+    assert torch.equal(masks.causal_mask(np.int64(3)), masks.causal_mask(3))  # refused before: "must be a positive int"
+    assert torch.equal(masks.sliding_window_mask(np.int64(4), np.int64(2)), masks.sliding_window_mask(4, 2))
+    assert torch.equal(masks.prefix_lm_mask(4, np.int64(2)), masks.prefix_lm_mask(4, 2))

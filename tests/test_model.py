@@ -211,3 +211,9 @@ def test_generate_refuses_a_temperature_that_overflows(bad):
         model.generate(start, 2, generator=torch.Generator().manual_seed(0), temperature=bad)
     out = model.generate(start, 2, generator=torch.Generator().manual_seed(0), temperature=np.float32(1e-4))
     assert out.shape == (1, 4)
+
+
+def test_generate_refuses_an_empty_batch_clearly():
+    model = make()
+    with pytest.raises(ValueError, match=r"idx must be a non-empty \(B, T\) tensor .* B and T >= 1, got \(0, 3\)"):
+        model.generate(torch.zeros(0, 3, dtype=torch.long), 2, greedy=True)  # was RuntimeError from min()

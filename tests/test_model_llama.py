@@ -3,6 +3,7 @@
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -260,3 +261,14 @@ def test_a_tensor_left_unused_is_refused():
     hf.model.register_buffer("extra", torch.zeros(2))  # a state_dict entry our model has no place for
     with pytest.raises(ValueError, match=r"left unused: \['model.extra'\]"):
         load_from_transformers(hf)
+
+
+def test_generate_checks_its_prompt_ids_once(pair):
+    _, ours = pair
+    with pytest.raises(TypeError, match="idx must be torch.long token ids"):
+        ours.generate(prompts().float(), 2, greedy=True)  # was an embedding error
+    with pytest.raises(ValueError, match=r"idx must lie in \[0, 97\)"):
+        ours.generate(prompts() + 200, 2, greedy=True)  # was IndexError: index out of range in self
+    with pytest.raises(ValueError, match=r"idx must be a non-empty \(B, T\) tensor"):
+        ours.generate(prompts().tolist(), 2, greedy=True)  # was AttributeError
+    assert torch.equal(ours.generate(prompts(), np.int64(2), greedy=True), ours.generate(prompts(), 2, greedy=True))

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -157,3 +158,14 @@ def test_kv_cache_memory_with_and_without_gqa_for_smollm2():
     mha = kv_cache_bytes(n_layer=30, n_kv_head=9, head_size=64, n_tokens=8192, bytes_per_value=4)
     assert gqa == 30 * 2 * 3 * 64 * 8192 * 4 == 377_487_360  # 360 MiB
     assert mha == 3 * gqa
+
+
+def test_rope_refuses_infinite_theta_and_scaling_and_takes_numpy_numbers():
+    for bad in (math.inf, True, math.nan):  # inf gave frequencies [1, 0, 0, ...]: only the first pair rotated
+        with pytest.raises(ValueError, match="rope_theta must be > 1 and finite"):
+            rope_inverse_frequencies(8, rope_theta=bad)
+    for bad in (math.inf, True):  # inf divided every frequency to 0
+        with pytest.raises(ValueError, match="scaling_factor must be >= 1 and finite"):
+            rope_inverse_frequencies(8, scaling_factor=bad)
+    expected = rope_inverse_frequencies(8, 500.0, 2.0)
+    assert torch.equal(rope_inverse_frequencies(np.int64(8), np.float32(500.0), np.int64(2)), expected)

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -151,3 +152,23 @@ def test_hf_bits_per_byte_leaves_out_the_bytes_of_the_first_token():
     assert n_bytes == 3 and score.n_tokens == 3
     assert bits == pytest.approx(math.log2(300))
     assert score.bits_per(6) == pytest.approx(3 * math.log2(300) / 6)
+
+
+def test_score_ids_refuses_float_ids_and_windows_that_score_nothing():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=9, block_size=32, n_layer=1, n_head=1, n_embd=8)).eval()
+    ids = torch.randint(0, 9, (30,), generator=torch.Generator().manual_seed(0))
+    fn = gpt_logits_fn(model)
+    with pytest.raises(TypeError, match="ids must hold integer token ids, got torch.float32"):
+        score_ids(fn, ids.float() + 0.5, window=8, progress=False)  # .long() truncated every id
+    for bad in (math.inf, 2.5, True):  # inf returned TextScore(total_nats=0.0, n_tokens=0)
+        with pytest.raises(ValueError, match="window must be an int >= 2"):
+            score_ids(fn, ids, window=bad, progress=False)
+    with pytest.raises(ValueError, match=r"stride must be an int in \[1, window=8\]"):
+        score_ids(fn, ids, window=8, stride=2.5, progress=False)
+    score = score_ids(fn, ids, window=np.int64(8), stride=np.int64(3), progress=False)
+    assert score.n_tokens == 29
+    for bad in (math.nan, 2.5, True, 0):  # NaN gave NaN bits, 2.5 a fraction of a character
+        with pytest.raises(ValueError, match="n_units must be an int >= 1"):
+            score.bits_per(bad)
+    assert score.bits_per(np.int64(29)) == score.bits_per(29)

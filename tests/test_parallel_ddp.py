@@ -4,11 +4,12 @@ magnitude; FSDP2 holds half of DDP's parameter, gradient and AdamW bytes per ran
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 from course_utils.model.gpt import GPTConfig
-from course_utils.parallel.ddp import (DataParallelSetup, gradient_bytes, build_model, make_batches,
+from course_utils.parallel.ddp import (DataParallelSetup, gradient_bytes, build_model, make_batches, tokens_per_second,
                                        max_abs_difference, ring_allreduce_bytes_per_rank, shard_batch,
                                        time_all_reduce, train_single_process, ddp_training_rank)
 from course_utils.parallel.fsdp import fsdp_training_rank
@@ -130,3 +131,31 @@ def test_ring_all_reduce_volume_and_bad_batches():
         DataParallelSetup(GPTConfig(dropout=0.1), [(idx, idx)])
     with pytest.raises(ValueError, match="batches is empty"):
         DataParallelSetup(CONFIG, [])
+
+
+def test_batch_and_rate_helpers_refuse_counts_that_mean_nothing():
+    ids = torch.arange(200) % 11
+    for bad in (0, -1, True, 2.5):  # 0 and -1 returned [] (an empty run), True one batch
+        with pytest.raises(ValueError, match="steps must be an int >= 1"):
+            make_batches(ids, bad, 2, 4, seed=0)
+    for bad in (2.5, None, -1):  # RuntimeError: manual_seed expected a long
+        with pytest.raises(ValueError, match="seed must be a non-negative int"):
+            make_batches(ids, 2, 2, 4, seed=bad)
+    first = make_batches(ids, np.int64(2), np.int64(2), np.int64(4), seed=np.int64(1))  # TypeError before
+    assert all(torch.equal(a, b) for x, y in zip(first, make_batches(ids, 2, 2, 4, seed=1)) for a, b in zip(x, y))
+    idx = torch.zeros(6, 4, dtype=torch.long)
+    for bad in (-1, 3, True):  # -1 returned the last shard, 3 was an IndexError
+        with pytest.raises(ValueError, match=r"rank must be an int in \[0, world_size=3\)"):
+            shard_batch(idx, idx, bad, 3)
+    with pytest.raises(ValueError, match="world_size must be an int >= 1"):
+        shard_batch(idx, idx, 0, 0)  # ZeroDivisionError before
+    for nbytes, world in ((float("nan"), 2), (float("inf"), 2), (1000, 2.5), (1000, True)):  # NaN, inf, 1200.0
+        with pytest.raises(ValueError, match="need world_size an int >= 1 and nbytes a finite number >= 0"):
+            ring_allreduce_bytes_per_rank(nbytes, world)
+    assert ring_allreduce_bytes_per_rank(np.int64(1000), np.int64(4)) == 1500
+    for bad in (float("nan"), -1, 0, 2.5):  # NaN, -5.0, 0.0 tokens per second
+        with pytest.raises(ValueError, match="tokens_per_step must be an int >= 1"):
+            tokens_per_second([0.1, 0.2], bad)
+    with pytest.raises(ValueError, match="seconds must be positive finite step times"):
+        tokens_per_second([0.1, 0.0], 100)  # ZeroDivisionError before
+    assert tokens_per_second([0.1, 0.2], np.int64(100)) == pytest.approx(500.0)

@@ -2,6 +2,7 @@
 outputs, input gradients and (sliced) weight gradients, with one all-reduce each way per part; bad splits are
 refused."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,5 +58,15 @@ def test_world_sizes_that_do_not_divide_are_refused():
         ColumnParallelLinear.from_linear(torch.nn.Linear(4, 6), 0, 4)
     with pytest.raises(ValueError, match="input features per group"):
         RowParallelLinear.from_linear(torch.nn.Linear(6, 4), 0, 4)
-    with pytest.raises(ValueError, match="must be >= 1"):
+    with pytest.raises(ValueError, match="batch must be an int >= 1"):
         tensor_parallel_bytes_per_layer(batch=0, seq_len=1, n_embd=1, world_size=1)
+
+
+def test_communication_sizes_must_be_counts():
+    for name in ("batch", "world_size", "bytes_per_element"):
+        for bad in (float("nan"), 2.5, True, 0):  # NaN bytes, 39321.6 bytes, 0 bytes came back without a word
+            kwargs = dict(batch=2, seq_len=10, n_embd=16, world_size=4, bytes_per_element=4) | {name: bad}
+            with pytest.raises(ValueError, match=f"{name} must be an int >= 1"):
+                tensor_parallel_bytes_per_layer(**kwargs)
+    counts = tensor_parallel_bytes_per_layer(batch=np.int64(2), seq_len=10, n_embd=16, world_size=np.int64(4))
+    assert counts["bytes_per_all_reduce"] == 2 * 10 * 16 * 4

@@ -95,3 +95,28 @@ def test_free_accelerator_bytes_asks_the_right_backend(monkeypatch):
     monkeypatch.setattr(torch.mps, "recommended_max_memory", lambda: 10 * 2**30)
     monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 4 * 2**30)
     assert free_accelerator_bytes("mps") == 6 * 2**30
+
+
+def test_numpy_seeds_are_accepted_and_bad_devices_named():
+    a, b = make_generator(np.int64(3), "cpu"), make_generator(3, "cpu")  # refused before: 'got np.int64(3)'
+    assert torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
+    seeded = seed_everything(np.int64(5))
+    assert torch.equal(torch.rand(2, generator=seeded), torch.rand(2, generator=make_generator(5, "cpu")))
+    for bad in ("gpu", None, "meta"):  # torch's 'Expected one of cpu, cuda, ipu, xpu, ...' or a silent CPU generator
+        with pytest.raises(ValueError, match="device must be a string naming one of"):
+            make_generator(0, bad)
+    assert make_generator(0, torch.device("cpu")).device.type == "cpu"
+
+
+def test_describe_runtime_takes_a_device_name_and_torch_threads_a_count():
+    from course_utils.device import describe_runtime, torch_threads
+
+    assert "device cpu" in describe_runtime("cpu")  # AttributeError: 'str' object has no attribute 'type', before
+    with pytest.raises(ValueError, match="device must be a string naming one of"):
+        describe_runtime("gpu")
+    for bad in (0, -1, 2.5, True, None):  # RuntimeError from torch.set_num_threads before
+        with pytest.raises(ValueError, match=r"n \(torch threads\) must be an int >= 1"):
+            with torch_threads(bad):
+                pass
+    with torch_threads(np.int64(1)):
+        assert torch.get_num_threads() == 1

@@ -3,6 +3,7 @@ argument checks."""
 
 from dataclasses import FrozenInstanceError, dataclass
 
+import numpy as np
 import pytest
 
 from course_utils.rag.chunking import Chunk, chunk_documents, chunk_lines, chunk_words
@@ -77,3 +78,12 @@ def test_chunk_lines_skips_empty_lines_and_strides():
 def test_argument_errors(call, exc, message):
     with pytest.raises(exc, match=message):
         call()
+
+
+def test_no_documents_or_only_blank_ones_is_an_error_not_an_empty_list():
+    with pytest.raises(ValueError, match="no chunks: documents is empty"):
+        chunk_documents([])  # returned [] and failed later, in a retriever
+    with pytest.raises(ValueError, match="no chunks: every document text is blank"):
+        chunk_documents([Doc("a", ""), Doc("b", "  \n")])
+    assert [c.text for c in chunk_documents([Doc("a", ""), Doc("b", TEN)], size=np.int64(20), overlap=np.int64(2))] == [TEN]
+    assert chunk_words(TEN, np.int64(5), np.int64(0)) == chunk_words(TEN, 5)

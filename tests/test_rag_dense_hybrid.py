@@ -4,6 +4,7 @@ the real MiniLM)."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -355,3 +356,20 @@ def test_hybrid_refuses_other_chunks_of_the_same_number_and_bad_depth(cache):
         HybridRetriever(BM25Retriever(CHUNKS), dense, depth=0)
     with pytest.raises(ValueError, match="k must be an int >= 1"):
         BM25Retriever(CHUNKS).search(["cat"], True)
+
+
+def test_nan_embeddings_are_refused_and_numpy_counts_accepted(cache):
+    nan_row = torch.tensor([[1.0, 0.0], [math.nan, math.nan]])
+    with pytest.raises(ValueError, match="row 1 has norm nan"):  # NaN passed the unit-length test: NaN scores
+        DenseIndex(nan_row)
+    index = DenseIndex(torch.eye(2))
+    with pytest.raises(ValueError, match="queries must have unit-length rows"):
+        index.search(nan_row, 1)
+    assert torch.equal(index.search(torch.eye(2), np.int64(1), np.int64(1))[1], index.search(torch.eye(2), 1)[1])
+    bm25 = BM25Retriever(CHUNKS)
+    dense = DenseRetriever(CHUNKS, None, "tiny-chunks", embed=FakeEncoder(), progress=False, key="fake")
+    for retriever in (bm25, dense, HybridRetriever(bm25, dense)):  # 'k must be an int >= 1, got np.int64(2)' before
+        assert retriever.search(["cat sat"], k=np.int64(2)) == retriever.search(["cat sat"], k=2)
+    retrieved, relevant = [[0, 1, 2], [2, 1, 0]], [{1}, {5}]
+    assert recall_at_k(retrieved, relevant, np.int64(2)) == recall_at_k(retrieved, relevant, 2)
+    assert mean_reciprocal_rank(retrieved, relevant, k=np.int64(3)) == mean_reciprocal_rank(retrieved, relevant, k=3)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from course_utils.rag import knowledge as K
@@ -232,3 +233,14 @@ def test_errors(kb):
         kb.document("person-999")
     with pytest.raises(TypeError, match="question must be a Question"):
         K.counterfactual_passage("Who?", kb, 0)
+
+
+def test_question_draws_need_an_int_seed(kb):
+    question = kb.questions_of("fictional")[0]
+    for bad in (None, 2.5, "0", True):  # random.Random took them: None gave a fresh, irreproducible draw every call
+        with pytest.raises(TypeError, match="seed must be an int"):
+            kb.sample_questions(3, 2, seed=bad)
+        with pytest.raises(TypeError, match="seed must be an int"):
+            K.counterfactual_passage(question, kb, bad)
+    assert kb.sample_questions(np.int64(3), np.int64(2), seed=np.int64(4)) == kb.sample_questions(3, 2, seed=4)
+    assert K.counterfactual_passage(question, kb, np.int64(1)) == K.counterfactual_passage(question, kb, 1)

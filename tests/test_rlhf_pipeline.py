@@ -4,6 +4,7 @@ PPO, GRPO and DPO on tiny models and a toy reward that a few updates must raise.
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -368,3 +369,57 @@ def test_every_random_factory_call_in_rlhf_draws_where_its_generator_lives():
 def test_scalar_head_is_built_on_the_trunk_device():
     trunk = tiny_gpt().to("meta")  # stands in for a CUDA trunk: the head must not be left on the CPU
     assert ScalarHeadModel(trunk).head.weight.device.type == "meta"
+
+
+# ---------- bad arguments found by probing the public functions ----------
+
+def test_line_task_counts_and_end_ids_are_checked():
+    codec = WordCodec(("\n", "<unk>", "a", "b", "[", "]", "."))
+    ids = [2, 3, 0, 2, 2, 2, 0, 6, 2, 2, 0, 2, 4, 2, 0, 3, 3, 3, 3, 3, 3, 0, 2, 2, 2, 0]
+    task = LineTask(prompt_tokens=3, max_response=5, min_line=2, max_line=4)
+    for bad in (0, -1, 2.5, math.nan, True):  # 0 and -1 returned one example, NaN every one
+        with pytest.raises(ValueError, match="limit must be an int >= 1"):
+            line_examples(ids, codec, task, limit=bad)
+    examples = line_examples(ids, codec, task, limit=np.int64(1))
+    assert len(examples) == 1
+    for bad in (-1, 2.5, True):  # went into the tensors as ids
+        with pytest.raises(ValueError, match="eos_id must be an int >= 0"):
+            sft_tensors(examples, eos_id=bad, task=task)
+    for bad in (0, -1, 2.5):  # 0 returned [], -1 failed in torch.randint
+        with pytest.raises(ValueError, match="n must be an int >= 1"):
+            sample_prompts(examples, bad, make_generator(0, "cpu"))
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        sample_prompts(examples, 2, None)  # AttributeError: 'NoneType' object has no attribute 'device'
+
+
+def test_rollout_end_ids_are_checked():
+    for bad in (-1, 2.5, math.nan, True, None):  # never matched a token: every row 'unfinished'; None crashed
+        with pytest.raises(ValueError, match="eos_id must be a token id"):
+            response_mask(torch.tensor([[5, 0, 7]]), eos_id=bad)
+    policy = tiny_gpt()
+    for bad in (-1, 12, None):  # 12 is outside the policy's vocabulary of 12: it can never be sampled
+        with pytest.raises(ValueError, match=r"eos_id must be a token id in \[0, 12\)"):
+            sample_rollout(policy, torch.tensor([[1, 2]]), 3, bad, make_generator(0, "cpu"))
+    with pytest.raises(ValueError, match=r"prompts must be a non-empty \(B, P\) tensor of ids, got list"):
+        sample_rollout(policy, [[1, 2]], 3, 0, make_generator(0, "cpu"))
+    mask, finished = response_mask(torch.tensor([[5, 0, 7]]), eos_id=np.int64(0))
+    assert mask.tolist() == [[True, True, False]] and finished.tolist() == [True]
+
+
+def test_kl_shaped_rewards_and_noisy_labels_refuse_bad_input():
+    logp, mask = torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool)
+    for bad in (math.nan, math.inf, -1.0):  # NaN and inf made every reward NaN; -1 rewarded the KL
+        with pytest.raises(ValueError, match="beta must be a finite number"):
+            kl_shaped_rewards(torch.tensor([1.0, 2.0]), logp, logp, mask, bad)
+    with pytest.raises(ValueError, match=r"scores must be \(2,\), one per response, got \(3,\)"):
+        kl_shaped_rewards(torch.tensor([1.0, 2.0, 3.0]), logp, logp, mask, 0.1)  # the third score was dropped
+    with pytest.raises(ValueError, match="mask must select at least one token of every response"):
+        kl_shaped_rewards(torch.tensor([1.0, 2.0]), logp, logp, torch.tensor([[True] * 3, [False] * 3]), 0.1)
+    a, b = torch.tensor([1.0, math.nan]), torch.zeros(2)
+    with pytest.raises(ValueError, match="score_a and score_b must be finite"):
+        noisy_labels(a, b, 1.0, make_generator(0, "cpu"))  # RuntimeError from torch.bernoulli: 'p_in >= 0'
+    with pytest.raises(ValueError, match="explicit torch.Generator"):
+        noisy_labels(b, b, 1.0, None)  # drew from the global generator
+    for bad in (math.inf, True):  # inf gave coin flips, True was temperature 1
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            bayes_accuracy(b, b, bad)

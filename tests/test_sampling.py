@@ -419,3 +419,40 @@ def test_low_precision_logits_are_processed_in_float32():
     out = process_logits(logits, None, config)
     assert out.dtype == torch.float32
     assert torch.equal(out, process_logits(logits.float(), None, config))
+
+
+def test_plus_inf_logits_are_refused_by_the_scanning_entry_points():
+    # -inf is a mask; +inf is an overflow: softmax gives NaN and the filters passed inf/NaN on without a word
+    logits = torch.tensor([[INF, 1.0, 2.0], [0.0, -INF, 1.0]])
+    for process in (greedy, lambda x: apply_temperature(x, 0.7), lambda x: top_k_filter(x, 2),
+                    lambda x: top_p_filter(x, 0.9), lambda x: min_p_filter(x, 0.1),
+                    lambda x: process_logits(x, None, SamplingConfig())):
+        with pytest.raises(ValueError, match=r"NaN or \+inf"):
+            process(logits)
+    assert top_k_filter(torch.tensor([[-INF, 1.0, 2.0]]), 1).tolist() == [[-INF, -INF, 2.0]]  # masks stay allowed
+
+
+def test_float_token_ids_are_refused_and_named():
+    logits = torch.zeros(2, 4)
+    with pytest.raises(TypeError, match=r"prev_ids must hold integer token ids.*float32"):  # was a scatter error
+        apply_repetition_penalty(logits, torch.tensor([[1.0], [2.0]]), 1.3)
+    with pytest.raises(TypeError, match=r"generated_ids must hold integer token ids"):
+        apply_frequency_presence(logits, torch.tensor([[1.0], [2.0]]), 0.5)
+    with pytest.raises(ValueError, match=r"generated_ids must lie in \[0, 4\)"):  # named prev_ids before
+        apply_frequency_presence(logits, torch.tensor([[9], [1]]), 0.5)
+    with pytest.raises(TypeError, match="prev_ids must hold integer"):  # next_token: a dtype check, no scan
+        next_token(logits, torch.tensor([[1.0], [2.0]]), SamplingConfig(repetition_penalty=1.2), torch.Generator())
+
+
+def test_constrain_refuses_a_mask_for_another_batch():
+    with pytest.raises(ValueError, match=r"allowed must be a boolean tensor of shape \(V,\) or \(B, V\) = \(2, 4\)"):
+        constrain(torch.zeros(2, 4), torch.ones(3, 4, dtype=torch.bool))  # was a RuntimeError from expand
+    assert constrain(torch.zeros(2, 4), torch.tensor([[True, False] * 2] * 2)).isinf().sum() == 4
+
+
+def test_next_token_names_bad_logits_before_reading_their_device():
+    for bad in (None, [[0.0, 1.0]]):  # AttributeError: 'list' object has no attribute 'device', before
+        with pytest.raises(TypeError, match="logits must be a torch.Tensor"):
+            sample(bad, torch.Generator())
+    with pytest.raises(ValueError, match=r"V >= 1, got \(2, 0\)"):  # was multinomial's 'cannot sample n_sample'
+        sample(torch.zeros(2, 0), torch.Generator())

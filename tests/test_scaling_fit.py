@@ -177,3 +177,14 @@ def test_matches_the_replication_refit_of_the_chinchilla_points():
     published = {"A": 477.84, "B": 2143.86, "E": 1.8172, "alpha": 0.3473, "beta": 0.3672}
     for key, value in published.items():
         assert fit[key] == pytest.approx(value, rel=2e-3), key
+
+
+def test_a_bad_huber_delta_is_refused_not_returned_as_the_first_start():
+    x = np.geomspace(1e5, 1e9, 12)
+    L = 2.0 + 50.0 * x**-0.3
+    for bad in (float("nan"), 0.0, -1.0, float("inf"), True):  # NaN/0/-1 returned PowerLawFit(E=e^-1, A=1, alpha=0.1)
+        with pytest.raises(ValueError, match=r"delta \(the Huber threshold\) must be a finite number > 0"):
+            fit_power_law(x, L, delta=bad)
+        with pytest.raises(ValueError, match=r"delta \(the Huber threshold\) must be a finite number > 0"):
+            fit_chinchilla_form(*synthetic(), delta=bad, grid=COARSE_GRID)
+    assert fit_power_law(x, L, delta=np.float32(1e-3)).E == pytest.approx(2.0, rel=0.01)

@@ -84,3 +84,11 @@ def test_allocation_exponents_of_exact_minima():
     exps = allocation_exponents(minima)  # N* = 0.5 C^0.6
     assert exps["a"] == pytest.approx(0.6, rel=1e-12) and exps["b"] == pytest.approx(0.4, rel=1e-11)
     assert exps["k"] == pytest.approx(0.5, rel=1e-9)
+
+
+def test_a_tolerance_that_merges_every_budget_is_refused():
+    N, D = isoflop_grid([1e18, 1e19])
+    for bad in (float("inf"), 2.5, -0.1, float("nan"), True):  # inf and 2.5 merged both budgets into one minimum
+        with pytest.raises(ValueError, match=r"rel_tol must be a number in \[0, 1\)"):
+            isoflop_minima(N, D, SURFACE.loss(N, D), rel_tol=bad)
+    assert len(isoflop_minima(N, D, SURFACE.loss(N, D), rel_tol=np.float32(0.05))) == 2

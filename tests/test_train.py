@@ -1,6 +1,7 @@
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -221,3 +222,24 @@ def test_gradient_clipping_is_applied():
                          eval_batches=1, progress=False)
     train(model, get_batch, config, torch.Generator().manual_seed(0))
     assert max((p.detach() - b).abs().max().item() for p, b in zip(model.parameters(), before)) < 1e-5
+
+
+def test_evaluation_counts_steps_and_seeds_are_checked():
+    torch.manual_seed(0)
+    data = torch.tensor([i % 7 for i in range(100)])
+    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    get_batch = make_batch_fn(data, data, 2, 8)
+    for bad in (0, -1, True, 2.5):  # 0 divided by zero; -1 returned -0.0 as a loss
+        with pytest.raises(ValueError, match="n_batches must be an int >= 1"):
+            estimate_loss(model, get_batch, bad, torch.Generator())
+    config = TrainConfig(max_steps=10, warmup_steps=2)
+    for bad in (-1, math.nan, -math.inf, 2.5, True):  # -1 gave lr 0.0, NaN min_lr, -inf -inf
+        with pytest.raises(ValueError, match=r"step must be an int >= 0"):
+            lr_at(bad, config)
+    assert lr_at(np.int64(3), config) == lr_at(3, config)
+    small = TrainConfig(max_steps=2, warmup_steps=0, eval_interval=2, eval_batches=1, progress=False)
+    for bad in (2.5, None, -1):  # failed in manual_seed at the first evaluation, after the training steps
+        with pytest.raises(ValueError, match="eval_generator_seed must be a non-negative int"):
+            train(model, get_batch, small, torch.Generator(), eval_generator_seed=bad)
+    history = train(model, get_batch, small, torch.Generator(), eval_generator_seed=np.int64(3))  # TypeError before
+    assert history.eval_steps == [2]

@@ -27,12 +27,14 @@ token of this text), the First Folio spellings, de-duplication of repeated lines
 
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 
 import torch
 
 from course_utils.classify.genres import GENRES, labelled_works
+from course_utils.device import make_generator
 from course_utils.text.corpus import load_work
 
 _START = re.compile(r"^\s*(ACT|Act|PROLOGUE|Prologue|INDUCTION|Induction)\b")
@@ -197,7 +199,7 @@ def split_by_play(passages: list[Passage], test_fraction: float = 0.3, seed: int
     _check_passages(passages)
     _check_fraction(test_fraction)
     genre_of = {p.work: p.genre for p in passages}
-    generator = torch.Generator().manual_seed(seed)
+    generator = make_generator(seed, "cpu")  # checks seed: 2.5 or None failed in manual_seed
     test_works = set()
     for genre in GENRES:
         plays = sorted(w for w, g in genre_of.items() if g == genre)
@@ -216,7 +218,7 @@ def split_by_passage(passages: list[Passage], test_fraction: float = 0.3, seed: 
     so train and test share plays (and scenes, characters, names). For the leakage experiment only."""
     _check_passages(passages)
     _check_fraction(test_fraction)
-    generator = torch.Generator().manual_seed(seed)
+    generator = make_generator(seed, "cpu")  # checks seed: 2.5 or None failed in manual_seed
     test_ids = set()
     for genre in GENRES:
         ids = [i for i, p in enumerate(passages) if p.genre == genre]
@@ -233,9 +235,9 @@ def sample_per_genre(passages: list[Passage], per_genre: int, seed: int = 0) -> 
     """A seeded, class-balanced subsample: up to ``per_genre`` passages of each genre, returned in input order (the
     smoke and cpu profiles score a few hundred passages, not thousands)."""
     _check_passages(passages)
-    if not isinstance(per_genre, int) or isinstance(per_genre, bool) or per_genre < 1:
+    if not isinstance(per_genre, numbers.Integral) or isinstance(per_genre, bool) or per_genre < 1:
         raise ValueError(f"per_genre must be a positive int, got {per_genre!r}")
-    generator = torch.Generator().manual_seed(seed)
+    generator = make_generator(seed, "cpu")  # checks seed: 2.5 or None failed in manual_seed
     keep = set()
     for genre in GENRES:
         ids = [i for i, p in enumerate(passages) if p.genre == genre]

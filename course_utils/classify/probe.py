@@ -15,6 +15,9 @@ batch).
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -46,15 +49,15 @@ def _check(features: object, targets: object, n_classes: object, l2: object, max
         raise ValueError("features must be a non-empty (N, D) tensor")
     if not isinstance(targets, torch.Tensor) or targets.shape != features.shape[:1] or targets.dtype != torch.long:
         raise ValueError(f"targets must be a (N,) long tensor of class indices, N = {features.shape[0]}")
-    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 2:
+    if not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool) or n_classes < 2:
         raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
     if targets.min() < 0 or targets.max() >= n_classes:
         raise ValueError(f"targets must lie in [0, {n_classes - 1}]")
     if not torch.isfinite(features).all():
         raise ValueError("features must be finite")
-    if not isinstance(l2, (int, float)) or isinstance(l2, bool) or l2 < 0:
-        raise ValueError(f"l2 must be a number >= 0, got {l2!r}")
-    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
+    if not isinstance(l2, numbers.Real) or isinstance(l2, bool) or not 0 <= l2 < math.inf:  # NaN, inf: NaN loss
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+    if not isinstance(max_iter, numbers.Integral) or isinstance(max_iter, bool) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
 
 
@@ -68,6 +71,7 @@ def train_logistic_regression(features: torch.Tensor, targets: torch.Tensor, n_c
     """Fit a :class:`LinearProbe` to ``features`` (N, D) and ``targets`` (N,) by full-batch L-BFGS, in float32 on
     ``device`` (default: the features' device)."""
     _check(features, targets, n_classes, l2, max_iter)
+    n_classes, l2, max_iter = int(n_classes), float(l2), int(max_iter)
     device = features.device if device is None else torch.device(device)
     x, y = features.to(device, torch.float32), targets.to(device)
     mean = x.mean(0)

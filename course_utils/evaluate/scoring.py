@@ -12,6 +12,7 @@ Left out: scoring the very first token (it has no context; we count the text uni
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
@@ -31,8 +32,8 @@ class TextScore:
 
     def bits_per(self, n_units: int) -> float:
         """Bits per character or byte, given how many units of text the scored tokens cover."""
-        if n_units < 1:
-            raise ValueError(f"n_units must be >= 1, got {n_units}")
+        if isinstance(n_units, bool) or not isinstance(n_units, numbers.Integral) or n_units < 1:  # NaN gave NaN
+            raise ValueError(f"n_units must be an int >= 1 (characters or bytes of the text), got {n_units!r}")
         return self.total_nats / math.log(2) / n_units
 
 
@@ -59,13 +60,16 @@ def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int |
     """
     if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
         raise ValueError("ids must be a 1-D tensor of token ids")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:  # .long() truncated 1.5 to 1
+        raise TypeError(f"ids must hold integer token ids, got {ids.dtype}")
     if len(ids) < 2:
         raise ValueError(f"need at least 2 ids to score a prediction, got {len(ids)}")
-    if window < 2:
-        raise ValueError(f"window must be >= 2, got {window}")
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 2:  # inf scored nothing
+        raise ValueError(f"window must be an int >= 2, got {window!r}")
     stride = window if stride is None else stride
-    if not 1 <= stride <= window:
-        raise ValueError(f"stride must be in [1, window={window}], got {stride}")
+    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or not 1 <= stride <= window:
+        raise ValueError(f"stride must be an int in [1, window={window}], got {stride!r}")
+    window, stride = int(window), int(stride)
     n_new = min(stride, window - 1)  # ids scored per window: a window of W ids holds only W - 1 predictions
     total, count = 0.0, 0
     first_new = 1  # index of the first id not scored yet; ids[0] is never scored (it has no context)

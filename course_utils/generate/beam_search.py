@@ -22,6 +22,7 @@ sampling inside beams, n-gram blocking.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -44,9 +45,19 @@ def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch
     """Best continuation of ``prompt`` (T,) under ``logits_fn`` found with ``num_beams`` beams."""
     if not isinstance(prompt, torch.Tensor) or prompt.dim() != 1 or prompt.numel() == 0:
         raise ValueError("prompt must be a non-empty 1-D tensor of token ids (one sequence, no batch dimension)")
+    if prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
+        raise TypeError(f"prompt must hold integer token ids (torch.long), got {prompt.dtype}")
     for name, value in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if eos_token_id is not None and (isinstance(eos_token_id, bool) or not isinstance(eos_token_id, numbers.Integral)
+                                     or eos_token_id < 0):
+        raise ValueError(f"eos_token_id must be None or a token id (an int >= 0), got {eos_token_id!r}")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real) or \
+            not math.isfinite(length_penalty):  # NaN made every score NaN; -inf divided by zero
+        raise ValueError(f"length_penalty must be a finite number (0 = sum of log-probs, 1 = their mean), got "
+                         f"{length_penalty!r}")
+    num_beams, max_new_tokens, length_penalty = int(num_beams), int(max_new_tokens), float(length_penalty)
     prompt_length = prompt.numel()
     beams = prompt[None, :]  # (K, T), one beam to start with
     # scores live on the CPU in float64 (MPS has no float64); only the ids go to the model's device

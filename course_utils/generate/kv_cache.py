@@ -16,6 +16,7 @@ full (we refuse to go past ``block_size``), paged/quantised caches, dropout duri
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -125,14 +126,14 @@ def _check_generation(model: GPT, idx: torch.Tensor, max_new_tokens: int, config
         raise ValueError("sampling needs an explicit torch.Generator (or SamplingConfig(greedy=True))")
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a course_utils.model.gpt.GPT, got {type(model).__name__}")
-    if idx.dim() != 2 or idx.shape[1] < 1:
-        raise ValueError(f"idx must be a non-empty (B, T) prompt, got {tuple(idx.shape)}")
+    if idx.dim() != 2 or 0 in idx.shape:
+        raise ValueError(f"idx must be a non-empty (B, T) prompt, B and T >= 1, got {tuple(idx.shape)}")
     if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
         raise TypeError(f"idx must hold integer token ids (torch.long), got {idx.dtype}")
     vocab_size = model.config.vocab_size  # out-of-range ids fail deep in the embedding (a device-side assert on GPUs)
     if idx.device.type != "meta" and (idx.min() < 0 or idx.max() >= vocab_size):
         raise ValueError(f"idx must lie in [0, {vocab_size}), the model's vocabulary")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     total = idx.shape[1] + max_new_tokens
     if total > model.config.block_size:

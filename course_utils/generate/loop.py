@@ -20,6 +20,7 @@ attention mask or position ids are needed), stopping strings, streaming.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +48,7 @@ def check_generation_inputs(input_ids: torch.Tensor, max_new_tokens: int, config
     if isinstance(input_ids, torch.Tensor):
         check_generator(generator, input_ids, "input_ids")
     check_prompt_ids(input_ids, vocab_size, "input_ids")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
     if not isinstance(config, SamplingConfig):
         raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
@@ -91,8 +92,11 @@ def continuation_nll(model, ids: torch.Tensor, prompt_length: int, pad_token_id:
     Positions equal to ``pad_token_id`` after the first one in the continuation (i.e. padding after EOS) are skipped.
     ``exp`` of the result is the perplexity of the sample under this judge.
     """
-    if ids.dim() != 2 or not 0 < prompt_length < ids.shape[1]:
-        raise ValueError(f"need ids (B, T) and 0 < prompt_length < T, got {tuple(ids.shape)} and {prompt_length}")
+    check_prompt_ids(ids, getattr(getattr(model, "config", None), "vocab_size", None), "ids")  # any callable model
+    if isinstance(prompt_length, bool) or not isinstance(prompt_length, numbers.Integral) or \
+            not 0 < prompt_length < ids.shape[1]:
+        raise ValueError(f"prompt_length must be an int with 0 < prompt_length < T = {ids.shape[1]} (ids (B, T) "
+                         f"{tuple(ids.shape)}), got {prompt_length!r}")
     logits = model(input_ids=ids).logits[:, prompt_length - 1:-1, :].float()  # (B, N, V) predicts ids[:, P:]
     targets = ids[:, prompt_length:]  # (B, N)
     nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, N)

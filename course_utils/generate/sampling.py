@@ -49,27 +49,29 @@ def check_logits(logits: torch.Tensor) -> None:
     """Shape and dtype only (no scan of the values): ``logits`` must be a floating (B, V) tensor."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
-    if logits.dim() != 2:
-        raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}; take logits[:, -1, :] first")
+    if logits.dim() != 2 or logits.shape[1] == 0:
+        raise ValueError(f"logits must be (B, V) with V >= 1, got {tuple(logits.shape)}; take logits[:, -1, :] first")
     if not logits.is_floating_point():
         raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
 
 
 def check_finite(logits: torch.Tensor) -> None:
-    """:func:`check_logits`, then a scan of the values: no NaN, and at least one finite entry per row."""
+    """:func:`check_logits`, then a scan of the values: no NaN or +inf (-inf is a mask), one finite entry per row."""
     check_logits(logits)
-    if torch.isnan(logits).any():
-        raise ValueError("logits contain NaN; check the model's forward pass (overflow in half precision?)")
+    if torch.isnan(logits).any() or (logits == math.inf).any():
+        raise ValueError("logits contain NaN or +inf; check the model's forward pass (overflow in half precision?)")
     if not (logits > -math.inf).any(dim=-1).all():
         raise ValueError("a row of logits is entirely -inf: every token was filtered out, nothing can be sampled")
 
 
-def _check_ids(prev_ids: torch.Tensor, logits: torch.Tensor, scan: bool = True) -> None:
+def _check_ids(prev_ids: torch.Tensor, logits: torch.Tensor, scan: bool = True, name: str = "prev_ids") -> None:
     if not isinstance(prev_ids, torch.Tensor) or prev_ids.dim() != 2 or prev_ids.shape[0] != logits.shape[0]:
         shape = getattr(prev_ids, "shape", type(prev_ids).__name__)
-        raise ValueError(f"prev_ids must be a (B, T) tensor of token ids with B={logits.shape[0]}, got {shape}")
+        raise ValueError(f"{name} must be a (B, T) tensor of token ids with B={logits.shape[0]}, got {shape}")
+    if prev_ids.is_floating_point() or prev_ids.is_complex() or prev_ids.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer token ids (torch.long), got {prev_ids.dtype}")
     if scan and prev_ids.numel() and (prev_ids.min() < 0 or prev_ids.max() >= logits.shape[1]):
-        raise ValueError(f"prev_ids must lie in [0, {logits.shape[1]}), the vocabulary of the logits")
+        raise ValueError(f"{name} must lie in [0, {logits.shape[1]}), the vocabulary of the logits")
 
 
 def _number(name: str, value, ok: Callable[[float], bool], allowed: str, kind=numbers.Real):  # numpy scalars too
@@ -176,7 +178,7 @@ def apply_frequency_presence(logits: torch.Tensor, generated_ids: torch.Tensor, 
     """OpenAI form: ``logit[j] - c[j] * frequency_penalty - [c[j] > 0] * presence_penalty``, where ``c[j]`` counts
     token j in ``generated_ids`` (B, N): the generated tokens only (vLLM's reading; llama.cpp counts the prompt)."""
     check_finite(logits)
-    _check_ids(generated_ids, logits)
+    _check_ids(generated_ids, logits, name="generated_ids")
     frequency_penalty, presence_penalty = (_number(name, value, math.isfinite, "a finite number (OpenAI: -2 to 2)")
         for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)))
     return _frequency_presence(logits, generated_ids, frequency_penalty, presence_penalty)
@@ -185,8 +187,9 @@ def apply_frequency_presence(logits: torch.Tensor, generated_ids: torch.Tensor, 
 def constrain(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """Structured output: keep only tokens where ``allowed`` (V,) or (B, V) is True (e.g. digits, valid JSON)."""
     check_finite(logits)
-    if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool or allowed.shape[-1] != logits.shape[-1]:
-        raise ValueError(f"allowed must be a boolean tensor of shape (V,) or (B, V) with V={logits.shape[-1]}")
+    if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool or allowed.shape not in (
+            logits.shape[1:], logits.shape):  # (V,) for every row, or one row each: (B, V)
+        raise ValueError(f"allowed must be a boolean tensor of shape (V,) or (B, V) = {tuple(logits.shape)}")
     out = logits.masked_fill(~allowed.expand_as(logits), -math.inf)
     check_finite(out)  # fails clearly if no allowed token is left
     return out
@@ -268,12 +271,12 @@ def _process(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: Sampli
     return logits
 
 
-def _check_call(logits, prev_ids, config, prompt_length) -> None:
+def _check_call(logits, prev_ids, config, prompt_length, scan: bool = False) -> None:
     check_logits(logits)
     if not isinstance(config, SamplingConfig):
         raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
     if prev_ids is not None:
-        _check_ids(prev_ids, logits, scan=False)
+        _check_ids(prev_ids, logits, scan=scan)
     _number("prompt_length", prompt_length, lambda n: n >= 0, "an int >= 0", numbers.Integral)
 
 
@@ -284,10 +287,8 @@ def process_logits(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: 
     ``prev_ids`` (B, T) is the whole context; its first ``prompt_length`` columns are the prompt, which the CTRL
     penalty counts and the frequency/presence penalties do not.
     """
-    _check_call(logits, prev_ids, config, prompt_length)
+    _check_call(logits, prev_ids, config, prompt_length, scan=True)
     check_finite(logits)
-    if prev_ids is not None:
-        _check_ids(prev_ids, logits)
     return _process(logits, prev_ids, config, prompt_length)
 
 
@@ -312,8 +313,8 @@ def next_token(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: Samp
 
     Checks shapes, the config and the generator's device, but does not scan the values (see the module docstring).
     """
+    _check_call(logits, prev_ids, config, prompt_length)  # first: check_generator reads logits.device
     check_generator(generator, logits, "logits")
-    _check_call(logits, prev_ids, config, prompt_length)
     if not config.greedy and generator is None:
         raise ValueError("sampling needs an explicit torch.Generator (or SamplingConfig(greedy=True))")
     return choose_next(logits, prev_ids, config, generator, prompt_length)

@@ -40,9 +40,9 @@ def check_prompt_ids(ids: object, vocab_size: int | None, what: str = "idx") -> 
     """Validate a decoding prompt once, before any work: a non-empty (B, T) ``torch.long`` tensor whose ids lie in
     ``[0, vocab_size)`` (range not checked when ``vocab_size`` is None or on the meta device). An id outside the
     vocabulary would otherwise fail deep in the embedding, and as a device-side assert on a GPU."""
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[1] < 1:
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or 0 in ids.shape:
         shape = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
-        raise ValueError(f"{what} must be a non-empty (B, T) tensor of token ids, got {shape}")
+        raise ValueError(f"{what} must be a non-empty (B, T) tensor of token ids, B and T >= 1, got {shape}")
     if ids.dtype != torch.long:
         raise TypeError(f"{what} must be torch.long token ids, got {ids.dtype}")
     if vocab_size is not None and ids.device.type != "meta" and (ids.min() < 0 or ids.max() >= vocab_size):

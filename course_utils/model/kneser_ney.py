@@ -43,7 +43,8 @@ class KneserNeyModel:
     _orders: dict = field(default=None, repr=False)  # m -> (sorted m-gram codes, counts, context codes, totals, types)
 
     def __post_init__(self) -> None:
-        NGramModel(self.n, self.vocab_size)  # the same checks of n and vocab_size, and their messages
+        checked = NGramModel(self.n, self.vocab_size)  # the same checks of n and vocab_size, and their messages
+        self.n, self.vocab_size = checked.n, checked.vocab_size  # numpy ints as Python ints
         if not 0 < self.discount < 1:
             raise ValueError(f"discount must be in (0, 1), got {self.discount!r}")
 

@@ -27,13 +27,15 @@ Left out: block-sparse and dilated patterns, chunked attention, masks with a key
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 SIDES = ("right", "left")
 
 
 def _check_length(T: int, name: str = "T") -> None:
-    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
+    if not isinstance(T, numbers.Integral) or isinstance(T, bool) or T < 1:  # numpy ints too
         raise ValueError(f"{name} (sequence length) must be a positive int, got {T!r}")
 
 
@@ -74,7 +76,7 @@ def prefix_lm_mask(T: int, prefix_len: int, device: torch.device | str | None = 
     ``prefix_len = 0`` gives the causal mask, ``prefix_len = T`` the bidirectional one.
     """
     _check_length(T)
-    if not isinstance(prefix_len, int) or isinstance(prefix_len, bool) or not 0 <= prefix_len <= T:
+    if not isinstance(prefix_len, numbers.Integral) or isinstance(prefix_len, bool) or not 0 <= prefix_len <= T:
         raise ValueError(f"prefix_len must be an int in [0, T={T}], got {prefix_len!r}")
     i, j = _arange(T, device)
     return (j <= i) | (j < prefix_len)  # (T, T)
@@ -91,7 +93,7 @@ def sliding_window_mask(T: int, window: int, causal: bool = True,
     ``|i - j| <= window // 2``; flash-attn's ``window_size=(window // 2, window // 2)``.
     """
     _check_length(T)
-    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+    if not isinstance(window, numbers.Integral) or isinstance(window, bool) or window < 1:
         raise ValueError(f"window must be an int >= 1 (the number of positions each query sees), got {window!r}")
     i, j = _arange(T, device)
     if causal:
@@ -221,5 +223,8 @@ def position_ids_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tens
 def mask_bytes(T: int, batch: int = 1, heads: int = 1, dtype: torch.dtype = torch.bool) -> int:
     """Bytes a materialised ``(batch, heads, T, T)`` mask of ``dtype`` occupies (it grows as T squared)."""
     _check_length(T)
+    for name, value in (("batch", batch), ("heads", heads)):  # NaN, 2.5 or -1 gave a byte count without a word
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     itemsize = torch.empty((), dtype=dtype).element_size()
-    return batch * heads * T * T * itemsize
+    return int(batch * heads * T * T * itemsize)

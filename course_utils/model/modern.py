@@ -26,6 +26,9 @@ Shapes use the package notation (B batch, T time, C n_embd, H heads, D head size
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -54,12 +57,14 @@ def rope_inverse_frequencies(head_size: int, rope_theta: float = 10000.0, scalin
     Pair 0 turns by one radian per position, the last pair almost not at all. ``scaling_factor`` > 1 is linear
     position interpolation (Chen et al., 2023): position p is treated as p / scaling_factor.
     """
-    if isinstance(head_size, bool) or not isinstance(head_size, int) or head_size < 2 or head_size % 2:
+    if isinstance(head_size, bool) or not isinstance(head_size, numbers.Integral) or head_size < 2 or head_size % 2:
         raise ValueError(f"RoPE rotates pairs of coordinates: head_size must be an even int >= 2, got {head_size!r}")
-    if not rope_theta > 1:
-        raise ValueError(f"rope_theta must be > 1, got {rope_theta}")
-    if not scaling_factor >= 1:
-        raise ValueError(f"scaling_factor must be >= 1 (1 = no scaling), got {scaling_factor}")
+    if isinstance(rope_theta, bool) or not isinstance(rope_theta, numbers.Real) or not 1 < rope_theta < math.inf:
+        raise ValueError(f"rope_theta must be > 1 and finite (inf froze every pair but the first), got {rope_theta}")
+    if isinstance(scaling_factor, bool) or not isinstance(scaling_factor, numbers.Real) or \
+            not 1 <= scaling_factor < math.inf:
+        raise ValueError(f"scaling_factor must be >= 1 and finite (1 = no scaling), got {scaling_factor}")
+    head_size, rope_theta, scaling_factor = int(head_size), float(rope_theta), float(scaling_factor)
     exponents = torch.arange(0, head_size, 2, dtype=dtype) / head_size  # (D/2,) 2i/D
     return 1.0 / (rope_theta ** exponents) / scaling_factor  # (D/2,)
 

@@ -22,6 +22,8 @@ baseline.
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -51,9 +53,12 @@ def _count(sorted_keys: np.ndarray, counts: np.ndarray, queries: np.ndarray) -> 
 
 def check_ngram_ids(ids: Sequence[int], n: int, vocab_size: int) -> np.ndarray:
     """``ids`` as a 1-D int64 array, refused unless it holds at least ``n`` ids, each in ``[0, vocab_size)``."""
-    arr = np.asarray(ids.tolist() if hasattr(ids, "tolist") else list(ids), dtype=np.int64)
+    arr = np.asarray(ids.tolist() if hasattr(ids, "tolist") else list(ids))
     if arr.ndim != 1 or len(arr) < n:
         raise ValueError(f"need a 1-D sequence of at least n={n} ids, got {len(arr)}")
+    if arr.dtype.kind not in "iu":  # dtype=np.int64 used to truncate 1.5 to 1 without a word
+        raise TypeError(f"ids must be integer token ids, got {arr.dtype} values such as {arr[0]!r}")
+    arr = arr.astype(np.int64)
     if arr.min() < 0 or arr.max() >= vocab_size:
         bad = arr[(arr < 0) | (arr >= vocab_size)]
         raise ValueError(f"ids must be in [0, {vocab_size}); found {sorted(set(bad.tolist()))[:5]}")
@@ -88,14 +93,16 @@ class NGramModel:
     _context: tuple = field(default=None, repr=False)  # (sorted codes of contexts, counts)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"n must be an int >= 1, got {self.n!r}")
-        if not isinstance(self.vocab_size, int) or self.vocab_size < 1:
-            raise ValueError(f"vocab_size must be a positive int, got {self.vocab_size!r}")
+        for name, allowed in (("n", "an int >= 1"), ("vocab_size", "a positive int")):  # numpy ints too, not bools
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be {allowed}, got {value!r}")
+            setattr(self, name, int(value))  # a numpy int64 would overflow silently in vocab_size ** n below
         if self.vocab_size ** self.n >= 2 ** 62:
             raise ValueError(f"vocab_size**n = {self.vocab_size}**{self.n} is too large to pack into int64")
-        if not self.k > 0:
-            raise ValueError(f"k (add-k smoothing) must be > 0 so unseen events keep probability, got {self.k}")
+        if isinstance(self.k, bool) or not isinstance(self.k, numbers.Real) or not 0 < self.k < math.inf:
+            raise ValueError(f"k (add-k smoothing) must be a finite number > 0 so unseen events keep probability, "
+                             f"got {self.k!r}")
 
     def fit(self, ids: Sequence[int]) -> "NGramModel":
         arr = check_ngram_ids(ids, self.n, self.vocab_size)

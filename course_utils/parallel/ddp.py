@@ -27,6 +27,8 @@ clipping; both would work the same on every rank), ``no_sync`` for accumulation,
 
 from __future__ import annotations
 
+import math
+import numbers
 import statistics
 import time
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ import torch.nn as nn
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
-from course_utils.device import synchronize
+from course_utils.device import make_generator, synchronize
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.parallel.accumulation import split_micro_batches
 from course_utils.parallel.launch import RankContext
@@ -74,17 +76,23 @@ class DataParallelSetup:
 
 def make_batches(ids: torch.Tensor, steps: int, batch_size: int, block_size: int, seed: int) -> list[Batch]:
     """``steps`` combined (B, T) batches drawn from ``ids`` with one seeded CPU generator (the same on every run)."""
-    generator = torch.Generator().manual_seed(seed)
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:  # 0 and -1 gave []
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    generator = make_generator(seed, "cpu")  # checks seed: 2.5 or None failed inside manual_seed
     return [sample_batch(ids, batch_size, block_size, generator) for _ in range(steps)]
 
 
 def shard_batch(idx: torch.Tensor, targets: torch.Tensor, rank: int, world_size: int) -> Batch:
     """Rank ``rank``'s contiguous 1/world_size of the rows of a (B, T) batch."""
+    if isinstance(world_size, bool) or not isinstance(world_size, numbers.Integral) or world_size < 1:
+        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")  # 0 divided by zero
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")  # -1: the last shard
     if idx.shape[0] % world_size:
         raise ValueError(f"the combined batch size {idx.shape[0]} is not divisible by world_size={world_size}: "
                          "each rank must get the same number of rows for DDP's average to equal the big batch's "
                          "gradient")
-    return split_micro_batches(idx, targets, world_size)[rank]
+    return split_micro_batches(idx, targets, int(world_size))[int(rank)]
 
 
 def build_model(config: GPTConfig, seed: int, device: torch.device | str = "cpu",
@@ -147,6 +155,10 @@ def tokens_per_second(seconds: list[float], tokens_per_step: int) -> float:
     """Throughput over the steps after the first (the first pays for one-off set-up: allocations, DDP's buckets)."""
     if len(seconds) < 2:
         raise ValueError(f"need at least 2 timed steps (the first is skipped), got {len(seconds)}")
+    if not all(isinstance(s, numbers.Real) and 0 < s < math.inf for s in seconds[1:]):
+        raise ValueError(f"seconds must be positive finite step times, got {list(seconds)}")
+    if isinstance(tokens_per_step, bool) or not isinstance(tokens_per_step, numbers.Integral) or tokens_per_step < 1:
+        raise ValueError(f"tokens_per_step must be an int >= 1, got {tokens_per_step!r}")  # NaN or -1 went through
     return tokens_per_step * (len(seconds) - 1) / sum(seconds[1:])
 
 
@@ -157,8 +169,10 @@ def gradient_bytes(model: nn.Module) -> int:
 
 def ring_allreduce_bytes_per_rank(nbytes: int, world_size: int) -> float:
     """Bytes each rank sends in a ring all-reduce of ``nbytes``: 2 (p - 1) / p * nbytes."""
-    if world_size < 1 or nbytes < 0:
-        raise ValueError(f"need world_size >= 1 and nbytes >= 0, got {world_size} and {nbytes}")
+    if isinstance(world_size, bool) or not isinstance(world_size, numbers.Integral) or world_size < 1 or \
+            isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Real) or not 0 <= nbytes < math.inf:
+        raise ValueError(f"need world_size an int >= 1 and nbytes a finite number >= 0, got {world_size!r} and "
+                         f"{nbytes!r}")  # NaN bytes or 2.5 ranks gave a number without a word
     return 2 * (world_size - 1) / world_size * nbytes
 
 

@@ -17,6 +17,7 @@ Left out: splitting on sentences, paragraphs or tokenizer tokens, and "semantic"
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -31,7 +32,7 @@ class Chunk:
 
 
 def _check_int(value: object, name: str, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy ints too
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
@@ -80,6 +81,8 @@ def chunk_documents(documents: Iterable, size: int = 80, overlap: int = 20) -> l
         seen.add(doc_id)
         for i, text in enumerate(chunk_words(doc.text, size, overlap)):
             chunks.append(Chunk(chunk_id=f"{doc_id}#{i}", doc_id=doc_id, text=text))
+    if not chunks:  # an empty list looked like success and failed later, in a retriever
+        raise ValueError(f"no chunks: {'documents is empty' if not seen else 'every document text is blank'}")
     return chunks
 
 

@@ -18,6 +18,7 @@ re-ranking with a cross-encoder, ties in ``topk`` broken in any particular order
 from __future__ import annotations
 
 import hashlib
+import numbers
 import re
 from pathlib import Path
 from typing import Callable, Sequence
@@ -125,7 +126,7 @@ def check_unit_rows(x: torch.Tensor, what: str) -> None:
     if x.dtype not in UNIT_TOL:
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
     norms = x.float().norm(dim=-1)
-    bad = (norms - 1).abs() > UNIT_TOL[x.dtype]
+    bad = ~((norms - 1).abs() <= UNIT_TOL[x.dtype])  # NaN compares False both ways: a NaN row is bad, not passed
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
         raise ValueError(f"{what} must have unit-length rows (cosine similarity = dot product); row {i} has norm "
@@ -166,13 +167,13 @@ class DenseIndex:
         if queries.dim() != 2 or queries.shape[1] != self.embeddings.shape[1]:
             raise ValueError(f"queries must be (Q, {self.embeddings.shape[1]}) like the index, got "
                              f"{tuple(queries.shape)}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1:
             raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
         check_unit_rows(queries, "queries")
         queries = queries.to(self.device, self.embeddings.dtype)  # (Q, C)
-        k = min(k, len(self))
+        k, block_size = min(int(k), len(self)), int(block_size)
         scores, indices = [], []
         for start in range(0, queries.shape[0], block_size):
             sims = queries[start:start + block_size] @ self.embeddings.T  # (q, N)

@@ -18,6 +18,7 @@ Left out: precision, nDCG and graded relevance, MAP.
 
 from __future__ import annotations
 
+import numbers
 from typing import Collection, Hashable, Sequence
 
 
@@ -38,7 +39,7 @@ def _check(retrieved: object, relevant: object, k: object, k_optional: bool = Fa
                          f"{len(relevant)}")
     if len(retrieved) == 0:
         raise ValueError("no queries: retrieved and relevant are empty")
-    if not (k_optional and k is None) and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+    if not (k_optional and k is None) and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
         raise ValueError(f"k must be an int >= 1{' or None' if k_optional else ''}, got {k!r}")
     retrieved, relevant = [_plain(ids) for ids in retrieved], [_plain(gold) for gold in relevant]
     for q, (ids, gold) in enumerate(zip(retrieved, relevant)):

@@ -15,6 +15,7 @@ Left out: metadata filters, re-ranking, query rewriting, incremental indexing.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -43,11 +44,13 @@ def _check_chunks(chunks: object) -> list[Chunk]:
     return list(chunks)
 
 
-def _check_search(queries: object, k: object) -> None:
+def _check_search(queries: object, k: object) -> int:
+    """``k`` as a Python int (numpy ints too, e.g. from np.arange), after checking the queries."""
     if isinstance(queries, str) or not isinstance(queries, Sequence) or not all(isinstance(q, str) for q in queries):
         raise TypeError("queries must be a sequence of str (wrap a single query in a list)")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"k must be an int >= 1, got {k!r}")
+    return int(k)
 
 
 class BM25Retriever:
@@ -63,7 +66,7 @@ class BM25Retriever:
                                variant=variant)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        _check_search(queries, k)
+        k = _check_search(queries, k)
         out = []
         for query in queries:
             tokens = tokenize(query, self.stopwords)
@@ -101,7 +104,7 @@ class DenseRetriever:
         self.index = DenseIndex(embeddings.to(device) if device is not None else embeddings)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        _check_search(queries, k)
+        k = _check_search(queries, k)
         if len(queries) == 0:
             return []
         scores, indices = self.index.search(self.embed(list(queries)), k)  # (Q, k), (Q, k)
@@ -126,7 +129,7 @@ class HybridRetriever:
         self.chunks = bm25.chunks
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        _check_search(queries, k)
+        k = _check_search(queries, k)
         if k > self.depth:
             raise ValueError(f"k must be <= depth (the hybrid fuses each retriever's top {self.depth}), got k={k}")
         lexical, dense = self.bm25.search(queries, self.depth), self.dense.search(queries, self.depth)

@@ -87,6 +87,12 @@ def sequence_kl(policy_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.T
 def kl_shaped_rewards(scores: torch.Tensor, policy_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
                       beta: float) -> torch.Tensor:
     """Per-token rewards (B, R): -beta * KL estimate on every response token, plus the score on the last one."""
+    check_number("beta", beta, 0.0, math.inf, closed=True)  # NaN or inf made every reward NaN
+    if not isinstance(scores, torch.Tensor) or scores.shape != mask.shape[:1]:
+        raise ValueError(f"scores must be ({mask.shape[0]},), one per response, got "
+                         f"{tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__}")
+    if not bool((mask != 0).any(dim=1).all()):  # the score would land at index -1, or fail there
+        raise ValueError("mask must select at least one token of every response (a row of mask is all False)")
     rewards = -beta * kl_estimate(policy_logp, ref_logp, "k1") * mask  # (B, R)
     last = mask.long().sum(dim=1) - 1  # (B,)
     return rewards.scatter_add(1, last[:, None], scores[:, None].to(rewards.dtype))  # (B, R)

@@ -108,8 +108,10 @@ def true_score(response: str, finished: bool = True, preference: Preference = PR
 
 def preference_probability(score_a: torch.Tensor, score_b: torch.Tensor, temperature: float) -> torch.Tensor:
     """P(a preferred over b) = sigmoid((score_a - score_b) / temperature), the Bradley-Terry model."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (it sets the label noise), got {temperature}")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number > 0 (it sets the label noise), got {temperature!r}")
+    if not isinstance(score_a, torch.Tensor) or not isinstance(score_b, torch.Tensor):
+        raise TypeError(f"score_a and score_b must be tensors, got {type(score_a).__name__}, {type(score_b).__name__}")
     if score_a.shape != score_b.shape:
         raise ValueError(f"score_a {tuple(score_a.shape)} and score_b {tuple(score_b.shape)} must have one shape")
     return torch.sigmoid((score_a - score_b) / temperature)
@@ -117,9 +119,14 @@ def preference_probability(score_a: torch.Tensor, score_b: torch.Tensor, tempera
 
 def noisy_labels(score_a: torch.Tensor, score_b: torch.Tensor, temperature: float,
                  generator: torch.Generator) -> torch.Tensor:
-    """Simulated labellers: True where a is preferred, drawn from :func:`preference_probability`."""
+    """Simulated labellers: True where a is preferred, drawn from :func:`preference_probability` with ``generator``
+    (required: None drew from torch's global generator)."""
     p = preference_probability(score_a, score_b, temperature)  # (P,)
+    if generator is None:
+        raise ValueError("noisy_labels needs an explicit torch.Generator (make_generator(seed, score_a.device))")
     check_generator(generator, p, "score_a")
+    if not bool(torch.isfinite(score_a).all() and torch.isfinite(score_b).all()):  # torch.bernoulli: 'p_in >= 0'
+        raise ValueError("score_a and score_b must be finite (a NaN or inf score has no preference probability)")
     return torch.bernoulli(p, generator=generator).bool()  # (P,)
 
 

@@ -11,6 +11,7 @@ Left out: a KV cache for the course GPT (chapter 07 builds one; at P + R = 22 wo
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,8 @@ class Rollout:
 def response_mask(response: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mask, finished)`` for responses ``(B, R)``: the mask covers each row up to and including its first
     ``eos_id`` (the whole row if there is none)."""
+    if isinstance(eos_id, bool) or not isinstance(eos_id, numbers.Integral) or eos_id < 0:  # -1, 2.5: never matched
+        raise ValueError(f"eos_id must be a token id (an int >= 0), got {eos_id!r}")
     is_eos = response == eos_id  # (B, R)
     before = is_eos.long().cumsum(dim=1) - is_eos.long()  # (B, R) end tokens strictly before each position
     return before == 0, is_eos.any(dim=1)  # (B, R), (B,)
@@ -54,8 +57,13 @@ def response_mask(response: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, to
 def sample_rollout(policy: GPT, prompts: torch.Tensor, max_new_tokens: int, eos_id: int,
                    generator: torch.Generator, temperature: float = 1.0) -> Rollout:
     """Sample ``max_new_tokens`` tokens after each prompt ``(B, P)`` (on the policy's device) and mark the ends."""
-    if prompts.dim() != 2 or prompts.shape[0] == 0:
-        raise ValueError(f"prompts must be a non-empty (B, P) tensor of ids, got shape {tuple(prompts.shape)}")
+    if not isinstance(prompts, torch.Tensor) or prompts.dim() != 2 or prompts.shape[0] == 0:
+        shape = tuple(prompts.shape) if isinstance(prompts, torch.Tensor) else type(prompts).__name__
+        raise ValueError(f"prompts must be a non-empty (B, P) tensor of ids, got {shape}")
+    vocab_size = getattr(policy.config, "vocab_size", None)  # an HFPolicy's config has none
+    if isinstance(eos_id, bool) or not isinstance(eos_id, numbers.Integral) or eos_id < 0 or \
+            vocab_size is not None and eos_id >= vocab_size:  # an id the policy cannot emit never ends a row
+        raise ValueError(f"eos_id must be a token id in [0, {vocab_size or 'vocab_size'}), got {eos_id!r}")
     if prompts.shape[1] + max_new_tokens > policy.config.block_size:
         raise ValueError(f"prompt ({prompts.shape[1]}) + response ({max_new_tokens}) tokens exceed the policy's "
                          f"block_size {policy.config.block_size}")

@@ -19,6 +19,8 @@ data-constrained forms (Muennighoff et al., 2023), and the Kaplan L(N, D) joint 
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +38,14 @@ def _positive_array(name: str, values) -> np.ndarray:
     if array.size == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0):
         raise ValueError(f"{name} must be a non-empty sequence of finite positive numbers")
     return array
+
+
+def _check_delta(delta: object) -> float:
+    """The Huber threshold as a float: a finite number > 0 (NaN, 0 or a negative one made every L-BFGS run stop at
+    its start, and the fit came back as the first starting point without a word)."""
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta < math.inf:
+        raise ValueError(f"delta (the Huber threshold) must be a finite number > 0, got {delta!r}")
+    return float(delta)
 
 
 def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +128,7 @@ def _checked_fit_input(N, D, L, delta, grid) -> tuple[np.ndarray, np.ndarray, np
         raise ValueError(f"N, D and L must have the same length, got {log_n.size}, {log_d.size}, {log_l.size}")
     if log_n.size < 5:
         raise ValueError(f"the form has 5 parameters; fitting needs at least 5 points, got {log_n.size}")
-    if not delta > 0:
-        raise ValueError(f"delta must be > 0, got {delta!r}")
+    _check_delta(delta)
     missing = {"a", "b", "e", "alpha", "beta"} - set(grid)
     if missing:
         raise ValueError(f"grid needs initial values for {sorted(missing)}")
@@ -205,6 +214,7 @@ def fit_power_law(x, L, floor: bool = True, delta: float = 1e-3) -> PowerLawFit:
     from scipy.optimize import minimize
 
     log_x, log_l = np.log(_positive_array("x", x)), np.log(_positive_array("L", L))
+    delta = _check_delta(delta)
     if log_x.size != log_l.size:
         raise ValueError(f"x and L must have the same length, got {log_x.size} and {log_l.size}")
     if log_x.size < (3 if floor else 2):
@@ -237,7 +247,7 @@ def bootstrap_chinchilla(N, D, L, n_boot: int, rng: np.random.Generator, delta: 
     per resample. With neither every refit stays in the full fit's basin: where the data do not pin a constant (E
     along a flat valley), the intervals are then conditional on the full fit and understate the uncertainty; on
     chapter 04's sweeps the grid's starts still found lower optima than the valley's for about half the resamples."""
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 1:
         raise ValueError(f"n_boot must be an int >= 1, got {n_boot!r}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")

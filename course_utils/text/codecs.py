@@ -11,6 +11,7 @@ Left out: subword tokenizers (chapter 03), case (WordCodec lower-cases), detoken
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -20,15 +21,16 @@ import torch
 
 
 def _check_ids(ids: Sequence[int] | torch.Tensor, vocab_size: int) -> list[int]:
-    if isinstance(ids, torch.Tensor):
-        if ids.dim() != 1:
+    """``ids`` (a list, a 1-D tensor or numpy array, numpy ints included) as a list of Python ints in range."""
+    if hasattr(ids, "tolist") and hasattr(ids, "shape"):
+        if len(ids.shape) != 1:
             raise ValueError(f"decode takes a 1-D sequence of ids, got shape {tuple(ids.shape)}")
         ids = ids.tolist()
     ids = list(ids)
-    bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < vocab_size]
+    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < vocab_size]
     if bad:
         raise ValueError(f"ids must be ints in [0, {vocab_size}); got {bad[:5]}")
-    return ids
+    return [int(i) for i in ids]
 
 
 @dataclass(frozen=True)
