@@ -13,6 +13,7 @@ from __future__ import annotations
 import numbers
 import operator
 
+import numpy as np
 import torch
 
 from course_utils.device import make_generator
@@ -23,7 +24,8 @@ def sign_test(wins: int, n: int) -> float:
     ``wins`` against ``n - wins`` (ties are dropped before). McNemar's exact test when the n are discordant pairs."""
     try:                                             # any integer type (int, numpy or 0-d tensor ints); no bools
         for v in (wins, n):
-            if isinstance(v, bool) or getattr(v, "dtype", None) == torch.bool or getattr(v, "ndim", 0) != 0:
+            # np.bool_: numpy 1.x's operator.index takes it as 0 or 1 (numpy 2 refuses it)
+            if isinstance(v, (bool, np.bool_)) or getattr(v, "dtype", None) == torch.bool or getattr(v, "ndim", 0):
                 raise TypeError
         wins, n = operator.index(wins), operator.index(n)
     except TypeError:

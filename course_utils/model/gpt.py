@@ -55,11 +55,14 @@ MIN_TEMPERATURE = 1e-4  # at 1e-4 a float32 logit 0.0104 under the top already g
 
 def check_temperature(temperature: float) -> float:
     """A sampling temperature as a float, or a clear error: a finite number >= 1e-4 (numpy numbers accepted)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or \
-            not MIN_TEMPERATURE <= temperature < math.inf:
+    # compared as a Python float: numpy 1.x compared np.float32(1e-4) with 1e-4 in float64 (below), numpy 2 in float32
+    value = float(temperature) if isinstance(temperature, numbers.Real) and not isinstance(temperature, bool) else None
+    if value is None or not MIN_TEMPERATURE <= value < math.inf:
+        shown = repr(temperature) if value is None or type(temperature) in (int, float) else \
+            f"{temperature!r} (= {value!r})"
         raise ValueError(f"temperature must be a finite number >= 1e-4 (near 0, logits / temperature overflows to "
-                         f"inf); for argmax decoding use greedy=True, got {temperature!r}")
-    return float(temperature)
+                         f"inf); for argmax decoding use greedy=True, got {shown}")
+    return value
 
 
 @dataclass
