@@ -5,7 +5,7 @@ import torch
 
 from course_utils.model import pretrained
 from course_utils.assets import asset_path
-from course_utils.cache import is_complete_dir
+from course_utils.cache import MANIFEST, is_complete_dir
 
 
 def test_smollm2_is_a_real_causal_lm():
@@ -56,6 +56,35 @@ def test_cache_is_written_atomically_and_rebuilt_when_corrupt(tmp_path, monkeypa
     weights.write_bytes(b"\0" * size)
     fourth = pretrained.load_smollm2()
     assert fourth.source == "gguf" and "failed to load" in capsys.readouterr().out
+
+
+def test_a_cache_converted_by_other_library_versions_is_rebuilt(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    tiny, stand_in = _tiny_llama_and_tokenizer()
+    conversions = []
+    monkeypatch.setattr(pretrained, "_from_gguf", lambda gguf: conversions.append(gguf) or (tiny, stand_in))
+    pretrained.load_smollm2()
+    stamp = pretrained.smollm2_cache_path() / pretrained.CONVERTED_WITH
+    assert json.loads(stamp.read_text()) == pretrained.converter_versions()
+    assert set(pretrained.converter_versions()) == {"transformers", "gguf", "tokenizers"}
+    assert pretrained.load_smollm2().source == "cache" and len(conversions) == 1
+
+    now = pretrained.converter_versions()
+    monkeypatch.setattr(pretrained, "converter_versions", lambda: now | {"transformers": "99.0"})  # an upgrade
+    capsys.readouterr()
+    assert len(pretrained.load_smollm2_tokenizer()) == 49152  # the GGUF file's, not the stale cache's stand-in
+    said = capsys.readouterr().out
+    assert f"transformers {now['transformers']} -> 99.0" in said and "from the GGUF file" in said
+    assert pretrained.load_smollm2().source == "gguf" and len(conversions) == 2
+    assert "rebuilding" in capsys.readouterr().out
+    assert json.loads(stamp.read_text())["transformers"] == "99.0"
+    assert pretrained.load_smollm2().source == "cache" and len(conversions) == 2
+
+    stamp.unlink()  # a cache made before the versions were recorded: complete, without the stamp
+    manifest = stamp.parent / MANIFEST
+    manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != stamp.name}))
+    assert is_complete_dir(stamp.parent)
+    assert pretrained.load_smollm2().source == "gguf" and "records no library versions" in capsys.readouterr().out
 
 
 SMOL_PROBES = ["The capital of France is", " goblinmode naïve 🤖", "To be, or not to be:\n\tthat is 2024!"]

