@@ -8,7 +8,7 @@ PROFILE ?= smoke
 # Run the notebooks with the network cut where the kernel allows it (unshare); tests also block sockets themselves.
 OFFLINE := $(shell unshare -rn true 2>/dev/null && command -v ip >/dev/null && echo yes)
 
-.PHONY: setup lab test test-inner test-unit book executed clean-venv
+.PHONY: setup lab test test-inner test-unit test-floors book executed clean-venv
 
 setup: $(STAMP)
 
@@ -48,6 +48,25 @@ test-inner:
 
 test-unit: setup
 	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests -m "not browser"
+
+# The same tests on the oldest versions pyproject.toml allows (requirements/floors.txt), in their own .venv-floors and
+# course cache: run it before changing a lower bound. It downloads PyPI's torch (on Linux a CUDA build, about 3 GB).
+FLOORS_VENV := .venv-floors
+test-floors:
+	@$(PYTHON) -c 'import sys; sys.version_info >= (3, 11) or sys.exit("Python >= 3.11 is required")'
+	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -r requirements/floors.txt
+	$(FLOORS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements/assets.txt
+	$(FLOORS_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(FLOORS_VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+ifeq ($(OFFLINE),yes)
+	COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(FLOORS_VENV)/course-cache} unshare -rn sh -c \
+		'ip link set lo up && $(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(FLOORS_VENV)/bin'
+else
+	COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(FLOORS_VENV)/course-cache} \
+		$(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(FLOORS_VENV)/bin
+endif
 
 # The executed book: every notebook run top to bottom into build/<profile>/ as executed notebooks and static HTML
 # pages, with build/<profile>/index.html and timings.json (PROFILE=cpu unless given; `make book PROFILE=smoke`).

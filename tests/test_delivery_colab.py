@@ -120,7 +120,15 @@ def fake_repo(tmp_path):
     return repo
 
 
-def test_prepare_colab_installs_only_what_is_missing_and_pins_torch(tmp_path):
+def test_kept_packages_below_the_tested_range_are_named():
+    requirements = ["torch>=2.9.0", "numpy>=1.26.0", "ipywidgets>=8.1.0"]
+    assert colab.untested_kept(requirements, {"torch": "2.9.0+cu126", "ipywidgets": "8.1.5"}) == []
+    assert colab.untested_kept(requirements, {"Torch": "2.8.0+cu126"}) == [
+        "Torch 2.8.0+cu126 (the course is tested with Torch>=2.9.0)"]
+    assert colab.untested_kept(requirements, {"scipy": "1.0"}) == []  # not a requirement: nothing to say
+
+
+def test_prepare_colab_installs_only_what_is_missing_and_pins_torch(tmp_path, capsys):
     repo = fake_repo(tmp_path)
     ran = []
     versions = {"torch": "2.8.0+cu126", "ipywidgets": "7.7.1", "numpy": "2.0.2"}
@@ -136,6 +144,9 @@ def test_prepare_colab_installs_only_what_is_missing_and_pins_torch(tmp_path):
     constraints = pathlib.Path(ran[1][ran[1].index("-c") + 1]).read_text()
     assert "torch==2.8.0+cu126" in constraints and "ipywidgets==7.7.1" in constraints
     assert (setup.profile, environ["COURSE_PROFILE"]) == ("gpu", "gpu")
+    said = capsys.readouterr().out  # kept, but named: both are older than the versions the course is tested with
+    assert "note: Colab's torch 2.8.0+cu126 (the course is tested with torch>=" in said
+    assert "note: Colab's ipywidgets 7.7.1" in said and "numpy" not in said.split("kept;")[1]
 
 
 def test_prepare_colab_profile_choice(tmp_path):

@@ -95,6 +95,17 @@ def missing_requirements(requirements: Sequence[str], installed_version: Callabl
     return missing
 
 
+def untested_kept(requirements: Sequence[str], kept: dict[str, str]) -> list[str]:
+    """The kept packages (name -> Colab's version) outside the course's tested range, as readable notes."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    specs = {canonicalize_name(r.name): r.specifier for r in map(Requirement, requirements)}
+    return [f"{name} {version} (the course is tested with {name}{specs[canonicalize_name(name)]})"
+            for name, version in kept.items() if canonicalize_name(name) in specs
+            and not specs[canonicalize_name(name)].contains(version, prereleases=True)]
+
+
 def _installed_version(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -152,6 +163,8 @@ def prepare_colab(repo_dir: str = CLONE_DIR, run: Callable[..., object] | None =
     environ["COURSE_PROFILE"] = profile
     print(f"course installed from {repo_dir}; {len(missing)} missing requirement(s) installed, "
           f"{', '.join(f'{k} {v}' for k, v in kept.items()) or 'nothing'} kept; profile {profile}: {reason}")
+    for note in untested_kept(requirements, kept):  # kept all the same: reinstalling Colab's CUDA torch breaks more
+        print(f"note: Colab's {note}; a chapter may fail or differ here")
     return ColabSetup(commands, profile, reason)
 
 
