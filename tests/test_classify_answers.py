@@ -91,3 +91,11 @@ def test_free_answers_are_strings_and_bad_input_raises():
         constrained_labels(model, tok, PROMPTS, [" a", " a"])
     with pytest.raises(ValueError, match="prompts is empty"):
         constrained_labels(model, tok, [], [" a"])
+
+
+def test_free_answers_take_numpy_counts():
+    import numpy as np
+
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    assert free_answers(model, tok, PROMPTS, max_new_tokens=np.int64(3), batch_size=np.int64(2), progress=False) == \
+        free_answers(model, tok, PROMPTS, max_new_tokens=3, batch_size=2, progress=False)

@@ -175,3 +175,12 @@ def test_calibrated_ece_samples_refuses_nan_and_negative_probabilities():
             calibrated_ece_samples(bad, 3, make_generator(0, "cpu"))
     a = calibrated_ece_samples(probs, np.int64(3), make_generator(0, "cpu"))  # 'n_draws must be a positive int'
     assert torch.equal(a, calibrated_ece_samples(probs, 3, make_generator(0, "cpu")))
+
+
+def test_numpy_bin_and_draw_counts_give_the_same_ece():
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    assert top_label_ece(probs, [0, 1, 1], n_bins=np.int64(4)) == top_label_ece(probs, [0, 1, 1], n_bins=4)
+    assert torch.equal(calibrated_ece_samples(probs, np.int64(5), make_generator(2, "cpu"), n_bins=np.int32(4)),
+                       calibrated_ece_samples(probs, 5, make_generator(2, "cpu"), n_bins=4))
+    with pytest.raises(ValueError, match="n_bins must be an int >= 1"):
+        top_label_ece(probs, [0, 1, 1], n_bins=np.float64(4.0))

@@ -195,3 +195,15 @@ def test_split_and_sample_seeds_are_checked_and_numpy_counts_accepted():
                 call()
     assert split_by_play(pool, 0.5, seed=np.int64(3)) == split_by_play(pool, 0.5, seed=3)  # TypeError before
     assert sample_per_genre(pool, np.int64(2), seed=np.int64(1)) == sample_per_genre(pool, 2, seed=1)
+
+
+def test_numpy_sizes_and_fractions_give_the_same_passages_and_splits(passages):
+    assert make_passages({"macbeth": "tragedy"}, max_chars=np.int64(300), min_chars=np.int32(100)) == \
+        make_passages({"macbeth": "tragedy"}, max_chars=300, min_chars=100)
+    for split in (split_by_play, split_by_passage):
+        assert split(passages, np.float32(0.25), seed=np.int64(1)) == split(passages, 0.25, seed=1)
+        for bad in (True, np.float32(np.nan), np.int64(1)):
+            with pytest.raises(ValueError, match=r"test_fraction must be a float in \(0, 1\)"):
+                split(passages, bad)
+    with pytest.raises(ValueError, match="max_chars must be an int >= 20"):
+        cut_passages("x", max_chars=np.float64(300.0))

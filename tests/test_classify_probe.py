@@ -173,3 +173,19 @@ def test_a_nan_or_infinite_penalty_is_refused():
     a = train_logistic_regression(x, y, np.int64(3), l2=np.float32(0.01), max_iter=np.int64(5))  # numpy: refused
     b = train_logistic_regression(x, y, 3, l2=0.01, max_iter=5)
     assert torch.allclose(a.linear.weight, b.linear.weight)
+
+
+def test_numpy_ints_give_the_same_features_and_vocabulary():
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    ours = hidden_state_features(model, tok, TEXTS, layers=[np.int64(0), np.int64(2)], batch_size=np.int64(2),
+                                 max_tokens=np.int32(5), progress=False)
+    plain = hidden_state_features(model, tok, TEXTS, layers=[0, 2], batch_size=2, max_tokens=5, progress=False)
+    assert list(ours) == list(plain) and all(type(layer) is int for layer, _ in ours)
+    assert all(torch.equal(ours[key], plain[key]) for key in plain)
+    with pytest.raises(ValueError, match="layers must be a non-empty list of ints"):
+        hidden_state_features(model, tok, TEXTS, layers=[True], progress=False)  # True was layer 1
+    texts = ["the cat sat on the mat", "the dog sat", "a cat and a dog"]
+    assert fit_bag_of_words(texts, max_features=np.int64(3), min_count=np.int64(2)) == \
+        fit_bag_of_words(texts, max_features=3, min_count=2)
+    with pytest.raises(ValueError, match="min_count must be a positive int"):
+        fit_bag_of_words(texts, min_count=np.float64(2.0))

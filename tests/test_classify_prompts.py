@@ -149,3 +149,15 @@ def test_bad_input_raises():
         build_prompt("genre", "q", POOL[0])  # one Passage, not a list of them
     with pytest.raises(TypeError, match="Template"):
         build_prompt(Template, "q")
+
+
+def test_numpy_k_and_seed_give_the_same_draw():
+    import numpy as np
+
+    for balanced in (True, False):
+        assert draw_shots(POOL, np.int64(6), np.int64(3), balanced=balanced, last_genre="comedy") == \
+            draw_shots(POOL, 6, 3, balanced=balanced, last_genre="comedy")
+    with pytest.raises(ValueError, match="k must be an int >= 0"):
+        draw_shots(POOL, np.float64(6.0), 3)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        draw_shots(POOL, 6, np.float64(3.0))

@@ -180,3 +180,16 @@ def test_shared_cache_matches_a_forward_pass_per_label_on_smollm2(smollm2):
     torch.testing.assert_close(after, whole, atol=2e-4, rtol=1e-5)
     with pytest.raises(ValueError, match="does not tokenize"):  # "\n\n" then "Passage" merges across the cut
         label_logprobs_after_prefix(model, tok, prefix + "\n\n", ["Passage: x\nGenre:"], [" comedy", " history"])
+
+
+def test_numpy_batch_sizes_give_the_same_scores():
+    import numpy as np
+
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    assert torch.equal(label_logprobs_many(model, tok, PROMPTS, LABELS, batch_size=np.int64(2), progress=False),
+                       label_logprobs_many(model, tok, PROMPTS, LABELS, batch_size=2, progress=False))
+    prefix, suffixes, labels = "Passage: To be.\nGenre: b", ["\n\nPassage: x\nGenre:", "\n\nP:"], [" ", "a", "b"]
+    assert torch.equal(label_logprobs_after_prefix(model, tok, prefix, suffixes, labels, batch_size=np.int32(2)),
+                       label_logprobs_after_prefix(model, tok, prefix, suffixes, labels, batch_size=2))
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        label_logprobs_many(model, tok, PROMPTS, LABELS, batch_size=np.float64(2.0))

@@ -155,3 +155,12 @@ def test_batch_functions_check_both_splits_and_integer_ids_up_front():
                 sample_batch(ids, **{"batch_size": 2, "block_size": 4, name: bad}, generator=torch.Generator())
     x, y = sample_batch(ids, np.int64(2), np.int64(4), torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (2, 4)
+
+
+def test_load_shakespeare_takes_numpy_limits_and_refuses_bools():
+    split, plain = load_shakespeare(max_train_chars=np.int64(1000), max_val_chars=np.int32(500)), \
+        load_shakespeare(max_train_chars=1000, max_val_chars=500)
+    assert split == plain
+    for bad in (True, 2.5, np.float64(1000.0)):
+        with pytest.raises(ValueError, match="max_train_chars must be a positive int or None"):
+            load_shakespeare(max_train_chars=bad)

@@ -129,3 +129,13 @@ def test_an_empty_batch_is_refused_and_numpy_lengths_are_accepted(model):
             generate(model, torch.zeros(0, 5, dtype=torch.long), 3, greedy)  # was RuntimeError from min()
         out = generate(model, prompt(), np.int64(3), greedy)  # e.g. a length from np.arange: refused before
         assert out.shape == (2, 8) and torch.equal(out, generate(model, prompt(), 3, greedy))
+
+
+def test_kv_cache_bytes_takes_numpy_ints_as_python_ints():
+    args = (32, 32, 128, 1 << 20, 2, 64)  # 2**40 bytes: an int64 product would still fit, but the answer is an int
+    got = kv_cache_bytes(*(np.int64(a) for a in args))
+    assert got == kv_cache_bytes(*args) == 2 * 32 * 32 * 128 * (1 << 20) * 2 * 64 and type(got) is int
+    assert kv_cache_bytes(np.int32(1 << 10), np.int32(1 << 10), np.int32(1 << 10), np.int32(1 << 10)) == 2 ** 43
+    for bad in (True, 2.0, np.float64(3.0)):
+        with pytest.raises(ValueError, match="n_layer must be a positive int"):
+            kv_cache_bytes(bad, 1, 1, 1)

@@ -135,3 +135,17 @@ def test_answers_reject_bad_arguments():
         label_logprobs(model, tok, examples, "joy")
     with pytest.raises(ValueError, match="distinct"):
         label_logprobs(model, tok, examples, ["a", "a"])
+
+
+def test_numpy_ints_give_the_same_answers_and_scores():
+    import numpy as np
+
+    tok, model = tiny_chat_tokenizer(), tiny_llama()
+    examples, labels = prompts(tok), ["joy", "x"]
+    assert generate_answers(model, tok, examples, max_new_tokens=np.int64(4), batch_size=np.int64(2)) == \
+        generate_answers(model, tok, examples, max_new_tokens=4, batch_size=2)
+    assert torch.equal(label_logprobs(model, tok, examples, labels, batch_size=np.int32(2)),
+                       label_logprobs(model, tok, examples, labels, batch_size=2))
+    for kwargs in ({"batch_size": True}, {"max_new_tokens": np.float64(4.0)}):
+        with pytest.raises(ValueError, match="must be a positive int"):
+            generate_answers(model, tok, examples, **kwargs)

@@ -119,3 +119,14 @@ def test_answer_matching_rejects_non_strings():
         match_label(None)
     with pytest.raises(TypeError):
         contains_label(3)
+
+
+def test_numpy_numbers_give_the_same_dataset():
+    import numpy as np
+
+    assert emotion_dataset(np.int64(30), np.int32(10), seed=np.int64(5), held_out_fraction=np.float32(0.25)) == \
+        emotion_dataset(30, 10, seed=5, held_out_fraction=float(np.float32(0.25)))
+    assert split_events(np.int64(3), np.float64(0.5)) == split_events(3, 0.5)
+    for kwargs in ({"n_train": True}, {"seed": np.float64(1.0)}, {"held_out_fraction": np.float32(np.nan)}):
+        with pytest.raises(ValueError, match="must be"):
+            emotion_dataset(**{"n_train": 8, "n_test": 4, **kwargs})

@@ -194,3 +194,17 @@ def test_bad_arguments_raise_with_a_clear_message(kwargs, error, match):
     args = dict(base=nn.Linear(IN, OUT), r=R, alpha=8.0) | kwargs
     with pytest.raises(error, match=match):
         LoRALinear(**args)
+
+
+def test_numpy_hyperparameters_are_taken_and_stored_as_python_numbers():
+    import numpy as np
+
+    ours = make_layer(r=np.int64(R), alpha=np.float32(8.0), dropout=np.float64(0.25), rslora=True)
+    plain = make_layer(r=R, alpha=8.0, dropout=0.25, rslora=True)
+    assert (type(ours.r), type(ours.alpha), type(ours.scaling), ours.lora_dropout.p) == (int, float, float, 0.25)
+    assert repr(ours) == repr(plain) and torch.equal(ours.lora_A, plain.lora_A)
+    assert make_layer(alpha=np.int64(8)).alpha == 8 and type(make_layer(alpha=np.int64(8)).alpha) is int
+    for kwargs, error in (({"r": np.float64(4.0)}, TypeError), ({"alpha": np.float32(np.nan)}, ValueError),
+                          ({"dropout": np.float32(1.0)}, ValueError), ({"alpha": np.bool_(True)}, TypeError)):
+        with pytest.raises(error):
+            make_layer(**kwargs)

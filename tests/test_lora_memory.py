@@ -98,3 +98,15 @@ def test_bad_model_arguments():
         training_memory("llama")
     with pytest.raises(TypeError, match="dict of LlamaConfig arguments"):
         meta_model(["hidden_size", 64])
+
+
+def test_numpy_byte_counts_are_taken_as_python_ints(llama2_7b):
+    import numpy as np
+
+    memory = training_memory(llama2_7b, weight_bytes=np.int64(2), grad_bytes=np.int32(2),
+                             adam_state_bytes=np.int64(4), trainable_weight_bytes=np.int64(4))
+    assert memory == training_memory(llama2_7b, weight_bytes=2, grad_bytes=2, adam_state_bytes=4,
+                                     trainable_weight_bytes=4)
+    assert all(type(v) is int for v in (memory.weights, memory.gradients, memory.optimizer_states))
+    with pytest.raises(TypeError, match="weight_bytes must be an int number of bytes"):
+        training_memory(nn.Linear(2, 2), weight_bytes=np.float64(2.0))

@@ -318,3 +318,22 @@ def test_response_loss_sees_through_a_peft_wrapper():
     batch = collate_sft(random_examples(4, make_generator(2, "cpu")), pad_id=0)
     with torch.no_grad():
         torch.testing.assert_close(response_loss(model, batch), model(**batch).loss, rtol=1e-5, atol=1e-5)
+
+
+def test_numpy_scalars_are_taken_and_stored_as_python_numbers():
+    import numpy as np
+
+    examples = toy_task(n=8)
+    assert all(torch.equal(collate_sft(examples, pad_id=np.int64(5))[k], collate_sft(examples, pad_id=5)[k])
+               for k in ("input_ids", "attention_mask", "labels"))
+    config = SFTConfig(steps=np.int64(1), batch_size=np.int32(4), lr=np.float32(0.5), warmup_steps=np.int64(2),
+                       weight_decay=np.float64(0.1), grad_clip=np.float32(np.inf))
+    assert config == SFTConfig(steps=1, batch_size=4, lr=0.5, warmup_steps=2, weight_decay=0.1, grad_clip=math.inf)
+    assert [type(getattr(config, f)) for f in ("steps", "batch_size", "warmup_steps", "lr", "weight_decay",
+                                               "grad_clip")] == [int] * 3 + [float] * 3
+    for kwargs in ({"steps": True}, {"lr": True}, {"lr": np.float32(np.nan)}, {"grad_clip": np.float64(0.0)}):
+        with pytest.raises(ValueError):
+            SFTConfig(**{"steps": 10, "batch_size": 4, "lr": 1e-3, **kwargs})
+    losses = [train_sft(tiny_llama(vocab_size=64), examples, SFTConfig(steps=1, batch_size=4, lr=1e-3),
+                        make_generator(0, "cpu"), pad_id=pad, progress=False).loss for pad in (np.int64(0), 0)]
+    assert losses[0] == losses[1]

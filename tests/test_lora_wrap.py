@@ -251,3 +251,20 @@ def test_lora_layers_keep_device_dtype_and_train_only_A_and_B():
     loss.backward()
     assert all((p.grad is not None) == p.requires_grad for p in model.parameters())
     assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_apply_lora_takes_numpy_hyperparameters_and_writes_the_same_adapter(tmp_path):
+    import numpy as np
+
+    model, plain = tiny_llama(), tiny_llama()
+    report = apply_lora(model, ["q_proj", "v_proj"], np.int64(4), np.float32(8.0), dropout=np.float64(0.0),
+                        generator=make_generator(0, "cpu"))
+    assert report == apply_lora(plain, ["q_proj", "v_proj"], 4, 8.0, generator=make_generator(0, "cpu"))
+    assert type(report.r) is int and all(type(layer.alpha) is float for layer in lora_layers(model).values())
+    ours, theirs = save_adapter(model, tmp_path / "np.safetensors"), save_adapter(plain, tmp_path / "py.safetensors")
+    fresh = tiny_llama()
+    apply_lora(fresh, ["q_proj", "v_proj"], 4, 8.0)
+    assert load_adapter(fresh, ours) == load_adapter(fresh, theirs)  # the same header: r "4", alpha "8.0"
+    assert all(torch.equal(a, b) for a, b in zip(lora_state_dict(model).values(), lora_state_dict(plain).values()))
+    with pytest.raises(TypeError, match="must be an int"):
+        apply_lora(tiny_llama(), "q_proj", np.float64(4.0), 8.0)

@@ -125,3 +125,17 @@ def test_validation(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         mlm.mask_tokens(**args)
+
+
+def test_numpy_ids_and_probabilities_give_the_same_corruption():
+    import numpy as np
+
+    idx = torch.randint(50, (4, 20), generator=gen(1))
+    ours = mlm.mask_tokens(idx, mask_id=np.int64(50), vocab_size=np.int32(50), generator=gen(7),
+                           mask_prob=np.float32(0.25), mask_frac=np.float64(0.5), random_frac=np.float32(0.25))
+    plain = mlm.mask_tokens(idx, mask_id=50, vocab_size=50, generator=gen(7), mask_prob=0.25, mask_frac=0.5,
+                            random_frac=0.25)
+    assert all(torch.equal(a, b) for a, b in zip(ours, plain))
+    for kwargs in ({"mask_id": True}, {"vocab_size": np.float64(50.0)}, {"mask_prob": np.float32(np.nan)}):
+        with pytest.raises(ValueError, match="must be"):
+            mlm.mask_tokens(idx, **{"mask_id": 50, "vocab_size": 50, **kwargs}, generator=gen(7))

@@ -169,3 +169,12 @@ def test_rope_refuses_infinite_theta_and_scaling_and_takes_numpy_numbers():
             rope_inverse_frequencies(8, scaling_factor=bad)
     expected = rope_inverse_frequencies(8, 500.0, 2.0)
     assert torch.equal(rope_inverse_frequencies(np.int64(8), np.float32(500.0), np.int64(2)), expected)
+
+
+def test_repeat_kv_takes_numpy_ints():
+    kv = torch.randn(2, 3, 5, 4)
+    assert torch.equal(repeat_kv(kv, np.int64(3)), repeat_kv(kv, 3))
+    assert repeat_kv(kv, np.int32(1)) is kv
+    for bad in (True, np.float64(2.0)):
+        with pytest.raises(ValueError, match="n_rep must be an int >= 1"):
+            repeat_kv(kv, bad)

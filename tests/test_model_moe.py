@@ -136,3 +136,23 @@ def test_moe_layer_runs_in_bfloat16():
     assert out.dtype == torch.bfloat16
     assert route(torch.randn(5, 4).bfloat16(), top_k=2).gates.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), layer.float()(x), rtol=0.05, atol=0.02)
+
+
+def test_numpy_ints_are_taken_as_python_ints():
+    import numpy as np
+
+    logits = torch.randn(6, 4, generator=torch.Generator().manual_seed(2))
+    ours, plain = route(logits, top_k=np.int64(2)), route(logits, top_k=2)
+    assert all(torch.equal(a, b) for a, b in zip((ours.probs, ours.experts, ours.gates),
+                                                 (plain.probs, plain.experts, plain.gates)))
+    torch.manual_seed(0)
+    model = use_moe(GPT(tiny_config()), n_expert=np.int64(4), top_k=np.int32(2))
+    torch.manual_seed(0)
+    reference = use_moe(GPT(tiny_config()), n_expert=4, top_k=2)
+    layer = model.blocks[0].mlp
+    assert (type(layer.n_expert), type(layer.top_k)) == (int, int) and len(layer.experts) == 4
+    idx = torch.randint(20, (2, 8), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(model(idx)[0], reference(idx)[0])
+    for kwargs in ({"n_expert": True}, {"top_k": np.float64(2.0)}):
+        with pytest.raises(ValueError, match="must be an int"):
+            MoEMLP(tiny_config(), **kwargs)

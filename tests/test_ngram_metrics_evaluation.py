@@ -172,3 +172,10 @@ def test_score_ids_refuses_float_ids_and_windows_that_score_nothing():
         with pytest.raises(ValueError, match="n_units must be an int >= 1"):
             score.bits_per(bad)
     assert score.bits_per(np.int64(29)) == score.bits_per(29)
+
+
+def test_bits_per_unit_takes_a_numpy_count_and_refuses_bools():
+    assert bits_per_unit(100 * math.log(2), np.int64(50)) == bits_per_unit(100 * math.log(2), 50) == 2.0
+    for bad in (True, np.float64(50.0)):  # True counted as one unit
+        with pytest.raises(ValueError, match="n_units .* must be a positive int"):
+            bits_per_unit(1.0, bad)

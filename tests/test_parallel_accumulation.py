@@ -110,3 +110,15 @@ def test_bad_input_raises_clear_errors():
         accumulate_gradients(model, idx, targets[:, :5], 2)
     with pytest.raises(ValueError, match="every target is ignore_index"):
         accumulate_gradients(model, idx, torch.full_like(targets, -100), 2)
+
+
+def test_numpy_micro_batch_counts_are_taken():
+    import numpy as np
+
+    idx, targets = make_batch()
+    pieces, plain = split_micro_batches(idx, targets, np.int64(4)), split_micro_batches(idx, targets, 4)
+    assert len(pieces) == 4 and all(torch.equal(a, b) for p, q in zip(pieces, plain) for a, b in zip(p, q))
+    model = make_model(torch.float64)
+    assert accumulated_grads(model, idx, targets, np.int64(2))[0] == accumulated_grads(model, idx, targets, 2)[0]
+    with pytest.raises(ValueError, match="n_micro must be an int >= 1"):
+        split_micro_batches(idx, targets, np.float64(2.0))

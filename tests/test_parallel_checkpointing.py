@@ -225,3 +225,33 @@ def test_checkpoint_costs_on_cuda_agree_with_the_count_to_a_relative_tolerance()
     expected_checkpointed = outside + L * 4 * B * T * C
     assert abs(cost.checkpointed_bytes - expected_checkpointed) / expected_checkpointed < 1e-3
     assert cost.plain_seconds > 0 and cost.checkpointed_seconds > 0 and 0.5 < cost.memory_saved < 1
+
+
+def test_numpy_ints_are_taken_as_python_ints(monkeypatch):
+    import numpy as np
+
+    from course_utils.parallel import checkpointing
+    from course_utils.parallel.activations import gpt_activation_bytes, korthikanti_layer_bytes, layer_activation_bytes
+    from course_utils.parallel.memory import ModelShape
+
+    model, idx, targets = make()
+    with activation_checkpointing(model, np.array([0, 2])):  # the indices a learner gets from np.arange or np.where
+        wrapped = [isinstance(b, CheckpointedBlock) for b in model.blocks]
+    assert wrapped == [True, False, True, False]
+    monkeypatch.setattr(checkpointing, "_forward_backward_seconds", lambda *a: 3.0)
+    monkeypatch.setattr(checkpointing, "_forward_seconds", lambda *a: 1.0)
+    assert checkpoint_costs(model, idx, targets, repeats=np.int64(2)) == checkpoint_costs(model, idx, targets, 2)
+    with pytest.raises(ValueError, match="repeats must be an int >= 1"):
+        checkpoint_costs(model, idx, targets, repeats=np.float64(2.0))
+    shape = ModelShape.from_gpt_config(CONFIG)
+    assert layer_activation_bytes(shape, np.int64(16), np.int32(3), np.int64(4), tp=np.int64(2), flash_attention=False,
+                                  dropout=True) == layer_activation_bytes(shape, 16, 3, 4, tp=2, flash_attention=False,
+                                                                          dropout=True)
+    big = layer_activation_bytes(shape, np.int32(1 << 16), np.int32(1 << 12), recompute="full")["linear"]
+    assert big == (1 << 16) * (1 << 12) * CONFIG.n_embd * 2  # an int32 product would have wrapped around
+    assert gpt_activation_bytes(CONFIG, np.int64(3), np.int64(8)) == gpt_activation_bytes(CONFIG, 3, 8)
+    assert korthikanti_layer_bytes(np.int64(2048), np.int64(1), np.int64(4096), np.int64(32)) == \
+        korthikanti_layer_bytes(2048, 1, 4096, 32)
+    for bad in (True, 2.0, np.float32(3.0)):
+        with pytest.raises(ValueError, match="batch must be a positive int"):
+            gpt_activation_bytes(CONFIG, bad)

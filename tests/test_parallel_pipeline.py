@@ -56,3 +56,14 @@ def test_bad_sizes_are_rejected(args):
 def test_unknown_schedule_is_rejected():
     with pytest.raises(ValueError, match="gpipe"):
         pipeline_schedule(2, 2, "interleaved")
+
+
+def test_numpy_sizes_are_taken_and_the_schedule_holds_python_ints():
+    import numpy as np
+
+    assert bubble_fraction(np.int64(4), np.int32(8)) == bubble_fraction(4, 8)
+    schedule = pipeline_schedule(np.int64(3), np.int64(4), "1f1b")
+    assert schedule == pipeline_schedule(3, 4, "1f1b") and (type(schedule.p), type(schedule.m)) == (int, int)
+    for bad in ((np.float64(4.0), 8), (4, True)):
+        with pytest.raises(ValueError, match="must be a positive int"):
+            bubble_fraction(*bad)

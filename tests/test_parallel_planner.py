@@ -113,3 +113,31 @@ def test_one_gpu_holds_every_parameter_of_a_biased_layernorm_model():
                        tied_embeddings=False, mlp="gelu", norm="layernorm", bias=True)
     (plan,) = plan_parallelism(shape, seq_len=4, micro_batch=1, global_batch=1, n_gpus=1)
     assert shape.n_params() == 1161 and plan.weights == 2 * 1161  # bf16 weights
+
+
+def test_numpy_sizes_are_taken_and_give_python_numbers():
+    import dataclasses
+
+    import numpy as np
+
+    from course_utils.parallel.memory import state_memory
+    from course_utils.parallel.zero import zero_memory_per_rank
+
+    shape = ModelShape("toy", n_layer=np.int64(4), hidden=np.int64(8), n_head=np.int32(2), n_kv_head=np.int64(2),
+                       ffn_hidden=np.int64(32), vocab_size=np.int64(16), tied_embeddings=False, mlp="gelu",
+                       norm="layernorm", positions=np.int64(0))
+    assert shape == TOY and all(type(getattr(shape, f)) is int for f in (
+        "n_layer", "hidden", "n_head", "n_kv_head", "ffn_hidden", "vocab_size", "positions"))
+    as_tuples = lambda plans: [dataclasses.astuple(p) for p in plans]  # noqa: E731 (Plan compares a few fields)
+    plans = plan_parallelism(TOY, np.int64(4), np.int64(1), np.int64(2), np.int64(2), gpu_memory_gb=np.float32(1.0))
+    assert as_tuples(plans) == as_tuples(plan_parallelism(TOY, 4, 1, 2, 2, gpu_memory_gb=1.0))
+    assert all(type(v) in (int, float, bool) for p in plans for v in dataclasses.astuple(p))
+    assert as_tuples(best_plans(TOY, np.int64(2), seq_len=np.int64(4), global_batch=np.int64(2), top=np.int64(2))) \
+        == as_tuples(best_plans(TOY, 2, seq_len=4, global_batch=2, top=2))
+    big = np.int64(70_000_000_000)
+    assert state_memory(big) == state_memory(70_000_000_000) and type(state_memory(big).weights) is int
+    assert zero_memory_per_rank(big, np.int64(64), np.int64(3)) == zero_memory_per_rank(70_000_000_000, 64, 3)
+    with pytest.raises(TypeError, match="n_layer must be an int"):
+        dataclasses.replace(TOY, n_layer=np.float64(4.0))
+    with pytest.raises(ValueError, match="dp must be a positive int"):
+        zero_memory_per_rank(1000, True, 1)

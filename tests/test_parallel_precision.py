@@ -193,3 +193,32 @@ def test_train_fp16_on_cuda_trains_like_float32():
     reference = GPT(config).to("cuda")
     fp32 = train(reference, batches, replace(train_config, precision="fp32"), torch.Generator().manual_seed(1))
     assert abs(history.final_val_loss - fp32.final_val_loss) < 0.1
+
+
+def test_numpy_numbers_are_taken_and_kept_as_python_numbers():
+    import numpy as np
+
+    def run(**kwargs):
+        weight, scaler = torch.nn.Parameter(torch.ones(5)), LossScaler(**kwargs)
+        optimizer = torch.optim.SGD([weight], lr=0.1)
+        for grad in _gradient_sequence():
+            optimizer.zero_grad()
+            scaler.scale((weight * grad).sum()).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        return scaler
+
+    ours = run(init_scale=np.float32(2.0**10), growth_factor=np.float64(2.0), backoff_factor=np.float32(0.5),
+               growth_interval=np.int64(3))
+    plain = run(init_scale=2.0**10, growth_factor=2.0, backoff_factor=0.5, growth_interval=3)
+    assert (ours.scales, ours.skipped) == (plain.scales, plain.skipped)
+    assert type(ours.growth_interval) is int and all(type(s) is float for s in ours.scales)
+    for bad in (True, 2.0, np.float64(3.0)):
+        with pytest.raises(ValueError, match="growth_interval must be a positive int"):
+            LossScaler(growth_interval=bad)
+    torch.manual_seed(0)
+    model, idx = GPT(TINY), torch.randint(11, (2, 8))
+    assert len(step_seconds(model, idx, idx, steps=np.int64(2), warmup=np.int64(0)).seconds) == 2
+    for steps, warmup in ((True, 1), (2, np.float64(1.0))):
+        with pytest.raises(ValueError, match="steps must be an int >= 1 and warmup an int >= 0"):
+            step_seconds(model, idx, idx, steps=steps, warmup=warmup)

@@ -155,3 +155,20 @@ def test_errors(data):
         recall_against_exact(torch.zeros(2, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), 3)
     with pytest.raises(TypeError, match="2-D integer"):
         recall_against_exact(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.long), 3)
+
+
+def test_numpy_ints_reach_faiss_as_python_ints(data):
+    x, q = data
+    ivfpq = build_faiss_index(x, "ivfpq", pq_m=np.int64(8), nbits=np.int32(6), nprobe=np.int64(4), seed=np.int64(0),
+                              nlist=np.int64(40))
+    plain = build_faiss_index(x, "ivfpq", pq_m=8, nbits=6, nprobe=4, seed=0, nlist=40)
+    assert (ivfpq.nlist, ivfpq.nprobe, ivfpq.pq.M, ivfpq.pq.nbits) == (40, 4, 8, 6)
+    assert torch.equal(faiss_search(ivfpq, q, np.int64(10))[1], faiss_search(plain, q, 10)[1])
+    hnsw = build_faiss_index(x, "hnsw", hnsw_m=np.int64(16), ef_construction=np.int64(40), ef_search=np.int64(32))
+    assert (hnsw.hnsw.efSearch, hnsw.hnsw.efConstruction) == (32, 40)
+    approx, exact = torch.tensor([[1, 2, 3], [4, 5, 6]]), np.array([[3, 2, 9], [7, 8, 9]])
+    assert recall_against_exact(approx, exact, np.int64(2)) == recall_against_exact(approx, exact, 2)
+    report = measure_index(x, q, "flat", k=np.int64(5))
+    assert type(report.k) is int and report.recall == 1.0
+    with pytest.raises(TypeError, match="k must be an int"):
+        faiss_search(plain, q, np.float64(10.0))

@@ -160,3 +160,14 @@ def test_top_k_equals_a_stable_full_sort(values, k):
     indices, top = top_k(scores, k)
     expected = np.argsort(-scores, kind="stable")[:k]
     assert indices.tolist() == expected.tolist() and np.array_equal(top, scores[expected])
+
+
+def test_numpy_parameters_give_the_same_scores_in_float64():
+    ours = bm25_scores(CORPUS, ["the", "dog"], k1=np.float32(1.5), b=np.float32(0.75), epsilon=np.int64(0))
+    plain = bm25_scores(CORPUS, ["the", "dog"], k1=1.5, b=0.75, epsilon=0)
+    assert ours.dtype == np.float64 and np.array_equal(ours, plain)
+    index = BM25Index(CORPUS, k1=np.int64(2), b=np.float64(0.5))
+    assert np.array_equal(index.scores(["dog"]), BM25Index(CORPUS, k1=2, b=0.5).scores(["dog"]))
+    for kwargs in ({"k1": np.float32(np.inf)}, {"b": True}):
+        with pytest.raises(TypeError, match="must be a finite number"):
+            bm25_scores(CORPUS, ["the"], **kwargs)

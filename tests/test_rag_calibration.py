@@ -173,3 +173,13 @@ def test_abstain_at_takes_a_numpy_threshold():
     assert abstain_at(conf, hit, threshold) == abstain_at(conf, hit, float(threshold))
     with pytest.raises(ValueError, match="threshold"):
         abstain_at(conf, hit, np.float32("nan"))
+
+
+def test_numpy_bin_counts_give_the_same_bins():
+    ours, plain = reliability_bins(CONF, HIT, n_bins=np.int64(7)), reliability_bins(CONF, HIT, n_bins=7)
+    assert all(np.array_equal(getattr(ours, f), getattr(plain, f), equal_nan=True)
+               for f in ("edges", "counts", "mean_confidence", "accuracy"))
+    assert expected_calibration_error(CONF, HIT, np.int32(5)) == expected_calibration_error(CONF, HIT, 5)
+    for bad in (True, np.float64(5.0)):
+        with pytest.raises(ValueError, match="n_bins must be an int >= 1"):
+            reliability_bins(CONF, HIT, bad)

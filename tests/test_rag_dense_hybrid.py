@@ -373,3 +373,22 @@ def test_nan_embeddings_are_refused_and_numpy_counts_accepted(cache):
     retrieved, relevant = [[0, 1, 2], [2, 1, 0]], [{1}, {5}]
     assert recall_at_k(retrieved, relevant, np.int64(2)) == recall_at_k(retrieved, relevant, 2)
     assert mean_reciprocal_rank(retrieved, relevant, k=np.int64(3)) == mean_reciprocal_rank(retrieved, relevant, k=3)
+
+
+def test_numpy_fusion_and_retriever_settings_give_the_same_hits(cache):
+    rankings = [[1, 2, 3], [3, 1]]
+    assert reciprocal_rank_fusion(rankings, k=np.int64(60), top=np.int64(2)) == \
+        reciprocal_rank_fusion(rankings, k=60, top=2)
+    assert reciprocal_rank_fusion(rankings, k=np.float32(0.5)) == reciprocal_rank_fusion(rankings, k=0.5)
+    bm25 = BM25Retriever(CHUNKS, k1=np.float32(1.5), b=np.float64(0.75), epsilon=np.float32(0.25))
+    plain_bm25 = BM25Retriever(CHUNKS)
+    assert bm25.search(["cat sat"], 3) == plain_bm25.search(["cat sat"], 3)
+    dense = DenseRetriever(CHUNKS, None, "tiny-chunks", embed=FakeEncoder(), progress=False, key="fake")
+    hybrid = HybridRetriever(bm25, dense, rrf_k=np.int64(60), depth=np.int64(5))
+    assert (type(hybrid.rrf_k), type(hybrid.depth)) == (int, int)
+    assert hybrid.search(["cat sat"], 3) == HybridRetriever(plain_bm25, dense, rrf_k=60, depth=5).search(["cat sat"], 3)
+    for kwargs in ({"rrf_k": np.float32(np.nan)}, {"depth": np.float64(5.0)}):
+        with pytest.raises(ValueError, match="must be"):
+            HybridRetriever(bm25, dense, **kwargs)
+    with pytest.raises(ValueError, match="top must be None or an int >= 1"):
+        reciprocal_rank_fusion(rankings, top=True)

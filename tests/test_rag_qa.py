@@ -307,3 +307,19 @@ def test_sample_answers_checks_the_generator_device():
     with pytest.raises(ValueError, match=r"generator is on cpu but `the model's parameters` is on meta"):
         sample_answers(model, tok, "Hi", n=2, generator=make_generator(0, "cpu"))
 
+
+
+def test_numpy_counts_and_knobs_give_the_same_answers(trained):
+    import numpy as np
+
+    tok, model = trained
+    users = ["Name a fruit.", USERS[1]]
+    assert answer_with_probs(model, tok, users, max_new_tokens=np.int64(5), batch_size=np.int64(1)) == \
+        answer_with_probs(model, tok, users, max_new_tokens=5, batch_size=1)
+    ours = sample_answers_many(model, tok, users, n=np.int64(3), temperature=np.float32(1.5), top_p=np.float32(0.5),
+                               generator=make_generator(1, "cpu"), max_new_tokens=np.int64(6), batch_size=np.int32(4))
+    assert ours == sample_answers_many(model, tok, users, n=3, temperature=1.5, top_p=0.5,
+                                       generator=make_generator(1, "cpu"), max_new_tokens=6, batch_size=4)
+    for kwargs in ({"n": True}, {"temperature": np.float32(np.inf)}, {"top_p": np.float64(1.5)}):
+        with pytest.raises(ValueError, match="must be"):
+            sample_answers_many(model, tok, users, **{"n": 2, **kwargs}, generator=make_generator(0, "cpu"))

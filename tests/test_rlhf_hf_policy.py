@@ -196,3 +196,25 @@ def test_smollm2_chat_prompts_and_a_rollout():
     rollout = sample_rollout(policy, prompts, 8, eos, make_generator(0, "cpu"))
     texts_out = decode_hf_responses(rollout, tok)
     assert len(texts_out) == 4 and all(isinstance(t, str) and "<|im_end|>" not in t for t in texts_out)
+
+
+def test_numpy_ints_are_taken_as_python_ints():
+    import numpy as np
+
+    from test_lora_sft import tiny_chat_tokenizer
+
+    policy = HFPolicy(tiny_llama(), block_size=np.int64(16))
+    assert type(policy.config.block_size) is int and policy.config == HFPolicy(tiny_llama(), block_size=16).config
+    prompts = torch.randint(V, (2, 6), generator=make_generator(1, "cpu"))
+    assert torch.equal(policy.generate(prompts, np.int64(4), greedy=True), policy.generate(prompts, 4, greedy=True))
+    assert train_last_layers(policy, np.int64(1)) == train_last_layers(policy, 1)
+    tok = tiny_chat_tokenizer()
+    assert torch.equal(make_chat_prompts(tok, ["abcdef"], prompt_tokens=np.int64(3)),
+                       make_chat_prompts(tok, ["abcdef"], prompt_tokens=3))
+    for bad in (True, np.float64(16.0)):
+        with pytest.raises(ValueError, match="block_size must be an int >= 2"):
+            HFPolicy(tiny_llama(), block_size=bad)
+    with pytest.raises(ValueError, match=r"n_layers must be an int in \[1, 2\]"):
+        train_last_layers(policy, True)  # True froze all but the last layer
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 0"):
+        policy.generate(prompts, True, greedy=True)

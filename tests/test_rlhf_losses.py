@@ -365,3 +365,13 @@ def test_dpo_needs_summed_sequence_log_probs():
 def test_group_relative_advantages_refuses_non_finite_rewards(bad):
     with pytest.raises(ValueError, match="NaN or inf"):
         group_relative_advantages(t(1.0, bad, 0.0, 2.0), 2)  # the whole group became NaN
+
+
+def test_group_relative_advantages_takes_a_numpy_group_size():
+    import numpy as np
+
+    rewards = t(1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0)
+    assert torch.equal(group_relative_advantages(rewards, np.int64(4)), group_relative_advantages(rewards, 4))
+    for bad in (True, np.float64(4.0)):
+        with pytest.raises(TypeError, match="group_size must be an int"):
+            group_relative_advantages(rewards, bad)

@@ -423,3 +423,16 @@ def test_kl_shaped_rewards_and_noisy_labels_refuse_bad_input():
     for bad in (math.inf, True):  # inf gave coin flips, True was temperature 1
         with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
             bayes_accuracy(b, b, bad)
+
+
+def test_rlhf_costs_take_numpy_numbers_and_compute_in_python_numbers():
+    from course_utils.rlhf.compute import ppo_iteration_flops, rlhf_memory_bytes
+
+    assert rlhf_memory_bytes(np.int64(10**12)) == rlhf_memory_bytes(10**12)
+    assert rlhf_memory_bytes(np.float32(0.5)) == rlhf_memory_bytes(0.5)
+    args = (10**12, 1024, 2048, 2048, 4)  # 2e20 training FLOPs: an int64 product would have wrapped around
+    flops = ppo_iteration_flops(*(np.int64(a) for a in args))
+    assert flops == ppo_iteration_flops(*args) and all(type(v) is int for v in flops.values())
+    for bad in (True, np.float64(np.nan)):
+        with pytest.raises(ValueError, match="batch must be a positive number"):
+            ppo_iteration_flops(1e6, bad, 3, 5, 4)

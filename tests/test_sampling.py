@@ -456,3 +456,13 @@ def test_next_token_names_bad_logits_before_reading_their_device():
             sample(bad, torch.Generator())
     with pytest.raises(ValueError, match=r"V >= 1, got \(2, 0\)"):  # was multinomial's 'cannot sample n_sample'
         sample(torch.zeros(2, 0), torch.Generator())
+
+
+def test_diversity_measures_take_a_numpy_n():
+    samples = [[1, 2, 1, 2], [1, 2, 3]]
+    assert distinct_n(samples, np.int64(2)) == distinct_n(samples, 2)
+    assert repeated_ngram_fraction([1, 2, 1, 2, 1, 2], np.int32(2)) == repeated_ngram_fraction([1, 2, 1, 2, 1, 2], 2)
+    assert ngrams([1, 2, 3], np.int64(2)) == [(1, 2), (2, 3)]
+    for bad in (True, np.float64(2.0)):
+        with pytest.raises(ValueError, match="n must be an int >= 1"):
+            distinct_n(samples, bad)

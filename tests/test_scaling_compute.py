@@ -64,3 +64,14 @@ def test_training_flops_takes_numpy_numbers():
     assert training_flops(np.float32(2.0), np.int32(3)) == training_flops(2.0, 3)
     with pytest.raises(ValueError, match="n_params must be a positive number"):
         training_flops(True, 10)
+
+
+def test_flops_per_token_take_a_numpy_sequence_length():
+    import numpy as np
+
+    config = GPTConfig(block_size=16)
+    flops = gpt_train_flops_per_token(config, np.int64(8))
+    assert flops == gpt_train_flops_per_token(config, 8) and all(type(v) is int for v in flops.values())
+    for bad in (True, np.float64(8.0)):
+        with pytest.raises(ValueError, match="seq_len must be an int"):
+            gpt_train_flops_per_token(config, bad)

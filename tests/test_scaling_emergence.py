@@ -134,3 +134,20 @@ def test_a_run_in_the_callers_process_leaves_its_global_generator_alone():
     second = train_addition_run(spec)
     first.pop("seconds"), second.pop("seconds")
     assert first == second
+
+
+def test_numpy_ints_format_like_python_ints():
+    import numpy as np
+
+    a, b, digits = np.int64(57), np.int32(968), np.int64(3)  # as drawn from a numpy array
+    assert format_problem(a, b, digits) + format_answer(a + b, digits) == "057+968=5201"
+    assert answer_length(digits) == 4 and type(answer_length(digits)) is int
+    operands = torch.tensor([57, 999]), torch.tensor([968, 1])
+    assert torch.equal(problem_tokens(*operands, digits), problem_tokens(*operands, 3))
+    assert torch.equal(is_test_pair(*operands, digits), is_test_pair(*operands, 3))
+    run = AdditionRun(n_layer=1, n_head=1, n_embd=8, digits=np.int64(2))
+    assert run == AdditionRun(n_layer=1, n_head=1, n_embd=8, digits=2) and type(run.digits) is int
+    with pytest.raises(ValueError, match="digits must be an int"):
+        answer_length(np.float64(3.0))
+    with pytest.raises(ValueError, match="total must be an int"):
+        format_answer(True, 3)

@@ -17,6 +17,7 @@ caches with :mod:`course_utils.cache`).
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -29,7 +30,8 @@ from course_utils.model.pretrained import mean_pool
 POOLINGS = ("last", "mean")
 
 
-def _check(model: object, texts: object, layers: object, batch_size: object, max_tokens: object) -> None:
+def _check(model: object, texts: object, layers: object, batch_size: object, max_tokens: object) -> tuple:
+    """``(layers, batch_size, max_tokens)`` as a list of Python ints and two Python ints (numpy ints accepted)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not texts:
@@ -38,11 +40,13 @@ def _check(model: object, texts: object, layers: object, batch_size: object, max
         raise ValueError("every text must be a non-empty string")
     n_layer = model.config.num_hidden_layers
     if (isinstance(layers, (str, int)) or not isinstance(layers, (list, tuple)) or not layers
-            or not all(isinstance(l, int) and 0 <= l <= n_layer for l in layers)):
+            or not all(isinstance(l, numbers.Integral) and not isinstance(l, bool) and 0 <= l <= n_layer
+                       for l in layers)):
         raise ValueError(f"layers must be a non-empty list of ints in [0, {n_layer}] (0 = embeddings), got {layers!r}")
     for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return [int(l) for l in layers], int(batch_size), int(max_tokens)  # the layers key the returned dict
 
 
 def right_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
@@ -57,7 +61,7 @@ def hidden_state_features(model: nn.Module, tokenizer, texts: Sequence[str], lay
                           progress: bool = True) -> dict[tuple[int, str], torch.Tensor]:
     """{(layer, pooling): (N, C) float32 tensor on the CPU} for every layer in ``layers`` and pooling in
     :data:`POOLINGS`, rows in the order of ``texts``."""
-    _check(model, texts, layers, batch_size, max_tokens)
+    layers, batch_size, max_tokens = _check(model, texts, layers, batch_size, max_tokens)
     device = next(model.parameters()).device
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     ids = [list(tokenizer(t, add_special_tokens=False)["input_ids"])[:max_tokens] for t in texts]

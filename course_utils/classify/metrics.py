@@ -119,5 +119,5 @@ def calibrated_ece_samples(probs: torch.Tensor, n_draws: int, generator: torch.G
     rows = probs.detach().float().cpu()
     if not bool((rows >= 0).all() and (rows <= 1).all()):  # NaN and negatives failed inside torch.multinomial
         raise ValueError("probs must be label probabilities in [0, 1] (no NaN), one row per example")
-    labels = torch.multinomial(rows, n_draws, replacement=True, generator=generator).T  # (n_draws, N)
+    labels = torch.multinomial(rows, int(n_draws), replacement=True, generator=generator).T  # (n_draws, N)
     return torch.tensor([_top_label_ece(rows, draw, n_bins) for draw in labels])

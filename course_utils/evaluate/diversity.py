@@ -13,6 +13,7 @@ Left out: self-BLEU (Zhu et al., 2018, "Texygen"), MAUVE, embedding-based divers
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -28,9 +29,11 @@ def _as_lists(sequences) -> list[list[int]]:
     return [list(s) for s in sequences]
 
 
-def _check_n(n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+def _check_n(n: int) -> int:
+    """``n`` as a Python int (numpy ints accepted), or a ValueError."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
+    return int(n)
 
 
 def _as_ids(sequence) -> list:
@@ -45,7 +48,7 @@ def _as_ids(sequence) -> list:
 
 def ngrams(sequence: Sequence[int], n: int) -> list[tuple[int, ...]]:
     """All contiguous n-grams of ``sequence`` (a list, or a 1-D tensor or array) in order."""
-    _check_n(n)
+    n = _check_n(n)
     sequence = _as_ids(sequence)
     return [tuple(sequence[i:i + n]) for i in range(len(sequence) - n + 1)]
 

@@ -33,9 +33,13 @@ def kv_cache_bytes(n_layer: int, n_kv_head: int, head_size: int, n_tokens: int, 
     values = dict(n_layer=n_layer, n_kv_head=n_kv_head, head_size=head_size, n_tokens=n_tokens,
                   bytes_per_value=bytes_per_value, batch_size=batch_size)
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "n_tokens" else 1):
-            raise ValueError(f"{name} must be a positive int (n_tokens may be 0), got {value!r}")
-    return n_layer * 2 * n_kv_head * head_size * n_tokens * bytes_per_value * batch_size
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \
+                value < (0 if name == "n_tokens" else 1):
+            raise ValueError(f"{name} must be a positive int (n_tokens may be 0), got {value!r}")  # numpy ints too
+    product = 2  # as Python ints: a product of numpy int64s can overflow silently
+    for value in values.values():
+        product *= int(value)
+    return product
 
 
 @dataclass

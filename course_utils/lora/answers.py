@@ -15,6 +15,7 @@ Left out: sampling, beam search, stop strings other than the end token, length n
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -25,15 +26,17 @@ from tqdm.auto import tqdm
 from course_utils.lora.sft import SFTExample, end_of_turn_id
 
 
-def _check_common(model: nn.Module, examples: object, batch_size: object) -> None:
+def _check_common(model: nn.Module, examples: object, batch_size: object) -> int:
+    """Raise unless the arguments are usable; returns ``batch_size`` as a Python int (numpy ints accepted)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module (a transformers causal LM), got {type(model).__name__}")
     if not isinstance(examples, (list, tuple)) or not examples or not all(isinstance(e, SFTExample) for e in examples):
         raise TypeError("examples must be a non-empty list of SFTExample (chat_example(tokenizer, user))")
     if any(not e.prompt_ids for e in examples):
         raise ValueError("every example needs at least one prompt token")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
 
 
 def pad_token_id(tokenizer) -> int:
@@ -73,9 +76,10 @@ def generate_answers(model: nn.Module, tokenizer, examples: list[SFTExample], ma
     config (so a checkpoint's default sampling settings do not apply); the model is in eval mode during the call."""
     from transformers import GenerationConfig
 
-    _check_common(model, examples, batch_size)
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    batch_size = _check_common(model, examples, batch_size)
+    if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")  # numpy ints too
+    max_new_tokens = int(max_new_tokens)
     try:
         stop_id = end_of_turn_id(tokenizer)
     except ValueError:
@@ -123,7 +127,7 @@ def label_logprobs(model: nn.Module, tokenizer, examples: list[SFTExample], labe
     Each prompt is run once (``batch_size`` prompts at a time, left-padded) and its keys and values are reused for
     all L labels, so scoring costs about one forward pass per prompt rather than L. ``progress`` shows a bar over
     the batches."""
-    _check_common(model, examples, batch_size)
+    batch_size = _check_common(model, examples, batch_size)
     label_ids = label_token_ids(tokenizer, labels)
     n_labels, longest = len(label_ids), max(len(ids) for ids in label_ids)
     pad_id, device = pad_token_id(tokenizer), next(model.parameters()).device

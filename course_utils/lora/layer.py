@@ -22,6 +22,7 @@ fan-in/fan-out transposed weights (GPT-2's Conv1D).
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -29,22 +30,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def check_lora_hyperparameters(r: object, alpha: object, dropout: object, max_rank: int | None = None) -> None:
+def check_lora_hyperparameters(r: object, alpha: object, dropout: object,
+                               max_rank: int | None = None) -> tuple[int, float, float]:
     """Raise TypeError/ValueError unless r is an int >= 1, alpha a finite number > 0 and dropout a number in
-    [0, 1). (The upper bound of r depends on the layer, ``max_rank`` if known: see :func:`check_rank_fits`.)"""
-    if isinstance(r, bool) or not isinstance(r, int):
+    [0, 1). (The upper bound of r depends on the layer, ``max_rank`` if known: see :func:`check_rank_fits`.)
+    Numpy numbers are accepted; returns ``(r, alpha, dropout)`` as Python numbers (an int alpha stays an int)."""
+    if isinstance(r, bool) or not isinstance(r, numbers.Integral):
         raise TypeError(f"r (the LoRA rank) must be an int, got {type(r).__name__} {r!r}")
     if r < 1:
         allowed = "r >= 1" if max_rank is None else f"1 <= r <= {max_rank} = min(in_features, out_features)"
         raise ValueError(f"r (the LoRA rank) must be >= 1, got {r}; allowed: {allowed}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"alpha must be a number, got {type(alpha).__name__} {alpha!r}")
     if not math.isfinite(alpha) or alpha <= 0:
         raise ValueError(f"alpha must be a finite number > 0, got {alpha}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
         raise TypeError(f"dropout must be a number in [0, 1), got {type(dropout).__name__} {dropout!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    python = lambda x: int(x) if isinstance(x, numbers.Integral) else float(x)  # noqa: E731
+    return int(r), python(alpha), python(dropout)
 
 
 def check_rank_fits(r: int, in_features: int, out_features: int, what: str = "the layer") -> None:
@@ -69,7 +74,8 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base must be an nn.Linear, got {type(base).__name__}")
-        check_lora_hyperparameters(r, alpha, dropout, max_rank=min(base.in_features, base.out_features))
+        r, alpha, dropout = check_lora_hyperparameters(r, alpha, dropout,
+                                                       max_rank=min(base.in_features, base.out_features))
         check_rank_fits(r, base.in_features, base.out_features)
         if not isinstance(rslora, bool):
             raise TypeError(f"rslora must be a bool, got {type(rslora).__name__}")

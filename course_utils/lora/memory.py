@@ -18,6 +18,7 @@ byte sizes you use instead), quantised weights below one byte.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -44,11 +45,13 @@ class TrainingMemory:
         return self.weights + self.gradients + self.optimizer_states
 
 
-def _check_bytes(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def _check_bytes(name: str, value: object, minimum: int) -> int:
+    """``value`` as a Python int (numpy ints accepted), or a TypeError / ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int number of bytes per parameter, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum} bytes per parameter, got {value}")
+    return int(value)
 
 
 def training_memory(model: nn.Module, weight_bytes: int = 4, grad_bytes: int = 4,
@@ -61,12 +64,12 @@ def training_memory(model: nn.Module, weight_bytes: int = 4, grad_bytes: int = 4
     on the meta device."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    _check_bytes("weight_bytes", weight_bytes, 1)
-    _check_bytes("grad_bytes", grad_bytes, 0)
-    _check_bytes("adam_state_bytes", adam_state_bytes, 0)  # 0: plain SGD without momentum
+    weight_bytes = _check_bytes("weight_bytes", weight_bytes, 1)
+    grad_bytes = _check_bytes("grad_bytes", grad_bytes, 0)
+    adam_state_bytes = _check_bytes("adam_state_bytes", adam_state_bytes, 0)  # 0: plain SGD without momentum
     if trainable_weight_bytes is None:
         trainable_weight_bytes = weight_bytes
-    _check_bytes("trainable_weight_bytes", trainable_weight_bytes, 1)
+    trainable_weight_bytes = _check_bytes("trainable_weight_bytes", trainable_weight_bytes, 1)
     params = list(model.parameters())  # deduplicated: a tied tensor appears once
     total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)

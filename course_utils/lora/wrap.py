@@ -121,7 +121,7 @@ def apply_lora(model: nn.Module, target_modules: str | Sequence[str], r: int, al
     (same device and dtype). Everything is checked before anything changes."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    check_lora_hyperparameters(r, alpha, dropout)
+    r, alpha, dropout = check_lora_hyperparameters(r, alpha, dropout)  # numpy numbers as Python numbers
     if not isinstance(rslora, bool):
         raise TypeError(f"rslora must be a bool, got {type(rslora).__name__}")
     if generator is not None and not isinstance(generator, torch.Generator):

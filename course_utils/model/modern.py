@@ -117,8 +117,9 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 
     Query head h uses key/value head ``h // n_rep`` (heads 0..n_rep-1 share kv head 0, and so on).
     """
-    if isinstance(n_rep, bool) or not isinstance(n_rep, int) or n_rep < 1:
+    if isinstance(n_rep, bool) or not isinstance(n_rep, numbers.Integral) or n_rep < 1:  # numpy ints too
         raise ValueError(f"n_rep must be an int >= 1 (query heads per key/value head), got {n_rep!r}")
+    n_rep = int(n_rep)
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, H_kv, T, D), got {tuple(x.shape)}")
     if n_rep == 1:

@@ -33,6 +33,7 @@ it, so the meter counts what checkpointing keeps.
 
 from __future__ import annotations
 
+import numbers
 from collections import defaultdict
 
 import torch
@@ -44,10 +45,12 @@ from course_utils.parallel.memory import ModelShape
 RECOMPUTE = ("none", "selective", "full")
 
 
-def _positive_ints(**values: object) -> None:
+def _positive_ints(**values: object) -> tuple[int, ...]:
+    """The values as Python ints (numpy ints accepted), in order, or a ValueError naming the first bad one."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return tuple(int(value) for value in values.values())
 
 
 def _check_recompute(recompute: str) -> None:
@@ -58,9 +61,8 @@ def _check_recompute(recompute: str) -> None:
 def korthikanti_layer_bytes(seq_len: int, micro_batch: int, hidden: int, n_head: int, tp: int = 1,
                             sequence_parallel: bool = False, recompute: str = "none") -> float:
     """Bytes of activations of one GPT-style block per GPU, Korthikanti et al. 2022, Table 2 (16-bit values)."""
-    _positive_ints(seq_len=seq_len, micro_batch=micro_batch, hidden=hidden, n_head=n_head, tp=tp)
+    s, b, h, a, t = _positive_ints(seq_len=seq_len, micro_batch=micro_batch, hidden=hidden, n_head=n_head, tp=tp)
     _check_recompute(recompute)
-    s, b, h, a, t = seq_len, micro_batch, hidden, n_head, tp
     sbh = s * b * h
     if recompute == "full":
         return 2.0 * sbh
@@ -77,9 +79,10 @@ def layer_activation_bytes(shape: ModelShape, seq_len: int, micro_batch: int, by
     sequence parallelism. ``recompute="selective"`` drops the scores, ``"full"`` keeps only the layer input."""
     if not isinstance(shape, ModelShape):
         raise TypeError(f"shape must be a ModelShape, got {type(shape).__name__}")
-    _positive_ints(seq_len=seq_len, micro_batch=micro_batch, bytes_per_value=bytes_per_value, tp=tp)
+    s, b, bytes_per_value, tp = _positive_ints(seq_len=seq_len, micro_batch=micro_batch,
+                                               bytes_per_value=bytes_per_value, tp=tp)
     _check_recompute(recompute)
-    s, b, h, a = seq_len, micro_batch, shape.hidden, shape.n_head
+    h, a = shape.hidden, shape.n_head
     if recompute == "full":
         parts = {"linear": s * b * h * bytes_per_value, "scores": 0.0, "dropout masks": 0.0}
     else:
@@ -106,8 +109,7 @@ def gpt_activation_bytes(config: GPTConfig, batch: int, seq_len: int | None = No
         raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
     if config.dropout != 0:
         raise ValueError(f"the float32 count assumes dropout 0 (no masks), got dropout={config.dropout}")
-    T = config.block_size if seq_len is None else seq_len
-    _positive_ints(batch=batch, seq_len=T)
+    batch, T = _positive_ints(batch=batch, seq_len=config.block_size if seq_len is None else seq_len)
     if T > config.block_size:
         raise ValueError(f"seq_len {T} exceeds block_size {config.block_size}")
     shape = ModelShape.from_gpt_config(config)

@@ -29,6 +29,7 @@ activations to host memory, and checkpointing inside a block.
 
 from __future__ import annotations
 
+import numbers
 import statistics
 import time
 from contextlib import contextmanager
@@ -63,9 +64,10 @@ def _block_indices(model: nn.Module, blocks: Iterable[int] | None) -> list[int]:
         raise TypeError("activation checkpointing expects the course GPT (a model with a .blocks ModuleList)")
     n = len(model.blocks)
     chosen = list(range(n)) if blocks is None else sorted(set(blocks))
-    bad = [i for i in chosen if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n]
-    if bad:
+    bad = [i for i in chosen if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < n]
+    if bad:  # numpy ints are ints too
         raise ValueError(f"block indices must be ints in [0, {n}), got {bad}")
+    chosen = [int(i) for i in chosen]
     if any(isinstance(b, CheckpointedBlock) for b in model.blocks):
         raise ValueError("this model's blocks are already checkpointed (nested activation_checkpointing)")
     return chosen
@@ -195,8 +197,9 @@ def checkpoint_costs(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor,
     ``repeats`` rounds of timing, each round one plain forward+backward, one checkpointed forward+backward and one
     plain forward pass alone, interleaved so that a slow spell of the machine hits every arm (the order reversed in
     every other round, so that no arm always runs first), after one untimed warm-up round."""
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+    if not isinstance(repeats, numbers.Integral) or isinstance(repeats, bool) or repeats < 1:  # numpy ints too
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    repeats = int(repeats)
     if idx.dim() != 2 or targets.shape != idx.shape:
         raise ValueError(f"idx and targets must both be (B, T), got {tuple(idx.shape)} and {tuple(targets.shape)}")
     plain_bytes = saved_activation_bytes(model, idx, targets)

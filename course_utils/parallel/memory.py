@@ -24,6 +24,7 @@ allocator fragmentation, the CUDA context, quantised weights.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -36,11 +37,13 @@ MLP_KINDS = ("gelu", "swiglu")  # 2 matrices (up, down) or 3 (gate, up, down)
 NORM_KINDS = ("layernorm", "rmsnorm")  # gain and bias, or gain only
 
 
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def _positive_int(name: str, value: object) -> int:
+    """``value`` as a Python int (numpy ints accepted), or a TypeError / ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -66,10 +69,11 @@ class ModelShape:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a str, got {type(self.name).__name__}")
-        for field in ("n_layer", "hidden", "n_head", "n_kv_head", "ffn_hidden", "vocab_size"):
-            _positive_int(field, getattr(self, field))
-        if isinstance(self.positions, bool) or not isinstance(self.positions, int) or self.positions < 0:
+        for field in ("n_layer", "hidden", "n_head", "n_kv_head", "ffn_hidden", "vocab_size"):  # stored as ints
+            object.__setattr__(self, field, _positive_int(field, getattr(self, field)))
+        if isinstance(self.positions, bool) or not isinstance(self.positions, numbers.Integral) or self.positions < 0:
             raise ValueError(f"positions must be an int >= 0 (0 = rotary, no position table), got {self.positions!r}")
+        object.__setattr__(self, "positions", int(self.positions))
         if self.hidden % self.n_head:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by n_head ({self.n_head})")
         if self.n_head % self.n_kv_head:
@@ -168,7 +172,7 @@ def _check_recipe(recipe: object) -> None:
 
 def state_memory(n_params: int, recipe: TrainingRecipe = MIXED_ADAMW) -> TrainingMemory:
     """Weights, gradients and optimizer states (master copy included) of ``n_params`` trainable parameters."""
-    _positive_int("n_params", n_params)
+    n_params = _positive_int("n_params", n_params)
     _check_recipe(recipe)
     return TrainingMemory(weights=n_params * recipe.weight_bytes, gradients=n_params * recipe.grad_bytes,
                           optimizer_states=n_params * recipe.optimizer_state_bytes, trainable_params=n_params,

@@ -19,20 +19,23 @@ communication time.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 SCHEDULES = ("gpipe", "1f1b")
 
 
-def _check_sizes(p: int, m: int) -> None:
+def _check_sizes(p: int, m: int) -> tuple[int, int]:
+    """``(p, m)`` as Python ints (numpy ints accepted), or a ValueError."""
     for name, value in (("p (stages)", p), ("m (micro-batches)", m)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(p), int(m)
 
 
 def bubble_fraction(p: int, m: int) -> float:
     """Fraction of a pipeline step each stage is idle: ``(p - 1) / (m + p - 1)``."""
-    _check_sizes(p, m)
+    p, m = _check_sizes(p, m)
     return (p - 1) / (m + p - 1)
 
 
@@ -73,7 +76,7 @@ def pipeline_schedule(p: int, m: int, kind: str = "gpipe") -> Schedule:
     An op runs at the first step when its inputs are ready: the forward of micro-batch j on stage i after the
     forward of j on stage i - 1, the backward of j on stage i after the backward of j on stage i + 1 (the last
     stage's backward after its own forward)."""
-    _check_sizes(p, m)
+    p, m = _check_sizes(p, m)
     if kind not in SCHEDULES:
         raise ValueError(f"kind must be one of {SCHEDULES}, got {kind!r}")
     orders = [_stage_order(kind, p, m, stage) for stage in range(p)]

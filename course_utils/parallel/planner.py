@@ -27,6 +27,7 @@ logits of the output layer, and everything about speed: a plan that fits is not 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 from course_utils.parallel.activations import RECOMPUTE, layer_activation_bytes
@@ -61,9 +62,11 @@ class Plan:
         return {part: getattr(self, part) / GB for part in PARTS}
 
 
-def _check_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _check_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as a Python int (numpy ints accepted), or a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def _divisors(n: int) -> list[int]:
@@ -89,15 +92,16 @@ def _stage_activations(shape: ModelShape, seq_len: int, micro_batch: int, tp: in
 
 
 def _validate(shape, seq_len, micro_batch, global_batch, n_gpus, gpu_memory_gb, gpus_per_node, zero_stage,
-              recipe, recompute) -> None:
+              recipe, recompute) -> tuple:
+    """The sizes as Python ints and ``gpu_memory_gb`` as a float (numpy numbers accepted), or an error."""
     if not isinstance(shape, ModelShape):
         raise TypeError(f"shape must be a ModelShape (e.g. LLAMA2_70B), got {type(shape).__name__}")
-    for name, value in (("seq_len", seq_len), ("micro_batch", micro_batch), ("global_batch", global_batch),
-                        ("n_gpus", n_gpus), ("gpus_per_node", gpus_per_node)):
-        _check_int(name, value)
+    seq_len, micro_batch, global_batch, n_gpus, gpus_per_node = (_check_int(name, value) for name, value in (
+        ("seq_len", seq_len), ("micro_batch", micro_batch), ("global_batch", global_batch), ("n_gpus", n_gpus),
+        ("gpus_per_node", gpus_per_node)))
     if global_batch % micro_batch:
         raise ValueError(f"global_batch ({global_batch}) must be a multiple of micro_batch ({micro_batch})")
-    if isinstance(gpu_memory_gb, bool) or not isinstance(gpu_memory_gb, (int, float)) or not gpu_memory_gb > 0:
+    if isinstance(gpu_memory_gb, bool) or not isinstance(gpu_memory_gb, numbers.Real) or not gpu_memory_gb > 0:
         raise ValueError(f"gpu_memory_gb must be a positive number, got {gpu_memory_gb!r}")
     if zero_stage not in ZERO_STAGES or isinstance(zero_stage, bool):
         raise ValueError(f"zero_stage must be one of {ZERO_STAGES}, got {zero_stage!r}")
@@ -105,6 +109,7 @@ def _validate(shape, seq_len, micro_batch, global_batch, n_gpus, gpu_memory_gb, 
         raise TypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
     if recompute not in RECOMPUTE:
         raise ValueError(f"recompute must be one of {RECOMPUTE}, got {recompute!r}")
+    return seq_len, micro_batch, global_batch, n_gpus, float(gpu_memory_gb), gpus_per_node
 
 
 def _valid_splits(shape: ModelShape, seq_len: int, micro_batch: int, global_batch: int, n_gpus: int,
@@ -129,8 +134,8 @@ def plan_parallelism(shape: ModelShape, seq_len: int, micro_batch: int, global_b
 
     ``global_batch`` and ``micro_batch`` are in sequences; each data-parallel replica runs
     ``m = global_batch / (dp * micro_batch)`` micro-batches per optimizer step through its pipeline."""
-    _validate(shape, seq_len, micro_batch, global_batch, n_gpus, gpu_memory_gb, gpus_per_node, zero_stage,
-              recipe, recompute)
+    seq_len, micro_batch, global_batch, n_gpus, gpu_memory_gb, gpus_per_node = _validate(
+        shape, seq_len, micro_batch, global_batch, n_gpus, gpu_memory_gb, gpus_per_node, zero_stage, recipe, recompute)
     plans = []
     for dp, tp, pp, cp in _valid_splits(shape, seq_len, micro_batch, global_batch, n_gpus, gpus_per_node):
         states = zero_memory_per_rank(_stage_params(shape, tp, pp), dp * cp, zero_stage, recipe)
@@ -154,7 +159,7 @@ def best_plans(shape: ModelShape, n_gpus: int, seq_len: int = 4096, micro_batch:
                global_batch: int | None = None, top: int = 5, **options) -> list[Plan]:
     """The ``top`` plans that fit, least model parallelism (``tp * pp * cp``) first, then least memory; if none
     fits, the ``top`` smallest ones (check ``plan.fits``). ``global_batch`` defaults to 4 sequences per GPU."""
-    _check_int("top", top)
+    top = _check_int("top", top)
     batch = 4 * n_gpus * micro_batch if global_batch is None else global_batch
     plans = plan_parallelism(shape, seq_len, micro_batch, batch, n_gpus, **options)
     fitting = [plan for plan in plans if plan.fits]

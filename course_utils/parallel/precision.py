@@ -21,6 +21,7 @@ kept in a separate float32 copy (here weights stay float32 and autocast casts on
 
 from __future__ import annotations
 
+import numbers
 import statistics
 import time
 from contextlib import nullcontext
@@ -134,10 +135,12 @@ class LossScaler:
             raise ValueError(f"growth_factor must be > 1, got {growth_factor}")
         if not 0 < backoff_factor < 1:
             raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor}")
-        if not isinstance(growth_interval, int) or growth_interval < 1:
+        if isinstance(growth_interval, bool) or not isinstance(growth_interval, numbers.Integral) or \
+                growth_interval < 1:  # numpy ints too, kept as a Python int
             raise ValueError(f"growth_interval must be a positive int, got {growth_interval!r}")
         self.scale_value = float(init_scale)
-        self.growth_factor, self.backoff_factor, self.growth_interval = growth_factor, backoff_factor, growth_interval
+        self.growth_factor, self.backoff_factor = float(growth_factor), float(backoff_factor)
+        self.growth_interval = int(growth_interval)
         self.clean_steps = 0  # consecutive steps without overflow since the last change of scale
         self.scales: list[float] = []  # the scale each step used
         self.skipped: list[bool] = []  # whether each step was skipped
@@ -244,8 +247,10 @@ def step_seconds(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, ste
     """
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
-    if not isinstance(steps, int) or steps < 1 or not isinstance(warmup, int) or warmup < 0:
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in (steps, warmup)) or steps < 1 or \
+            warmup < 0:  # numpy ints too
         raise ValueError(f"steps must be an int >= 1 and warmup an int >= 0, got {steps!r} and {warmup!r}")
+    steps, warmup = int(steps), int(warmup)
     device = idx.device
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)

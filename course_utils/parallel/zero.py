@@ -20,6 +20,7 @@ weights of stage 3 (one layer at a time), CPU/NVMe offload (ZeRO-Offload, ZeRO-I
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from course_utils.parallel.memory import MIXED_ADAMW, TrainingRecipe
@@ -42,8 +43,9 @@ class RankMemory:
 def zero_memory_per_rank(n_params: int, dp: int, stage: int, recipe: TrainingRecipe = MIXED_ADAMW) -> RankMemory:
     """Model-state bytes per rank for ``n_params`` parameters over ``dp`` data-parallel ranks at ZeRO ``stage``."""
     for name, value in (("n_params", n_params), ("dp", dp)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:  # numpy ints too
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    n_params, dp = int(n_params), int(dp)
     if stage not in ZERO_STAGES or isinstance(stage, bool):
         raise ValueError(f"stage must be one of {ZERO_STAGES} (0 = plain data parallelism), got {stage!r}")
     if not isinstance(recipe, TrainingRecipe):

@@ -36,6 +36,7 @@ document-length encoding, query-term weighting.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections import Counter
 from typing import Sequence
@@ -77,10 +78,11 @@ def check_corpus(tokenized_corpus: object) -> None:
         raise ValueError("tokenized_corpus has no tokens at all (every document is empty): avgdl would be 0")
 
 
-def check_parameters(k1: float, b: float, epsilon: float, variant: str = "okapi") -> None:
-    """ValueError unless k1 >= 0, 0 <= b <= 1, epsilon >= 0 (all finite) and variant in VARIANTS."""
+def check_parameters(k1: float, b: float, epsilon: float, variant: str = "okapi") -> tuple[float, float, float]:
+    """ValueError unless k1 >= 0, 0 <= b <= 1, epsilon >= 0 (all finite) and variant in VARIANTS; returns
+    ``(k1, b, epsilon)`` as Python floats (numpy numbers accepted)."""
     for name, value in (("k1", k1), ("b", b), ("epsilon", epsilon)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise TypeError(f"{name} must be a finite number, got {value!r}")
     if k1 < 0:
         raise ValueError(f"k1 must be >= 0 (term-frequency saturation; 1.2-2.0 is usual), got {k1}")
@@ -91,6 +93,7 @@ def check_parameters(k1: float, b: float, epsilon: float, variant: str = "okapi"
                          f"got {epsilon}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    return float(k1), float(b), float(epsilon)
 
 
 def check_query(query_tokens: object) -> None:
@@ -144,7 +147,7 @@ def bm25_scores(tokenized_corpus: Sequence[Sequence[str]], query_tokens: Sequenc
     """BM25 score of every document for the query: float64 (N,). With variant="okapi" this equals rank-bm25's
     ``BM25Okapi(tokenized_corpus, k1=k1, b=b, epsilon=epsilon).get_scores(query_tokens)``."""
     check_corpus(tokenized_corpus)
-    check_parameters(k1, b, epsilon, variant)
+    k1, b, epsilon = check_parameters(k1, b, epsilon, variant)
     check_query(query_tokens)
     idf = idf_table(document_frequencies(tokenized_corpus), len(tokenized_corpus), epsilon, variant)
     counts = [Counter(doc) for doc in tokenized_corpus]

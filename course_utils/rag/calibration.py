@@ -62,9 +62,11 @@ def _labels(name: str, values: object, n: int) -> np.ndarray:
     return array.astype(bool)
 
 
-def _check_bins(n_bins: object) -> None:
-    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 1:
+def _check_bins(n_bins: object) -> int:
+    """``n_bins`` as a Python int (numpy ints accepted), or a ValueError."""
+    if not isinstance(n_bins, numbers.Integral) or isinstance(n_bins, bool) or n_bins < 1:
         raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
+    return int(n_bins)
 
 
 @dataclass
@@ -78,7 +80,7 @@ class ReliabilityBins:
 def reliability_bins(confidence: object, correct: object, n_bins: int = 10) -> ReliabilityBins:
     """Equal-width bins of ``confidence`` (in [0, 1]): bin i = [i/M, (i+1)/M), the last bin closed at 1.0; per bin the
     number of questions, their mean confidence and the share of them answered correctly."""
-    _check_bins(n_bins)
+    n_bins = _check_bins(n_bins)
     conf = _scores("confidence", confidence, unit=True)
     hit = _labels("correct", correct, len(conf))
     edges = np.arange(n_bins + 1) / n_bins  # exactly i / M

@@ -24,6 +24,7 @@ Left out: beam search, general stop strings, length-normalised or semantic (mean
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -131,9 +132,11 @@ def _check_model(model: object) -> torch.device:
     return next(model.parameters()).device
 
 
-def _check_positive(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+def _check_positive(name: str, value: object) -> int:
+    """``value`` as a Python int (numpy ints accepted), or a ValueError."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def _check_messages(messages: object, system: object) -> None:
@@ -166,8 +169,8 @@ def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_
 
     device = _check_model(model)
     _check_messages(messages, system)
-    _check_positive("max_new_tokens", max_new_tokens)
-    _check_positive("batch_size", batch_size)
+    max_new_tokens = _check_positive("max_new_tokens", max_new_tokens)
+    batch_size = _check_positive("batch_size", batch_size)
     if not isinstance(one_sentence, bool):
         raise TypeError(f"one_sentence must be True or False, got {one_sentence!r}")
     stop_id = end_of_turn_id(tokenizer)
@@ -253,12 +256,12 @@ def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n:
     a row stops being decoded one token after that sentence's end, as in :func:`answer_with_probs`."""
     device = _check_model(model)
     _check_messages(messages, system)
-    for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
-        _check_positive(name, value)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+    n, max_new_tokens, batch_size = (_check_positive(name, value) for name, value in (
+        ("n", n), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)))
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 < temperature < math.inf:
         raise ValueError(f"temperature must be a finite number > 0 (use answer_with_probs for greedy answers), "
                          f"got {temperature!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
     if not isinstance(one_sentence, bool):
         raise TypeError(f"one_sentence must be True or False, got {one_sentence!r}")
@@ -268,7 +271,7 @@ def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n:
     stop_id = end_of_turn_id(tokenizer)
     pad_id = pad_token_id(tokenizer)
     rows = [chat_example(tokenizer, m, system=system).prompt_ids for m in messages for _ in range(n)]
-    config = SamplingConfig(temperature=float(temperature), top_p=top_p)
+    config = SamplingConfig(temperature=float(temperature), top_p=None if top_p is None else float(top_p))
     was_training = model.training
     model.eval()
     texts = []

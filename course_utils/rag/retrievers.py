@@ -122,10 +122,11 @@ class HybridRetriever:
             raise TypeError("HybridRetriever(bm25, dense) needs a BM25Retriever and a DenseRetriever")
         if [c.chunk_id for c in bm25.chunks] != [c.chunk_id for c in dense.chunks]:
             raise ValueError("bm25 and dense must index the same chunks in the same order")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:  # numpy ints too
             raise ValueError(f"depth must be an int >= 1, got {depth!r}")
-        reciprocal_rank_fusion([[]], k=rrf_k)  # validates rrf_k
-        self.bm25, self.dense, self.rrf_k, self.depth = bm25, dense, rrf_k, depth
+        reciprocal_rank_fusion([[]], k=rrf_k)  # validates rrf_k (numpy numbers too)
+        self.bm25, self.dense, self.depth = bm25, dense, int(depth)
+        self.rrf_k = int(rrf_k) if isinstance(rrf_k, numbers.Integral) else float(rrf_k)  # a Python number
         self.chunks = bm25.chunks
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:

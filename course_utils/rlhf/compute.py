@@ -17,18 +17,22 @@ reference log-probabilities can be computed once before training, so its frozen 
 
 from __future__ import annotations
 
+import numbers
+
 TRAINED_BYTES = 16  # bf16 weights + bf16 grads + fp32 master weights + Adam m and v
 FROZEN_BYTES = 2  # bf16 weights
 
 
-def _check_count(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+def _check_count(name: str, value: float) -> float:
+    """``value`` as a Python int or float (numpy numbers accepted), or a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def rlhf_memory_bytes(n_params: float) -> dict[str, float]:
     """Bytes of model state per method for a policy of ``n_params`` parameters (activations excluded)."""
-    _check_count("n_params", n_params)
+    n_params = _check_count("n_params", n_params)
     return {
         "PPO": n_params * (2 * TRAINED_BYTES + 2 * FROZEN_BYTES),  # policy + value trained; reference + RM frozen
         "DPO": n_params * (TRAINED_BYTES + FROZEN_BYTES),  # policy trained; reference frozen
@@ -40,9 +44,9 @@ def rlhf_memory_bytes(n_params: float) -> dict[str, float]:
 def ppo_iteration_flops(n_params: float, batch: int, prompt_tokens: int, response_tokens: int,
                         epochs: int) -> dict[str, float]:
     """FLOPs of one PPO iteration on ``batch`` responses: generation, scoring, training, and the total."""
-    for name, value in (("n_params", n_params), ("batch", batch), ("prompt_tokens", prompt_tokens),
-                        ("response_tokens", response_tokens), ("epochs", epochs)):
-        _check_count(name, value)
+    n_params, batch, prompt_tokens, response_tokens, epochs = (_check_count(name, value) for name, value in (
+        ("n_params", n_params), ("batch", batch), ("prompt_tokens", prompt_tokens),
+        ("response_tokens", response_tokens), ("epochs", epochs)))
     tokens = batch * (prompt_tokens + response_tokens)
     parts = {
         "generation": 2 * n_params * tokens,

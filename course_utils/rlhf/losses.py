@@ -306,14 +306,14 @@ def group_relative_advantages(rewards: torch.Tensor, group_size: int, scale: boo
     _check_tensor("rewards", rewards)
     if rewards.dim() != 1:
         raise ValueError(f"rewards must have shape (B,), got {tuple(rewards.shape)}")
-    if isinstance(group_size, bool) or not isinstance(group_size, int):
+    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral):  # numpy ints too
         raise TypeError(f"group_size must be an int, got {type(group_size).__name__}")
     if group_size < 2 or rewards.shape[0] % group_size:
         raise ValueError(f"group_size must be >= 2 and divide the batch size {rewards.shape[0]}, got {group_size}")
     check_number("eps", eps, 0.0, math.inf)
     if rewards.device.type != "meta" and not bool(torch.isfinite(rewards).all()):  # one sync per batch of rewards
         raise ValueError("rewards contain NaN or inf; it would spread to every advantage of its group: fix the reward")
-    groups = rewards.view(-1, group_size)  # (n_groups, group_size)
+    groups = rewards.view(-1, int(group_size))  # (n_groups, group_size)
     centered = groups - groups.mean(dim=1, keepdim=True)
     if scale:
         centered = centered / (groups.std(dim=1, keepdim=True) + eps)

@@ -59,8 +59,9 @@ def gpt_train_flops_per_token(config: GPTConfig, seq_len: int | None = None) -> 
     """
     _check_config(config)
     T = config.block_size if seq_len is None else seq_len
-    if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T <= config.block_size:
+    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or not 1 <= T <= config.block_size:
         raise ValueError(f"seq_len must be an int in [1, block_size={config.block_size}], got {seq_len!r}")
+    T = int(T)  # numpy ints too
     C, V, L = config.n_embd, config.vocab_size, config.n_layer
     parts = {"weights": 6 * L * 12 * C * C, "head": 6 * C * V, "attention": 6 * L * 2 * T * C}
     parts["total"] = sum(parts.values())
