@@ -55,7 +55,7 @@ FLOORS_VENV := .venv-floors
 test-floors:
 	@$(PYTHON) -c 'import sys; sys.version_info >= (3, 11) or sys.exit("Python >= 3.11 is required")'
 	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
-	$(FLOORS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOORS_VENV)/bin/python -m pip install --quiet --upgrade pip "setuptools>=70.1"  # bdist_wheel for -e . below
 	$(FLOORS_VENV)/bin/python -m pip install --quiet -r requirements/floors.txt
 	$(FLOORS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements/assets.txt
 	$(FLOORS_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
