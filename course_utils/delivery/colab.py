@@ -164,7 +164,7 @@ def prepare_colab(repo_dir: str = CLONE_DIR, run: Callable[..., object] | None =
     print(f"course installed from {repo_dir}; {len(missing)} missing requirement(s) installed, "
           f"{', '.join(f'{k} {v}' for k, v in kept.items()) or 'nothing'} kept; profile {profile}: {reason}")
     for note in untested_kept(requirements, kept):  # kept all the same: reinstalling Colab's CUDA torch breaks more
-        print(f"note: Colab's {note}; a chapter may fail or differ here")
+        print(f"note: Colab's {note}, kept as Colab's own; if a cell fails, this may be why")
     return ColabSetup(commands, profile, reason)
 
 
