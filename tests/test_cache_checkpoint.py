@@ -188,3 +188,14 @@ def test_an_atomic_dir_with_no_files_is_not_complete(tmp_path):
     with atomic_dir(target):
         pass  # nothing written: an empty manifest must not count as a finished download or build
     assert (target / "COMPLETE.json").exists() and not is_complete_dir(target)
+
+
+def test_load_or_train_refuses_a_config_of_another_type_before_touching_the_checkpoint(tmp_path):
+    import dataclasses
+
+    path = tmp_path / "model.pt"
+    save_checkpoint(GPT(CONFIG), path, {"note": "trained for hours"})
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match="expected_config must be a GPTConfig or None, got dict"):
+        load_or_train(path, lambda: (GPT(CONFIG), {"note": "retrained"}), dataclasses.asdict(CONFIG))
+    assert path.read_bytes() == before  # the dict used to compare unequal: retrained and overwritten

@@ -112,6 +112,9 @@ def load_or_train(path: Path, train_fn: Callable[[], tuple[GPT, dict]], expected
     A truncated or foreign file is replaced; an intact one the safe load refuses (:class:`UnsafeCheckpointError`)
     is not: the error says to move or delete it first.
     """
+    if expected_config is not None and not isinstance(expected_config, GPTConfig):  # e.g. asdict(config): never equal
+        raise TypeError(f"expected_config must be a GPTConfig or None, got {type(expected_config).__name__} (any "
+                        f"other type never equals a checkpoint's config, so a valid checkpoint would be overwritten)")
     path = Path(path)
     if path.exists():
         try:
