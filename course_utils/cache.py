@@ -25,6 +25,10 @@ MANIFEST = "COMPLETE.json"
 def cache_dir(*parts: str) -> Path:
     """The course cache folder (created if missing), or a sub-folder of it."""
     root = Path(os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "llm-course").expanduser()
+    for part in parts:  # a sub-folder stays inside the cache: '..' or an absolute path would write elsewhere
+        if not isinstance(part, str) or not part or Path(part).is_absolute() or ".." in Path(part).parts:
+            raise ValueError(f"cache_dir takes relative folder names inside the cache (no '..', not absolute), "
+                             f"got {part!r}")
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

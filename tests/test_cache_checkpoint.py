@@ -199,3 +199,14 @@ def test_load_or_train_refuses_a_config_of_another_type_before_touching_the_chec
     with pytest.raises(TypeError, match="expected_config must be a GPTConfig or None, got dict"):
         load_or_train(path, lambda: (GPT(CONFIG), {"note": "retrained"}), dataclasses.asdict(CONFIG))
     assert path.read_bytes() == before  # the dict used to compare unequal: retrained and overwritten
+
+
+def test_cache_dir_stays_inside_the_cache(tmp_path, monkeypatch):
+    from course_utils.cache import cache_dir
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    assert cache_dir("scaling", "sweep") == tmp_path / "cache" / "scaling" / "sweep"
+    for bad in ("..", "a/../../b", str(tmp_path / "elsewhere"), "", None):
+        with pytest.raises(ValueError, match="relative folder names inside the cache"):
+            cache_dir("rag", bad)
+    assert not (tmp_path / "elsewhere").exists()
