@@ -145,6 +145,22 @@ def test_encoding_cache_gives_the_same_ids(shakespeare_slice, small_tokenizer):
     assert len(bounded._cache) <= 5  # cache_size bounds the memory of the pre-token cache
 
 
+def test_sizes_take_numpy_ints_as_python_ints(small_tokenizer):
+    import numpy as np
+
+    from course_utils.text.bpe.train import number_of_merges
+
+    tok = BPETokenizer(small_tokenizer.merges, ["<|endoftext|>"], cache_size=np.int64(5))
+    assert tok.cache_size == 5 and type(tok.cache_size) is int
+    merges = number_of_merges(np.int64(300), ["<|endoftext|>"])
+    assert merges == number_of_merges(300, ["<|endoftext|>"]) == 43 and type(merges) is int
+    for bad in (True, 2.5):
+        with pytest.raises((TypeError, ValueError)):
+            BPETokenizer(small_tokenizer.merges, [], cache_size=bad)
+    with pytest.raises(TypeError, match="vocab_size must be an int"):
+        number_of_merges(300.0)
+
+
 def test_merge_steps_end_at_encode(small_tokenizer):
     steps = small_tokenizer.merge_steps("The lowest goblinmode")
     assert steps[0][0] is None and [r for r, _ in steps[1:]] == sorted(r for r, _ in steps[1:])

@@ -27,3 +27,16 @@ def test_stops_when_every_word_is_one_symbol_and_validates():
         learn_toy_bpe({"ab": 0})
     with pytest.raises(ValueError, match="n_merges"):
         learn_toy_bpe(TOY_CORPUS, -1)
+
+
+def test_numpy_counts_are_ints_and_bools_are_not():
+    import numpy as np
+
+    assert learn_toy_bpe(TOY_CORPUS, np.int64(3)) == learn_toy_bpe(TOY_CORPUS, 3)
+    numpy_counts = {word: np.int64(count) for word, count in TOY_CORPUS.items()}
+    assert split_words(numpy_counts) == split_words(TOY_CORPUS)
+    assert all(type(c) is int for c in split_words(numpy_counts).values())
+    with pytest.raises(ValueError, match="n_merges"):
+        learn_toy_bpe(TOY_CORPUS, True)
+    with pytest.raises(ValueError, match="counts must be positive ints"):
+        split_words({"low": True})

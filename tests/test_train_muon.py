@@ -181,3 +181,15 @@ def test_the_course_recipe_adds_muon_to_the_adamw_recipe():
     assert (course.train.optimizer, course.batch_size, course.train.muon_lr, course.train.lr) == ("muon", 48, 0.05,
                                                                                                  6e-3)
     assert course.train.warmup_steps < course.train.max_steps and course.train.precision == "fp32"
+
+
+def test_newton_schulz_and_muon_take_numpy_step_counts():
+    import numpy as np
+
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(newton_schulz(x, steps=np.int64(3)), newton_schulz(x, steps=3), rtol=0, atol=0)
+    optimizer = Muon([nn.Parameter(torch.zeros(4, 6))], lr=0.02, ns_steps=np.int64(5))
+    assert type(optimizer.param_groups[0]["ns_steps"]) is int
+    for bad in (True, 2.5):
+        with pytest.raises(ValueError, match="steps must be a positive int"):
+            newton_schulz(x, steps=bad)

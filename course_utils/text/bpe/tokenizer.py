@@ -31,6 +31,7 @@ faster algorithm for very long pre-tokens (ours is quadratic in a pre-token's le
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Collection, Iterable, Iterator, Mapping, Sequence
@@ -82,9 +83,9 @@ class BPETokenizer:
         self._ranked = ranked  # tiktoken ranks (bytes -> id), or None for merge lists
         self.special_tokens: dict[str, int] = dict(special_tokens)
         self.kind = kind
-        if not isinstance(cache_size, int) or cache_size < 0:
+        if isinstance(cache_size, bool) or not isinstance(cache_size, numbers.Integral) or cache_size < 0:
             raise ValueError(f"cache_size must be an int >= 0 (0 disables the cache), got {cache_size!r}")
-        self.cache_size = cache_size
+        self.cache_size = int(cache_size)  # numpy ints too
         self._cache: dict[str, tuple[int, ...]] = {}
 
     @classmethod

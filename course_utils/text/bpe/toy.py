@@ -13,6 +13,7 @@ Left out: bytes (see :mod:`course_utils.text.bpe.train`), pre-tokenization, enco
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -35,10 +36,10 @@ def split_words(word_counts: Mapping[str, int], end_of_word: str = END_OF_WORD) 
     for word, count in word_counts.items():
         if not isinstance(word, str) or not word:
             raise ValueError(f"words must be non-empty strings, got {word!r}")
-        if not isinstance(count, int) or count < 1:
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:  # numpy ints too
             raise ValueError(f"counts must be positive ints, got {count!r} for {word!r}")
         symbols = tuple(word) + ((end_of_word,) if end_of_word else ())
-        out[symbols] = out.get(symbols, 0) + count
+        out[symbols] = out.get(symbols, 0) + int(count)
     return out
 
 
@@ -70,8 +71,9 @@ def toy_merge(words: Mapping[tuple[str, ...], int], pair: tuple[str, str]) -> di
 def learn_toy_bpe(word_counts: Mapping[str, int] = TOY_CORPUS, n_merges: int = 10,
                   end_of_word: str = END_OF_WORD) -> list[ToyStep]:
     """Up to ``n_merges`` merges (fewer if every word becomes a single symbol), with the corpus after each."""
-    if not isinstance(n_merges, int) or n_merges < 0:
+    if isinstance(n_merges, bool) or not isinstance(n_merges, numbers.Integral) or n_merges < 0:  # numpy ints too
         raise ValueError(f"n_merges must be an int >= 0, got {n_merges!r}")
+    n_merges = int(n_merges)
     words = split_words(word_counts, end_of_word)
     steps = []
     for _ in range(n_merges):
