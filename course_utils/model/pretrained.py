@@ -105,11 +105,12 @@ def load_smollm2(device: torch.device | str = "cpu", use_cache: bool = True, ver
     model = tokenizer = None
     source = "cache"
     if use_cache and cached.exists():
-        stale = is_complete_dir(cached) and _stale_reason(cached)
+        complete = is_complete_dir(cached)
+        stale = complete and _stale_reason(cached)
         if stale:
             if verbose:
                 print(f"SmolLM2 cache at {cached}: {stale}; rebuilding it.")
-        elif is_complete_dir(cached):
+        elif complete:
             try:
                 tokenizer = AutoTokenizer.from_pretrained(cached)
                 model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
@@ -147,11 +148,12 @@ def load_smollm2_tokenizer(use_cache: bool = True, verbose: bool = True):
     gguf = asset_path("smollm2")  # clear error with the install command if missing
     cached = smollm2_cache_path()
     if use_cache and cached.exists():
-        stale = is_complete_dir(cached) and _stale_reason(cached)
+        complete = is_complete_dir(cached)
+        stale = complete and _stale_reason(cached)
         if stale:
             if verbose:
                 print(f"SmolLM2 cache at {cached}: {stale}; reading the tokenizer from the GGUF file instead.")
-        elif is_complete_dir(cached):
+        elif complete:
             try:
                 return AutoTokenizer.from_pretrained(cached)
             except Exception as err:  # corrupt files that still have the right sizes
