@@ -100,6 +100,27 @@ def test_bad_model_arguments():
         meta_model(["hidden_size", 64])
 
 
+def test_meta_model_refuses_a_key_llama_config_would_ignore():
+    # LlamaConfig keeps an unknown key as a bare attribute: 'hiden_size' built the default 4096-wide model.
+    with pytest.raises(ValueError, match="'hiden_size' \\(did you mean 'hidden_size'\\?\\)"):
+        meta_model(dict(LLAMA2_7B_CONFIG, hiden_size=64))
+    with pytest.raises(ValueError, match="'layers'"):
+        meta_model({"layers": 2})
+
+
+def test_meta_model_takes_every_key_transformers_writes():
+    from transformers import LlamaConfig
+
+    small = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1)
+    written = LlamaConfig(**small).to_dict()
+    written.update(_model_name_or_path="x", unk_token_id=0, quantization_config={"quant_method": "gguf"})
+    model = meta_model(written)
+    assert model.config.hidden_size == 16 and model.config.num_hidden_layers == 2
+    legacy = meta_model(dict(small, rope_theta=500000.0))  # converted by transformers into rope_parameters
+    assert legacy.config.rope_parameters["rope_theta"] == 500000.0
+
+
 def test_numpy_byte_counts_are_taken_as_python_ints(llama2_7b):
     import numpy as np
 

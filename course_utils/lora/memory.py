@@ -18,6 +18,7 @@ byte sizes you use instead), quantised weights below one byte.
 
 from __future__ import annotations
 
+import difflib
 import numbers
 from dataclasses import dataclass
 
@@ -79,13 +80,30 @@ def training_memory(model: nn.Module, weight_bytes: int = 4, grad_bytes: int = 4
                           total_params=total)
 
 
+def _check_known_keys(config_kwargs: dict, config, known: dict) -> None:
+    """Refuse keys that LlamaConfig kept as bare attributes without using them (a misspelt ``hiden_size`` built the
+    default 4096-wide model without a word). Legacy keys it converts (``rope_theta``) are not kept and pass, and so
+    do the keys transformers itself writes into a saved config: ``_``-prefixed bookkeeping, special-token ids and
+    a quantisation record."""
+    kept = config.to_dict()
+    unknown = [k for k in config_kwargs if k in kept and k not in known and not str(k).startswith("_")
+               and not str(k).endswith("_token_id") and k != "quantization_config"]
+    if unknown:
+        hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(str(k), known, n=1))
+                 else repr(k) for k in unknown]
+        raise ValueError(f"config_kwargs has keys that LlamaConfig does not use: {', '.join(hints)}; it would have "
+                         f"built its default for them. Known keys include {', '.join(sorted(known)[:12])}, ...")
+
+
 def meta_model(config_kwargs: dict) -> nn.Module:
     """A ``transformers.LlamaForCausalLM(LlamaConfig(**config_kwargs))`` built under ``torch.device("meta")``: real
-    shapes, no memory, no values (it can be counted and wrapped, not run)."""
+    shapes, no memory, no values (it can be counted and wrapped, not run). A key that LlamaConfig does not know is
+    refused, with the closest known key named; any dict ``config.to_dict()`` writes is accepted."""
     if not isinstance(config_kwargs, dict):
         raise TypeError(f"config_kwargs must be a dict of LlamaConfig arguments, got {type(config_kwargs).__name__}")
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(**config_kwargs)
+    _check_known_keys(config_kwargs, config, LlamaConfig().to_dict())
     with torch.device("meta"):
         return LlamaForCausalLM(config)
