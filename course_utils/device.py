@@ -16,7 +16,6 @@ Timing: CUDA and MPS run kernels asynchronously, so a wall-clock timer must wait
 
 from __future__ import annotations
 
-import numbers
 import os
 import platform
 import random
@@ -28,6 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from course_utils.arguments import check_int
 from course_utils.profile import get_profile
 
 DEVICE_KINDS = ("cuda", "mps", "cpu")
@@ -79,9 +79,7 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch threads, then restore the previous setting."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n (torch threads) must be an int >= 1, got {n!r}")
-    n = int(n)
+    n = check_int(n, "n (torch threads)", minimum=1)
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -159,9 +157,7 @@ def seed_everything(seed: int) -> torch.Generator:
 def check_seed(seed: object, what: str = "seed") -> int:
     """``seed`` as a Python int, or a ValueError naming ``what``: a non-negative int, numpy ints included (torch's
     ``manual_seed`` refuses those with 'an integer is required'), never a bool, a float or None."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"{what} must be a non-negative int, got {seed!r}")
-    return int(seed)
+    return check_int(seed, what, minimum=0, allowed="a non-negative int")
 
 
 def make_generator(seed: int, device: str | torch.device) -> torch.Generator:

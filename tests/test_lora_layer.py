@@ -184,7 +184,7 @@ def test_meta_device_creates_shapes_without_drawing():
     (dict(alpha=0), ValueError, "alpha must be a finite number > 0"),
     (dict(alpha=float("inf")), ValueError, "alpha must be a finite number > 0"),
     (dict(alpha=float("nan")), ValueError, "alpha must be a finite number > 0"),
-    (dict(alpha="8"), TypeError, "alpha must be a number"),
+    (dict(alpha="8"), TypeError, "alpha must be a finite number > 0, got '8'"),
     (dict(dropout=1.0), ValueError, r"dropout must be in \[0, 1\)"),
     (dict(dropout=-0.1), ValueError, r"dropout must be in \[0, 1\)"),
     (dict(rslora=1), TypeError, "rslora must be a bool"),

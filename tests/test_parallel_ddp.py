@@ -149,8 +149,11 @@ def test_batch_and_rate_helpers_refuse_counts_that_mean_nothing():
             shard_batch(idx, idx, bad, 3)
     with pytest.raises(ValueError, match="world_size must be an int >= 1"):
         shard_batch(idx, idx, 0, 0)  # ZeroDivisionError before
-    for nbytes, world in ((float("nan"), 2), (float("inf"), 2), (1000, 2.5), (1000, True)):  # NaN, inf, 1200.0
-        with pytest.raises(ValueError, match="need world_size an int >= 1 and nbytes a finite number >= 0"):
+    for nbytes, world, match in ((float("nan"), 2, "nbytes must be a finite number >= 0, got nan"),
+                                 (float("inf"), 2, "nbytes must be a finite number >= 0, got inf"),
+                                 (1000, 2.5, "world_size must be an int >= 1, got 2.5"),
+                                 (1000, True, "world_size must be an int >= 1, got True")):  # NaN, inf, 1200.0
+        with pytest.raises(ValueError, match=match):
             ring_allreduce_bytes_per_rank(nbytes, world)
     assert ring_allreduce_bytes_per_rank(np.int64(1000), np.int64(4)) == 1500
     for bad in (float("nan"), -1, 0, 2.5):  # NaN, -5.0, 0.0 tokens per second

@@ -12,13 +12,14 @@ Left out: idf weighting, n-grams, stemming, stop-word lists (a genre may well li
 
 from __future__ import annotations
 
-import numbers
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+
+from course_utils.arguments import check_int
 
 _WORD = re.compile(r"[a-z']+")
 
@@ -54,10 +55,8 @@ class BagOfWords:
 def fit_bag_of_words(texts: Sequence[str], max_features: int = 5000, min_count: int = 2) -> BagOfWords:
     """The vocabulary of ``texts`` (fit on the training passages only: the test plays' words stay unseen)."""
     _check_texts(texts)
-    for name, value in (("max_features", max_features), ("min_count", min_count)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:  # numpy ints too
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    max_features, min_count = int(max_features), int(min_count)
+    max_features = check_int(max_features, "max_features", minimum=1, allowed="a positive int")  # numpy ints too
+    min_count = check_int(min_count, "min_count", minimum=1, allowed="a positive int")
     totals = Counter(w for text in texts for w in words(text))
     kept = sorted((w for w, n in totals.items() if n >= min_count), key=lambda w: (-totals[w], w))[:max_features]
     if not kept:

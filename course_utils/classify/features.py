@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int
 from course_utils.lora.answers import pad_rows, pad_token_id
 from course_utils.model.pretrained import mean_pool
 
@@ -43,10 +44,9 @@ def _check(model: object, texts: object, layers: object, batch_size: object, max
             or not all(isinstance(l, numbers.Integral) and not isinstance(l, bool) and 0 <= l <= n_layer
                        for l in layers)):
         raise ValueError(f"layers must be a non-empty list of ints in [0, {n_layer}] (0 = embeddings), got {layers!r}")
-    for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return [int(l) for l in layers], int(batch_size), int(max_tokens)  # the layers key the returned dict
+    batch_size = check_int(batch_size, "batch_size", minimum=1, allowed="a positive int")
+    max_tokens = check_int(max_tokens, "max_tokens", minimum=1, allowed="a positive int")
+    return [int(l) for l in layers], batch_size, max_tokens  # the layers key the returned dict
 
 
 def right_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"

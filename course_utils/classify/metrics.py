@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from course_utils.arguments import check_int
 from course_utils.rag.calibration import expected_calibration_error
 
 
@@ -112,12 +113,11 @@ def calibrated_ece_samples(probs: torch.Tensor, n_draws: int, generator: torch.G
     remains is the noise of N examples. Compare a measured ECE with this distribution, not with 0."""
     if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[0] == 0:
         raise ValueError("probs must be a non-empty (N, L) tensor of label probabilities")
-    if not isinstance(n_draws, numbers.Integral) or isinstance(n_draws, bool) or n_draws < 1:
-        raise ValueError(f"n_draws must be a positive int, got {n_draws!r}")
+    n_draws = check_int(n_draws, "n_draws", minimum=1, allowed="a positive int")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
         raise TypeError("generator must be a CPU torch.Generator (make_generator(seed, 'cpu'))")
     rows = probs.detach().float().cpu()
     if not bool((rows >= 0).all() and (rows <= 1).all()):  # NaN and negatives failed inside torch.multinomial
         raise ValueError("probs must be label probabilities in [0, 1] (no NaN), one row per example")
-    labels = torch.multinomial(rows, int(n_draws), replacement=True, generator=generator).T  # (n_draws, N)
+    labels = torch.multinomial(rows, n_draws, replacement=True, generator=generator).T  # (n_draws, N)
     return torch.tensor([_top_label_ece(rows, draw, n_bins) for draw in labels])

@@ -27,12 +27,12 @@ token of this text), the First Folio spellings, de-duplication of repeated lines
 
 from __future__ import annotations
 
-import numbers
 import re
 from dataclasses import dataclass
 
 import torch
 
+from course_utils.arguments import check_int, check_real
 from course_utils.classify.genres import GENRES, labelled_works
 from course_utils.device import make_generator
 from course_utils.text.corpus import load_work
@@ -113,13 +113,10 @@ def _speech_lines(text: str, speakers: bool) -> list[tuple[int, str | None]]:
 def cut_passages(text: str, max_chars: int = 400, min_chars: int | None = None,
                  speakers: bool = False) -> list[tuple[int, str]]:
     """(starting line number, passage text) for one play's text, cut as the module docstring describes."""
-    if not isinstance(max_chars, numbers.Integral) or isinstance(max_chars, bool) or max_chars < 20:
-        raise ValueError(f"max_chars must be an int >= 20, got {max_chars!r}")  # numpy ints too (and min_chars)
-    max_chars = int(max_chars)
+    max_chars = check_int(max_chars, "max_chars", minimum=20)  # numpy ints too (and min_chars)
     min_chars = max_chars // 2 if min_chars is None else min_chars
-    if not isinstance(min_chars, numbers.Integral) or isinstance(min_chars, bool) or not 0 < min_chars <= max_chars:
-        raise ValueError(f"min_chars must be an int in [1, max_chars={max_chars}], got {min_chars!r}")
-    min_chars = int(min_chars)
+    min_chars = check_int(min_chars, "min_chars", minimum=1, maximum=max_chars,
+                          allowed=f"an int in [1, max_chars={max_chars}]")
     passages, current, first = [], [], None
 
     def flush():
@@ -174,14 +171,6 @@ def _check_passages(passages: object) -> None:
         raise ValueError(f"passages carry genres {unknown}; allowed: {GENRES}")
 
 
-def _check_fraction(test_fraction: object) -> float:
-    """``test_fraction`` as a Python float (numpy floats accepted), or a ValueError."""
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) or \
-            not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be a float in (0, 1), got {test_fraction!r}")
-    return float(test_fraction)
-
-
 def _permuted(items: list, generator: torch.Generator) -> list:
     return [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
 
@@ -202,7 +191,8 @@ def split_by_play(passages: list[Passage], test_fraction: float = 0.3, seed: int
     """Hold out whole plays: per genre, ``round(n * test_fraction)`` of its n plays (at least 1, at most n - 1) go to
     test, chosen by a generator seeded with ``seed``. Every genre present needs at least two plays."""
     _check_passages(passages)
-    test_fraction = _check_fraction(test_fraction)
+    test_fraction = check_real(test_fraction, "test_fraction", minimum=0, maximum=1, low_open=True, high_open=True,
+                               allowed="a float in (0, 1)")
     genre_of = {p.work: p.genre for p in passages}
     generator = make_generator(seed, "cpu")  # checks seed: 2.5 or None failed in manual_seed
     test_works = set()
@@ -222,7 +212,8 @@ def split_by_passage(passages: list[Passage], test_fraction: float = 0.3, seed: 
     """The leaky split: per genre, a seeded random ``test_fraction`` of its passages goes to test, whatever the play,
     so train and test share plays (and scenes, characters, names). For the leakage experiment only."""
     _check_passages(passages)
-    test_fraction = _check_fraction(test_fraction)
+    test_fraction = check_real(test_fraction, "test_fraction", minimum=0, maximum=1, low_open=True, high_open=True,
+                               allowed="a float in (0, 1)")
     generator = make_generator(seed, "cpu")  # checks seed: 2.5 or None failed in manual_seed
     test_ids = set()
     for genre in GENRES:
@@ -240,8 +231,7 @@ def sample_per_genre(passages: list[Passage], per_genre: int, seed: int = 0) -> 
     """A seeded, class-balanced subsample: up to ``per_genre`` passages of each genre, returned in input order (the
     smoke and cpu profiles score a few hundred passages, not thousands)."""
     _check_passages(passages)
-    if not isinstance(per_genre, numbers.Integral) or isinstance(per_genre, bool) or per_genre < 1:
-        raise ValueError(f"per_genre must be a positive int, got {per_genre!r}")
+    per_genre = check_int(per_genre, "per_genre", minimum=1, allowed="a positive int")
     generator = make_generator(seed, "cpu")  # checks seed: 2.5 or None failed in manual_seed
     keep = set()
     for genre in GENRES:

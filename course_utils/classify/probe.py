@@ -15,12 +15,11 @@ batch).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from course_utils.arguments import check_int, check_real
 
 
 class LinearProbe(nn.Module):
@@ -49,16 +48,13 @@ def _check(features: object, targets: object, n_classes: object, l2: object, max
         raise ValueError("features must be a non-empty (N, D) tensor")
     if not isinstance(targets, torch.Tensor) or targets.shape != features.shape[:1] or targets.dtype != torch.long:
         raise ValueError(f"targets must be a (N,) long tensor of class indices, N = {features.shape[0]}")
-    if not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool) or n_classes < 2:
-        raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
+    check_int(n_classes, "n_classes", minimum=2)
     if targets.min() < 0 or targets.max() >= n_classes:
         raise ValueError(f"targets must lie in [0, {n_classes - 1}]")
     if not torch.isfinite(features).all():
         raise ValueError("features must be finite")
-    if not isinstance(l2, numbers.Real) or isinstance(l2, bool) or not 0 <= l2 < math.inf:  # NaN, inf: NaN loss
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-    if not isinstance(max_iter, numbers.Integral) or isinstance(max_iter, bool) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    check_real(l2, "l2", minimum=0)  # NaN, inf: NaN loss
+    check_int(max_iter, "max_iter", minimum=1, allowed="a positive int")
 
 
 def objective(probe: LinearProbe, features: torch.Tensor, targets: torch.Tensor, l2: float) -> torch.Tensor:

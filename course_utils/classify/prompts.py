@@ -24,11 +24,11 @@ passages of 400 characters use about a thousand).
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import torch
 
+from course_utils.arguments import check_int
 from course_utils.classify.genres import GENRES
 from course_utils.classify.passages import Passage
 
@@ -177,13 +177,10 @@ def draw_shots(pool: list[Passage], k: int, seed: int, balanced: bool = True,
     ValueError."""
     if not isinstance(pool, (list, tuple)) or not all(isinstance(p, Passage) for p in pool):
         raise TypeError("pool must be a list of Passage")
-    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 0:  # numpy ints too (and for seed)
-        raise ValueError(f"k must be an int >= 0, got {k!r}")
+    k = check_int(k, "k", minimum=0)  # numpy ints too (and for seed, below)
     if k > len(pool):
         raise ValueError(f"k={k} is larger than the pool of {len(pool)} passages")
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    k, seed = int(k), int(seed)
+    seed = check_int(seed, "seed", allowed="an int")
     if last_genre is not None:
         if not isinstance(last_genre, str):
             raise TypeError(f"last_genre must be a str (one of {GENRES}) or None, got {last_genre!r}")

@@ -35,7 +35,6 @@ sampling.
 from __future__ import annotations
 
 import copy
-import numbers
 from typing import Sequence
 
 import torch
@@ -43,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int
 from course_utils.lora.answers import label_logprobs as _cached_label_logprobs
 from course_utils.lora.answers import pad_rows, pad_token_id
 from course_utils.lora.sft import SFTExample
@@ -105,9 +105,7 @@ def label_logprobs_many(model: nn.Module, tokenizer, prompts: Sequence[str], lab
         raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
     check_prompts(prompts)
     label_ids = check_labels(tokenizer, labels)
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")  # numpy ints too
-    batch_size = int(batch_size)
+    batch_size = check_int(batch_size, "batch_size", minimum=1, allowed="a positive int")  # numpy ints too
     examples = [SFTExample(encode_prompt(tokenizer, p, labels, label_ids), ()) for p in prompts]
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt_ids))
     scores = torch.empty(len(examples), len(labels))  # (N, L)
@@ -149,9 +147,7 @@ def label_logprobs_after_prefix(model: nn.Module, tokenizer, prefix: str, suffix
     if any(len(ids) != 1 for ids in label_ids):
         raise ValueError(f"label_logprobs_after_prefix scores one-token labels only; {list(labels)} tokenize to "
                          f"{label_ids}: use label_logprobs_many")
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")  # numpy ints too
-    batch_size = int(batch_size)
+    batch_size = check_int(batch_size, "batch_size", minimum=1, allowed="a positive int")  # numpy ints too
     prefix_ids, rows = _suffix_ids(tokenizer, prefix, suffixes, labels, label_ids)
     device = next(model.parameters()).device
     first_tokens = torch.tensor([ids[0] for ids in label_ids], device=device)  # (L,)

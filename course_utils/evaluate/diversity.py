@@ -13,10 +13,11 @@ Left out: self-BLEU (Zhu et al., 2018, "Texygen"), MAUVE, embedding-based divers
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
 
 import torch
+
+from course_utils.arguments import check_int
 
 
 def _as_lists(sequences) -> list[list[int]]:
@@ -27,13 +28,6 @@ def _as_lists(sequences) -> list[list[int]]:
     if isinstance(sequences, (str, bytes)) or not all(isinstance(s, (list, tuple)) for s in sequences):
         raise TypeError("sequences must be an (N, T) tensor or a list of token-id lists")
     return [list(s) for s in sequences]
-
-
-def _check_n(n: int) -> int:
-    """``n`` as a Python int (numpy ints accepted), or a ValueError."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    return int(n)
 
 
 def _as_ids(sequence) -> list:
@@ -48,7 +42,7 @@ def _as_ids(sequence) -> list:
 
 def ngrams(sequence: Sequence[int], n: int) -> list[tuple[int, ...]]:
     """All contiguous n-grams of ``sequence`` (a list, or a 1-D tensor or array) in order."""
-    n = _check_n(n)
+    n = check_int(n, "n", minimum=1)
     sequence = _as_ids(sequence)
     return [tuple(sequence[i:i + n]) for i in range(len(sequence) - n + 1)]
 

@@ -9,7 +9,8 @@ not comparable across models; dividing the *total* bits by the number of charact
 from __future__ import annotations
 
 import math
-import numbers
+
+from course_utils.arguments import check_int
 
 
 def _check_finite_nonneg(name: str, value: float) -> float:
@@ -30,6 +31,5 @@ def nats_to_bits(nats: float) -> float:
 
 def bits_per_unit(total_nats: float, n_units: int) -> float:
     """Total negative log-likelihood (nats) of a text divided over its characters or bytes, in bits per unit."""
-    if isinstance(n_units, bool) or not isinstance(n_units, numbers.Integral) or n_units < 1:  # numpy ints too
-        raise ValueError(f"n_units (characters or bytes in the text) must be a positive int, got {n_units!r}")
-    return nats_to_bits(total_nats) / int(n_units)
+    n_units = check_int(n_units, "n_units (characters or bytes in the text)", minimum=1, allowed="a positive int")
+    return nats_to_bits(total_nats) / n_units

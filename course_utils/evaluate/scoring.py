@@ -12,12 +12,12 @@ Left out: scoring the very first token (it has no context; we count the text uni
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int
 from course_utils.model.logits_fns import LogitsFn, gpt_logits_fn, hf_logits_fn  # noqa: F401  (re-exported)
 
 
@@ -32,8 +32,8 @@ class TextScore:
 
     def bits_per(self, n_units: int) -> float:
         """Bits per character or byte, given how many units of text the scored tokens cover."""
-        if isinstance(n_units, bool) or not isinstance(n_units, numbers.Integral) or n_units < 1:  # NaN gave NaN
-            raise ValueError(f"n_units must be an int >= 1 (characters or bytes of the text), got {n_units!r}")
+        n_units = check_int(n_units, "n_units", minimum=1,  # NaN gave NaN
+                            allowed="an int >= 1 (characters or bytes of the text)")
         return self.total_nats / math.log(2) / n_units
 
 
@@ -64,12 +64,9 @@ def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int |
         raise TypeError(f"ids must hold integer token ids, got {ids.dtype}")
     if len(ids) < 2:
         raise ValueError(f"need at least 2 ids to score a prediction, got {len(ids)}")
-    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 2:  # inf scored nothing
-        raise ValueError(f"window must be an int >= 2, got {window!r}")
-    stride = window if stride is None else stride
-    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or not 1 <= stride <= window:
-        raise ValueError(f"stride must be an int in [1, window={window}], got {stride!r}")
-    window, stride = int(window), int(stride)
+    window = check_int(window, "window", minimum=2)  # inf scored nothing
+    stride = window if stride is None else \
+        check_int(stride, "stride", minimum=1, maximum=window, allowed=f"an int in [1, window={window}]")
     n_new = min(stride, window - 1)  # ids scored per window: a window of W ids holds only W - 1 predictions
     total, count = 0.0, 0
     first_new = 1  # index of the first id not scored yet; ids[0] is never scored (it has no context)

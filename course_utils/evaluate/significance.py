@@ -10,12 +10,12 @@ comparisons separately, e.g. Holm).
 
 from __future__ import annotations
 
-import numbers
 import operator
 
 import numpy as np
 import torch
 
+from course_utils.arguments import check_int
 from course_utils.device import make_generator
 
 
@@ -50,9 +50,7 @@ def sign_flip_p(diffs, draws: int = 100_000, seed: int = 5) -> float:
     if not torch.isfinite(d).all():
         raise ValueError(f"diffs must be finite; {int((~torch.isfinite(d)).sum())} of {len(d)} are NaN or inf (a "
                          "failed score?): fix or drop those items first")
-    if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 1:
-        raise ValueError(f"draws must be an int >= 1 (random sign patterns, used above 16 items), got {draws!r}")
-    draws = int(draws)
+    draws = check_int(draws, "draws", minimum=1, allowed="an int >= 1 (random sign patterns, used above 16 items)")
     d = d[d.abs() > 1e-12]                                                                  # (m,) nonzero differences
     if len(d) == 0:
         return 1.0

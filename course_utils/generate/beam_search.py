@@ -22,12 +22,12 @@ sampling inside beams, n-gram blocking.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
+from course_utils.arguments import check_int, check_real
 from course_utils.model.logits_fns import gpt_next_logits_fn, hf_next_logits_fn  # noqa: F401  (re-exported)
 
 
@@ -47,17 +47,12 @@ def beam_search(logits_fn: Callable[[torch.Tensor], torch.Tensor], prompt: torch
         raise ValueError("prompt must be a non-empty 1-D tensor of token ids (one sequence, no batch dimension)")
     if prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
         raise TypeError(f"prompt must hold integer token ids (torch.long), got {prompt.dtype}")
-    for name, value in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    if eos_token_id is not None and (isinstance(eos_token_id, bool) or not isinstance(eos_token_id, numbers.Integral)
-                                     or eos_token_id < 0):
-        raise ValueError(f"eos_token_id must be None or a token id (an int >= 0), got {eos_token_id!r}")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real) or \
-            not math.isfinite(length_penalty):  # NaN made every score NaN; -inf divided by zero
-        raise ValueError(f"length_penalty must be a finite number (0 = sum of log-probs, 1 = their mean), got "
-                         f"{length_penalty!r}")
-    num_beams, max_new_tokens, length_penalty = int(num_beams), int(max_new_tokens), float(length_penalty)
+    num_beams = check_int(num_beams, "num_beams", minimum=1)
+    max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=1)
+    if eos_token_id is not None:  # checked, kept as given
+        check_int(eos_token_id, "eos_token_id", minimum=0, allowed="None or a token id (an int >= 0)")
+    length_penalty = check_real(length_penalty, "length_penalty",  # NaN made every score NaN; -inf divided by zero
+                                allowed="a finite number (0 = sum of log-probs, 1 = their mean)")
     prompt_length = prompt.numel()
     beams = prompt[None, :]  # (K, T), one beam to start with
     # scores live on the CPU in float64 (MPS has no float64); only the ids go to the model's device

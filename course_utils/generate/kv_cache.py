@@ -16,12 +16,12 @@ full (we refuse to go past ``block_size``), paged/quantised caches, dropout duri
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int
 from course_utils.model.gpt import GPT
 from course_utils.device import check_generator
 from course_utils.generate.sampling import SamplingConfig, choose_next
@@ -32,13 +32,10 @@ def kv_cache_bytes(n_layer: int, n_kv_head: int, head_size: int, n_tokens: int, 
     """Size of a KV cache in bytes: layers x 2 x kv heads x head size x tokens x bytes (x batch)."""
     values = dict(n_layer=n_layer, n_kv_head=n_kv_head, head_size=head_size, n_tokens=n_tokens,
                   bytes_per_value=bytes_per_value, batch_size=batch_size)
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \
-                value < (0 if name == "n_tokens" else 1):
-            raise ValueError(f"{name} must be a positive int (n_tokens may be 0), got {value!r}")  # numpy ints too
     product = 2  # as Python ints: a product of numpy int64s can overflow silently
-    for value in values.values():
-        product *= int(value)
+    for name, value in values.items():
+        product *= check_int(value, name, minimum=0 if name == "n_tokens" else 1,
+                             allowed="a positive int (n_tokens may be 0)")
     return product
 
 
@@ -137,8 +134,7 @@ def _check_generation(model: GPT, idx: torch.Tensor, max_new_tokens: int, config
     vocab_size = model.config.vocab_size  # out-of-range ids fail deep in the embedding (a device-side assert on GPUs)
     if idx.device.type != "meta" and (idx.min() < 0 or idx.max() >= vocab_size):
         raise ValueError(f"idx must lie in [0, {vocab_size}), the model's vocabulary")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=0)
     total = idx.shape[1] + max_new_tokens
     if total > model.config.block_size:
         raise ValueError(f"prompt ({idx.shape[1]}) + max_new_tokens ({max_new_tokens}) = {total} exceeds block_size "

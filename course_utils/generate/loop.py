@@ -20,12 +20,12 @@ attention mask or position ids are needed), stopping strings, streaming.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int
 from course_utils.device import check_generator
 from course_utils.generate.sampling import SamplingConfig, choose_next
 from course_utils.model.gpt import check_prompt_ids
@@ -48,8 +48,7 @@ def check_generation_inputs(input_ids: torch.Tensor, max_new_tokens: int, config
     if isinstance(input_ids, torch.Tensor):
         check_generator(generator, input_ids, "input_ids")
     check_prompt_ids(input_ids, vocab_size, "input_ids")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    check_int(max_new_tokens, "max_new_tokens", minimum=1)
     if not isinstance(config, SamplingConfig):
         raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
     if not config.greedy and generator is None:
@@ -93,10 +92,9 @@ def continuation_nll(model, ids: torch.Tensor, prompt_length: int, pad_token_id:
     ``exp`` of the result is the perplexity of the sample under this judge.
     """
     check_prompt_ids(ids, getattr(getattr(model, "config", None), "vocab_size", None), "ids")  # any callable model
-    if isinstance(prompt_length, bool) or not isinstance(prompt_length, numbers.Integral) or \
-            not 0 < prompt_length < ids.shape[1]:
-        raise ValueError(f"prompt_length must be an int with 0 < prompt_length < T = {ids.shape[1]} (ids (B, T) "
-                         f"{tuple(ids.shape)}), got {prompt_length!r}")
+    prompt_length = check_int(prompt_length, "prompt_length", minimum=1, maximum=ids.shape[1] - 1,
+                              allowed=f"an int with 0 < prompt_length < T = {ids.shape[1]} (ids (B, T) "
+                                      f"{tuple(ids.shape)})")
     logits = model(input_ids=ids).logits[:, prompt_length - 1:-1, :].float()  # (B, N, V) predicts ids[:, P:]
     targets = ids[:, prompt_length:]  # (B, N)
     nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, N)

@@ -34,13 +34,13 @@ typical, epsilon and eta sampling, contrastive search, per-row (batched) setting
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int, check_real
 from course_utils.device import check_generator
 from course_utils.model.gpt import check_temperature  # one rule for GPT.generate and these processors
 
@@ -74,19 +74,9 @@ def _check_ids(prev_ids: torch.Tensor, logits: torch.Tensor, scan: bool = True, 
         raise ValueError(f"{name} must lie in [0, {logits.shape[1]}), the vocabulary of the logits")
 
 
-def _number(name: str, value, ok: Callable[[float], bool], allowed: str, kind=numbers.Real):  # numpy scalars too
-    if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return int(value) if kind is numbers.Integral else value if isinstance(value, (int, float)) else float(value)
-
-
-def _check_keep(min_tokens_to_keep: int) -> int:
-    return _number("min_tokens_to_keep", min_tokens_to_keep, lambda n: n >= 1, "an int >= 1", numbers.Integral)
-
-
 def _check_repetition_penalty(penalty: float) -> float:
-    return _number("repetition_penalty", penalty, lambda p: 0 < p < math.inf,
-                   "a finite number > 0 (1 = off, > 1 discourages repeats)")
+    return check_real(penalty, "repetition_penalty", minimum=0, low_open=True,
+                      allowed="a finite number > 0 (1 = off, > 1 discourages repeats)")
 
 
 # ---------- the processors without checks (what a decoding loop calls every step) ----------
@@ -144,24 +134,24 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 def top_k_filter(logits: torch.Tensor, top_k: int, min_tokens_to_keep: int = 1) -> torch.Tensor:
     """Keep the ``max(top_k, min_tokens_to_keep)`` largest logits of each row (and ties with the last); rest -inf."""
     check_finite(logits)
-    top_k = _number("top_k", top_k, lambda k: k >= 1, "an int >= 1 (leave it None to disable)", numbers.Integral)
-    return _top_k(logits, top_k, _check_keep(min_tokens_to_keep))
+    top_k = check_int(top_k, "top_k", minimum=1, allowed="an int >= 1 (leave it None to disable)")
+    return _top_k(logits, top_k, check_int(min_tokens_to_keep, "min_tokens_to_keep", minimum=1))
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
     """Nucleus filter: keep the most likely tokens until their mass reaches ``top_p`` in (0, 1], and at least
     ``min_tokens_to_keep`` of them."""
     check_finite(logits)
-    top_p = _number("top_p", top_p, lambda p: 0.0 < p <= 1.0, "in (0, 1] (1 keeps every token)")
-    return _top_p(logits, top_p, _check_keep(min_tokens_to_keep)).clone()
+    top_p = check_real(top_p, "top_p", minimum=0, maximum=1, low_open=True, allowed="in (0, 1] (1 keeps every token)")
+    return _top_p(logits, top_p, check_int(min_tokens_to_keep, "min_tokens_to_keep", minimum=1)).clone()
 
 
 def min_p_filter(logits: torch.Tensor, min_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
     """Keep tokens whose probability is at least ``min_p`` (in [0, 1)) times the top token's probability, and the
     ``min_tokens_to_keep`` most likely ones whatever their probability."""
     check_finite(logits)
-    min_p = _number("min_p", min_p, lambda m: 0.0 <= m < 1.0, "in [0, 1) (0 keeps every token)")
-    return _min_p(logits, min_p, _check_keep(min_tokens_to_keep))
+    min_p = check_real(min_p, "min_p", minimum=0, maximum=1, high_open=True, allowed="in [0, 1) (0 keeps every token)")
+    return _min_p(logits, min_p, check_int(min_tokens_to_keep, "min_tokens_to_keep", minimum=1))
 
 
 def apply_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -179,7 +169,7 @@ def apply_frequency_presence(logits: torch.Tensor, generated_ids: torch.Tensor, 
     token j in ``generated_ids`` (B, N): the generated tokens only (vLLM's reading; llama.cpp counts the prompt)."""
     check_finite(logits)
     _check_ids(generated_ids, logits, name="generated_ids")
-    frequency_penalty, presence_penalty = (_number(name, value, math.isfinite, "a finite number (OpenAI: -2 to 2)")
+    frequency_penalty, presence_penalty = (check_real(value, name, allowed="a finite number (OpenAI: -2 to 2)")
         for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)))
     return _frequency_presence(logits, generated_ids, frequency_penalty, presence_penalty)
 
@@ -205,7 +195,7 @@ def decoded_token_mask(decode: Callable[[int], str], vocab_size: int, keep: Call
     """(V,) bool: True where ``keep(decode(id))``. Decide by the *decoded text* of a token, never by its stored
     string: byte-level BPE stores raw bytes as stand-in characters (byte 0xB2 is stored as '²', which decodes to
     an invalid byte, not to a digit). Example: ``decoded_token_mask(lambda i: tok.decode([i]), V, is_ascii_digits)``."""
-    vocab_size = _number("vocab_size", vocab_size, lambda v: v >= 1, "an int >= 1", numbers.Integral)
+    vocab_size = check_int(vocab_size, "vocab_size", minimum=1)
     return torch.tensor([keep(decode(i)) for i in range(vocab_size)], dtype=torch.bool)
 
 
@@ -233,17 +223,19 @@ class SamplingConfig:
     def __post_init__(self) -> None:  # numbers are stored as Python ints and floats (numpy scalars converted)
         self.temperature = self.temperature if self.greedy else check_temperature(self.temperature)
         if self.top_k is not None:
-            self.top_k = _number("top_k", self.top_k, lambda k: k >= 1, "an int >= 1 or None", numbers.Integral)
+            self.top_k = check_int(self.top_k, "top_k", minimum=1, allowed="an int >= 1 or None")
         if self.top_p is not None:
-            self.top_p = _number("top_p", self.top_p, lambda p: 0.0 < p <= 1.0, "in (0, 1] or None")
+            self.top_p = check_real(self.top_p, "top_p", minimum=0, maximum=1, low_open=True,
+                                    allowed="in (0, 1] or None")
         if self.min_p is not None:
-            self.min_p = _number("min_p", self.min_p, lambda m: 0.0 <= m < 1.0, "in [0, 1) or None")
+            self.min_p = check_real(self.min_p, "min_p", minimum=0, maximum=1, high_open=True,
+                                    allowed="in [0, 1) or None")
         self.repetition_penalty = _check_repetition_penalty(self.repetition_penalty)
         for name in ("frequency_penalty", "presence_penalty"):
-            setattr(self, name, _number(name, getattr(self, name), math.isfinite, "a finite number (OpenAI: -2 to 2)"))
+            setattr(self, name, check_real(getattr(self, name), name, allowed="a finite number (OpenAI: -2 to 2)"))
         if not isinstance(self.greedy, bool) or not isinstance(self.temperature_last, bool):
             raise TypeError("greedy and temperature_last must be True or False")
-        self.min_tokens_to_keep = _check_keep(self.min_tokens_to_keep)
+        self.min_tokens_to_keep = check_int(self.min_tokens_to_keep, "min_tokens_to_keep", minimum=1)
 
 
 def _process(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig,
@@ -277,7 +269,7 @@ def _check_call(logits, prev_ids, config, prompt_length, scan: bool = False) -> 
         raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
     if prev_ids is not None:
         _check_ids(prev_ids, logits, scan=scan)
-    _number("prompt_length", prompt_length, lambda n: n >= 0, "an int >= 0", numbers.Integral)
+    check_int(prompt_length, "prompt_length", minimum=0)
 
 
 def process_logits(logits: torch.Tensor, prev_ids: torch.Tensor | None, config: SamplingConfig,

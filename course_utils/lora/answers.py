@@ -15,7 +15,6 @@ Left out: sampling, beam search, stop strings other than the end token, length n
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int
 from course_utils.lora.sft import SFTExample, end_of_turn_id
 
 
@@ -34,9 +34,7 @@ def _check_common(model: nn.Module, examples: object, batch_size: object) -> int
         raise TypeError("examples must be a non-empty list of SFTExample (chat_example(tokenizer, user))")
     if any(not e.prompt_ids for e in examples):
         raise ValueError("every example needs at least one prompt token")
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+    return check_int(batch_size, "batch_size", minimum=1, allowed="a positive int")
 
 
 def pad_token_id(tokenizer) -> int:
@@ -77,9 +75,7 @@ def generate_answers(model: nn.Module, tokenizer, examples: list[SFTExample], ma
     from transformers import GenerationConfig
 
     batch_size = _check_common(model, examples, batch_size)
-    if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")  # numpy ints too
-    max_new_tokens = int(max_new_tokens)
+    max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=1, allowed="a positive int")
     try:
         stop_id = end_of_turn_id(tokenizer)
     except ValueError:

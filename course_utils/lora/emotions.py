@@ -17,12 +17,13 @@ measured in the notebook, is a rough check).
 
 from __future__ import annotations
 
-import numbers
 import re
 import string
 from dataclasses import dataclass
 
 import torch
+
+from course_utils.arguments import check_int, check_real
 
 EMOTIONS = ("joy", "sadness", "anger", "fear")
 
@@ -150,11 +151,9 @@ class EmotionExample:
 def split_events(seed: int = 0, held_out_fraction: float = 0.35) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """(train events, held-out events) per emotion: a seeded permutation of each emotion's events (in EMOTIONS order),
     of which the first round(fraction * n) (at least 1, at most n - 1) are held out."""
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:  # numpy numbers too
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if not isinstance(held_out_fraction, numbers.Real) or not 0 < held_out_fraction < 1:
-        raise ValueError(f"held_out_fraction must be a number in (0, 1), got {held_out_fraction!r}")
-    seed, held_out_fraction = int(seed), float(held_out_fraction)
+    seed = check_int(seed, "seed", minimum=0, allowed="a non-negative int")
+    held_out_fraction = check_real(held_out_fraction, "held_out_fraction", minimum=0, maximum=1, low_open=True,
+                                   high_open=True)
     generator = torch.Generator().manual_seed(seed)  # CPU: the split must not depend on the device
     train, held_out = {}, {}
     for emotion in EMOTIONS:
@@ -188,10 +187,8 @@ def emotion_dataset(n_train: int, n_test: int, seed: int = 0,
     """``n_train`` training and ``n_test`` test sentences, balanced over EMOTIONS (as evenly as n allows), each a
     distinct (event, frame) pair drawn without replacement; test sentences use only held-out events (frames are shared).
     Deterministic for a seed (a CPU ``torch.Generator``). Raises ValueError when a split has too few distinct pairs."""
-    for name, n in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:  # numpy ints too
-            raise ValueError(f"{name} must be a positive int, got {n!r}")
-    n_train, n_test = int(n_train), int(n_test)
+    n_train = check_int(n_train, "n_train", minimum=1, allowed="a positive int")
+    n_test = check_int(n_test, "n_test", minimum=1, allowed="a positive int")
     train_events, test_events = split_events(seed, held_out_fraction)
     seed = int(seed)  # checked by split_events
     for name, n, events in (("n_train", n_train, train_events), ("n_test", n_test, test_events)):

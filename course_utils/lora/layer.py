@@ -29,27 +29,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int, check_real
+
 
 def check_lora_hyperparameters(r: object, alpha: object, dropout: object,
                                max_rank: int | None = None) -> tuple[int, float, float]:
     """Raise TypeError/ValueError unless r is an int >= 1, alpha a finite number > 0 and dropout a number in
     [0, 1). (The upper bound of r depends on the layer, ``max_rank`` if known: see :func:`check_rank_fits`.)
     Numpy numbers are accepted; returns ``(r, alpha, dropout)`` as Python numbers (an int alpha stays an int)."""
-    if isinstance(r, bool) or not isinstance(r, numbers.Integral):
-        raise TypeError(f"r (the LoRA rank) must be an int, got {type(r).__name__} {r!r}")
-    if r < 1:
+    r = check_int(r, "r (the LoRA rank)", allowed="an int")
+    if r < 1:  # the range by hand: the message ends with the layer's allowed ranks
         allowed = "r >= 1" if max_rank is None else f"1 <= r <= {max_rank} = min(in_features, out_features)"
         raise ValueError(f"r (the LoRA rank) must be >= 1, got {r}; allowed: {allowed}")
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a number, got {type(alpha).__name__} {alpha!r}")
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be a finite number > 0, got {alpha}")
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
-        raise TypeError(f"dropout must be a number in [0, 1), got {type(dropout).__name__} {dropout!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    python = lambda x: int(x) if isinstance(x, numbers.Integral) else float(x)  # noqa: E731
-    return int(r), python(alpha), python(dropout)
+    alpha_number = check_real(alpha, "alpha", minimum=0, low_open=True)
+    dropout_number = check_real(dropout, "dropout", minimum=0, maximum=1, high_open=True, allowed="in [0, 1)")
+    keep_int = lambda x, number: int(x) if isinstance(x, numbers.Integral) else number  # noqa: E731
+    return r, keep_int(alpha, alpha_number), keep_int(dropout, dropout_number)
 
 
 def check_rank_fits(r: int, in_features: int, out_features: int, what: str = "the layer") -> None:

@@ -19,11 +19,12 @@ byte sizes you use instead), quantised weights below one byte.
 from __future__ import annotations
 
 import difflib
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+
+from course_utils.arguments import check_int
 
 LLAMA2_7B_CONFIG: dict = dict(
     vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -47,12 +48,9 @@ class TrainingMemory:
 
 
 def _check_bytes(name: str, value: object, minimum: int) -> int:
-    """``value`` as a Python int (numpy ints accepted), or a TypeError / ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int number of bytes per parameter, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum} bytes per parameter, got {value}")
-    return int(value)
+    """``value`` as a Python int (numpy ints accepted), or a TypeError (the kind) / ValueError (the range)."""
+    value = check_int(value, name, allowed="an int number of bytes per parameter")
+    return check_int(value, name, minimum=minimum, allowed=f">= {minimum} bytes per parameter")
 
 
 def training_memory(model: nn.Module, weight_bytes: int = 4, grad_bytes: int = 4,

@@ -20,7 +20,6 @@ constant rate: the chapter's runs are a few dozen steps), mixed precision, gradi
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass
 
@@ -28,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from course_utils.arguments import check_int, check_real
 
 
 END_TOKEN = "<|im_end|>"
@@ -88,9 +89,7 @@ def collate_sft(examples: list[SFTExample], pad_id: int, mask_prompt: bool = Tru
     0, 1, ...: the default position ids are right, and causal attention never lets a real token see the padding."""
     if not isinstance(examples, (list, tuple)) or not examples or not all(isinstance(e, SFTExample) for e in examples):
         raise TypeError("examples must be a non-empty list of SFTExample")
-    if isinstance(pad_id, bool) or not isinstance(pad_id, numbers.Integral) or pad_id < 0:  # numpy ints too
-        raise ValueError(f"pad_id must be a non-negative int (a token id), got {pad_id!r}")
-    pad_id = int(pad_id)
+    pad_id = check_int(pad_id, "pad_id", minimum=0, allowed="a non-negative int (a token id)")
     if any(not e.prompt_ids for e in examples):
         raise ValueError("every example needs at least one prompt token")
     width = max(len(e.prompt_ids) + len(e.response_ids) for e in examples)
@@ -169,22 +168,14 @@ class SFTConfig:
     mask_prompt: bool = True  # False: the loss counts every non-padding position, prompt included
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size"):  # numpy ints and floats too, stored as Python ints and floats
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not isinstance(self.warmup_steps, numbers.Integral) or isinstance(self.warmup_steps, bool) or \
-                self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
-        real = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)  # noqa: E731
-        if not real(self.lr) or not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not real(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
-        if not real(self.grad_clip) or not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 (math.inf for no clipping), got {self.grad_clip!r}")
-        self.steps, self.batch_size, self.warmup_steps = int(self.steps), int(self.batch_size), int(self.warmup_steps)
-        self.lr, self.weight_decay, self.grad_clip = float(self.lr), float(self.weight_decay), float(self.grad_clip)
+        # numpy ints and floats too, stored as Python ints and floats
+        self.steps = check_int(self.steps, "steps", minimum=1, allowed="a positive int")
+        self.batch_size = check_int(self.batch_size, "batch_size", minimum=1, allowed="a positive int")
+        self.warmup_steps = check_int(self.warmup_steps, "warmup_steps", minimum=0)
+        self.lr = check_real(self.lr, "lr", minimum=0, low_open=True)
+        self.weight_decay = check_real(self.weight_decay, "weight_decay", minimum=0)
+        self.grad_clip = check_real(self.grad_clip, "grad_clip", minimum=0, low_open=True, finite=False,
+                                    allowed="> 0 (math.inf for no clipping)")
         if not isinstance(self.mask_prompt, bool):
             raise TypeError(f"mask_prompt must be a bool, got {self.mask_prompt!r}")
 

@@ -23,9 +23,10 @@ Left out: dropout on the weights, ``is_causal`` fast paths, grouped-query attent
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
+
+from course_utils.arguments import check_real
 
 
 def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -48,10 +49,8 @@ def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | Non
     except rows with no allowed key, which are all zero. ``scale``: a finite number > 0; None = 1 / sqrt(D).
     """
     _check_qkv(q, k, k)
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
-                              or not 0 < scale < math.inf):
-        raise ValueError(f"scale must be a finite number > 0 (None = 1/sqrt(D)), got {scale!r}")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else \
+        check_real(scale, "scale", minimum=0, low_open=True, allowed="a finite number > 0 (None = 1/sqrt(D))")
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., T_q, T_k)
     if mask is None:
         return torch.softmax(scores, dim=-1)

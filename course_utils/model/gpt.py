@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int
 from course_utils.device import check_generator
 from course_utils.model.masks import check_mask
 
@@ -79,10 +80,9 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-            setattr(self, name, int(value))  # a numpy integer (from a grid) becomes a Python int
+            # a numpy integer (from a grid) becomes a Python int
+            setattr(self, name, check_int(getattr(self, name), f"GPTConfig.{name}", minimum=1,
+                                          allowed="a positive integer"))
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head gets equal width"
@@ -279,15 +279,14 @@ class GPT(nn.Module):
         if isinstance(idx, torch.Tensor):
             check_generator(generator, idx, "idx")  # first, before any work
         check_prompt_ids(idx, self.config.vocab_size, "idx")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+        max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=1)
         if not greedy:
             temperature = check_temperature(temperature)
         if not greedy and generator is None:
             raise ValueError("sampling needs an explicit torch.Generator (or greedy=True)")
         was_training = self.training
         self.eval()
-        for _ in range(int(max_new_tokens)):
+        for _ in range(max_new_tokens):
             context = idx[:, -self.config.block_size:]  # (B, <=block_size)
             logits = self.lm_head(self.hidden_states(context)[:, -1, :])  # (B, V): only the last position's
             if greedy:

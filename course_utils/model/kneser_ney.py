@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
+from course_utils.arguments import check_real
 from course_utils.model.ngram import NGramModel, _count, _last_ids, _pack, check_ngram_ids
 
 
@@ -45,8 +46,8 @@ class KneserNeyModel:
     def __post_init__(self) -> None:
         checked = NGramModel(self.n, self.vocab_size)  # the same checks of n and vocab_size, and their messages
         self.n, self.vocab_size = checked.n, checked.vocab_size  # numpy ints as Python ints
-        if not 0 < self.discount < 1:
-            raise ValueError(f"discount must be in (0, 1), got {self.discount!r}")
+        check_real(self.discount, "discount", minimum=0, maximum=1, low_open=True, high_open=True,
+                   allowed="in (0, 1)")  # checked; kept as given
 
     def fit(self, ids: Sequence[int]) -> "KneserNeyModel":
         arr = check_ngram_ids(ids, self.n, self.vocab_size)

@@ -19,13 +19,13 @@ separate ``head_dim`` (we require head_dim = n_embd // n_head, as SmolLM2 and Ll
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int
 from course_utils.device import check_generator
 from course_utils.model.gpt import check_prompt_ids, check_temperature
 from course_utils.model.modern import RMSNorm, SwiGLU, apply_rope, repeat_kv, rope_cos_sin, rope_inverse_frequencies
@@ -235,8 +235,7 @@ class Llama(nn.Module):
         if isinstance(idx, torch.Tensor):
             check_generator(generator, idx, "idx")
         check_prompt_ids(idx, self.config.vocab_size, "idx")  # float, out-of-vocabulary or empty: a clear error
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+        max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=1)
         if not greedy:
             temperature = check_temperature(temperature)
             if generator is None:

@@ -27,16 +27,15 @@ Left out: block-sparse and dilated patterns, chunked attention, masks with a key
 
 from __future__ import annotations
 
-import numbers
-
 import torch
+
+from course_utils.arguments import check_int
 
 SIDES = ("right", "left")
 
 
-def _check_length(T: int, name: str = "T") -> None:
-    if not isinstance(T, numbers.Integral) or isinstance(T, bool) or T < 1:  # numpy ints too
-        raise ValueError(f"{name} (sequence length) must be a positive int, got {T!r}")
+def _check_length(T: int) -> int:
+    return check_int(T, "T (sequence length)", minimum=1, allowed="a positive int")
 
 
 def _arange(T: int, device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,14 +58,14 @@ def check_mask(mask: torch.Tensor, name: str = "mask") -> None:
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """``(T, T)``: query ``i`` may attend to keys ``j <= i`` (lower triangle, diagonal included)."""
-    _check_length(T)
+    T = _check_length(T)
     i, j = _arange(T, device)
     return j <= i  # (T, T)
 
 
 def bidirectional_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """``(T, T)`` all True: every position attends to every position."""
-    _check_length(T)
+    T = _check_length(T)
     return torch.ones(T, T, dtype=torch.bool, device=device)  # (T, T)
 
 
@@ -75,9 +74,8 @@ def prefix_lm_mask(T: int, prefix_len: int, device: torch.device | str | None = 
 
     ``prefix_len = 0`` gives the causal mask, ``prefix_len = T`` the bidirectional one.
     """
-    _check_length(T)
-    if not isinstance(prefix_len, numbers.Integral) or isinstance(prefix_len, bool) or not 0 <= prefix_len <= T:
-        raise ValueError(f"prefix_len must be an int in [0, T={T}], got {prefix_len!r}")
+    T = _check_length(T)
+    prefix_len = check_int(prefix_len, "prefix_len", minimum=0, maximum=T, allowed=f"an int in [0, T={T}]")
     i, j = _arange(T, device)
     return (j <= i) | (j < prefix_len)  # (T, T)
 
@@ -92,9 +90,8 @@ def sliding_window_mask(T: int, window: int, causal: bool = True,
     ``causal=False`` (Longformer's encoder, symmetric): ``window // 2`` positions on each side plus itself,
     ``|i - j| <= window // 2``; flash-attn's ``window_size=(window // 2, window // 2)``.
     """
-    _check_length(T)
-    if not isinstance(window, numbers.Integral) or isinstance(window, bool) or window < 1:
-        raise ValueError(f"window must be an int >= 1 (the number of positions each query sees), got {window!r}")
+    T = _check_length(T)
+    window = check_int(window, "window", minimum=1, allowed="an int >= 1 (the number of positions each query sees)")
     i, j = _arange(T, device)
     if causal:
         return (j <= i) & (j > i - window)  # (T, T)
@@ -102,7 +99,7 @@ def sliding_window_mask(T: int, window: int, causal: bool = True,
 
 
 def _check_lengths(lengths, T: int) -> torch.Tensor:
-    _check_length(T)
+    T = _check_length(T)
     lengths = torch.as_tensor(lengths)
     if lengths.dim() != 1 or lengths.numel() == 0:
         raise ValueError(f"lengths must be a non-empty 1-D sequence (one length per row), got shape "
@@ -222,9 +219,8 @@ def position_ids_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tens
 
 def mask_bytes(T: int, batch: int = 1, heads: int = 1, dtype: torch.dtype = torch.bool) -> int:
     """Bytes a materialised ``(batch, heads, T, T)`` mask of ``dtype`` occupies (it grows as T squared)."""
-    _check_length(T)
-    for name, value in (("batch", batch), ("heads", heads)):  # NaN, 2.5 or -1 gave a byte count without a word
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    T = _check_length(T)
+    batch, heads = (check_int(value, name, minimum=1, allowed="a positive int")  # NaN, 2.5 or -1 gave a byte count
+                    for name, value in (("batch", batch), ("heads", heads)))
     itemsize = torch.empty((), dtype=dtype).element_size()
     return int(batch * heads * T * T * itemsize)

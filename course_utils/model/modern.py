@@ -26,12 +26,11 @@ Shapes use the package notation (B batch, T time, C n_embd, H heads, D head size
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from course_utils.arguments import check_int, check_real
 
 
 class RMSNorm(nn.Module):
@@ -57,14 +56,14 @@ def rope_inverse_frequencies(head_size: int, rope_theta: float = 10000.0, scalin
     Pair 0 turns by one radian per position, the last pair almost not at all. ``scaling_factor`` > 1 is linear
     position interpolation (Chen et al., 2023): position p is treated as p / scaling_factor.
     """
-    if isinstance(head_size, bool) or not isinstance(head_size, numbers.Integral) or head_size < 2 or head_size % 2:
-        raise ValueError(f"RoPE rotates pairs of coordinates: head_size must be an even int >= 2, got {head_size!r}")
-    if isinstance(rope_theta, bool) or not isinstance(rope_theta, numbers.Real) or not 1 < rope_theta < math.inf:
-        raise ValueError(f"rope_theta must be > 1 and finite (inf froze every pair but the first), got {rope_theta}")
-    if isinstance(scaling_factor, bool) or not isinstance(scaling_factor, numbers.Real) or \
-            not 1 <= scaling_factor < math.inf:
-        raise ValueError(f"scaling_factor must be >= 1 and finite (1 = no scaling), got {scaling_factor}")
-    head_size, rope_theta, scaling_factor = int(head_size), float(rope_theta), float(scaling_factor)
+    pairs = "RoPE rotates pairs of coordinates: head_size"
+    size = check_int(head_size, pairs, minimum=2, allowed="an even int >= 2")
+    if size % 2:
+        raise ValueError(f"{pairs} must be an even int >= 2, got {head_size!r}")
+    head_size = size
+    rope_theta = check_real(rope_theta, "rope_theta", minimum=1, low_open=True,
+                            allowed="> 1 and finite (inf froze every pair but the first)")
+    scaling_factor = check_real(scaling_factor, "scaling_factor", minimum=1, allowed=">= 1 and finite (1 = no scaling)")
     exponents = torch.arange(0, head_size, 2, dtype=dtype) / head_size  # (D/2,) 2i/D
     return 1.0 / (rope_theta ** exponents) / scaling_factor  # (D/2,)
 
@@ -117,9 +116,7 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 
     Query head h uses key/value head ``h // n_rep`` (heads 0..n_rep-1 share kv head 0, and so on).
     """
-    if isinstance(n_rep, bool) or not isinstance(n_rep, numbers.Integral) or n_rep < 1:  # numpy ints too
-        raise ValueError(f"n_rep must be an int >= 1 (query heads per key/value head), got {n_rep!r}")
-    n_rep = int(n_rep)
+    n_rep = check_int(n_rep, "n_rep", minimum=1, allowed="an int >= 1 (query heads per key/value head)")
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, H_kv, T, D), got {tuple(x.shape)}")
     if n_rep == 1:

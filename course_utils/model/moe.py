@@ -26,13 +26,13 @@ dropping, router z-loss, expert parallelism, shared experts, noisy gating.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int
 from course_utils.model.gpt import GPT, MLP, GPTConfig
 
 
@@ -50,9 +50,7 @@ def route(router_logits: torch.Tensor, top_k: int) -> Routing:
     if router_logits.dim() != 2:
         raise ValueError(f"router_logits must have shape (N, E), got {tuple(router_logits.shape)}")
     n_expert = router_logits.shape[1]
-    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or not 1 <= top_k <= n_expert:
-        raise ValueError(f"top_k must be an int in [1, n_expert={n_expert}], got {top_k!r}")  # numpy ints too
-    top_k = int(top_k)
+    top_k = check_int(top_k, "top_k", minimum=1, maximum=n_expert, allowed=f"an int in [1, n_expert={n_expert}]")
     probs = F.softmax(router_logits.float(), dim=-1)  # (N, E)
     top_probs, experts = probs.topk(top_k, dim=-1)  # (N, k), (N, k)
     gates = top_probs / top_probs.sum(dim=-1, keepdim=True)  # (N, k), each row sums to 1
@@ -84,11 +82,8 @@ class MoEMLP(nn.Module):
 
     def __init__(self, config: GPTConfig, n_expert: int = 4, top_k: int = 2) -> None:
         super().__init__()
-        if isinstance(n_expert, bool) or not isinstance(n_expert, numbers.Integral) or n_expert < 2:
-            raise ValueError(f"n_expert must be an int >= 2 (one expert is a plain MLP), got {n_expert!r}")
-        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or not 1 <= top_k <= n_expert:
-            raise ValueError(f"top_k must be an int in [1, n_expert={n_expert}], got {top_k!r}")
-        n_expert, top_k = int(n_expert), int(top_k)  # numpy ints too, kept as Python ints
+        n_expert = check_int(n_expert, "n_expert", minimum=2, allowed="an int >= 2 (one expert is a plain MLP)")
+        top_k = check_int(top_k, "top_k", minimum=1, maximum=n_expert, allowed=f"an int in [1, n_expert={n_expert}]")
         self.n_expert, self.top_k = n_expert, top_k
         self.router = nn.Linear(config.n_embd, n_expert, bias=False)
         self.experts = nn.ModuleList([MLP(config) for _ in range(n_expert)])

@@ -22,13 +22,13 @@ baseline.
 
 from __future__ import annotations
 
-import math
-import numbers
 import operator
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+
+from course_utils.arguments import check_int, check_real
 
 
 def _pack(ids: np.ndarray, width: int, base: int) -> np.ndarray:
@@ -94,15 +94,12 @@ class NGramModel:
 
     def __post_init__(self) -> None:
         for name, allowed in (("n", "an int >= 1"), ("vocab_size", "a positive int")):  # numpy ints too, not bools
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be {allowed}, got {value!r}")
-            setattr(self, name, int(value))  # a numpy int64 would overflow silently in vocab_size ** n below
+            # a numpy int64 would overflow silently in vocab_size ** n below
+            setattr(self, name, check_int(getattr(self, name), name, minimum=1, allowed=allowed))
         if self.vocab_size ** self.n >= 2 ** 62:
             raise ValueError(f"vocab_size**n = {self.vocab_size}**{self.n} is too large to pack into int64")
-        if isinstance(self.k, bool) or not isinstance(self.k, numbers.Real) or not 0 < self.k < math.inf:
-            raise ValueError(f"k (add-k smoothing) must be a finite number > 0 so unseen events keep probability, "
-                             f"got {self.k!r}")
+        check_real(self.k, "k (add-k smoothing)", minimum=0, low_open=True,  # checked; kept as given
+                   allowed="a finite number > 0 so unseen events keep probability")
 
     def fit(self, ids: Sequence[int]) -> "NGramModel":
         arr = check_ngram_ids(ids, self.n, self.vocab_size)

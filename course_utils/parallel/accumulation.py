@@ -17,10 +17,10 @@ on all but the last micro-batch), and layers whose output depends on the whole b
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn as nn
+
+from course_utils.arguments import check_int
 
 IGNORE_INDEX = -100  # targets with this value are not counted (the GPT's cross-entropy skips them)
 
@@ -28,9 +28,7 @@ IGNORE_INDEX = -100  # targets with this value are not counted (the GPT's cross-
 def split_micro_batches(idx: torch.Tensor, targets: torch.Tensor,
                         n_micro: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Split (B, T) ``idx`` and ``targets`` along the batch into ``n_micro`` equal (B / n_micro, T) pieces."""
-    if isinstance(n_micro, bool) or not isinstance(n_micro, numbers.Integral) or n_micro < 1:  # numpy ints too
-        raise ValueError(f"n_micro must be an int >= 1, got {n_micro!r}")
-    n_micro = int(n_micro)
+    n_micro = check_int(n_micro, "n_micro", minimum=1)
     if idx.dim() != 2 or targets.shape != idx.shape:
         raise ValueError(f"idx and targets must both be (B, T), got {tuple(idx.shape)} and {tuple(targets.shape)}")
     batch = idx.shape[0]

@@ -33,12 +33,12 @@ it, so the meter counts what checkpointing keeps.
 
 from __future__ import annotations
 
-import numbers
 from collections import defaultdict
 
 import torch
 import torch.nn as nn
 
+from course_utils.arguments import check_int
 from course_utils.model.gpt import GPTConfig
 from course_utils.parallel.memory import ModelShape
 
@@ -47,10 +47,7 @@ RECOMPUTE = ("none", "selective", "full")
 
 def _positive_ints(**values: object) -> tuple[int, ...]:
     """The values as Python ints (numpy ints accepted), in order, or a ValueError naming the first bad one."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return tuple(int(value) for value in values.values())
+    return tuple(check_int(value, name, minimum=1, allowed="a positive int") for name, value in values.items())
 
 
 def _check_recompute(recompute: str) -> None:

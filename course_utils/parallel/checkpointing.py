@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from course_utils.arguments import check_int
 from course_utils.device import synchronize
 from course_utils.evaluate.timing import ranges_overlap
 from course_utils.parallel.activations import SavedTensorMeter
@@ -197,9 +198,7 @@ def checkpoint_costs(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor,
     ``repeats`` rounds of timing, each round one plain forward+backward, one checkpointed forward+backward and one
     plain forward pass alone, interleaved so that a slow spell of the machine hits every arm (the order reversed in
     every other round, so that no arm always runs first), after one untimed warm-up round."""
-    if not isinstance(repeats, numbers.Integral) or isinstance(repeats, bool) or repeats < 1:  # numpy ints too
-        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
-    repeats = int(repeats)
+    repeats = check_int(repeats, "repeats", minimum=1)
     if idx.dim() != 2 or targets.shape != idx.shape:
         raise ValueError(f"idx and targets must both be (B, T), got {tuple(idx.shape)} and {tuple(targets.shape)}")
     plain_bytes = saved_activation_bytes(model, idx, targets)

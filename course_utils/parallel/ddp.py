@@ -39,6 +39,7 @@ import torch.nn as nn
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
+from course_utils.arguments import check_int, check_real
 from course_utils.device import make_generator, synchronize
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.parallel.accumulation import split_micro_batches
@@ -76,23 +77,21 @@ class DataParallelSetup:
 
 def make_batches(ids: torch.Tensor, steps: int, batch_size: int, block_size: int, seed: int) -> list[Batch]:
     """``steps`` combined (B, T) batches drawn from ``ids`` with one seeded CPU generator (the same on every run)."""
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:  # 0 and -1 gave []
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    steps = check_int(steps, "steps", minimum=1)  # 0 and -1 gave []
     generator = make_generator(seed, "cpu")  # checks seed: 2.5 or None failed inside manual_seed
     return [sample_batch(ids, batch_size, block_size, generator) for _ in range(steps)]
 
 
 def shard_batch(idx: torch.Tensor, targets: torch.Tensor, rank: int, world_size: int) -> Batch:
     """Rank ``rank``'s contiguous 1/world_size of the rows of a (B, T) batch."""
-    if isinstance(world_size, bool) or not isinstance(world_size, numbers.Integral) or world_size < 1:
-        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")  # 0 divided by zero
-    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")  # -1: the last shard
+    world_size = check_int(world_size, "world_size", minimum=1)  # 0 divided by zero
+    rank = check_int(rank, "rank", minimum=0, maximum=world_size - 1,
+                     allowed=f"an int in [0, world_size={world_size})")  # -1: the last shard
     if idx.shape[0] % world_size:
         raise ValueError(f"the combined batch size {idx.shape[0]} is not divisible by world_size={world_size}: "
                          "each rank must get the same number of rows for DDP's average to equal the big batch's "
                          "gradient")
-    return split_micro_batches(idx, targets, int(world_size))[int(rank)]
+    return split_micro_batches(idx, targets, world_size)[rank]
 
 
 def build_model(config: GPTConfig, seed: int, device: torch.device | str = "cpu",
@@ -157,8 +156,7 @@ def tokens_per_second(seconds: list[float], tokens_per_step: int) -> float:
         raise ValueError(f"need at least 2 timed steps (the first is skipped), got {len(seconds)}")
     if not all(isinstance(s, numbers.Real) and 0 < s < math.inf for s in seconds[1:]):
         raise ValueError(f"seconds must be positive finite step times, got {list(seconds)}")
-    if isinstance(tokens_per_step, bool) or not isinstance(tokens_per_step, numbers.Integral) or tokens_per_step < 1:
-        raise ValueError(f"tokens_per_step must be an int >= 1, got {tokens_per_step!r}")  # NaN or -1 went through
+    tokens_per_step = check_int(tokens_per_step, "tokens_per_step", minimum=1)  # NaN or -1 went through
     return tokens_per_step * (len(seconds) - 1) / sum(seconds[1:])
 
 
@@ -169,11 +167,9 @@ def gradient_bytes(model: nn.Module) -> int:
 
 def ring_allreduce_bytes_per_rank(nbytes: int, world_size: int) -> float:
     """Bytes each rank sends in a ring all-reduce of ``nbytes``: 2 (p - 1) / p * nbytes."""
-    if isinstance(world_size, bool) or not isinstance(world_size, numbers.Integral) or world_size < 1 or \
-            isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Real) or not 0 <= nbytes < math.inf:
-        raise ValueError(f"need world_size an int >= 1 and nbytes a finite number >= 0, got {world_size!r} and "
-                         f"{nbytes!r}")  # NaN bytes or 2.5 ranks gave a number without a word
-    return 2 * (world_size - 1) / world_size * nbytes
+    ranks = check_int(world_size, "world_size", minimum=1)  # 2.5 ranks or NaN bytes gave a number without a word
+    size = check_real(nbytes, "nbytes", minimum=0)
+    return 2 * (ranks - 1) / ranks * size
 
 
 def time_all_reduce(nbytes: int, device: torch.device, repeats: int = 5, calls: int = 1) -> float:

@@ -24,12 +24,12 @@ allocator fragmentation, the CUDA context, quantised weights.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
+from course_utils.arguments import check_int
 from course_utils.lora.memory import TrainingMemory, training_memory
 from course_utils.model.gpt import GPTConfig
 
@@ -39,11 +39,8 @@ NORM_KINDS = ("layernorm", "rmsnorm")  # gain and bias, or gain only
 
 def _positive_int(name: str, value: object) -> int:
     """``value`` as a Python int (numpy ints accepted), or a TypeError / ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+    value = check_int(value, name, allowed="an int")  # the kind first: "n_layer must be an int, got 2.5"
+    return check_int(value, name, minimum=1, allowed=">= 1")  # then the range: "n_layer must be >= 1, got 0"
 
 
 @dataclass(frozen=True)
@@ -71,9 +68,8 @@ class ModelShape:
             raise TypeError(f"name must be a str, got {type(self.name).__name__}")
         for field in ("n_layer", "hidden", "n_head", "n_kv_head", "ffn_hidden", "vocab_size"):  # stored as ints
             object.__setattr__(self, field, _positive_int(field, getattr(self, field)))
-        if isinstance(self.positions, bool) or not isinstance(self.positions, numbers.Integral) or self.positions < 0:
-            raise ValueError(f"positions must be an int >= 0 (0 = rotary, no position table), got {self.positions!r}")
-        object.__setattr__(self, "positions", int(self.positions))
+        object.__setattr__(self, "positions", check_int(self.positions, "positions", minimum=0,
+                                                        allowed="an int >= 0 (0 = rotary, no position table)"))
         if self.hidden % self.n_head:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by n_head ({self.n_head})")
         if self.n_head % self.n_kv_head:

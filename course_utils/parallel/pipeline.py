@@ -19,18 +19,17 @@ communication time.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
+
+from course_utils.arguments import check_int
 
 SCHEDULES = ("gpipe", "1f1b")
 
 
 def _check_sizes(p: int, m: int) -> tuple[int, int]:
     """``(p, m)`` as Python ints (numpy ints accepted), or a ValueError."""
-    for name, value in (("p (stages)", p), ("m (micro-batches)", m)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(p), int(m)
+    return (check_int(p, "p (stages)", minimum=1, allowed="a positive int"),
+            check_int(m, "m (micro-batches)", minimum=1, allowed="a positive int"))
 
 
 def bubble_fraction(p: int, m: int) -> float:

@@ -27,8 +27,9 @@ logits of the output layer, and everything about speed: a plan that fits is not 
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
+
+from course_utils.arguments import check_int, check_real
 
 from course_utils.parallel.activations import RECOMPUTE, layer_activation_bytes
 from course_utils.parallel.memory import MIXED_ADAMW, ModelShape, TrainingRecipe
@@ -62,13 +63,6 @@ class Plan:
         return {part: getattr(self, part) / GB for part in PARTS}
 
 
-def _check_int(name: str, value: object, minimum: int = 1) -> int:
-    """``value`` as a Python int (numpy ints accepted), or a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -96,20 +90,20 @@ def _validate(shape, seq_len, micro_batch, global_batch, n_gpus, gpu_memory_gb, 
     """The sizes as Python ints and ``gpu_memory_gb`` as a float (numpy numbers accepted), or an error."""
     if not isinstance(shape, ModelShape):
         raise TypeError(f"shape must be a ModelShape (e.g. LLAMA2_70B), got {type(shape).__name__}")
-    seq_len, micro_batch, global_batch, n_gpus, gpus_per_node = (_check_int(name, value) for name, value in (
+    seq_len, micro_batch, global_batch, n_gpus, gpus_per_node = (check_int(value, name, minimum=1) for name, value in (
         ("seq_len", seq_len), ("micro_batch", micro_batch), ("global_batch", global_batch), ("n_gpus", n_gpus),
         ("gpus_per_node", gpus_per_node)))
     if global_batch % micro_batch:
         raise ValueError(f"global_batch ({global_batch}) must be a multiple of micro_batch ({micro_batch})")
-    if isinstance(gpu_memory_gb, bool) or not isinstance(gpu_memory_gb, numbers.Real) or not gpu_memory_gb > 0:
-        raise ValueError(f"gpu_memory_gb must be a positive number, got {gpu_memory_gb!r}")
+    gpu_memory_gb = check_real(gpu_memory_gb, "gpu_memory_gb", minimum=0, low_open=True, finite=False,
+                               allowed="a positive number")  # inf accepted
     if zero_stage not in ZERO_STAGES or isinstance(zero_stage, bool):
         raise ValueError(f"zero_stage must be one of {ZERO_STAGES}, got {zero_stage!r}")
     if not isinstance(recipe, TrainingRecipe):
         raise TypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
     if recompute not in RECOMPUTE:
         raise ValueError(f"recompute must be one of {RECOMPUTE}, got {recompute!r}")
-    return seq_len, micro_batch, global_batch, n_gpus, float(gpu_memory_gb), gpus_per_node
+    return seq_len, micro_batch, global_batch, n_gpus, gpu_memory_gb, gpus_per_node
 
 
 def _valid_splits(shape: ModelShape, seq_len: int, micro_batch: int, global_batch: int, n_gpus: int,
@@ -159,7 +153,7 @@ def best_plans(shape: ModelShape, n_gpus: int, seq_len: int = 4096, micro_batch:
                global_batch: int | None = None, top: int = 5, **options) -> list[Plan]:
     """The ``top`` plans that fit, least model parallelism (``tp * pp * cp``) first, then least memory; if none
     fits, the ``top`` smallest ones (check ``plan.fits``). ``global_batch`` defaults to 4 sequences per GPU."""
-    top = _check_int("top", top)
+    top = check_int(top, "top", minimum=1)
     batch = 4 * n_gpus * micro_batch if global_batch is None else global_batch
     plans = plan_parallelism(shape, seq_len, micro_batch, batch, n_gpus, **options)
     fitting = [plan for plan in plans if plan.fits]

@@ -21,7 +21,6 @@ kept in a separate float32 copy (here weights stay float32 and autocast casts on
 
 from __future__ import annotations
 
-import numbers
 import statistics
 import time
 from contextlib import nullcontext
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from course_utils.arguments import check_int
 from course_utils.device import synchronize
 from course_utils.train.loop import BatchFn, History, TrainConfig, estimate_loss, make_optimizer, set_lr
 
@@ -135,12 +135,10 @@ class LossScaler:
             raise ValueError(f"growth_factor must be > 1, got {growth_factor}")
         if not 0 < backoff_factor < 1:
             raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor}")
-        if isinstance(growth_interval, bool) or not isinstance(growth_interval, numbers.Integral) or \
-                growth_interval < 1:  # numpy ints too, kept as a Python int
-            raise ValueError(f"growth_interval must be a positive int, got {growth_interval!r}")
+        growth_interval = check_int(growth_interval, "growth_interval", minimum=1, allowed="a positive int")
         self.scale_value = float(init_scale)
         self.growth_factor, self.backoff_factor = float(growth_factor), float(backoff_factor)
-        self.growth_interval = int(growth_interval)
+        self.growth_interval = growth_interval
         self.clean_steps = 0  # consecutive steps without overflow since the last change of scale
         self.scales: list[float] = []  # the scale each step used
         self.skipped: list[bool] = []  # whether each step was skipped
@@ -247,10 +245,7 @@ def step_seconds(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, ste
     """
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
-    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in (steps, warmup)) or steps < 1 or \
-            warmup < 0:  # numpy ints too
-        raise ValueError(f"steps must be an int >= 1 and warmup an int >= 0, got {steps!r} and {warmup!r}")
-    steps, warmup = int(steps), int(warmup)
+    steps, warmup = check_int(steps, "steps", minimum=1), check_int(warmup, "warmup", minimum=0)  # numpy ints too
     device = idx.device
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)

@@ -21,7 +21,6 @@ dropout, initialising the shards directly (here they are cut from an unsplit lay
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -29,6 +28,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int
 from course_utils.model.gpt import MLP, CausalSelfAttention, GPTConfig
 from course_utils.parallel.ddp import ring_allreduce_bytes_per_rank
 from course_utils.parallel.launch import RankContext
@@ -190,10 +190,9 @@ def tensor_parallel_bytes_per_layer(batch: int, seq_len: int, n_embd: int, world
                                     bytes_per_element: int = 4) -> dict[str, float]:
     """Megatron's communication per transformer layer: 2 all-reduces in forward and 2 in backward, each of
     B*T*C elements; with a ring, each rank sends 2 (p - 1) / p times that."""
-    for name, value in (("batch", batch), ("seq_len", seq_len), ("n_embd", n_embd), ("world_size", world_size),
-                        ("bytes_per_element", bytes_per_element)):  # NaN and 2.5 went through, 0 bytes too
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    batch, seq_len, n_embd, world_size, bytes_per_element = (check_int(value, name, minimum=1) for name, value in (
+        ("batch", batch), ("seq_len", seq_len), ("n_embd", n_embd), ("world_size", world_size),
+        ("bytes_per_element", bytes_per_element)))  # NaN and 2.5 went through, 0 bytes too
     per_all_reduce = batch * seq_len * n_embd * bytes_per_element
     return {"all_reduces_forward": 2, "all_reduces_backward": 2, "bytes_per_all_reduce": per_all_reduce,
             "sent_per_rank_per_step": 4 * ring_allreduce_bytes_per_rank(per_all_reduce, world_size)}

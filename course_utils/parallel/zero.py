@@ -20,9 +20,9 @@ weights of stage 3 (one layer at a time), CPU/NVMe offload (ZeRO-Offload, ZeRO-I
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
+from course_utils.arguments import check_int
 from course_utils.parallel.memory import MIXED_ADAMW, TrainingRecipe
 
 ZERO_STAGES = (0, 1, 2, 3)
@@ -42,10 +42,8 @@ class RankMemory:
 
 def zero_memory_per_rank(n_params: int, dp: int, stage: int, recipe: TrainingRecipe = MIXED_ADAMW) -> RankMemory:
     """Model-state bytes per rank for ``n_params`` parameters over ``dp`` data-parallel ranks at ZeRO ``stage``."""
-    for name, value in (("n_params", n_params), ("dp", dp)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:  # numpy ints too
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    n_params, dp = int(n_params), int(dp)
+    n_params = check_int(n_params, "n_params", minimum=1, allowed="a positive int")
+    dp = check_int(dp, "dp", minimum=1, allowed="a positive int")
     if stage not in ZERO_STAGES or isinstance(stage, bool):
         raise ValueError(f"stage must be one of {ZERO_STAGES} (0 = plain data parallelism), got {stage!r}")
     if not isinstance(recipe, TrainingRecipe):

@@ -25,13 +25,13 @@ settings, so a benchmark pins them itself.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from course_utils.arguments import check_int, check_real
 from course_utils.rag.retrieval_metrics import recall_fraction_at_k
 
 KINDS = ("flat", "hnsw", "ivfpq")
@@ -74,11 +74,8 @@ def _as_matrix(x: object, what: str, unit: bool = True) -> np.ndarray:
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     """``value`` as a Python int (numpy ints accepted: FAISS's bindings take Python ints), or an error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    value = check_int(value, name, allowed="an int")  # the kind first: "k must be an int, got 2.5"
+    return check_int(value, name, minimum=minimum, allowed=f">= {minimum}")  # then the range: "k must be >= 1"
 
 
 def default_nlist(n: int) -> int:
@@ -170,10 +167,7 @@ def format_bytes(n_bytes: int | float) -> str:
     """``n_bytes`` in the decimal unit that keeps three significant digits readable: ``"512 bytes"``, ``"43.9 KB"``,
     ``"1.08 MB"``, ``"15.4 GB"``. An index of a few hundred vectors takes tens of KB, so printing every index in MB
     would show ``0.0 MB`` for a real, non-zero size; a fitting unit never rounds a non-zero size to zero."""
-    if isinstance(n_bytes, bool) or not isinstance(n_bytes, numbers.Real):
-        raise TypeError(f"n_bytes must be a number of bytes, got {type(n_bytes).__name__}")
-    if not 0 <= n_bytes < math.inf:
-        raise ValueError(f"n_bytes must be a finite number >= 0, got {n_bytes!r}")
+    check_real(n_bytes, "n_bytes", minimum=0, allowed="a finite number of bytes >= 0")
     if round(n_bytes) < 1000:
         return f"{round(n_bytes)} byte{'' if round(n_bytes) == 1 else 's'}"
     value = float(n_bytes)

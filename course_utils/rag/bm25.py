@@ -36,13 +36,14 @@ document-length encoding, query-term weighting.
 from __future__ import annotations
 
 import math
-import numbers
 import re
 from collections import Counter
 from typing import Sequence
 
 import numpy as np
 import scipy.sparse
+
+from course_utils.arguments import check_int, check_real
 
 VARIANTS = ("okapi", "lucene")
 # Runs of Unicode letters and digits: punctuation, apostrophes and underscores split words ("don't" -> don, t;
@@ -81,19 +82,14 @@ def check_corpus(tokenized_corpus: object) -> None:
 def check_parameters(k1: float, b: float, epsilon: float, variant: str = "okapi") -> tuple[float, float, float]:
     """ValueError unless k1 >= 0, 0 <= b <= 1, epsilon >= 0 (all finite) and variant in VARIANTS; returns
     ``(k1, b, epsilon)`` as Python floats (numpy numbers accepted)."""
-    for name, value in (("k1", k1), ("b", b), ("epsilon", epsilon)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if k1 < 0:
-        raise ValueError(f"k1 must be >= 0 (term-frequency saturation; 1.2-2.0 is usual), got {k1}")
-    if not 0 <= b <= 1:
-        raise ValueError(f"b must be in [0, 1] (0: no length normalisation, 1: full), got {b}")
-    if epsilon < 0:
-        raise ValueError(f"epsilon must be >= 0 (the floor of negative idfs, as a fraction of the mean idf), "
-                         f"got {epsilon}")
+    k1, b, epsilon = (check_real(value, name) for name, value in (("k1", k1), ("b", b), ("epsilon", epsilon)))
+    k1 = check_real(k1, "k1", minimum=0, allowed=">= 0 (term-frequency saturation; 1.2-2.0 is usual)")
+    b = check_real(b, "b", minimum=0, maximum=1, allowed="in [0, 1] (0: no length normalisation, 1: full)")
+    epsilon = check_real(epsilon, "epsilon", minimum=0,
+                         allowed=">= 0 (the floor of negative idfs, as a fraction of the mean idf)")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
-    return float(k1), float(b), float(epsilon)
+    return k1, b, epsilon
 
 
 def check_query(query_tokens: object) -> None:
@@ -214,10 +210,8 @@ class BM25Index:
     def search(self, query_tokens: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """The top-k documents: (indices (k',), scores (k',)) with k' = min(k, N), best first, ties broken by the
         lower index."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_int(k, "k", allowed="an int")  # the kind first: "k must be an int, got 2.5"
+        k = check_int(k, "k", minimum=1, allowed=">= 1")  # then the range: "k must be >= 1, got 0"
         scores = self.scores(query_tokens)  # (N,)
         return top_k(scores, k)
 

@@ -22,13 +22,14 @@ confidence intervals, the NLI and LLM-prompt flavours of SelfCheckGPT.
 
 from __future__ import annotations
 
-import numbers
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
+
+from course_utils.arguments import check_int, check_real
 
 
 def _as_array(name: str, values: object) -> np.ndarray:
@@ -62,13 +63,6 @@ def _labels(name: str, values: object, n: int) -> np.ndarray:
     return array.astype(bool)
 
 
-def _check_bins(n_bins: object) -> int:
-    """``n_bins`` as a Python int (numpy ints accepted), or a ValueError."""
-    if not isinstance(n_bins, numbers.Integral) or isinstance(n_bins, bool) or n_bins < 1:
-        raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
-    return int(n_bins)
-
-
 @dataclass
 class ReliabilityBins:
     edges: np.ndarray  # (M + 1,) 0, 1/M, ..., 1
@@ -80,7 +74,7 @@ class ReliabilityBins:
 def reliability_bins(confidence: object, correct: object, n_bins: int = 10) -> ReliabilityBins:
     """Equal-width bins of ``confidence`` (in [0, 1]): bin i = [i/M, (i+1)/M), the last bin closed at 1.0; per bin the
     number of questions, their mean confidence and the share of them answered correctly."""
-    n_bins = _check_bins(n_bins)
+    n_bins = check_int(n_bins, "n_bins", minimum=1)
     conf = _scores("confidence", confidence, unit=True)
     hit = _labels("correct", correct, len(conf))
     edges = np.arange(n_bins + 1) / n_bins  # exactly i / M
@@ -128,9 +122,8 @@ def abstain_at(confidence: object, correct: object, threshold: float) -> Abstent
     all questions that were answered and not correct."""
     conf = _scores("confidence", confidence, unit=False)
     hit = _labels("correct", correct, len(conf))
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or np.isnan(threshold):
-        raise ValueError(f"threshold must be a number (not NaN), got {threshold!r}")
-    threshold = float(threshold)  # numpy scalars too, e.g. np.quantile(confidence, 0.2)
+    # numpy scalars too, e.g. np.quantile(confidence, 0.2); inf is accepted
+    threshold = check_real(threshold, "threshold", finite=False, allowed="a number (not NaN)")
     answered = conf >= threshold
     accuracy = float(hit[answered].mean()) if answered.any() else float("nan")
     return AbstentionPoint(float(answered.mean()), accuracy, float((answered & ~hit).mean()))

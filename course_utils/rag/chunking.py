@@ -17,9 +17,10 @@ Left out: splitting on sentences, paragraphs or tokenizer tokens, and "semantic"
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+from course_utils.arguments import check_int
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,10 @@ class Chunk:
     text: str
 
 
-def _check_int(value: object, name: str, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy ints too
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
+def _check_int(value: object, name: str, low: int) -> int:
+    """``value`` as a Python int (numpy ints too), or a TypeError (the kind) / ValueError (the range)."""
+    value = check_int(value, name, allowed="an int")  # the kind first: "size must be an int, got 4.0"
+    return check_int(value, name, minimum=low, allowed=f">= {low}")  # then the range: "size must be >= 1, got 0"
 
 
 def _windows(units: Sequence[str], size: int, step: int) -> list[Sequence[str]]:
@@ -56,8 +56,8 @@ def chunk_words(text: str, size: int, overlap: int = 0) -> list[str]:
     Requires size >= 1 and 0 <= overlap < size."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    _check_int(size, "size", 1)
-    _check_int(overlap, "overlap", 0)
+    size = _check_int(size, "size", 1)
+    overlap = _check_int(overlap, "overlap", 0)
     if overlap >= size:
         raise ValueError(f"overlap must be smaller than size (0 <= overlap < size), got overlap={overlap}, "
                          f"size={size}")
@@ -68,8 +68,8 @@ def chunk_documents(documents: Iterable, size: int = 80, overlap: int = 20) -> l
     """Chunk every document (any object with ``.doc_id`` and ``.text``, e.g. ``knowledge.Document``) with
     :func:`chunk_words`; chunk ids are ``f"{doc_id}#{i}"``. Document ids must be unique (else two chunks would share
     an id)."""
-    _check_int(size, "size", 1)
-    _check_int(overlap, "overlap", 0)
+    size = _check_int(size, "size", 1)
+    overlap = _check_int(overlap, "overlap", 0)
     chunks: list[Chunk] = []
     seen: set[str] = set()
     for doc in documents:
@@ -91,8 +91,8 @@ def chunk_lines(text: str, lines_per_chunk: int, stride: int) -> list[str]:
     newlines. Requires 1 <= stride <= lines_per_chunk (a larger stride would skip lines)."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    _check_int(lines_per_chunk, "lines_per_chunk", 1)
-    _check_int(stride, "stride", 1)
+    lines_per_chunk = _check_int(lines_per_chunk, "lines_per_chunk", 1)
+    stride = _check_int(stride, "stride", 1)
     if stride > lines_per_chunk:
         raise ValueError(f"stride must be <= lines_per_chunk (1 <= stride <= lines_per_chunk, else lines are "
                          f"skipped), got stride={stride}, lines_per_chunk={lines_per_chunk}")

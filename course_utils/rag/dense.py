@@ -18,7 +18,6 @@ re-ranking with a cross-encoder, ties in ``topk`` broken in any particular order
 from __future__ import annotations
 
 import hashlib
-import numbers
 import re
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int
 from course_utils.cache import atomic_torch_save, cache_dir
 
 Embed = Callable[[Sequence[str]], torch.Tensor]
@@ -167,13 +167,11 @@ class DenseIndex:
         if queries.dim() != 2 or queries.shape[1] != self.embeddings.shape[1]:
             raise ValueError(f"queries must be (Q, {self.embeddings.shape[1]}) like the index, got "
                              f"{tuple(queries.shape)}")
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
-        if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1:
-            raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+        k = check_int(k, "k", minimum=1)
+        block_size = check_int(block_size, "block_size", minimum=1)
         check_unit_rows(queries, "queries")
         queries = queries.to(self.device, self.embeddings.dtype)  # (Q, C)
-        k, block_size = min(int(k), len(self)), int(block_size)
+        k = min(k, len(self))
         scores, indices = [], []
         for start in range(0, queries.shape[0], block_size):
             sims = queries[start:start + block_size] @ self.embeddings.T  # (q, N)

@@ -14,11 +14,11 @@ Left out: weighted fusion, score-based fusion (CombSUM/CombMNZ), learned fusion.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Sequence
 
 import numpy as np
+
+from course_utils.arguments import check_int, check_real
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: float = 60, top: int | None = None
@@ -27,11 +27,8 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: float = 60, top
     by the lower id; the first ``top`` only if given. A ranking may be empty; an id may appear once per ranking."""
     if isinstance(rankings, (str, bytes)) or not isinstance(rankings, Sequence) or len(rankings) == 0:
         raise ValueError("rankings must be a non-empty sequence of ranked id lists (one per retriever)")
-    if isinstance(k, bool) or not isinstance(k, numbers.Real) or not math.isfinite(k) or k < 0:  # numpy too
-        raise ValueError(f"k must be a finite number >= 0 (60 in Cormack et al., 2009), got {k!r}")
-    if top is not None and (isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1):
-        raise ValueError(f"top must be None or an int >= 1, got {top!r}")
-    k, top = float(k), None if top is None else int(top)
+    k = check_real(k, "k", minimum=0, allowed="a finite number >= 0 (60 in Cormack et al., 2009)")  # numpy too
+    top = None if top is None else check_int(top, "top", minimum=1, allowed="None or an int >= 1")
     fused: dict[int, float] = {}
     for r, ranking in enumerate(rankings):
         if isinstance(ranking, (str, bytes)) or not isinstance(ranking, (Sequence, np.ndarray)):

@@ -19,10 +19,11 @@ time, and any guarantee that a name is not some obscure real word (the blocklist
 from __future__ import annotations
 
 import itertools
-import numbers
 import random
 import re
 from dataclasses import dataclass
+
+from course_utils.arguments import check_int
 
 KINDS = ("fictional", "real")
 
@@ -69,12 +70,11 @@ class KnowledgeBase:
     def sample_questions(self, n_fictional: int, n_real: int, seed: int = 0) -> list[Question]:
         """Fictional questions then real ones, each drawn round-robin over the relations (in sorted order) from
         per-relation lists shuffled by random.Random(seed): as even a spread over relations as the counts allow."""
-        rng = random.Random(_check_seed(seed))
+        rng = random.Random(check_int(seed, "seed", allowed="an int"))  # Random also took None, 2.5, "x" silently
         chosen = []
         for kind, n in (("fictional", n_fictional), ("real", n_real)):
             pool = self.questions_of(kind)
-            if not isinstance(n, numbers.Integral) or isinstance(n, bool) or not 0 <= n <= len(pool):
-                raise ValueError(f"n_{kind} must be an int in [0, {len(pool)}], got {n!r}")
+            n = check_int(n, f"n_{kind}", minimum=0, maximum=len(pool))
             groups = [[q for q in pool if q.relation == r] for r in sorted({q.relation for q in pool})]
             for group in groups:
                 rng.shuffle(group)
@@ -212,22 +212,14 @@ def _draw(rng: random.Random, pool: list[str], n: int, what: str, limit: str) ->
     return rng.sample(pool, n)
 
 
-def _check_seed(seed: object) -> int:
-    """A seed for random.Random as a Python int (numpy ints too); random.Random would also take None (a fresh,
-    irreproducible seed), floats and strings without a word."""
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return int(seed)
-
-
 def make_knowledge_base(n_people: int = 120, n_places: int = 60, n_inventions: int = 60,
                         seed: int = 0) -> KnowledgeBase:
     """n_people + n_places + n_inventions fictional documents (3 questions each) and the real facts (1 each),
     deterministic for a given seed (random.Random, never hash())."""
-    for name, value in (("n_people", n_people), ("n_places", n_places), ("n_inventions", n_inventions)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    rng = random.Random(_check_seed(seed))
+    n_people = check_int(n_people, "n_people", minimum=1, allowed="a positive int")
+    n_places = check_int(n_places, "n_places", minimum=1, allowed="a positive int")
+    n_inventions = check_int(n_inventions, "n_inventions", minimum=1, allowed="a positive int")
+    rng = random.Random(check_int(seed, "seed", allowed="an int"))
     banned = set(BLOCKLIST) | {w.lower() for f in REAL_FACTS for a in (f.answer,) + f.aliases for w in a.split()}
     names = n_people + n_places  # founders are people without documents of their own
     firsts = _draw(rng, _pool(_FIRST, banned), names, "first names", "n_people + n_places")
@@ -299,7 +291,7 @@ def counterfactual_passage(question: Question, kb: KnowledgeBase, seed: int) -> 
                          and not re.search(_mention(q.answer), text, flags=re.IGNORECASE)})
     if not candidates:
         raise ValueError(f"no other answer of relation {question.relation!r} to swap in")
-    wrong = random.Random(_check_seed(seed)).choice(candidates)
+    wrong = random.Random(check_int(seed, "seed", allowed="an int")).choice(candidates)
     passage = re.sub(_mention(question.answer), wrong, text)
     passage = re.sub(r"\b([Aa])n? (?=" + re.escape(wrong) + r"\b)",
                      lambda m: m.group(1) + ("n " if wrong[0].lower() in "aeiou" else " "), passage)

@@ -24,7 +24,6 @@ Left out: beam search, general stop strings, length-normalised or semantic (mean
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -33,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int, check_real
 from course_utils.device import check_generator
 from course_utils.generate.sampling import SamplingConfig, choose_next
 from course_utils.lora.answers import left_pad, pad_token_id
@@ -132,13 +132,6 @@ def _check_model(model: object) -> torch.device:
     return next(model.parameters()).device
 
 
-def _check_positive(name: str, value: object) -> int:
-    """``value`` as a Python int (numpy ints accepted), or a ValueError."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _check_messages(messages: object, system: object) -> None:
     if isinstance(messages, str) or not isinstance(messages, Sequence) or not messages:
         raise TypeError("messages must be a non-empty sequence of strings (wrap a single message in a list)")
@@ -169,8 +162,8 @@ def answer_with_probs(model: nn.Module, tokenizer, messages: Sequence[str], max_
 
     device = _check_model(model)
     _check_messages(messages, system)
-    max_new_tokens = _check_positive("max_new_tokens", max_new_tokens)
-    batch_size = _check_positive("batch_size", batch_size)
+    max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=1, allowed="a positive int")
+    batch_size = check_int(batch_size, "batch_size", minimum=1, allowed="a positive int")
     if not isinstance(one_sentence, bool):
         raise TypeError(f"one_sentence must be True or False, got {one_sentence!r}")
     stop_id = end_of_turn_id(tokenizer)
@@ -256,13 +249,12 @@ def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n:
     a row stops being decoded one token after that sentence's end, as in :func:`answer_with_probs`."""
     device = _check_model(model)
     _check_messages(messages, system)
-    n, max_new_tokens, batch_size = (_check_positive(name, value) for name, value in (
+    n, max_new_tokens, batch_size = (check_int(value, name, minimum=1, allowed="a positive int") for name, value in (
         ("n", n), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)))
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 < temperature < math.inf:
-        raise ValueError(f"temperature must be a finite number > 0 (use answer_with_probs for greedy answers), "
-                         f"got {temperature!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    check_real(temperature, "temperature", minimum=0, low_open=True,
+               allowed="a finite number > 0 (use answer_with_probs for greedy answers)")
+    if top_p is not None:
+        check_real(top_p, "top_p", minimum=0, maximum=1, low_open=True, allowed="in (0, 1] or None")
     if not isinstance(one_sentence, bool):
         raise TypeError(f"one_sentence must be True or False, got {one_sentence!r}")
     if not isinstance(generator, torch.Generator):

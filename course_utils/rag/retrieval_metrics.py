@@ -18,8 +18,9 @@ Left out: precision, nDCG and graded relevance, MAP.
 
 from __future__ import annotations
 
-import numbers
 from typing import Collection, Hashable, Sequence
+
+from course_utils.arguments import check_int
 
 
 def _plain(value: object) -> object:
@@ -39,8 +40,8 @@ def _check(retrieved: object, relevant: object, k: object, k_optional: bool = Fa
                          f"{len(relevant)}")
     if len(retrieved) == 0:
         raise ValueError("no queries: retrieved and relevant are empty")
-    if not (k_optional and k is None) and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
-        raise ValueError(f"k must be an int >= 1{' or None' if k_optional else ''}, got {k!r}")
+    if not (k_optional and k is None):
+        check_int(k, "k", minimum=1, allowed=f"an int >= 1{' or None' if k_optional else ''}")
     retrieved, relevant = [_plain(ids) for ids in retrieved], [_plain(gold) for gold in relevant]
     for q, (ids, gold) in enumerate(zip(retrieved, relevant)):
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):

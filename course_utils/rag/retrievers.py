@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from course_utils.arguments import check_int
 from course_utils.rag.bm25 import BM25Index, tokenize
 from course_utils.rag.chunking import Chunk
 from course_utils.rag.dense import DenseIndex, cached_embeddings, encoder_cache_key
@@ -48,9 +49,7 @@ def _check_search(queries: object, k: object) -> int:
     """``k`` as a Python int (numpy ints too, e.g. from np.arange), after checking the queries."""
     if isinstance(queries, str) or not isinstance(queries, Sequence) or not all(isinstance(q, str) for q in queries):
         raise TypeError("queries must be a sequence of str (wrap a single query in a list)")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    return int(k)
+    return check_int(k, "k", minimum=1)
 
 
 class BM25Retriever:
@@ -122,10 +121,9 @@ class HybridRetriever:
             raise TypeError("HybridRetriever(bm25, dense) needs a BM25Retriever and a DenseRetriever")
         if [c.chunk_id for c in bm25.chunks] != [c.chunk_id for c in dense.chunks]:
             raise ValueError("bm25 and dense must index the same chunks in the same order")
-        if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:  # numpy ints too
-            raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+        depth = check_int(depth, "depth", minimum=1)  # numpy ints too
         reciprocal_rank_fusion([[]], k=rrf_k)  # validates rrf_k (numpy numbers too)
-        self.bm25, self.dense, self.depth = bm25, dense, int(depth)
+        self.bm25, self.dense, self.depth = bm25, dense, depth
         self.rrf_k = int(rrf_k) if isinstance(rrf_k, numbers.Integral) else float(rrf_k)  # a Python number
         self.chunks = bm25.chunks
 

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import numbers
 
+from course_utils.arguments import check_real
+
 TRAINED_BYTES = 16  # bf16 weights + bf16 grads + fp32 master weights + Adam m and v
 FROZEN_BYTES = 2  # bf16 weights
 
 
 def _check_count(name: str, value: float) -> float:
     """``value`` as a Python int or float (numpy numbers accepted), or a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return int(value) if isinstance(value, numbers.Integral) else float(value)
+    number = check_real(value, name, minimum=0, low_open=True, finite=False, allowed="a positive number")  # inf too
+    return int(value) if isinstance(value, numbers.Integral) else number  # an int stays an exact int
 
 
 def rlhf_memory_bytes(n_params: float) -> dict[str, float]:

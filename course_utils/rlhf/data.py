@@ -12,11 +12,11 @@ model has none; the notebook shows SmolLM2's), multi-turn data.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 
+from course_utils.arguments import check_int
 from course_utils.text.codecs import WordCodec
 
 EOS = "\n"
@@ -47,16 +47,9 @@ class LineTask:
 Example = tuple[list[int], list[int]]  # (prompt ids, line ids without the end token)
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    """``value`` as a Python int >= ``low`` (numpy ints too), or a ValueError naming it (a bool is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
 def line_examples(ids: list[int], codec: WordCodec, task: LineTask, limit: int | None = None) -> list[Example]:
     """(prompt, line) id lists from a tokenised text: each usable line and the ``prompt_tokens`` tokens before it."""
-    limit = None if limit is None else _check_int("limit", limit, 1)  # 0 and -1 returned one example, NaN all
+    limit = None if limit is None else check_int(limit, "limit", minimum=1)  # 0 and -1 returned one example, NaN all
     eos = codec.encode(EOS)[0]
     bracket = {i for i, w in enumerate(codec.vocabulary) if w in ("[", "]")}
     breaks = [i for i, t in enumerate(ids) if t == eos]
@@ -85,7 +78,7 @@ def sft_tensors(examples: list[Example], eos_id: int, task: LineTask,
     positions of the targets set to -100, so only the response line and its end token are learned."""
     if not examples:
         raise ValueError("no SFT examples")
-    eos_id = _check_int("eos_id", eos_id, 0)  # -1 or 2.5 went into the tensors as ids
+    eos_id = check_int(eos_id, "eos_id", minimum=0)  # -1 or 2.5 went into the tensors as ids
     P, R = task.prompt_tokens, task.max_response
     rows, labels = [], []
     for prompt, line in examples:
@@ -118,7 +111,7 @@ def sample_prompts(examples: list[Example], n: int, generator: torch.Generator) 
     """``n`` prompts drawn uniformly (with replacement) from ``examples`` with ``generator`` (on any device)."""
     if not examples:
         raise ValueError("no examples to draw prompts from")
-    n = _check_int("n", n, 1)  # 0 returned [], -1 failed inside torch.randint
+    n = check_int(n, "n", minimum=1)  # 0 returned [], -1 failed inside torch.randint
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     rows = torch.randint(len(examples), (n,), generator=generator, device=generator.device).tolist()

@@ -18,13 +18,13 @@ rollout code masks what follows it), mixed precision.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int
 from course_utils.device import check_generator
 from course_utils.model.gpt import check_temperature
 
@@ -49,9 +49,7 @@ class HFPolicy(nn.Module):
             raise TypeError(f"model must be a transformers causal LM with a config and a base model, "
                             f"got {type(model).__name__}")
         max_positions = getattr(config, "max_position_embeddings", None)
-        if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 2:
-            raise ValueError(f"block_size must be an int >= 2 (prompt + response tokens), got {block_size!r}")
-        block_size = int(block_size)  # numpy ints too, stored as a Python int
+        block_size = check_int(block_size, "block_size", minimum=2, allowed="an int >= 2 (prompt + response tokens)")
         if max_positions is not None and block_size > max_positions:
             raise ValueError(f"block_size {block_size} exceeds the model's max_position_embeddings {max_positions}")
         self.model = model
@@ -78,9 +76,7 @@ class HFPolicy(nn.Module):
                  temperature: float = 1.0, greedy: bool = False) -> torch.Tensor:
         """Extend ``idx`` (B, T) by exactly ``max_new_tokens`` tokens (no early stop), sampled at ``temperature``
         with ``generator`` (on ``idx``'s device) or taken greedily; uses a KV cache. Returns (B, T + max_new_tokens)."""
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        max_new_tokens = int(max_new_tokens)  # numpy ints too
+        max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=0)
         if not greedy:
             temperature = check_temperature(temperature)
         self._check_ids(idx)
@@ -126,10 +122,8 @@ def train_last_layers(policy: HFPolicy, n_layers: int) -> int:
     if not isinstance(policy, HFPolicy):
         raise TypeError(f"policy must be an HFPolicy, got {type(policy).__name__}")
     layers, norm = _decoder_layers(policy)
-    if isinstance(n_layers, bool) or not isinstance(n_layers, numbers.Integral) or not 1 <= n_layers <= len(layers):
-        raise ValueError(f"n_layers must be an int in [1, {len(layers)}] (the model's decoder layers), "
-                         f"got {n_layers!r}")
-    n_layers = int(n_layers)  # numpy ints too
+    n_layers = check_int(n_layers, "n_layers", minimum=1, maximum=len(layers),
+                         allowed=f"an int in [1, {len(layers)}] (the model's decoder layers)")
     policy.requires_grad_(False)
     for module in (*layers[len(layers) - n_layers:], norm):
         module.requires_grad_(True)
@@ -152,9 +146,8 @@ def make_chat_prompts(tokenizer, texts: list[str], prompt_tokens: int) -> torch.
     """
     if isinstance(texts, str) or not texts or not all(isinstance(t, str) for t in texts):
         raise TypeError("texts must be a non-empty list of strings (wrap a single text in a list)")
-    if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, numbers.Integral) or prompt_tokens < 1:
-        raise ValueError(f"prompt_tokens (tokens of text per prompt) must be a positive int, got {prompt_tokens!r}")
-    prompt_tokens = int(prompt_tokens)  # numpy ints too
+    prompt_tokens = check_int(prompt_tokens, "prompt_tokens (tokens of text per prompt)", minimum=1,
+                              allowed="a positive int")
     messages = [{"role": "user", "content": INSTRUCTION + _PLACEHOLDER}]
     rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if not isinstance(rendered, str) or rendered.count(_PLACEHOLDER) != 1:

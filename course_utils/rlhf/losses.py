@@ -27,10 +27,11 @@ Left out: entropy bonus, the KL penalty folded into per-token rewards (the PPO t
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
+
+from course_utils.arguments import check_int, check_real
 
 REDUCTIONS = ("mean", "sum", "none")
 KL_KINDS = ("k1", "k2", "k3")
@@ -68,11 +69,8 @@ def _check_reduction(reduction: object) -> None:
 
 def check_number(name: str, value: object, low: float, high: float, closed: bool = False) -> None:
     """A finite real number in (low, high), or in [low, high] with ``closed``; TypeError for a non-number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and (low <= value <= high if closed else low < value < high)):
-        allowed = f"in [{low:g}, {high:g}]" if closed else f"in ({low:g}, {high:g})"
-        raise ValueError(f"{name} must be a finite number {allowed}, got {value}")
+    allowed = f"a finite number in [{low:g}, {high:g}]" if closed else f"a finite number in ({low:g}, {high:g})"
+    check_real(value, name, minimum=low, maximum=high, low_open=not closed, high_open=not closed, allowed=allowed)
 
 
 def _reduce(loss: torch.Tensor, reduction: str, mask: torch.Tensor | None) -> torch.Tensor:
@@ -306,14 +304,13 @@ def group_relative_advantages(rewards: torch.Tensor, group_size: int, scale: boo
     _check_tensor("rewards", rewards)
     if rewards.dim() != 1:
         raise ValueError(f"rewards must have shape (B,), got {tuple(rewards.shape)}")
-    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral):  # numpy ints too
-        raise TypeError(f"group_size must be an int, got {type(group_size).__name__}")
+    group_size = check_int(group_size, "group_size", allowed="an int")  # the range below: it names the batch size
     if group_size < 2 or rewards.shape[0] % group_size:
         raise ValueError(f"group_size must be >= 2 and divide the batch size {rewards.shape[0]}, got {group_size}")
     check_number("eps", eps, 0.0, math.inf)
     if rewards.device.type != "meta" and not bool(torch.isfinite(rewards).all()):  # one sync per batch of rewards
         raise ValueError("rewards contain NaN or inf; it would spread to every advantage of its group: fix the reward")
-    groups = rewards.view(-1, int(group_size))  # (n_groups, group_size)
+    groups = rewards.view(-1, group_size)  # (n_groups, group_size)
     centered = groups - groups.mean(dim=1, keepdim=True)
     if scale:
         centered = centered / (groups.std(dim=1, keepdim=True) + eps)

@@ -17,14 +17,13 @@ Left out: prompts (the score depends on the response line only), disagreement be
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 
+from course_utils.arguments import check_real
 from course_utils.device import check_generator
 from course_utils.text.corpus import list_works, load_work
 
@@ -60,8 +59,7 @@ class Preference:
         for name in ("pleasant_weight", "grim_weight", "nonword_weight", "repeat_weight", "short_weight",
                      "unfinished_penalty", "empty_score"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ValueError(f"Preference.{name} must be a finite number, got {value!r}")
+            check_real(value, f"Preference.{name}")  # stored as given
 
 
 PREFERENCE = Preference()
@@ -108,8 +106,8 @@ def true_score(response: str, finished: bool = True, preference: Preference = PR
 
 def preference_probability(score_a: torch.Tensor, score_b: torch.Tensor, temperature: float) -> torch.Tensor:
     """P(a preferred over b) = sigmoid((score_a - score_b) / temperature), the Bradley-Terry model."""
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 < temperature < math.inf:
-        raise ValueError(f"temperature must be a finite number > 0 (it sets the label noise), got {temperature!r}")
+    check_real(temperature, "temperature", minimum=0, low_open=True,
+               allowed="a finite number > 0 (it sets the label noise)")
     if not isinstance(score_a, torch.Tensor) or not isinstance(score_b, torch.Tensor):
         raise TypeError(f"score_a and score_b must be tensors, got {type(score_a).__name__}, {type(score_b).__name__}")
     if score_a.shape != score_b.shape:

@@ -11,12 +11,12 @@ Left out: a KV cache for the course GPT (chapter 07 builds one; at P + R = 22 wo
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int
 from course_utils.device import check_generator
 from course_utils.model.gpt import GPT
 from course_utils.text.codecs import WordCodec
@@ -46,8 +46,7 @@ class Rollout:
 def response_mask(response: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mask, finished)`` for responses ``(B, R)``: the mask covers each row up to and including its first
     ``eos_id`` (the whole row if there is none)."""
-    if isinstance(eos_id, bool) or not isinstance(eos_id, numbers.Integral) or eos_id < 0:  # -1, 2.5: never matched
-        raise ValueError(f"eos_id must be a token id (an int >= 0), got {eos_id!r}")
+    eos_id = check_int(eos_id, "eos_id", minimum=0, allowed="a token id (an int >= 0)")  # -1, 2.5: never matched
     is_eos = response == eos_id  # (B, R)
     before = is_eos.long().cumsum(dim=1) - is_eos.long()  # (B, R) end tokens strictly before each position
     return before == 0, is_eos.any(dim=1)  # (B, R), (B,)
@@ -61,9 +60,8 @@ def sample_rollout(policy: GPT, prompts: torch.Tensor, max_new_tokens: int, eos_
         shape = tuple(prompts.shape) if isinstance(prompts, torch.Tensor) else type(prompts).__name__
         raise ValueError(f"prompts must be a non-empty (B, P) tensor of ids, got {shape}")
     vocab_size = getattr(policy.config, "vocab_size", None)  # an HFPolicy's config has none
-    if isinstance(eos_id, bool) or not isinstance(eos_id, numbers.Integral) or eos_id < 0 or \
-            vocab_size is not None and eos_id >= vocab_size:  # an id the policy cannot emit never ends a row
-        raise ValueError(f"eos_id must be a token id in [0, {vocab_size or 'vocab_size'}), got {eos_id!r}")
+    eos_id = check_int(eos_id, "eos_id", minimum=0, maximum=None if vocab_size is None else vocab_size - 1,
+                       allowed=f"a token id in [0, {vocab_size or 'vocab_size'})")  # one it cannot emit: never ends
     if prompts.shape[1] + max_new_tokens > policy.config.block_size:
         raise ValueError(f"prompt ({prompts.shape[1]}) + response ({max_new_tokens}) tokens exceed the policy's "
                          f"block_size {policy.config.block_size}")

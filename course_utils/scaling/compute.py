@@ -16,8 +16,7 @@ Left out: element-wise FLOPs (softmax, GELU, LayerNorm, the optimizer), which ar
 
 from __future__ import annotations
 
-import numbers
-
+from course_utils.arguments import check_int, check_real
 from course_utils.model.gpt import GPTConfig
 
 
@@ -45,10 +44,9 @@ def gpt_parameter_count(config: GPTConfig, non_embedding: bool = True) -> int:
 
 def training_flops(n_params: float, n_tokens: float) -> float:
     """The standard estimate ``C = 6 N D`` FLOPs of training ``n_params`` parameters on ``n_tokens`` tokens."""
-    for name, value in (("n_params", n_params), ("n_tokens", n_tokens)):  # numpy scalars too
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return 6.0 * float(n_params) * float(n_tokens)
+    n_params, n_tokens = (check_real(value, name, minimum=0, low_open=True, finite=False, allowed="a positive number")
+                          for name, value in (("n_params", n_params), ("n_tokens", n_tokens)))  # numpy scalars too
+    return 6.0 * n_params * n_tokens
 
 
 def gpt_train_flops_per_token(config: GPTConfig, seq_len: int | None = None) -> dict[str, int]:
@@ -58,10 +56,8 @@ def gpt_train_flops_per_token(config: GPTConfig, seq_len: int | None = None) -> 
     ``"attention"`` (12 n_layer T C) and their ``"total"``.
     """
     _check_config(config)
-    T = config.block_size if seq_len is None else seq_len
-    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or not 1 <= T <= config.block_size:
-        raise ValueError(f"seq_len must be an int in [1, block_size={config.block_size}], got {seq_len!r}")
-    T = int(T)  # numpy ints too
+    T = check_int(config.block_size if seq_len is None else seq_len, "seq_len", minimum=1,
+                  maximum=config.block_size, allowed=f"an int in [1, block_size={config.block_size}]")
     C, V, L = config.n_embd, config.vocab_size, config.n_layer
     parts = {"weights": 6 * L * 12 * C * C, "head": 6 * C * V, "attention": 6 * L * 2 * T * C}
     parts["total"] = sum(parts.values())

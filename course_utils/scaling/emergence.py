@@ -26,13 +26,13 @@ Left out: chain-of-thought or scratchpads, length generalisation, and tuning the
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
+from course_utils.arguments import check_int
 from course_utils.device import check_device_name, make_generator, pick_device, torch_threads
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.profile import PROFILES
@@ -46,33 +46,26 @@ _HASH_MUL, _HASH_MOD, _TEST_EVERY = 48271, 2**31 - 1, 20
 MAX_DIGITS = 6
 
 
-def _check_digits(digits: int) -> int:
-    """``digits`` as a Python int (numpy ints accepted), or a ValueError."""
-    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or not 1 <= digits <= MAX_DIGITS:
-        raise ValueError(f"digits must be an int in [1, {MAX_DIGITS}], got {digits!r}")
-    return int(digits)
-
-
 def answer_length(digits: int) -> int:
     """k: answer tokens per problem (the sum of two d-digit numbers has at most d + 1 digits)."""
-    return _check_digits(digits) + 1
+    return check_int(digits, "digits", minimum=1, maximum=MAX_DIGITS) + 1
 
 
 def format_problem(a: int, b: int, digits: int) -> str:
     """The prompt ``"aaa+bbb="`` with both operands zero-padded to ``digits`` digits."""
-    digits = _check_digits(digits)
-    for name, x in (("a", a), ("b", b)):  # numpy ints too
-        if isinstance(x, bool) or not isinstance(x, numbers.Integral) or not 0 <= x < 10**digits:
-            raise ValueError(f"{name} must be an int in [0, {10**digits - 1}] for digits={digits}, got {x!r}")
-    return f"{int(a):0{digits}d}+{int(b):0{digits}d}="
+    digits = check_int(digits, "digits", minimum=1, maximum=MAX_DIGITS)
+    a, b = (check_int(x, name, minimum=0, maximum=10**digits - 1,  # numpy ints too
+                      allowed=f"an int in [0, {10**digits - 1}] for digits={digits}")
+            for name, x in (("a", a), ("b", b)))
+    return f"{a:0{digits}d}+{b:0{digits}d}="
 
 
 def format_answer(total: int, digits: int) -> str:
     """The answer: ``total`` zero-padded to k = digits + 1 digits, least significant digit first."""
     k = answer_length(digits)
-    if isinstance(total, bool) or not isinstance(total, numbers.Integral) or not 0 <= total < 10**k:
-        raise ValueError(f"total must be an int in [0, {10**k - 1}] for digits={digits}, got {total!r}")
-    return f"{int(total):0{k}d}"[::-1]  # numpy ints too
+    total = check_int(total, "total", minimum=0, maximum=10**k - 1,  # numpy ints too
+                      allowed=f"an int in [0, {10**k - 1}] for digits={digits}")
+    return f"{total:0{k}d}"[::-1]
 
 
 def parse_answer(text: str, digits: int) -> int:
@@ -96,14 +89,14 @@ def decode(ids) -> str:
 
 def is_test_pair(a: torch.Tensor, b: torch.Tensor, digits: int) -> torch.Tensor:
     """Boolean mask: which (a, b) pairs belong to the held-out test split (the rule in the module docstring)."""
-    digits = _check_digits(digits)
+    digits = check_int(digits, "digits", minimum=1, maximum=MAX_DIGITS)
     index = a.long() * 10**digits + b.long()  # < 10**12, so index * 48271 fits in int64
     return (index * _HASH_MUL) % _HASH_MOD % _TEST_EVERY == 0
 
 
 def problem_tokens(a: torch.Tensor, b: torch.Tensor, digits: int) -> torch.Tensor:
     """Token ids of whole problems, prompt then answer: (N,) operands -> (N, 2 * digits + 2 + k), on a's device."""
-    digits = _check_digits(digits)
+    digits = check_int(digits, "digits", minimum=1, maximum=MAX_DIGITS)
     k = digits + 1
     powers = 10 ** torch.arange(digits - 1, -1, -1, device=a.device)  # (digits,) most significant first
     a_digits = a.long().unsqueeze(1) // powers % 10  # (N, digits)
@@ -118,7 +111,7 @@ def problem_tokens(a: torch.Tensor, b: torch.Tensor, digits: int) -> torch.Tenso
 
 def held_out_problems(digits: int, test_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed test set: the first ``test_size`` distinct test pairs drawn with ``TEST_SEED`` (CPU tensors)."""
-    digits = _check_digits(digits)
+    digits = check_int(digits, "digits", minimum=1, maximum=MAX_DIGITS)
     n_pairs = 10 ** (2 * digits)
     gen = make_generator(TEST_SEED, "cpu")
     seen: dict[int, None] = {}
@@ -192,7 +185,8 @@ class AdditionRun:
     precision: str = "fp32"  # or "bf16": training forward under bf16 autocast (manual attention), evaluation fp32
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "digits", _check_digits(self.digits))  # a numpy int stored as a Python int
+        # a numpy int stored as a Python int
+        object.__setattr__(self, "digits", check_int(self.digits, "digits", minimum=1, maximum=MAX_DIGITS))
         GPTConfig(vocab_size=len(VOCAB), block_size=3 * self.digits + 2, n_layer=self.n_layer, n_head=self.n_head,
                   n_embd=self.n_embd)  # validates the shape with GPTConfig's messages
         for name in ("steps", "batch_size", "test_size", "threads"):

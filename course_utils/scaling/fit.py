@@ -19,11 +19,11 @@ data-constrained forms (Muennighoff et al., 2023), and the Kaplan L(N, D) joint 
 from __future__ import annotations
 
 import itertools
-import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from course_utils.arguments import check_int, check_real
 
 PAPER_GRID = {  # Hoffmann et al. (2022), appendix D.2: initial values of the L-BFGS runs
     "alpha": (0.0, 0.5, 1.0, 1.5, 2.0), "beta": (0.0, 0.5, 1.0, 1.5, 2.0), "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
@@ -38,14 +38,6 @@ def _positive_array(name: str, values) -> np.ndarray:
     if array.size == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0):
         raise ValueError(f"{name} must be a non-empty sequence of finite positive numbers")
     return array
-
-
-def _check_delta(delta: object) -> float:
-    """The Huber threshold as a float: a finite number > 0 (NaN, 0 or a negative one made every L-BFGS run stop at
-    its start, and the fit came back as the first starting point without a word)."""
-    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta < math.inf:
-        raise ValueError(f"delta (the Huber threshold) must be a finite number > 0, got {delta!r}")
-    return float(delta)
 
 
 def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +120,9 @@ def _checked_fit_input(N, D, L, delta, grid) -> tuple[np.ndarray, np.ndarray, np
         raise ValueError(f"N, D and L must have the same length, got {log_n.size}, {log_d.size}, {log_l.size}")
     if log_n.size < 5:
         raise ValueError(f"the form has 5 parameters; fitting needs at least 5 points, got {log_n.size}")
-    _check_delta(delta)
+    # NaN, 0 or a negative Huber threshold made every L-BFGS run stop at its start, and the fit came back as the
+    # first starting point without a word
+    check_real(delta, "delta (the Huber threshold)", minimum=0, low_open=True)
     missing = {"a", "b", "e", "alpha", "beta"} - set(grid)
     if missing:
         raise ValueError(f"grid needs initial values for {sorted(missing)}")
@@ -214,7 +208,7 @@ def fit_power_law(x, L, floor: bool = True, delta: float = 1e-3) -> PowerLawFit:
     from scipy.optimize import minimize
 
     log_x, log_l = np.log(_positive_array("x", x)), np.log(_positive_array("L", L))
-    delta = _check_delta(delta)
+    delta = check_real(delta, "delta (the Huber threshold)", minimum=0, low_open=True)
     if log_x.size != log_l.size:
         raise ValueError(f"x and L must have the same length, got {log_x.size} and {log_l.size}")
     if log_x.size < (3 if floor else 2):
@@ -247,8 +241,7 @@ def bootstrap_chinchilla(N, D, L, n_boot: int, rng: np.random.Generator, delta: 
     per resample. With neither every refit stays in the full fit's basin: where the data do not pin a constant (E
     along a flat valley), the intervals are then conditional on the full fit and understate the uncertainty; on
     chapter 04's sweeps the grid's starts still found lower optima than the valley's for about half the resamples."""
-    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 1:
-        raise ValueError(f"n_boot must be an int >= 1, got {n_boot!r}")
+    n_boot = check_int(n_boot, "n_boot", minimum=1)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
     starts = list(starts)

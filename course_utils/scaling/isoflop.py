@@ -10,10 +10,11 @@ Left out: the paper's approach 1 (the envelope of training curves), and error ba
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from course_utils.arguments import check_real
 
 
 @dataclass
@@ -36,9 +37,9 @@ def isoflop_minima(N, D, L, rel_tol: float = 0.05, skip_flat: bool = False) -> l
         raise ValueError(f"N, D and L must be non-empty and of equal length, got {N.size}, {D.size}, {L.size}")
     if np.any(~np.isfinite(np.concatenate([N, D, L]))) or np.any(N <= 0) or np.any(D <= 0) or np.any(L <= 0):
         raise ValueError("N, D and L must be finite and positive")
-    if isinstance(rel_tol, bool) or not isinstance(rel_tol, numbers.Real) or not 0 <= rel_tol < 1:
-        raise ValueError(f"rel_tol must be a number in [0, 1) (budgets within this fraction are one budget; inf "
-                         f"merged every run into one), got {rel_tol!r}")
+    check_real(rel_tol, "rel_tol", minimum=0, maximum=1, high_open=True,  # checked; kept as given
+               allowed="a number in [0, 1) (budgets within this fraction are one budget; inf merged every run into "
+                       "one)")
     C = 6 * N * D
     order = np.argsort(C)
     groups, current = [], [order[0]]

@@ -12,10 +12,10 @@ headers).
 from __future__ import annotations
 
 import configparser
-import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
+from course_utils.arguments import check_int
 from course_utils.assets import asset_path
 
 #: Held out by default: four plays (about 10% of the corpus) of different kinds, a tragedy, a comedy, a history
@@ -75,10 +75,10 @@ def load_shakespeare(val_works: tuple[str, ...] = DEFAULT_VAL_WORKS, max_train_c
         raise ValueError("val_works is empty: hold out at least one work for validation")
     if len(set(val_works)) == len(works):
         raise ValueError("every work is in validation: leave at least one for training")
-    for name, limit in (("max_train_chars", max_train_chars), ("max_val_chars", max_val_chars)):
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
-            raise ValueError(f"{name} must be a positive int or None, got {limit!r}")  # numpy ints too
-    max_train_chars, max_val_chars = (None if v is None else int(v) for v in (max_train_chars, max_val_chars))
+    max_train_chars, max_val_chars = (None if limit is None else
+                                      check_int(limit, name, minimum=1, allowed="a positive int or None")
+                                      for name, limit in (("max_train_chars", max_train_chars),
+                                                          ("max_val_chars", max_val_chars)))
     train, train_keys = _join_prefix(tuple(k for k in works if k not in val_works), max_train_chars)
     val, val_keys = _join_prefix(tuple(val_works), max_val_chars)
     return CorpusSplit(train, val, train_keys, val_keys)

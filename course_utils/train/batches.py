@@ -6,10 +6,11 @@ generator: inputs ``idx`` are the first ``T`` ids, ``targets`` the same window s
 
 from __future__ import annotations
 
-import numbers
 from typing import Callable
 
 import torch
+
+from course_utils.arguments import check_int
 
 
 def _check_split(data: torch.Tensor, batch_size: int, block_size: int, name: str = "data") -> None:
@@ -18,9 +19,8 @@ def _check_split(data: torch.Tensor, batch_size: int, block_size: int, name: str
         raise ValueError(f"{name} must be a 1-D tensor of token ids")
     if data.is_floating_point() or data.is_complex() or data.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer token ids, got {data.dtype} (.long() would truncate 1.5 to 1)")
-    for size_name, value in (("batch_size", batch_size), ("block_size", block_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{size_name} must be an int >= 1, got {value!r}")
+    check_int(batch_size, "batch_size", minimum=1)
+    check_int(block_size, "block_size", minimum=1)
     if len(data) < block_size + 1:
         raise ValueError(f"{name} has {len(data)} ids; need at least block_size + 1 = {block_size + 1}")
 

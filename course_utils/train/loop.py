@@ -24,7 +24,6 @@ scale, and :mod:`course_utils.parallel`).
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
 from contextlib import nullcontext
@@ -35,6 +34,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int
 from course_utils.device import check_seed, native_bf16
 from course_utils.train.muon import Muon, MuonWithAdamW, hidden_matrices
 
@@ -128,8 +128,7 @@ class History:
 
 def lr_at(step: int, config: TrainConfig) -> float:
     """Learning rate at ``step`` (0-based): linear warm-up to ``lr`` then cosine decay to ``min_lr``."""
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:  # -1 gave 0.0, NaN min_lr
-        raise ValueError(f"step must be an int >= 0 (0-based), got {step!r}")
+    step = check_int(step, "step", minimum=0, allowed="an int >= 0 (0-based)")  # -1 gave 0.0, NaN min_lr
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     decay_steps = max(1, config.max_steps - config.warmup_steps)
@@ -201,8 +200,7 @@ def set_lr(optimizer: torch.optim.Optimizer | MuonWithAdamW, step: int, config: 
 def estimate_loss(model: nn.Module, get_batch: BatchFn, n_batches: int, generator: torch.Generator,
                   split: str = "val") -> float:
     """Mean loss over ``n_batches`` batches of ``split`` drawn with ``generator``, in eval mode."""
-    if isinstance(n_batches, bool) or not isinstance(n_batches, numbers.Integral) or n_batches < 1:
-        raise ValueError(f"n_batches must be an int >= 1, got {n_batches!r}")  # 0 divided by zero, -1 gave -0.0
+    n_batches = check_int(n_batches, "n_batches", minimum=1)  # 0 divided by zero, -1 gave -0.0
     was_training = model.training
     model.eval()
     total = 0.0

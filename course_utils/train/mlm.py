@@ -18,24 +18,17 @@ Left out: whole-word masking, span masking (SpanBERT, T5), next-sentence predict
 
 from __future__ import annotations
 
-import numbers
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
+from course_utils.arguments import check_int, check_real
 from course_utils.train.batches import sample_batch
 from course_utils.model.masks import bidirectional_mask
 
 IGNORE_INDEX = -100
 NOT_CHOSEN, MASKED, RANDOM, KEPT = 0, 1, 2, 3  # the codes returned by mlm_plan
-
-
-def _check_prob(name: str, value: float) -> float:
-    """``value`` as a Python float (numpy numbers accepted), or a ValueError."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
 
 
 def mlm_plan(shape: tuple[int, int], generator: torch.Generator, mask_prob: float = 0.15, mask_frac: float = 0.8,
@@ -54,8 +47,9 @@ def mlm_plan(shape: tuple[int, int], generator: torch.Generator, mask_prob: floa
     """
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape must be (B, T) with B, T >= 1, got {shape}")
-    mask_prob, mask_frac, random_frac = (_check_prob(name, value) for name, value in (
-        ("mask_prob", mask_prob), ("mask_frac", mask_frac), ("random_frac", random_frac)))
+    mask_prob, mask_frac, random_frac = (
+        check_real(value, name, minimum=0, maximum=1, allowed="a probability in [0, 1]")
+        for name, value in (("mask_prob", mask_prob), ("mask_frac", mask_frac), ("random_frac", random_frac)))
     if mask_frac + random_frac > 1.0 + 1e-9:
         raise ValueError(f"mask_frac + random_frac must be <= 1 (the rest is kept), got {mask_frac + random_frac}")
     if not isinstance(generator, torch.Generator):
@@ -95,12 +89,9 @@ def mask_tokens(idx: torch.Tensor, mask_id: int, vocab_size: int, generator: tor
     """
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.is_floating_point():
         raise ValueError(f"idx must be a (B, T) integer tensor, got {getattr(idx, 'shape', type(idx).__name__)}")
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive int (ordinary tokens to draw random ones from), "
-                         f"got {vocab_size!r}")  # numpy ints too (and for mask_id)
-    if isinstance(mask_id, bool) or not isinstance(mask_id, numbers.Integral) or mask_id < 0:
-        raise ValueError(f"mask_id must be a non-negative int, got {mask_id!r}")
-    vocab_size, mask_id = int(vocab_size), int(mask_id)
+    vocab_size = check_int(vocab_size, "vocab_size", minimum=1,
+                           allowed="a positive int (ordinary tokens to draw random ones from)")
+    mask_id = check_int(mask_id, "mask_id", minimum=0, allowed="a non-negative int")
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     shape = tuple(idx.shape)

@@ -30,11 +30,12 @@ bfloat16 path (``torch.optim.Muon`` has one; ``TrainConfig`` always builds this 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
+
+from course_utils.arguments import check_int
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
@@ -47,9 +48,7 @@ def newton_schulz(matrices: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> 
     """
     if matrices.dim() < 2:
         raise ValueError(f"newton_schulz needs matrices (..., m, n), got shape {tuple(matrices.shape)}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:  # numpy ints too
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    steps = int(steps)
+    steps = check_int(steps, "steps", minimum=1, allowed="a positive int")
     a, b, c = NS_COEFFICIENTS
     x = matrices / (matrices.norm(dim=(-2, -1), keepdim=True) + eps)  # (..., m, n), spectral norm <= 1
     tall = x.size(-2) > x.size(-1)
@@ -69,9 +68,7 @@ class Muon(torch.optim.Optimizer):
             raise ValueError(f"lr must be > 0, got {lr}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if isinstance(ns_steps, bool) or not isinstance(ns_steps, numbers.Integral) or ns_steps < 1:
-            raise ValueError(f"ns_steps must be a positive int, got {ns_steps!r}")  # numpy ints too
-        ns_steps = int(ns_steps)
+        ns_steps = check_int(ns_steps, "ns_steps", minimum=1, allowed="a positive int")
         super().__init__(params, dict(lr=lr, momentum=momentum, ns_steps=ns_steps))
         for group in self.param_groups:
             for p in group["params"]:

@@ -31,11 +31,11 @@ faster algorithm for very long pre-tokens (ours is quadratic in a pre-token's le
 
 from __future__ import annotations
 
-import numbers
 import os
 from pathlib import Path
 from typing import Collection, Iterable, Iterator, Mapping, Sequence
 
+from course_utils.arguments import check_int
 from course_utils.text.bpe.specials import check_disallowed, resolve_specials, split_allowed
 from course_utils.text.bpe.train import GPT2_PATTERN, N_BYTES, check_special_tokens, compile_pattern, merge_pair, to_bytes
 from course_utils.text.bpe.vocab_files import load_merges, save_merges, special_ids, vocab_list
@@ -83,9 +83,7 @@ class BPETokenizer:
         self._ranked = ranked  # tiktoken ranks (bytes -> id), or None for merge lists
         self.special_tokens: dict[str, int] = dict(special_tokens)
         self.kind = kind
-        if isinstance(cache_size, bool) or not isinstance(cache_size, numbers.Integral) or cache_size < 0:
-            raise ValueError(f"cache_size must be an int >= 0 (0 disables the cache), got {cache_size!r}")
-        self.cache_size = int(cache_size)  # numpy ints too
+        self.cache_size = check_int(cache_size, "cache_size", minimum=0, allowed="an int >= 0 (0 disables the cache)")
         self._cache: dict[str, tuple[int, ...]] = {}
 
     @classmethod

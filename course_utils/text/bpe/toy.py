@@ -17,6 +17,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Mapping
 
+from course_utils.arguments import check_int
+
 END_OF_WORD = "</w>"
 
 #: The toy corpus used in the paper and in most textbooks: word -> count.
@@ -71,9 +73,7 @@ def toy_merge(words: Mapping[tuple[str, ...], int], pair: tuple[str, str]) -> di
 def learn_toy_bpe(word_counts: Mapping[str, int] = TOY_CORPUS, n_merges: int = 10,
                   end_of_word: str = END_OF_WORD) -> list[ToyStep]:
     """Up to ``n_merges`` merges (fewer if every word becomes a single symbol), with the corpus after each."""
-    if isinstance(n_merges, bool) or not isinstance(n_merges, numbers.Integral) or n_merges < 0:  # numpy ints too
-        raise ValueError(f"n_merges must be an int >= 0, got {n_merges!r}")
-    n_merges = int(n_merges)
+    n_merges = check_int(n_merges, "n_merges", minimum=0)
     words = split_words(word_counts, end_of_word)
     steps = []
     for _ in range(n_merges):

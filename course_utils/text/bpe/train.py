@@ -37,7 +37,6 @@ Left out: parallel counting, frequency thresholds other than 1, dropout (BPE-dro
 
 from __future__ import annotations
 
-import numbers
 import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -46,6 +45,8 @@ from typing import Iterable, Sequence
 
 import regex
 from tqdm.auto import tqdm
+
+from course_utils.arguments import check_int
 
 #: GPT-2's pre-tokenization pattern (Radford et al., 2019), also used by Hugging Face's ByteLevel pre-tokenizer.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -165,9 +166,7 @@ def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[i
 
 def number_of_merges(vocab_size: int, special_tokens: Sequence[str] = ()) -> int:
     """Merges needed for ``vocab_size`` = 256 byte tokens + merges + special tokens."""
-    if not isinstance(vocab_size, numbers.Integral) or isinstance(vocab_size, bool):  # numpy ints too
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-    vocab_size = int(vocab_size)
+    vocab_size = check_int(vocab_size, "vocab_size")
     n_special = len(check_special_tokens(special_tokens))
     if vocab_size < N_BYTES + n_special:
         raise ValueError(f"vocab_size {vocab_size} is too small: byte-level BPE needs 256 byte tokens plus "
