@@ -41,6 +41,8 @@ def test_the_tie_band_is_a_parameter():
     ([1.0], [1.0], 1.5, "tie must be"),
     ([1.0], [1.0], 1.0, "tie must be"),
     ([1.0], [1.0], -0.1, "tie must be"),
+    ([1.0], [1.0], True, "tie must be"),
+    ([1.0], [1.0], "0.1", "tie must be"),
 ])
 def test_bad_input_is_refused(a, b, tie, message):
     with pytest.raises(ValueError, match=message):

@@ -222,3 +222,9 @@ def test_generate_refuses_an_empty_batch_clearly():
     model = make()
     with pytest.raises(ValueError, match=r"idx must be a non-empty \(B, T\) tensor .* B and T >= 1, got \(0, 3\)"):
         model.generate(torch.zeros(0, 3, dtype=torch.long), 2, greedy=True)  # was RuntimeError from min()
+
+
+@pytest.mark.parametrize("dropout", [True, "0.1", float("nan")])
+def test_gpt_config_refuses_a_dropout_that_is_not_a_probability(dropout):
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        GPTConfig(dropout=dropout)

@@ -155,10 +155,10 @@ def test_generate_validates_its_arguments(pair):
     (dict(n_head=6, n_kv_head=4, n_embd=48), "n_kv_head .* must divide n_head"),
     (dict(n_embd=36, n_head=4, n_kv_head=2), "must be even: RoPE rotates pairs"),
     (dict(n_layer=0), "n_layer must be a positive int"),
-    (dict(rope_theta=1.0), "rope_theta > 1"),
-    (dict(rope_theta=float("inf")), "finite rope_theta"),
-    (dict(rms_norm_eps=float("inf")), "rms_norm_eps > 0"),
-    (dict(rms_norm_eps=float("nan")), "rms_norm_eps > 0"),
+    (dict(rope_theta=1.0), "rope_theta must be a finite number > 1"),
+    (dict(rope_theta=float("inf")), "rope_theta must be a finite number > 1, got inf"),
+    (dict(rms_norm_eps=float("inf")), "rms_norm_eps must be a finite number > 0, got inf"),
+    (dict(rms_norm_eps=float("nan")), "rms_norm_eps must be a finite number > 0, got nan"),
 ])
 def test_bad_configs_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -276,3 +276,11 @@ def test_generate_checks_its_prompt_ids_once(pair):
     with pytest.raises(ValueError, match=r"idx must be a non-empty \(B, T\) tensor"):
         ours.generate(prompts().tolist(), 2, greedy=True)  # was AttributeError
     assert torch.equal(ours.generate(prompts(), np.int64(2), greedy=True), ours.generate(prompts(), 2, greedy=True))
+
+
+@pytest.mark.parametrize("field, value", [("rope_theta", True), ("rope_theta", "500"), ("rms_norm_eps", True),
+                                          ("rms_norm_eps", float("nan"))])
+def test_llama_config_refuses_bools_strings_and_nan_in_its_real_fields(field, value):
+    config = LlamaConfig.from_hf(tiny_hf_config())
+    with pytest.raises(ValueError, match=f"^{field} must be a finite number > "):
+        replace(config, **{field: value})

@@ -178,3 +178,9 @@ def test_repeat_kv_takes_numpy_ints():
     for bad in (True, np.float64(2.0)):
         with pytest.raises(ValueError, match="n_rep must be an int >= 1"):
             repeat_kv(kv, bad)
+
+
+@pytest.mark.parametrize("eps", [True, "1e-6", float("nan"), float("inf")])
+def test_rms_norm_refuses_a_bool_a_string_and_non_finite_eps(eps):
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        RMSNorm(4, eps=eps)

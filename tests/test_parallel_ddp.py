@@ -113,10 +113,12 @@ def test_fsdp2_matches_ddp_and_holds_half_the_state_per_rank(setup, single, setu
 
 
 def test_all_reduce_timing_refuses_bad_counts():
-    with pytest.raises(ValueError, match="repeats and calls must be ints >= 1"):
+    with pytest.raises(ValueError, match="calls must be an int >= 1, got 0"):
         time_all_reduce(1024, torch.device("cpu"), repeats=5, calls=0)
-    with pytest.raises(ValueError, match="repeats and calls must be ints >= 1"):
+    with pytest.raises(ValueError, match="repeats must be an int >= 1, got 0"):
         time_all_reduce(1024, torch.device("cpu"), repeats=0)
+    with pytest.raises(ValueError, match="repeats must be an int >= 1, got True"):  # True timed one repeat
+        time_all_reduce(1024, torch.device("cpu"), repeats=True)
 
 
 def test_ring_all_reduce_volume_and_bad_batches():

@@ -223,3 +223,14 @@ def test_numpy_numbers_are_taken_and_kept_as_python_numbers():
                                  (2, np.float64(1.0), r"warmup must be an int >= 0, got (np.float64\(1.0\)|1.0)$")):  # numpy 1.x: repr 1.0
         with pytest.raises(ValueError, match=match):
             step_seconds(model, idx, idx, steps=steps, warmup=warmup)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(init_scale=float("inf")), "init_scale must be a finite number > 0"),  # every step skipped, scale stuck
+    (dict(growth_factor=float("inf")), "growth_factor must be a finite number > 1"),
+    (dict(backoff_factor=True), r"backoff_factor must be in \(0, 1\)"),
+    (dict(init_scale="65536"), "init_scale must be"),  # was TypeError: '>' not supported
+])
+def test_loss_scaler_refuses_infinite_scales_bools_and_strings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LossScaler(**kwargs)

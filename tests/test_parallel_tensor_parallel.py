@@ -60,6 +60,9 @@ def test_world_sizes_that_do_not_divide_are_refused():
         RowParallelLinear.from_linear(torch.nn.Linear(6, 4), 0, 4)
     with pytest.raises(ValueError, match="batch must be an int >= 1"):
         tensor_parallel_bytes_per_layer(batch=0, seq_len=1, n_embd=1, world_size=1)
+    for bad in (True, 2.0):  # True was a world of one rank
+        with pytest.raises(ValueError, match=f"world_size must be a positive int, got {bad}"):
+            TensorParallelMLP(MLP(config), 0, bad)
 
 
 def test_communication_sizes_must_be_counts():

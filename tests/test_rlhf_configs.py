@@ -52,10 +52,21 @@ def test_configs_accept_the_edges_and_store_a_float_temperature():
     assert GRPOConfig(beta=0.0, temperature=1e-4).temperature == 1e-4
 
 
-@pytest.mark.parametrize("field, value", [("beta", math.inf), ("beta", 0.0), ("lr", math.nan), ("lr", -1e-3)])
-def test_dpo_config_refuses_bad_settings(field, value):
+@pytest.mark.parametrize("field, value", [("beta", math.inf), ("beta", 0.0), ("lr", math.nan), ("lr", -1e-3),
+                                          ("steps", True), ("batch_size", 2.0), ("eval_every", 0)])
+def test_dpo_config_refuses_bad_settings(field, value):  # steps=True ran one step
     with pytest.raises(ValueError, match=field):
         DPOConfig(**{field: value})
+
+
+@pytest.mark.parametrize("config, field", [(PPOConfig, "iterations"), (PPOConfig, "epochs"),
+                                           (GRPOConfig, "iterations"), (GRPOConfig, "max_new_tokens"),
+                                           (DPOConfig, "steps")])
+def test_rlhf_config_counts_refuse_bools_and_take_numpy_ints(config, field):
+    with pytest.raises(ValueError, match=f"{config.__name__}.{field} must be a positive int, got True"):
+        config(**{field: True})  # True ran one iteration / epoch / step
+    value = getattr(config(**{field: np.int64(2)}), field)
+    assert value == 2 and type(value) is int
 
 
 @pytest.mark.parametrize("field, value", [("max_pleasant", -1), ("min_words", 2.5), ("grim_weight", math.nan),

@@ -45,6 +45,8 @@ def test_default_precision_is_a_known_precision():
     ({"n_embd": 15}, "divisible"),
     ({"threads": 0}, "threads"),
     ({"warmup_frac": 1.0}, "warmup_frac"),
+    ({"warmup_frac": True}, "warmup_frac"),
+    ({"warmup_frac": "0.1"}, "warmup_frac"),
     ({"precision": "fp16"}, "precision"),
     ({"precision": "BF16"}, "precision"),
     ({"device": "gpu"}, "device"),

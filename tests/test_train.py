@@ -64,6 +64,25 @@ def test_train_config_validation(kwargs):
         TrainConfig(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [{"max_steps": True}, {"lr": True}, {"min_lr": False}, {"weight_decay": True},
+                                    {"beta1": True}, {"grad_clip": False}, {"muon_lr": True},
+                                    {"muon_momentum": False}, {"warmup_steps": "10"}, {"lr": None}])
+def test_train_config_refuses_bools_and_non_numbers(kwargs):  # max_steps=True trained one step, lr=True at 1.0
+    with pytest.raises(ValueError, match=f"^{next(iter(kwargs))} must be "):
+        TrainConfig(**kwargs)
+
+
+def test_train_config_takes_numpy_counts_as_python_ints():
+    import numpy as np
+
+    config = TrainConfig(max_steps=np.int64(50), warmup_steps=np.int32(5), eval_interval=np.int64(10),
+                         eval_batches=np.int64(2), lr=np.float32(1e-3))
+    assert (config.max_steps, config.warmup_steps, config.eval_interval, config.eval_batches) == (50, 5, 10, 2)
+    assert all(type(v) is int for v in (config.max_steps, config.warmup_steps, config.eval_interval,
+                                         config.eval_batches))
+    assert TrainConfig(grad_clip=float("inf")).grad_clip == float("inf")  # no clipping, as before
+
+
 def test_divergence_is_reported():
     torch.manual_seed(0)
     data = torch.tensor([i % 7 for i in range(100)])

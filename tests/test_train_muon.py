@@ -193,3 +193,12 @@ def test_newton_schulz_and_muon_take_numpy_step_counts():
     for bad in (True, 2.5):
         with pytest.raises(ValueError, match="steps must be a positive int"):
             newton_schulz(x, steps=bad)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lr=float("inf")), "lr must be a finite number > 0"), (dict(lr=True), "lr must be"),
+    (dict(momentum=True), r"momentum must be in \[0, 1\)"), (dict(momentum=float("nan")), "momentum must be"),
+])
+def test_muon_refuses_infinite_rates_bools_and_nan(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Muon([nn.Parameter(torch.zeros(2, 2))], **kwargs)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import statistics
 from typing import Sequence
 
+from course_utils.arguments import check_real
+
 VERDICTS = ("separate", "about even", "not ranked")
 
 
@@ -40,8 +42,7 @@ def compare_rounds(a: Sequence[float], b: Sequence[float], tie: float = 0.10) ->
     """``(median(a) / median(b), verdict)`` with the verdict one of :data:`VERDICTS` (the rule in the module
     docstring). The values are per-round timings or rates of the two arms; whether a higher ratio means faster
     (rates) or slower (seconds) is the caller's to say."""
-    if not 0 <= tie < 1:
-        raise ValueError(f"tie must be a fraction in [0, 1), got {tie}")
+    check_real(tie, "tie", minimum=0, maximum=1, high_open=True, allowed="a fraction in [0, 1)")
     ratio = statistics.median(_check_rounds(a, "a")) / statistics.median(_check_rounds(b, "b"))
     if not ranges_overlap(a, b):
         return ratio, "separate"

@@ -51,10 +51,9 @@ class KVCache:
     def empty(cls, model: GPT, batch_size: int, max_len: int | None = None) -> "KVCache":
         cfg = model.config
         max_len = cfg.block_size if max_len is None else max_len
-        if not 1 <= max_len <= cfg.block_size:
-            raise ValueError(f"max_len must be in [1, block_size={cfg.block_size}], got {max_len}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        max_len = check_int(max_len, "max_len", minimum=1, maximum=cfg.block_size,
+                            allowed=f"in [1, block_size={cfg.block_size}]")
+        batch_size = check_int(batch_size, "batch_size", minimum=1, allowed=">= 1")  # 2.5 failed inside torch.zeros
         weight = model.tok_emb.weight
         shape = (cfg.n_layer, batch_size, cfg.n_head, max_len, cfg.head_size)  # (L, B, H, T_max, D)
         return cls(torch.zeros(shape, dtype=weight.dtype, device=weight.device),

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_real
 from course_utils.device import check_generator
 from course_utils.model.masks import check_mask
 
@@ -87,8 +87,7 @@ class GPTConfig:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head gets equal width"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_real(self.dropout, "dropout", minimum=0, maximum=1, high_open=True, allowed="in [0, 1)")
         if self.attention not in ATTENTION_IMPLS:
             raise ValueError(f"attention must be one of {sorted(ATTENTION_IMPLS)}, got {self.attention!r}")
 

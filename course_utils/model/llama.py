@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_real
 from course_utils.device import check_generator
 from course_utils.model.gpt import check_prompt_ids, check_temperature
 from course_utils.model.modern import RMSNorm, SwiGLU, apply_rope, repeat_kv, rope_cos_sin, rope_inverse_frequencies
@@ -57,9 +57,8 @@ class LlamaConfig:
                              "serves a whole group of query heads (n_kv_head = n_head is multi-head attention)")
         if self.head_size % 2:
             raise ValueError(f"head size n_embd // n_head = {self.head_size} must be even: RoPE rotates pairs")
-        if not 1 < self.rope_theta < math.inf or not 0 < self.rms_norm_eps < math.inf:
-            raise ValueError(f"need finite rope_theta > 1 and rms_norm_eps > 0, got {self.rope_theta}, "
-                             f"{self.rms_norm_eps}")
+        check_real(self.rope_theta, "rope_theta", minimum=1, low_open=True)
+        check_real(self.rms_norm_eps, "rms_norm_eps", minimum=0, low_open=True)
 
     @property
     def head_size(self) -> int:

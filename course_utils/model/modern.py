@@ -38,8 +38,7 @@ class RMSNorm(nn.Module):
 
     def __init__(self, n_embd: int, eps: float = 1e-6) -> None:
         super().__init__()
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+        check_real(eps, "eps", minimum=0, low_open=True, allowed="> 0")
         self.weight = nn.Parameter(torch.ones(n_embd))  # (C,) a learned gain per channel, no bias
         self.eps = eps
 

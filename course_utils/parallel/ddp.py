@@ -179,8 +179,7 @@ def time_all_reduce(nbytes: int, device: torch.device, repeats: int = 5, calls: 
     One call alone is at the mercy of the scheduler: when a rank is descheduled for a moment (two ranks on a shared
     2-core machine), that call waits for it, and single calls of the same size can differ by several times; the
     mean of back-to-back calls spreads such a pause over all of them."""
-    if not isinstance(repeats, int) or repeats < 1 or not isinstance(calls, int) or calls < 1:
-        raise ValueError(f"repeats and calls must be ints >= 1, got {repeats!r} and {calls!r}")
+    repeats, calls = check_int(repeats, "repeats", minimum=1), check_int(calls, "calls", minimum=1)  # True was 1
     tensor = torch.ones(max(1, nbytes // 4), device=device)
     dist.all_reduce(tensor)
     times = []

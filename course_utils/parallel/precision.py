@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_real
 from course_utils.device import synchronize
 from course_utils.train.loop import BatchFn, History, TrainConfig, estimate_loss, make_optimizer, set_lr
 
@@ -129,12 +129,11 @@ class LossScaler:
 
     def __init__(self, init_scale: float = 2.0**16, growth_factor: float = 2.0, backoff_factor: float = 0.5,
                  growth_interval: int = 2000) -> None:
-        if not init_scale > 0:
-            raise ValueError(f"init_scale must be > 0, got {init_scale}")
-        if not growth_factor > 1:
-            raise ValueError(f"growth_factor must be > 1, got {growth_factor}")
-        if not 0 < backoff_factor < 1:
-            raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor}")
+        # an infinite scale (or growth to one) overflows every step: each one skipped, the scale stuck at inf
+        check_real(init_scale, "init_scale", minimum=0, low_open=True, allowed="a finite number > 0")
+        check_real(growth_factor, "growth_factor", minimum=1, low_open=True, allowed="a finite number > 1")
+        check_real(backoff_factor, "backoff_factor", minimum=0, maximum=1, low_open=True, high_open=True,
+                   allowed="in (0, 1)")
         growth_interval = check_int(growth_interval, "growth_interval", minimum=1, allowed="a positive int")
         self.scale_value = float(init_scale)
         self.growth_factor, self.backoff_factor = float(growth_factor), float(backoff_factor)

@@ -87,8 +87,7 @@ class _ReduceFromParallel(torch.autograd.Function):
 
 def check_divisible(what: str, size: int, world_size: int) -> None:
     """Tensor parallelism splits ``size`` into ``world_size`` equal parts: refuse sizes that do not divide."""
-    if not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+    world_size = check_int(world_size, "world_size", minimum=1, allowed="a positive int")  # True was 1
     if size % world_size:
         divisors = [d for d in range(1, size + 1) if size % d == 0]
         raise ValueError(f"{what} ({size}) is not divisible by the tensor-parallel world size {world_size}; "

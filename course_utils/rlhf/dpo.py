@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int
 from course_utils.model.gpt import GPT
 from course_utils.rlhf.losses import check_number, dpo_implicit_rewards, dpo_loss
 from course_utils.rlhf.reward_model import PreferencePairs
@@ -32,9 +33,9 @@ class DPOConfig:
     eval_every: int = 50
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.steps, int) and self.steps >= 1 and isinstance(self.batch_size, int)
-                and self.batch_size >= 1 and isinstance(self.eval_every, int) and self.eval_every >= 1):
-            raise ValueError("steps, batch_size and eval_every must be positive ints")
+        for name in ("steps", "batch_size", "eval_every"):  # True ran one step; numpy ints become Python ints
+            setattr(self, name, check_int(getattr(self, name), f"DPOConfig.{name}", minimum=1,
+                                          allowed="a positive int"))
         check_number("lr", self.lr, 0.0, math.inf)
         check_number("beta", self.beta, 0.0, math.inf)
 

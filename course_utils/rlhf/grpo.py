@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int
 from course_utils.model.gpt import GPT, check_temperature
 from course_utils.rlhf.losses import (check_number, group_relative_advantages, kl_estimate, masked_mean,
                                       ppo_clip_fraction, ppo_clip_loss)
@@ -48,11 +49,10 @@ class GRPOConfig:
     def __post_init__(self) -> None:
         for name in ("iterations", "prompts_per_iteration", "epochs", "minibatch_groups", "max_new_tokens",
                      "sample_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"GRPOConfig.{name} must be a positive int, got {getattr(self, name)!r}")
-        if not isinstance(self.group_size, int) or self.group_size < 2:
-            raise ValueError(f"group_size must be an int >= 2 (advantages compare responses within a group), "
-                             f"got {self.group_size!r}")
+            setattr(self, name, check_int(getattr(self, name), f"GRPOConfig.{name}", minimum=1,
+                                          allowed="a positive int"))  # True was one; numpy ints become ints
+        self.group_size = check_int(self.group_size, "group_size", minimum=2,
+                                    allowed="an int >= 2 (advantages compare responses within a group)")
         if self.prompts_per_iteration % self.minibatch_groups:
             raise ValueError("prompts_per_iteration must be a multiple of minibatch_groups")
         check_number("beta (the KL coefficient)", self.beta, 0.0, math.inf, closed=True)

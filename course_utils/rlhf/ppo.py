@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from course_utils.arguments import check_int
 from course_utils.model.gpt import GPT, check_temperature
 from course_utils.rlhf.losses import (check_number, gae_advantages, kl_estimate, ppo_clip_fraction, ppo_clip_loss,
                                      value_loss, whiten)
@@ -51,8 +52,8 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "minibatch_size", "epochs", "max_new_tokens", "sample_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"PPOConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+            setattr(self, name, check_int(getattr(self, name), f"PPOConfig.{name}", minimum=1,
+                                          allowed="a positive int"))  # True was one; numpy ints become ints
         if self.batch_size % self.minibatch_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of minibatch_size "
                              f"({self.minibatch_size})")

@@ -30,6 +30,7 @@ from typing import Iterator
 
 import torch
 
+from course_utils.arguments import check_real
 from course_utils.device import check_device_name, make_generator, native_bf16, torch_threads
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.scaling.compute import gpt_train_flops_per_token
@@ -79,8 +80,8 @@ class ScalingRun:
         if self.tokens < self.batch_size * self.block_size:
             raise ValueError(f"tokens ({self.tokens}) must cover at least one batch of "
                              f"batch_size x block_size = {self.batch_size * self.block_size}")
-        if not 0 <= self.warmup_frac < 1:
-            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        check_real(self.warmup_frac, "warmup_frac", minimum=0, maximum=1, high_open=True,  # kept as given (hashed)
+                   allowed="in [0, 1)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"ScalingRun.precision must be one of {PRECISIONS}, got {self.precision!r}")
         check_device_name(self.device, "ScalingRun.device")

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_real
 from course_utils.device import check_seed, native_bf16
 from course_utils.train.muon import Muon, MuonWithAdamW, hidden_matrices
 
@@ -74,35 +74,25 @@ class TrainConfig:
     muon_momentum: float = 0.95
     progress: bool = True
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.max_steps, int) or self.max_steps < 1:
-            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
-        for name in ("warmup_steps", "eval_interval", "eval_batches"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
-                raise ValueError(f"{name} must be an int, got {getattr(self, name)!r}")
-        if not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
-        if not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}], got {self.warmup_steps}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):  # NaN would fail later, blaming lr
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
-        if not self.grad_clip >= 0:  # NaN too: it would silently turn clipping off
-            raise ValueError(f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
-        if self.eval_interval < 1 or self.eval_batches < 1:
-            raise ValueError(
-                f"eval_interval and eval_batches must be >= 1, got {self.eval_interval} and {self.eval_batches}"
-            )
+    def __post_init__(self) -> None:  # counts become Python ints; real numbers are checked and kept as given
+        self.max_steps = check_int(self.max_steps, "max_steps", minimum=1, allowed="a positive int")
+        self.warmup_steps = check_int(self.warmup_steps, "warmup_steps", minimum=0, maximum=self.max_steps,
+                                      allowed=f"an int in [0, max_steps={self.max_steps}]")
+        for name in ("eval_interval", "eval_batches"):
+            setattr(self, name, check_int(getattr(self, name), name, minimum=1))
+        check_real(self.lr, "lr", minimum=0, low_open=True)  # a bool was lr 1.0 or 0.0
+        check_real(self.min_lr, "min_lr", minimum=0, maximum=self.lr, allowed=f"in [0, lr={self.lr}]")
+        check_real(self.weight_decay, "weight_decay", minimum=0)  # NaN would fail later, blaming lr
+        for name in ("beta1", "beta2"):
+            check_real(getattr(self, name), name, minimum=0, maximum=1, high_open=True)
+        check_real(self.grad_clip, "grad_clip", minimum=0, finite=False,  # NaN too: it silently turned clipping off
+                   allowed="a number >= 0 (0 disables clipping)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if not 0 < self.muon_lr < math.inf or not 0 <= self.muon_momentum < 1:
-            raise ValueError(f"muon_lr must be a finite number > 0 and muon_momentum in [0, 1), got {self.muon_lr} and "
-                             f"{self.muon_momentum}")
+        check_real(self.muon_lr, "muon_lr", minimum=0, low_open=True)
+        check_real(self.muon_momentum, "muon_momentum", minimum=0, maximum=1, high_open=True)
 
 
 @dataclass

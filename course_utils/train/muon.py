@@ -35,7 +35,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_real
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
@@ -64,10 +64,8 @@ class Muon(torch.optim.Optimizer):
     """Muon for 2-D parameters: Nesterov momentum, Newton-Schulz orthogonalised, shape-scaled steps (float32)."""
 
     def __init__(self, params: Iterable, lr: float = 0.02, momentum: float = 0.95, ns_steps: int = 5) -> None:
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        check_real(lr, "lr", minimum=0, low_open=True)  # a bool or inf went through
+        check_real(momentum, "momentum", minimum=0, maximum=1, high_open=True, allowed="in [0, 1)")
         ns_steps = check_int(ns_steps, "ns_steps", minimum=1, allowed="a positive int")
         super().__init__(params, dict(lr=lr, momentum=momentum, ns_steps=ns_steps))
         for group in self.param_groups:
