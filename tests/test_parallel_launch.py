@@ -2,19 +2,23 @@
 raises, is killed or hangs gives a clear error in bounded time with no worker left alive; bad input is refused."""
 
 import atexit
+import ctypes
+import multiprocessing as mp
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed as dist
 
-from course_utils.parallel.launch import (RankContext, WorkerError, _worker, free_port, hello_rank, launch,
-                                         resolve_backend)
+from course_utils.parallel.launch import (RankContext, WorkerError, _first_failure, _worker, _write_atomically,
+                                         free_port, hello_rank, launch, resolve_backend)
 from course_utils.parallel.payload import pickle_for_ranks
 
 
@@ -107,6 +111,38 @@ def print_then_return(ctx: RankContext) -> int:
 
 def wait_forever(ctx: RankContext, directory: str) -> None:
     _record_pid(directory, ctx)
+    time.sleep(600)
+
+
+def report_set_up(ctx: RankContext) -> dict:
+    """What a rank was given (rendezvous variables, threads, its group's timeout); it also prints through C's
+    stdio."""
+    ctypes.CDLL(None).printf(b"rank %d speaks through C stdio\n", ctx.rank)
+    backend = dist.distributed_c10d._get_default_group()._get_backend(torch.device("cpu"))
+    names = ("MASTER_ADDR", "RANK", "WORLD_SIZE", "LOCAL_RANK", "PYTHONUNBUFFERED")
+    return {"env": {name: os.environ.get(name) for name in names},
+            "threads": torch.get_num_threads(), "timeout_s": backend.options._timeout.total_seconds()}
+
+
+def print_then_raise_on_rank_one(ctx: RankContext) -> int:
+    if ctx.rank == 1:
+        print("rank 1 is about to raise")
+        raise ValueError("rank 1 refuses after printing")
+    return ctx.rank
+
+
+def print_then_vanish_on_rank_one(ctx: RankContext) -> int:
+    """Rank 1 ends its process with exit code 0 without returning: no result, no traceback."""
+    if ctx.rank == 1:
+        print("rank 1 leaves without a result", flush=True)
+        os._exit(0)
+    return ctx.rank
+
+
+def start_child_then_wait(ctx: RankContext, directory: str) -> None:
+    _record_pid(directory, ctx)
+    if ctx.rank == 1:
+        _start_child(directory)
     time.sleep(600)
 
 
@@ -336,3 +372,165 @@ def test_ranks_exit_when_the_launching_process_dies(tmp_path):
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in pids), "ranks outlived their killed parent"
     assert [p.name[:14] for p in own_tmp.iterdir()] == ["course-launch-"], "the launcher's folder went elsewhere"
+
+
+def test_ranks_exit_when_the_launching_process_dies_while_they_start(tmp_path):
+    # A rank read its parent's pid only once its code ran, after the 2-3 s in which a spawned rank imports torch: a
+    # launcher that died inside that window (a crashed kernel) left the rank watching its new parent, the reaper,
+    # and it ran fn to the end. The launcher now hands its own pid to the ranks.
+    # Every spawned rank runs this sitecustomize first: it records its pid and sleeps 3 s, standing in for the
+    # import of torch; the launcher is killed as soon as both pids are there, so inside that window.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent(f"""
+        import os, time
+        if b"spawn_main" in open("/proc/self/cmdline", "rb").read():
+            with open(os.path.join({str(tmp_path)!r}, f"starting{{os.getpid()}}"), "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(3)
+    """))
+    script = textwrap.dedent(f"""
+        from course_utils.parallel.launch import launch
+        from tests.test_parallel_launch import wait_forever
+        launch(wait_forever, world_size=2, args=({str(tmp_path)!r},), timeout_s=300)
+    """)
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(own_tmp),
+           "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__)), env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("starting*"))) < 2:
+            assert time.monotonic() < deadline, "the ranks never started"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+    pids = [int(p.name.removeprefix("starting")) for p in tmp_path.glob("starting*")]
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [pid for pid in pids if _alive(pid)]
+    for pid in alive:  # do not leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "ranks whose launcher died during their start-up ran on"
+
+
+def test_a_rank_gets_its_rendezvous_threads_and_timeout_and_what_c_prints_is_kept(capfd, monkeypatch):
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    monkeypatch.delenv("TORCH_CPP_LOG_LEVEL", raising=False)
+    before = dict(os.environ)
+    threads = (os.cpu_count() or 1) + 1  # more than torch's default (the cores), so a rank left at it shows
+    results = launch(report_set_up, world_size=2, backend="gloo", timeout_s=45, threads_per_rank=threads)
+    assert dict(os.environ) == before  # the variables set for the ranks are taken back from the caller
+    for rank, result in enumerate(results):
+        assert result["env"] == {"MASTER_ADDR": "127.0.0.1", "RANK": str(rank), "WORLD_SIZE": "2",
+                                 "LOCAL_RANK": str(rank), "PYTHONUNBUFFERED": "1"}
+        assert result["threads"] == threads
+        assert result["timeout_s"] == 45  # the collectives time out inside the ranks too
+    shown = capfd.readouterr().out
+    for rank in (0, 1):  # C's stdio reaches the caller too (a rank's C stdout is unbuffered: PYTHONUNBUFFERED)
+        assert f"[rank {rank}] rank {rank} speaks through C stdio\n" in shown
+
+
+def test_a_rank_that_raises_is_reported_with_what_it_printed():
+    with pytest.raises(WorkerError, match="rank 1 raised ValueError: rank 1 refuses after printing") as caught:
+        launch(print_then_raise_on_rank_one, world_size=2, backend="gloo", timeout_s=120)
+    assert "rank 1 is about to raise" in caught.value.output_tail
+    assert "--- last output of rank 1 ---\nrank 1 is about to raise" in str(caught.value)
+
+
+def test_a_rank_that_exits_with_code_0_but_no_result_is_reported_with_what_it_printed():
+    with pytest.raises(WorkerError, match="rank 1 exited with code 0 without a result") as caught:
+        launch(print_then_vanish_on_rank_one, world_size=2, backend="gloo", timeout_s=120)
+    assert caught.value.exitcode == 0 and "rank 1 leaves without a result" in caught.value.output_tail
+
+
+def test_a_detached_rank_exits_with_0_after_its_result_and_with_1_after_its_error(tmp_path):
+    # launch quotes a rank's exit code as it is when the rank's .error appears (often still running); here it ends
+    ctx = mp.get_context("spawn")
+    runs = {}
+    for name, fn in (("ok", add_rank), ("fails", always_raise)):
+        (tmp_path / name).mkdir()
+        args = (10,) if fn is add_rank else ()
+        runs[name] = ctx.Process(target=_worker, args=(pickle_for_ranks(fn, args), 0, 1, "gloo", free_port(), 1, 30.0,
+                                                       str(tmp_path / name)), kwargs={"detach": True})
+        runs[name].start()
+    for p in runs.values():
+        p.join(120)
+        assert p.exitcode is not None, "a detached rank of a world of one never ended"
+    assert runs["ok"].exitcode == 0 and torch.load(tmp_path / "ok" / "rank0.result") == 10
+    assert runs["fails"].exitcode == 1
+    assert "ValueError: rank 0 refuses" in (tmp_path / "fails" / "rank0.error").read_text()
+
+
+def test_the_root_cause_is_a_killed_rank_then_the_earliest_traceback(tmp_path):
+    # fake processes: only exitcode is read; the .error files' modification times set which traceback came first
+    for rank, written_ns in ((0, 2_000_000_000), (1, 1_000_000_000)):
+        path = tmp_path / f"rank{rank}.error"
+        path.write_text(f"ValueError: rank {rank} refuses\ntraceback of rank {rank}")
+        os.utime(path, ns=(written_ns, written_ns))
+    processes = [SimpleNamespace(exitcode=1), SimpleNamespace(exitcode=1), SimpleNamespace(exitcode=-signal.SIGKILL)]
+    first = _first_failure(processes, tmp_path)
+    assert first.rank == 2 and "was killed by signal SIGKILL" in str(first)  # the others fail because it vanished
+    processes[2].exitcode = None  # still running: not a failure (yet)
+    first = _first_failure(processes, tmp_path)
+    assert first.rank == 1 and first.traceback_text == "traceback of rank 1"  # written first
+
+
+class _Unsaveable:
+    def __reduce__(self):
+        raise pickle.PicklingError("this result cannot be saved")
+
+
+def test_a_result_that_cannot_be_saved_leaves_no_result_file(tmp_path):
+    with pytest.raises(pickle.PicklingError, match="this result cannot be saved"):
+        _write_atomically(tmp_path / "rank0.result", _Unsaveable())  # torch.save fails after opening its file
+    assert not (tmp_path / "rank0.result").exists()
+
+
+def test_auto_picks_nccl_only_with_one_cuda_device_per_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
+    assert resolve_backend("auto", 2) == resolve_backend("nccl", 2) == "nccl"
+    assert resolve_backend("auto", 1) == "nccl"
+    assert resolve_backend("auto", 3) == "gloo"  # 3 ranks on 2 devices
+    with pytest.raises(ValueError, match="needs one CUDA device per rank"):
+        resolve_backend("nccl", 3)
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: False)
+    assert resolve_backend("auto", 2) == "gloo"
+
+
+def test_bad_counts_of_ranks_and_threads_are_refused_before_anything_starts():
+    with pytest.raises(ValueError, match="world_size must be a positive int"):
+        launch(hello_rank, world_size=True)  # a bool is not a count (it ran one rank)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="threads_per_rank must be a positive int"):
+            launch(hello_rank, threads_per_rank=bad)
+
+
+def test_processes_ranks_started_are_stopped_when_the_launching_process_dies(tmp_path):
+    script = textwrap.dedent(f"""
+        from course_utils.parallel.launch import launch
+        from tests.test_parallel_launch import start_child_then_wait
+        launch(start_child_then_wait, world_size=2, args=({str(tmp_path)!r},), timeout_s=300)
+    """)
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__)),
+                              env={**os.environ, "TMPDIR": str(own_tmp)})
+    try:
+        _wait_for_files(tmp_path, ["pid0", "pid1", "child"])
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "child").read_text() and time.monotonic() < deadline:  # written just after it appears
+            time.sleep(0.1)
+    finally:
+        parent.kill()  # SIGKILL: only the ranks' watch can stop the ranks, and through their groups, the child
+        parent.wait()
+    pids = [int((tmp_path / name).read_text()) for name in ("pid0", "pid1", "child")]
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids), "a rank or the process it started outlived the killed launcher"

@@ -123,7 +123,7 @@ def _write_atomically(path: Path, payload: Any, as_text: bool = False) -> None:
 
 
 def _worker(payload: bytes | str, rank: int, world_size: int, backend: str, port: int, threads: int,
-            timeout_s: float, out_dir: str, detach: bool = False) -> None:
+            timeout_s: float, out_dir: str, detach: bool = False, parent_pid: int | None = None) -> None:
     """Body of one spawned rank: rebuild ``fn`` and ``args`` from ``payload`` (:func:`pickle_for_ranks`'s bytes, or
     the path of a file holding them, as :func:`launch` passes; read here, after the log is open, so a class the rank
     cannot import is reported with its traceback), initialise the group, run ``fn``, write the result or the
@@ -138,7 +138,7 @@ def _worker(payload: bytes | str, rank: int, world_size: int, backend: str, port
     none in 120 such launches since. ``atexit`` handlers registered in a rank do not run."""
     out = Path(out_dir)
     if detach:
-        detach_and_watch_parent()
+        detach_and_watch_parent(parent_pid)
         capture_output(out / f"rank{rank}.log")
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
@@ -269,7 +269,7 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
         processes = [ctx.Process(target=_worker, name=f"course-rank{rank}", daemon=True,
                                  args=(str(payload_path), rank, world_size, backend, port, threads_per_rank,
                                        timeout_s, tmp),
-                                 kwargs={"detach": True})
+                                 kwargs={"detach": True, "parent_pid": os.getpid()})
                      for rank in range(world_size)]
         cleared: set = set()  # pids whose process group was already cleared after the rank exited
         follower = OutputFollower(out, world_size)

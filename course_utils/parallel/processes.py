@@ -38,12 +38,13 @@ def exit_when_orphaned(parent_pid: int) -> None:
     os._exit(1)  # Windows: no process groups, only this rank ends
 
 
-def detach_and_watch_parent() -> None:
+def detach_and_watch_parent(parent_pid: int | None = None) -> None:
     """Put this rank in its own process group (so the launcher can stop it *and* its children with one
     ``os.killpg``) and start the thread that ends it if the launcher dies."""
     if PROCESS_GROUPS:
         os.setsid()
-    threading.Thread(target=exit_when_orphaned, args=(os.getppid(),), name="watch-parent", daemon=True).start()
+    parent_pid = os.getppid() if parent_pid is None else parent_pid  # the launcher's pid, as it passed it
+    threading.Thread(target=exit_when_orphaned, args=(parent_pid,), name="watch-parent", daemon=True).start()
 
 
 def capture_output(log_path: Path) -> None:
