@@ -506,9 +506,12 @@ def test_auto_picks_nccl_only_with_one_cuda_device_per_rank(monkeypatch):
 def test_bad_counts_of_ranks_and_threads_are_refused_before_anything_starts():
     with pytest.raises(ValueError, match="world_size must be a positive int"):
         launch(hello_rank, world_size=True)  # a bool is not a count (it ran one rank)
-    for bad in (0, -1, 1.5):
+    for bad in (0, -1, 1.5, True):  # True ran one thread per rank
         with pytest.raises(ValueError, match="threads_per_rank must be a positive int"):
             launch(hello_rank, threads_per_rank=bad)
+    for bad in (float("inf"), float("nan"), "60"):  # inf overflowed timedelta inside the ranks
+        with pytest.raises(ValueError, match="timeout_s must be > 0 and finite"):
+            launch(hello_rank, timeout_s=bad)
 
 
 def test_processes_ranks_started_are_stopped_when_the_launching_process_dies(tmp_path):

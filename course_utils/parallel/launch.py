@@ -56,6 +56,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from course_utils.arguments import check_int, check_real
 from course_utils.cache import atomic_file
 from course_utils.parallel.payload import pickle_for_ranks, unpickle_in_rank
 from course_utils.parallel.processes import (LOG_TAIL_CHARS, OutputFollower, capture_output, clear_exited_groups,
@@ -252,12 +253,10 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
     A rank ends with ``os._exit`` once its result is on disk (see :func:`_worker`): ``atexit`` handlers, non-daemon
     threads and files ``fn`` left open and unflushed in a rank are not finished for it; flush and close what you write.
     """
-    if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
-        raise ValueError(f"world_size must be a positive int, got {world_size!r}")
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-    if not isinstance(threads_per_rank, int) or threads_per_rank < 1:
-        raise ValueError(f"threads_per_rank must be a positive int, got {threads_per_rank!r}")
+    world_size = check_int(world_size, "world_size", minimum=1, allowed="a positive int")
+    timeout_s = check_real(timeout_s, "timeout_s", minimum=0, low_open=True, allowed="> 0 and finite")  # inf:
+    # timedelta(seconds=inf) overflows in the ranks' init_process_group
+    threads_per_rank = check_int(threads_per_rank, "threads_per_rank", minimum=1, allowed="a positive int")
     payload = pickle_for_ranks(fn, args)
     backend = resolve_backend(backend, world_size)
     ctx = mp.get_context("spawn")
