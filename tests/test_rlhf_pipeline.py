@@ -67,6 +67,8 @@ def test_line_examples_and_label_masked_sft_tensors():
     assert x.shape == (5, task.length - 1)
     with pytest.raises(ValueError, match="min_line <= max_line < max_response"):
         LineTask(max_line=14, max_response=14)
+    with pytest.raises(ValueError, match="LineTask.prompt_tokens must be a positive int, got True"):
+        LineTask(prompt_tokens=True)  # a one-token prompt
     with pytest.raises(ValueError, match="exactly 4 tokens"):
         encode_prompts([[1, 2, 3]], task)
 

@@ -32,8 +32,8 @@ class LineTask:
 
     def __post_init__(self) -> None:
         for name in ("prompt_tokens", "max_response", "min_line", "max_line"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"LineTask.{name} must be a positive int, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, check_int(getattr(self, name), f"LineTask.{name}", minimum=1,
+                                                     allowed="a positive int"))  # frozen; True was one token
         if not self.min_line <= self.max_line < self.max_response:
             raise ValueError(f"need min_line <= max_line < max_response, got {self.min_line}, {self.max_line}, "
                              f"{self.max_response}")
