@@ -80,12 +80,12 @@ def test_tied_weights_count_once_and_frozen_ones_have_no_gradients():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(weight_bytes=0), ValueError, "weight_bytes must be >= 1"),
-    (dict(grad_bytes=-1), ValueError, "grad_bytes must be >= 0"),
-    (dict(adam_state_bytes=-8), ValueError, "adam_state_bytes must be >= 0"),
+    (dict(weight_bytes=0), ValueError, "weight_bytes must be an int >= 1"),
+    (dict(grad_bytes=-1), ValueError, "grad_bytes must be an int >= 0"),
+    (dict(adam_state_bytes=-8), ValueError, "adam_state_bytes must be an int >= 0"),
     (dict(weight_bytes=2.0), TypeError, "weight_bytes must be an int"),
     (dict(grad_bytes=True), TypeError, "grad_bytes must be an int"),
-    (dict(trainable_weight_bytes=0), ValueError, "trainable_weight_bytes must be >= 1"),
+    (dict(trainable_weight_bytes=0), ValueError, "trainable_weight_bytes must be an int >= 1"),
     (dict(trainable_weight_bytes=4.0), TypeError, "trainable_weight_bytes must be an int"),
 ])
 def test_byte_arguments_are_validated(kwargs, error, match):
@@ -129,5 +129,5 @@ def test_numpy_byte_counts_are_taken_as_python_ints(llama2_7b):
     assert memory == training_memory(llama2_7b, weight_bytes=2, grad_bytes=2, adam_state_bytes=4,
                                      trainable_weight_bytes=4)
     assert all(type(v) is int for v in (memory.weights, memory.gradients, memory.optimizer_states))
-    with pytest.raises(TypeError, match="weight_bytes must be an int number of bytes"):
+    with pytest.raises(TypeError, match="weight_bytes must be an int >= 1"):
         training_memory(nn.Linear(2, 2), weight_bytes=np.float64(2.0))

@@ -61,7 +61,7 @@ def test_shape_and_recipe_validation():
         TrainingRecipe("bad", 2, -2, 4, 8)
     with pytest.raises(TypeError, match="TrainingRecipe"):
         state_memory(10, recipe="fp32")
-    with pytest.raises(ValueError, match="n_params must be >= 1"):
+    with pytest.raises(ValueError, match="n_params must be an int >= 1"):
         state_memory(0)
 
 

@@ -66,14 +66,14 @@ def test_chunk_lines_skips_empty_lines_and_strides():
 
 
 @pytest.mark.parametrize("call,exc,message", [
-    (lambda: chunk_words(TEN, 0), ValueError, "size must be >= 1, got 0"),
+    (lambda: chunk_words(TEN, 0), ValueError, "size must be an int >= 1, got 0"),
     (lambda: chunk_words(TEN, 4, overlap=4), ValueError, r"0 <= overlap < size\), got overlap=4, size=4"),
-    (lambda: chunk_words(TEN, 4, overlap=-1), ValueError, "overlap must be >= 0, got -1"),
-    (lambda: chunk_words(TEN, 4.0), TypeError, "size must be an int, got 4.0"),
+    (lambda: chunk_words(TEN, 4, overlap=-1), ValueError, "overlap must be an int >= 0, got -1"),
+    (lambda: chunk_words(TEN, 4.0), TypeError, "size must be an int >= 1, got 4.0"),
     (lambda: chunk_words(["a", "b"], 4), TypeError, "text must be a str, got list"),
     (lambda: chunk_lines(TEN, 2, 3), ValueError, "stride must be <= lines_per_chunk"),
-    (lambda: chunk_lines(TEN, 2, 0), ValueError, "stride must be >= 1, got 0"),
-    (lambda: chunk_lines(TEN, 0, 1), ValueError, "lines_per_chunk must be >= 1, got 0"),
+    (lambda: chunk_lines(TEN, 2, 0), ValueError, "stride must be an int >= 1, got 0"),
+    (lambda: chunk_lines(TEN, 0, 1), ValueError, "lines_per_chunk must be an int >= 1, got 0"),
 ])
 def test_argument_errors(call, exc, message):
     with pytest.raises(exc, match=message):

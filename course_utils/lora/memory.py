@@ -48,9 +48,8 @@ class TrainingMemory:
 
 
 def _check_bytes(name: str, value: object, minimum: int) -> int:
-    """``value`` as a Python int (numpy ints accepted), or a TypeError (the kind) / ValueError (the range)."""
-    value = check_int(value, name, allowed="an int number of bytes per parameter")
-    return check_int(value, name, minimum=minimum, allowed=f">= {minimum} bytes per parameter")
+    """``value`` as a Python int (numpy ints accepted), or an error naming what is allowed."""
+    return check_int(value, name, minimum=minimum, allowed=f"an int >= {minimum} (bytes per parameter)")
 
 
 def training_memory(model: nn.Module, weight_bytes: int = 4, grad_bytes: int = 4,

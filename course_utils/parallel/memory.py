@@ -38,9 +38,8 @@ NORM_KINDS = ("layernorm", "rmsnorm")  # gain and bias, or gain only
 
 
 def _positive_int(name: str, value: object) -> int:
-    """``value`` as a Python int (numpy ints accepted), or a TypeError / ValueError."""
-    value = check_int(value, name, allowed="an int")  # the kind first: "n_layer must be an int, got 2.5"
-    return check_int(value, name, minimum=1, allowed=">= 1")  # then the range: "n_layer must be >= 1, got 0"
+    """``value`` as a Python int (numpy ints accepted), or an error: "n_layer must be an int >= 1, got 2.5"."""
+    return check_int(value, name, minimum=1)
 
 
 @dataclass(frozen=True)

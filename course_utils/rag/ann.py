@@ -74,8 +74,7 @@ def _as_matrix(x: object, what: str, unit: bool = True) -> np.ndarray:
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     """``value`` as a Python int (numpy ints accepted: FAISS's bindings take Python ints), or an error."""
-    value = check_int(value, name, allowed="an int")  # the kind first: "k must be an int, got 2.5"
-    return check_int(value, name, minimum=minimum, allowed=f">= {minimum}")  # then the range: "k must be >= 1"
+    return check_int(value, name, minimum=minimum)
 
 
 def default_nlist(n: int) -> int:

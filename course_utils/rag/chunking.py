@@ -33,9 +33,8 @@ class Chunk:
 
 
 def _check_int(value: object, name: str, low: int) -> int:
-    """``value`` as a Python int (numpy ints too), or a TypeError (the kind) / ValueError (the range)."""
-    value = check_int(value, name, allowed="an int")  # the kind first: "size must be an int, got 4.0"
-    return check_int(value, name, minimum=low, allowed=f">= {low}")  # then the range: "size must be >= 1, got 0"
+    """``value`` as a Python int (numpy ints too), or an error: "size must be an int >= 1, got 4.0"."""
+    return check_int(value, name, minimum=low)
 
 
 def _windows(units: Sequence[str], size: int, step: int) -> list[Sequence[str]]:
