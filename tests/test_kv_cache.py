@@ -144,8 +144,8 @@ def test_kv_cache_bytes_takes_numpy_ints_as_python_ints():
 def test_empty_cache_refuses_sizes_that_are_not_ints():
     model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
     for bad in (2.5, True, "2"):  # 2.5 failed inside torch.zeros; True made a batch of one
-        with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
             KVCache.empty(model, bad)
-    with pytest.raises(ValueError, match=r"max_len must be in \[1, block_size=8\]"):
+    with pytest.raises(ValueError, match=r"max_len must be an int in \[1, block_size=8\]"):
         KVCache.empty(model, 1, max_len=4.0)
     assert KVCache.empty(model, np.int64(2), max_len=np.int64(4)).k.shape[1] == 2

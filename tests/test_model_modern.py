@@ -33,7 +33,7 @@ def test_rmsnorm_matches_transformers_and_the_formula():
     by_hand = x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + 1e-5) * weight
     torch.testing.assert_close(ours(x), by_hand, rtol=1e-5, atol=1e-6)
     assert ours(x).dtype == x.dtype and ours(x.bfloat16()).dtype == torch.float32  # float32 weight, as transformers
-    with pytest.raises(ValueError, match="eps must be > 0"):
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
         RMSNorm(4, eps=0.0)
 
 
@@ -182,5 +182,5 @@ def test_repeat_kv_takes_numpy_ints():
 
 @pytest.mark.parametrize("eps", [True, "1e-6", float("nan"), float("inf")])
 def test_rms_norm_refuses_a_bool_a_string_and_non_finite_eps(eps):
-    with pytest.raises(ValueError, match="eps must be > 0"):
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
         RMSNorm(4, eps=eps)

@@ -52,8 +52,8 @@ class KVCache:
         cfg = model.config
         max_len = cfg.block_size if max_len is None else max_len
         max_len = check_int(max_len, "max_len", minimum=1, maximum=cfg.block_size,
-                            allowed=f"in [1, block_size={cfg.block_size}]")
-        batch_size = check_int(batch_size, "batch_size", minimum=1, allowed=">= 1")  # 2.5 failed inside torch.zeros
+                            allowed=f"an int in [1, block_size={cfg.block_size}]")
+        batch_size = check_int(batch_size, "batch_size", minimum=1)  # 2.5 failed inside torch.zeros
         weight = model.tok_emb.weight
         shape = (cfg.n_layer, batch_size, cfg.n_head, max_len, cfg.head_size)  # (L, B, H, T_max, D)
         return cls(torch.zeros(shape, dtype=weight.dtype, device=weight.device),

@@ -38,7 +38,7 @@ class RMSNorm(nn.Module):
 
     def __init__(self, n_embd: int, eps: float = 1e-6) -> None:
         super().__init__()
-        check_real(eps, "eps", minimum=0, low_open=True, allowed="> 0")
+        check_real(eps, "eps", minimum=0, low_open=True)  # a finite number > 0
         self.weight = nn.Parameter(torch.ones(n_embd))  # (C,) a learned gain per channel, no bias
         self.eps = eps
 
