@@ -146,6 +146,28 @@ def start_child_then_wait(ctx: RankContext, directory: str) -> None:
     time.sleep(600)
 
 
+def print_without_a_newline(ctx: RankContext) -> int:
+    print(f"rank {ctx.rank} ends without a newline", end="", flush=True)
+    return ctx.rank
+
+
+def wait_until_rank_ones_child_is_gone(ctx: RankContext, directory: str) -> int:
+    """Rank 1 starts a long-lived child and returns; rank 0 returns only once that child is gone (launch's timeout
+    otherwise), which it is as soon as the launcher has seen rank 1 exit and cleared its group."""
+    _record_pid(directory, ctx)
+    if ctx.rank == 1:
+        _start_child(directory)
+        return ctx.rank
+    child_file = os.path.join(directory, "child")
+    while not (os.path.exists(child_file) and os.path.getsize(child_file)):  # written just after it appears
+        time.sleep(0.05)
+    with open(child_file) as f:
+        child = int(f.read())
+    while _alive(child):
+        time.sleep(0.05)
+    return ctx.rank
+
+
 def _alive(pid: int) -> bool:
     """True while ``pid`` runs; a zombie (exited, not yet reaped by an init that may never reap it) counts as gone."""
     try:
@@ -232,6 +254,13 @@ def test_what_ranks_print_reaches_the_callers_stdout_with_their_rank(capfd):
         assert f"[rank {rank}] hello from rank {rank}\n" in shown
         assert f"[rank {rank}] a warning on stderr\n" in shown
         assert f"[rank {rank}] 100%\n" in shown and "[rank 0] 50%" not in shown  # a bar's last state only
+
+
+def test_an_unfinished_last_line_reaches_the_callers_stdout_once_the_ranks_end(capfd):
+    assert launch(print_without_a_newline, world_size=2, backend="gloo", timeout_s=120) == [0, 1]
+    shown = capfd.readouterr().out
+    for rank in (0, 1):  # copied by the follower's last poll only: the line never got its newline
+        assert f"[rank {rank}] rank {rank} ends without a newline\n" in shown
 
 
 def test_a_hang_ends_in_a_timeout_and_nothing_survives(tmp_path):
@@ -329,6 +358,12 @@ def test_processes_a_rank_started_are_stopped_with_it(tmp_path):
 
 def test_a_child_left_by_a_rank_that_succeeded_is_stopped_too(tmp_path):
     assert launch(start_child_then_return, world_size=2, args=(str(tmp_path),), timeout_s=120) == [0, 1]
+    _assert_child_and_workers_gone(tmp_path)
+
+
+def test_a_child_left_by_a_rank_that_returned_is_stopped_while_the_other_ranks_still_run(tmp_path):
+    # not at the end of the launch: an exited rank's group is cleared within a poll, before its pid can be reused
+    assert launch(wait_until_rank_ones_child_is_gone, world_size=2, args=(str(tmp_path),), timeout_s=60) == [0, 1]
     _assert_child_and_workers_gone(tmp_path)
 
 
@@ -477,6 +512,11 @@ def test_the_root_cause_is_a_killed_rank_then_the_earliest_traceback(tmp_path):
     processes[2].exitcode = None  # still running: not a failure (yet)
     first = _first_failure(processes, tmp_path)
     assert first.rank == 1 and first.traceback_text == "traceback of rank 1"  # written first
+
+
+def test_a_rank_killed_by_sighup_is_reported_as_killed(tmp_path):
+    first = _first_failure([SimpleNamespace(exitcode=-signal.SIGHUP)], tmp_path)  # exit code -1: the smallest signal
+    assert first.rank == 0 and "was killed by signal SIGHUP (exit code -1)" in str(first)
 
 
 class _Unsaveable:
