@@ -37,11 +37,6 @@ MLP_KINDS = ("gelu", "swiglu")  # 2 matrices (up, down) or 3 (gate, up, down)
 NORM_KINDS = ("layernorm", "rmsnorm")  # gain and bias, or gain only
 
 
-def _positive_int(name: str, value: object) -> int:
-    """``value`` as a Python int (numpy ints accepted), or an error: "n_layer must be an int >= 1, got 2.5"."""
-    return check_int(value, name, minimum=1)
-
-
 @dataclass(frozen=True)
 class ModelShape:
     """The sizes of a decoder-only transformer that decide its memory (our glossary's names in brackets).
@@ -66,7 +61,7 @@ class ModelShape:
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a str, got {type(self.name).__name__}")
         for field in ("n_layer", "hidden", "n_head", "n_kv_head", "ffn_hidden", "vocab_size"):  # stored as ints
-            object.__setattr__(self, field, _positive_int(field, getattr(self, field)))
+            object.__setattr__(self, field, check_int(getattr(self, field), field, minimum=1))
         object.__setattr__(self, "positions", check_int(self.positions, "positions", minimum=0,
                                                         allowed="an int >= 0 (0 = rotary, no position table)"))
         if self.hidden % self.n_head:
@@ -167,7 +162,7 @@ def _check_recipe(recipe: object) -> None:
 
 def state_memory(n_params: int, recipe: TrainingRecipe = MIXED_ADAMW) -> TrainingMemory:
     """Weights, gradients and optimizer states (master copy included) of ``n_params`` trainable parameters."""
-    n_params = _positive_int("n_params", n_params)
+    n_params = check_int(n_params, "n_params", minimum=1)
     _check_recipe(recipe)
     return TrainingMemory(weights=n_params * recipe.weight_bytes, gradients=n_params * recipe.grad_bytes,
                           optimizer_states=n_params * recipe.optimizer_state_bytes, trainable_params=n_params,

@@ -72,11 +72,6 @@ def _as_matrix(x: object, what: str, unit: bool = True) -> np.ndarray:
     return x
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """``value`` as a Python int (numpy ints accepted: FAISS's bindings take Python ints), or an error."""
-    return check_int(value, name, minimum=minimum)
-
-
 def default_nlist(n: int) -> int:
     """About 4*sqrt(N) inverted-file cells, capped at N // 39 so k-means has its 39 training points per cell."""
     return max(1, min(round(4 * math.sqrt(n)), n // MIN_POINTS_PER_CENTROID))
@@ -90,7 +85,7 @@ def build_faiss_index(embeddings: torch.Tensor | np.ndarray, kind: str = "flat",
     ``nlist`` defaults to :func:`default_nlist`. Returns the faiss index, vectors added, ready for searching."""
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; allowed: {', '.join(KINDS)}")
-    checked = [_check_int(name, value, minimum) for name, value, minimum in (
+    checked = [check_int(value, name, minimum=minimum) for name, value, minimum in (
         ("hnsw_m", hnsw_m, 2), ("ef_construction", ef_construction, 1), ("ef_search", ef_search, 1),
         ("pq_m", pq_m, 1), ("nbits", nbits, 1), ("nprobe", nprobe, 1), ("seed", seed, 0))]
     hnsw_m, ef_construction, ef_search, pq_m, nbits, nprobe, seed = checked  # Python ints, for FAISS
@@ -118,7 +113,7 @@ def _ivfpq(faiss, x: np.ndarray, nlist: int | None, pq_m: int, nbits: int, nprob
                          f"pick pq_m among the divisors of {dim}")
     if nlist is None:
         nlist = default_nlist(n)
-    nlist = _check_int("nlist", nlist, 1)
+    nlist = check_int(nlist, "nlist", minimum=1)
     need = max(MIN_POINTS_PER_CENTROID * nlist, 2 ** nbits)
     if n < need:
         raise ValueError(f"too few vectors to train IVF-PQ: N={n}, but FAISS's k-means needs about 39 training points "
@@ -140,7 +135,7 @@ def faiss_search(index, queries: torch.Tensor | np.ndarray, k: int) -> tuple[tor
     faiss = _faiss()
     if not isinstance(index, faiss.Index):
         raise TypeError(f"index must be a faiss.Index (from build_faiss_index), got {type(index).__name__}")
-    k = _check_int("k", k, 1)
+    k = check_int(k, "k", minimum=1)
     q = _as_matrix(queries, "queries", unit=False)  # (Q, C)
     if q.shape[1] != index.d:
         raise ValueError(f"queries have C={q.shape[1]} columns but the index holds vectors of size {index.d}")
@@ -189,7 +184,7 @@ def _as_index_matrix(x: object, what: str) -> np.ndarray:
 def recall_against_exact(approx_indices: torch.Tensor | np.ndarray, exact_indices: torch.Tensor | np.ndarray,
                          k: int) -> float:
     """Mean over queries of |approximate top-k ∩ exact top-k| / k (recall@k of an approximate index)."""
-    k = _check_int("k", k, 1)
+    k = check_int(k, "k", minimum=1)
     a = _as_index_matrix(approx_indices, "approx_indices")  # (Q, >= k)
     e = _as_index_matrix(exact_indices, "exact_indices")  # (Q, >= k)
     if a.shape[0] != e.shape[0] or a.shape[0] == 0:
@@ -202,7 +197,7 @@ def recall_against_exact(approx_indices: torch.Tensor | np.ndarray, exact_indice
 def exact_topk(embeddings: torch.Tensor | np.ndarray, queries: torch.Tensor | np.ndarray,
                k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-``k`` by a torch matrix product: (scores (Q, k), indices (Q, k)) on the CPU, best first."""
-    k = _check_int("k", k, 1)
+    k = check_int(k, "k", minimum=1)
     x = torch.from_numpy(_as_matrix(embeddings, "embeddings"))  # (N, C)
     q = torch.from_numpy(_as_matrix(queries, "queries", unit=False))  # (Q, C)
     if q.shape[1] != x.shape[1] or k > x.shape[0]:
@@ -240,7 +235,7 @@ def measure_index(embeddings: torch.Tensor | np.ndarray, queries: torch.Tensor |
     given, else computed by :func:`exact_topk`)."""
     x = _as_matrix(embeddings, "embeddings")  # (N, C); validated once here, not again per arm
     q = _as_matrix(queries, "queries", unit=False)  # (Q, C)
-    k = _check_int("k", k, 1)
+    k = check_int(k, "k", minimum=1)
     if exact_indices is None:
         exact_indices = exact_topk(x, q, k)[1]
     start = time.perf_counter()

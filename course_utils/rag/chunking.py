@@ -32,11 +32,6 @@ class Chunk:
     text: str
 
 
-def _check_int(value: object, name: str, low: int) -> int:
-    """``value`` as a Python int (numpy ints too), or an error: "size must be an int >= 1, got 4.0"."""
-    return check_int(value, name, minimum=low)
-
-
 def _windows(units: Sequence[str], size: int, step: int) -> list[Sequence[str]]:
     """Windows units[start:start + size] for start = 0, step, 2 step, ... until a window reaches the end."""
     if not units:
@@ -55,8 +50,8 @@ def chunk_words(text: str, size: int, overlap: int = 0) -> list[str]:
     Requires size >= 1 and 0 <= overlap < size."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    size = _check_int(size, "size", 1)
-    overlap = _check_int(overlap, "overlap", 0)
+    size = check_int(size, "size", minimum=1)
+    overlap = check_int(overlap, "overlap", minimum=0)
     if overlap >= size:
         raise ValueError(f"overlap must be smaller than size (0 <= overlap < size), got overlap={overlap}, "
                          f"size={size}")
@@ -67,8 +62,8 @@ def chunk_documents(documents: Iterable, size: int = 80, overlap: int = 20) -> l
     """Chunk every document (any object with ``.doc_id`` and ``.text``, e.g. ``knowledge.Document``) with
     :func:`chunk_words`; chunk ids are ``f"{doc_id}#{i}"``. Document ids must be unique (else two chunks would share
     an id)."""
-    size = _check_int(size, "size", 1)
-    overlap = _check_int(overlap, "overlap", 0)
+    size = check_int(size, "size", minimum=1)
+    overlap = check_int(overlap, "overlap", minimum=0)
     chunks: list[Chunk] = []
     seen: set[str] = set()
     for doc in documents:
@@ -90,8 +85,8 @@ def chunk_lines(text: str, lines_per_chunk: int, stride: int) -> list[str]:
     newlines. Requires 1 <= stride <= lines_per_chunk (a larger stride would skip lines)."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    lines_per_chunk = _check_int(lines_per_chunk, "lines_per_chunk", 1)
-    stride = _check_int(stride, "stride", 1)
+    lines_per_chunk = check_int(lines_per_chunk, "lines_per_chunk", minimum=1)
+    stride = check_int(stride, "stride", minimum=1)
     if stride > lines_per_chunk:
         raise ValueError(f"stride must be <= lines_per_chunk (1 <= stride <= lines_per_chunk, else lines are "
                          f"skipped), got stride={stride}, lines_per_chunk={lines_per_chunk}")
