@@ -1,22 +1,19 @@
 """Chapter 08's profile sizes fit what the knowledge base and the corpus hold, in every profile: the gpu profile
 cannot be executed in CI (no GPU), so its sizes are checked here without running the notebook."""
 
-import json
-import pathlib
-
 import pytest
 
 from course_utils.profile import PROFILES, by_profile
 from course_utils.rag.chunking import chunk_lines
 from course_utils.rag.knowledge import REAL_FACTS, make_knowledge_base
 from course_utils.text.corpus import list_works, load_work
+from notebook_cells import cell_with, code_cells
 
-NOTEBOOK = pathlib.Path(__file__).parents[1] / "notebooks" / "08_hallucination_rag.ipynb"
+NOTEBOOK = "08_hallucination_rag.ipynb"
 
 
 def profile_sizes(profile: str) -> dict:
-    cells = ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
-    source = next(c for c in cells if c.startswith("CFG = by_profile("))
+    source = cell_with(code_cells(NOTEBOOK), "CFG = by_profile(", start=True)
     namespace = {"by_profile": lambda options: by_profile(options, profile), "REAL_FACTS": REAL_FACTS}
     exec(compile(source, "CFG cell", "exec"), namespace)
     return namespace["CFG"]

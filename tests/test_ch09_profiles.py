@@ -3,19 +3,18 @@ assertion at every profile's sizes. CI has no GPU, so the gpu profile's sizes (8
 64 x 128) are run here on the CPU: the notebook's own cells, from its imports to the batch the probe reads, then the
 probe cell up to its figure. About 30 s for the gpu profile on two cores."""
 
-import json
-import pathlib
-
 import pytest
 
-NOTEBOOK = pathlib.Path(__file__).parents[1] / "notebooks" / "09_inside_a_modern_llm.ipynb"
+from notebook_cells import cell_with, code_cells
+
+NOTEBOOK = "09_inside_a_modern_llm.ipynb"
 
 
 def probe_cells() -> list[str]:
-    cells = ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    cells = code_cells(NOTEBOOK)
     first = next(i for i, c in enumerate(cells) if c.startswith("import inspect, math, time"))  # imports, profile
     last = next(i for i, c in enumerate(cells) if c.startswith('A = CFG["ablation"]'))  # the model size and `idx`
-    probe = next(c for c in cells if "def position_similarity" in c)
+    probe = cell_with(cells, "def position_similarity")
     return cells[first:last + 1] + [probe[:probe.index("\nfig, ax")]]  # the figure needs the trained models
 
 
@@ -27,7 +26,7 @@ def test_collapse_probe_holds_at_every_profiles_sizes(profile, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict = {}
     for i, cell in enumerate(probe_cells()):
-        exec(compile(cell, f"{NOTEBOOK.name}: probe cell {i}", "exec"), namespace)  # the probe cell asserts itself
+        exec(compile(cell, f"{NOTEBOOK}: probe cell {i}", "exec"), namespace)  # the probe cell asserts itself
     assert namespace["PROFILE"] == profile and namespace["deep"].n_layer == namespace["CFG"]["depth_probe"]
     similarity, collapse = namespace["similarity"], namespace["COLLAPSE"]
     assert collapse["no residual"] > 0.9 and collapse["no residual"] - collapse["pre-norm (GPT-2)"] > 0.5

@@ -3,20 +3,14 @@ the code cells that start with ``# inline``, assert on random inputs that the tw
 on their own (after the notebook's import cell), so a change to either copy fails here, in seconds, without executing
 the whole notebook."""
 
-import json
-import pathlib
-
 import pytest
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+from notebook_cells import NOTEBOOKS as NOTEBOOK_DIR, code_cells
+
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
-def code_cells(path: pathlib.Path) -> list[str]:
-    cells = json.loads(path.read_text())["cells"]
-    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-
-
-def inline_cells(path: pathlib.Path) -> list[str]:
+def inline_cells(path) -> list[str]:
     return [c for c in code_cells(path) if c.startswith("# inline")]
 
 
@@ -24,29 +18,29 @@ WITH_INLINE = [p for p in NOTEBOOKS if inline_cells(p)]
 
 
 def test_chapter_04_writes_its_fitting_objective_inline():
-    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "04_scaling_laws.ipynb")
+    cells = inline_cells(NOTEBOOK_DIR / "04_scaling_laws.ipynb")
     assert any("def my_chinchilla_objective" in c and "def my_compute_optimal" in c for c in cells)
 
 
 def test_chapter_05_teaches_its_losses_inline():
     names = {p.name for p in WITH_INLINE}
     assert "05_rlhf.ipynb" in names
-    assert len(inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "05_rlhf.ipynb")) >= 4  # BT, PPO, DPO, GRPO
+    assert len(inline_cells(NOTEBOOK_DIR / "05_rlhf.ipynb")) >= 4  # BT, PPO, DPO, GRPO
 
 
 def test_chapter_06_teaches_lora_and_the_masked_loss_inline():
-    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "06_lora.ipynb")
+    cells = inline_cells(NOTEBOOK_DIR / "06_lora.ipynb")
     assert any("class MyLoRALinear" in c for c in cells) and any("def my_masked_lm_loss" in c for c in cells)
 
 
 def test_chapter_07_teaches_temperature_nucleus_and_the_kv_cache_inline():
-    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "07_sampling.ipynb")
+    cells = inline_cells(NOTEBOOK_DIR / "07_sampling.ipynb")
     for name in ("def softmax_with_temperature", "def nucleus_from_scratch", "K_cache, V_cache", "def kv_bytes"):
         assert any(name in c for c in cells), f"{name} is not taught in an inline cell of chapter 07"
 
 
 def test_chapter_08_teaches_bm25_inline():
-    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "08_hallucination_rag.ipynb")
+    cells = inline_cells(NOTEBOOK_DIR / "08_hallucination_rag.ipynb")
     assert any("def my_bm25_scores" in c for c in cells)
 
 
@@ -61,7 +55,7 @@ def test_inline_versions_agree_with_the_package(path):
 
 def test_a_disagreeing_inline_version_fails(tmp_path):
     # the mechanism can fail: an inline loss that differs from the package's raises
-    path = NOTEBOOKS[0].parent / "05_rlhf.ipynb"
+    path = NOTEBOOK_DIR / "05_rlhf.ipynb"
     imports = code_cells(path)[1]
     cell = inline_cells(path)[0].replace("-F.logsigmoid(r_chosen - r_rejected).mean()",
                                           "-F.logsigmoid(r_rejected - r_chosen).mean()")
@@ -72,7 +66,7 @@ def test_a_disagreeing_inline_version_fails(tmp_path):
 
 
 def test_chapter_09_builds_the_gpt_block_and_the_llama_pieces_inline():
-    cells = inline_cells(pathlib.Path(NOTEBOOKS[0]).parent / "09_inside_a_modern_llm.ipynb")
+    cells = inline_cells(NOTEBOOK_DIR / "09_inside_a_modern_llm.ipynb")
     for name in ("def causal_attention", "class MyMultiHeadAttention", "class MyMLP", "class MyBlock", "class MyGPT",
                  "def my_rms_norm", "def my_swiglu"):
         assert any(name in c for c in cells), f"{name} is not taught in an inline cell of chapter 09"

@@ -1,0 +1,22 @@
+"""Helpers for tests that run a few of a notebook's own code cells (one copy of the code: the notebook's), found by a
+marker string rather than by position, so that adding a cell elsewhere does not silently run the wrong one."""
+
+import json
+import pathlib
+
+NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def code_cells(notebook: str | pathlib.Path) -> list[str]:
+    """The source of every code cell of a notebook (a path, or a file name in ``notebooks/``), in order."""
+    cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]  # an absolute path replaces NOTEBOOKS
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def cell_with(cells: list[str], marker: str, *, start: bool = False) -> str:
+    """The one code cell that contains ``marker`` (or starts with it, when ``start``); an error naming the marker if
+    no cell or more than one does."""
+    hits = [c for c in cells if (c.startswith(marker) if start else marker in c)]
+    if len(hits) != 1:
+        raise LookupError(f"{len(hits)} code cells {'start with' if start else 'contain'} {marker!r} (need exactly 1)")
+    return hits[0]
