@@ -2,7 +2,8 @@
 itself) runs in no CI profile: smoke and cpu skip it, and CI has no GPU. Its 80 lines of glue (chat prompts from the
 word-level lines, the policy wrapper, the reward model on a copied trunk, held-out evaluation) would first run on a
 learner's Colab GPU. Here the notebook's own cells run with the gpu profile's settings (on the CPU in CI, on CUDA where
-there is a GPU), except the run's lengths: 2 iterations of 2 prompts x 2 samples of 8 tokens, 10 pairs, 2 reward-model steps (about a minute)."""
+there is a GPU), except the run's lengths: 2 iterations of 2 prompts x 2 samples of 8 tokens, 10 pairs, 2 reward-model
+steps (about a minute)."""
 
 import ast
 import math
