@@ -62,12 +62,13 @@ def check_int(value: object, name: str, *, minimum: int | None = None, maximum: 
 
 def check_real(value: object, name: str, *, minimum: float | None = None, maximum: float | None = None,
                low_open: bool = False, high_open: bool = False, finite: bool = True,
-               allowed: str | None = None) -> float:
+               allowed: str | None = None, keep_int: bool = False) -> float:
     """``value`` as a Python ``float`` if it is a real number (Python or numpy, ints too, not a bool), not NaN, finite
     unless ``finite=False``, and inside the bounds: ``minimum <= value`` (``<`` with ``low_open``) and
     ``value <= maximum`` (``<`` with ``high_open``); either bound may be None. Otherwise :class:`ArgumentTypeError`
     (wrong kind) or ``ValueError``, worded ``"{name} must be {allowed}, got {value!r}"``; ``allowed`` defaults to e.g.
-    ``"a finite number > 0"`` or ``"a number in [0, 1)"``."""
+    ``"a finite number > 0"`` or ``"a number in [0, 1)"``. With ``keep_int``, an integer (Python or numpy) comes back
+    as an exact Python ``int`` instead (a count of parameters stays exact; ``rrf_k=60`` prints as 60)."""
     if allowed is None:
         kind = "a finite number" if finite and (minimum is None or maximum is None) else "a number"
         allowed = " ".join(filter(None, [kind, _range_text(minimum, low_open, maximum, high_open)]))
@@ -82,4 +83,4 @@ def check_real(value: object, name: str, *, minimum: float | None = None, maximu
         and (maximum is None or (number < maximum if high_open else number <= maximum))
     if not inside:
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return number
+    return int(value) if keep_int and isinstance(value, numbers.Integral) else number

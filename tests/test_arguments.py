@@ -82,3 +82,17 @@ def test_check_real_bounds_open_closed_and_infinity_when_allowed():
     assert check_real(-5.0, "x") == -5.0
     with pytest.raises(ValueError, match=r"^top_p must be in \(0, 1\], got 0$"):
         check_real(0, "top_p", minimum=0, maximum=1, low_open=True, allowed="in (0, 1]")
+
+
+def test_check_real_keep_int_returns_integers_as_exact_python_ints():
+    for value in (60, np.int64(60), 10**20 + 1):
+        out = check_real(value, "n", minimum=0, keep_int=True)
+        assert out == value and type(out) is int  # 10**20 + 1 is not a float: kept exact
+    for value in (0.5, np.float32(0.5), Fraction(1, 2)):
+        out = check_real(value, "n", minimum=0, keep_int=True)
+        assert out == 0.5 and type(out) is float
+    assert check_real(10**400, "n", finite=False, keep_int=True) == 10**400
+    with pytest.raises(ValueError, match=r"^n must be a finite number >= 0, got -1$"):
+        check_real(-1, "n", minimum=0, keep_int=True)  # still checked
+    with pytest.raises(ArgumentTypeError):
+        check_real(True, "n", keep_int=True)

@@ -390,5 +390,9 @@ def test_numpy_fusion_and_retriever_settings_give_the_same_hits(cache):
     for kwargs in ({"rrf_k": np.float32(np.nan)}, {"depth": np.float64(5.0)}):
         with pytest.raises(ValueError, match="must be"):
             HybridRetriever(bm25, dense, **kwargs)
+    for bad in (-1, True, "60"):  # the message names the constructor's own argument
+        with pytest.raises(ValueError, match=r"^rrf_k must be a finite number >= 0 \(60 in Cormack et al., 2009\)"):
+            HybridRetriever(bm25, dense, rrf_k=bad)
+    assert type(HybridRetriever(bm25, dense, rrf_k=np.float32(0.5)).rrf_k) is float
     with pytest.raises(ValueError, match="top must be None or an int >= 1"):
         reciprocal_rank_fusion(rankings, top=True)

@@ -22,7 +22,6 @@ fan-in/fan-out transposed weights (GPT-2's Conv1D).
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 import torch
@@ -41,10 +40,9 @@ def check_lora_hyperparameters(r: object, alpha: object, dropout: object,
     if r < 1:  # the range by hand: the message ends with the layer's allowed ranks
         allowed = "r >= 1" if max_rank is None else f"1 <= r <= {max_rank} = min(in_features, out_features)"
         raise ValueError(f"r (the LoRA rank) must be >= 1, got {r}; allowed: {allowed}")
-    alpha_number = check_real(alpha, "alpha", minimum=0, low_open=True)
-    dropout_number = check_real(dropout, "dropout", minimum=0, maximum=1, high_open=True, allowed="in [0, 1)")
-    keep_int = lambda x, number: int(x) if isinstance(x, numbers.Integral) else number  # noqa: E731
-    return r, keep_int(alpha, alpha_number), keep_int(dropout, dropout_number)
+    alpha = check_real(alpha, "alpha", minimum=0, low_open=True, keep_int=True)
+    dropout = check_real(dropout, "dropout", minimum=0, maximum=1, high_open=True, allowed="in [0, 1)", keep_int=True)
+    return r, alpha, dropout
 
 
 def check_rank_fits(r: int, in_features: int, out_features: int, what: str = "the layer") -> None:

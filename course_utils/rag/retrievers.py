@@ -15,13 +15,12 @@ Left out: metadata filters, re-ranking, query rewriting, incremental indexing.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_real
 from course_utils.rag.bm25 import BM25Index, tokenize
 from course_utils.rag.chunking import Chunk
 from course_utils.rag.dense import DenseIndex, cached_embeddings, encoder_cache_key
@@ -122,9 +121,9 @@ class HybridRetriever:
         if [c.chunk_id for c in bm25.chunks] != [c.chunk_id for c in dense.chunks]:
             raise ValueError("bm25 and dense must index the same chunks in the same order")
         depth = check_int(depth, "depth", minimum=1)  # numpy ints too
-        reciprocal_rank_fusion([[]], k=rrf_k)  # validates rrf_k (numpy numbers too)
+        self.rrf_k = check_real(rrf_k, "rrf_k", minimum=0, keep_int=True,  # as reciprocal_rank_fusion's k
+                                allowed="a finite number >= 0 (60 in Cormack et al., 2009)")
         self.bm25, self.dense, self.depth = bm25, dense, depth
-        self.rrf_k = int(rrf_k) if isinstance(rrf_k, numbers.Integral) else float(rrf_k)  # a Python number
         self.chunks = bm25.chunks
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:

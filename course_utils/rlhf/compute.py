@@ -17,7 +17,6 @@ reference log-probabilities can be computed once before training, so its frozen 
 
 from __future__ import annotations
 
-import numbers
 
 from course_utils.arguments import check_real
 
@@ -27,8 +26,8 @@ FROZEN_BYTES = 2  # bf16 weights
 
 def _check_count(name: str, value: float) -> float:
     """``value`` as a Python int or float (numpy numbers accepted), or a ValueError."""
-    number = check_real(value, name, minimum=0, low_open=True, finite=False, allowed="a positive number")  # inf too
-    return int(value) if isinstance(value, numbers.Integral) else number  # an int stays an exact int
+    return check_real(value, name, minimum=0, low_open=True, finite=False, allowed="a positive number",  # inf too
+                      keep_int=True)  # an int stays an exact int
 
 
 def rlhf_memory_bytes(n_params: float) -> dict[str, float]:
