@@ -3,7 +3,7 @@ README's chapter table, the start-here notebook, the notebook-naming test and th
 
 Times are wall-clock minutes measured on this project's reference machine (2-core AMD EPYC box, AVX2, no GPU),
 for a whole notebook executed top to bottom with an empty course cache except SmolLM2's converted weights (their
-one-time conversion adds about 20 s). The numbers come from runs recorded in ``benchmarks/RESULTS.md`` (cpu) and
+one-time conversion adds 20-40 s). The numbers come from runs recorded in ``benchmarks/RESULTS.md`` (cpu) and
 from ``make book PROFILE=smoke`` (smoke, 2026-11-30: the whole book in 8 min 27 s, recorded there too). The
 start-here notebook has no profile-dependent work, so its cpu time is its smoke time. ``None`` means not measured yet (no GPU has been lent to this project, so
 the gpu profile has no times).

