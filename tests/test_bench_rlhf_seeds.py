@@ -48,6 +48,7 @@ def test_spread_is_the_seed_sd_over_the_mean_sampling_error(bench):
 
 
 def test_the_cpu_profile_asserts_the_chapters_headline_result(bench):
-    # section 8 of the cpu profile must show reward hacking and the penalised control ahead (smoke is too short)
+    # section 8 of the cpu profile must show reward hacking (smoke is too short); whether the penalised control is
+    # ahead depends on the CPU and the training seed (benchmarks/RESULTS.md, chapter 05): printed, not asserted
     cell = bench.find_cells()["over-optimisation"]
-    assert 'if PROFILE == "cpu":' in cell and "assert hacked and protected" in cell
+    assert 'if PROFILE == "cpu":' in cell and "    assert hacked, " in cell and "assert hacked and protected" not in cell
