@@ -66,7 +66,7 @@ CHAPTERS = (
             {"smoke": 0.8, "cpu": 11.5, "gpu": None}),  # 11:30, fresh cache, 2026-12-03, Zen 3 (7:59 on 2026-12-01)
     Chapter("05", "rlhf", "RLHF",
             "a Bradley-Terry reward model, PPO with a KL penalty, reward hacking, DPO and GRPO, scored by a hidden "
-            "preference", {"smoke": 1.4, "cpu": 7.5, "gpu": None}),
+            "preference", {"smoke": 1.4, "cpu": 9.4, "gpu": None}),  # 9:22 fresh, 2026-12-03, Zen 3
     Chapter("06", "lora", "LoRA",
             "a LoRA layer from scratch on SmolLM2, memory accounting, SFT with label masking, merging, rank and "
             "rsLoRA, LoRA vs full fine-tuning", {"smoke": 1.6, "cpu": 8.1, "gpu": None}),
@@ -75,7 +75,8 @@ CHAPTERS = (
             {"smoke": 1.0, "cpu": 3.2, "gpu": None}),
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
-            "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": 1.6, "cpu": 8.2, "gpu": None}),
+            "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": 1.6, "cpu": 10.7,
+                                                                          "gpu": None}),  # 10:42, 2026-12-03, Zen 3
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits equal to transformers'; a tiny mixture of experts",
