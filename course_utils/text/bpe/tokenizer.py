@@ -256,6 +256,8 @@ class BPETokenizer:
         vocab = self.vocab
         n = len(vocab)
         try:
+            if any(isinstance(i, bool) for i in ids):   # True would index vocab[1]: refused, as by _check_ids
+                raise TypeError
             return b"".join(vocab[i] if 0 <= i else vocab[n] for i in ids)
         except (IndexError, TypeError):
             bad = [i for i in ids if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < n
