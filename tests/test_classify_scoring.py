@@ -2,14 +2,16 @@
 tolerance) on a tiny random Llama and on real SmolLM2; the prompt/label tokenization boundary is checked; bad
 labels raise. Uses the tiny byte-level chat tokenizer and tiny random Llama of tests/test_lora_sft.py."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 from test_lora_sft import tiny_chat_tokenizer, tiny_llama
 
 from course_utils.device import torch_threads
-from course_utils.classify.scoring import (label_logprobs, label_logprobs_after_prefix, label_logprobs_many,
-                                           label_logprobs_per_label, label_probabilities)
+from course_utils.classify.scoring import (encode_prefix, label_logprobs, label_logprobs_after_prefix,
+                                           label_logprobs_many, label_logprobs_per_label, label_probabilities)
 
 PROMPTS = ["Passage: To be, or not to be.\nGenre:", "Hi\nGenre:", "A longer passage, with several words in it.\nGenre:"]
 LABELS = [" comedy", " history play", " tragedy", " x"]  # different lengths: the label cache path is exercised
@@ -62,6 +64,14 @@ def test_a_shared_prefix_gives_the_scores_of_the_whole_prompts():
     for batch_size in (1, 2, 3):  # rows of different lengths share a batch: the right padding is exercised
         torch.testing.assert_close(label_logprobs_after_prefix(model, tok, prefix, suffixes, labels,
                                                                batch_size=batch_size), expected, atol=1e-5, rtol=1e-5)
+    encoded = encode_prefix(model, tok, prefix)   # the prefix run once, reused by two calls
+    first, second = (label_logprobs_after_prefix(model, tok, encoded, part, labels)
+                     for part in (suffixes[:2], suffixes[2:]))
+    torch.testing.assert_close(torch.cat([first, second]), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="another model"):
+        label_logprobs_after_prefix(tiny_llama(), tok, encoded, suffixes, labels)
+    with pytest.raises(ValueError, match="token ids differ"):
+        label_logprobs_after_prefix(model, tok, replace(encoded, ids=encoded.ids[:-1]), suffixes, labels)
     with pytest.raises(ValueError, match="one-token labels"):
         label_logprobs_after_prefix(model, tok, prefix, suffixes, [" a", "b"])
     with pytest.raises(ValueError, match="batch_size"):

@@ -14,7 +14,8 @@ answers the same way); this module adds raw-text prompts, the tokenization check
 progress bar. :func:`label_logprobs_per_label` is the plain way, one full forward pass per prompt + label, kept as the
 benchmark's baseline. :func:`label_logprobs_after_prefix` shares more: a prefix common to every prompt (the k
 shots of a few-shot prompt) is run once and its cache copied to each batch, so a k-shot prompt costs about as much as
-its last passage (one-token labels only).
+its last passage (one-token labels only); :func:`encode_prefix` keeps that pass for further calls with the same
+shots.
 
 The boundary convention: the label is scored as the text that follows the prompt, so ``prompt + label`` must
 tokenize as ``tokens(prompt) + tokens(label)``. Byte-level BPE keeps a leading space with the word that follows it, so
@@ -35,6 +36,7 @@ sampling.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -132,15 +134,51 @@ def _suffix_ids(tokenizer, prefix: str, suffixes: Sequence[str], labels: Sequenc
     return prefix_ids, rows
 
 
+@dataclass(frozen=True)
+class EncodedPrefix:
+    """A prefix run once through one model (:func:`encode_prefix`): its text, token ids and keys and values, (1, P)
+    per layer. :func:`label_logprobs_after_prefix` takes it in place of the prefix's text, so that several calls
+    (the passages, then calibration's content-free prompts) share one pass over the shots."""
+    text: str
+    ids: tuple[int, ...]
+    cache: object = field(repr=False)  # the model's Cache; copied per batch, never changed
+    model_id: int = field(repr=False)
+
+
 @torch.no_grad()
-def label_logprobs_after_prefix(model: nn.Module, tokenizer, prefix: str, suffixes: Sequence[str],
+def encode_prefix(model: nn.Module, tokenizer, prefix: str) -> EncodedPrefix:
+    """Run ``prefix`` through ``model`` once (in eval mode) and keep its keys and values for
+    :func:`label_logprobs_after_prefix`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
+    check_prompts([prefix])
+    ids = _ids(tokenizer, prefix)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        cache = model(input_ids=torch.tensor([ids], device=device), use_cache=True,
+                      logits_to_keep=1).past_key_values  # holds (1, P) keys and values
+    finally:
+        model.train(was_training)
+    return EncodedPrefix(prefix, tuple(ids), cache, id(model))
+
+
+@torch.no_grad()
+def label_logprobs_after_prefix(model: nn.Module, tokenizer, prefix: str | EncodedPrefix, suffixes: Sequence[str],
                                 labels: Sequence[str], batch_size: int = 8) -> torch.Tensor:
     """(N, L) float32 on the CPU: the scores :func:`label_logprobs_many` gives for the prompts ``prefix + suffix``,
     with the shared prefix run once. Its keys and values are copied to each batch of suffixes, which are right-padded
     (a padded position comes after every real one, so causal attention never reads it) and scored at each row's last
-    real token. One-token labels only: a label of several tokens would need a second pass per row."""
+    real token. One-token labels only: a label of several tokens would need a second pass per row. ``prefix``: its
+    text, or an :class:`EncodedPrefix` of this model (from :func:`encode_prefix`), whose pass is then reused."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
+    encoded = prefix if isinstance(prefix, EncodedPrefix) else None
+    if encoded is not None:
+        if encoded.model_id != id(model):
+            raise ValueError("this EncodedPrefix was run through another model: encode the prefix with this one")
+        prefix = encoded.text
     check_prompts([prefix])
     check_prompts(suffixes)
     label_ids = check_labels(tokenizer, labels)
@@ -149,14 +187,16 @@ def label_logprobs_after_prefix(model: nn.Module, tokenizer, prefix: str, suffix
                          f"{label_ids}: use label_logprobs_many")
     batch_size = check_int(batch_size, "batch_size", minimum=1, allowed="a positive int")  # numpy ints too
     prefix_ids, rows = _suffix_ids(tokenizer, prefix, suffixes, labels, label_ids)
+    if encoded is not None and list(encoded.ids) != prefix_ids:
+        raise ValueError("this EncodedPrefix's token ids differ from the prefix tokenized by this tokenizer: encode "
+                         "the prefix with the tokenizer used here")
+    prefix_cache = (encoded or encode_prefix(model, tokenizer, prefix)).cache
     device = next(model.parameters()).device
     first_tokens = torch.tensor([ids[0] for ids in label_ids], device=device)  # (L,)
     was_training = model.training
     model.eval()
     scores = []
     try:
-        prefix_cache = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True,
-                             logits_to_keep=1).past_key_values  # holds (1, P) keys and values
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             cache = copy.deepcopy(prefix_cache)
