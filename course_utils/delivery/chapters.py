@@ -3,7 +3,7 @@ README's chapter table, the start-here notebook, the notebook-naming test and th
 
 Times are wall-clock minutes measured on this project's reference machine (2-core AMD EPYC box, AVX2, no GPU),
 for a whole notebook executed top to bottom with an empty course cache except SmolLM2's converted weights (their
-one-time conversion adds 20-40 s). The numbers come from runs recorded in ``benchmarks/RESULTS.md`` (cpu) and
+one-time conversion adds 20-45 s). The numbers come from runs recorded in ``benchmarks/RESULTS.md`` (cpu) and
 from ``make book PROFILE=smoke`` (smoke, 2026-11-30: the whole book in 8 min 27 s, recorded there too). The
 start-here notebook has no profile-dependent work, so its cpu time is its smoke time. ``None`` means not measured yet (no GPU has been lent to this project, so
 the gpu profile has no times).
@@ -69,7 +69,7 @@ CHAPTERS = (
             "preference", {"smoke": 1.4, "cpu": 9.4, "gpu": None}),  # 9:22 fresh, 2026-12-03, Zen 3
     Chapter("06", "lora", "LoRA",
             "a LoRA layer from scratch on SmolLM2, memory accounting, SFT with label masking, merging, rank and "
-            "rsLoRA, LoRA vs full fine-tuning", {"smoke": 1.6, "cpu": 8.1, "gpu": None}),
+            "rsLoRA, LoRA vs full fine-tuning", {"smoke": 1.6, "cpu": 12.6, "gpu": None}),  # 12:36, Zen 3, 2026-12-03
     Chapter("07", "sampling", "Sampling",
             "temperature, top-k/p, min-p, penalties, beam search, KV cache, checked against transformers",
             {"smoke": 1.0, "cpu": 3.2, "gpu": None}),
@@ -80,15 +80,15 @@ CHAPTERS = (
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits equal to transformers'; a tiny mixture of experts",
-            {"smoke": 0.9, "cpu": 6.9, "gpu": None}),  # 6:52, 2026-12-01
+            {"smoke": 0.9, "cpu": 9.3, "gpu": None}),  # 9:18 + 45 s conversion, 2026-12-03, Zen 3 (6:52 on 2026-12-01)
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
             "scoring, leakage, prompt sensitivity, constrained answers, chain of thought",
-            {"smoke": 1.8, "cpu": 9.6, "gpu": None}),  # 9:35, empty cache but SmolLM2, 2026-12-01
+            {"smoke": 1.8, "cpu": 11.6, "gpu": None}),  # 11:36, SmolLM2 cached, 2026-12-03, Zen 3 (9:35 on 12-01)
     Chapter("11", "training_at_scale", "Training at scale",
             "where training memory goes, mixed precision, checkpointing, accumulation; DDP, FSDP2 and tensor "
             "parallelism on two torch.distributed processes; the pipeline bubble; a 70B parallelism planner",
-            {"smoke": 1.5, "cpu": 3.6, "gpu": None}),  # 3:38, 2026-12-01
+            {"smoke": 1.5, "cpu": 4.8, "gpu": None}),  # 4:48, 2026-12-03, Zen 3 (3:38 on 2026-12-01)
 )
 
 PLANNED: tuple[Chapter, ...] = ()  # chapters announced in the README before they are written
