@@ -64,9 +64,17 @@ def test_a_shared_prefix_gives_the_scores_of_the_whole_prompts():
     for batch_size in (1, 2, 3):  # rows of different lengths share a batch: the right padding is exercised
         torch.testing.assert_close(label_logprobs_after_prefix(model, tok, prefix, suffixes, labels,
                                                                batch_size=batch_size), expected, atol=1e-5, rtol=1e-5)
-    encoded = encode_prefix(model, tok, prefix)   # the prefix run once, reused by two calls
-    first, second = (label_logprobs_after_prefix(model, tok, encoded, part, labels)
-                     for part in (suffixes[:2], suffixes[2:]))
+    calls = []
+    hook = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        encoded = encode_prefix(model, tok, prefix)   # the prefix run once, reused by two calls
+        first, second = (label_logprobs_after_prefix(model, tok, encoded, part, labels)
+                         for part in (suffixes[:2], suffixes[2:]))
+        assert len(calls) == 3   # the prefix once, then one batch of suffixes per call: the prefix not run again
+        label_logprobs_after_prefix(model, tok, prefix, suffixes[:2], labels)
+        assert len(calls) == 5   # from text: the prefix, then its batch
+    finally:
+        hook.remove()
     torch.testing.assert_close(torch.cat([first, second]), expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="another model"):
         label_logprobs_after_prefix(tiny_llama(), tok, encoded, suffixes, labels)

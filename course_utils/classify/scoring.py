@@ -36,6 +36,7 @@ sampling.
 from __future__ import annotations
 
 import copy
+import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -138,11 +139,12 @@ def _suffix_ids(tokenizer, prefix: str, suffixes: Sequence[str], labels: Sequenc
 class EncodedPrefix:
     """A prefix run once through one model (:func:`encode_prefix`): its text, token ids and keys and values, (1, P)
     per layer. :func:`label_logprobs_after_prefix` takes it in place of the prefix's text, so that several calls
-    (the passages, then calibration's content-free prompts) share one pass over the shots."""
+    (the passages, then calibration's content-free prompts) share one pass over the shots. It stays valid while
+    the model's weights are unchanged."""
     text: str
     ids: tuple[int, ...]
     cache: object = field(repr=False)  # the model's Cache; copied per batch, never changed
-    model_id: int = field(repr=False)
+    model: weakref.ref = field(repr=False)  # the model that ran it (valid while its weights are unchanged)
 
 
 @torch.no_grad()
@@ -161,7 +163,7 @@ def encode_prefix(model: nn.Module, tokenizer, prefix: str) -> EncodedPrefix:
                       logits_to_keep=1).past_key_values  # holds (1, P) keys and values
     finally:
         model.train(was_training)
-    return EncodedPrefix(prefix, tuple(ids), cache, id(model))
+    return EncodedPrefix(prefix, tuple(ids), cache, weakref.ref(model))
 
 
 @torch.no_grad()
@@ -176,7 +178,7 @@ def label_logprobs_after_prefix(model: nn.Module, tokenizer, prefix: str | Encod
         raise TypeError(f"model must be a transformers causal LM (an nn.Module), got {type(model).__name__}")
     encoded = prefix if isinstance(prefix, EncodedPrefix) else None
     if encoded is not None:
-        if encoded.model_id != id(model):
+        if encoded.model() is not model:
             raise ValueError("this EncodedPrefix was run through another model: encode the prefix with this one")
         prefix = encoded.text
     check_prompts([prefix])
