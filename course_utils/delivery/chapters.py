@@ -69,14 +69,15 @@ CHAPTERS = (
             "preference", {"smoke": 1.4, "cpu": 9.4, "gpu": None}),  # 9:22 fresh, 2026-12-03, Zen 3
     Chapter("06", "lora", "LoRA",
             "a LoRA layer from scratch on SmolLM2, memory accounting, SFT with label masking, merging, rank and "
-            "rsLoRA, LoRA vs full fine-tuning", {"smoke": 1.6, "cpu": 12.6, "gpu": None}),  # 12:36, Zen 3, 2026-12-03
+            "rsLoRA, LoRA vs full fine-tuning",
+            {"smoke": 1.6, "cpu": 9.3, "gpu": None}),  # 9:20, Zen 3, 2026-12-03 (12:36 earlier)
     Chapter("07", "sampling", "Sampling",
             "temperature, top-k/p, min-p, penalties, beam search, KV cache, checked against transformers",
             {"smoke": 1.0, "cpu": 3.2, "gpu": None}),
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
-            "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": 1.6, "cpu": 10.7,
-                                                                          "gpu": None}),  # 10:42, 2026-12-03, Zen 3
+            "hybrid retrieval, RAG, detection by self-consistency, FAISS", {"smoke": 1.6, "cpu": 7.9,
+                                                                          "gpu": None}),  # 7:56, Zen 3 (10:42 earlier)
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits equal to transformers'; a tiny mixture of experts",
@@ -84,7 +85,7 @@ CHAPTERS = (
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
             "scoring, leakage, prompt sensitivity, constrained answers, chain of thought",
-            {"smoke": 1.8, "cpu": 11.6, "gpu": None}),  # 11:36, SmolLM2 cached, 2026-12-03, Zen 3 (9:35 on 12-01)
+            {"smoke": 1.8, "cpu": 8.3, "gpu": None}),  # 8:19, Zen 3, 2026-12-03 (11:36 earlier)
     Chapter("11", "training_at_scale", "Training at scale",
             "where training memory goes, mixed precision, checkpointing, accumulation; DDP, FSDP2 and tensor "
             "parallelism on two torch.distributed processes; the pipeline bubble; a 70B parallelism planner",
