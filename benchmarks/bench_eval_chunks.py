@@ -53,7 +53,7 @@ def main() -> None:
           f"chunk sizes {sizes}, {args.repeats} repeats, arms interleaved")
 
     def evaluate(model: GPT, size: int) -> float:
-        chunks = [(i, t) for i, t in zip(idx.split(size), targets.split(size))]
+        chunks = list(zip(idx.split(size), targets.split(size)))
         turn = itertools.cycle(chunks)
         return estimate_loss(model, lambda split, generator: next(turn), len(chunks), draw)
 
@@ -61,10 +61,9 @@ def main() -> None:
     for (_, model), size in arms:  # warm-up, and every chunking gives the same mean
         assert abs(evaluate(model, size) - evaluate(model, args.windows)) < 1e-5
     seconds = {(name, size): [] for (name, _), size in arms}
-    with torch.no_grad():
-        for _ in range(args.repeats):
-            for (name, model), size in arms:
-                seconds[(name, size)].append(timed(lambda: evaluate(model, size))[1])
+    for _ in range(args.repeats):  # estimate_loss runs without gradients
+        for (name, model), size in arms:
+            seconds[(name, size)].append(timed(lambda: evaluate(model, size))[1])
     for (name, _), size in arms:
         median = statistics.median(seconds[(name, size)])
         one_batch = statistics.median(seconds[(name, args.windows)])
