@@ -63,7 +63,7 @@ CHAPTERS = (
             {"smoke": 0.4, "cpu": 5.2, "gpu": None}),
     Chapter("04", "scaling_laws", "Scaling laws",
             "a grid of tiny GPTs, L(N, D) fits, IsoFLOP curves, a prediction made before the run, emergence",
-            {"smoke": 0.8, "cpu": 11.5, "gpu": None}),  # 11:30, fresh cache, 2026-12-03, Zen 3 (7:59 on 2026-12-01)
+            {"smoke": 0.8, "cpu": 7.9, "gpu": None}),  # 7:52, fresh cache, 2026-12-04, Zen 3 (11:30 on 2026-12-03)
     Chapter("05", "rlhf", "RLHF",
             "a Bradley-Terry reward model, PPO with a KL penalty, reward hacking, DPO and GRPO, scored by a hidden "
             "preference", {"smoke": 1.4, "cpu": 9.4, "gpu": None}),  # 9:22 fresh, 2026-12-03, Zen 3
