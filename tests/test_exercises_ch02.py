@@ -176,6 +176,7 @@ def test_mlm_loss_accepts_correct_forms(data):
     ex.check_mlm_loss(lambda lg, ids, ch: float(sol.mlm_loss(lg, ids, ch)), *data())
     ex.check_mlm_loss(lambda lg, ids, ch: torch.nn.functional.cross_entropy(  # ignore_index, after selecting
         lg.flatten(0, 1), ids.masked_fill(~ch, -100).flatten()), *data())
+    ex.check_mlm_loss(lambda lg, ids, ch: torch.nn.functional.cross_entropy(lg[ch], ids[ch]).reshape(1), *data())
 
 
 def per_row_mean(lg, ids, ch):  # a mean per row, then the mean of the rows: wrong when rows differ in count
