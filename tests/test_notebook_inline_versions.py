@@ -17,6 +17,11 @@ def inline_cells(path) -> list[str]:
 WITH_INLINE = [p for p in NOTEBOOKS if inline_cells(p)]
 
 
+def test_chapter_03_writes_its_fast_trainer_inline():
+    cells = inline_cells(NOTEBOOK_DIR / "03_bpe.ipynb")
+    assert any("def train_fast_inline" in c and "heapq" in c for c in cells)
+
+
 def test_chapter_04_writes_its_fitting_objective_inline():
     cells = inline_cells(NOTEBOOK_DIR / "04_scaling_laws.ipynb")
     assert any("def my_chinchilla_objective" in c and "def my_compute_optimal" in c for c in cells)
