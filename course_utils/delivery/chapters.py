@@ -57,10 +57,10 @@ CHAPTERS = (
             {"smoke": 0.4, "cpu": 7.4, "gpu": None}),
     Chapter("02", "attention_masks", "Attention masks",
             "causal, padding, bidirectional, prefix-LM, sliding window, MLM vs causal",
-            {"smoke": 0.7, "cpu": 4.6, "gpu": None}),
+            {"smoke": 0.7, "cpu": 3.6, "gpu": None}),  # 3:33, Zen 3, 2026-12-04
     Chapter("03", "bpe", "Byte-pair encoding",
             "a fast exact BPE trainer against `tokenizers` and tiktoken, vocabulary size at a fixed token budget",
-            {"smoke": 0.4, "cpu": 5.2, "gpu": None}),
+            {"smoke": 0.4, "cpu": 4.9, "gpu": None}),  # 4:56, Zen 3, 2026-12-04
     Chapter("04", "scaling_laws", "Scaling laws",
             "a grid of tiny GPTs, L(N, D) fits, IsoFLOP curves, a prediction made before the run, emergence",
             {"smoke": 0.8, "cpu": 7.9, "gpu": None}),  # 7:52, fresh cache, 2026-12-04, Zen 3 (11:30 on 2026-12-03)
