@@ -147,6 +147,12 @@ def test_numpy_ints_format_like_python_ints():
     assert torch.equal(is_test_pair(*operands, digits), is_test_pair(*operands, 3))
     run = AdditionRun(n_layer=1, n_head=1, n_embd=8, digits=np.int64(2))
     assert run == AdditionRun(n_layer=1, n_head=1, n_embd=8, digits=2) and type(run.digits) is int
+    run = AdditionRun(**{name: np.int64(v) for name, v in dict(n_layer=1, n_head=1, n_embd=8, steps=5, batch_size=4,
+                                                              seed=3, test_size=10, threads=1).items()})
+    assert run == AdditionRun(n_layer=1, n_head=1, n_embd=8, steps=5, batch_size=4, seed=3, test_size=10)
+    assert all(type(getattr(run, name)) is int for name in ("n_layer", "n_embd", "steps", "seed", "test_size"))
+    with pytest.raises(ValueError, match="AdditionRun.steps must be a positive int"):
+        AdditionRun(n_layer=1, n_head=1, n_embd=8, steps=5.0)
     with pytest.raises(ValueError, match="digits must be an int"):
         answer_length(np.float64(3.0))
     with pytest.raises(ValueError, match="total must be an int"):

@@ -51,11 +51,27 @@ def test_default_precision_is_a_known_precision():
     ({"precision": "BF16"}, "precision"),
     ({"device": "gpu"}, "device"),
     ({"device": 0}, "device"),
+    ({"tokens": 4096.0}, "tokens must be a positive int"),
+    ({"n_layer": True}, "n_layer must be a positive int"),
+    ({"seed": -1}, "seed must be a non-negative int"),
+    ({"max_train_chars": 0}, "max_train_chars"),
 ])
 def test_bad_specs_are_refused(kwargs, match):
     fields = {**TINY.__dict__, **kwargs}
     with pytest.raises(ValueError, match=match):
         ScalingRun(**fields)
+
+
+def test_numpy_ints_are_stored_as_python_ints_with_the_same_run_key():
+    import numpy as np
+
+    from course_utils.scaling.sweep import run_key
+
+    as_numpy = {name: np.int64(value) for name, value in TINY.__dict__.items()
+                if isinstance(value, int) and not isinstance(value, bool)}  # as read from a numpy grid
+    run = ScalingRun(**{**TINY.__dict__, **as_numpy})
+    assert run == TINY and run_key(run) == run_key(TINY)  # the cache of a Python-int spec is found
+    assert all(type(getattr(run, name)) is int for name in as_numpy)
 
 
 def test_a_spec_is_required():

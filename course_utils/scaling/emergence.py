@@ -185,19 +185,21 @@ class AdditionRun:
     precision: str = "fp32"  # or "bf16": training forward under bf16 autocast (manual attention), evaluation fp32
 
     def __post_init__(self) -> None:
-        # a numpy int stored as a Python int
+        # numpy ints stored as Python ints (the run's hash is a JSON of the fields)
         object.__setattr__(self, "digits", check_int(self.digits, "digits", minimum=1, maximum=MAX_DIGITS))
+        for name in ("n_layer", "n_head", "n_embd"):
+            object.__setattr__(self, name, check_int(getattr(self, name), f"AdditionRun.{name}", minimum=1,
+                                                     allowed="a positive int"))
         GPTConfig(vocab_size=len(VOCAB), block_size=3 * self.digits + 2, n_layer=self.n_layer, n_head=self.n_head,
                   n_embd=self.n_embd)  # validates the shape with GPTConfig's messages
-        for name in ("steps", "batch_size", "test_size", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"AdditionRun.{name} must be a positive int, got {value!r}")
+        for name in ("steps", "batch_size", "test_size", "threads"):  # stored as Python ints, like digits
+            object.__setattr__(self, name, check_int(getattr(self, name), f"AdditionRun.{name}", minimum=1,
+                                                     allowed="a positive int"))
         if self.test_size > 10 ** (2 * self.digits) // (2 * _TEST_EVERY):
             raise ValueError(f"test_size={self.test_size} is too large for digits={self.digits}: at most half of the "
                              f"held-out split, {10 ** (2 * self.digits) // (2 * _TEST_EVERY)} problems")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"AdditionRun.seed must be a non-negative int, got {self.seed!r}")
+        object.__setattr__(self, "seed", check_int(self.seed, "AdditionRun.seed", minimum=0,
+                                                   allowed="a non-negative int"))
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
             raise ValueError(f"AdditionRun.lr must be a number in (0, 1), got {self.lr!r}")
         check_device_name(self.device, "AdditionRun.device")

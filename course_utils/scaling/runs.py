@@ -30,7 +30,7 @@ from typing import Iterator
 
 import torch
 
-from course_utils.arguments import check_real
+from course_utils.arguments import check_int, check_real
 from course_utils.device import check_device_name, make_generator, native_bf16, torch_threads
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.scaling.compute import gpt_train_flops_per_token
@@ -71,12 +71,18 @@ class ScalingRun:
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "mps": where the model, the data and the generator live
 
     def __post_init__(self) -> None:
+        # integers are stored as Python ints (a numpy int from a grid passes; the run's hash, a JSON of the fields,
+        # is the same as for the Python int)
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "tokens", "batch_size", "eval_batches", "threads"):
+            object.__setattr__(self, name, check_int(getattr(self, name), f"ScalingRun.{name}", minimum=1,
+                                                     allowed="a positive int"))
+        object.__setattr__(self, "seed", check_int(self.seed, "ScalingRun.seed", minimum=0,
+                                                   allowed="a non-negative int"))
+        if self.max_train_chars is not None:
+            object.__setattr__(self, "max_train_chars", check_int(self.max_train_chars, "ScalingRun.max_train_chars",
+                                                                  minimum=1, allowed="a positive int or None"))
         GPTConfig(vocab_size=2, block_size=self.block_size, n_layer=self.n_layer, n_head=self.n_head,
                   n_embd=self.n_embd)  # validates the shape with GPTConfig's messages
-        for name in ("tokens", "batch_size", "eval_batches", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ScalingRun.{name} must be a positive int, got {value!r}")
         if self.tokens < self.batch_size * self.block_size:
             raise ValueError(f"tokens ({self.tokens}) must cover at least one batch of "
                              f"batch_size x block_size = {self.batch_size * self.block_size}")
