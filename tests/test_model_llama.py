@@ -165,6 +165,16 @@ def test_bad_configs_raise_clear_errors(kwargs, message):
         LlamaConfig(**kwargs)
 
 
+def test_numpy_ints_become_python_ints():
+    import numpy as np
+
+    config = LlamaConfig(n_layer=np.int64(2), n_head=np.int32(4), n_kv_head=np.int64(2), n_embd=np.int64(32))
+    assert config == LlamaConfig(n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
+    assert all(type(getattr(config, name)) is int for name in ("n_layer", "n_head", "n_kv_head", "n_embd"))
+    with pytest.raises(ValueError, match="n_layer must be a positive int"):
+        LlamaConfig(n_layer=2.0)
+
+
 def test_unsupported_transformers_configs_are_refused():
     with pytest.raises(ValueError, match="attention_bias=True"):
         LlamaConfig.from_hf(tiny_hf_config(attention_bias=True))

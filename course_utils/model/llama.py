@@ -46,9 +46,9 @@ class LlamaConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "n_embd", "intermediate_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LlamaConfig.{name} must be a positive int, got {value!r}")
+            # a numpy integer (from a grid) becomes a Python int, as in GPTConfig
+            setattr(self, name, check_int(getattr(self, name), f"LlamaConfig.{name}", minimum=1,
+                                          allowed="a positive int"))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head gets "
                              "equal width")
