@@ -193,7 +193,7 @@ def check_capped_unknown_rate(fn: Callable, train_text: str, val_text: str,
     cases = [("toy, V = 1", "a a a b b c", "a b c d", 1), ("toy, V = 2", "a a a b b c", "a b c d", 2),
              ("punctuation is its own word, V = 2", "the the the , , king", "the king, the", 2),
              ("V beyond the vocabulary keeps every word", "to be or not", "to be, or not!", 100)]
-    cases += [(f"held-out plays, V = {v:,}", train_text, val_text, v) for v in untied_cuts(train_text, targets)]
+    cases += [(f"held-out text, V = {v:,}", train_text, val_text, v) for v in untied_cuts(train_text, targets)]
     with checks.package_functions_switched_off(_capped_rate, _words_by_count):  # this module's own answer
         answers = [fn(t, val, v) for _, t, val, v in cases]
     # rtol: a float32 answer is off by ~6e-8 relative; a count off by one on the cpu plays by ~9e-5
