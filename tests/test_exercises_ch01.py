@@ -130,6 +130,12 @@ def test_pair_counts_rejects_wrong(wrong):
     assert "tensor([" not in message  # the expected matrix is never printed
 
 
+def test_pair_counts_refuses_the_checks_own_helper():
+    # the notebook imports this module as `exercises`: its private reference is not an answer
+    message = _fails(ex.check_pair_counts, lambda ids, v, g: ex._plain_pair_counts(ids.tolist(), v, g), IDS, 7)
+    assert "switched off" in message
+
+
 # followers of "k" by construction: e 5 times, space 3, n 3 (tied with space), i once; preceders: a, c, d 3 times each
 FOLLOW_TEXT = ".".join(["ake"] * 3 + ["bke"] * 2 + ["ck "] * 3 + ["dkn"] * 3 + ["eki"])
 ALPHABET = "".join(sorted(set(FOLLOW_TEXT)))
