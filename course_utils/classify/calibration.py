@@ -11,7 +11,9 @@ among the shots (majority-label bias), the label of the last shot (recency bias)
 so a label the prompt favours for no reason is scaled down. The paper writes q = softmax(W p + b) with b = 0; the
 authors' code (tonyzhaozh/few-shot-learning, run_classification.py, eval_accuracy) normalises p, applies W and takes
 the argmax, without renormalising. We renormalise so that q is a distribution (the argmax is the same) whose
-confidence can be compared with accuracy, as the expected calibration error does.
+confidence can be compared with accuracy, as the expected calibration error does. The paper's softmax(W p) is a
+distribution too, with the same argmax but different confidences, so an ECE of calibrated probabilities depends on
+which of the two is used.
 
 Left out: the affine variant with a learned bias b, calibration of generation tasks, estimating p_cf from unlabelled
 real inputs (Fei et al., 2023, "Mitigating Label Biases for In-context Learning").
