@@ -47,8 +47,12 @@ def test_spread_is_the_seed_sd_over_the_mean_sampling_error(bench):
     assert math.isnan(bench.spread([0.1], [0.02])[1])
 
 
-def test_the_cpu_profile_asserts_the_chapters_headline_result(bench):
-    # section 8 of the cpu profile must show reward hacking (smoke is too short); whether the penalised control is
-    # ahead depends on the CPU and the training seed (benchmarks/RESULTS.md, chapter 05): printed, not asserted
+def test_section_8_prints_its_verdicts_and_asserts_no_training_outcome(bench):
+    # whether section 8 shows reward hacking, and whether the penalised control is ahead, depend on the CPU and the
+    # training seed (benchmarks/RESULTS.md, chapter 05: one cpu run passed `hacked` by the narrowest margin), so both
+    # are printed in every profile; its asserts may state only qualitative facts that held by wide margins
     cell = bench.find_cells()["over-optimisation"]
-    assert 'if PROFILE == "cpu":' in cell and "    assert hacked, " in cell and "assert hacked and protected" not in cell
+    asserts = [line.strip() for line in cell.splitlines() if line.strip().startswith("assert ")]
+    assert asserts and not any("hacked" in a or "protected" in a for a in asserts), asserts
+    assert 'PROFILE == "cpu"' not in cell
+    assert 'print(f"section 8 verdict' in cell and "'shown' if hacked else 'not shown'" in cell
