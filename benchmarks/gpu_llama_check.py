@@ -26,8 +26,8 @@ from course_utils.model.llama import LlamaConfig, load_from_transformers
 def smollm2_shaped(seed: int) -> LlamaForCausalLM:
     """transformers' Llama with SmolLM2-135M's configuration and seeded random weights."""
     ours = LlamaConfig()  # its defaults are SmolLM2-135M's
-    config = HFLlamaConfig(vocab_size=ours.vocab_size, hidden_size=ours.n_embd, intermediate_size=ours.intermediate_size,
-                           num_hidden_layers=ours.n_layer, num_attention_heads=ours.n_head,
+    config = HFLlamaConfig(vocab_size=ours.vocab_size, hidden_size=ours.n_embd,
+                           intermediate_size=ours.intermediate_size, num_hidden_layers=ours.n_layer, num_attention_heads=ours.n_head,
                            num_key_value_heads=ours.n_kv_head, max_position_embeddings=ours.block_size,
                            rope_theta=ours.rope_theta, rms_norm_eps=ours.rms_norm_eps,
                            tie_word_embeddings=ours.tie_word_embeddings, attention_bias=False, mlp_bias=False)
