@@ -125,7 +125,7 @@ def one_seed(nb: Notebook, cells: dict[str, str], offset: int) -> dict:
     assertion = ""
     try:
         nb.run("over-optimisation", shifted["over-optimisation"])
-    except AssertionError as err:  # the notebook's cpu check of its headline result: recorded, not fatal here
+    except AssertionError as err:  # an assertion of the notebook cell (a wide-margin fact): recorded, not fatal here
         if not all(k in ns for k in ("hacked", "protected", "lead", "lead_se", "trajectories")):
             raise
         assertion = str(err)

@@ -47,12 +47,12 @@ def test_spread_is_the_seed_sd_over_the_mean_sampling_error(bench):
     assert math.isnan(bench.spread([0.1], [0.02])[1])
 
 
-def test_section_8_prints_its_verdicts_and_asserts_no_training_outcome(bench):
+def test_section_8_prints_its_verdicts_and_asserts_only_the_wide_margin_facts(bench):
     # whether section 8 shows reward hacking, and whether the penalised control is ahead, depend on the CPU and the
     # training seed (benchmarks/RESULTS.md, chapter 05: one cpu run passed `hacked` by the narrowest margin), so both
-    # are printed in every profile; its asserts may state only qualitative facts that held by wide margins
+    # are printed in every profile; it asserts exactly the two facts that held by wide margins in every recorded run
     cell = bench.find_cells()["over-optimisation"]
-    asserts = [line.strip() for line in cell.splitlines() if line.strip().startswith("assert ")]
-    assert asserts and not any("hacked" in a or "protected" in a for a in asserts), asserts
+    asserts = [line.strip().split(",")[0] for line in cell.splitlines() if line.strip().startswith("assert ")]
+    assert asserts == ["assert last_eval.kl > first_eval.kl", "assert proxy_up"], asserts
     assert 'PROFILE == "cpu"' not in cell
     assert 'print(f"section 8 verdict' in cell and "'shown' if hacked else 'not shown'" in cell
