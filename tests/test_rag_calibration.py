@@ -1,6 +1,7 @@
 """Calibration and detection metrics: hand-computed bins, ECE, abstention points and AUROCs; AUROC against brute-force
-pair counting, the trapezoid area under our ROC curve and scipy's Mann-Whitney U; bad input is refused with a
-message."""
+pair counting, the trapezoid area under our ROC curve and scipy's Mann-Whitney U; the resolution of an AUROC (the most
+one moved answer changes it) by brute force, and the comparison of two AUROCs against it, with a length baseline;
+bad input is refused with a message."""
 
 import math
 
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.rag.calibration import (ReliabilityBins, abstain_at, abstention_curve, auroc,
-                                          expected_calibration_error, majority_agreement, reliability_bins,
-                                          roc_curve, self_consistency)
+from course_utils.rag.calibration import (ReliabilityBins, abstain_at, abstention_curve, auroc, auroc_resolution,
+                                          compare_aurocs, expected_calibration_error, majority_agreement,
+                                          reliability_bins, roc_curve, self_consistency)
 
 CONF = [0.05, 0.15, 0.1, 0.95, 1.0, 0.5]
 HIT = [1, 0, 1, 1, 0, 1]
@@ -136,6 +137,47 @@ def test_auroc_needs_both_classes():
         roc_curve([0.1, 0.2], [0, 0])
     with pytest.raises(ValueError, match="labels has 1 entries"):
         auroc([0.1, 0.2], [1])
+
+
+def test_auroc_resolution_is_the_most_one_moved_answer_changes_an_auroc():
+    assert auroc_resolution([1, 1, 0, 0, 0, 0]) == 0.5 and auroc_resolution([True, False, False]) == 1.0
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        n = int(rng.integers(3, 12))
+        labels = rng.permutation(np.arange(n) < rng.integers(1, n))           # both classes
+        scores = rng.normal(size=n)
+        base = auroc(scores, labels)
+        moved = [auroc(np.where(np.arange(n) == i, to, scores), labels) for i in range(n) for to in (-99.0, 99.0)]
+        assert max(abs(m - base) for m in moved) <= auroc_resolution(labels) + 1e-12
+        # the bound is reached: a member of the smaller class moved from the bottom of the ranking to the top
+        i = int(np.where(labels if labels.sum() <= (~labels).sum() else ~labels)[0][0])
+        at = lambda value: np.where(np.arange(n) == i, value, scores)
+        assert abs(auroc(at(99.0), labels) - auroc(at(-99.0), labels)) == pytest.approx(auroc_resolution(labels))
+
+
+def test_compare_aurocs_against_the_resolution_with_a_length_baseline():
+    # 2 right (short) and 4 wrong answers: resolution 1/2; AUROCs are multiples of 1/16
+    labels = [1, 1, 0, 0, 0, 0]
+    n_tokens = np.array([3, 4, 9, 12, 5, 20])
+    length = auroc(-n_tokens, labels)                      # shorter = more likely correct
+    assert length == 1.0
+    assert compare_aurocs(length, 0.5, labels) == 0        # a gap equal to the resolution is not more than it
+    assert compare_aurocs(length, 0.4375, labels) == 1 and compare_aurocs(0.4375, length, labels) == -1
+    assert compare_aurocs(0.75, 0.5, labels) == 0
+    # a signal that is length in disguise (a product of per-token probabilities) ties with it
+    p_answer = np.exp(-0.7 * n_tokens)
+    assert compare_aurocs(auroc(p_answer, labels), length, labels) == 0
+    labels = np.arange(40) < 10                            # resolution 1/10
+    s = np.arange(40.0)
+    assert compare_aurocs(auroc(-s, labels), auroc(s, labels), labels) == 1
+    with pytest.raises(ValueError, match="no AUROC of 2 positives and 4 negatives"):
+        compare_aurocs(0.3, 0.5, [1, 1, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="an AUROC in"):
+        compare_aurocs(1.5, 0.5, [1, 0])
+    with pytest.raises(ValueError, match="both classes.*only positives"):
+        auroc_resolution([1, 1])
+    with pytest.raises(ValueError, match="both classes.*only negatives"):
+        compare_aurocs(0.5, 0.5, [0, 0, 0])
 
 
 def test_self_consistency_and_majority_agreement():

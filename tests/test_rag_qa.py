@@ -259,6 +259,16 @@ def test_many_messages_are_sampled_together(trained):
         sample_answers_many(model, tok, "Hi", n=2, generator=make_generator(0, "cpu"))
 
 
+def test_a_progress_bar_changes_no_sample(trained, capsys):
+    tok, model = trained
+    users = ["Name a fruit.", USERS[1], USERS[0]]
+    draw = lambda progress: sample_answers_many(model, tok, users, n=3, temperature=1.5, max_new_tokens=6,
+                                                generator=make_generator(1, "cpu"), batch_size=4, progress=progress)
+    quiet = draw(False)
+    assert capsys.readouterr().err == ""
+    assert draw(True) == quiet and "samples" in capsys.readouterr().err   # tqdm writes its bar to stderr
+
+
 class _TrailingSentence:
     """The test tokenizer, but every decoded text gains a second sentence (as multi-character tokens can give)."""
 

@@ -7,7 +7,8 @@ library", 2024) is the library production systems use for the same job, exact or
 
 * ``"flat"``  -- ``IndexFlatIP``: every vector compared with every query, exact (the reference for recall);
 * ``"hnsw"``  -- ``IndexHNSWFlat``: a hierarchical navigable small-world graph (Y. A. Malkov, D. A. Yashunin,
-  "Efficient and robust approximate nearest neighbor search using Hierarchical Navigable Small World graphs", 2018);
+  "Efficient and robust approximate nearest neighbor search using Hierarchical Navigable Small World graphs", arXiv
+  2016, IEEE TPAMI 2018);
   ``hnsw_m`` links per node, ``ef_construction`` / ``ef_search`` candidate-list sizes when building / searching;
 * ``"ivfpq"`` -- ``IndexIVFPQ``: k-means splits the space into ``nlist`` cells (an inverted file), and each vector is
   stored as ``pq_m`` bytes-sized codes of a product quantiser (H. Jegou, M. Douze, C. Schmid, "Product Quantization

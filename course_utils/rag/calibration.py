@@ -12,9 +12,14 @@
 * :func:`auroc`: the area under the ROC curve, computed as the Mann-Whitney statistic P(score of a random positive >
   score of a random negative), ties counting 1/2 (J. Hanley, B. McNeil, "The Meaning and Use of the Area under a
   Receiver Operating Characteristic (ROC) Curve", 1982); :func:`roc_curve` gives the curve itself.
+  :func:`auroc_resolution` and :func:`compare_aurocs`: with n_pos positives and n_neg negatives, moving one answer
+  across the ranking changes an AUROC by up to 1 / min(n_pos, n_neg); two AUROCs on the same answers (a signal and
+  a trivial baseline such as the reply's length) are told apart only when they differ by more than that. A crude
+  resolution, not a significance test.
 * :func:`self_consistency` and :func:`majority_agreement`: sample the model several times and see whether the samples
   agree with its answer (P. Manakul, A. Liusie, M. Gales, "SelfCheckGPT", 2023, the n-gram/overlap flavour; X. Wang
-  et al., "Self-Consistency Improves Chain of Thought Reasoning in Language Models", 2022, for the majority vote).
+  et al., "Self-Consistency Improves Chain of Thought Reasoning in Language Models", arXiv 2022, ICLR 2023, for the
+  majority vote).
 
 Inputs may be lists, numpy arrays or tensors on any device. Left out: adaptive (equal-mass) bins, temperature scaling,
 confidence intervals, the NLI and LLM-prompt flavours of SelfCheckGPT.
@@ -151,6 +156,38 @@ def auroc(scores: object, labels: object) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     u = ranks[y].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
+
+
+def _class_counts(labels: object) -> tuple[int, int]:
+    y = _labels("labels", labels, len(_as_array("labels", labels)))
+    if y.all() or not y.any():
+        raise ValueError(f"labels must contain both classes (positives and negatives) for an AUROC, got only "
+                         f"{'positives' if y.all() else 'negatives'}")
+    return int(y.sum()), int((~y).sum())
+
+
+def auroc_resolution(labels: object) -> float:
+    """1 / min(n_pos, n_neg): the most an AUROC on these labels changes when one answer moves across the ranking (a
+    positive moved from top to bottom loses its n_neg wins: 1 / n_pos; a negative, 1 / n_neg)."""
+    return 1 / min(_class_counts(labels))
+
+
+def compare_aurocs(auroc_a: float, auroc_b: float, labels: object) -> int:
+    """+1 if ``auroc_a`` exceeds ``auroc_b`` by more than :func:`auroc_resolution` (``labels``), -1 if ``auroc_b``
+    exceeds ``auroc_a`` by more, 0 otherwise (not distinguishable at this n). Both AUROCs must be computed on
+    ``labels``: every such AUROC is a multiple of 1 / (2 n_pos n_neg), so the comparison is made exactly on that grid
+    (no float rounding decides a gap equal to the resolution; it is not "more")."""
+    n_pos, n_neg = _class_counts(labels)
+    grid = 2 * n_pos * n_neg
+    steps = []
+    for name, value in (("auroc_a", auroc_a), ("auroc_b", auroc_b)):
+        value = check_real(value, name, minimum=0, maximum=1, allowed="an AUROC in [0, 1]")
+        if abs(value * grid - round(value * grid)) > 1e-6:
+            raise ValueError(f"{name} = {value} is no AUROC of {n_pos} positives and {n_neg} negatives (not a multiple "
+                             f"of 1/{grid}): compute both AUROCs on these labels")
+        steps.append(round(value * grid))
+    gap, resolution = steps[0] - steps[1], 2 * max(n_pos, n_neg)  # in units of 1 / grid
+    return 1 if gap > resolution else -1 if gap < -resolution else 0
 
 
 def roc_curve(scores: object, labels: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -62,9 +62,13 @@ def rag_message(question: str, passages: Sequence[tuple[str, str]], cite: bool =
     The wording was chosen on 40 fictional questions with SmolLM2-135M-Instruct among five candidates (instruction
     or "Question:" before the passages, "Context:" without ids, the question both before and after): the question
     after the passages, next to the instruction, and "using only the passages" did best or tied with the gold
-    passage alone and with two distractors. SmolLM2-135M does not follow the citation request (with any of four
-    wordings, at most 2 of 40 answers named the gold passage's id; an example id in the instruction was copied
-    instead), and the request costs accuracy: a negative result worth showing, not a feature to rely on."""
+    passage alone and with two distractors. That probe ran once, when chapter 08 was first drafted (commit a12249c;
+    no script or RESULTS.md entry was kept, nor which 40 questions), on the chapter's own knowledge base, not a
+    held-out split: the notebook's questions may include them, so its RAG accuracies may be slightly optimistic.
+    SmolLM2-135M does not follow the citation request (with any of four wordings, at most 2 of 40 answers named the
+    gold passage's id; an example id in the instruction was copied instead), and in that probe the request cost
+    accuracy (the notebook tests that, paired, on its own questions): a negative result worth showing, not a feature
+    to rely on."""
     _check_text("question", question)
     if isinstance(passages, str) or not isinstance(passages, Sequence) or not passages:
         raise TypeError("passages must be a non-empty sequence of (passage_id, text) pairs")
@@ -239,14 +243,16 @@ def sample_padded(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
 @torch.no_grad()
 def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n: int, temperature: float = 1.0, *,
                         generator: torch.Generator, top_p: float | None = None, max_new_tokens: int = 24,
-                        system: str = "", batch_size: int = 32, one_sentence: bool = False) -> list[list[str]]:
+                        system: str = "", batch_size: int = 32, one_sentence: bool = False,
+                        progress: bool = False) -> list[list[str]]:
     """``n`` sampled answers to each user message: one list of ``n`` strings per message, each answer cut at
     ``<|im_end|>``, decoded and stripped.
 
     Every prompt is repeated ``n`` times and ``batch_size`` rows at a time are decoded by :func:`sample_padded` at
     ``temperature`` (and nucleus ``top_p`` if given) with ``generator``, which must live on the model's device.
     The same seed and batch size give the same answers. With ``one_sentence`` each answer is its first sentence and
-    a row stops being decoded one token after that sentence's end, as in :func:`answer_with_probs`."""
+    a row stops being decoded one token after that sentence's end, as in :func:`answer_with_probs`. ``progress``
+    shows a tqdm bar over the batches."""
     device = _check_model(model)
     _check_messages(messages, system)
     n, max_new_tokens, batch_size = (check_int(value, name, minimum=1, allowed="a positive int") for name, value in (
@@ -268,7 +274,7 @@ def sample_answers_many(model: nn.Module, tokenizer, messages: Sequence[str], n:
     model.eval()
     texts = []
     try:
-        for start in range(0, len(rows), batch_size):
+        for start in tqdm(range(0, len(rows), batch_size), desc="samples", disable=not progress, leave=False):
             input_ids, attention_mask = left_pad(rows[start:start + batch_size], pad_id, device)  # (B, T)
             new = sample_padded(model, input_ids, attention_mask, config, generator, max_new_tokens, stop_id,
                                 row_done=sentence_stop(tokenizer, 0) if one_sentence else None)
