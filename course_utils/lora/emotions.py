@@ -4,8 +4,9 @@ Each sentence is a neutral frame ("Yesterday {event}.", "So, {event}.") around a
 person past tense ("the dog I grew up with died"). The emotion is carried by the event alone: no phrase contains an
 emotion word such as "happy" or "scared", and no frame has emotional content. The events of each emotion are split,
 by a seeded generator, into training events and held-out events, and every test sentence describes a held-out event.
-So a fine-tuned model can only label test sentences right by using what the pretrained model knows about the world
-(a funeral is sad, footsteps in an empty house are frightening), not by memorising keywords of the training events.
+So a fine-tuned model labels test sentences right by using what the pretrained model knows about the world (a funeral
+is sad, footsteps in an empty house are frightening) and, less, words the sentences share with training events
+(chapter 06 measures a bag-of-words classifier beside it).
 
 Instruction fine-tuning data in the style of Wei et al., 2022 (FLAN: tasks phrased as instructions) and Ouyang et
 al., 2022 (InstructGPT, step 1: supervised fine-tuning on demonstrations), at toy scale.

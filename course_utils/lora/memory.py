@@ -55,7 +55,8 @@ def _check_bytes(name: str, value: object, minimum: int) -> int:
 def training_memory(model: nn.Module, weight_bytes: int = 4, grad_bytes: int = 4,
                     adam_state_bytes: int = 8, trainable_weight_bytes: int | None = None) -> TrainingMemory:
     """Memory to train ``model`` with AdamW: ``weight_bytes`` for every parameter (tied ones once), ``grad_bytes``
-    and ``adam_state_bytes`` (both moments together: 8 = two float32 tensors) for each parameter with
+    and ``adam_state_bytes`` (both moments together: 8 = two float32 tensors;
+    12 with a float32 master copy of bf16 weights, ZeRO's K) for each parameter with
     ``requires_grad``. The defaults are float32 full precision. ``trainable_weight_bytes`` (default: ``weight_bytes``)
     stores the trainable parameters' weights at another size: with frozen weights in bf16 and a float32 adapter
     (peft's default, ``autocast_adapter_dtype=True``), ``weight_bytes=2, trainable_weight_bytes=4``. Works on a model
