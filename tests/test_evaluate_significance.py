@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.evaluate.significance import sign_flip_p, sign_test
+from course_utils.evaluate.significance import holm_adjust, sign_flip_p, sign_test
 
 
 def test_sign_test_hand_values_and_symmetry():
@@ -81,3 +81,38 @@ def test_sign_flip_is_exact_at_sixteen_differences():
 def test_sign_flip_monte_carlo_counts_the_observed_pattern_once():
     d = torch.linspace(1.0, 2.0, 20, dtype=torch.float64)  # 20 > 16: sampled; only all-equal signs reach the sum
     assert sign_flip_p(d, draws=100) == 1 / 101  # no draw of 100 reaches it (chance 2 / 2^20 each): (0 + 1) / 101
+
+
+def test_holm_by_hand():
+    # sorted: a 0.01 x 3 = 0.03, c 0.03 x 2 = 0.06, b 0.04 x 1 = 0.04 -> kept non-decreasing: 0.06
+    assert holm_adjust({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+    assert holm_adjust({"x": 0.6, "y": 0.7}) == {"x": 1.0, "y": 1.0}   # 1.2 capped, then kept non-decreasing
+    assert holm_adjust({"only": 0.2}) == {"only": 0.2} and holm_adjust({}) == {}
+    assert list(holm_adjust({"b": 0.5, "a": 0.1})) == ["b", "a"]          # the caller's order of keys
+
+
+def test_holm_rejects_exactly_what_the_step_down_procedure_rejects():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        m = int(rng.integers(1, 8))
+        p = {i: float(v) for i, v in enumerate(rng.uniform(0, 0.1, m) ** rng.uniform(0.5, 2))}
+        adjusted = holm_adjust(p)
+        for alpha in (0.01, 0.05, 0.1):
+            order = sorted(p, key=p.get)
+            rejected = set()
+            for j, i in enumerate(order):          # the procedure: stop at the first p above alpha / (m - j)
+                if p[i] > alpha / (m - j):
+                    break
+                rejected.add(i)
+            assert {i for i in p if adjusted[i] <= alpha} == rejected
+
+
+@pytest.mark.parametrize("bad", [{"a": 1.5}, {"a": -0.1}, {"a": float("nan")}, {"a": True}, {"a": "0.1"}])
+def test_holm_refuses_what_is_no_p_value(bad):
+    with pytest.raises(ValueError, match="must be a number in \\[0, 1\\]"):
+        holm_adjust(bad)
+
+
+def test_holm_wants_a_mapping():
+    with pytest.raises(TypeError, match="mapping"):
+        holm_adjust([0.1, 0.2])
