@@ -23,6 +23,7 @@ from course_utils.device import check_generator, make_generator, pick_device, se
 from course_utils.generate.kv_cache import generate_cached, generate_uncached
 from course_utils.generate.sampling import SamplingConfig, next_token, sample
 from course_utils.model.gpt import GPT, GPTConfig
+from course_utils.scaling.emergence import train_batch
 from course_utils.train.batches import sample_batch
 from course_utils.train.mlm import mask_tokens
 
@@ -121,6 +122,15 @@ def test_position_and_mask_draws_happen_where_the_generator_is():
                                      generator=make_generator(0, "cpu"))
         assert inputs.device == META and labels.device == META
     assert guard.draws >= 3
+
+
+def test_addition_batches_refuse_a_generator_on_another_device():
+    # Chapter 04's addition problems are drawn where the model trains, so the generator must live there too.
+    with GeneratorDeviceGuard(), pytest.raises(ValueError, match=r"generator is on cpu but `idx` is on meta"):
+        train_batch(4, 2, make_generator(0, "cpu"), META)
+    with GeneratorDeviceGuard() as guard:
+        idx, targets = train_batch(4, 2, make_generator(0, "cpu"), "cpu")
+    assert idx.shape == targets.shape == (4, 8) and guard.draws >= 2
 
 
 def test_cpu_and_smoke_profiles_mean_cpu_even_with_an_accelerator(monkeypatch):

@@ -118,6 +118,9 @@ def test_grids_differ_only_in_model_size():
         assert len(recipes) == 1, profile
         sizes = [s.n_layer * s.n_embd**2 for s in specs]
         assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+        # one depth and head count per profile: only the width, and so N, changes (a depth change at a step of the
+        # curve would measure depth as much as size)
+        assert len({(s.n_layer, s.n_head) for s in specs}) == 1, profile
     assert {s.device for s in emergence_grid("cpu")} == {"cpu"}
     with pytest.raises(ValueError, match="profile"):
         emergence_grid("laptop")

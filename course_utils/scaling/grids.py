@@ -18,22 +18,27 @@ runs the loss follows the steps more than ``N``: it held the cpu grid's vertex s
 and when a :data:`PREDICTION_RUNS` entry is looked up, never at import), so each cached spec records the precision it
 really trained in.
 
-The gpu grid, designed on paper and **not yet run on a GPU**: the cpu design study's recipe (2-layer shapes, batch 16
+The gpu grid, designed on paper: the cpu design study's recipe (2-layer shapes, batch 16
 of 64 characters, lr 3e-3, float32 on every GPU: these models are too small for bfloat16 autocast to pay, and one
-precision keeps a T4's sweep and an H100's the same experiment) over the budgets that study named as the passing design it could not afford on 2 cores
-(about 4.8e10 to 1.5e12 FLOPs, leaving out the early-plateau budget 2e10 whose losses drove E to zero). Five budgets
-4.8e10 to 1.52e12 (31.7x, above the 30x that section 5's verdict asks for; 6.4e11 repeats cpu's top budget and window),
-a window of 5 shapes per budget centred near the optimum extrapolated from cpu's four vertices (3.0k to 19.7k,
-N* ~ C^0.56), 4.4k at the smallest budget and 30k at the largest: it sits at 31-45% of each window's log-N span, like
-cpu's measured vertices (24-42%); the fitted cpu surface's own optimum (allocation exponent about 0.39) falls inside
-every window too, at 17-49% of its span. 25 runs, 539 to 17,066 optimizer steps (the fewest: the
-largest shape at the smallest budget), 29 to 2,583 tokens per parameter; the longest run sees 3.8 epochs of the
-4.6M training characters (Muennighoff et al.'s ~4 epochs of repetition cost little). The prediction run is (2, 4, 40),
-N = 39,520, at 3.04e12 (2x the top budget, 12.8M tokens, 324 tokens/param, 2.8 epochs), between the two
-extrapolated optima there (36k and 45k). Time, estimated: 1.3e13 FLOPs of 6ND (1.8e13 counted with attention and the
-head) would take under a minute even at an achieved 0.5 TFLOP/s, but models this small cannot fill a GPU: each of the
-~104,000 optimizer steps of 1,024 tokens is bound by kernel-launch and Python overhead, so at a conservative 5-10 ms
-per step the sweep takes about 9-17 minutes, and the prediction run (12,500 steps) 1-2 more.
+precision keeps a T4's sweep and an H100's the same experiment) over the budgets that study named as the passing
+design it could not afford on 2 cores (about 4.8e10 to 1.5e12 FLOPs, leaving out the early-plateau budget 2e10 whose
+losses drove E to zero). Five budgets 4.8e10 to 1.52e12 (31.7x, above the 30x that section 5's verdict asks for;
+6.4e11 repeats cpu's top budget and window), a window of 5 shapes per budget centred near the optimum extrapolated
+from cpu's four vertices (3.0k to 19.7k, N* ~ C^0.56), 4.4k at the smallest budget and 30k at the largest: it sits at
+31-45% of each window's log-N span, like cpu's measured vertices (24-42%); the fitted cpu surface's own optimum
+(allocation exponent about 0.39) falls inside every window too, at 17-49% of its span. 25 runs, 539 to 17,066
+optimizer steps (the fewest: the largest shape at the smallest budget), 29 to 2,583 tokens per parameter; the longest
+run sees 3.8 epochs of the 4.6M training characters (Muennighoff et al.'s ~4 epochs of repetition cost little). The
+prediction run is (2, 4, 40), N = 39,520, at 3.04e12 (2x the top budget, 12.8M tokens, 324 tokens/param, 2.8
+epochs), between the two extrapolated optima there (36k and 45k).
+
+Run once on a GPU, through the benchmark, not the notebook (``benchmarks/RESULTS.md``, "GPU checks on a lent NVIDIA
+H200", 2026-12-04: ``bench_scaling_sweep.py --grid gpu --workers 12``): 25 runs in 135.5 s of wall time with 12
+processes sharing the GPU (1,107.5 s of training summed over the runs), every budget's IsoFLOP minimum inside its
+window, N* ~ C^0.72 through the vertices, a = 0.64 from the fitted surface, and the loss predicted for the
+prediction run 2.0% below the loss it reached. The notebook's gpu profile trains the runs one after another
+(``workers=1``): that serial time is unmeasured (the paper estimate, at 5-10 ms per launch-bound step of ~104,000,
+was 9-17 minutes).
 
 Left out: a learning-rate sweep per shape, and more than one seed per run.
 """
@@ -178,7 +183,7 @@ SWEEP_GRIDS = {
                      budgets=(2e10, 6.35e10, 2.02e11, 6.4e11), batch_sizes=(16,) * 8,
                      windows=((0, 1, 2, 3, 4), (0, 1, 2, 3, 4), (2, 3, 4, 5, 6), (3, 4, 5, 6, 7))),
     # gpu: the cpu recipe at the budgets cpu cannot afford, windows centred on cpu's extrapolated vertices (see the
-    # module docstring: a design on paper, not yet run on a GPU).
+    # module docstring: designed on paper, run once through the benchmark on an H200).
     "gpu": SweepGrid(shapes=((2, 2, 8), (2, 2, 12), (2, 2, 16), (2, 2, 20), (2, 2, 24), (2, 2, 32), (2, 4, 40),
                              (2, 4, 48), (2, 4, 56)),
                      budgets=(4.8e10, 1.14e11, 2.7e11, 6.4e11, 1.52e12), batch_sizes=(16,) * 9,
