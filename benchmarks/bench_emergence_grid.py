@@ -9,6 +9,8 @@ temporary folder (deleted at the end), so nothing of the course cache is touched
 
     flock /tmp/course-heavy.lock .venv/bin/python benchmarks/bench_emergence_grid.py                 # the depth check
     .venv/bin/python benchmarks/bench_emergence_grid.py --shapes 2,2,16 2,2,24 2,2,32 --lr 1e-3 --steps 1600 --seeds 0 1
+    .venv/bin/python benchmarks/bench_emergence_grid.py --shapes 2,2,16 2,2,32 2,2,64 --lr 1e-3 --steps 2000 \
+        --digits 3 --batch-size 128 --test-size 2000                  # the gpu grid's recipe, on a CPU
 """
 
 from __future__ import annotations
@@ -31,15 +33,19 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--digits", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--test-size", type=int, default=250, help="held-out problems scored per run")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes]
     if any(len(s) != 3 for s in shapes):
         parser.error("each --shapes entry is n_layer,n_head,n_embd, e.g. 2,2,32")
-    specs = [AdditionRun(*shape, digits=args.digits, steps=args.steps, lr=args.lr, seed=seed)
-             for shape in shapes for seed in args.seeds]
-    print(f"{cpu_description()}; {len(specs)} runs of {args.steps} steps at lr {args.lr:g}, {args.digits} digits, "
-          f"{args.workers} workers of one thread")
+    recipe = dict(digits=args.digits, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                  test_size=args.test_size)
+    specs = [AdditionRun(*shape, seed=seed, **recipe) for shape in shapes for seed in args.seeds]
+    print(f"{cpu_description()}; {len(specs)} runs of {args.steps} steps of {args.batch_size} problems at lr "
+          f"{args.lr:g}, {args.digits} digits, {args.test_size} held-out problems; {args.workers} workers of one "
+          "thread")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache, \
             local_executor(args.workers, preload=("course_utils.scaling.emergence",)) as executor:
