@@ -113,11 +113,17 @@ def test_fit_reference_by_hand():
     assert ex._fit_reference(134_515_008, 24 * 10**9) == [1, 1, 1, 1]  # 2.15 GB fit on one rank
     # Llama-2-70B, 1 MB per rank: stage 3 needs 16 x 68,976,648,192 / 1e6 = 1,103,626.37... -> 1,103,627 ranks
     assert ex._fit_reference(68_976_648_192, 10**6) == [None, None, None, 1_103_627]
+    # 1e12 parameters, 7 bytes per rank: stage 3 needs 16e12 / 7 = 2,285,714,285,714.29... -> 2,285,714,285,715
+    assert ex._fit_reference(10**12, 7) == [None, None, None, 2_285_714_285_715]
 
 
-def test_fit_cases_include_one_beyond_a_million_ranks():
-    # the exercise text promises it: a search capped at any practical limit (100,000 ranks, say) must fail
-    assert max(k for _, n, m in ex._fit_cases() for k in ex._fit_reference(n, m) if k is not None) > 10**6
+def test_fit_cases_include_one_no_search_rank_by_rank_finishes():
+    # the exercise text promises it: the largest case needs more than 2**40 ranks, so a search one rank at a time
+    # would not finish and a search capped at any practical limit (10**7 ranks, say) must fail
+    needed = [k for _, n, m in ex._fit_cases() for k in ex._fit_reference(n, m) if k is not None]
+    assert max(needed) > 2**40
+    label, n, m = ex._fit_cases()[-1]  # the last case, so a search that never ends there has passed all the others
+    assert label == LARGEST_LABEL and ex._fit_reference(n, m)[3] == max(needed)
 
 
 def test_fit_cases_are_exact_ties_or_far_from_them():
@@ -144,20 +150,24 @@ def test_fit_accepts_solution_and_forms():
     ex.check_smallest_ranks(lambda n, m: [None if k is None else float(k) for k in sol.smallest_ranks_that_fit(n, m)])
     ex.check_smallest_ranks(lambda n, m: [None if k is None else np.int64(k) for k in sol.smallest_ranks_that_fit(n, m)])
 
-    def by_search(n, m):  # the learner's own bytes per rank, searched upward from the closed form's neighbourhood
+    def by_doubling_and_bisection(n, m):  # a correct search: no cap, and about 2 log2(N_d) steps, not N_d
         answer = []
         for stage in range(4):
             kept = sol.zero_bytes_per_rank(n, 10**30, stage)
             if kept >= m and sol.zero_bytes_per_rank(n, 1, stage) > m:
                 answer.append(None)
                 continue
-            nd = 1
-            while sol.zero_bytes_per_rank(n, nd, stage) > m:
-                nd += 1
-            answer.append(nd)
+            high = 1
+            while sol.zero_bytes_per_rank(n, high, stage) > m:  # double until it fits...
+                high *= 2
+            low = high // 2  # ...then bisect: low does not fit (or is 0), high fits
+            while high - low > 1:
+                mid = (low + high) // 2
+                low, high = (low, mid) if sol.zero_bytes_per_rank(n, mid, stage) <= m else (mid, high)
+            answer.append(high)
         return answer
 
-    ex.check_smallest_ranks(by_search)
+    ex.check_smallest_ranks(by_doubling_and_bisection)
 
 
 def _wrong_fit(transform):
@@ -186,6 +196,37 @@ def capped_search(n, m, cap=1024):
     return [next((nd for nd in range(1, cap + 1) if sol.zero_bytes_per_rank(n, nd, s) <= m), None) for s in range(4)]
 
 
+LARGEST_LABEL = "1 trillion parameters, 7 bytes per rank"
+
+
+def capped_linear_search(n, m, cap=10**7):
+    """Tries N_d = 1, 2, ..., cap in order and returns the first that fits, after a correct None pre-check: right on
+    every case that needs at most ``cap`` ranks. The tries run as numpy arrays of 2**20 ranks at a time, with the same
+    answers as a Python loop over them, so that the test stays fast."""
+    answer = []
+    for stage in range(4):
+        if sol.zero_bytes_per_rank(n, 10**30, stage) >= m and sol.zero_bytes_per_rank(n, 1, stage) > m:
+            answer.append(None)
+            continue
+        found = None
+        for start in range(1, cap + 1, 2**20):
+            nd = np.arange(start, min(start + 2**20, cap + 1), dtype=np.float64)
+            fits = np.broadcast_to(sol.zero_bytes_per_rank(n, nd, stage) <= m, nd.shape)
+            if fits.any():
+                found = int(nd[fits.argmax()])
+                break
+        answer.append(found)  # None past the cap: the search gave up
+    return answer
+
+
+def test_a_search_capped_at_ten_million_ranks_fails_only_at_the_largest_case():
+    cases = ex._fit_cases()
+    for label, n, m in cases[:-1]:  # right wherever the cap is enough...
+        assert capped_linear_search(n, m) == ex._fit_reference(n, m), label
+    message = rejects(ex.check_smallest_ranks, capped_linear_search)  # ...and rejected at the case beyond 2**40
+    assert message.startswith(f"smallest ranks that fit, {LARGEST_LABEL}, stage 3: got None"), message
+
+
 def no_never_fits(n, m):  # the closed form without the None case: a negative or huge number of ranks
     answer = []
     for stage in range(4):
@@ -200,6 +241,7 @@ def no_never_fits(n, m):  # the closed form without the None case: a negative or
     strictly_less_than,
     capped_search,
     lambda n, m: capped_search(n, m, cap=100_000),  # a generous cap still stops before a million ranks
+    capped_linear_search,  # 10**7 ranks: stops before the case beyond 2**40
     no_never_fits,
     _wrong_fit(lambda k, n, m, s: 1 if s == 0 else k),  # stage 0 "fits" everywhere
     _wrong_fit(lambda k, n, m, s: None if s == 0 else k),  # stage 0 never fits

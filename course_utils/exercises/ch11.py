@@ -42,8 +42,10 @@ Tolerances. Ring: the replay adds float64 chunks of standard normals, so the ord
 ~1e-15; compared within 1e-9. ZeRO: bytes are exact integers up to the division by N_d; compared within 1e-6
 relative, while the likely mistakes (forgetting a part, sharding one part too many or too few) are off by 10% or more.
 Smallest ranks: whole numbers compared exactly; in every case but the tie the exact ratio is at least 0.0009 away
-from a whole number, so a float computation of the ceiling gives the same answer, while a floor, a capped search or a
-number for a stage that never fits is wrong.
+from a whole number, so a float computation of the ceiling gives the same answer, while a floor, a number for a stage
+that never fits or a search capped at any practical limit is wrong: the largest case needs more than 2**40 ranks, which
+a search one rank at a time would not reach in any reasonable time (a search that doubles N_d and then bisects reaches
+it in about 80 steps and passes).
 Tensor parallel: float32 partials of O(1) values, each within ~1e-6 of the float64 reference; compared within 1e-4
 absolute, while GELU after the sum, a split along the wrong dimension or interleaved rows are off by 0.01 or more.
 
@@ -172,7 +174,8 @@ def check_zero_bytes(fn: Callable[[int, int, int], Any]) -> None:
 FIT_HINT = ("a stage fits N_d ranks when the part it does not shard plus the sharded part divided by N_d is at most "
             "gpu_bytes. The sharded part shrinks towards zero as N_d grows and the rest never does, so a stage whose "
             "unsharded part alone is gpu_bytes or more never fits (None); otherwise solve the inequality for N_d and "
-            "round up to a whole number of ranks, at least one (a search up to a fixed limit can stop too early)")
+            "round up to a whole number of ranks, at least one (a search up to a fixed limit stops too early, and one "
+            "that tries one rank at a time would not finish the largest case)")
 
 
 def _fit_reference(n_params: int, gpu_bytes: int) -> list[int | None]:
@@ -192,15 +195,17 @@ def _fit_reference(n_params: int, gpu_bytes: int) -> list[int | None]:
 
 def _fit_cases() -> list[tuple[str, int, int]]:
     # (label, parameters, bytes per GPU): Llama-2-70B and -7B, SmolLM2-135M (all fit on one rank), a stage 1 that
-    # never fits while stage 2 does, an exact tie, a stage 1 that needs thousands of ranks, and a stage 3 that needs
-    # more than a million (so that a search capped at any practical limit stops too early)
+    # never fits while stage 2 does, an exact tie, a stage 1 that needs thousands of ranks, a stage 3 that needs
+    # more than a million, and, last, one that needs more than 2**40 (absurd hardware, but no search one rank at a time
+    # finishes it and any practical cap stops too early; doubling and bisection reach it in about 80 steps)
     return [("Llama-2-70B, 80 GB per GPU", 68_976_648_192, 80 * 10**9),
             ("Llama-2-7B, 40 GB per GPU", 6_738_415_616, 40 * 10**9),
             ("SmolLM2-135M, 24 GB per GPU", 134_515_008, 24 * 10**9),
             ("7.5B parameters, 25 GB per GPU", 7_500_000_000, 25 * 10**9),
             ("7.5B parameters, 24 GB per GPU", 7_500_000_000, 24 * 10**9),  # stage 3: exactly 24 GB at 5 ranks
             ("7.5B parameters, 30.007 GB per GPU", 7_500_000_000, 30_007_000_000),
-            ("Llama-2-70B, 1 MB per rank", 68_976_648_192, 10**6)]  # stage 3: 1,103,627 ranks
+            ("Llama-2-70B, 1 MB per rank", 68_976_648_192, 10**6),  # stage 3: 1,103,627 ranks
+            ("1 trillion parameters, 7 bytes per rank", 10**12, 7)]  # stage 3: 2,285,714,285,715 ranks (> 2**41)
 
 
 def _fit_entries(name: str, answer: Any) -> list[int | None]:
