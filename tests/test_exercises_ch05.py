@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.distributions import Categorical, OneHotCategorical, kl_divergence
 
 from course_utils.exercises import ch05 as ex
 from course_utils.rlhf.losses import dpo_loss, group_relative_advantages
@@ -139,6 +140,34 @@ def test_kl_and_reward_names_zero_over_zero_where_pi_and_pi_ref_are_both_zero(ze
     # with a hint that names the cause
     message = rejects(ex.check_kl_and_reward, zero_over_zero)
     assert "NaN" in message and "0 / 0" in message and "both 0" in message
+
+
+def torch_categorical_kl(pi, q, r):  # torch's KL of two categoricals handles 0 log 0 and 0 / 0 by itself
+    return (pi * r).sum(), kl_divergence(Categorical(probs=pi), Categorical(probs=q))
+
+
+def torch_one_hot_categorical_kl(pi, q, r):  # the one-hot KL is registered separately but calls the categorical one
+    return (pi * r).sum(), kl_divergence(OneHotCategorical(probs=pi), OneHotCategorical(probs=q))
+
+
+@pytest.mark.parametrize("library_answer", [torch_categorical_kl, torch_one_hot_categorical_kl])
+def test_kl_and_reward_refuses_torch_kl_divergence_and_restores_it(library_answer):
+    p = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)
+    q = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)
+    before = kl_divergence(Categorical(probs=p), Categorical(probs=q))
+    library_answer(q, q, q)  # the call works outside the check (and fills kl_divergence's dispatch cache)
+    message = rejects(ex.check_kl_and_reward, library_answer)
+    assert "switched off" in message and "_kl_categorical_categorical" in message
+    # restored after the refusal (an error inside the block): the library works again and a hand-written answer passes
+    assert torch.equal(kl_divergence(Categorical(probs=p), Categorical(probs=q)), before)
+    assert abs(float(before) - 0.5 * math.log(2)) < 1e-12
+    ex.check_kl_and_reward(sol.kl_and_reward)
+
+    def hand_written(pi, q, r):
+        keep = pi > 0
+        return float((pi * r).sum()), sum(float(a) * math.log(float(a) / float(b)) for a, b in zip(pi[keep], q[keep]))
+
+    ex.check_kl_and_reward(hand_written)
 
 
 def test_optimal_policy_maximises_the_regularised_objective():

@@ -3,11 +3,12 @@ its expected reward and KL, the IPO loss, and RLOO's leave-one-out advantages.
 
 Each exercise asks for something :mod:`course_utils.rlhf` does not provide (the closed-form optimum that DPO starts
 from, IPO, RLOO). While the learner's function runs, this module's own references are
-switched off, and so is :func:`course_utils.rlhf.losses.group_relative_advantages` (RLOO is k / (k - 1) times its
-mean-subtracted rewards). Each check computes the expected value itself with plain code
-written differently from the reference solution, and fails through :mod:`course_utils.checks`, whose messages never
-show the expected value. ``tests/test_exercises_ch05.py`` feeds every check the reference solution, correct answers
-in other forms, and the likely wrong answers.
+switched off, and so are :func:`course_utils.rlhf.losses.group_relative_advantages` (RLOO is k / (k - 1) times its
+mean-subtracted rewards) and torch's categorical KL (``torch.distributions.kl_divergence`` answers exercise 1b).
+Each check computes the expected value itself with plain code written differently from the reference solution, and
+fails through :mod:`course_utils.checks`, whose messages never show the expected value.
+``tests/test_exercises_ch05.py`` feeds every check the reference solution, correct answers in other forms, and the
+likely wrong answers.
 
 Inputs are float64 CPU tensors drawn from a seeded ``torch.Generator``; answers may be tensors (any float dtype or
 device), lists or numpy arrays. Tolerances: probabilities and advantages within 1e-6 absolute (float64 work is
@@ -232,9 +233,15 @@ def check_rloo_advantages(fn: Callable[[torch.Tensor, int], Any]) -> None:
 
 @contextlib.contextmanager
 def _learner_alone() -> Iterator[None]:
-    """Switch off what would answer an exercise for the learner: this module's references and GRPO's advantages."""
+    """Switch off what would answer an exercise for the learner: this module's references, GRPO's advantages and
+    torch's categorical KL, which the notebook shows (``kl_divergence(Categorical(...), Categorical(...))`` answers
+    exercise 1b's 0 log 0 and 0 / 0 terms by itself). ``kl_divergence`` looks the function up in a registry, so the
+    registered function object is switched off (its code swapped), which also blocks the one-hot categorical KL that
+    calls it; everything is restored when the block ends, also when it raises."""
+    from torch.distributions import kl as torch_kl
+
     from course_utils.rlhf.losses import group_relative_advantages
 
     with checks.package_functions_switched_off(_optimal_reference, _kl_reference, _ipo_reference, _rloo_reference,
-                                               group_relative_advantages):
+                                               group_relative_advantages, torch_kl._kl_categorical_categorical):
         yield
