@@ -75,3 +75,52 @@ def test_chapter_09_builds_the_gpt_block_and_the_llama_pieces_inline():
     for name in ("def causal_attention", "class MyMultiHeadAttention", "class MyMLP", "class MyBlock", "class MyGPT",
                  "def my_rms_norm", "def my_swiglu"):
         assert any(name in c for c in cells), f"{name} is not taught in an inline cell of chapter 09"
+
+
+# Chapter 02 writes BERT's 80-10-10 corruption inline (cell "def mask_tokens_inline"); besides the cell's own asserts,
+# run by test_inline_versions_agree_with_the_package, check it against the package on many random shapes and rates.
+CH02 = NOTEBOOK_DIR / "02_attention_masks.ipynb"
+
+
+def _ch02_corruption_namespace(wrong: tuple[str, str] | None = None) -> dict:
+    from notebook_cells import cell_with
+
+    cell = cell_with(inline_cells(CH02), "def mask_tokens_inline")
+    if wrong is not None:
+        assert cell.count(wrong[0]) == 1, f"{wrong[0]!r} is no longer in the inline cell: update this test"
+        cell = cell.replace(*wrong)
+    namespace: dict = {}
+    exec(compile(code_cells(CH02)[1], "02 imports", "exec"), namespace)
+    exec(compile(cell, "02 inline corruption", "exec"), namespace)
+    return namespace
+
+
+def test_chapter_02_teaches_attention_and_the_mlm_corruption_inline():
+    cells = inline_cells(CH02)
+    assert any("def attention" in c for c in cells)
+    corruption = [c for c in cells if "def mask_tokens_inline" in c]
+    assert len(corruption) == 1 and "torch.where" in corruption[0] and "mlm.mask_tokens" in corruption[0]
+
+
+def test_chapter_02_inline_corruption_equals_the_package_on_random_inputs():
+    namespace = _ch02_corruption_namespace()
+    torch, inline, mlm = namespace["torch"], namespace["mask_tokens_inline"], namespace["mlm"]
+    draw = torch.Generator().manual_seed(2024)
+    shapes = [(1, 1), (3, 30), (2, 190)]  # one token; 0.15 T = 4.5 and 28.5, halves that float32 rounding decides
+    shapes += [tuple(int(x) for x in torch.randint(1, 200, (2,), generator=draw)) for _ in range(25)]
+    for trial, (B, T) in enumerate(shapes):
+        B = 1 + B % 8
+        vocab = int(torch.randint(2, 300, (), generator=draw))
+        mask_prob = (0.15, 0.3, 0.5, 1.0, 0.0)[trial % 5]
+        ids = torch.randint(vocab, (B, T), generator=draw)
+        ours = inline(ids, vocab, vocab, torch.Generator().manual_seed(trial), mask_prob=mask_prob)
+        theirs = mlm.mask_tokens(ids, vocab, vocab, torch.Generator().manual_seed(trial), mask_prob=mask_prob)
+        assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1]), (B, T, vocab, mask_prob)
+
+
+@pytest.mark.parametrize("wrong", [("u < 0.8)", "u < 0.7)"),                       # 70% [MASK] instead of 80%
+                                   ("torch.where(chosen, idx, -100)", "torch.where(chosen & (u < 0.8), idx, -100)")],
+                         ids=["mask-share", "loss-only-at-MASK"])
+def test_chapter_02_a_wrong_inline_corruption_fails(wrong):
+    with pytest.raises(AssertionError):
+        _ch02_corruption_namespace(wrong)

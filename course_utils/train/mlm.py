@@ -5,10 +5,12 @@ section 3.1: choose 15% of the positions; of those, replace 80% by ``[MASK]``, 1
 unchanged; the loss is computed only at the chosen positions. The random and unchanged cases keep the model from
 learning that "only ``[MASK]`` positions matter", since at fine-tuning time no ``[MASK]`` appears.
 
-As in BERT's original data pipeline, each row gets exactly ``round(0.15 * n)`` chosen positions (at least one) among
-its ``n`` maskable positions, so no batch is ever without a target; the 80/10/10 split is drawn independently per
-chosen position. Every random draw comes from the ``torch.Generator`` passed in, so a seed fixes the corruption, and
-happens on that generator's device; results are then moved to the data's device (the course's device rule).
+As in BERT's original data pipeline, each row gets ``round(0.15 * n)`` chosen positions (at least one) among its ``n``
+maskable positions, so no batch is ever without a target (the product is taken in float32, so at an exact half it can
+land just above: ``n = 190`` gives 29, where Python's ``round(28.5)`` gives 28); the 80/10/10 split is drawn
+independently per chosen position. Every random draw comes from the ``torch.Generator`` passed in, so a seed fixes
+the corruption, and happens on that generator's device; results are then moved to the data's device (the course's
+device rule).
 
 Targets are the original ids at chosen positions and ``-100`` elsewhere, the ``ignore_index`` that
 :class:`course_utils.model.gpt.GPT`'s cross-entropy (and Hugging Face's) already skips.
