@@ -111,7 +111,7 @@ def test_chapter_02_inline_corruption_equals_the_package_on_random_inputs():
     for trial, (B, T) in enumerate(shapes):
         B = 1 + B % 8
         vocab = int(torch.randint(2, 300, (), generator=draw))
-        mask_prob = (0.15, 0.3, 0.5, 1.0, 0.0)[trial % 5]
+        mask_prob = 0.15 if trial < 3 else (0.15, 0.3, 0.5, 1.0, 0.0)[trial % 5]  # the fixed shapes at BERT's 15%
         ids = torch.randint(vocab, (B, T), generator=draw)
         ours = inline(ids, vocab, vocab, torch.Generator().manual_seed(trial), mask_prob=mask_prob)
         theirs = mlm.mask_tokens(ids, vocab, vocab, torch.Generator().manual_seed(trial), mask_prob=mask_prob)
@@ -122,5 +122,5 @@ def test_chapter_02_inline_corruption_equals_the_package_on_random_inputs():
                                    ("torch.where(chosen, idx, -100)", "torch.where(chosen & (u < 0.8), idx, -100)")],
                          ids=["mask-share", "loss-only-at-MASK"])
 def test_chapter_02_a_wrong_inline_corruption_fails(wrong):
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="inline corruption == mlm.mask_tokens"):  # the cell's own assert
         _ch02_corruption_namespace(wrong)
