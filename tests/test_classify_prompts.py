@@ -98,6 +98,9 @@ def test_chat_templates_render_through_the_tokenizer():
     assert turns.count(TEMPLATES["chat_turns"].instruction + "\n\nPassage:\n") == 3  # in every user turn
     cue = build_prompt("chat_cue", "q", shots, tok)  # the assistant's answer opened with the cue: one-token labels
     assert cue.endswith("<|im_start|>assistant\nGenre:") and TEMPLATES["chat_cue"].labels()[0] == " comedy"
+    for shot in shots:  # each shot carries the cue before its label, as the answer will: not "...verse. comedy"
+        assert f"Passage:\n{shot.text}\nGenre: {shot.genre}" in cue
+        assert f"{shot.text} {shot.genre}" not in cue
     # zero-shot, instructed is chat_cue's prompt without the chat wrapper, same cue and labels: only the wrapper differs
     raw, zero_cue = build_prompt("instructed", "q"), build_prompt("chat_cue", "q", [], tok)
     assert raw.endswith("\nGenre:") and "<|im_start|>" not in raw

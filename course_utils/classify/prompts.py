@@ -113,7 +113,10 @@ def build_prompt(template: Template | str, text: str, shots: list[Passage] = (),
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     _check_shots(shots)
-    answered = [template.example.format(text=s.text) + " " + template.words[GENRES.index(s.genre)] for s in shots]
+    # a shot is the example and its answer; a template whose cue opens the assistant's answer (answer_prefix) has no
+    # cue in its example, so each shot carries the cue on its own line: "Passage:\n...\nGenre: comedy"
+    cue = "\n" + template.answer_prefix if template.answer_prefix else ""
+    answered = [template.example.format(text=s.text) + cue + " " + template.words[GENRES.index(s.genre)] for s in shots]
     query = template.example.format(text=text)
     if not template.chat:
         return template.separator.join([template.instruction] * bool(template.instruction) + answered + [query])
