@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import subprocess
 import time
 import warnings
 from contextlib import contextmanager
@@ -90,7 +91,9 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def cpu_description() -> str:
     """The CPU as read now (machines differ between runs): model name, family/model numbers and the flags that
-    decide matmul speed, for benchmark reports."""
+    decide matmul speed, for benchmark reports. Linux reads ``/proc/cpuinfo`` (on ARM, which has no model name
+    there, the implementer and part numbers); macOS asks ``sysctl`` for the brand ("Apple M2"), since Python's
+    ``platform.processor()`` says only "arm" there."""
     flags_of_interest = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
     info: dict[str, str] = {}
     try:
@@ -99,10 +102,24 @@ def cpu_description() -> str:
                 key, _, value = line.partition(":")
                 info.setdefault(key.strip(), value.strip())
     except OSError:
-        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
+        name = _sysctl_cpu_brand() if platform.system() == "Darwin" else None
+        return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
     have = [f for f in flags_of_interest if f in set(info.get("flags", "").split())]
+    flags = f"flags: {' '.join(have) or 'none of ' + '/'.join(flags_of_interest)}"
+    if "model name" not in info and "CPU implementer" in info:  # ARM Linux names no model
+        return (f"{platform.machine()} CPU (implementer {info['CPU implementer']}, part {info.get('CPU part', '?')}), "
+                f"{os.cpu_count()} logical cores")
     return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), "
-            f"{os.cpu_count()} logical cores, flags: {' '.join(have) or 'none of ' + '/'.join(flags_of_interest)}")
+            f"{os.cpu_count()} logical cores, {flags}")
+
+
+def _sysctl_cpu_brand() -> str | None:
+    """macOS's CPU brand string ("Apple M2", "Intel(R) Core(TM) i7-..."), or None when sysctl cannot say."""
+    try:
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def synchronize(device: torch.device | str | None = None) -> None:

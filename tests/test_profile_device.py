@@ -85,6 +85,33 @@ def test_device_names_are_checked_and_native_bf16_is_a_bool():
     assert "logical cores" in cpu_description()
 
 
+def test_cpu_description_names_apple_silicon_and_arm_linux(monkeypatch):
+    import io
+    import types
+
+    import course_utils.device as device
+
+    def no_cpuinfo(path, *args, **kwargs):
+        raise OSError("no /proc on macOS")
+
+    monkeypatch.setattr(device, "open", no_cpuinfo, raising=False)
+    monkeypatch.setattr(device.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(device.platform, "processor", lambda: "arm")
+    monkeypatch.setattr(device.subprocess, "run", lambda *a, **k: types.SimpleNamespace(stdout="Apple M2\n"))
+    assert device.cpu_description().startswith("Apple M2, ")
+
+    def sysctl_missing(*args, **kwargs):
+        raise FileNotFoundError("sysctl")
+
+    monkeypatch.setattr(device.subprocess, "run", sysctl_missing)
+    assert device.cpu_description().startswith("arm, ")  # the fallback still says something
+
+    arm_linux = "processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\nFeatures\t: fp asimd\n"
+    monkeypatch.setattr(device, "open", lambda path, *a, **k: io.StringIO(arm_linux), raising=False)
+    monkeypatch.setattr(device.platform, "machine", lambda: "aarch64")
+    assert device.cpu_description().startswith("aarch64 CPU (implementer 0x41, part 0xd0c), ")
+
+
 def test_free_accelerator_bytes_asks_the_right_backend(monkeypatch):
     from course_utils.device import free_accelerator_bytes
 
