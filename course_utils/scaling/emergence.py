@@ -270,8 +270,9 @@ def _grid(sizes: list[tuple[int, int, int]], **recipe) -> list[AdditionRun]:
 
 
 # One recipe per profile (digits, steps, batch, lr, seed, test set) and one depth and head count: only the width n_embd,
-# and so N, differs. An earlier grid went from 1 to 2 layers at its largest step, and 1-layer models trained the same
-# way were far worse at the carry than 2-layer ones of similar N, so that step measured depth as much as size. The cpu
+# and so N, differs. An earlier grid went from 1 to 2 layers at its largest step, so that step could not separate depth
+# from size (1-layer side runs, one seed each, did worse than a 2-layer one of similar N, but seeds move 2-layer runs
+# about as much: whether depth matters here is unresolved, benchmarks/RESULTS.md). The cpu
 # recipe comes from 2-layer runs with seeds 0-2: at lr 3e-3 and 800 steps whether a run of 6.6k to 57k parameters
 # learned the carry depended on the seed so much that one seed's curve zig-zagged (exact match 71%, 30%, 86%, 10% at
 # widths 16, 24, 32, 48); at lr 1e-3 and 1600 steps seed 0 rises once, between widths 24 and 32, but seeds still
