@@ -328,6 +328,55 @@ def test_dora_matches_peft():
         torch.testing.assert_close(model(x), ours, atol=1e-5, rtol=1e-5)
 
 
+def dora_through_get_peft_model(x, W, b, A, B, magnitude, scaling):  # the review's cheat (rev06/dora_peft.py)
+    peft = pytest.importorskip("peft")
+    net = torch.nn.Sequential(torch.nn.Linear(W.shape[1], W.shape[0])).to(W.dtype)
+    r = A.shape[0]
+    with torch.no_grad():
+        net[0].weight.copy_(W)
+        net[0].bias.copy_(b)
+    model = peft.get_peft_model(net, peft.LoraConfig(r=r, lora_alpha=scaling * r, target_modules=["0"],
+                                                     use_dora=True))
+    layer = model.base_model.model[0]
+    with torch.no_grad():
+        layer.lora_A["default"].weight.copy_(A)
+        layer.lora_B["default"].weight.copy_(B)
+        layer.lora_magnitude_vector["default"].weight.copy_(magnitude)
+        return model(x)
+
+
+def dora_through_peft_dora_layer(x, W, b, A, B, magnitude, scaling):  # peft's DoRA layer alone, no LoraLayer
+    pytest.importorskip("peft")
+    from peft.tuners.lora.dora import DoraLinearLayer
+
+    base, lora_a, lora_b = (torch.nn.Linear(i, o, bias=False).to(W.dtype) for i, o in
+                            ((W.shape[1], W.shape[0]), (A.shape[1], A.shape[0]), (B.shape[1], B.shape[0])))
+    dora = DoraLinearLayer(fan_in_fan_out=False)
+    with torch.no_grad():
+        for module, weight in ((base, W), (lora_a, A), (lora_b, B)):
+            module.weight.copy_(weight)
+        dora.weight = torch.nn.Parameter(magnitude.clone())
+        return F.linear(x, W, b) + dora(x, lora_A=lora_a, lora_B=lora_b, scaling=scaling, base_layer=base)
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize("cheat", [dora_through_get_peft_model, dora_through_peft_dora_layer])
+def test_exercise_3_refuses_peft(cheat):
+    args = ex._dora_cases()[0][1]
+    # the cheat computes the right forward outside the check (so this test can fail) ...
+    torch.testing.assert_close(cheat(*args), sol.dora_forward(*args), atol=1e-10, rtol=1e-10)
+    # ... and the check refuses it, directly and through the notebook's call, without the expected values
+    message = rejects(ex.check_dora_forward, cheat)
+    assert "switched off" in message
+    assert_hidden(message, expected_dora())
+    with pytest.raises(AssertionError, match="switched off"):
+        checks.exercise("3", cheat, sol.dora_forward, ex.check_dora_forward)
+    # everything is restored afterwards: the cheat works again, and right answers still pass
+    torch.testing.assert_close(cheat(*args), sol.dora_forward(*args), atol=1e-10, rtol=1e-10)
+    ex.check_dora_forward(own_dora)
+    ex.check_dora_forward(sol.dora_forward)
+
+
 def test_exercise_1_cannot_be_passed_by_wrapping_a_meta_model_with_the_package():
     from course_utils.lora.memory import meta_model
     from course_utils.lora.wrap import apply_lora

@@ -7,7 +7,8 @@ without building a model; the Eckart-Young factorisation; DoRA), so no package c
 do exist in reach are switched off while the learner's function runs (:func:`_learner`, with
 :func:`course_utils.checks.package_functions_switched_off`, as chapters 02 and 07 do): this module's own references and
 the case lists that carry expected values; :func:`course_utils.checks.exercise` switches off every reference solution
-of the chapter (so exercise 2b cannot pass through 2a's solution). Each check
+of the chapter (so exercise 2b cannot pass through 2a's solution). Exercises 1 and 3 also switch off peft's LoRA and
+DoRA layers, which would compute the answer (:func:`_peft_switched_off`). Each check
 computes the expected value itself with code written differently from the reference solution
 (:mod:`course_utils.solutions.ch06`): a per-layer enumeration of A and B tensors for the count; matrices built from
 a KNOWN singular value decomposition, or a projection onto the top eigenvectors of delta delta^T, instead of an SVD;
@@ -43,6 +44,7 @@ backward pass, which changes gradients but not values, so only values are checke
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from typing import Any, Callable
 from unittest import mock
 
@@ -135,15 +137,9 @@ def _package_lora_switched_off(name: str):
     """While the learner's function runs, every model-based route to the count refuses to run, so the check passes
     only the arithmetic the exercise asks for: the package's LoRA layer cannot be built (its class's ``__init__`` is
     replaced, which catches every name it was imported under, and so ``apply_lora`` too), ``meta_model`` is switched
-    off, and, where peft is installed, so are ``peft.get_peft_model``, the ``__init__`` of peft's ``BaseTuner``
-    (which every peft route to a LoRA model goes through: ``PeftModel``, ``LoraModel``, ``inject_adapter_in_model``)
-    and that of its ``LoraLayer`` (every peft LoRA layer built on its own). Where transformers is installed, the
-    ``__init__`` of its ``PreTrainedModel`` is switched off too, so no transformers model (a meta-device
-    ``LlamaForCausalLM`` whose layer widths would be read off instead of computed, skipping grouped-query attention)
-    can be built; nor can any ``nn.Linear`` (a ``LlamaDecoderLayer`` built on its own, outside a model, has them).
-    Everything is restored afterwards, also when the learner's function raises."""
-    import importlib.util
-
+    off, and so are peft's routes (:func:`_peft_switched_off`), transformers' ``PreTrainedModel.__init__`` (no
+    meta-device ``LlamaForCausalLM`` whose widths would be read off, skipping grouped-query attention) and any
+    ``nn.Linear`` (a ``LlamaDecoderLayer`` built alone has them). All is restored afterwards, also after a raise."""
     from course_utils.lora import layer, memory
 
     message = (f"{name}: this exercise asks for the count by arithmetic on the config; LoRALinear, apply_lora, "
@@ -154,15 +150,7 @@ def _package_lora_switched_off(name: str):
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(layer.LoRALinear, "__init__", refusing_init))
-        switched_off = [memory.meta_model]
-        if importlib.util.find_spec("peft") is not None:
-            import peft
-            from peft.tuners.lora import LoraLayer
-            from peft.tuners.tuners_utils import BaseTuner
-
-            switched_off.append(peft.get_peft_model)
-            for cls in (BaseTuner, LoraLayer):
-                stack.enter_context(mock.patch.object(cls, "__init__", refusing_init))
+        switched_off = [memory.meta_model, *_peft_switched_off(stack, refusing_init)]
         if importlib.util.find_spec("transformers") is not None:
             from transformers import PreTrainedModel
 
@@ -170,6 +158,21 @@ def _package_lora_switched_off(name: str):
         stack.enter_context(mock.patch.object(torch.nn.Linear, "__init__", refusing_init))  # any model's layers
         stack.enter_context(checks.package_functions_switched_off(*switched_off))
         yield
+
+
+def _peft_switched_off(stack: contextlib.ExitStack, refusing_init: Callable) -> list[Callable]:
+    """Where peft is installed, refuse (in ``stack``) the ``__init__`` of peft's ``BaseTuner`` (every route to a
+    peft model: ``get_peft_model``, ``PeftModel``, ``LoraModel``, ``inject_adapter_in_model``), ``LoraLayer`` (a LoRA
+    or DoRA layer built alone) and ``DoraLinearLayer`` (every DoRA layer's base); return the functions to switch off."""
+    if importlib.util.find_spec("peft") is None:
+        return []
+    import peft
+    from peft.tuners.lora import LoraLayer, dora
+    from peft.tuners.tuners_utils import BaseTuner
+
+    for cls in (BaseTuner, LoraLayer, dora.DoraLinearLayer):
+        stack.enter_context(mock.patch.object(cls, "__init__", refusing_init))
+    return [peft.get_peft_model]
 
 
 # ---------- exercise 2: the best rank-r update (Eckart-Young) and the energy it captures ----------
@@ -300,8 +303,14 @@ def check_dora_forward(fn: Callable[..., Any]) -> None:
     hint = ("check which matrix is normalised (the adapted weight, LoRA's scaling included), along which axis (one "
             "norm per output feature), that the magnitude sets each output feature's length, and that the result is "
             "applied like nn.Linear, bias included")
+
+    def refusing_init(self, *args, **kwargs):  # peft's DoRA would be the answer (exercise 1 refuses peft too)
+        raise AssertionError("DoRA forward: write it out; peft's LoRA and DoRA layers are switched off meanwhile")
+
     for label, args, expected in _dora_cases():
         name = f"DoRA forward, {label}"
-        answer = checks.finite_float_tensor(
-            name, _learner(fn, *(t.clone() if isinstance(t, torch.Tensor) else t for t in args)), hint)
+        with contextlib.ExitStack() as stack:  # peft's routes are switched off while the learner's function runs
+            stack.enter_context(checks.package_functions_switched_off(*_peft_switched_off(stack, refusing_init)))
+            result = _learner(fn, *(t.clone() if isinstance(t, torch.Tensor) else t for t in args))
+        answer = checks.finite_float_tensor(name, result, hint)
         checks.check_close(name, answer, expected, atol=1e-5, rtol=1e-4, hint=hint)
