@@ -108,6 +108,35 @@ def test_rope_refuses_transformers_rotary_helpers_and_restores_them():
     ex.check_apply_rotary(rope_float64_lists)  # and a hand-written answer still passes
 
 
+def test_rope_refuses_other_models_half_split_rotations_and_restores_them():
+    # gpt-oss's _apply_rotary_emb(x, cos, sin) and wav2vec2-BERT's attention method _apply_rotary_embedding (called
+    # on a stand-in for self) rotate the halves exactly as the exercise asks: switched off like apply_rotary_pos_emb
+    from transformers.models.gpt_oss.modeling_gpt_oss import _apply_rotary_emb
+    from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertSelfAttention
+
+    def angles(x, positions, theta):  # (T, D/2)
+        return positions.double()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
+
+    def via_gpt_oss(x, positions, theta=10000.0):
+        a = angles(x, positions, theta)
+        return _apply_rotary_emb(x.double(), a.cos(), a.sin())
+
+    def via_wav2vec2_method(x, positions, theta=10000.0):
+        heads = x.double().reshape(-1, *x.shape[-2:])  # (H, T, D)
+        (H, T, D), a = heads.shape, angles(x, positions, theta).repeat(1, 2)  # (T, D): the rotate-half layout
+        table = torch.stack((a.cos(), a.sin()))[:, :, None, None, :]  # (2, T, 1, 1, D)
+        out = Wav2Vec2BertSelfAttention._apply_rotary_embedding(
+            types.SimpleNamespace(num_heads=H, head_size=D), heads.transpose(0, 1).reshape(1, T, H * D), table)
+        return out.reshape(T, H, D).transpose(0, 1).reshape(x.shape)
+
+    x, positions = ex._rope_cases()[3][1:3]
+    for route, name in ((via_gpt_oss, "_apply_rotary_emb"), (via_wav2vec2_method, "_apply_rotary_embedding")):
+        assert torch.allclose(route(x, positions), ex._rope_reference(x, positions, 1e4), atol=1e-9)  # a right answer
+        message = rejects(ex.check_apply_rotary, route)
+        assert "is switched off" in message and name in message, message
+        assert torch.allclose(route(x, positions), ex._rope_reference(x, positions, 1e4), atol=1e-9)  # restored
+
+
 def _rotate(x, angles):  # angles (T, D/2), rotate-half pairs
     half = x.shape[-1] // 2
     a, b = x[..., :half], x[..., half:]

@@ -14,7 +14,8 @@ The package has each answer (:func:`~course_utils.model.modern.apply_rope` and i
 Llama attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route``), so while the learner's function
 runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's
 own references. Library calls that do an exercise's work are refused too (``transformers``' in every model module's
-and attention integration's copy): ``apply_rotary_pos_emb`` and ``rotate_half`` (RoPE); SDPA's ``enable_gqa=True``,
+and attention integration's copy, class methods included): ``apply_rotary_pos_emb``, ``rotate_half``, gpt-oss's
+``_apply_rotary_emb`` and wav2vec2's ``_apply_rotary_embedding`` (RoPE); SDPA's ``enable_gqa=True``,
 PyTorch's ``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``,
 ``top_k`` times this loss. SDPA without ``enable_gqa`` and chapter 02's :mod:`course_utils.model.attention` stay on.
 
@@ -66,9 +67,8 @@ LLAMA, MIXTRAL = "transformers.models.llama.modeling_llama", "transformers.model
 
 def _call(fn: Callable, *args: Any, library: tuple[str, ...] = (), first: str = LLAMA, extra: tuple = (),
           also: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> Any:
-    """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises, this module's own
-    references, ``transformers``' functions called ``library`` and ``extra`` switched off (in one block: one watch
-    for copies), and ``also()`` entered."""
+    """The learner's ``fn(*args)`` with the package's answers, this module's references, ``transformers``' functions
+    and methods called ``library`` and ``extra`` switched off (one block: one watch for copies), ``also()`` entered."""
     with checks.package_functions_switched_off(
             modern.apply_rope, modern.rope_cos_sin, modern.rotate_half, modern.rope_inverse_frequencies,
             modern.repeat_kv, llama._attend, moe.route, moe.load_balancing_loss, moe.expert_counts,
@@ -85,17 +85,17 @@ def _tensor_of_shape(name: str, answer: Any, shape: tuple[int, ...], hint: str) 
 
 
 def _library_copies(names: tuple[str, ...], first: str) -> list[Callable]:
-    """``transformers``' plain functions called ``names``: module ``first``'s (imported here) and the copy in every
-    ``transformers.models`` or ``transformers.integrations`` module already imported. A copy first imported inside
-    the learner's function escapes that call, not the next (each check calls the learner's function several times)."""
-    if not names:
-        return []
+    """``transformers``' plain functions and class methods called ``names``: module ``first``'s (imported here) and
+    the copy in every ``transformers.models`` or ``transformers.integrations`` module already imported. A copy first
+    imported inside the learner's function escapes that call, not the next (each check calls it several times)."""
     with contextlib.suppress(ImportError):  # no transformers, or a model moved: the loaded copies below still count
         importlib.import_module(first)
     found = {}
     for module_name, module in list(sys.modules.items()):
         if module_name.startswith(("transformers.models.", "transformers.integrations.")):
-            for fn in (getattr(module, "__dict__", {}).get(name) for name in names):
+            spaces = [getattr(module, "__dict__", {})]
+            spaces += [vars(c) for c in spaces[0].values() if isinstance(c, type)]  # and its classes' methods
+            for fn in (getattr(space.get(name), "__func__", space.get(name)) for space in spaces for name in names):
                 if isinstance(fn, types.FunctionType) and not fn.__closure__:  # what the switch-off can swap
                     found[id(fn)] = fn
     return list(found.values())
@@ -103,7 +103,8 @@ def _library_copies(names: tuple[str, ...], first: str) -> list[Callable]:
 
 # ---------- exercise 1: RoPE by hand ----------
 
-ROPE_LIBRARY = ("apply_rotary_pos_emb", "rotate_half")  # transformers' functions switched off during the check
+# switched off while the check runs: transformers' half-split rotations, gpt-oss's and wav2vec2's method included
+ROPE_LIBRARY = ("apply_rotary_pos_emb", "rotate_half", "_apply_rotary_emb", "_apply_rotary_embedding")
 
 ROPE_HINT = ("pair coordinate i with coordinate i + D/2 (the two HALVES of the last dimension, not neighbours 2i and "
              "2i+1); pair i turns by angle position * theta ** (-2i / D), so pair 0 turns fastest (one radian per "
@@ -184,7 +185,6 @@ GQA_LIBRARY = ("eager_attention_forward", "repeat_kv")
 GQA_HINT = ("query head h reads key/value head h // (H // H_kv): CONSECUTIVE query heads share one key/value head "
             "(heads 0..H/H_kv - 1 read head 0), not every H_kv-th head; position t attends to positions 0..t only "
             "(causal); scale the scores by 1 / sqrt(D), D the head size; return (B, H, T, D)")
-
 
 GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is refused while the check runs, and "
                "flex_attention switched off (even on heads you repeated): they share the key/value heads for you; "
