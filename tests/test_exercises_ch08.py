@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from course_utils.exercises import ch08 as ex
-from course_utils.rag import calibration, retrieval_metrics
+from course_utils.rag import ann, calibration, hybrid, retrieval_metrics
 from course_utils.solutions import ch08 as sol
 
 from exercise_helpers import assert_hidden, rejects, refuses_reference_then_passes  # noqa: E402
@@ -307,3 +307,69 @@ def test_recall_and_mrr_rejects_a_triple_without_revealing_the_pair():
     message = rejects(ex.check_recall_and_mrr, triple_from_the_second_case)
     assert "pair" in message and "k = 2" in message
     assert_hidden(message, ex._rank_reference(*ex._rank_cases()[1][1:]))  # (0.5, 0.25)
+
+
+# ---------- routes through other package functions (review): each is a right answer when allowed ----------
+
+def auroc_via_delong(scores, labels):  # against a constant score, DeLong's difference is AUROC - 1/2
+    return calibration.delong_test(scores, torch.zeros_like(scores), labels).difference + 0.5
+
+
+def _roc_area(tp, fp, n_pos, n_neg):
+    """Trapezoid area of the ROC points (fp / n_neg, tp / n_pos), given from the lowest threshold to the highest."""
+    tpr, fpr = np.append(tp, 0.0) / n_pos, np.append(fp, 0.0) / n_neg
+    return float(np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2))
+
+
+def auroc_via_abstention_curve(scores, labels):  # answered = coverage * N, right among them = accuracy * answered
+    s, y = scores.double().numpy(), labels.numpy().astype(bool)
+    _, coverage, accuracy = calibration.abstention_curve(s, y)
+    answered = np.round(coverage * len(s))
+    tp = np.round(accuracy * answered)
+    return _roc_area(tp, answered - tp, int(y.sum()), int((~y).sum()))
+
+
+def auroc_via_abstain_at(scores, labels):  # one abstention point per distinct score: the same ROC counts
+    s, y = scores.double().numpy(), labels.numpy().astype(bool)
+    points = [calibration.abstain_at(s, y, t) for t in np.unique(s)]
+    answered = np.round(np.array([p.coverage for p in points]) * len(s))
+    fp = np.round(np.array([p.hallucination_rate for p in points]) * len(s))
+    return _roc_area(answered - fp, fp, int(y.sum()), int((~y).sum()))
+
+
+def recall_and_mrr_via_fusion(rankings, gold_ids, k):  # one ranking fused with k = 0 scores each id 1 / rank
+    recall = reciprocal = 0.0
+    for ranking, gold in zip(rankings, gold_ids):
+        top = ranking[:k]
+        recall += gold in top
+        ids = {d: i for i, d in enumerate(dict.fromkeys(top + [gold]))}
+        fused = dict(hybrid.reciprocal_rank_fusion([[ids[d] for d in top]], k=0))
+        reciprocal += fused.get(ids[gold], 0.0)
+    return recall / len(rankings), reciprocal / len(rankings)
+
+
+def recall_via_ann(rankings, gold_ids, k):  # |top k ∩ {gold}| from recall_against_exact; MRR written out
+    ids, recall, reciprocal = {}, 0.0, 0.0
+    for ranking, gold in zip(rankings, gold_ids):
+        top = [ids.setdefault(d, len(ids)) for d in ranking[:k]]
+        top += [-1 - j for j in range(k - len(top))]                       # pad a short ranking with unseen ids
+        exact = [ids.setdefault(gold, len(ids))] + [-1000 - j for j in range(k - 1)]
+        recall += k * ann.recall_against_exact(np.array([top]), np.array([exact]), k)
+        reciprocal += 1.0 / (ranking[:k].index(gold) + 1) if gold in ranking[:k] else 0.0
+    return recall / len(rankings), reciprocal / len(rankings)
+
+
+@pytest.mark.parametrize("via", [auroc_via_delong, auroc_via_abstention_curve, auroc_via_abstain_at])
+def test_auroc_cannot_be_rebuilt_from_other_package_functions(via):
+    for _, scores, labels in ex._auroc_cases():  # each route is right when the package is on
+        assert via(scores, labels) == pytest.approx(ex._auroc_reference(scores, labels), abs=1e-9)
+    assert "switched off" in rejects(ex.check_auroc, via)
+    assert via(*ex._auroc_cases()[0][1:]) == pytest.approx(0.75)  # restored afterwards
+
+
+@pytest.mark.parametrize("via", [recall_and_mrr_via_fusion, recall_via_ann])
+def test_recall_and_mrr_cannot_be_rebuilt_from_other_package_functions(via):
+    for _, rankings, gold, k in ex._rank_cases():
+        assert via(rankings, gold, k) == pytest.approx(ex._rank_reference(rankings, gold, k), abs=1e-12)
+    assert "switched off" in rejects(ex.check_recall_and_mrr, via)
+    assert via([["a", "b", "c"], ["c", "b", "a"]], ["b", "a"], 2) == pytest.approx((0.5, 0.25))  # restored

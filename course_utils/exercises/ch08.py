@@ -13,9 +13,14 @@ The package has these metrics (:mod:`course_utils.rag.retrieval_metrics`, :mod:`
 while the learner's function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`
 (their code objects are swapped for one that raises, which catches every way of reaching them, ``from ... import
 auroc`` done earlier in the notebook included, and restored afterwards), and so are this module's own references.
+So are the package functions an answer could be rebuilt from: ``delong_test`` (the AUROC difference against a
+constant score is AUROC - 1/2), ``abstention_curve`` and ``abstain_at`` (coverage and accuracy at every threshold
+give the ROC curve's counts), ``reciprocal_rank_fusion`` (one ranking fused with k = 0 scores 1/rank) and
+``ann.recall_against_exact`` (recall of one list against another). A package function that calls a switched-off one
+(``HybridRetriever.search``, ``ann.measure_index``, ``classify.metrics.top_label_ece``) is refused with it.
 The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
-but a learner who pastes a reference's source text into a cell, or tabulates the answers outside the check, can pass. Libraries outside the course
-(scikit-learn's ``roc_auc_score``) are not blocked: knowing them is fine.
+but a learner who pastes a reference's source text into a cell, or tabulates the answers outside the check, can
+pass. Libraries outside the course (scikit-learn's ``roc_auc_score``) are not blocked: knowing them is fine.
 
 Conventions the exercise text states. Ranks count from 1; MRR@k gives 1/rank when the gold id is among the first k
 and 0 otherwise (MS MARCO's MRR@10 is this with k = 10); recall@k is the share of queries whose gold id is among the
@@ -42,17 +47,20 @@ import torch
 
 from course_utils import checks
 from course_utils.device import make_generator
-from course_utils.rag import calibration, retrieval_metrics
+from course_utils.rag import ann, calibration, hybrid, retrieval_metrics
 
 ATOL = 1e-6
 
 
 def _package_metrics_off():
-    """The package's metrics and this module's own references, switched off while the learner's function runs."""
+    """The package's metrics, the package functions an answer could be rebuilt from (module docstring) and this
+    module's own references, switched off while the learner's function runs."""
     return checks.package_functions_switched_off(
         retrieval_metrics.recall_at_k, retrieval_metrics.recall_fraction_at_k, retrieval_metrics.mean_reciprocal_rank,
-        retrieval_metrics._first_relevant_rank, calibration.reliability_bins, calibration.expected_calibration_error,
-        calibration.auroc, calibration.roc_curve, _rank_reference, _ece_reference, _auroc_reference)
+        retrieval_metrics._first_relevant_rank, hybrid.reciprocal_rank_fusion, ann.recall_against_exact,
+        calibration.reliability_bins, calibration.expected_calibration_error, calibration.auroc, calibration.roc_curve,
+        calibration.delong_test, calibration.abstention_curve, calibration.abstain_at,
+        _rank_reference, _ece_reference, _auroc_reference)
 
 
 def _one_number(name: str, actual: Any, hint: str) -> float:
