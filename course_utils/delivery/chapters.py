@@ -4,9 +4,12 @@ README's chapter table, the start-here notebook, the notebook-naming test and th
 Times are wall-clock minutes measured on this project's reference machine (2-core AMD EPYC box, AVX2, no GPU),
 for a whole notebook executed top to bottom with an empty course cache except SmolLM2's converted weights (their
 one-time conversion adds 20-45 s). The numbers come from runs recorded in ``benchmarks/RESULTS.md`` (cpu) and
-from ``make book PROFILE=smoke`` (smoke, 2026-11-30: the whole book in 8 min 27 s, recorded there too). The
-start-here notebook has no profile-dependent work, so its cpu time is its smoke time. ``None`` means not measured yet (no GPU has been lent to this project, so
-the gpu profile has no times).
+from ``make book PROFILE=smoke`` (smoke, 2026-11-30: the then nine notebooks 00-08 in 8 min 27 s, recorded there too;
+09-11 from later runs). Rows were timed on different dates, some before later changes to their chapter, and a few cpu
+rows on another 2-core box (RESULTS.md says which); times vary by about 30% between sessions, so the map is a rough
+guide, not a benchmark. The start-here notebook has no profile-dependent work, so its cpu time is its smoke time.
+``None`` means not measured yet (no notebook has run the gpu profile on a GPU, so it has no times; benchmark scripts
+have run some chapters' code on one).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ CHAPTERS = (
                                                                           "gpu": None}),  # 7:56, Zen 3 (10:42 earlier)
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
-            "own code, logits equal to transformers'; a tiny mixture of experts",
+            "own code, logits matching transformers' (exactly on the CPU); a tiny mixture of experts",
             {"smoke": 0.9, "cpu": 9.3, "gpu": None}),  # 9:18 + 45 s conversion, 2026-12-03, Zen 3 (6:52 on 2026-12-01)
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
@@ -122,7 +125,9 @@ def chapter_map_markdown(repository: str | None = None, link_prefix: str = "note
         rows.append(f"| {c.number} | [{c.title}]({link_prefix}{c.filename}): {c.summary} | {times} | "
                     f"[open]({colab_url(c.filename, repository)}) |")
     note = (f"Minutes: one whole notebook, measured on {REFERENCE_MACHINE} (some runs shared the machine with other "
-            "jobs; details in benchmarks/RESULTS.md); – means not measured yet (no GPU has run the gpu profile).")
+            "jobs, and rows were timed on different dates as chapters changed; details in benchmarks/RESULTS.md): a "
+            "rough guide, which varies by about 30% between sessions; – means not measured yet (no notebook has run "
+            "the gpu profile on a GPU yet).")
     table = "\n".join(head + rows) + f"\n\n{note}"
     if PLANNED:
         table += "\n\nComing next: " + "; ".join(f"{c.number} {c.title} ({c.summary})" for c in PLANNED) + "."
