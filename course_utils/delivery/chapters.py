@@ -125,9 +125,9 @@ def chapter_map_markdown(repository: str | None = None, link_prefix: str = "note
         rows.append(f"| {c.number} | [{c.title}]({link_prefix}{c.filename}): {c.summary} | {times} | "
                     f"[open]({colab_url(c.filename, repository)}) |")
     note = (f"Minutes: one whole notebook, measured on {REFERENCE_MACHINE} (some runs shared the machine with other "
-            "jobs, and rows were timed on different dates as chapters changed; details in benchmarks/RESULTS.md): a "
-            "rough guide, which varies by about 30% between sessions; – means not measured yet (no notebook has run "
-            "the gpu profile on a GPU yet).")
+            "jobs, a few rows on another 2-core box, and rows were timed on different dates as chapters changed; "
+            "details in benchmarks/RESULTS.md): a rough guide, which varies by about 30% between sessions; – means not "
+            "measured yet (no notebook has run the gpu profile on a GPU yet).")
     table = "\n".join(head + rows) + f"\n\n{note}"
     if PLANNED:
         table += "\n\nComing next: " + "; ".join(f"{c.number} {c.title} ({c.summary})" for c in PLANNED) + "."
