@@ -104,13 +104,12 @@ def cpu_description() -> str:
     except OSError:
         name = _sysctl_cpu_brand() if platform.system() == "Darwin" else None
         return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
-    have = [f for f in flags_of_interest if f in set(info.get("flags", "").split())]
-    flags = f"flags: {' '.join(have) or 'none of ' + '/'.join(flags_of_interest)}"
     if "model name" not in info and "CPU implementer" in info:  # ARM Linux names no model
         return (f"{platform.machine()} CPU (implementer {info['CPU implementer']}, part {info.get('CPU part', '?')}), "
                 f"{os.cpu_count()} logical cores")
+    have = [f for f in flags_of_interest if f in set(info.get("flags", "").split())]
     return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), "
-            f"{os.cpu_count()} logical cores, {flags}")
+            f"{os.cpu_count()} logical cores, flags: {' '.join(have) or 'none of ' + '/'.join(flags_of_interest)}")
 
 
 def _sysctl_cpu_brand() -> str | None:
