@@ -47,6 +47,14 @@ def test_notebook_filenames_are_the_notebooks_folder_in_reading_order():
     assert notebook_filenames() == on_disk and on_disk[0] == START_HERE.filename == "00_start_here.ipynb"
 
 
+def test_each_notebook_title_opens_with_its_name_in_the_map():
+    """The map, the README and other chapters name a chapter by its map title; the notebook's heading starts with it."""
+    for c in (START_HERE, *CHAPTERS):
+        first = json.loads((ROOT / "notebooks" / c.filename).read_text())["cells"][0]
+        heading = "".join(first["source"]).splitlines()[0]
+        assert heading.startswith(f"# {c.number} · {c.title}"), (c.filename, heading, c.title)
+
+
 def test_times_and_lookup():
     c = Chapter("42", "x", "X", "y", {"smoke": 0.4, "cpu": 9.6, "gpu": None})
     assert [c.time_text(p) for p in ("smoke", "cpu", "gpu")] == ["<\u00a01\u00a0min", "10\u00a0min", "–"]

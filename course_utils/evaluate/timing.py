@@ -7,8 +7,9 @@ round so that a slow spell of the machine hits all of them, and then ranks two a
 * they overlap and the medians are within ``tie`` (10 % by default) of each other: "about even";
 * they overlap although the medians differ by more: "not ranked" (the rounds disagree too much to say).
 
-Used by chapter 11 (DDP against threads, gradient accumulation against one batch) and by
-``benchmarks/bench_distributed.py``, so the notebook and the benchmark read their timings by one rule. Left out:
+Used by chapter 08 (FAISS indexes against exact search), chapter 11 (DDP against threads, gradient accumulation
+against one batch, bf16 against float32, checkpointing against none) and ``benchmarks/bench_distributed.py``, so the
+notebooks and the benchmark read their timings by one rule. Left out:
 significance tests (a handful of rounds on a noisy box does not meet their assumptions) and warm-up detection (the
 callers discard their first step or round themselves).
 """
