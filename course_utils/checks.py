@@ -155,6 +155,15 @@ def _refused(*args, **kwargs):
                          "runs")
 
 
+def refusing(name: str) -> Callable:
+    """A stand-in that refuses like a switched-off function, for what cannot be switched off by swapping code (a
+    NumPy ufunc held as a module attribute, patched by the caller)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"this exercise asks you to write it yourself: {name} is switched off while the check "
+                             "runs")
+    return refuse
+
+
 @contextlib.contextmanager
 def package_functions_switched_off(*functions: Callable) -> Iterator[None]:
     """While the block runs, calling any of ``functions`` raises an ``AssertionError`` saying it is switched off.

@@ -38,6 +38,19 @@ def test_perplexity_rejects_wrong(wrong):
     _fails(ex.check_perplexity, wrong, PROBS)
 
 
+def perplexity_via_the_package(p):  # the package's exp of a mean loss in nats: the exercise's answer ready-made
+    from course_utils.evaluate.metrics import perplexity
+    return perplexity(-math.fsum(math.log(x) for x in p) / len(p))
+
+
+def test_perplexity_refuses_the_package_perplexity_and_restores_it():
+    from course_utils.evaluate.metrics import perplexity
+    assert perplexity_via_the_package(PROBS) == pytest.approx(sol.perplexity_from_probs(PROBS))  # right without
+    assert "switched off" in _fails(ex.check_perplexity, perplexity_via_the_package, PROBS)      # the switch
+    assert perplexity(math.log(4)) == pytest.approx(4.0)  # restored afterwards
+    ex.check_perplexity(sol.perplexity_from_probs, PROBS)
+
+
 LONG_PROBS = [0.1, 0.02, 0.3, 0.05] * 500  # 2,000 probabilities: their product underflows to 0.0 in float64
 
 

@@ -228,3 +228,124 @@ def document_zero_taken_for_padding(d):  # pad id 0, as many tokenizers have it:
 
 def test_position_ids_check_the_tokens_of_document_zero():
     rejects(ex.check_packed_position_ids, document_zero_taken_for_padding)
+
+
+# ---- every exercise: the library and package functions that answer it are switched off --------------------------
+# Each route is right when nothing is switched off (so each test can fail), is refused by the check, and works again
+# afterwards (the switch is restored), when a right answer passes too.
+
+def _window_parts(T, left, right):  # transformers' mask functions for i - left <= j <= i + right
+    from transformers import masking_utils as mu
+    parts = [mu.bidirectional_mask_function]
+    if left >= 0:
+        parts.append(mu.sliding_window_overlay(left + 1))  # j > i - (left + 1)
+    if right >= 0:
+        parts.append(mu.add_offsets_to_mask_function(mu.causal_mask_function, right, 0))  # j <= i + right
+    return mu.and_masks(*parts)
+
+
+def window_via_sdpa_mask(T, left, right):  # composed, then materialised by sdpa_mask (the notebook shows it)
+    from transformers import masking_utils as mu
+    return mu.sdpa_mask(batch_size=1, q_length=T, kv_length=T, mask_function=_window_parts(T, left, right),
+                        allow_is_causal_skip=False, allow_is_bidirectional_skip=False)[0, 0]
+
+
+def window_via_mask_functions(T, left, right):  # the composed mask function called on index grids
+    return _window_parts(T, left, right)(0, 0, *grid(T)).expand(T, T)
+
+
+def document_via_sdpa_mask(d):
+    from transformers import masking_utils as mu
+    both = mu.and_masks(mu.causal_mask_function, mu.packed_sequence_mask_function(d[None]))
+    return mu.sdpa_mask(batch_size=1, q_length=len(d), kv_length=len(d), mask_function=both,
+                        allow_is_causal_skip=False)[0, 0]
+
+
+def document_via_blockwise_overlay(d):  # the same-document part from transformers, the causal part by hand
+    from transformers import masking_utils as mu
+    same = mu.sdpa_mask(batch_size=1, q_length=len(d), kv_length=len(d), mask_function=mu.blockwise_overlay(d[None]),
+                        allow_is_causal_skip=False)[0, 0]
+    return same & torch.ones(len(d), len(d), dtype=torch.bool).tril()
+
+
+def document_via_mask_functions(d):
+    from transformers import masking_utils as mu
+    return mu.and_masks(mu.causal_mask_function, mu.packed_sequence_mask_function(d[None]))(0, 0, *grid(len(d)))
+
+
+def positions_via_the_package_per_document(d):  # the package's left-padding position ids, one document at a time
+    out = torch.zeros_like(d)
+    for doc in d.unique().tolist():
+        if doc >= 0:
+            out = torch.where(d == doc, masks.position_ids_from_attention_mask((d == doc).long()), out)
+    return out
+
+
+def positions_via_the_flattening_collator(d):  # transformers' collator, fed one feature per run of equal ids
+    from transformers import DataCollatorWithFlattening
+    collator, out = DataCollatorWithFlattening(return_tensors="pt"), torch.zeros_like(d)
+    for b, row in enumerate(d):
+        _, lengths = torch.unique_consecutive(row, return_counts=True)
+        out[b] = collator([{"input_ids": [0] * int(n)} for n in lengths])["position_ids"][0]
+    return out
+
+
+def _per_position_loss(lg, ids):
+    return torch.nn.functional.cross_entropy(lg.transpose(1, 2), ids, reduction="none")  # (B, T)
+
+
+def mlm_via_masked_mean(lg, ids, ch):  # chapter 05's mean over a mask
+    from course_utils.rlhf.losses import masked_mean
+    return masked_mean(_per_position_loss(lg, ids), ch)
+
+
+def mlm_via_the_private_masked_mean(lg, ids, ch):
+    from course_utils.rlhf.losses import _masked_mean
+    return _masked_mean(_per_position_loss(lg, ids), ch)
+
+
+def mlm_via_the_sft_loss(lg, ids, ch):  # chapter 06's loss over labels not -100, its shift undone by a column
+    from course_utils.lora.sft import masked_lm_loss
+    B, _, V = lg.shape
+    return masked_lm_loss(torch.cat([lg, torch.zeros(B, 1, V)], 1),
+                          torch.cat([torch.full((B, 1), -100), ids.masked_fill(~ch, -100)], 1))
+
+
+def _right_outside_the_check(check, route):
+    if check is ex.check_window_mask:
+        return all(torch.equal(torch.as_tensor(route(*c)), sol.window_mask(*c)) for c in [(7, 2, 1), (6, -1, 0)])
+    if check is ex.check_document_mask:
+        d = torch.tensor([0, 0, 0, 1, 1, 2])
+        return torch.equal(torch.as_tensor(route(d)).bool(), sol.document_causal_mask(d))
+    if check is ex.check_packed_position_ids:
+        d = ex._packed_cases()[0]
+        return torch.equal(route(d)[d >= 0], sol.packed_position_ids(d)[d >= 0])
+    logits, ids, chosen, loss = mlm_data()
+    return abs(float(route(logits, ids, chosen)) - float(loss)) < 1e-6
+
+
+LIBRARY_ROUTES = [  # (check, route, what the message names, a right answer)
+    (ex.check_window_mask, window_via_sdpa_mask, "transformers.masking_utils.", sol.window_mask),
+    (ex.check_window_mask, window_via_mask_functions, "transformers.masking_utils.", sol.window_mask),
+    (ex.check_document_mask, document_via_sdpa_mask, "transformers.masking_utils.", sol.document_causal_mask),
+    (ex.check_document_mask, document_via_blockwise_overlay, "masking_utils.blockwise_overlay",
+     sol.document_causal_mask),
+    (ex.check_document_mask, document_via_mask_functions, "transformers.masking_utils.", sol.document_causal_mask),
+    (ex.check_packed_position_ids, positions_via_the_package_per_document, "position_ids_from_attention_mask",
+     sol.packed_position_ids),
+    (ex.check_packed_position_ids, positions_via_the_flattening_collator, "DataCollatorWithFlattening.__call__",
+     sol.packed_position_ids),
+    (ex.check_mlm_loss, mlm_via_masked_mean, "losses.masked_mean", sol.mlm_loss),
+    (ex.check_mlm_loss, mlm_via_the_private_masked_mean, "losses._masked_mean", sol.mlm_loss),
+    (ex.check_mlm_loss, mlm_via_the_sft_loss, "sft.masked_lm_loss", sol.mlm_loss),
+]
+
+
+@pytest.mark.parametrize("check, route, where, right", LIBRARY_ROUTES, ids=[r[1].__name__ for r in LIBRARY_ROUTES])
+def test_checks_refuse_library_and_package_answers_and_restore_them(check, route, where, right):
+    args = mlm_data() if check is ex.check_mlm_loss else ()
+    assert _right_outside_the_check(check, route)
+    message = rejects(check, route, *args)
+    assert "switched off" in message and where in message, message
+    assert _right_outside_the_check(check, route)  # restored
+    check(right, *args)

@@ -1,7 +1,10 @@
 """Chapter 03's exercise checks accept the reference and other correct forms, and reject the likely wrong answers."""
 
 import functools
+import importlib
 import re
+import sys
+import types
 from collections import Counter
 
 import numpy as np
@@ -95,6 +98,18 @@ def _ranks(merges):
     return {t: i for i, t in enumerate(BPETokenizer(merges).vocab)}
 
 
+def _slow_bpe(model, cls_name, ids, merges, end, sep):  # a transformers slow tokenizer's bpe, on a stand-in self
+    module = importlib.import_module(f"transformers.models.{model}.tokenization_{model}")
+    sym, ranks = {i: chr(0x100 + i) for i in range(256)}, {}  # one character per byte; a merge joins two strings
+    for rank, (a, b) in enumerate(merges):
+        ranks[sym[a], sym[b]] = rank
+        sym[256 + rank] = sym[a] + sym[b]
+    word = getattr(module, cls_name).bpe(types.SimpleNamespace(cache={}, bpe_ranks=ranks),
+                                         "".join(sym[i] for i in ids) + end)
+    back = {text: i for i, text in sym.items()}
+    return [back[text] for text in word.split(sep) if text != end]  # `end` takes the end-of-word mark, and goes
+
+
 # Every ready-made encoder the notebook can reach gives the right ids; the check must refuse each one.
 READY_MADE_ENCODERS = {
     "BPETokenizer.bpe": lambda ids, merges: BPETokenizer(merges).bpe(ids),
@@ -107,6 +122,8 @@ READY_MADE_ENCODERS = {
         "x", pat_str=r"[\s\S]+", mergeable_ranks=_ranks(merges), special_tokens={})._encode_bytes(bytes(ids)),
     "tiktoken._educational.bpe_encode":
         lambda ids, merges: tiktoken._educational.bpe_encode(_ranks(merges), bytes(ids), visualise=None),
+    "transformers' ClvpTokenizer.bpe": lambda ids, merges: _slow_bpe("clvp", "ClvpTokenizer", ids, merges, "", " "),
+    "transformers' CTRLTokenizer.bpe": lambda ids, merges: _slow_bpe("ctrl", "CTRLTokenizer", ids, merges, "|", "@@ "),
 }
 
 
@@ -118,6 +135,32 @@ def test_encode_word_refuses_ready_made_encoders(tok, route):
                                                                       for w in words]  # the route is right...
     with pytest.raises(AssertionError, match="switched off"):  # ...and refused
         ex.check_encode_word(encoder, tok.merges, words)
+
+
+def test_encode_word_refuses_a_slow_tokenizer_imported_inside_the_answer(tok, monkeypatch):
+    # nothing is imported to look for slow tokenizers: one first imported inside the answer escapes the first call,
+    # then is switched off for the next (each call looks afresh), so the check still fails
+    import transformers.models.ctrl as package
+
+    monkeypatch.delitem(sys.modules, "transformers.models.ctrl.tokenization_ctrl", raising=False)
+    monkeypatch.delattr(package, "tokenization_ctrl", raising=False)  # both restored after the test
+    with pytest.raises(AssertionError, match="CTRLTokenizer.bpe is switched off"):
+        ex.check_encode_word(READY_MADE_ENCODERS["transformers' CTRLTokenizer.bpe"], tok.merges,
+                             re.findall(r" ?\w+", VAL))
+
+
+@pytest.mark.parametrize("model, cls_name", [
+    ("clvp", "ClvpTokenizer"), ("ctrl", "CTRLTokenizer"), ("bertweet", "BertweetTokenizer"),
+    ("biogpt", "BioGptTokenizer"), ("xlm", "XLMTokenizer"), ("fsmt", "FSMTTokenizer"),
+    ("flaubert", "FlaubertTokenizer"), ("phobert", "PhobertTokenizer"),
+    ("blenderbot_small", "BlenderbotSmallTokenizer")])
+def test_every_slow_tokenizers_bpe_is_switched_off_once_imported(tok, model, cls_name):
+    module = pytest.importorskip(f"transformers.models.{model}.tokenization_{model}")
+    bpe = getattr(module, cls_name).bpe  # a plain-Python BPE of one word, callable on any stand-in self
+    with pytest.raises(AssertionError, match=f"{cls_name}.bpe is switched off"):
+        ex.check_encode_word(lambda ids, merges: bpe(types.SimpleNamespace(cache={}, bpe_ranks={}), "ab"), tok.merges,
+                             ["x"])
+    assert bpe in ex._ready_made_codecs() and bpe.__code__.co_name == "bpe"  # found by the look-up, and restored
 
 
 def test_ready_made_encoders_are_restored_after_a_check(tok):

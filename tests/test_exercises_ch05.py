@@ -130,11 +130,7 @@ def xlogy_of_ratio(pi, q, r):
     return (pi * r).sum(), torch.xlogy(pi, pi / q).sum()
 
 
-def kl_div_of_logs(pi, q, r):
-    return (pi * r).sum(), torch.nn.functional.kl_div(q.log(), pi, reduction="sum")
-
-
-@pytest.mark.parametrize("zero_over_zero", [xlogy_of_ratio, kl_div_of_logs])
+@pytest.mark.parametrize("zero_over_zero", [xlogy_of_ratio])  # F.kl_div(q.log(), pi) too, but it is switched off
 def test_kl_and_reward_names_zero_over_zero_where_pi_and_pi_ref_are_both_zero(zero_over_zero):
     # idiomatic forms that give 0 / 0 = NaN where pi = pi_ref = 0 (the exercise says such terms occur): rejected,
     # with a hint that names the cause
@@ -168,6 +164,50 @@ def test_kl_and_reward_refuses_torch_kl_divergence_and_restores_it(library_answe
         return float((pi * r).sum()), sum(float(a) * math.log(float(a) / float(b)) for a, b in zip(pi[keep], q[keep]))
 
     ex.check_kl_and_reward(hand_written)
+
+
+def kl_div_of_clamped_logs(pi, q, r):  # F.kl_div, the zeros of pi_ref kept finite
+    return (pi * r).sum(), torch.nn.functional.kl_div(q.clamp_min(1e-300).log(), pi, reduction="sum")
+
+
+def kl_div_loss_module(pi, q, r):  # nn.KLDivLoss calls F.kl_div
+    return (pi * r).sum(), torch.nn.KLDivLoss(reduction="sum")(q.clamp_min(1e-300).log(), pi)
+
+
+def scipy_stats_entropy(pi, q, r):  # entropy(pk, qk) is KL(pk || qk) in nats
+    import scipy.stats
+    return (pi * r).sum(), float(scipy.stats.entropy(pi.numpy(), q.numpy()))
+
+
+def scipy_special_rel_entr(pi, q, r):  # a ufunc: its module attribute is what the check swaps
+    import scipy.special
+    return (pi * r).sum(), float(scipy.special.rel_entr(pi.numpy(), q.numpy()).sum())
+
+
+def scipy_special_kl_div(pi, q, r):  # x log(x / y) - x + y, which sums to the KL of two distributions
+    import scipy.special
+    return (pi * r).sum(), float(scipy.special.kl_div(pi.numpy(), q.numpy()).sum())
+
+
+@pytest.mark.parametrize("library_answer, name", [
+    (kl_div_of_clamped_logs, "torch.nn.functional.kl_div"), (kl_div_loss_module, "torch.nn.functional.kl_div"),
+    (scipy_stats_entropy, "scipy.stats._entropy.entropy"), (scipy_special_rel_entr, "scipy.special.rel_entr"),
+    (scipy_special_kl_div, "scipy.special.kl_div")])
+def test_kl_and_reward_refuses_library_kls_and_restores_them(library_answer, name):
+    if name.startswith("scipy"):
+        pytest.importorskip("scipy.stats")
+    p = torch.tensor([0.4, 0.0, 0.3, 0.2, 0.1], dtype=torch.float64)
+    r = torch.tensor([1.0, 9.0, -0.5, 2.0, 0.0], dtype=torch.float64)
+    pi = torch.tensor([0.1, 0.0, 0.2, 0.6, 0.1], dtype=torch.float64)
+
+    def right(answer):
+        return all(abs(float(a) - float(b)) < 1e-9 for a, b in zip(answer, sol.kl_and_reward(pi, p, r)))
+
+    assert right(library_answer(pi, p, r))  # the library call is right outside the check...
+    message = rejects(ex.check_kl_and_reward, library_answer)  # ... refused by it ...
+    assert "switched off" in message and name in message, message
+    assert right(library_answer(pi, p, r))  # ... and restored afterwards, when a right answer passes
+    ex.check_kl_and_reward(sol.kl_and_reward)
 
 
 def test_optimal_policy_maximises_the_regularised_objective():

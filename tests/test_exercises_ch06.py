@@ -3,6 +3,7 @@ without revealing the expected value, and the solutions agree with peft (paramet
 DoRA's forward pass) where peft is installed."""
 
 import copy
+import types
 
 import numpy as np
 import pytest
@@ -359,8 +360,41 @@ def dora_through_peft_dora_layer(x, W, b, A, B, magnitude, scaling):  # peft's D
         return F.linear(x, W, b) + dora(x, lora_A=lora_a, lora_B=lora_b, scaling=scaling, base_layer=base)
 
 
+def dora_through_a_layer_made_by_new(x, W, b, A, B, magnitude, scaling):  # no __init__ (refused): forward is reached
+    pytest.importorskip("peft")
+    from peft.tuners.lora.dora import DoraLinearLayer
+
+    dora = DoraLinearLayer.__new__(DoraLinearLayer)
+    torch.nn.Module.__init__(dora)
+    dora.fan_in_fan_out, dora._dora_cache, dora.weight = False, {}, torch.nn.Parameter(magnitude.clone())
+    lora_a, lora_b = (torch.nn.Linear(w.shape[1], w.shape[0], bias=False).to(W.dtype) for w in (A, B))
+    with torch.no_grad():
+        lora_a.weight.copy_(A)
+        lora_b.weight.copy_(B)
+        return F.linear(x, W, b) + dora.forward(x, lora_A=lora_a, lora_B=lora_b, scaling=scaling,
+                                                base_layer=types.SimpleNamespace(weight=W, bias=b))
+
+
+def dora_with_peft_weight_norm(x, W, b, A, B, magnitude, scaling):  # peft's norm under its caching decorator
+    pytest.importorskip("peft")
+    from peft.tuners.lora.dora import DoraLinearLayer
+
+    norm = DoraLinearLayer.get_weight_norm.__wrapped__(types.SimpleNamespace(fan_in_fan_out=False), W, B @ A, scaling)
+    return F.linear(x, (magnitude / norm)[:, None] * (W + scaling * B @ A), b)
+
+
+def dora_with_peft_conv_weight_norm(x, W, b, A, B, magnitude, scaling):  # the conv layer's norm, on a 2-D weight
+    pytest.importorskip("peft")
+    from peft.tuners.lora.dora import _DoraConvNdLayer
+
+    norm = _DoraConvNdLayer.get_weight_norm.__wrapped__(None, W, B @ A, scaling)[0]  # (1, out) -> (out,)
+    return F.linear(x, (magnitude / norm)[:, None] * (W + scaling * B @ A), b)
+
+
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
-@pytest.mark.parametrize("cheat", [dora_through_get_peft_model, dora_through_peft_dora_layer])
+@pytest.mark.parametrize("cheat", [dora_through_get_peft_model, dora_through_peft_dora_layer,
+                                   dora_through_a_layer_made_by_new, dora_with_peft_weight_norm,
+                                   dora_with_peft_conv_weight_norm])
 def test_exercise_3_refuses_peft(cheat):
     args = ex._dora_cases()[0][1]
     # the cheat computes the right forward outside the check (so this test can fail) ...
@@ -375,6 +409,73 @@ def test_exercise_3_refuses_peft(cheat):
     torch.testing.assert_close(cheat(*args), sol.dora_forward(*args), atol=1e-10, rtol=1e-10)
     ex.check_dora_forward(own_dora)
     ex.check_dora_forward(sol.dora_forward)
+
+
+def factors_via_peft_conversion(delta, r):  # peft's LoRA conversion of a stand-in module whose delta is delta
+    from peft.tuners.lora.conversion import _convert_module_to_lora
+
+    stand_in = types.SimpleNamespace(get_delta_weight=lambda name: delta, get_base_layer=lambda: torch.nn.Identity())
+    a, b, _ = _convert_module_to_lora(stand_in, r)
+    return b, a
+
+
+def factors_via_loftq(delta, r):
+    from peft.utils.loftq_utils import _low_rank_decomposition
+
+    parts = _low_rank_decomposition(delta, reduced_rank=r)
+    return parts["L"], parts["R"]
+
+
+def factors_via_pissa_init(delta, r):  # PiSSA's initialisation on a stand-in for the layer: B @ A is the top-r part
+    from peft.tuners.lora import LoraLayer
+
+    base = types.SimpleNamespace(weight=torch.nn.Parameter(delta.float()))
+    factors = {name: {"a": types.SimpleNamespace(weight=torch.nn.Parameter(torch.zeros(1)))} for name in "AB"}
+    stand_in = types.SimpleNamespace(get_base_layer=lambda: base, fan_in_fan_out=False, r={"a": r},
+                                     scaling={"a": 1.0}, lora_A=factors["A"], lora_B=factors["B"])
+    LoraLayer.pissa_init(stand_in, "a", "pissa")
+    return stand_in.lora_B["a"].weight.data.double(), stand_in.lora_A["a"].weight.data.double()
+
+
+def factors_via_svd_merge(delta, r):  # the SVD merge of adapters, one adapter of weight 1 on a stand-in layer
+    from peft.tuners.lora.model import LoraModel
+
+    target = types.SimpleNamespace(get_delta_weight=lambda name: delta, lora_A={"a": None}, lora_embedding_A={},
+                                   fan_in_fan_out=False)
+    a, b = LoraModel._svd_generalized_task_arithmetic_weighted_adapter(None, "svd", ["a"], [1.0], r, target, None,
+                                                                         None, None, None, None, False)
+    return b, a
+
+
+def factors_via_osf(delta, r):  # OSF's split of a weight into its top-r singular triplets and the rest
+    from peft.tuners.osf.utils import decompose_weight_matrix
+
+    parts = decompose_weight_matrix(delta, r)
+    return parts["U_high"] * parts["S_high"], parts["V_high"]
+
+
+@pytest.mark.parametrize("route", [factors_via_peft_conversion, factors_via_loftq, factors_via_pissa_init,
+                                   factors_via_svd_merge, factors_via_osf])
+def test_exercise_2_refuses_peft_svd_routes_and_restores_them(route):
+    pytest.importorskip("peft")
+    if route is factors_via_osf:
+        pytest.importorskip("peft.tuners.osf.utils")  # peft 0.19 has no OSF
+    _, delta, r, product, fraction = ex._svd_cases()[0]
+
+    def fraction_via_route(d, rank):  # exercise 2b from the route's factors
+        b, a = route(d, rank)
+        return float(((b.double() @ a.double()) ** 2).sum() / (d * d).sum())
+
+    # the route is right outside the check (so this test can fail) ...
+    b, a = route(delta, r)
+    torch.testing.assert_close(b.double() @ a.double(), product, atol=1e-5, rtol=1e-5)
+    assert fraction_via_route(delta, r) == pytest.approx(fraction, abs=1e-6)
+    # ... refused by both checks, and restored afterwards: it works again and a right answer passes
+    assert "switched off" in rejects(ex.check_best_rank_r_update, route)
+    assert "switched off" in rejects(ex.check_captured_fraction, fraction_via_route)
+    assert fraction_via_route(delta, r) == pytest.approx(fraction, abs=1e-6)
+    ex.check_best_rank_r_update(own_factors)
+    ex.check_captured_fraction(own_fraction)
 
 
 def test_exercise_1_cannot_be_passed_by_wrapping_a_meta_model_with_the_package():

@@ -59,6 +59,12 @@ def epsilon_at_or_below(logits, epsilon):  # removes probabilities equal to epsi
     return logits.masked_fill(remove, -math.inf)
 
 
+def epsilon_exp_over_sum(logits, epsilon):  # correct: probabilities written out, without subtracting the maximum
+    probs = logits.exp() / logits.exp().sum(-1, keepdim=True)
+    remove = (probs < epsilon).scatter(-1, probs.argmax(-1, keepdim=True), False)
+    return logits.masked_fill(remove, -math.inf)
+
+
 def epsilon_via_log_softmax(logits, epsilon):  # correct: probabilities through exp(log_softmax)
     remove = (logits.log_softmax(-1).exp() < epsilon).scatter(-1, logits.argmax(-1, keepdim=True), False)
     return logits.masked_fill(remove, -math.inf)
@@ -68,6 +74,7 @@ def test_epsilon_check():
     ex.check_epsilon_filter(sol.epsilon_filter)
     ex.check_epsilon_filter(epsilon_float64_list)
     ex.check_epsilon_filter(epsilon_via_log_softmax)
+    ex.check_epsilon_filter(epsilon_exp_over_sum)
     rejects(ex.check_epsilon_filter, epsilon_at_or_below)
     for wrong in (epsilon_no_top, epsilon_on_logits, epsilon_returns_probs, epsilon_top_k_instead):
         rejects(ex.check_epsilon_filter, wrong)
@@ -82,6 +89,39 @@ def test_epsilon_check_refuses_the_transformers_warpers():
         assert "switched off" in rejects(ex.check_epsilon_filter, shortcut)
     ex.check_epsilon_filter(sol.epsilon_filter)  # a correct answer still passes after a refused one
     assert torch.equal(EpsilonLogitsWarper(0.1)(None, hand), sol.epsilon_filter(hand, 0.1))  # and the warper is back
+
+
+def epsilon_via_min_p_filter(logits, epsilon):  # min-p at epsilon / p_max keeps exactly p >= epsilon, row by row
+    from course_utils.generate.sampling import min_p_filter, top_k_filter
+    rows = []
+    for row in logits:
+        ratio = epsilon / float(row.softmax(-1).max())
+        rows.append(min_p_filter(row[None], ratio)[0] if ratio < 1 else top_k_filter(row[None], 1)[0])
+    return torch.stack(rows)
+
+
+def epsilon_via_private_min_p(logits, epsilon):  # the package's _min_p takes a ratio per row
+    from course_utils.generate import sampling
+    return sampling._min_p(logits, epsilon / logits.softmax(-1).amax(-1, keepdim=True))
+
+
+def epsilon_via_transformers_min_p(logits, epsilon):
+    from transformers.generation import MinPLogitsWarper
+    return torch.stack([MinPLogitsWarper(min(epsilon / float(row.softmax(-1).max()), 1.0))(None, row[None].clone())[0]
+                        for row in logits])
+
+
+@pytest.mark.parametrize("shortcut, name", [(epsilon_via_min_p_filter, "sampling.min_p_filter"),
+                                            (epsilon_via_private_min_p, "sampling._min_p"),
+                                            (epsilon_via_transformers_min_p, "MinPLogitsWarper.__call__")])
+def test_epsilon_check_refuses_min_p_filters_and_restores_them(shortcut, name):
+    hand = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.04, 0.06, 0.3, 0.6]]))
+    # min-p at epsilon / p_max is epsilon sampling, so the shortcut is right without the switch (the test can fail)
+    assert torch.equal(shortcut(hand, 0.1), sol.epsilon_filter(hand, 0.1))
+    message = rejects(ex.check_epsilon_filter, shortcut)
+    assert "switched off" in message and name in message, message
+    assert torch.equal(shortcut(hand, 0.1), sol.epsilon_filter(hand, 0.1))  # restored
+    ex.check_epsilon_filter(sol.epsilon_filter)
 
 
 # ---------- exercise 2: a repetition penalty that fades with distance ----------

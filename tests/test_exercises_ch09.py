@@ -137,6 +137,72 @@ def test_rope_refuses_other_models_half_split_rotations_and_restores_them():
         assert torch.allclose(route(x, positions), ex._rope_reference(x, positions, 1e4), atol=1e-9)  # restored
 
 
+def _interleaved(x):  # the rotate-half layout (i with i + D/2) as neighbouring pairs (2i, 2i + 1)
+    half = x.shape[-1] // 2
+    return torch.stack((x[..., :half], x[..., half:]), dim=-1).flatten(-2)
+
+
+def _halves(y):  # back from neighbouring pairs to the rotate-half layout
+    return torch.cat((y[..., 0::2], y[..., 1::2]), dim=-1)
+
+
+def _pair_angles(x, positions, theta):  # (T, D/2): pair i's angle at each position
+    return positions.double()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
+
+
+def via_deepseek_interleave(x, positions, theta=10000.0):  # interleaved in, the rotate-half layout out
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import apply_rotary_pos_emb_interleave
+    a = _pair_angles(x, positions, theta).to(x.dtype).repeat(1, 2)  # (T, D)
+    out, _ = apply_rotary_pos_emb_interleave(_interleaved(x), _interleaved(x), a.cos(), a.sin(), unsqueeze_dim=0)
+    return out.reshape(x.shape)
+
+
+def via_llama4_complex(x, positions, theta=10000.0):  # Llama 4's complex multiplication of neighbouring pairs
+    from transformers.models.llama4.modeling_llama4 import apply_rotary_emb
+    a = _pair_angles(x, positions, theta).float()
+    pairs = _interleaved(x).reshape(-1, x.shape[-2], 1, x.shape[-1])  # (B, T, 1, D)
+    out, _ = apply_rotary_emb(pairs, pairs, torch.polar(torch.ones_like(a), a)[None])
+    return _halves(out.reshape(x.shape)).to(x.dtype)
+
+
+def via_roformer_static_method(x, positions, theta=10000.0):  # a static method, fed RoFormer's [sin | cos] table
+    from transformers.models.roformer.modeling_roformer import RoFormerSelfAttention
+    a = _pair_angles(x, positions, theta).to(x.dtype)
+    out, _ = RoFormerSelfAttention.apply_rotary_position_embeddings(torch.cat((a.sin(), a.cos()), dim=-1),
+                                                                    _interleaved(x), _interleaved(x))
+    return _halves(out)
+
+
+def via_sam3_rotate_pairwise(x, positions, theta=10000.0):  # rotate_half's twin for neighbouring pairs
+    from transformers.models.sam3.modeling_sam3 import rotate_pairwise
+    a = _pair_angles(x, positions, theta).to(x.dtype).repeat_interleave(2, dim=-1)  # (T, D)
+    return _halves(_interleaved(x) * a.cos() + rotate_pairwise(_interleaved(x)) * a.sin())
+
+
+def via_gptj_rotate_every_two(x, positions, theta=10000.0):  # GPT-J's, on a 4-D view
+    from transformers.models.gptj.modeling_gptj import rotate_every_two
+    a = _pair_angles(x, positions, theta).to(x.dtype).repeat_interleave(2, dim=-1)  # (T, D)
+    pairs = _interleaved(x).reshape(1, -1, *x.shape[-2:])  # (1, H, T, D)
+    return _halves((pairs * a.cos() + rotate_every_two(pairs) * a.sin()).reshape(x.shape))
+
+
+@pytest.mark.parametrize("route, name", [(via_deepseek_interleave, "apply_rotary_pos_emb_interleave"),
+                                         (via_llama4_complex, "apply_rotary_emb"),
+                                         (via_roformer_static_method, "apply_rotary_position_embeddings"),
+                                         (via_sam3_rotate_pairwise, "rotate_pairwise"),
+                                         (via_gptj_rotate_every_two, "rotate_every_two")])
+def test_rope_refuses_interleaved_complex_and_static_rotations_and_restores_them(route, name):
+    # other models' rotations pair neighbours or multiply complex numbers: one permutation of the input (and back)
+    # away from the exercise's answer, so each is switched off by name like apply_rotary_pos_emb
+    x, positions = ex._rope_cases()[3][1:3]  # (3, 6, 16) at positions 37..42
+    expected = ex._rope_reference(x, positions, 1e4)
+    torch.testing.assert_close(route(x, positions).double(), expected, atol=1e-4, rtol=1e-4)  # a right answer
+    message = rejects(ex.check_apply_rotary, route)
+    assert "is switched off" in message and name in message, message
+    torch.testing.assert_close(route(x, positions).double(), expected, atol=1e-4, rtol=1e-4)  # restored
+    ex.check_apply_rotary(rope_float64_lists)
+
+
 def _rotate(x, angles):  # angles (T, D/2), rotate-half pairs
     half = x.shape[-1] // 2
     a, b = x[..., :half], x[..., half:]

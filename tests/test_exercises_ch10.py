@@ -108,7 +108,30 @@ def test_scores_reject_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_batch_label_scores, wrong), expected_scores())
 
 
-ROUTES = ["label_probabilities", "response_logprobs", "continuation_nll", "masked_lm_loss", "score_ids"]
+ROUTES = ["label_probabilities", "response_logprobs", "continuation_nll", "masked_lm_loss", "score_ids",
+          "labelled_logits", "ForCausalLMLoss", "ForMaskedLMLoss"]
+
+
+class _LogitsModel(torch.nn.Module):  # a stand-in causal LM whose decoder's hidden states are the given logits
+    def __init__(self, logits):
+        super().__init__()
+        self.decoder = _Given(logits)
+
+    def get_decoder(self):
+        return self.decoder
+
+    def get_output_embeddings(self):
+        return torch.nn.Identity()
+
+
+class _Given(torch.nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, input_ids=None, attention_mask=None, use_cache=False):
+        from types import SimpleNamespace
+        return SimpleNamespace(last_hidden_state=self.logits)
 
 
 def via_route(route):
@@ -118,10 +141,20 @@ def via_route(route):
     from course_utils.classify.scoring import label_probabilities
     from course_utils.evaluate.scoring import score_ids
     from course_utils.generate.loop import continuation_nll
-    from course_utils.lora.sft import masked_lm_loss
+    from transformers.loss.loss_utils import ForCausalLMLoss, ForMaskedLMLoss
+
+    from course_utils.lora.sft import labelled_logits, masked_lm_loss
     from course_utils.rlhf.rollout import response_logprobs
 
     def answer(x, i, p, lens):
+        if route == "labelled_logits":      # chapter 06's shift and selection of the labelled positions
+            labels = torch.full_like(i, -100)
+            for l, k in enumerate(lens):
+                labels[l, p:p + k] = i[l, p:p + k]
+            batch = dict(input_ids=i, attention_mask=torch.ones_like(i), labels=labels)
+            picked, targets, rows = labelled_logits(_LogitsModel(x), batch)
+            chosen = picked.log_softmax(-1).gather(1, targets[:, None])[:, 0]          # (N,)
+            return torch.zeros(len(lens), dtype=chosen.dtype).index_add(0, rows, chosen)
         if route == "label_probabilities":
             return label_probabilities(sol.batch_label_scores(x, i, p, lens)).log()
         if route == "response_logprobs":    # a "model" that returns the given logits
@@ -133,10 +166,16 @@ def via_route(route):
             if route == "continuation_nll":
                 stand_in = lambda input_ids: SimpleNamespace(logits=logits)     # noqa: E731
                 scores.append(-continuation_nll(stand_in, row, p).item() * k)
-            elif route == "masked_lm_loss":
+            elif route in ("masked_lm_loss", "ForCausalLMLoss", "ForMaskedLMLoss"):
                 labels = torch.full_like(row, -100)
                 labels[0, p:] = row[0, p:]
-                scores.append(-masked_lm_loss(logits, labels).item() * k)
+                if route == "masked_lm_loss":
+                    scores.append(-masked_lm_loss(logits, labels).item() * k)
+                elif route == "ForCausalLMLoss":   # transformers' loss, summed: one item in the batch
+                    scores.append(-float(ForCausalLMLoss(logits, labels, logits.shape[-1], num_items_in_batch=1)))
+                else:                              # its masked-LM twin, shifted by hand (through fixed_cross_entropy)
+                    scores.append(-float(ForMaskedLMLoss(logits[:, :-1], labels[:, 1:], logits.shape[-1],
+                                                         num_items_in_batch=1)))
             else:                                   # score_ids: prompt + label minus prompt alone
                 def logits_fn(ids, logits=logits):
                     return logits[:, :ids.shape[-1]]
@@ -267,6 +306,26 @@ def test_f1_only_the_case_with_an_absent_class_tells_the_union_of_labels_apart()
 
 def test_f1_cannot_call_the_package():
     assert "switched off" in rejects(ex.check_macro_f1, metrics.macro_f1)
+
+
+def f1_via_token_f1(y_true, y_pred, classes):  # chapter 08's bag-of-tokens F1 per class, over item indices as tokens
+    from course_utils.rag.matching import token_f1
+    f1s = []
+    for c in classes:
+        predicted = " ".join(f"x{n}" for n, label in enumerate(y_pred) if label == c)
+        actual = " ".join(f"x{n}" for n, label in enumerate(y_true) if label == c)
+        f1s.append(token_f1(predicted, actual) if predicted or actual else 0.0)
+    return sum(f1s) / len(f1s)
+
+
+def test_f1_cannot_call_the_packages_token_f1_and_restores_it():
+    for _, t, p, c in ex._f1_cases():  # a right answer without the switch (so this test can fail) ...
+        assert f1_via_token_f1(t, p, c) == pytest.approx(ex._f1_reference(t, p, c), abs=1e-12)
+    message = rejects(ex.check_macro_f1, f1_via_token_f1)  # ... refused by the check ...
+    assert "switched off" in message and "token_f1" in message, message
+    _, t, p, c = ex._f1_cases()[0]
+    assert f1_via_token_f1(t, p, c) == pytest.approx(ex._f1_reference(t, p, c), abs=1e-12)  # ... and restored
+    ex.check_macro_f1(sol.macro_f1_by_hand)
 
 
 @pytest.mark.parametrize("check, via_reference, right", [

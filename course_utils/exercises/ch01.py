@@ -3,8 +3,13 @@ followers they reveal, and where a bigram's loss comes from.
 
 Each check takes the learner's function (or answer) plus the notebook data it needs, computes the expected value
 itself with plain Python (never by calling the package function the exercise asks for), and fails through
-:mod:`course_utils.checks`, whose messages never show the expected value. ``tests/test_exercises_ch01.py`` feeds
-every check the reference solution, a correct answer in another form, and the likely wrong answers.
+:mod:`course_utils.checks`, whose messages never show the expected value. The package functions that answer an
+exercise are switched off while the learner's function runs
+(:func:`course_utils.checks.package_functions_switched_off`): :func:`course_utils.evaluate.metrics.perplexity`
+(exercise 1: exp of a mean loss, the answer once the mean of -ln p is taken), ``bits_per_unit``, ``nats_to_bits`` and
+``TextScore.bits_per`` (exercise 2), and this module's own count helper (exercise 3).
+``tests/test_exercises_ch01.py`` feeds every check the reference solution, a correct answer in another form, and the
+likely wrong answers.
 """
 
 from __future__ import annotations
@@ -27,15 +32,20 @@ def _as_int_list(ids: Any) -> list[int]:
 def check_perplexity(fn: Callable[[Sequence[float]], Any], probs: Sequence[float]) -> None:
     """``fn(probs)`` must be exp(mean(-ln p)). ``probs``: the probabilities a model gave each actual next token."""
     hint = "perplexity is the exponential of the *mean* negative log-probability"
-    checks.check_close("uniform probabilities over 4 choices", fn([0.25] * 10), 4.0, hint=hint)
-    checks.check_close("two unequal probabilities", fn([0.5, 0.125]), 4.0, hint=hint)
+    from course_utils.evaluate.metrics import perplexity  # exp(mean nats): the package's answer, switched off
+
+    with checks.package_functions_switched_off(perplexity):
+        uniform, unequal = fn([0.25] * 10), fn([0.5, 0.125])
+    checks.check_close("uniform probabilities over 4 choices", uniform, 4.0, hint=hint)
+    checks.check_close("two unequal probabilities", unequal, 4.0, hint=hint)
     probs = [float(p) for p in probs]
     expected = math.exp(-math.fsum(math.log(p) for p in probs) / len(probs))
     name = "the bigram on the evaluation text"
     underflow = ("a product of thousands of probabilities underflows to 0 in floating point (and its inverse to "
                  "infinity): sum their logarithms instead")
     try:
-        answer = fn(probs)
+        with checks.package_functions_switched_off(perplexity):
+            answer = fn(probs)
     except (ZeroDivisionError, OverflowError, ValueError) as err:  # math.prod(p) ** (-1 / n); math.log(0.0)
         raise AssertionError(f"{name}: your function raised {type(err).__name__}. {underflow}") from None
     try:

@@ -11,12 +11,22 @@ into the answer (a causal sliding window OR the transpose of another one is a (l
 learner's function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`. Plain
 PyTorch (``torch.tril``/``torch.triu`` with a diagonal offset) stays allowed: it still needs the inequality.
 The loops that compute the expected values here (``_window_by_loops`` and the others) are answers too, so every
-exercise's learner call runs with them switched off.
+exercise's learner call runs with them switched off. So are the library and package functions that answer an
+exercise (:func:`_library`): for exercises 1 and 2, ``transformers.masking_utils``' mask functions and the factories
+that compose them (``HF_MASKS``: ``and_masks``, ``sliding_window_overlay``, ``packed_sequence_mask_function``, ...,
+and ``sdpa_mask``, which the notebook shows; switching a factory off is what counts, its closures are made by it);
+for exercise 3, :func:`course_utils.model.masks.position_ids_from_attention_mask` (one document at a time) and
+``transformers``' ``DataCollatorWithFlattening``; for exercise 4, chapter 05's ``masked_mean`` (and its private
+twin) and chapter 06's ``masked_lm_loss``. Exercise 2 may still build on the package's ``causal_mask``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import math
+import types
 from typing import Any, Callable
 
 import torch
@@ -45,15 +55,37 @@ def _window_by_loops(T: int, left: int, right: int) -> torch.Tensor:
     return mask
 
 
-def _learner(fn: Callable, *args: Any, package_masks: bool = False) -> Any:
+def _learner(fn: Callable, *args: Any, answers: tuple[Callable, ...] = ()) -> Any:
     """The learner's ``fn(*args)`` with this module's loop references switched off (each computes an answer), and
-    with ``package_masks`` also the package's mask builders (they compose into exercise 1's answer)."""
-    off = [_window_by_loops, _document_mask_by_loops, _positions_by_loops, _mlm_loss_by_loops]
-    if package_masks:
-        off += [masks.causal_mask, masks.bidirectional_mask, masks.prefix_lm_mask, masks.sliding_window_mask,
-                masks.key_padding_mask, masks.padding_mask]
+    ``answers``: the package's and libraries' functions that answer the exercise at hand."""
+    off = [_window_by_loops, _document_mask_by_loops, _positions_by_loops, _mlm_loss_by_loops, *answers]
     with checks.package_functions_switched_off(*off):
         return fn(*args)
+
+
+# transformers.masking_utils' mask functions and the factories that compose them (those a version lacks are skipped)
+HF_MASKS = ("and_masks", "or_masks", "causal_mask_function", "bidirectional_mask_function", "sliding_window_overlay",
+            "sliding_window_causal_mask_function", "sliding_window_bidirectional_overlay",
+            "sliding_window_bidirectional_mask_function", "chunked_overlay", "chunked_causal_mask_function",
+            "blockwise_overlay", "packed_sequence_mask_function", "add_offsets_to_mask_function", "sdpa_mask",
+            "eager_mask")
+
+
+def _library(module_name: str, *names: str) -> tuple[Callable, ...]:
+    """The plain functions (or ``Class.method``) ``names`` of ``module_name``: those the installed version has."""
+    found = []
+    for name in names:
+        with contextlib.suppress(ImportError, AttributeError):
+            found.append(functools.reduce(getattr, name.split("."), importlib.import_module(module_name)))
+    return tuple(f for f in found if isinstance(f, types.FunctionType) and not f.__closure__)
+
+
+def _mask_answers(package_masks: bool) -> tuple[Callable, ...]:
+    """Exercises 1 and 2: ``HF_MASKS``, and with ``package_masks`` the package's mask builders (they compose into
+    exercise 1's answer)."""
+    package = (masks.causal_mask, masks.bidirectional_mask, masks.prefix_lm_mask, masks.sliding_window_mask,
+               masks.key_padding_mask, masks.padding_mask) if package_masks else ()
+    return package + _library("transformers.masking_utils", *HF_MASKS)
 
 
 def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
@@ -61,9 +93,10 @@ def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
     terms (flash-attn 2.3 and later)."""
     cases = [(4, 1, 0), (6, 2, 0), (5, 1, 1), (7, 2, 1), (7, 0, 3), (6, -1, 0), (5, -1, -1), (6, 3, -1),
              (1, 0, 0), (5, 9, 0), (8, 0, 0)]
+    answers = _mask_answers(package_masks=True)
     for n, (T, left, right) in enumerate(cases, start=1):
         expected = _window_by_loops(T, left, right)
-        checks.check_equal(f"window case {n} of {len(cases)}", _learner(fn, T, left, right, package_masks=True),
+        checks.check_equal(f"window case {n} of {len(cases)}", _learner(fn, T, left, right, answers=answers),
                            expected, hint=WINDOW_HINT)
 
 
@@ -75,13 +108,15 @@ def _document_mask_by_loops(doc_ids: list[int]) -> torch.Tensor:
 def check_document_mask(fn: Callable[[torch.Tensor], object]) -> None:
     """Exercise 2: ``fn(doc_ids)`` -> (T, T) causal mask within each packed document; attention must then equal
     attention over each document separately."""
+    answers = _mask_answers(package_masks=False)
     for n, doc_ids in enumerate(([0, 0, 0, 1, 1, 2], [0, 1, 1, 1], [3, 3, 3, 3, 3], [0, 1, 2, 3]), start=1):
         expected = _document_mask_by_loops(doc_ids)
-        checks.check_equal(f"documents, case {n} of 4", _learner(fn, torch.tensor(doc_ids)), expected, hint=DOC_HINT)
+        checks.check_equal(f"documents, case {n} of 4", _learner(fn, torch.tensor(doc_ids), answers=answers), expected,
+                           hint=DOC_HINT)
     doc_ids = torch.tensor([0, 0, 0, 1, 1, 2])
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(6, 8, generator=g) for _ in range(3))  # (T, D) each
-    mask = torch.as_tensor(_learner(fn, doc_ids)).to(torch.bool)  # (T, T)
+    mask = torch.as_tensor(_learner(fn, doc_ids, answers=answers)).to(torch.bool)  # (T, T)
     packed = scaled_dot_product_attention(q, k, v, mask)  # (T, D)
     separate = torch.cat([scaled_dot_product_attention(q[s], k[s], v[s], causal_mask(s.stop - s.start))
                           for s in (slice(0, 3), slice(3, 5), slice(5, 6))])  # (T, D)
@@ -122,8 +157,11 @@ def check_packed_position_ids(fn: Callable[[torch.Tensor], object]) -> None:
     constant, so comparing logits would let an off-by-one answer through.
     """
     cases = _packed_cases()
+    answers = (masks.position_ids_from_attention_mask,
+               *_library("transformers.data.data_collator", "DataCollatorWithFlattening.__call__"))
     for n, doc_ids in enumerate(cases, start=1):
-        answer = checks.as_float_tensor(f"position ids, case {n}", _learner(fn, doc_ids.clone()), POSITION_HINT)
+        answer = checks.as_float_tensor(f"position ids, case {n}", _learner(fn, doc_ids.clone(), answers=answers),
+                                        POSITION_HINT)
         if tuple(answer.shape) != tuple(doc_ids.shape):
             raise AssertionError(f"position ids, case {n}: shape {tuple(answer.shape)}, expected "
                                  f"{tuple(doc_ids.shape)} (one id per token). {POSITION_HINT}")
@@ -152,19 +190,22 @@ def check_mlm_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], obje
     and fails. ``model_loss`` is the GPT's loss on the same logits with targets -100 where not chosen.
     """
     logits, ids, chosen = logits.detach().cpu().float(), ids.detach().cpu(), chosen.detach().cpu().bool()
-    checks.check_close("equals the model's ignore_index loss", _learner(fn, logits, ids, chosen),
+    learner = functools.partial(_learner, fn, answers=(  # with a mean over a mask, a loss over labels not -100 off
+        *_library("course_utils.rlhf.losses", "masked_mean", "_masked_mean"),
+        *_library("course_utils.lora.sft", "masked_lm_loss")))
+    checks.check_close("equals the model's ignore_index loss", learner(logits, ids, chosen),
                        float(model_loss), atol=1e-5, hint=MLM_HINT)  # a float: any one-element answer counts
     one_hot = torch.full((1, 3, 5), -1e4)
     one_hot[0, 1, 2] = 1e4
     checks.check_close("a perfect prediction at the only chosen position costs 0",
-                       _learner(fn, one_hot, torch.tensor([[4, 2, 0]]), torch.tensor([[False, True, False]])), 0.0,
+                       learner(one_hot, torch.tensor([[4, 2, 0]]), torch.tensor([[False, True, False]])), 0.0,
                        atol=1e-6, hint=MLM_HINT)
     uniform = torch.zeros(2, 4, 8)  # every chosen position costs ln 8, whatever the number chosen
     uneven_ids = torch.tensor([[1, 0, 7, 2], [6, 3, 5, 4]])
     uneven = torch.tensor([[True, False, False, False], [False, True, True, False]])  # 1 and 2 chosen per row
-    checks.check_close("uniform logits cost ln V per chosen position", _learner(fn, uniform, uneven_ids, uneven),
+    checks.check_close("uniform logits cost ln V per chosen position", learner(uniform, uneven_ids, uneven),
                        math.log(8), atol=1e-5, hint=MLM_HINT)
     logits = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(2))  # rows with 1 and 2 chosen positions
     expected = _mlm_loss_by_loops(logits, uneven_ids, uneven)
     checks.check_close("random logits, rows with different numbers of chosen positions",
-                       _learner(fn, logits, uneven_ids, uneven), expected, atol=1e-5, hint=MLM_HINT)
+                       learner(logits, uneven_ids, uneven), expected, atol=1e-5, hint=MLM_HINT)

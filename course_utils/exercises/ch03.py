@@ -4,16 +4,19 @@ trainer's tie rule.
 
 Each check takes the learner's function plus the notebook data it needs, computes the expected value with plain
 Python here (never by calling the package function the exercise asks for), and fails through
-:mod:`course_utils.checks`, whose messages never show the expected value. While the learner's encoder or decoder
-runs (exercises 1 and 2), every ready-made BPE encoder and decoder the notebook can reach is switched off by
+:mod:`course_utils.checks`, whose messages never show the expected value. While the learner's encoder or decoder runs
+(exercises 1 and 2), every ready-made BPE encoder and decoder the notebook can reach is switched off by
 :func:`course_utils.checks.package_functions_switched_off`: ``BPETokenizer``'s encode and decode paths (merge list
-and tiktoken ranks, ``from_ranks``), this module's own helper, ``to_hf_tokenizer``, and tiktoken's ``Encoding`` and
-``_educational`` encoders. Code that lives in compiled extensions (a ``tokenizers`` BPE model built from scratch,
-tiktoken's ``_tiktoken.CoreBPE``) cannot be switched off this way; one built beforehand from the chapter's tokenizer
-fails the cases with merges (exercise 1) or a vocabulary (exercise 2) of their own. While the learner's answers to
-exercises 3 and 4 run, this module's own reference (``_capped_rate``, ``_words_by_count``; ``_one_token_k``,
-``_merge_word``) is switched off; while the learner's heap key runs (exercise 5), the package's own tie key
-(``train.tie_key`` and its ``_Greater`` class).
+and tiktoken ranks, ``from_ranks``), this module's own helper, ``to_hf_tokenizer``, tiktoken's ``Encoding`` and
+``_educational`` encoders, and the pure-Python ``bpe`` method of every ``transformers`` slow tokenizer already
+imported (CTRL, CLVP, XLM, FSMT, Flaubert, BioGPT, PhoBERT, BERTweet, BlenderbotSmall: :func:`_slow_tokenizer_bpes`;
+each learner call looks afresh, so one imported inside the learner's function escapes that call, not the next, and no
+tokenizer module is imported to look). Code that lives in compiled extensions (a ``tokenizers`` BPE model built from
+scratch, tiktoken's ``_tiktoken.CoreBPE``) cannot be switched off this way; one built beforehand from the chapter's
+tokenizer fails the cases with merges (exercise 1) or a vocabulary (exercise 2) of their own. While the learner's
+answers to exercises 3 and 4 run, this module's own reference (``_capped_rate``, ``_words_by_count``;
+``_one_token_k``, ``_merge_word``) is switched off; while the learner's heap key runs (exercise 5), the package's own
+tie key (``train.tie_key`` and its ``_Greater`` class).
 ``tests/test_exercises_ch03.py`` feeds every check the reference solution, a correct answer in another form and the
 likely wrong answers, including one that goes through each ready-made encoder.
 """
@@ -25,6 +28,8 @@ import heapq
 import numbers
 import random
 import re
+import sys
+import types
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -43,6 +48,7 @@ def _ready_made_codecs() -> tuple[Callable, ...]:
     found += [getattr(BPETokenizer, n) for n in ("bpe", "_bpe_ranked", "_encode_pretoken", "encode_ordinary",
                                                  "encode", "encode_iterable", "merge_steps", "decode_bytes",
                                                  "decode")]
+    found += _slow_tokenizer_bpes()
     try:
         import tiktoken
         import tiktoken._educational as educational
@@ -53,6 +59,25 @@ def _ready_made_codecs() -> tuple[Callable, ...]:
     found += [educational.bpe_encode] + [f for n, f in vars(educational.SimpleBytePairEncoding).items()
                                          if n in ("__init__", "encode", "decode", "decode_bytes")]
     return tuple(f for f in found if hasattr(f, "__code__") and not f.__closure__)
+
+
+def _slow_tokenizer_bpes() -> list[Callable]:
+    """The ``bpe`` method (a plain-Python BPE of one word over ``self.bpe_ranks``, callable on a stand-in ``self``) of
+    every class in a ``transformers.models.*.tokenization_*`` module already imported."""
+    found = {}
+    for name, module in list(sys.modules.items()):
+        if name.startswith("transformers.models.") and ".tokenization_" in name:
+            for cls in list(vars(module).values()):
+                method = vars(cls).get("bpe") if isinstance(cls, type) else None
+                if isinstance(method, types.FunctionType):
+                    found[id(method)] = method
+    return list(found.values())
+
+
+def _alone(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` with the ready-made codecs switched off, looked up afresh for this call."""
+    with _without_ready_made_codecs():
+        return fn(*args)
 
 
 @contextlib.contextmanager
@@ -103,9 +128,8 @@ def check_encode_word(fn: Callable, merges: Sequence[tuple[int, int]], words: Se
              ("lowest rank first, not leftmost first", list(b"abc"), [(98, 99), (97, 98)])]
     expected = [_merge_word(list(ids), m) for _, ids, m in cases]
     held_out = [_merge_word(list(w.encode()), merges) for w in words]
-    with _without_ready_made_codecs():
-        answers = [_ids(fn(list(ids), list(m))) for _, ids, m in cases]
-        answers_held_out = [_ids(fn(list(w.encode()), list(merges))) for w in words]
+    answers = [_ids(_alone(fn, list(ids), list(m))) for _, ids, m in cases]  # one block per call: see _alone
+    answers_held_out = [_ids(_alone(fn, list(w.encode()), list(merges))) for w in words]
     for (name, _, _), got, want in zip(cases, answers, expected):
         checks.check_equal(name, got, want, hint=hint)
     checks.check_equal(f"{len(words)} held-out words", answers_held_out, held_out, hint=hint)
@@ -144,12 +168,11 @@ def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence
              ("a vocabulary of its own (ids 0-255 are not the bytes 0-255)", own_ids, own_vocab, own_text),
              ("held-out text", list(ids_of_text), vocab, text)]
     answers = []
-    with _without_ready_made_codecs():
-        for name, ids, v, _ in cases:
-            try:
-                answers.append(fn(list(ids), list(v)))
-            except UnicodeDecodeError as err:
-                raise AssertionError(f"{name}: your function raised UnicodeDecodeError ({err}). {hint}") from None
+    for name, ids, v, _ in cases:
+        try:
+            answers.append(_alone(fn, list(ids), list(v)))
+        except UnicodeDecodeError as err:
+            raise AssertionError(f"{name}: your function raised UnicodeDecodeError ({err}). {hint}") from None
     for (name, _, _, want), got in zip(cases, answers):
         if _one_mark_per_run(got) != _one_mark_per_run(want):  # the message shows the answer as it came back
             raise AssertionError(f"{name}: got {got!r}, which is not right. {hint}")
@@ -245,7 +268,8 @@ def _heap_cases() -> list[tuple[str, dict[tuple[int, int], int], list[bytes]]]:
         ("ids and bytes disagree: (aa, a) against (a, b)", {(97, 98): 2, (256, 97): 2}, vocab),
     ]
     rng = random.Random(3)
-    words = sorted({bytes(rng.choice(b"ab\x00\xff") for _ in range(rng.randint(2, 3))) for _ in range(40)})  # distinct, none a single byte
+    # distinct words, none a single byte
+    words = sorted({bytes(rng.choice(b"ab\x00\xff") for _ in range(rng.randint(2, 3))) for _ in range(40)})
     rand_vocab = [bytes([b]) for b in range(256)] + words
     ids = list(range(97, 99)) + [0, 255] + list(range(256, len(rand_vocab)))
     pairs = {(rng.choice(ids), rng.choice(ids)) for _ in range(300)}

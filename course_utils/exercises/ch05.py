@@ -4,7 +4,10 @@ its expected reward and KL, the IPO loss, and RLOO's leave-one-out advantages.
 Each exercise asks for something :mod:`course_utils.rlhf` does not provide (the closed-form optimum that DPO starts
 from, IPO, RLOO). While the learner's function runs, this module's own references are
 switched off, and so are :func:`course_utils.rlhf.losses.group_relative_advantages` (RLOO is k / (k - 1) times its
-mean-subtracted rewards) and torch's categorical KL (``torch.distributions.kl_divergence`` answers exercise 1b).
+mean-subtracted rewards) and the library KLs that answer exercise 1b: torch's categorical KL
+(``torch.distributions.kl_divergence``), ``torch.nn.functional.kl_div`` (and so ``nn.KLDivLoss``), and where scipy is
+already imported ``scipy.stats.entropy`` and, as module attributes, ``scipy.special.rel_entr`` and ``kl_div``
+(:func:`_scipy_kl_refused`).
 Each check computes the expected value itself with plain code written differently from the reference solution, and
 fails through :mod:`course_utils.checks`, whose messages never show the expected value.
 ``tests/test_exercises_ch05.py`` feeds every check the reference solution, correct answers in other forms, and the
@@ -30,7 +33,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
+import types
 from typing import Any, Callable, Iterator
+from unittest import mock
 
 import torch
 
@@ -104,7 +110,12 @@ def _kl_reference(pi: torch.Tensor, pi_ref: torch.Tensor, rewards: torch.Tensor)
 def check_kl_and_reward(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]) -> None:
     """``fn(pi (N,), pi_ref (N,), rewards (N,)) -> (expected reward under pi, KL(pi || pi_ref))`` in nats, with
     0 log 0 = 0. ``pi`` is zero wherever ``pi_ref`` is (otherwise the KL is infinite); the cases include responses
-    with pi = pi_ref = 0, as the notebook says, so a ratio pi / pi_ref must not reach the sum there (0 / 0 = NaN)."""
+    with pi = pi_ref = 0, as the notebook says, so a ratio pi / pi_ref must not reach the sum there (0 / 0 = NaN).
+
+    Switched off meanwhile (:func:`_learner_alone`): torch's ``kl_divergence`` of categoricals, ``F.kl_div``,
+    ``scipy.stats.entropy`` and the module attributes ``scipy.special.rel_entr`` and ``scipy.special.kl_div``. Those
+    two are NumPy ufuncs, whose code cannot be swapped: only the attribute is, so a name imported before the check
+    (``from scipy.special import rel_entr``) still reaches the ufunc."""
     hint = ("the expected reward averages r under pi (not under pi_ref); KL(pi || pi_ref) = sum over y of "
             "pi(y) * log(pi(y) / pi_ref(y)) with the natural log, and a term with pi(y) = 0 counts as 0 (leave it "
             "out, e.g. with torch.where, rather than computing 0 * log 0); where pi(y) and pi_ref(y) are both 0, "
@@ -233,15 +244,34 @@ def check_rloo_advantages(fn: Callable[[torch.Tensor, int], Any]) -> None:
 
 @contextlib.contextmanager
 def _learner_alone() -> Iterator[None]:
-    """Switch off what would answer an exercise for the learner: this module's references, GRPO's advantages and
-    torch's categorical KL, which the notebook shows (``kl_divergence(Categorical(...), Categorical(...))`` answers
-    exercise 1b's 0 log 0 and 0 / 0 terms by itself). ``kl_divergence`` looks the function up in a registry, so the
-    registered function object is switched off (its code swapped), which also blocks the one-hot categorical KL that
-    calls it; everything is restored when the block ends, also when it raises."""
+    """Switch off what would answer an exercise for the learner: this module's references, GRPO's advantages,
+    ``F.kl_div``, scipy's KLs (:func:`_scipy_kl_refused`) and torch's categorical KL, which the notebook shows
+    (``kl_divergence(Categorical(...), Categorical(...))`` answers exercise 1b's 0 log 0 and 0 / 0 terms by itself).
+    ``kl_divergence`` looks the function up in a registry, so the registered function object is switched off (its
+    code swapped), which also blocks the one-hot categorical KL that calls it; everything is restored when the block
+    ends, also when it raises."""
     from torch.distributions import kl as torch_kl
 
     from course_utils.rlhf.losses import group_relative_advantages
 
-    with checks.package_functions_switched_off(_optimal_reference, _kl_reference, _ipo_reference, _rloo_reference,
-                                               group_relative_advantages, torch_kl._kl_categorical_categorical):
+    with contextlib.ExitStack() as stack:
+        entropy = _scipy_kl_refused(stack)
+        stack.enter_context(checks.package_functions_switched_off(
+            _optimal_reference, _kl_reference, _ipo_reference, _rloo_reference, group_relative_advantages,
+            torch_kl._kl_categorical_categorical, torch.nn.functional.kl_div, *entropy))
         yield
+
+
+def _scipy_kl_refused(stack: contextlib.ExitStack) -> list[Callable]:
+    """Where scipy is already imported (nothing is imported to look; the checks call the learner once per case, each
+    time with a fresh look, so one imported inside the learner's function escapes that call, not the next): refuse
+    ``scipy.special.rel_entr`` and ``kl_div`` as attributes of ``scipy.special`` (and ``_ufuncs``), replaced in
+    ``stack`` until the block ends, also after a raise; return ``scipy.stats.entropy``'s function to switch off."""
+    for name in ("scipy.special", "scipy.special._ufuncs"):
+        module = sys.modules.get(name)
+        for ufunc in ("rel_entr", "kl_div"):
+            if module is not None and hasattr(module, ufunc):
+                stack.enter_context(mock.patch.object(module, ufunc, checks.refusing(f"scipy.special.{ufunc}")))
+    entropy = getattr(getattr(sys.modules.get("scipy.stats"), "entropy", None), "__wrapped__", None)
+    return [entropy] if isinstance(entropy, types.FunctionType) and not entropy.__closure__ else []
+

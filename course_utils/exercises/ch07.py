@@ -3,11 +3,13 @@ with distance, the KV cache of a sliding-window model, and how much a continuati
 
 Each exercise asks for something :mod:`course_utils.generate` does not provide (epsilon sampling, a penalty window,
 a rolling-buffer cache, n-gram novelty), so no package call is the answer. ``transformers`` does ship epsilon (and
-eta) sampling as logits warpers, and the notebook imports their siblings; this module's private references
-(``_epsilon_reference``, ``_decaying_reference``, ``_novelty_reference``) are full answers too. Each check computes
-the expected value first, with those references, and then runs the learner's function inside
-:func:`course_utils.checks.package_functions_switched_off` with the warpers' ``__call__`` and the references
-switched off. Failures go through :mod:`course_utils.checks`, whose messages never show the expected value.
+eta) sampling as logits warpers, and the notebook imports their siblings; min-p filtering at min_p = epsilon / p_max
+is epsilon sampling too (the package's ``min_p_filter`` and its ``_min_p``, which ``process_logits`` calls, and
+``transformers``' ``MinPLogitsWarper``); this module's private references (``_epsilon_reference``,
+``_decaying_reference``, ``_novelty_reference``) are full answers too. Each check computes the expected value first,
+with those references, and then runs the learner's function inside
+:func:`course_utils.checks.package_functions_switched_off` with the warpers' ``__call__``, the min-p filters and the
+references switched off. Failures go through :mod:`course_utils.checks`, whose messages never show the expected value.
 ``tests/test_exercises_ch07.py`` feeds every check the reference solution, a correct answer in another form, and the
 likely wrong answers.
 
@@ -128,10 +130,14 @@ def check_novel_ngram_fraction(fn: Callable[[list[int], list[int], int], Any]) -
 
 
 def _learner_alone(fn: Callable, *args: Any) -> Any:
-    """``fn(*args)`` with every ready-made answer switched off: ``transformers``' epsilon and eta warpers and this
-    module's own references (the checks call those before, never inside, this block)."""
-    from transformers.generation import EpsilonLogitsWarper, EtaLogitsWarper
+    """``fn(*args)`` with every ready-made answer switched off: ``transformers``' epsilon, eta and min-p warpers, the
+    package's min-p filter (min-p at epsilon / p_max is epsilon sampling) and this module's own references (the
+    checks call those before, never inside, this block)."""
+    from transformers.generation import EpsilonLogitsWarper, EtaLogitsWarper, MinPLogitsWarper
+
+    from course_utils.generate import sampling
 
     with checks.package_functions_switched_off(EpsilonLogitsWarper.__call__, EtaLogitsWarper.__call__,
+                                               MinPLogitsWarper.__call__, sampling.min_p_filter, sampling._min_p,
                                                _epsilon_reference, _decaying_reference, _novelty_reference):
         return fn(*args)

@@ -10,14 +10,14 @@ and bincount). Failures go through :mod:`course_utils.checks`, whose messages ne
 ``tests/test_exercises_ch09.py`` feeds every check the reference solution, correct answers in other forms and the
 likely wrong answers.
 
-The package has each answer (:func:`~course_utils.model.modern.apply_rope` and its helpers, ``repeat_kv`` and the
-Llama attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route``), so while the learner's function
-runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's
-own references. Library calls that do an exercise's work are refused too (``transformers``' in every model module's
-and attention integration's copy, class methods included): ``apply_rotary_pos_emb``, ``rotate_half``, gpt-oss's
-``_apply_rotary_emb`` and wav2vec2's ``_apply_rotary_embedding`` (RoPE); SDPA's ``enable_gqa=True``,
-PyTorch's ``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``,
-``top_k`` times this loss. SDPA without ``enable_gqa`` and chapter 02's :mod:`course_utils.model.attention` stay on.
+The package has each answer (:func:`~course_utils.model.modern.apply_rope` and its helpers, ``repeat_kv`` and the Llama
+attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route``), so while the learner's function runs they
+are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's own references.
+Library calls that do an exercise's work are refused too (``transformers``' in every model module's and attention
+integration's copy, class and static methods included): ``ROPE_LIBRARY``'s rotations (RoPE: ``apply_rotary_pos_emb``,
+``rotate_half`` and their interleaved, complex, 2-D and vision kin); SDPA's ``enable_gqa=True``, PyTorch's
+``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``, ``top_k`` times
+this loss. SDPA without ``enable_gqa`` and chapter 02's :mod:`course_utils.model.attention` stay on.
 
 Conventions the exercise text states.
 RoPE (Su et al., 2021, "RoFormer"), in the "rotate half" pairing that ``transformers``' Llama and SmolLM2 use
@@ -46,6 +46,7 @@ masks, expert capacity, and the KV-cache size formula with GQA (chapter 07's Mis
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import math
 import sys
@@ -95,7 +96,7 @@ def _library_copies(names: tuple[str, ...], first: str) -> list[Callable]:
         if module_name.startswith(("transformers.models.", "transformers.integrations.")):
             spaces = [getattr(module, "__dict__", {})]
             spaces += [vars(c) for c in spaces[0].values() if isinstance(c, type)]  # and its classes' methods
-            for fn in (getattr(space.get(name), "__func__", space.get(name)) for space in spaces for name in names):
+            for fn in (getattr(f, "__func__", f) for space in spaces for f in map(space.get, space.keys() & names)):
                 if isinstance(fn, types.FunctionType) and not fn.__closure__:  # what the switch-off can swap
                     found[id(fn)] = fn
     return list(found.values())
@@ -103,8 +104,13 @@ def _library_copies(names: tuple[str, ...], first: str) -> list[Callable]:
 
 # ---------- exercise 1: RoPE by hand ----------
 
-# switched off while the check runs: transformers' half-split rotations, gpt-oss's and wav2vec2's method included
-ROPE_LIBRARY = ("apply_rotary_pos_emb", "rotate_half", "_apply_rotary_emb", "_apply_rotary_embedding")
+# switched off while the check runs (every copy): transformers' rotations, whatever their pairing (one permute away)
+ROPE_LIBRARY = ("apply_rotary_pos_emb", "rotate_half", "_apply_rotary_emb", "_apply_rotary_embedding",
+                "apply_rotary_pos_emb_interleave", "apply_rotary_emb", "vision_apply_rotary_emb",
+                "apply_rotary_position_embeddings", "rotate_pairwise", "rotate_every_two", "rotate_half_llm",
+                "rotate_half_text", "apply_rotary_pos_emb_2d", "apply_rotary_pos_emb_2d_self_attn",
+                "apply_rotary_pos_emb_2d_cross_attn", "apply_rotary_pos_emb_vision", "apply_multidimensional_rope",
+                "apply_rotary_time_emb", "rotate_queries_or_keys")
 
 ROPE_HINT = ("pair coordinate i with coordinate i + D/2 (the two HALVES of the last dimension, not neighbours 2i and "
              "2i+1); pair i turns by angle position * theta ** (-2i / D), so pair 0 turns fastest (one radian per "
@@ -114,10 +120,7 @@ ROPE_HINT = ("pair coordinate i with coordinate i + D/2 (the two HALVES of the l
 
 def _rope_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
     g = make_generator(90, "cpu")
-
-    def x(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=g)
-
+    x = functools.partial(torch.randn, generator=g)  # x(*shape): a seeded draw
     return [("one vector at position 0 (nothing turns)", x(1, 8), torch.tensor([0]), 10000.0),
             ("(T, D) = (5, 8), positions 0..4", x(5, 8), torch.arange(5), 10000.0),
             ("(T, D) = (7, 2), one pair, positions 0, 3, .., 18", x(7, 2), torch.arange(7) * 3, 10000.0),
@@ -167,11 +170,9 @@ def _check_relative_property(fn: Callable) -> None:
     for offset in (0, 3):
         scores = []
         for n in (0, 5, 40):
-            rotated_q = _call(fn, q.clone(), torch.tensor([n + offset]), 10000.0, library=ROPE_LIBRARY)
-            rotated_k = _call(fn, k.clone(), torch.tensor([n]), 10000.0, library=ROPE_LIBRARY)
-            rotated_q = _tensor_of_shape(name, rotated_q, (1, 16), hint)
-            rotated_k = _tensor_of_shape(name, rotated_k, (1, 16), hint)
-            scores.append(float((rotated_q * rotated_k).sum()))
+            turned = [_tensor_of_shape(name, _call(fn, v.clone(), torch.tensor([at]), 10000.0, library=ROPE_LIBRARY),
+                                       (1, 16), hint) for v, at in ((q, n + offset), (k, n))]  # q at m, k at n
+            scores.append(float((turned[0] * turned[1]).sum()))
         if max(scores) - min(scores) > 1e-4 * (1 + max(abs(s) for s in scores)):
             raise AssertionError(f"{name}: with offset m - n = {offset}, the score changes when m and n move "
                                  f"together (m = n + {offset} for n = 0, 5, 40). {hint}")
@@ -197,10 +198,9 @@ class _LibraryGQARefused(TorchFunctionMode):
     block pops it, also after a raise. It sees flex_attention's operator (refused too), not the Python function."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if kwargs.get("enable_gqa") or getattr(func, "__name__", None) == "flex_attention":  # or its operator
+        if (kwargs or {}).get("enable_gqa") or getattr(func, "__name__", None) == "flex_attention":  # or its operator
             raise AssertionError(f"grouped-query attention: {GQA_REFUSED}")
-        return func(*args, **kwargs)
+        return func(*args, **(kwargs or {}))
 
 
 def _gqa_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:

@@ -15,12 +15,15 @@ The package has each answer (:mod:`course_utils.classify.scoring`, chapter 06's
 :func:`course_utils.lora.answers.label_logprobs`, chapter 05's :func:`course_utils.rlhf.rollout.response_logprobs`
 and :func:`course_utils.rlhf.dpo.sequence_logps`, chapter 07's :func:`course_utils.generate.loop.continuation_nll` and
 chapter 01's :func:`course_utils.evaluate.scoring.score_ids` (which a stand-in model returning the given logits would
-reach), chapter 06's :func:`course_utils.lora.sft.masked_lm_loss` (which takes the logits and labels of -100),
+reach), chapter 06's :func:`course_utils.lora.sft.masked_lm_loss` (which takes the logits and labels of -100) and
+:func:`~course_utils.lora.sft.labelled_logits` (the shift and the labelled positions, on a stand-in model),
 :func:`course_utils.classify.calibration.contextual_calibration`,
-:func:`course_utils.classify.metrics.macro_f1` and its confusion matrix), so while the learner's function runs
-those are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's own
-references. Libraries outside the course
-(scikit-learn's ``f1_score``) are not blocked.
+:func:`course_utils.classify.metrics.macro_f1` and its confusion matrix, chapter 08's
+:func:`course_utils.rag.matching.token_f1` (a bag-of-tokens F1, per class over item indices)), so while the
+learner's function runs those are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so
+are this module's own references and ``transformers``' causal-LM loss (``ForCausalLMLoss``, a sum with
+``num_items_in_batch=1``, and the ``fixed_cross_entropy`` under it and under ``ForMaskedLMLoss`` fed labels shifted by
+hand). Libraries outside the course (scikit-learn's ``f1_score``) are not blocked.
 
 Conventions the exercise text states.
 Label scores: ``input_ids`` (L, T) holds in row l the prompt's P = ``prompt_len`` tokens, label l's K_l =
@@ -58,6 +61,7 @@ from course_utils.device import make_generator
 from course_utils.evaluate import scoring as text_scoring
 from course_utils.generate import loop
 from course_utils.lora import answers, sft
+from course_utils.rag import matching
 from course_utils.rlhf import dpo, rollout
 
 SCORE_ATOL, SCORE_RTOL = 1e-4, 1e-5
@@ -71,12 +75,22 @@ def _call(fn: Callable, *args: Any) -> Any:
     package = (scoring.label_logprobs_many, scoring.label_logprobs, scoring.label_logprobs_per_label,
                scoring.label_probabilities, answers.label_logprobs, answers._score_chunk,
                rollout.response_logprobs, dpo.sequence_logps, loop.continuation_nll, sft.masked_lm_loss,
-               text_scoring.score_ids,
-               calibration.contextual_calibration, metrics.macro_f1, metrics.confusion_matrix,
+               sft.labelled_logits, text_scoring.score_ids, *_transformers_losses(),
+               calibration.contextual_calibration, metrics.macro_f1, metrics.confusion_matrix, matching.token_f1,
                _score_reference, _calibration_reference, _f1_reference)  # and this module's own answers
     # torch.no_grad() wraps some of them in a closure: switch off the function it wraps
     with checks.package_functions_switched_off(*(getattr(f, "__wrapped__", f) for f in package)):
         return fn(*args)
+
+
+def _transformers_losses() -> tuple[Callable, ...]:
+    """``transformers``' causal-LM loss and the cross-entropy under it (and under ``ForMaskedLMLoss``, fed labels
+    shifted by hand), where the installed version has them."""
+    try:
+        from transformers.loss.loss_utils import ForCausalLMLoss, fixed_cross_entropy
+    except ImportError:
+        return ()
+    return ForCausalLMLoss, fixed_cross_entropy
 
 
 def _vector(name: str, answer: Any, n: int, hint: str) -> torch.Tensor:
