@@ -155,6 +155,20 @@ def _refused(*args, **kwargs):
                          "runs")
 
 
+def library_functions(module_name: str, *names: str) -> tuple[Callable, ...]:
+    """The functions ``names`` (``"name"`` or ``"Class.method"``) of ``module_name``, unwrapped (``__wrapped__``), in
+    the form :func:`package_functions_switched_off` takes; a module or name the installed version lacks is skipped."""
+    import functools
+    import importlib
+
+    found = []
+    for name in names:
+        with contextlib.suppress(ImportError, AttributeError):
+            function = functools.reduce(getattr, name.split("."), importlib.import_module(module_name))
+            found.append(getattr(function, "__wrapped__", function))
+    return tuple(f for f in found if _switchable(f))
+
+
 def refusing(name: str) -> Callable:
     """A stand-in that refuses like a switched-off function, for what cannot be switched off by swapping code (a
     NumPy ufunc held as a module attribute, patched by the caller)."""

@@ -454,12 +454,50 @@ def factors_via_osf(delta, r):  # OSF's split of a weight into its top-r singula
     return parts["U_high"] * parts["S_high"], parts["V_high"]
 
 
+def factors_via_psoft(delta, r):  # PSOFT's SVD factors, on an empty stand-in
+    from peft.tuners.psoft.layer import PsoftLayer
+
+    v, s, uh = PsoftLayer._compute_svd_factors(types.SimpleNamespace(), delta, r, svd_mode="full", niter=0)
+    return v * s, uh
+
+
+def factors_via_tinylora(delta, r):  # TinyLoRA's SVD start, on a stand-in layer
+    from peft.tuners.tinylora.layer import TinyLoraLayer
+
+    base = types.SimpleNamespace(weight=types.SimpleNamespace(data=delta))
+    stand_in = types.SimpleNamespace(tinylora_A={}, tinylora_B={}, r={}, get_base_layer=lambda: base)
+    TinyLoraLayer._init_svd(stand_in, "a", r, False)
+    return stand_in.tinylora_B["a"], stand_in.tinylora_A["a"]
+
+
+def factors_via_incremental_pca(delta, r):  # peft's IncrementalPCA on [delta; -delta] (zero mean, so no centring)
+    from peft.utils.incremental_pca import IncrementalPCA
+
+    v = IncrementalPCA().partial_fit(torch.cat([delta, -delta]).clone()).components_[:r].T  # (in, r)
+    return delta @ v, v.T
+
+
+def factors_via_corda(delta, r):  # CorDA's eigens with an identity covariance
+    from peft.tuners.lora.corda import collect_eigens_for_layer
+
+    layer = torch.nn.Module()
+    layer.weight = torch.nn.Parameter(delta.clone())
+    layer.covariance_matrix = torch.eye(delta.shape[1], dtype=delta.dtype)
+    eigens = collect_eigens_for_layer(layer, None)
+    return eigens.U_WC[:, :r] * eigens.S_WC[:r], eigens.V_WC[:, :r].T
+
+
+PEFT_ROUTE_MODULES = {factors_via_osf: "peft.tuners.osf.utils", factors_via_psoft: "peft.tuners.psoft.layer",
+                      factors_via_tinylora: "peft.tuners.tinylora.layer",
+                      factors_via_incremental_pca: "peft.utils.incremental_pca",
+                      factors_via_corda: "peft.tuners.lora.corda"}  # those an older peft may lack
+
+
 @pytest.mark.parametrize("route", [factors_via_peft_conversion, factors_via_loftq, factors_via_pissa_init,
-                                   factors_via_svd_merge, factors_via_osf])
+                                   factors_via_svd_merge, *PEFT_ROUTE_MODULES])
 def test_exercise_2_refuses_peft_svd_routes_and_restores_them(route):
     pytest.importorskip("peft")
-    if route is factors_via_osf:
-        pytest.importorskip("peft.tuners.osf.utils")  # peft 0.19 has no OSF
+    pytest.importorskip(PEFT_ROUTE_MODULES.get(route, "peft"))  # e.g. peft 0.19 has no OSF
     _, delta, r, product, fraction = ex._svd_cases()[0]
 
     def fraction_via_route(d, rank):  # exercise 2b from the route's factors

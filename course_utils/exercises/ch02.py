@@ -12,7 +12,7 @@ learner's function runs they are switched off by :func:`course_utils.checks.pack
 PyTorch (``torch.tril``/``torch.triu`` with a diagonal offset) stays allowed: it still needs the inequality.
 The loops that compute the expected values here (``_window_by_loops`` and the others) are answers too, so every
 exercise's learner call runs with them switched off. So are the library and package functions that answer an
-exercise (:func:`_library`): for exercises 1 and 2, ``transformers.masking_utils``' mask functions and the factories
+exercise (:func:`course_utils.checks.library_functions`): for exercises 1 and 2, ``transformers.masking_utils``' mask functions and the factories
 that compose them (``HF_MASKS``: ``and_masks``, ``sliding_window_overlay``, ``packed_sequence_mask_function``, ...,
 and ``sdpa_mask``, which the notebook shows; switching a factory off is what counts, its closures are made by it);
 for exercise 3, :func:`course_utils.model.masks.position_ids_from_attention_mask` (one document at a time) and
@@ -22,11 +22,8 @@ twin) and chapter 06's ``masked_lm_loss``. Exercise 2 may still build on the pac
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib
 import math
-import types
 from typing import Any, Callable
 
 import torch
@@ -71,21 +68,12 @@ HF_MASKS = ("and_masks", "or_masks", "causal_mask_function", "bidirectional_mask
             "eager_mask")
 
 
-def _library(module_name: str, *names: str) -> tuple[Callable, ...]:
-    """The plain functions (or ``Class.method``) ``names`` of ``module_name``: those the installed version has."""
-    found = []
-    for name in names:
-        with contextlib.suppress(ImportError, AttributeError):
-            found.append(functools.reduce(getattr, name.split("."), importlib.import_module(module_name)))
-    return tuple(f for f in found if isinstance(f, types.FunctionType) and not f.__closure__)
-
-
 def _mask_answers(package_masks: bool) -> tuple[Callable, ...]:
     """Exercises 1 and 2: ``HF_MASKS``, and with ``package_masks`` the package's mask builders (they compose into
     exercise 1's answer)."""
     package = (masks.causal_mask, masks.bidirectional_mask, masks.prefix_lm_mask, masks.sliding_window_mask,
                masks.key_padding_mask, masks.padding_mask) if package_masks else ()
-    return package + _library("transformers.masking_utils", *HF_MASKS)
+    return package + checks.library_functions("transformers.masking_utils", *HF_MASKS)
 
 
 def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
@@ -158,7 +146,7 @@ def check_packed_position_ids(fn: Callable[[torch.Tensor], object]) -> None:
     """
     cases = _packed_cases()
     answers = (masks.position_ids_from_attention_mask,
-               *_library("transformers.data.data_collator", "DataCollatorWithFlattening.__call__"))
+               *checks.library_functions("transformers.data.data_collator", "DataCollatorWithFlattening.__call__"))
     for n, doc_ids in enumerate(cases, start=1):
         answer = checks.as_float_tensor(f"position ids, case {n}", _learner(fn, doc_ids.clone(), answers=answers),
                                         POSITION_HINT)
@@ -191,8 +179,8 @@ def check_mlm_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], obje
     """
     logits, ids, chosen = logits.detach().cpu().float(), ids.detach().cpu(), chosen.detach().cpu().bool()
     learner = functools.partial(_learner, fn, answers=(  # with a mean over a mask, a loss over labels not -100 off
-        *_library("course_utils.rlhf.losses", "masked_mean", "_masked_mean"),
-        *_library("course_utils.lora.sft", "masked_lm_loss")))
+        *checks.library_functions("course_utils.rlhf.losses", "masked_mean", "_masked_mean"),
+        *checks.library_functions("course_utils.lora.sft", "masked_lm_loss")))
     checks.check_close("equals the model's ignore_index loss", learner(logits, ids, chosen),
                        float(model_loss), atol=1e-5, hint=MLM_HINT)  # a float: any one-element answer counts
     one_hot = torch.full((1, 3, 5), -1e4)

@@ -3,19 +3,20 @@ attention, the best rank-r LoRA update for a given full fine-tuning change (and 
 and DoRA's forward pass.
 
 Each exercise asks for something :mod:`course_utils.lora` does not provide (a parameter count from a config alone,
-without building a model; the Eckart-Young factorisation; DoRA), so no package call is the answer. What is in reach
-is switched off while the learner's function runs (:func:`_learner`, with
+without building a model; the Eckart-Young factorisation; DoRA), so no package call is the answer. What is in reach is
+switched off while the learner's function runs (:func:`_learner`, with
 :func:`course_utils.checks.package_functions_switched_off`): this module's references, the case lists that carry
-expected values and, where peft is installed, peft's answers (:func:`_peft_answers`): ``get_peft_model``, every DoRA
-layer's ``forward`` and ``get_weight_norm`` (exercises 1 and 3 also refuse its layers' ``__init__``), the best rank-r
-factors of its LoRA conversion, LoftQ's decomposition, PiSSA's initialisation, the SVD merge of adapters and OSF's
-split (2a, 2b; OLoRA's QR start is no answer); :func:`course_utils.checks.exercise` switches off every reference
-solution of the chapter (2b cannot pass through 2a's). Each check computes the expected value itself with code
-written differently from the reference solution (:mod:`course_utils.solutions.ch06`): a per-layer enumeration of A
-and B tensors for the count; matrices built from a KNOWN singular value decomposition, or a projection onto the top
-eigenvectors of delta delta^T, instead of an SVD; an einsum over explicitly normalised rows for DoRA. Failures go
-through :mod:`course_utils.checks`, whose messages never show the expected value; ``tests/test_exercises_ch06.py``
-feeds every check the reference solution, correct answers in other forms, and the likely wrong answers.
+expected values and, where peft is installed, peft's answers (:func:`~course_utils.exercises.peft_routes.peft_answers`:
+every DoRA layer's ``forward`` and ``get_weight_norm``, and :data:`~course_utils.exercises.peft_routes.PEFT_ANSWERS`,
+the helpers that hand over 2a's factors or 2b's share, most on a stand-in ``self``; exercises 1 and 3 also refuse its
+layers' ``__init__``); :func:`course_utils.checks.exercise` switches off every reference solution of the chapter. Left
+open: torch's weight norm (``torch._weight_norm``, a builtin, and its ``nn.utils`` wrappers) turns W + sBA and m into
+DoRA's weight in one call. The checks compute the expected values with code unlike the solutions
+(:mod:`course_utils.solutions.ch06`): a per-layer enumeration of A and B for the count; a KNOWN singular value
+decomposition, or the top eigenvectors of delta delta^T, instead of an SVD; an einsum over explicitly normalised rows
+for DoRA. Failures go through :mod:`course_utils.checks`, whose messages never show the expected value;
+``tests/test_exercises_ch06.py`` feeds every check the reference solution, correct answers in other forms, and the
+likely wrong answers.
 
 DoRA's norm axis. The paper writes W in R^{d x k} with a magnitude m in R^{1 x k} and ||.||_c "the vector-wise norm
 of a matrix across each column"; its W is laid out (in_features, out_features), so a column holds the weights of
@@ -45,15 +46,14 @@ backward pass, which changes gradients but not values, so only values are checke
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
-import types
 from typing import Any, Callable
 from unittest import mock
 
 import torch
 
 from course_utils import checks
+from course_utils.exercises import peft_routes
 from course_utils.device import make_generator
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -61,9 +61,10 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 
 def _learner(fn: Callable, *args: Any) -> Any:
     """``fn(*args)`` with this module's references, the case lists that carry expected values (built before this block,
-    compared after it) and :func:`_peft_answers` switched off; the notebook's ``checks.exercise`` adds the solutions."""
+    compared after it) and :func:`~course_utils.exercises.peft_routes.peft_answers` switched off; the notebook's
+    ``checks.exercise`` adds the solutions."""
     own = [_count_reference, _known_truth, _projected_truth, _svd_cases, _dora_reference, _dora_cases]
-    with checks.package_functions_switched_off(*own, *_peft_answers()):
+    with checks.package_functions_switched_off(*own, *peft_routes.peft_answers()):
         return fn(*args)
 
 
@@ -136,8 +137,9 @@ def _package_lora_switched_off(name: str):
     """While the learner's function runs, every model-based route to the count refuses to run: the package's LoRA
     layer cannot be built (its class's ``__init__`` is replaced, which catches every name it was imported under, and
     so ``apply_lora`` too), ``meta_model`` is switched off, and so are peft's models and layers
-    (:func:`_peft_switched_off`), transformers' ``PreTrainedModel.__init__`` (no meta-device ``LlamaForCausalLM``
-    whose widths would be read off) and any ``nn.Linear`` (a ``LlamaDecoderLayer`` built alone has them)."""
+    (:func:`~course_utils.exercises.peft_routes.refuse_peft_inits`), transformers' ``PreTrainedModel.__init__`` (no
+    meta-device ``LlamaForCausalLM`` whose widths would be read off) and any ``nn.Linear`` (a ``LlamaDecoderLayer``
+    built alone has them)."""
     from course_utils.lora import layer, memory
 
     message = (f"{name}: this exercise asks for the count by arithmetic on the config; LoRALinear, apply_lora, "
@@ -148,7 +150,7 @@ def _package_lora_switched_off(name: str):
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(layer.LoRALinear, "__init__", refusing_init))
-        _peft_switched_off(stack, refusing_init)
+        peft_routes.refuse_peft_inits(stack, refusing_init)
         if importlib.util.find_spec("transformers") is not None:
             from transformers import PreTrainedModel
 
@@ -156,39 +158,6 @@ def _package_lora_switched_off(name: str):
         stack.enter_context(mock.patch.object(torch.nn.Linear, "__init__", refusing_init))  # any model's layers
         stack.enter_context(checks.package_functions_switched_off(memory.meta_model))
         yield
-
-
-def _peft_switched_off(stack: contextlib.ExitStack, refusing_init: Callable) -> None:
-    """Where peft is installed, refuse (in ``stack``) the ``__init__`` of peft's ``BaseTuner`` (every route to a
-    peft model: ``get_peft_model``, ``PeftModel``, ``LoraModel``, ``inject_adapter_in_model``), ``LoraLayer`` (a LoRA
-    or DoRA layer built alone) and ``DoraLinearLayer`` (every DoRA layer's base); one made by ``__new__`` still meets
-    :func:`_peft_answers`."""
-    if importlib.util.find_spec("peft") is not None:
-        from peft.tuners.lora import LoraLayer, dora
-        from peft.tuners.tuners_utils import BaseTuner
-
-        for cls in (BaseTuner, LoraLayer, dora.DoraLinearLayer):
-            stack.enter_context(mock.patch.object(cls, "__init__", refusing_init))
-
-
-def _peft_answers() -> list[Callable]:
-    """Where peft is installed, these (module:name), each giving exercise 2's factors (on a stand-in ``self``) or a
-    model, and every DoRA layer's ``forward`` and ``get_weight_norm`` (3), unwrapped; any a version lacks is skipped."""
-    if importlib.util.find_spec("peft") is None:
-        return []
-    from peft.tuners.lora import dora
-
-    found = [f for c in vars(dora).values() if isinstance(c, type) and issubclass(c, dora.DoraLinearLayer)
-             for n, f in vars(c).items() if n in ("forward", "get_weight_norm")]
-    for where in ("peft:get_peft_model", "peft.tuners.lora.conversion:_convert_module_to_lora",
-                  "peft.utils.loftq_utils:_low_rank_decomposition", "peft.tuners.lora:LoraLayer.pissa_init",
-                  "peft.tuners.lora.model:LoraModel._svd_generalized_task_arithmetic_weighted_adapter",
-                  "peft.tuners.osf.utils:decompose_weight_matrix"):
-        with contextlib.suppress(ImportError, AttributeError):
-            module_name, name = where.split(":")
-            found.append(functools.reduce(getattr, name.split("."), importlib.import_module(module_name)))
-    return [f for f in (getattr(f, "__wrapped__", f) for f in found)
-            if isinstance(f, types.FunctionType) and not f.__closure__]  # the kind that can be switched off
 
 
 # ---------- exercise 2: the best rank-r update (Eckart-Young) and the energy it captures ----------
@@ -314,7 +283,7 @@ def check_dora_forward(fn: Callable[..., Any]) -> None:
     for label, args, expected in _dora_cases():
         name = f"DoRA forward, {label}"
         with contextlib.ExitStack() as stack:  # peft's routes are switched off while the learner's function runs
-            _peft_switched_off(stack, refusing_init)
+            peft_routes.refuse_peft_inits(stack, refusing_init)
             result = _learner(fn, *(t.clone() if isinstance(t, torch.Tensor) else t for t in args))
         checks.check_close(name, checks.finite_float_tensor(name, result, hint), expected, atol=1e-5, rtol=1e-4,
                            hint=hint)
