@@ -157,7 +157,8 @@ def _refused(*args, **kwargs):
 
 def library_functions(module_name: str, *names: str) -> tuple[Callable, ...]:
     """The functions ``names`` (``"name"`` or ``"Class.method"``) of ``module_name``, unwrapped (``__wrapped__``), in
-    the form :func:`package_functions_switched_off` takes; a module or name the installed version lacks is skipped."""
+    the form :func:`package_functions_switched_off` takes; a module or name the installed version lacks is skipped, and
+    so is one that cannot be switched off (a closure, a builtin, a classmethod's bound method)."""
     import functools
     import importlib
 
@@ -207,6 +208,8 @@ def package_functions_switched_off(*functions: Callable) -> Iterator[None]:
             outer(frame, event, arg)
 
     outer = sys.getprofile()
+    if not callable(outer) and outer is not None:  # a C profiler (cProfile, %prun): leave it, and the watch, alone
+        copies = {}
     try:
         for f in functions:
             f.__code__ = _refused.__code__.replace(co_name=f"{f.__module__}.{f.__qualname__}")

@@ -1,6 +1,7 @@
 """The shared exercise checks accept every correct form, reject wrong answers, and never reveal the answer."""
 
 import inspect
+import sys
 import types
 
 import pytest
@@ -120,6 +121,27 @@ def test_package_functions_switched_off_refuses_every_route_and_restores():
     with pytest.raises(TypeError, match="plain Python functions"):
         with checks.package_functions_switched_off(torch.cat):
             pass
+
+
+def test_a_c_profiler_running_around_a_check_is_left_alone():
+    """Under cProfile (or %prun) sys.getprofile() is the profiler object, which cannot be called from a Python hook:
+    the switch-off still refuses, and leaves the profiler running and working."""
+    import cProfile
+    import pstats
+
+    from course_utils.model import modern
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        with checks.package_functions_switched_off(modern.rotate_half):
+            with pytest.raises(AssertionError, match="switched off"):
+                modern.rotate_half(torch.arange(4.0))
+        assert sys.getprofile() is profiler
+        modern.rotate_half(torch.arange(4.0))  # restored, and seen by the profiler
+    finally:
+        profiler.disable()
+    assert any(name == "rotate_half" for _, _, name in pstats.Stats(profiler).stats)
 
 
 def test_exercise_switches_off_the_chapters_other_solutions_too():

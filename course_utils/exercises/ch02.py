@@ -7,17 +7,18 @@ and the likely wrong answers (off-by-one windows, a transposed mask, a mask that
 starting at 1, counted over padding or counted across rows, an MLM loss averaged per row first or over every position).
 
 Exercise 1 asks for the idea behind every mask of :mod:`course_utils.model.masks`, whose functions could be composed
-into the answer (a causal sliding window OR the transpose of another one is a (left, right) window); while the
-learner's function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`. Plain
-PyTorch (``torch.tril``/``torch.triu`` with a diagonal offset) stays allowed: it still needs the inequality.
-The loops that compute the expected values here (``_window_by_loops`` and the others) are answers too, so every
-exercise's learner call runs with them switched off. So are the library and package functions that answer an
-exercise (:func:`course_utils.checks.library_functions`): for exercises 1 and 2, ``transformers.masking_utils``' mask functions and the factories
-that compose them (``HF_MASKS``: ``and_masks``, ``sliding_window_overlay``, ``packed_sequence_mask_function``, ...,
-and ``sdpa_mask``, which the notebook shows; switching a factory off is what counts, its closures are made by it);
-for exercise 3, :func:`course_utils.model.masks.position_ids_from_attention_mask` (one document at a time) and
-``transformers``' ``DataCollatorWithFlattening``; for exercise 4, chapter 05's ``masked_mean`` (and its private
-twin) and chapter 06's ``masked_lm_loss``. Exercise 2 may still build on the package's ``causal_mask``.
+into the answer (a causal sliding window OR the transpose of another one is a (left, right) window); while the learner's
+function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`. Plain PyTorch
+(``torch.tril``/``torch.triu`` with a diagonal offset) stays allowed: it still needs the inequality. The loops that
+compute the expected values here (``_window_by_loops`` and the others) are answers too, so every exercise's learner call
+runs with them switched off. So are the library and package functions that answer an exercise
+(:func:`course_utils.checks.library_functions`): for exercises 1 and 2, ``transformers.masking_utils``' mask functions
+and the factories that compose them (``HF_MASKS``: ``and_masks``, ``sliding_window_overlay``,
+``packed_sequence_mask_function``, ..., and ``sdpa_mask``, which the notebook shows; switching a factory off is what
+counts, its closures are made by it); for exercise 3, :func:`course_utils.model.masks.position_ids_from_attention_mask`
+(one document at a time) and ``transformers``' ``DataCollatorWithFlattening``; for exercise 4, chapter 05's
+``masked_mean`` (and its private twin) and chapter 06's ``masked_lm_loss``. Exercise 2 may still build on the package's
+``causal_mask``.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ switched off while the learner's function runs (:func:`_learner`, with
 :func:`course_utils.checks.package_functions_switched_off`): this module's references, the case lists that carry
 expected values and, where peft is installed, peft's answers (:func:`~course_utils.exercises.peft_routes.peft_answers`:
 every DoRA layer's ``forward`` and ``get_weight_norm``, and :data:`~course_utils.exercises.peft_routes.PEFT_ANSWERS`,
-the helpers that hand over 2a's factors or 2b's share, most on a stand-in ``self``; exercises 1 and 3 also refuse its
-layers' ``__init__``); :func:`course_utils.checks.exercise` switches off every reference solution of the chapter. Left
-open: torch's weight norm (``torch._weight_norm``, a builtin, and its ``nn.utils`` wrappers) turns W + sBA and m into
-DoRA's weight in one call. The checks compute the expected values with code unlike the solutions
+the helpers that hand over 2a's factors, 2b's share or 3's merged weight, most on a stand-in ``self``; exercises 1 and 3
+also refuse its layers' ``__init__``); :func:`course_utils.checks.exercise` switches off every reference solution of the
+chapter. Left open: torch's weight norm (``torch._weight_norm``, a builtin, and its ``nn.utils`` wrappers) turns W + sBA
+and m into DoRA's weight in one call. The checks compute the expected values with code unlike the solutions
 (:mod:`course_utils.solutions.ch06`): a per-layer enumeration of A and B for the count; a KNOWN singular value
 decomposition, or the top eigenvectors of delta delta^T, instead of an SVD; an einsum over explicitly normalised rows
 for DoRA. Failures go through :mod:`course_utils.checks`, whose messages never show the expected value;

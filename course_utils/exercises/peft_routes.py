@@ -3,8 +3,9 @@ learner's function runs: the ``__init__`` of its models and LoRA/DoRA layers (a 
 the answer) and, for layers made without ``__init__`` (``__new__`` on a stand-in), the functions themselves.
 
 peft is optional: without it both functions do nothing. A name that an installed peft version lacks is skipped.
-Found by shortcut hunts (2026-12-04) that called each candidate on stand-in objects and ran the check: each name in
-:data:`PEFT_ANSWERS` passed exercise 2a or 2b before it was switched off. Left out: plain linear algebra
+Found by shortcut hunts (2026-12-04) that called each candidate on stand-in objects and ran the check: the names in
+:data:`PEFT_ANSWERS` passed exercise 2a or 2b (or, DoRA's merges, would hand over exercise 3's weight) before they
+were switched off, besides ``get_peft_model``, which builds a whole model. Left out: plain linear algebra
 (``torch.linalg.svd``, ``torch.pca_lowrank``, scipy's ``svds``), which the exercise allows.
 """
 
@@ -31,7 +32,8 @@ def refuse_peft_inits(stack: contextlib.ExitStack, refusing_init: Callable) -> N
             stack.enter_context(mock.patch.object(cls, "__init__", refusing_init))
 
 
-# module:name of each peft function that hands over exercise 2's factors or share (most on a stand-in ``self``)
+# module:name of peft functions that hand over 2a's factors, 2b's share or 3's merged DoRA weight (most on a
+# stand-in ``self``), and get_peft_model
 PEFT_ANSWERS = ("peft:get_peft_model", *("peft." + w for w in (
     "tuners.lora.conversion:_convert_module_to_lora", "utils.loftq_utils:_low_rank_decomposition",
     "tuners.lora:LoraLayer.pissa_init", "tuners.lora.model:LoraModel._svd_generalized_task_arithmetic_weighted_adapter",
@@ -48,7 +50,7 @@ PEFT_ANSWERS = ("peft:get_peft_model", *("peft." + w for w in (
 
 
 def peft_answers() -> list[Callable]:
-    """Where peft is installed, :data:`PEFT_ANSWERS` and every DoRA layer's ``forward`` and ``get_weight_norm`` (3)."""
+    """Where peft is installed, :data:`PEFT_ANSWERS` and every DoRA layer's ``forward`` and ``get_weight_norm``."""
     if importlib.util.find_spec("peft") is None:
         return []
     from peft.tuners.lora import dora
