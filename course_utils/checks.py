@@ -170,6 +170,28 @@ def library_functions(module_name: str, *names: str) -> tuple[Callable, ...]:
     return tuple(f for f in found if _switchable(f))
 
 
+def loaded_transformers_copies(names: tuple[str, ...], first: str | None = None) -> list[Callable]:
+    """``transformers``' plain functions and class methods called ``names`` (the model modules copy them: Llama's
+    ``rotate_half`` lives again in dozens of models), in every ``transformers.models`` or ``transformers.integrations``
+    module already imported, after importing module ``first`` if given; nothing else is imported to look, so a copy
+    first imported inside the learner's function escapes that call, not the next (checks call the learner several
+    times, looking again each time)."""
+    import importlib
+
+    if first is not None:
+        with contextlib.suppress(ImportError):  # no transformers, or a model moved: the loaded copies still count
+            importlib.import_module(first)
+    found = {}
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith(("transformers.models.", "transformers.integrations.")):
+            spaces = [getattr(module, "__dict__", {})]
+            spaces += [vars(c) for c in spaces[0].values() if isinstance(c, type)]  # and its classes' methods
+            for fn in (getattr(f, "__func__", f) for space in spaces for f in map(space.get, space.keys() & names)):
+                if _switchable(fn):
+                    found[id(fn)] = fn
+    return list(found.values())
+
+
 def refusing(name: str) -> Callable:
     """A stand-in that refuses like a switched-off function, for what cannot be switched off by swapping code (a
     NumPy ufunc held as a module attribute, patched by the caller)."""

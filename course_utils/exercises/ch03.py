@@ -2,21 +2,21 @@
 a word vocabulary capped at its V most frequent words, when a word becomes one token, and a heap key for the
 trainer's tie rule.
 
-Each check takes the learner's function plus the notebook data it needs, computes the expected value with plain
-Python here (never by calling the package function the exercise asks for), and fails through
-:mod:`course_utils.checks`, whose messages never show the expected value. While the learner's encoder or decoder runs
-(exercises 1 and 2), every ready-made BPE encoder and decoder the notebook can reach is switched off by
-:func:`course_utils.checks.package_functions_switched_off`: ``BPETokenizer``'s encode and decode paths (merge list
-and tiktoken ranks, ``from_ranks``), this module's own helper, ``to_hf_tokenizer``, tiktoken's ``Encoding`` and
-``_educational`` encoders, and the pure-Python ``bpe`` method of every ``transformers`` slow tokenizer already
-imported (CTRL, CLVP, XLM, FSMT, Flaubert, BioGPT, PhoBERT, BERTweet, BlenderbotSmall: :func:`_slow_tokenizer_bpes`;
-each learner call looks afresh, so one imported inside the learner's function escapes that call, not the next, and no
-tokenizer module is imported to look). Code that lives in compiled extensions (a ``tokenizers`` BPE model built from
-scratch, tiktoken's ``_tiktoken.CoreBPE``) cannot be switched off this way; one built beforehand from the chapter's
-tokenizer fails the cases with merges (exercise 1) or a vocabulary (exercise 2) of their own. While the learner's
-answers to exercises 3 and 4 run, this module's own reference (``_capped_rate``, ``_words_by_count``;
-``_one_token_k``, ``_merge_word``) is switched off; while the learner's heap key runs (exercise 5), the package's own
-tie key (``train.tie_key`` and its ``_Greater`` class).
+Each check takes the learner's function plus the notebook data it needs, computes the expected value with plain Python
+here (never by calling the package function the exercise asks for), and fails through :mod:`course_utils.checks`, whose
+messages never show the expected value. While the learner's encoder or decoder runs (exercises 1 and 2), every
+ready-made BPE encoder and decoder the notebook can reach is switched off by
+:func:`course_utils.checks.package_functions_switched_off`: ``BPETokenizer``'s encode and decode paths (merge list and
+tiktoken ranks, ``from_ranks``), this module's own helper, ``to_hf_tokenizer``, tiktoken's ``Encoding`` and
+``_educational`` encoders, and the pure-Python ``bpe`` method of every ``transformers`` slow tokenizer already imported
+(CTRL, CLVP, XLM, FSMT, Flaubert, BioGPT, PhoBERT, BERTweet, BlenderbotSmall:
+:func:`course_utils.checks.loaded_transformers_copies`; each learner call looks afresh, so one imported inside the
+learner's function escapes that call, not the next, and no tokenizer module is imported to look). Code that lives in
+compiled extensions (a ``tokenizers`` BPE model built from scratch, tiktoken's ``_tiktoken.CoreBPE``) cannot be switched
+off this way; one built beforehand from the chapter's tokenizer fails the cases with merges (exercise 1) or a vocabulary
+(exercise 2) of their own. While the learner's answers to exercises 3 and 4 run, this module's own reference
+(``_capped_rate``, ``_words_by_count``; ``_one_token_k``, ``_merge_word``) is switched off; while the learner's heap key
+runs (exercise 5), the package's own tie key (``train.tie_key`` and its ``_Greater`` class).
 ``tests/test_exercises_ch03.py`` feeds every check the reference solution, a correct answer in another form and the
 likely wrong answers, including one that goes through each ready-made encoder.
 """
@@ -28,8 +28,6 @@ import heapq
 import numbers
 import random
 import re
-import sys
-import types
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -48,7 +46,7 @@ def _ready_made_codecs() -> tuple[Callable, ...]:
     found += [getattr(BPETokenizer, n) for n in ("bpe", "_bpe_ranked", "_encode_pretoken", "encode_ordinary",
                                                  "encode", "encode_iterable", "merge_steps", "decode_bytes",
                                                  "decode")]
-    found += _slow_tokenizer_bpes()
+    found += checks.loaded_transformers_copies(("bpe",))  # slow tokenizers' pure-Python BPE, if imported
     try:
         import tiktoken
         import tiktoken._educational as educational
@@ -59,19 +57,6 @@ def _ready_made_codecs() -> tuple[Callable, ...]:
     found += [educational.bpe_encode] + [f for n, f in vars(educational.SimpleBytePairEncoding).items()
                                          if n in ("__init__", "encode", "decode", "decode_bytes")]
     return tuple(f for f in found if hasattr(f, "__code__") and not f.__closure__)
-
-
-def _slow_tokenizer_bpes() -> list[Callable]:
-    """The ``bpe`` method (a plain-Python BPE of one word over ``self.bpe_ranks``, callable on a stand-in ``self``) of
-    every class in a ``transformers.models.*.tokenization_*`` module already imported."""
-    found = {}
-    for name, module in list(sys.modules.items()):
-        if name.startswith("transformers.models.") and ".tokenization_" in name:
-            for cls in list(vars(module).values()):
-                method = vars(cls).get("bpe") if isinstance(cls, type) else None
-                if isinstance(method, types.FunctionType):
-                    found[id(method)] = method
-    return list(found.values())
 
 
 def _alone(fn: Callable, *args: Any) -> Any:

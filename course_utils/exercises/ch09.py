@@ -49,8 +49,6 @@ import contextlib
 import functools
 import importlib
 import math
-import sys
-import types
 from typing import Any, Callable, ContextManager
 
 import torch
@@ -74,7 +72,7 @@ def _call(fn: Callable, *args: Any, library: tuple[str, ...] = (), first: str = 
             modern.apply_rope, modern.rope_cos_sin, modern.rotate_half, modern.rope_inverse_frequencies,
             modern.repeat_kv, llama._attend, moe.route, moe.load_balancing_loss, moe.expert_counts,
             _rope_reference, _gqa_reference, _balance_reference,  # and this module's own answers
-            *_library_copies(library, first), *extra), also():
+            *checks.loaded_transformers_copies(library, first), *extra), also():
         return fn(*args)
 
 
@@ -83,23 +81,6 @@ def _tensor_of_shape(name: str, answer: Any, shape: tuple[int, ...], hint: str) 
     if tuple(t.shape) != shape:
         raise AssertionError(f"{name}: shape {tuple(t.shape)}, expected {shape}. {hint}")
     return t
-
-
-def _library_copies(names: tuple[str, ...], first: str) -> list[Callable]:
-    """``transformers``' plain functions and class methods called ``names``: module ``first``'s (imported here) and
-    the copy in every ``transformers.models`` or ``transformers.integrations`` module already imported. A copy first
-    imported inside the learner's function escapes that call, not the next (each check calls it several times)."""
-    with contextlib.suppress(ImportError):  # no transformers, or a model moved: the loaded copies below still count
-        importlib.import_module(first)
-    found = {}
-    for module_name, module in list(sys.modules.items()):
-        if module_name.startswith(("transformers.models.", "transformers.integrations.")):
-            spaces = [getattr(module, "__dict__", {})]
-            spaces += [vars(c) for c in spaces[0].values() if isinstance(c, type)]  # and its classes' methods
-            for fn in (getattr(f, "__func__", f) for space in spaces for f in map(space.get, space.keys() & names)):
-                if isinstance(fn, types.FunctionType) and not fn.__closure__:  # what the switch-off can swap
-                    found[id(fn)] = fn
-    return list(found.values())
 
 
 # ---------- exercise 1: RoPE by hand ----------

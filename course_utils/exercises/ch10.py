@@ -75,22 +75,13 @@ def _call(fn: Callable, *args: Any) -> Any:
     package = (scoring.label_logprobs_many, scoring.label_logprobs, scoring.label_logprobs_per_label,
                scoring.label_probabilities, answers.label_logprobs, answers._score_chunk,
                rollout.response_logprobs, dpo.sequence_logps, loop.continuation_nll, sft.masked_lm_loss,
-               sft.labelled_logits, text_scoring.score_ids, *_transformers_losses(),
+               sft.labelled_logits, text_scoring.score_ids,
+               *checks.library_functions("transformers.loss.loss_utils", "ForCausalLMLoss", "fixed_cross_entropy"),
                calibration.contextual_calibration, metrics.macro_f1, metrics.confusion_matrix, matching.token_f1,
                _score_reference, _calibration_reference, _f1_reference)  # and this module's own answers
     # torch.no_grad() wraps some of them in a closure: switch off the function it wraps
     with checks.package_functions_switched_off(*(getattr(f, "__wrapped__", f) for f in package)):
         return fn(*args)
-
-
-def _transformers_losses() -> tuple[Callable, ...]:
-    """``transformers``' causal-LM loss and the cross-entropy under it (and under ``ForMaskedLMLoss``, fed labels
-    shifted by hand), where the installed version has them."""
-    try:
-        from transformers.loss.loss_utils import ForCausalLMLoss, fixed_cross_entropy
-    except ImportError:
-        return ()
-    return ForCausalLMLoss, fixed_cross_entropy
 
 
 def _vector(name: str, answer: Any, n: int, hint: str) -> torch.Tensor:
