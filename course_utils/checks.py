@@ -15,6 +15,8 @@ reference solution itself off in the same way while it checks the learner's answ
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import io
 import math
 import sys
@@ -159,9 +161,6 @@ def library_functions(module_name: str, *names: str) -> tuple[Callable, ...]:
     """The functions ``names`` (``"name"`` or ``"Class.method"``) of ``module_name``, unwrapped (``__wrapped__``), in
     the form :func:`package_functions_switched_off` takes; a module or name the installed version lacks is skipped, and
     so is one that cannot be switched off (a closure, a builtin, a classmethod's bound method)."""
-    import functools
-    import importlib
-
     found = []
     for name in names:
         with contextlib.suppress(ImportError, AttributeError):
@@ -176,8 +175,6 @@ def loaded_transformers_copies(names: tuple[str, ...], first: str | None = None)
     module already imported, after importing module ``first`` if given; nothing else is imported to look, so a copy
     first imported inside the learner's function escapes that call, not the next (checks call the learner several
     times, looking again each time)."""
-    import importlib
-
     if first is not None:
         with contextlib.suppress(ImportError):  # no transformers, or a model moved: the loaded copies still count
             importlib.import_module(first)

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import types
 from typing import Any, Callable, Iterator
 from unittest import mock
 
@@ -272,6 +271,4 @@ def _scipy_kl_refused(stack: contextlib.ExitStack) -> list[Callable]:
         for ufunc in ("rel_entr", "kl_div"):
             if module is not None and hasattr(module, ufunc):
                 stack.enter_context(mock.patch.object(module, ufunc, checks.refusing(f"scipy.special.{ufunc}")))
-    entropy = getattr(getattr(sys.modules.get("scipy.stats"), "entropy", None), "__wrapped__", None)
-    return [entropy] if isinstance(entropy, types.FunctionType) and not entropy.__closure__ else []
-
+    return list(checks.library_functions("scipy.stats", "entropy")) if "scipy.stats" in sys.modules else []
