@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from course_utils.exercises import ch08 as ex
-from course_utils.rag import ann, calibration, hybrid, retrieval_metrics
+from course_utils.rag import ann, auroc_comparison, calibration, hybrid, retrieval_metrics
 from course_utils.solutions import ch08 as sol
 
 from exercise_helpers import assert_hidden, rejects, refuses_reference_then_passes  # noqa: E402
@@ -312,7 +312,15 @@ def test_recall_and_mrr_rejects_a_triple_without_revealing_the_pair():
 # ---------- routes through other package functions (review): each is a right answer when allowed ----------
 
 def auroc_via_delong(scores, labels):  # against a constant score, DeLong's difference is AUROC - 1/2
-    return calibration.delong_test(scores, torch.zeros_like(scores), labels).difference + 0.5
+    return auroc_comparison.delong_test(scores, torch.zeros_like(scores), labels).difference + 0.5
+
+
+def auroc_via_permutation_test(scores, labels):  # the same difference, from the permutation test
+    return auroc_comparison.auroc_permutation_test(scores, torch.zeros_like(scores), labels).difference + 0.5
+
+
+def auroc_via_compare_aurocs(scores, labels):  # and from the rule that picks a test
+    return auroc_comparison.compare_aurocs(scores, torch.zeros_like(scores), labels).difference + 0.5
 
 
 def _roc_area(tp, fp, n_pos, n_neg):
@@ -359,7 +367,8 @@ def recall_via_ann(rankings, gold_ids, k):  # |top k ∩ {gold}| from recall_aga
     return recall / len(rankings), reciprocal / len(rankings)
 
 
-@pytest.mark.parametrize("via", [auroc_via_delong, auroc_via_abstention_curve, auroc_via_abstain_at])
+@pytest.mark.parametrize("via", [auroc_via_delong, auroc_via_permutation_test, auroc_via_compare_aurocs,
+                                 auroc_via_abstention_curve, auroc_via_abstain_at])
 def test_auroc_cannot_be_rebuilt_from_other_package_functions(via):
     for _, scores, labels in ex._auroc_cases():  # each route is right when the package is on
         assert via(scores, labels) == pytest.approx(ex._auroc_reference(scores, labels), abs=1e-9)

@@ -1,7 +1,7 @@
 """Calibration and detection metrics: hand-computed bins, ECE, abstention points and AUROCs; AUROC against brute-force
 pair counting, the trapezoid area under our ROC curve and scipy's Mann-Whitney U; the resolution of an AUROC (the most
-one moved answer changes it) by brute force; DeLong's test of two correlated AUROCs on a hand-computed case and
-against a direct O(n^2) computation of its 2x2 covariance; bad input is refused with a message."""
+one moved answer changes it) by brute force; bad input is refused with a message. Tests of two AUROCs against each
+other are in test_rag_auroc_comparison.py."""
 
 import math
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.rag.calibration import (AurocDifference, ReliabilityBins, abstain_at, abstention_curve, auroc,
-                                          auroc_resolution, delong_test, expected_calibration_error,
-                                          majority_agreement, reliability_bins, roc_curve, self_consistency)
+from course_utils.rag.calibration import (ReliabilityBins, abstain_at, abstention_curve, auroc, auroc_resolution,
+                                          expected_calibration_error, majority_agreement, reliability_bins, roc_curve,
+                                          self_consistency)
 
 CONF = [0.05, 0.15, 0.1, 0.95, 1.0, 0.5]
 HIT = [1, 0, 1, 1, 0, 1]
@@ -155,86 +155,6 @@ def test_auroc_resolution_is_the_most_one_moved_answer_changes_an_auroc():
         assert abs(auroc(at(99.0), labels) - auroc(at(-99.0), labels)) == pytest.approx(auroc_resolution(labels))
     with pytest.raises(ValueError, match="both classes.*only positives"):
         auroc_resolution([1, 1])
-
-
-def test_delong_by_hand():
-    # positives a: .9 .8 .3, negatives .4 .2 .1: V10 = 1, 1, 2/3; V01 = 2/3, 1, 1; AUROC 8/9
-    # positives b: .9 .2 .5, negatives .5 .1 .3: V10 = 1, 1/3, 5/6 (a tie counts 1/2); V01 = 1/2, 1, 2/3; AUROC 13/18
-    # V10 differences 0, 2/3, -1/6: sample variance 7/36; V01 differences 1/6, 0, 1/3: 1/36
-    # var(A_a - A_b) = 7/36 / 3 + 1/36 / 3 = 2/27; z = (1/6) / sqrt(2/27) = sqrt(3/8); p = erfc(z / sqrt 2)
-    labels = [1, 1, 1, 0, 0, 0]
-    a = [0.9, 0.8, 0.3, 0.4, 0.2, 0.1]
-    b = [0.9, 0.2, 0.5, 0.5, 0.1, 0.3]
-    result = delong_test(a, b, labels)
-    assert isinstance(result, AurocDifference)
-    assert result.difference == pytest.approx(8 / 9 - 13 / 18) == pytest.approx(auroc(a, labels) - auroc(b, labels))
-    assert result.p_value == pytest.approx(math.erfc(math.sqrt(3) / 4))
-    swapped = delong_test(b, a, labels)                       # symmetric: the sign flips, p stays
-    assert swapped.difference == -result.difference and swapped.p_value == result.p_value
-
-
-def _delong_direct(a, b, labels):
-    # the paper's definitions, pair by pair: psi(X, Y) = 1 if X > Y, 1/2 if X = Y, 0 otherwise
-    labels = np.asarray(labels, dtype=bool)
-    v10, v01 = [], []
-    for s in (np.asarray(a, float), np.asarray(b, float)):
-        psi = np.array([[1.0 if x > z else 0.5 if x == z else 0.0 for z in s[~labels]] for x in s[labels]])
-        v10.append(psi.mean(axis=1))                           # one per positive
-        v01.append(psi.mean(axis=0))                           # one per negative
-    cov = np.cov(np.array(v10)) / labels.sum() + np.cov(np.array(v01)) / (~labels).sum()   # the 2x2 S
-    contrast = np.array([1.0, -1.0])
-    difference = v10[0].mean() - v10[1].mean()
-    return difference, math.erfc(abs(difference) / math.sqrt(contrast @ cov @ contrast) / math.sqrt(2))
-
-
-def test_delong_agrees_with_a_direct_computation_of_its_covariance():
-    rng = np.random.default_rng(11)
-    for _ in range(30):
-        n = int(rng.integers(6, 40))
-        labels = rng.permutation(np.arange(n) < rng.integers(2, n - 1))        # at least two of each class
-        a = np.round(labels + rng.normal(size=n), 1)                            # rounded: ties occur
-        b = np.round(0.5 * labels + rng.normal(size=n), 1)
-        difference, p = _delong_direct(a, b, labels)
-        result = delong_test(a, b, labels)
-        assert result.difference == pytest.approx(difference, abs=1e-12)
-        assert result.p_value == pytest.approx(p, rel=1e-9, abs=1e-12)
-
-
-def test_delong_identical_and_strongly_different_signals():
-    labels = np.arange(60) % 2 == 0
-    rng = np.random.default_rng(3)
-    noise = rng.normal(size=60)
-    assert delong_test(noise, noise, labels) == (0.0, 1.0)                     # the same ranking: var 0, p = 1
-    assert delong_test(noise, 2 * noise + 5, labels) == (0.0, 1.0)             # any increasing transform of it
-    good = labels + 0.3 * rng.normal(size=60)                                   # AUROC near 1 against near 0.5
-    result = delong_test(good, noise, labels)
-    assert result.difference > 0.3 and result.p_value < 0.05
-    # equal AUROCs from different rankings: a difference of 0 with a positive variance, p = 1
-    assert delong_test([2, 1, 4, 3], [1, 2, 3, 4], [1, 1, 0, 0]) == (0.0, 1.0)
-    # perfect against perfectly inverted: every V10 and V01 difference is 1, so the variance is 0 and p = 0
-    assert delong_test([4, 3, 2, 1], [1, 2, 3, 4], [1, 1, 0, 0]) == (1.0, 0.0)
-    # a length baseline and a product of per-token probabilities (length in disguise) rank alike: p = 1
-    n_tokens = np.array([3, 4, 9, 12, 5, 20])
-    assert delong_test(np.exp(-0.7 * n_tokens), -n_tokens, [1, 1, 0, 0, 1, 0]).p_value == 1.0
-    # tensors on any device, numpy arrays and lists alike
-    a, labels = torch.tensor([0.9, 0.8, 0.3, 0.4, 0.2, 0.1]), torch.tensor([1, 1, 1, 0, 0, 0])
-    result = delong_test(a, np.array([0.9, 0.2, 0.5, 0.5, 0.1, 0.3]), labels)
-    assert result.p_value == pytest.approx(math.erfc(math.sqrt(3) / 4))
-
-
-def test_delong_rejects_bad_input():
-    with pytest.raises(ValueError, match="at least two positives and two negatives.*1 positives and 3"):
-        delong_test([1, 2, 3, 4], [4, 3, 2, 1], [1, 0, 0, 0])
-    with pytest.raises(ValueError, match="scores_a has 4 entries and scores_b 3"):
-        delong_test([1, 2, 3, 4], [4, 3, 2], [1, 1, 0, 0])
-    with pytest.raises(ValueError, match="labels has 3 entries"):
-        delong_test([1, 2, 3, 4], [4, 3, 2, 1], [1, 1, 0])
-    with pytest.raises(ValueError, match="scores_b must be finite"):
-        delong_test([1, 2, 3, 4], [4, 3, float("nan"), 1], [1, 1, 0, 0])
-    with pytest.raises(TypeError, match="scores_a must be a list"):
-        delong_test("abcd", [4, 3, 2, 1], [1, 1, 0, 0])
-    with pytest.raises(ValueError, match="labels must be booleans or 0/1"):
-        delong_test([1, 2, 3, 4], [4, 3, 2, 1], [1, 2, 0, 0])
 
 
 def test_self_consistency_and_majority_agreement():

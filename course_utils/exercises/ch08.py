@@ -13,8 +13,8 @@ The package has these metrics (:mod:`course_utils.rag.retrieval_metrics`, :mod:`
 while the learner's function runs they are switched off by :func:`course_utils.checks.package_functions_switched_off`
 (their code objects are swapped for one that raises, which catches every way of reaching them, ``from ... import
 auroc`` done earlier in the notebook included, and restored afterwards), and so are this module's own references.
-So are the package functions an answer could be rebuilt from: ``delong_test`` (the AUROC difference against a
-constant score is AUROC - 1/2), ``abstention_curve`` and ``abstain_at`` (coverage and accuracy at every threshold
+So are the package functions an answer could be rebuilt from: ``delong_test``, ``auroc_permutation_test`` and
+``compare_aurocs`` (the AUROC difference against a constant score is AUROC - 1/2), ``abstention_curve`` and ``abstain_at`` (coverage and accuracy at every threshold
 give the ROC curve's counts), ``reciprocal_rank_fusion`` (one ranking fused with k = 0 scores 1/rank) and
 ``ann.recall_against_exact`` (recall of one list against another). A package function that calls a switched-off one
 (``HybridRetriever.search``, ``ann.measure_index``, ``classify.metrics.top_label_ece``) is refused with it.
@@ -47,7 +47,7 @@ import torch
 
 from course_utils import checks
 from course_utils.device import make_generator
-from course_utils.rag import ann, calibration, hybrid, retrieval_metrics
+from course_utils.rag import ann, auroc_comparison, calibration, hybrid, retrieval_metrics
 
 ATOL = 1e-6
 
@@ -59,7 +59,8 @@ def _package_metrics_off():
         retrieval_metrics.recall_at_k, retrieval_metrics.recall_fraction_at_k, retrieval_metrics.mean_reciprocal_rank,
         retrieval_metrics._first_relevant_rank, hybrid.reciprocal_rank_fusion, ann.recall_against_exact,
         calibration.reliability_bins, calibration.expected_calibration_error, calibration.auroc, calibration.roc_curve,
-        calibration.delong_test, calibration.abstention_curve, calibration.abstain_at,
+        auroc_comparison.delong_test, auroc_comparison.auroc_permutation_test, auroc_comparison.compare_aurocs,
+        calibration.abstention_curve, calibration.abstain_at,
         _rank_reference, _ece_reference, _auroc_reference)
 
 

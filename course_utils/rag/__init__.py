@@ -7,6 +7,6 @@ BM25Okapi convention and Lucene's), ``dense`` (cosine search over MiniLM embeddi
 (reciprocal rank fusion), ``retrieval_metrics`` (recall@k, MRR), ``ann`` (FAISS exact and approximate indexes),
 ``qa`` (closed-book and retrieval-augmented answers with their token probabilities, sampled answers),
 ``first_sentence`` (an answer is its first sentence: where it ends, and stopping generation there) and
-``calibration`` (reliability bins, ECE, abstention curves, AUROC, DeLong's test of two AUROCs,
-self-consistency).
+``calibration`` (reliability bins, ECE, abstention curves, AUROC, self-consistency) and ``auroc_comparison`` (are two
+AUROCs on the same answers different: DeLong's test, an exact permutation test, and the rule choosing one).
 """

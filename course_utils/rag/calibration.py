@@ -14,14 +14,8 @@
   Receiver Operating Characteristic (ROC) Curve", 1982); :func:`roc_curve` gives the curve itself.
   :func:`auroc_resolution`: with n_pos positives and n_neg negatives, moving one answer across the ranking changes an
   AUROC by up to 1 / min(n_pos, n_neg), the grain of an AUROC at this n (context, not a test).
-* :func:`delong_test`: are two AUROCs on the same answers (a signal and a trivial baseline such as the reply's
-  length) different? E. R. DeLong, D. M. DeLong, D. L. Clarke-Pearson, "Comparing the Areas under Two or More
-  Correlated Receiver Operating Characteristic Curves: A Nonparametric Approach", Biometrics, 1988: each AUROC is the
-  mean of its structural components (V10 per positive, V01 per negative, ties counting 1/2 as in :func:`auroc`);
-  their sample covariances S10 and S01 give the 2x2 covariance S = S10 / n_pos + S01 / n_neg of the two AUROCs, and
-  z = (A1 - A2) / sqrt(var(A1 - A2)), var(A1 - A2) = (1, -1) S (1, -1)^T, is compared with a standard normal
-  (two-sided). The test accounts for the correlation of the two AUROCs (the same answers); its normal approximation
-  is rough with a handful of answers per class.
+* Two AUROCs on the same answers (DeLong's test, a permutation test) are compared in
+  :mod:`course_utils.rag.auroc_comparison`.
 * :func:`self_consistency` and :func:`majority_agreement`: sample the model several times and see whether the samples
   agree with its answer (P. Manakul, A. Liusie, M. Gales, "SelfCheckGPT", 2023, the n-gram/overlap flavour; X. Wang
   et al., "Self-Consistency Improves Chain of Thought Reasoning in Language Models", arXiv 2022, ICLR 2023, for the
@@ -33,7 +27,6 @@ confidence intervals for one AUROC, the NLI and LLM-prompt flavours of SelfCheck
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
@@ -150,18 +143,22 @@ def _two_classes(scores: object, labels: object) -> tuple[np.ndarray, np.ndarray
     return s, y
 
 
+def _mid_ranks(s: np.ndarray) -> np.ndarray:
+    """Twice the average rank (1 = lowest) of each value among ``s``, ties sharing their mean rank: integers."""
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(1, len(s) + 1)
+    _, inverse = np.unique(s, return_inverse=True)
+    return np.rint(2 * np.bincount(inverse, weights=ranks) / np.bincount(inverse)).astype(np.int64)[inverse]
+
+
 def auroc(scores: object, labels: object) -> float:
     """P(score of a random positive > score of a random negative) + 1/2 P(tie): 0.5 for a score that carries no
     information, 1.0 for one that ranks every positive above every negative. Any real scores (log-probabilities
     too); labels are booleans or 0/1. From average ranks (Mann-Whitney U), O(N log N)."""
     s, y = _two_classes(scores, labels)
-    order = np.argsort(s, kind="stable")
-    ranks = np.empty(len(s))
-    ranks[order] = np.arange(1, len(s) + 1)
-    _, inverse = np.unique(s, return_inverse=True)
-    ranks = (np.bincount(inverse, weights=ranks) / np.bincount(inverse))[inverse]  # ties share their mean rank
     n_pos, n_neg = int(y.sum()), int((~y).sum())
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2
+    u = int(_mid_ranks(s)[y].sum()) / 2 - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
 
 
@@ -177,45 +174,6 @@ def auroc_resolution(labels: object) -> float:
     """1 / min(n_pos, n_neg): the most an AUROC on these labels changes when one answer moves across the ranking (a
     positive moved from top to bottom loses its n_neg wins: 1 / n_pos; a negative, 1 / n_neg)."""
     return 1 / min(_class_counts(labels))
-
-
-class AurocDifference(NamedTuple):
-    difference: float  # AUROC of scores_a minus AUROC of scores_b, on the same answers
-    p_value: float  # two-sided, DeLong's normal approximation
-
-
-def delong_test(scores_a: object, scores_b: object, labels: object) -> AurocDifference:
-    """DeLong et al. (1988): the difference of two AUROCs computed on the same ``labels`` and a two-sided p-value for
-    "the two signals rank the answers equally well". Needs at least two positives and two negatives (the covariances
-    are sample covariances). When var(A1 - A2) is 0 (e.g. the same ranking twice) p is 1 for a difference of 0, and 0
-    otherwise. Exact in integers up to the final square root: V10 of a positive is (2 wins + ties) / (2 n_neg)."""
-    a = _scores("scores_a", scores_a, unit=False)
-    b = _scores("scores_b", scores_b, unit=False)
-    if len(b) != len(a):
-        raise ValueError(f"scores_a has {len(a)} entries and scores_b {len(b)}: both score the same answers")
-    y = _labels("labels", labels, len(a))
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if min(n_pos, n_neg) < 2:
-        raise ValueError(f"delong_test needs at least two positives and two negatives (a variance per class), got "
-                         f"{n_pos} positives and {n_neg} negatives")
-
-    def components(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # 2 n_neg V10 per positive and 2 n_pos V01 per negative, as integers: 2 x (wins) + ties
-        pos, neg = np.sort(s[y]), np.sort(s[~y])
-        v10 = np.searchsorted(neg, s[y], side="left") + np.searchsorted(neg, s[y], side="right")
-        v01 = 2 * n_pos - np.searchsorted(pos, s[~y], side="left") - np.searchsorted(pos, s[~y], side="right")
-        return v10.astype(np.int64), v01.astype(np.int64)
-
-    (a10, a01), (b10, b01) = components(a), components(b)
-    d10, d01 = (a10 - b10).tolist(), (a01 - b01).tolist()   # Python ints: the sums below are exact
-    difference = sum(d10) / (2 * n_pos * n_neg)
-    # the contrast (1, -1) S (1, -1)^T: the sample variance of V10_a - V10_b over n_pos, plus that of V01 over n_neg
-    spread = lambda d: len(d) * sum(x * x for x in d) - sum(d) ** 2   # n (n - 1) x sample variance, an integer
-    variance = (spread(d10) / (n_pos * (n_pos - 1) * (2 * n_neg) ** 2 * n_pos)
-                + spread(d01) / (n_neg * (n_neg - 1) * (2 * n_pos) ** 2 * n_neg))
-    if spread(d10) == 0 and spread(d01) == 0:
-        return AurocDifference(difference, 1.0 if sum(d10) == 0 else 0.0)
-    return AurocDifference(difference, math.erfc(abs(difference) / math.sqrt(variance) / math.sqrt(2)))
 
 
 def roc_curve(scores: object, labels: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
