@@ -167,6 +167,12 @@ def test_compare_aurocs_picks_delong_for_large_classes_and_the_permutation_test_
     assert small.test == "permutation"
     assert small[:2] == auroc_permutation_test(a[:15], b[:15], labels[:15])[:2]
     assert compare_aurocs(a, b, labels, small_class=21).test == "permutation"
+    # perfect against perfectly inverted on 10 + 10 answers: DeLong's variance estimate is 0 and its p exactly 0, a
+    # limit and not a probability, so the rule falls back on the permutation test (p = 2 / 20,001 of seeded patterns)
+    perfect, y = np.arange(20.0), np.arange(20) >= 10
+    assert delong_test(perfect, -perfect, y) == (1.0, 0.0)
+    fallback = compare_aurocs(perfect, -perfect, y)
+    assert fallback.test == "permutation" and fallback.difference == 1.0 and 0 < fallback.p_value < 1e-3
     with pytest.raises(ValueError, match="small_class must be an int >= 2"):
         compare_aurocs(a, b, labels, small_class=1)
 

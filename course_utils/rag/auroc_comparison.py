@@ -47,7 +47,8 @@ def delong_test(scores_a: object, scores_b: object, labels: object) -> AurocDiff
     """DeLong et al. (1988): the difference of two AUROCs computed on the same ``labels`` and a two-sided p-value for
     "the two signals rank the answers equally well". Needs at least two positives and two negatives (the covariances
     are sample covariances). When var(A1 - A2) is 0 (e.g. the same ranking twice) p is 1 for a difference of 0, and 0
-    otherwise. Exact in integers up to the final square root: V10 of a positive is (2 wins + ties) / (2 n_neg)."""
+    otherwise: the normal approximation's limit, not a probability (:func:`compare_aurocs` then uses the permutation
+    test). Exact in integers up to the final square root: V10 of a positive is (2 wins + ties) / (2 n_neg)."""
     a = _scores("scores_a", scores_a, unit=False)
     b = _scores("scores_b", scores_b, unit=False)
     if len(b) != len(a):
@@ -127,10 +128,13 @@ def compare_aurocs(scores_a: object, scores_b: object, labels: object, small_cla
                    seed: int = 0) -> AurocComparison:
     """Two AUROCs on the same answers, by a rule fixed before the data: :func:`delong_test` when both classes hold at
     least ``small_class`` answers, else :func:`auroc_permutation_test` (exact, or 20,000 seeded draws above 16
-    answers), whose p-values stay valid where DeLong's normal approximation runs small."""
+    answers), whose p-values stay valid where DeLong's normal approximation runs small. DeLong's p of exactly 0 (a
+    variance estimate of 0, or a z beyond floating point) is replaced by the permutation test's too."""
     small_class = check_int(small_class, "small_class", minimum=2,
                             allowed="an int >= 2 (DeLong needs two answers per class)")
     if min(_class_counts(labels)) >= small_class:
-        return AurocComparison(*delong_test(scores_a, scores_b, labels), "DeLong")
+        delong = delong_test(scores_a, scores_b, labels)
+        if delong.p_value > 0:
+            return AurocComparison(*delong, "DeLong")
     result = auroc_permutation_test(scores_a, scores_b, labels, seed=seed)
     return AurocComparison(result.difference, result.p_value, "permutation")
