@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.evaluate.significance import holm_adjust, sign_flip_p, sign_test
+from course_utils.evaluate.significance import holm_adjust, p_text, sign_flip_p, sign_test
 
 
 def test_sign_test_hand_values_and_symmetry():
@@ -116,3 +116,12 @@ def test_holm_refuses_what_is_no_p_value(bad):
 def test_holm_wants_a_mapping():
     with pytest.raises(TypeError, match="mapping"):
         holm_adjust([0.1, 0.2])
+
+
+def test_p_text_never_prints_a_small_p_as_zero():
+    assert p_text(0.25) == "0.25" and p_text(1.0) == "1.00" and p_text(0.05) == "0.050"
+    assert p_text(0.0011) == "0.0011" and p_text(5.8e-4) == "0.00058" and p_text(np.float64(0.076)) == "0.076"
+    assert p_text(0.0) == "0"
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="p must be a p-value in \\[0, 1\\]"):
+            p_text(bad)

@@ -5,19 +5,21 @@ them gets right) it is McNemar's exact test (McNemar, 1947). :func:`sign_flip_p`
 (sign-flip) test on per-item differences of any size: exact by enumeration for up to 16 nonzero differences, else a
 seeded Monte Carlo estimate; on right/wrong differences it reduces to :func:`sign_test`. Chapters 02 and 10 use them.
 :func:`holm_adjust` corrects the p-values of several comparisons for their number (S. Holm, "A Simple Sequentially
-Rejective Multiple Test Procedure", 1979); chapters 08 and 10 use it.
+Rejective Multiple Test Procedure", 1979); chapters 04, 08 and 10 use it. :func:`p_text` prints a p-value so that a
+small one never reads as 0.00 (chapters 04 and 10).
 Left out: the mid-p correction, confidence intervals, tests for more than two methods.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Hashable, Mapping, TypeVar
 
 import numpy as np
 import torch
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_real
 from course_utils.device import make_generator
 
 K = TypeVar("K", bound=Hashable)
@@ -83,3 +85,10 @@ def holm_adjust(p_values: Mapping[K, float]) -> dict[K, float]:
         running = max(running, min(1.0, (m - j) * float(value)))
         adjusted[key] = running
     return {key: adjusted[key] for key in p_values}
+
+
+def p_text(p: float) -> str:
+    """A p-value to 2 significant figures and at least 2 decimals ("0.25", "0.0011"), so that a small p never reads as
+    "0.00"; "0" only for a p of exactly 0."""
+    value = check_real(p, "p", minimum=0.0, maximum=1.0, allowed="a p-value in [0, 1]")
+    return f"{value:.{max(2, 1 - math.floor(math.log10(value)))}f}" if value > 0 else "0"
