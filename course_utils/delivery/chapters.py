@@ -1,12 +1,12 @@
 """The chapter map: one table of every chapter (file, title, what it measures, time per profile), used by the
 README's chapter table, the start-here notebook, the notebook-naming test and the book build.
 
-Times are wall-clock minutes for a whole notebook executed top to bottom on :data:`REFERENCE_MACHINE` by
-``python -m course_utils.delivery.book`` (recorded in ``benchmarks/RESULTS.md``, "The chapter map re-timed on one
-box"): the cpu column from one cpu book on 2026-12-05, with no other heavy job beside it and a course cache holding
-only SmolLM2's converted weights; the smoke column from one smoke book on 2026-12-04/05 from an empty cache (chapter
-01's smoke time includes SmolLM2's one-time conversion, 20-45 s). Times vary by about 30% between sessions: the map
-is a rough guide, not a benchmark.
+Times are wall-clock minutes for a whole notebook executed top to bottom on :data:`REFERENCE_MACHINE` by ``python -m
+course_utils.delivery.book`` (recorded in ``benchmarks/RESULTS.md``, "The chapter map re-timed on one box"): the cpu
+column from one cpu book on 2026-12-05 at d21ac96 (later changes add seconds at most), with no other heavy job beside it
+and a course cache holding only SmolLM2's converted weights; the smoke column from one smoke book on 2026-12-04/05 from
+an empty cache (chapter 01's smoke time includes SmolLM2's one-time conversion, 20-45 s). Times vary by about 30%
+between sessions: the map is a rough guide, not a benchmark.
 The start-here notebook has no profile-dependent work, so its cpu time is its smoke time.
 ``None`` means not measured yet (no notebook has run the gpu profile on a GPU, so it has no times; benchmark scripts
 have run some chapters' code on one).

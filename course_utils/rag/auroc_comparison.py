@@ -11,13 +11,13 @@ must use that pairing.
   z = (A1 - A2) / sqrt(var(A1 - A2)), var(A1 - A2) = (1, -1) S (1, -1)^T, is compared with a standard normal
   (two-sided). The test accounts for the correlation of the two AUROCs (the same answers); its normal approximation
   is rough with a handful of answers per class.
-* :func:`auroc_permutation_test`: the same question answered exactly at any size, after A. Bandos, H. Rockette,
-  D. Gur, "A permutation test sensitive to differences in areas for comparing ROC curves from a paired design",
-  Statistics in Medicine, 2005: each signal is replaced by its ranks over the answers (which leaves its AUROC
+* :func:`auroc_permutation_test`: the same question with p-values valid at any size under its null, after A. Bandos,
+  H. Rockette, D. Gur, "A permutation test sensitive to differences in areas for comparing ROC curves from a paired
+  design", Statistics in Medicine, 2005: each signal is replaced by its ranks over the answers (which leaves its AUROC
   unchanged and puts both on one scale), and the p-value is the share of the 2^N ways of swapping the two ranks of
-  each answer whose AUROC difference is at least as large in size as the observed one (all of them up to 16
-  answers, else a seeded random sample). Its null hypothesis is that the two signals rank the answers alike (each
-  answer's two ranks could be swapped), a test of equal ROC curves that reacts to a difference of areas.
+  each answer whose AUROC difference is at least as large in size as the observed one (all of them up to 16 answers,
+  else a seeded random sample). Its null hypothesis is that the two signals rank the answers alike (each answer's two
+  ranks could be swapped), a test of equal ROC curves that reacts to a difference of areas.
   :func:`compare_aurocs` is the rule a chapter fixes in advance: DeLong's test when each class holds at least
   ``small_class`` answers, the permutation test below that.
 
@@ -87,12 +87,13 @@ class AurocPermutation(NamedTuple):
 
 def auroc_permutation_test(scores_a: object, scores_b: object, labels: object, draws: int = 20_000,
                            seed: int = 0, exact_up_to: int = 16) -> AurocPermutation:
-    """Bandos, Rockette and Gur (2005): the AUROC difference of two signals on the same ``labels`` and its exact
-    two-sided p-value under "the two signals rank the answers alike", by swapping the two signals' ranks answer by
-    answer. Every one of the 2^N swap patterns when N <= ``exact_up_to``, else ``draws`` random patterns (a CPU
-    generator seeded with ``seed``), the observed one counted once. Needs one positive and one negative at least;
-    valid at any size, where :func:`delong_test` relies on a normal approximation. Differences are compared as
-    integers (2 x wins + ties), so ties between patterns are exact."""
+    """Bandos, Rockette and Gur (2005): the AUROC difference of two signals on the same ``labels`` and its two-sided
+    p-value under "the two signals rank the answers alike" (exact under that null when every pattern is counted; a
+    little more than equal AUROCs: crossing ROC curves with equal areas can still be told apart), by swapping the two
+    signals' ranks answer by answer. Every one of the 2^N swap patterns when N <= ``exact_up_to``, else ``draws``
+    random patterns (a CPU generator seeded with ``seed``), the observed one counted once. Needs one positive and one
+    negative at least; valid at any size, where :func:`delong_test` relies on a normal approximation. Differences are
+    compared as integers (2 x wins + ties), so ties between patterns are exact."""
     a = _scores("scores_a", scores_a, unit=False)
     b = _scores("scores_b", scores_b, unit=False)
     if len(b) != len(a):
