@@ -14,10 +14,11 @@ while the learner's function runs they are switched off by :func:`course_utils.c
 (their code objects are swapped for one that raises, which catches every way of reaching them, ``from ... import
 auroc`` done earlier in the notebook included, and restored afterwards), and so are this module's own references.
 So are the package functions an answer could be rebuilt from: ``delong_test``, ``auroc_permutation_test`` and
-``compare_aurocs`` (the AUROC difference against a constant score is AUROC - 1/2), ``abstention_curve`` and ``abstain_at`` (coverage and accuracy at every threshold
-give the ROC curve's counts), ``reciprocal_rank_fusion`` (one ranking fused with k = 0 scores 1/rank) and
-``ann.recall_against_exact`` (recall of one list against another). A package function that calls a switched-off one
-(``HybridRetriever.search``, ``ann.measure_index``, ``classify.metrics.top_label_ece``) is refused with it.
+``compare_aurocs`` (the AUROC difference against a constant score is AUROC - 1/2), ``abstention_curve`` and
+``abstain_at`` (coverage and accuracy at every threshold give the ROC curve's counts), ``reciprocal_rank_fusion`` (one
+ranking fused with k = 0 scores 1/rank) and ``ann.recall_against_exact`` (recall of one list against another). A
+package function that calls a switched-off one (``HybridRetriever.search``, ``ann.measure_index``,
+``classify.metrics.top_label_ece``) is refused with it.
 The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
 but a learner who pastes a reference's source text into a cell, or tabulates the answers outside the check, can
 pass. Libraries outside the course (scikit-learn's ``roc_auc_score``) are not blocked: knowing them is fine.
