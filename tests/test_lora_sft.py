@@ -8,7 +8,7 @@ import torch
 
 from course_utils.device import make_generator, torch_threads
 from course_utils.lora.sft import (IGNORE_INDEX, SFTConfig, SFTExample, chat_example, collate_sft, end_of_turn_id,
-                                   masked_lm_loss, response_loss, train_sft)
+                                   masked_lm_loss, response_loss, response_nll_per_row, train_sft)
 
 DEFAULT_SYSTEM = "Be brief."
 CHATML = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
@@ -156,6 +156,21 @@ def test_losses_equal_hugging_face_loss(mask_prompt):
     torch.testing.assert_close(ours, out.loss)
     torch.testing.assert_close(cheap, out.loss, rtol=1e-5, atol=1e-5)
     assert math.isfinite(ours.item()) and ours.item() > 0
+
+
+def test_response_nll_per_row_sums_each_rows_labelled_tokens():
+    model = tiny_llama(vocab_size=64)
+    batch = collate_sft(random_examples(5, make_generator(1, "cpu")), pad_id=0, mask_prompt=True)
+    with torch.no_grad():
+        summed, tokens = response_nll_per_row(model, batch)
+        logits = model(**batch).logits
+    assert summed.shape == tokens.shape == (5,)
+    for i in range(5):  # each row on its own, through the full loss
+        counted = int((batch["labels"][i, 1:] != IGNORE_INDEX).sum())
+        assert int(tokens[i]) == counted
+        row_loss = masked_lm_loss(logits[i:i + 1], batch["labels"][i:i + 1])
+        torch.testing.assert_close(summed[i] / counted, row_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(summed.sum() / tokens.sum(), response_loss(model, batch), rtol=1e-5, atol=1e-6)
 
 
 def test_response_loss_gradients_match_the_full_loss():

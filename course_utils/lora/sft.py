@@ -157,6 +157,17 @@ def response_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Ten
     return F.cross_entropy(logits, targets)
 
 
+def response_nll_per_row(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed negative log-likelihood (B,), counted tokens (B,)) of each row's labelled tokens, on the batch's device:
+    per row what :func:`response_loss` averages over the whole batch (its value is ``nll.sum() / tokens.sum()``), so
+    that rows can be compared one by one, or a row's total log-probability read as ``-nll``."""
+    logits, targets, rows = labelled_logits(model, batch)
+    nll = F.cross_entropy(logits, targets, reduction="none")  # (N,) one per labelled token
+    n_rows = batch["labels"].shape[0]
+    summed = torch.zeros(n_rows, device=nll.device, dtype=nll.dtype).index_add_(0, rows, nll)  # (B,)
+    return summed, torch.bincount(rows, minlength=n_rows)
+
+
 @dataclass
 class SFTConfig:
     steps: int
