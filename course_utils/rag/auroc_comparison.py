@@ -38,6 +38,15 @@ from course_utils.device import make_generator
 from course_utils.rag.calibration import _class_counts, _labels, _mid_ranks, _scores
 
 
+def _paired(scores_a: object, scores_b: object, labels: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two signals' scores and the labels of the answers they both score, checked: (N,) float, (N,) float, (N,) bool."""
+    a = _scores("scores_a", scores_a, unit=False)
+    b = _scores("scores_b", scores_b, unit=False)
+    if len(b) != len(a):
+        raise ValueError(f"scores_a has {len(a)} entries and scores_b {len(b)}: both score the same answers")
+    return a, b, _labels("labels", labels, len(a))
+
+
 class AurocDifference(NamedTuple):
     difference: float  # AUROC of scores_a minus AUROC of scores_b, on the same answers
     p_value: float  # two-sided, DeLong's normal approximation
@@ -49,11 +58,7 @@ def delong_test(scores_a: object, scores_b: object, labels: object) -> AurocDiff
     are sample covariances). When var(A1 - A2) is 0 (e.g. the same ranking twice) p is 1 for a difference of 0, and 0
     otherwise: the normal approximation's limit, not a probability (:func:`compare_aurocs` then uses the permutation
     test). Exact in integers up to the final square root: V10 of a positive is (2 wins + ties) / (2 n_neg)."""
-    a = _scores("scores_a", scores_a, unit=False)
-    b = _scores("scores_b", scores_b, unit=False)
-    if len(b) != len(a):
-        raise ValueError(f"scores_a has {len(a)} entries and scores_b {len(b)}: both score the same answers")
-    y = _labels("labels", labels, len(a))
+    a, b, y = _paired(scores_a, scores_b, labels)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if min(n_pos, n_neg) < 2:
         raise ValueError(f"delong_test needs at least two positives and two negatives (a variance per class), got "
@@ -94,11 +99,7 @@ def auroc_permutation_test(scores_a: object, scores_b: object, labels: object, d
     random patterns (a CPU generator seeded with ``seed``), the observed one counted once. Needs one positive and one
     negative at least; valid at any size, where :func:`delong_test` relies on a normal approximation. Differences are
     compared as integers (2 x wins + ties), so ties between patterns are exact."""
-    a = _scores("scores_a", scores_a, unit=False)
-    b = _scores("scores_b", scores_b, unit=False)
-    if len(b) != len(a):
-        raise ValueError(f"scores_a has {len(a)} entries and scores_b {len(b)}: both score the same answers")
-    y = _labels("labels", labels, len(a))
+    a, b, y = _paired(scores_a, scores_b, labels)
     _class_counts(y)
     draws = check_int(draws, "draws", minimum=1, allowed="an int >= 1 (random swap patterns, used above exact_up_to)")
     exact_up_to = check_int(exact_up_to, "exact_up_to", minimum=0, maximum=20,
