@@ -1,4 +1,4 @@
-"""Are two AUROCs on the same answers different? DeLong's test, an exact permutation test, and a rule choosing one.
+"""Are two AUROCs on the same answers different? DeLong's test, a permutation test, and a rule choosing one.
 
 Two signals (a hallucination detector and a trivial baseline such as the reply's length) scored by AUROC
 (:func:`course_utils.rag.calibration.auroc`) on the same answers have correlated AUROCs; a test of their difference
@@ -129,9 +129,9 @@ class AurocComparison(NamedTuple):
 def compare_aurocs(scores_a: object, scores_b: object, labels: object, small_class: int = 10,
                    seed: int = 0) -> AurocComparison:
     """Two AUROCs on the same answers, by a rule fixed before the data: :func:`delong_test` when both classes hold at
-    least ``small_class`` answers, else :func:`auroc_permutation_test` (exact, or 20,000 seeded draws above 16
-    answers), whose p-values stay valid where DeLong's normal approximation runs small. DeLong's p of exactly 0 (a
-    variance estimate of 0, or a z beyond floating point) is replaced by the permutation test's too."""
+    least ``small_class`` answers, else :func:`auroc_permutation_test` (every swap pattern, or 20,000 seeded draws
+    above 16 answers), whose p-values stay valid where DeLong's normal approximation runs small. DeLong's p of
+    exactly 0 (a variance estimate of 0, or a z beyond floating point) is replaced by the permutation test's too."""
     small_class = check_int(small_class, "small_class", minimum=2,
                             allowed="an int >= 2 (DeLong needs two answers per class)")
     if min(_class_counts(labels)) >= small_class:
