@@ -49,9 +49,13 @@ def test_sliding_window_scores_every_token_once_and_matches_full_context():
     full = score_ids(gpt_logits_fn(model), ids, window=32, progress=False)
     _, loss = model(ids[None, :-1], ids[None, 1:])
     assert full.n_tokens == 29 and full.total_nats == pytest.approx(loss.item() * 29, rel=1e-5)
+    per_token = torch.nn.functional.cross_entropy(model(ids[None, :-1])[0][0], ids[1:], reduction="none")
+    assert full.token_nats.shape == (29,) and full.token_nats.dtype == torch.float64
+    assert torch.allclose(full.token_nats, per_token.double(), atol=1e-5)  # each token's loss, in text order
     for window, stride in [(8, 8), (8, 3), (10, 1), (2, 1)]:
         part = score_ids(gpt_logits_fn(model), ids, window=window, stride=stride, progress=False)
-        assert part.n_tokens == 29, (window, stride)
+        assert part.n_tokens == 29 == len(part.token_nats), (window, stride)
+        assert part.total_nats == pytest.approx(part.token_nats.sum().item())
     with pytest.raises(ValueError, match="stride"):
         score_ids(gpt_logits_fn(model), ids, window=8, stride=9)
     with pytest.raises(ValueError, match="at least 2"):
@@ -103,6 +107,9 @@ def test_score_ids_windows_on_a_hand_checked_case():
     assert seen == [[0, 1, 2], [1, 2, 3, 4], [3, 4, 5, 6], [5, 6, 7, 8], [6, 7, 8, 9]]
     assert score.n_tokens == 9
     assert score.total_nats == pytest.approx(math.log(2) + 4 * math.log(3 / 2) + 4 * math.log(4 / 3), rel=1e-6)
+    two, three, four = math.log(2), math.log(3 / 2), math.log(4 / 3)  # -log p with 1, 2 and 3 ids of context
+    assert score.token_nats.tolist() == pytest.approx([two, three, three, four, three, four, three, four, four],
+                                                      rel=1e-6)  # b c d e f g h i j, as in the picture
 
 
 def test_out_of_range_ids_are_refused_where_they_would_alias_other_contexts():

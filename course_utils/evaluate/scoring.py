@@ -25,6 +25,9 @@ from course_utils.model.logits_fns import LogitsFn, gpt_logits_fn, hf_logits_fn 
 class TextScore:
     total_nats: float
     n_tokens: int  # tokens scored
+    # (n_tokens,) float64 on the CPU: -log p of each scored token, in text order (ids[1:] for score_ids), so that a
+    # difference between two models can be given a standard error over blocks of the text; None when not recorded
+    token_nats: torch.Tensor | None = None
 
     @property
     def nats_per_token(self) -> float:
@@ -41,6 +44,8 @@ class TextScore:
 def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int | None = None,
               device: torch.device | str = "cpu", progress: bool = True) -> TextScore:
     """Sum of -log p(ids[t] | ids[<t]) over t >= 1, computed in windows of at most ``window`` ids.
+
+    The returned score also keeps each of those terms (``token_nats[t - 1]`` for ids[t]).
 
     Each window scores the next ``n_new = min(stride, window - 1)`` ids not scored yet and fills the rest of the
     window with the ids just before them as context. With 10 ids a..j, ``window=4`` and ``stride=2``::
@@ -68,7 +73,7 @@ def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int |
     stride = window if stride is None else \
         check_int(stride, "stride", minimum=1, maximum=window, allowed=f"an int in [1, window={window}]")
     n_new = min(stride, window - 1)  # ids scored per window: a window of W ids holds only W - 1 predictions
-    total, count = 0.0, 0
+    pieces = []  # per-window (end - first_new,) losses, float64 on the CPU
     first_new = 1  # index of the first id not scored yet; ids[0] is never scored (it has no context)
     n_windows = math.ceil((len(ids) - 1) / n_new)
     for _ in tqdm(range(n_windows), desc="scoring", disable=not progress, leave=False):
@@ -78,10 +83,10 @@ def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int |
         chunk = ids[start:end].to(device).long().unsqueeze(0)  # (1, end - start)
         logits = logits_fn(chunk)[0, n_context - 1:-1].float()  # (end - first_new, V): predictions of new ids
         targets = chunk[0, n_context:]  # (end - first_new,): the new ids themselves
-        total += F.cross_entropy(logits, targets, reduction="sum").item()
-        count += len(targets)
+        pieces.append(F.cross_entropy(logits, targets, reduction="none").double().cpu())
         first_new = end
-    return TextScore(total, count)
+    token_nats = torch.cat(pieces)  # (len(ids) - 1,): one loss per id after the first, in text order
+    return TextScore(token_nats.sum().item(), len(token_nats), token_nats)
 
 
 def hf_bits_per_byte(model: torch.nn.Module, tokenizer, text: str, window: int = 512, stride: int | None = None,
