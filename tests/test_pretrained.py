@@ -183,3 +183,18 @@ def test_mean_pool_by_hand():
     assert torch.equal(pretrained.mean_pool(hidden, mask), torch.tensor([[2.0, 3.0]]))
     with pytest.raises(ValueError, match="attention_mask"):
         pretrained.mean_pool(hidden, torch.ones(1, 2))
+
+
+def test_a_gguf_tokenizer_without_a_padding_token_is_refused_with_the_fix(monkeypatch):
+    # transformers 5.17 (the version the one lent GPU machine had) reads SmolLM2's GGUF tokenizer with no padding token,
+    # and a batch collated with pad_id None failed far from the cause; the loader now names the version floor
+    import transformers
+
+    class NoPad:
+        pad_token_id = None
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *args, **kwargs: NoPad())
+    with pytest.raises(RuntimeError, match=r"without a padding token.*transformers>=5\.18"):
+        pretrained._gguf_tokenizer(asset_path("smollm2"))
+    monkeypatch.undo()  # the real file, under this environment's transformers (>= 5.18), has one
+    assert pretrained._gguf_tokenizer(asset_path("smollm2")).pad_token_id is not None

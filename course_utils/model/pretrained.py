@@ -46,9 +46,15 @@ class LoadedModel:
 
 def _gguf_tokenizer(gguf: Path):
     """The tokenizer stored in a GGUF file, read on its own (the weights are not touched)."""
+    import transformers
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if tokenizer.pad_token_id is None:  # transformers < 5.18 reads no padding token from this file; batches need one
+        raise RuntimeError(f"SmolLM2's GGUF tokenizer came without a padding token under transformers "
+                           f"{transformers.__version__}; the course needs transformers >= 5.18: "
+                           "pip install 'transformers>=5.18,<6' 'tokenizers>=0.23.1'")
+    return tokenizer
 
 
 def _from_gguf(gguf: Path):
