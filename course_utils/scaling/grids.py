@@ -36,9 +36,9 @@ Run once on a GPU, through the benchmark, not the notebook (``benchmarks/RESULTS
 H200", 2026-12-04: ``bench_scaling_sweep.py --grid gpu --workers 12``): 25 runs in 135.5 s of wall time with 12
 processes sharing the GPU (1,107.5 s of training summed over the runs), every budget's IsoFLOP minimum inside its
 window, N* ~ C^0.72 through the vertices, a = 0.64 from the fitted surface, and the loss predicted for the
-prediction run 2.0% below the loss it reached. The notebook's gpu profile trains the runs one after another
-(``workers=1``): that serial time is unmeasured (the paper estimate, at 5-10 ms per launch-bound step of ~104,000,
-was 9-17 minutes).
+prediction run 2.0% below the loss it reached. The notebook's gpu profile runs one process per spare CPU core, up
+to 12 (one on a 2-core Colab machine, where the runs go one after another: that serial time is unmeasured; the paper
+estimate, at 5-10 ms per launch-bound step of ~104,000, was 9-17 minutes).
 
 Left out: a learning-rate sweep per shape, and more than one seed per run.
 """
