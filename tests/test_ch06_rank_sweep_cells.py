@@ -1,8 +1,9 @@
 """Chapter 06's rank sweep on SmolLM2 (section 7: extra ranks with the alpha/r and rsLoRA alpha/sqrt(r) scalings, a
 figure and a sentence on the top rank) runs only in the gpu profile, so no CI profile executes it: smoke and cpu set
-``sweep_ranks=()`` and print a line instead. Here the notebook's own cells run under the smoke profile with two ranks
-added to its sweep (1, and 16 above the main run's 8, as the gpu profile's top rank is), on the CPU (about 90 s), so
-the sweep's loop, its figure and its sentence run before a learner's GPU first meets them."""
+``sweep_ranks=()`` and print a line instead. Here the notebook's own cells up to the sweep's figure run under the gpu
+profile with the smoke profile's sizes and two ranks added to the sweep (1, and 16 above the main run's 8, as the gpu
+profile's top rank is): on the CPU in CI (about 90 s), on CUDA where there is a GPU, so the sweep's loop, its figure
+and its sentence, and the chapter's first sections on the accelerator, run before a learner's GPU first meets them."""
 
 import math
 
@@ -15,11 +16,11 @@ SWEEP_RANKS = (1, 16)  # above the main run's rank, as the gpu profile's top ran
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::UserWarning")  # matplotlib's Agg backend cannot show figures
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Agg shows no figures; the gpu profile found no CUDA (on purpose)
 def test_the_gpu_profiles_rank_sweep_cells_run(monkeypatch):
     import matplotlib.pyplot as plt
 
-    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    monkeypatch.setenv("COURSE_PROFILE", "gpu")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     cells = code_cells("06_lora.ipynb")
     sizes = cell_with(cells, "SIZES = {", start=True)
@@ -29,9 +30,8 @@ def test_the_gpu_profiles_rank_sweep_cells_run(monkeypatch):
         for i, source in enumerate(cells[:last + 1]):
             exec(compile(source, f"06_lora.ipynb: code cell {i}", "exec"), ns)
             if source is sizes:
-                assert ns["PROFILE"] == "smoke" and ns["CFG"]["sweep_ranks"] == ()
-                assert ns["SIZES"]["gpu"]["sweep_ranks"], "the gpu profile no longer sweeps ranks"
-                ns["CFG"] = {**ns["CFG"], "sweep_ranks": SWEEP_RANKS}
+                assert ns["PROFILE"] == "gpu" and ns["CFG"]["sweep_ranks"], "the gpu profile no longer sweeps ranks"
+                ns["CFG"] = {**ns["SIZES"]["smoke"], "sweep_ranks": SWEEP_RANKS}  # the gpu code at smoke's sizes
         figures = [plt.figure(n) for n in plt.get_fignums()]
         sweep_figure = [f for f in figures if any(ax.get_xlabel() == "rank r" for ax in f.axes)]
         assert len(sweep_figure) == 1 and len(sweep_figure[0].axes) == 2
