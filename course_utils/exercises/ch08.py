@@ -61,7 +61,7 @@ def _package_metrics_off():
         retrieval_metrics._first_relevant_rank, hybrid.reciprocal_rank_fusion, ann.recall_against_exact,
         calibration.reliability_bins, calibration.expected_calibration_error, calibration.auroc, calibration.roc_curve,
         auroc_comparison.delong_test, auroc_comparison.auroc_permutation_test, auroc_comparison.compare_aurocs,
-        calibration.abstention_curve, calibration.abstain_at,
+        calibration.abstention_curve, calibration.abstain_at, calibration._mid_ranks,
         _rank_reference, _ece_reference, _auroc_reference)
 
 
