@@ -16,7 +16,8 @@ auroc`` done earlier in the notebook included, and restored afterwards), and so 
 So are the package functions an answer could be rebuilt from: ``delong_test``, ``auroc_permutation_test`` and
 ``compare_aurocs`` (the AUROC difference against a constant score is AUROC - 1/2), ``abstention_curve`` and
 ``abstain_at`` (coverage and accuracy at every threshold give the ROC curve's counts), ``reciprocal_rank_fusion`` (one
-ranking fused with k = 0 scores 1/rank) and ``ann.recall_against_exact`` (recall of one list against another). A
+ranking fused with k = 0 scores 1/rank), ``ann.recall_against_exact`` (recall of one list against another) and the
+private rank helpers ``_first_relevant_rank`` and ``calibration._mid_ranks`` (tie-averaged ranks). A
 package function that calls a switched-off one (``HybridRetriever.search``, ``ann.measure_index``,
 ``classify.metrics.top_label_ece``) is refused with it.
 The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
