@@ -247,3 +247,15 @@ def test_beam_search_and_cast_outcomes_form_float64_on_the_cpu():
     expected = beam_search(lambda ids: table[ids[:, -1]], torch.tensor([3]), num_beams=3, max_new_tokens=4)
     assert torch.equal(result.ids, expected.ids) and result.score == expected.score
     assert outcomes == cast_outcomes(torch.logspace(-9, 6, 50), scale=2.0)
+
+
+def test_score_ids_forms_its_float64_token_losses_on_the_cpu():
+    # score_ids keeps per-token losses in float64: on MPS they must be moved to the CPU before the cast
+    from course_utils.evaluate.scoring import score_ids
+
+    table = torch.randn(11, 11, generator=make_generator(1, "cpu"))  # (V, V) next-token logits given the last token
+    ids = torch.randint(0, 11, (40,), generator=make_generator(2, "cpu"))  # (N,)
+    with Float64OffCpuGuard():
+        result = score_ids(lambda chunk: on_accelerator(table[chunk]), ids, window=8, stride=3, progress=False)
+    expected = score_ids(lambda chunk: table[chunk], ids, window=8, stride=3, progress=False)
+    assert result.token_nats.dtype == torch.float64 and torch.equal(result.token_nats, expected.token_nats)

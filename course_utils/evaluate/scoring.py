@@ -83,7 +83,7 @@ def score_ids(logits_fn: LogitsFn, ids: torch.Tensor, window: int, stride: int |
         chunk = ids[start:end].to(device).long().unsqueeze(0)  # (1, end - start)
         logits = logits_fn(chunk)[0, n_context - 1:-1].float()  # (end - first_new, V): predictions of new ids
         targets = chunk[0, n_context:]  # (end - first_new,): the new ids themselves
-        pieces.append(F.cross_entropy(logits, targets, reduction="none").double().cpu())
+        pieces.append(F.cross_entropy(logits, targets, reduction="none").cpu().double())  # MPS has no float64
         first_new = end
     token_nats = torch.cat(pieces)  # (len(ids) - 1,): one loss per id after the first, in text order
     return TextScore(token_nats.sum().item(), len(token_nats), token_nats)
