@@ -113,8 +113,9 @@ def test_fit_reference_by_hand():
     assert ex._fit_reference(134_515_008, 24 * 10**9) == [1, 1, 1, 1]  # 2.15 GB fit on one rank
     # Llama-2-70B, 1 MB per rank: stage 3 needs 16 x 68,976,648,192 / 1e6 = 1,103,626.37... -> 1,103,627 ranks
     assert ex._fit_reference(68_976_648_192, 10**6) == [None, None, None, 1_103_627]
-    # 1e12 parameters, 7 bytes per rank: stage 3 needs 16e12 / 7 = 2,285,714,285,714.29... -> 2,285,714,285,715
-    assert ex._fit_reference(10**12, 7) == [None, None, None, 2_285_714_285_715]
+    # 1e15 parameters, 6,992 = 16 x 437 bytes per rank: stage 3 needs 1e15 / 437 = 2,288,329,519,450.80... ->
+    # 2,288,329,519,451
+    assert ex._fit_reference(10**15, 6992) == [None, None, None, 2_288_329_519_451]
 
 
 def test_fit_cases_include_one_no_search_rank_by_rank_finishes():
@@ -170,6 +171,37 @@ def test_fit_accepts_solution_and_forms():
     ex.check_smallest_ranks(by_doubling_and_bisection)
 
 
+def padded_bytes_per_rank(n, n_ranks, stage):  # shards rounded up to whole parameters, as zero_memory_per_rank pads
+    shard = -(-n // n_ranks)
+    return 2 * (shard if stage >= 3 else n) + 2 * (shard if stage >= 2 else n) + 12 * (shard if stage >= 1 else n)
+
+
+def test_fit_cases_give_the_same_answer_with_padded_shards():
+    # a learner whose (a) pads shards like the package (2a's cases all divide exactly, so that passes 2a) and whose (b)
+    # searches by doubling and bisection on it must get every case right and finish: a stage that fits only with a
+    # fraction of a parameter per rank would never fit padded, and the doubling would run forever
+    def padded_search(n, m):
+        answer = []
+        for stage in range(4):
+            if (16, 4, 2, 0)[stage] * n >= m and padded_bytes_per_rank(n, 1, stage) > m:
+                answer.append(None)
+                continue
+            high = 1
+            while padded_bytes_per_rank(n, high, stage) > m:
+                assert high < 2**64, (n, m, stage)  # a failure here, not an endless loop
+                high *= 2
+            low = high // 2
+            while high - low > 1:
+                mid = (low + high) // 2
+                low, high = (low, mid) if padded_bytes_per_rank(n, mid, stage) <= m else (mid, high)
+            answer.append(high)
+        return answer
+
+    for _, n, m in ex._fit_cases():
+        assert padded_search(n, m) == ex._fit_reference(n, m), (n, m)
+    ex.check_smallest_ranks(padded_search)
+
+
 def _wrong_fit(transform):
     return lambda n, m: [transform(k, n, m, s) for s, k in enumerate(sol.smallest_ranks_that_fit(n, m))]
 
@@ -196,7 +228,7 @@ def capped_search(n, m, cap=1024):
     return [next((nd for nd in range(1, cap + 1) if sol.zero_bytes_per_rank(n, nd, s) <= m), None) for s in range(4)]
 
 
-LARGEST_LABEL = "1 trillion parameters, 7 bytes per rank"
+LARGEST_LABEL = "10^15 parameters, 6,992 bytes per rank"
 
 
 def capped_linear_search(n, m, cap=10**7):
