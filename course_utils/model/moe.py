@@ -11,8 +11,10 @@ Left alone, a router collapses onto a few experts. The Switch Transformer's load
 N. Shazeer, 2021, "Switch Transformers: Scaling to Trillion Parameter Models with Simple and Efficient Sparsity",
 equation 4) adds ``alpha * E * sum_i f_i P_i``, where ``f_i`` is the fraction of routing assignments that went to
 expert i and ``P_i`` the mean router probability of expert i. With top-k routing we count all N x k assignments in
-``f_i`` (so sum_i f_i = 1, and k = 1 is exactly Switch). The loss is 1 when routing is uniform (it is exactly 1
-whenever either f or P is uniform) and E when every token goes to the same expert; in a small batch where the
+``f_i`` (so sum_i f_i = 1, and k = 1 is exactly Switch). The loss is exactly 1 whenever either f or P is uniform, so a
+value near 1 shows balance only if the router's probabilities are not near-uniform themselves (as they are at
+initialisation): the spread of f is the direct measure. It reaches its largest value, E / k, when every token goes
+to the same k experts with all the router's probability on them (E for k = 1); in a small batch where the
 assignments and the mean probabilities disagree it can dip a little below 1. ``f`` is not differentiable; the
 gradient flows through ``P``.
 
@@ -63,7 +65,7 @@ def expert_counts(experts: torch.Tensor, n_expert: int) -> torch.Tensor:
 
 
 def load_balancing_loss(probs: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
-    """Switch Transformer's ``E * sum_i f_i * P_i`` (without alpha): 1 for uniform routing, E for total collapse.
+    """Switch Transformer's ``E * sum_i f_i * P_i`` (without alpha): 1 if f or P is uniform, at most E / k.
 
     ``probs`` (N, E) router probabilities, ``experts`` (N, k) chosen experts. ``f_i`` = share of the N x k
     assignments that went to expert i, ``P_i`` = mean of ``probs[:, i]``.
@@ -125,7 +127,7 @@ def moe_layers(model: nn.Module) -> list[MoEMLP]:
 
 
 def moe_aux_loss(model: nn.Module) -> torch.Tensor:
-    """Mean load-balancing loss over the MoE layers, from the last forward pass (1.0 = perfectly balanced)."""
+    """Mean load-balancing loss over the MoE layers, from the last forward pass (1 if f or P is uniform)."""
     layers = moe_layers(model)
     if not layers or any(layer.aux_loss is None for layer in layers):
         raise ValueError("no MoE layer has run a forward pass yet; call the model first (and use_moe before that)")
