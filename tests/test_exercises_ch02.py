@@ -254,6 +254,29 @@ def window_via_mask_functions(T, left, right):  # the composed mask function cal
     return _window_parts(T, left, right)(0, 0, *grid(T)).expand(T, T)
 
 
+def window_via_attention_mask_converter(T, left, right):  # transformers' older mask helpers: two causal bands
+    AttentionMaskConverter = pytest.importorskip("transformers.modeling_attn_mask_utils").AttentionMaskConverter
+
+    def band(w):  # sliding_window=w keeps i - w <= j <= i (w = 0: the diagonal); None: causal
+        if w == 0:
+            return torch.eye(T, dtype=torch.bool)
+        return AttentionMaskConverter._make_causal_mask((1, T), torch.float32, "cpu", sliding_window=w)[0, 0] == 0
+
+    return band(left if left >= 0 else None) | band(right if right >= 0 else None).T
+
+
+def window_via_4d_causal_mask(T, left, right):  # the module's 4-D helper, which reaches the same bands
+    helpers = pytest.importorskip("transformers.modeling_attn_mask_utils")  # deprecated: a later version may drop it
+    _create_4d_causal_attention_mask = helpers._create_4d_causal_attention_mask
+
+    def band(w):
+        if w == 0:
+            return torch.eye(T, dtype=torch.bool)
+        return _create_4d_causal_attention_mask((1, T), torch.float32, "cpu", sliding_window=w)[0, 0] == 0
+
+    return band(left if left >= 0 else None) | band(right if right >= 0 else None).T
+
+
 def document_via_sdpa_mask(d):
     from transformers import masking_utils as mu
     both = mu.and_masks(mu.causal_mask_function, mu.packed_sequence_mask_function(d[None]))
@@ -327,6 +350,8 @@ def _right_outside_the_check(check, route):
 LIBRARY_ROUTES = [  # (check, route, what the message names, a right answer)
     (ex.check_window_mask, window_via_sdpa_mask, "transformers.masking_utils.", sol.window_mask),
     (ex.check_window_mask, window_via_mask_functions, "transformers.masking_utils.", sol.window_mask),
+    (ex.check_window_mask, window_via_attention_mask_converter, "modeling_attn_mask_utils.", sol.window_mask),
+    (ex.check_window_mask, window_via_4d_causal_mask, "modeling_attn_mask_utils.", sol.window_mask),
     (ex.check_document_mask, document_via_sdpa_mask, "transformers.masking_utils.", sol.document_causal_mask),
     (ex.check_document_mask, document_via_blockwise_overlay, "masking_utils.blockwise_overlay",
      sol.document_causal_mask),

@@ -15,7 +15,9 @@ runs with them switched off. So are the library and package functions that answe
 (:func:`course_utils.checks.library_functions`): for exercises 1 and 2, ``transformers.masking_utils``' mask functions
 and the factories that compose them (``HF_MASKS``: ``and_masks``, ``sliding_window_overlay``,
 ``packed_sequence_mask_function``, ..., and ``sdpa_mask``, which the notebook shows; switching a factory off is what
-counts, its closures are made by it); for exercise 3, :func:`course_utils.model.masks.position_ids_from_attention_mask`
+counts, its closures are made by it), and for exercise 1 also the sliding-window causal masks of the older
+``transformers.modeling_attn_mask_utils`` (``HF_ATTN_MASK_UTILS``: ``AttentionMaskConverter._make_causal_mask`` and
+the 4-D helpers); for exercise 3, :func:`course_utils.model.masks.position_ids_from_attention_mask`
 (one document at a time) and ``transformers``' ``DataCollatorWithFlattening``; for exercise 4, chapter 05's
 ``masked_mean`` (and its private twin) and chapter 06's ``masked_lm_loss``. Exercise 2 may still build on the package's
 ``causal_mask``.
@@ -69,12 +71,21 @@ HF_MASKS = ("and_masks", "or_masks", "causal_mask_function", "bidirectional_mask
             "eager_mask")
 
 
+# transformers.modeling_attn_mask_utils (deprecated, still shipped): causal masks with a sliding window,
+# i - w <= j <= i; one band OR the transpose of another is exercise 1's answer (names a version lacks are skipped)
+HF_ATTN_MASK_UTILS = ("AttentionMaskConverter._make_causal_mask", "AttentionMaskConverter.to_causal_4d",
+                      "_create_4d_causal_attention_mask", "_prepare_4d_causal_attention_mask",
+                      "_prepare_4d_causal_attention_mask_for_sdpa")
+
+
 def _mask_answers(package_masks: bool) -> tuple[Callable, ...]:
-    """Exercises 1 and 2: ``HF_MASKS``, and with ``package_masks`` the package's mask builders (they compose into
-    exercise 1's answer)."""
+    """Exercises 1 and 2: ``HF_MASKS``, and with ``package_masks`` (exercise 1) the package's mask builders and
+    ``HF_ATTN_MASK_UTILS`` (they compose into exercise 1's answer; exercise 2 may build on a causal mask)."""
     package = (masks.causal_mask, masks.bidirectional_mask, masks.prefix_lm_mask, masks.sliding_window_mask,
                masks.key_padding_mask, masks.padding_mask) if package_masks else ()
-    return package + checks.library_functions("transformers.masking_utils", *HF_MASKS)
+    older = (checks.library_functions("transformers.modeling_attn_mask_utils", *HF_ATTN_MASK_UTILS)
+             if package_masks else ())
+    return package + older + checks.library_functions("transformers.masking_utils", *HF_MASKS)
 
 
 def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
