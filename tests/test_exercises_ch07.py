@@ -59,6 +59,20 @@ def epsilon_at_or_below(logits, epsilon):  # removes probabilities equal to epsi
     return logits.masked_fill(remove, -math.inf)
 
 
+def epsilon_batch_max(logits, epsilon):  # keeps the batch's single most likely token, not each row's
+    probs = logits.softmax(-1)
+    remove = probs < epsilon
+    remove[probs == probs.max()] = False
+    return logits.masked_fill(remove, -math.inf)
+
+
+def epsilon_flat_argmax(logits, epsilon):  # argmax without dim: one flat index into the whole batch
+    probs = logits.softmax(-1)
+    remove = probs < epsilon
+    remove.view(-1)[probs.argmax()] = False
+    return logits.masked_fill(remove, -math.inf)
+
+
 def epsilon_exp_over_sum(logits, epsilon):  # correct: probabilities written out, without subtracting the maximum
     probs = logits.exp() / logits.exp().sum(-1, keepdim=True)
     remove = (probs < epsilon).scatter(-1, probs.argmax(-1, keepdim=True), False)
@@ -76,7 +90,8 @@ def test_epsilon_check():
     ex.check_epsilon_filter(epsilon_via_log_softmax)
     ex.check_epsilon_filter(epsilon_exp_over_sum)
     rejects(ex.check_epsilon_filter, epsilon_at_or_below)
-    for wrong in (epsilon_no_top, epsilon_on_logits, epsilon_returns_probs, epsilon_top_k_instead):
+    for wrong in (epsilon_no_top, epsilon_on_logits, epsilon_returns_probs, epsilon_top_k_instead, epsilon_batch_max,
+                  epsilon_flat_argmax):
         rejects(ex.check_epsilon_filter, wrong)
 
 

@@ -50,9 +50,13 @@ def check_epsilon_filter(fn: Callable[[torch.Tensor, float], Any]) -> None:
             "never remove a row's most likely token")
     flat = torch.zeros(1, 8)
     flat[0, 3] = 0.1  # every probability is about 1/8 < 0.2: only the most likely token may stay
+    # row 1 is nearly flat (every probability below 0.3, its best token at index 2), row 0 holds the batch's best
+    # token: keeping only the batch's most likely token, not each row's, leaves row 1 empty
+    two_rows = torch.stack([torch.log(torch.tensor([0.7, 0.2, 0.09, 0.01])), torch.tensor([0.0, 0.0, 0.1, 0.0])])
     cases = [("hand example, epsilon 0.1", torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.04, 0.06, 0.3, 0.6]])),
               0.1),
              ("a flat row, epsilon 0.2", flat, 0.2),
+             ("two rows, the second below epsilon 0.3 everywhere", two_rows, 0.3),
              ("random logits, epsilon 0.01", _logits(0, (4, 300), 3.0), 0.01),
              # four equal logits give probabilities of exactly 1/4 (a power of two: no rounding by any route), so a
              # probability equal to epsilon is not below it and stays
