@@ -36,7 +36,9 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
     number too; a tensor ``expected`` asks for exactly its shape."""
     if isinstance(expected, torch.Tensor) or (isinstance(actual, torch.Tensor) and actual.numel() != 1):
         actual_t = as_float_tensor(name, actual, hint)
-        expected_t = torch.as_tensor(expected, dtype=torch.float64).cpu()
+        # MPS has no float64: a tensor is moved to the CPU before the cast
+        expected_t = (expected.detach().to("cpu", torch.float64) if isinstance(expected, torch.Tensor)
+                      else torch.as_tensor(expected, dtype=torch.float64))
         if actual_t.shape != expected_t.shape:
             raise AssertionError(f"{name}: shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)}. {hint}")
         if not torch.allclose(actual_t, expected_t, atol=atol, rtol=rtol, equal_nan=False):

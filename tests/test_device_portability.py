@@ -9,12 +9,15 @@ Every public function that draws with a generator must refuse the mismatch with 
 draw (or draw where the generator is, on purpose, and move the result).
 
 The second rule: MPS has no float64, so code that needs float64 moves to the CPU first. :class:`Float64OffCpuGuard`
-pretends marked CPU tensors are on such an accelerator and fails any float64 made there.
+pretends marked CPU tensors are on such an accelerator and fails any float64 made there, any numpy conversion of them
+(``.numpy()`` needs a CPU tensor on every accelerator) and any draw for them with a CPU generator.
 """
 
+import math
 import types
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -187,9 +190,10 @@ def test_synchronize_waits_for_the_device_it_is_given(monkeypatch):
 
 class Float64OffCpuGuard(TorchFunctionMode):
     """Pretend that marked CPU tensors live on an accelerator without float64 (MPS), and fail any operation that would
-    make a float64 tensor there. A tensor marked with :func:`on_accelerator`, and whatever is computed from it, stays
-    "on the accelerator" until ``.cpu()`` or ``.to("cpu", ...)`` brings it back; the values are ordinary CPU values,
-    so the code under test runs for real."""
+    make a float64 tensor there, turn one into a numpy array (``.numpy()``, ``np.asarray``) or draw for one with a CPU
+    generator. A tensor marked with :func:`on_accelerator`, and whatever is computed from it, stays "on the
+    accelerator" until ``.cpu()`` or ``.to("cpu", ...)`` brings it back; the values are ordinary CPU values, so the
+    code under test runs for real."""
 
     @staticmethod
     def _moves_to_cpu(func, args, kwargs) -> bool:
@@ -205,6 +209,12 @@ class Float64OffCpuGuard(TorchFunctionMode):
         flat_inputs += [x for a in flat_inputs if isinstance(a, (list, tuple)) for x in a]
         from_accelerator = any(getattr(a, "_on_accelerator", False) for a in flat_inputs
                                if isinstance(a, torch.Tensor))
+        name = getattr(func, "__name__", func)
+        if from_accelerator and func in (torch.Tensor.numpy, torch.Tensor.__array__):
+            raise AssertionError(f"{name} of a tensor on the accelerator (numpy needs .cpu() first)")
+        generator = kwargs.get("generator")
+        if from_accelerator and isinstance(generator, torch.Generator) and generator.device.type == "cpu":
+            raise AssertionError(f"{name} draws for a tensor on the accelerator with a CPU generator")
         out = func(*args, **kwargs)
         if not from_accelerator:
             return out
@@ -213,7 +223,7 @@ class Float64OffCpuGuard(TorchFunctionMode):
         for t in out if isinstance(out, (list, tuple)) else [out]:
             if isinstance(t, torch.Tensor):
                 if t.dtype == torch.float64:
-                    raise AssertionError(f"{getattr(func, '__name__', func)} made a float64 tensor on the accelerator")
+                    raise AssertionError(f"{name} made a float64 tensor on the accelerator")
                 t._on_accelerator = True
         return out
 
@@ -232,6 +242,20 @@ def test_the_float64_guard_catches_float64_made_on_the_accelerator():
         assert (x * 2).cpu().double().dtype == torch.float64  # moved first: fine
         assert x.to("cpu", torch.float64).dtype == torch.float64
         assert not getattr(x.cpu(), "_on_accelerator", False)
+
+
+def test_the_float64_guard_catches_numpy_and_cpu_generators_on_the_accelerator():
+    x = on_accelerator(torch.rand(3))
+    with Float64OffCpuGuard(), pytest.raises(AssertionError, match="numpy needs .cpu"):
+        x.numpy()
+    with Float64OffCpuGuard(), pytest.raises(AssertionError, match="numpy needs .cpu"):
+        np.asarray(x * 2)
+    with Float64OffCpuGuard(), pytest.raises(AssertionError, match="CPU generator"):
+        torch.multinomial(x, 1, generator=make_generator(0, "cpu"))
+    with Float64OffCpuGuard():
+        assert np.asarray(x.cpu()).shape == (3,) and x.detach().cpu().numpy().dtype == np.float32
+        torch.multinomial(x.cpu(), 1, generator=make_generator(0, "cpu"))
+        assert x.tolist() == x.cpu().tolist()  # .tolist() and .item() work on every device
 
 
 def test_beam_search_and_cast_outcomes_form_float64_on_the_cpu():
@@ -259,3 +283,78 @@ def test_score_ids_forms_its_float64_token_losses_on_the_cpu():
         result = score_ids(lambda chunk: on_accelerator(table[chunk]), ids, window=8, stride=3, progress=False)
     expected = score_ids(lambda chunk: table[chunk], ids, window=8, stride=3, progress=False)
     assert result.token_nats.dtype == torch.float64 and torch.equal(result.token_nats, expected.token_nats)
+
+
+def test_checks_and_sign_flip_p_form_their_float64_on_the_cpu(capsys):
+    # the exercise checks compare answers, and sign_flip_p its differences, in float64: tensors on any device
+    from course_utils import checks
+    from course_utils.evaluate.significance import sign_flip_p
+
+    g = make_generator(3, "cpu")
+    x = torch.randn(2, 3, generator=g)  # (2, 3)
+    few = torch.tensor([0.5, -0.25, 1.0, 0.75, -2.0, 0.125, 1.5, 0.0])  # (8,) sizes differ: every sign pattern
+    many = torch.randn(20, generator=g)  # (20,) more than 16: random sign patterns from a CPU generator
+    with Float64OffCpuGuard():
+        checks.check_close("a tensor on the accelerator", on_accelerator(x + 1e-9), on_accelerator(x))
+        checks.check_equal("a tensor on the accelerator", on_accelerator(x), on_accelerator(x.clone()))
+        answer = checks.finite_float_tensor("a tensor on the accelerator", on_accelerator(x))
+        p_few, p_many = sign_flip_p(on_accelerator(few)), sign_flip_p(on_accelerator(many), draws=200)
+    assert capsys.readouterr().out.count("[pass]") == 2
+    assert answer.dtype == torch.float64 and torch.equal(answer, x.double())
+    assert p_few == sign_flip_p(few) and p_many == sign_flip_p(many, draws=200)
+
+
+def test_calibration_and_auroc_metrics_move_scores_to_the_cpu_before_numpy():
+    # chapters 08 and 10 score confidences that may come straight from the model: numpy only after .cpu()
+    from course_utils.classify.metrics import calibrated_ece_samples, top_label_ece
+    from course_utils.rag import calibration as cal
+    from course_utils.rag.auroc_comparison import auroc_permutation_test, compare_aurocs, delong_test
+
+    g = make_generator(4, "cpu")
+    probs = torch.softmax(2 * torch.randn(24, 3, generator=g), dim=-1)  # (N, L)
+    targets = torch.randint(0, 3, (24,), generator=g)  # (N,)
+    confidence, correct = probs.max(1).values, probs.argmax(1) == targets  # (N,), (N,)
+    other = torch.rand(24, generator=g)  # (N,) a second signal on the same answers
+    assert 2 <= int(correct.sum()) <= 22  # both classes, two of each at least (DeLong)
+
+    def results(mark):
+        c, y = mark(confidence), mark(correct)
+        bins = cal.reliability_bins(c, y, n_bins=5)
+        return [top_label_ece(mark(probs), mark(targets), n_bins=5),
+                calibrated_ece_samples(mark(probs), 4, make_generator(5, "cpu"), n_bins=5).tolist(),
+                cal.expected_calibration_error(c, y, n_bins=5), bins.counts, bins.mean_confidence, bins.accuracy,
+                cal.abstention_curve(c, y), cal.abstain_at(c, y, 0.6), cal.auroc(c, y), cal.roc_curve(c, y),
+                cal.auroc_resolution(y), delong_test(c, mark(other), y),
+                auroc_permutation_test(c, mark(other), y, draws=50, exact_up_to=0),
+                compare_aurocs(c, mark(other), y, small_class=2)]
+
+    with Float64OffCpuGuard():
+        guarded = results(on_accelerator)
+    np.testing.assert_equal(guarded, results(lambda t: t))
+
+
+def test_exact_search_and_the_attention_heatmap_move_tensors_to_the_cpu_before_numpy():
+    import matplotlib.pyplot as plt
+
+    from course_utils.model.masks import causal_mask
+    from course_utils.plotting import attention_heatmap
+    from course_utils.rag.ann import exact_topk, recall_against_exact
+
+    g = make_generator(6, "cpu")
+    embeddings = torch.nn.functional.normalize(torch.randn(30, 8, generator=g), dim=-1)  # (N, C) unit rows
+    queries = torch.randn(4, 8, generator=g)  # (Q, C)
+    allowed = causal_mask(5)  # (T, T)
+    weights = torch.softmax(torch.randn(5, 5, generator=g).masked_fill(~allowed, -math.inf), dim=-1)  # (T, T)
+    fig, (ax, ax_cpu) = plt.subplots(1, 2)
+    try:
+        with Float64OffCpuGuard():
+            scores, ids = exact_topk(on_accelerator(embeddings), on_accelerator(queries), 3)  # (Q, 3) each
+            recall = recall_against_exact(on_accelerator(ids[:, [0, 2, 1]]), on_accelerator(ids), 3)
+            image = attention_heatmap(ax, on_accelerator(weights), on_accelerator(allowed), "on the accelerator")
+        shown = attention_heatmap(ax_cpu, weights, allowed, "on the CPU").get_array()
+        np.testing.assert_equal(np.ma.getmaskarray(image.get_array()), np.ma.getmaskarray(shown))
+        np.testing.assert_equal(image.get_array().filled(-1), shown.filled(-1))
+    finally:
+        plt.close(fig)
+    expected_scores, expected_ids = exact_topk(embeddings, queries, 3)
+    assert torch.equal(scores, expected_scores) and torch.equal(ids, expected_ids) and recall == 1.0
