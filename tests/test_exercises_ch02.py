@@ -277,6 +277,13 @@ def window_via_4d_causal_mask(T, left, right):  # the module's 4-D helper, which
     return band(left if left >= 0 else None) | band(right if right >= 0 else None).T
 
 
+def window_via_a_model_file_copy(T, left, right):  # Gemma 4's (left, right) window function, imported in the call
+    gemma4 = pytest.importorskip("transformers.models.gemma4.modeling_gemma4")  # a later version may move it
+    size = lambda w: T + 1 if w < 0 else w + 1  # its window counts the query position itself
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]  # (T, 1), (1, T)
+    return gemma4.sliding_window_mask_function((size(left), size(right)))(0, 0, i, j)
+
+
 def document_via_sdpa_mask(d):
     from transformers import masking_utils as mu
     both = mu.and_masks(mu.causal_mask_function, mu.packed_sequence_mask_function(d[None]))
@@ -352,6 +359,7 @@ LIBRARY_ROUTES = [  # (check, route, what the message names, a right answer)
     (ex.check_window_mask, window_via_mask_functions, "transformers.masking_utils.", sol.window_mask),
     (ex.check_window_mask, window_via_attention_mask_converter, "modeling_attn_mask_utils.", sol.window_mask),
     (ex.check_window_mask, window_via_4d_causal_mask, "modeling_attn_mask_utils.", sol.window_mask),
+    (ex.check_window_mask, window_via_a_model_file_copy, "sliding_window_mask_function", sol.window_mask),
     (ex.check_document_mask, document_via_sdpa_mask, "transformers.masking_utils.", sol.document_causal_mask),
     (ex.check_document_mask, document_via_blockwise_overlay, "masking_utils.blockwise_overlay",
      sol.document_causal_mask),

@@ -85,7 +85,9 @@ def _mask_answers(package_masks: bool) -> tuple[Callable, ...]:
                masks.key_padding_mask, masks.padding_mask) if package_masks else ()
     older = (checks.library_functions("transformers.modeling_attn_mask_utils", *HF_ATTN_MASK_UTILS)
              if package_masks else ())
-    return package + older + checks.library_functions("transformers.masking_utils", *HF_MASKS)
+    # model files' (left, right) window functions (Gemma 4's sliding_window_mask_function and its copies), if loaded
+    copies = tuple(checks.loaded_transformers_copies(("sliding_window_mask_function",))) if package_masks else ()
+    return package + older + copies + checks.library_functions("transformers.masking_utils", *HF_MASKS)
 
 
 def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
@@ -93,9 +95,9 @@ def check_window_mask(fn: Callable[[int, int, int], object]) -> None:
     terms (flash-attn 2.3 and later)."""
     cases = [(4, 1, 0), (6, 2, 0), (5, 1, 1), (7, 2, 1), (7, 0, 3), (6, -1, 0), (5, -1, -1), (6, 3, -1),
              (1, 0, 0), (5, 9, 0), (8, 0, 0)]
-    answers = _mask_answers(package_masks=True)
     for n, (T, left, right) in enumerate(cases, start=1):
         expected = _window_by_loops(T, left, right)
+        answers = _mask_answers(package_masks=True)  # each call looks again: a model file the last call imported counts
         checks.check_equal(f"window case {n} of {len(cases)}", _learner(fn, T, left, right, answers=answers),
                            expected, hint=WINDOW_HINT)
 
