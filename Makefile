@@ -43,7 +43,7 @@ else
 endif
 
 test-inner:
-	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg \
+	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 		$(BIN)/python -m pytest -q tests notebooks --nbval-lax --durations=15
 
 test-unit: setup

@@ -29,7 +29,10 @@ def pytest_configure(config):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(GUARD_DIR), os.environ.get("PYTHONPATH")]))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # This process draws off-screen. Notebook kernels keep ipykernel's inline backend (no MPLBACKEND in their
+    # environment), so nbval draws every figure and a figure that fails only when drawn fails the run.
+    import matplotlib
+    matplotlib.use("Agg")
     # Install the same guard in this process (the name sitecustomize is taken by Python's own start-up hook).
     spec = importlib.util.spec_from_file_location("course_netguard", GUARD_DIR / "sitecustomize.py")
     module = importlib.util.module_from_spec(spec)
