@@ -7,7 +7,7 @@ them, and redraws ``view(**current values)`` there when a control changes (or on
 
 Controls are *specs*, not widgets: ``control("IntSlider", 12, min=2, max=32, description="T")`` names an ipywidgets
 class, its initial value and its other settings, so a notebook never imports ipywidgets itself and the static view
-needs no widget library. The rules of the course (COURSE_GUIDE section 6b) are enforced, not just documented:
+needs no widget library. The course's widget rules (CONTRIBUTING.md, "Rules") are enforced, not just documented:
 
 - a view displays and returns None (Jupyter would echo a returned value under the widget): TypeError otherwise;
 - a view that calls a model (``calls_model=True``) redraws on a button click or when a slider or text box is released

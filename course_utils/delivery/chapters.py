@@ -3,10 +3,11 @@ README's chapter table, the start-here notebook, the notebook-naming test and th
 
 Times are wall-clock minutes for a whole notebook executed top to bottom on :data:`REFERENCE_MACHINE` by ``python -m
 course_utils.delivery.book`` (recorded in ``benchmarks/RESULTS.md``, "The chapter map re-timed on one box"): the cpu
-column from one cpu book on 2026-12-05 at d21ac96 (later changes add seconds at most), with no other heavy job beside it
-and a course cache holding only SmolLM2's converted weights; the smoke column from one smoke book on 2026-12-04/05 from
-an empty cache (chapter 01's smoke time includes SmolLM2's one-time conversion, 20-45 s). Times vary by about 30%
-between sessions: the map is a rough guide, not a benchmark.
+column from one cpu book on 2026-12-05 at d21ac96, with no other heavy job beside it and a course cache holding only
+SmolLM2's converted weights; the smoke column from one smoke book on 2026-12-04/05 from an empty cache (chapter 01's
+smoke time includes SmolLM2's one-time conversion, 20-45 s). Later commits changed every chapter, and the books have
+not been re-timed as a whole since. Times vary by about 30% between sessions: the map is a rough guide, not a
+benchmark.
 The start-here notebook has no profile-dependent work, so its cpu time is its smoke time.
 ``None`` means not measured yet (no notebook has run the gpu profile on a GPU, so it has no times; benchmark scripts
 have run some chapters' code on one).
@@ -57,7 +58,7 @@ START_HERE = Chapter("00", "start_here", "Start here",
 CHAPTERS = (
     Chapter("01", "language_modelling", "Language modelling",
             "chain rule, n-grams, bits per byte, a tiny GPT, SmolLM2 on held-out plays",
-            {"smoke": 0.6, "cpu": 5.0, "gpu": None}),  # 4:59 cpu, 34 s smoke
+            {"smoke": 0.6, "cpu": 5.0, "gpu": None}),  # 4:59 cpu, 35 s smoke
     Chapter("02", "attention_masks", "Attention masks",
             "causal, padding, bidirectional, prefix-LM, sliding window, MLM vs causal",
             {"smoke": 0.4, "cpu": 2.9, "gpu": None}),  # 2:53 cpu, 24 s smoke
