@@ -32,8 +32,8 @@ def passed(name: str) -> None:
 
 def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5,
                 hint: str = "") -> None:
-    """Numbers or tensors equal within tolerance. For a number, any one-element tensor (shape (), (1,), (1, 1)) is a
-    number too; a tensor ``expected`` asks for exactly its shape."""
+    """Numbers or tensors equal within tolerance. For a number, any one-element tensor or NumPy array (shape (), (1,),
+    (1, 1)) is a number too (:func:`one_element`); a tensor ``expected`` asks for exactly its shape."""
     if isinstance(expected, torch.Tensor) or (isinstance(actual, torch.Tensor) and actual.numel() != 1):
         actual_t = as_float_tensor(name, actual, hint)
         # MPS has no float64: a tensor is moved to the CPU before the cast
@@ -45,6 +45,7 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
             wrong = (~torch.isclose(actual_t, expected_t, atol=atol, rtol=rtol)).sum().item()
             raise AssertionError(f"{name}: {wrong} of {actual_t.numel()} values are wrong. {hint}")
     else:
+        actual = one_element(name, actual, hint)
         try:
             value = float(actual)
         except (TypeError, ValueError):
@@ -53,6 +54,18 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
             side = "too large" if value > float(expected) else "too small"
             raise AssertionError(f"{name}: got {value:.6g}, which is {side}. {hint}")
     passed(name)
+
+
+def one_element(name: str, actual: Any, hint: str = "") -> Any:
+    """Where one number is expected: the element of a one-element tensor or NumPy array of any shape ((1,), (1, 1),
+    what ``scipy.optimize.fsolve`` returns; NumPy 2 refuses ``float`` and ``int`` of an array with ndim > 0), a clear
+    failure for more than one element, and anything else (a number, a 0-d array, a list) unchanged."""
+    shape = getattr(actual, "shape", None)
+    if not isinstance(shape, tuple) or not shape or not hasattr(actual, "reshape"):  # torch.Size is a tuple
+        return actual
+    if math.prod(shape) != 1:
+        raise AssertionError(f"{name}: expected one number, got shape {tuple(shape)}. {hint}")
+    return actual.reshape(-1)[0]
 
 
 def as_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
@@ -159,10 +172,15 @@ def _refused(*args, **kwargs):
                          "runs")
 
 
-def library_functions(module_name: str, *names: str) -> tuple[Callable, ...]:
+def library_functions(module_name: str, *names: str, loaded_only: bool = False) -> tuple[Callable, ...]:
     """The functions ``names`` (``"name"`` or ``"Class.method"``) of ``module_name``, unwrapped (``__wrapped__``), in
     the form :func:`package_functions_switched_off` takes; a module or name the installed version lacks is skipped, and
-    so is one that cannot be switched off (a closure, a builtin, a classmethod's bound method)."""
+    so is one that cannot be switched off (a closure, a builtin, a classmethod's bound method). With ``loaded_only``
+    nothing is imported to look: a module not imported yet gives nothing (checks call the learner once per case, each
+    time with a fresh look, so a module first imported inside the learner's function escapes that call, not the
+    next)."""
+    if loaded_only and module_name not in sys.modules:
+        return ()
     found = []
     for name in names:
         with contextlib.suppress(ImportError, AttributeError):
@@ -193,11 +211,27 @@ def loaded_transformers_copies(names: tuple[str, ...], first: str | None = None)
 
 def refusing(name: str) -> Callable:
     """A stand-in that refuses like a switched-off function, for what cannot be switched off by swapping code (a
-    NumPy ufunc held as a module attribute, patched by the caller)."""
+    builtin, a NumPy ufunc): :func:`bindings_refused` binds it where the original was bound."""
     def refuse(*args, **kwargs):
         raise AssertionError(f"this exercise asks you to write it yourself: {name} is switched off while the check "
                              "runs")
     return refuse
+
+
+def bindings_refused(stack: contextlib.ExitStack, functions: dict[str, Any], *namespaces: Any) -> None:
+    """For what cannot be switched off by swapping code (a builtin such as ``torch.kl_div``, a NumPy ufunc such as
+    ``scipy.special.rel_entr``): every name that one of ``namespaces`` (modules, or dicts such as the learner function's
+    ``__globals__``, where ``from scipy.special import rel_entr`` put it; ``None`` is skipped) binds to one of
+    ``functions`` (the name a refusal shows -> the object) is bound to :func:`refusing` until ``stack`` closes, when
+    each name gets its object back (also after a raise). Only these names: a reference held anywhere else (another
+    module, a list, a default argument) still reaches the object."""
+    for namespace in namespaces:
+        space = namespace if isinstance(namespace, dict) or namespace is None else vars(namespace)
+        for key, value in list((space or {}).items()):
+            label = next((label for label, f in functions.items() if value is f), None)
+            if label is not None:
+                space[key] = refusing(label)
+                stack.callback(space.__setitem__, key, value)
 
 
 @contextlib.contextmanager

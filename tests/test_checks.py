@@ -336,3 +336,16 @@ def test_another_method_of_the_same_name_in_the_same_file_keeps_working():
     expected = mlp(x)
     with checks.package_functions_switched_off(modern.RMSNorm.forward):
         assert torch.equal(mlp(x), expected)
+
+
+def test_a_one_element_numpy_array_is_a_number_too():
+    # scipy.optimize.fsolve returns shape (1,), and float() of a NumPy array with ndim > 0 fails under NumPy 2
+    import numpy as np
+
+    for answer in (np.array([4.0]), np.array([[4.0]], dtype=np.float32), np.array(4.0), np.array([4])):
+        checks.check_close("ppl", answer, 4.0)
+    with pytest.raises(AssertionError, match="too large"):
+        checks.check_close("ppl", np.array([4.5]), 4.0)
+    with pytest.raises(AssertionError, match=r"expected one number, got shape \(2,\)"):
+        checks.check_close("ppl", np.array([4.0, 4.0]), 4.0)
+    assert checks.one_element("n", np.array([[7]])) == 7 and checks.one_element("n", [7]) == [7]  # a list is kept

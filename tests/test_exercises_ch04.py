@@ -235,3 +235,35 @@ def test_compute_to_reach_rejects_near_misses(wrong):
 
 def test_effective_tokens_rejects_an_answer_that_ignores_r_star():
     rejects(ex.check_effective_tokens, lambda s, u, r=15.4: sol.effective_tokens(s, u))
+
+
+# ---------- a one-element array is a number ----------
+
+def compute_by_fsolve(fit, target):  # the adversarial review's route: fsolve returns an array of shape (1,)
+    from scipy.optimize import fsolve
+
+    from course_utils.scaling.fit import ChinchillaFit
+
+    if target <= fit["E"]:
+        raise ValueError("the loss E is never reached")
+    law = ChinchillaFit(**fit, objective=0.0)
+    return np.exp(fsolve(lambda log_c: law.optimal_loss(np.exp(log_c)) - target, 10.0, xtol=1e-13))
+
+
+def test_one_element_arrays_are_accepted_as_numbers():
+    ex.check_llama_parameter_count(lambda c: np.array([sol.llama_parameter_count(c)]))
+    ex.check_llama_parameter_count(lambda c: np.array([[float(sol.llama_parameter_count(c))]]))
+    ex.check_compute_to_reach(lambda fit, target: np.array([sol.compute_to_reach(fit, target)]))
+    ex.check_effective_tokens(lambda s, u, r=15.4: np.array([[sol.effective_tokens(s, u, r)]]))
+    pytest.importorskip("scipy.optimize")
+    assert compute_by_fsolve(dict(ex.PUBLISHED_FITS["Hoffmann et al. 2022"]), 2.5).shape == (1,)
+    ex.check_compute_to_reach(compute_by_fsolve)
+
+
+def test_arrays_of_more_than_one_number_and_fractional_arrays_are_still_refused():
+    message = rejects(ex.check_llama_parameter_count, lambda c: np.array([sol.llama_parameter_count(c)] * 2))
+    assert "expected one number, got shape (2,)" in message
+    assert "whole number" in rejects(ex.check_llama_parameter_count,
+                                     lambda c: np.array([sol.llama_parameter_count(c) + 0.5]))
+    message = rejects(ex.check_compute_to_reach, lambda f, t: np.array([sol.compute_to_reach(f, t)] * 2))
+    assert "expected one number, got shape (2,)" in message

@@ -174,6 +174,10 @@ def kl_div_loss_module(pi, q, r):  # nn.KLDivLoss calls F.kl_div
     return (pi * r).sum(), torch.nn.KLDivLoss(reduction="sum")(q.clamp_min(1e-300).log(), pi)
 
 
+def kl_div_builtin(pi, q, r):  # torch.kl_div, the builtin under F.kl_div (reduction 2 is "sum")
+    return (pi * r).sum(), torch.kl_div(q.clamp_min(1e-300).log(), pi, 2)
+
+
 def scipy_stats_entropy(pi, q, r):  # entropy(pk, qk) is KL(pk || qk) in nats
     import scipy.stats
     return (pi * r).sum(), float(scipy.stats.entropy(pi.numpy(), q.numpy()))
@@ -191,6 +195,7 @@ def scipy_special_kl_div(pi, q, r):  # x log(x / y) - x + y, which sums to the K
 
 @pytest.mark.parametrize("library_answer, name", [
     (kl_div_of_clamped_logs, "torch.nn.functional.kl_div"), (kl_div_loss_module, "torch.nn.functional.kl_div"),
+    (kl_div_builtin, "torch.kl_div"),
     (scipy_stats_entropy, "scipy.stats._entropy.entropy"), (scipy_special_rel_entr, "scipy.special.rel_entr"),
     (scipy_special_kl_div, "scipy.special.kl_div")])
 def test_kl_and_reward_refuses_library_kls_and_restores_them(library_answer, name):
@@ -429,3 +434,30 @@ def zero_gradient(pc, pr, rc, rr, tau):  # the value of detached inputs, kept in
 def test_ipo_checks_the_gradient_itself():
     assert "autograd" in rejects(ex.check_ipo_loss, rejected_branch_detached)
     assert "gradient with respect to policy_chosen_logps" in rejects(ex.check_ipo_loss, zero_gradient)
+
+
+def _cell(source):
+    """The function ``answer`` defined in a namespace of its own, as a notebook cell defines it."""
+    namespace = {}
+    exec(source, namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("imported, call", [
+    ("from scipy.special import rel_entr", "rel_entr"), ("from scipy.special import kl_div", "kl_div"),
+    ("from scipy.special import rel_entr as relative_entropy", "relative_entropy"),
+    ("from scipy.special._ufuncs import rel_entr", "rel_entr")])
+def test_kl_and_reward_refuses_scipy_ufuncs_imported_by_name_and_restores_the_name(imported, call):
+    special = pytest.importorskip("scipy.special")
+    cell = _cell(f"{imported}\n"
+                 "def answer(pi, q, r):\n"
+                 f"    return (pi * r).sum(), float({call}(pi.numpy(), q.numpy()).sum())\n")
+    ufunc = cell[call]
+    assert ufunc in (special.rel_entr, special.kl_div)
+    message = rejects(ex.check_kl_and_reward, cell["answer"])
+    assert "switched off" in message and f"scipy.special.{ufunc.__name__}" in message, message
+    # the refusal raised inside the learner's function; afterwards its name is bound to the ufunc again, and so are
+    # scipy's attributes, and a right answer passes
+    assert cell[call] is ufunc and getattr(special, ufunc.__name__) is ufunc
+    assert getattr(special._ufuncs, ufunc.__name__) is ufunc
+    ex.check_kl_and_reward(sol.kl_and_reward)

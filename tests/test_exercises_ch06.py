@@ -4,6 +4,7 @@ DoRA's forward pass) where peft is installed."""
 
 import copy
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -774,3 +775,58 @@ def merged_in_float16(x, W, b, A, B, m, s):  # W' stored in float16, as a merged
 
 def test_dora_rejects_a_float16_merged_weight():
     assert_hidden(rejects(ex.check_dora_forward, merged_in_float16), expected_dora())
+
+
+# ---------- exercise 3: torch's weight norm is DoRA's weight in one call ----------
+
+def dora_with_torch_weight_norm(x, W, b, A, B, magnitude, scaling):  # m * V / ||V|| row by row (dim 0)
+    return F.linear(x, torch._weight_norm(W + scaling * B @ A, magnitude[:, None], 0), b)
+
+
+def dora_with_weight_norm_interface(x, W, b, A, B, magnitude, scaling):  # the builtin under it, with the norms
+    return F.linear(x, torch._weight_norm_interface(W + scaling * B @ A, magnitude[:, None], 0)[0], b)
+
+
+def _adapted_linear(W, b, A, B, scaling):
+    lin = torch.nn.Linear(W.shape[1], W.shape[0]).to(W.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(W + scaling * B @ A)
+        lin.bias.copy_(b)
+    return lin
+
+
+def dora_with_parametrized_weight_norm(x, W, b, A, B, magnitude, scaling):  # the public API on an nn.Linear
+    lin = torch.nn.utils.parametrizations.weight_norm(_adapted_linear(W, b, A, B, scaling), dim=0)
+    with torch.no_grad():
+        lin.parametrizations.weight.original0.copy_(magnitude[:, None])
+    return lin(x)
+
+
+def dora_with_legacy_weight_norm(x, W, b, A, B, magnitude, scaling):  # the deprecated hook-based version
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        lin = torch.nn.utils.weight_norm(_adapted_linear(W, b, A, B, scaling), dim=0)
+    with torch.no_grad():
+        lin.weight_g.copy_(magnitude[:, None])
+    return lin(x)
+
+
+_weight_norm_cell = {}
+exec("from torch import _weight_norm as wn\n"  # a notebook cell that imported the builtin by name
+     "import torch.nn.functional as F\n"
+     "def answer(x, W, b, A, B, magnitude, scaling):\n"
+     "    return F.linear(x, wn(W + scaling * B @ A, magnitude[:, None], 0), b)\n", _weight_norm_cell)
+
+
+@pytest.mark.parametrize("route", [dora_with_torch_weight_norm, dora_with_weight_norm_interface,
+                                   dora_with_parametrized_weight_norm, dora_with_legacy_weight_norm,
+                                   _weight_norm_cell["answer"]])
+def test_exercise_3_refuses_torch_weight_norm_and_restores_it(route):
+    args = ex._dora_cases()[0][1]
+    torch.testing.assert_close(route(*args), sol.dora_forward(*args), atol=1e-10, rtol=1e-10)  # right outside
+    message = rejects(ex.check_dora_forward, route)
+    assert "switched off" in message and "torch._weight_norm" in message, message
+    assert_hidden(message, expected_dora())
+    torch.testing.assert_close(route(*args), sol.dora_forward(*args), atol=1e-10, rtol=1e-10)  # restored
+    assert _weight_norm_cell["wn"] is torch._weight_norm
+    ex.check_dora_forward(own_dora)

@@ -164,6 +164,11 @@ def one_dropped(conf, correct, n_bins):  # 1.0 falls in bin n, which does not ex
     return sum(n / int(keep.sum()) * abs(a - c) for n, a, c in _bins(conf[keep], correct[keep], index[keep], n_bins))
 
 
+def one_in_a_bin_of_its_own(conf, correct, n_bins):  # floor(c * n) unclamped: 1.0 goes to an extra bin n
+    index = (conf * n_bins).floor().long()
+    return sum(n / len(conf) * abs(a - c) for n, a, c in _bins(conf, correct, index, n_bins + 1))
+
+
 def max_gap(conf, correct, n_bins):
     index = (conf * n_bins).floor().long().clamp(max=n_bins - 1)
     return max(abs(a - c) for _, a, c in _bins(conf, correct, index, n_bins))
@@ -174,7 +179,8 @@ def signed_gaps(conf, correct, n_bins):  # over- and under-confidence cancel
     return abs(sum(n / len(conf) * (a - c) for n, a, c in _bins(conf, correct, index, n_bins)))
 
 
-@pytest.mark.parametrize("wrong", [unweighted, right_closed_bins, one_dropped, max_gap, signed_gaps])
+@pytest.mark.parametrize("wrong", [unweighted, right_closed_bins, one_dropped, one_in_a_bin_of_its_own, max_gap,
+                                   signed_gaps])
 def test_ece_rejects_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_expected_calibration_error, wrong), expected_ece_values())
 
@@ -389,3 +395,43 @@ def test_recall_and_mrr_cannot_be_rebuilt_from_other_package_functions(via):
         assert via(rankings, gold, k) == pytest.approx(ex._rank_reference(rankings, gold, k), abs=1e-12)
     assert "switched off" in rejects(ex.check_recall_and_mrr, via)
     assert via([["a", "b", "c"], ["c", "b", "a"]], ["b", "a"], 2) == pytest.approx((0.5, 0.25))  # restored
+
+
+def test_ece_has_a_case_where_an_extra_bin_for_one_changes_the_value():
+    # a group of 1.0s always has hits - confidence <= 0, so moving it out of the last bin changes the ECE only when the
+    # rest of that bin is under-confident: 0.85 and 0.9, both right, beside a 1.0 that is wrong
+    conf = torch.tensor([0.85, 0.9, 1.0, 0.1], dtype=torch.float64)
+    hit = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    assert ex._ece_reference(conf, hit, 5) == pytest.approx((0.1 + 0.75) / 4)  # bins {0.1}, {0.85, 0.9, 1.0}: 0.2125
+    assert sol.expected_calibration_error(conf, hit, 5) == pytest.approx(0.2125)
+    assert one_in_a_bin_of_its_own(conf, hit, 5) == pytest.approx((0.1 + 0.25 + 1.0) / 4)  # 0.3375
+    assert any(torch.equal(c, conf) and torch.equal(h, hit) and n == 5 for _, c, h, n in ex._ece_cases())
+    ex.check_expected_calibration_error(sol.expected_calibration_error)
+
+
+def auroc_via_mannwhitneyu(scores, labels):  # U / (n_pos n_neg) is the AUROC, ties counted 1/2
+    import scipy.stats
+
+    pos, neg = scores[labels == 1].numpy(), scores[labels == 0].numpy()
+    return scipy.stats.mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg))
+
+
+def auroc_via_rankdata(scores, labels):  # Mann-Whitney on scipy's tie-averaged ranks
+    import scipy.stats
+
+    ranks, y = scipy.stats.rankdata(scores.numpy()), labels.numpy() == 1
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    return (ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+@pytest.mark.parametrize("via, name", [(auroc_via_mannwhitneyu, "mannwhitneyu"), (auroc_via_rankdata, "rankdata")])
+def test_auroc_refuses_scipys_mann_whitney_and_ranks_and_restores_them(via, name):
+    pytest.importorskip("scipy.stats")
+    for _, scores, labels in ex._auroc_cases():  # right outside the check
+        assert via(scores, labels) == pytest.approx(ex._auroc_reference(scores, labels), abs=1e-12)
+    message = rejects(ex.check_auroc, via)
+    assert "switched off" in message and name in message, message
+    assert_hidden(message, expected_auroc_values())
+    _, scores, labels = ex._auroc_cases()[2]
+    assert via(scores, labels) == pytest.approx(9.5 / 12)  # restored afterwards
+    ex.check_auroc(sol.auroc)

@@ -362,3 +362,8 @@ def test_f1_rejects_the_per_class_tensor_with_a_clear_message():  # the F1 of ev
         return torch.tensor([2 * sum(a == b == k for a, b in zip(t, p)) / max(1, t.count(k) + p.count(k)) for k in c])
 
     assert "one number" in rejects(ex.check_macro_f1, per_class)
+
+
+def test_f1_accepts_a_one_element_numpy_array_and_refuses_a_longer_one():
+    ex.check_macro_f1(lambda t, p, c: np.array([sol.macro_f1_by_hand(t, p, c)]))
+    assert "one number" in rejects(ex.check_macro_f1, lambda t, p, c: np.array([sol.macro_f1_by_hand(t, p, c)] * 3))

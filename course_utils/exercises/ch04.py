@@ -73,7 +73,7 @@ def check_llama_parameter_count(fn: Callable[[dict], Any]) -> None:
             "token embedding is also the output head when tie_word_embeddings is True")
     for name, config in LLAMA_CONFIGS.items():
         with checks.package_functions_switched_off(*_ready_made_counts()):
-            answer = fn(dict(config))
+            answer = checks.one_element(name, fn(dict(config)), hint)  # a (1,) array or tensor is one number
         try:
             value = int(answer)
         except (TypeError, ValueError):

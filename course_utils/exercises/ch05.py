@@ -5,9 +5,9 @@ Each exercise asks for something :mod:`course_utils.rlhf` does not provide (the 
 from, IPO, RLOO). While the learner's function runs, this module's own references are
 switched off, and so are :func:`course_utils.rlhf.losses.group_relative_advantages` (RLOO is k / (k - 1) times its
 mean-subtracted rewards) and the library KLs that answer exercise 1b: torch's categorical KL
-(``torch.distributions.kl_divergence``), ``torch.nn.functional.kl_div`` (and so ``nn.KLDivLoss``), and where scipy is
-already imported ``scipy.stats.entropy`` and, as module attributes, ``scipy.special.rel_entr`` and ``kl_div``
-(:func:`_scipy_kl_refused`).
+(``torch.distributions.kl_divergence``), ``torch.nn.functional.kl_div`` (and so ``nn.KLDivLoss``) and the builtin
+``torch.kl_div`` under it, and where scipy is already imported ``scipy.stats.entropy``, ``scipy.special.rel_entr`` and
+``kl_div``, also under the names the answer's module imported them as (:func:`_library_kls_refused`).
 Each check computes the expected value itself with plain code written differently from the reference solution, and
 fails through :mod:`course_utils.checks`, whose messages never show the expected value.
 ``tests/test_exercises_ch05.py`` feeds every check the reference solution, correct answers in other forms, and the
@@ -35,7 +35,6 @@ import contextlib
 import math
 import sys
 from typing import Any, Callable, Iterator
-from unittest import mock
 
 import torch
 
@@ -89,7 +88,7 @@ def check_optimal_policy(fn: Callable[[torch.Tensor, torch.Tensor, float], Any])
             "pi_ref = 0 must keep probability 0")
     for label, pi_ref, rewards, beta in _policy_cases():
         name = f"optimal policy, {label}"
-        with _learner_alone():
+        with _learner_alone(fn):
             raw = fn(pi_ref.clone(), rewards.clone(), beta)
         answer = checks.finite_float_tensor(name, raw, hint)
         expected = _optimal_reference(pi_ref, rewards, beta)
@@ -111,10 +110,11 @@ def check_kl_and_reward(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
     0 log 0 = 0. ``pi`` is zero wherever ``pi_ref`` is (otherwise the KL is infinite); the cases include responses
     with pi = pi_ref = 0, as the notebook says, so a ratio pi / pi_ref must not reach the sum there (0 / 0 = NaN).
 
-    Switched off meanwhile (:func:`_learner_alone`): torch's ``kl_divergence`` of categoricals, ``F.kl_div``,
-    ``scipy.stats.entropy`` and the module attributes ``scipy.special.rel_entr`` and ``scipy.special.kl_div``. Those
-    two are NumPy ufuncs, whose code cannot be swapped: only the attribute is, so a name imported before the check
-    (``from scipy.special import rel_entr``) still reaches the ufunc."""
+    Switched off meanwhile (:func:`_learner_alone`): torch's ``kl_divergence`` of categoricals, ``F.kl_div`` and the
+    builtin ``torch.kl_div`` under it, ``scipy.stats.entropy``, ``scipy.special.rel_entr`` and ``scipy.special.kl_div``.
+    The builtin and the two NumPy ufuncs cannot have their code swapped: the names bound to them are, in ``torch``,
+    ``scipy.special`` and the answer's own module, so ``from scipy.special import rel_entr`` in the notebook is refused
+    too, while a reference kept elsewhere (another module, a list) still reaches them."""
     hint = ("the expected reward averages r under pi (not under pi_ref); KL(pi || pi_ref) = sum over y of "
             "pi(y) * log(pi(y) / pi_ref(y)) with the natural log, and a term with pi(y) = 0 counts as 0 (leave it "
             "out, e.g. with torch.where, rather than computing 0 * log 0); where pi(y) and pi_ref(y) are both 0, "
@@ -136,7 +136,7 @@ def check_kl_and_reward(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
          rand_ref, rand_r),
     ]
     for label, pi, ref, r in cases:
-        with _learner_alone():
+        with _learner_alone(fn):
             answer = fn(pi.clone(), ref.clone(), r.clone())
         if not isinstance(answer, (tuple, list)) or len(answer) != 2:
             raise AssertionError(f"{label}: return a pair (expected_reward, kl), got {type(answer).__name__}. "
@@ -181,7 +181,7 @@ def check_ipo_loss(fn: Callable[..., Any]) -> None:
     for label, (pc, pr, rc, rr), tau in _ipo_cases():
         name = f"IPO loss, {label}"
         pc_in, pr_in = pc.clone().requires_grad_(True), pr.clone().requires_grad_(True)
-        with _learner_alone():
+        with _learner_alone(fn):
             loss = fn(pc_in, pr_in, rc.clone(), rr.clone(), tau)
         value = checks.as_float_tensor(name, loss, hint)
         if value.numel() != 1:
@@ -235,16 +235,17 @@ def check_rloo_advantages(fn: Callable[[torch.Tensor, int], Any]) -> None:
     ]
     for label, rewards, k in cases:
         name = f"RLOO advantages, {label}"
-        with _learner_alone():
+        with _learner_alone(fn):
             raw = fn(rewards.clone(), k)
         answer = checks.finite_float_tensor(name, raw, hint)
         checks.check_close(name, answer, _rloo_reference(rewards, k), atol=1e-6, rtol=1e-6, hint=hint)
 
 
 @contextlib.contextmanager
-def _learner_alone() -> Iterator[None]:
-    """Switch off what would answer an exercise for the learner: this module's references, GRPO's advantages,
-    ``F.kl_div``, scipy's KLs (:func:`_scipy_kl_refused`) and torch's categorical KL, which the notebook shows
+def _learner_alone(fn: Callable) -> Iterator[None]:
+    """Switch off, while the learner's ``fn`` runs, what would answer an exercise for the learner: this module's
+    references, GRPO's advantages, ``F.kl_div`` and the builtin ``torch.kl_div`` under it, scipy's KLs
+    (:func:`_library_kls_refused`) and torch's categorical KL, which the notebook shows
     (``kl_divergence(Categorical(...), Categorical(...))`` answers exercise 1b's 0 log 0 and 0 / 0 terms by itself).
     ``kl_divergence`` looks the function up in a registry, so the registered function object is switched off (its
     code swapped), which also blocks the one-hot categorical KL that calls it; everything is restored when the block
@@ -254,21 +255,24 @@ def _learner_alone() -> Iterator[None]:
     from course_utils.rlhf.losses import group_relative_advantages
 
     with contextlib.ExitStack() as stack:
-        entropy = _scipy_kl_refused(stack)
+        entropy = _library_kls_refused(stack, fn)
         stack.enter_context(checks.package_functions_switched_off(
             _optimal_reference, _kl_reference, _ipo_reference, _rloo_reference, group_relative_advantages,
             torch_kl._kl_categorical_categorical, torch.nn.functional.kl_div, *entropy))
         yield
 
 
-def _scipy_kl_refused(stack: contextlib.ExitStack) -> list[Callable]:
-    """Where scipy is already imported (nothing is imported to look; the checks call the learner once per case, each
-    time with a fresh look, so one imported inside the learner's function escapes that call, not the next): refuse
-    ``scipy.special.rel_entr`` and ``kl_div`` as attributes of ``scipy.special`` (and ``_ufuncs``), replaced in
-    ``stack`` until the block ends, also after a raise; return ``scipy.stats.entropy``'s function to switch off."""
-    for name in ("scipy.special", "scipy.special._ufuncs"):
-        module = sys.modules.get(name)
-        for ufunc in ("rel_entr", "kl_div"):
-            if module is not None and hasattr(module, ufunc):
-                stack.enter_context(mock.patch.object(module, ufunc, checks.refusing(f"scipy.special.{ufunc}")))
-    return list(checks.library_functions("scipy.stats", "entropy")) if "scipy.stats" in sys.modules else []
+def _library_kls_refused(stack: contextlib.ExitStack, fn: Callable) -> tuple[Callable, ...]:
+    """Refuse, until ``stack`` closes (also after a raise), what cannot be switched off by swapping code: the builtin
+    ``torch.kl_div`` and, where scipy is already imported (nothing is imported to look; the checks call the learner
+    once per case, each time with a fresh look, so one imported inside the learner's function escapes that call, not
+    the next), the ufuncs ``scipy.special.rel_entr`` and ``kl_div``, under every name that ``torch``,
+    ``scipy.special`` (and ``_ufuncs``) or ``fn``'s module (``from scipy.special import rel_entr`` in the notebook)
+    binds to them (:func:`course_utils.checks.bindings_refused`); return ``scipy.stats.entropy``'s function to switch
+    off."""
+    special = sys.modules.get("scipy.special")
+    ufuncs = {f"scipy.special.{name}": getattr(special, name) for name in ("rel_entr", "kl_div")
+              if special is not None and hasattr(special, name)}
+    checks.bindings_refused(stack, {"torch.kl_div": torch.kl_div, **ufuncs}, torch, special,
+                            sys.modules.get("scipy.special._ufuncs"), getattr(fn, "__globals__", None))
+    return checks.library_functions("scipy.stats", "entropy", loaded_only=True)

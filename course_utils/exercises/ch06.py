@@ -9,14 +9,15 @@ switched off while the learner's function runs (:func:`_learner`, with
 expected values and, where peft is installed, peft's answers (:func:`~course_utils.exercises.peft_routes.peft_answers`:
 every DoRA layer's ``forward`` and ``get_weight_norm``, and :data:`~course_utils.exercises.peft_routes.PEFT_ANSWERS`,
 the helpers that hand over 2a's factors, 2b's share or 3's merged weight, most on a stand-in ``self``; exercises 1 and 3
-also refuse its layers' ``__init__``); :func:`course_utils.checks.exercise` switches off every reference solution of the
-chapter. Left open: torch's weight norm (``torch._weight_norm``, a builtin, and its ``nn.utils`` wrappers) turns W + sBA
-and m into DoRA's weight in one call. The checks compute the expected values with code unlike the solutions
-(:mod:`course_utils.solutions.ch06`): a per-layer enumeration of A and B for the count; a KNOWN singular value
-decomposition, or the top eigenvectors of delta delta^T, instead of an SVD; an einsum over explicitly normalised rows
-for DoRA. Failures go through :mod:`course_utils.checks`, whose messages never show the expected value;
-``tests/test_exercises_ch06.py`` feeds every check the reference solution, correct answers in other forms, and the
-likely wrong answers.
+also refuse its layers' ``__init__``); exercise 3 also refuses torch's weight norm, which turns W + sBA and m into
+DoRA's weight in one call (:func:`_weight_norm_refused`: the builtins ``torch._weight_norm`` and
+``_weight_norm_interface``, and so ``nn.utils.parametrizations.weight_norm`` and the legacy ``nn.utils.weight_norm``);
+:func:`course_utils.checks.exercise` switches off every reference solution of the chapter. The checks compute the
+expected values with code unlike the solutions (:mod:`course_utils.solutions.ch06`): a per-layer enumeration of A and
+B for the count; a KNOWN singular value decomposition, or the top eigenvectors of delta delta^T, instead of an SVD; an
+einsum over explicitly normalised rows for DoRA. Failures go through :mod:`course_utils.checks`, whose messages never
+show the expected value; ``tests/test_exercises_ch06.py`` feeds every check the reference solution, correct answers in
+other forms, and the likely wrong answers.
 
 DoRA's norm axis. The paper writes W in R^{d x k} with a magnitude m in R^{1 x k} and ||.||_c "the vector-wise norm
 of a matrix across each column"; its W is laid out (in_features, out_features), so a column holds the weights of
@@ -46,6 +47,7 @@ backward pass, which changes gradients but not values, so only values are checke
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 from typing import Any, Callable
 from unittest import mock
@@ -284,6 +286,19 @@ def check_dora_forward(fn: Callable[..., Any]) -> None:
         name = f"DoRA forward, {label}"
         with contextlib.ExitStack() as stack:  # peft's routes are switched off while the learner's function runs
             peft_routes.refuse_peft_inits(stack, refusing_init)
+            _weight_norm_refused(stack, fn)
             result = _learner(fn, *(t.clone() if isinstance(t, torch.Tensor) else t for t in args))
         checks.check_close(name, checks.finite_float_tensor(name, result, hint), expected, atol=1e-5, rtol=1e-4,
                            hint=hint)
+
+
+def _weight_norm_refused(stack: contextlib.ExitStack, fn: Callable) -> None:
+    """Refuse torch's weight norm until ``stack`` closes (also after a raise): ``torch._weight_norm(V, m[:, None], 0)``
+    is W' = m * V / ||V|| row by row. Its builtins cannot have their code swapped, so the names bound to them are
+    (:func:`course_utils.checks.bindings_refused`): in ``torch``, where ``nn.utils.parametrizations.weight_norm`` looks
+    it up at each forward, in the legacy ``torch.nn.utils.weight_norm`` module, which imported it by name, and in
+    ``fn``'s module (``from torch import _weight_norm`` in the notebook)."""
+    builtins = {f"torch.{name}": getattr(torch, name) for name in ("_weight_norm", "_weight_norm_interface")
+                if hasattr(torch, name)}
+    legacy = importlib.import_module("torch.nn.utils.weight_norm")  # the module (nn.utils.weight_norm is a function)
+    checks.bindings_refused(stack, builtins, torch, legacy, getattr(fn, "__globals__", None))

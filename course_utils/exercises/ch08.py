@@ -20,9 +20,14 @@ ranking fused with k = 0 scores 1/rank), ``ann.recall_against_exact`` (recall of
 private rank helpers ``_first_relevant_rank`` and ``calibration._mid_ranks`` (tie-averaged ranks). A
 package function that calls a switched-off one (``HybridRetriever.search``, ``ann.measure_index``,
 ``classify.metrics.top_label_ece``) is refused with it.
+Where scipy.stats is already imported (nothing is imported to look), the two scipy functions that hand over
+exercise 3's answer are switched off the same way: ``scipy.stats.mannwhitneyu`` (its U statistic over n_pos * n_neg is
+the AUROC with ties) and ``scipy.stats.rankdata`` (the tie-averaged ranks, like ``_mid_ranks``). scikit-learn's
+``roc_auc_score`` is not blocked (the course does not install scikit-learn), nor are building blocks such as sorting,
+``torch.unique`` or ``np.searchsorted``.
 The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
 but a learner who pastes a reference's source text into a cell, or tabulates the answers outside the check, can
-pass. Libraries outside the course (scikit-learn's ``roc_auc_score``) are not blocked: knowing them is fine.
+pass.
 
 Conventions the exercise text states. Ranks count from 1; MRR@k gives 1/rank when the gold id is among the first k
 and 0 otherwise (MS MARCO's MRR@10 is this with k = 10); recall@k is the share of queries whose gold id is among the
@@ -55,15 +60,17 @@ ATOL = 1e-6
 
 
 def _package_metrics_off():
-    """The package's metrics, the package functions an answer could be rebuilt from (module docstring) and this
-    module's own references, switched off while the learner's function runs."""
+    """The package's metrics, the package functions an answer could be rebuilt from (module docstring), this
+    module's own references and, where scipy.stats is already imported, its Mann-Whitney U and tie-averaged ranks,
+    switched off while the learner's function runs."""
     return checks.package_functions_switched_off(
         retrieval_metrics.recall_at_k, retrieval_metrics.recall_fraction_at_k, retrieval_metrics.mean_reciprocal_rank,
         retrieval_metrics._first_relevant_rank, hybrid.reciprocal_rank_fusion, ann.recall_against_exact,
         calibration.reliability_bins, calibration.expected_calibration_error, calibration.auroc, calibration.roc_curve,
         auroc_comparison.delong_test, auroc_comparison.auroc_permutation_test, auroc_comparison.compare_aurocs,
         calibration.abstention_curve, calibration.abstain_at, calibration._mid_ranks,
-        _rank_reference, _ece_reference, _auroc_reference)
+        _rank_reference, _ece_reference, _auroc_reference,
+        *checks.library_functions("scipy.stats", "mannwhitneyu", "rankdata", loaded_only=True))
 
 
 def _one_number(name: str, actual: Any, hint: str) -> float:
@@ -152,6 +159,12 @@ def _ece_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, int]]:
     hit = (torch.rand(300, generator=g, dtype=d) < 0.5).to(d)
     cases.append(("300 scores in [0.6, 1), several empty bins, 15 bins", conf, hit, 15))
     cases.append(("one question, 1 bin", torch.tensor([0.9], dtype=d), torch.tensor([1.0], dtype=d), 1))
+    # 1.0 (wrong) in the last bin beside under-confident 0.85 and 0.9 (both right), none on an edge but 1.0: bins
+    # {0.1} and {0.85, 0.9, 1.0} give (|0 - 0.1| + |2 - 2.75|) / 4 = 0.2125, while 1.0 in a bin of its own gives
+    # (0.1 + |2 - 1.75| + |0 - 1|) / 4 = 0.3375 (a group of 1.0s never scores above its confidence, so only an
+    # under-confident rest of the last bin tells the two apart)
+    cases.append(("1.0 beside under-confident answers in the last bin, 5 bins",
+                  torch.tensor([0.85, 0.9, 1.0, 0.1], dtype=d), torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=d), 5))
     return cases
 
 

@@ -234,11 +234,6 @@ def check_macro_f1(fn: Callable[[list, list, list], Any]) -> None:
     of F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c), as a float."""
     for label, y_true, y_pred, classes in _f1_cases():
         name = f"macro-F1, {label}"
-        answer = _call(fn, list(y_true), list(y_pred), list(classes))
-        if isinstance(answer, torch.Tensor):
-            if answer.numel() != 1:
-                raise AssertionError(f"{name}: expected one number, got a tensor of shape {tuple(answer.shape)}. "
-                                     f"{F1_HINT}")
-            answer = answer.item()
+        answer = checks.one_element(name, _call(fn, list(y_true), list(y_pred), list(classes)), F1_HINT)
         checks.check_close(name, answer, _f1_reference(y_true, y_pred, classes), atol=F1_ATOL, rtol=0.0,
                            hint=F1_HINT)
