@@ -87,7 +87,7 @@ def check_decaying_penalty(fn: Callable[[torch.Tensor, torch.Tensor, float, int]
     hint = ("only the last `window` ids count; use each token's most recent occurrence (d = 0 for the last id); the "
             "strength is penalty ** (1 - d / window); divide a positive logit by it, multiply a negative one")
     z = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
-    cases = [("hand example: a token before the window", torch.tensor([[2, 0, 1]]), 2),
+    cases = [("hand example: a negative logit in the window, a token before it", torch.tensor([[2, 0, 1]]), 2),
              ("hand example: a token twice in the window", torch.tensor([[1, 3, 1, 2]]), 4),
              ("hand example: window longer than the context", torch.tensor([[1, 3]]), 10)]
     for label, prev, window in cases:

@@ -184,9 +184,11 @@ def _ece_reference(conf: torch.Tensor, hit: torch.Tensor, n_bins: int) -> float:
 def check_expected_calibration_error(fn: Callable[[torch.Tensor, torch.Tensor, int], Any]) -> None:
     """``fn(confidence (N,), correct (N,) of 0.0/1.0, n_bins) -> float``: ECE with equal-width bins
     [i/n, (i+1)/n), the last one closed at 1.0, each bin's |accuracy - mean confidence| weighted by its count."""
-    hint = ("bin i holds the confidences c with i/n <= c < (i+1)/n, and the last bin also holds c = 1.0 (so 0.5 with "
-            "n = 4 goes to bin 2, not bin 1); skip empty bins; weight each bin's |accuracy - mean confidence| by the "
-            "number of questions in it divided by the TOTAL number of questions (not by the number of bins)")
+    hint = ("bin i holds the confidences c with i/n <= c < (i+1)/n, and the last bin also holds c = 1.0 (a confidence "
+            "on an edge goes to the bin above it: 0.375 with n = 8 goes to bin 3, not bin 2; a wrong edge rule can "
+            "pass a case by chance and fail another); skip empty bins; weight each bin's |accuracy - mean "
+            "confidence| by the number of questions in it divided by the TOTAL number of questions (not by the "
+            "number of bins)")
     for label, conf, hit, n_bins in _ece_cases():
         name = f"expected calibration error, {label}"
         with _package_metrics_off():
