@@ -1,6 +1,8 @@
+import itertools
+
 import pytest
 
-from course_utils.evaluate.timing import VERDICTS, compare_rounds, ranges_overlap
+from course_utils.evaluate.timing import VERDICTS, compare_rounds, ranges_overlap, separation_chance
 
 
 def test_ranges_overlap_at_a_shared_end_and_not_when_apart():
@@ -47,3 +49,12 @@ def test_the_tie_band_is_a_parameter():
 def test_bad_input_is_refused(a, b, tie, message):
     with pytest.raises(ValueError, match=message):
         compare_rounds(a, b, tie)
+
+
+def test_separation_chance_counts_the_orders_of_two_equal_arms():
+    assert [separation_chance(n) for n in (1, 2, 3, 4)] == [1.0, 1 / 3, 1 / 10, 1 / 35]
+    # by enumeration: every way to give 3 of 6 equally likely ranks to arm a; separate when a holds 0-2 or 3-5
+    orders = list(itertools.combinations(range(6), 3))
+    assert sum(set(a) in ({0, 1, 2}, {3, 4, 5}) for a in orders) / len(orders) == separation_chance(3)
+    with pytest.raises(ValueError, match="n_rounds"):
+        separation_chance(0)

@@ -254,27 +254,21 @@ def window_via_mask_functions(T, left, right):  # the composed mask function cal
     return _window_parts(T, left, right)(0, 0, *grid(T)).expand(T, T)
 
 
+def _window_from_causal_bands(T, left, right, causal_band):  # band(w): i - w <= j <= i; None: causal, no limit
+    band = lambda w: torch.eye(T, dtype=torch.bool) if w == 0 else causal_band(w)  # w = 0: the diagonal alone
+    return band(left if left >= 0 else None) | band(right if right >= 0 else None).T
+
+
 def window_via_attention_mask_converter(T, left, right):  # transformers' older mask helpers: two causal bands
     AttentionMaskConverter = pytest.importorskip("transformers.modeling_attn_mask_utils").AttentionMaskConverter
-
-    def band(w):  # sliding_window=w keeps i - w <= j <= i (w = 0: the diagonal); None: causal
-        if w == 0:
-            return torch.eye(T, dtype=torch.bool)
-        return AttentionMaskConverter._make_causal_mask((1, T), torch.float32, "cpu", sliding_window=w)[0, 0] == 0
-
-    return band(left if left >= 0 else None) | band(right if right >= 0 else None).T
+    return _window_from_causal_bands(T, left, right, lambda w: AttentionMaskConverter._make_causal_mask(
+        (1, T), torch.float32, "cpu", sliding_window=w)[0, 0] == 0)
 
 
 def window_via_4d_causal_mask(T, left, right):  # the module's 4-D helper, which reaches the same bands
     helpers = pytest.importorskip("transformers.modeling_attn_mask_utils")  # deprecated: a later version may drop it
-    _create_4d_causal_attention_mask = helpers._create_4d_causal_attention_mask
-
-    def band(w):
-        if w == 0:
-            return torch.eye(T, dtype=torch.bool)
-        return _create_4d_causal_attention_mask((1, T), torch.float32, "cpu", sliding_window=w)[0, 0] == 0
-
-    return band(left if left >= 0 else None) | band(right if right >= 0 else None).T
+    return _window_from_causal_bands(T, left, right, lambda w: helpers._create_4d_causal_attention_mask(
+        (1, T), torch.float32, "cpu", sliding_window=w)[0, 0] == 0)
 
 
 def window_via_a_model_file_copy(T, left, right):  # Gemma 4's (left, right) window function, imported in the call

@@ -7,6 +7,9 @@ round so that a slow spell of the machine hits all of them, and then ranks two a
 * they overlap and the medians are within ``tie`` (10 % by default) of each other: "about even";
 * they overlap although the medians differ by more: "not ranked" (the rounds disagree too much to say).
 
+With few rounds "separate" is a weak test: :func:`separation_chance` is how often two equally fast arms come out
+separate by chance alone.
+
 Used by chapter 08 (FAISS indexes against exact search), chapter 11 (DDP against threads, gradient accumulation
 against one batch, bf16 against float32, checkpointing against none) and ``benchmarks/bench_distributed.py``, so the
 notebooks and the benchmark read their timings by one rule. Left out:
@@ -16,10 +19,11 @@ callers discard their first step or round themselves).
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Sequence
 
-from course_utils.arguments import check_real
+from course_utils.arguments import check_int, check_real
 
 VERDICTS = ("separate", "about even", "not ranked")
 
@@ -48,3 +52,11 @@ def compare_rounds(a: Sequence[float], b: Sequence[float], tie: float = 0.10) ->
     if not ranges_overlap(a, b):
         return ratio, "separate"
     return ratio, "about even" if abs(ratio - 1) <= tie else "not ranked"
+
+
+def separation_chance(n_rounds: int) -> float:
+    """How often two equally fast arms timed ``n_rounds`` times each come out "separate" (ranges apart, either way)
+    by chance alone: their 2n times fall in every order with equal chance, and one arm's n times all lie below the
+    other's in 2 of the C(2n, n) ways to pick which n are whose. 1/3 at 2 rounds, 1/10 at 3, 1/35 at 4."""
+    n_rounds = check_int(n_rounds, "n_rounds", minimum=1)
+    return 2 / math.comb(2 * n_rounds, n_rounds)
