@@ -416,6 +416,14 @@ def auroc_via_mannwhitneyu(scores, labels):  # U / (n_pos n_neg) is the AUROC, t
     return scipy.stats.mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg))
 
 
+def auroc_via_somersd(scores, labels):  # Somers' D of the scores given the labels is 2 AUROC - 1
+    import scipy.stats
+
+    if scores.unique().numel() == 1:  # scipy gives nan for a one-column table; every pair tied is AUROC 1/2
+        return 0.5
+    return (scipy.stats.somersd(labels.numpy(), scores.numpy()).statistic + 1) / 2
+
+
 def auroc_via_rankdata(scores, labels):  # Mann-Whitney on scipy's tie-averaged ranks
     import scipy.stats
 
@@ -424,8 +432,9 @@ def auroc_via_rankdata(scores, labels):  # Mann-Whitney on scipy's tie-averaged 
     return (ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-@pytest.mark.parametrize("via, name", [(auroc_via_mannwhitneyu, "mannwhitneyu"), (auroc_via_rankdata, "rankdata")])
-def test_auroc_refuses_scipys_mann_whitney_and_ranks_and_restores_them(via, name):
+@pytest.mark.parametrize("via, name", [(auroc_via_mannwhitneyu, "mannwhitneyu"), (auroc_via_somersd, "somersd"),
+                                       (auroc_via_rankdata, "rankdata")])
+def test_auroc_refuses_scipys_mann_whitney_somers_d_and_ranks_and_restores_them(via, name):
     pytest.importorskip("scipy.stats")
     for _, scores, labels in ex._auroc_cases():  # right outside the check
         assert via(scores, labels) == pytest.approx(ex._auroc_reference(scores, labels), abs=1e-12)

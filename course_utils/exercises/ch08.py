@@ -22,7 +22,8 @@ package function that calls a switched-off one (``HybridRetriever.search``, ``an
 ``classify.metrics.top_label_ece``) is refused with it.
 Where scipy.stats is already imported (nothing is imported to look), the two scipy functions that hand over
 exercise 3's answer are switched off the same way: ``scipy.stats.mannwhitneyu`` (its U statistic over n_pos * n_neg is
-the AUROC with ties) and ``scipy.stats.rankdata`` (the tie-averaged ranks, like ``_mid_ranks``). scikit-learn's
+the AUROC with ties), ``scipy.stats.somersd`` (Somers' D of the scores given the labels is 2 AUROC - 1) and
+``scipy.stats.rankdata`` (the tie-averaged ranks, like ``_mid_ranks``). scikit-learn's
 ``roc_auc_score`` is not blocked (the course does not install scikit-learn), nor are building blocks such as sorting,
 ``torch.unique`` or ``np.searchsorted``.
 The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
@@ -61,7 +62,7 @@ ATOL = 1e-6
 
 def _package_metrics_off():
     """The package's metrics, the package functions an answer could be rebuilt from (module docstring), this
-    module's own references and, where scipy.stats is already imported, its Mann-Whitney U and tie-averaged ranks,
+    module's own references and, where scipy.stats is already imported, its Mann-Whitney U, Somers' D and tie-averaged ranks,
     switched off while the learner's function runs."""
     return checks.package_functions_switched_off(
         retrieval_metrics.recall_at_k, retrieval_metrics.recall_fraction_at_k, retrieval_metrics.mean_reciprocal_rank,
@@ -70,7 +71,7 @@ def _package_metrics_off():
         auroc_comparison.delong_test, auroc_comparison.auroc_permutation_test, auroc_comparison.compare_aurocs,
         calibration.abstention_curve, calibration.abstain_at, calibration._mid_ranks,
         _rank_reference, _ece_reference, _auroc_reference,
-        *checks.library_functions("scipy.stats", "mannwhitneyu", "rankdata", loaded_only=True))
+        *checks.library_functions("scipy.stats", "mannwhitneyu", "somersd", "rankdata", loaded_only=True))
 
 
 def _one_number(name: str, actual: Any, hint: str) -> float:
