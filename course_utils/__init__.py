@@ -6,41 +6,47 @@ Importing the package changes no global state (no seeding, no thread settings, n
 Layout and dependency graph (an arrow means "may import"; nothing imports upward, checked by
 ``tests/test_package_layout.py``)::
 
-      delivery             the chapter map, the Colab set-up cell and its installer, the executed book (make book)
+      delivery             chapters (the chapter map), colab (the Colab set-up cell and its installer), book (the
+                           executed book, make book), clean (the notebook cleaner)
           |
-    solutions, exercises   answers and checks for the notebooks' exercises
+    solutions, exercises   answers and checks for the notebooks' exercises (one module per chapter: ch01 ... ch11;
+                           peft_routes: the peft functions an exercise switches off)
           |
-      parallel             memory (training memory, ZeRO), precision, checkpointing, accumulation, launch (torch.distributed
-                           workers), ddp, fsdp, tensor_parallel, pipeline, planner
+      parallel             memory (training memory), zero (ZeRO stages), activations, precision, checkpointing,
+                           accumulation, launch and processes (torch.distributed workers), payload, kernel_timing,
+                           ddp, fsdp, tensor_parallel, pipeline, planner
           |
       classify             genres (the First Folio's labels), passages (splits by play and by passage), scoring (label
                            log-probabilities, shared prompt cache), prompts (k-shot templates), calibration
                            (contextual), metrics (macro-F1), features (hidden states), probe (logistic regression), bow,
                            answers (free answers parsed, decoding constrained to the labels)
           |
-        rag                knowledge (a seeded fictional knowledge base with an answer key), matching, chunking, bm25,
-                           dense, hybrid, retrieval_metrics, ann (FAISS), qa (answers with token probabilities),
-                           calibration (reliability, abstention, AUROC, self-consistency)
+        rag                knowledge (a seeded fictional knowledge base with an answer key), matching, first_sentence,
+                           chunking, bm25, dense, hybrid, retrievers, retrieval_metrics, ann (FAISS), qa (answers with
+                           token probabilities), calibration (reliability, abstention, AUROC, self-consistency),
+                           auroc_comparison (DeLong, permutation)
           |
         lora               layer (LoRALinear, rsLoRA scaling), wrap (apply_lora, merge, remove, adapters),
                            memory (AdamW training memory, a meta-device Llama-2-7B), emotions (the SFT task),
                            sft (chat template, label masking, train_sft), answers (greedy answers, label scores)
           |
-        rlhf               losses (Bradley-Terry, PPO clip, KL estimators, advantages, DPO), preferences,
-                           reward model, PPO, DPO, GRPO
+        rlhf               losses (Bradley-Terry, PPO clip, KL estimators, advantages, DPO), data, rollout,
+                           preferences, reward_model, ppo, dpo, grpo, pipeline (labelled pairs, one evaluation for
+                           every arm), hf_policy (SmolLM2 as a policy), compute (what a real run costs)
           |
-       scaling             compute (N, 6ND, FLOPs), fit (power laws, the Chinchilla form, compute-optimal N and D)
+       scaling             compute (N, 6ND, FLOPs), fit (power laws, the Chinchilla form, compute-optimal N and D),
+                           grids, runs, sweep (the cached, parallel sweep), isoflop, emergence
           |
-       evaluate            metrics, scoring (strided NLL), diversity
+       evaluate            metrics, scoring (strided NLL), diversity, significance (tests, Holm), timing
           |
        generate            sampling, loop (HF decoding), kv_cache, beam_search
           |
         train              batches, loop (trainer), muon (optimiser), recipes, mlm, checkpoint
           |
-        model              masks, attention, gpt, logits_fns, ngram, pretrained, modern (RMSNorm, RoPE, SwiGLU, GQA),
-                           llama (SmolLM2 from scratch), moe (mixture of experts)
+        model              masks, attention, gpt, logits_fns, ngram, kneser_ney, pretrained, modern (RMSNorm, RoPE,
+                           SwiGLU, GQA), llama (SmolLM2 from scratch), moe (mixture of experts)
           |
-        text               corpus, codecs, bpe/ (toy, train, tokenizer, interop)
+        text               corpus, codecs, bpe/ (toy, train, tokenizer, stream, specials, vocab_files, interop)
           |
     infrastructure         arguments (int and real checks), device, profile, cache, assets, checks, plotting,
                            widgets (top-level modules)

@@ -2,6 +2,7 @@
 
 import ast
 import pathlib
+import re
 
 import course_utils
 
@@ -89,3 +90,39 @@ def test_one_minimum_python_everywhere():
 def test_contributing_states_the_layer_order_of_this_test():
     text = (pathlib.Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
     assert " < ".join(f"`{layer}`" for layer in LAYERS[1:]) in " ".join(text.replace("\n  <", " <").split())
+
+
+def layer_entries(docstring: str) -> dict[str, str]:
+    """The text of each layer's entry in the package docstring's diagram: its first line and the indented lines below."""
+    entries, current = {}, None
+    for line in docstring.splitlines():
+        words = line.split()
+        if not words or words == ["|"]:
+            continue
+        head = line[:25].strip().rstrip(",")
+        if head:  # a layer's first line: name(s) in the left column
+            current = head
+            entries[current] = line[25:]
+        elif current is not None and line.startswith(" " * 25):
+            entries[current] += " " + line.strip()
+    return entries
+
+
+def test_package_docstring_names_every_module_in_its_layer():
+    doc = course_utils.__doc__
+    diagram = doc[doc.index("::"):doc.index("Each layer may import")]
+    entries = layer_entries(diagram)
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            continue
+        layer = "infrastructure" if len(parts) == 1 else parts[0]
+        entry = next((text for head, text in entries.items() if layer in head.replace(",", " ").split()), None)
+        assert entry is not None, f"layer {layer} has no entry in course_utils' docstring"
+        words = set(re.findall(r"\w+", entry))
+        stem = parts[-1]
+        per_chapter = layer in {"exercises", "solutions"} and stem.startswith("ch")  # "ch01 ... ch11"
+        if stem not in words and not per_chapter:
+            missing.append(".".join(parts))
+    assert not missing, f"modules missing from course_utils' layer diagram: {missing}"
