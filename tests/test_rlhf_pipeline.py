@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from course_utils.device import make_generator
+from course_utils.evaluate.diversity import distinct_n
 from course_utils.model.gpt import GPT, GPTConfig
 from course_utils.rlhf.data import (LineTask, encode_prompts, line_examples, make_sft_batch_fn, sample_prompts,
                                    sft_tensors)
@@ -329,7 +330,16 @@ def test_evaluate_policy_against_itself_has_zero_kl():
     scores = torch.cat(seen)  # (16,)
     assert again.true_score == pytest.approx(scores.mean().item())
     assert again.true_score_sem == pytest.approx(scores.std().item() / 4, rel=1e-6)  # sample std / sqrt(16)
-    assert 0 < result.distinct_1 <= 1 and 1 <= result.length <= 8
+    assert 1 <= result.length <= 8
+    # the responses are the sampled ones (the same seed, one chunk), each cut after its end token 0 if it has one
+    rollout = sample_rollout(policy, prompts(16, make_generator(0, "cpu")), 8, 0, make_generator(0, "cpu"))
+    assert result.responses == [row[:n] for row, n in zip(rollout.response.tolist(), rollout.lengths.tolist())]
+    lengths = [len(r) for r in result.responses]
+    assert len(lengths) == 16 and all(1 <= n <= 8 for n in lengths)
+    assert result.length == pytest.approx(sum(lengths) / 16)
+    assert result.finished == pytest.approx(sum(r[-1] == 0 for r in result.responses) / 16)
+    assert all(0 not in r[:-1] for r in result.responses)  # nothing after the end token
+    assert 0 < distinct_n(result.responses, 1) <= 1
 
 
 # ---------- what a real run costs ----------

@@ -9,7 +9,8 @@ import torch
 from transformers.generation import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
                                      TopKLogitsWarper, TopPLogitsWarper)
 
-from course_utils.evaluate.diversity import distinct_n, ngrams, repeated_ngram_fraction
+from course_utils.evaluate.diversity import (distinct_n, distinct_n_at_count, distinct_n_at_equal_counts, ngram_count,
+                                            ngrams, repeated_ngram_fraction)
 from course_utils.generate.sampling import (SamplingConfig, apply_frequency_presence, apply_repetition_penalty,
                                             apply_temperature, constrain, decoded_token_mask, greedy, is_ascii_digits,
                                             min_p_filter, next_token, process_logits, sample, top_k_filter,
@@ -352,6 +353,54 @@ def test_diversity_by_hand():
     assert distinct_n([[1], [2]], 2) == 0.0 and repeated_ngram_fraction([1, 2], 3) == 0.0  # no n-grams at all
     with pytest.raises(ValueError):
         distinct_n([[1, 2]], 0)
+
+
+def test_distinct_n_at_count_by_hand():
+    samples = [[1, 2, 1, 2], [1, 2, 3]]  # bigrams in order: (1,2) (2,1) (1,2) | (1,2) (2,3)
+    assert ngram_count(samples, 2) == 5 and ngram_count(samples, 1) == 7 and ngram_count([[7], []], 2) == 0
+    assert distinct_n_at_count(samples, 2, 3) == pytest.approx(2 / 3)  # the first sample's three: (1,2) twice
+    assert distinct_n_at_count(samples, 2, 4) == pytest.approx(2 / 4)  # cut inside the second sample: (1,2) again
+    assert distinct_n_at_count(samples, 2, 5) == pytest.approx(3 / 5) == distinct_n(samples, 2)  # all of them
+    assert distinct_n_at_count(samples, 1, 3) == pytest.approx(2 / 3)  # tokens 1, 2, 1
+    assert distinct_n_at_count(torch.tensor([[1, 2, 1, 2]]), 2, 3) == pytest.approx(2 / 3)  # an (N, T) tensor
+    # no n-gram crosses two samples: joined, [1, 2] + [1, 2] would count (1,2) (2,1) = 1.0; a one-token sample has none
+    assert distinct_n_at_count([[1, 2], [1, 2]], 2, 2) == 0.5
+    assert distinct_n_at_count([[5], [1, 2], [1, 2]], 2, 2) == 0.5  # not (5,1)
+    with pytest.raises(ValueError, match="at most the number of 2-grams the samples hold, 5; got 6"):
+        distinct_n_at_count(samples, 2, 6)
+    with pytest.raises(ValueError, match="hold, 0; got 1"):
+        distinct_n_at_count([[1], [2]], 2, 1)
+    for bad in (0, -1, True, 2.0, np.float64(3.0)):
+        with pytest.raises(ValueError, match="n_grams must be an int >= 1"):
+            distinct_n_at_count(samples, 2, bad)
+    assert distinct_n_at_count(samples, np.int64(2), np.int32(3)) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        distinct_n_at_count(samples, 0, 3)
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        ngram_count(samples, True)
+    with pytest.raises(TypeError, match="list of token-id lists"):
+        distinct_n_at_count([1, 2, 3], 2, 1)  # one sample, not a list of samples
+    with pytest.raises(ValueError, match=r"\(N, T\)"):
+        distinct_n_at_count(torch.zeros(2, 2, 2, dtype=torch.long), 2, 1)
+
+
+def test_distinct_n_at_equal_counts_uses_the_smallest_count():
+    arms = {"a": [[1, 2, 1, 2], [1, 2, 3]], "b": [[4, 5, 6]], "c": [[1, 1, 1, 1]]}  # 5, 2 and 3 bigrams
+    values, count = distinct_n_at_equal_counts(arms, 2)
+    assert count == 2 and list(values) == ["a", "b", "c"]  # the minimum, whatever its place; names kept in order
+    assert values == pytest.approx({"a": 1.0, "b": 1.0, "c": 0.5})  # a: (1,2) (2,1); b: (4,5) (5,6); c: (1,1) twice
+    values, count = distinct_n_at_equal_counts(arms, 1)  # 7, 3 and 4 tokens
+    assert count == 3 and values == pytest.approx({"a": 2 / 3, "b": 1.0, "c": 1 / 3})
+    values, count = distinct_n_at_equal_counts({"only": torch.tensor([[1, 2, 1, 2]])}, 2)
+    assert count == 3 and values["only"] == pytest.approx(2 / 3)  # one arm: its own count, plain distinct-n
+    with pytest.raises(ValueError, match="'short' has no 2-grams"):
+        distinct_n_at_equal_counts({"long": [[1, 2, 3]], "short": [[1], [2]]}, 2)
+    with pytest.raises(ValueError, match="arms is empty"):
+        distinct_n_at_equal_counts({}, 2)
+    with pytest.raises(TypeError, match="arms must be a mapping"):
+        distinct_n_at_equal_counts([[[1, 2]], [[3, 4]]], 2)
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        distinct_n_at_equal_counts(arms, 0)
 
 
 def test_sample_requires_a_generator_and_draws_as_before():

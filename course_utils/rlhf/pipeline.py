@@ -3,8 +3,11 @@ labellers, and one evaluation of a policy on held-out prompts that every method 
 
 The evaluation reports the hidden true score, the reward model's score, the KL to the reference (the sum over
 response tokens of log pi - log pi_ref on the policy's own samples: an unbiased estimate of the sequence KL),
-length, distinct-1/2 (Li et al., 2016, "A Diversity-Promoting Objective Function for Neural Conversation Models")
-and a few samples. All arms are sampled at temperature 1 from the same prompts with the same generator seed.
+length, the share of finished responses, the responses' token ids and a few decoded samples. All arms are sampled
+at temperature 1 from the same prompts with the same generator seed. Diversity (distinct-n, Li et al., 2016, "A
+Diversity-Promoting Objective Function for Neural Conversation Models") is left to the caller, from ``responses``:
+responses stop at the end token, so arms write different amounts, and pooled distinct-n falls as the count of n-grams
+grows; arms are compared at equal counts with ``course_utils.evaluate.diversity.distinct_n_at_equal_counts``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from typing import Callable
 import torch
 
 from course_utils.device import make_generator
-from course_utils.evaluate.diversity import distinct_n
 from course_utils.model.gpt import GPT
 from course_utils.rlhf.ppo import RewardFn, sequence_kl
 from course_utils.rlhf.preferences import bayes_accuracy, noisy_labels
@@ -68,9 +70,9 @@ class PolicyEval:
     kl: float
     length: float
     finished: float
-    distinct_1: float
-    distinct_2: float
-    samples: list[str]
+    responses: list[list[int]]  # token ids of each response, one per held-out prompt in order, with its end token
+    # if it reached one: len(responses[i]) is the length that ``length`` averages
+    samples: list[str]  # the first few responses decoded
 
 
 @torch.no_grad()
@@ -99,5 +101,4 @@ def evaluate_policy(policy: GPT, reference: GPT, prompts: torch.Tensor, eos_id: 
         return (values.std() / math.sqrt(len(values))).item() if len(values) > 1 else float("nan")
 
     return PolicyEval(mean(true), sem(true), mean(reward), sem(reward), mean([k.cpu() for k in kl]), mean(length),
-                      mean(finished),
-                      distinct_n(responses, 1), distinct_n(responses, 2), texts[:6])
+                      mean(finished), responses, texts[:6])
