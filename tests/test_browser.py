@@ -45,7 +45,7 @@ CHAPTER_SLIDERS = {
     "02": SliderCheck("T"),  # mask explorer: sequence length
     "03": SliderCheck("merge step"),  # BPE merges applied so far
     "07": SliderCheck("temperature", printed="|"),  # sampling explorer: its button redraws; prints prompt|sample
-    "08": SliderCheck("log10 τ"),  # abstention threshold
+    "08": SliderCheck("log10 θ"),  # abstention threshold
 }
 BROWSER_CHAPTERS = ["00", "01", "02", "07"]  # the bar; 03 and 08 work too but cost a notebook run each
 

@@ -3,10 +3,10 @@
 :func:`sign_test` is the exact two-sided sign test; on the discordant pairs of two classifiers (items exactly one of
 them gets right) it is McNemar's exact test (McNemar, 1947). :func:`sign_flip_p` is the paired randomisation
 (sign-flip) test on per-item differences of any size: exact by enumeration for up to 16 nonzero differences, else a
-seeded Monte Carlo estimate; on right/wrong differences it reduces to :func:`sign_test`. Chapters 02 and 10 use them.
-:func:`holm_adjust` corrects the p-values of several comparisons for their number (S. Holm, "A Simple Sequentially
-Rejective Multiple Test Procedure", 1979); chapters 04, 08 and 10 use it. :func:`p_text` prints a p-value so that a
-small one never reads as 0.00 (chapters 04 and 10).
+seeded Monte Carlo estimate; on right/wrong differences it reduces to :func:`sign_test`. Chapters 02, 08 and 10 use
+:func:`sign_test`, chapter 10 :func:`sign_flip_p`. :func:`holm_adjust` corrects the p-values of several comparisons
+for their number (S. Holm, "A Simple Sequentially Rejective Multiple Test Procedure", 1979); chapters 04, 05, 08 and
+10 use it. :func:`p_text` prints a p-value so that a small one never reads as 0.00 (chapters 04, 05 and 10).
 Left out: the mid-p correction, confidence intervals, tests for more than two methods.
 """
 
@@ -70,8 +70,9 @@ def sign_flip_p(diffs, draws: int = 100_000, seed: int = 5) -> float:
 
 
 def holm_adjust(p_values: Mapping[K, float]) -> dict[K, float]:
-    """Holm's step-down adjustment of ``m`` p-values (``{comparison: p}``): the j-th smallest (j = 0, 1, ...) is
-    multiplied by m - j, the results are kept non-decreasing in that order and capped at 1. Rejecting every comparison
+    """Holm's step-down adjustment of ``m`` p-values (``{comparison: p}``): the j-th smallest (j = 1, ..., m) is
+    multiplied by m - j + 1, then a running maximum makes the results non-decreasing in that order, capped at 1 (the
+    loop below counts j from 0, so it multiplies by m - j). Rejecting every comparison
     whose adjusted p is below a level controls the chance of any false rejection at that level; at least as powerful as
     Bonferroni's m * p. Ties keep the mapping's order. Returns a dict with the same keys."""
     if not isinstance(p_values, Mapping):

@@ -1,4 +1,5 @@
-"""Reference solutions for chapter 03 (byte-pair encoding). Try the exercises before reading these."""
+"""Reference solutions for chapter 03 (byte-pair encoding). Try the exercises before reading these. Exercise 3's
+question is answered in :data:`WHY_TOP_V`."""
 
 from __future__ import annotations
 
@@ -43,6 +44,18 @@ def unknown_rate_top_v(train_text: str, val_text: str, V: int) -> float:
     kept = {word for word, _ in Counter(re.findall(pattern, train_text)).most_common(V)}
     words = re.findall(pattern, val_text)
     return sum(1 for w in words if w not in kept) / len(words)
+
+
+#: Exercise 3's question, answered.
+WHY_TOP_V = ("No V brings the <unk> rate below section 1's, the share of held-out words that never occur in the "
+             "training text at all, and the rate reaches that floor only when V holds every distinct training word, "
+             "most of which occur three times or fewer; how rare <unk> can get is set by the training text, not by V. "
+             "On the way down the rate falls steeply over the first few hundred words (punctuation, function words "
+             "and the commonest names make up most word occurrences) and then ever more slowly: each further word is "
+             "rarer than the last (Zipf's law: a word's frequency falls roughly in inverse proportion to its rank), "
+             "so each tenfold increase of V removes fewer unknown occurrences than the one before. Word-level "
+             "translation models were typically limited to 30,000 to 50,000 words (Sennrich et al., 2016) and still "
+             "met unknown words; subwords remove the floor, since byte-level BPE spells any word from its bytes.")
 
 
 def merges_until_one_token(tokenizer, word: str) -> int | None:

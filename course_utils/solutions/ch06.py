@@ -1,7 +1,7 @@
 """Reference solutions to chapter 06's exercises (LoRA): LoRA's parameter count for a Llama-style config with
 grouped-query attention, the best rank-r LoRA factors of a full fine-tuning change (Eckart-Young) and the fraction
 of ||delta||_F^2 they capture, and DoRA's forward pass (Liu et al. 2024; norm per output feature, see
-:mod:`course_utils.exercises.ch06` for why)."""
+:mod:`course_utils.exercises.ch06` for why); :data:`WHY_DORA_AT_ZERO` answers exercise 3's question."""
 
 from __future__ import annotations
 
@@ -42,3 +42,13 @@ def dora_forward(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, A: torch.Ten
     adapted = W + scaling * (B @ A)  # (out, in)
     norms = torch.linalg.norm(adapted, dim=1, keepdim=True)  # (out, 1)
     return F.linear(x, magnitude.unsqueeze(1) * adapted / norms, b)
+
+
+#: Exercise 3's question, answered.
+WHY_DORA_AT_ZERO = ("At B = 0 the adapted weight W + s B A is W itself, so W' = m * W / ||W|| row by row; with m at "
+                    "its initial value, the row norms of W, each row is multiplied and divided by its own norm, so "
+                    "W' = W and the function returns x W^T + b: exactly the frozen layer's output, up to "
+                    "floating-point rounding (dividing by a norm and multiplying by it again need not give back the "
+                    "last bit). So DoRA, like LoRA with B = 0 (section 2), starts training from the pretrained "
+                    "model's function. One exception: a row of W that is all zeros has norm 0, and the formula gives "
+                    "0/0 there (NaN), where the frozen layer gives 0.")

@@ -1,0 +1,37 @@
+"""The answers to the exercises' open questions: every ``alias.WHY_...`` a notebook's markdown names exists in that
+chapter's solutions module (imported under that alias), and every ``WHY_...`` answer there is named by its notebook,
+so a renamed answer or a question that lost its pointer fails here."""
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[01][0-9]_*.ipynb"))
+
+
+def cells(path: Path, kind: str) -> str:
+    notebook = json.loads(path.read_text())
+    return "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == kind)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_named_answers_exist_and_every_answer_is_named(path):
+    chapter = path.name[:2]
+    if chapter == "00":
+        return
+    solutions = importlib.import_module(f"course_utils.solutions.ch{chapter}")
+    aliases = set(re.findall(rf"from course_utils\.solutions import ch{chapter} as (\w+)", cells(path, "code")))
+    assert len(aliases) == 1, f"{path.name}: expected one import of course_utils.solutions.ch{chapter}, got {aliases}"
+    alias = aliases.pop()
+    markdown = cells(path, "markdown")
+    named = set(re.findall(rf"`{alias}\.(WHY_\w+)`", markdown))
+    answers = {name for name in vars(solutions) if name.startswith("WHY_")}
+    assert named <= answers, f"{path.name} names answers its solutions module lacks: {sorted(named - answers)}"
+    assert answers <= named, f"answers in solutions/ch{chapter}.py that {path.name} never names: {answers - named}"
+    other = set(re.findall(r"`(\w+)\.WHY_\w+`", markdown)) - {alias}
+    assert not other, f"{path.name} names answers under another name than its import ({alias}): {other}"
+    for name in answers:
+        assert isinstance(getattr(solutions, name), str) and len(getattr(solutions, name).split()) >= 10, name
