@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from course_utils.device import make_generator
 from course_utils.rag.calibration import (ReliabilityBins, abstain_at, abstention_curve, auroc, auroc_resolution,
-                                          expected_calibration_error, majority_agreement, reliability_bins, roc_curve,
+                                          calibrated_ece_samples, expected_calibration_error, majority_agreement, reliability_bins, roc_curve,
                                           self_consistency)
 
 CONF = [0.05, 0.15, 0.1, 0.95, 1.0, 0.5]
@@ -202,3 +203,28 @@ def test_numpy_bin_counts_give_the_same_bins():
     for bad in (True, np.float64(5.0)):
         with pytest.raises(ValueError, match="n_bins must be an int >= 1"):
             reliability_bins(CONF, HIT, bad)
+
+
+def test_calibrated_ece_samples_by_hand_and_against_a_loop():
+    # certain confidences: every draw reproduces them exactly, so a perfectly calibrated model scores 0
+    assert (calibrated_ece_samples([0.0, 1.0, 1.0], 50, make_generator(0, "cpu")) == 0).all()
+    # one answer at 0.5: right or wrong, its one bin is 0.5 away from the confidence
+    assert np.allclose(calibrated_ece_samples([0.5], 40, make_generator(0, "cpu")), 0.5)
+    # three answers at 0.5 in one bin: gaps |k/3 - 1/2| with k ~ Binomial(3, 1/2): 1/6 or 1/2, mean 1/4
+    eces = calibrated_ece_samples([0.5, 0.5, 0.5], 20_000, make_generator(1, "cpu"))
+    assert set(np.round(eces, 12)) == {round(1 / 6, 12), 0.5} and eces.mean() == pytest.approx(0.25, abs=0.01)
+    # the same draws as a loop over Bernoulli outcomes on the same generator
+    conf = np.array(CONF)
+    eces = calibrated_ece_samples(conf, 30, make_generator(7, "cpu"), n_bins=5)
+    draws = torch.bernoulli(torch.tensor(CONF, dtype=torch.float64).expand(30, -1), generator=make_generator(7, "cpu"))
+    assert eces.shape == (30,)
+    assert np.array_equal(eces, [expected_calibration_error(conf, d.numpy(), 5) for d in draws])
+
+
+def test_calibrated_ece_samples_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
+        calibrated_ece_samples([0.5, 1.5], 10, make_generator(0, "cpu"))
+    with pytest.raises(ValueError, match="n_draws"):
+        calibrated_ece_samples([0.5], 0, make_generator(0, "cpu"))
+    with pytest.raises(TypeError, match="CPU torch.Generator"):
+        calibrated_ece_samples([0.5], 10, np.random.default_rng(0))

@@ -4,6 +4,8 @@
   Calibration of Modern Neural Networks", 2017. M equal-width bins; ECE = sum over bins of (n_i / N) *
   |accuracy_i - mean confidence_i|. The paper's bins are closed on the right, ((m-1)/M, m/M]; the course's are closed
   on the left, bin i = [i/M, (i+1)/M) with the last one closed at 1.0 (a confidence of exactly 0 then has a bin).
+  :func:`calibrated_ece_samples`: what a perfectly calibrated model with the same confidences scores on as many answers
+  and the same bins (each answer right with probability its confidence), the range a measured ECE is read against.
 * :func:`abstention_curve` and :func:`abstain_at`: selective prediction (R. El-Yaniv, Y. Wiener, "On the Foundations
   of Noise-free Selective Classification", 2010): answer only when confidence >= a threshold; coverage is the share
   answered, selective accuracy the accuracy on those, and ``hallucination_rate`` the share of ALL questions answered
@@ -98,6 +100,21 @@ def expected_calibration_error(confidence: object, correct: object, n_bins: int 
     full = bins.counts > 0
     gaps = np.abs(bins.accuracy[full] - bins.mean_confidence[full])
     return float((bins.counts[full] * gaps).sum() / bins.counts.sum())
+
+
+def calibrated_ece_samples(confidence: object, n_draws: int, generator: torch.Generator,
+                           n_bins: int = 10) -> np.ndarray:
+    """(n_draws,) the ECE a perfectly calibrated model with these confidences scores on as many answers and the same
+    bins: each draw makes every answer right with probability its own confidence (chapter 05, section 6, teaches
+    this). With few answers per bin the accuracies scatter and the absolute gaps do not cancel, so a measured ECE is
+    read against this distribution, not against 0. ``generator``: a CPU torch.Generator (the draws are made there)."""
+    conf = _scores("confidence", confidence, unit=True)
+    n_draws = check_int(n_draws, "n_draws", minimum=1, allowed="a positive int")
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise TypeError("generator must be a CPU torch.Generator (make_generator(seed, 'cpu'))")
+    p = torch.from_numpy(conf).to(torch.float64)  # (N,)
+    outcomes = torch.bernoulli(p.expand(n_draws, -1), generator=generator).numpy()  # (n_draws, N), on the CPU
+    return np.array([expected_calibration_error(conf, row, n_bins) for row in outcomes])
 
 
 def abstention_curve(confidence: object, correct: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
