@@ -93,7 +93,8 @@ def test_contributing_states_the_layer_order_of_this_test():
 
 
 def layer_entries(docstring: str) -> dict[str, str]:
-    """The text of each layer's entry in the package docstring's diagram: its first line and the indented lines below."""
+    """The text of each layer's entry in the package docstring's diagram: its first line and the indented lines
+    below it."""
     entries, current = {}, None
     for line in docstring.splitlines():
         words = line.split()

@@ -11,8 +11,8 @@ import torch
 
 from course_utils.device import make_generator
 from course_utils.rag.calibration import (ReliabilityBins, abstain_at, abstention_curve, auroc, auroc_resolution,
-                                          calibrated_ece_samples, expected_calibration_error, majority_agreement, reliability_bins, roc_curve,
-                                          self_consistency)
+                                          calibrated_ece_samples, expected_calibration_error, majority_agreement,
+                                          reliability_bins, roc_curve, self_consistency)
 
 CONF = [0.05, 0.15, 0.1, 0.95, 1.0, 0.5]
 HIT = [1, 0, 1, 1, 0, 1]

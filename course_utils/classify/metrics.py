@@ -110,7 +110,8 @@ def calibrated_ece_samples(probs: torch.Tensor, n_draws: int, generator: torch.G
                            n_bins: int = 10) -> torch.Tensor:
     """(n_draws,) the ECE a perfectly calibrated model with these probabilities (N, L) scores on N examples: each
     draw samples every example's label from its own row, so confidence and accuracy agree in expectation and what
-    remains is the noise of N examples. Compare a measured ECE with this distribution, not with 0."""
+    remains is the noise of N examples. Compare a measured ECE with this distribution, not with 0. For one confidence
+    per answer (right or wrong), see :func:`course_utils.rag.calibration.calibrated_ece_samples`."""
     if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[0] == 0:
         raise ValueError("probs must be a non-empty (N, L) tensor of label probabilities")
     n_draws = check_int(n_draws, "n_draws", minimum=1, allowed="a positive int")

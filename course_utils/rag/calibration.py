@@ -107,7 +107,9 @@ def calibrated_ece_samples(confidence: object, n_draws: int, generator: torch.Ge
     """(n_draws,) the ECE a perfectly calibrated model with these confidences scores on as many answers and the same
     bins: each draw makes every answer right with probability its own confidence (chapter 05, section 6, teaches
     this). With few answers per bin the accuracies scatter and the absolute gaps do not cancel, so a measured ECE is
-    read against this distribution, not against 0. ``generator``: a CPU torch.Generator (the draws are made there)."""
+    read against this distribution, not against 0. ``generator``: a CPU torch.Generator (the draws are made there).
+    For several labels and the top label's confidence, see
+    :func:`course_utils.classify.metrics.calibrated_ece_samples`."""
     conf = _scores("confidence", confidence, unit=True)
     n_draws = check_int(n_draws, "n_draws", minimum=1, allowed="a positive int")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":

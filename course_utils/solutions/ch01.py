@@ -42,9 +42,10 @@ def bits_excluding_targets(table: torch.Tensor, ids: torch.Tensor, excluded_ids:
     unigram counts) it costs 2.7 bits, against 5.1 for an average letter of the evaluation text, in the cpu
     profile's run (smoke: 2.8 against 5.2). The bigram lowers both but keeps the gap: 2.0 bits per space against
     3.9 per letter in the cpu run (smoke: 2.1 against 4.1). After a sentence mark (``. , ; : ! ?``) the next
-    character is a space or a line break nearly 9 times in 10, so each costs about 1 bit (roughly even odds between the two; 1.0 and 1.0
-    in the cpu run, 1.3 and 1.1 in smoke). After a letter a bigram cannot know that the word has ended, so a space
-    there costs about 2 bits, and a line break after a letter is expensive (6.5 bits in the cpu run, 6.0 in smoke).
+    character is a space or a line break nearly 9 times in 10, so each costs about 1 bit (roughly even odds between
+    the two; 1.0 and 1.0 in the cpu run, 1.3 and 1.1 in smoke). After a letter a bigram cannot know that the word
+    has ended, so a space there costs about 2 bits, and a line break after a letter is expensive (6.5 bits in the
+    cpu run, 6.0 in smoke).
     One cpu-profile run measured 4.027 bits/char without whitespace targets against 3.664 overall (space targets
     2.0 bits at 14.5% of positions, newlines 2.2 bits at 3.8%); the smoke profile's run, 4.196 against 3.828. Your
     notebook prints its own pair of numbers.

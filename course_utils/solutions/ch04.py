@@ -43,8 +43,8 @@ def compute_to_reach(fit: dict, target_loss: float) -> float:
 WHY_LAW_OR_RUN = ('Believe the run for what it measured, and the law no further than section 6 showed it can be '
                   'trusted. The run is one seed at one budget: a second seed moved single losses by up to the '
                   "SEED_SHIFT that section 6's verdict prints: compare it with the 0.05 nats/char of the target. It "
-                  'is also not known to be the compute-optimal model for its budget (its shape was picked near the '
-                  'optimum the sweep extrapolated, which may be off), so if it reached the target, its budget is, up '
+                  'is also not known to be the compute-optimal model for its budget, so if it reached the target, '
+                  'its budget is, up '
                   'to seed noise, an upper bound on what the target costs, since the compute-optimal model does at '
                   'least as well at equal compute, and a law that asks for far more is wrong there; if it did not, '
                   "the run says little about the cost. The law's answer is an extrapolation from a small, short-"

@@ -56,7 +56,8 @@ WHY_MRR = ("Yes: where the gold passage sits, not only whether it is in the top 
 
 #: Exercise 2's question, answered.
 WHY_ECE_FEW_ANSWERS = (
-    "Because much of it can be noise, and noise that only pushes it up. With 30 answers in 10 bins a bin holds 3 "
+    "Because much of it can be noise, and noise that pushes it up on average (for a perfectly calibrated model, always "
+    "in expectation). With 30 answers in 10 bins a bin holds 3 "
     "answers on average, and confidences cluster, so some bins hold one or two and others none. A bin's accuracy is "
     "then the share of a handful of right-or-wrong answers, which scatters around the bin's mean confidence even when "
     "that confidence is exactly right: with 3 answers at confidence 0.5 the accuracy can only be 0, 1/3, 2/3 or 1, so "

@@ -3,16 +3,16 @@ number of ranks at which each stage fits, and a tensor-parallel MLP by hand. The
 :mod:`course_utils.exercises.ch11`. Try the exercises before reading these.
 
 Answers to the questions in the exercise text.
-1. (a) N not divisible by p: cut p chunks of ceil(N / p) or floor(N / p) bytes (or pad the tensor to a multiple of
-   p). In each phase a rank sends every chunk but one (which one depends on the schedule: with the schedule below,
-   rank r never sends chunk (r + 1) mod p in the reduce-scatter and (r + 2) mod p in the all-gather), so it sends 2N
-   minus two chunks, between 2 (N - ceil(N / p)) and 2 (N - floor(N / p)) bytes; as all sends of a step happen at
-   once, a step lasts as long as its largest chunk, so the time is that of 2 (p - 1) chunks of ceil(N / p) bytes,
-   no more than the even split's plus 2 (p - 1) bytes.
-   (b) Reduce to rank 0 and send the sum back: rank 0 receives (p - 1) N bytes and sends (p - 1) N, growing linearly
-   with p, while the other ranks' links idle most of the time; the ring's busiest link carries 2 (p - 1) / p N < 2N
+1. (a) S (the gradient's bytes) not divisible by p: cut p chunks of ceil(S / p) or floor(S / p) bytes (or pad the
+   tensor to a multiple of p). In each phase a rank sends every chunk but one (which one depends on the schedule:
+   with the schedule below, rank r never sends chunk (r + 1) mod p in the reduce-scatter and (r + 2) mod p in the
+   all-gather), so it sends 2S minus two chunks, between 2 (S - ceil(S / p)) and 2 (S - floor(S / p)) bytes; as all
+   sends of a step happen at once, a step lasts as long as its largest chunk, so the time is that of 2 (p - 1)
+   chunks of ceil(S / p) bytes, no more than the even split's plus 2 (p - 1) bytes.
+   (b) Reduce to rank 0 and send the sum back: rank 0 receives (p - 1) S bytes and sends (p - 1) S, growing linearly
+   with p, while the other ranks' links idle most of the time; the ring's busiest link carries 2 (p - 1) / p S < 2S
    in each direction, whatever p is. (A binary tree, reducing up and broadcasting down without pipelining, takes
-   2 log2 p steps instead of 2 (p - 1), but each step moves the whole N bytes over a link instead of N / p: fewer
+   2 log2 p steps instead of 2 (p - 1), but each step moves the whole S bytes over a link instead of S / p: fewer
    latencies, more bytes per step, which is why collective libraries use trees where latency, not bandwidth,
    dominates.)
 2. ``smallest_ranks_that_fit(LLAMA2_70B.n_params(), 80e9)`` is [None, None, None, 14]: stage 3 needs
