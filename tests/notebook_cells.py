@@ -7,10 +7,16 @@ import pathlib
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def code_cells(notebook: str | pathlib.Path) -> list[str]:
-    """The source of every code cell of a notebook (a path, or a file name in ``notebooks/``), in order."""
+def cell_sources(notebook: str | pathlib.Path, kind: str) -> list[str]:
+    """The source of every cell of ``kind`` (``"code"``, ``"markdown"``) of a notebook (a path, or a file name in
+    ``notebooks/``), in order."""
     cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]  # an absolute path replaces NOTEBOOKS
-    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == kind]
+
+
+def code_cells(notebook: str | pathlib.Path) -> list[str]:
+    """The source of every code cell of a notebook, in order."""
+    return cell_sources(notebook, "code")
 
 
 def cell_with(cells: list[str], marker: str, *, start: bool = False) -> str:

@@ -3,30 +3,24 @@ chapter's solutions module (imported under that alias), and every ``WHY_...`` an
 so a renamed answer or a question that lost its pointer fails here."""
 
 import importlib
-import json
 import re
-from pathlib import Path
 
 import pytest
+from notebook_cells import NOTEBOOKS, cell_sources
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[01][0-9]_*.ipynb"))
-
-
-def cells(path: Path, kind: str) -> str:
-    notebook = json.loads(path.read_text())
-    return "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == kind)
+# every chapter; 00, the start-here page, has no exercises
+CHAPTER_NOTEBOOKS = [p for p in sorted(NOTEBOOKS.glob("[01][0-9]_*.ipynb")) if not p.name.startswith("00_")]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CHAPTER_NOTEBOOKS, ids=lambda p: p.stem)
 def test_named_answers_exist_and_every_answer_is_named(path):
     chapter = path.name[:2]
-    if chapter == "00":
-        return
     solutions = importlib.import_module(f"course_utils.solutions.ch{chapter}")
-    aliases = set(re.findall(rf"from course_utils\.solutions import ch{chapter} as (\w+)", cells(path, "code")))
+    code = "\n".join(cell_sources(path, "code"))
+    aliases = set(re.findall(rf"from course_utils\.solutions import ch{chapter} as (\w+)", code))
     assert len(aliases) == 1, f"{path.name}: expected one import of course_utils.solutions.ch{chapter}, got {aliases}"
     alias = aliases.pop()
-    markdown = cells(path, "markdown")
+    markdown = "\n".join(cell_sources(path, "markdown"))
     named = set(re.findall(rf"`{alias}\.(WHY_\w+)`", markdown))
     answers = {name for name in vars(solutions) if name.startswith("WHY_")}
     assert named <= answers, f"{path.name} names answers its solutions module lacks: {sorted(named - answers)}"

@@ -62,8 +62,8 @@ ATOL = 1e-6
 
 def _package_metrics_off():
     """The package's metrics, the package functions an answer could be rebuilt from (module docstring), this
-    module's own references and, where scipy.stats is already imported, its Mann-Whitney U, Somers' D and tie-averaged ranks,
-    switched off while the learner's function runs."""
+    module's own references and, where scipy.stats is already imported, its Mann-Whitney U, Somers' D and
+    tie-averaged ranks, switched off while the learner's function runs."""
     return checks.package_functions_switched_off(
         retrieval_metrics.recall_at_k, retrieval_metrics.recall_fraction_at_k, retrieval_metrics.mean_reciprocal_rank,
         retrieval_metrics._first_relevant_rank, hybrid.reciprocal_rank_fusion, ann.recall_against_exact,
