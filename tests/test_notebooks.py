@@ -64,6 +64,25 @@ def test_notebook_follows_the_chapter_anatomy(path):
     assert '"cuda"' not in text and "'cuda'" not in text, "use pick_device(), never hard-code cuda"
 
 
+CLOSING_SECTIONS = ["Exercises", "What we measured", "Summary", "Pitfalls", "References"]
+
+
+@pytest.mark.parametrize("path", CHAPTER_NOTEBOOKS, ids=lambda p: p.name)
+def test_every_chapter_closes_with_the_same_sections_in_the_same_form(path):
+    # A learner who has read one chapter finds the exercises, the measured table, the summary, the pitfalls and the
+    # references in the same place and form in every other: unnumbered, in this order, after the numbered sections,
+    # the pitfalls as a bulleted list.
+    text = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
+    headings = re.findall(r"^## (.+?)\s*$", text, re.M)
+    assert headings[-len(CLOSING_SECTIONS):] == CLOSING_SECTIONS, f"{path.name} ends with {headings[-5:]}"
+    numbered = headings[:-len(CLOSING_SECTIONS)]
+    assert numbered and all(re.match(rf"{n}\. ", h) for n, h in enumerate(numbered, start=1)), (
+        f"{path.name}: the sections before the exercises are numbered 1, 2, ... in order: {numbered}")
+    pitfalls = text.split("## Pitfalls", 1)[1].split("\n## ", 1)[0].strip()
+    items = re.split(r"^[-*] ", pitfalls, flags=re.M)
+    assert items[0] == "" and len(items) >= 4, f"{path.name}: the pitfalls are a bulleted list of at least three"
+
+
 @pytest.mark.parametrize("path", CHAPTER_NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_figures_and_widgets_follow_the_course_helpers(path):
     # Projector-sized, colour-blind-safe figures: use_course_style() runs once, visibly, before the first figure, and no
