@@ -3,7 +3,7 @@ periodic evaluation, a tqdm progress bar, and a returned :class:`History` that
 :func:`course_utils.plotting.plot_history` draws.
 
 References: Loshchilov & Hutter, 2019, "Decoupled Weight Decay Regularization" (AdamW); Loshchilov & Hutter, 2017,
-"SGDR" (cosine schedule); the warm-up/cosine recipe used by GPT-2/3 and nanoGPT.
+"SGDR" (cosine schedule); the warm-up/cosine recipe of GPT-3 (Brown et al., 2020) and nanoGPT.
 
 The loop is generic: ``get_batch(split, generator)`` returns ``(idx, targets)`` so the same trainer serves
 next-token, masked-LM and SFT objectives.
