@@ -47,7 +47,7 @@ test-inner:
 		$(BIN)/python -m pytest -q tests notebooks --nbval-lax --durations=15
 
 test-unit: setup
-	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests -m "not browser"
+	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests -m "not browser and not rerun"
 
 # The same tests on the oldest versions pyproject.toml allows (requirements/floors.txt), in their own .venv-floors and
 # course cache: run it before changing a lower bound. It downloads PyPI's torch (on Linux a CUDA build, about 3 GB).
