@@ -79,8 +79,10 @@ def test_every_chapter_closes_with_the_same_sections_in_the_same_form(path):
     assert numbered and all(re.match(rf"{n}\. ", h) for n, h in enumerate(numbered, start=1)), (
         f"{path.name}: the sections before the exercises are numbered 1, 2, ... in order: {numbered}")
     pitfalls = text.split("## Pitfalls", 1)[1].split("\n## ", 1)[0].strip()
-    items = re.split(r"^[-*] ", pitfalls, flags=re.M)
-    assert items[0] == "" and len(items) >= 4, f"{path.name}: the pitfalls are a bulleted list of at least three"
+    lines = [line for line in pitfalls.splitlines() if line.strip()]
+    assert sum(bool(re.match(r"[-*] ", line)) for line in lines) >= 3, f"{path.name}: at least three pitfalls"
+    loose = [line for line in lines if not re.match(r"[-*] |  \S", line)]  # a bullet or its indented continuation
+    assert not loose, f"{path.name}: the pitfalls are a bulleted list, but these lines are not in a bullet: {loose}"
 
 
 @pytest.mark.parametrize("path", CHAPTER_NOTEBOOKS, ids=lambda p: p.name)
