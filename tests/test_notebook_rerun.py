@@ -3,7 +3,8 @@
 
 Each notebook is executed top to bottom at the smoke profile with every code cell run twice in a row; the test fails
 for any run that raises, naming the cell. A cell that changes the model in place must therefore undo or guard its own
-change (chapter 06's LoRA cell takes its adapters off first: run twice it raised "model already has LoRA layers").
+change (chapter 06's LoRA cell, run twice, raised "model already has LoRA layers"; it now loads a fresh pretrained
+model when it finds adapters).
 Only the smoke profile: the check is about running a cell again, not about scale, and larger profiles would double
 long runs. The first run of each cell is an ordinary run from a cold course cache where the cache is fresh, so under
 ``make test`` (this file runs before the notebooks' nbval pass, which then finds the caches warm) the cold paths are
@@ -20,6 +21,7 @@ import pytest
 from course_utils.delivery.book import kernel_environment
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
 
 def doubled(nb):
     """A copy of notebook ``nb`` in which each code cell is followed by a copy of itself (a fresh cell id); each
