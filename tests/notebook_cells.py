@@ -7,6 +7,13 @@ import pathlib
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 
 
+def notebook_paths(chapters_only: bool = False) -> list[pathlib.Path]:
+    """Every notebook in ``notebooks/``, in course order; ``chapters_only`` leaves out 00, the start-here page (it
+    has no exercises and no chapter anatomy)."""
+    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
+    return [p for p in paths if not p.name.startswith("00_")] if chapters_only else paths
+
+
 def cell_sources(notebook: str | pathlib.Path, kind: str) -> list[str]:
     """The source of every cell of ``kind`` (``"code"``, ``"markdown"``) of a notebook (a path, or a file name in
     ``notebooks/``), in order."""

@@ -14,13 +14,11 @@ still executed once. Cells are named by their index in the notebook, counting fr
 
 import copy
 import os
-import pathlib
 
 import pytest
+from notebook_cells import notebook_paths
 
 from course_utils.delivery.book import kernel_environment
-
-NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
 def doubled(nb):
@@ -28,14 +26,12 @@ def doubled(nb):
     code cell's metadata records ``rerun = {"cell": its index in nb, "run": 1 or 2}``."""
     out = copy.deepcopy(nb)
     cells = []
-    for index, cell in enumerate(nb.cells):
-        first = copy.deepcopy(cell)
-        cells.append(first)
+    for index, cell in enumerate(out.cells):
+        cells.append(cell)
         if cell.cell_type == "code":
-            first.metadata["rerun"] = {"cell": index, "run": 1}
             again = copy.deepcopy(cell)
             again.id = f"rerun-{index}"
-            again.metadata["rerun"] = {"cell": index, "run": 2}
+            cell.metadata["rerun"], again.metadata["rerun"] = {"cell": index, "run": 1}, {"cell": index, "run": 2}
             cells.append(again)
     out.cells = cells
     return out
@@ -80,7 +76,7 @@ def test_errors_names_the_cell_and_the_run():
 
 @pytest.mark.slow
 @pytest.mark.rerun
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
 def test_every_code_cell_can_run_twice(path):
     if os.environ.get("COURSE_PROFILE") != "smoke":
         pytest.skip("runs at COURSE_PROFILE=smoke only (make test sets it): it checks re-running, not scale")

@@ -11,10 +11,11 @@ import sys
 import pytest
 
 from course_utils.delivery.chapters import notebook_filenames
+from notebook_cells import notebook_paths
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-CHAPTER_NOTEBOOKS = [p for p in NOTEBOOKS if not p.name.startswith("00_")]  # 00 is the start-here page
+NOTEBOOKS = notebook_paths()
+CHAPTER_NOTEBOOKS = notebook_paths(chapters_only=True)  # 00 is the start-here page
 CHAPTERS = {name[:2]: name[3:].removesuffix(".ipynb") for name in notebook_filenames()}  # the chapter map
 HUB = re.compile(r"hf_hub_download|snapshot_download|load_dataset\(|from_pretrained\(\s*[\"'][\w.-]+/[\w.-]+[\"']")
 

@@ -6,13 +6,10 @@ import importlib
 import re
 
 import pytest
-from notebook_cells import NOTEBOOKS, cell_sources
-
-# every chapter; 00, the start-here page, has no exercises
-CHAPTER_NOTEBOOKS = [p for p in sorted(NOTEBOOKS.glob("[01][0-9]_*.ipynb")) if not p.name.startswith("00_")]
+from notebook_cells import cell_sources, notebook_paths
 
 
-@pytest.mark.parametrize("path", CHAPTER_NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", notebook_paths(chapters_only=True), ids=lambda p: p.stem)
 def test_named_answers_exist_and_every_answer_is_named(path):
     chapter = path.name[:2]
     solutions = importlib.import_module(f"course_utils.solutions.ch{chapter}")
