@@ -34,18 +34,21 @@ def rerun_plan(nb):
     code cell again in reverse order, then every code cell again in order (copies get fresh ids). Each code cell's
     metadata records ``rerun = {"cell": its index in nb, "run": 1 to 4}``. Markdown cells appear once, in the first
     pass."""
+    def again(cell, index, run):
+        copied = copy.deepcopy(cell)
+        copied.id, copied.metadata["rerun"] = f"rerun-{index}-{run}", {"cell": index, "run": run}
+        return copied
+
     out = copy.deepcopy(nb)
-    cells, runs = [], {run: [] for run in (2, 3, 4)}
+    first_pass, backwards, forwards = [], [], []
     for index, cell in enumerate(out.cells):
-        cells.append(cell)
+        first_pass.append(cell)
         if cell.cell_type == "code":
             cell.metadata["rerun"] = {"cell": index, "run": 1}
-            for run, copies in runs.items():
-                again = copy.deepcopy(cell)
-                again.id, again.metadata["rerun"] = f"rerun-{index}-{run}", {"cell": index, "run": run}
-                copies.append(again)
-            cells.append(runs[2][-1])
-    out.cells = cells + runs[3][::-1] + runs[4]
+            first_pass.append(again(cell, index, 2))
+            backwards.insert(0, again(cell, index, 3))
+            forwards.append(again(cell, index, 4))
+    out.cells = first_pass + backwards + forwards
     return out
 
 
@@ -84,9 +87,11 @@ def test_errors_names_the_cell_and_the_run():
                                                       nbformat.v4.new_code_cell("x = 1")]))
     plan.cells[2].outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="again", traceback=[])]
     plan.cells[3].outputs = [nbformat.v4.new_output("error", ename="KeyError", evalue="'later'", traceback=[])]
+    plan.cells[4].outputs = [nbformat.v4.new_output("error", ename="NameError", evalue="gone", traceback=[])]
     assert errors(plan) == [
         "cell 1 (second run, straight after the first): ValueError: again\nx = 1",
-        "cell 1 (third run, going back: after the whole notebook and every later cell again): KeyError: 'later'\nx = 1"]
+        "cell 1 (third run, going back: after the whole notebook and every later cell again): KeyError: 'later'\nx = 1",
+        "cell 1 (fourth run, a second Run All): NameError: gone\nx = 1"]
 
 
 @pytest.mark.slow
