@@ -14,15 +14,16 @@ after an ``if`` that binds ``m`` in one branch only); and the names the cell bin
 ``with`` and ``except`` targets, ``:=``, ``match`` captures, imports, ``def``, ``class``, ``del``). Comprehensions and
 lambdas have their own scope (their first iterable and defaults are read outside it); class bodies are read, function
 bodies are not (what a function reads is decided when it is called; its decorators, defaults and annotations are
-read at once). IPython syntax (``%magic``, ``!shell``, ``obj?``) is turned into Python by IPython's own transformer
-first, after the code of ``%%time``, ``%%capture`` and ``%time``, which runs in the notebook's namespace, is
-unwrapped; other magics' arguments are not read. A finding is a cell that reads a name bound by an earlier cell,
+read at once). A branch that ends in ``raise``, ``break`` or ``continue`` does not reach what follows. The code of
+``%%time``, ``%%capture`` and ``%time`` (run in the notebook's namespace) is unwrapped, then IPython's own
+transformer turns the rest of IPython's syntax (``%magic``, ``!shell``, ``obj?``) into Python; other magics'
+arguments are not read. A finding is a cell that reads a name bound by an earlier cell,
 where a later cell binds it again, unless both bindings import one and the same object (``import math`` twice, or a
 constant imported from the module that defines it and from one that re-exports it). Known, guarded cases are listed
 in ``ALLOWED``, each for one reading cell found by a marker string (which must match exactly one cell), with the
 reason; an entry that no longer matches a finding fails the test, so the list cannot go
-stale. Not seen: what functions read or bind (``global``) when called, and objects changed in place (the rerun test
-covers these when they raise).
+stale. Not seen: what functions read or bind (``global``) when called, objects changed in place (the rerun test
+covers these when they raise), and a few paths (a walrus behind ``and``/``or``, ``with suppress(...)``).
 """
 
 import ast
@@ -150,18 +151,24 @@ def _block(statements: list[ast.stmt], reads: set[str], binds: dict[str, str], b
             bound.update(names.binds)
 
     def branch(statements, start, *first):
+        """What is bound on every path through a branch that goes on to the next statement; None when the
+        branch ends in ``raise``, ``break`` or ``continue`` and so does not."""
         inner = set(start)
         for node in first:
             take(node, inner)
         _block(statements, reads, binds, inner)
-        return inner
+        return None if statements and isinstance(statements[-1], (ast.Raise, ast.Break, ast.Continue)) else inner
+
+    def join(paths):                                    # bound on every path that goes on
+        paths = [p for p in paths if p is not None]
+        return set.intersection(*paths) if paths else set()
 
     for statement in statements:
         if isinstance(statement, (ast.If, ast.While)):
             take(statement.test, bound)
             body, orelse = branch(statement.body, bound), branch(statement.orelse, bound)
             if isinstance(statement, ast.If):
-                bound |= body & orelse
+                bound |= join([body, orelse])
         elif isinstance(statement, (ast.For, ast.AsyncFor)):
             take(statement.iter, bound)
             branch(statement.body, bound, statement.target)
@@ -172,30 +179,32 @@ def _block(statements: list[ast.stmt], reads: set[str], binds: dict[str, str], b
                 take(item.optional_vars, bound)
             _block(statement.body, reads, binds, bound)
         elif isinstance(statement, (ast.Try, getattr(ast, "TryStar", ast.Try))):
-            paths = [branch(statement.orelse, branch(statement.body, bound))]
+            body = branch(statement.body, bound)
+            paths = [branch(statement.orelse, body) if body is not None else None]
             for handler in statement.handlers:
-                inner = set(bound)
-                take(handler.type, inner)
+                handled = set(bound)
+                take(handler.type, handled)
                 if handler.name:
                     binds[handler.name] = "assign"
-                    inner.add(handler.name)
-                _block(handler.body, reads, binds, inner)
-                paths.append(inner)
-            bound |= set.intersection(*paths)
-            _block(statement.finalbody, reads, binds, bound)
+                    handled.add(handler.name)
+                paths.append(branch(handler.body, handled))
+            finally_bound = set(bound)                  # `finally` runs too when the body stopped early
+            _block(statement.finalbody, reads, binds, finally_bound)
+            bound |= join(paths) | finally_bound
         elif isinstance(statement, ast.Match):
             take(statement.subject, bound)
             cases = [branch(case.body, bound, case.pattern, case.guard) for case in statement.cases]
             last = statement.cases[-1]
             if isinstance(last.pattern, ast.MatchAs) and last.pattern.pattern is None and last.guard is None:
-                bound |= set.intersection(*cases)           # a bare `case _` or `case name`: some case runs
+                bound |= join(cases)                        # a bare `case _` or `case name`: some case runs
         else:
             take(statement, bound)
 
 
-# magics whose code runs in the notebook's namespace (%timeit's does not): read as that code
-_TIMING_CELL_MAGIC = re.compile(r"\A\s*%%(time|capture)\b[^\n]*\n")
-_TIMING_LINE_MAGIC = re.compile(r"^(\s*)%time\s+(?=\S)", re.MULTILINE)
+# magics whose code runs, and binds, in the notebook's namespace: read as that code (%timeit's code reads the
+# notebook's globals but binds in its own namespace: not read; nor is the output variable of `%%capture out`)
+_TIMING_CELL_MAGIC = re.compile(r"\A(?:\s*%%(?:time|capture)\b[^\n]*\n)+")
+_TIMING_LINE_MAGIC = re.compile(r"^([ \t]*)%time[ \t]+(?=\S)", re.MULTILINE)
 
 
 def cell_names(source: str) -> tuple[set[str], dict[str, str]]:
@@ -290,7 +299,10 @@ def test_a_later_cell_that_reuses_a_name_is_found():
     # a binding on one path only: the other paths, and what follows, still read the earlier cell's object
     for cell in ("if ready:\n    m = 2\nelse:\n    m = m + 1", "if flag:\n    m = 2\nprint(m)",
                  "for i in range(2):\n    m = i\nprint(m)", "try:\n    m = f()\nexcept E:\n    print(m)",
-                 "match v:\n    case 1:\n        m = 2\n    case _:\n        print(m)"):
+                 "match v:\n    case 1:\n        m = 2\n    case _:\n        print(m)",
+                 "try:\n    m = f()\nfinally:\n    print(m)", "while g():\n    m = 2\nprint(m)",
+                 "try:\n    pass\nexcept A:\n    m = 1\nexcept B:\n    print(m)",
+                 "match v:\n    case 1:\n        m = 2\n    case 2:\n        m = 3\nprint(m)"):
         assert findings(["m = 1", cell, "m = 3"]) == [finding(1, "m", 0, 2)], cell
     assert findings(["x = 1", "%%time\ny = x + 1", "x = 2"]) == [finding(1, "x", 0, 2)]     # timing magics read
     assert findings(["x = 1", "%time y = x + 1", "x = 2"]) == [finding(1, "x", 0, 2)]
@@ -308,7 +320,10 @@ def test_what_is_not_a_finding():
     assert findings(["class C:\n    a = 1\n    b = a", "a = 2"]) == []                # the class's own name
     for cell in ("if ready:\n    m = 2\nelse:\n    m = 3\nprint(m)", "with f() as m:\n    print(m)",
                  "try:\n    m = f()\nexcept E:\n    m = 0\nprint(m)",
-                 "match v:\n    case 1:\n        m = 2\n    case _:\n        m = 3\nprint(m)"):
+                 "match v:\n    case 1:\n        m = 2\n    case _:\n        m = 3\nprint(m)",
+                 "if ok:\n    m = 2\nelse:\n    raise E\nprint(m)",               # raise, break: no way on
+                 "while True:\n    try:\n        m = next(it)\n    except StopIteration:\n        break\n    print(m)",
+                 "%%capture\n%%time\nm = 2\nprint(m)", "%time m = 2\nprint(m)"):
         assert findings(["m = 1", cell, "m = 3"]) == [], cell                       # bound on every path first
     assert findings(["%matplotlib inline\nx = 1", "if x:\n    !ls\nprint(x)", "y = !ls", "x?"]) == []  # IPython
     reads, binds = cell_names("import os.path\nfrom . import util as u\ntry:\n    pass\nexcept E as e:\n    y = e\n"
