@@ -14,11 +14,16 @@ def notebook_paths(chapters_only: bool = False) -> list[pathlib.Path]:
     return [p for p in paths if not p.name.startswith("00_")] if chapters_only else paths
 
 
-def cell_sources(notebook: str | pathlib.Path, kind: str) -> list[str]:
-    """The source of every cell of ``kind`` (``"code"``, ``"markdown"``) of a notebook (a path, or a file name in
-    ``notebooks/``), in order."""
+def indexed_cell_sources(notebook: str | pathlib.Path, kind: str) -> list[tuple[int, str]]:
+    """(index in the notebook, source) of every cell of ``kind`` (``"code"``, ``"markdown"``) of a notebook (a path,
+    or a file name in ``notebooks/``), in order; the index counts every cell from 0."""
     cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]  # an absolute path replaces NOTEBOOKS
-    return ["".join(c["source"]) for c in cells if c["cell_type"] == kind]
+    return [(i, "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == kind]
+
+
+def cell_sources(notebook: str | pathlib.Path, kind: str) -> list[str]:
+    """The source of every cell of ``kind`` (``"code"``, ``"markdown"``) of a notebook, in order."""
+    return [source for _, source in indexed_cell_sources(notebook, kind)]
 
 
 def code_cells(notebook: str | pathlib.Path) -> list[str]:

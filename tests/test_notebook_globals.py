@@ -28,12 +28,11 @@ covers these when they raise), and a few paths (a walrus behind ``and``/``or``, 
 
 import ast
 import importlib
-import json
 import re
 
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
-from notebook_cells import notebook_paths
+from notebook_cells import indexed_cell_sources, notebook_paths
 
 # (notebook, name, a marker string of the reading cell): why going back to that cell is handled
 ALLOWED = {
@@ -265,11 +264,6 @@ def later_rebinds(sources: list[tuple[int, str]]) -> list[tuple[str, int, str]]:
     return found
 
 
-def code_sources(path) -> list[tuple[int, str]]:
-    cells = json.loads(path.read_text())["cells"]
-    return [(i, "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == "code"]
-
-
 def findings(cells: list[str]) -> list[str]:
     return [text for _, _, text in later_rebinds(list(enumerate(cells)))]
 
@@ -345,7 +339,7 @@ def test_the_check_reads_every_notebook_and_every_allowed_entry_names_one():
 
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
 def test_no_cell_reads_a_name_that_a_later_cell_reuses(path):
-    sources = code_sources(path)
+    sources = indexed_cell_sources(path, "code")
     source_of = dict(sources)
     found = later_rebinds(sources)
     allowed = {key for key in ALLOWED if key[0] == path.name}
