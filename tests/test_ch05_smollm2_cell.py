@@ -3,14 +3,17 @@ itself) runs in no CI profile: smoke and cpu skip it, and CI has no GPU. Its 80 
 word-level lines, the policy wrapper, the reward model on a copied trunk, held-out evaluation) would first run on a
 learner's Colab GPU. Here the notebook's own cells run with the gpu profile's settings (on the CPU in CI, on CUDA where
 there is a GPU), except the run's lengths: 2 iterations of 2 prompts x 2 samples of 8 tokens, 10 pairs, 2 reward-model
-steps (about a minute)."""
+steps (about a minute), in a fresh process (``fresh_process.py``: the memory goes back when it ends)."""
 
 import ast
 import math
+import os
+import warnings
 
 import pytest
 import torch
 
+from fresh_process import run_in_fresh_process
 from notebook_cells import cell_with, code_cells
 
 TINY_RUN = dict(iterations=2, prompts=2, group=2, max_new_tokens=8, eval_prompts=4, pairs=10, rm_steps=2)
@@ -25,12 +28,17 @@ def rl_beta_statement(cells: list[str]) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:the gpu profile found no CUDA")  # on purpose: the gpu profile's code, on the CPU
-def test_the_gpu_profiles_smollm2_cell_runs_end_to_end(monkeypatch):
+def test_the_gpu_profiles_smollm2_cell_runs_end_to_end():
+    run_in_fresh_process(run_the_gpu_profiles_smollm2_cell)
+
+
+def run_the_gpu_profiles_smollm2_cell():
+    """The test's body, in a fresh process: the cells, then the assertions on what they left."""
+    os.environ["COURSE_PROFILE"] = "gpu"
+    os.environ["MPLBACKEND"] = "Agg"
+    warnings.filterwarnings("ignore", "the gpu profile found no CUDA")  # on purpose: the gpu profile's code, on a CPU
     import matplotlib.pyplot as plt
 
-    monkeypatch.setenv("COURSE_PROFILE", "gpu")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     cells = code_cells("05_rlhf.ipynb")
     ns: dict = {"__name__": "__main__"}
 

@@ -3,25 +3,34 @@ figure and a sentence on the top rank) runs only in the gpu profile, so no CI pr
 ``sweep_ranks=()`` and print a line instead. Here the notebook's own cells up to the sweep's figure run under the gpu
 profile with the smoke profile's sizes and two ranks added to the sweep (1, and 16 above the main run's 8, as the gpu
 profile's top rank is): on the CPU in CI (about 90 s), on CUDA where there is a GPU, so the sweep's loop, its figure
-and its sentence, and the chapter's first sections on the accelerator, run before a learner's GPU first meets them."""
+and its sentence, and the chapter's first sections on the accelerator, run before a learner's GPU first meets them.
+It runs in a fresh process (``fresh_process.py``: the memory goes back when it ends)."""
 
 import math
+import os
+import warnings
 
 import pytest
 import torch
 
+from fresh_process import run_in_fresh_process
 from notebook_cells import cell_with, code_cells
 
 SWEEP_RANKS = (1, 16)  # above the main run's rank, as the gpu profile's top rank is: the sentence on it runs
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::UserWarning")  # Agg shows no figures; the gpu profile found no CUDA (on purpose)
-def test_the_gpu_profiles_rank_sweep_cells_run(monkeypatch):
+def test_the_gpu_profiles_rank_sweep_cells_run():
+    run_in_fresh_process(run_the_gpu_profiles_rank_sweep_cells)
+
+
+def run_the_gpu_profiles_rank_sweep_cells():
+    """The test's body, in a fresh process: the cells up to the sweep's figure, then assertions on what they left."""
+    os.environ["COURSE_PROFILE"] = "gpu"
+    os.environ["MPLBACKEND"] = "Agg"
+    warnings.filterwarnings("ignore", category=UserWarning)  # Agg shows no figures; the gpu profile found no CUDA
     import matplotlib.pyplot as plt
 
-    monkeypatch.setenv("COURSE_PROFILE", "gpu")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     cells = code_cells("06_lora.ipynb")
     sizes = cell_with(cells, "SIZES = {", start=True)
     last = cells.index(cell_with(cells, 'if CFG["sweep_ranks"]:', start=True))
