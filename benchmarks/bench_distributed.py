@@ -100,7 +100,8 @@ def main() -> None:
     medians = {arm: statistics.median(ddp[arm]) for arm in arms}
     base = medians["1 process x 1 thread"]
     for arm in arms:
-        print(f"| {arm} | {medians[arm]:,.0f} | {min(ddp[arm]):,.0f}-{max(ddp[arm]):,.0f} | {medians[arm] / base:.2f}x |")
+        print(f"| {arm} | {medians[arm]:,.0f} | {min(ddp[arm]):,.0f}-{max(ddp[arm]):,.0f} | "
+              f"{medians[arm] / base:.2f}x |")
     ddp_arm, threads_arm = arms[0], arms[1]
     ratio, rule = compare_rounds(ddp[ddp_arm], ddp[threads_arm], tie=0.1)  # the notebook's rule, one copy
     verdict = (f"the ranges do not overlap: {'DDP' if ratio > 1 else 'threads'} faster" if rule == "separate" else

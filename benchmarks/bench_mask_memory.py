@@ -7,7 +7,8 @@ width 64):
   * additive: a materialised float32 (T, T) mask with 0 / -inf;
   * scratch:  course_utils.model.attention (materialises the (B, H, T, T) scores and weights).
 It prints best-of-N times, the ratios to the flag in the same run, the bytes of each mask, and the peak extra memory
-of one call (CUDA: torch.cuda.max_memory_allocated; CPU, Linux only: peak RSS growth over the call, in a fresh subprocess per case).
+of one call (CUDA: torch.cuda.max_memory_allocated; CPU, Linux only: peak RSS growth over the call, in a fresh
+subprocess per case).
 
 Usage: python benchmarks/bench_mask_memory.py [--T 512 1024 2048 4096] [--heads 4] [--repeats 5] [--device cpu]
 """
@@ -105,7 +106,8 @@ def main() -> None:
     print(f"device {device} | torch {torch.__version__} | {torch.get_num_threads()} threads | heads {args.heads}, "
           f"head size 64, batch 1 | best of {args.repeats}")
     header = (f"{'T':>7} | " + " | ".join(f"{k:>9} ms" for k in KINDS)
-              + " | bool/flag | add/flag | scratch/flag | bool mask | f32 mask | peak extra MiB (" + ", ".join(KINDS) + ")")
+              + " | bool/flag | add/flag | scratch/flag | bool mask | f32 mask | peak extra MiB ("
+              + ", ".join(KINDS) + ")")
     print(header)
     for T in args.T:
         q, k, v = make_inputs(T, args.heads, device)
@@ -130,7 +132,8 @@ def main() -> None:
         flag = times["flag"]
         print(f"{T:>7} | " + " | ".join(f"{times[k] * 1e3:>12.2f}" for k in KINDS)
               + f" | {times['bool'] / flag:>9.2f} | {times['additive'] / flag:>8.2f} | {times['scratch'] / flag:>12.2f}"
-              + f" | {masks.mask_bytes(T) / 2**20:>6.1f} MiB | {masks.mask_bytes(T, dtype=torch.float32) / 2**20:>5.1f} MiB"
+              + f" | {masks.mask_bytes(T) / 2**20:>6.1f} MiB"
+                f" | {masks.mask_bytes(T, dtype=torch.float32) / 2**20:>5.1f} MiB"
               + (" | " + ", ".join(f"{peaks[k]:.0f}" for k in KINDS) if peaks else ""), flush=True)
 
 

@@ -152,15 +152,15 @@ def spread(values: list[float], sems: list[float]) -> tuple[float, float, float,
 
 def report(rows: list[dict], beta_lo: float, beta_named: float, lengths: tuple[int, int]) -> str:
     short, long = lengths
-    head = (f"| seed offset | β={beta_lo:g}, {short} it. | β={beta_named:g}, {short} it. | gap at {short} (z) | verdict "
-            f"at {short} | β={beta_lo:g}, {long} it. | β={beta_named:g}, {long} it. | lead at {long} (z) | hacked | "
-            "control protects |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (f"| seed offset | β={beta_lo:g}, {short} it. | β={beta_named:g}, {short} it. | gap at {short} (z) | "
+            f"verdict at {short} | β={beta_lo:g}, {long} it. | β={beta_named:g}, {long} it. | lead at {long} (z) | "
+            "hacked | control protects |\n|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         cell = {key: f"{v[0]:+.3f} ± {v[1]:.3f}" for key, v in r["runs"].items()}
         lines.append(f"| {r['offset']} | {cell[(beta_lo, short)]} | {cell[(beta_named, short)]} | {r['gap']:+.3f} ± "
-                     f"{r['gap_se']:.3f} ({abs(r['gap']) / r['gap_se']:.2f}) | {r['verdict']} | {cell[(beta_lo, long)]} | "
-                     f"{cell[(beta_named, long)]} | {r['lead']:+.3f} ± {r['lead_se']:.3f} "
+                     f"{r['gap_se']:.3f} ({abs(r['gap']) / r['gap_se']:.2f}) | {r['verdict']} | "
+                     f"{cell[(beta_lo, long)]} | {cell[(beta_named, long)]} | {r['lead']:+.3f} ± {r['lead_se']:.3f} "
                      f"({abs(r['lead']) / r['lead_se']:.2f}) | {'yes' if r['hacked'] else 'no'} | "
                      f"{'yes' if r['protected'] else 'no'} |")
     summary = ("\n\n| quantity | mean over seeds | SD over seeds | mean sampling s.e. | SD / s.e. |\n"

@@ -158,8 +158,8 @@ def main() -> None:
     specs = grid_runs(grid)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"## Chapter 04: scaling sweep (`benchmarks/bench_scaling_sweep.py --grid {args.grid}`)\n")
-    print(f"{datetime.date.today()}, CPU: {cpu_description()}, torch {torch.__version__}, {torch.get_num_threads()} threads "
-          f"available; load average at start {load:.2f}.")
+    print(f"{datetime.date.today()}, CPU: {cpu_description()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads available; load average at start {load:.2f}.")
     peak = {(d, t): matmul_gflops(d, t, reps=8 if d == torch.float32 else 1)
             for d in (torch.float32, torch.bfloat16) for t in (1, 2)}
     print("Matmul peak (1024^3, GFLOP/s): " + ", ".join(f"{str(d)[6:]} x {t} thread(s) {v:.1f}"

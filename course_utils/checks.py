@@ -115,8 +115,8 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
 
     A wrong answer fails loudly with the check's hint. When the reference is a plain function (the solution in
     :mod:`course_utils.solutions`), it is switched off while the learner's answer is checked, with the other solutions
-    of its chapter, so an answer that calls a solution does not pass. Handing in the solution function itself is checked and reported as ``[ref]``,
-    never as a pass.
+    of its chapter, so an answer that calls a solution does not pass. Handing in the solution function itself is
+    checked and reported as ``[ref]``, never as a pass.
     """
     if _is_the_reference(learner, reference):
         with contextlib.redirect_stdout(io.StringIO()):  # its sub-checks' [pass] lines would read as the learner's

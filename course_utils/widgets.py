@@ -47,7 +47,8 @@ class Control:
 
 
 def control(kind: str, value: Any, **settings) -> Control:
-    """Describe one control: ``kind`` is an ipywidgets class name, e.g. ``control("FloatSlider", 1.0, min=0, max=2)``."""
+    """Describe one control: ``kind`` is an ipywidgets class name, e.g.
+    ``control("FloatSlider", 1.0, min=0, max=2)``."""
     if not isinstance(kind, str) or not kind[:1].isupper():
         raise TypeError(f"kind is the name of an ipywidgets class such as 'IntSlider', got {kind!r}")
     return Control(kind, value, dict(settings))

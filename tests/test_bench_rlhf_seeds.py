@@ -1,5 +1,6 @@
 """benchmarks/bench_rlhf_seeds.py runs chapter 05's own cells, found by marker strings: the markers and seed sites must
-match the notebook as it is, and a notebook that drifted must stop the script with a clear message (no training here)."""
+match the notebook as it is, and a notebook that drifted must stop the script with a clear message (no training
+here)."""
 
 import json
 import math

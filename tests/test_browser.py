@@ -170,7 +170,8 @@ def click_menu(page, menu: str, item: str, timeout_s: float = 30.0) -> None:
 
 def execution_started(page, empty: set[int], n_pending: int) -> bool:
     return kernel_status(page) == "busy" or len(unexecuted_cells(page, empty)) < n_pending or page.evaluate(
-        "() => [...document.querySelectorAll('.jp-NotebookPanel .jp-InputPrompt')].some(p => p.textContent.includes('*'))")
+        "() => [...document.querySelectorAll('.jp-NotebookPanel .jp-InputPrompt')]"
+        ".some(p => p.textContent.includes('*'))")
 
 
 def run_all_cells(page, empty: set[int], log_tail) -> float:

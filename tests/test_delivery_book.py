@@ -123,7 +123,8 @@ def test_progress_text_is_the_bars_final_text_from_the_saved_widget_state():
 
     # as tqdm saves it: spaces as U+2007 figure spaces, HTML escaped
     state = bar("steps:\u2007\u200775%", 3, 4, "\u20073/4\u2007[00:01&lt;00:00,\u2007\u20072.00it/s]")
-    assert book.progress_text(state, "IPY_MODEL_h") == "steps:  75%|" + "#" * 15 + " " * 5 + "| 3/4 [00:01<00:00,  2.00it/s]"
+    assert (book.progress_text(state, "IPY_MODEL_h")
+            == "steps:  75%|" + "#" * 15 + " " * 5 + "| 3/4 [00:01<00:00,  2.00it/s]")
     assert book.progress_text(bar("a", 0, 0, "b"), "IPY_MODEL_h") == "a|" + " " * 20 + "|b"  # max 0: empty bar
     assert book.progress_text(bar("a", 4, 4, "b", hidden=True), "IPY_MODEL_h") == ""
     state["b"]["model_name"] = "IntSliderModel"

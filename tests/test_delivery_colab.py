@@ -239,7 +239,8 @@ def test_the_setup_cell_off_colab_without_the_package_says_how_to_install(monkey
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))  # another google package is not Colab
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "course_utils" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "course_utils" else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match="make lab"):
         exec(compile(colab.setup_cell_source(), "setup-cell", "exec"), {})
 

@@ -93,7 +93,8 @@ def test_bits_per_byte_refuses_the_package_one_liners_and_restores_them():
     from course_utils.evaluate.metrics import bits_per_unit
     from course_utils.evaluate.scoring import TextScore
 
-    for one_liner in (lambda nats, t, b: bits_per_unit(nats * t, b), lambda nats, t, b: TextScore(nats * t, t).bits_per(b)):
+    for one_liner in (lambda nats, t, b: bits_per_unit(nats * t, b),
+                      lambda nats, t, b: TextScore(nats * t, t).bits_per(b)):
         with pytest.raises(AssertionError, match="switched off"):
             ex.check_bits_per_byte(one_liner, *SMOL.values(), SMOL_BITS)
     assert bits_per_unit(math.log(2) * 4, 2) == pytest.approx(2.0)  # restored afterwards

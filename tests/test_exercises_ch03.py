@@ -338,7 +338,8 @@ def test_capped_unknown_rate():
 
 def test_capped_unknown_rate_refuses_the_checks_own_reference():
     fails(ex.check_capped_unknown_rate, lambda t, v, V: ex._capped_rate(t, v, V), TRAIN, VAL, (1, 3, 10))
-    fails(ex.check_capped_unknown_rate, lambda t, v, V: sol.unknown_rate_top_v(t, v, V) + 0 * len(ex._words_by_count(t)),
+    fails(ex.check_capped_unknown_rate,
+          lambda t, v, V: sol.unknown_rate_top_v(t, v, V) + 0 * len(ex._words_by_count(t)),
           TRAIN, VAL, (1, 3, 10))
     ex.check_capped_unknown_rate(sol.unknown_rate_top_v, TRAIN, VAL, targets=(1, 3, 10))  # restored afterwards
 

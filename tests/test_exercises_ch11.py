@@ -149,7 +149,8 @@ def test_fit_accepts_solution_and_forms():
     ex.check_smallest_ranks(lambda n, m: dict(enumerate(sol.smallest_ranks_that_fit(n, m))))
     ex.check_smallest_ranks(lambda n, m: np.array(sol.smallest_ranks_that_fit(n, m), dtype=object))
     ex.check_smallest_ranks(lambda n, m: [None if k is None else float(k) for k in sol.smallest_ranks_that_fit(n, m)])
-    ex.check_smallest_ranks(lambda n, m: [None if k is None else np.int64(k) for k in sol.smallest_ranks_that_fit(n, m)])
+    ex.check_smallest_ranks(lambda n, m: [None if k is None else np.int64(k)
+                                          for k in sol.smallest_ranks_that_fit(n, m)])
 
     def by_doubling_and_bisection(n, m):  # a correct search: no cap, and about 2 log2(N_d) steps, not N_d
         answer = []

@@ -74,7 +74,8 @@ def test_scores_the_same_positions_as_add_k_and_beats_it_on_held_out_text():
     assert KneserNeyModel(4, V).fit(train).mean_nats(held_out) < NGramModel(4, V, k=0.01).fit(train).mean_nats(held_out)
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(n=0, vocab_size=5), "n must be"), (dict(n=2, vocab_size=0), "vocab_size"),
+@pytest.mark.parametrize("kwargs, match", [(dict(n=0, vocab_size=5), "n must be"),
+                                           (dict(n=2, vocab_size=0), "vocab_size"),
                                            (dict(n=2, vocab_size=5, discount=1.0), "discount"),
                                            (dict(n=2, vocab_size=5, discount=0.0), "discount")])
 def test_bad_arguments_are_refused(kwargs, match):

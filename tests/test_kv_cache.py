@@ -1,4 +1,5 @@
-"""Tests for course_utils.generate.kv_cache: cached and uncached forward/generation agree, the memory formula by hand."""
+"""Tests for course_utils.generate.kv_cache: cached and uncached forward/generation agree, the memory formula by
+hand."""
 
 import numpy as np
 import pytest

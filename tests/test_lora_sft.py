@@ -69,7 +69,8 @@ def test_chat_example_matches_the_full_template_render_token_by_token():
     assert DEFAULT_SYSTEM not in tok.decode(empty.prompt_ids)
     assert tok.decode(default.prompt_ids).startswith("<|im_start|>system\n" + DEFAULT_SYSTEM)
     assert tok.decode(default.prompt_ids).endswith("<|im_start|>assistant\n")
-    assert "You label emotions." in tok.decode(custom.prompt_ids) and DEFAULT_SYSTEM not in tok.decode(custom.prompt_ids)
+    assert ("You label emotions." in tok.decode(custom.prompt_ids)
+            and DEFAULT_SYSTEM not in tok.decode(custom.prompt_ids))
     assert tok.decode(default.response_ids) == "sadness<|im_end|>"
     prompt_only = chat_example(tok, user)
     assert prompt_only == SFTExample(default.prompt_ids, ())
@@ -177,7 +178,8 @@ def test_response_loss_gradients_match_the_full_loss():
     model = tiny_llama(vocab_size=64)
     batch = collate_sft(random_examples(4, make_generator(1, "cpu")), pad_id=0)
     grads = []
-    for loss_fn in (lambda: masked_lm_loss(model(**batch).logits, batch["labels"]), lambda: response_loss(model, batch)):
+    for loss_fn in (lambda: masked_lm_loss(model(**batch).logits, batch["labels"]),
+                    lambda: response_loss(model, batch)):
         model.zero_grad()
         loss_fn().backward()
         grads.append([p.grad.clone() for p in model.parameters()])

@@ -197,7 +197,8 @@ def test_config_accepts_numpy_integers_as_python_ints():
     # a grid built with numpy (np.arange, np.int64 sizes) gave 'must be a positive int, got np.int64(64)'
     config = GPTConfig(vocab_size=np.int64(11), block_size=np.int32(8), n_layer=np.int64(1), n_head=np.int64(2),
                        n_embd=np.int64(16))
-    assert all(type(getattr(config, name)) is int for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
+    assert all(type(getattr(config, name)) is int
+               for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
     assert type(config.head_size) is int and config.head_size == 8
     with pytest.raises(ValueError, match="n_layer must be a positive integer"):
         GPTConfig(n_layer=2.0)

@@ -220,7 +220,8 @@ def test_numpy_numbers_are_taken_and_kept_as_python_numbers():
     model, idx = GPT(TINY), torch.randint(11, (2, 8))
     assert len(step_seconds(model, idx, idx, steps=np.int64(2), warmup=np.int64(0)).seconds) == 2
     for steps, warmup, match in ((True, 1, r"steps must be an int >= 1, got True"),
-                                 (2, np.float64(1.0), r"warmup must be an int >= 0, got (np.float64\(1.0\)|1.0)$")):  # numpy 1.x: repr 1.0
+                                 # numpy 1.x: repr 1.0
+                                 (2, np.float64(1.0), r"warmup must be an int >= 0, got (np.float64\(1.0\)|1.0)$")):
         with pytest.raises(ValueError, match=match):
             step_seconds(model, idx, idx, steps=steps, warmup=warmup)
 

@@ -56,7 +56,8 @@ def test_seeding_is_reproducible_and_validated():
     first = torch.rand(2), np.random.rand(), random.random()
     seed_everything(7)
     assert torch.equal(torch.rand(2), first[0]) and np.random.rand() == first[1] and random.random() == first[2]
-    assert not torch.equal(torch.randn(3, generator=make_generator(1, "cpu")), torch.randn(3, generator=make_generator(2, "cpu")))
+    assert not torch.equal(torch.randn(3, generator=make_generator(1, "cpu")),
+                           torch.randn(3, generator=make_generator(2, "cpu")))
     for bad in (-1, 1.5, True, "3"):
         with pytest.raises(ValueError):
             seed_everything(bad)

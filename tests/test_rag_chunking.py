@@ -85,5 +85,6 @@ def test_no_documents_or_only_blank_ones_is_an_error_not_an_empty_list():
         chunk_documents([])  # returned [] and failed later, in a retriever
     with pytest.raises(ValueError, match="no chunks: every document text is blank"):
         chunk_documents([Doc("a", ""), Doc("b", "  \n")])
-    assert [c.text for c in chunk_documents([Doc("a", ""), Doc("b", TEN)], size=np.int64(20), overlap=np.int64(2))] == [TEN]
+    assert [c.text for c in chunk_documents([Doc("a", ""), Doc("b", TEN)],
+                                            size=np.int64(20), overlap=np.int64(2))] == [TEN]
     assert chunk_words(TEN, np.int64(5), np.int64(0)) == chunk_words(TEN, 5)

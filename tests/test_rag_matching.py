@@ -291,7 +291,8 @@ def test_answer_parts_and_their_agreement():
     assert answer_part(q, q) == "" and answer_part("In which year was Cela Tamrin born", q) == ""
     assert answer_agreement("", "") == 0.0  # two replies that only repeat the question do not agree
     assert answer_agreement("1866", "") == 0.0 and answer_agreement("", "1866") == 0.0
-    assert answer_agreement("1866", "1866") == 1.0 and answer_agreement("1866 ulmthorpe", "1866") == pytest.approx(2 / 3)
+    assert (answer_agreement("1866", "1866") == 1.0
+            and answer_agreement("1866 ulmthorpe", "1866") == pytest.approx(2 / 3))
     echoes = [answer_part(q, q)] * 3
     assert self_consistency(echoes, answer_part(q, q), answer_agreement) == 0.0  # token_f1 would give 1.0
     assert self_consistency(echoes, answer_part(q, q), token_f1) == 1.0

@@ -1,5 +1,5 @@
-"""Tests for course_utils.generate.sampling and course_utils.evaluate.diversity: hand-computed values, edge cases, errors, and
-agreement with transformers' logits processors on random logits."""
+"""Tests for course_utils.generate.sampling and course_utils.evaluate.diversity: hand-computed values, edge cases,
+errors, and agreement with transformers' logits processors on random logits."""
 
 import math
 

@@ -39,7 +39,8 @@ def test_every_profile_grid_is_a_valid_isoflop_design(profile):
     assert min(per_budget) >= 3 and len(grid.budgets) >= 2  # a parabola per budget needs 3 sizes
     pred = PREDICTION_RUNS[profile]
     assert isinstance(pred, ScalingRun) and pred.block_size == grid.block_size
-    assert 6 * pred.tokens * grid.n_params((pred.n_layer, pred.n_head, pred.n_embd)) > 1.9 * max(grid.budgets)  # 2-4x the largest budget
+    # 2-4x the largest budget
+    assert 6 * pred.tokens * grid.n_params((pred.n_layer, pred.n_head, pred.n_embd)) > 1.9 * max(grid.budgets)
     # section 6 calls the prediction an extrapolation in D at fixed N: a grid shape, on more tokens than its grid runs
     shape = (pred.n_layer, pred.n_head, pred.n_embd)
     assert shape in grid.shapes
@@ -68,7 +69,8 @@ def test_gpu_grid_can_pass_the_chapters_checks_on_paper():
     # benchmarks/bench_scaling_sweep.py (benchmarks/RESULTS.md, "GPU checks on a lent NVIDIA H200").
     grid, pred = SWEEP_GRIDS["gpu"], PREDICTION_RUNS["gpu"]
     assert max(grid.budgets) / min(grid.budgets) >= 30  # section 5's verdict fails any span under 30x
-    assert len(set(grid.batch_sizes)) == 1 and pred.batch_size == grid.batch_sizes[0]  # per-shape batches froze the vertex
+    # per-shape batches froze the vertex
+    assert len(set(grid.batch_sizes)) == 1 and pred.batch_size == grid.batch_sizes[0]
     assert grid.windows is not None and len(grid.budgets) >= 4
     for budget, window in zip(grid.budgets, grid.windows):
         assert len(window) >= 5 and all(0 <= i < len(grid.shapes) for i in window)  # every window's shapes exist
@@ -82,7 +84,8 @@ def test_gpu_grid_can_pass_the_chapters_checks_on_paper():
     n_pred = grid.n_params(shape)
     assert sum(shape in grid.shapes_at(b) for b in grid.budgets) >= 3  # section 6's baseline: the shape's own L(D)
     assert 1.9 * max(grid.budgets) < 6 * n_pred * pred.tokens < 4 * max(grid.budgets)  # a budget above the grid
-    assert CPU_OPTIMUM_TOKENS_PER_PARAM[0] <= pred.tokens / n_pred <= CPU_OPTIMUM_TOKENS_PER_PARAM[1]  # near the optimum
+    # near the optimum
+    assert CPU_OPTIMUM_TOKENS_PER_PARAM[0] <= pred.tokens / n_pred <= CPU_OPTIMUM_TOKENS_PER_PARAM[1]
     assert pred.tokens <= 4 * TRAIN_CHARS and pred.block_size == grid.block_size and pred.device == grid.device
 
 

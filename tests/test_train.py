@@ -142,8 +142,8 @@ def test_baseline_recipe_is_the_published_small_cpu_recipe():
     base = baseline_char_recipe(65)
     assert (base.model.n_layer, base.model.n_head, base.model.n_embd, base.model.block_size) == (4, 4, 128, 64)
     assert (base.batch_size, base.train.max_steps, base.train.lr, base.train.min_lr) == (12, 2000, 1e-3, 1e-4)
-    assert (base.train.warmup_steps, base.train.beta2, base.train.weight_decay, base.train.grad_clip) == (100, 0.99, 0.1,
-                                                                                                         1.0)
+    assert ((base.train.warmup_steps, base.train.beta2, base.train.weight_decay, base.train.grad_clip)
+            == (100, 0.99, 0.1, 1.0))
     assert base.model.dropout == 0.0 and base.train.eval_interval == 250
     course = course_char_recipe(65)
     # same model (the attention implementation computes the same function); only the optimisation differs

@@ -240,7 +240,8 @@ def write_index(entries: Sequence[BookEntry], target: Path, profile: str, offlin
             f"<style>body{{font:16px sans-serif;max-width:60em;margin:2em auto}}td{{padding:.3em 1em}}</style>"
             f"<h1>LLMs by experiment: executed book</h1><p>Profile <b>{profile}</b>, built {stamp} on {machine}.</p>"
             f"{SMOKE_CAVEAT if profile == 'smoke' else ''}{'' if offline_math else CDN_MATH_NOTE}"
-            f"<table><tr><th>#</th><th>notebook</th><th>status</th><th>minutes</th><th></th></tr>{''.join(rows)}</table>")
+            f"<table><tr><th>#</th><th>notebook</th><th>status</th><th>minutes</th><th></th></tr>"
+            f"{''.join(rows)}</table>")
     atomic_write_text(page, target / "index.html")
     atomic_write_text(json.dumps({"profile": profile, "built": stamp, "machine": machine,
                                   "math": "local MathJax" if offline_math else "MathJax from a CDN",

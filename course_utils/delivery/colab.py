@@ -177,7 +177,8 @@ COURSE_REPOSITORY = "{url}"  # [project.urls] Repository
 if "{module}" in sys.modules or "{env}" in os.environ:
     import subprocess
     if not os.path.isdir("{clone}"):
-        subprocess.run(["git", "clone", "--depth=1", os.environ.get("COURSE_REPO_URL", COURSE_REPOSITORY), "{clone}"],
+        subprocess.run(["git", "clone", "--depth=1",
+                        os.environ.get("COURSE_REPO_URL", COURSE_REPOSITORY), "{clone}"],
                        check=True)
     sys.path.insert(0, os.path.abspath("{clone}"))
     from course_utils.delivery.colab import prepare_colab

@@ -5,8 +5,8 @@ The package computes none of these answers (``course_utils.scaling.compute`` cou
 ``ChinchillaFit`` gives the optimal split of a budget and its loss, not the budget for a loss), so the learner's
 code is the answer. Each check computes the expected value itself (with ``ChinchillaFit`` for a law's optimal loss at
 a budget) before calling the learner's code, with its own reference switched off while that code runs, and fails
-through :mod:`course_utils.checks`, whose messages never show the expected value. ``tests/test_exercises_ch04.py`` feeds every check the reference
-solution, a correct answer in another form, and likely wrong answers.
+through :mod:`course_utils.checks`, whose messages never show the expected value. ``tests/test_exercises_ch04.py``
+feeds every check the reference solution, a correct answer in another form, and likely wrong answers.
 
 References: H. Touvron et al., "Llama 2", 2023, and A. Q. Jiang et al., "Mistral 7B", 2023 (the configurations);
 J. Hoffmann et al., "Training Compute-Optimal Large Language Models", 2022, and T. Besiroglu et al., "Chinchilla

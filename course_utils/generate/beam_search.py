@@ -8,11 +8,13 @@ answers are not punished merely for having more factors below one. The search st
 length (the "heuristic" stopping rule of ``transformers``' default ``early_stopping=False``). The result also
 records ``min_gap``, the smallest score difference at any decision the search took (the last kept candidate against
 the first left out, the rank that admits an EOS candidate, which finished hypotheses survive, the stopping test, the
-final pick; the order among kept beams decides nothing): below rounding level, another numerical path may decide the other way.
+final pick; the order among kept beams decides nothing): below rounding level, another numerical path may decide the
+other way.
 
 References: the classic algorithm as used in neural MT (I. Sutskever, O. Vinyals, Q. V. Le, "Sequence to Sequence
 Learning with Neural Networks", 2014; Y. Wu et al., "Google's Neural Machine Translation System", 2016, for length
-normalisation, there ``((5 + L) / 6) ** alpha``; we use ``transformers``' simpler ``L ** alpha``); C. Meister, R. Cotterell, T. Vieira, "If Beam Search is the Answer, What was the Question?", 2020.
+normalisation, there ``((5 + L) / 6) ** alpha``; we use ``transformers``' simpler ``L ** alpha``); C. Meister,
+R. Cotterell, T. Vieira, "If Beam Search is the Answer, What was the Question?", 2020.
 
 The model is any ``logits_fn(ids (K, T)) -> next-token logits (K, V)``; we recompute the whole prefix each step
 (clear, not fast). Left out: a KV cache reordered by beam, batches of prompts, diverse/constrained beam search,

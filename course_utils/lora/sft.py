@@ -65,8 +65,8 @@ def chat_example(tokenizer, user: str, answer: str | None = None, system: str | 
     ``response_ids``: the tokens of ``answer`` followed by ``<|im_end|>``; () when ``answer`` is None.
 
     Rendering the whole conversation with the assistant message instead gives prompt_ids + response_ids followed by
-    the tokens of one "\\n": the template closes every turn with ``<|im_end|>\\n``; the response stops at ``<|im_end|>``,
-    the token the model must learn to emit (the newline after it is never generated)."""
+    the tokens of one "\\n": the template closes every turn with ``<|im_end|>\\n``; the response stops at
+    ``<|im_end|>``, the token the model must learn to emit (the newline after it is never generated)."""
     if not isinstance(user, str) or not user:
         raise ValueError(f"user must be a non-empty string, got {user!r}")
     for name, value in (("answer", answer), ("system", system)):
@@ -136,7 +136,8 @@ def _decoder(model: nn.Module) -> nn.Module:
                     f"got {type(model).__name__}")
 
 
-def labelled_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def labelled_logits(model: nn.Module,
+                    batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits (N, V), targets (N,), rows (N,)) at the N positions whose NEXT label counts: the decoder's last hidden
     states (B, T, C) at those positions through the output head, the labels they predict, and the batch row of each."""
     input_ids, attention_mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]

@@ -1,4 +1,5 @@
-"""What crosses from the launcher to its ranks: ``fn`` and ``args``, pickled once in the caller and rebuilt in each rank.
+"""What crosses from the launcher to its ranks: ``fn`` and ``args``, pickled once in the caller and rebuilt in each
+rank.
 
 A spawned rank is a fresh Python: it rebuilds every function and class in ``fn`` and ``args`` by importing its module
 by name. What a notebook defines lives in the kernel's ``__main__``, which a fresh process cannot import, so

@@ -14,9 +14,9 @@ to a format does to them), :func:`collect_gradients` (a real model's weight and 
 :class:`LossScaler` (the dynamic scaler, written out; tests check it against ``torch.amp.GradScaler``),
 :func:`train_fp16` (float16 autocast with the scaler, for GPUs; it runs, slowly, on CPU too, which is how CI tests
 it), :func:`step_seconds` (time of training steps at a given precision; it waits for a GPU's queued kernels with
-:func:`course_utils.device.synchronize` before reading the clock); single kernels, a matmul and an
-attention forward and backward, are timed by :mod:`course_utils.parallel.kernel_timing`). Left out: float8, per-tensor scaling, master weights
-kept in a separate float32 copy (here weights stay float32 and autocast casts on the fly).
+:func:`course_utils.device.synchronize` before reading the clock); single kernels, a matmul and an attention forward
+and backward, are timed by :mod:`course_utils.parallel.kernel_timing`). Left out: float8, per-tensor scaling, master
+weights kept in a separate float32 copy (here weights stay float32 and autocast casts on the fly).
 """
 
 from __future__ import annotations

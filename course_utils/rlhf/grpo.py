@@ -112,7 +112,8 @@ def train_grpo(policy: GPT, reference: GPT, reward_fn: RewardFn, true_fn: Reward
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
                 opt.step()
-                clipped.append(ppo_clip_fraction(logp.detach(), old_logp[rows], config.clip_eps, mask=mask[rows]).item())
+                clipped.append(ppo_clip_fraction(logp.detach(), old_logp[rows], config.clip_eps,
+                                                 mask=mask[rows]).item())
         record(history, rollout, rewards, true, kl, sum(clipped) / len(clipped), it, config.sample_every, decode)
         bar.set_postfix(reward=f"{history.reward[-1]:.2f}", kl=f"{history.kl[-1]:.1f}")
     history.seconds = time.perf_counter() - start

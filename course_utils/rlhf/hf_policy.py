@@ -9,8 +9,9 @@ from scratch in chapter 07; here the model's own ``past_key_values``), so each n
 
 Fine-tuning all of a 135M-parameter model three times over (policy, reference, value model) is the memory bill of
 RLHF; :func:`train_last_layers` trains only the last decoder layers and the final norm instead (LoRA, Hu et al.,
-2022, is the usual cheaper alternative; chapter 06 builds it, :mod:`course_utils.lora`). The chat prompts follow the model's own chat
-template, with exactly ``k`` tokens of text in each so that every prompt has one length and batches need no padding.
+2022, is the usual cheaper alternative; chapter 06 builds it, :mod:`course_utils.lora`). The chat prompts follow the
+model's own chat template, with exactly ``k`` tokens of text in each so that every prompt has one length and batches
+need no padding.
 
 Left out: LoRA, padding and attention masks (every prompt has one length), stopping early at the end token (the
 rollout code masks what follows it), mixed precision.
@@ -40,7 +41,8 @@ class HFPolicyConfig:
 
 
 class HFPolicy(nn.Module):
-    """A ``transformers`` causal LM (``model(input_ids=...).logits``, base model at ``model.base_model``) as a policy."""
+    """A ``transformers`` causal LM (``model(input_ids=...).logits``, base model at ``model.base_model``) as a
+    policy."""
 
     def __init__(self, model: nn.Module, block_size: int) -> None:
         super().__init__()

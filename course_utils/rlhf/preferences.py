@@ -10,7 +10,8 @@ model cannot beat :func:`bayes_accuracy` on such labels.
 
 The preference, in words: lines that use pleasant words (at most two distinct ones count), avoid grim words, are
 made of real words (the vocabulary of Shakespeare's works; the tiny model's ``<unk>`` is not one), do not repeat
-themselves, have at least six words, and finish (end with a newline) within the length allowed. Every term is visible in :data:`PREFERENCE` and :func:`score_terms`.
+themselves, have at least six words, and finish (end with a newline) within the length allowed. Every term is
+visible in :data:`PREFERENCE` and :func:`score_terms`.
 
 Left out: prompts (the score depends on the response line only), disagreement between labellers, ties.
 """

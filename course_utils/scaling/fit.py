@@ -247,7 +247,8 @@ def bootstrap_chinchilla(N, D, L, n_boot: int, rng: np.random.Generator, delta: 
     starts = list(starts)
     odd = [s for s in starts if not isinstance(s, ChinchillaFit)]
     if odd:
-        raise TypeError(f"starts must be ChinchillaFit objects (e.g. floor_profile's fits), got {type(odd[0]).__name__}")
+        raise TypeError("starts must be ChinchillaFit objects (e.g. floor_profile's fits), "
+                        f"got {type(odd[0]).__name__}")
     N, D, L = (_positive_array(name, v) for name, v in (("N", N), ("D", D), ("L", L)))
     full = fit_chinchilla_form(N, D, L, delta, COARSE_GRID if grid is None else grid)
     theta = np.array([[np.log(f.A), np.log(f.B), np.log(max(f.E, 1e-300)), f.alpha, f.beta] for f in (full, *starts)])

@@ -41,7 +41,8 @@ def sample_batch(data: torch.Tensor, batch_size: int, block_size: int, generator
 
 
 def make_batch_fn(train_ids: torch.Tensor, val_ids: torch.Tensor, batch_size: int, block_size: int,
-                  device: torch.device | str = "cpu") -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+                  device: torch.device | str = "cpu") -> Callable[[str, torch.Generator],
+                                                                  tuple[torch.Tensor, torch.Tensor]]:
     """A ``get_batch(split, generator)`` for :func:`course_utils.train.loop.train` over train and validation ids.
     Both splits are checked here, so a validation split too short for one window fails now, not at the first
     evaluation after many training steps."""

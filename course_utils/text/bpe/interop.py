@@ -140,5 +140,6 @@ def load_cl100k() -> BPETokenizer:
                                    reference._special_tokens)
 
 
-__all__ = ["from_tiktoken", "load_cl100k", "BPETokenizer", "Merge", "GPT2_PATTERN", "train_tokenizer", "train_fast", "train_naive",
-           "gpt2_byte_to_unicode", "to_hf_tokenizer", "train_hf_bpe", "hf_merges_as_bytes", "merges_as_bytes"]
+__all__ = ["from_tiktoken", "load_cl100k", "BPETokenizer", "Merge", "GPT2_PATTERN", "train_tokenizer", "train_fast",
+           "train_naive", "gpt2_byte_to_unicode", "to_hf_tokenizer", "train_hf_bpe", "hf_merges_as_bytes",
+           "merges_as_bytes"]

@@ -37,7 +37,8 @@ from typing import Collection, Iterable, Iterator, Mapping, Sequence
 
 from course_utils.arguments import check_int
 from course_utils.text.bpe.specials import check_disallowed, resolve_specials, split_allowed
-from course_utils.text.bpe.train import GPT2_PATTERN, N_BYTES, check_special_tokens, compile_pattern, merge_pair, to_bytes
+from course_utils.text.bpe.train import (GPT2_PATTERN, N_BYTES, check_special_tokens, compile_pattern, merge_pair,
+                                         to_bytes)
 from course_utils.text.bpe.vocab_files import load_merges, save_merges, special_ids, vocab_list
 _NO_RANK = 1 << 62
 DECODE_ERRORS = ("replace", "strict", "surrogatepass", "ignore", "backslashreplace", "surrogateescape")
