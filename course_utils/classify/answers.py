@@ -34,6 +34,7 @@ from course_utils.classify.scoring import check_labels, check_prompts, encode_pr
 from course_utils.generate.sampling import constrain
 from course_utils.lora.answers import generate_answers
 from course_utils.lora.sft import SFTExample
+from course_utils.model.logits_fns import cache_keyword, returned_cache
 
 
 def _words(template: Template) -> list[str]:
@@ -106,6 +107,7 @@ def _decode_one(model: nn.Module, prompt_ids: tuple[int, ...], label_ids: list[l
     device = next(model.parameters()).device
     complete = {tuple(ids): k for k, ids in enumerate(label_ids)}
     out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True, logits_to_keep=1)
+    cache_key = cache_keyword(model)
     prefix: tuple[int, ...] = ()
     while prefix not in complete:
         allowed = torch.zeros(vocab_size, dtype=torch.bool, device=device)
@@ -113,7 +115,7 @@ def _decode_one(model: nn.Module, prompt_ids: tuple[int, ...], label_ids: list[l
         token = constrain(out.logits[:, -1].float(), allowed).argmax(-1).item()  # logits (1, V)
         prefix += (token,)
         if prefix not in complete:
-            out = model(input_ids=torch.tensor([[token]], device=device), past_key_values=out.past_key_values,
+            out = model(input_ids=torch.tensor([[token]], device=device), **{cache_key: returned_cache(out)},
                         use_cache=True)
     return complete[prefix]
 

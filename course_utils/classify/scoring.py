@@ -49,6 +49,7 @@ from course_utils.arguments import check_int
 from course_utils.lora.answers import label_logprobs as _cached_label_logprobs
 from course_utils.lora.answers import pad_rows, pad_token_id
 from course_utils.lora.sft import SFTExample
+from course_utils.model.logits_fns import cache_keyword, returned_cache
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -159,8 +160,8 @@ def encode_prefix(model: nn.Module, tokenizer, prefix: str) -> EncodedPrefix:
     was_training = model.training
     model.eval()
     try:
-        cache = model(input_ids=torch.tensor([ids], device=device), use_cache=True,
-                      logits_to_keep=1).past_key_values  # holds (1, P) keys and values
+        cache = returned_cache(model(input_ids=torch.tensor([ids], device=device), use_cache=True,
+                                     logits_to_keep=1))  # holds (1, P) keys and values
     finally:
         model.train(was_training)
     return EncodedPrefix(prefix, tuple(ids), cache, weakref.ref(model))
@@ -195,6 +196,7 @@ def label_logprobs_after_prefix(model: nn.Module, tokenizer, prefix: str | Encod
     prefix_cache = (encoded or encode_prefix(model, tokenizer, prefix)).cache
     device = next(model.parameters()).device
     first_tokens = torch.tensor([ids[0] for ids in label_ids], device=device)  # (L,)
+    cache_key = cache_keyword(model)
     was_training = model.training
     model.eval()
     scores = []
@@ -210,7 +212,7 @@ def label_logprobs_after_prefix(model: nn.Module, tokenizer, prefix: str | Encod
             ends = mask.sum(1) - 1  # (B,) each row's last real position
             keep, column = torch.unique(ends, return_inverse=True)  # the output head runs at these positions only
             logits = model(input_ids=input_ids, attention_mask=full_mask, position_ids=positions,
-                           past_key_values=cache, use_cache=True, logits_to_keep=keep).logits  # (B, len(keep), V)
+                           **{cache_key: cache}, use_cache=True, logits_to_keep=keep).logits  # (B, len(keep), V)
             last = logits[torch.arange(len(chunk), device=device), column].float()  # (B, V)
             scores.append(F.log_softmax(last, dim=-1)[:, first_tokens].cpu())  # (B, L)
     finally:

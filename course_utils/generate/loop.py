@@ -2,9 +2,10 @@
 
 The loop is what ``model.generate`` does for greedy and multinomial sampling, written out: one *prefill* forward
 over the prompt that fills a ``transformers.DynamicCache`` and returns only the last position's logits
-(``logits_to_keep=1``), then one forward per new token that feeds just that token and reuses the cache
-(``past_key_values``). Each step's logits go through :func:`course_utils.generate.sampling.choose_next`; the inputs
-(prompt, config, generator device) are validated once at entry, not on every token. A finished row
+(``logits_to_keep=1``), then one forward per new token that feeds just that token and reuses the cache (passed as
+``past_key_values`` before transformers 5.24, ``cache`` from then: :func:`course_utils.model.logits_fns.cache_keyword`).
+Each step's logits go through :func:`course_utils.generate.sampling.choose_next`; the inputs (prompt, config,
+generator device) are validated once at entry, not on every token. A finished row
 (one that produced ``eos_token_id``) keeps receiving ``pad_token_id``, and the loop stops when every row is
 finished, as in ``generate``. With the same seed (our explicit generator vs. the global one ``generate`` uses) the
 two draw the same tokens on CPU. Frequency/presence penalties see only the generated tokens (the loop passes the
@@ -29,6 +30,7 @@ from course_utils.arguments import check_int
 from course_utils.device import check_generator
 from course_utils.generate.sampling import SamplingConfig, choose_next
 from course_utils.model.gpt import check_prompt_ids
+from course_utils.model.logits_fns import cache_keyword
 
 
 @dataclass
@@ -65,8 +67,8 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, config: Sampli
     check_generation_inputs(input_ids, max_new_tokens, config, generator, getattr(model.config, "vocab_size", None))
     if eos_token_id is not None and pad_token_id is None:
         pad_token_id = eos_token_id
-    cache = DynamicCache(config=model.config)
-    out = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)  # prefill
+    cache = {cache_keyword(model): DynamicCache(config=model.config)}  # the model's name for it: see logits_fns
+    out = model(input_ids=input_ids, **cache, use_cache=True, logits_to_keep=1)  # prefill
     ids, prompt_length = input_ids, input_ids.shape[1]
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
     steps = 0
@@ -79,7 +81,7 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, config: Sampli
         ids = torch.cat([ids, new[:, None]], dim=1)  # (B, T + 1)
         if ids.shape[1] - input_ids.shape[1] >= max_new_tokens or not unfinished.any():
             break
-        out = model(input_ids=new[:, None], past_key_values=cache, use_cache=True)  # only the new token
+        out = model(input_ids=new[:, None], **cache, use_cache=True)  # only the new token
         steps += 1
     return Generated(ids, input_ids.shape[1], steps)
 

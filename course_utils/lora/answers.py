@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from course_utils.arguments import check_int
 from course_utils.lora.sft import SFTExample, end_of_turn_id
+from course_utils.model.logits_fns import cache_keyword, returned_cache
 
 
 def _check_common(model: nn.Module, examples: object, batch_size: object) -> int:
@@ -157,14 +158,14 @@ def _score_chunk(model: nn.Module, chunk: list[SFTExample], label_tokens: torch.
     if longest == 1:
         return first
     batch = len(chunk)
-    cache = out.past_key_values
+    cache = returned_cache(out)
     cache.batch_repeat_interleave(n_labels)  # row b*L + k holds prompt b, for label k
     follow = label_tokens[:, :-1].repeat(batch, 1)  # (B*L, K-1): the label tokens that predict the next one
     mask = torch.cat([attention_mask.repeat_interleave(n_labels, 0), torch.ones_like(follow)], dim=1)  # (B*L, P+K-1)
     start = attention_mask.sum(1).repeat_interleave(n_labels)[:, None]  # (B*L, 1): each prompt's real length
     follow_positions = start + torch.arange(longest - 1, device=follow.device)  # (B*L, K-1)
-    logits = model(input_ids=follow, attention_mask=mask, position_ids=follow_positions, past_key_values=cache,
-                   use_cache=True).logits.float()  # (B*L, K-1, V)
+    logits = model(input_ids=follow, attention_mask=mask, position_ids=follow_positions,
+                   **{cache_keyword(model): cache}, use_cache=True).logits.float()  # (B*L, K-1, V)
     targets = label_tokens[:, 1:].repeat(batch, 1)  # (B*L, K-1)
     rest = F.log_softmax(logits, dim=-1).gather(2, targets[..., None])[..., 0]  # (B*L, K-1)
     rest = (rest * label_mask[:, 1:].repeat(batch, 1)).sum(1).view(batch, n_labels)  # (B, L)

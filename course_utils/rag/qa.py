@@ -37,6 +37,7 @@ from course_utils.device import check_generator
 from course_utils.generate.sampling import SamplingConfig, choose_next
 from course_utils.lora.answers import left_pad, pad_token_id
 from course_utils.lora.sft import chat_example, end_of_turn_id
+from course_utils.model.logits_fns import cache_keyword
 from course_utils.rag.first_sentence import first_sentence, first_sentence_tokens, sentence_stop
 
 ANSWER_INSTRUCTION = "Answer in a few words."
@@ -217,9 +218,9 @@ def sample_padded(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
     than one: that is why answers are sampled many questions at a time."""
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=model.config)
+    cache = {cache_keyword(model): DynamicCache(config=model.config)}  # the model's name for it: see logits_fns
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **cache,
                 use_cache=True, logits_to_keep=1)  # prefill
     next_position = position_ids[:, -1:] + 1  # (B, 1)
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)  # (B,)
@@ -234,8 +235,8 @@ def sample_padded(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)  # (B, T + 1)
-        out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
-                    past_key_values=cache, use_cache=True)
+        out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position, **cache,
+                    use_cache=True)
         next_position = next_position + 1
     return torch.stack(new, dim=1)  # (B, N)
 

@@ -5,7 +5,7 @@ The interface is the one of :class:`course_utils.model.gpt.GPT`: ``config.block_
 ``policy(ids) -> (logits, None)``, ``policy.hidden_states(ids)`` (the final, normalised hidden states, which for a
 Llama model are the base model's ``last_hidden_state``, after the last RMSNorm) and ``policy.generate(...)``, which
 samples a fixed number of tokens with an explicit generator. Generation reuses keys and values (a KV cache, built
-from scratch in chapter 07; here the model's own ``past_key_values``), so each new token costs one position.
+from scratch in chapter 07; here the model's own KV cache), so each new token costs one position.
 
 Fine-tuning all of a 135M-parameter model three times over (policy, reference, value model) is the memory bill of
 RLHF; :func:`train_last_layers` trains only the last decoder layers and the final norm instead (LoRA, Hu et al.,
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from course_utils.arguments import check_int
 from course_utils.device import check_generator
 from course_utils.model.gpt import check_temperature
+from course_utils.model.logits_fns import cache_keyword, returned_cache
 
 END_TOKEN = "<|im_end|>"
 INSTRUCTION = "Continue with one line of verse:\n"
@@ -92,6 +93,7 @@ class HFPolicy(nn.Module):
         self.model.eval()
         try:
             out = self.model(input_ids=idx, use_cache=True, logits_to_keep=1)  # prefill the whole prompt
+            cache_key = cache_keyword(self.model)
             pieces = [idx]
             for step in range(max_new_tokens):
                 logits = out.logits[:, -1, :].float()  # (B, V)
@@ -102,7 +104,7 @@ class HFPolicy(nn.Module):
                     next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1), drawn on idx's device
                 pieces.append(next_id)
                 if step < max_new_tokens - 1:  # one position at a time from here on
-                    out = self.model(input_ids=next_id, past_key_values=out.past_key_values, use_cache=True,
+                    out = self.model(input_ids=next_id, **{cache_key: returned_cache(out)}, use_cache=True,
                                      logits_to_keep=1)
         finally:
             self.model.train(was_training)
