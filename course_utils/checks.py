@@ -69,10 +69,17 @@ def one_element(name: str, actual: Any, hint: str = "") -> Any:
 
 
 def as_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
-    """The learner's answer (tensor on any device, list, tuple, number) as a float64 CPU tensor, or a clear failure."""
+    """The learner's answer (tensor on any device, list, tuple, number, or a list of equal-shaped tensors such as a
+    loop's rows) as a float64 CPU tensor, or a clear failure."""
     try:
         if isinstance(actual, torch.Tensor):
             return actual.detach().to("cpu", torch.float64)
+        if isinstance(actual, (list, tuple)) and actual and all(isinstance(x, torch.Tensor) for x in actual):
+            parts = [x.detach().to("cpu", torch.float64) for x in actual]
+            if len({p.shape for p in parts}) > 1:
+                raise AssertionError(f"{name}: your list holds tensors of different shapes "
+                                     f"{sorted({tuple(p.shape) for p in parts})}; they must all be alike. {hint}")
+            return torch.stack(parts)
         return torch.as_tensor(actual, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
         raise AssertionError(f"{name}: expected a tensor or a list of numbers, got {type(actual).__name__}. {hint}") \

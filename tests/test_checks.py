@@ -13,7 +13,7 @@ SECRET = torch.tensor([[3, 1], [4, 1]])
 
 
 @pytest.mark.parametrize("answer", [SECRET, SECRET.tolist(), SECRET.float(), SECRET.to(torch.int32),
-                                    tuple(map(tuple, SECRET.tolist()))])
+                                    tuple(map(tuple, SECRET.tolist())), list(SECRET), [row.float() for row in SECRET]])
 def test_check_equal_accepts_every_form(answer, capsys):
     checks.check_equal("toy", answer, SECRET)
     assert "[pass]" in capsys.readouterr().out
@@ -325,6 +325,12 @@ def test_check_close_names_the_shape_of_a_tensor_given_for_a_number():
 def test_a_ragged_list_fails_as_an_assertion_with_a_clear_message():
     with pytest.raises(AssertionError, match="expected a tensor or a list of numbers"):
         checks.check_close("rows", [[1.0, 2.0], [3.0]], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+
+
+def test_a_list_of_tensors_of_different_shapes_fails_with_a_clear_message():
+    with pytest.raises(AssertionError, match=r"tensors of different shapes \[\(1,\), \(2,\)\]"):
+        checks.check_close("rows", [torch.tensor([1.0, 2.0]), torch.tensor([3.0])],
+                           torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
 
 
 def test_another_method_of_the_same_name_in_the_same_file_keeps_working():

@@ -230,6 +230,7 @@ def test_calibration_accepts_solution_and_other_forms():
     ex.check_calibrate(sol.calibrate)
     ex.check_calibrate(lambda p, c: sol.calibrate(p, c).tolist())
     ex.check_calibrate(lambda p, c: torch.softmax(p.double().log() - c.double().log(), -1))  # the same in logs
+    ex.check_calibrate(lambda p, c: [row / c / (row / c).sum() for row in p])  # a loop's list of row tensors
 
 
 @pytest.mark.parametrize("wrong", [lambda p, c: p * c / (p * c).sum(-1, keepdim=True),

@@ -3,8 +3,10 @@ top-label confidence.
 
 Macro-F1 averages the per-class F1 = 2 TP / (2 TP + FP + FN) with equal weight per class, so a classifier that
 always answers the majority genre scores well on accuracy only when the classes are unbalanced, and poorly on
-macro-F1 whatever the balance (Sokolova & Lapalme, 2009, "A systematic analysis of performance measures for
-classification tasks"). A class that is neither present nor predicted has F1 0 here, as scikit-learn's default
+macro-F1 whatever the balance. This is the mean of the per-class F1s (scikit-learn's ``average='macro'``), not the
+F of the macro-averaged precision and recall that Sokolova & Lapalme (2009, "A systematic analysis of performance
+measures for classification tasks") call the macro F-score; the two can differ by up to 0.5 (J. Opitz and S. Burst,
+"Macro F1 and Macro F1", 2019). A class that is neither present nor predicted has F1 0 here, as scikit-learn's default
 (``zero_division``) gives it, and it still counts in the average when named in ``classes``.
 
 The expected calibration error is chapter 08's :func:`course_utils.rag.calibration.expected_calibration_error`,

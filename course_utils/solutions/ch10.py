@@ -48,7 +48,8 @@ def macro_f1_by_hand(y_true: list, y_pred: list, classes: list) -> float:
 
 #: Exercise 3's question, answered.
 WHY_MACRO_F1 = ("Accuracy rewards a classifier that answers the most common genre every time whenever the classes are "
-                "unbalanced, and a template or prompt that collapses to one answer scores exactly the majority share; "
+                "unbalanced, and a template or prompt that collapses to one answer scores exactly that label's share "
+                "of the test set (the majority share when the label is the majority's); "
                 "macro-F1 gives each genre equal weight, so a constant answer scores at most about 1/3 x F1 of one "
                 "class (0.167 on a balanced 3-genre set, printed as the majority class's macro-F1 in the closing "
                 "table) and a classifier must get every genre right to score well. The closing table's test set is "
