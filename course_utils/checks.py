@@ -76,6 +76,8 @@ def as_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
             return actual.detach().to("cpu", torch.float64)
         if isinstance(actual, (list, tuple)) and actual and all(isinstance(x, torch.Tensor) for x in actual):
             parts = [x.detach().to("cpu", torch.float64) for x in actual]
+            if all(p.numel() == 1 for p in parts):  # a loop's scalars, even of shape (1,): a vector, as as_tensor makes
+                return torch.stack([p.reshape(()) for p in parts])
             if len({p.shape for p in parts}) > 1:
                 raise AssertionError(f"{name}: your list holds tensors of different shapes "
                                      f"{sorted({tuple(p.shape) for p in parts})}; they must all be alike. {hint}")

@@ -327,6 +327,12 @@ def test_a_ragged_list_fails_as_an_assertion_with_a_clear_message():
         checks.check_close("rows", [[1.0, 2.0], [3.0]], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
 
 
+def test_a_list_of_one_element_tensors_is_a_vector():
+    for answer in ([torch.tensor(1.0), torch.tensor(2.0)], [torch.tensor([1.0]), torch.tensor([2.0])]):
+        assert checks.as_float_tensor("v", answer).shape == (2,)
+    checks.check_close("v", [torch.tensor([1.0]), torch.tensor([2.0])], torch.tensor([1.0, 2.0]))
+
+
 def test_a_list_of_tensors_of_different_shapes_fails_with_a_clear_message():
     with pytest.raises(AssertionError, match=r"tensors of different shapes \[\(1,\), \(2,\)\]"):
         checks.check_close("rows", [torch.tensor([1.0, 2.0]), torch.tensor([3.0])],

@@ -1,7 +1,7 @@
 """Where a short answer ends: the end of its first sentence, so that grading never depends on an arbitrary token cut.
 
 Chapter 08 asks for answers "in a few words" and grades them by containment (:mod:`course_utils.rag.matching`). A
-small model often keeps talking after its answer ("... born in 1846 in Iveldale. Iveldale was founded in 1165 ...");
+small model can keep talking after its answer ("... born in 1846 in Iveldale. Iveldale was founded in 1165 ...");
 cutting that at a fixed number of tokens makes grades depend on the number: the cut can fall inside the answer
 ("... a lord named Quotha" for *Quotha Venamb*: wrong) or, raised, let a ramble name another fact that happens to be
 the gold answer (lenient containment: "correct"). Measured on SmolLM2-135M-Instruct, both happened. The rule here:
