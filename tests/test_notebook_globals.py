@@ -36,8 +36,8 @@ from notebook_cells import indexed_cell_sources, notebook_paths
 
 # (notebook, name, a marker string of the reading cell): why going back to that cell is handled
 ALLOWED = {
-    ("06_lora.ipynb", "model", "pretrained = load_smollm2("): "section 2 re-binds `model` when run again; this "
-        "AdamW cell measures a freshly loaded copy when `model` has adapters",
+    ("06_lora.ipynb", "model", "weights = [p for name, p in model.named_parameters()"): "section 2 re-binds "
+        "`model` when run again; this AdamW cell then measures that model's pretrained weights in place",
     ("06_lora.ipynb", "model", '("SmolLM2-135M", model.config'): "reads only `model.config`, which adapters and a "
         "re-loaded model leave unchanged",
 }

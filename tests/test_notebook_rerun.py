@@ -8,7 +8,8 @@ whole notebook, and every cell after it run again, left behind; (3) every code c
 last. The test fails for any run that raises, naming the cell and the run. A cell that changes shared state in place
 must therefore undo or guard its own change and must not rely on state that a later section changes (chapter 06's
 LoRA cell, run twice, raised "model already has LoRA layers"; it now loads a fresh pretrained model when it finds
-adapters, and section 1's optimizer-state cell measures a fresh pretrained copy when `model` has adapters).
+adapters, and section 1's optimizer-state cell measures the pretrained weights in place when `model` has
+adapters).
 Only the smoke profile: the check is about running a cell again, not about scale, and larger profiles would multiply
 long runs by four. The first run of each cell is an ordinary run from a cold course cache where the cache is fresh,
 so under ``make test`` (this file runs before the notebooks' nbval pass, which then finds the caches warm) the cold
