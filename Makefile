@@ -49,6 +49,13 @@ test-inner:
 test-unit: setup
 	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests -m "not browser and not rerun"
 
+# test-inner with the Python of the virtual environment $(1) and its own course cache ($(1)/course-cache unless
+# COURSE_CACHE_DIR is set), the network cut where the kernel allows it: the recipe of test-floors and test-newest,
+# whose `+` marks the line as running make (the $(MAKE) inside the call is not seen as such).
+inner_tests = $(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(1)/bin
+tests_in_venv = COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(1)/course-cache} \
+	$(if $(filter yes,$(OFFLINE)),unshare -rn sh -c 'ip link set lo up && $(call inner_tests,$(1))',$(call inner_tests,$(1)))
+
 # The same tests on the oldest versions pyproject.toml allows (requirements/floors.txt), in their own .venv-floors and
 # course cache: run it before changing a lower bound. It downloads PyPI's torch (on Linux a CUDA build, about 3 GB).
 FLOORS_VENV := .venv-floors
@@ -60,13 +67,7 @@ test-floors:
 	$(FLOORS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements/assets.txt
 	$(FLOORS_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(FLOORS_VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
-ifeq ($(OFFLINE),yes)
-	COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(FLOORS_VENV)/course-cache} unshare -rn sh -c \
-		'ip link set lo up && $(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(FLOORS_VENV)/bin'
-else
-	COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(FLOORS_VENV)/course-cache} \
-		$(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(FLOORS_VENV)/bin
-endif
+	+$(call tests_in_venv,$(FLOORS_VENV))
 
 # The same tests on the NEWEST versions pyproject.toml allows (what `pip install` gives a learner today), in their own
 # .venv-newest and course cache: pip resolves the ranges afresh, so run it to see whether a new release breaks the
@@ -80,13 +81,7 @@ test-newest:
 	$(NEWEST_VENV)/bin/python -m pip install --quiet --no-deps -r requirements/assets.txt
 	$(NEWEST_VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(NEWEST_VENV)/bin/python -m pip list --format=freeze 2>/dev/null | grep -i -E '^(torch|transformers|accelerate|tokenizers|numpy)=='
-ifeq ($(OFFLINE),yes)
-	COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(NEWEST_VENV)/course-cache} unshare -rn sh -c \
-		'ip link set lo up && $(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(NEWEST_VENV)/bin'
-else
-	COURSE_CACHE_DIR=$${COURSE_CACHE_DIR:-$(CURDIR)/$(NEWEST_VENV)/course-cache} \
-		$(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE) BIN=$(NEWEST_VENV)/bin
-endif
+	+$(call tests_in_venv,$(NEWEST_VENV))
 
 # The executed book: every notebook run top to bottom into build/<profile>/ as executed notebooks and static HTML
 # pages, with build/<profile>/index.html and timings.json (PROFILE=cpu unless given; `make book PROFILE=smoke`).

@@ -1,5 +1,6 @@
 """``course_utils.model.logits_fns``: the KV cache's name in a Hugging Face model's forward and output, whichever
-transformers is installed (5.24 renamed ``past_key_values`` to ``cache``), and no package code spelling either."""
+transformers is installed (5.24 renamed ``past_key_values`` to ``cache``), and no package code spelling the old name
+(``cache`` is too common a word to search for)."""
 
 import ast
 import pathlib
@@ -56,7 +57,7 @@ def test_the_installed_transformers_takes_and_returns_the_cache_under_that_name_
     torch.testing.assert_close(step.logits[:, -1], full[:, -1], rtol=1e-5, atol=1e-5)  # the cache was used
 
 
-def test_no_package_code_spells_either_name():
+def test_no_package_code_passes_or_reads_past_key_values_by_name():
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.name == "logits_fns.py":
