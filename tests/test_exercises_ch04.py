@@ -227,7 +227,13 @@ def refuses_only_below_e(fit, target):  # "<" for "<=": at exactly E the search 
     return sol.compute_to_reach(fit, target) if target > fit["E"] else math.exp(200.0)
 
 
-@pytest.mark.parametrize("wrong", [log_grid_search, refuses_only_below_e])
+def refuses_only_exactly_e(fit, target):  # "==" for "<=": below E it answers instead of refusing
+    if target == fit["E"]:
+        raise ValueError("unreachable")
+    return sol.compute_to_reach(fit, target) if target > fit["E"] else 1.0
+
+
+@pytest.mark.parametrize("wrong", [log_grid_search, refuses_only_below_e, refuses_only_exactly_e])
 def test_compute_to_reach_rejects_near_misses(wrong):
     # the grid's answers are 0.3% to 1.6% high on the four cases: inside a tolerance of 2e-2, outside 2e-3
     rejects(ex.check_compute_to_reach, wrong)
