@@ -15,15 +15,16 @@ reference solution itself off in the same way while it checks the learner's answ
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib
 import io
 import math
 import sys
-import types
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
+
+from course_utils.switch_off import (  # noqa: F401  (re-exported: the exercise checks call them as checks.X)
+    OpsRefused, _switchable, bindings_refused, library_functions, loaded_transformers_copies,
+    package_functions_switched_off, refusing)
 
 
 def passed(name: str) -> None:
@@ -31,7 +32,7 @@ def passed(name: str) -> None:
 
 
 def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5,
-                hint: str = "") -> None:
+                hint: str = "", direction: bool = True) -> None:
     """Numbers or tensors equal within tolerance. For a number, any one-element tensor or NumPy array (shape (), (1,),
     (1, 1)) is a number too (:func:`one_element`); a tensor ``expected`` asks for exactly its shape."""
     if isinstance(expected, torch.Tensor) or (isinstance(actual, torch.Tensor) and actual.numel() != 1):
@@ -46,12 +47,14 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
             raise AssertionError(f"{name}: {wrong} of {actual_t.numel()} values are wrong. {hint}")
     else:
         actual = one_element(name, actual, hint)
+        if isinstance(actual, (str, bytes)):  # float("0.5") would accept a string
+            raise AssertionError(f"{name}: expected a number, got {type(actual).__name__}. {hint}")
         try:
             value = float(actual)
         except (TypeError, ValueError):
             raise AssertionError(f"{name}: expected a number, got {type(actual).__name__}. {hint}") from None
         if not math.isclose(value, float(expected), abs_tol=atol, rel_tol=rtol):
-            side = "too large" if value > float(expected) else "too small"
+            side = ("too large" if value > float(expected) else "too small") if direction else "not right"
             raise AssertionError(f"{name}: got {value:.6g}, which is {side}. {hint}")
     passed(name)
 
@@ -82,7 +85,12 @@ def as_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
                 raise AssertionError(f"{name}: your list holds tensors of different shapes "
                                      f"{sorted({tuple(p.shape) for p in parts})}; they must all be alike. {hint}")
             return torch.stack(parts)
-        return torch.as_tensor(actual, dtype=torch.float64)
+        try:
+            return torch.as_tensor(actual, dtype=torch.float64)
+        except ValueError:  # a NumPy view with negative strides (V[:, ::-1]): torch refuses it, a copy is fine
+            import numpy as np
+
+            return torch.as_tensor(np.array(actual, dtype=np.float64))
     except (TypeError, ValueError, RuntimeError):
         raise AssertionError(f"{name}: expected a tensor or a list of numbers, got {type(actual).__name__}. {hint}") \
             from None
@@ -138,9 +146,30 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
         with package_functions_switched_off(*switch_off):
             check(learner)
         print(f"[pass] exercise {name}: your answer is correct")
-    except NotImplementedError:
+    except NotImplementedError as error:
+        if not _is_the_stub(error, learner):
+            raise AssertionError(f"exercise {name}: your answer raised NotImplementedError({error}) on one of the "
+                                 "check's cases; it must handle every input the exercise describes") from error
         print(f"[todo] exercise {name}: not attempted yet; checking the reference solution instead")
         check(reference)
+
+
+def _is_the_stub(error: NotImplementedError, learner: Any) -> bool:
+    """True when ``error`` is an unchanged stub: a value answer still ``None`` (its check raises), or a bare ``raise
+    NotImplementedError`` in a function of the learner's own notebook (theirs, or an earlier exercise's that it calls).
+    One with a message, or raised in a library (a torch operation a device lacks), comes from an attempted answer and
+    must not read as "not attempted"."""
+    if learner is None:
+        return True
+    if error.args:
+        return False
+    own_globals = getattr(learner, "__globals__", None)
+    if own_globals is None:  # not a plain function (a partial, a callable object): keep the old reading
+        return True
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_globals is own_globals
 
 
 def _is_the_reference(learner: Any, reference: Any) -> bool:
@@ -165,126 +194,3 @@ def _solutions_in_reach(reference: Any) -> tuple:
     siblings = [f for f in vars(module).values()
                 if _switchable(f) and f.__module__ == module.__name__ and f is not reference]
     return (reference, *siblings)
-
-
-def _switchable(function: Any) -> bool:
-    """True for a plain Python function without closures, the kind :func:`package_functions_switched_off` takes."""
-    return isinstance(function, types.FunctionType) and not function.__closure__
-
-
-def _refused(*args, **kwargs):
-    # This code runs with the switched-off function's globals, so it may use nothing from this module's namespace.
-    import sys
-
-    name = sys._getframe(0).f_code.co_name  # the switched-off function's dotted name (set by the swap below)
-    raise AssertionError(f"this exercise asks you to write it yourself: {name} is switched off while the check "
-                         "runs")
-
-
-def library_functions(module_name: str, *names: str, loaded_only: bool = False) -> tuple[Callable, ...]:
-    """The functions ``names`` (``"name"`` or ``"Class.method"``) of ``module_name``, unwrapped (``__wrapped__``), in
-    the form :func:`package_functions_switched_off` takes; a module or name the installed version lacks is skipped, and
-    so is one that cannot be switched off (a closure, a builtin, a classmethod's bound method). With ``loaded_only``
-    nothing is imported to look: a module not imported yet gives nothing (checks call the learner once per case, each
-    time with a fresh look, so a module first imported inside the learner's function escapes that call, not the
-    next)."""
-    if loaded_only and module_name not in sys.modules:
-        return ()
-    found = []
-    for name in names:
-        with contextlib.suppress(ImportError, AttributeError):
-            function = functools.reduce(getattr, name.split("."), importlib.import_module(module_name))
-            found.append(getattr(function, "__wrapped__", function))
-    return tuple(f for f in found if _switchable(f))
-
-
-def loaded_transformers_copies(names: tuple[str, ...], first: str | None = None) -> list[Callable]:
-    """``transformers``' plain functions and class methods called ``names`` (the model modules copy them: Llama's
-    ``rotate_half`` lives again in dozens of models), in every ``transformers.models`` or ``transformers.integrations``
-    module already imported, after importing module ``first`` if given; nothing else is imported to look, so a copy
-    first imported inside the learner's function escapes that call, not the next (checks call the learner several
-    times, looking again each time)."""
-    if first is not None:
-        with contextlib.suppress(ImportError):  # no transformers, or a model moved: the loaded copies still count
-            importlib.import_module(first)
-    found = {}
-    for module_name, module in list(sys.modules.items()):
-        if module_name.startswith(("transformers.models.", "transformers.integrations.")):
-            spaces = [getattr(module, "__dict__", {})]
-            spaces += [vars(c) for c in spaces[0].values() if isinstance(c, type)]  # and its classes' methods
-            for fn in (getattr(f, "__func__", f) for space in spaces for f in map(space.get, space.keys() & names)):
-                if _switchable(fn):
-                    found[id(fn)] = fn
-    return list(found.values())
-
-
-def refusing(name: str) -> Callable:
-    """A stand-in that refuses like a switched-off function, for what cannot be switched off by swapping code (a
-    builtin, a NumPy ufunc): :func:`bindings_refused` binds it where the original was bound."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"this exercise asks you to write it yourself: {name} is switched off while the check "
-                             "runs")
-    return refuse
-
-
-def bindings_refused(stack: contextlib.ExitStack, functions: dict[str, Any], *namespaces: Any) -> None:
-    """For what cannot be switched off by swapping code (a builtin such as ``torch.kl_div``, a NumPy ufunc such as
-    ``scipy.special.rel_entr``): every name that one of ``namespaces`` (modules, or dicts such as the learner function's
-    ``__globals__``, where ``from scipy.special import rel_entr`` put it; ``None`` is skipped) binds to one of
-    ``functions`` (the name a refusal shows -> the object) is bound to :func:`refusing` until ``stack`` closes, when
-    each name gets its object back (also after a raise). Only these names: a reference held anywhere else (another
-    module, a list, a default argument) still reaches the object."""
-    for namespace in namespaces:
-        space = namespace if isinstance(namespace, dict) or namespace is None else vars(namespace)
-        for key, value in list((space or {}).items()):
-            label = next((label for label, f in functions.items() if value is f), None)
-            if label is not None:
-                space[key] = refusing(label)
-                stack.callback(space.__setitem__, key, value)
-
-
-@contextlib.contextmanager
-def package_functions_switched_off(*functions: Callable) -> Iterator[None]:
-    """While the block runs, calling any of ``functions`` raises an ``AssertionError`` saying it is switched off.
-
-    Each function's code object is swapped for a refusing one and restored afterwards (also when the block raises).
-    Swapping the code, not the module attribute, catches every way of reaching the function: a name imported
-    earlier with ``from ... import``, another package module that calls it, a method looked up on its class.
-    A copy made beforehand (``types.FunctionType(f.__code__, ...)``, ``importlib.reload`` of its module) keeps the
-    original code, so a profile hook watches the block for any function of the same file and qualified name and
-    fails it afterwards. Copying the source text into a cell is not caught: the guard stops shortcuts, not a
-    determined copier.
-    Only plain Python functions without closures can be switched off (``TypeError`` otherwise).
-    """
-    for f in functions:
-        if not _switchable(f):
-            raise TypeError(f"can only switch off plain Python functions without closures, got {f!r}")
-    saved = [f.__code__ for f in functions]
-    copies = {(c.co_filename, c.co_qualname): f"{f.__module__}.{f.__qualname__}" for f, c in zip(functions, saved)}
-    called: list[str] = []
-
-    def watch(frame, event, arg):  # a copy made before the block, or a reloaded module's new function object
-        if event == "call":
-            name = copies.get((frame.f_code.co_filename, frame.f_code.co_qualname))
-            if name is not None and name not in called:
-                called.append(name)
-        if outer is not None:  # a switch-off nested in another (a check's own inside exercise()) keeps both watching
-            outer(frame, event, arg)
-
-    outer = sys.getprofile()
-    if not callable(outer) and outer is not None:  # a C profiler (cProfile, %prun): leave it, and the watch, alone
-        copies = {}
-    try:
-        for f in functions:
-            f.__code__ = _refused.__code__.replace(co_name=f"{f.__module__}.{f.__qualname__}")
-        if copies:
-            sys.setprofile(watch)
-        yield
-    finally:
-        if copies:
-            sys.setprofile(outer)
-        for f, code in zip(functions, saved):
-            f.__code__ = code
-    if called:  # recorded, not raised inside the hook: an exception there would switch the watch off
-        raise AssertionError(f"this exercise asks you to write it yourself: your answer ran a copy of "
-                             f"{', '.join(called)}, which is switched off while the check runs")

@@ -379,3 +379,18 @@ def test_bits_excluding_targets_rejects_dropping_the_last_pair_of_a_long_text():
 
     ex.check_bits_excluding_targets(vectorised, TABLE, ids, [0, 3])
     _fails(ex.check_bits_excluding_targets, lambda t, i, e: vectorised(t, i, e, drop_last=True), TABLE, ids, [0, 3])
+
+
+def test_bits_excluding_targets_rejects_an_answer_that_writes_into_the_table():  # the notebook's bigram is given
+    table = torch.softmax(torch.randn(7, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64), dim=1)
+    ids = torch.randint(0, 7, (500,), generator=torch.Generator().manual_seed(0))
+
+    def in_place(t, i, excluded):
+        keep = ~torch.isin(i[1:], torch.tensor(list(excluded)))
+        t.log2_().neg_()  # the caller's table, now in bits
+        return t[i[:-1], i[1:]][keep].mean()
+
+    before = table.clone()
+    with pytest.raises(AssertionError, match="changed the table"):
+        ex.check_bits_excluding_targets(in_place, table, ids, [0, 3])
+    assert torch.equal(table, before)

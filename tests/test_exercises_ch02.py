@@ -376,3 +376,21 @@ def test_checks_refuse_library_and_package_answers_and_restore_them(check, route
     assert "switched off" in message and where in message, message
     assert _right_outside_the_check(check, route)  # restored
     check(right, *args)
+
+
+def test_mlm_loss_check_leaves_the_notebooks_logits_alone():  # an answer that writes into its inputs
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    logits, ids = torch.randn(2, 6, 9, generator=g), torch.randint(0, 9, (2, 6), generator=g)
+    chosen = torch.tensor([[True, False, False, True, False, False], [False, True, False, False, False, True]])
+    loss = F.cross_entropy(logits.view(-1, 9), ids.masked_fill(~chosen, -100).view(-1))
+    before = logits.clone()
+
+    def zeroes_logits(lg, i, c):
+        out = F.cross_entropy(lg[c], i[c])
+        lg.zero_()
+        return out
+
+    ex.check_mlm_loss(zeroes_logits, logits, ids, chosen, loss)
+    assert torch.equal(logits, before)

@@ -462,3 +462,18 @@ def test_capped_unknown_rate_rejects_a_near_miss_on_a_long_text():
 
     ex.check_capped_unknown_rate(_top_v_sorted, train, val, targets=(1, 2))
     fails(ex.check_capped_unknown_rate, punctuation_runs, train, val, (1, 2))
+
+
+def _every_piece_one_token(tokenizer, word):  # a k for "a b" or " the,": each piece one token, not the word
+    if len(word.encode()) == 1:
+        return 0
+    steps = tokenizer.merge_steps(word)
+    if all(len(p) == 1 for p in steps[0][1]):
+        return 0
+    return next((rank + 1 for rank, pieces in steps[1:] if all(len(p) == 1 for p in pieces)), None)
+
+
+def test_merges_until_one_token_rejects_a_k_for_a_word_of_two_pieces(tok, toy_tok):
+    assert _every_piece_one_token(tok, " the,") is not None  # the wrong answer gives a number here
+    fails(ex.check_merges_until_one_token, _every_piece_one_token, tok, toy_tok)
+    ex.check_merges_until_one_token(sol.merges_until_one_token, tok, toy_tok)

@@ -273,3 +273,23 @@ def test_arrays_of_more_than_one_number_and_fractional_arrays_are_still_refused(
                                      lambda c: np.array([sol.llama_parameter_count(c) + 0.5]))
     message = rejects(ex.check_compute_to_reach, lambda f, t: np.array([sol.compute_to_reach(f, t)] * 2))
     assert "expected one number, got shape (2,)" in message
+
+
+def _bracketed(fit, target, top=1e25):  # raises for reachable targets beyond a fixed upper bracket
+    if not target > fit["E"]:
+        raise ValueError("unreachable")
+    if sol._optimal_loss(fit, top) > target:
+        raise ValueError("not reachable below the bracket")
+    return sol.compute_to_reach(fit, target)
+
+
+def _refuses_near_e(fit, target):  # "too close to E" taken for "unreachable"
+    if target <= 1.1 * fit["E"]:
+        raise ValueError("unreachable")
+    return sol.compute_to_reach(fit, target)
+
+
+@pytest.mark.parametrize("wrong", [_bracketed, lambda fit, t: _bracketed(fit, t, top=1e30), _refuses_near_e])
+def test_compute_to_reach_rejects_refusing_reachable_targets_near_e(wrong):
+    assert "raised ValueError" in rejects(ex.check_compute_to_reach, wrong)
+    ex.check_compute_to_reach(sol.compute_to_reach)

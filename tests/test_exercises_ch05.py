@@ -461,3 +461,12 @@ def test_kl_and_reward_refuses_scipy_ufuncs_imported_by_name_and_restores_the_na
     assert cell[call] is ufunc and getattr(special, ufunc.__name__) is ufunc
     assert getattr(special._ufuncs, ufunc.__name__) is ufunc
     ex.check_kl_and_reward(sol.kl_and_reward)
+
+
+@pytest.mark.parametrize("route", [lambda a, b: torch.ops.aten.kl_div(a, b, 2),
+                                   lambda a, b: torch._C._VariableFunctions.kl_div(a, b, 2)])
+def test_kl_and_reward_refuses_kl_div_under_its_other_names(route):
+    def via(pi, ref, r):
+        m = pi > 0
+        return (pi * r).sum(), route(ref[m].log(), pi[m])
+    assert "switched off" in rejects(ex.check_kl_and_reward, via)

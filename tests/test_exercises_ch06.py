@@ -830,3 +830,21 @@ def test_exercise_3_refuses_torch_weight_norm_and_restores_it(route):
     torch.testing.assert_close(route(*args), sol.dora_forward(*args), atol=1e-10, rtol=1e-10)  # restored
     assert _weight_norm_cell["wn"] is torch._weight_norm
     ex.check_dora_forward(own_dora)
+
+
+def test_best_rank_r_update_accepts_numpy_eigh_in_descending_order():  # vectors[:, ::-1] has a negative stride
+    def eigh_numpy(delta, r):
+        d = delta.numpy()
+        _, vectors = np.linalg.eigh(d.T @ d)  # ascending
+        top = vectors[:, ::-1][:, :r]
+        return d @ top, top.T
+    ex.check_best_rank_r_update(eigh_numpy)
+
+
+@pytest.mark.parametrize("route", [lambda v, g: torch.ops.aten._weight_norm(v, g, 0),
+                                   lambda v, g: torch._C._VariableFunctions._weight_norm(v, g, 0)])
+def test_dora_refuses_weight_norm_under_its_other_names(route):
+    def via(x, W, b, A, B, m, s):
+        return F.linear(x, route(W + s * B @ A, m[:, None]), b)
+    assert "switched off" in rejects(ex.check_dora_forward, via)
+    ex.check_dora_forward(sol.dora_forward)

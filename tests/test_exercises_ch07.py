@@ -297,3 +297,25 @@ def novelty_empty_is_novel(sample, reference, n):  # "nothing copied" read as 1.
 
 def test_novelty_rejects_another_value_for_a_sample_shorter_than_n():
     rejects(ex.check_novel_ngram_fraction, novelty_empty_is_novel)
+
+
+def _in_place_penalty(logits, prev_ids, penalty, window):  # right values, but written into the caller's logits
+    for b in range(logits.shape[0]):
+        recent = prev_ids[b, -window:].tolist()
+        for token, d in {t: len(recent) - 1 - i for i, t in enumerate(recent)}.items():
+            theta = penalty ** (1 - d / window)
+            z = logits[b, token]
+            logits[b, token] = z / theta if z > 0 else z * theta
+    return logits
+
+
+def test_decaying_penalty_rejects_an_answer_that_changes_its_logits():
+    assert "clone" in rejects(ex.check_decaying_penalty, _in_place_penalty)
+    ex.check_decaying_penalty(sol.decaying_repetition_penalty)
+
+
+def test_mistral_kv_message_gives_no_direction():  # a constant answer must not be found by bisection on the message
+    for wrong in (0.25, 1.0, 4.0):
+        message = rejects(ex.check_mistral_kv_gib, lambda: wrong)
+        assert "too large" not in message and "too small" not in message
+    rejects(ex.check_mistral_kv_gib, lambda: str(sol.mistral_kv_cache_gib()))  # a string is not a number

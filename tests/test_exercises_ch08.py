@@ -444,3 +444,15 @@ def test_auroc_refuses_scipys_mann_whitney_somers_d_and_ranks_and_restores_them(
     _, scores, labels = ex._auroc_cases()[2]
     assert via(scores, labels) == pytest.approx(9.5 / 12)  # restored afterwards
     ex.check_auroc(sol.auroc)
+
+
+def test_auroc_refuses_mstats_rankdata():  # the twin of scipy.stats.rankdata, same tie-averaged ranks
+    import scipy.stats  # noqa: F401  (loaded, as in a notebook that used scipy earlier)
+    from scipy.stats import mstats
+
+    def via(scores, labels):
+        ranks = mstats.rankdata(scores.numpy())
+        n1, n0 = int(labels.sum()), int((labels == 0).sum())
+        return float((ranks[labels.numpy() == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    assert "switched off" in rejects(ex.check_auroc, via)
+    ex.check_auroc(sol.auroc)

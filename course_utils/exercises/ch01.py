@@ -203,5 +203,10 @@ def check_bits_excluding_targets(fn: Callable[[torch.Tensor, torch.Tensor, Seque
     id_list = _as_int_list(ids)
     excluded = {int(i) for i in excluded_ids}
     bits = [-math.log2(t[a, b].item()) for a, b in zip(id_list, id_list[1:]) if b not in excluded]
-    checks.check_close("the bigram on the evaluation text", fn(table, ids, list(excluded_ids)),
-                       math.fsum(bits) / len(bits), rtol=1e-6, hint=hint)
+    given_table, given_ids = table.clone(), ids.clone()
+    answer = fn(given_table, given_ids, list(excluded_ids))
+    if not (torch.equal(given_table, table) and torch.equal(given_ids, ids)):
+        raise AssertionError(f"the bigram on the evaluation text: your function changed the table or the ids it was "
+                             f"given; compute on them without writing into them. {hint}")
+    checks.check_close("the bigram on the evaluation text", answer, math.fsum(bits) / len(bits), rtol=1e-6,
+                       hint=hint)

@@ -191,7 +191,10 @@ def check_mlm_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], obje
     so there is no -100 for ``ignore_index`` to skip: the plain ``F.cross_entropy`` call averages over every position
     and fails. ``model_loss`` is the GPT's loss on the same logits with targets -100 where not chosen.
     """
-    logits, ids, chosen = logits.detach().cpu().float(), ids.detach().cpu(), chosen.detach().cpu().bool()
+    # copies: an answer that writes into its inputs must not change the notebook's tensors (.cpu() of a CPU tensor
+    # is the same tensor)
+    logits, ids = logits.detach().cpu().float().clone(), ids.detach().cpu().clone()
+    chosen = chosen.detach().cpu().bool().clone()
     learner = functools.partial(_learner, fn, answers=(  # with a mean over a mask, a loss over labels not -100 off
         *checks.library_functions("course_utils.rlhf.losses", "masked_mean", "_masked_mean"),
         *checks.library_functions("course_utils.lora.sft", "masked_lm_loss")))

@@ -222,6 +222,8 @@ def check_merges_until_one_token(fn: Callable, tokenizer, toy_tokenizer) -> None
                 ("one character of two bytes, 'é'", e_acute, "é", 2)]
     for word in (" the", " and", " to", " lord"):
         expected.append((f"{word!r} in the chapter's tokenizer", tokenizer, word, _one_token_k(tokenizer, word)))
+    for word in (" the,", "a b"):  # two pre-tokens: merges never join them, whatever each piece becomes
+        expected.append((f"{word!r}, which pre-tokenization splits, in the chapter's tokenizer", tokenizer, word, None))
     with checks.package_functions_switched_off(_one_token_k, _merge_word):  # this module's own answer
         answers = [fn(tok, word) for _, tok, word, _ in expected]
     for (name, _, _, want), got in zip(expected, answers):

@@ -102,10 +102,18 @@ def check_compute_to_reach(fn: Callable[[dict, float], Any]) -> None:
                                   ("Besiroglu et al. 2024", 2.2))]
     toy = dict(E=1.0, A=30.0, B=60.0, alpha=0.5, beta=0.4)
     cases.append(("loss 1.5 under a made-up fit", toy, 1.5))
+    # reachable targets close to E: a search with a fixed upper bracket (or a refusal of targets "too close" to E)
+    # must still answer; about 3.3e18 and 1.9e39 FLOPs (beyond any practical cap, far below the e^200 searched here)
+    cases += [("loss E + 0.01 under a made-up fit", toy, 1.01),
+              ("loss E + 0.001 under Hoffmann et al. 2022", dict(PUBLISHED_FITS["Hoffmann et al. 2022"]), 1.691)]
     for what, fit, target in cases:
         expected = _compute_reference(fit, target)  # before the learner runs, and their code cannot call it
-        with checks.package_functions_switched_off(_compute_reference):
-            answer = fn(dict(fit), target)
+        try:
+            with checks.package_functions_switched_off(_compute_reference):
+                answer = fn(dict(fit), target)
+        except ValueError:
+            raise AssertionError(f"compute for {what}: your function raised ValueError, but this target is above E, "
+                                 f"so some budget reaches it (however large). {hint}") from None
         checks.check_close(f"compute for {what}", answer, expected, atol=0.0, rtol=2e-3, hint=hint)
     for target, where in ((toy["E"], "at"), (toy["E"] - 0.1, "below")):
         try:

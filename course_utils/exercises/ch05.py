@@ -256,6 +256,7 @@ def _learner_alone(fn: Callable) -> Iterator[None]:
 
     with contextlib.ExitStack() as stack:
         entropy = _library_kls_refused(stack, fn)
+        stack.enter_context(checks.OpsRefused(("kl_div",)))  # torch.ops.aten.kl_div, torch._C's: every route
         stack.enter_context(checks.package_functions_switched_off(
             _optimal_reference, _kl_reference, _ipo_reference, _rloo_reference, group_relative_advantages,
             torch_kl._kl_categorical_categorical, torch.nn.functional.kl_div, *entropy))

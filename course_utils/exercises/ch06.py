@@ -287,6 +287,7 @@ def check_dora_forward(fn: Callable[..., Any]) -> None:
         with contextlib.ExitStack() as stack:  # peft's routes are switched off while the learner's function runs
             peft_routes.refuse_peft_inits(stack, refusing_init)
             _weight_norm_refused(stack, fn)
+            stack.enter_context(checks.OpsRefused(("_weight_norm", "_weight_norm_interface")))  # torch.ops.aten too
             result = _learner(fn, *(t.clone() if isinstance(t, torch.Tensor) else t for t in args))
         checks.check_close(name, checks.finite_float_tensor(name, result, hint), expected, atol=1e-5, rtol=1e-4,
                            hint=hint)

@@ -90,21 +90,24 @@ def check_decaying_penalty(fn: Callable[[torch.Tensor, torch.Tensor, float, int]
     cases = [("hand example: a negative logit in the window, a token before it", torch.tensor([[2, 0, 1]]), 2),
              ("hand example: a token twice in the window", torch.tensor([[1, 3, 1, 2]]), 4),
              ("hand example: window longer than the context", torch.tensor([[1, 3]]), 10)]
-    for label, prev, window in cases:
-        expected = _decaying_reference(z, prev, 2.0, window)
-        checks.check_close(label, _learner_alone(fn, z.clone(), prev.clone(), 2.0, window), expected, hint=hint)
     r = _logits(1, (3, 50), 3.0)
-    prev = torch.randint(0, 50, (3, 20), generator=torch.Generator("cpu").manual_seed(2))
-    expected = _decaying_reference(r, prev, 1.7, 8)
-    checks.check_close("random logits, window 8, penalty 1.7", _learner_alone(fn, r.clone(), prev.clone(), 1.7, 8),
-                       expected, hint=hint)
+    prev_r = torch.randint(0, 50, (3, 20), generator=torch.Generator("cpu").manual_seed(2))
+    for label, logits, prev, penalty, window in [(label, z, prev, 2.0, window) for label, prev, window in cases] + [
+            ("random logits, window 8, penalty 1.7", r, prev_r, 1.7, 8)]:
+        expected = _decaying_reference(logits, prev, penalty, window)
+        given = logits.clone()
+        answer = _learner_alone(fn, given, prev.clone(), penalty, window)
+        if not torch.equal(given, logits):
+            raise AssertionError(f"{label}: your function changed the logits it was given; return a new tensor "
+                                 f"(clone first). {hint}")
+        checks.check_close(label, answer, expected, hint=hint)
 
 
 def check_mistral_kv_gib(fn: Callable[[], Any]) -> None:
     """``fn()`` -> GiB of float16 KV cache for one 8,192-token sequence of Mistral-7B v0.1 with its 4,096-token
     rolling buffer (32 layers, 8 KV heads of 128)."""
     expected = 32 * 2 * 8 * 128 * 4096 * 2 / 2**30
-    checks.check_close("Mistral-7B v0.1 KV cache, GiB", fn(), expected, atol=0.0, rtol=1e-3,
+    checks.check_close("Mistral-7B v0.1 KV cache, GiB", fn(), expected, atol=0.0, rtol=1e-3, direction=False,
                        hint="layers x (K and V) x KV heads x head size x cached positions x bytes per value; which "
                             "heads store keys and values, and which earlier positions can a sliding window still "
                             "reach?")

@@ -71,7 +71,8 @@ def _package_metrics_off():
         auroc_comparison.delong_test, auroc_comparison.auroc_permutation_test, auroc_comparison.compare_aurocs,
         calibration.abstention_curve, calibration.abstain_at, calibration._mid_ranks,
         _rank_reference, _ece_reference, _auroc_reference,
-        *checks.library_functions("scipy.stats", "mannwhitneyu", "somersd", "rankdata", loaded_only=True))
+        *checks.library_functions("scipy.stats", "mannwhitneyu", "somersd", "rankdata", loaded_only=True),
+        *checks.library_functions("scipy.stats._mstats_basic", "rankdata", loaded_only=True))  # mstats.rankdata
 
 
 def _one_number(name: str, actual: Any, hint: str) -> float:
