@@ -401,3 +401,15 @@ def test_fit_rejects_fractional_ranks_and_a_dict_with_extra_keys():
     assert "whole number" in rejects(ex.check_smallest_ranks, half_ranks)
     as_dict = lambda n, m: {**dict(enumerate(sol.smallest_ranks_that_fit(n, m))), "total": 4}  # noqa: E731
     assert "exactly the stages as keys" in rejects(ex.check_smallest_ranks, as_dict)
+
+
+def test_fit_rejects_an_answer_that_fits_when_the_unsharded_part_equals_the_budget():
+    def strict(n, gpu):  # "never fits" only when the unsharded part is strictly larger than the budget
+        out = []
+        for kept_bytes in (16, 4, 2, 0):
+            kept, spread = kept_bytes * n, (16 - kept_bytes) * n
+            out.append(1 if kept + spread <= gpu else None if kept > gpu else -(-spread // max(gpu - kept, 1)))
+        return out
+
+    assert strict(7 * 10**8, 28 * 10**8) != ex._fit_reference(7 * 10**8, 28 * 10**8)
+    rejects(ex.check_smallest_ranks, strict)

@@ -50,13 +50,13 @@ def test_collect_gradients_shapes_and_values():
     idx, targets = torch.randint(11, (3, 8), generator=g), torch.randint(11, (3, 8), generator=g)
     grads = collect_gradients(model, idx, targets)
     n_params = sum(p.numel() for p in model.parameters())
-    assert grads["weights"].numel() == n_params
-    assert grads["activations"].numel() == TINY.n_layer * 3 * 8 * TINY.n_embd + 3 * 8 * TINY.vocab_size
+    assert grads["weight gradients"].numel() == n_params
+    assert grads["activation gradients"].numel() == TINY.n_layer * 3 * 8 * TINY.n_embd + 3 * 8 * TINY.vocab_size
     expected = torch.cat([p.grad.flatten() for p in model.parameters()])
     model.zero_grad()
     model(idx, targets)[1].backward()
-    torch.testing.assert_close(grads["weights"], torch.cat([p.grad.flatten() for p in model.parameters()]))
-    assert torch.equal(grads["weights"], expected)
+    torch.testing.assert_close(grads["weight gradients"], torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.equal(grads["weight gradients"], expected)
     assert not model.lm_head._forward_hooks  # the hooks are removed
     with pytest.raises(TypeError, match="course GPT"):
         collect_gradients(torch.nn.Linear(2, 2), idx, targets)

@@ -195,9 +195,10 @@ def _fit_reference(n_params: int, gpu_bytes: int) -> list[int | None]:
 
 def _fit_cases() -> list[tuple[str, int, int]]:
     # (label, parameters, bytes per GPU): Llama-2-70B and -7B, SmolLM2-135M (all fit on one rank), a stage 1 that
-    # never fits while stage 2 does, an exact tie, a stage 1 that needs thousands of ranks, a stage 3 that needs
-    # more than a million, and, last, one that needs more than 2**40 (absurd hardware, but no search one rank at a time
-    # finishes it and any practical cap stops too early; doubling and bisection reach it in about 80 steps). Every
+    # never fits while stage 2 does, an exact tie, a stage 1 that needs thousands of ranks, a stage 1 whose unsharded
+    # part is exactly the budget (None: no rank count leaves room), a stage 3 that needs more than a million, and,
+    # last, one that needs more than 2**40 (absurd hardware, but no search one rank at a time finishes it and any
+    # practical cap stops too early; doubling and bisection reach it in about 80 steps). Every
     # case has the same answer whether shards are fractional or rounded up to whole parameters (as
     # zero_memory_per_rank pads them): the last one leaves each rank 437 parameters' 16 bytes, never a fraction of one
     return [("Llama-2-70B, 80 GB per GPU", 68_976_648_192, 80 * 10**9),
@@ -206,6 +207,7 @@ def _fit_cases() -> list[tuple[str, int, int]]:
             ("7.5B parameters, 25 GB per GPU", 7_500_000_000, 25 * 10**9),
             ("7.5B parameters, 24 GB per GPU", 7_500_000_000, 24 * 10**9),  # stage 3: exactly 24 GB at 5 ranks
             ("7.5B parameters, 30.007 GB per GPU", 7_500_000_000, 30_007_000_000),
+            ("0.7B parameters, 2.8 GB per GPU", 7 * 10**8, 28 * 10**8),  # stage 1 keeps exactly 2.8 GB unsharded
             ("Llama-2-70B, 1 MB per rank", 68_976_648_192, 10**6),  # stage 3: 1,103,627 ranks
             ("10^15 parameters, 6,992 bytes per rank", 10**15, 16 * 437)]  # stage 3: 2,288,329,519,451 (> 2**41)
 

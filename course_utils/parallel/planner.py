@@ -7,8 +7,9 @@ first pipeline stage:
 
 * model states (:mod:`course_utils.parallel.zero`): the stage's share of the blocks split ``tp`` ways plus the
   input embedding (split ``tp`` ways over the vocabulary; with ``pp = 1`` also the final norm and an untied output
-  head), with ZeRO optimizer sharding (stage 1 by default, as Megatron-LM's distributed optimizer) over the
-  ``dp * cp`` ranks that hold the same weights and average their gradients;
+  head), with ZeRO optimizer sharding (stage 1 by default) over the ``dp * cp`` ranks that hold the same weights
+  and average their gradients, counted as the ZeRO paper counts mixed precision: 2 + 2 + 12/d bytes per parameter
+  (Megatron-LM's distributed optimizer, with bf16 weights and float32 main gradients, keeps 6 + 12/d);
 * activations (:mod:`course_utils.parallel.activations`): ``n_layer / pp`` blocks at sequence length ``s / cp``,
   divided by ``tp`` (tensor + sequence parallelism, V. Korthikanti et al., 2022), attention through a
   FlashAttention-style kernel (no ``s^2`` scores), times the micro-batches in flight on the first stage under the

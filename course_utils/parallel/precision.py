@@ -91,8 +91,9 @@ def cast_outcomes(values: torch.Tensor, scale: float = 1.0, dtype: torch.dtype =
 
 def collect_gradients(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
     """One float32 forward and backward of the course GPT; returns the flattened gradients in two groups:
-    ``"weights"`` (every parameter's .grad) and ``"activations"`` (the gradients of the loss with respect to each
-    block's output and to the logits, the tensors a float16 backward pass carries from layer to layer).
+    ``"weight gradients"`` (every parameter's .grad) and ``"activation gradients"`` (the gradients of the loss with
+    respect to each block's output and to the logits, the tensors a float16 backward pass carries from layer to
+    layer).
 
     The activation gradients are kept with ``retain_grad`` from forward hooks, so the model's code is unchanged.
     The parameters' .grad are overwritten.
@@ -115,7 +116,7 @@ def collect_gradients(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor
             h.remove()
     weights = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     activations = torch.cat([o.grad.flatten() for o in outputs])
-    return {"weights": weights.detach(), "activations": activations.detach()}
+    return {"weight gradients": weights.detach(), "activation gradients": activations.detach()}
 
 
 class LossScaler:
