@@ -189,17 +189,25 @@ def test_decaying_penalty_check():
 # ---------- exercise 3: KV cache with a sliding window ----------
 
 def test_mistral_check():
-    ex.check_mistral_kv_gib(sol.mistral_kv_cache_gib)
-    ex.check_mistral_kv_gib(lambda: torch.tensor(2**29, dtype=torch.int64).item() / 2**30)  # an int-derived form
-    wrong = {"no rolling buffer": 32 * 2 * 8 * 128 * 8192 * 2 / 2**30,
-             "32 KV heads": 32 * 2 * 32 * 128 * 4096 * 2 / 2**30,
-             "32 KV heads, no window": 32 * 2 * 32 * 128 * 8192 * 2 / 2**30,
-             "keys only": 32 * 8 * 128 * 4096 * 2 / 2**30,
-             "float32": 32 * 2 * 8 * 128 * 4096 * 4 / 2**30,
-             "GB not GiB": 32 * 2 * 8 * 128 * 4096 * 2 / 1e9}
+    ex.check_mistral_kv_cache(sol.mistral_kv_cache)
+    gib = 32 * 2 * 8 * 128 * 4096 * 2 / 2**30
+    ex.check_mistral_kv_cache(lambda: (torch.tensor(4096), torch.tensor(2**29, dtype=torch.int64).item() / 2**30))
+    ex.check_mistral_kv_cache(lambda: [4097, 32 * 2 * 8 * 128 * 4097 * 2 / 2**30])  # "i - W to i", inclusive
+    ex.check_mistral_kv_cache(lambda: torch.tensor([4096.0, gib]))
+    wrong = {"no rolling buffer": (8192, 32 * 2 * 8 * 128 * 8192 * 2 / 2**30),
+             "32 KV heads": (4096, 32 * 2 * 32 * 128 * 4096 * 2 / 2**30),
+             "32 KV heads, no window": (8192, 32 * 2 * 32 * 128 * 8192 * 2 / 2**30),
+             "keys only": (4096, 32 * 8 * 128 * 4096 * 2 / 2**30),
+             "keys only and no rolling buffer: the GiB cancel": (8192, 32 * 8 * 128 * 8192 * 2 / 2**30),
+             "float32": (4096, 32 * 2 * 8 * 128 * 4096 * 4 / 2**30),
+             "GB not GiB": (4096, 32 * 2 * 8 * 128 * 4096 * 2 / 1e9),
+             "the GiB alone": gib,
+             "positions as a string": ("4096", gib),
+             "three values": (4096, gib, 0)}
     for name, value in wrong.items():
-        message = rejects(ex.check_mistral_kv_gib, lambda value=value: value)
+        message = rejects(ex.check_mistral_kv_cache, lambda value=value: value)
         assert re.search(r"(?<![\d.])0\.50*(?!\d)", message) is None, name  # the expected value is never shown
+        assert "4096" not in message and "4,096" not in message, name
 
 
 # ---------- exercise 4: novel n-grams ----------
@@ -316,6 +324,9 @@ def test_decaying_penalty_rejects_an_answer_that_changes_its_logits():
 
 def test_mistral_kv_message_gives_no_direction():  # a constant answer must not be found by bisection on the message
     for wrong in (0.25, 1.0, 4.0):
-        message = rejects(ex.check_mistral_kv_gib, lambda: wrong)
+        message = rejects(ex.check_mistral_kv_cache, lambda: (4096, wrong))
         assert "too large" not in message and "too small" not in message
-    rejects(ex.check_mistral_kv_gib, lambda: str(sol.mistral_kv_cache_gib()))  # a string is not a number
+    for positions in (2048, 4098, 8192):
+        message = rejects(ex.check_mistral_kv_cache, lambda: (positions, 0.5))
+        assert "too large" not in message and "too small" not in message
+    rejects(ex.check_mistral_kv_cache, lambda: (4096, str(sol.mistral_kv_cache()[1])))  # a string is not a number

@@ -3,8 +3,9 @@
 A model with a context of ``window`` tokens cannot see a whole play at once. We slide a window over the ids with
 step ``stride`` and score only the tokens that are new in each window, so every token after the first is scored
 exactly once with at least ``window - stride`` tokens of context (except at the start). This is the "strided
-perplexity" evaluation described in the Hugging Face transformers documentation and used for GPT-2 (Radford et al.,
-2019). The same function serves the course's tiny GPT and any Hugging Face causal LM through ``logits_fn``.
+perplexity" evaluation described in the Hugging Face transformers documentation ("Perplexity of fixed-length
+models", with GPT-2 as its example model). The same function serves the course's tiny GPT and any Hugging Face
+causal LM through ``logits_fn``.
 
 Left out: scoring the very first token (it has no context; we count the text units it covers as unscored).
 """

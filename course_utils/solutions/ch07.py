@@ -30,10 +30,11 @@ def decaying_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, pe
     return out
 
 
-def mistral_kv_cache_gib() -> float:
+def mistral_kv_cache() -> tuple[int, float]:
     """Mistral-7B v0.1, float16: 32 layers, 8 KV heads (GQA) of 128, a rolling buffer of 4,096 positions (the sliding
-    window), so an 8,192-token sequence caches only 4,096 of them."""
-    return 32 * 2 * 8 * 128 * 4096 * 2 / 2**30
+    window), so an 8,192-token sequence caches only 4,096 of them: (positions kept, GiB)."""
+    positions = 4096
+    return positions, 32 * 2 * 8 * 128 * positions * 2 / 2**30
 
 
 def novel_ngram_fraction(sample: list[int], reference: list[int], n: int) -> float:
