@@ -105,7 +105,7 @@ class OpsRefused(torch.overrides.TorchFunctionMode):
         self.names = frozenset(names)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", None)
+        name = (getattr(func, "__name__", None) or "").split(".")[0]   # an overload is "kl_div.default"
         if name in self.names:
             raise AssertionError(f"this exercise asks you to write it yourself: torch's {name} is switched off while "
                                  "the check runs")

@@ -375,7 +375,6 @@ def test_a_string_is_not_a_number():  # float("0.5") would take it
         checks.check_close("a string", "0.5", 0.5)
 
 
-
 def test_a_not_implemented_error_from_an_attempted_answer_is_not_read_as_not_attempted(capsys):
     def check(fn):
         for k in (1, 2, 3):
@@ -410,6 +409,11 @@ def test_stubs_still_read_as_not_attempted(capsys):
             raise NotImplementedError
         checks.check_close("four", answer, 4.0)
 
+    @torch.no_grad()  # a decorator from another module: its wrapper's globals are torch's
+    def decorated_answer(k):
+        return earlier_stub(k)
+
     checks.exercise("9", later_answer, lambda k: 2.0 * k, lambda fn: checks.check_close("two", fn(1), 2.0))
+    checks.exercise("9", decorated_answer, lambda k: 2.0 * k, lambda fn: checks.check_close("two", fn(1), 2.0))
     checks.exercise("9", None, 4.0, value_check)
-    assert capsys.readouterr().out.count("[todo]") == 2
+    assert capsys.readouterr().out.count("[todo]") == 3

@@ -464,7 +464,8 @@ def test_kl_and_reward_refuses_scipy_ufuncs_imported_by_name_and_restores_the_na
 
 
 @pytest.mark.parametrize("route", [lambda a, b: torch.ops.aten.kl_div(a, b, 2),
-                                   lambda a, b: torch._C._VariableFunctions.kl_div(a, b, 2)])
+                                   lambda a, b: torch._C._VariableFunctions.kl_div(a, b, 2),
+                                   lambda a, b: torch.ops.aten.kl_div.default(a, b, 2)])
 def test_kl_and_reward_refuses_kl_div_under_its_other_names(route):
     def via(pi, ref, r):
         m = pi > 0

@@ -842,7 +842,9 @@ def test_best_rank_r_update_accepts_numpy_eigh_in_descending_order():  # vectors
 
 
 @pytest.mark.parametrize("route", [lambda v, g: torch.ops.aten._weight_norm(v, g, 0),
-                                   lambda v, g: torch._C._VariableFunctions._weight_norm(v, g, 0)])
+                                   lambda v, g: torch._C._VariableFunctions._weight_norm(v, g, 0),
+                                   lambda v, g: torch.ops.aten._weight_norm.default(v, g, 0),
+                                   lambda v, g: torch.ops.aten._weight_norm_interface.default(v, g, 0)[0]])
 def test_dora_refuses_weight_norm_under_its_other_names(route):
     def via(x, W, b, A, B, m, s):
         return F.linear(x, route(W + s * B @ A, m[:, None]), b)
