@@ -1,8 +1,13 @@
 """``fresh_process.run_in_fresh_process``: the function runs in another process, its result and its failures come
-back, and the child is offline as the test process is."""
+back, the child is offline as the test process is, and it ends when the test process dies."""
 
 import os
+import pathlib
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -35,3 +40,42 @@ def test_the_function_runs_in_another_process_with_this_environment_and_offline(
 def test_a_failure_in_the_child_fails_the_test_with_its_message():
     with pytest.raises(AssertionError, match="the child saw 'other'"):
         run_in_fresh_process(failing_child, "other")
+
+
+def write_pid_and_sleep(path: str) -> None:
+    pathlib.Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows does not re-parent an orphan")
+def test_the_child_ends_when_the_test_process_dies(tmp_path):
+    # a stand-in test process runs the child, then is killed; the child must end within seconds, not finish its work
+    pid_file = tmp_path / "child.pid"
+    tests = pathlib.Path(__file__).parent
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import fresh_process, test_fresh_process; "
+            "fresh_process.run_in_fresh_process(test_fresh_process.write_pid_and_sleep, sys.argv[2])")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tests), str(pid_file)])
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(child):
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the child outlived the test process by 10 s")
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not pathlib.Path(f"/proc/{pid}/stat").exists() or pathlib.Path(f"/proc/{pid}/stat").read_text().split(
+        ")")[-1].split()[0] != "Z"  # a zombie (exited, not yet reaped) has ended
