@@ -87,13 +87,14 @@ def check_decaying_penalty(fn: Callable[[torch.Tensor, torch.Tensor, float, int]
     hint = ("only the last `window` ids count; use each token's most recent occurrence (d = 0 for the last id); the "
             "strength is penalty ** (1 - d / window); divide a positive logit by it, multiply a negative one")
     z = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
-    cases = [("hand example: a negative logit in the window, a token before it", torch.tensor([[2, 0, 1]]), 2),
-             ("hand example: a token twice in the window", torch.tensor([[1, 3, 1, 2]]), 4),
-             ("hand example: window longer than the context", torch.tensor([[1, 3]]), 10)]
     r = _logits(1, (3, 50), 3.0)
     prev_r = torch.randint(0, 50, (3, 20), generator=torch.Generator("cpu").manual_seed(2))
-    for label, logits, prev, penalty, window in [(label, z, prev, 2.0, window) for label, prev, window in cases] + [
-            ("random logits, window 8, penalty 1.7", r, prev_r, 1.7, 8)]:
+    cases = [  # (label, logits, previous ids, penalty, window)
+        ("hand example: a negative logit in the window, a token before it", z, torch.tensor([[2, 0, 1]]), 2.0, 2),
+        ("hand example: a token twice in the window", z, torch.tensor([[1, 3, 1, 2]]), 2.0, 4),
+        ("hand example: window longer than the context", z, torch.tensor([[1, 3]]), 2.0, 10),
+        ("random logits, window 8, penalty 1.7", r, prev_r, 1.7, 8)]
+    for label, logits, prev, penalty, window in cases:
         expected = _decaying_reference(logits, prev, penalty, window)
         given = logits.clone()
         answer = _learner_alone(fn, given, prev.clone(), penalty, window)
@@ -101,6 +102,10 @@ def check_decaying_penalty(fn: Callable[[torch.Tensor, torch.Tensor, float, int]
             raise AssertionError(f"{label}: your function changed the logits it was given; return a new tensor "
                                  f"(clone first). {hint}")
         checks.check_close(label, answer, expected, hint=hint)
+
+
+MISTRAL_HINT = ("layers x (K and V) x KV heads x head size x cached positions x bytes per value; which heads store "
+                "keys and values, and which earlier positions can a sliding window still reach?")
 
 
 def check_mistral_kv_cache(fn: Callable[[], Any]) -> None:
@@ -122,10 +127,6 @@ def check_mistral_kv_cache(fn: Callable[[], Any]) -> None:
     checks.passed(f"{name}, positions kept")
     checks.check_close(f"{name}, GiB", gib, 32 * 2 * 8 * 128 * 4096 * 2 / 2**30, atol=0.0, rtol=1e-3,
                        direction=False, hint=MISTRAL_HINT)
-
-
-MISTRAL_HINT = ("layers x (K and V) x KV heads x head size x cached positions x bytes per value; which heads store "
-                "keys and values, and which earlier positions can a sliding window still reach?")
 
 
 def _novelty_reference(sample: list[int], reference: list[int], n: int) -> float:
