@@ -10,20 +10,8 @@ computing on for minutes as an orphan."""
 import concurrent.futures
 import multiprocessing
 import os
-import threading
-import time
 
-PARENT_WATCH_S = 0.5  # how often the child checks that the test process is still its parent
-
-
-def _exit_when_orphaned(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:  # re-parented (to init, or a subreaper) once the test process is gone
-        time.sleep(PARENT_WATCH_S)
-    os._exit(1)
-
-
-def _watch_parent(parent_pid: int) -> None:
-    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), name="watch-parent", daemon=True).start()
+from course_utils.parent_watch import watch_parent
 
 
 def run_in_fresh_process(function, /, *args, **kwargs):
@@ -31,6 +19,6 @@ def run_in_fresh_process(function, /, *args, **kwargs):
     failed assertion) is raised here, with the child's traceback attached as its cause. ``function`` must be defined
     at the top level of an importable module (a test module is), and its arguments and result must pickle."""
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_watch_parent,
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=watch_parent,
                                                 initargs=(os.getpid(),)) as pool:
         return pool.submit(function, *args, **kwargs).result()

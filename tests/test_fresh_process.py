@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from course_utils.parent_watch import process_exists
 from fresh_process import run_in_fresh_process
 
 
@@ -65,17 +66,8 @@ def test_the_child_ends_when_the_test_process_dies(tmp_path):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     deadline = time.monotonic() + 10
-    while _alive(child):
+    while process_exists(child):
         if time.monotonic() > deadline:
             os.kill(child, signal.SIGKILL)
             pytest.fail("the child outlived the test process by 10 s")
         time.sleep(0.1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not pathlib.Path(f"/proc/{pid}/stat").exists() or pathlib.Path(f"/proc/{pid}/stat").read_text().split(
-        ")")[-1].split()[0] != "Z"  # a zombie (exited, not yet reaped) has ended

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from course_utils.parallel.launch import (RankContext, WorkerError, _first_failure, _worker, _write_atomically,
                                          free_port, hello_rank, launch, resolve_backend)
 from course_utils.parallel.payload import pickle_for_ranks
+from course_utils.parent_watch import process_exists
 
 
 # Worker functions must be importable by the spawned ranks: module-level functions of this test module.
@@ -163,22 +164,9 @@ def wait_until_rank_ones_child_is_gone(ctx: RankContext, directory: str) -> int:
         time.sleep(0.05)
     with open(child_file) as f:
         child = int(f.read())
-    while _alive(child):
+    while process_exists(child):
         time.sleep(0.05)
     return ctx.rank
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (exited, not yet reaped by an init that may never reap it) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _wait_for_files(directory, names, timeout_s: float = 60.0) -> None:
@@ -199,9 +187,9 @@ def _assert_workers_gone(directory) -> None:
 def _assert_child_and_workers_gone(directory) -> None:
     child = int((directory / "child").read_text())
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while process_exists(child) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(child), "the rank's child process outlived the launch"
+    assert not process_exists(child), "the rank's child process outlived the launch"
     _assert_workers_gone(directory)
 
 
@@ -383,7 +371,7 @@ def test_a_keyboard_interrupt_in_the_caller_stops_every_rank(tmp_path):
         signal.signal(signal.SIGALRM, previous)
     assert (tmp_path / "pid0").exists() and (tmp_path / "pid1").exists(), "interrupted before the ranks ran"
     pids = [int((tmp_path / f"pid{r}").read_text()) for r in range(2)]
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(process_exists(pid) for pid in pids)
 
 
 def test_ranks_exit_when_the_launching_process_dies(tmp_path):
@@ -403,9 +391,9 @@ def test_ranks_exit_when_the_launching_process_dies(tmp_path):
         parent.wait()
     pids = [int((tmp_path / f"pid{r}").read_text()) for r in range(2)]
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(process_exists(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in pids), "ranks outlived their killed parent"
+    assert not any(process_exists(pid) for pid in pids), "ranks outlived their killed parent"
     assert [p.name[:14] for p in own_tmp.iterdir()] == ["course-launch-"], "the launcher's folder went elsewhere"
 
 
@@ -444,9 +432,9 @@ def test_ranks_exit_when_the_launching_process_dies_while_they_start(tmp_path):
         parent.wait()
     pids = [int(p.name.removeprefix("starting")) for p in tmp_path.glob("starting*")]
     deadline = time.monotonic() + 20
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(process_exists(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    alive = [pid for pid in pids if _alive(pid)]
+    alive = [pid for pid in pids if process_exists(pid)]
     for pid in alive:  # do not leave them behind when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not alive, "ranks whose launcher died during their start-up ran on"
@@ -577,6 +565,6 @@ def test_processes_ranks_started_are_stopped_when_the_launching_process_dies(tmp
         parent.wait()
     pids = [int((tmp_path / name).read_text()) for name in ("pid0", "pid1", "child")]
     deadline = time.monotonic() + 15
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(process_exists(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in pids), "a rank or the process it started outlived the killed launcher"
+    assert not any(process_exists(pid) for pid in pids), "a rank or the process it started outlived the killed launcher"

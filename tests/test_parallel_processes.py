@@ -3,7 +3,6 @@ order in which the launcher stops ranks (fake ranks here, their signals recorded
 watch with real processes are tested through launch in test_parallel_launch)."""
 
 import signal
-from types import SimpleNamespace
 
 import pytest
 
@@ -106,3 +105,4 @@ def test_stopping_sends_sigterm_then_kills_what_outlasts_it_and_clears_every_gro
     assert not polite.killed and stubborn.killed and stubborn.exitcode == -signal.SIGKILL
     assert 1.0 < stubborn.joins[0] <= 2.0 and stubborn.joins[-1] is None  # a grace period, then kill and reap
     assert unstarted.joins == [] and all(pid is not None for pid, _ in groups.sent)
+

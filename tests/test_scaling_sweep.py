@@ -3,11 +3,17 @@
 import json
 import multiprocessing
 import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
+from course_utils.parent_watch import process_exists
 from course_utils.scaling.runs import ScalingRun, train_scaling_run
 from course_utils.scaling.sweep import load_cached, local_executor, run_key, run_sweep
 
@@ -124,3 +130,58 @@ def test_bad_input(tmp_path):
         run_sweep([Spec(1)], square, tmp_path, executor="pool")
     out = run_sweep([Spec(1)], lambda spec: 3.0, tmp_path, progress=False)
     assert "must return a dict" in out.failures[run_key(Spec(1))]
+
+
+def test_an_interrupt_cancels_the_queued_runs_and_keeps_the_recorded_ones(tmp_path):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls, released = [], threading.Event()
+
+    def interrupted_at_two(spec):
+        calls.append(spec.n)
+        if spec.n == 2:
+            raise KeyboardInterrupt  # as Jupyter's stop button raises it, here inside the run
+        if spec.n > 2:
+            released.wait(10)  # a run in progress while the interrupt arrives
+        return square(spec)
+
+    specs = [Spec(n) for n in range(1, 7)]
+    with ThreadPoolExecutor(1) as pool:  # one worker: runs start in the order submitted
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_sweep(specs, interrupted_at_two, tmp_path, executor=pool, progress=False)
+        finally:
+            released.set()
+    assert calls[:2] == [1, 2] and len(calls) <= 3  # at most the run that had started; not all six
+    assert load_cached(tmp_path, Spec(1)) == {"loss": 0.1}  # recorded before the interrupt, kept
+
+
+def write_pid_and_sleep(path: str) -> None:
+    pathlib.Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows does not re-parent an orphan")
+def test_a_local_executor_worker_ends_when_the_process_that_made_it_dies(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    tests = pathlib.Path(__file__).parent
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_scaling_sweep as t; "
+            "from course_utils.scaling.sweep import local_executor; "
+            "local_executor(1).submit(t.write_pid_and_sleep, sys.argv[2]).result()")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tests), str(pid_file)])
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and parent.poll() is None, "the worker never started"
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+    finally:
+        parent.send_signal(signal.SIGKILL)  # a killed kernel: no shutdown, no atexit
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while process_exists(worker):
+        if time.monotonic() > deadline:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker outlived the process that made it by 10 s")
+        time.sleep(0.1)

@@ -7,6 +7,7 @@ and watches it, where a rank's output goes, and how the launcher stops ranks and
   ...``) is kept, with the Python stacks :mod:`faulthandler` prints (also on SIGUSR1, for a hung rank); the launcher
   quotes its tail in an error and, while the ranks run, copies it to its own stdout line by line with ``[rank r]``,
   as ``torchrun --tee`` does.
+  The watch is :mod:`course_utils.parent_watch`'s, which also ends the scaling sweep's pool workers.
 Left out: Windows has no process groups and does not re-parent orphans, so there only the ranks themselves are
 stopped and a rank whose launcher died is not noticed.
 """
@@ -19,23 +20,12 @@ import faulthandler
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
+from course_utils.parent_watch import PROCESS_GROUPS, watch_parent
+
 LOG_TAIL_CHARS = 8000  # how much of a failed rank's output its WorkerError quotes (faulthandler's dump is long)
-PARENT_WATCH_S = 0.5  # how often a rank checks that its parent (the launching process) is still alive
-PROCESS_GROUPS = hasattr(os, "setsid") and hasattr(os, "killpg")  # POSIX; on Windows only the ranks are stopped
-
-
-def exit_when_orphaned(parent_pid: int) -> None:
-    """Kill this rank's whole process group as soon as its parent is gone (the rank is then re-parented, so
-    ``os.getppid()`` changes). Runs in a daemon thread of every rank."""
-    while os.getppid() == parent_pid:
-        time.sleep(PARENT_WATCH_S)
-    if PROCESS_GROUPS:
-        os.killpg(os.getpgrp(), signal.SIGKILL)
-    os._exit(1)  # Windows: no process groups, only this rank ends
 
 
 def detach_and_watch_parent(parent_pid: int | None = None) -> None:
@@ -43,8 +33,7 @@ def detach_and_watch_parent(parent_pid: int | None = None) -> None:
     ``os.killpg``) and start the thread that ends it if the launcher dies."""
     if PROCESS_GROUPS:
         os.setsid()
-    parent_pid = os.getppid() if parent_pid is None else parent_pid  # the launcher's pid, as it passed it
-    threading.Thread(target=exit_when_orphaned, args=(parent_pid,), name="watch-parent", daemon=True).start()
+    watch_parent(parent_pid, whole_group=True)  # parent_pid: the launcher's pid, as it passed it
 
 
 def capture_output(log_path: Path) -> None:

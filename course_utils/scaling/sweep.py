@@ -4,7 +4,9 @@ A scaling-law sweep is many independent runs. Each run is described by a frozen,
 dataclass: model size, token budget, recipe, data). Its cache key is a hash of the spec's fields, so a finished
 run is never trained twice and a changed recipe never reuses a stale result. Each result is written atomically to
 ``<cache>/<key>.json`` the moment it finishes: an interrupted sweep resumes where it stopped, and a run that fails
-(an exception in a worker, a worker that dies) is reported with its message while every other result is kept.
+(an exception in a worker, a worker that dies) is reported with its message while every other result is kept. An
+interrupt cancels the runs not yet started (an executor's shutdown then waits only for those in progress, one per
+worker at most), and :func:`local_executor`'s workers end if the process that made them dies (a killed kernel).
 
 The executor decides where runs happen: ``None`` runs them one after another in this process; a
 ``ProcessPoolExecutor`` uses local cores (:func:`local_executor` makes the course's: a safe start method and one torch
@@ -22,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing
+import os
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +33,13 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from course_utils.cache import atomic_write_text
+from course_utils.parent_watch import watch_process
 
 
-def _one_thread_worker() -> None:
+def _one_thread_worker(creator_pid: int) -> None:
     import torch  # the worker's own torch: one intra-op and one inter-op thread, so workers do not oversubscribe
+
+    watch_process(creator_pid)  # a killed kernel (or a stopped test run) must not leave a worker training on
 
     torch.set_num_threads(1)
     try:
@@ -56,7 +62,7 @@ def local_executor(workers: int = 2, preload: Sequence[str] = ("course_utils.sca
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(list(preload))
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread_worker)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread_worker, initargs=(os.getpid(),))
 
 
 def run_key(spec: Any) -> str:
@@ -130,13 +136,19 @@ def run_sweep(specs: Sequence[Any], run_fn: Callable[[Any], dict], cache: Path |
             bar.update(1)
     else:
         futures = {executor.submit(run_fn, by_key[key]): key for key in todo}
-        for future in as_completed(futures):
-            key = futures[future]
-            try:
-                record(key, future.result())
-            except Exception as error:  # noqa: BLE001 - includes a worker process that died (BrokenProcessPool)
-                out.failures[key] = f"{type(error).__name__}: {error}"
-            bar.update(1)
+        try:
+            for future in as_completed(futures):
+                key = futures[future]
+                try:
+                    record(key, future.result())
+                except Exception as error:  # noqa: BLE001 - includes a worker process that died (BrokenProcessPool)
+                    out.failures[key] = f"{type(error).__name__}: {error}"
+                bar.update(1)
+        except BaseException:  # an interrupt (Jupyter's stop button): the queued runs must not go on, nor keep
+            for future in futures:  # the caller's executor.shutdown() waiting for all of them; a run that already
+                future.cancel()  # started finishes in its worker (not recorded); every recorded result stays
+            bar.close()
+            raise
     bar.close()
     for key, message in out.failures.items():
         print(f"run {key} ({by_key[key]}) failed: {message}; the other results are kept")
