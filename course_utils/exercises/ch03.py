@@ -134,7 +134,7 @@ def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence
     three pass; a decoder that drops bad bytes, keeps them (a surrogate, latin-1) or raises still fails.
     """
     hint = ("join the tokens' bytes first and decode UTF-8 once, turning invalid bytes into U+FFFD "
-            "(errors='replace' does)")
+            "(bytes.decode has an argument that says what to do with them)")
     vocab = list(vocab)
     emoji = [0xF0, 0x9F, 0xA4, 0x96]  # 🤖 as four single-byte tokens
     # A vocabulary of its own, so that the answer must read `vocab`: a decoder built beforehand from the chapter's
@@ -224,7 +224,8 @@ def check_merges_until_one_token(fn: Callable, tokenizer, toy_tokenizer) -> None
         expected.append((f"{word!r} in the chapter's tokenizer", tokenizer, word, _one_token_k(tokenizer, word)))
     for word in (" the,", "a b"):  # two pre-tokens: merges never join them, whatever each piece becomes
         expected.append((f"{word!r}, which pre-tokenization splits, in the chapter's tokenizer", tokenizer, word, None))
-    with checks.package_functions_switched_off(_one_token_k, _merge_word):  # this module's own answer
+    # this module's own answer, and the tokenizer's step-by-step view (it would leave only the rank to read off)
+    with checks.package_functions_switched_off(_one_token_k, _merge_word, BPETokenizer.merge_steps):
         answers = [fn(tok, word) for _, tok, word, _ in expected]
     for (name, _, _, want), got in zip(expected, answers):
         if want is None:

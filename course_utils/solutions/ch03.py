@@ -7,6 +7,8 @@ import re
 from collections import Counter
 from typing import Sequence
 
+from course_utils.text.bpe.train import merge_pair, pretokenize
+
 
 def encode_word(byte_ids: Sequence[int], merges: Sequence[tuple[int, int]]) -> list[int]:
     """Apply BPE merges to one pre-token: repeatedly merge the adjacent pair with the lowest rank (merge ``i`` has
@@ -48,7 +50,8 @@ def unknown_rate_top_v(train_text: str, val_text: str, V: int) -> float:
 
 #: Exercise 3's question, answered.
 WHY_TOP_V = ("No V brings the <unk> rate below section 1's, the share of held-out words that never occur in the "
-             "training text at all, and the rate reaches that floor only when V holds every distinct training word, "
+             "training text at all, and the rate reaches that floor only when V holds every training word that the "
+             "held-out text uses, which takes almost every distinct training word, "
              "most of which occur three times or fewer; how rare <unk> can get is set by the training text, not by V. "
              "On the way down the rate falls steeply over the first few hundred words (punctuation, function words "
              "and the commonest names make up most word occurrences) and then ever more slowly: each further word is "
@@ -60,14 +63,18 @@ WHY_TOP_V = ("No V brings the <unk> rate below section 1's, the share of held-ou
 
 def merges_until_one_token(tokenizer, word: str) -> int | None:
     """The smallest k such that the tokenizer's first k merges encode ``word`` as one token (0 for a single byte),
-    or None if even all merges leave several tokens. Merges apply in rank order, so k is one more than the rank of
-    the last merge the word needs, which counts the merges in between that the word does not use."""
+    or None if even all merges leave several tokens. Applying the merges one after another in the order of the list
+    (merge r joins its pair into id 256 + r, everywhere in the word) encodes as BPE does, so k is one more than the
+    rank at which the word first becomes one token, which counts the merges in between that the word does not use.
+    A word that pre-tokenization cuts into several pieces never becomes one token: merges never cross pieces."""
+    if len(pretokenize(word, tokenizer.pattern)) != 1:
+        return None
     ids = list(word.encode("utf-8"))
     if len(ids) == 1:
         return 0
-    steps = tokenizer.merge_steps(word)
-    for rank, pieces in steps[1:]:
-        if sum(len(p) for p in pieces) == 1:
+    for rank, pair in enumerate(tokenizer.merges):
+        ids = merge_pair(ids, pair, 256 + rank)
+        if len(ids) == 1:
             return rank + 1
     return None
 
