@@ -259,6 +259,13 @@ def test_trainer_matches_tokenizers_exactly_without_space_ties():
     assert merges_as_bytes(ours) == hf_merges_as_bytes(train_hf_bpe(text, 500))
 
 
+def test_tokenizers_trains_on_special_token_text_where_ours_cuts_it_out():
+    text = "hello world<|endoftext|>" * 50  # the documented difference: compare trainers on text without it
+    theirs = {a + b for a, b in hf_merges_as_bytes(train_hf_bpe(text, 300, special_tokens=["<|endoftext|>"]))}
+    ours = {a + b for a, b in merges_as_bytes(train_tokenizer(text, 300, special_tokens=["<|endoftext|>"]))}
+    assert b"endoftext" in theirs and not any(b"<|" in t or b"endoft" in t for t in ours)
+
+
 def test_trainer_differs_from_tokenizers_only_by_ties(shakespeare_slice):
     text = shakespeare_slice[0][:20_000]
     ours_merges = train_fast(text, 420, tie_break="ids")

@@ -95,7 +95,11 @@ def to_hf_tokenizer(tokenizer: BPETokenizer):
 
 def train_hf_bpe(texts: str | Iterable[str], vocab_size: int, special_tokens: Sequence[str] = (),
                  pattern: str = GPT2_PATTERN):
-    """Hugging Face's Rust BPE trainer with the same alphabet (all 256 bytes), pattern and vocabulary size."""
+    """Hugging Face's Rust BPE trainer with the same alphabet (all 256 bytes), pattern and vocabulary size.
+
+    Unlike :func:`~course_utils.text.bpe.train.train_fast`, it does not cut ``special_tokens`` out of ``texts``
+    (``special_tokens`` only take ids first): text that contains ``<|endoftext|>`` also trains merges such as ``<|``
+    and ``endoftext``. Compare the two trainers on text without special-token strings, or split it on them first."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if isinstance(texts, str):
