@@ -37,7 +37,7 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
     """Numbers or tensors equal within tolerance. For a number, any one-element tensor or NumPy array (shape (), (1,),
     (1, 1)) is a number too (:func:`one_element`); a tensor ``expected`` asks for exactly its shape."""
     if isinstance(expected, torch.Tensor) or (isinstance(actual, torch.Tensor) and actual.numel() != 1):
-        actual_t = as_float_tensor(name, actual, hint)
+        actual_t = as_float_tensor(name, actual, hint, getattr(expected, "shape", None))
         # MPS has no float64: a tensor is moved to the CPU before the cast
         expected_t = (expected.detach().to("cpu", torch.float64) if isinstance(expected, torch.Tensor)
                       else torch.as_tensor(expected, dtype=torch.float64))
@@ -72,15 +72,20 @@ def one_element(name: str, actual: Any, hint: str = "") -> Any:
     return actual.reshape(-1)[0]
 
 
-def as_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
+def as_float_tensor(name: str, actual: Any, hint: str = "", shape: tuple | None = None) -> torch.Tensor:
     """The learner's answer (tensor on any device, list, tuple, number, or a list of equal-shaped tensors such as a
-    loop's rows) as a float64 CPU tensor, or a clear failure."""
+    loop's rows) as a float64 CPU tensor, or a clear failure. ``shape``, the expected shape when known, settles one
+    ambiguity: one-element tensors of shape (1,) are a loop's scalars (a vector), unless they stack to ``shape``
+    (rows of length 1, as a (1, 1) mask built row by row)."""
     try:
         if isinstance(actual, torch.Tensor):
             return actual.detach().to("cpu", torch.float64)
         if isinstance(actual, (list, tuple)) and actual and all(isinstance(x, torch.Tensor) for x in actual):
             parts = [x.detach().to("cpu", torch.float64) for x in actual]
             if all(p.numel() == 1 for p in parts):  # a loop's scalars, even of shape (1,): a vector, as as_tensor makes
+                rows = torch.stack(parts) if len({p.shape for p in parts}) == 1 else None
+                if shape is not None and rows is not None and rows.shape == tuple(shape):
+                    return rows
                 return torch.stack([p.reshape(()) for p in parts])
             if len({p.shape for p in parts}) > 1:
                 raise AssertionError(f"{name}: your list holds tensors of different shapes "
@@ -109,7 +114,7 @@ def finite_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
 def check_equal(name: str, actual: Any, expected: Any, hint: str = "") -> None:
     """Exact equality. A tensor ``expected`` accepts a tensor (any dtype or device), list or tuple with equal values."""
     if isinstance(expected, torch.Tensor):
-        actual_t = as_float_tensor(name, actual, hint)
+        actual_t = as_float_tensor(name, actual, hint, expected.shape)
         expected_t = expected.detach().to("cpu", torch.float64)
         if actual_t.shape != expected_t.shape:
             raise AssertionError(f"{name}: shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)}. {hint}")

@@ -333,6 +333,14 @@ def test_a_list_of_one_element_tensors_is_a_vector():
     checks.check_close("v", [torch.tensor([1.0]), torch.tensor([2.0])], torch.tensor([1.0, 2.0]))
 
 
+def test_rows_of_length_one_are_rows_where_the_expected_shape_says_so():
+    rows = [torch.tensor([True])]  # a (1, 1) mask built row by row, at T = 1
+    assert checks.as_float_tensor("m", rows).shape == (1,)  # no shape known: a loop's scalars
+    assert checks.as_float_tensor("m", rows, shape=(1, 1)).shape == (1, 1)
+    checks.check_equal("mask at T = 1", rows, torch.tensor([[True]]))
+    checks.check_close("v", [torch.tensor([1.0]), torch.tensor([2.0])], torch.tensor([[1.0], [2.0]]))  # (2, 1) too
+
+
 def test_a_list_of_tensors_of_different_shapes_fails_with_a_clear_message():
     with pytest.raises(AssertionError, match=r"tensors of different shapes \[\(1,\), \(2,\)\]"):
         checks.check_close("rows", [torch.tensor([1.0, 2.0]), torch.tensor([3.0])],

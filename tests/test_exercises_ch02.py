@@ -82,6 +82,11 @@ def test_window_failure_does_not_reveal_the_answer():
 def test_document_mask_accepts_correct_forms():
     ex.check_document_mask(sol.document_causal_mask)
     ex.check_document_mask(lambda d: sol.document_causal_mask(d).long().tolist())
+    ex.check_document_mask(lambda d: list(sol.document_causal_mask(d)))  # a loop's rows (crashed the packed part)
+
+
+def test_window_accepts_a_loops_rows_at_every_length_one_included():
+    ex.check_window_mask(lambda T, l, r: [row for row in sol.window_mask(T, l, r)])  # T = 1: one row of one entry
 
 
 @pytest.mark.parametrize("wrong", [

@@ -44,7 +44,9 @@ POSITION_HINT = ("Each document's first token has position 0, the next 1, and so
                  "next row). "
                  "Only real tokens are checked; padding may hold any value.")
 MLM_HINT = ("Average the cross-entropy of the ids over the positions where chosen is True, and only those, all of "
-            "the batch at once: rows may have different numbers of chosen positions.")
+            "the batch at once: rows may have different numbers of chosen positions. Two ways: pick the chosen "
+            "positions out with the boolean mask, or give cross_entropy targets that its ignore_index skips where "
+            "nothing was chosen.")
 
 
 def _window_by_loops(T: int, left: int, right: int) -> torch.Tensor:
@@ -118,7 +120,8 @@ def check_document_mask(fn: Callable[[torch.Tensor], object]) -> None:
     doc_ids = torch.tensor([0, 0, 0, 1, 1, 2])
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(6, 8, generator=g) for _ in range(3))  # (T, D) each
-    mask = torch.as_tensor(_learner(fn, doc_ids, answers=answers)).to(torch.bool)  # (T, T)
+    # (T, T) on the CPU, whatever form passed the cases above (a tensor on any device, a loop's list of rows)
+    mask = checks.as_float_tensor("documents, packed", _learner(fn, doc_ids, answers=answers), DOC_HINT) != 0
     packed = scaled_dot_product_attention(q, k, v, mask)  # (T, D)
     separate = torch.cat([scaled_dot_product_attention(q[s], k[s], v[s], causal_mask(s.stop - s.start))
                           for s in (slice(0, 3), slice(3, 5), slice(5, 6))])  # (T, D)
