@@ -4,7 +4,6 @@ launch's ranks (test_parallel_launch), the tests' fresh processes (test_fresh_pr
 (test_scaling_sweep)."""
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import time
 import pytest
 
 from course_utils import parent_watch
+from orphans import assert_ends_within, wait_for_pid
 
 
 @pytest.mark.skipif(os.name != "posix", reason="os.kill(pid, 0) would end the process on Windows")
@@ -48,18 +48,9 @@ def test_watch_process_ends_a_process_when_a_grandparent_ends(tmp_path):
     watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     pid_file = tmp_path / "watcher.pid"
     subprocess.run([sys.executable, "-c", code, str(watched.pid), str(pid_file)], check=True)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline, "the watcher never started"
-        time.sleep(0.05)
-    watcher = int(pid_file.read_text())
+    watcher = wait_for_pid(pid_file, "watcher")
     time.sleep(2 * parent_watch.PARENT_WATCH_S)
     assert parent_watch.process_exists(watcher), "the watcher ended while the watched process ran"
     watched.kill()
     watched.wait()
-    deadline = time.monotonic() + 10
-    while parent_watch.process_exists(watcher):
-        if time.monotonic() > deadline:
-            os.kill(watcher, signal.SIGKILL)
-            pytest.fail("the watcher outlived the watched process by 10 s")
-        time.sleep(0.05)
+    assert_ends_within(watcher, "watcher")

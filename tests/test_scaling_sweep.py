@@ -3,17 +3,13 @@
 import json
 import multiprocessing
 import os
-import pathlib
-import signal
-import subprocess
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import pytest
+from orphans import assert_no_orphan_after_a_kill
 
-from course_utils.parent_watch import process_exists
 from course_utils.scaling.runs import ScalingRun, train_scaling_run
 from course_utils.scaling.sweep import load_cached, local_executor, run_key, run_sweep
 
@@ -157,31 +153,9 @@ def test_an_interrupt_cancels_the_queued_runs_and_keeps_the_recorded_ones(tmp_pa
     assert load_cached(tmp_path, Spec(1)) == {"loss": 0.1}  # recorded before the interrupt, kept
 
 
-def write_pid_and_sleep(path: str) -> None:
-    pathlib.Path(path).write_text(str(os.getpid()))
-    time.sleep(120)
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows does not re-parent an orphan")
 def test_a_local_executor_worker_ends_when_the_process_that_made_it_dies(tmp_path):
-    pid_file = tmp_path / "worker.pid"
-    tests = pathlib.Path(__file__).parent
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_scaling_sweep as t; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import orphans; "
             "from course_utils.scaling.sweep import local_executor; "
-            "local_executor(1).submit(t.write_pid_and_sleep, sys.argv[2]).result()")
-    parent = subprocess.Popen([sys.executable, "-c", code, str(tests), str(pid_file)])
-    try:
-        deadline = time.monotonic() + 60
-        while not pid_file.exists() or not pid_file.read_text():
-            assert time.monotonic() < deadline and parent.poll() is None, "the worker never started"
-            time.sleep(0.1)
-        worker = int(pid_file.read_text())
-    finally:
-        parent.send_signal(signal.SIGKILL)  # a killed kernel: no shutdown, no atexit
-        parent.wait()
-    deadline = time.monotonic() + 10
-    while process_exists(worker):
-        if time.monotonic() > deadline:
-            os.kill(worker, signal.SIGKILL)
-            pytest.fail("the worker outlived the process that made it by 10 s")
-        time.sleep(0.1)
+            "local_executor(1).submit(orphans.write_pid_and_sleep, sys.argv[2]).result()")
+    assert_no_orphan_after_a_kill(code, tmp_path / "worker.pid", "sweep worker")
