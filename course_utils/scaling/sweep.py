@@ -5,8 +5,9 @@ dataclass: model size, token budget, recipe, data). Its cache key is a hash of t
 run is never trained twice and a changed recipe never reuses a stale result. Each result is written atomically to
 ``<cache>/<key>.json`` the moment it finishes: an interrupted sweep resumes where it stopped, and a run that fails
 (an exception in a worker, a worker that dies) is reported with its message while every other result is kept. An
-interrupt cancels the runs not yet started (an executor's shutdown then waits only for those in progress, one per
-worker at most), and :func:`local_executor`'s workers end if the process that made them dies (a killed kernel).
+interrupt cancels the runs not yet handed to a worker (an executor's shutdown then waits only for those: a process
+pool hands out one run more than it has workers), and :func:`local_executor`'s workers end if the process that made
+them dies (a killed kernel).
 
 The executor decides where runs happen: ``None`` runs them one after another in this process; a
 ``ProcessPoolExecutor`` uses local cores (:func:`local_executor` makes the course's: a safe start method and one torch
@@ -145,8 +146,8 @@ def run_sweep(specs: Sequence[Any], run_fn: Callable[[Any], dict], cache: Path |
                     out.failures[key] = f"{type(error).__name__}: {error}"
                 bar.update(1)
         except BaseException:  # an interrupt (Jupyter's stop button): the queued runs must not go on, nor keep
-            for future in futures:  # the caller's executor.shutdown() waiting for all of them; a run that already
-                future.cancel()  # started finishes in its worker (not recorded); every recorded result stays
+            for future in futures:  # the caller's executor.shutdown() waiting for all of them; a run already handed
+                future.cancel()  # to a worker finishes there (not recorded); every recorded result stays
             bar.close()
             raise
     bar.close()
