@@ -2,7 +2,6 @@
 replaced by stand-ins), and what fsdp_training_rank returns beyond the parameters test_parallel_ddp compares: each
 rank's own losses, the calls per step, and an equality run on batches of its own."""
 
-import dataclasses
 
 import pytest
 import torch
