@@ -198,6 +198,14 @@ def describe_runtime(device: torch.device | None = None) -> str:
     return f"torch {torch.__version__} | device {name} | {torch.get_num_threads()} CPU threads"
 
 
+def device_name(device: torch.device) -> str:
+    """The hardware behind ``device``, for a timing's caption: the GPU's name (CUDA), the CPU's description (the
+    CPU), or the device type otherwise (MPS: Apple's GPU)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_description() if device.type == "cpu" else device.type
+
+
 def free_accelerator_bytes(device: torch.device | str) -> int | None:
     """Bytes the accelerator ``device`` can still allocate (CUDA: free memory; MPS: the recommended working set less
     what the driver holds), or None on the CPU, where the profiles' sizes are small and the OS decides. A cell uses it

@@ -490,6 +490,22 @@ def _every_piece_one_token(tokenizer, word):  # a k for "a b" or " the,": each p
     return None if None in ks else max(ks)
 
 
+def _whole_word_bytes(t, w):  # ignores pre-tokenization: applies the merges to the whole word's bytes
+    ids = list(w.encode())
+    if len(ids) == 1:
+        return 0
+    for rank, pair in enumerate(t.merges):
+        ids = merge_pair(ids, pair, 256 + rank)
+        if len(ids) == 1:
+            return rank + 1
+    return None
+
+
+def test_merges_until_one_token_rejects_an_answer_that_ignores_pre_tokenization(tok, toy_tok):
+    assert BPETokenizer([(97, 32), (256, 98)]).encode("a b") != [257]  # encoding cuts "a b" before merging
+    fails(ex.check_merges_until_one_token, _whole_word_bytes, tok, toy_tok)
+
+
 def test_merges_until_one_token_rejects_a_k_for_a_word_of_two_pieces(tok, toy_tok):
     assert _every_piece_one_token(tok, " the,") is not None  # the wrong answer gives a number here
     fails(ex.check_merges_until_one_token, _every_piece_one_token, tok, toy_tok)

@@ -148,3 +148,12 @@ def test_describe_runtime_takes_a_device_name_and_torch_threads_a_count():
                 pass
     with torch_threads(np.int64(1)):
         assert torch.get_num_threads() == 1
+
+
+def test_device_name_names_the_hardware(monkeypatch):
+    from course_utils import device as device_module
+
+    assert device_module.device_name(torch.device("cpu")) == device_module.cpu_description()
+    assert device_module.device_name(torch.device("mps")) == "mps"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")
+    assert device_module.device_name(torch.device("cuda", 0)) == "NVIDIA H100 80GB HBM3"

@@ -224,6 +224,10 @@ def check_merges_until_one_token(fn: Callable, tokenizer, toy_tokenizer) -> None
         expected.append((f"{word!r} in the chapter's tokenizer", tokenizer, word, _one_token_k(tokenizer, word)))
     for word in (" the,", "a b"):  # two pre-tokens: merges never join them, whatever each piece becomes
         expected.append((f"{word!r}, which pre-tokenization splits, in the chapter's tokenizer", tokenizer, word, None))
+    # a merge list that crosses the pre-token boundary (a + space, then that + b): still None, since encoding cuts
+    # the word first (a trained list never has such merges, so only this case tells the rule apart)
+    crossing = BPETokenizer([(97, 32), (256, 98)])
+    expected.append(("'a b' under merges that would join its pieces", crossing, "a b", None))
     # this module's own answer, and the tokenizer's step-by-step view (it would leave only the rank to read off)
     with checks.package_functions_switched_off(_one_token_k, _merge_word, BPETokenizer.merge_steps):
         answers = [fn(tok, word) for _, tok, word, _ in expected]
