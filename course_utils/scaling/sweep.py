@@ -119,8 +119,6 @@ def run_sweep(specs: Sequence[Any], run_fn: Callable[[Any], dict], cache: Path |
         else:
             out.results[key] = cached
             out.n_cached += 1
-    bar = tqdm(total=len(by_key), initial=out.n_cached, desc="sweep runs", disable=not progress)
-
     def record(key: str, result: Any) -> None:
         if not isinstance(result, dict):
             raise TypeError(f"run_fn must return a dict (JSON-serialisable), got {type(result).__name__}")
@@ -128,29 +126,28 @@ def run_sweep(specs: Sequence[Any], run_fn: Callable[[Any], dict], cache: Path |
         atomic_write_text(record_text, cache / f"{key}.json")
         out.results[key] = result
 
-    if executor is None:
-        for key in todo:
-            try:
-                record(key, run_fn(by_key[key]))
-            except Exception as error:  # noqa: BLE001 - one failed run must not lose the others
-                out.failures[key] = f"{type(error).__name__}: {error}"
-            bar.update(1)
-    else:
-        futures = {executor.submit(run_fn, by_key[key]): key for key in todo}
-        try:
-            for future in as_completed(futures):
-                key = futures[future]
+    with tqdm(total=len(by_key), initial=out.n_cached, desc="sweep runs", disable=not progress) as bar:
+        if executor is None:
+            for key in todo:
                 try:
-                    record(key, future.result())
-                except Exception as error:  # noqa: BLE001 - includes a worker process that died (BrokenProcessPool)
+                    record(key, run_fn(by_key[key]))
+                except Exception as error:  # noqa: BLE001 - one failed run must not lose the others
                     out.failures[key] = f"{type(error).__name__}: {error}"
                 bar.update(1)
-        except BaseException:  # an interrupt (Jupyter's stop button): the queued runs must not go on, nor keep
-            for future in futures:  # the caller's executor.shutdown() waiting for all of them; a run already handed
-                future.cancel()  # to a worker finishes there (not recorded); every recorded result stays
-            bar.close()
-            raise
-    bar.close()
+        else:
+            futures = {executor.submit(run_fn, by_key[key]): key for key in todo}
+            try:
+                for future in as_completed(futures):
+                    key = futures[future]
+                    try:
+                        record(key, future.result())
+                    except Exception as error:  # noqa: BLE001 - a worker process that died (BrokenProcessPool) too
+                        out.failures[key] = f"{type(error).__name__}: {error}"
+                    bar.update(1)
+            except BaseException:  # an interrupt (Jupyter's stop button): the queued runs must not go on, nor keep
+                for future in futures:  # the caller's executor.shutdown() waiting for all of them; a run already
+                    future.cancel()  # handed to a worker finishes there (not recorded); every recorded result stays
+                raise
     for key, message in out.failures.items():
         print(f"run {key} ({by_key[key]}) failed: {message}; the other results are kept")
     return out
