@@ -187,14 +187,17 @@ def make_generator(seed: int, device: str | torch.device) -> torch.Generator:
 
 
 def describe_runtime(device: torch.device | None = None) -> str:
-    """One line naming the torch version, device and thread count, for the first cell of every notebook."""
+    """One line naming the torch version, the device and the hardware behind it (``device_name``: the CPU's model or
+    the GPU's name, so that every timing a notebook prints is tied to a machine) and the thread count, for the first
+    cell of every notebook."""
     if isinstance(device, str):  # describe_runtime("cpu") read .type off the string
         check_device_name(device)
         device = torch.device(device)
     elif device is not None and not isinstance(device, torch.device):
         raise TypeError(f"device must be a torch.device, a device name or None, got {type(device).__name__}")
     device = device or pick_device()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    hardware = device_name(device)
+    name = device.type + (f" ({hardware})" if hardware != device.type else "")
     return f"torch {torch.__version__} | device {name} | {torch.get_num_threads()} CPU threads"
 
 

@@ -247,7 +247,7 @@ def test_top_followers_function_checks_the_reference_while_not_attempted(capsys)
         raise NotImplementedError
     _exercise_3b(stub)
     out = capsys.readouterr().out
-    assert "[todo] exercise 3b" in out and out.count("[pass]") == 2
+    assert "[todo] exercise 3b" in out and "[pass]" not in out  # the reference's sub-checks would read as theirs
 
 
 def test_top_followers_function_refuses_the_old_cheats():

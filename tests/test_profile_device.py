@@ -137,9 +137,10 @@ def test_numpy_seeds_are_accepted_and_bad_devices_named():
 
 
 def test_describe_runtime_takes_a_device_name_and_torch_threads_a_count():
-    from course_utils.device import describe_runtime, torch_threads
+    from course_utils.device import cpu_description, describe_runtime, torch_threads
 
     assert "device cpu" in describe_runtime("cpu")  # AttributeError: 'str' object has no attribute 'type', before
+    assert f"device cpu ({cpu_description()}) |" in describe_runtime("cpu")  # the machine behind every timing, named
     with pytest.raises(ValueError, match="device must be a string naming one of"):
         describe_runtime("gpu")
     for bad in (0, -1, 2.5, True, None):  # RuntimeError from torch.set_num_threads before
@@ -148,6 +149,14 @@ def test_describe_runtime_takes_a_device_name_and_torch_threads_a_count():
                 pass
     with torch_threads(np.int64(1)):
         assert torch.get_num_threads() == 1
+
+
+def test_describe_runtime_names_a_gpu_by_its_hardware(monkeypatch):
+    from course_utils import device as device_module
+
+    monkeypatch.setattr(device_module.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert "device cuda (NVIDIA H100 80GB HBM3) |" in device_module.describe_runtime(torch.device("cuda"))
+    assert "device mps |" in device_module.describe_runtime(torch.device("mps"))  # no hardware name beyond the type
 
 
 def test_device_name_names_the_hardware(monkeypatch):
