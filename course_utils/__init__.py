@@ -21,10 +21,10 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
                            (contextual), metrics (macro-F1), features (hidden states), probe (logistic regression), bow,
                            answers (free answers parsed, decoding constrained to the labels)
           |
-        rag                knowledge (a seeded fictional knowledge base with an answer key), matching, first_sentence,
-                           chunking, bm25, dense, hybrid, retrievers, retrieval_metrics, ann (FAISS), qa (answers with
-                           token probabilities), calibration (reliability, abstention, AUROC, self-consistency),
-                           auroc_comparison (DeLong, permutation)
+        rag                knowledge (a seeded fictional knowledge base with an answer key), matching, grading,
+                           first_sentence, chunking, bm25, dense, hybrid, retrievers, retrieval_metrics, ann (FAISS),
+                           qa (answers with token probabilities), calibration (reliability, abstention, AUROC,
+                           self-consistency), auroc_comparison (DeLong, permutation)
           |
         lora               layer (LoRALinear, rsLoRA scaling), wrap (apply_lora, merge, remove, adapters),
                            memory (AdamW training memory, a meta-device Llama-2-7B), emotions (the SFT task),

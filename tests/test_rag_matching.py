@@ -11,8 +11,9 @@ import pytest
 
 from course_utils.rag import knowledge as K
 from course_utils.rag.calibration import self_consistency
-from course_utils.rag.matching import (answer_agreement, answer_part, asks_only, best_token_f1, contains_answer, grade,
-                                       is_abstention, is_non_answer, mentions, normalize_answer, token_f1)
+from course_utils.rag.grading import asks_only, commits_to_value, grade, is_abstention, is_non_answer
+from course_utils.rag.matching import (answer_agreement, answer_part, best_token_f1, contains_answer, mentions,
+                                       normalize_answer, token_f1)
 
 
 # ---------- the reference: SQuAD v1.1's official evaluate script (normalize_answer and f1_score), verbatim ----------
@@ -296,3 +297,70 @@ def test_answer_parts_and_their_agreement():
     echoes = [answer_part(q, q)] * 3
     assert self_consistency(echoes, answer_part(q, q), answer_agreement) == 0.0  # token_f1 would give 1.0
     assert self_consistency(echoes, answer_part(q, q), token_f1) == 1.0
+
+
+# ---------- a declining phrase beside a committed value is a hedged hallucination, not an abstention ----------
+
+def _year_and_town_questions():
+    kb = K.make_knowledge_base(5, 3, 2, seed=0)
+    values = {}
+    for o in kb.questions:
+        values.setdefault(o.relation, set()).add(o.answer)
+    year = next(q for q in kb.questions if q.relation == "birth_year")
+    town = next(q for q in kb.questions if q.relation == "birthplace" and q.text.split(" was ")[1] in year.text)
+    return year, town, values
+
+
+@pytest.mark.parametrize("reply", [
+    "{name} was born in 1992 in an unknown town.", "She was born in 1992; her birthplace is not recorded.",
+    "The passage does not mention it, but she was born in 1992.",
+    "{name} was born in 1992, but the exact date is not specified.", "I'm not sure, but I think 1992.",
+])
+def test_a_hedged_wrong_year_is_graded_wrong_not_abstained(reply):
+    year, town, values = _year_and_town_questions()
+    name = year.text.removeprefix("In which year was ").removesuffix(" born?")
+    text = reply.format(name=name)
+    assert year.answer != "1992" and is_abstention(text)
+    assert commits_to_value(text, year) and grade(text, year) == "wrong"  # a number with the answer's digits
+    # asked for the town, the same reply names no town: it declines what was asked (1992 is not a town)
+    assert not commits_to_value(text, town, values["birthplace"]) or town.answer in text
+    assert grade(text, town, values["birthplace"]) == "abstained"
+
+
+def test_a_hedged_wrong_name_needs_the_relation_values():
+    _, town, values = _year_and_town_questions()
+    other = next(v for v in sorted(values["birthplace"]) if v != town.answer)
+    hedged = f"I'm not sure, but I think {other}."
+    assert grade(hedged, town, values["birthplace"]) == "wrong"  # commits to another town of the relation
+    assert grade(hedged, town) == "abstained"  # without the values nothing says that the word is a town
+    assert grade("I'm not sure who that is.", town, values["birthplace"]) == "abstained"
+    fiction = f"She is a fictional person from {other}."
+    assert grade(fiction, town, values["birthplace"]) == "abstained"  # rejects the premise, whatever else it says
+    # a value the question itself names is no commitment: "I don't know when Iveldale was founded" names Iveldale
+    founded = next(q for q in K.make_knowledge_base(5, 3, 2, seed=0).questions if q.relation == "founding_year")
+    place = founded.text.removeprefix("In which year was ").removesuffix(" founded?")
+    assert not commits_to_value(f"I don't know when {place} was founded.", founded, [place])
+    with pytest.raises(TypeError, match="values must be a collection of strings"):
+        commits_to_value("x", town, "Ormford")
+
+
+@pytest.mark.parametrize("reply", ["Johann Gutenberg.", "Johannes Gutenberg invented it.", "Gutenberg"])
+def test_gutenberg_under_his_german_and_latin_first_names(reply):
+    q = next(q for q in K.make_knowledge_base(5, 3, 2, seed=0).questions if q.answer == "Johannes Gutenberg")
+    assert contains_answer(reply, q.answers)
+    assert not contains_answer("Peter Gutenberg.", q.answers) and not contains_answer("Jo Gutenberg.", q.answers)
+
+
+@pytest.mark.parametrize("reply", ["Lev Tolstoy", "Lev Nikolayevich Tolstoy wrote it.", "Leo Tolstoy"])
+def test_tolstoy_by_his_russian_first_name(reply):
+    q = next(q for q in K.make_knowledge_base(5, 3, 2, seed=0).questions if q.answer == "Leo Tolstoy")
+    assert contains_answer(reply, q.answers)
+    assert not contains_answer("Ivan Tolstoy", q.answers)
+
+
+@pytest.mark.parametrize("reply", ["Maria Skłodowska-Curie", "Marie Skłodowska-Curie.", "Skłodowska-Curie"])
+def test_letters_that_nfkd_keeps_are_mapped(reply):
+    q = next(q for q in K.make_knowledge_base(5, 3, 2, seed=0).questions if q.answer == "Marie Curie")
+    assert normalize_answer("Skłodowska Øresund Straße") == "sklodowska oresund strasse"
+    assert contains_answer(reply, q.answers)
+    assert not contains_answer("Pierre Curie", q.answers)

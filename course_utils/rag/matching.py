@@ -19,38 +19,22 @@ chapter 08 counts the replies that name an answer taken from a distractor passag
 hybrid retriever at each k and for every retriever at k = 3 (:func:`mentions` finds them). Negation is not
 understood either: "Dynamite was not invented by Alfred Nobel." contains the answer.
 
-:func:`is_abstention` recognises the phrases in :data:`ABSTENTION_PATTERNS` (regular expressions on the lowercased,
-accent-free text with curly apostrophes made straight). Decisions: an answer that says the subject is fictional or
-does not exist ("Orla Vendrake is a fictional character") counts as an abstention: it declines to state the fact,
-and it is never a correct answer. Only "is/are/was/were (a) fictional" counts, not the bare word: SmolLM2 also
-writes "founded by the town of Quadrille, a fictional town", a made-up answer with an aside, which is a
-hallucination. A bare "there is no" is too broad ("there is no doubt she was born in ...") so only "there is/are/was
-no" followed by record, information, evidence, mention, data, such, known or reliable counts. :func:`grade` checks
-correctness first, then abstention, then non-answers (below), so "I'm not sure, but I think Quillmere" is correct,
-and "X is a fictional clockmaker born in Y" (a wrong detail wrapped in a disclaimer) is an abstention, not a
-hallucination.
-
-:func:`is_non_answer` finds a reply that states nothing, graded "no answer" when it is neither correct nor an
-abstention: an empty reply, one whose every sentence is a question naming nothing the question does not (SmolLM2
-given passages sometimes repeats the question word for word and ends its turn), or one that is nothing but the
-question's words. A question that names a value or someone else ("Was it Jordale?") stays "wrong", on the strict
-side. Sentences end as in :mod:`course_utils.rag.first_sentence`; a reply that answers and then asks
-("Nimbstead. Why do you ask?") or asks and then answers states something and is graded on it. A non-answer is
-neither a hallucination (no claim is made) nor an abstention (it does not decline). Containment still comes first,
-so a question that names the gold answer ("Was it Ormford?"; SmolLM2 wrote "In the town of Ebbness, where did Ulren
-Wexdrake grow up?" for Ebbness) is correct: the same leniency as for a hedge.
-
-Surname aliases ("Mendeleev" for "Dmitri Mendeleev", a fictional founder's surname) would accept any first name,
-so an alias match that lacks the answer's first word counts only when the capitalised words right before it are
-none, a title (Dr, Sir, Professor, ...), or include one of the answer's other words, its initial, or a spelling
-of it one letter apart: "Mendeleev", "Dmitri Ivanovich Mendeleev", "Dmitry Mendeleev" and "Professor Einstein" pass,
-"Igor Mendeleev" and "Pierre Curie" (for Marie Curie) do not. A capitalised word that is not a name, right before
-the surname ("the Russian Mendeleev"), is also read as a wrong first name, on the strict side; titles and a few
-role nouns ("Chemist Mendeleev") are skipped.
+Letters that NFKD does not decompose are mapped by hand (ł to l, ø to o, ß to ss, ...), so "Skłodowska" reads
+"sklodowska". Surname aliases ("Mendeleev" for "Dmitri Mendeleev", a fictional founder's surname) would accept any first
+name, so an alias match that lacks the answer's first word counts only when the capitalised words right before it are
+none, a title (Dr, Sir, Professor, ...), or include one of the answer's other words, its initial, a spelling of it one
+letter apart, or (four letters or more) the start of it: "Mendeleev", "Dmitri Ivanovich Mendeleev", "Dmitry Mendeleev",
+"Johann Gutenberg" (for Johannes) and "Professor Einstein" pass, "Igor Mendeleev" and "Pierre Curie" (for Marie Curie)
+do not. A capitalised word that is not a name, right before the surname ("the Russian Mendeleev"), is also read as a
+wrong first name, on the strict side; titles and a few role nouns ("Chemist Mendeleev") are skipped. The rule looks only
+before the alias: an alias that is a first name ("Leonardo" for "Leonardo da Vinci") accepts "Leonardo DiCaprio", a
+known leniency.
 
 :func:`answer_part` keeps the words of a reply that are not in the question ("Cela Tamrin was born in 1866" ->
 "1866"), and :func:`answer_agreement` is token F1 between two answer parts, 0 when the reference part is empty: a
 greedy reply that only repeats the question agrees with nothing, not perfectly with samples that repeat it too.
+
+Grades (correct, abstained, no answer, wrong) are :mod:`course_utils.rag.grading`'s, built on this module.
 
 Left out: semantic equivalence (synonyms, "the 1870s" for 1873, numbers written in words), LLM-as-judge grading,
 partial credit for partly right names beyond what token F1 gives.
@@ -64,29 +48,7 @@ import unicodedata
 from collections import Counter
 from typing import Sequence
 
-from course_utils.rag.first_sentence import sentences
 
-GRADES = ("correct", "abstained", "no answer", "wrong")
-
-ABSTENTION_PATTERNS: tuple[str, ...] = (
-    r"\bi (?:do not|don't|dont) know\b",
-    r"\b(?:i'm|i am|im) not (?:sure|certain|aware)\b",
-    r"\bnot aware of\b",
-    r"\b(?:cannot|can't|can not|unable to|could not|couldn't) (?:answer|determine|say|tell|confirm|verify)\b",
-    r"\bi (?:could not|couldn't|cannot|can't|can not|was unable to|am unable to) find\b",
-    r"\b(?:no|not enough|insufficient|limited) (?:\w+ )?information\b",
-    r"\b(?:do not|don't|does not|doesn't) have (?:any |enough )?(?:information|data|details|access|knowledge)\b",
-    r"\b(?:is |are |was )?not (?:mentioned|stated|provided|given|specified)\b",
-    r"\b(?:does not|doesn't|do not|don't) (?:say|mention|state|specify)\b",
-    r"\bthere (?:is|are|was) no (?:record|information|evidence|mention|data|such|known|reliable)\b",
-    r"\bunknown\b",
-    r"\b(?:no one|nobody) knows\b",
-    r"\bnot (?:known|documented|recorded)\b",
-    r"\b(?:is|are|was|were) (?:a |an )?(?:purely |entirely )?fictional\b",
-    r"\b(?:does not|doesn't|did not|didn't) exist\b",
-    r"\bnot a real\b",
-)
-_ABSTENTION = re.compile("|".join(ABSTENTION_PATTERNS))
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 
 
@@ -96,8 +58,14 @@ def _check_text(name: str, value: object) -> str:
     return value
 
 
+# letters NFKD leaves whole (no combining mark to drop): "Skłodowska" must read "sklodowska"
+_UNDECOMPOSED = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ß": "ss", "æ": "ae",
+                               "Æ": "AE", "œ": "oe", "Œ": "OE", "ı": "i", "þ": "th", "Þ": "Th"})
+
+
 def _strip_accents(text: str) -> str:
-    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    text = unicodedata.normalize("NFKD", text).translate(_UNDECOMPOSED)
+    return "".join(ch for ch in text if not unicodedata.combining(ch))
 
 
 def _is_punctuation(ch: str) -> bool:
@@ -166,10 +134,12 @@ def _one_edit(a: str, b: str) -> bool:
 
 
 def _is_given(word: str, given: set[str]) -> bool:
-    """``word`` is one of the answer's other words, its initial, or a spelling of it one letter apart (4+ letters)."""
+    """``word`` is one of the answer's other words, its initial, a spelling of it one letter apart, or its start
+    ("johann" for "johannes"); the last two for words of 4+ letters."""
     if len(word) == 1:
         return any(g.startswith(word) for g in given)
-    return word in given or (len(word) >= 4 and any(len(g) >= 4 and _one_edit(word, g) for g in given))
+    return word in given or (len(word) >= 4 and any(len(g) >= 4 and (_one_edit(word, g) or g.startswith(word))
+                                                    for g in given))
 
 
 def _other_name_before(raw: list[str], i: int, given: set[str]) -> bool:
@@ -238,47 +208,6 @@ def best_token_f1(prediction: str, answers: Sequence[str]) -> float:
     return max(token_f1(prediction, answer) for answer in answers)
 
 
-_CLOSERS = "\"')]\u2019\u201d"
-
-
-def asks_only(prediction: str) -> bool:
-    """True when the prediction has a sentence and every sentence is a question (ends in "?", closing quotes or
-    brackets aside), sentences cut by chapter 08's first-sentence rule (:func:`first_sentence.sentences`)."""
-    pieces = [p for p in sentences(_check_text("prediction", prediction)) if normalize_answer(p)]
-    return bool(pieces) and all(p.rstrip(_CLOSERS).endswith("?") for p in pieces)
-
-
-def _names_something(prediction: str, asked: set[str]) -> bool:
-    """True when the prediction has a capitalised word (not the first of its sentence) or a number that is not a
-    word of the question: "Was it Jordale?" guesses a value, "In which town was Homae Ravquist born?" names someone."""
-    for piece in sentences(prediction):
-        for k, word in enumerate(piece.split()):
-            core = word.strip(_EDGE)
-            named = any(ch.isdigit() for ch in core) or (k > 0 and core[:1].isupper())
-            if named and any(t not in asked for t in normalize_answer(core).split()):
-                return True
-    return False
-
-
-def is_non_answer(prediction: str, question: str | None = None) -> bool:
-    """True when the prediction states nothing: it is empty, every sentence of it is a question (:func:`asks_only`)
-    that names nothing the question does not (:func:`_names_something`), or its words are the question's, repeated
-    (``question``, when given; case and punctuation ignored)."""
-    words = normalize_answer(_check_text("prediction", prediction)).split()
-    asked = normalize_answer(_check_text("question", question)).split() if question is not None else []
-    if not words or (asks_only(prediction) and not _names_something(prediction, set(asked))):
-        return True
-    if not asked:
-        return False
-    i, rest = 0, 0
-    while i < len(words):  # remove every occurrence of the question: does anything remain?
-        if words[i:i + len(asked)] == asked:
-            i += len(asked)
-        else:
-            i, rest = i + 1, rest + 1
-    return rest == 0
-
-
 def answer_part(reply: str, question: str) -> str:
     """The reply's normalised words that are not words of the question ("Cela Tamrin was born in 1866" -> "1866")."""
     asked = set(normalize_answer(_check_text("question", question)).split())
@@ -292,24 +221,3 @@ def answer_agreement(prediction: str, reference: str) -> float:
         _check_text("prediction", prediction)
         return 0.0
     return token_f1(prediction, reference)
-
-
-def is_abstention(prediction: str) -> bool:
-    """True when the prediction declines to answer (see :data:`ABSTENTION_PATTERNS` and the module docstring)."""
-    text = _strip_accents(_check_text("prediction", prediction).lower()).replace("\u2019", "'").replace("\u2018", "'")
-    return _ABSTENTION.search(" ".join(text.split())) is not None
-
-
-def grade(prediction: str, question) -> str:
-    """"correct" if the prediction contains one of ``question.answers``, else "abstained" if it abstains, else "no
-    answer" if it states nothing (:func:`is_non_answer`, with ``question.text`` when it has one), else "wrong": a
-    wrong answer that does not abstain is what the chapter calls a hallucination."""
-    answers = getattr(question, "answers", None)
-    if answers is None:
-        raise TypeError(f"question must have .answers (a knowledge.Question), got {type(question).__name__}")
-    if contains_answer(prediction, answers):
-        return "correct"
-    if is_abstention(prediction):
-        return "abstained"
-    text = getattr(question, "text", None)
-    return "no answer" if is_non_answer(prediction, text if isinstance(text, str) else None) else "wrong"

@@ -73,6 +73,7 @@ WHY_CONSTANT_AUROC = ("Exactly 0.5, whatever the answers, as long as both classe
                       "pair is a tie, a tie counts one half, and the mean of one half over all pairs is one half, the "
                       "value of a coin. That is what counting ties as one half buys: a detector that says nothing "
                       "scores 'no signal' (counting ties as 0 would give it 0, counting them as 1 would give it 1). "
-                      "The same pull acts on a score with many ties, such as self-consistency when several questions "
-                      "get identical samples: each tied (right, wrong) pair adds one half, drawing the AUROC towards "
-                      "0.5. With one class only there is no pair, and the AUROC is undefined (nan).")
+                      "The same pull acts on a score with many ties, such as minus the reply's length (a whole number "
+                      "of tokens) or a self-consistency of 0 on several answers: each tied (right, wrong) pair adds "
+                      "one half, drawing the AUROC towards 0.5. With one class only there is no pair, and the "
+                      "AUROC is undefined (nan).")
