@@ -364,3 +364,22 @@ def test_letters_that_nfkd_keeps_are_mapped(reply):
     assert normalize_answer("Skłodowska Øresund Straße") == "sklodowska oresund strasse"
     assert contains_answer(reply, q.answers)
     assert not contains_answer("Pierre Curie", q.answers)
+
+
+def test_the_committed_value_rule_errs_both_ways_as_documented():
+    year, town, values = _year_and_town_questions()
+    # a hedge beside a value the knowledge base does not know stays an abstention (a known leniency)
+    assert grade("She was born in Brille, France, but I'm not sure.", town, values["birthplace"]) == "abstained"
+    # a refusal that mentions an unrelated year is graded wrong for a year question (a known strictness)
+    assert grade("I don't know; the records from 1850 are lost.", year) == "wrong"
+    # the fiction phrases match anywhere in the reply, not only about the subject
+    other = next(v for v in sorted(values["birthplace"]) if v != town.answer)
+    assert grade(f"She was born in {other}, which is a fictional town.", town, values["birthplace"]) == "abstained"
+
+
+@pytest.mark.parametrize("answer, reply", [("Tim Berners-Lee", "Sir Timothy Berners-Lee"),
+                                           ("Wilhelm Röntgen", "Conrad Röntgen"),
+                                           ("Marie Curie", "Maria Skłodowska")])
+def test_other_names_of_real_answers(answer, reply):
+    q = next(q for q in K.make_knowledge_base(5, 3, 2, seed=0).questions if q.answer == answer)
+    assert contains_answer(reply, q.answers)

@@ -16,7 +16,10 @@ hallucination: a reply that calls the subject fictional, non-existent or not rea
 the question's premise. The other phrases (:data:`DECLINE_PATTERNS`: "unknown", "not recorded", "I'm not sure", ...)
 decline only where the reply commits to no value (:func:`commits_to_value`): "She was born in 1992, but the exact date
 is not specified" states a year for a birth-year question and is graded wrong, as is "I'm not sure, but I think
-Jordale" for a town that is not the answer.
+Jordale" for a town that is not the answer. The rule knows values only from ``values`` and, for numbers, the digit
+count, so it errs both ways: a hedge beside a value it does not know ("Brille, France, but I'm not sure") stays an
+abstention, and a refusal that mentions an unrelated value of the kind ("I don't know; the records from 1850 are
+lost", for a year) is graded wrong. The fiction phrases match anywhere in the reply, not only about the subject.
 
 :func:`is_non_answer` finds a reply that states nothing, graded "no answer" when it is neither correct nor an
 abstention: an empty reply, one whose every sentence is a question naming nothing the question does not (SmolLM2
