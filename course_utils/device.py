@@ -203,12 +203,13 @@ def describe_runtime(device: torch.device | None = None) -> str:
 
 def device_name(device: torch.device) -> str:
     """The hardware behind ``device``, for a timing's caption: the GPU's name (CUDA), the CPU's description (the
-    CPU), the chip for MPS (Apple's GPU shares the chip with the CPU: "Apple GPU, Apple M2, 8 logical cores"), or the
-    device type otherwise."""
+    CPU), the Mac for MPS (Apple's Metal GPU: on Apple silicon it shares the chip with the CPU, "Metal GPU on a Mac with
+    Apple M2, 8 logical cores"; an Intel Mac's is a separate AMD GPU that torch does not name), or the device type
+    otherwise."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
-        return f"Apple GPU, {cpu_description()}"
+        return f"Metal GPU on a Mac with {cpu_description()}"
     return cpu_description() if device.type == "cpu" else device.type
 
 

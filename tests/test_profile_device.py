@@ -157,13 +157,15 @@ def test_describe_runtime_names_a_gpu_by_its_hardware(monkeypatch):
     monkeypatch.setattr(device_module.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
     assert "device cuda (NVIDIA H100 80GB HBM3) |" in device_module.describe_runtime(torch.device("cuda"))
     monkeypatch.setattr(device_module, "cpu_description", lambda: "Apple M2, 8 logical cores")
-    assert "device mps (Apple GPU, Apple M2, 8 logical cores) |" in device_module.describe_runtime(torch.device("mps"))
+    mps_line = device_module.describe_runtime(torch.device("mps"))
+    assert "device mps (Metal GPU on a Mac with Apple M2, 8 logical cores) |" in mps_line
 
 
 def test_device_name_names_the_hardware(monkeypatch):
     from course_utils import device as device_module
 
     assert device_module.device_name(torch.device("cpu")) == device_module.cpu_description()
-    assert device_module.device_name(torch.device("mps")) == f"Apple GPU, {device_module.cpu_description()}"
+    mac = device_module.cpu_description()
+    assert device_module.device_name(torch.device("mps")) == f"Metal GPU on a Mac with {mac}"
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")
     assert device_module.device_name(torch.device("cuda", 0)) == "NVIDIA H100 80GB HBM3"
