@@ -342,6 +342,8 @@ def test_a_hedged_wrong_name_needs_the_relation_values():
     assert not commits_to_value(f"I don't know when {place} was founded.", founded, [place])
     with pytest.raises(TypeError, match="values must be a collection of strings"):
         commits_to_value("x", town, "Ormford")
+    with pytest.raises(TypeError, match="question must have .answers"):
+        commits_to_value("x", "In which town?", ["Ormford"])  # AttributeError on .answers, before
 
 
 @pytest.mark.parametrize("reply", ["Johann Gutenberg.", "Johannes Gutenberg invented it.", "Gutenberg"])

@@ -129,6 +129,8 @@ def commits_to_value(prediction: str, question, values: Sequence[str] = ()) -> b
     question asks for a birth year, and to nothing when it asks for a town and 1992 is not among ``values``."""
     if isinstance(values, str) or not isinstance(values, (Sequence, set, frozenset)):
         raise TypeError(f"values must be a collection of strings, got {type(values).__name__}")
+    if not getattr(question, "answers", None):
+        raise TypeError(f"question must have .answers (a knowledge.Question), got {type(question).__name__}")
     text = getattr(question, "text", None)
     asked = normalize_answer(text).split() if isinstance(text, str) else []
     answer = normalize_answer(question.answers[0])

@@ -1,4 +1,4 @@
-"""Grading free-text answers against a known answer: SQuAD-style normalisation, containment, token F1, abstention.
+"""Matching free-text answers against a known answer: SQuAD-style normalisation, containment, token F1.
 
 Follows the official evaluation script of SQuAD (Rajpurkar et al., 2016, "SQuAD: 100,000+ Questions for Machine
 Comprehension of Text"; v2.0's script for empty answers): lowercase, remove punctuation, remove the articles a, an,
