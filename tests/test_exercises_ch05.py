@@ -88,6 +88,9 @@ def test_kl_and_reward_accepts_solution_and_other_forms():
     ex.check_kl_and_reward(sol.kl_and_reward)
     ex.check_kl_and_reward(lambda pi, q, r: tuple(float(x) for x in sol.kl_and_reward(pi, q, r)))
     ex.check_kl_and_reward(lambda pi, q, r: [np.float64(x) for x in sol.kl_and_reward(pi, q, r)])
+    ex.check_kl_and_reward(lambda pi, q, r: torch.stack([torch.as_tensor(x) for x in sol.kl_and_reward(pi, q, r)]))
+    ex.check_kl_and_reward(lambda pi, q, r: np.array([float(x) for x in sol.kl_and_reward(pi, q, r)]))
+    ex.check_kl_and_reward(lambda pi, q, r: torch.tensor([[float(x) for x in sol.kl_and_reward(pi, q, r)]]))  # (1, 2)
 
     def by_mask(pi, q, r):
         keep = pi > 0
@@ -118,7 +121,16 @@ def swapped(pi, q, r):
     return tuple(reversed(sol.kl_and_reward(pi, q, r)))
 
 
-@pytest.mark.parametrize("wrong", [naive_kl, reversed_kl, reward_under_ref, kl_in_bits, swapped])
+def swapped_in_a_tensor(pi, q, r):
+    return torch.stack([torch.as_tensor(x) for x in swapped(pi, q, r)])
+
+
+def three_numbers_in_a_tensor(pi, q, r):
+    return torch.stack([torch.as_tensor(x) for x in (*sol.kl_and_reward(pi, q, r), 0.0)])
+
+
+@pytest.mark.parametrize("wrong", [naive_kl, reversed_kl, reward_under_ref, kl_in_bits, swapped, swapped_in_a_tensor,
+                                   three_numbers_in_a_tensor])
 def test_kl_and_reward_rejects_likely_mistakes(wrong):
     p = torch.tensor([0.4, 0.0, 0.3, 0.2, 0.1], dtype=torch.float64)
     r = torch.tensor([1.0, 9.0, -0.5, 2.0, 0.0], dtype=torch.float64)

@@ -138,9 +138,11 @@ def check_kl_and_reward(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
     for label, pi, ref, r in cases:
         with _learner_alone(fn):
             answer = fn(pi.clone(), ref.clone(), r.clone())
+        if hasattr(answer, "shape") and not isinstance(answer, (tuple, list)):   # a tensor or array of the two
+            answer = tuple(answer.reshape(-1)) if math.prod(answer.shape) == 2 else answer
         if not isinstance(answer, (tuple, list)) or len(answer) != 2:
-            raise AssertionError(f"{label}: return a pair (expected_reward, kl), got {type(answer).__name__}. "
-                                 f"{hint}")
+            raise AssertionError(f"{label}: return a pair (expected_reward, kl), as a tuple, a list or a tensor of two "
+                                 f"numbers; got {type(answer).__name__}. {hint}")
         expected_reward, expected_kl = _kl_reference(pi, ref, r)
         for what, value, expected in (("expected reward", answer[0], expected_reward), ("KL", answer[1], expected_kl)):
             t = checks.as_float_tensor(f"{what}, {label}", value, hint)
