@@ -22,6 +22,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from course_utils.arguments import check_int, check_real
 
@@ -232,7 +233,7 @@ def fit_power_law(x, L, floor: bool = True, delta: float = 1e-3) -> PowerLawFit:
 
 
 def bootstrap_chinchilla(N, D, L, n_boot: int, rng: np.random.Generator, delta: float = 1e-3,
-                         grid: dict | None = None, starts=(), refit_grid: dict | None = None
+                         grid: dict | None = None, starts=(), refit_grid: dict | None = None, progress: bool = False
                          ) -> tuple[ChinchillaFit, list[ChinchillaFit]]:
     """The fit on all points (from ``grid``, default ``COARSE_GRID``) and ``n_boot`` refits on resamples drawn with
     replacement; the spread of the refits' constants is their uncertainty. Each refit runs L-BFGS from the full fit,
@@ -240,7 +241,8 @@ def bootstrap_chinchilla(N, D, L, n_boot: int, rng: np.random.Generator, delta: 
     of ``refit_grid`` (e.g. ``COARSE_GRID``), and keeps the best: ``1 + len(starts)`` (+ the grid's size) L-BFGS runs
     per resample. With neither every refit stays in the full fit's basin: where the data do not pin a constant (E
     along a flat valley), the intervals are then conditional on the full fit and understate the uncertainty; on
-    chapter 04's sweeps the grid's starts still found lower optima than the valley's for about half the resamples."""
+    chapter 04's sweeps the grid's starts still found lower optima than the valley's for about half the resamples.
+    ``progress=True`` shows a tqdm bar over the resamples."""
     n_boot = check_int(n_boot, "n_boot", minimum=1)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
@@ -258,7 +260,7 @@ def bootstrap_chinchilla(N, D, L, n_boot: int, rng: np.random.Generator, delta: 
         theta = np.concatenate([theta, grid_starts])
     theta = np.unique(theta, axis=0)  # (S, 5) the distinct starting points (a, b, e, alpha, beta)
     refits = []
-    for _ in range(n_boot):
+    for _ in tqdm(range(n_boot), desc="bootstrap refits", disable=not progress, leave=False):
         pick = rng.integers(0, len(L), size=len(L))
         refits.append(_fit_from_result(_best_of_starts(theta, log_n[pick], log_d[pick], log_l[pick], delta)))
     return full, refits

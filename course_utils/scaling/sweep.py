@@ -12,9 +12,9 @@ them dies (a killed kernel).
 The executor decides where runs happen: ``None`` runs them one after another in this process; a
 ``ProcessPoolExecutor`` uses local cores (:func:`local_executor` makes the course's: a safe start method and one torch
 thread per worker, since on a small CPU two processes of one thread train more tokens per second than one process of
-two threads, measured in ``benchmarks/RESULTS.md``, chapter 04); Dask's ``Client.get_executor()`` or submitit's
-executor send them to a cluster with no change here. ``run_fn`` must be importable (a module-level function) for
-process or cluster executors.
+two threads, measured in ``benchmarks/RESULTS.md``, chapter 04); Dask's ``Client.get_executor()`` sends them to a
+cluster (on Slurm through dask-jobqueue) with no change here; submitit's executor is not a ``concurrent.futures``
+executor and is refused. ``run_fn`` must be importable (a module-level function) for process or cluster executors.
 
 Left out: retries, time limits per run, and sharing a cache between machines (point ``cache`` at a shared folder).
 """
