@@ -111,7 +111,8 @@ def test_bootstrap_is_reproducible_and_brackets_the_truth():
     N, D, L = synthetic(noise=0.02, seed=1)
     full, a = bootstrap_chinchilla(N, D, L, 8, np.random.default_rng(0))
     _, b = bootstrap_chinchilla(N, D, L, 8, np.random.default_rng(0))
-    assert a == b
+    _, shown = bootstrap_chinchilla(N, D, L, 8, np.random.default_rng(0), progress=True)   # a bar changes nothing
+    assert a == b == shown
     alphas = np.array([f.alpha for f in a])
     assert alphas.std() > 0 and alphas.min() - 0.02 < TRUE.alpha < alphas.max() + 0.02
     assert abs(np.median(alphas) - full.alpha) < 0.05
