@@ -138,6 +138,11 @@ def test_kl_and_reward_rejects_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_kl_and_reward, wrong), sol.kl_and_reward(pi, p, r))
 
 
+def test_kl_and_reward_names_the_shape_of_a_tensor_that_is_not_a_pair():
+    message = rejects(ex.check_kl_and_reward, three_numbers_in_a_tensor)
+    assert "got Tensor of shape (3,)" in message
+
+
 def xlogy_of_ratio(pi, q, r):
     return (pi * r).sum(), torch.xlogy(pi, pi / q).sum()
 

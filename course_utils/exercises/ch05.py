@@ -141,8 +141,9 @@ def check_kl_and_reward(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
         if hasattr(answer, "shape") and not isinstance(answer, (tuple, list)):   # a tensor or array of the two
             answer = tuple(answer.reshape(-1)) if math.prod(answer.shape) == 2 else answer
         if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+            shape = f" of shape {tuple(answer.shape)}" if hasattr(answer, "shape") else ""
             raise AssertionError(f"{label}: return a pair (expected_reward, kl), as a tuple, a list or a tensor of two "
-                                 f"numbers; got {type(answer).__name__}. {hint}")
+                                 f"numbers; got {type(answer).__name__}{shape}. {hint}")
         expected_reward, expected_kl = _kl_reference(pi, ref, r)
         for what, value, expected in (("expected reward", answer[0], expected_reward), ("KL", answer[1], expected_kl)):
             t = checks.as_float_tensor(f"{what}, {label}", value, hint)
