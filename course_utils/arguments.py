@@ -1,4 +1,5 @@
-"""Checks for the numbers a public function is given: a count must be an int, a quantity a real number in range.
+"""Checks for the arguments a public function is given: a count must be an int, a quantity a real number in range,
+a text a str.
 
 Every public entry point of the package validates its arguments once, at the door (the course guide, section 3), and
 most of those arguments are counts (``n_layer``, ``k``, ``max_new_tokens``) or quantities (``temperature``, ``lr``,
@@ -28,7 +29,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["ArgumentTypeError", "check_int", "check_real"]
+__all__ = ["ArgumentTypeError", "check_int", "check_real", "check_str"]
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -84,3 +85,13 @@ def check_real(value: object, name: str, *, minimum: float | None = None, maximu
     if not inside:
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return int(value) if keep_int and isinstance(value, numbers.Integral) else number
+
+
+def check_str(value: object, name: str, *, non_empty: bool = False) -> str:
+    """``value`` if it is a ``str`` (with ``non_empty``, one that is not blank); otherwise :class:`ArgumentTypeError`
+    (``"{name} must be a str, got {type}"``) or ``ValueError`` (``"{name} must be a non-empty str, got {value!r}"``)."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be a {'non-empty ' if non_empty else ''}str, got {type(value).__name__}")
+    if non_empty and not value.strip():
+        raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+    return value

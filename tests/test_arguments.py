@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from course_utils.arguments import ArgumentTypeError, check_int, check_real
+from course_utils.arguments import ArgumentTypeError, check_int, check_real, check_str
 
 
 @pytest.mark.parametrize("value", [1, 7, np.int64(7), np.int32(7), np.uint8(7)])
@@ -96,3 +96,15 @@ def test_check_real_keep_int_returns_integers_as_exact_python_ints():
         check_real(-1, "n", minimum=0, keep_int=True)  # still checked
     with pytest.raises(ArgumentTypeError):
         check_real(True, "n", keep_int=True)
+
+
+def test_check_str_returns_the_text_and_refuses_other_kinds_and_blank_text_when_asked():
+    assert check_str("", "text") == "" and check_str("a b", "text", non_empty=True) == "a b"
+    for value in (b"bytes", None, 3, ["a"]):
+        with pytest.raises(ArgumentTypeError, match=f"text must be a str, got {type(value).__name__}"):
+            check_str(value, "text")
+    with pytest.raises(ArgumentTypeError, match="question must be a non-empty str, got int"):
+        check_str(3, "question", non_empty=True)
+    for blank in ("", "  \n"):
+        with pytest.raises(ValueError, match="question must be a non-empty str, got "):
+            check_str(blank, "question", non_empty=True)

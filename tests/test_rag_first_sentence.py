@@ -47,7 +47,7 @@ def test_a_line_break_ends_the_sentence_before_it():
 
 
 def test_first_sentence_rejects_non_text():
-    with pytest.raises(TypeError, match="text must be a string"):
+    with pytest.raises(TypeError, match="text must be a str"):
         first_sentence_end(b"Paris. It")
 
 

@@ -57,12 +57,12 @@ def test_messages_have_the_promised_shape():
 
 
 @pytest.mark.parametrize("question, passages, error, match", [
-    ("", [("a", "b")], ValueError, "question must be a non-empty string"),
+    ("", [("a", "b")], ValueError, "question must be a non-empty str"),
     ("Q?", [], TypeError, "non-empty sequence of .passage_id, text. pairs"),
     ("Q?", "abc", TypeError, "non-empty sequence"),
     ("Q?", [("a", "b", "c")], TypeError, "each passage must be a .passage_id, text. tuple"),
-    ("Q?", [("", "b")], ValueError, "a passage id must be a non-empty string"),
-    ("Q?", [("a", "  ")], ValueError, "a passage text must be a non-empty string"),
+    ("Q?", [("", "b")], ValueError, "a passage id must be a non-empty str"),
+    ("Q?", [("a", "  ")], ValueError, "a passage text must be a non-empty str"),
 ])
 def test_rag_message_rejects_bad_input(question, passages, error, match):
     with pytest.raises(error, match=match):
@@ -148,7 +148,7 @@ def test_answer_with_probs_rejects_bad_input(trained):
     tok, model = trained
     with pytest.raises(TypeError, match="messages must be a non-empty sequence of strings"):
         answer_with_probs(model, tok, "Hi")
-    with pytest.raises(ValueError, match="every message must be a non-empty string"):
+    with pytest.raises(ValueError, match="every message must be a non-empty str"):
         answer_with_probs(model, tok, ["Hi", ""])
     with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         answer_with_probs(model, tok, ["Hi"], batch_size=0)

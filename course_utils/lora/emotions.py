@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from course_utils.arguments import check_int, check_real
+from course_utils.arguments import check_int, check_real, check_str
 
 EMOTIONS = ("joy", "sadness", "anger", "fear")
 
@@ -206,8 +206,7 @@ def emotion_dataset(n_train: int, n_test: int, seed: int = 0,
 
 def instruction(text: str) -> str:
     """The user message for one sentence: the question, listing the four labels, and the quoted sentence."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"text must be a non-empty string, got {text!r}")
+    check_str(text, "text", non_empty=True)
     return f'{QUESTION} "{text}"'
 
 
@@ -218,8 +217,7 @@ def match_label(answer: str) -> str | None:
     So "Sadness." and ' "joy"!' count, but "The emotion is fear" and "joy/sadness" do not (None): the chapter's
     fine-tuned model answers with one word, and a base model's verbose answer counts as wrong unless it STARTS with
     the label. :func:`contains_label` is the lenient second metric."""
-    if not isinstance(answer, str):
-        raise TypeError(f"answer must be a string, got {type(answer).__name__}")
+    check_str(answer, "answer")
     words = answer.lower().split()
     first = words[0].strip(_STRIP) if words else ""
     return first if first in EMOTIONS else None
@@ -228,7 +226,6 @@ def match_label(answer: str) -> str | None:
 def contains_label(answer: str) -> str | None:
     """The lenient metric: the one label that occurs anywhere in the lowercased answer as a whole word; None if no
     label or several different labels occur ("fearful" and "sad" are not labels)."""
-    if not isinstance(answer, str):
-        raise TypeError(f"answer must be a string, got {type(answer).__name__}")
+    check_str(answer, "answer")
     found = set(re.findall(r"\b(" + "|".join(EMOTIONS) + r")\b", answer.lower()))
     return found.pop() if len(found) == 1 else None

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_str
 from course_utils.lora.memory import TrainingMemory, training_memory
 from course_utils.model.gpt import GPTConfig
 
@@ -58,8 +58,7 @@ class ModelShape:
     positions: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str):
-            raise TypeError(f"name must be a str, got {type(self.name).__name__}")
+        check_str(self.name, "name")
         for field in ("n_layer", "hidden", "n_head", "n_kv_head", "ffn_hidden", "vocab_size"):  # stored as ints
             object.__setattr__(self, field, check_int(getattr(self, field), field, minimum=1))
         object.__setattr__(self, "positions", check_int(self.positions, "positions", minimum=0,

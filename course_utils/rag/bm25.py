@@ -43,7 +43,7 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse
 
-from course_utils.arguments import check_int, check_real
+from course_utils.arguments import check_int, check_real, check_str
 
 VARIANTS = ("okapi", "lucene")
 # Runs of Unicode letters and digits: punctuation, apostrophes and underscores split words ("don't" -> don, t;
@@ -54,8 +54,7 @@ TOKEN_RE = re.compile(r"[^\W_]+")
 def tokenize(text: str, stopwords: frozenset | None = None) -> list[str]:
     """Lowercase word tokens: the runs of letters and digits of ``text`` (regex ``[^\\W_]+``), minus
     ``stopwords`` (lowercase words) if given."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_str(text, "text")
     tokens = TOKEN_RE.findall(text.lower())
     if stopwords is not None:
         if not isinstance(stopwords, (set, frozenset)):

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_str
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,7 @@ def chunk_words(text: str, size: int, overlap: int = 0) -> list[str]:
     """Windows of ``size`` whitespace-separated words, a new one every ``size - overlap`` words, joined by single
     spaces. A text of at most ``size`` words gives one chunk; an empty (or all-whitespace) text gives none.
     Requires size >= 1 and 0 <= overlap < size."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_str(text, "text")
     size = check_int(size, "size", minimum=1)
     overlap = check_int(overlap, "overlap", minimum=0)
     if overlap >= size:
@@ -83,8 +82,7 @@ def chunk_documents(documents: Iterable, size: int = 80, overlap: int = 20) -> l
 def chunk_lines(text: str, lines_per_chunk: int, stride: int) -> list[str]:
     """Windows of ``lines_per_chunk`` non-empty lines (stripped), a new one every ``stride`` lines, joined by
     newlines. Requires 1 <= stride <= lines_per_chunk (a larger stride would skip lines)."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_str(text, "text")
     lines_per_chunk = check_int(lines_per_chunk, "lines_per_chunk", minimum=1)
     stride = check_int(stride, "stride", minimum=1)
     if stride > lines_per_chunk:

@@ -26,6 +26,8 @@ from typing import Sequence
 
 import torch
 
+from course_utils.arguments import check_str
+
 ABBREVIATIONS = frozenset({"dr", "mr", "mrs", "ms", "st", "mt", "jr", "sr", "vs"})
 _MARK = re.compile(r"[.!?](?=\s)|\n")
 _WORD_BEFORE = re.compile(r"(\w+)$")
@@ -42,8 +44,7 @@ def _is_abbreviation_or_initial(text_before_mark: str) -> bool:
 def first_sentence_end(text: str) -> int | None:
     """The index in ``text`` just past its first sentence (the mark included, a line break excluded), or None when
     no sentence has ended yet (see the module docstring for the rule)."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    check_str(text, "text")
     start = len(text) - len(text.lstrip())
     for mark in _MARK.finditer(text, start):
         if mark.group() == "\n":

@@ -39,8 +39,9 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from course_utils.arguments import check_str
 from course_utils.rag.first_sentence import sentences
-from course_utils.rag.matching import (_EDGE, _check_text, _occurs, _strip_accents, contains_answer, mentions,
+from course_utils.rag.matching import (_EDGE, _occurs, _strip_accents, contains_answer, mentions,
                                        normalize_answer)
 
 GRADES = ("correct", "abstained", "no answer", "wrong")
@@ -76,7 +77,7 @@ _CLOSERS = "\"')]\u2019\u201d"
 def asks_only(prediction: str) -> bool:
     """True when the prediction has a sentence and every sentence is a question (ends in "?", closing quotes or
     brackets aside), sentences cut by chapter 08's first-sentence rule (:func:`first_sentence.sentences`)."""
-    pieces = [p for p in sentences(_check_text("prediction", prediction)) if normalize_answer(p)]
+    pieces = [p for p in sentences(check_str(prediction, "prediction")) if normalize_answer(p)]
     return bool(pieces) and all(p.rstrip(_CLOSERS).endswith("?") for p in pieces)
 
 
@@ -96,8 +97,8 @@ def is_non_answer(prediction: str, question: str | None = None) -> bool:
     """True when the prediction states nothing: it is empty, every sentence of it is a question (:func:`asks_only`)
     that names nothing the question does not (:func:`_names_something`), or its words are the question's, repeated
     (``question``, when given; case and punctuation ignored)."""
-    words = normalize_answer(_check_text("prediction", prediction)).split()
-    asked = normalize_answer(_check_text("question", question)).split() if question is not None else []
+    words = normalize_answer(check_str(prediction, "prediction")).split()
+    asked = normalize_answer(check_str(question, "question")).split() if question is not None else []
     if not words or (asks_only(prediction) and not _names_something(prediction, set(asked))):
         return True
     if not asked:
@@ -112,7 +113,7 @@ def is_non_answer(prediction: str, question: str | None = None) -> bool:
 
 
 def _abstention_text(prediction: str) -> str:
-    text = _strip_accents(_check_text("prediction", prediction).lower()).replace("\u2019", "'").replace("\u2018", "'")
+    text = _strip_accents(check_str(prediction, "prediction").lower()).replace("\u2019", "'").replace("\u2018", "'")
     return " ".join(text.split())
 
 
@@ -134,10 +135,10 @@ def commits_to_value(prediction: str, question, values: Sequence[str] = ()) -> b
     text = getattr(question, "text", None)
     asked = normalize_answer(text).split() if isinstance(text, str) else []
     answer = normalize_answer(question.answers[0])
-    words = normalize_answer(_check_text("prediction", prediction)).split()
+    words = normalize_answer(check_str(prediction, "prediction")).split()
     if answer.isdigit() and any(w.isdigit() and len(w) == len(answer) and w not in asked for w in words):
         return True
-    candidates = sorted(v for v in values if normalize_answer(_check_text("each value", v)))
+    candidates = sorted(v for v in values if normalize_answer(check_str(v, "each value")))
     named = mentions(prediction, candidates) if candidates else []
     return any(not _occurs(normalize_answer(v).split(), asked) for v in named)
 

@@ -48,14 +48,10 @@ import unicodedata
 from collections import Counter
 from typing import Sequence
 
+from course_utils.arguments import check_str
+
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
-
-
-def _check_text(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
-    return value
 
 
 # letters NFKD leaves whole (no combining mark to drop): "Skłodowska" must read "sklodowska"
@@ -75,7 +71,7 @@ def _is_punctuation(ch: str) -> bool:
 def normalize_answer(text: str) -> str:
     """Lowercase, strip accents, drop a possessive 's, remove punctuation, remove the articles a/an/the, collapse
     whitespace."""
-    text = _strip_accents(_check_text("text", text).lower())
+    text = _strip_accents(check_str(text, "text").lower())
     text = _POSSESSIVE.sub("", text)  # "van gogh's" -> "van gogh", not "van goghs"
     text = "".join(ch for ch in text if not _is_punctuation(ch))
     return " ".join(_ARTICLES.sub(" ", text).split())
@@ -89,7 +85,7 @@ def _answer_tokens(answers: Sequence[str]) -> list[list[str]]:
         raise TypeError("answers must be a non-empty sequence of strings (a list or tuple, not a single str)")
     tokens = []
     for answer in answers:
-        words = normalize_answer(_check_text("each answer", answer)).split()
+        words = normalize_answer(check_str(answer, "each answer")).split()
         if not words:
             raise ValueError(f"the answer {answer!r} normalises to nothing (only articles, punctuation or spaces)")
         tokens.append(words)
@@ -166,7 +162,7 @@ def contains_answer(prediction: str, answers: Sequence[str]) -> bool:
 
     ``answers[0]`` is the full answer and the rest its aliases: an alias without the full answer's first word (a
     surname) counts only where no other capitalised name stands right before it (see the module docstring)."""
-    tokens, where, raw = _words_with_positions(_check_text("prediction", prediction))
+    tokens, where, raw = _words_with_positions(check_str(prediction, "prediction"))
     accepted = _answer_tokens(answers)
     first = accepted[0][0]
     for answer in accepted:
@@ -185,14 +181,14 @@ def contains_answer(prediction: str, answers: Sequence[str]) -> bool:
 def mentions(prediction: str, candidates: Sequence[str]) -> list[str]:
     """The candidates (e.g. every answer of a relation) that the prediction contains, in the given order: more than
     one flags a hedged answer that :func:`contains_answer` would grade correct if the truth is among them."""
-    words = normalize_answer(_check_text("prediction", prediction)).split()
+    words = normalize_answer(check_str(prediction, "prediction")).split()
     return [c for c, tokens in zip(candidates, _answer_tokens(candidates)) if _occurs(tokens, words)]
 
 
 def token_f1(prediction: str, reference: str) -> float:
     """SQuAD's F1 over the bags of normalised tokens; 1.0 when both are empty, 0.0 when only one is."""
-    pred = normalize_answer(_check_text("prediction", prediction)).split()
-    ref = normalize_answer(_check_text("reference", reference)).split()
+    pred = normalize_answer(check_str(prediction, "prediction")).split()
+    ref = normalize_answer(check_str(reference, "reference")).split()
     if not pred or not ref:
         return float(pred == ref)
     common = sum((Counter(pred) & Counter(ref)).values())
@@ -210,14 +206,14 @@ def best_token_f1(prediction: str, answers: Sequence[str]) -> float:
 
 def answer_part(reply: str, question: str) -> str:
     """The reply's normalised words that are not words of the question ("Cela Tamrin was born in 1866" -> "1866")."""
-    asked = set(normalize_answer(_check_text("question", question)).split())
-    return " ".join(w for w in normalize_answer(_check_text("reply", reply)).split() if w not in asked)
+    asked = set(normalize_answer(check_str(question, "question")).split())
+    return " ".join(w for w in normalize_answer(check_str(reply, "reply")).split() if w not in asked)
 
 
 def answer_agreement(prediction: str, reference: str) -> float:
     """:func:`token_f1` between two answer parts, but 0.0 when the reference is empty: a reply that adds nothing to
     the question agrees with nothing (token F1 would give 1.0 to two empty parts)."""
-    if not normalize_answer(_check_text("reference", reference)):
-        _check_text("prediction", prediction)
+    if not normalize_answer(check_str(reference, "reference")):
+        check_str(prediction, "prediction")
         return 0.0
     return token_f1(prediction, reference)

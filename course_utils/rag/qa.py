@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from course_utils.arguments import check_int, check_real
+from course_utils.arguments import check_int, check_real, check_str
 from course_utils.device import check_generator
 from course_utils.generate.sampling import SamplingConfig, choose_next
 from course_utils.lora.answers import left_pad, pad_token_id
@@ -45,14 +45,9 @@ RAG_INSTRUCTION = "Answer in a few words, using only the passages."
 CITE_INSTRUCTION = "Then give the id of the passage you used, in brackets."
 
 
-def _check_text(name: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-
-
 def closed_book_message(question: str) -> str:
     """The user turn for a question asked without passages: the model answers from what its weights remember."""
-    _check_text("question", question)
+    check_str(question, "question", non_empty=True)
     return f"{question} {ANSWER_INSTRUCTION}"
 
 
@@ -70,14 +65,14 @@ def rag_message(question: str, passages: Sequence[tuple[str, str]], cite: bool =
     gold passage's id; an example id in the instruction was copied instead), and in that probe the request cost
     accuracy (the notebook tests that, paired, on its own questions): a negative result worth showing, not a feature
     to rely on."""
-    _check_text("question", question)
+    check_str(question, "question", non_empty=True)
     if isinstance(passages, str) or not isinstance(passages, Sequence) or not passages:
         raise TypeError("passages must be a non-empty sequence of (passage_id, text) pairs")
     for passage in passages:
         if not (isinstance(passage, tuple) and len(passage) == 2):
             raise TypeError(f"each passage must be a (passage_id, text) tuple, got {passage!r}")
-        _check_text("a passage id", passage[0])
-        _check_text("a passage text", passage[1])
+        check_str(passage[0], "a passage id", non_empty=True)
+        check_str(passage[1], "a passage text", non_empty=True)
     if not isinstance(cite, bool):
         raise TypeError(f"cite must be True or False, got {cite!r}")
     lines = [f"Passage [{pid}]: {' '.join(text.split())}" for pid, text in passages]
@@ -141,9 +136,8 @@ def _check_messages(messages: object, system: object) -> None:
     if isinstance(messages, str) or not isinstance(messages, Sequence) or not messages:
         raise TypeError("messages must be a non-empty sequence of strings (wrap a single message in a list)")
     for message in messages:
-        _check_text("every message", message)
-    if not isinstance(system, str):
-        raise TypeError(f"system must be a string, got {type(system).__name__}")
+        check_str(message, "every message", non_empty=True)
+    check_str(system, "system")
 
 
 def _cut(ids: list[int], stop_id: int) -> list[int]:

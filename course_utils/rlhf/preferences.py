@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import torch
 
-from course_utils.arguments import check_real
+from course_utils.arguments import check_real, check_str
 from course_utils.device import check_generator
 from course_utils.text.corpus import list_works, load_work
 
@@ -78,8 +78,7 @@ def corpus_vocabulary() -> frozenset:
 def score_terms(response: str, finished: bool = True, preference: Preference = PREFERENCE,
                 vocabulary: frozenset | None = None) -> dict[str, float]:
     """The pieces of the hidden score of one response line: counts and fractions before weighting."""
-    if not isinstance(response, str):
-        raise TypeError(f"response must be a str, got {type(response).__name__}")
+    check_str(response, "response")
     vocabulary = corpus_vocabulary() if vocabulary is None else vocabulary
     words = WORD.findall(response.lower())
     n = len(words)

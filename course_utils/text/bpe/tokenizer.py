@@ -35,7 +35,7 @@ import os
 from pathlib import Path
 from typing import Collection, Iterable, Iterator, Mapping, Sequence
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_str
 from course_utils.text.bpe.specials import check_disallowed, resolve_specials, split_allowed
 from course_utils.text.bpe.train import (GPT2_PATTERN, N_BYTES, check_special_tokens, compile_pattern, merge_pair,
                                          to_bytes)
@@ -193,8 +193,7 @@ class BPETokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Ids of ``text`` treating any special-token strings in it as ordinary text."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        check_str(text, "text")
         out: list[int] = []
         encode_pretoken = self._encode_pretoken
         for piece in self._regex.findall(text):
@@ -205,8 +204,7 @@ class BPETokenizer:
                disallowed_special: str | Collection[str] = "all") -> list[int]:
         """Ids of ``text``, special tokens as in tiktoken: an allowed special token's text becomes its id; a
         disallowed one's raises ``ValueError`` (by default all are disallowed); others are ordinary text."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        check_str(text, "text")
         allowed, disallowed = resolve_specials(self.special_tokens, allowed_special, disallowed_special)
         check_disallowed(text, disallowed)
         if not allowed:

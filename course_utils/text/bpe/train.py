@@ -46,7 +46,7 @@ from typing import Iterable, Sequence
 import regex
 from tqdm.auto import tqdm
 
-from course_utils.arguments import check_int
+from course_utils.arguments import check_int, check_str
 
 #: GPT-2's pre-tokenization pattern (Radford et al., 2019), also used by Hugging Face's ByteLevel pre-tokenizer.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -117,8 +117,7 @@ def check_special_tokens(special_tokens: Sequence[str]) -> tuple[str, ...]:
 
 def split_on_specials(text: str, special_tokens: Sequence[str]) -> list[tuple[str, bool]]:
     """Cut ``text`` into ``(piece, is_special)`` parts; the longest special token wins where several match."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_str(text, "text")
     if not special_tokens:
         return [(text, False)] if text else []
     alternation = "|".join(regex.escape(t) for t in sorted(special_tokens, key=len, reverse=True))
@@ -131,8 +130,7 @@ def split_on_specials(text: str, special_tokens: Sequence[str]) -> list[tuple[st
 
 def pretokenize(text: str, pattern: str = GPT2_PATTERN) -> list[str]:
     """Pre-tokens of ``text`` (no special-token handling); their concatenation is ``text`` for the GPT patterns."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_str(text, "text")
     return compile_pattern(pattern).findall(text)
 
 
