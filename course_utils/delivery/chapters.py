@@ -1,12 +1,13 @@
 """The chapter map: one table of every chapter (file, title, what it measures, time per profile), used by the
 README's chapter table, the start-here notebook, the notebook-naming test and the book build.
 
-Times are wall-clock minutes for a whole notebook executed top to bottom on :data:`REFERENCE_MACHINE` by ``python -m
-course_utils.delivery.book`` (recorded in ``benchmarks/RESULTS.md``, "The chapter map re-timed on one box"): the cpu
-column from one cpu book on 2026-12-05 at 30bbeb8, with no other heavy job beside it and a course cache holding only
-SmolLM2's converted weights; the smoke column from one smoke book the same day at d9722d4 from an empty cache
-(chapter 01's smoke time includes SmolLM2's one-time conversion, 20-45 s). Times vary by about 30% between sessions:
-the map is a rough guide, not a benchmark.
+Times are wall-clock minutes for a whole notebook executed top to bottom on :data:`REFERENCE_MACHINE`: each row's
+latest whole-notebook run recorded in ``benchmarks/RESULTS.md`` (the comment beside it gives the run) with no other
+heavy job beside it, either in a book (``python -m course_utils.delivery.book``, 2026-12-05) or alone with ``jupyter
+nbconvert --execute`` after a fresh read changed the chapter (2026-12-06), each with SmolLM2's converted weights
+cached. Chapter 01's smoke time is the 2026-12-05 book's from an empty cache, which includes SmolLM2's one-time
+conversion (20-45 s); chapter 09's cpu time is that book's, its later run having shared the machine. Times vary by
+about 30% between sessions: the map is a rough guide, not a benchmark.
 The start-here notebook has no profile-dependent work, so its cpu time is its smoke time.
 ``None`` means not measured yet (no notebook has run the gpu profile on a GPU, so it has no times; benchmark scripts
 have run some chapters' code on one).
@@ -57,42 +58,42 @@ START_HERE = Chapter("00", "start_here", "Start here",
 CHAPTERS = (
     Chapter("01", "language_modelling", "Language modelling",
             "chain rule, n-grams, bits per byte, a tiny GPT, SmolLM2 on held-out plays",
-            {"smoke": 0.6, "cpu": 5.3, "gpu": None}),  # 5:17 cpu, 34 s smoke
+            {"smoke": 0.6, "cpu": 5.7, "gpu": None}),  # 5:39 cpu (12-06), 34 s smoke (book, empty cache)
     Chapter("02", "attention_masks", "Attention masks",
             "causal, padding, bidirectional, prefix-LM, sliding window, MLM vs causal",
-            {"smoke": 0.4, "cpu": 3.0, "gpu": None}),  # 3:03 cpu, 22 s smoke
+            {"smoke": 0.5, "cpu": 3.9, "gpu": None}),  # 3:56 cpu, 30 s smoke (12-06)
     Chapter("03", "bpe", "Byte-pair encoding",
             "a fast exact BPE trainer against `tokenizers` and tiktoken, vocabulary size at a fixed token budget",
-            {"smoke": 0.2, "cpu": 4.4, "gpu": None}),  # 4:22 cpu, 12 s smoke
+            {"smoke": 0.3, "cpu": 4.9, "gpu": None}),  # 4:55 cpu, 18 s smoke (12-06)
     Chapter("04", "scaling_laws", "Scaling laws",
             "a grid of tiny GPTs, L(N, D) fits, IsoFLOP curves, a prediction made before the run, emergence",
-            {"smoke": 0.5, "cpu": 6.1, "gpu": None}),  # 6:06 cpu, 28 s smoke
+            {"smoke": 0.6, "cpu": 7.8, "gpu": None}),  # 7:49 cpu, 36 s smoke from an empty cache (12-06)
     Chapter("05", "rlhf", "RLHF",
             "a Bradley-Terry reward model, PPO with a KL penalty, reward hacking, DPO and GRPO, scored by a hidden "
-            "preference", {"smoke": 0.8, "cpu": 5.3, "gpu": None}),  # 5:18 cpu, 49 s smoke
+            "preference", {"smoke": 1.4, "cpu": 6.9, "gpu": None}),  # 6:55 cpu, 1:27 smoke (12-06)
     Chapter("06", "lora", "LoRA",
             "a LoRA layer from scratch on SmolLM2, memory accounting, SFT with label masking, merging, rank and "
             "rsLoRA, LoRA vs full fine-tuning",
-            {"smoke": 1.1, "cpu": 6.4, "gpu": None}),  # 6:26 cpu, 65 s smoke
+            {"smoke": 1.3, "cpu": 8.2, "gpu": None}),  # 8:09 cpu, 1:16 smoke (12-06)
     Chapter("07", "sampling", "Sampling",
             "temperature, top-k/p, min-p, penalties, beam search, KV cache, checked against transformers",
-            {"smoke": 0.6, "cpu": 2.2, "gpu": None}),  # 2:13 cpu, 35 s smoke
+            {"smoke": 0.7, "cpu": 3.3, "gpu": None}),  # 3:19 cpu, 43 s smoke (12-06)
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
             "hybrid retrieval, RAG, detection by self-consistency, FAISS",
-            {"smoke": 1.1, "cpu": 5.9, "gpu": None}),  # 5:53 cpu, 64 s smoke
+            {"smoke": 1.3, "cpu": 5.4, "gpu": None}),  # 5:25 cpu, 1:17 smoke (12-06)
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits matching transformers' (exactly on the CPU); a tiny mixture of experts",
-            {"smoke": 0.4, "cpu": 5.1, "gpu": None}),  # 5:03 cpu, 23 s smoke
+            {"smoke": 0.5, "cpu": 5.1, "gpu": None}),  # 5:03 cpu (book), 27 s smoke (12-06)
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
             "scoring, leakage, prompt sensitivity, constrained answers, chain of thought",
-            {"smoke": 1.1, "cpu": 6.1, "gpu": None}),  # 6:04 cpu, 66 s smoke
+            {"smoke": 1.1, "cpu": 6.7, "gpu": None}),  # 6:40 cpu, 1:04 smoke (12-06)
     Chapter("11", "training_at_scale", "Training at scale",
             "where training memory goes, mixed precision, checkpointing, accumulation; DDP, FSDP2 and tensor "
             "parallelism on two torch.distributed processes; the pipeline bubble; a 70B parallelism planner",
-            {"smoke": 0.5, "cpu": 1.6, "gpu": None}),  # 1:39 cpu, 31 s smoke
+            {"smoke": 1.1, "cpu": 2.0, "gpu": None}),  # 2:00 cpu, 1:04 smoke (12-06)
 )
 
 PLANNED: tuple[Chapter, ...] = ()  # chapters announced in the README before they are written
@@ -124,10 +125,10 @@ def chapter_map_markdown(repository: str | None = None, link_prefix: str = "note
         times = " | ".join("-" if not c.minutes else c.time_text(p) for p in PROFILES)
         rows.append(f"| {c.number} | [{c.title}]({link_prefix}{c.filename}): {c.summary} | {times} | "
                     f"[open]({colab_url(c.filename, repository)}) |")
-    note = (f"Minutes: one whole notebook, measured on {REFERENCE_MACHINE}: cpu in one book on 2026-12-05 with "
-            "no other heavy job beside it, smoke in one book the same day (details in benchmarks/RESULTS.md): a "
-            "rough guide, which varies by about 30% between sessions; – means not measured yet (no notebook has run "
-            "the gpu profile on a GPU yet).")
+    note = (f"Minutes: one whole notebook, measured on {REFERENCE_MACHINE}, each chapter's latest run recorded in "
+            "benchmarks/RESULTS.md with no other heavy job beside it (a book on 2026-12-05, or a run of the chapter "
+            "alone on 2026-12-06 after it changed): a rough guide, which varies by about 30% between sessions; – "
+            "means not measured yet (no notebook has run the gpu profile on a GPU yet).")
     table = "\n".join(head + rows) + f"\n\n{note}"
     if PLANNED:
         table += "\n\nComing next: " + "; ".join(f"{c.number} {c.title} ({c.summary})" for c in PLANNED) + "."
