@@ -311,6 +311,14 @@ def test_sample_answers_rejects_bad_input(trained, kwargs, error, match):
         sample_answers(model, tok, "Hi", **args)
 
 
+@pytest.mark.parametrize("message", ["", "   ", None, ["Hi"]])
+def test_sample_answers_refuses_a_message_that_is_not_a_non_empty_str(trained, message):
+    tok, model = trained
+    with pytest.raises(TypeError if not isinstance(message, str) else ValueError,
+                       match="message must be a non-empty str"):
+        sample_answers(model, tok, message, n=2, generator=make_generator(0, "cpu"))
+
+
 def test_sample_answers_checks_the_generator_device():
     """A model on another device than the generator (meta here, cuda on Colab) is refused before any draw."""
     tok, model = tiny_chat_tokenizer(), tiny_llama().to("meta")

@@ -285,7 +285,6 @@ def sample_answers(model: nn.Module, tokenizer, message: str, n: int, temperatur
                    generator: torch.Generator, top_p: float | None = None, max_new_tokens: int = 24,
                    system: str = "") -> list[str]:
     """``n`` sampled answers to one user message (:func:`sample_answers_many` for a single message)."""
-    if not isinstance(message, str):
-        raise ValueError(f"message must be a non-empty string, got {message!r}")
+    check_str(message, "message", non_empty=True)
     return sample_answers_many(model, tokenizer, [message], n, temperature, generator=generator, top_p=top_p,
                                max_new_tokens=max_new_tokens, system=system, batch_size=n)[0]
