@@ -4,10 +4,11 @@ README's chapter table, the start-here notebook, the notebook-naming test and th
 Times are wall-clock minutes for a whole notebook executed top to bottom on :data:`REFERENCE_MACHINE`: each row's
 latest whole-notebook run recorded in ``benchmarks/RESULTS.md`` (the comment beside it gives the run) with no other
 heavy job beside it, either in a book (``python -m course_utils.delivery.book``, 2026-12-05) or alone with ``jupyter
-nbconvert --execute`` after a fresh read changed the chapter (2026-12-06), each with SmolLM2's converted weights
-cached. Chapter 01's smoke time is the 2026-12-05 book's from an empty cache, which includes SmolLM2's one-time
-conversion (20-45 s); chapter 09's cpu time is that book's, its later run having shared the machine. Times vary by
-about 30% between sessions: the map is a rough guide, not a benchmark.
+nbconvert --execute`` after a fresh read changed the chapter (2026-12-06). Two smoke times are instead first runs from
+an empty course cache: chapter 01's (the 2026-12-05 book's, which includes SmolLM2's one-time conversion, 20-45 s)
+and chapter 04's (its sweep trained afresh; 0:20 with the sweep cached); the others had SmolLM2's converted weights
+cached. Chapter 09's cpu time is the book's, its later run having shared the machine. Times vary by about 30% between
+sessions: the map is a rough guide, not a benchmark.
 The start-here notebook has no profile-dependent work, so its cpu time is its smoke time.
 ``None`` means not measured yet (no notebook has run the gpu profile on a GPU, so it has no times; benchmark scripts
 have run some chapters' code on one).
@@ -70,7 +71,7 @@ CHAPTERS = (
             {"smoke": 0.6, "cpu": 7.8, "gpu": None}),  # 7:49 cpu, 36 s smoke from an empty cache (12-06)
     Chapter("05", "rlhf", "RLHF",
             "a Bradley-Terry reward model, PPO with a KL penalty, reward hacking, DPO and GRPO, scored by a hidden "
-            "preference", {"smoke": 1.4, "cpu": 6.9, "gpu": None}),  # 6:55 cpu, 1:27 smoke (12-06)
+            "preference", {"smoke": 0.9, "cpu": 6.9, "gpu": None}),  # 6:55 cpu, 0:54 smoke (12-06, 3adbcab)
     Chapter("06", "lora", "LoRA",
             "a LoRA layer from scratch on SmolLM2, memory accounting, SFT with label masking, merging, rank and "
             "rsLoRA, LoRA vs full fine-tuning",
@@ -89,7 +90,7 @@ CHAPTERS = (
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
             "scoring, leakage, prompt sensitivity, constrained answers, chain of thought",
-            {"smoke": 1.1, "cpu": 6.7, "gpu": None}),  # 6:40 cpu, 1:04 smoke (12-06)
+            {"smoke": 1.1, "cpu": 7.2, "gpu": None}),  # 7:14 cpu (b24d4c3), 1:04 smoke (12-06)
     Chapter("11", "training_at_scale", "Training at scale",
             "where training memory goes, mixed precision, checkpointing, accumulation; DDP, FSDP2 and tensor "
             "parallelism on two torch.distributed processes; the pipeline bubble; a 70B parallelism planner",
@@ -127,8 +128,9 @@ def chapter_map_markdown(repository: str | None = None, link_prefix: str = "note
                     f"[open]({colab_url(c.filename, repository)}) |")
     note = (f"Minutes: one whole notebook, measured on {REFERENCE_MACHINE}, each chapter's latest run recorded in "
             "benchmarks/RESULTS.md with no other heavy job beside it (a book on 2026-12-05, or a run of the chapter "
-            "alone on 2026-12-06 after it changed): a rough guide, which varies by about 30% between sessions; – "
-            "means not measured yet (no notebook has run the gpu profile on a GPU yet).")
+            "alone on 2026-12-06 after it changed; course_utils/delivery/chapters.py names each run): a rough guide, "
+            "which varies by about 30% between sessions; – means not measured yet (no notebook has run the gpu "
+            "profile on a GPU yet).")
     table = "\n".join(head + rows) + f"\n\n{note}"
     if PLANNED:
         table += "\n\nComing next: " + "; ".join(f"{c.number} {c.title} ({c.summary})" for c in PLANNED) + "."
