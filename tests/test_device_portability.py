@@ -358,3 +358,15 @@ def test_exact_search_and_the_attention_heatmap_move_tensors_to_the_cpu_before_n
         plt.close(fig)
     expected_scores, expected_ids = exact_topk(embeddings, queries, 3)
     assert torch.equal(scores, expected_scores) and torch.equal(ids, expected_ids) and recall == 1.0
+
+
+def test_reference_solutions_build_their_constants_on_the_inputs_device():
+    """A reference solution reused on CUDA or MPS inputs must not mix in a CPU-made constant (a causal mask, RoPE's
+    frequencies): on an accelerator that raises a device mismatch. ``meta`` stands in for the accelerator."""
+    from course_utils.solutions import ch02, ch09
+    x = torch.zeros(2, 3, 5, 8, device=META)  # (B, H, T, D)
+    assert ch09.apply_rotary(x, torch.arange(5, device=META)).device == META
+    q, kv = torch.zeros(1, 4, 5, 8, device=META), torch.zeros(1, 2, 5, 8, device=META)  # 4 query heads, 2 KV heads
+    assert ch09.grouped_query_attention(q, kv, kv).device == META
+    assert ch02.document_causal_mask(torch.zeros(5, dtype=torch.long, device=META)).device == META
+    assert ch02.packed_position_ids(torch.zeros(1, 5, dtype=torch.long, device=META)).device == META

@@ -30,7 +30,7 @@ def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
     """
     T = doc_ids.shape[0]
     same_doc = doc_ids[:, None] == doc_ids[None, :]  # (T, T)
-    causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
+    causal = torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()  # (T, T)
     return same_doc & causal
 
 
@@ -42,7 +42,7 @@ def packed_position_ids(doc_ids: torch.Tensor) -> torch.Tensor:
     doc_ids = torch.as_tensor(doc_ids)
     T = doc_ids.shape[-1]
     same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]  # (B, T, T)
-    causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
+    causal = torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()  # (T, T)
     positions = (same_doc & causal).sum(-1) - 1  # (B, T)
     return positions.masked_fill(doc_ids < 0, 0)
 

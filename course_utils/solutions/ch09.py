@@ -13,8 +13,8 @@ import torch
 def apply_rotary(x: torch.Tensor, positions: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
     """Turn pair (x_i, x_{i+D/2}) of row t by angle positions[t] * theta^(-2i/D): (..., T, D) -> (..., T, D)."""
     D = x.shape[-1]
-    frequencies = theta ** (-torch.arange(0, D, 2, dtype=torch.float32) / D)  # (D/2,) theta^(-2i/D)
-    angles = positions.float()[:, None] * frequencies  # (T, D/2)
+    frequencies = theta ** (-torch.arange(0, D, 2, dtype=torch.float32, device=x.device) / D)  # (D/2,) theta^(-2i/D)
+    angles = positions.to(x.device).float()[:, None] * frequencies  # (T, D/2)
     cos, sin = angles.cos(), angles.sin()
     a, b = x[..., : D // 2], x[..., D // 2:]  # (..., T, D/2) each: the two coordinates of every pair
     return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)  # (..., T, D)
@@ -27,7 +27,7 @@ def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     v = v.repeat_interleave(group, dim=1)
     T = q.shape[2]
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, T, T)
-    causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T) True where attending is allowed
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()  # (T, T) True where attending is allowed
     return scores.masked_fill(~causal, float("-inf")).softmax(dim=-1) @ v  # (B, H, T, D)
 
 
