@@ -52,6 +52,21 @@ def test_ring_replay_catches_a_bad_index():
     assert "chunk index" in rejects(ex.check_ring_schedule, lambda p: [[p] * p] * (2 * (p - 1)))
 
 
+def test_ring_accepts_whole_floats_and_tensors_and_refuses_fractions_and_bools():
+    ex.check_ring_schedule(lambda p: [[float(c) for c in step] for step in sol.ring_schedule(p)])  # 1.0 is chunk 1
+    ex.check_ring_schedule(lambda p: torch.tensor(sol.ring_schedule(p)))
+    # int() would read 1.7 as 1 and True as 1, turning these into the right schedule
+    fractions = rejects(ex.check_ring_schedule, lambda p: [[c + 0.7 for c in step] for step in sol.ring_schedule(p)])
+    assert "whole-number chunk indices" in fractions
+    bools = rejects(ex.check_ring_schedule,
+                    lambda p: [[bool(c) for c in step] for step in sol.ring_schedule(p)] if p == 2 else
+                    sol.ring_schedule(p))
+    assert "whole-number chunk indices" in bools
+    tensor_bools = rejects(ex.check_ring_schedule,
+                           lambda p: torch.tensor(sol.ring_schedule(p)).bool() if p == 2 else sol.ring_schedule(p))
+    assert "whole-number chunk indices" in tensor_bools
+
+
 # ---------- exercise 2: ZeRO ----------
 
 def test_zero_reference_matches_the_paper():

@@ -96,13 +96,24 @@ RING_HINT = ("reduce-scatter: at step s, rank r passes on the chunk it has just 
              "chunk it holds or has just received. Return 2(p - 1) steps of p chunk indices each")
 
 
+def _chunk_index(entry: Any) -> int:
+    """A chunk index as an int: ints, NumPy and tensor integers, and floats such as 1.0; a bool, a string or a
+    fraction (1.7) raises ``ValueError`` (``int()`` would read 1.7 and True as 1)."""
+    if isinstance(entry, (bool, str, bytes)) or str(getattr(entry, "dtype", "")) in ("bool", "torch.bool"):
+        raise ValueError(entry)
+    value = float(entry)
+    if not value.is_integer():
+        raise ValueError(entry)
+    return int(value)
+
+
 def _replay(schedule: Any, p: int, tensors: list[torch.Tensor], name: str) -> list[list[torch.Tensor]]:
     """Run the learner's schedule on per-rank tensors; every malformed step is a clear failure."""
     try:
-        steps = [[int(c) for c in step] for step in schedule]
+        steps = [[_chunk_index(c) for c in step] for step in schedule]
     except (TypeError, ValueError):
-        raise AssertionError(f"{name}: expected a list of steps, each a list of {p} chunk indices. {RING_HINT}") \
-            from None
+        raise AssertionError(f"{name}: expected a list of steps, each a list of {p} whole-number chunk indices. "
+                             f"{RING_HINT}") from None
     if len(steps) != 2 * (p - 1):
         raise AssertionError(f"{name}: {len(steps)} steps; a ring all-reduce over {p} ranks takes exactly "
                              f"2(p - 1) of them. {RING_HINT}")

@@ -19,8 +19,8 @@ first pipeline stage:
 :func:`plan_parallelism` returns every valid plan as a :class:`Plan` (sortable: by total bytes), :func:`best_plans`
 the few that fit with the least model parallelism (data parallelism communicates least per step, so a plan with
 smaller ``tp * pp * cp`` is preferred), which is what the chapter's widget shows, and :func:`draw_plans` their
-memory as stacked bars. Memory is in decimal GB (1e9 bytes), as in the ZeRO paper; an "80 GB" H100 has 80 GiB =
-85.9 GB, of which the CUDA context, NCCL buffers and fragmentation take several, so 80e9 is a fair usable budget.
+memory as stacked bars. Memory is in decimal GB (1e9 bytes), as in the ZeRO paper; an "80 GB" H100 holds about 80 GiB
+(about 85 GB), of which the CUDA context, NCCL buffers and fragmentation take several, so 80e9 is a fair usable budget.
 
 Left out: the uneven last stage, communication buffers and time, interleaved pipelines, expert parallelism, the
 logits of the output layer, and everything about speed: a plan that fits is not necessarily a fast one.
