@@ -66,8 +66,7 @@ def main() -> None:
 
     print("per-token latency (ms) at sequence length T:")
     seq = cached[:, : config.block_size]
-    for T in (32, 128, 256, config.block_size - 1):
-        T = min(T, seq.shape[1] - 1)
+    for T in sorted({min(T, seq.shape[1] - 1) for T in (32, 128, 256, config.block_size - 1)}):  # each length once
         with torch.no_grad():
             _, full = timed(lambda: model(seq[:, : T + 1]))
             cache = KVCache.empty(model, 1)
