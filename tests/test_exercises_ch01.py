@@ -338,6 +338,7 @@ def test_perplexity_accepts_float32_forms_at_the_gpu_profiles_length():
     probs = (0.02 + 0.9 * torch.rand(200_000, generator=gen, dtype=torch.float64)).tolist()
     ex.check_perplexity(lambda p: (torch.tensor(p) ** (-1 / len(p))).prod(), probs)  # float32 product of powers
     ex.check_perplexity(lambda p: torch.tensor(p).log().neg().mean().exp(), probs)  # float32 mean of logs
+
     def off_on_long_inputs(p):  # right on the check's short hand-made cases, 1% off on the long one
         return sol.perplexity_from_probs(p) * (1.01 if len(p) > 100 else 1.0)
 
