@@ -7,8 +7,7 @@ heavy job beside it, either in a book (``python -m course_utils.delivery.book``,
 nbconvert --execute`` after a fresh read changed the chapter (2026-12-06). Two smoke times are instead first runs from
 an empty course cache: chapter 01's (the 2026-12-05 book's, which includes SmolLM2's one-time conversion, 20-45 s)
 and chapter 04's (its sweep trained afresh; 0:20 with the sweep cached); the others had SmolLM2's converted weights
-cached. Chapter 09's cpu time is the book's, its later run having shared the machine. Times vary by about 30% between
-sessions: the map is a rough guide, not a benchmark.
+cached. Times vary by about 30% between sessions: the map is a rough guide, not a benchmark.
 The start-here notebook has no profile-dependent work, so its cpu time is its smoke time.
 ``None`` means not measured yet (no notebook has run the gpu profile on a GPU, so it has no times; benchmark scripts
 have run some chapters' code on one).
@@ -59,7 +58,7 @@ START_HERE = Chapter("00", "start_here", "Start here",
 CHAPTERS = (
     Chapter("01", "language_modelling", "Language modelling",
             "chain rule, n-grams, bits per byte, a tiny GPT, SmolLM2 on held-out plays",
-            {"smoke": 0.6, "cpu": 5.7, "gpu": None}),  # 5:39 cpu (12-06), 34 s smoke (book, empty cache)
+            {"smoke": 0.6, "cpu": 6.7, "gpu": None}),  # 6:41 cpu (12-06 night), 34 s smoke (book, empty cache)
     Chapter("02", "attention_masks", "Attention masks",
             "causal, padding, bidirectional, prefix-LM, sliding window, MLM vs causal",
             {"smoke": 0.5, "cpu": 3.9, "gpu": None}),  # 3:56 cpu, 30 s smoke (12-06)
@@ -78,7 +77,7 @@ CHAPTERS = (
             {"smoke": 1.3, "cpu": 8.2, "gpu": None}),  # 8:09 cpu, 1:16 smoke (12-06)
     Chapter("07", "sampling", "Sampling",
             "temperature, top-k/p, min-p, penalties, beam search, KV cache, checked against transformers",
-            {"smoke": 0.7, "cpu": 3.3, "gpu": None}),  # 3:19 cpu, 43 s smoke (12-06)
+            {"smoke": 0.9, "cpu": 2.3, "gpu": None}),  # 2:20 cpu, 53 s smoke (12-06 night)
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
             "hybrid retrieval, RAG, detection by self-consistency, FAISS",
@@ -86,7 +85,7 @@ CHAPTERS = (
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits matching transformers' (exactly on the CPU); a tiny mixture of experts",
-            {"smoke": 0.5, "cpu": 5.1, "gpu": None}),  # 5:03 cpu (book), 27 s smoke (12-06)
+            {"smoke": 0.6, "cpu": 5.6, "gpu": None}),  # 5:38 cpu, 38 s smoke (12-06 night)
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
             "scoring, leakage, prompt sensitivity, constrained answers, chain of thought",
@@ -94,7 +93,7 @@ CHAPTERS = (
     Chapter("11", "training_at_scale", "Training at scale",
             "where training memory goes, mixed precision, checkpointing, accumulation; DDP, FSDP2 and tensor "
             "parallelism on two torch.distributed processes; the pipeline bubble; a 70B parallelism planner",
-            {"smoke": 1.1, "cpu": 2.0, "gpu": None}),  # 2:00 cpu, 1:04 smoke (12-06)
+            {"smoke": 0.6, "cpu": 1.9, "gpu": None}),  # 1:53 cpu, 37 s smoke (12-06 night)
 )
 
 PLANNED: tuple[Chapter, ...] = ()  # chapters announced in the README before they are written
