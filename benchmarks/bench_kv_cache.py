@@ -2,8 +2,8 @@
 
 Both arms use the same randomly initialised GPT (timing does not depend on the weights), the same 16-token prompt,
 greedy decoding, and must produce identical tokens (checked). The two arms take turns, ``--repeats`` rounds of one
-cached and one uncached generation, which goes first alternating (a slow spell of the shared machine hits both), and
-each keeps its fastest round.
+cached and one uncached generation, the first of the two alternating (a slow spell of the shared machine hits both),
+and each keeps its fastest round.
 Printed: seconds, tokens/s, the speed-up ratio with the range of the per-round ratios, per-token latency at a few
 sequence lengths, and peak memory (RSS) of the process.
 
