@@ -295,6 +295,8 @@ def no_never_fits(n, m):  # the closed form without the None case: a negative or
     _wrong_fit(lambda k, n, m, s: None if s == 0 else k),  # stage 0 never fits
     _wrong_fit(lambda k, n, m, s: -1 if k is None else k),  # -1 instead of None
     _wrong_fit(lambda k, n, m, s: math.inf if k is None else k),  # inf instead of None
+    _wrong_fit(lambda k, n, m, s: np.True_ if k == 1 else k),  # a comparison's NumPy bool for one rank
+    _wrong_fit(lambda k, n, m, s: 2.5 if k is not None and k > 1 else k),  # a fraction of a rank
     _wrong_fit(lambda k, n, m, s: k if k in (None, 1) else k + 1),  # one rank too many
     lambda n, m: sol.smallest_ranks_that_fit(n, m)[::-1],  # stages in the wrong order
     lambda n, m: sol.smallest_ranks_that_fit(n, m)[1:],  # a stage missing

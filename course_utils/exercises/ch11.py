@@ -54,7 +54,6 @@ Left out: checks of argument validation, of the all-gather phase's alternative o
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
@@ -96,11 +95,14 @@ RING_HINT = ("reduce-scatter: at step s, rank r passes on the chunk it has just 
              "chunk it holds or has just received. Return 2(p - 1) steps of p chunk indices each")
 
 
-def _chunk_index(entry: Any) -> int:
-    """A chunk index as an int: ints, NumPy and tensor integers, and floats such as 1.0; a bool, a string or a
-    fraction (1.7) raises ``ValueError`` (``int()`` would read 1.7 and True as 1)."""
+def _whole_number(entry: Any) -> int:
+    """A chunk index or a number of ranks as an int: ints, NumPy and tensor integers, and floats such as 1.0; a bool
+    (Python's, NumPy's or a tensor's), a string, a fraction (1.7) or a non-finite float raises ``ValueError``
+    (``int()`` would read 1.7 and True as 1)."""
     if isinstance(entry, (bool, str, bytes)) or str(getattr(entry, "dtype", "")) in ("bool", "torch.bool"):
         raise ValueError(entry)
+    if isinstance(entry, int):
+        return entry  # exact however large
     value = float(entry)
     if not value.is_integer():
         raise ValueError(entry)
@@ -110,7 +112,7 @@ def _chunk_index(entry: Any) -> int:
 def _replay(schedule: Any, p: int, tensors: list[torch.Tensor], name: str) -> list[list[torch.Tensor]]:
     """Run the learner's schedule on per-rank tensors; every malformed step is a clear failure."""
     try:
-        steps = [[_chunk_index(c) for c in step] for step in schedule]
+        steps = [[_whole_number(c) for c in step] for step in schedule]
     except (TypeError, ValueError):
         raise AssertionError(f"{name}: expected a list of steps, each a list of {p} whole-number chunk indices. "
                              f"{RING_HINT}") from None
@@ -244,13 +246,13 @@ def _fit_entries(name: str, answer: Any) -> list[int | None]:
             out.append(None)
             continue
         try:
-            value = float(entry)
+            value = _whole_number(entry)
         except (TypeError, ValueError):
-            value = float("nan")
-        if isinstance(entry, (bool, str, bytes)) or not math.isfinite(value) or not value.is_integer() or value < 1:
+            value = 0
+        if value < 1:
             raise AssertionError(f"{name}, stage {stage}: expected a whole number of ranks (at least one), or None "
                                  f"for a stage that never fits; got {entry!r}. {FIT_HINT}")
-        out.append(int(value))
+        out.append(value)
     return out
 
 
