@@ -45,7 +45,9 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
             raise AssertionError(f"{name}: shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)}. {hint}")
         if not torch.allclose(actual_t, expected_t, atol=atol, rtol=rtol, equal_nan=False):
             wrong = (~torch.isclose(actual_t, expected_t, atol=atol, rtol=rtol)).sum().item()
-            raise AssertionError(f"{name}: {wrong} of {actual_t.numel()} values are wrong. {hint}")
+            unfinite = (~actual_t.isfinite() & expected_t.isfinite()).sum().item()
+            also = f" ({unfinite} of them NaN or infinite: an overflow or a 0/0 on the way?)" if unfinite else ""
+            raise AssertionError(f"{name}: {wrong} of {actual_t.numel()} values are wrong{also}. {hint}")
     else:
         actual = one_element(name, actual, hint)
         if isinstance(actual, (str, bytes)):  # float("0.5") would accept a string
@@ -54,6 +56,9 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
             value = float(actual)
         except (TypeError, ValueError):
             raise AssertionError(f"{name}: expected a number, got {type(actual).__name__}. {hint}") from None
+        if not math.isfinite(value) and math.isfinite(float(expected)):
+            raise AssertionError(f"{name}: got {value}, not a finite number (an overflow or a 0/0 on the way? "
+                                 f"exp of a large number overflows where log_softmax or logsumexp would not). {hint}")
         if not math.isclose(value, float(expected), abs_tol=atol, rel_tol=rtol):
             side = ("too large" if value > float(expected) else "too small") if direction else "not right"
             raise AssertionError(f"{name}: got {value:.6g}, which is {side}. {hint}")
@@ -63,7 +68,10 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
 def one_element(name: str, actual: Any, hint: str = "") -> Any:
     """Where one number is expected: the element of a one-element tensor or NumPy array of any shape ((1,), (1, 1),
     what ``scipy.optimize.fsolve`` returns; NumPy 2 refuses ``float`` and ``int`` of an array with ndim > 0), a clear
-    failure for more than one element, and anything else (a number, a 0-d array, a list) unchanged."""
+    failure for more than one element, the element of a one-element list or tuple (``[loss.item()]``), and anything
+    else (a number, a 0-d array, a longer list) unchanged."""
+    if isinstance(actual, (list, tuple)) and len(actual) == 1:
+        return one_element(name, actual[0], hint)
     shape = getattr(actual, "shape", None)
     if not isinstance(shape, tuple) or not shape or not hasattr(actual, "reshape"):  # torch.Size is a tuple
         return actual

@@ -369,7 +369,26 @@ def test_a_one_element_numpy_array_is_a_number_too():
         checks.check_close("ppl", np.array([4.5]), 4.0)
     with pytest.raises(AssertionError, match=r"expected one number, got shape \(2,\)"):
         checks.check_close("ppl", np.array([4.0, 4.0]), 4.0)
-    assert checks.one_element("n", np.array([[7]])) == 7 and checks.one_element("n", [7]) == [7]  # a list is kept
+    assert checks.one_element("n", np.array([[7]])) == 7 and checks.one_element("n", [7, 8]) == [7, 8]  # kept
+
+
+def test_a_one_element_list_is_a_number_too():  # a loss handed in as [loss.item()]
+    for answer in ([4.0], (4.0,), [torch.tensor(4.0)], [[4.0]]):
+        checks.check_close("ppl", answer, 4.0)
+    with pytest.raises(AssertionError, match="expected a number, got list"):
+        checks.check_close("ppl", [4.0, 4.0], 4.0)
+
+
+@pytest.mark.parametrize("answer", [float("nan"), float("inf"), torch.tensor(float("-inf"))])
+def test_check_close_names_a_non_finite_number(answer):  # not "too small", which sends the learner the wrong way
+    with pytest.raises(AssertionError, match="not a finite number") as info:
+        checks.check_close("loss", answer, 0.0, hint="the hint")
+    assert "too small" not in str(info.value) and "too large" not in str(info.value)
+
+
+def test_check_close_counts_non_finite_values_of_a_tensor():
+    with pytest.raises(AssertionError, match=r"2 of 3 values are wrong \(1 of them NaN or infinite"):
+        checks.check_close("probs", torch.tensor([0.5, float("nan"), 0.0]), torch.tensor([0.5, 0.25, 0.25]))
 
 
 def test_a_numpy_view_with_negative_strides_is_accepted():  # V[:, ::-1], scipy's svds: torch.as_tensor refuses them

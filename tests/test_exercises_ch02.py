@@ -1,5 +1,7 @@
 """Chapter 02's exercise checks accept every correct answer and reject the likely wrong ones, without revealing them."""
 
+import math
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ from course_utils.train import mlm
 from course_utils.solutions import ch02 as sol
 
 
-from exercise_helpers import rejects  # noqa: E402
+from exercise_helpers import assert_hidden, rejects  # noqa: E402
 
 
 def grid(T):
@@ -198,7 +200,18 @@ def per_row_mean(lg, ids, ch):  # a mean per row, then the mean of the rows: wro
     per_row_mean,
 ], ids=["sum", "plain_ignore_index_call", "not_chosen", "argmax", "per_row_mean"])
 def test_mlm_loss_rejects_likely_wrong_answers(wrong, data):
-    rejects(ex.check_mlm_loss, wrong, *data())
+    logits, ids, chosen, loss = data()
+    assert_hidden(rejects(ex.check_mlm_loss, wrong, logits, ids, chosen, loss), [loss, math.log(8)])
+
+
+def softmax_written_out(lg, ids, ch):  # right, and exact on the notebook's logits: exp of every logit, no max taken
+    p = lg.exp() / lg.exp().sum(-1, keepdim=True)
+    return -p.gather(-1, ids[..., None])[..., 0][ch].log().mean()
+
+
+@pytest.mark.parametrize("data", MLM_DATA)
+def test_mlm_loss_accepts_a_softmax_written_out(data):  # its perfect-prediction case once had logits of 1e4: NaN
+    ex.check_mlm_loss(softmax_written_out, *data())
 
 
 # ---- every exercise: the check's own loop references are answers too, and are switched off -------------------

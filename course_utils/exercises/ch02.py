@@ -42,7 +42,7 @@ DOC_HINT = "Allowed: key j in the same document as query i, and j <= i (rows are
 POSITION_HINT = ("Each document's first token has position 0, the next 1, and so on; padding (-1) is not counted, "
                  "and each row is counted on its own (a document cut at the end of a row starts again at 0 in the "
                  "next row). "
-                 "Only real tokens are checked; padding may hold any value.")
+                 "Only real tokens are checked; padding may hold any value while a document mask blocks it.")
 MLM_HINT = ("Average the cross-entropy of the ids over the positions where chosen is True, and only those, all of "
             "the batch at once: rows may have different numbers of chosen positions. Two ways: pick the chosen "
             "positions out with the boolean mask, or give cross_entropy targets that its ignore_index skips where "
@@ -203,8 +203,8 @@ def check_mlm_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], obje
         *checks.library_functions("course_utils.lora.sft", "masked_lm_loss")))
     checks.check_close("equals the model's ignore_index loss", learner(logits, ids, chosen),
                        float(model_loss), atol=1e-5, hint=MLM_HINT)  # a float: any one-element answer counts
-    one_hot = torch.full((1, 3, 5), -1e4)
-    one_hot[0, 1, 2] = 1e4
+    one_hot = torch.full((1, 3, 5), -30.0)  # exp(30) is finite in float32: a softmax written out does not overflow
+    one_hot[0, 1, 2] = 30.0  # and the loss, 4 exp(-60) or about 4e-26, is 0 within the tolerance
     checks.check_close("a perfect prediction at the only chosen position costs 0",
                        learner(one_hot, torch.tensor([[4, 2, 0]]), torch.tensor([[False, True, False]])), 0.0,
                        atol=1e-6, hint=MLM_HINT)
