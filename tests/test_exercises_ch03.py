@@ -60,6 +60,31 @@ def test_encode_word_rejects_rows_and_fractional_ids(tok, wrong):
     fails(ex.check_encode_word, wrong, tok.merges, re.findall(r" ?\w+", VAL))
 
 
+def _stops_at_two_ids(ids, merges):  # a loop guard off by one: a word that should end as one token keeps two
+    ranks = {tuple(p): i for i, p in enumerate(merges)}
+    ids = list(ids)
+    while len(ids) > 2:
+        rank, hit = min(((ranks[p], i) for i, p in enumerate(zip(ids, ids[1:])) if p in ranks), default=(None, None))
+        if hit is None:
+            break
+        ids = ids[:hit] + [256 + rank] + ids[hit + 2:]
+    return ids
+
+
+def test_encode_word_names_the_one_token_case_and_the_first_wrong_held_out_word(tok):
+    words = re.findall(r" ?\w+", VAL)
+    with pytest.raises(AssertionError, match="a word that ends as one token: got") as info:
+        ex.check_encode_word(_stops_at_two_ids, tok.merges, words)
+    assert "[pass] lowest rank first" not in str(info.value)
+    # past the named cases, a wrong held-out word is named with the learner's ids, not a list of every answer
+    def skips_one_merge(ids, merges):  # right on the named cases' short merge lists, wrong on the trained one
+        return sol.encode_word(ids, merges[:-1] if len(merges) > 10 else merges)
+
+    message = str(pytest.raises(AssertionError, ex.check_encode_word, skips_one_merge, tok.merges, words).value)
+    assert message.startswith("held-out word ") and " held-out words come out differently)" in message, message
+    assert len(message) < 1000, len(message)
+
+
 def _leftmost_first(ids, merges):  # applies the leftmost known pair instead of the lowest rank
     ranks = {tuple(p): i for i, p in enumerate(merges)}
     while True:
