@@ -1,6 +1,8 @@
 """Passages: cut on line boundaries without front matter, headings, directions or speaker names; deterministic;
 splits by play are stratified and disjoint, the by-passage split shares plays; bad input raises."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,15 @@ def test_speaker_headings_are_the_lines_the_passages_drop():
         speaker_headings(None)
 
 
+def test_a_heading_on_the_speech_line_is_cut_off_and_listed():  # "CYMBELINE. Thou foolish thing!" in the plays
+    play = ("ACT I\n\nSCENE 1. A place.\n\nCYMBELINE. Thou foolish thing!\nNo more, O. K. said.\n\n"
+            "FIRST LORD. Away.\n\nQUEEN.\nO, content thee.\n")
+    assert cut_passages(play, min_chars=1) == [(4, "Thou foolish thing!\nNo more, O. K. said.\nAway.\nO, content thee.")]
+    assert speaker_headings(play) == ["CYMBELINE.", "FIRST LORD.", "QUEEN."]
+    kept = cut_passages(play, min_chars=1, speakers=True)[0][1]
+    assert kept.startswith("CYMBELINE. Thou foolish thing!") and "FIRST LORD. Away." in kept
+
+
 def test_cut_respects_max_and_min_chars():
     cut = cut_passages(PLAY, max_chars=90, min_chars=1)
     assert all(len(text) <= 90 for _, text in cut) and len(cut) == 3
@@ -125,6 +136,8 @@ def test_real_passages_are_clean_and_deterministic(passages):
     assert not any(line.startswith(("[", "ACT", "SCENE", "Persons")) for p in passages for line in
                    p.text.split("\n"))
     assert not any("by William Shakespeare" in p.text for p in passages)
+    assert not any(re.match(r"[A-Z][A-Z'-]+( [A-Z][A-Z'-]+)*\.\s", line) for p in passages  # no "QUEEN. O, ..."
+                   for line in p.text.split("\n"))
     assert make_passages({"macbeth": "tragedy"}, max_chars=300) == [p for p in passages if p.work == "macbeth"]
     macbeth = [p for p in passages if p.work == "macbeth"]
     assert [p.index for p in macbeth] == list(range(len(macbeth)))  # numbered within the play from 0

@@ -102,8 +102,12 @@ def first_token_only(x, i, p, lens):
     return summed_over(x, i, [[p] for _ in lens])
 
 
+def last_token_dropped(x, i, p, lens):  # range(p, p + k - 1): an off-by-one at the label's end
+    return summed_over(x, i, [range(p, p + k - 1) for k in lens])
+
+
 @pytest.mark.parametrize("wrong", [no_shift, pads_summed, up_to_longest_label, prompt_summed_too, mean_not_sum,
-                                   raw_logits, probabilities, first_token_only])
+                                   raw_logits, probabilities, first_token_only, last_token_dropped])
 def test_scores_reject_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_batch_label_scores, wrong), expected_scores())
 
@@ -237,7 +241,8 @@ def test_calibration_accepts_solution_and_other_forms():
                                    lambda p, c: p / c,
                                    lambda p, c: (p - c).clamp(min=0) / (p - c).clamp(min=0).sum(-1, keepdim=True),
                                    lambda p, c: p,
-                                   lambda p, c: (p / c) / (p / c).sum()])
+                                   lambda p, c: (p / c) / (p / c).sum(),
+                                   lambda p, c: torch.softmax(p / c, -1)])  # softmax(W p), b = 0: the paper's form
 def test_calibration_rejects_likely_mistakes(wrong):
     expected = torch.cat([ex._calibration_reference(p, c).flatten() for _, p, c in ex._calibration_cases()])
     assert_hidden(rejects(ex.check_calibrate, wrong), expected.tolist())

@@ -8,8 +8,9 @@ Cutting (:func:`cut_passages`), deterministic and on line boundaries:
   two scenes);
 * stage directions in square brackets are dropped, whole-line ones (which may run over several lines) and inline ones;
 * a one-line block right after a heading (the scene's place, "The same. A public place.") is dropped;
-* speaker headings (the short first line of a speech, "MACBETH." or "Lear.") are dropped unless ``speakers=True``:
-  a name such as "KING HENRY." would give the genre away without the model reading the verse;
+* speaker headings (the short first line of a speech, "MACBETH." or "Lear.", and the capitals that open a line
+  such as "CYMBELINE. Thou foolish thing!") are dropped unless ``speakers=True``: a name such as "KING HENRY." would
+  give the genre away without the model reading the verse;
 * the remaining lines are packed greedily into passages of at most ``max_chars`` characters (a longer single line
   stands alone), and passages shorter than ``min_chars`` (the scraps at scene ends) are dropped.
 
@@ -21,8 +22,8 @@ have every genre (stratified); :func:`split_by_passage` shuffles passages regard
 one scene land on both sides -- the leak the chapter measures. :func:`check_no_shared_plays` is the guard a by-play
 experiment should call.
 
-Left out: sentence-level cutting, token-count budgets (characters are used; SmolLM2 reads about 4 characters per
-token of this text), the First Folio spellings, de-duplication of repeated lines.
+Left out: sentence-level cutting, token-count budgets (characters are used; SmolLM2 reads about 3.5 characters
+per token of this text), the First Folio spellings, de-duplication of repeated lines.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from course_utils.text.corpus import load_work
 _START = re.compile(r"^\s*(ACT|Act|PROLOGUE|Prologue|INDUCTION|Induction)\b")
 _HEADING = re.compile(r"^\s*(ACT|Act|SCENE|Scene|PROLOGUE|Prologue|EPILOGUE|Epilogue|INDUCTION|Induction)\b")
 _INLINE_DIRECTION = re.compile(r"\[[^\]]*\]")
+# a speaker heading on the same line as the speech ("CYMBELINE. Thou foolish thing!", 44 lines of the plays)
+_INLINE_SPEAKER = re.compile(r"^[A-Z][A-Z'\-]+(?: [A-Z][A-Z'\-]+)*\.\s+(?=\S)")
 _NAME_WORDS = {"of", "and", "the", "de", "la", "le", "du", "to"}
 
 
@@ -106,6 +109,8 @@ def _speech_lines(text: str, speakers: bool) -> list[tuple[int, str | None]]:
         after_gap = False
         if speaker and not speakers:
             continue
+        if not speakers:
+            stripped = _INLINE_SPEAKER.sub("", stripped)
         out.append((number, stripped))
     return out
 
@@ -138,11 +143,17 @@ def cut_passages(text: str, max_chars: int = 400, min_chars: int | None = None,
 
 def speaker_headings(text: str) -> list[str]:
     """The speaker headings of one play's text ("MACBETH.", "Lear."), in order: the lines :func:`cut_passages` drops
-    as speaker names (and keeps with ``speakers=True``)."""
+    as speaker names and the headings it cuts from the start of a speech line ("CYMBELINE." of "CYMBELINE. Thou
+    foolish thing!"), all of which it keeps with ``speakers=True``."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a play's text (a string), got {type(text).__name__}")
     kept = {number for number, line in _speech_lines(text, speakers=False) if line is not None}
-    return [line for number, line in _speech_lines(text, speakers=True) if line is not None and number not in kept]
+    headings = []
+    for number, line in _speech_lines(text, speakers=True):
+        inline = _INLINE_SPEAKER.match(line or "")
+        if line is not None and (number not in kept or inline):
+            headings.append(line if number not in kept else inline.group().strip())
+    return headings
 
 
 def make_passages(works: dict[str, str] | None = None, max_chars: int = 400, min_chars: int | None = None,
