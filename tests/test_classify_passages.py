@@ -107,7 +107,8 @@ def test_speaker_headings_are_the_lines_the_passages_drop():
 def test_a_heading_on_the_speech_line_is_cut_off_and_listed():  # "CYMBELINE. Thou foolish thing!" in the plays
     play = ("ACT I\n\nSCENE 1. A place.\n\nCYMBELINE. Thou foolish thing!\nNo more, O. K. said.\n\n"
             "FIRST LORD. Away.\n\nQUEEN.\nO, content thee.\n")
-    assert cut_passages(play, min_chars=1) == [(4, "Thou foolish thing!\nNo more, O. K. said.\nAway.\nO, content thee.")]
+    speech = "Thou foolish thing!\nNo more, O. K. said.\nAway.\nO, content thee."
+    assert cut_passages(play, min_chars=1) == [(4, speech)]
     assert speaker_headings(play) == ["CYMBELINE.", "FIRST LORD.", "QUEEN."]
     kept = cut_passages(play, min_chars=1, speakers=True)[0][1]
     assert kept.startswith("CYMBELINE. Thou foolish thing!") and "FIRST LORD. Away." in kept
