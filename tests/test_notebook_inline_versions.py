@@ -44,9 +44,9 @@ def test_chapter_07_teaches_temperature_nucleus_and_the_kv_cache_inline():
         assert any(name in c for c in cells), f"{name} is not taught in an inline cell of chapter 07"
 
 
-def test_chapter_08_teaches_bm25_inline():
+def test_chapter_08_teaches_bm25_and_fusion_inline():
     cells = inline_cells(NOTEBOOK_DIR / "08_hallucination_rag.ipynb")
-    assert any("def my_bm25_scores" in c for c in cells)
+    assert any("def my_bm25_scores" in c for c in cells) and any("def my_rrf" in c for c in cells)
 
 
 @pytest.mark.parametrize("path", WITH_INLINE, ids=lambda p: p.name)
