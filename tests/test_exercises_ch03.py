@@ -73,9 +73,9 @@ def _stops_at_two_ids(ids, merges):  # a loop guard off by one: a word that shou
 
 def test_encode_word_names_the_one_token_case_and_the_first_wrong_held_out_word(tok):
     words = re.findall(r" ?\w+", VAL)
-    with pytest.raises(AssertionError, match="a word that ends as one token: got") as info:
+    with pytest.raises(AssertionError, match="a word that ends as one token: got"):
         ex.check_encode_word(_stops_at_two_ids, tok.merges, words)
-    assert "[pass] lowest rank first" not in str(info.value)
+
     # past the named cases, a wrong held-out word is named with the learner's ids, not a list of every answer
     def skips_one_merge(ids, merges):  # right on the named cases' short merge lists, wrong on the trained one
         return sol.encode_word(ids, merges[:-1] if len(merges) > 10 else merges)

@@ -46,7 +46,8 @@ POSITION_HINT = ("Each document's first token has position 0, the next 1, and so
 MLM_HINT = ("Average the cross-entropy of the ids over the positions where chosen is True, and only those, all of "
             "the batch at once: rows may have different numbers of chosen positions. Two ways: pick the chosen "
             "positions out with the boolean mask, or give cross_entropy targets that its ignore_index skips where "
-            "nothing was chosen.")
+            "nothing was chosen. A softmax written out as exp / sum(exp) overflows on large logits; log_softmax does "
+            "not.")
 
 
 def _window_by_loops(T: int, left: int, right: int) -> torch.Tensor:
