@@ -41,7 +41,7 @@ from course_utils.text.corpus import load_work
 _START = re.compile(r"^\s*(ACT|Act|PROLOGUE|Prologue|INDUCTION|Induction)\b")
 _HEADING = re.compile(r"^\s*(ACT|Act|SCENE|Scene|PROLOGUE|Prologue|EPILOGUE|Epilogue|INDUCTION|Induction)\b")
 _INLINE_DIRECTION = re.compile(r"\[[^\]]*\]")
-# a speaker heading on the same line as the speech ("CYMBELINE. Thou foolish thing!", 44 lines of the plays)
+# a speaker heading on the same line as the speech ("CYMBELINE. Thou foolish thing!", 45 lines of the labelled plays)
 _INLINE_SPEAKER = re.compile(r"^[A-Z][A-Z'\-]+(?: [A-Z][A-Z'\-]+)*\.\s+(?=\S)")
 _NAME_WORDS = {"of", "and", "the", "de", "la", "le", "du", "to"}
 

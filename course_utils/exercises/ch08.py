@@ -28,7 +28,8 @@ the AUROC with ties), ``scipy.stats.somersd`` (Somers' D of the scores given the
 ``torch.unique`` or ``np.searchsorted``.
 The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
 but a learner who pastes a reference's source text into a cell, or tabulates the answers outside the check, can
-pass.
+pass; so can an answer built on the notebook's own inline ``my_rrf`` (section 4 writes it in a cell, where the
+package cannot switch it off), which is the same as building on the learner's own code.
 
 Conventions the exercise text states. Ranks count from 1; MRR@k gives 1/rank when the gold id is among the first k
 and 0 otherwise (MS MARCO's MRR@10 is this with k = 10); recall@k is the share of queries whose gold id is among the
