@@ -150,9 +150,12 @@ def speaker_headings(text: str) -> list[str]:
     kept = {number for number, line in _speech_lines(text, speakers=False) if line is not None}
     headings = []
     for number, line in _speech_lines(text, speakers=True):
-        inline = _INLINE_SPEAKER.match(line or "")
-        if line is not None and (number not in kept or inline):
-            headings.append(line if number not in kept else inline.group().strip())
+        if line is None:
+            continue
+        if number not in kept:  # a whole line dropped as a speaker heading
+            headings.append(line)
+        elif inline := _INLINE_SPEAKER.match(line):  # a heading cut from the start of a kept line
+            headings.append(inline.group().strip())
     return headings
 
 
