@@ -271,7 +271,17 @@ def test_another_curie_is_not_marie():
         assert grade(reply, q) == "correct", reply
     assert contains_answer("Vincent van Gogh painted it.", _real("Vincent van Gogh").answers)
     assert not contains_answer("Theo van Gogh painted it.", _real("Vincent van Gogh").answers)
-    assert contains_answer("Leonardo painted it.", _real("Leonardo da Vinci").answers)  # an alias with the first word
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Leonardo painted it.", True), ("Leonardo.", True), ("It was Leonardo, in Florence.", True),
+    ("Leonardo da Vinci", True), ("Leonardo DaVinci painted it.", True), ("Leonardo Vinci", True),
+    ("Leonardo of Vinci", True), ("Leonardo In 1503 began it.", True),
+    ("Leonardo DiCaprio painted it.", False), ("Leonardo Fibonacci", False), ("It was Leonardo DiCaprio.", False),
+])
+def test_a_given_name_alias_needs_no_other_surname_after_it(reply, expected):
+    assert contains_answer(reply, _real("Leonardo da Vinci").answers) is expected
+    assert contains_answer("Marie Sklodowska-Curie discovered it.", _real("Marie Curie").answers)
 
 
 def test_a_fictional_surname_alias_needs_the_right_first_name():

@@ -26,9 +26,10 @@ none, a title (Dr, Sir, Professor, ...), or include one of the answer's other wo
 letter apart, or (four letters or more) the start of it: "Mendeleev", "Dmitri Ivanovich Mendeleev", "Dmitry Mendeleev",
 "Johann Gutenberg" (for Johannes) and "Professor Einstein" pass, "Igor Mendeleev" and "Pierre Curie" (for Marie Curie)
 do not. A capitalised word that is not a name, right before the surname ("the Russian Mendeleev"), is also read as a
-wrong first name, on the strict side; titles and a few role nouns ("Chemist Mendeleev") are skipped. The rule looks only
-before the alias: an alias that is a first name ("Leonardo" for "Leonardo da Vinci") accepts "Leonardo DiCaprio", a
-known leniency.
+wrong first name, on the strict side; titles and a few role nouns ("Chemist Mendeleev") are skipped. An alias that keeps
+the first word but not the last (a given name, "Leonardo" for "Leonardo da Vinci") is read the other way round: it
+counts unless capitalised words right after it, in the same clause, name someone else, so "Leonardo painted it",
+"Leonardo DaVinci" and "Leonardo Vinci" pass and "Leonardo DiCaprio" and "Leonardo Fibonacci" do not.
 
 :func:`answer_part` keeps the words of a reply that are not in the question ("Cela Tamrin was born in 1866" ->
 "1866"), and :func:`answer_agreement` is token F1 between two answer parts, 0 when the reference part is empty: a
@@ -157,6 +158,22 @@ def _other_name_before(raw: list[str], i: int, given: set[str]) -> bool:
     return bool(run) and not any(_is_given(w, given) for w in run)
 
 
+def _other_name_after(raw: list[str], i: int, given: set[str]) -> bool:
+    """True when capitalised words right after raw word ``i`` (where a given-name alias ends) name someone else: they
+    are there, in the same clause, and none of them is one of ``given``, the initial of one or a spelling of one."""
+    if _CLAUSE_END.search(raw[i]):
+        return False  # "Leonardo." or "Leonardo, who ...": nothing follows the name in its clause
+    run = []
+    for word in raw[i + 1:]:
+        core = word.strip(_EDGE)
+        if not core or not core[0].isupper() or normalize_answer(core) in _FUNCTION_WORDS:
+            break
+        run.append(normalize_answer(core))
+        if _CLAUSE_END.search(word):
+            break
+    return bool(run) and not any(_is_given(w, given) for w in run)
+
+
 def contains_answer(prediction: str, answers: Sequence[str]) -> bool:
     """True when the normalised tokens of some answer occur contiguously in the normalised prediction's tokens.
 
@@ -164,17 +181,22 @@ def contains_answer(prediction: str, answers: Sequence[str]) -> bool:
     surname) counts only where no other capitalised name stands right before it (see the module docstring)."""
     tokens, where, raw = _words_with_positions(check_str(prediction, "prediction"))
     accepted = _answer_tokens(answers)
-    first = accepted[0][0]
+    full = accepted[0]
     for answer in accepted:
         n = len(answer)
         starts = [i for i in range(len(tokens) - n + 1) if tokens[i:i + n] == answer]
         if not starts:
             continue
-        if len(accepted[0]) == 1 or first in answer:  # the full answer, or an alias with its first word
+        if len(full) == 1 or (full[0] in answer and full[-1] in answer):  # the full answer, or it all in an alias
             return True
         given = {w for other in accepted for w in other} - set(answer)
-        if any(not _other_name_before(raw, where[i], given) for i in starts):
-            return True
+        if full[0] not in answer:  # a surname alias ("Mendeleev"): no other first name before it
+            if any(not _other_name_before(raw, where[i], given) for i in starts):
+                return True
+        else:  # a given-name alias ("Leonardo"): no other surname after it ("DaVinci" is the rest run together)
+            given_after = given | {"".join(full[1:])}
+            if any(not _other_name_after(raw, where[i + n - 1], given_after) for i in starts):
+                return True
     return False
 
 
