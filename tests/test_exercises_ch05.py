@@ -424,8 +424,14 @@ def test_checks_accept_answers_that_work_in_place():
         g.sub_((g.sum(1, keepdim=True) - g) / (k - 1))
         return r
 
+    def ipo_in_place(pc, pr, rc, rr, tau):  # overwrites the policy log-probs with the log-ratios
+        pc -= rc
+        pr -= rr
+        return ((pc - pr - 1 / (2 * tau)) ** 2).mean()
+
     ex.check_optimal_policy(policy_in_place)
     ex.check_rloo_advantages(rloo_in_place)
+    ex.check_ipo_loss(ipo_in_place)
 
 
 def test_kl_and_reward_rejects_a_triple_and_a_safe_log_epsilon():

@@ -13,10 +13,10 @@ fails through :mod:`course_utils.checks`, whose messages never show the expected
 ``tests/test_exercises_ch05.py`` feeds every check the reference solution, correct answers in other forms, and the
 likely wrong answers.
 
-Inputs are float64 CPU tensors drawn from a seeded ``torch.Generator``; answers may be tensors (any float dtype or
-device), lists or numpy arrays. Tolerances: probabilities and advantages within 1e-6 absolute (float64 work is
-exact to ~1e-15; the likely mistakes are off by 1e-2 or more); at r / beta ~ 1000 a float32 computation loses ~3e-5
-of each log-probability (float32's spacing near 1000 is 6e-5), so the optimal policy also allows 1e-4 relative.
+Inputs are float64 CPU tensors drawn from a seeded ``torch.Generator``; answers may be tensors (float32 or float64, any
+device), lists or numpy arrays. Tolerances: probabilities and advantages within 1e-6 absolute (float64 work is exact to
+~1e-15; the likely mistakes are off by 1e-2 or more); at r / beta ~ 1000 a float32 computation loses ~3e-5 of each
+log-probability (float32's spacing near 1000 is 6e-5), so the optimal policy also allows 1e-4 relative.
 
 References: R. Rafailov et al., "Direct Preference Optimization", 2023, eq. 4, and T. Korbak, E. Perez, C. L.
 Buckley, "RL with KL penalties is better viewed as Bayesian inference", 2022 (the optimal policy
@@ -184,8 +184,8 @@ def check_ipo_loss(fn: Callable[..., Any]) -> None:
     for label, (pc, pr, rc, rr), tau in _ipo_cases():
         name = f"IPO loss, {label}"
         pc_in, pr_in = pc.clone().requires_grad_(True), pr.clone().requires_grad_(True)
-        with _learner_alone(fn):
-            loss = fn(pc_in, pr_in, rc.clone(), rr.clone(), tau)
+        with _learner_alone(fn):  # `* 1`: not leaves, as log-probs in training are, so in-place work is allowed
+            loss = fn(pc_in * 1, pr_in * 1, rc.clone(), rr.clone(), tau)
         value = checks.as_float_tensor(name, loss, hint)
         if value.numel() != 1:
             raise AssertionError(f"{name}: expected one number (the loss over the batch), got shape "

@@ -9,7 +9,7 @@ from scratch in chapter 07; here the model's own KV cache), so each new token co
 
 Fine-tuning all of a 135M-parameter model three times over (policy, reference, value model) is the memory bill of
 RLHF; :func:`train_last_layers` trains only the last decoder layers and the final norm instead (LoRA, Hu et al.,
-2022, is the usual cheaper alternative; chapter 06 builds it, :mod:`course_utils.lora`). The chat prompts follow the
+2021, is the usual cheaper alternative; chapter 06 builds it, :mod:`course_utils.lora`). The chat prompts follow the
 model's own chat template, with exactly ``k`` tokens of text in each so that every prompt has one length and batches
 need no padding.
 
