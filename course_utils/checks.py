@@ -65,11 +65,18 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
     passed(name)
 
 
+def _no_meta(name: str, actual: Any, hint: str) -> None:
+    if getattr(actual, "is_meta", False):
+        raise AssertionError(f"{name}: a tensor on the meta device holds a shape but no value; compute the value "
+                             f"itself. {hint}")
+
+
 def one_element(name: str, actual: Any, hint: str = "") -> Any:
     """Where one number is expected: the element of a one-element tensor or NumPy array of any shape ((1,), (1, 1),
     what ``scipy.optimize.fsolve`` returns; NumPy 2 refuses ``float`` and ``int`` of an array with ndim > 0), a clear
     failure for more than one element, the element of a one-element list or tuple (``[loss.item()]``), and anything
-    else (a number, a 0-d array, a longer list) unchanged."""
+    else (a number, a 0-d array, a longer list) unchanged; a tensor on the meta device (a shape, no value) fails."""
+    _no_meta(name, actual, hint)
     if isinstance(actual, (list, tuple)) and len(actual) == 1:
         return one_element(name, actual[0], hint)
     shape = getattr(actual, "shape", None)
@@ -85,6 +92,7 @@ def as_float_tensor(name: str, actual: Any, hint: str = "", shape: tuple | None 
     loop's rows) as a float64 CPU tensor, or a clear failure. ``shape``, the expected shape when known, settles one
     ambiguity: one-element tensors of shape (1,) are a loop's scalars (a vector), unless they stack to ``shape``
     (rows of length 1, as a (1, 1) mask built row by row)."""
+    _no_meta(name, actual, hint)
     try:
         if isinstance(actual, torch.Tensor):
             return actual.detach().to("cpu", torch.float64)

@@ -379,6 +379,14 @@ def test_a_one_element_list_is_a_number_too():  # a loss handed in as [loss.item
         checks.check_close("ppl", [4.0, 4.0], 4.0)
 
 
+@pytest.mark.parametrize("answer", [torch.tensor(4.0, device="meta"), torch.empty(3, device="meta")])
+def test_a_meta_tensor_fails_as_a_check_not_a_crash(answer):  # a shape without a value, never a right answer
+    with pytest.raises(AssertionError, match="meta device holds a shape but no value"):
+        checks.check_close("count", answer, 4.0, hint="the hint")
+    with pytest.raises(AssertionError, match="meta device"):
+        checks.as_float_tensor("probs", answer)
+
+
 @pytest.mark.parametrize("answer", [float("nan"), float("inf"), torch.tensor(float("-inf"))])
 def test_check_close_names_a_non_finite_number(answer):  # not "too small", which sends the learner the wrong way
     with pytest.raises(AssertionError, match="not a finite number") as info:

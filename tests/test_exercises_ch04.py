@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from course_utils.exercises import ch04 as ex
 from course_utils.solutions import ch04 as sol
@@ -93,8 +94,24 @@ def test_llama_count_rejects_a_fractional_count():
 
 # ---------- exercise 2: compute to reach a loss ----------
 
-def test_compute_to_reach_accepts_solution_and_closed_form_search():
+def closed_form_value(fit, target):  # C = 6 ((L - E) / K)^(-(alpha + beta) / (alpha beta)), K = A G^-alpha + B G^beta
+    E, A, B, a, b = (fit[k] for k in ("E", "A", "B", "alpha", "beta"))
+    G = (a * A / (b * B)) ** (1 / (a + b))  # N* = G (C/6)^(beta/(alpha+beta)), D* = (C/6) / N*
+    K = A * G ** -a + B * G ** b
+    return 6 * ((target - E) / K) ** (-(a + b) / (a * b))
+
+
+def closed_form(fit, target):
+    if target <= fit["E"]:
+        raise ValueError("unreachable")
+    return closed_form_value(fit, target)
+
+
+def test_compute_to_reach_accepts_solution_search_closed_form_and_tensors():
     ex.check_compute_to_reach(sol.compute_to_reach)
+    ex.check_compute_to_reach(closed_form)
+    ex.check_compute_to_reach(lambda fit, target: torch.tensor(closed_form(fit, target), dtype=torch.float64))
+    ex.check_compute_to_reach(lambda fit, target: torch.tensor([closed_form(fit, target)], dtype=torch.float64))
 
     def by_grid(fit, target):  # another correct method: a fine grid over log C, then refine
         if target <= fit["E"]:
@@ -109,6 +126,17 @@ def test_compute_to_reach_accepts_solution_and_closed_form_search():
         return math.exp(hi)
 
     ex.check_compute_to_reach(by_grid)
+
+
+def closed_form_refusing_below_e_only(fit, target):  # at target == E: Python's own ZeroDivisionError (0.0 ** -x)
+    if target < fit["E"]:
+        raise ValueError("unreachable")
+    return closed_form_value(fit, target)
+
+
+def test_compute_to_reach_names_another_error_at_e():
+    said = rejects(ex.check_compute_to_reach, closed_form_refusing_below_e_only)
+    assert "raise ValueError" in said and "ZeroDivisionError" in said
 
 
 def twenty_tokens_per_param(fit, target):  # Chinchilla's rule of thumb instead of this fit's optimum
@@ -142,8 +170,9 @@ def test_compute_to_reach_rejects_likely_mistakes(wrong):
 
 # ---------- exercise 3: effective tokens ----------
 
-def test_effective_tokens_accepts_solution_and_numpy():
+def test_effective_tokens_accepts_solution_numpy_and_tensors():
     ex.check_effective_tokens(sol.effective_tokens)
+    ex.check_effective_tokens(lambda s, u, r=15.4: torch.tensor(sol.effective_tokens(s, u, r), dtype=torch.float64))
     ex.check_effective_tokens(lambda s, u, r=15.4: np.float32(sol.effective_tokens(s, u, r)).astype(np.float64)
                               if s < 1e9 else sol.effective_tokens(s, u, r))
 

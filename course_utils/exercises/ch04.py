@@ -117,12 +117,15 @@ def check_compute_to_reach(fn: Callable[[dict, float], Any]) -> None:
                                  f"so some budget reaches it (however large). {hint}") from None
         checks.check_close(f"compute for {what}", answer, expected, atol=0.0, rtol=2e-3, hint=hint)
     for target, where in ((toy["E"], "at"), (toy["E"] - 0.1, "below")):
+        refusal = f"a target {where} the irreducible loss E is unreachable at any compute: raise ValueError"
         try:
             with checks.package_functions_switched_off(_compute_reference):
                 fn(dict(toy), target)
         except ValueError:
             continue
-        raise AssertionError(f"a target {where} the irreducible loss E is unreachable at any compute: raise ValueError")
+        except Exception as error:  # a closed form's own ZeroDivisionError at target == E, say
+            raise AssertionError(f"{refusal}; your function raised {type(error).__name__}: {error}") from None
+        raise AssertionError(refusal)
     checks.passed("targets at and below E are refused with a ValueError")
 
 
