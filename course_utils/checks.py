@@ -109,8 +109,8 @@ def as_float_tensor(name: str, actual: Any, hint: str = "", shape: tuple | None 
             return torch.stack(parts)
         try:
             return torch.as_tensor(actual, dtype=torch.float64)
-        except ValueError:  # a NumPy view with negative strides (V[:, ::-1]): torch refuses it, a copy is fine
-            import numpy as np
+        except (ValueError, TypeError):  # a NumPy view with negative strides (V[:, ::-1]) or of a dtype torch lacks
+            import numpy as np  # (longdouble): torch refuses it, a float64 copy is fine
 
             return torch.as_tensor(np.array(actual, dtype=np.float64))
     except (TypeError, ValueError, RuntimeError):

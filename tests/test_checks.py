@@ -379,6 +379,13 @@ def test_a_one_element_list_is_a_number_too():  # a loss handed in as [loss.item
         checks.check_close("ppl", [4.0, 4.0], 4.0)
 
 
+def test_a_longdouble_array_is_read_as_numbers():  # torch has no such dtype; the values are fine
+    np = pytest.importorskip("numpy")
+    checks.check_close("probs", np.asarray([0.25, 0.75], dtype=np.longdouble), torch.tensor([0.25, 0.75]))
+    with pytest.raises(AssertionError, match="expected a tensor or a list of numbers, got list"):
+        checks.as_float_tensor("probs", ["a", "b"])
+
+
 @pytest.mark.parametrize("answer", [torch.tensor(4.0, device="meta"), torch.empty(3, device="meta")])
 def test_a_meta_tensor_fails_as_a_check_not_a_crash(answer):  # a shape without a value, never a right answer
     with pytest.raises(AssertionError, match="meta device holds a shape but no value"):
