@@ -110,8 +110,10 @@ def as_float_tensor(name: str, actual: Any, hint: str = "", shape: tuple | None 
         try:
             return torch.as_tensor(actual, dtype=torch.float64)
         except (ValueError, TypeError):  # a NumPy view with negative strides (V[:, ::-1]) or of a dtype torch lacks
-            import numpy as np  # (longdouble): torch refuses it, a float64 copy is fine
+            import numpy as np  # (longdouble): torch refuses it, a float64 copy is fine; nothing else is converted
 
+            if not (isinstance(actual, np.ndarray) and actual.dtype.kind in "biuf"):
+                raise  # a str, None, a list of str: not numbers ("5" must not read as 5.0)
             return torch.as_tensor(np.array(actual, dtype=np.float64))
     except (TypeError, ValueError, RuntimeError):
         raise AssertionError(f"{name}: expected a tensor or a list of numbers, got {type(actual).__name__}. {hint}") \
@@ -129,6 +131,7 @@ def finite_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
 
 def check_equal(name: str, actual: Any, expected: Any, hint: str = "") -> None:
     """Exact equality. A tensor ``expected`` accepts a tensor (any dtype or device), list or tuple with equal values."""
+    _no_meta(name, actual, hint)
     if isinstance(expected, torch.Tensor):
         actual_t = as_float_tensor(name, actual, hint, expected.shape)
         expected_t = expected.detach().to("cpu", torch.float64)

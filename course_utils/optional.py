@@ -21,7 +21,8 @@ PEFT = "peft>=0.19.0"  # chapter 06's reference LoRA; the same line as pyproject
 
 def import_problem(module: str, requirement: str) -> str | None:
     """None when ``module`` imports; otherwise one sentence: not installed, or installed (with its version) but
-    failing to import (with the error), and the pip command that installs ``requirement``."""
+    failing to import (with the error), and the pip command that installs ``requirement`` (and, for the second, a
+    kernel restart: a failed import leaves the old version's submodules loaded)."""
     check_str(module, "module", non_empty=True)
     check_str(requirement, "requirement", non_empty=True)
     if importlib.util.find_spec(module) is None:
@@ -34,5 +35,6 @@ def import_problem(module: str, requirement: str) -> str | None:
         except PackageNotFoundError:
             installed = module
         return (f"{installed} is installed but does not import ({type(error).__name__}: {error}); "
-                f"pip install -U '{requirement}'")
+                f"pip install -U '{requirement}', then restart the kernel (Colab: Runtime > Restart session), as "
+                "the old version's modules stay loaded in this one")
     return None

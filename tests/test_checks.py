@@ -382,8 +382,13 @@ def test_a_one_element_list_is_a_number_too():  # a loss handed in as [loss.item
 def test_a_longdouble_array_is_read_as_numbers():  # torch has no such dtype; the values are fine
     np = pytest.importorskip("numpy")
     checks.check_close("probs", np.asarray([0.25, 0.75], dtype=np.longdouble), torch.tensor([0.25, 0.75]))
-    with pytest.raises(AssertionError, match="expected a tensor or a list of numbers, got list"):
-        checks.as_float_tensor("probs", ["a", "b"])
+    for wrong in (["a", "b"], "0.25", None, ["0.25", "0.75"], np.asarray(["0.25", "0.75"])):  # not numbers
+        with pytest.raises(AssertionError, match="expected a tensor or a list of numbers"):
+            checks.as_float_tensor("probs", wrong)
+    with pytest.raises(AssertionError, match="expected a number, got str"):
+        checks.check_close("count", "5", 5.0)
+    with pytest.raises(AssertionError, match="expected a tensor or a list of numbers"):
+        checks.check_close("probs", ["0.25", "0.75"], torch.tensor([0.25, 0.75]))
 
 
 @pytest.mark.parametrize("answer", [torch.tensor(4.0, device="meta"), torch.empty(3, device="meta")])
@@ -392,6 +397,8 @@ def test_a_meta_tensor_fails_as_a_check_not_a_crash(answer):  # a shape without 
         checks.check_close("count", answer, 4.0, hint="the hint")
     with pytest.raises(AssertionError, match="meta device"):
         checks.as_float_tensor("probs", answer)
+    with pytest.raises(AssertionError, match="meta device"):
+        checks.check_equal("count", answer, 4)
 
 
 @pytest.mark.parametrize("answer", [float("nan"), float("inf"), torch.tensor(float("-inf"))])

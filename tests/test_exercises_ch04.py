@@ -138,6 +138,13 @@ def test_compute_to_reach_names_another_error_at_e():
     said = rejects(ex.check_compute_to_reach, closed_form_refusing_below_e_only)
     assert "raise ValueError" in said and "ZeroDivisionError" in said
 
+    def bare_error_at_e(fit, target):  # an exception without a message: named, with no dangling colon
+        if target <= fit["E"]:
+            raise NotImplementedError
+        return closed_form_value(fit, target)
+
+    assert rejects(ex.check_compute_to_reach, bare_error_at_e).endswith("your function raised NotImplementedError")
+
 
 def twenty_tokens_per_param(fit, target):  # Chinchilla's rule of thumb instead of this fit's optimum
     if target <= fit["E"]:

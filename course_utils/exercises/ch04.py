@@ -124,7 +124,8 @@ def check_compute_to_reach(fn: Callable[[dict, float], Any]) -> None:
         except ValueError:
             continue
         except Exception as error:  # a closed form's own ZeroDivisionError at target == E, say
-            raise AssertionError(f"{refusal}; your function raised {type(error).__name__}: {error}") from None
+            said = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            raise AssertionError(f"{refusal}; your function raised {said}") from None
         raise AssertionError(refusal)
     checks.passed("targets at and below E are refused with a ValueError")
 
