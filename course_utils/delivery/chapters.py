@@ -1,11 +1,11 @@
 """The chapter map: one table of every chapter (file, title, what it measures, time per profile), used by the
 README's chapter table, the start-here notebook, the notebook-naming test and the book build.
 
-Times are wall-clock minutes for a whole notebook executed top to bottom on :data:`REFERENCE_MACHINE`: each row's
-latest whole-notebook run recorded in ``benchmarks/RESULTS.md`` (the comment beside it gives the run) with no other
-heavy job beside it, either in a book (``python -m course_utils.delivery.book``, 2026-12-05) or alone with ``jupyter
-nbconvert --execute`` after a fresh read changed the chapter (2026-12-06). Two smoke times are instead first runs from
-an empty course cache: chapter 01's (the 2026-12-05 book's, which includes SmolLM2's one-time conversion, 20-45 s)
+Times are wall-clock minutes for a whole notebook executed top to bottom on :data:`REFERENCE_MACHINE`: each row's latest
+whole-notebook run recorded in ``benchmarks/RESULTS.md`` (the comment beside it gives the run) with no other heavy job
+beside it, either in a book (``python -m course_utils.delivery.book``, 2026-12-05) or alone with ``jupyter nbconvert
+--execute`` after a fresh read changed the chapter (2026-12-06 or 2026-12-07). Two smoke times are instead first runs
+from an empty course cache: chapter 01's (the 2026-12-05 book's, which includes SmolLM2's one-time conversion, 20-45 s)
 and chapter 04's (its sweep trained afresh; 0:20 with the sweep cached); the others had SmolLM2's converted weights
 cached. Times vary by about 30% between sessions: the map is a rough guide, not a benchmark.
 The start-here notebook has no profile-dependent work, so its cpu time is its smoke time.
@@ -64,7 +64,7 @@ CHAPTERS = (
             {"smoke": 0.5, "cpu": 3.9, "gpu": None}),  # 3:56 cpu, 30 s smoke (12-06)
     Chapter("03", "bpe", "Byte-pair encoding",
             "a fast exact BPE trainer against `tokenizers` and tiktoken, vocabulary size at a fixed token budget",
-            {"smoke": 0.3, "cpu": 4.9, "gpu": None}),  # 4:55 cpu, 18 s smoke (12-06)
+            {"smoke": 0.35, "cpu": 4.9, "gpu": None}),  # 4:55 cpu, 21 s smoke (12-06 late night)
     Chapter("04", "scaling_laws", "Scaling laws",
             "a grid of tiny GPTs, L(N, D) fits, IsoFLOP curves, a prediction made before the run, emergence",
             {"smoke": 0.6, "cpu": 7.8, "gpu": None}),  # 7:49 cpu, 36 s smoke from an empty cache (12-06)
@@ -74,14 +74,14 @@ CHAPTERS = (
     Chapter("06", "lora", "LoRA",
             "a LoRA layer from scratch on SmolLM2, memory accounting, SFT with label masking, merging, rank and "
             "rsLoRA, LoRA vs full fine-tuning",
-            {"smoke": 1.3, "cpu": 8.2, "gpu": None}),  # 8:09 cpu, 1:16 smoke (12-06)
+            {"smoke": 1.1, "cpu": 8.2, "gpu": None}),  # 8:09 cpu (12-06), 1:06 smoke (12-07, 04f7d1b)
     Chapter("07", "sampling", "Sampling",
             "temperature, top-k/p, min-p, penalties, beam search, KV cache, checked against transformers",
             {"smoke": 0.9, "cpu": 2.3, "gpu": None}),  # 2:20 cpu, 53 s smoke (12-06 night)
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
             "hybrid retrieval, RAG, detection by self-consistency, FAISS",
-            {"smoke": 1.3, "cpu": 5.4, "gpu": None}),  # 5:25 cpu, 1:17 smoke (12-06)
+            {"smoke": 1.5, "cpu": 5.6, "gpu": None}),  # 5:38 cpu (12-06 late night), 1:30 smoke (12-07, 04f7d1b)
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits matching transformers' (exactly on the CPU); a tiny mixture of experts",
@@ -93,7 +93,7 @@ CHAPTERS = (
     Chapter("11", "training_at_scale", "Training at scale",
             "where training memory goes, mixed precision, checkpointing, accumulation; DDP, FSDP2 and tensor "
             "parallelism on two torch.distributed processes; the pipeline bubble; a 70B parallelism planner",
-            {"smoke": 0.6, "cpu": 1.9, "gpu": None}),  # 1:53 cpu, 37 s smoke (12-06 night)
+            {"smoke": 0.7, "cpu": 1.9, "gpu": None}),  # 1:53 cpu (12-06 night), 40 s smoke (12-07, 04f7d1b)
 )
 
 PLANNED: tuple[Chapter, ...] = ()  # chapters announced in the README before they are written
@@ -127,9 +127,9 @@ def chapter_map_markdown(repository: str | None = None, link_prefix: str = "note
                     f"[open]({colab_url(c.filename, repository)}) |")
     note = (f"Minutes: one whole notebook, measured on {REFERENCE_MACHINE}, each chapter's latest run recorded in "
             "benchmarks/RESULTS.md with no other heavy job beside it (a book on 2026-12-05, or a run of the chapter "
-            "alone on 2026-12-06 after it changed; course_utils/delivery/chapters.py names each run): a rough guide, "
-            "which varies by about 30% between sessions; – means not measured yet (no notebook has run the gpu "
-            "profile on a GPU yet).")
+            "alone on 2026-12-06 or 12-07 after it changed; course_utils/delivery/chapters.py names each run; 01's "
+            "and 04's smoke times are first runs from an empty course cache): a rough guide, which varies by about "
+            "30% between sessions; – means not measured yet (no notebook has run the gpu profile on a GPU yet).")
     table = "\n".join(head + rows) + f"\n\n{note}"
     if PLANNED:
         table += "\n\nComing next: " + "; ".join(f"{c.number} {c.title} ({c.summary})" for c in PLANNED) + "."
