@@ -140,8 +140,13 @@ def check_equal(name: str, actual: Any, expected: Any, hint: str = "") -> None:
         wrong = (actual_t != expected_t).sum().item()
         if wrong:
             raise AssertionError(f"{name}: {wrong} of {actual_t.numel()} entries are wrong. {hint}")
-    elif actual != expected:
-        raise AssertionError(f"{name}: got {actual!r}, which is not right. {hint}")
+    else:
+        try:
+            different = bool(actual != expected)
+        except RuntimeError:  # e.g. a list of meta tensors: no values to compare
+            raise AssertionError(f"{name}: got {actual!r}, which holds no comparable values. {hint}") from None
+        if different:
+            raise AssertionError(f"{name}: got {actual!r}, which is not right. {hint}")
     passed(name)
 
 

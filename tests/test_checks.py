@@ -399,6 +399,8 @@ def test_a_meta_tensor_fails_as_a_check_not_a_crash(answer):  # a shape without 
         checks.as_float_tensor("probs", answer)
     with pytest.raises(AssertionError, match="meta device"):
         checks.check_equal("count", answer, 4)
+    with pytest.raises(AssertionError, match="no comparable values"):
+        checks.check_equal("counts", [answer, answer], [4, 4])
 
 
 @pytest.mark.parametrize("answer", [float("nan"), float("inf"), torch.tensor(float("-inf"))])

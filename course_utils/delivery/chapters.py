@@ -4,10 +4,10 @@ README's chapter table, the start-here notebook, the notebook-naming test and th
 Times are wall-clock minutes for a whole notebook executed top to bottom on :data:`REFERENCE_MACHINE`: each row's latest
 whole-notebook run recorded in ``benchmarks/RESULTS.md`` (the comment beside it gives the run) with no other heavy job
 beside it, either in a book (``python -m course_utils.delivery.book``, 2026-12-05) or alone with ``jupyter nbconvert
---execute`` after a fresh read changed the chapter (2026-12-06 or 2026-12-07). Two smoke times are instead first runs
-from an empty course cache: chapter 01's (the 2026-12-05 book's, which includes SmolLM2's one-time conversion, 20-45 s)
-and chapter 04's (its sweep trained afresh; 0:20 with the sweep cached); the others had SmolLM2's converted weights
-cached. Times vary by about 30% between sessions: the map is a rough guide, not a benchmark.
+--execute`` after a fresh read changed the chapter (2026-12-06 or 2026-12-07). Three times are instead first runs from
+an empty course cache: chapter 01's smoke time (the 2026-12-05 book's, which includes SmolLM2's one-time conversion,
+20-45 s) and chapter 04's two (its sweep trained afresh; 0:21 smoke and 0:28 cpu with the sweep cached); the others had
+SmolLM2's converted weights cached. Times vary by about 30% between sessions: the map is a rough guide, not a benchmark.
 The start-here notebook has no profile-dependent work, so its cpu time is its smoke time.
 ``None`` means not measured yet (no notebook has run the gpu profile on a GPU, so it has no times; benchmark scripts
 have run some chapters' code on one).
@@ -61,13 +61,13 @@ CHAPTERS = (
             {"smoke": 0.6, "cpu": 6.7, "gpu": None}),  # 6:41 cpu (12-06 night), 34 s smoke (book, empty cache)
     Chapter("02", "attention_masks", "Attention masks",
             "causal, padding, bidirectional, prefix-LM, sliding window, MLM vs causal",
-            {"smoke": 0.5, "cpu": 3.9, "gpu": None}),  # 3:56 cpu, 30 s smoke (12-06)
+            {"smoke": 0.5, "cpu": 3.9, "gpu": None}),  # 3:56 cpu (12-06), 31 s smoke (12-07, 04f7d1b)
     Chapter("03", "bpe", "Byte-pair encoding",
             "a fast exact BPE trainer against `tokenizers` and tiktoken, vocabulary size at a fixed token budget",
             {"smoke": 0.35, "cpu": 4.9, "gpu": None}),  # 4:55 cpu, 21 s smoke (12-06 late night)
     Chapter("04", "scaling_laws", "Scaling laws",
             "a grid of tiny GPTs, L(N, D) fits, IsoFLOP curves, a prediction made before the run, emergence",
-            {"smoke": 0.6, "cpu": 7.8, "gpu": None}),  # 7:49 cpu, 36 s smoke from an empty cache (12-06)
+            {"smoke": 0.6, "cpu": 7.8, "gpu": None}),  # 7:49 cpu, 36 s smoke, both from an empty cache (12-06)
     Chapter("05", "rlhf", "RLHF",
             "a Bradley-Terry reward model, PPO with a KL penalty, reward hacking, DPO and GRPO, scored by a hidden "
             "preference", {"smoke": 0.9, "cpu": 6.9, "gpu": None}),  # 6:55 cpu, 0:54 smoke (12-06, 3adbcab)
@@ -128,8 +128,8 @@ def chapter_map_markdown(repository: str | None = None, link_prefix: str = "note
     note = (f"Minutes: one whole notebook, measured on {REFERENCE_MACHINE}, each chapter's latest run recorded in "
             "benchmarks/RESULTS.md with no other heavy job beside it (a book on 2026-12-05, or a run of the chapter "
             "alone on 2026-12-06 or 12-07 after it changed; course_utils/delivery/chapters.py names each run; 01's "
-            "and 04's smoke times are first runs from an empty course cache): a rough guide, which varies by about "
-            "30% between sessions; – means not measured yet (no notebook has run the gpu profile on a GPU yet).")
+            "smoke time and 04's times are first runs from an empty course cache): a rough guide, which varies by "
+            "about 30% between sessions; – means not measured yet (no notebook has run the gpu profile on a GPU yet).")
     table = "\n".join(head + rows) + f"\n\n{note}"
     if PLANNED:
         table += "\n\nComing next: " + "; ".join(f"{c.number} {c.title} ({c.summary})" for c in PLANNED) + "."
