@@ -174,13 +174,14 @@ def prepare_colab(repo_dir: str = CLONE_DIR, run: Callable[..., object] | None =
 
         cuda_available = torch.cuda.is_available()
     # a profile this function chose on an earlier run of the cell is chosen again, not reported as the learner's
-    if environ.get("COURSE_PROFILE") and environ["COURSE_PROFILE"] != environ.get(_CHOSEN_BY_SETUP):
+    set_by_learner = bool(environ.get("COURSE_PROFILE")) and environ["COURSE_PROFILE"] != environ.get(_CHOSEN_BY_SETUP)
+    if set_by_learner:
         profile, reason = environ["COURSE_PROFILE"], "set by you (COURSE_PROFILE)"
     elif cuda_available:
         profile, reason = "gpu", "a CUDA GPU is attached"
     else:
         profile, reason = "cpu", "no GPU attached (Runtime > Change runtime type > GPU for the gpu profile)"
-    if reason != "set by you (COURSE_PROFILE)":
+    if not set_by_learner:
         environ[_CHOSEN_BY_SETUP] = profile
     environ["COURSE_PROFILE"] = profile
     print(f"course installed from {repo_dir}; {len(missing)} missing or outdated requirement(s) installed, "

@@ -21,7 +21,7 @@ from course_utils.optional import PEFT, import_problem
 
 
 def refuse_peft_inits(stack: contextlib.ExitStack, refusing_init: Callable) -> None:
-    """Where peft is installed, refuse (in ``stack``) the ``__init__`` of peft's ``BaseTuner`` (every route to a
+    """Where peft imports, refuse (in ``stack``) the ``__init__`` of peft's ``BaseTuner`` (every route to a
     peft model: ``get_peft_model``, ``PeftModel``, ``LoraModel``, ``inject_adapter_in_model``), ``LoraLayer`` (a LoRA
     or DoRA layer built alone) and ``DoraLinearLayer`` (every DoRA layer's base); one made by ``__new__`` still meets
     :func:`peft_answers`."""
@@ -51,7 +51,7 @@ PEFT_ANSWERS = ("peft:get_peft_model", *("peft." + w for w in (
 
 
 def peft_answers() -> list[Callable]:
-    """Where peft is installed, :data:`PEFT_ANSWERS` and every DoRA layer's ``forward`` and ``get_weight_norm``."""
+    """Where peft imports, :data:`PEFT_ANSWERS` and every DoRA layer's ``forward`` and ``get_weight_norm``."""
     if import_problem("peft", PEFT) is not None:
         return []
     from peft.tuners.lora import dora
