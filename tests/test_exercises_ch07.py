@@ -257,12 +257,27 @@ def novelty_distinct(sample, reference, n):  # distinct-n of the sample, the pac
     return distinct_n([sample], n)
 
 
+def novelty_short_reference_zero(sample, reference, n):  # makes the 0.0 guard symmetric: a short reference gives 0.0
+    if len(sample) < n or len(reference) < n:
+        return 0.0
+    return sol.novel_ngram_fraction(sample, reference, n)
+
+
+def novelty_unfold(sample, reference, n):  # right whenever both are at least n long; unfold raises otherwise
+    if len(sample) < n:
+        return 0.0
+    grams, known = torch.tensor(sample).unfold(0, n, 1), torch.tensor(reference).unfold(0, n, 1)
+    return sum(not (known == g).all(-1).any() for g in grams) / len(grams)
+
+
 def test_novelty_check():
     ex.check_novel_ngram_fraction(sol.novel_ngram_fraction)
     ex.check_novel_ngram_fraction(novelty_tensor)
     for wrong in (novelty_unique, novelty_copied, novelty_off_by_one, novelty_reference_off_by_one, novelty_substring,
-                  novelty_distinct):
+                  novelty_distinct, novelty_short_reference_zero, novelty_unfold):
         rejects(ex.check_novel_ngram_fraction, wrong)
+    for wrong in (novelty_short_reference_zero, novelty_unfold):  # every n-gram is novel there
+        assert "a reference shorter than n" in rejects(ex.check_novel_ngram_fraction, wrong)
     # both pass every case of one-digit ids; the case with two-digit ids whose last reference bigram recurs in the
     # sample (right: 2/3) rejects them without showing the right value
     for wrong in (novelty_reference_off_by_one, novelty_substring):

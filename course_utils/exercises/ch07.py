@@ -145,13 +145,20 @@ def check_novel_ngram_fraction(fn: Callable[[list[int], list[int], int], Any]) -
     cases = [("hand example, bigrams", [1, 2, 3, 1, 2, 3], [1, 2, 9], 2),
              ("hand example, unigrams", [4, 4, 5, 6], [4, 7], 1),
              ("a sample shorter than n", [1, 2], [1, 2, 3], 3),
+             ("a reference shorter than n", [1, 2, 3, 4], [1, 2], 3),
              ("ids of two digits; the reference's last bigram recurs", [1, 2, 5, 6], [11, 2, 9, 5, 6], 2)]
     g = torch.Generator("cpu").manual_seed(3)
     cases.append(("random sequences, trigrams", torch.randint(0, 5, (60,), generator=g).tolist(),
                   torch.randint(0, 5, (40,), generator=g).tolist(), 3))
     for label, sample, reference, n in cases:
         expected = _novelty_reference(sample, reference, n)
-        checks.check_close(label, _learner_alone(fn, list(sample), list(reference), n), expected, hint=hint)
+        try:
+            answer = _learner_alone(fn, list(sample), list(reference), n)
+        except (NotImplementedError, AssertionError):
+            raise
+        except Exception as error:  # e.g. unfold on a reference shorter than n: name the case, keep the traceback
+            raise AssertionError(f"{label}: your function raised {type(error).__name__} ({error}). {hint}") from error
+        checks.check_close(label, answer, expected, hint=hint)
 
 
 def _learner_alone(fn: Callable, *args: Any) -> Any:
