@@ -81,6 +81,14 @@ def test_zero_accepts_solution_and_forms():
     ex.check_zero_bytes(lambda n, nd, s: int(round(sol.zero_bytes_per_rank(n, nd, s))))
 
 
+@pytest.mark.parametrize("wrong, said", [
+    (lambda n, nd, s: torch.tensor(sol.zero_bytes_per_rank(n, nd, s), device="meta"), "meta device"),  # no value
+    (lambda n, nd, s: torch.tensor([sol.zero_bytes_per_rank(n, nd, s)] * 2), "shape (2,)"),  # two numbers, not one
+])
+def test_zero_refuses_tensors_without_one_value(wrong, said):
+    assert said in rejects(ex.check_zero_bytes, wrong)  # a message with the hint, not a raw RuntimeError
+
+
 def expected_at_first_failure(wrong):
     """The expected value of the first case the wrong answer fails (the message prints the learner's own value,
     which may equal another case's answer: that is not a leak)."""
