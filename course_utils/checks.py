@@ -65,7 +65,8 @@ def check_close(name: str, actual: Any, expected: Any, atol: float = 1e-6, rtol:
     passed(name)
 
 
-def _no_meta(name: str, actual: Any, hint: str) -> None:
+def no_meta(name: str, actual: Any, hint: str = "") -> None:
+    """Fails, with ``hint``, when ``actual`` is a tensor on the meta device (a shape without a value)."""
     if getattr(actual, "is_meta", False):
         raise AssertionError(f"{name}: a tensor on the meta device holds a shape but no value; compute the value "
                              f"itself. {hint}")
@@ -76,7 +77,7 @@ def one_element(name: str, actual: Any, hint: str = "") -> Any:
     what ``scipy.optimize.fsolve`` returns; NumPy 2 refuses ``float`` and ``int`` of an array with ndim > 0), a clear
     failure for more than one element, the element of a one-element list or tuple (``[loss.item()]``), and anything
     else (a number, a 0-d array, a longer list) unchanged; a tensor on the meta device (a shape, no value) fails."""
-    _no_meta(name, actual, hint)
+    no_meta(name, actual, hint)
     if isinstance(actual, (list, tuple)) and len(actual) == 1:
         return one_element(name, actual[0], hint)
     shape = getattr(actual, "shape", None)
@@ -92,12 +93,12 @@ def as_float_tensor(name: str, actual: Any, hint: str = "", shape: tuple | None 
     loop's rows) as a float64 CPU tensor, or a clear failure. ``shape``, the expected shape when known, settles one
     ambiguity: one-element tensors of shape (1,) are a loop's scalars (a vector), unless they stack to ``shape``
     (rows of length 1, as a (1, 1) mask built row by row)."""
-    _no_meta(name, actual, hint)
+    no_meta(name, actual, hint)
     try:
         if isinstance(actual, torch.Tensor):
-            return actual.detach().to("cpu", torch.float64)
+            return _dense_float64(actual)
         if isinstance(actual, (list, tuple)) and actual and all(isinstance(x, torch.Tensor) for x in actual):
-            parts = [x.detach().to("cpu", torch.float64) for x in actual]
+            parts = [_dense_float64(x) for x in actual]
             if all(p.numel() == 1 for p in parts):  # a loop's scalars, even of shape (1,): a vector, as as_tensor makes
                 rows = torch.stack(parts) if len({p.shape for p in parts}) == 1 else None
                 if shape is not None and rows is not None and rows.shape == tuple(shape):
@@ -120,6 +121,12 @@ def as_float_tensor(name: str, actual: Any, hint: str = "", shape: tuple | None 
             from None
 
 
+def _dense_float64(tensor: torch.Tensor) -> torch.Tensor:
+    """A float64 CPU copy, made dense when the tensor is sparse (COO, CSR...), which comparisons refuse."""
+    tensor = tensor.detach().to("cpu", torch.float64)
+    return tensor.to_dense() if tensor.layout != torch.strided else tensor
+
+
 def finite_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
     """:func:`as_float_tensor`, failing with ``hint`` when the answer holds a NaN or inf (the usual sign of an
     overflow)."""
@@ -131,7 +138,7 @@ def finite_float_tensor(name: str, actual: Any, hint: str = "") -> torch.Tensor:
 
 def check_equal(name: str, actual: Any, expected: Any, hint: str = "") -> None:
     """Exact equality. A tensor ``expected`` accepts a tensor (any dtype or device), list or tuple with equal values."""
-    _no_meta(name, actual, hint)
+    no_meta(name, actual, hint)
     if isinstance(expected, torch.Tensor):
         actual_t = as_float_tensor(name, actual, hint, expected.shape)
         expected_t = expected.detach().to("cpu", torch.float64)

@@ -391,6 +391,17 @@ def test_a_longdouble_array_is_read_as_numbers():  # torch has no such dtype; th
         checks.check_close("probs", ["0.25", "0.75"], torch.tensor([0.25, 0.75]))
 
 
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_a_sparse_tensor_is_compared_by_its_values():  # a count matrix built with .to_sparse() is a right answer
+    dense = torch.tensor([[0.0, 2.0], [1.0, 0.0]])
+    for layout in (dense.to_sparse(), dense.to_sparse_csr()):
+        assert torch.equal(checks.as_float_tensor("counts", layout), dense.double())
+        checks.check_equal("counts", layout, dense)
+        checks.check_close("counts", [layout], dense[None])
+    with pytest.raises(AssertionError, match="counts"):
+        checks.check_equal("counts", (2 * dense).to_sparse(), dense)
+
+
 @pytest.mark.parametrize("answer", [torch.tensor(4.0, device="meta"), torch.empty(3, device="meta")])
 def test_a_meta_tensor_fails_as_a_check_not_a_crash(answer):  # a shape without a value, never a right answer
     with pytest.raises(AssertionError, match="meta device holds a shape but no value"):

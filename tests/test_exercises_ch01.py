@@ -117,6 +117,19 @@ def test_pair_counts_accepts_correct_forms():
             counts[a][b] += 1
         return counts
     ex.check_pair_counts(loop, IDS, 7)
+    ex.check_pair_counts(lambda ids, v, g: sol.pair_counts(ids, v, g).to_sparse(), IDS, 7)  # a sparse COO matrix
+
+
+def test_followers_refuse_meta_ids_with_a_message():  # a shape without ids: a failed check, not a raw RuntimeError
+    ids = [ALPHABET.index(c) for c in "e n"]
+    for answer in (torch.tensor(ids, device="meta"), [torch.tensor(i, device="meta") for i in ids]):
+        assert "meta device" in _fails(ex.check_top_followers, answer, FOLLOW_TEXT, "k", 3, ALPHABET)
+
+
+def test_followers_as_chars_decodes_ids_for_the_notebook():  # cell 47 prints the learner's followers with it
+    ids = [ALPHABET.index(c) for c in "e n"]
+    for answer in (ids, torch.tensor([ids]), "e n", [torch.tensor(i) for i in ids]):
+        assert ex.followers_as_chars("3b", answer, 3, ALPHABET) == ["e", " ", "n"]
 
 
 def _wraparound(ids, v, gap):  # counts pairs that wrap from the end to the start too: N pairs instead of N - gap

@@ -104,11 +104,15 @@ def check_pair_counts(fn: Callable[[torch.Tensor, int, int], Any], ids: torch.Te
         checks.check_equal(name, got, want, hint=hint)
 
 
-def _followers_as_chars(name: str, answer: Any, k: int, alphabet: str | None) -> list[str]:
+def followers_as_chars(name: str, answer: Any, k: int, alphabet: str | None) -> list[str]:
     """The learner's ``k`` followers as a list of characters: a ``k``-character string, a sequence of one-character
     strings, or (when ``alphabet`` is given) a sequence or tensor of ids, which ``alphabet[i]`` decodes. A tensor or
     array with one row or one column, (1, k) or (k, 1), counts as that line (``counts[[i]].topk(k).indices`` gives
-    (1, k)), and a list of 0-d tensors as the ids they hold."""
+    (1, k)), and a list of 0-d tensors as the ids they hold. A tensor on the meta device (a shape, no ids) fails."""
+    checks.no_meta(name, answer)
+    if isinstance(answer, (list, tuple)):
+        for item in answer:
+            checks.no_meta(name, item)
     if hasattr(answer, "tolist") and not isinstance(answer, str):  # a tensor or a NumPy array of ids
         shape = tuple(getattr(answer, "shape", ()))
         one_line = len(shape) == 2 and 1 in shape  # (1, k) or (k, 1)
@@ -149,7 +153,7 @@ def _check_followers(name: str, answer: Any, followers: Counter, char: str, k: i
     # followers: how often each character follows ``char``, counted by the check itself
     if len(followers) < k:
         raise ValueError(f"{char!r} has fewer than {k} distinct followers in the text; pick another character")
-    chosen = _followers_as_chars(name, answer, k, alphabet)
+    chosen = followers_as_chars(name, answer, k, alphabet)
     hint = (f"take the row of your count matrix for {char!r} (not its column), sort it, and decode the {k} largest "
             "entries' ids, largest first")
     if len(set(chosen)) != k:
