@@ -400,6 +400,32 @@ def gqa_pytorch_c(q, k, v):  # the same function, reached through torch._C
     return torch._C._nn.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
 
 
+def rope_onnx(x, positions, theta=10000.0):  # PyTorch's ONNX RotaryEmbedding: only the cos/sin tables by hand
+    angles = positions.double()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
+    x4 = x.reshape(1, -1, *x.shape[-2:])  # (1, H, T, D)
+    cos, sin = angles.cos()[None].to(x.dtype), angles.sin()[None].to(x.dtype)  # (1, T, D/2)
+    return torch.onnx.ops.rotary_embedding(x4, cos, sin).reshape(x.shape)
+
+
+def gqa_onnx(q, k, v):  # PyTorch's ONNX Attention shares the key/value heads itself
+    out = torch.onnx.ops.attention(q, k, v, is_causal=True)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.mark.parametrize("check, route, exercise", [
+    (ex.check_apply_rotary, rope_onnx, "rotary position embeddings"),
+    (ex.check_grouped_query_attention, gqa_onnx, "grouped-query attention"),
+])
+def test_checks_refuse_pytorchs_onnx_operators(check, route, exercise):
+    # each route is a right answer in one call (the reviewer's attack passed every case), so only the refusal rejects it
+    case = ex._rope_cases()[3][1:3] if route is rope_onnx else ex._gqa_cases()[1][1:]
+    expected = ex._rope_reference(*case, 1e4) if route is rope_onnx else ex._gqa_reference(*case)
+    torch.testing.assert_close(route(*case).double(), expected.double(), atol=1e-4, rtol=1e-4)
+    message = rejects(check, route)
+    assert message.startswith(exercise) and "torch.onnx.ops" in message, message
+    torch.testing.assert_close(route(*case).double(), expected.double(), atol=1e-4, rtol=1e-4)  # the mode is gone
+
+
 @pytest.mark.parametrize("library_gqa", [gqa_pytorch, gqa_pytorch_imported_earlier, gqa_pytorch_c])
 def test_gqa_refuses_pytorchs_enable_gqa(library_gqa):
     message = rejects(ex.check_grouped_query_attention, library_gqa)

@@ -17,7 +17,8 @@ Library calls that do an exercise's work are refused too (``transformers``' in e
 integration's copy, class and static methods included): ``ROPE_LIBRARY``'s rotations (RoPE: ``apply_rotary_pos_emb``,
 ``rotate_half`` and their interleaved, complex, 2-D and vision kin); SDPA's ``enable_gqa=True``, PyTorch's
 ``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``, ``top_k`` times
-this loss. SDPA without ``enable_gqa`` and chapter 02's :mod:`course_utils.model.attention` stay on.
+this loss; PyTorch's ONNX operators (``torch.onnx.ops.rotary_embedding`` and ``attention``: RoPE and GQA in one call).
+SDPA without ``enable_gqa`` and chapter 02's :mod:`course_utils.model.attention` stay on.
 
 Conventions the exercise text states.
 RoPE (Su et al., 2021, "RoFormer"), in the "rotate half" pairing that ``transformers``' Llama and SmolLM2 use
@@ -137,7 +138,7 @@ def check_apply_rotary(fn: Callable[[torch.Tensor, torch.Tensor, float], Any]) -
     _check_relative_property(fn)
     for label, x, positions, theta in _rope_cases():
         name = f"apply_rotary, {label}"
-        answer = _call(fn, x.clone(), positions.clone(), theta, library=ROPE_LIBRARY)
+        answer = _call(fn, x.clone(), positions.clone(), theta, library=ROPE_LIBRARY, also=_OnnxOpsRefused)
         checks.check_close(name, _tensor_of_shape(name, answer, tuple(x.shape), ROPE_HINT),
                            _rope_reference(x, positions, theta), atol=ROPE_ATOL, rtol=ROPE_RTOL, hint=ROPE_HINT)
 
@@ -151,7 +152,8 @@ def _check_relative_property(fn: Callable) -> None:
     for offset in (0, 3):
         scores = []
         for n in (0, 5, 40):
-            turned = [_tensor_of_shape(name, _call(fn, v.clone(), torch.tensor([at]), 10000.0, library=ROPE_LIBRARY),
+            turned = [_tensor_of_shape(name, _call(fn, v.clone(), torch.tensor([at]), 10000.0, library=ROPE_LIBRARY,
+                                                   also=_OnnxOpsRefused),
                                        (1, 16), hint) for v, at in ((q, n + offset), (k, n))]  # q at m, k at n
             scores.append(float((turned[0] * turned[1]).sum()))
         if max(scores) - min(scores) > 1e-4 * (1 + max(abs(s) for s in scores)):
@@ -173,15 +175,31 @@ GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is 
                "share them yourself (then matmuls and a softmax, or SDPA without enable_gqa, are fine)")
 
 
-class _LibraryGQARefused(TorchFunctionMode):
+ONNX_REFUSED = "PyTorch's ONNX operators (torch.onnx.ops) are refused while the check runs: one call does the exercise"
+
+
+class _OnnxOpsRefused(TorchFunctionMode):
+    """While active, PyTorch's ``onnx`` operators raise (``torch.onnx.ops.rotary_embedding`` is rotate-half RoPE,
+    ``attention`` GQA, each in one call); a mode sees an operator under any name, and ``with`` pops it."""
+    exercise = "rotary position embeddings"
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith("onnx."):  # e.g. onnx.RotaryEmbedding.opset23
+            raise AssertionError(f"{self.exercise}: {ONNX_REFUSED}")
+        return func(*args, **(kwargs or {}))
+
+
+class _LibraryGQARefused(_OnnxOpsRefused):
     """While active, any torch function called with ``enable_gqa=True`` raises, under whatever name it was imported
-    (a mode, unlike an attribute swap, sees every route: F., an earlier import, torch._C, torch.ops); the ``with``
-    block pops it, also after a raise. It sees flex_attention's operator (refused too), not the Python function."""
+    (a mode, unlike an attribute swap, sees every route: F., an earlier import, torch._C, torch.ops), and so do the
+    ONNX operators; the ``with`` block pops it, also after a raise. It sees flex_attention's operator (refused too),
+    not the Python function."""
+    exercise = "grouped-query attention"
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if (kwargs or {}).get("enable_gqa") or getattr(func, "__name__", None) == "flex_attention":  # or its operator
             raise AssertionError(f"grouped-query attention: {GQA_REFUSED}")
-        return func(*args, **(kwargs or {}))
+        return super().__torch_function__(func, types, args, kwargs)
 
 
 def _gqa_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -235,7 +253,8 @@ BALANCE_LIBRARY = ("load_balancing_loss_func",)
 
 BALANCE_HINT = ("p = softmax of the router logits over the E experts; P_i = mean over the N tokens of p[:, i] (the "
                 "router's probabilities for ALL experts, not the renormalised top-k gates); f_i = the share of the "
-                "N * k assignments (each token's k most probable experts) that went to expert i, so sum_i f_i = 1; "
+                "N * k assignments (each token's k most probable experts: exactly k per token, even when probabilities "
+                "tie, as topk picks them, not a threshold) that went to expert i, so sum_i f_i = 1; "
                 "loss = E * sum_i f_i * P_i, which is 1 when routing is balanced")
 
 
