@@ -167,7 +167,8 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
     """Run ``check(answer)`` on the learner's answer; if it is still the ``NotImplementedError`` stub, say so and
     verify the reference solution instead (so the notebook runs top to bottom before anyone solves anything).
 
-    A wrong answer fails loudly with the check's hint. When the reference is a plain function (the solution in
+    A wrong answer fails loudly with the check's hint, and so does a half-done one (a case passed, then the stub's
+    bare ``raise NotImplementedError`` on another). When the reference is a plain function (the solution in
     :mod:`course_utils.solutions`), it is switched off while the learner's answer is checked, with the other solutions
     of its chapter, so an answer that calls a solution does not pass. Handing in the solution function itself is
     checked and reported as ``[ref]``, never as a pass.
@@ -179,17 +180,30 @@ def exercise(name: str, learner: Any, reference: Any, check) -> None:
               "passes; write your own answer to pass")
         return
     switch_off = _solutions_in_reach(reference)
+    shown = _Tee(sys.stdout)  # what the check printed: a [pass] line before the stub's error means a half-done answer
     try:
-        with package_functions_switched_off(*switch_off):
+        with package_functions_switched_off(*switch_off), contextlib.redirect_stdout(shown):
             check(learner)
         print(f"[pass] exercise {name}: your answer is correct")
     except NotImplementedError as error:
-        if not _is_the_stub(error, learner):
+        if not _is_the_stub(error, learner) or "[pass]" in shown.getvalue():
             raise AssertionError(f"exercise {name}: your answer raised NotImplementedError({error}) on one of the "
                                  "check's cases; it must handle every input the exercise describes") from error
         print(f"[todo] exercise {name}: not attempted yet; checking the reference solution instead")
         with contextlib.redirect_stdout(io.StringIO()):  # as for [ref]: the reference's [pass] lines are not theirs
             check(reference)
+
+
+class _Tee(io.StringIO):
+    """Writes through to ``out`` and keeps a copy."""
+
+    def __init__(self, out: Any) -> None:
+        super().__init__()
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        return super().write(text)
 
 
 def _is_the_stub(error: NotImplementedError, learner: Any) -> bool:

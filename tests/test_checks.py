@@ -460,6 +460,22 @@ def test_a_not_implemented_error_from_an_attempted_answer_is_not_read_as_not_att
         assert "[todo]" not in capsys.readouterr().out
 
 
+def test_a_half_done_answer_with_a_bare_stub_raise_is_not_read_as_not_attempted(capsys):
+    def check(fn):
+        for k in (1, 2, 3):
+            checks.check_close(f"k = {k}", fn(k), 2.0 * k)
+
+    def half_done(k):  # the small cases written, the stub's bare raise kept for the rest
+        if k > 2:
+            raise NotImplementedError
+        return 2.0 * k
+
+    with pytest.raises(AssertionError, match="raised NotImplementedError"):
+        checks.exercise("9", half_done, lambda k: 2.0 * k, check)
+    out = capsys.readouterr().out
+    assert out.count("[pass] k = ") == 2 and "[todo]" not in out  # the passes still show, once each
+
+
 def test_stubs_still_read_as_not_attempted(capsys):
     def earlier_stub(k):
         raise NotImplementedError
