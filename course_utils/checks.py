@@ -85,6 +85,8 @@ def one_element(name: str, actual: Any, hint: str = "") -> Any:
         return actual
     if math.prod(shape) != 1:
         raise AssertionError(f"{name}: expected one number, got shape {tuple(shape)}. {hint}")
+    if isinstance(actual, torch.Tensor) and actual.layout != torch.strided:  # sparse: reshape refuses it
+        actual = actual.to_dense()
     return actual.reshape(-1)[0]
 
 

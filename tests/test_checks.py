@@ -400,6 +400,7 @@ def test_a_sparse_tensor_is_compared_by_its_values():  # a count matrix built wi
         checks.check_close("counts", [layout], dense[None])
     with pytest.raises(AssertionError, match="counts"):
         checks.check_equal("counts", (2 * dense).to_sparse(), dense)
+    checks.check_close("one count", torch.tensor([[2.0]]).to_sparse(), 2.0)  # one_element's path
 
 
 @pytest.mark.parametrize("answer", [torch.tensor(4.0, device="meta"), torch.empty(3, device="meta")])

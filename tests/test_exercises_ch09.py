@@ -407,23 +407,51 @@ def rope_onnx(x, positions, theta=10000.0):  # PyTorch's ONNX RotaryEmbedding: o
     return torch.onnx.ops.rotary_embedding(x4, cos, sin).reshape(x.shape)
 
 
+def rope_onnx_function(x, positions, theta=10000.0):  # the Python function behind the operator, called directly
+    angles = positions.double()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
+    x4 = x.reshape(1, -1, *x.shape[-2:])
+    cos, sin = angles.cos()[None].to(x.dtype), angles.sin()[None].to(x.dtype)
+    return torch.onnx.ops.aten_decompositions()[torch.ops.onnx.RotaryEmbedding.opset23](x4, cos, sin).reshape(x.shape)
+
+
+def rope_peft(x, positions, theta=10000.0):  # peft's copy of Llama's rotate-half RoPE
+    from peft.tuners.adaption_prompt.utils import llama_apply_rotary_pos_emb
+
+    inverse = theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
+    angles = torch.arange(int(positions.max()) + 1).double()[:, None] * inverse  # a table over positions 0..max
+    table = torch.cat((angles, angles), dim=-1)  # (P, D)
+    x4 = x.double().reshape(1, -1, *x.shape[-2:])  # (1, H, T, D)
+    return llama_apply_rotary_pos_emb(x4, table.cos(), table.sin(), positions[None]).reshape(x.shape)
+
+
 def gqa_onnx(q, k, v):  # PyTorch's ONNX Attention shares the key/value heads itself
     out = torch.onnx.ops.attention(q, k, v, is_causal=True)
     return out[0] if isinstance(out, tuple) else out
 
 
-@pytest.mark.parametrize("check, route, exercise", [
-    (ex.check_apply_rotary, rope_onnx, "rotary position embeddings"),
-    (ex.check_grouped_query_attention, gqa_onnx, "grouped-query attention"),
+def gqa_onnx_function(q, k, v):  # the function behind it, on its path without SDPA (softmax_precision set)
+    return torch.onnx.ops.aten_decompositions()[torch.ops.onnx.Attention.opset23](q, k, v, is_causal=True,
+                                                                                    softmax_precision=1)[0]
+
+
+@pytest.mark.parametrize("check, route, refusal", [
+    (ex.check_apply_rotary, rope_onnx, "RotaryEmbedding is switched off"),
+    (ex.check_apply_rotary, rope_onnx_function, "is switched off"),
+    (ex.check_apply_rotary, rope_peft, "is switched off"),
+    (ex.check_grouped_query_attention, gqa_onnx, "Attention is switched off"),
+    (ex.check_grouped_query_attention, gqa_onnx_function, "is switched off"),
 ])
-def test_checks_refuse_pytorchs_onnx_operators(check, route, exercise):
-    # each route is a right answer in one call (the reviewer's attack passed every case), so only the refusal rejects it
-    case = ex._rope_cases()[3][1:3] if route is rope_onnx else ex._gqa_cases()[1][1:]
-    expected = ex._rope_reference(*case, 1e4) if route is rope_onnx else ex._gqa_reference(*case)
+def test_checks_refuse_pytorchs_onnx_operators_and_peft(check, route, refusal):
+    # each route is a right answer in one call (the readers' attacks passed every case), so only the refusal rejects it
+    if route is rope_peft:
+        pytest.importorskip("peft")
+    rope = check is ex.check_apply_rotary
+    case = ex._rope_cases()[3][1:3] if rope else ex._gqa_cases()[1][1:]
+    expected = ex._rope_reference(*case, 1e4) if rope else ex._gqa_reference(*case)
     torch.testing.assert_close(route(*case).double(), expected.double(), atol=1e-4, rtol=1e-4)
     message = rejects(check, route)
-    assert message.startswith(exercise) and "torch.onnx.ops" in message, message
-    torch.testing.assert_close(route(*case).double(), expected.double(), atol=1e-4, rtol=1e-4)  # the mode is gone
+    assert refusal in message, message
+    torch.testing.assert_close(route(*case).double(), expected.double(), atol=1e-4, rtol=1e-4)  # restored
 
 
 @pytest.mark.parametrize("library_gqa", [gqa_pytorch, gqa_pytorch_imported_earlier, gqa_pytorch_c])

@@ -17,7 +17,8 @@ Library calls that do an exercise's work are refused too (``transformers``' in e
 integration's copy, class and static methods included): ``ROPE_LIBRARY``'s rotations (RoPE: ``apply_rotary_pos_emb``,
 ``rotate_half`` and their interleaved, complex, 2-D and vision kin); SDPA's ``enable_gqa=True``, PyTorch's
 ``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``, ``top_k`` times
-this loss; PyTorch's ONNX operators (``torch.onnx.ops.rotary_embedding`` and ``attention``: RoPE and GQA in one call).
+this loss; PyTorch's ONNX operators (``torch.onnx.ops.rotary_embedding`` and ``attention``: RoPE and GQA in one call)
+and the Python functions behind them; peft's copy of Llama's RoPE (``adaption_prompt.utils``, where loaded).
 SDPA without ``enable_gqa`` and chapter 02's :mod:`course_utils.model.attention` stay on.
 
 Conventions the exercise text states.
@@ -73,6 +74,10 @@ def _call(fn: Callable, *args: Any, library: tuple[str, ...] = (), first: str = 
             modern.apply_rope, modern.rope_cos_sin, modern.rotate_half, modern.rope_inverse_frequencies,
             modern.repeat_kv, llama._attend, moe.route, moe.load_balancing_loss, moe.expert_counts,
             _rope_reference, _gqa_reference, _balance_reference,  # and this module's own answers
+            # the Python functions behind PyTorch's ONNX operators, and peft's copy of Llama's RoPE (where loaded)
+            *checks.library_functions("torch.onnx.ops._impl", "rotary_embedding_23._init_fn", "attention_23._init_fn"),
+            *checks.library_functions("peft.tuners.adaption_prompt.utils", "llama_apply_rotary_pos_emb",
+                                      "llama_rotate_half", loaded_only=True),
             *checks.loaded_transformers_copies(library, first), *extra), also():
         return fn(*args)
 
@@ -98,6 +103,10 @@ ROPE_HINT = ("pair coordinate i with coordinate i + D/2 (the two HALVES of the l
              "2i+1); pair i turns by angle position * theta ** (-2i / D), so pair 0 turns fastest (one radian per "
              "position); turn counter-clockwise, (a, b) -> (a cos - b sin, a sin + b cos); use the positions you are "
              "given (they need not start at 0), one per row along the T dimension")
+
+
+# PyTorch's rotate-half RoPE in one call, the operator behind torch.onnx.ops.rotary_embedding: refused on every route
+_ONNX_ROPE_REFUSED = functools.partial(checks.OpsRefused, ("RotaryEmbedding",))
 
 
 def _rope_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
@@ -138,7 +147,7 @@ def check_apply_rotary(fn: Callable[[torch.Tensor, torch.Tensor, float], Any]) -
     _check_relative_property(fn)
     for label, x, positions, theta in _rope_cases():
         name = f"apply_rotary, {label}"
-        answer = _call(fn, x.clone(), positions.clone(), theta, library=ROPE_LIBRARY, also=_OnnxOpsRefused)
+        answer = _call(fn, x.clone(), positions.clone(), theta, library=ROPE_LIBRARY, also=_ONNX_ROPE_REFUSED)
         checks.check_close(name, _tensor_of_shape(name, answer, tuple(x.shape), ROPE_HINT),
                            _rope_reference(x, positions, theta), atol=ROPE_ATOL, rtol=ROPE_RTOL, hint=ROPE_HINT)
 
@@ -153,7 +162,7 @@ def _check_relative_property(fn: Callable) -> None:
         scores = []
         for n in (0, 5, 40):
             turned = [_tensor_of_shape(name, _call(fn, v.clone(), torch.tensor([at]), 10000.0, library=ROPE_LIBRARY,
-                                                   also=_OnnxOpsRefused),
+                                                   also=_ONNX_ROPE_REFUSED),
                                        (1, 16), hint) for v, at in ((q, n + offset), (k, n))]  # q at m, k at n
             scores.append(float((turned[0] * turned[1]).sum()))
         if max(scores) - min(scores) > 1e-4 * (1 + max(abs(s) for s in scores)):
@@ -175,26 +184,14 @@ GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is 
                "share them yourself (then matmuls and a softmax, or SDPA without enable_gqa, are fine)")
 
 
-ONNX_REFUSED = "PyTorch's ONNX operators (torch.onnx.ops) are refused while the check runs: one call does the exercise"
-
-
-class _OnnxOpsRefused(TorchFunctionMode):
-    """While active, PyTorch's ``onnx`` operators raise (``torch.onnx.ops.rotary_embedding`` is rotate-half RoPE,
-    ``attention`` GQA, each in one call); a mode sees an operator under any name, and ``with`` pops it."""
-    exercise = "rotary position embeddings"
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if str(func).startswith("onnx."):  # e.g. onnx.RotaryEmbedding.opset23
-            raise AssertionError(f"{self.exercise}: {ONNX_REFUSED}")
-        return func(*args, **(kwargs or {}))
-
-
-class _LibraryGQARefused(_OnnxOpsRefused):
+class _LibraryGQARefused(checks.OpsRefused):
     """While active, any torch function called with ``enable_gqa=True`` raises, under whatever name it was imported
-    (a mode, unlike an attribute swap, sees every route: F., an earlier import, torch._C, torch.ops), and so do the
-    ONNX operators; the ``with`` block pops it, also after a raise. It sees flex_attention's operator (refused too),
-    not the Python function."""
-    exercise = "grouped-query attention"
+    (a mode, unlike an attribute swap, sees every route: F., an earlier import, torch._C, torch.ops), and so does the
+    ONNX operator ``torch.onnx.ops.attention`` (GQA in one call); the ``with`` block pops it, also after a raise. It
+    sees flex_attention's operator (refused too), not the Python function."""
+
+    def __init__(self) -> None:
+        super().__init__(("Attention",))  # the operator onnx.Attention.opset23
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if (kwargs or {}).get("enable_gqa") or getattr(func, "__name__", None) == "flex_attention":  # or its operator
