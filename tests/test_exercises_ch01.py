@@ -128,7 +128,7 @@ def test_followers_refuse_meta_ids_with_a_message():  # a shape without ids: a f
 
 def test_followers_as_chars_decodes_ids_for_the_notebook():  # cell 47 prints the learner's followers with it
     ids = [ALPHABET.index(c) for c in "e n"]
-    for answer in (ids, torch.tensor([ids]), "e n", [torch.tensor(i) for i in ids]):
+    for answer in (ids, torch.tensor([ids]), "e n", [torch.tensor(i) for i in ids], torch.tensor(ids).to_sparse()):
         assert ex.followers_as_chars("3b", answer, 3, ALPHABET) == ["e", " ", "n"]
 
 

@@ -434,17 +434,44 @@ def gqa_onnx_function(q, k, v):  # the function behind it, on its path without S
                                                                                     softmax_precision=1)[0]
 
 
+def gqa_flash_kernel(q, k, v):  # the CPU kernel behind SDPA shares the key/value heads itself, no enable_gqa asked
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, True)[0]
+
+
+def gqa_flex_math(q, k, v):  # the eager code behind flex_attention
+    from torch._higher_order_ops.flex_attention import math_attention
+
+    causal = (lambda b, h, m, n: m >= n,)
+    return math_attention(q, k, v, lambda s, b, h, m, n: s, causal, q.shape[-1] ** -0.5, {})[0]
+
+
+def rope_openvino(x, positions, theta=10000.0):  # transformers' OpenVINO exporter rotates neighbouring pairs
+    from transformers.exporters.exporter_openvino import _apply_rotary_pos_emb_pairs
+
+    D = x.shape[-1]
+    angles = positions.double()[:, None] * theta ** (-torch.arange(0, D, 2).double() / D)  # (T, D/2)
+    pairs = torch.stack((x[..., :D // 2], x[..., D // 2:]), dim=-1).reshape(1, -1, *x.shape[-2:])  # halves as pairs
+    table = torch.stack((angles.cos(), angles.sin()), -1)[None, None]  # (1, 1, T, D/2, 2)
+    y = _apply_rotary_pos_emb_pairs(pairs.double(), table).reshape(*x.shape[:-1], D // 2, 2)
+    return torch.cat((y[..., 0], y[..., 1]), -1)
+
+
 @pytest.mark.parametrize("check, route, refusal", [
+    (ex.check_grouped_query_attention, gqa_flash_kernel, "_scaled_dot_product_flash_attention_for_cpu is switched off"),
+    (ex.check_grouped_query_attention, gqa_flex_math, "is switched off"),
+    (ex.check_apply_rotary, rope_openvino, "is switched off"),
     (ex.check_apply_rotary, rope_onnx, "RotaryEmbedding is switched off"),
     (ex.check_apply_rotary, rope_onnx_function, "is switched off"),
     (ex.check_apply_rotary, rope_peft, "is switched off"),
     (ex.check_grouped_query_attention, gqa_onnx, "Attention is switched off"),
     (ex.check_grouped_query_attention, gqa_onnx_function, "is switched off"),
 ])
-def test_checks_refuse_pytorchs_onnx_operators_and_peft(check, route, refusal):
+def test_checks_refuse_one_call_routes(check, route, refusal):
     # each route is a right answer in one call (the readers' attacks passed every case), so only the refusal rejects it
     if route is rope_peft:
         pytest.importorskip("peft")
+    if route is rope_openvino:
+        pytest.importorskip("transformers.exporters.exporter_openvino")
     rope = check is ex.check_apply_rotary
     case = ex._rope_cases()[3][1:3] if rope else ex._gqa_cases()[1][1:]
     expected = ex._rope_reference(*case, 1e4) if rope else ex._gqa_reference(*case)

@@ -113,6 +113,8 @@ def followers_as_chars(name: str, answer: Any, k: int, alphabet: str | None) -> 
     if isinstance(answer, (list, tuple)):
         for item in answer:
             checks.no_meta(name, item)
+    if isinstance(answer, torch.Tensor) and answer.layout != torch.strided:  # sparse ids
+        answer = answer.to_dense()
     if hasattr(answer, "tolist") and not isinstance(answer, str):  # a tensor or a NumPy array of ids
         shape = tuple(getattr(answer, "shape", ()))
         one_line = len(shape) == 2 and 1 in shape  # (1, k) or (k, 1)

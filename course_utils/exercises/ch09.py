@@ -17,8 +17,8 @@ Library calls that do an exercise's work are refused too (``transformers``' in e
 integration's copy, class and static methods included): ``ROPE_LIBRARY``'s rotations (RoPE: ``apply_rotary_pos_emb``,
 ``rotate_half`` and their interleaved, complex, 2-D and vision kin); SDPA's ``enable_gqa=True``, PyTorch's
 ``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``, ``top_k`` times
-this loss; PyTorch's ONNX operators (``torch.onnx.ops.rotary_embedding`` and ``attention``: RoPE and GQA in one call)
-and the Python functions behind them; peft's copy of Llama's RoPE (``adaption_prompt.utils``, where loaded).
+this loss; PyTorch's ONNX operators (``torch.onnx.ops.rotary_embedding``, ``attention``) and the code behind them,
+SDPA's fused kernels, flex_attention's eager code; peft's and the OpenVINO exporter's RoPE copies (where loaded).
 SDPA without ``enable_gqa`` and chapter 02's :mod:`course_utils.model.attention` stay on.
 
 Conventions the exercise text states.
@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import math
 from typing import Any, Callable, ContextManager
 
@@ -74,10 +73,11 @@ def _call(fn: Callable, *args: Any, library: tuple[str, ...] = (), first: str = 
             modern.apply_rope, modern.rope_cos_sin, modern.rotate_half, modern.rope_inverse_frequencies,
             modern.repeat_kv, llama._attend, moe.route, moe.load_balancing_loss, moe.expert_counts,
             _rope_reference, _gqa_reference, _balance_reference,  # and this module's own answers
-            # the Python functions behind PyTorch's ONNX operators, and peft's copy of Llama's RoPE (where loaded)
             *checks.library_functions("torch.onnx.ops._impl", "rotary_embedding_23._init_fn", "attention_23._init_fn"),
-            *checks.library_functions("peft.tuners.adaption_prompt.utils", "llama_apply_rotary_pos_emb",
-                                      "llama_rotate_half", loaded_only=True),
+            *checks.library_functions("peft.tuners.adaption_prompt.utils", "llama_apply_rotary_pos_emb",  # if loaded:
+                                      "llama_rotate_half", loaded_only=True),  # peft's and OpenVINO's RoPE copies
+            *checks.library_functions("transformers.exporters.exporter_openvino", "_apply_rotary_pos_emb_pairs",
+                                      "_rotate_half_pairs", loaded_only=True),
             *checks.loaded_transformers_copies(library, first), *extra), also():
         return fn(*args)
 
@@ -190,8 +190,11 @@ class _LibraryGQARefused(checks.OpsRefused):
     ONNX operator ``torch.onnx.ops.attention`` (GQA in one call); the ``with`` block pops it, also after a raise. It
     sees flex_attention's operator (refused too), not the Python function."""
 
-    def __init__(self) -> None:
-        super().__init__(("Attention",))  # the operator onnx.Attention.opset23
+    def __init__(self) -> None:  # ONNX's operator and SDPA's fused kernels, which share the key/value heads themselves
+        super().__init__(("Attention", "_scaled_dot_product_flash_attention_for_cpu",
+                          "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+                          "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_attention_math_for_mps",
+                          "_flash_attention_forward"))
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if (kwargs or {}).get("enable_gqa") or getattr(func, "__name__", None) == "flex_attention":  # or its operator
@@ -234,9 +237,9 @@ def check_grouped_query_attention(fn: Callable[[torch.Tensor, torch.Tensor, torc
     ``h // (H // H_kv)`` (consecutive query heads share, the order of ``transformers``' ``repeat_kv``). Attention is
     causal (position t sees positions 0..t) with scores scaled by 1/sqrt(D). Return the heads' outputs, (B, H, T, D).
     SDPA's ``enable_gqa=True``, ``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` are off meanwhile."""
-    flex = ()  # PyTorch's flex_attention (torch 2.5 and later), a Python function: switched off by its code
-    with contextlib.suppress(ImportError, AttributeError):
-        flex = (importlib.import_module("torch.nn.attention.flex_attention").flex_attention,)
+    # PyTorch's flex_attention and the eager code behind it (torch 2.5 and later), Python functions: off by their code
+    flex = (*checks.library_functions("torch.nn.attention.flex_attention", "flex_attention"),
+            *checks.library_functions("torch._higher_order_ops.flex_attention", "math_attention"))
     for label, q, k, v in _gqa_cases():
         name = f"grouped-query attention, {label}"
         answer = _call(fn, q.clone(), k.clone(), v.clone(), library=GQA_LIBRARY, extra=flex, also=_LibraryGQARefused)
