@@ -77,7 +77,7 @@ CHAPTERS = (
             {"smoke": 1.1, "cpu": 8.2, "gpu": None}),  # 8:09 cpu (12-06), 1:06 smoke (12-07, 04f7d1b)
     Chapter("07", "sampling", "Sampling",
             "temperature, top-k/p, min-p, penalties, beam search, KV cache, checked against transformers",
-            {"smoke": 0.9, "cpu": 2.3, "gpu": None}),  # 2:20 cpu, 53 s smoke (12-06 night)
+            {"smoke": 0.7, "cpu": 2.3, "gpu": None}),  # 2:20 cpu (12-06 night), 40 s smoke (12-07, 7894c6e)
     Chapter("08", "hallucination_rag", "Hallucination and RAG",
             "SmolLM2's hallucination rate on a generated knowledge base, calibration and abstention, BM25/dense/"
             "hybrid retrieval, RAG, detection by self-consistency, FAISS",
@@ -85,7 +85,7 @@ CHAPTERS = (
     Chapter("09", "inside_a_modern_llm", "Inside a modern LLM",
             "the GPT block from scratch with an ablation of each piece; RMSNorm, RoPE, SwiGLU, GQA; SmolLM2 in our "
             "own code, logits matching transformers' (exactly on the CPU); a tiny mixture of experts",
-            {"smoke": 0.6, "cpu": 5.6, "gpu": None}),  # 5:38 cpu, 38 s smoke (12-06 night)
+            {"smoke": 0.5, "cpu": 5.2, "gpu": None}),  # 5:13 cpu (12-07, 7894c6e), 31 s smoke (12-07, 7894c6e)
     Chapter("10", "classify_and_prompt", "Classify and prompt",
             "Shakespeare's Folio genres split by play: a linear probe on SmolLM2, zero-shot and few-shot label "
             "scoring, leakage, prompt sensitivity, constrained answers, chain of thought",
@@ -93,7 +93,7 @@ CHAPTERS = (
     Chapter("11", "training_at_scale", "Training at scale",
             "where training memory goes, mixed precision, checkpointing, accumulation; DDP, FSDP2 and tensor "
             "parallelism on two torch.distributed processes; the pipeline bubble; a 70B parallelism planner",
-            {"smoke": 0.7, "cpu": 1.9, "gpu": None}),  # 1:53 cpu (12-06 night), 40 s smoke (12-07, 04f7d1b)
+            {"smoke": 0.6, "cpu": 1.8, "gpu": None}),  # 1:46 cpu, 36 s smoke (12-07, 7894c6e)
 )
 
 PLANNED: tuple[Chapter, ...] = ()  # chapters announced in the README before they are written
