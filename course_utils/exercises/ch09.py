@@ -53,7 +53,6 @@ import math
 from typing import Any, Callable, ContextManager
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 from course_utils import checks
 from course_utils.device import make_generator
@@ -236,7 +235,8 @@ def check_grouped_query_attention(fn: Callable[[torch.Tensor, torch.Tensor, torc
     ``q`` is (B, H, T, D), ``k`` and ``v`` are (B, H_kv, T, D) with H_kv dividing H. Query head h uses key/value head
     ``h // (H // H_kv)`` (consecutive query heads share, the order of ``transformers``' ``repeat_kv``). Attention is
     causal (position t sees positions 0..t) with scores scaled by 1/sqrt(D). Return the heads' outputs, (B, H, T, D).
-    SDPA's ``enable_gqa=True``, ``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` are off meanwhile."""
+    SDPA's ``enable_gqa=True`` and fused kernels, ``flex_attention``, ONNX's ``Attention``, ``repeat_kv`` and
+    ``eager_attention_forward`` are off meanwhile."""
     # PyTorch's flex_attention and the eager code behind it (torch 2.5 and later), Python functions: off by their code
     flex = (*checks.library_functions("torch.nn.attention.flex_attention", "flex_attention"),
             *checks.library_functions("torch._higher_order_ops.flex_attention", "math_attention"))
