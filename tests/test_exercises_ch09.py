@@ -424,6 +424,14 @@ def rope_peft(x, positions, theta=10000.0):  # peft's copy of Llama's rotate-hal
     return llama_apply_rotary_pos_emb(x4, table.cos(), table.sin(), positions[None]).reshape(x.shape)
 
 
+def rope_peft_road(x, positions, theta=10000.0):  # peft's RoAd layer rotates halves by given angles
+    from peft.tuners.road.layer import _apply_road
+
+    angles = positions.double()[:, None] * theta ** (-torch.arange(0, x.shape[-1], 2).double() / x.shape[-1])
+    angles = torch.cat((angles, angles), -1)  # (T, D)
+    return _apply_road("road_2", x.shape[-1], angles, torch.ones_like(angles), x.double())
+
+
 def gqa_onnx(q, k, v):  # PyTorch's ONNX Attention shares the key/value heads itself
     out = torch.onnx.ops.attention(q, k, v, is_causal=True)
     return out[0] if isinstance(out, tuple) else out
@@ -463,12 +471,13 @@ def rope_openvino(x, positions, theta=10000.0):  # transformers' OpenVINO export
     (ex.check_apply_rotary, rope_onnx, "RotaryEmbedding is switched off"),
     (ex.check_apply_rotary, rope_onnx_function, "is switched off"),
     (ex.check_apply_rotary, rope_peft, "is switched off"),
+    (ex.check_apply_rotary, rope_peft_road, "is switched off"),
     (ex.check_grouped_query_attention, gqa_onnx, "Attention is switched off"),
     (ex.check_grouped_query_attention, gqa_onnx_function, "is switched off"),
 ])
 def test_checks_refuse_one_call_routes(check, route, refusal):
     # each route is a right answer in one call (the readers' attacks passed every case), so only the refusal rejects it
-    if route is rope_peft:
+    if route in (rope_peft, rope_peft_road):
         pytest.importorskip("peft")
     if route is rope_openvino:
         pytest.importorskip("transformers.exporters.exporter_openvino")

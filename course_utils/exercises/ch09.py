@@ -4,22 +4,21 @@ attention, and the Switch Transformer's load-balancing loss for a top-k router.
 Each check calls the learner's function on seeded CPU cases and computes the expected value itself, with code written
 differently from the reference solution (:mod:`course_utils.solutions.ch09`) and from the package: RoPE as a complex
 multiplication of (x_i + j x_{i+D/2}) by e^{j angle} (the solution and :mod:`course_utils.model.modern` rotate real
-halves), attention as one explicit loop per query head that picks its key/value head by index (the solution repeats
-the key/value heads), and the expert fractions by counting one-hot rows of a sorted ranking (the solution uses topk
-and bincount). Failures go through :mod:`course_utils.checks`, whose messages never show the expected value;
-``tests/test_exercises_ch09.py`` feeds every check the reference solution, correct answers in other forms and the
-likely wrong answers.
+halves), attention as one explicit loop per query head that picks its key/value head by index (the solution repeats the
+key/value heads), and the expert fractions by counting one-hot rows of a sorted ranking (the solution uses topk and
+bincount). Failure messages (:mod:`course_utils.checks`) never show the expected value; the tests feed every check the
+reference solution, correct answers in other forms and the likely wrong answers.
 
 The package has each answer (:func:`~course_utils.model.modern.apply_rope` and its helpers, ``repeat_kv`` and the Llama
-attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route``), so while the learner's function runs they
-are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so are this module's own references.
-Library calls that do an exercise's work are refused too (``transformers``' in every model module's and attention
-integration's copy, class and static methods included): ``ROPE_LIBRARY``'s rotations (RoPE: ``apply_rotary_pos_emb``,
-``rotate_half`` and their interleaved, complex, 2-D and vision kin); SDPA's ``enable_gqa=True``, PyTorch's
-``flex_attention``, ``repeat_kv`` and ``eager_attention_forward`` (GQA); ``load_balancing_loss_func``, ``top_k`` times
-this loss; PyTorch's ONNX operators (``torch.onnx.ops.rotary_embedding``, ``attention``) and the code behind them,
-SDPA's fused kernels, flex_attention's eager code; peft's and the OpenVINO exporter's RoPE copies (where loaded).
-SDPA without ``enable_gqa`` and chapter 02's :mod:`course_utils.model.attention` stay on.
+attention, :func:`~course_utils.model.moe.load_balancing_loss` and ``route``): while the learner's function runs they
+and this module's references are switched off (:func:`course_utils.checks.package_functions_switched_off`). Library
+calls that do an exercise's work are refused too. RoPE: ``ROPE_LIBRARY``'s rotations in every ``transformers`` model
+module (``apply_rotary_pos_emb``, ``rotate_half``, their interleaved, complex, 2-D and vision kin; class and static
+methods too), PyTorch's ONNX ``RotaryEmbedding`` and the code behind it, and where loaded peft's copies (adaption
+prompt, RoAd) and the OpenVINO exporter's. GQA: SDPA's ``enable_gqa=True`` and fused kernels, ``flex_attention`` and its
+eager code, ONNX's ``Attention``, ``repeat_kv`` and ``eager_attention_forward``. Balance: ``load_balancing_loss_func``,
+``top_k`` times this loss. SDPA without ``enable_gqa`` and chapter 02's attention stay on. Not seen: calls inside
+TorchScript or under ``torch._C.DisableTorchFunction`` (the guards stop shortcuts, not a determined evader).
 
 Conventions the exercise text states.
 RoPE (Su et al., 2021, "RoFormer"), in the "rotate half" pairing that ``transformers``' Llama and SmolLM2 use
@@ -34,15 +33,15 @@ assignments, f_i = assignments to expert i / (N k), P_i = mean over tokens of p[
 returned as a tensor whose gradient flows to the logits through P (f is a count).
 
 Tolerances. RoPE: float32 angles at positions up to ~500 are off by ~500 x 6e-8 rad, outputs by ~1e-4 of |x| (the
-package's float32 version is within 5e-5 of the float64 expected values here); compared within 5e-4 + 1e-4 relative,
-while the likely mistakes are off by 0.7 or more. Attention: a float32 learner is within ~1e-6; compared within
-1e-5 + 1e-4 relative. Loss: a float32 learner is within ~1e-6 (values of order 1) and ~1e-9 on the gradient (of
-order 1e-3 to 1e-2); compared within 1e-5 and 1e-7 + 1e-4 relative. Every router case has distinct probabilities
-except the all-equal one, where the loss is exactly 1 for any choice of experts, so every tie order passes (its
-gradient depends on the tie order: left out of the gradient comparison).
+package's float32 version: within 5e-5 of the float64 expected values); compared within 5e-4 + 1e-4 relative, while the
+likely mistakes are off by 0.7 or more. Attention: a float32 learner is within ~1e-6; compared within 1e-5 + 1e-4
+relative. Loss: a float32 learner is within ~1e-6 (values of order 1) and ~1e-9 on the gradient (of order 1e-3 to 1e-2);
+compared within 1e-5 and 1e-7 + 1e-4 relative. Every router case has distinct probabilities except the all-equal one,
+where the loss is exactly 1 for any choice of experts, so every tie order passes (its gradient depends on the tie order:
+left out of the gradient comparison).
 
-Left out: checks of argument validation, RoPE scaling, attention over a KV cache (queries fewer than keys), padding
-masks, expert capacity, and the KV-cache size formula with GQA (chapter 07's Mistral exercise already asks for it).
+Left out: argument validation, RoPE scaling, attention over a KV cache (queries fewer than keys), padding masks, expert
+capacity, the KV-cache size formula with GQA (chapter 07's Mistral exercise asks for it).
 """
 
 from __future__ import annotations
@@ -75,6 +74,7 @@ def _call(fn: Callable, *args: Any, library: tuple[str, ...] = (), first: str = 
             *checks.library_functions("torch.onnx.ops._impl", "rotary_embedding_23._init_fn", "attention_23._init_fn"),
             *checks.library_functions("peft.tuners.adaption_prompt.utils", "llama_apply_rotary_pos_emb",  # if loaded:
                                       "llama_rotate_half", loaded_only=True),  # peft's and OpenVINO's RoPE copies
+            *checks.library_functions("peft.tuners.road.layer", "_prepare_cols", loaded_only=True),
             *checks.library_functions("transformers.exporters.exporter_openvino", "_apply_rotary_pos_emb_pairs",
                                       "_rotate_half_pairs", loaded_only=True),
             *checks.loaded_transformers_copies(library, first), *extra), also():
@@ -104,8 +104,7 @@ ROPE_HINT = ("pair coordinate i with coordinate i + D/2 (the two HALVES of the l
              "given (they need not start at 0), one per row along the T dimension")
 
 
-# PyTorch's rotate-half RoPE in one call, the operator behind torch.onnx.ops.rotary_embedding: refused on every route
-_ONNX_ROPE_REFUSED = functools.partial(checks.OpsRefused, ("RotaryEmbedding",))
+_ONNX_ROPE_REFUSED = functools.partial(checks.OpsRefused, ("RotaryEmbedding",))  # torch.onnx.ops.rotary_embedding
 
 
 def _rope_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
@@ -185,15 +184,16 @@ GQA_REFUSED = ("PyTorch's scaled_dot_product_attention(..., enable_gqa=True) is 
 
 class _LibraryGQARefused(checks.OpsRefused):
     """While active, any torch function called with ``enable_gqa=True`` raises, under whatever name it was imported
-    (a mode, unlike an attribute swap, sees every route: F., an earlier import, torch._C, torch.ops), and so does the
-    ONNX operator ``torch.onnx.ops.attention`` (GQA in one call); the ``with`` block pops it, also after a raise. It
-    sees flex_attention's operator (refused too), not the Python function."""
+    (a mode, unlike an attribute swap, sees every route: F., an earlier import, torch._C, torch.ops), and so do the
+    ONNX operator ``torch.onnx.ops.attention`` and SDPA's fused kernels (GQA in one call); the ``with`` block pops it,
+    also after a raise. It sees flex_attention's operator (refused too), not the Python function."""
 
     def __init__(self) -> None:  # ONNX's operator and SDPA's fused kernels, which share the key/value heads themselves
         super().__init__(("Attention", "_scaled_dot_product_flash_attention_for_cpu",
                           "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
                           "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_attention_math_for_mps",
-                          "_flash_attention_forward"))
+                          "_flash_attention_forward", "_flash_attention_forward_no_dropout_inplace", "_varlen_attn",
+                          "_varlen_attn_out"))
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if (kwargs or {}).get("enable_gqa") or getattr(func, "__name__", None) == "flex_attention":  # or its operator
