@@ -15,7 +15,7 @@ def test_a_diverged_arm_is_named_as_such_wherever_its_trained_model_is_used(monk
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     cells = code_cells(NOTEBOOK)
-    first = next(i for i, c in enumerate(cells) if c.startswith("import inspect, math, time"))  # imports, profile
+    first = next(i for i, c in enumerate(cells) if c.startswith("import inspect, math\n"))  # imports, profile
     users = [cell_with(cells, marker) for marker in ("def attention_entropy", "def position_similarity",
                                                      "def stream_rms")]
     before = cells[first:cells.index(users[0])]  # everything up to them: data, model, the ablation's training

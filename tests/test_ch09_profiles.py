@@ -12,7 +12,7 @@ NOTEBOOK = "09_inside_a_modern_llm.ipynb"
 
 def probe_cells() -> list[str]:
     cells = code_cells(NOTEBOOK)
-    first = next(i for i, c in enumerate(cells) if c.startswith("import inspect, math, time"))  # imports, profile
+    first = next(i for i, c in enumerate(cells) if c.startswith("import inspect, math\n"))  # imports, profile
     last = next(i for i, c in enumerate(cells) if c.startswith('A = CFG["ablation"]'))  # the model size and `idx`
     probe = cell_with(cells, "def position_similarity")
     return cells[first:last + 1] + [probe[:probe.index("\nfig, ax")]]  # the figure needs the trained models
