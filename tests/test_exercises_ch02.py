@@ -95,6 +95,9 @@ def test_window_accepts_a_loops_rows_at_every_length_one_included():
     lambda d: d[:, None] == d[None, :],  # same document, but sees the future
     lambda d: masks.causal_mask(len(d)),  # causal, but crosses documents
     lambda d: sol.document_causal_mask(d).T,  # transposed: the upper triangle
+    # right only while documents are numbered in increasing order: earlier documents have smaller ids
+    lambda d: masks.causal_mask(len(d)) & (d[None, :] >= d[:, None]),
+    lambda d: masks.causal_mask(len(d)) & (torch.arange(len(d))[None, :] >= torch.searchsorted(d, d)[:, None]),
 ])
 def test_document_mask_rejects_likely_wrong_answers(wrong):
     rejects(ex.check_document_mask, wrong)

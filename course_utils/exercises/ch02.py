@@ -37,8 +37,10 @@ from course_utils.model.attention import scaled_dot_product_attention
 from course_utils.model.masks import causal_mask
 
 WINDOW_HINT = ("Query i may attend to key j when i - left <= j <= i + right, both ends included; -1 means no limit "
-               "on that side. Rows are queries, columns keys.")
-DOC_HINT = "Allowed: key j in the same document as query i, and j <= i (rows are queries, columns keys)."
+               "on that side. Rows are queries, columns keys; a boolean mask, true where "
+               "attention is allowed (not the additive 0 / -inf form).")
+DOC_HINT = ("Allowed: key j in the same document as query i, and j <= i (rows are queries, columns keys); a boolean "
+            "mask, true where attention is allowed (not the additive 0 / -inf form).")
 POSITION_HINT = ("Each document's first token has position 0, the next 1, and so on; padding (-1) is not counted, "
                  "and each row is counted on its own (a document cut at the end of a row starts again at 0 in the "
                  "next row). "
@@ -114,10 +116,12 @@ def check_document_mask(fn: Callable[[torch.Tensor], object]) -> None:
     """Exercise 2: ``fn(doc_ids)`` -> (T, T) causal mask within each packed document; attention must then equal
     attention over each document separately."""
     answers = _mask_answers(package_masks=False)
-    for n, doc_ids in enumerate(([0, 0, 0, 1, 1, 2], [0, 1, 1, 1], [3, 3, 3, 3, 3], [0, 1, 2, 3]), start=1):
+    cases = ([0, 0, 0, 1, 1, 2], [0, 1, 1, 1], [3, 3, 3, 3, 3], [0, 1, 2, 3],
+             [2, 2, 0, 0, 0, 1])  # ids are labels, not an order: an answer comparing them with >= fails the last
+    for n, doc_ids in enumerate(cases, start=1):
         expected = _document_mask_by_loops(doc_ids)
-        checks.check_equal(f"documents, case {n} of 4", _learner(fn, torch.tensor(doc_ids), answers=answers), expected,
-                           hint=DOC_HINT)
+        checks.check_equal(f"documents, case {n} of {len(cases)}", _learner(fn, torch.tensor(doc_ids), answers=answers),
+                           expected, hint=DOC_HINT)
     doc_ids = torch.tensor([0, 0, 0, 1, 1, 2])
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(6, 8, generator=g) for _ in range(3))  # (T, D) each
