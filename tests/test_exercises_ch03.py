@@ -222,10 +222,11 @@ def _one_mark_per_bad_run(ids, vocab):  # correct too: one U+FFFD for each run o
     return re.sub("\ufffd+", "\ufffd", sol.decode_ids(ids, vocab))
 
 
-def _by_hand(ids, vocab, three_byte=True, reject_overlong=True):
+def _by_hand(ids, vocab, three_byte=True, reject_overlong=True, check_continuation=True):
     """A hand-written decoder: the lead byte gives the length, continuation bytes must be 10xxxxxx, surrogates and
-    code points above U+10FFFF are rejected, one U+FFFD for each invalid byte. Correct with the defaults; the two
-    flags give the likely bugs: no 3-byte sequences (U+0800 to U+FFFF: €, —, CJK) and overlong forms accepted."""
+    code points above U+10FFFF are rejected, one U+FFFD for each invalid byte. Correct with the defaults; the three
+    flags give the likely bugs: no 3-byte sequences (U+0800 to U+FFFF: €, —, CJK), overlong forms accepted, and
+    any byte taken as a continuation (C3 41 read as one character)."""
     data, out, i = b"".join(vocab[k] for k in ids), [], 0
     while i < len(data):
         b = data[i]
@@ -235,8 +236,9 @@ def _by_hand(ids, vocab, three_byte=True, reject_overlong=True):
         code = b & (0, 0x7F, 0x1F, 0x0F, 0x07)[n]
         for c in tail:
             code = code << 6 | c & 0x3F
-        if (n == 0 or len(tail) < n - 1 or any(c & 0xC0 != 0x80 for c in tail) or 0xD800 <= code <= 0xDFFF
-                or code > 0x10FFFF or reject_overlong and code < (0, 0, 0x80, 0x800, 0x10000)[n]):
+        if (n == 0 or len(tail) < n - 1 or check_continuation and any(c & 0xC0 != 0x80 for c in tail)
+                or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF
+                or reject_overlong and code < (0, 0, 0x80, 0x800, 0x10000)[n]):
             out.append("\ufffd")
             i += 1
         else:
@@ -261,6 +263,7 @@ def test_decode_ids_accepts_either_count_of_replacement_characters(tok):
     assert _by_hand(list("aé€🤖".encode()) + bad, tok.vocab) == "aé€🤖" + "\ufffd" * 7 + "h"  # one per bad byte
     assert _by_hand([0xE2, 0x82, 0xAC], tok.vocab, three_byte=False) == "\ufffd" * 3  # the two bugs tested below
     assert _by_hand([0xC0, 0xAF, 65], tok.vocab, reject_overlong=False) == "/A"
+    assert _by_hand([0xC3, 0x41], tok.vocab, check_continuation=False) == "\u00c1"  # "Á": 'A' taken as a tail
     for decoder in (_one_mark_per_bad_byte, _one_mark_per_bad_run, _by_hand):
         ex.check_decode_ids(decoder, tok.vocab, tok.encode(VAL), VAL)
 
@@ -274,6 +277,7 @@ def test_decode_ids_accepts_either_count_of_replacement_characters(tok):
     lambda ids, vocab: sol.decode_ids(ids, vocab).replace("\ufffd", "?"),  # another mark
     lambda ids, vocab: _by_hand(ids, vocab, three_byte=False),  # € comes back as three U+FFFD
     lambda ids, vocab: _by_hand(ids, vocab, reject_overlong=False),  # C0 AF comes back as "/"
+    lambda ids, vocab: _by_hand(ids, vocab, check_continuation=False),  # C3 41 comes back as "Á"
 ])
 def test_decode_ids_rejects(tok, wrong):
     fails(ex.check_decode_ids, wrong, tok.vocab, tok.encode(VAL), VAL)
@@ -421,6 +425,40 @@ def test_merges_until_one_token_switches_off_the_step_by_step_view(tok, toy_tok)
     with pytest.raises(AssertionError, match="merge_steps is switched off"):  # correct, but the package did the work
         ex.check_merges_until_one_token(_via_merge_steps, tok, toy_tok)
     assert _via_merge_steps(tok, " the") is not None  # restored afterwards
+
+
+def _k_from_one_id(ids):  # the id of a one-token word is 256 + the rank of its last merge
+    return None if len(ids) != 1 else max(ids[0] - 255, 0)
+
+
+def _ranks_as_tiktoken(t):
+    return tiktoken.Encoding("ours", pat_str=t.pattern, special_tokens={},
+                             mergeable_ranks={b: i for i, b in enumerate(t.vocab[:256 + len(t.merges)])})
+
+
+@pytest.mark.parametrize("route", [
+    lambda t, w: _k_from_one_id(t.encode(w)),
+    lambda t, w: None if len(pretokenize(w, t.pattern)) != 1 else _k_from_one_id(t.bpe(list(w.encode()))),
+    lambda t, w: _k_from_one_id(to_hf_tokenizer(t).encode(w, add_special_tokens=False).ids),
+    lambda t, w: _k_from_one_id(_ranks_as_tiktoken(t).encode_ordinary(w)),
+])
+def test_merges_until_one_token_refuses_ready_made_encoders(tok, toy_tok, route):
+    words = (" the", " lord", "a", " lowest", "a b")
+    assert [route(tok, w) for w in words] == [sol.merges_until_one_token(tok, w) for w in words]  # right answers
+    fails(ex.check_merges_until_one_token, route, tok, toy_tok)
+    assert route(tok, " the") is not None  # restored afterwards
+
+
+def test_merges_until_one_token_rejects_a_bool(tok, toy_tok):
+    with pytest.raises(AssertionError, match="a bool"):  # False == 0, but it is not a number of merges
+        ex.check_merges_until_one_token(lambda t, w: False if sol.merges_until_one_token(t, w) == 0
+                                        else sol.merges_until_one_token(t, w), tok, toy_tok)
+
+
+def test_ids_on_the_meta_device_fail_with_the_checks_message(tok):
+    with pytest.raises(AssertionError, match="meta device"):
+        ex.check_encode_word(lambda ids, merges: torch.zeros(len(ids), dtype=torch.long, device="meta"),
+                             tok.merges, [" king"])
 
 
 def _last_rank(t, w):  # off by one: the rank of the last merge, not how many merges of the list

@@ -4,8 +4,8 @@ trainer's tie rule.
 
 Each check takes the learner's function plus the notebook data it needs, computes the expected value with plain Python
 here (never by calling the package function the exercise asks for), and fails through :mod:`course_utils.checks`, whose
-messages never show the expected value. While the learner's encoder or decoder runs (exercises 1 and 2), every
-ready-made BPE encoder and decoder the notebook can reach is switched off by
+messages never show the expected value. While the learner's encoder, decoder or merge counter runs (exercises 1, 2 and
+4), every ready-made BPE encoder and decoder the notebook can reach is switched off by
 :func:`course_utils.checks.package_functions_switched_off`: ``BPETokenizer``'s encode and decode paths (merge list and
 tiktoken ranks, ``from_ranks``), this module's own helper, ``to_hf_tokenizer``, tiktoken's ``Encoding`` and
 ``_educational`` encoders, and the pure-Python ``bpe`` method of every ``transformers`` slow tokenizer already imported
@@ -13,10 +13,12 @@ tiktoken ranks, ``from_ranks``), this module's own helper, ``to_hf_tokenizer``, 
 :func:`course_utils.checks.loaded_transformers_copies`; each learner call looks afresh, so one imported inside the
 learner's function escapes that call, not the next, and no tokenizer module is imported to look). Code that lives in
 compiled extensions (a ``tokenizers`` BPE model built from scratch, tiktoken's ``_tiktoken.CoreBPE``) cannot be switched
-off this way; one built beforehand from the chapter's tokenizer fails the cases with merges (exercise 1) or a vocabulary
-(exercise 2) of their own. While the learner's answers to exercises 3 and 4 run, this module's own reference
-(``_capped_rate``, ``_words_by_count``; ``_one_token_k``, ``_merge_word``) is switched off; while the learner's heap key
-runs (exercise 5), the package's own tie key (``train.tie_key`` and its ``_Greater`` class).
+off this way; one built beforehand from the chapter's tokenizer fails the cases with merges (exercise 1), a vocabulary
+(exercise 2) or merge lists (exercise 4) of their own. Exercise 4's answer must apply the merges itself: the id of a
+word that encodes as one token is 256 + the rank of the last merge it needs, so any encoder would leave only that to
+read off. While the learner's answer to exercise 3 runs, this module's own reference (``_capped_rate``,
+``_words_by_count``) is switched off; while the learner's heap key runs (exercise 5), the package's own tie key
+(``train.tie_key`` and its ``_Greater`` class).
 ``tests/test_exercises_ch03.py`` feeds every check the reference solution, a correct answer in another form and the
 likely wrong answers, including one that goes through each ready-made encoder.
 """
@@ -74,6 +76,7 @@ def _without_ready_made_codecs() -> Iterator[None]:
 def _ids(value: Any) -> Any:
     """A list, tuple, tensor or numpy array of ids as a list of Python ints. Anything else (a float id, a nested row)
     is left as it is, for check_equal to report: int() would truncate 104.7 to a right answer or crash on a row."""
+    checks.no_meta("your ids", value)  # a shape without values: .tolist() would raise inside the check
     if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):  # torch.Tensor, numpy.ndarray
         value = value.tolist()
     if isinstance(value, (list, tuple)):
@@ -157,6 +160,7 @@ def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence
              ("é from two byte tokens", [0xC3, 0xA9, 0x20], vocab, "é "),
              ("€ from three byte tokens", [0xE2, 0x82, 0xAC], vocab, "€"),
              ("an overlong '/' (C0 AF, not valid UTF-8), then 'A'", [0xC0, 0xAF, 65], vocab, "\ufffd\ufffdA"),
+             ("the first byte of a two-byte character, then 'A' (C3 41)", [0xC3, 65], vocab, "\ufffdA"),
              ("a vocabulary of its own (ids 0-255 are not the bytes 0-255)", own_ids, own_vocab, own_text),
              ("held-out text", list(ids_of_text), vocab, text)]
     answers = []
@@ -235,10 +239,12 @@ def check_merges_until_one_token(fn: Callable, tokenizer, toy_tokenizer) -> None
     # the word first (a trained list never has such merges, so only this case tells the rule apart)
     crossing = BPETokenizer([(97, 32), (256, 98)])
     expected.append(("'a b' under merges that would join its pieces", crossing, "a b", None))
-    # this module's own answer, and the tokenizer's step-by-step view (it would leave only the rank to read off)
-    with checks.package_functions_switched_off(_one_token_k, _merge_word, BPETokenizer.merge_steps):
-        answers = [fn(tok, word) for _, tok, word, _ in expected]
+    # with the ready-made encoders switched off (this module's own answer among them): the id of a word that encodes
+    # as one token is 256 + the rank of its last merge, so encode or merge_steps would leave only that to read off
+    answers = [_alone(fn, tok, word) for _, tok, word, _ in expected]  # one block per call: see _alone
     for (name, _, _, want), got in zip(expected, answers):
+        if isinstance(got, bool):  # False == 0 in Python, but it is not a number of merges
+            raise AssertionError(f"{name}: got {got!r}, a bool; return an int or None. {hint}")
         if want is None:
             checks.check_true(name, got is None, hint=hint)
         else:

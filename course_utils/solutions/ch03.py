@@ -51,14 +51,16 @@ def unknown_rate_top_v(train_text: str, val_text: str, V: int) -> float:
 #: Exercise 3's question, answered.
 WHY_TOP_V = ("No V brings the <unk> rate below section 1's, the share of held-out words that never occur in the "
              "training text at all, and the rate reaches that floor only when V holds every training word that the "
-             "held-out text uses, which takes almost every distinct training word, "
-             "most of which occur three times or fewer; how rare <unk> can get is set by the training text, not by V. "
-             "On the way down the rate falls steeply over the first few hundred words (punctuation, function words "
-             "and the commonest names make up most word occurrences) and then ever more slowly: each further word is "
-             "rarer than the last (Zipf's law: a word's frequency falls roughly in inverse proportion to its rank), "
-             "so each tenfold increase of V removes fewer unknown occurrences than the one before. Word-level "
-             "translation models were typically limited to 30,000 to 50,000 words (Sennrich et al., 2016) and still "
-             "met unknown words; subwords remove the floor, since byte-level BPE spells any word from its bytes.")
+             "held-out text uses, which takes almost every distinct training word, most of which occur three times or "
+             "fewer; how rare <unk> can get is set by the training text, not by V. On the way down, the first few "
+             "hundred words do most of the work (punctuation, function words and the commonest names make up most "
+             "word occurrences), yet the rate falls in roughly equal steps per tenfold increase of V, not in "
+             "shrinking ones: under Zipf's law (a word's frequency roughly in inverse proportion to its rank) every "
+             "tenfold range of ranks holds about the same share of occurrences. So V must grow by orders of "
+             "magnitude, until the rate bends onto the floor as V runs out of the training words that the held-out "
+             "text uses (print the drop for each tenfold V to see both). Word-level translation models were typically "
+             "limited to 30,000 to 50,000 words (Sennrich et al., 2016) and still met unknown words; subwords remove "
+             "the floor, since byte-level BPE spells any word from its bytes.")
 
 
 def merges_until_one_token(tokenizer, word: str) -> int | None:
