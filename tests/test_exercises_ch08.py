@@ -432,8 +432,28 @@ def auroc_via_rankdata(scores, labels):  # Mann-Whitney on scipy's tie-averaged 
     return (ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def auroc_via_percentileofscore(scores, labels):  # each right answer's percentile among wrong ones, ties 1/2
+    import scipy.stats
+
+    pos, neg = scores[labels == 1].numpy(), scores[labels == 0].numpy()
+    return scipy.stats.percentileofscore(neg, pos, kind="mean").mean() / 100
+
+
+def auroc_via_kendalltau(scores, labels):  # tau-c = 2 (2 AUROC - 1) n_pos n_neg / (N^2 / 2) for two labels
+    import scipy.stats
+
+    if scores.unique().numel() == 1:  # scipy gives nan when one side is constant; every pair tied is AUROC 1/2
+        return 0.5
+    y = labels.numpy()
+    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
+    tau = scipy.stats.kendalltau(y, scores.numpy(), variant="c").statistic
+    return 0.5 + tau * len(y) ** 2 / (8 * n_pos * n_neg)
+
+
 @pytest.mark.parametrize("via, name", [(auroc_via_mannwhitneyu, "mannwhitneyu"), (auroc_via_somersd, "somersd"),
-                                       (auroc_via_rankdata, "rankdata")])
+                                       (auroc_via_rankdata, "rankdata"),
+                                       (auroc_via_percentileofscore, "percentileofscore"),
+                                       (auroc_via_kendalltau, "kendalltau")])
 def test_auroc_refuses_scipys_mann_whitney_somers_d_and_ranks_and_restores_them(via, name):
     pytest.importorskip("scipy.stats")
     for _, scores, labels in ex._auroc_cases():  # right outside the check
