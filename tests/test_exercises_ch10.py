@@ -3,6 +3,8 @@ without revealing the expected value, cannot be passed by calling the package's 
 and agree with hand computations and with the package (written independently)."""
 
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -361,6 +363,42 @@ def test_f1_cannot_call_the_packages_confusion_matrix():
 
     assert via_confusion_matrix(["a", "b", "a"], ["a", "a", "a"], ["a", "b"]) == pytest.approx(0.4)  # right: 0.8, 0
     assert "switched off" in rejects(ex.check_macro_f1, via_confusion_matrix)
+
+
+def _macro_f1_through(module_name):  # scikit-learn's one call: f1_score(..., labels=classes, average="macro")
+    def answer(y_true, y_pred, classes):
+        return sys.modules[module_name].f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)
+    return answer
+
+
+def test_f1_refuses_a_loaded_sklearn_f1_score(monkeypatch):  # a stand-in module: runs where scikit-learn is absent
+    fake = types.ModuleType("sklearn.metrics")
+    fake.f1_score = lambda y_true, y_pred, labels, average, zero_division: sol.macro_f1_by_hand(y_true, y_pred,
+                                                                                                labels)
+    monkeypatch.setitem(sys.modules, "sklearn.metrics", fake)
+    for _, y_true, y_pred, classes in ex._f1_cases():  # right outside the check
+        assert _macro_f1_through("sklearn.metrics")(y_true, y_pred, classes) == pytest.approx(
+            ex._f1_reference(y_true, y_pred, classes), abs=1e-12)
+    message = rejects(ex.check_macro_f1, _macro_f1_through("sklearn.metrics"))
+    assert "switched off" in message and "f1_score" in message, message
+    assert _macro_f1_through("sklearn.metrics")(["a"], ["a"], ["a"]) == 1.0  # restored afterwards
+
+
+def test_f1_refuses_scikit_learn_where_installed():
+    metrics_module = pytest.importorskip("sklearn.metrics")
+    for _, y_true, y_pred, classes in ex._f1_cases():
+        assert metrics_module.f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0) == \
+            pytest.approx(ex._f1_reference(y_true, y_pred, classes), abs=1e-12)
+    for route in (_macro_f1_through("sklearn.metrics"),
+                  lambda t, p, c: metrics_module.precision_recall_fscore_support(t, p, labels=c,
+                                                                                 zero_division=0)[2].mean()):
+        assert "switched off" in rejects(ex.check_macro_f1, route)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_calibration_in_half_precision_gets_its_own_message(dtype):
+    message = rejects(ex.check_calibrate, lambda probs, p_cf: sol.calibrate(probs, p_cf).to(dtype))
+    assert str(dtype) in message and "float32 or float64" in message, message
 
 
 def test_f1_rejects_the_per_class_tensor_with_a_clear_message():  # the F1 of every class, the mean forgotten

@@ -23,7 +23,8 @@ reach), chapter 06's :func:`course_utils.lora.sft.masked_lm_loss` (which takes t
 learner's function runs those are switched off by :func:`course_utils.checks.package_functions_switched_off`, and so
 are this module's own references and ``transformers``' causal-LM loss (``ForCausalLMLoss``, a sum with
 ``num_items_in_batch=1``, and the ``fixed_cross_entropy`` under it and under ``ForMaskedLMLoss`` fed labels shifted by
-hand). Libraries outside the course (scikit-learn's ``f1_score``) are not blocked.
+hand). Where scikit-learn is already imported (the course does not install it; Colab ships it), its F1 functions
+and confusion matrices (``SKLEARN_F1``) are switched off too; nothing is imported to look.
 
 Conventions the exercise text states.
 Label scores: ``input_ids`` (L, T) holds in row l the prompt's P = ``prompt_len`` tokens, label l's K_l =
@@ -69,6 +70,12 @@ CALIBRATION_ATOL = 1e-6
 F1_ATOL = 1e-6
 
 
+# scikit-learn's F1 and the confusion matrices under it (not installed by the course; Colab ships it), switched off
+# where already imported, as the package's macro_f1 and confusion_matrix are
+SKLEARN_F1 = ("f1_score", "fbeta_score", "precision_recall_fscore_support", "classification_report",
+              "confusion_matrix", "multilabel_confusion_matrix")
+
+
 def _call(fn: Callable, *args: Any) -> Any:
     """The learner's ``fn(*args)`` with the package's answers to this chapter's exercises, and this module's own
     references, switched off."""
@@ -77,11 +84,20 @@ def _call(fn: Callable, *args: Any) -> Any:
                rollout.response_logprobs, dpo.sequence_logps, loop.continuation_nll, sft.masked_lm_loss,
                sft.labelled_logits, text_scoring.score_ids,
                *checks.library_functions("transformers.loss.loss_utils", "ForCausalLMLoss", "fixed_cross_entropy"),
+               *checks.library_functions("sklearn.metrics", *SKLEARN_F1, loaded_only=True),
                calibration.contextual_calibration, metrics.macro_f1, metrics.confusion_matrix, matching.token_f1,
                _score_reference, _calibration_reference, _f1_reference)  # and this module's own answers
     # torch.no_grad() wraps some of them in a closure: switch off the function it wraps
     with checks.package_functions_switched_off(*(getattr(f, "__wrapped__", f) for f in package)):
         return fn(*args)
+
+
+def _refuse_half(name: str, answer: Any, steps: str) -> None:
+    """A float16 or bfloat16 tensor fails with its own message: its rounding alone exceeds the check's tolerance, and
+    the method's hint would describe what the learner already did."""
+    if isinstance(answer, torch.Tensor) and answer.dtype in (torch.float16, torch.bfloat16):
+        raise AssertionError(f"{name}: your answer is in {answer.dtype}, {steps} are far coarser than the check's "
+                             "tolerance; compute and return float32 or float64")
 
 
 def _vector(name: str, answer: Any, n: int, hint: str) -> torch.Tensor:
@@ -140,10 +156,7 @@ def check_batch_label_scores(fn: Callable[[torch.Tensor, torch.Tensor, int, list
     for label, logits, input_ids, prompt_len, label_lens in _score_cases():
         name = f"batch label scores, {label}"
         answer = _call(fn, logits.clone(), input_ids.clone(), prompt_len, list(label_lens))
-        if isinstance(answer, torch.Tensor) and answer.dtype in (torch.float16, torch.bfloat16):
-            raise AssertionError(f"{name}: your scores are in {answer.dtype}, whose steps near scores of tens of "
-                                 "nats are far coarser than the check's tolerance; compute and return float32 or "
-                                 "float64")
+        _refuse_half(name, answer, "whose steps near scores of tens of nats")
         checks.check_close(name, _vector(name, answer, len(label_lens), SCORE_HINT),
                            _score_reference(logits, input_ids, prompt_len, label_lens), atol=SCORE_ATOL,
                            rtol=SCORE_RTOL, hint=SCORE_HINT)
@@ -182,6 +195,7 @@ def check_calibrate(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> None:
     for label, probs, p_cf in _calibration_cases():
         name = f"contextual calibration, {label}"
         answer = _call(fn, probs.clone(), p_cf.clone())
+        _refuse_half(name, answer, "whose steps near a probability of 0.5 (5e-4 in float16, 4e-3 in bfloat16)")
         got = checks.finite_float_tensor(name, answer, CALIBRATION_HINT)
         if tuple(got.shape) != tuple(probs.shape):
             raise AssertionError(f"{name}: shape {tuple(got.shape)}, expected {tuple(probs.shape)}. "
