@@ -449,10 +449,32 @@ def test_merges_until_one_token_refuses_ready_made_encoders(tok, toy_tok, route)
     assert route(tok, " the") is not None  # restored afterwards
 
 
-def test_merges_until_one_token_rejects_a_bool(tok, toy_tok):
+def _by_vocabulary_lookup(t, w):  # the word's id read off the vocabulary: right only if the merges build it
+    if len(pretokenize(w, t.pattern)) != 1:
+        return None
+    data = w.encode()
+    return 0 if len(data) == 1 else (t.vocab.index(data) - 255 if data in t.vocab else None)
+
+
+def test_merges_until_one_token_rejects_a_vocabulary_lookup(tok, toy_tok):
+    words = (" the", " lord", "a", " lowest", "a b")
+    assert [_by_vocabulary_lookup(tok, w) for w in words] == [sol.merges_until_one_token(tok, w) for w in words]
+    fails(ex.check_merges_until_one_token, _by_vocabulary_lookup, tok, toy_tok)
+
+
+@pytest.mark.parametrize("false", [False, np.False_, torch.tensor(False)])
+def test_merges_until_one_token_rejects_a_bool(tok, toy_tok, false):
     with pytest.raises(AssertionError, match="a bool"):  # False == 0, but it is not a number of merges
-        ex.check_merges_until_one_token(lambda t, w: False if sol.merges_until_one_token(t, w) == 0
+        ex.check_merges_until_one_token(lambda t, w: false if sol.merges_until_one_token(t, w) == 0
                                         else sol.merges_until_one_token(t, w), tok, toy_tok)
+
+
+def test_merges_until_one_token_meta_answer_fails_with_the_checks_message(tok, toy_tok):
+    def meta(t, w):
+        k = sol.merges_until_one_token(t, w)
+        return None if k is None else torch.tensor(k, device="meta")
+    with pytest.raises(AssertionError, match="meta device"):
+        ex.check_merges_until_one_token(meta, tok, toy_tok)
 
 
 def test_ids_on_the_meta_device_fail_with_the_checks_message(tok):
