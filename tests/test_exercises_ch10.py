@@ -395,10 +395,24 @@ def test_f1_refuses_scikit_learn_where_installed():
         assert "switched off" in rejects(ex.check_macro_f1, route)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_calibration_in_half_precision_gets_its_own_message(dtype):
-    message = rejects(ex.check_calibrate, lambda probs, p_cf: sol.calibrate(probs, p_cf).to(dtype))
-    assert str(dtype) in message and "float32 or float64" in message, message
+@pytest.mark.parametrize("to_half", [lambda q: q.to(torch.float16), lambda q: q.to(torch.bfloat16),
+                                     lambda q: q.numpy().astype(np.float16)])
+def test_calibration_in_half_precision_gets_its_own_message(to_half):
+    message = rejects(ex.check_calibrate, lambda probs, p_cf: to_half(sol.calibrate(probs, p_cf)))
+    assert "16" in message and "float32 or float64" in message, message
+
+
+def test_f1_cannot_build_its_confusion_matrix_with_scipys_crosstab():  # a confusion matrix by another name
+    from scipy.stats.contingency import crosstab
+
+    def via_crosstab(t, p, c):
+        counts = torch.as_tensor(crosstab(t, p, levels=(c, c)).count, dtype=torch.float64)  # (C, C) true x predicted
+        denominator = counts.sum(0) + counts.sum(1)
+        return float(torch.where(denominator > 0, 2 * counts.diag() / denominator.clamp(min=1), 0.0).mean())
+
+    for _, y_true, y_pred, classes in ex._f1_cases():  # right outside the check
+        assert via_crosstab(y_true, y_pred, classes) == pytest.approx(ex._f1_reference(y_true, y_pred, classes))
+    assert "switched off" in rejects(ex.check_macro_f1, via_crosstab)
 
 
 def test_f1_rejects_the_per_class_tensor_with_a_clear_message():  # the F1 of every class, the mean forgotten

@@ -24,7 +24,8 @@ learner's function runs those are switched off by :func:`course_utils.checks.pac
 are this module's own references and ``transformers``' causal-LM loss (``ForCausalLMLoss``, a sum with
 ``num_items_in_batch=1``, and the ``fixed_cross_entropy`` under it and under ``ForMaskedLMLoss`` fed labels shifted by
 hand). Where scikit-learn is already imported (the course does not install it; Colab ships it), its F1 functions
-and confusion matrices (``SKLEARN_F1``) are switched off too; nothing is imported to look.
+and confusion matrices (``SKLEARN_F1``, and its ``contingency_matrix``) are switched off too, and so is
+``scipy.stats.contingency.crosstab``; nothing is imported to look.
 
 Conventions the exercise text states.
 Label scores: ``input_ids`` (L, T) holds in row l the prompt's P = ``prompt_len`` tokens, label l's K_l =
@@ -71,7 +72,8 @@ F1_ATOL = 1e-6
 
 
 # scikit-learn's F1 and the confusion matrices under it (not installed by the course; Colab ships it), switched off
-# where already imported, as the package's macro_f1 and confusion_matrix are
+# where already imported, as the package's macro_f1 and confusion_matrix are (and, in _call, the contingency tables
+# of scikit-learn and scipy, confusion matrices by another name)
 SKLEARN_F1 = ("f1_score", "fbeta_score", "precision_recall_fscore_support", "classification_report",
               "confusion_matrix", "multilabel_confusion_matrix")
 
@@ -85,6 +87,8 @@ def _call(fn: Callable, *args: Any) -> Any:
                sft.labelled_logits, text_scoring.score_ids,
                *checks.library_functions("transformers.loss.loss_utils", "ForCausalLMLoss", "fixed_cross_entropy"),
                *checks.library_functions("sklearn.metrics", *SKLEARN_F1, loaded_only=True),
+               *checks.library_functions("sklearn.metrics.cluster", "contingency_matrix", loaded_only=True),
+               *checks.library_functions("scipy.stats.contingency", "crosstab", loaded_only=True),
                calibration.contextual_calibration, metrics.macro_f1, metrics.confusion_matrix, matching.token_f1,
                _score_reference, _calibration_reference, _f1_reference)  # and this module's own answers
     # torch.no_grad() wraps some of them in a closure: switch off the function it wraps
@@ -95,7 +99,7 @@ def _call(fn: Callable, *args: Any) -> Any:
 def _refuse_half(name: str, answer: Any, steps: str) -> None:
     """A float16 or bfloat16 tensor fails with its own message: its rounding alone exceeds the check's tolerance, and
     the method's hint would describe what the learner already did."""
-    if isinstance(answer, torch.Tensor) and answer.dtype in (torch.float16, torch.bfloat16):
+    if str(getattr(answer, "dtype", "")) in ("torch.float16", "torch.bfloat16", "float16"):  # torch or NumPy
         raise AssertionError(f"{name}: your answer is in {answer.dtype}, {steps} are far coarser than the check's "
                              "tolerance; compute and return float32 or float64")
 
