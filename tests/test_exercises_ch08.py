@@ -2,6 +2,10 @@
 without revealing the expected value, cannot be passed by calling course_utils.rag's own metrics, and agree with hand
 computations and with the package's metrics (written independently)."""
 
+import math
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -450,10 +454,25 @@ def auroc_via_kendalltau(scores, labels):  # tau-c = 2 (2 AUROC - 1) n_pos n_neg
     return 0.5 + tau * len(y) ** 2 / (8 * n_pos * n_neg)
 
 
+def auroc_via_weightedtau(scores, labels):  # with a constant weigher it is Kendall's tau-b; tau-b to AUROC for labels
+    import scipy.stats
+
+    if scores.unique().numel() == 1:
+        return 0.5
+    y, s = labels.numpy().astype(float), scores.numpy()
+    n_pos, n_neg, n = int(y.sum()), int((1 - y).sum()), len(y)
+    tau_b = scipy.stats.weightedtau(y, s, weigher=lambda r: 1, rank=False).statistic
+    pairs, label_ties = n * (n - 1) / 2, n_pos * (n_pos - 1) / 2 + n_neg * (n_neg - 1) / 2
+    score_ties = sum(c * (c - 1) / 2 for c in np.unique(s, return_counts=True)[1])
+    concordant_minus_discordant = tau_b * math.sqrt((pairs - label_ties) * (pairs - score_ties))
+    return 0.5 + concordant_minus_discordant / (2 * n_pos * n_neg)
+
+
 @pytest.mark.parametrize("via, name", [(auroc_via_mannwhitneyu, "mannwhitneyu"), (auroc_via_somersd, "somersd"),
                                        (auroc_via_rankdata, "rankdata"),
                                        (auroc_via_percentileofscore, "percentileofscore"),
-                                       (auroc_via_kendalltau, "kendalltau")])
+                                       (auroc_via_kendalltau, "kendalltau"),
+                                       (auroc_via_weightedtau, "weightedtau")])
 def test_auroc_refuses_scipys_mann_whitney_somers_d_and_ranks_and_restores_them(via, name):
     pytest.importorskip("scipy.stats")
     for _, scores, labels in ex._auroc_cases():  # right outside the check
@@ -464,6 +483,30 @@ def test_auroc_refuses_scipys_mann_whitney_somers_d_and_ranks_and_restores_them(
     _, scores, labels = ex._auroc_cases()[2]
     assert via(scores, labels) == pytest.approx(9.5 / 12)  # restored afterwards
     ex.check_auroc(sol.auroc)
+
+
+def _auroc_through_sklearn(scores, labels):  # scikit-learn's one call, looked up where it is loaded
+    return sys.modules["sklearn.metrics"].roc_auc_score(labels.numpy(), scores.numpy())
+
+
+def test_auroc_refuses_a_loaded_sklearn_roc_auc_score(monkeypatch):  # a stand-in module: runs without scikit-learn
+    fake = types.ModuleType("sklearn.metrics")
+    fake.roc_auc_score = lambda y, s: sol.auroc(torch.as_tensor(s), torch.as_tensor(y))
+    monkeypatch.setitem(sys.modules, "sklearn.metrics", fake)
+    for _, scores, labels in ex._auroc_cases():  # right outside the check
+        assert float(_auroc_through_sklearn(scores, labels)) == pytest.approx(ex._auroc_reference(scores, labels))
+    message = rejects(ex.check_auroc, _auroc_through_sklearn)
+    assert "switched off" in message and "roc_auc_score" in message, message
+
+
+def test_auroc_refuses_scikit_learn_where_installed():
+    metrics_module = pytest.importorskip("sklearn.metrics")
+    for route in (_auroc_through_sklearn,
+                  lambda s, y: metrics_module.auc(*metrics_module.roc_curve(y.numpy(), s.numpy())[:2])):
+        for _, scores, labels in ex._auroc_cases():
+            if len(set(labels.tolist())) == 2:  # scikit-learn refuses a single class
+                assert float(route(scores, labels)) == pytest.approx(ex._auroc_reference(scores, labels))
+        assert "switched off" in rejects(ex.check_auroc, route)
 
 
 def test_auroc_refuses_mstats_rankdata():  # the twin of scipy.stats.rankdata, same tie-averaged ranks

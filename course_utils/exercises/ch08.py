@@ -20,16 +20,16 @@ ranking fused with k = 0 scores 1/rank), ``ann.recall_against_exact`` (recall of
 private rank helpers ``_first_relevant_rank`` and ``calibration._mid_ranks`` (tie-averaged ranks). A
 package function that calls a switched-off one (``HybridRetriever.search``, ``ann.measure_index``,
 ``classify.metrics.top_label_ece``) is refused with it.
-Where scipy.stats is already imported (nothing is imported to look), the two scipy functions that hand over
-exercise 3's answer are switched off the same way: ``scipy.stats.mannwhitneyu`` (its U statistic over n_pos * n_neg is
-the AUROC with ties), ``scipy.stats.somersd`` (Somers' D of the scores given the labels is 2 AUROC - 1),
-``scipy.stats.rankdata`` (the tie-averaged ranks, like ``_mid_ranks``), ``scipy.stats.percentileofscore`` (with
-``kind="mean"``, the mean over right answers of their percentile among wrong ones is 100 AUROC) and
-``scipy.stats.kendalltau`` (its tau-c of scores against labels is the AUROC after one line of algebra). scikit-learn's
-``roc_auc_score`` is not blocked (the course does not install scikit-learn), nor is FAISS's compiled
-``eval_intersection`` (recall of one list against another, like ``recall_against_exact``; recall@k is one membership
-test, so it saves nothing), nor are building blocks such as sorting,
-``torch.unique`` or ``np.searchsorted``.
+Where scipy.stats is already imported (nothing is imported to look), the scipy functions that hand over exercise 3's
+answer are switched off the same way: ``scipy.stats.mannwhitneyu`` (its U statistic over n_pos * n_neg is the AUROC with
+ties), ``scipy.stats.somersd`` (Somers' D of the scores given the labels is 2 AUROC - 1), ``scipy.stats.rankdata`` (the
+tie-averaged ranks, like ``_mid_ranks``), ``scipy.stats.percentileofscore`` (with ``kind="mean"``, the mean over right
+answers of their percentile among wrong ones is 100 AUROC), ``scipy.stats.kendalltau`` (its tau-c of scores against
+labels is the AUROC after one line of algebra) and ``scipy.stats.weightedtau`` (with a constant weigher, Kendall's
+tau-b). Where scikit-learn is already imported (the course does not install it; Colab ships it), its ``roc_auc_score``
+and ``roc_curve`` are switched off too. FAISS's compiled ``eval_intersection`` (recall of one list against another, like
+``recall_against_exact``; recall@k is one membership test, so it saves nothing) is not blocked, nor are building blocks
+such as sorting, ``torch.unique`` or ``np.searchsorted``.
 The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
 but a learner who pastes a reference's source text into a cell, or tabulates the answers outside the check, can
 pass; so can an answer built on the notebook's own inline ``my_rrf`` (section 4 writes it in a cell, where the
@@ -67,8 +67,8 @@ ATOL = 1e-6
 
 def _package_metrics_off():
     """The package's metrics, the package functions an answer could be rebuilt from (module docstring), this
-    module's own references and, where scipy.stats is already imported, its Mann-Whitney U, Somers' D,
-    tie-averaged ranks, percentile of a score and Kendall's tau, switched off while the learner's function runs."""
+    module's own references and, where scipy.stats or scikit-learn is already imported, the library functions
+    that hand over an AUROC (the module docstring lists them), switched off while the learner's function runs."""
     return checks.package_functions_switched_off(
         retrieval_metrics.recall_at_k, retrieval_metrics.recall_fraction_at_k, retrieval_metrics.mean_reciprocal_rank,
         retrieval_metrics._first_relevant_rank, hybrid.reciprocal_rank_fusion, ann.recall_against_exact,
@@ -77,7 +77,8 @@ def _package_metrics_off():
         calibration.abstention_curve, calibration.abstain_at, calibration._mid_ranks,
         _rank_reference, _ece_reference, _auroc_reference,
         *checks.library_functions("scipy.stats", "mannwhitneyu", "somersd", "rankdata", "percentileofscore",
-                                  "kendalltau", loaded_only=True),
+                                  "kendalltau", "weightedtau", loaded_only=True),
+        *checks.library_functions("sklearn.metrics", "roc_auc_score", "roc_curve", loaded_only=True),
         *checks.library_functions("scipy.stats._mstats_basic", "rankdata", loaded_only=True))  # mstats.rankdata
 
 
