@@ -37,8 +37,8 @@ from course_utils.model.attention import scaled_dot_product_attention
 from course_utils.model.masks import causal_mask
 
 WINDOW_HINT = ("Query i may attend to key j when i - left <= j <= i + right, both ends included; -1 means no limit "
-               "on that side. Rows are queries, columns keys; a boolean mask, true where "
-               "attention is allowed (not the additive 0 / -inf form).")
+               "on that side. Rows are queries, columns keys; a boolean mask, true where attention is allowed (not "
+               "the additive 0 / -inf form).")
 DOC_HINT = ("Allowed: key j in the same document as query i, and j <= i (rows are queries, columns keys); a boolean "
             "mask, true where attention is allowed (not the additive 0 / -inf form).")
 POSITION_HINT = ("Each document's first token has position 0, the next 1, and so on; padding (-1) is not counted, "
