@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import inspect
 import sys
 import types
 from typing import Any, Callable, Iterator
@@ -34,7 +35,8 @@ def _refused(*args, **kwargs):
 
 
 def library_functions(module_name: str, *names: str, loaded_only: bool = False) -> tuple[Callable, ...]:
-    """The functions ``names`` (``"name"`` or ``"Class.method"``) of ``module_name``, unwrapped (``__wrapped__``), in
+    """The functions ``names`` (``"name"`` or ``"Class.method"``) of ``module_name``, unwrapped (every ``__wrapped__``
+    layer: scikit-learn wraps some functions twice), in
     the form :func:`package_functions_switched_off` takes; a module or name the installed version lacks is skipped, and
     so is one that cannot be switched off (a closure, a builtin, a classmethod's bound method). With ``loaded_only``
     nothing is imported to look: a module not imported yet gives nothing (checks call the learner once per case, each
@@ -46,7 +48,7 @@ def library_functions(module_name: str, *names: str, loaded_only: bool = False) 
     for name in names:
         with contextlib.suppress(ImportError, AttributeError):
             function = functools.reduce(getattr, name.split("."), importlib.import_module(module_name))
-            found.append(getattr(function, "__wrapped__", function))
+            found.append(inspect.unwrap(function))
     return tuple(f for f in found if _switchable(f))
 
 

@@ -497,3 +497,21 @@ def test_stubs_still_read_as_not_attempted(capsys):
     checks.exercise("9", decorated_answer, lambda k: 2.0 * k, lambda fn: checks.check_close("two", fn(1), 2.0))
     checks.exercise("9", None, 4.0, value_check)
     assert capsys.readouterr().out.count("[todo]") == 3
+
+
+def test_library_functions_unwraps_every_layer(monkeypatch):  # scikit-learn wraps some functions twice
+    import functools
+
+    def inner(x):
+        return x + 1
+
+    middle = functools.wraps(inner)(lambda x: inner(x))
+    outer = functools.wraps(middle)(lambda x: middle(x))
+    module = types.ModuleType("stand_in_metrics")
+    module.score = outer
+    monkeypatch.setitem(sys.modules, "stand_in_metrics", module)
+    assert checks.library_functions("stand_in_metrics", "score", loaded_only=True) == (inner,)
+    with checks.package_functions_switched_off(*checks.library_functions("stand_in_metrics", "score")):
+        with pytest.raises(AssertionError, match="switched off"):
+            module.score(1)
+    assert module.score(1) == 2  # restored afterwards

@@ -222,11 +222,13 @@ def _one_mark_per_bad_run(ids, vocab):  # correct too: one U+FFFD for each run o
     return re.sub("\ufffd+", "\ufffd", sol.decode_ids(ids, vocab))
 
 
-def _by_hand(ids, vocab, three_byte=True, reject_overlong=True, check_continuation=True):
+def _by_hand(ids, vocab, three_byte=True, reject_overlong=True, check_continuation=True, overlong_lengths=(2, 3, 4),
+             check_max=True, keep_stray=True):
     """A hand-written decoder: the lead byte gives the length, continuation bytes must be 10xxxxxx, surrogates and
-    code points above U+10FFFF are rejected, one U+FFFD for each invalid byte. Correct with the defaults; the three
-    flags give the likely bugs: no 3-byte sequences (U+0800 to U+FFFF: €, —, CJK), overlong forms accepted, and
-    any byte taken as a continuation (C3 41 read as one character)."""
+    code points above U+10FFFF are rejected, one U+FFFD for each invalid byte. Correct with the defaults; the flags
+    give the likely bugs: no 3-byte sequences (U+0800 to U+FFFF: €, —, CJK), overlong forms accepted (or accepted in
+    3 and 4 bytes), any byte taken as a continuation (C3 41 read as one character), no check above U+10FFFF, and a
+    stray continuation byte dropped."""
     data, out, i = b"".join(vocab[k] for k in ids), [], 0
     while i < len(data):
         b = data[i]
@@ -236,9 +238,12 @@ def _by_hand(ids, vocab, three_byte=True, reject_overlong=True, check_continuati
         code = b & (0, 0x7F, 0x1F, 0x0F, 0x07)[n]
         for c in tail:
             code = code << 6 | c & 0x3F
+        if not keep_stray and 0x80 <= b < 0xC0:  # a continuation byte with no lead: skipped, not marked
+            i += 1
+            continue
         if (n == 0 or len(tail) < n - 1 or check_continuation and any(c & 0xC0 != 0x80 for c in tail)
-                or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF
-                or reject_overlong and code < (0, 0, 0x80, 0x800, 0x10000)[n]):
+                or 0xD800 <= code <= 0xDFFF or check_max and code > 0x10FFFF
+                or reject_overlong and n in overlong_lengths and code < (0, 0, 0x80, 0x800, 0x10000)[n]):
             out.append("\ufffd")
             i += 1
         else:
@@ -278,6 +283,9 @@ def test_decode_ids_accepts_either_count_of_replacement_characters(tok):
     lambda ids, vocab: _by_hand(ids, vocab, three_byte=False),  # € comes back as three U+FFFD
     lambda ids, vocab: _by_hand(ids, vocab, reject_overlong=False),  # C0 AF comes back as "/"
     lambda ids, vocab: _by_hand(ids, vocab, check_continuation=False),  # C3 41 comes back as "Á"
+    lambda ids, vocab: _by_hand(ids, vocab, keep_stray=False),  # 80 41 comes back as "A"
+    lambda ids, vocab: _by_hand(ids, vocab, overlong_lengths=(2,)),  # E0 80 80 comes back as "\x00"
+    lambda ids, vocab: _by_hand(ids, vocab, check_max=False),  # F4 90 80 80: chr() raises ValueError
 ])
 def test_decode_ids_rejects(tok, wrong):
     fails(ex.check_decode_ids, wrong, tok.vocab, tok.encode(VAL), VAL)
@@ -295,7 +303,7 @@ def test_decode_ids_message_shows_the_answer_as_returned(tok):
 def test_decode_ids_rejects_a_decoder_that_raises(tok):
     def raises(ids, vocab):
         raise ValueError("invalid UTF-8")
-    with pytest.raises(ValueError):
+    with pytest.raises(AssertionError, match="raised ValueError"):  # named with the case, as a UnicodeDecodeError is
         ex.check_decode_ids(raises, tok.vocab, tok.encode(VAL), VAL)
 
 
@@ -481,6 +489,41 @@ def test_ids_on_the_meta_device_fail_with_the_checks_message(tok):
     with pytest.raises(AssertionError, match="meta device"):
         ex.check_encode_word(lambda ids, merges: torch.zeros(len(ids), dtype=torch.long, device="meta"),
                              tok.merges, [" king"])
+
+
+def _merge_first_occurrence_only(t, w):  # a merge joins only the leftmost occurrence of its pair
+    if len(pretokenize(w, t.pattern)) != 1:
+        return None
+    ids = list(w.encode())
+    if len(ids) == 1:
+        return 0
+    for rank, (a, b) in enumerate(t.merges):
+        at = next((i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == (a, b)), None)
+        if at is not None:
+            ids[at:at + 2] = [256 + rank]
+        if len(ids) == 1:
+            return rank + 1
+    return None
+
+
+def _merge_right_to_left(t, w):  # a merge scans from the right: aaa under a+a becomes a, aa
+    if len(pretokenize(w, t.pattern)) != 1:
+        return None
+    ids = list(w.encode())
+    if len(ids) == 1:
+        return 0
+    for rank, pair in enumerate(t.merges):
+        ids = merge_pair(ids[::-1], pair[::-1], 256 + rank)[::-1]
+        if len(ids) == 1:
+            return rank + 1
+    return None
+
+
+def test_merges_until_one_token_rejects_merge_loops_with_the_wrong_scan(tok, toy_tok):
+    words = (" the", " lord", "a", " lowest", "a b")
+    for wrong in (_merge_first_occurrence_only, _merge_right_to_left):
+        assert [wrong(tok, w) for w in words] == [sol.merges_until_one_token(tok, w) for w in words]  # close enough
+        fails(ex.check_merges_until_one_token, wrong, tok, toy_tok)
 
 
 def _last_rank(t, w):  # off by one: the rank of the last merge, not how many merges of the list

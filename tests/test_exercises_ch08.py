@@ -501,7 +501,15 @@ def test_auroc_refuses_a_loaded_sklearn_roc_auc_score(monkeypatch):  # a stand-i
 
 def test_auroc_refuses_scikit_learn_where_installed():
     metrics_module = pytest.importorskip("sklearn.metrics")
-    for route in (_auroc_through_sklearn,
+    def via_label_ranking_loss(s, y):  # the share of (wrong, right) pairs ranked the wrong way, from both sides
+        loss = lambda labels: metrics_module.label_ranking_loss(labels[None, :], s.numpy()[None, :])
+        return 0.5 + 0.5 * (loss(1 - y.numpy()) - loss(y.numpy()))
+
+    def via_thresholds(s, y):  # the ROC curve's counts at every threshold, integrated by the trapezoid rule
+        _, fps, _, tps, _ = metrics_module.confusion_matrix_at_thresholds(y.numpy(), s.numpy())
+        return np.trapezoid(np.r_[0, tps / tps[-1]], np.r_[0, fps / fps[-1]])
+
+    for route in (_auroc_through_sklearn, via_label_ranking_loss, via_thresholds,
                   lambda s, y: metrics_module.auc(*metrics_module.roc_curve(y.numpy(), s.numpy())[:2])):
         for _, scores, labels in ex._auroc_cases():
             if len(set(labels.tolist())) == 2:  # scikit-learn refuses a single class

@@ -27,9 +27,10 @@ tie-averaged ranks, like ``_mid_ranks``), ``scipy.stats.percentileofscore`` (wit
 answers of their percentile among wrong ones is 100 AUROC), ``scipy.stats.kendalltau`` (its tau-c of scores against
 labels is the AUROC after one line of algebra) and ``scipy.stats.weightedtau`` (with a constant weigher, Kendall's
 tau-b). Where scikit-learn is already imported (the course does not install it; Colab ships it), its ``roc_auc_score``
-and ``roc_curve`` are switched off too. FAISS's compiled ``eval_intersection`` (recall of one list against another, like
-``recall_against_exact``; recall@k is one membership test, so it saves nothing) is not blocked, nor are building blocks
-such as sorting, ``torch.unique`` or ``np.searchsorted``.
+and ``roc_curve`` are switched off too, and the curves and ranking loss an AUROC is one line from (``det_curve``,
+``confusion_matrix_at_thresholds``, ``label_ranking_loss``). FAISS's compiled ``eval_intersection`` (recall of one list
+against another, like ``recall_against_exact``; recall@k is one membership test, so it saves nothing) is not blocked,
+nor are building blocks such as sorting, ``torch.unique`` or ``np.searchsorted``.
 The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
 but a learner who pastes a reference's source text into a cell, or tabulates the answers outside the check, can
 pass; so can an answer built on the notebook's own inline ``my_rrf`` (section 4 writes it in a cell, where the
@@ -78,7 +79,8 @@ def _package_metrics_off():
         _rank_reference, _ece_reference, _auroc_reference,
         *checks.library_functions("scipy.stats", "mannwhitneyu", "somersd", "rankdata", "percentileofscore",
                                   "kendalltau", "weightedtau", loaded_only=True),
-        *checks.library_functions("sklearn.metrics", "roc_auc_score", "roc_curve", loaded_only=True),
+        *checks.library_functions("sklearn.metrics", "roc_auc_score", "roc_curve", "det_curve",
+                                  "confusion_matrix_at_thresholds", "label_ranking_loss", loaded_only=True),
         *checks.library_functions("scipy.stats._mstats_basic", "rankdata", loaded_only=True))  # mstats.rankdata
 
 

@@ -75,7 +75,7 @@ F1_ATOL = 1e-6
 # where already imported, as the package's macro_f1 and confusion_matrix are (and, in _call, the contingency tables
 # of scikit-learn and scipy, confusion matrices by another name)
 SKLEARN_F1 = ("f1_score", "fbeta_score", "precision_recall_fscore_support", "classification_report",
-              "confusion_matrix", "multilabel_confusion_matrix")
+              "confusion_matrix", "multilabel_confusion_matrix", "confusion_matrix_at_thresholds")
 
 
 def _call(fn: Callable, *args: Any) -> Any:
