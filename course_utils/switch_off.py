@@ -36,12 +36,11 @@ def _refused(*args, **kwargs):
 
 def library_functions(module_name: str, *names: str, loaded_only: bool = False) -> tuple[Callable, ...]:
     """The functions ``names`` (``"name"`` or ``"Class.method"``) of ``module_name``, unwrapped (every ``__wrapped__``
-    layer: scikit-learn wraps some functions twice), in
-    the form :func:`package_functions_switched_off` takes; a module or name the installed version lacks is skipped, and
-    so is one that cannot be switched off (a closure, a builtin, a classmethod's bound method). With ``loaded_only``
-    nothing is imported to look: a module not imported yet gives nothing (checks call the learner once per case, each
-    time with a fresh look, so a module first imported inside the learner's function escapes that call, not the
-    next)."""
+    layer: scikit-learn wraps some functions twice), in the form :func:`package_functions_switched_off` takes; a
+    module or name the installed version lacks is skipped, and so is one that cannot be switched off (a closure, a
+    builtin, a classmethod's bound method). With ``loaded_only`` nothing is imported to look: a module not imported
+    yet gives nothing (checks call the learner once per case, each time with a fresh look, so a module first
+    imported inside the learner's function escapes that call, not the next)."""
     if loaded_only and module_name not in sys.modules:
         return ()
     found = []
