@@ -1,6 +1,9 @@
 """Helpers shared by the exercise-check tests: a wrong answer must be rejected, and the message must not show the
 expected value."""
 
+import sys
+import types
+
 import pytest
 
 
@@ -26,3 +29,13 @@ def refuses_reference_then_passes(check, via_reference, right):
     is restored after the refusal."""
     assert "switched off" in rejects(check, via_reference)
     check(right)
+
+
+def stand_in_module(monkeypatch, name, **functions):
+    """A module ``name`` holding ``functions``, in ``sys.modules`` for one test: a library's function as a check sees
+    it once loaded (scikit-learn's), where the library itself is not installed."""
+    module = types.ModuleType(name)
+    for attribute, function in functions.items():
+        setattr(module, attribute, function)
+    monkeypatch.setitem(sys.modules, name, module)
+    return module

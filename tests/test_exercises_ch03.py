@@ -491,32 +491,29 @@ def test_ids_on_the_meta_device_fail_with_the_checks_message(tok):
                              tok.merges, [" king"])
 
 
-def _merge_first_occurrence_only(t, w):  # a merge joins only the leftmost occurrence of its pair
-    if len(pretokenize(w, t.pattern)) != 1:
-        return None
-    ids = list(w.encode())
-    if len(ids) == 1:
-        return 0
-    for rank, (a, b) in enumerate(t.merges):
-        at = next((i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == (a, b)), None)
-        if at is not None:
-            ids[at:at + 2] = [256 + rank]
+def _k_applying_merges_by(merge):  # the reference's loop, with another way to apply one merge to the ids
+    def k(t, w):
+        if len(pretokenize(w, t.pattern)) != 1:
+            return None
+        ids = list(w.encode())
         if len(ids) == 1:
-            return rank + 1
-    return None
+            return 0
+        for rank, pair in enumerate(t.merges):
+            ids = merge(ids, tuple(pair), 256 + rank)
+            if len(ids) == 1:
+                return rank + 1
+        return None
+    return k
 
 
-def _merge_right_to_left(t, w):  # a merge scans from the right: aaa under a+a becomes a, aa
-    if len(pretokenize(w, t.pattern)) != 1:
-        return None
-    ids = list(w.encode())
-    if len(ids) == 1:
-        return 0
-    for rank, pair in enumerate(t.merges):
-        ids = merge_pair(ids[::-1], pair[::-1], 256 + rank)[::-1]
-        if len(ids) == 1:
-            return rank + 1
-    return None
+def _first_occurrence_only(ids, pair, new_id):  # joins only the leftmost occurrence of the pair
+    at = next((i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == pair), None)
+    return ids if at is None else ids[:at] + [new_id] + ids[at + 2:]
+
+
+_merge_first_occurrence_only = _k_applying_merges_by(_first_occurrence_only)
+# scans from the right: aaa under a+a becomes a, aa
+_merge_right_to_left = _k_applying_merges_by(lambda ids, pair, new_id: merge_pair(ids[::-1], pair[::-1], new_id)[::-1])
 
 
 def test_merges_until_one_token_rejects_merge_loops_with_the_wrong_scan(tok, toy_tok):

@@ -4,7 +4,6 @@ computations and with the package's metrics (written independently)."""
 
 import math
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -14,7 +13,8 @@ from course_utils.exercises import ch08 as ex
 from course_utils.rag import ann, auroc_comparison, calibration, hybrid, retrieval_metrics
 from course_utils.solutions import ch08 as sol
 
-from exercise_helpers import assert_hidden, rejects, refuses_reference_then_passes  # noqa: E402
+from exercise_helpers import (assert_hidden, rejects, refuses_reference_then_passes,  # noqa: E402
+                              stand_in_module)
 
 
 # ---------- exercise 1: recall@k and MRR@k ----------
@@ -490,9 +490,8 @@ def _auroc_through_sklearn(scores, labels):  # scikit-learn's one call, looked u
 
 
 def test_auroc_refuses_a_loaded_sklearn_roc_auc_score(monkeypatch):  # a stand-in module: runs without scikit-learn
-    fake = types.ModuleType("sklearn.metrics")
-    fake.roc_auc_score = lambda y, s: sol.auroc(torch.as_tensor(s), torch.as_tensor(y))
-    monkeypatch.setitem(sys.modules, "sklearn.metrics", fake)
+    stand_in_module(monkeypatch, "sklearn.metrics",
+                    roc_auc_score=lambda y, s: sol.auroc(torch.as_tensor(s), torch.as_tensor(y)))
     for _, scores, labels in ex._auroc_cases():  # right outside the check
         assert float(_auroc_through_sklearn(scores, labels)) == pytest.approx(ex._auroc_reference(scores, labels))
     message = rejects(ex.check_auroc, _auroc_through_sklearn)

@@ -4,7 +4,6 @@ and agree with hand computations and with the package (written independently).""
 
 import math
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -14,7 +13,8 @@ from course_utils.classify import calibration, metrics
 from course_utils.exercises import ch10 as ex
 from course_utils.solutions import ch10 as sol
 
-from exercise_helpers import assert_hidden, rejects, refuses_reference_then_passes  # noqa: E402
+from exercise_helpers import (assert_hidden, rejects, refuses_reference_then_passes,  # noqa: E402
+                              stand_in_module)
 
 
 # ---------- exercise 1: every label's score from one padded batch ----------
@@ -372,10 +372,8 @@ def _macro_f1_through(module_name):  # scikit-learn's one call: f1_score(..., la
 
 
 def test_f1_refuses_a_loaded_sklearn_f1_score(monkeypatch):  # a stand-in module: runs where scikit-learn is absent
-    fake = types.ModuleType("sklearn.metrics")
-    fake.f1_score = lambda y_true, y_pred, labels, average, zero_division: sol.macro_f1_by_hand(y_true, y_pred,
-                                                                                                labels)
-    monkeypatch.setitem(sys.modules, "sklearn.metrics", fake)
+    stand_in_module(monkeypatch, "sklearn.metrics", f1_score=lambda y_true, y_pred, labels, average, zero_division:
+                    sol.macro_f1_by_hand(y_true, y_pred, labels))
     for _, y_true, y_pred, classes in ex._f1_cases():  # right outside the check
         assert _macro_f1_through("sklearn.metrics")(y_true, y_pred, classes) == pytest.approx(
             ex._f1_reference(y_true, y_pred, classes), abs=1e-12)
