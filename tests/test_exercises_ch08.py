@@ -526,3 +526,38 @@ def test_auroc_refuses_mstats_rankdata():  # the twin of scipy.stats.rankdata, s
         return float((ranks[labels.numpy() == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
     assert "switched off" in rejects(ex.check_auroc, via)
     ex.check_auroc(sol.auroc)
+
+
+def _auroc_through_pandas_ranks(scores, labels):  # tie-averaged ranks from pandas, where it is loaded
+    ranks = np.asarray(sys.modules["pandas.core.generic"].NDFrame.rank(scores.numpy()), dtype=float)
+    n1, n0 = int(labels.sum()), int((labels == 0).sum())
+    return float((ranks[labels.numpy() == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def test_auroc_refuses_loaded_pandas_ranks(monkeypatch):  # a stand-in module: runs without pandas
+    class NDFrame:  # pandas' base class of Series and DataFrame, whose rank both inherit
+        def rank(values):  # tie-averaged ranks from 1, written here (scipy's rankdata is switched off itself)
+            return [1 + (values < v).sum() + ((values == v).sum() - 1) / 2 for v in values]
+    stand_in_module(monkeypatch, "pandas.core.generic", NDFrame=NDFrame)
+    for _, scores, labels in ex._auroc_cases():  # right outside the check
+        if len(set(labels.tolist())) == 2:
+            assert _auroc_through_pandas_ranks(scores, labels) == pytest.approx(ex._auroc_reference(scores, labels))
+    message = rejects(ex.check_auroc, _auroc_through_pandas_ranks)
+    assert "switched off" in message and "rank" in message, message
+    ex.check_auroc(sol.auroc)
+
+
+def test_auroc_refuses_pandas_where_installed():
+    pandas = pytest.importorskip("pandas")
+
+    def via(scores, labels, rank):
+        ranks = np.asarray(rank(scores.numpy()), dtype=float)
+        n1, n0 = int(labels.sum()), int((labels == 0).sum())
+        return float((ranks[labels.numpy() == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    ranks = (lambda v: pandas.Series(v).rank(), lambda v: pandas.DataFrame({"s": v}).rank()["s"],
+             lambda v: pandas.Series(v).groupby(np.zeros(len(v))).rank(), pandas.core.algorithms.rank)
+    for rank in ranks:
+        for _, scores, labels in ex._auroc_cases():
+            if len(set(labels.tolist())) == 2:
+                assert via(scores, labels, rank) == pytest.approx(ex._auroc_reference(scores, labels))
+        assert "switched off" in rejects(ex.check_auroc, lambda s, y: via(s, y, rank))

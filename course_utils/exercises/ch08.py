@@ -28,7 +28,9 @@ answers of their percentile among wrong ones is 100 AUROC), ``scipy.stats.kendal
 labels is the AUROC after one line of algebra) and ``scipy.stats.weightedtau`` (with a constant weigher, Kendall's
 tau-b). Where scikit-learn is already imported (the course does not install it; Colab ships it), its ``roc_auc_score``
 and ``roc_curve`` are switched off too, and the curves and ranking loss an AUROC is one line from (``det_curve``,
-``confusion_matrix_at_thresholds``, ``label_ranking_loss``). FAISS's compiled ``eval_intersection`` (recall of one list
+``confusion_matrix_at_thresholds``, ``label_ranking_loss``). Where pandas is already imported (Colab ships it), its
+tie-averaged ranks (``Series.rank``, ``DataFrame.rank``, a group's or a window's) are switched off like
+``rankdata``. FAISS's compiled ``eval_intersection`` (recall of one list
 against another, like ``recall_against_exact``; recall@k is one membership test, so it saves nothing) is not blocked,
 nor are building blocks such as sorting, ``torch.unique`` or ``np.searchsorted``.
 The switch-off stops shortcuts, not deliberate copying: a copy of a reference's function made beforehand is caught,
@@ -81,7 +83,18 @@ def _package_metrics_off():
                                   "kendalltau", "weightedtau", loaded_only=True),
         *checks.library_functions("sklearn.metrics", "roc_auc_score", "roc_curve", "det_curve",
                                   "confusion_matrix_at_thresholds", "label_ranking_loss", loaded_only=True),
-        *checks.library_functions("scipy.stats._mstats_basic", "rankdata", loaded_only=True))  # mstats.rankdata
+        *checks.library_functions("scipy.stats._mstats_basic", "rankdata", loaded_only=True),  # mstats.rankdata
+        *_pandas_ranks())
+
+
+def _pandas_ranks():
+    """pandas' tie-averaged ranks (``Series.rank``, ``DataFrame.rank``, a group's or an expanding window's), where
+    pandas is already imported: the same ranks as ``scipy.stats.rankdata``."""
+    return (*checks.library_functions("pandas.core.generic", "NDFrame.rank", loaded_only=True),
+            *checks.library_functions("pandas.core.algorithms", "rank", loaded_only=True),
+            *checks.library_functions("pandas.core.groupby.groupby", "GroupBy.rank", loaded_only=True),
+            *checks.library_functions("pandas.core.window.rolling", "Rolling.rank", loaded_only=True),
+            *checks.library_functions("pandas.core.window.expanding", "Expanding.rank", loaded_only=True))
 
 
 def _one_number(name: str, actual: Any, hint: str) -> float:
