@@ -153,6 +153,31 @@ def test_an_interrupt_cancels_the_queued_runs_and_keeps_the_recorded_ones(tmp_pa
     assert load_cached(tmp_path, Spec(1)) == {"loss": 0.1}  # recorded before the interrupt, kept
 
 
+def test_a_run_already_handed_out_at_an_interrupt_is_recorded_when_it_finishes(tmp_path):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls, released = [], threading.Event()
+
+    def interrupted_at_two(spec):
+        calls.append(spec.n)
+        if spec.n == 2:
+            raise KeyboardInterrupt  # the stop button, while run 1 (and perhaps run 3) is in progress
+        released.wait(10)
+        return square(spec)
+
+    specs = [Spec(n) for n in range(1, 7)]
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_sweep(specs, interrupted_at_two, tmp_path, executor=pool, progress=False)
+        finally:
+            released.set()  # the runs in progress finish; the pool's shutdown waits for them
+    assert 1 in calls and len(calls) <= 3  # the queued runs were cancelled
+    for n in calls:
+        assert load_cached(tmp_path, Spec(n)) == (None if n == 2 else square(Spec(n))), n
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows does not re-parent an orphan")
 def test_a_local_executor_worker_ends_when_the_process_that_made_it_dies(tmp_path):
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import orphans; "

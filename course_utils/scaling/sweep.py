@@ -5,8 +5,9 @@ dataclass: model size, token budget, recipe, data). Its cache key is a hash of t
 run is never trained twice and a changed recipe never reuses a stale result. Each result is written atomically to
 ``<cache>/<key>.json`` the moment it finishes: an interrupted sweep resumes where it stopped, and a run that fails
 (an exception in a worker, a worker that dies) is reported with its message while every other result is kept. An
-interrupt cancels the runs not yet handed to a worker (an executor's shutdown then waits only for those: a process
-pool hands out one run more than it has workers), and :func:`local_executor`'s workers end if the process that made
+interrupt cancels the runs not yet handed to a worker; those already handed out (a process pool hands out up to one
+more than twice its workers: one running in each worker, as many plus one queued for them) finish, and each is
+recorded as it finishes (an executor's shutdown waits for exactly these), and :func:`local_executor`'s workers end if the process that made
 them dies (a killed kernel).
 
 The executor decides where runs happen: ``None`` runs them one after another in this process; a
@@ -21,12 +22,14 @@ Left out: retries, time limits per run, and sharing a cache between machines (po
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -98,6 +101,13 @@ def load_cached(cache: Path, spec: Any) -> dict | None:
     return record.get("result")
 
 
+def _record_late(record: Callable[[str, Any], None], key: str, future: Future) -> None:
+    """Record a run that finishes after an interrupt stopped the sweep (a failed one has no one left to report to)."""
+    with contextlib.suppress(Exception):
+        if not future.cancelled() and future.exception() is None:
+            record(key, future.result())
+
+
 def run_sweep(specs: Sequence[Any], run_fn: Callable[[Any], dict], cache: Path | str,
               executor: Executor | None = None, progress: bool = True) -> SweepResult:
     """Run ``run_fn(spec)`` for every spec not already in ``cache``; return every result and every failure."""
@@ -145,8 +155,9 @@ def run_sweep(specs: Sequence[Any], run_fn: Callable[[Any], dict], cache: Path |
                         out.failures[key] = f"{type(error).__name__}: {error}"
                     bar.update(1)
             except BaseException:  # an interrupt (Jupyter's stop button): the queued runs must not go on, nor keep
-                for future in futures:  # the caller's executor.shutdown() waiting for all of them; a run already
-                    future.cancel()  # handed to a worker finishes there (not recorded); every recorded result stays
+                for future, key in futures.items():  # the caller's executor.shutdown() waiting for all of them; a
+                    if key not in out.results and not future.cancel():  # run already handed to a worker finishes
+                        future.add_done_callback(functools.partial(_record_late, record, key))  # there, recorded
                 raise
     for key, message in out.failures.items():
         print(f"run {key} ({by_key[key]}) failed: {message}; the other results are kept")
