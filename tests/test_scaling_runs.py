@@ -24,6 +24,13 @@ def test_run_is_deterministic_and_leaves_the_thread_setting_alone():
     assert (a["precision"], a["device"], a["threads"]) == ("fp32", "cpu", 1)
 
 
+def test_a_progress_bar_changes_nothing_but_the_display(capsys):
+    assert train_scaling_run(TINY, progress=True)["val_loss"] == train_scaling_run(TINY)["val_loss"]
+    assert "40/40" in capsys.readouterr().err  # tqdm's bar over the run's steps
+    with pytest.raises(TypeError, match="progress"):
+        train_scaling_run(TINY, progress="yes")
+
+
 @pytest.mark.filterwarnings("ignore:this CPU has no native bf16")
 def test_bf16_run_is_deterministic_and_uses_the_explicit_attention_on_cpu():
     spec = dataclasses.replace(TINY, tokens=8 * 8 * 32, precision="bf16")

@@ -120,17 +120,20 @@ def _char_data(val_works: tuple[str, ...], max_train_chars: int | None):
             torch.tensor(codec.encode(corpus.val_text), dtype=torch.long))
 
 
-def train_scaling_run(spec: ScalingRun) -> dict:
-    """Train ``spec`` on ``spec.device`` and return what a scaling fit and the benchmark need (JSON-serialisable)."""
+def train_scaling_run(spec: ScalingRun, progress: bool = False) -> dict:
+    """Train ``spec`` on ``spec.device`` and return what a scaling fit and the benchmark need (JSON-serialisable);
+    ``progress`` shows a bar over the run's steps (for a long run in the caller's process, not in a sweep's workers)."""
     if not isinstance(spec, ScalingRun):
         raise TypeError(f"spec must be a ScalingRun, got {type(spec).__name__}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {type(progress).__name__}")
     vocab_size, train_ids, val_ids = _char_data(spec.val_works, spec.max_train_chars)
     device = torch.device(spec.device)
     config = spec.config(vocab_size)
     steps = spec.steps
     recipe = TrainConfig(max_steps=steps, lr=spec.lr, min_lr=spec.lr / 10, warmup_steps=int(spec.warmup_frac * steps),
                          weight_decay=spec.weight_decay, eval_interval=steps, eval_batches=spec.eval_batches,
-                         eval_train_split=False, fused_optimizer=True, progress=False, precision=spec.precision)
+                         eval_train_split=False, fused_optimizer=True, progress=progress, precision=spec.precision)
     with torch_threads(spec.threads):
         with seeded_cpu_rng(spec.seed):  # weight initialisation uses the global generator (on the CPU, then moved)
             model = GPT(config).to(device)
