@@ -64,8 +64,8 @@ def check_epsilon_filter(fn: Callable[[torch.Tensor, float], Any]) -> None:
              # at exactly epsilon by every route of computing the softmax, so strictness is testable only here
              ("probabilities exactly at epsilon 0.25", torch.zeros(2, 4), 0.25)]
     for label, logits, epsilon in cases:
-        expected = _epsilon_reference(logits, epsilon)
-        checks.check_equal(label, _learner_alone(fn, logits.clone(), epsilon), expected, hint=hint)
+        answer = _learner_alone(fn, logits.clone(), epsilon)
+        checks.check_equal(label, answer, _epsilon_reference(logits, epsilon), hint=hint)  # made after the call
 
 
 def _decaying_reference(logits: torch.Tensor, prev_ids: torch.Tensor, penalty: float, window: int) -> torch.Tensor:
@@ -97,9 +97,9 @@ def check_decaying_penalty(fn: Callable[[torch.Tensor, torch.Tensor, float, int]
         ("hand example: window longer than the context", z, torch.tensor([[1, 3]]), 2.0, 10),
         ("random logits, window 8, penalty 1.7", r, prev_r, 1.7, 8)]
     for label, logits, prev, penalty, window in cases:
-        expected = _decaying_reference(logits, prev, penalty, window)
         given = logits.clone()
         answer = _learner_alone(fn, given, prev.clone(), penalty, window)
+        expected = _decaying_reference(logits, prev, penalty, window)  # after the call: no frame of theirs reads it
         if not torch.equal(given, logits):
             raise AssertionError(f"{label}: your function changed the logits it was given; return a new tensor "
                                  f"(clone first). {hint}")
@@ -151,14 +151,13 @@ def check_novel_ngram_fraction(fn: Callable[[list[int], list[int], int], Any]) -
     cases.append(("random sequences, trigrams", torch.randint(0, 5, (60,), generator=g).tolist(),
                   torch.randint(0, 5, (40,), generator=g).tolist(), 3))
     for label, sample, reference, n in cases:
-        expected = _novelty_reference(sample, reference, n)
         try:
             answer = _learner_alone(fn, list(sample), list(reference), n)
         except (NotImplementedError, AssertionError):
             raise
         except Exception as error:  # e.g. unfold on a reference shorter than n: name the case, keep the traceback
             raise AssertionError(f"{label}: your function raised {type(error).__name__} ({error}). {hint}") from error
-        checks.check_close(label, answer, expected, hint=hint)
+        checks.check_close(label, answer, _novelty_reference(sample, reference, n), hint=hint)  # made after the call
 
 
 def _learner_alone(fn: Callable, *args: Any) -> Any:
