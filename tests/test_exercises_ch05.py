@@ -494,3 +494,10 @@ def test_kl_and_reward_refuses_kl_div_under_its_other_names(route):
         m = pi > 0
         return (pi * r).sum(), route(ref[m].log(), pi[m])
     assert "switched off" in rejects(ex.check_kl_and_reward, via)
+
+
+def test_kl_and_reward_messages_give_no_direction():  # a function that computes nothing could bisect on them
+    for scale in (0.5, 2.0):
+        message = rejects(ex.check_kl_and_reward, lambda pi, q, r: tuple(scale * float(x)
+                                                                          for x in sol.kl_and_reward(pi, q, r)))
+        assert "too large" not in message and "too small" not in message, message

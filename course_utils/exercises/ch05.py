@@ -151,7 +151,8 @@ def check_kl_and_reward(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
                 raise AssertionError(f"{what}, {label}: expected one number, got shape {tuple(t.shape)}. {hint}")
             if not torch.isfinite(t).all():
                 raise AssertionError(f"{what}, {label}: your answer is NaN or inf. {hint}")
-            checks.check_close(f"{what}, {label}", float(t), expected, atol=1e-6, rtol=1e-6, hint=hint)
+            checks.check_close(f"{what}, {label}", float(t), expected, atol=1e-6, rtol=1e-6, hint=hint,
+                               direction=False)  # no "too large/small": a function could bisect on the messages
 
 
 # ---------- exercise 2: the IPO loss ----------
