@@ -99,7 +99,16 @@ def full_matrices(config, r, targets):  # in * out: the size of the frozen matri
     return config["num_hidden_layers"] * sum(sizes[t] for t in targets)
 
 
-@pytest.mark.parametrize("wrong", [without_gqa, r_times_in_only, r_squared, per_model, full_matrices, a_fraction_off])
+def kv_width_hidden_over_kv_heads(config, r, targets):  # the K/V width as hidden // kv_heads: right only where
+    h = config["hidden_size"]  # kv_heads ** 2 = heads (SmolLM2's 9 and 3), so the 8B-like cases must catch it
+    kv_heads = config["num_key_value_heads"]
+    head_dim = h // config["num_attention_heads"]
+    return own_count(config, r, targets) + config["num_hidden_layers"] * r * (h // kv_heads - kv_heads * head_dim) * \
+        sum(t in ("k_proj", "v_proj") for t in targets)
+
+
+@pytest.mark.parametrize("wrong", [without_gqa, r_times_in_only, r_squared, per_model, full_matrices, a_fraction_off,
+                                   kv_width_hidden_over_kv_heads])
 def test_parameter_count_rejects_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_lora_parameter_count, wrong), expected_counts())
 
@@ -296,8 +305,16 @@ def frobenius_norm(x, W, b, A, B, m, s):
     return F.linear(x, m.unsqueeze(1) * V / V.norm(), b)
 
 
+def without_bias(x, W, b, A, B, m, s):
+    return own_dora(x, W, torch.zeros_like(b), A, B, m, s)
+
+
+def plain_lora(x, W, b, A, B, m, s):  # no magnitude, no normalisation
+    return F.linear(x, W + s * B @ A, b)
+
+
 @pytest.mark.parametrize("wrong", [norm_over_outputs, without_scaling, norm_of_w, lora_after_normalising,
-                                   frobenius_norm])
+                                   frobenius_norm, without_bias, plain_lora])
 def test_dora_rejects_likely_mistakes(wrong):
     assert_hidden(rejects(ex.check_dora_forward, wrong), expected_dora())
 
@@ -844,7 +861,9 @@ def test_best_rank_r_update_accepts_numpy_eigh_in_descending_order():  # vectors
 @pytest.mark.parametrize("route", [lambda v, g: torch.ops.aten._weight_norm(v, g, 0),
                                    lambda v, g: torch._C._VariableFunctions._weight_norm(v, g, 0),
                                    lambda v, g: torch.ops.aten._weight_norm.default(v, g, 0),
-                                   lambda v, g: torch.ops.aten._weight_norm_interface.default(v, g, 0)[0]])
+                                   lambda v, g: torch.ops.aten._weight_norm_interface.default(v, g, 0)[0],
+                                   lambda v, g: torch._decomp.decomposition_table[  # torch's Python version
+                                       torch.ops.aten._weight_norm_interface.default](v, g, 0)[0]])
 def test_dora_refuses_weight_norm_under_its_other_names(route):
     def via(x, W, b, A, B, m, s):
         return F.linear(x, route(W + s * B @ A, m[:, None]), b)

@@ -107,6 +107,8 @@ def test_bad_targets_raise_and_leave_the_model_untouched():
         apply_lora(model, "embed_tokens", 2, 4.0)
     with pytest.raises(ValueError, match="r=40 does not fit .*allowed: 1 <= r <= 32"):
         apply_lora(model, "q_proj", 40, 4.0)
+    with pytest.raises(ValueError, match=r"r=40 does not fit .*k_proj, the narrowest of the 14 targets.*<= r <= 16"):
+        apply_lora(model, "all-linear", 40, 4.0)  # the bound of every target (GQA's k/v), not the first layer's 32
     with pytest.raises(TypeError, match="target_modules"):
         apply_lora(model, [], 2, 4.0)
     with pytest.raises(ValueError, match="'all-linear' must be the only target"):

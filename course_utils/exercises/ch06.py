@@ -288,6 +288,8 @@ def check_dora_forward(fn: Callable[..., Any]) -> None:
             peft_routes.refuse_peft_inits(stack, refusing_init)
             _weight_norm_refused(stack, fn)
             stack.enter_context(checks.OpsRefused(("_weight_norm", "_weight_norm_interface")))  # torch.ops.aten too
+            stack.enter_context(checks.package_functions_switched_off(  # and torch's Python decomposition of it
+                *checks.library_functions("torch._decomp.decompositions", "_weight_norm_interface")))
             result = _learner(fn, *(t.clone() if isinstance(t, torch.Tensor) else t for t in args))
         checks.check_close(name, checks.finite_float_tensor(name, result, hint), expected[0], atol=1e-5, rtol=1e-4,
                            hint=hint)

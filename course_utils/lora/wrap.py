@@ -132,8 +132,9 @@ def apply_lora(model: nn.Module, target_modules: str | Sequence[str], r: int, al
     if not names:
         raise ValueError(f"target_modules={target_modules!r} selects no nn.Linear in this model")
     modules = dict(model.named_modules())
-    for name in names:
-        check_rank_fits(r, modules[name].in_features, modules[name].out_features, what=name)
+    narrowest = min(names, key=lambda n: min(modules[n].in_features, modules[n].out_features))  # its bound is all's
+    check_rank_fits(r, modules[narrowest].in_features, modules[narrowest].out_features,
+                    what=f"{narrowest}, the narrowest of the {len(names)} targets")
     _check_not_tied(model, names)
     for p in model.parameters():
         p.requires_grad_(False)
