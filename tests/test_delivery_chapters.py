@@ -5,8 +5,8 @@ import pathlib
 
 import pytest
 
-from course_utils.delivery.chapters import (CHAPTERS, START_HERE, Chapter, chapter, chapter_map_markdown,
-                                            notebook_filenames)
+from course_utils.delivery.chapters import (CHAPTERS, START_HERE, Chapter, book_minutes, chapter,
+                                            chapter_map_markdown, notebook_filenames)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def test_the_readmes_book_times_are_the_maps_sums():
     readme = (ROOT / "README.md").read_text()
     found = re.search(r"about (\d+) minutes for the cpu book and about (\d+) minutes for the smoke book", readme)
     assert found, "README no longer states the book's cpu and smoke times in the expected sentence"
-    sums = [round(sum(c.minutes[p] for c in (START_HERE, *CHAPTERS))) for p in ("cpu", "smoke")]
+    sums = [book_minutes(p) for p in ("cpu", "smoke")]
     assert [int(found[1]), int(found[2])] == sums, f"README's book times should be the map's sums, {sums} minutes"
 
 
@@ -78,3 +78,12 @@ def test_start_here_checks_the_runtime_and_shows_the_map():
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     for needed in ("get_profile()", "pick_device()", "missing_assets()", "chapter_map_markdown(", "explore("):
         assert needed in code, f"00_start_here lacks {needed}"
+
+
+def test_book_minutes_add_the_map_up_half_up():
+    for profile in ("cpu", "smoke"):
+        total = sum(c.minutes[profile] for c in (START_HERE, *CHAPTERS))
+        assert book_minutes(profile) == int(total + 0.5)  # 8.5 -> 9, where round() would give 8
+    assert book_minutes("gpu") is None  # no notebook has run the gpu profile on a GPU
+    with pytest.raises(ValueError, match="allowed"):
+        book_minutes("laptop")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from course_utils.cache import atomic_write_text
+from course_utils.device import cpu_description
 from course_utils.profile import PROFILES
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -227,7 +228,7 @@ def write_index(entries: Sequence[BookEntry], target: Path, profile: str, offlin
             return name
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    machine = f"{cpu_description()}, Python {platform.python_version()}"  # model and flags: timings name their CPU
     rows = []
     for e in entries:
         stem = e.notebook.removesuffix(".ipynb")

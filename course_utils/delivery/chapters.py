@@ -7,7 +7,9 @@ beside it, either in a book (``python -m course_utils.delivery.book``, 2026-12-0
 --execute`` after a fresh read changed the chapter (2026-12-06 or 2026-12-07). Three times are instead first runs from
 an empty course cache: chapter 01's smoke time (the 2026-12-05 book's, which includes SmolLM2's one-time conversion,
 20-45 s) and chapter 04's two (its sweep trained afresh; 0:21 smoke and 0:28 cpu with the sweep cached); the others had
-SmolLM2's converted weights cached. Times vary by about 30% between sessions: the map is a rough guide, not a benchmark.
+SmolLM2's converted weights cached. Times vary between sessions and machines by up to about 2x (a Zen 3 box with AVX2
+only, with other work beside it, took 1.4 to 2.1 times these for chapters 04 to 06 on 2026-12-07): the map is a rough
+guide, not a benchmark.
 The start-here notebook has no profile-dependent work, so its cpu time is its smoke time.
 ``None`` means not measured yet (no notebook has run the gpu profile on a GPU, so it has no times; benchmark scripts
 have run some chapters' code on one).
@@ -15,6 +17,7 @@ have run some chapters' code on one).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from course_utils.profile import PROFILES
@@ -108,6 +111,16 @@ def chapter(number: str) -> Chapter:
     raise ValueError(f"no notebook numbered {number!r}; written: {written}")
 
 
+def book_minutes(profile: str) -> int | None:
+    """The map's minutes for every notebook at ``profile``, added up and rounded half up (the README states these
+    and the start-here notebook prints them); None where no notebook has a time at that profile."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    times = [c.minutes.get(profile) for c in (START_HERE, *CHAPTERS)]
+    measured = [t for t in times if t is not None]
+    return math.floor(math.fsum(measured) + 0.5) if measured else None
+
+
 def notebook_filenames() -> list[str]:
     """The notebooks of the course in reading order, start-here first."""
     return [c.filename for c in (START_HERE, *CHAPTERS)]
@@ -128,8 +141,9 @@ def chapter_map_markdown(repository: str | None = None, link_prefix: str = "note
     note = (f"Minutes: one whole notebook, measured on {REFERENCE_MACHINE}, each chapter's latest run recorded in "
             "benchmarks/RESULTS.md with no other heavy job beside it (a book on 2026-12-05, or a run of the chapter "
             "alone on 2026-12-06 or 12-07 after it changed; course_utils/delivery/chapters.py names each run; 01's "
-            "smoke time and 04's times are first runs from an empty course cache): a rough guide, which varies by "
-            "about 30% between sessions; – means not measured yet (no notebook has run the gpu profile on a GPU yet).")
+            "smoke time and 04's times are first runs from an empty course cache): a rough guide, which varies "
+            "between sessions and machines by up to about 2x (benchmarks/RESULTS.md); – means not measured yet (no "
+            "notebook has run the gpu profile on a GPU yet).")
     table = "\n".join(head + rows) + f"\n\n{note}"
     if PLANNED:
         table += "\n\nComing next: " + "; ".join(f"{c.number} {c.title} ({c.summary})" for c in PLANNED) + "."
