@@ -1,6 +1,7 @@
 """The Colab set-up: one repository URL, the same first cell in every notebook, and a fresh runtime simulated."""
 
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -203,7 +204,7 @@ def test_the_setup_cell_on_a_simulated_fresh_colab_runtime(signal, tmp_path, mon
     the COLAB_RELEASE_TAG variable it sets) and subprocess faked: it clones, installs, picks the profile."""
     ran = []
 
-    def fake_run(cmd, check):
+    def fake_run(cmd, check=False, **kwargs):
         ran.append(cmd)
         if cmd[:2] == ["git", "clone"]:  # the clone: a checkout whose package is this repository's
             repo = fake_repo(tmp_path)
@@ -234,7 +235,7 @@ def test_the_setup_cell_on_a_simulated_fresh_colab_runtime(signal, tmp_path, mon
 def test_the_setup_cell_clones_once_and_from_course_repo_url_when_set(tmp_path, monkeypatch):
     ran = []
 
-    def fake_run(cmd, check, **kwargs):
+    def fake_run(cmd, check=False, **kwargs):
         ran.append(cmd)
         if cmd[:2] == ["git", "clone"]:
             (fake_repo(tmp_path) / "course_utils").symlink_to(ROOT / "course_utils")
@@ -288,3 +289,21 @@ def test_a_notebook_without_a_code_cell_is_refused(tmp_path):
                                 "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     with pytest.raises(ValueError, match="no code cell"):
         colab.write_setup_cells([path], check=True)
+
+
+def test_a_failed_clone_on_colab_says_how_to_point_at_the_course(tmp_path, monkeypatch):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    git = fake_bin / "git"  # a git that fails like a wrong URL with prompts off: exit 128, its reason on stderr
+    git.write_text(f"#!/bin/sh\necho \"$GIT_TERMINAL_PROMPT\" > {tmp_path / 'prompt'}\n"
+                   "echo \"fatal: could not read Username for 'https://github.com'\" >&2\nexit 128\n")
+    git.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")  # the set-up cell's sign of a Colab runtime
+    monkeypatch.setenv("COURSE_REPO_URL", "https://github.com/nobody/not-the-course")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match=r"could not clone the course from https://github.com/nobody/not-the-course"
+                                           r".*COURSE_REPO_URL"):
+        exec(colab.setup_cell_source(), {})
+    assert not (tmp_path / colab.CLONE_DIR).exists()
+    assert (tmp_path / "prompt").read_text().strip() == "0"  # git was told not to ask for a password

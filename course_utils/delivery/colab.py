@@ -200,9 +200,11 @@ COURSE_REPOSITORY = "{url}"  # [project.urls] Repository
 if "{module}" in sys.modules or "{env}" in os.environ:
     import subprocess
     if not os.path.isdir("{clone}"):
-        subprocess.run(["git", "clone", "--depth=1",
-                        os.environ.get("COURSE_REPO_URL", COURSE_REPOSITORY), "{clone}"],
-                       check=True)
+        course_url = os.environ.get("COURSE_REPO_URL", COURSE_REPOSITORY)
+        if subprocess.run(["git", "clone", "--depth=1", course_url, "{clone}"],
+                          env=dict(os.environ, GIT_TERMINAL_PROMPT="0")).returncode:  # no password prompt
+            raise RuntimeError(f"could not clone the course from {{course_url}} (git says why above): set "
+                               "os.environ['COURSE_REPO_URL'] to the course's repository and run this cell again")
     sys.path.insert(0, os.path.abspath("{clone}"))
     from course_utils.delivery.colab import prepare_colab
     prepare_colab("{clone}")
