@@ -42,7 +42,6 @@ def check_perplexity(fn: Callable[[Sequence[float]], Any], probs: Sequence[float
     # of 200,000 float32 powers, the gpu profile's, is 3.7e-4 off), and the tolerance below is reasoned for 30,000
     cut = len(probs) > 30_000
     probs = [float(p) for p in probs][:30_000]
-    expected = math.exp(-math.fsum(math.log(p) for p in probs) / len(probs))
     name = "the bigram on the evaluation text" + (" (its first 30,000 probabilities)" if cut else "")
     underflow = ("a product of thousands of probabilities underflows to 0 in floating point (and its inverse to "
                  "infinity): sum their logarithms instead")
@@ -51,6 +50,7 @@ def check_perplexity(fn: Callable[[Sequence[float]], Any], probs: Sequence[float
             answer = fn(probs)
     except (ZeroDivisionError, OverflowError, ValueError) as err:  # math.prod(p) ** (-1 / n); math.log(0.0)
         raise AssertionError(f"{name}: your function raised {type(err).__name__}. {underflow}") from None
+    expected = math.exp(-math.fsum(math.log(p) for p in probs) / len(probs))  # after the call: not in a local then
     try:
         value = float(answer)
     except (TypeError, ValueError, RuntimeError):  # not one number: check_close says what it expected
@@ -96,10 +96,10 @@ def check_pair_counts(fn: Callable[[torch.Tensor, int, int], Any], ids: torch.Te
     cases = [(f"counts on a six-id toy sequence, gap {gap}", toy, 3, gap) for gap in (1, 2, 3)]
     cases += [(f"counts on {len(ids_list):,} ids of the training text, gap {gap}", ids, vocab_size, gap)
               for gap in (1, 4)]
-    expected = [_plain_pair_counts(_as_int_list(x), v, gap) for _, x, v, gap in cases]  # before the learner runs
     with checks.package_functions_switched_off(_plain_pair_counts):  # this module's own answer is not one
         answers = [fn(x.clone() if isinstance(x, torch.Tensor) else x, v, gap)  # a copy: the notebook's ids stay
                    for _, x, v, gap in cases]
+    expected = [_plain_pair_counts(_as_int_list(x), v, gap) for _, x, v, gap in cases]  # after the learner's calls
     for (name, *_), got, want in zip(cases, answers, expected):
         checks.check_equal(name, got, want, hint=hint)
 

@@ -3,25 +3,22 @@ a word vocabulary capped at its V most frequent words, when a word becomes one t
 trainer's tie rule.
 
 Each check takes the learner's function plus the notebook data it needs, computes the expected value with plain Python
-here (never by calling the package function the exercise asks for), and fails through :mod:`course_utils.checks`, whose
-messages never show the expected value. While the learner's encoder, decoder or merge counter runs (exercises 1, 2 and
-4), every ready-made BPE encoder and decoder the notebook can reach is switched off by
-:func:`course_utils.checks.package_functions_switched_off`: ``BPETokenizer``'s encode and decode paths (merge list and
-tiktoken ranks, ``from_ranks``), this module's own helper, ``to_hf_tokenizer``, tiktoken's ``Encoding`` and
-``_educational`` encoders, and the pure-Python ``bpe`` method of every ``transformers`` slow tokenizer already imported
-(CTRL, CLVP, XLM, FSMT, Flaubert, BioGPT, PhoBERT, BERTweet, BlenderbotSmall:
-:func:`course_utils.checks.loaded_transformers_copies`; each learner call looks afresh, so one imported inside the
-learner's function escapes that call, not the next, and no tokenizer module is imported to look). Code that lives in
-compiled extensions (a ``tokenizers`` BPE model built from scratch, tiktoken's ``_tiktoken.CoreBPE``) cannot be switched
-off this way; one built beforehand from the chapter's tokenizer fails the cases with merges (exercise 1), a vocabulary
-(exercise 2) or merge lists (exercise 4) of their own, while one built inside the answer from the merges it is given (a
-few lines with ``tokenizers`` or ``GPT2Tokenizer``) passes: the guards stop shortcuts, not deliberate evasion. Exercise
-4's answer must apply the merges itself: the id of a word that encodes as one token is 256 + the rank of the last merge
-it needs, so any encoder would leave only that to read off. While the learner's answer to exercise 3 runs, this module's
-own reference (``_capped_rate``, ``_words_by_count``) is switched off; while the learner's heap key runs (exercise 5),
-the package's own tie key (``train.tie_key`` and its ``_Greater`` class).
-``tests/test_exercises_ch03.py`` feeds every check the reference solution, a correct answer in another form and the
-likely wrong answers, including one that goes through each ready-made encoder.
+here (never by calling the package function the exercise asks for; after the learner's calls, so that no local of
+the check holds it meanwhile), and fails through :mod:`course_utils.checks`, whose messages never show the expected
+value. While the learner's encoder, decoder or merge counter runs (exercises 1, 2 and 4), every ready-made BPE encoder
+and decoder the notebook can reach is switched off (:func:`course_utils.checks.package_functions_switched_off`):
+``BPETokenizer``'s encode and decode paths, this module's own helpers, ``to_hf_tokenizer``, tiktoken's ``Encoding``
+and ``_educational`` encoders, and the pure-Python ``bpe`` method of every ``transformers`` slow tokenizer already
+imported (:func:`course_utils.checks.loaded_transformers_copies`; each learner call looks afresh). Compiled code (a
+``tokenizers`` BPE model, tiktoken's ``_tiktoken.CoreBPE``) cannot be switched off this way; one built beforehand
+from the chapter's tokenizer fails the cases with merges (exercise 1), a vocabulary (exercise 2) or merge lists
+(exercise 4) of their own, while one built inside the answer from the merges it is given passes: the guards stop
+shortcuts, not deliberate evasion. Exercise 4's answer must apply the merges itself: the id of a one-token word is
+256 + the rank of the last merge it needs, so any encoder would leave only that to read off. While exercise 3's answer
+runs, this module's reference (``_capped_rate``, ``_words_by_count``) is switched off; while exercise 5's heap key
+runs, the package's tie key (``train.tie_key`` and its ``_Greater`` class). ``tests/test_exercises_ch03.py`` feeds
+every check the reference solution, a correct answer in another form and the likely wrong answers, including one
+that goes through each ready-made encoder.
 """
 
 from __future__ import annotations
@@ -75,8 +72,7 @@ def _without_ready_made_codecs() -> Iterator[None]:
 
 
 def _ids(value: Any) -> Any:
-    """A list, tuple, tensor or numpy array of ids as a list of Python ints. Anything else (a float id, a nested row)
-    is left as it is, for check_equal to report: int() would truncate 104.7 to a right answer or crash on a row."""
+    """Ids (list, tuple, tensor, array) as Python ints; a float id or a nested row is left for check_equal to report."""
     checks.no_meta("your ids", value)  # a shape without values: .tolist() would raise inside the check
     if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):  # torch.Tensor, numpy.ndarray
         value = value.tolist()
@@ -116,10 +112,10 @@ def check_encode_word(fn: Callable, merges: Sequence[tuple[int, int]], words: Se
              ("aaaa: no overlapping merges", list(b"aaaa"), [(97, 97)]),
              ("lowest rank first, not leftmost first", list(b"abc"), [(98, 99), (97, 98)]),
              ("a word that ends as one token", list(b"abc"), [(97, 98), (256, 99)])]
-    expected = [_merge_word(list(ids), m) for _, ids, m in cases]
-    held_out = [_merge_word(list(w.encode()), merges) for w in words]
     answers = [_ids(_alone(fn, list(ids), list(m))) for _, ids, m in cases]  # one block per call: see _alone
     answers_held_out = [_ids(_alone(fn, list(w.encode()), list(merges))) for w in words]
+    expected = [_merge_word(list(ids), m) for _, ids, m in cases]  # after the learner's calls, like held_out
+    held_out = [_merge_word(list(w.encode()), merges) for w in words]
     for (name, _, _), got, want in zip(cases, answers, expected):
         checks.check_equal(name, got, want, hint=hint)
     wrong = [k for k, (got, want) in enumerate(zip(answers_held_out, held_out)) if got != want]
@@ -139,10 +135,9 @@ def _one_mark_per_run(text: Any) -> Any:
 def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence[int], text: str) -> None:
     """``fn(ids, vocab)`` -> text; ``ids_of_text`` encodes ``text`` (which has multi-byte characters).
 
-    Invalid UTF-8 must become U+FFFD, but how many is a policy: Python's ``errors="replace"`` gives one per maximal
-    invalid subsequence (Unicode's recommended practice), a hand-written decoder may give one per bad byte or one per
-    run of bad bytes. Answer and expected text are compared after shortening every run of U+FFFD to one, so all
-    three pass; a decoder that drops bad bytes, keeps them (a surrogate, latin-1) or raises still fails.
+    Invalid UTF-8 must become U+FFFD, but how many is a policy: ``errors="replace"`` gives one per maximal invalid
+    subsequence (Unicode's practice), a hand-written decoder one per bad byte or per run; the texts are compared with
+    every run of U+FFFD shortened to one, so all pass; dropping bad bytes, keeping them or raising still fails.
     """
     hint = ("join the tokens' bytes first and decode UTF-8 once, turning invalid bytes into U+FFFD "
             "(bytes.decode has an argument that says what to do with them)")
@@ -168,7 +163,7 @@ def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence
              ("a vocabulary of its own (ids 0-255 are not the bytes 0-255)", own_ids, own_vocab, own_text),
              ("held-out text", list(ids_of_text), vocab, text)]
     answers = []
-    for name, ids, v, _ in cases:
+    for name, ids, v in (case[:3] for case in cases):  # not the wanted text: no local holds it during the call
         try:
             answers.append(_alone(fn, list(ids), list(v)))
         except ValueError as err:  # UnicodeDecodeError, or chr() of a code point above U+10FFFF
@@ -229,27 +224,10 @@ def check_merges_until_one_token(fn: Callable, tokenizer, toy_tokenizer) -> None
     hint = ("k counts merges in the list up to and including the last one the word needs (not only the merges it "
             "uses); 0 for a single byte (one character can be several bytes: 'é' is two); None if even all merges "
             "leave several tokens")
-    abc = BPETokenizer([(97, 98), (120, 121), (256, 99)])  # ab, xy, abc: 'abc' needs 3 merges of the list, uses 2
-    e_acute = BPETokenizer([(97, 98), (0xC3, 0xA9)])  # 'é' is the two bytes C3 A9, joined by the second merge
-    expected = [("a single byte needs no merge", tokenizer, "a", 0), ("abc, an unrelated merge between", abc, "abc", 3),
-                ("a word that never becomes one token", toy_tokenizer, " lowest", None),
-                ("one character of two bytes, 'é'", e_acute, "é", 2)]
-    for word in (" the", " and", " to", " lord"):
-        expected.append((f"{word!r} in the chapter's tokenizer", tokenizer, word, _one_token_k(tokenizer, word)))
-    for word in (" the,", "a b"):  # two pre-tokens: merges never join them, whatever each piece becomes
-        expected.append((f"{word!r}, which pre-tokenization splits, in the chapter's tokenizer", tokenizer, word, None))
-    # a merge list that crosses the pre-token boundary (a + space, then that + b): still None, since encoding cuts
-    # the word first (a trained list never has such merges, so only this case tells the rule apart)
-    expected.append(("'a b' under merges that would join its pieces", BPETokenizer([(97, 32), (256, 98)]), "a b", None))
-    # 'abc' is in this vocabulary (a + bc), but BPE merges a+b first and never builds it: a vocabulary lookup (or
-    # tiktoken's whole-piece lookup) fails; a merge joins every occurrence, left to right: first-only or right-to-left
-    # loops fail the last two
-    expected += [("a word in the vocabulary that the merges never build", BPETokenizer([(97, 98), (98, 99), (97, 257)]),
-                  "abc", None), ("aaaa under a+a, then aa+aa", BPETokenizer([(97, 97), (256, 256)]), "aaaa", 2),
-                 ("aaa under a+a, then aa+a", BPETokenizer([(97, 97), (256, 97)]), "aaa", 2)]
-    # the ready-made encoders switched off (module docstring: they would leave only the last rank to read off)
-    answers = [_alone(fn, tok, word) for _, tok, word, _ in expected]  # one block per call: see _alone
-    for (name, _, _, want), got in zip(expected, answers):
+    cases = [case[:3] for case in _one_token_cases(tokenizer, toy_tokenizer)]  # the wants are made after the calls
+    answers = [_alone(fn, tok, word) for _, tok, word in cases]  # one block per call: see _alone
+    wants = [case[3] for case in _one_token_cases(tokenizer, toy_tokenizer)]
+    for (name, _, _), want, got in zip(cases, wants, answers):
         checks.no_meta(name, got, hint)
         if isinstance(got, bool) or str(getattr(got, "dtype", "")) in ("bool", "torch.bool"):  # False == 0, but it
             raise AssertionError(f"{name}: got {got!r}, a bool; return an int or None. {hint}")  # counts no merges
@@ -257,6 +235,28 @@ def check_merges_until_one_token(fn: Callable, tokenizer, toy_tokenizer) -> None
             checks.check_true(name, got is None, hint=hint)
         else:
             checks.check_equal(name, _ids([got])[0] if got is not None else got, want, hint=hint)
+
+
+def _one_token_cases(tokenizer, toy_tokenizer) -> list[tuple[str, BPETokenizer, str, int | None]]:
+    """(name, tokenizer, word, the smallest k or None) for :func:`check_merges_until_one_token`."""
+    abc = BPETokenizer([(97, 98), (120, 121), (256, 99)])  # ab, xy, abc: 'abc' needs 3 merges of the list, uses 2
+    e_acute = BPETokenizer([(97, 98), (0xC3, 0xA9)])  # 'é' is the two bytes C3 A9, joined by the second merge
+    expected = [("a single byte needs no merge", tokenizer, "a", 0), ("abc, an unrelated merge between", abc, "abc", 3),
+                ("a word that never becomes one token", toy_tokenizer, " lowest", None),
+                ("one character of two bytes, 'é'", e_acute, "é", 2)]
+    expected += [(f"{word!r} in the chapter's tokenizer", tokenizer, word, _one_token_k(tokenizer, word))
+                 for word in (" the", " and", " to", " lord")]  # two pre-tokens next: merges never join them
+    expected += [(f"{w!r}, which pre-tokenization splits, in the chapter's tokenizer", tokenizer, w, None)
+                 for w in (" the,", "a b")]
+    # merges across the pre-token boundary (a + space, then that + b): still None, since encoding cuts the word first
+    # (a trained list never has such merges); 'abc' is in the next vocabulary (a + bc), but BPE merges a+b first and
+    # never builds it: a vocabulary (or tiktoken's whole-piece) lookup fails; a merge joins every occurrence, left to
+    # right: first-only or right-to-left loops fail the last two
+    return expected + [("'a b' under merges that would join its pieces", BPETokenizer([(97, 32), (256, 98)]), "a b",
+                        None), ("a word in the vocabulary that the merges never build",
+                                BPETokenizer([(97, 98), (98, 99), (97, 257)]), "abc", None),
+                       ("aaaa under a+a, then aa+aa", BPETokenizer([(97, 97), (256, 256)]), "aaaa", 2),
+                       ("aaa under a+a, then aa+a", BPETokenizer([(97, 97), (256, 97)]), "aaa", 2)]
 
 
 def _one_token_k(tokenizer, word: str) -> int | None:

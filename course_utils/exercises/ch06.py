@@ -127,8 +127,8 @@ def check_lora_parameter_count(fn: Callable[[dict, int, tuple[str, ...]], Any]) 
         name = f"LoRA parameter count, {label}"
         with _package_lora_switched_off(name):
             result = _learner(fn, dict(config), r, tuple(targets))
-        expected = _count_reference(config, r, targets)  # after the learner's call: no frame of theirs can read it
-        answer = _one_number(name, result, hint)
+        answer = _one_number(name, result, hint)  # a plain number before the reference exists
+        expected = _count_reference(config, r, targets)
         if answer != round(answer):
             raise AssertionError(f"{name}: the answer is not a whole number, and a parameter count is one. {hint}")
         checks.check_close(name, answer, expected, atol=0.0, rtol=0.0, hint=hint)
@@ -228,10 +228,11 @@ def check_captured_fraction(fn: Callable[[torch.Tensor, int], Any]) -> None:
     largest squared singular values over the sum of all of them."""
     hint = ("||delta||_F^2 is spread over the squared singular values of delta, and the best rank-r approximation "
             "keeps the largest r of them; the answer is a share of ||delta||_F^2, a number in (0, 1]")
-    for label, delta, r, *expected in _svd_cases():
+    for index, (label, delta, r) in enumerate([case[:3] for case in _svd_cases()]):
         name = f"captured fraction, {label}"
         answer = _one_number(name, _learner(fn, delta.clone(), r), hint)
-        checks.check_close(name, answer, expected[-1], atol=1e-5, rtol=0.0, hint=hint)
+        fraction = _svd_cases()[index][-1]  # made after the learner's call: no local of this check held it meanwhile
+        checks.check_close(name, answer, fraction, atol=1e-5, rtol=0.0, hint=hint)
 
 
 # ---------- exercise 3: DoRA's forward pass ----------
@@ -282,7 +283,7 @@ def check_dora_forward(fn: Callable[..., Any]) -> None:
     def refusing_init(self, *args, **kwargs):  # peft's DoRA would be the answer (exercise 1 refuses peft too)
         raise AssertionError("DoRA forward: write it out; peft's LoRA and DoRA layers are switched off meanwhile")
 
-    for label, args, *expected in _dora_cases():  # a list: no local is the expected output itself
+    for index, (label, args) in enumerate([case[:2] for case in _dora_cases()]):
         name = f"DoRA forward, {label}"
         with contextlib.ExitStack() as stack:  # peft's routes are switched off while the learner's function runs
             peft_routes.refuse_peft_inits(stack, refusing_init)
@@ -291,8 +292,8 @@ def check_dora_forward(fn: Callable[..., Any]) -> None:
             stack.enter_context(checks.package_functions_switched_off(  # and torch's Python decomposition of it
                 *checks.library_functions("torch._decomp.decompositions", "_weight_norm_interface")))
             result = _learner(fn, *(t.clone() if isinstance(t, torch.Tensor) else t for t in args))
-        checks.check_close(name, checks.finite_float_tensor(name, result, hint), expected[0], atol=1e-5, rtol=1e-4,
-                           hint=hint)
+        answer = checks.finite_float_tensor(name, result, hint)
+        checks.check_close(name, answer, _dora_cases()[index][2], atol=1e-5, rtol=1e-4, hint=hint)  # made after
 
 
 def _weight_norm_refused(stack: contextlib.ExitStack, fn: Callable) -> None:
