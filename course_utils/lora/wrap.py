@@ -134,7 +134,7 @@ def apply_lora(model: nn.Module, target_modules: str | Sequence[str], r: int, al
     modules = dict(model.named_modules())
     narrowest = min(names, key=lambda n: min(modules[n].in_features, modules[n].out_features))  # its bound is all's
     check_rank_fits(r, modules[narrowest].in_features, modules[narrowest].out_features,
-                    what=f"{narrowest}, the narrowest of the {len(names)} targets")
+                    what=narrowest if len(names) == 1 else f"{narrowest}, the narrowest of the {len(names)} targets")
     _check_not_tied(model, names)
     for p in model.parameters():
         p.requires_grad_(False)
