@@ -13,11 +13,14 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import torch
+
+_UMASK_LOCK = threading.Lock()  # atomic_file may run in a sweep's callback threads
 
 MANIFEST = "COMPLETE.json"
 
@@ -82,8 +85,9 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
+        with _UMASK_LOCK:  # reading the umask sets it: two threads at once could leave it 0
+            umask = os.umask(0)
+            os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file an ordinary file's permissions
         os.replace(tmp, path)
     except BaseException:

@@ -4,7 +4,8 @@ law needs to reach a target loss, and the effective size of repeated data.
 The package computes none of these answers (``course_utils.scaling.compute`` counts the course GPT, not a Llama;
 ``ChinchillaFit`` gives the optimal split of a budget and its loss, not the budget for a loss), so the learner's
 code is the answer. Each check computes the expected value itself (with ``ChinchillaFit`` for a law's optimal loss at
-a budget) before calling the learner's code, with its own reference switched off while that code runs, and fails
+a budget) after calling the learner's code (so no local of the check holds it meanwhile), with its own reference
+switched off while that code runs, and fails
 through :mod:`course_utils.checks`, whose messages never show the expected value. ``tests/test_exercises_ch04.py``
 feeds every check the reference solution, a correct answer in another form, and likely wrong answers.
 
@@ -96,7 +97,7 @@ def check_compute_to_reach(fn: Callable[[dict, float], Any]) -> None:
     """``fn(fit, target_loss) -> C``: the least compute (FLOPs) at which the compute-optimal model of ``fit`` reaches
     ``target_loss``; a ValueError for a target at or below the irreducible loss E."""
     hint = ("for each C the best model is the compute-optimal (N*, D*) of the fit; its loss falls as C grows, so "
-            "search C (in log space) until that loss equals the target, to within 0.2% (a grid of C is too coarse: "
+            "search C (in log space) until that loss equals the target, to within 0.2% (a coarse grid of C misses it: "
             "narrow it down by bisection or a root finder)")
     cases = [(f"loss {target} under {name}", dict(PUBLISHED_FITS[name]), target)
              for name, target in (("Hoffmann et al. 2022", 2.5), ("Hoffmann et al. 2022", 2.0),
@@ -115,7 +116,7 @@ def check_compute_to_reach(fn: Callable[[dict, float], Any]) -> None:
         except ValueError:
             raise AssertionError(f"compute for {what}: your function raised ValueError, but this target is above E, "
                                  f"so some budget reaches it (however large). {hint}") from None
-        expected = _compute_reference(fit, target)  # after the learner's call: no frame of theirs can read it
+        expected = _compute_reference(fit, target)  # after the learner's call: no local holds it while it runs
         checks.check_close(f"compute for {what}", answer, expected, atol=0.0, rtol=2e-3, hint=hint)
     for target, where in ((toy["E"], "at"), (toy["E"] - 0.1, "below")):
         refusal = f"a target {where} the irreducible loss E is unreachable at any compute: raise ValueError"
@@ -148,6 +149,6 @@ def check_effective_tokens(fn: Callable[..., Any]) -> None:
     for seen, unique, r_star in cases:
         with checks.package_functions_switched_off(_effective_reference):
             answer = fn(seen, unique, r_star)
-        expected = _effective_reference(seen, unique, r_star)  # after the learner's call: no frame of theirs reads it
+        expected = _effective_reference(seen, unique, r_star)  # after the learner's call: no local holds it meanwhile
         checks.check_close(f"effective tokens: {seen:.3g} seen of {unique:.3g} unique, R* = {r_star}", answer,
                            expected, atol=1e-9, rtol=1e-6, hint=hint)

@@ -7,8 +7,11 @@ run is never trained twice and a changed recipe never reuses a stale result. Eac
 (an exception in a worker, a worker that dies) is reported with its message while every other result is kept. An
 interrupt cancels the runs not yet handed to a worker; those already handed out (a process pool hands out up to one
 more than twice its workers: one running in each worker, as many plus one queued for them) finish, and each is
-recorded as it finishes (an executor's shutdown waits for exactly these); :func:`local_executor`'s workers end if
-the process that made them dies (a killed kernel).
+recorded as it finishes (an executor's shutdown waits for exactly these). Jupyter's stop button and Ctrl-C signal the
+whole process group, so a local pool's workers are interrupted too: their runs in progress are lost, and only the
+queued ones finish and are recorded. On Dask, ``cancel()`` succeeds even for running tasks, so nothing handed out is
+recorded (its workers finish and discard them). :func:`local_executor`'s workers end if the process that made them
+dies (a killed kernel).
 
 The executor decides where runs happen: ``None`` runs them one after another in this process; a
 ``ProcessPoolExecutor`` uses local cores (:func:`local_executor` makes the course's: a safe start method and one torch
