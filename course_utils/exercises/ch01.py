@@ -47,7 +47,7 @@ def check_perplexity(fn: Callable[[Sequence[float]], Any], probs: Sequence[float
                  "infinity): sum their logarithms instead")
     try:
         with checks.package_functions_switched_off(perplexity):
-            answer = fn(probs)
+            answer = fn(list(probs))  # a copy: the expected value is computed from probs afterwards
     except (ZeroDivisionError, OverflowError, ValueError) as err:  # math.prod(p) ** (-1 / n); math.log(0.0)
         raise AssertionError(f"{name}: your function raised {type(err).__name__}. {underflow}") from None
     expected = math.exp(-math.fsum(math.log(p) for p in probs) / len(probs))  # after the call: not in a local then
@@ -211,9 +211,9 @@ def check_bits_excluding_targets(fn: Callable[[torch.Tensor, torch.Tensor, Seque
     t = table.detach().to("cpu", torch.float64)
     id_list = _as_int_list(ids)
     excluded = {int(i) for i in excluded_ids}
-    bits = [-math.log2(t[a, b].item()) for a, b in zip(id_list, id_list[1:]) if b not in excluded]
     given_table, given_ids = table.clone(), ids.clone()
     answer = fn(given_table, given_ids, list(excluded_ids))
+    bits = [-math.log2(t[a, b].item()) for a, b in zip(id_list, id_list[1:]) if b not in excluded]  # after the call
     if not (torch.equal(given_table, table) and torch.equal(given_ids, ids)):
         raise AssertionError(f"the bigram on the evaluation text: your function changed the table or the ids it was "
                              f"given; compute on them without writing into them. {hint}")

@@ -219,6 +219,6 @@ def check_mlm_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], obje
     checks.check_close("uniform logits cost ln V per chosen position", learner(uniform, uneven_ids, uneven),
                        math.log(8), atol=1e-5, hint=MLM_HINT)
     logits = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(2))  # rows with 1 and 2 chosen positions
-    expected = _mlm_loss_by_loops(logits, uneven_ids, uneven)
-    checks.check_close("random logits, rows with different numbers of chosen positions",
-                       learner(logits, uneven_ids, uneven), expected, atol=1e-5, hint=MLM_HINT)
+    answer = learner(logits.clone(), uneven_ids.clone(), uneven.clone())
+    checks.check_close("random logits, rows with different numbers of chosen positions", answer,
+                       _mlm_loss_by_loops(logits, uneven_ids, uneven), atol=1e-5, hint=MLM_HINT)  # made after the call

@@ -3,9 +3,9 @@ a word vocabulary capped at its V most frequent words, when a word becomes one t
 trainer's tie rule.
 
 Each check takes the learner's function plus the notebook data it needs, computes the expected value with plain Python
-here (never by calling the package function the exercise asks for; after the learner's calls, so that no local of
-the check holds it meanwhile), and fails through :mod:`course_utils.checks`, whose messages never show the expected
-value. While the learner's encoder, decoder or merge counter runs (exercises 1, 2 and 4), every ready-made BPE encoder
+here (never by calling the package function; after the learner's calls, so that no local of the check holds it
+meanwhile, except exercise 5's pop order), and fails through :mod:`course_utils.checks`, whose messages never show the
+expected value. While the learner's encoder, decoder or merge counter runs (exercises 1, 2 and 4), every ready-made BPE encoder
 and decoder the notebook can reach is switched off (:func:`course_utils.checks.package_functions_switched_off`):
 ``BPETokenizer``'s encode and decode paths, this module's own helpers, ``to_hf_tokenizer``, tiktoken's ``Encoding``
 and ``_educational`` encoders, and the pure-Python ``bpe`` method of every ``transformers`` slow tokenizer already
@@ -24,6 +24,7 @@ that goes through each ready-made encoder.
 from __future__ import annotations
 
 import contextlib
+import copy
 import heapq
 import numbers
 import random
@@ -134,7 +135,6 @@ def _one_mark_per_run(text: Any) -> Any:
 
 def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence[int], text: str) -> None:
     """``fn(ids, vocab)`` -> text; ``ids_of_text`` encodes ``text`` (which has multi-byte characters).
-
     Invalid UTF-8 must become U+FFFD, but how many is a policy: ``errors="replace"`` gives one per maximal invalid
     subsequence (Unicode's practice), a hand-written decoder one per bad byte or per run; the texts are compared with
     every run of U+FFFD shortened to one, so all pass; dropping bad bytes, keeping them or raising still fails.
@@ -143,32 +143,32 @@ def check_decode_ids(fn: Callable, vocab: Sequence[bytes], ids_of_text: Sequence
             "(bytes.decode has an argument that says what to do with them)")
     vocab = list(vocab)
     emoji = [0xF0, 0x9F, 0xA4, 0x96]  # 🤖 as four single-byte tokens
-    # A vocabulary of its own, so that the answer must read `vocab`: a decoder built beforehand from the chapter's
-    # tokenizer (a compiled one cannot be switched off) gives other bytes. Ids 0-255 are the bytes in reverse order,
-    # 256 is "é", 257 and 258 the two halves of 🤖, 259 " king".
+    # A vocabulary of its own, so the answer must read `vocab` (a decoder built beforehand from the chapter's tokenizer
+    # gives other bytes): ids 0-255 are the bytes reversed, 256 "é", 257 and 258 the halves of 🤖, 259 " king".
     own_vocab = [bytes([255 - b]) for b in range(256)] + ["é".encode(), b"\xf0\x9f", b"\xa4\x96", b" king"]
-    own_text = "Hé 🤖 king\ufffd"
     own_ids = [255 - ord("H"), 256, 255 - 0x20, 257, 258, 259, 255 - 0xC3]  # ends in half a character
-    cases = [("a character split over four tokens", list(emoji), vocab, "🤖"),
-             ("half a character, then 'h'", [0xF0, 0x9F, 104], vocab, "\ufffdh"),
-             ("the bytes of a surrogate (ED A0 80, not valid UTF-8), then 'A'", [0xED, 0xA0, 0x80, 65], vocab,
-              "\ufffd\ufffd\ufffdA"),
-             ("é from two byte tokens", [0xC3, 0xA9, 0x20], vocab, "é "),
-             ("€ from three byte tokens", [0xE2, 0x82, 0xAC], vocab, "€"),
-             ("an overlong '/' (C0 AF, not valid UTF-8), then 'A'", [0xC0, 0xAF, 65], vocab, "\ufffd\ufffdA"),
-             ("the first byte of a two-byte character, then 'A' (C3 41)", [0xC3, 65], vocab, "\ufffdA"),
-             ("a stray continuation byte, then 'A' (80 41)", [0x80, 65], vocab, "\ufffdA"),
-             ("an overlong NUL in three bytes (E0 80 80), then 'A'", [0xE0, 0x80, 0x80, 65], vocab, "\ufffdA"),
-             ("a code point above U+10FFFF (F4 90 80 80), then 'A'", [0xF4, 0x90, 0x80, 0x80, 65], vocab, "\ufffdA"),
-             ("a vocabulary of its own (ids 0-255 are not the bytes 0-255)", own_ids, own_vocab, own_text),
-             ("held-out text", list(ids_of_text), vocab, text)]
+    cases = [("a character split over four tokens", list(emoji), vocab),
+             ("half a character, then 'h'", [0xF0, 0x9F, 104], vocab),
+             ("the bytes of a surrogate (ED A0 80, not valid UTF-8), then 'A'", [0xED, 0xA0, 0x80, 65], vocab),
+             ("é from two byte tokens", [0xC3, 0xA9, 0x20], vocab),
+             ("€ from three byte tokens", [0xE2, 0x82, 0xAC], vocab),
+             ("an overlong '/' (C0 AF, not valid UTF-8), then 'A'", [0xC0, 0xAF, 65], vocab),
+             ("the first byte of a two-byte character, then 'A' (C3 41)", [0xC3, 65], vocab),
+             ("a stray continuation byte, then 'A' (80 41)", [0x80, 65], vocab),
+             ("an overlong NUL in three bytes (E0 80 80), then 'A'", [0xE0, 0x80, 0x80, 65], vocab),
+             ("a code point above U+10FFFF (F4 90 80 80), then 'A'", [0xF4, 0x90, 0x80, 0x80, 65], vocab),
+             ("a vocabulary of its own (ids 0-255 are not the bytes 0-255)", own_ids, own_vocab),
+             ("held-out text", list(ids_of_text), vocab)]
     answers = []
-    for name, ids, v in (case[:3] for case in cases):  # not the wanted text: no local holds it during the call
+    for name, ids, v in cases:
         try:
             answers.append(_alone(fn, list(ids), list(v)))
         except ValueError as err:  # UnicodeDecodeError, or chr() of a code point above U+10FFFF
             raise AssertionError(f"{name}: your function raised {type(err).__name__} ({err}). {hint}") from None
-    for (name, _, _, want), got in zip(cases, answers):
+    bad = "\ufffd"  # the cases' texts, in order, written after the learner's calls
+    wants = ["🤖", bad + "h", 3 * bad + "A", "é ", "€", 2 * bad + "A", bad + "A", bad + "A", bad + "A", bad + "A",
+             "Hé 🤖 king" + bad, text]
+    for (name, _, _), want, got in zip(cases, wants, answers):
         if _one_mark_per_run(got) != _one_mark_per_run(want):  # the message shows the answer as it came back
             raise AssertionError(f"{name}: got {got!r}, which is not right. {hint}")
         checks.passed(name)
@@ -225,7 +225,7 @@ def check_merges_until_one_token(fn: Callable, tokenizer, toy_tokenizer) -> None
             "uses); 0 for a single byte (one character can be several bytes: 'é' is two); None if even all merges "
             "leave several tokens")
     cases = [case[:3] for case in _one_token_cases(tokenizer, toy_tokenizer)]  # the wants are made after the calls
-    answers = [_alone(fn, tok, word) for _, tok, word in cases]  # one block per call: see _alone
+    answers = [_alone(fn, copy.deepcopy(tok), word) for _, tok, word in cases]  # a copy each: the wants read theirs
     wants = [case[3] for case in _one_token_cases(tokenizer, toy_tokenizer)]
     for (name, _, _), want, got in zip(cases, wants, answers):
         checks.no_meta(name, got, hint)
