@@ -4,9 +4,9 @@ trainer's tie rule.
 
 Each check takes the learner's function plus the notebook data it needs, computes the expected value with plain Python
 here (never by calling the package function; after the learner's calls, so that no local of the check holds it
-meanwhile, except exercise 5's pop order), and fails through :mod:`course_utils.checks`, whose messages never show the
-expected value. While the learner's encoder, decoder or merge counter runs (exercises 1, 2 and 4), every ready-made BPE encoder
-and decoder the notebook can reach is switched off (:func:`course_utils.checks.package_functions_switched_off`):
+meanwhile, except exercise 5's pop order), and fails through :mod:`course_utils.checks`, whose messages never show
+the expected value. While the learner's encoder, decoder or merge counter runs (exercises 1, 2 and 4), every ready-made
+BPE encoder and decoder the notebook can reach is switched off (``checks.package_functions_switched_off``):
 ``BPETokenizer``'s encode and decode paths, this module's own helpers, ``to_hf_tokenizer``, tiktoken's ``Encoding``
 and ``_educational`` encoders, and the pure-Python ``bpe`` method of every ``transformers`` slow tokenizer already
 imported (:func:`course_utils.checks.loaded_transformers_copies`; each learner call looks afresh). Compiled code (a
