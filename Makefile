@@ -48,12 +48,18 @@ else
 	$(MAKE) --no-print-directory test-inner PROFILE=$(PROFILE)
 endif
 
+# Smoke tests run in two pytest-xdist processes at once: a test module, or a notebook's rerun test and its nbval cells,
+# stay together in one process, and the two share the cores (tests/conftest.py). Smoke notebooks stay under 4 GB
+# each; larger profiles run in one process (a cpu notebook may take 12 GB). TEST_WORKERS=0 runs everything in one.
+TEST_WORKERS ?= $(if $(filter smoke,$(PROFILE)),2,0)
+XDIST := -n $(TEST_WORKERS) $(if $(filter 0,$(TEST_WORKERS)),,--dist loadscope)
+
 test-inner:
 	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-		$(BIN)/python -m pytest -q tests notebooks --nbval-lax --durations=15
+		$(BIN)/python -m pytest -q $(XDIST) tests notebooks --nbval-lax --durations=15
 
 test-unit: setup
-	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests -m "not browser and not rerun"
+	COURSE_PROFILE=$(PROFILE) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(XDIST) tests -m "not browser and not rerun"
 
 # test-inner with the Python of the virtual environment $(1) and its own course cache ($(1)/course-cache unless
 # COURSE_CACHE_DIR is set), the network cut where the kernel allows it: the recipe of test-floors and test-newest,

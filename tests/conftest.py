@@ -26,6 +26,11 @@ def benchmark_script():
 
 
 def pytest_configure(config):
+    worker = getattr(config, "workerinput", None)  # set in a pytest-xdist worker (make test runs TEST_WORKERS of them)
+    if worker is not None:
+        # Share the cores between the workers (and the notebook kernels they start, which inherit this): two torch
+        # processes with a thread per core each would fight over the cores. A value the user set is kept.
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker(int(worker["workercount"]))))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(GUARD_DIR), os.environ.get("PYTHONPATH")]))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -38,3 +43,31 @@ def pytest_configure(config):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     sys.modules["course_netguard"] = module
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """The cores this process may use (``os.sched_getaffinity`` where the system has it), shared among ``workers``;
+    at least 1."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which a run without it does not load
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``--dist loadscope``, pytest-xdist's scopes (a test module, a class, a notebook's nbval cells), except
+    that a notebook's rerun test joins its notebook's scope (``notebook_cells.notebook_scope``)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    return notebook_scheduler(config, log)
+
+
+def notebook_scheduler(config, log=None):
+    from notebook_cells import notebook_scope
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return notebook_scope(nodeid) or super()._split_scope(nodeid)
+
+    return NotebookScopeScheduling(config, log)

@@ -14,6 +14,19 @@ def notebook_paths(chapters_only: bool = False) -> list[pathlib.Path]:
     return [p for p in paths if not p.name.startswith("00_")] if chapters_only else paths
 
 
+def notebook_scope(nodeid: str) -> str | None:
+    """The pytest-xdist scope (``make test``'s ``--dist loadscope``) of the rerun test of a notebook: its nbval cells'
+    scope, ``notebooks/NAME.ipynb``, so that one worker runs the two one after another (the rerun test first, then
+    nbval, which finds the course cache warm) and two workers never execute the same notebook at once. None for any
+    other test (it keeps pytest-xdist's scope: its module, or its class)."""
+    module, found, param = nodeid.partition("::test_every_code_cell_can_run_again[")
+    if not (found and module.endswith("test_notebook_rerun.py") and param.endswith(".ipynb]")):
+        return None
+    tests_dir = module.rpartition("/")[0]  # "tests", or a longer path where pytest's root is higher up
+    root = tests_dir.rpartition("/")[0]
+    return f"{root + '/' if root else ''}notebooks/{param[:-1]}"
+
+
 def indexed_cell_sources(notebook: str | pathlib.Path, kind: str) -> list[tuple[int, str]]:
     """(index in the notebook, source) of every cell of ``kind`` (``"code"``, ``"markdown"``) of a notebook (a path,
     or a file name in ``notebooks/``), in order; the index counts every cell from 0."""

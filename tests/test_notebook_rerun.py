@@ -14,9 +14,10 @@ it finds adapters, and section 1's optimizer-state cell measures the pretrained 
 adapters).
 Only the smoke profile: the check is about running a cell again, not about scale, and larger profiles would multiply
 long runs by four. The first run of each cell is an ordinary run from a cold course cache where the cache is fresh,
-so under ``make test`` (this file runs before the notebooks' nbval pass, which then finds the caches warm) the cold
-paths are still executed once. Cells are named by their index in the notebook, counting from 0 and counting Markdown
-cells, as ``json.load(nb)["cells"][N]``.
+so under ``make test`` (a notebook's test here runs before its nbval pass, on the same pytest-xdist worker, and
+nbval then finds the caches warm: ``notebook_cells.notebook_scope``) the cold paths are still executed once. Cells
+are named by their index in the notebook, counting from 0 and counting Markdown cells, as
+``json.load(nb)["cells"][N]``.
 """
 
 import contextlib
