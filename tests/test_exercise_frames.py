@@ -14,7 +14,7 @@ merge applies, nothing is filtered, rotation by position 0, a uniform reward), a
 (the reported bits per byte, the text exercise 03.2 decodes). Blind spots: answers that are one number held in a
 0-dim tensor (02's MLM loss, 05's IPO loss, 09's load-balancing loss) or a small integer (03's merge counts) are
 not searched, nor a float32 answer against a float64 local, a product of a returned pair, or a list whose mean is the
-answer; 03's heap-key check builds the expected pop order before its calls (left). Reading
+answer (03's heap-key check, whose answer is a key, has its own frame test in ``test_exercises_ch03.py``). Reading
 frames is deliberate copying rather than a shortcut, which no check can fully stop (a reader that knows a check's
 layout finds truths in its case lists, or returns an object that reads the frames only when the check converts it);
 this closes the one-line route. Chapter 01's

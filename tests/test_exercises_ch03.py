@@ -588,6 +588,22 @@ def test_heap_key_rejects(wrong):
     fails(ex.check_heap_key, wrong)
 
 
+def _order_from_the_checks_frames(count, pair, vocab):
+    """A key read off the check: the pair's place in any list of pairs held by a frame of the checks."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith("course_utils.exercises"):
+            for value in frame.f_locals.values():
+                if isinstance(value, list) and pair in value and all(isinstance(p, tuple) for p in value):
+                    return value.index(pair)
+        frame = frame.f_back
+    return 0
+
+
+def test_heap_key_cannot_read_the_wanted_pop_order_from_the_checks_frames():
+    fails(ex.check_heap_key, _order_from_the_checks_frames)
+
+
 def test_heap_key_refuses_the_package_key_and_restores_it():
     with pytest.raises(AssertionError, match="switched off"):
         ex.check_heap_key(lambda c, p, v: (-c, tie_key("bytes", v)(p)))

@@ -4,7 +4,7 @@ trainer's tie rule.
 
 Each check takes the learner's function plus the notebook data it needs, computes the expected value with plain Python
 here (never by calling the package function; after the learner's calls, so that no local of the check holds it
-meanwhile, except exercise 5's pop order), and fails through :mod:`course_utils.checks`, whose messages never show
+meanwhile), and fails through :mod:`course_utils.checks`, whose messages never show
 the expected value. While the learner's encoder, decoder or merge counter runs (exercises 1, 2 and 4), every ready-made
 BPE encoder and decoder the notebook can reach is switched off (``checks.package_functions_switched_off``):
 ``BPETokenizer``'s encode and decode paths, this module's own helpers, ``to_hf_tokenizer``, tiktoken's ``Encoding``
@@ -300,7 +300,6 @@ def check_heap_key(fn: Callable) -> None:
     rng = random.Random(0)
     own_key = [train.tie_key, train._Greater.__init__, train._Greater.__lt__, train._Greater.__eq__]
     for name, counts, vocab in _heap_cases():
-        want = sorted(counts, key=lambda p: (counts[p], (vocab[p[0]], vocab[p[1]])), reverse=True)
         for shuffle in range(3):
             entries = list(counts.items())
             rng.shuffle(entries)
@@ -315,6 +314,7 @@ def check_heap_key(fn: Callable) -> None:
                 except TypeError as err:
                     raise AssertionError(f"{name}: your keys cannot be compared with each other ({err}). "
                                          f"{hint}") from None
-            if got != want:
+            # the wanted order is made after the learner's calls: no local holds it while fn runs
+            if got != sorted(counts, key=lambda p: (counts[p], (vocab[p[0]], vocab[p[1]])), reverse=True):
                 raise AssertionError(f"{name} (shuffle {shuffle + 1}): the pairs pop in the wrong order. {hint}")
         checks.passed(f"{name}: pop order")
