@@ -40,9 +40,8 @@ compared within 1e-5 and 1e-7 + 1e-4 relative. Every router case has distinct pr
 where the loss is exactly 1 for any choice of experts, so every tie order passes (its gradient depends on the tie order:
 left out of the gradient comparison).
 
-Left out: argument validation, RoPE scaling, attention over a KV cache (queries fewer than keys), padding masks, expert
-capacity, the KV-cache size formula with GQA (chapter 07's Mistral exercise asks for it).
-"""
+Left out: argument validation, RoPE scaling, attention over a KV cache (queries fewer than keys), padding masks,
+expert capacity, the KV-cache size formula with GQA (chapter 07's Mistral exercise asks for it)."""
 
 from __future__ import annotations
 
@@ -122,8 +121,7 @@ def _rope_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
 
 
 def _rope_reference(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    x64 = x.double()
+    half, x64 = x.shape[-1] // 2, x.double()
     pairs = torch.complex(x64[..., :half], x64[..., half:])  # (..., T, D/2): x_i + j x_{i+D/2}
     frequencies = torch.tensor([theta ** (-2.0 * i / x.shape[-1]) for i in range(half)], dtype=torch.float64)
     turn = torch.polar(torch.ones(len(positions), half, dtype=torch.float64),
@@ -292,17 +290,19 @@ def check_load_balancing_loss(fn: Callable[[torch.Tensor, int], Any]) -> None:
     ``transformers``' ``load_balancing_loss_func`` (top_k times this loss, every copy) is switched off meanwhile.
     """
     for label, logits, top_k in _router_cases():
-        name = f"load-balancing loss, {label}"
-        answer = _call(fn, logits.clone(), top_k, library=BALANCE_LIBRARY, first=MIXTRAL)
-        value = checks.finite_float_tensor(name, answer, BALANCE_HINT)
-        if value.numel() != 1:
-            raise AssertionError(f"{name}: expected one number, got shape {tuple(value.shape)}. {BALANCE_HINT}")
-        checks.check_close(name, float(value), float(_balance_reference(logits, top_k)), atol=LOSS_ATOL,
-                           rtol=LOSS_RTOL, hint=BALANCE_HINT)
-    for label, logits, top_k in _router_cases():
-        if logits.eq(logits[0, 0]).all():
-            continue  # uniform router: the gradient E sum_i f_i dP_i depends on which tied experts were picked
-        _check_gradient(fn, f"load-balancing loss gradient, {label}", logits, top_k)
+        _check_value(fn, f"load-balancing loss, {label}", logits, top_k)
+    for label, logits, top_k in _router_cases():  # not the uniform router: its gradient E sum_i f_i dP_i
+        if not logits.eq(logits[0, 0]).all():       # depends on which tied experts were picked
+            _check_gradient(fn, f"load-balancing loss gradient, {label}", logits, top_k)
+
+
+def _check_value(fn: Callable, name: str, logits: torch.Tensor, top_k: int) -> None:  # no local outlives a case
+    answer = _call(fn, logits.clone(), top_k, library=BALANCE_LIBRARY, first=MIXTRAL)
+    value = checks.finite_float_tensor(name, answer, BALANCE_HINT)
+    if value.numel() != 1:
+        raise AssertionError(f"{name}: expected one number, got shape {tuple(value.shape)}. {BALANCE_HINT}")
+    checks.check_close(name, float(value), float(_balance_reference(logits, top_k)), atol=LOSS_ATOL,
+                       rtol=LOSS_RTOL, hint=BALANCE_HINT)
 
 
 def _check_gradient(fn: Callable, name: str, logits: torch.Tensor, top_k: int) -> None:
