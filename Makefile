@@ -30,7 +30,8 @@ assets: setup
 lab: setup
 	$(BIN)/jupyter lab notebooks/
 
-# Unit tests, then every notebook top to bottom, under COURSE_PROFILE=$(PROFILE) (default smoke), offline.
+# Unit tests and every notebook top to bottom, under COURSE_PROFILE=$(PROFILE) (default smoke), offline; at smoke in
+# two processes (see test-inner).
 # The browser test (tests/test_browser.py: JupyterLab in headless Chromium) runs when Debian's chromium is installed;
 # COURSE_INSTALL_BROWSER=1 installs it first (apt-get, as root or with sudo) and makes its absence a failure;
 # COURSE_CHROMIUM=/path/to/chrome uses another Chromium-based browser instead.
