@@ -20,11 +20,10 @@ def notebook_scope(nodeid: str) -> str | None:
     nbval, which finds the course cache warm) and two workers never execute the same notebook at once. None for any
     other test (it keeps pytest-xdist's scope: its module, or its class)."""
     module, found, param = nodeid.partition("::test_every_code_cell_can_run_again[")
-    if not (found and module.endswith("test_notebook_rerun.py") and param.endswith(".ipynb]")):
+    if not (found and module.endswith("tests/test_notebook_rerun.py") and param.endswith(".ipynb]")):
         return None
-    tests_dir = module.rpartition("/")[0]  # "tests", or a longer path where pytest's root is higher up
-    root = tests_dir.rpartition("/")[0]
-    return f"{root + '/' if root else ''}notebooks/{param[:-1]}"
+    root = module.removesuffix("tests/test_notebook_rerun.py")  # "", or a folder where pytest's root is higher up
+    return f"{root}notebooks/{param[:-1]}"
 
 
 def indexed_cell_sources(notebook: str | pathlib.Path, kind: str) -> list[tuple[int, str]]:
