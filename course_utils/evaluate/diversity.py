@@ -10,8 +10,8 @@
 * distinct-n at a fixed count of n-grams: pooled distinct-n falls as the number of n-grams it counts grows (more text,
   more chances for an n-gram to come again), so sample sets that stop at an end token, and so differ in total length,
   are compared on the same number of n-grams: each set's first ``n_grams`` (:func:`distinct_n_at_count`), with the
-  count the smallest set allows (:func:`distinct_n_at_equal_counts`). Chapter 07 cuts every sample to a common length
-  instead, which fails when some samples are only a token or two long.
+  count the smallest set allows (:func:`distinct_n_at_equal_counts`). Chapter 07 first cuts every sample to a common
+  length, then scores its settings at equal counts with it (a sample shorter than the cut would leave fewer).
 
 Left out: self-BLEU (Zhu et al., 2018, "Texygen"), MAUVE, embedding-based diversity.
 """
