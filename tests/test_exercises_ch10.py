@@ -290,12 +290,21 @@ def mean_precision(t, p, c):
     return sum(sum(a == k and b == k for a, b in zip(t, p)) / max(1, p.count(k)) for k in c) / len(c)
 
 
+def f1_of_macro_precision_and_recall(t, p, c):
+    """The other "macro-F" (Sokolova and Lapalme): the F1 of the macro-averaged precision and recall."""
+    tp = [sum(a == k and b == k for a, b in zip(t, p)) for k in c]
+    precision = sum(x / max(1, p.count(k)) for x, k in zip(tp, c)) / len(c)
+    recall = sum(x / max(1, t.count(k)) for x, k in zip(tp, c)) / len(c)
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
 def union_of_labels(t, p, c):
     """Ignores ``classes``: averages over the labels seen in either list (metrics.macro_f1's default)."""
     return sol.macro_f1_by_hand(t, p, sorted(set(t) | set(p), key=str))
 
 
-@pytest.mark.parametrize("wrong", [accuracy, weighted_f1, present_classes_only, mean_precision, union_of_labels])
+@pytest.mark.parametrize("wrong", [accuracy, weighted_f1, present_classes_only, mean_precision,
+                                   f1_of_macro_precision_and_recall, union_of_labels])
 def test_f1_rejects_likely_mistakes(wrong):
     expected = [ex._f1_reference(t, p, c) for _, t, p, c in ex._f1_cases()]
     assert_hidden(rejects(ex.check_macro_f1, wrong), expected)
