@@ -292,9 +292,8 @@ def mean_precision(t, p, c):
 
 def f1_of_macro_precision_and_recall(t, p, c):
     """The other "macro-F" (Sokolova and Lapalme): the F1 of the macro-averaged precision and recall."""
-    tp = [sum(a == k and b == k for a, b in zip(t, p)) for k in c]
-    precision = sum(x / max(1, p.count(k)) for x, k in zip(tp, c)) / len(c)
-    recall = sum(x / max(1, t.count(k)) for x, k in zip(tp, c)) / len(c)
+    precision = mean_precision(t, p, c)
+    recall = sum(sum(a == k and b == k for a, b in zip(t, p)) / max(1, t.count(k)) for k in c) / len(c)
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
