@@ -95,6 +95,22 @@ def test_a_failing_notebook_is_reported_and_the_previous_build_kept(tmp_path, mo
     assert not [p for p in os.listdir(out) if p.startswith(".")], "no temporary files left behind"
 
 
+@pytest.mark.slow
+def test_a_kernel_that_dies_fails_its_notebook_and_the_book_goes_on(tmp_path, monkeypatch):
+    """A kernel killed mid-notebook (out of memory on a laptop) is that notebook's failure, not the build's end."""
+    monkeypatch.setattr(book, "local_mathjax", lambda: None)
+    dies = write_notebook(tmp_path / "01_dies.ipynb", "print('before')", "import os\nos._exit(1)", "print('after')")
+    fine = write_notebook(tmp_path / "02_fine.ipynb", "print('fine')")
+    entries = book.build_book([dies, fine], tmp_path / "build", "smoke", timeout=60, progress=False)
+    assert [e.ok for e in entries] == [False, True]
+    assert "kernel died" in entries[0].error
+    out = tmp_path / "build" / "smoke"
+    failed = nbformat.read(out / "01_dies.failed.ipynb", as_version=4)
+    assert "before" in "".join(o.get("text", "") for o in failed.cells[1].outputs), "outputs up to the crash kept"
+    assert (out / "02_fine.html").is_file() and "FAILED" in (out / "index.html").read_text()
+    assert not (out / "01_dies.html").exists()
+
+
 def test_static_outputs_keep_progress_text_and_replace_controls():
     nb = nbformat.v4.new_notebook()
     nb.metadata["widgets"] = {"state": {}}

@@ -169,10 +169,13 @@ def kernel_environment(profile: str) -> dict[str, str]:
 
 
 def execute_notebook(path: Path, profile: str, timeout: int):
-    """Run ``path`` top to bottom in a fresh kernel, in the notebook's folder; return (executed nb, seconds, error)."""
+    """Run ``path`` top to bottom in a fresh kernel, in the notebook's folder; return (executed nb, seconds, error).
+
+    A cell that raises or times out, and a kernel that dies (killed for memory, a crash), are this notebook's error:
+    the book goes on with the next notebook."""
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
@@ -183,6 +186,9 @@ def execute_notebook(path: Path, profile: str, timeout: int):
         client.execute(env=kernel_environment(profile))
     except (CellExecutionError, CellTimeoutError) as exc:
         error = str(exc).strip()[-3000:]
+    except DeadKernelError as exc:
+        error = (f"the kernel died ({str(exc).strip() or 'no message'}): out of memory, or a crash in native code; "
+                 "the executed copy holds the outputs up to the cell that was running")
     return nb, time.perf_counter() - start, error
 
 
