@@ -6,8 +6,10 @@
 * Training compute ``C ~ 6 N D`` FLOPs for ``D`` tokens: each weight does one multiply-add (2 FLOPs) per token in
   the forward pass and two in the backward pass (gradients for activations and for weights).
 * :func:`gpt_train_flops_per_token` adds what ``6 N`` leaves out: the output head (``6 C V``) and attention's
-  ``Q K^T`` and ``A V`` products (``12 n_layer T C``, with ``T`` the sequence length; the course's attention computes
-  the full ``T x T`` product and masks it, so no causal halving). ``tests/test_scaling_compute.py`` checks it against
+  ``Q K^T`` and ``A V`` products (``12 n_layer T C``, with ``T`` the sequence length), counted for the full ``T x T``
+  product with no causal halving, as Hoffmann et al.'s appendix F and torch's FLOP counter count them: the manual
+  attention path computes all of it and masks it, while a fused causal kernel (SDPA, flash attention) skips the key
+  blocks wholly above the diagonal and so executes somewhat fewer. ``tests/test_scaling_compute.py`` checks it against
   ``torch.utils.flop_counter.FlopCounterMode`` on a real forward and backward pass (the counter does not see inside
   the fused CPU attention kernel, so the attention products are checked on the same shapes written as matmuls).
 
