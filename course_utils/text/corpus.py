@@ -63,7 +63,8 @@ class CorpusSplit:
 
 def load_shakespeare(val_works: tuple[str, ...] = DEFAULT_VAL_WORKS, max_train_chars: int | None = None,
                      max_val_chars: int | None = None) -> CorpusSplit:
-    """Train/validation split by whole works; works are joined with a blank line in sorted key order.
+    """Train/validation split by whole works, each side joined with a blank line: the training works in sorted key
+    order, the validation works in the order given (``DEFAULT_VAL_WORKS`` starts with Macbeth).
 
     ``max_*_chars`` truncate each side (the smoke profile trains on a slice); truncation keeps a prefix.
     """
