@@ -1,11 +1,13 @@
 """Beam search: keep the ``num_beams`` most probable partial continuations instead of one (greedy) or a sample.
 
-At every step each beam is extended by every token; of the ``num_beams x V`` candidates we keep the best
-``num_beams`` by total log-probability. A candidate ending in ``eos_token_id`` leaves the beam and becomes a finished
-hypothesis scored by ``sum log p / length ** length_penalty`` (length = generated tokens, EOS included), so longer
-answers are not punished merely for having more factors below one. The search stops after ``max_new_tokens`` or once
-``num_beams`` hypotheses are finished and the best running beam can no longer beat the worst of them at its current
-length (the "heuristic" stopping rule of ``transformers``' default ``early_stopping=False``). The result also
+At every step each beam is extended by every token; of the ``num_beams x V`` candidates we keep the best ``num_beams``
+by total log-probability. A candidate ending in ``eos_token_id`` that ranks among those best ``num_beams`` leaves the
+beam and becomes a finished hypothesis (one ranked lower is dropped), and the beam is refilled to ``num_beams`` with
+the next best candidates that do not end in EOS, taken from the top ``2 x num_beams`` (as ``transformers`` does); a
+finished hypothesis is scored by ``sum log p / length ** length_penalty`` (length = generated tokens, EOS included),
+so longer answers are not punished merely for having more factors below one. The search stops after ``max_new_tokens``
+or once ``num_beams`` hypotheses are finished and the best running beam can no longer beat the worst of them at its
+current length (the "heuristic" stopping rule of ``transformers``' default ``early_stopping=False``). The result also
 records ``min_gap``, the smallest score difference at any decision the search took (the last kept candidate against
 the first left out, the rank that admits an EOS candidate, which finished hypotheses survive, the stopping test, the
 final pick; the order among kept beams decides nothing): below rounding level, another numerical path may decide the
