@@ -9,9 +9,10 @@ each rank keeps (and updates) only its shard. The optimizer therefore builds Ada
 
 :func:`course_utils.parallel.memory.measured_state_bytes` counts, on one rank, the bytes of the tensors that rank
 really holds (``to_local()`` of a DTensor: the shard) for weights, gradients and AdamW's two moments. That is a count
-of the *persistent* state, not a measurement of memory; it leaves out the transient all-gathered block (one block's
-full parameters at a time), the padding FSDP2 adds to make shards equal, activations, and allocator overhead, which a
-GPU's ``torch.cuda.max_memory_allocated`` would include.
+of the *persistent* state, not a measurement of memory; it leaves out the transient all-gathered parameters (one
+block's full parameters in forward, up to two in backward, where FSDP2 prefetches the next block, and the root's,
+which FSDP2 keeps gathered from forward to backward), the padding FSDP2 adds to make shards equal, activations, and
+allocator overhead, which a GPU's ``torch.cuda.max_memory_allocated`` would include.
 
 :func:`fsdp_training_rank` shards the course's GPT one ``fully_shard`` per transformer block plus one for the root
 (embeddings, final LayerNorm, the tied head), trains it on the rank's shard of each batch, and returns the full

@@ -1,13 +1,13 @@
 """Mixed precision beyond the trainer's bf16 switch: number formats, gradient underflow, and dynamic loss scaling.
 
-Follows Micikevicius et al., 2018, "Mixed Precision Training": float16 has 5 exponent bits, so gradients below
-2^-24 (its smallest subnormal) round to zero; multiplying the loss by a scale S moves every gradient up by S (the
-chain rule is linear), the optimizer sees the gradients divided by S again in float32, and a step whose scaled
-gradients overflowed to inf/NaN is skipped. The *dynamic* rule of the common implementations (NVIDIA's AMP,
-TensorFlow's ``DynamicLossScale``, ``torch.amp.GradScaler``) halves S on every overflow and doubles it after
-``growth_interval`` clean steps in a row, so S sits just below overflow.
-bfloat16 keeps float32's 8 exponent bits (range down to 2^-133) and needs no scaling; the course trainer's
-``TrainConfig(precision="bf16")`` (course_utils.train.loop) is that recipe and is reused, not repeated, here.
+Follows Micikevicius et al., 2018, "Mixed Precision Training": float16 has 5 exponent bits, so gradients below about
+2^-25 (half its smallest subnormal, 2^-24, under round-to-nearest) round to zero; multiplying the loss by a scale S
+moves every gradient up by S (the chain rule is linear), the optimizer sees the gradients divided by S again in
+float32, and a step whose scaled gradients overflowed to inf/NaN is skipped. The *dynamic* rule of the common
+implementations (NVIDIA's AMP, TensorFlow's ``DynamicLossScale``, ``torch.amp.GradScaler``) halves S on every overflow
+and doubles it after ``growth_interval`` clean steps in a row, so S sits just below overflow. bfloat16 keeps float32's
+8 exponent bits (range down to 2^-133) and needs no scaling; the course trainer's ``TrainConfig(precision="bf16")``
+(course_utils.train.loop) is that recipe and is reused, not repeated, here.
 
 What is here: :func:`float_ranges` (torch.finfo in one table), :func:`cast_outcomes` (what casting scaled values
 to a format does to them), :func:`collect_gradients` (a real model's weight and activation gradients),
