@@ -10,9 +10,8 @@ from scratch in chapter 07; here the model's own KV cache), so each new token co
 Holding a 135M-parameter model four times over (policy, frozen reference, reward model, value model) and fine-tuning
 two of them (policy and value model) is the memory bill of RLHF; :func:`train_last_layers` trains only the last
 decoder layers and the final norm instead (LoRA, Hu et al., 2021, is the usual cheaper alternative; chapter 06 builds
-it, :mod:`course_utils.lora`). The chat prompts follow the
-model's own chat template, with exactly ``k`` tokens of text in each so that every prompt has one length and batches
-need no padding.
+it, :mod:`course_utils.lora`). The chat prompts follow the model's own chat template, with exactly ``k`` tokens of
+text in each so that every prompt has one length and batches need no padding.
 
 Left out: LoRA, padding and attention masks (every prompt has one length), stopping early at the end token (the
 rollout code masks what follows it), mixed precision.
